@@ -1,0 +1,69 @@
+"""The ``gpustack`` command: a thin click group over the stages.
+
+Subcommands live in ``resolver/cmd_*.py`` and are imported only when called, so ``gpustack plan`` never pays for
+``verify``'s imports. Every ``GpuStackError`` becomes one line on stderr and its exit code (2 for bad input).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from resolver import __version__
+from resolver.errors import GpuStackError
+
+__all__ = ["main"]
+
+# name -> (module, attribute, one-line help)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "detect": ("resolver.cmd_detect", "detect", "Show the GPUs, driver, CUDA toolkit and Python environment found here."),
+    "plan": ("resolver.cmd_plan", "plan", "Solve torch/CUDA/xformers/flash-attn for a target and print the plan."),
+    "install": ("resolver.cmd_install", "install", "Solve, plan and install into an environment, safely."),
+    "download": ("resolver.cmd_install", "download", "Download every file a plan needs, for an offline install."),
+    "cache": ("resolver.cmd_install", "cache", "List or clear the cache of source-built wheels."),
+    "lock": ("resolver.cmd_lock", "lock", "Write a PEP 751 pylock.toml (or requirements.txt) for a target."),
+    "dockerfile": ("resolver.cmd_lock", "dockerfile", "Print a Dockerfile for a target's stack."),
+    "check-upgrade": ("resolver.cmd_lock", "check_upgrade", "Say whether moving to new versions is safe."),
+    "verify": ("resolver.cmd_verify", "verify", "Run every installed attention kernel and check it against a reference."),
+    "matrix": ("resolver.cmd_matrix", "matrix", "Show or validate the compatibility matrices."),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = _COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(spec[0])
+        command = getattr(module, spec[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, spec[2]) for name, spec in _COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GpuStackError as exc:
+            click.echo(f"gpustack: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpustack")
+@click.option("-v", "--verbose", is_flag=True, help="Log where each fact came from and every command run.")
+def main(verbose: bool) -> None:
+    """gpustack: a GPU software stack (torch, its CUDA build, xformers, flash-attn) that works on your GPU and driver."""
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")

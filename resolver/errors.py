@@ -1,0 +1,79 @@
+"""Errors raised by gpustack. The CLI turns every ``GpuStackError`` into one line and exit code 2
+(``NoCompatibleStack`` exits 1: the input was fine, the world has no answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "GpuStackError",
+    "BadInput",
+    "InvalidMatrix",
+    "DetectionError",
+    "CommandFailed",
+    "NoCompatibleStack",
+]
+
+
+class GpuStackError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class BadInput(GpuStackError, ValueError):
+    """Something the user typed is wrong. The message names the input and the next step."""
+
+
+class InvalidMatrix(GpuStackError, ValueError):
+    """A matrix file breaks the schema or is inconsistent. ``context`` is ``file: row: field``."""
+
+    def __init__(self, message: str, context: str) -> None:
+        super().__init__(message, context)
+        self.message = message
+        self.context = context
+
+    def __str__(self) -> str:
+        return f"{self.context}: {self.message}"
+
+
+class DetectionError(GpuStackError):
+    """Reading the machine failed in a way that is not simply "no GPU"."""
+
+
+class CommandFailed(GpuStackError):
+    """A child process exited non-zero."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, output_tail: str = "", log_path: str | None = None) -> None:
+        super().__init__(argv, returncode, output_tail, log_path)
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output_tail = output_tail
+        self.log_path = log_path
+
+    def __str__(self) -> str:
+        cmd = " ".join(self.argv)
+        msg = f"command failed with exit code {self.returncode}: {cmd}"
+        if self.log_path:
+            msg += f" (full log: {self.log_path})"
+        if self.output_tail:
+            msg += "\n" + self.output_tail.rstrip()
+        return msg
+
+
+class NoCompatibleStack(GpuStackError):
+    """The solver found no stack. ``reasons`` holds one entry per blocking fact; ``alternatives`` what would work."""
+
+    exit_code = 1
+
+    def __init__(self, reasons: Sequence[str], alternatives: Sequence[str] = ()) -> None:
+        super().__init__(list(reasons), list(alternatives))
+        self.reasons = list(reasons)
+        self.alternatives = list(alternatives)
+
+    def __str__(self) -> str:
+        lines = ["no compatible stack:"] + [f"  - {r}" for r in self.reasons]
+        if self.alternatives:
+            lines.append("what would work instead:")
+            lines += [f"  - {a}" for a in self.alternatives]
+        return "\n".join(lines)

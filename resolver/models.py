@@ -1,0 +1,345 @@
+"""Value types shared by every stage: what a target is, what the matrices hold, what the solver and planner return.
+
+Parsing and ordering only; this module imports no other stage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from resolver.errors import BadInput
+
+__all__ = [
+    "ComputeCapability",
+    "ArchList",
+    "Coverage",
+    "Gpu",
+    "Target",
+    "PLATFORMS",
+    "parse_driver",
+    "cuda_tag",
+    "PackageChoice",
+    "Stack",
+    "Step",
+    "Plan",
+    "PYPI_SIMPLE",
+    "PYTORCH_INDEX",
+]
+
+PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
+PYPI_SIMPLE = "https://pypi.org/simple"
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+Coverage = Literal["sass", "ptx"]
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ComputeCapability:
+    """A CUDA compute capability such as 8.6 (``sm_86``)."""
+
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> ComputeCapability:
+        """Return the capability written as ``8.6``, ``86``, ``sm_86`` or ``compute_86``."""
+        s = text.strip().lower()
+        s = s.removeprefix("sm_").removeprefix("compute_")
+        m = re.fullmatch(r"(\d+)\.(\d)", s) or re.fullmatch(r"(\d+)(\d)", s)
+        if not m:
+            raise BadInput(f"invalid compute capability: {text!r} (expected e.g. 8.6 or sm_86)")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @property
+    def sm(self) -> str:
+        return f"sm_{self.major}{self.minor}"
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+_ARCH_TOKEN = re.compile(r"^(?:sm_|compute_)?(\d+)\.?(\d)([af]?)(\+ptx)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchList:
+    """The GPU code compiled into a binary: SASS per architecture, and PTX that the driver can JIT-compile.
+
+    ``sass_exact`` holds arch-specific targets (``9.0a``) that run on exactly that capability; ``sass`` holds
+    ordinary targets, which run on any GPU of the same major with an equal or higher minor; ``ptx`` runs on any
+    GPU at or above it (through the driver's JIT).
+    """
+
+    sass: frozenset[ComputeCapability] = frozenset()
+    ptx: frozenset[ComputeCapability] = frozenset()
+    sass_exact: frozenset[ComputeCapability] = frozenset()
+
+    @classmethod
+    def parse(cls, spec: str | Iterable[str]) -> ArchList:
+        """Return the list written as ``"3.7;5.0;8.0+PTX"``, ``"7.5 8.0+PTX 9.0a"`` or ``["sm_80", "sm_90"]``."""
+        tokens = re.split(r"[;\s,]+", spec.strip()) if isinstance(spec, str) else list(spec)
+        sass: set[ComputeCapability] = set()
+        ptx: set[ComputeCapability] = set()
+        exact: set[ComputeCapability] = set()
+        for raw in tokens:
+            if not raw:
+                continue
+            tok = raw.strip().lower()
+            m = _ARCH_TOKEN.match(tok)
+            if not m:
+                raise ValueError(f"invalid architecture {raw!r}")
+            cc = ComputeCapability(int(m.group(1)), int(m.group(2)))
+            suffix = m.group(3)
+            if tok.startswith("compute_"):
+                if not suffix:
+                    ptx.add(cc)
+                continue
+            (exact if suffix == "a" else sass).add(cc)
+            if m.group(4) and not suffix:
+                ptx.add(cc)
+        return cls(frozenset(sass), frozenset(ptx), frozenset(exact))
+
+    def covers(self, cc: ComputeCapability) -> Coverage | None:
+        """Return ``"sass"`` when native code runs on ``cc``, ``"ptx"`` when only a JIT from PTX does, else ``None``."""
+        if cc in self.sass_exact:
+            return "sass"
+        if any(a.major == cc.major and a.minor <= cc.minor for a in self.sass):
+            return "sass"
+        if any(p <= cc for p in self.ptx):
+            return "ptx"
+        return None
+
+    def newest_sass(self) -> ComputeCapability | None:
+        every = self.sass | self.sass_exact
+        return max(every) if every else None
+
+    def to_torch_arch_list(self) -> str:
+        """Return the ``TORCH_CUDA_ARCH_LIST`` spelling, e.g. ``"7.0;8.0+PTX"``."""
+        items = []
+        for cc in sorted(self.sass | self.ptx | self.sass_exact):
+            text = f"{cc}a" if cc in self.sass_exact and cc not in self.sass else str(cc)
+            if cc in self.ptx:
+                text += "+PTX"
+            items.append(text)
+        return ";".join(items)
+
+    def __bool__(self) -> bool:
+        return bool(self.sass or self.ptx or self.sass_exact)
+
+
+def parse_driver(text: str) -> Version:
+    """Return an NVIDIA driver version (``580.159.04``, ``470.82.01``, ``580``) as a comparable ``Version``."""
+    s = text.strip()
+    if not re.fullmatch(r"\d{2,4}(\.\d{1,3}){0,2}", s):
+        raise BadInput(f"invalid driver version: {text!r} (expected e.g. 535.104.05; `nvidia-smi` prints it)")
+    return Version(s)
+
+
+def cuda_tag(cuda: Version | str | None) -> str:
+    """Return the wheel tag of a CUDA version: ``12.1`` -> ``cu121``; ``None`` -> ``cpu``."""
+    if cuda is None:
+        return "cpu"
+    v = cuda if isinstance(cuda, Version) else Version(str(cuda))
+    return f"cu{v.major}{v.minor}"
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One GPU of a target: its name as ``nvidia-smi`` prints it (or as the user named it) and its capability."""
+
+    name: str
+    compute_capability: ComputeCapability
+    memory_mib: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "compute_capability": str(self.compute_capability)}
+        if self.memory_mib is not None:
+            d["memory_mib"] = self.memory_mib
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The machine a stack is solved for: this one (detected) or another (``--gpu``, ``--driver``, ...).
+
+    ``gpus`` empty means a CPU target. ``driver`` ``None`` means unknown: the solver then assumes a driver new
+    enough for every CUDA build and says so. ``nvcc`` is the CUDA toolkit a source build would use, if known.
+    """
+
+    gpus: tuple[Gpu, ...]
+    python: str
+    platform: str
+    driver: Version | None = None
+    nvcc: Version | None = None
+    cpu_count: int | None = None
+    memory_gib: float | None = None
+    source: str = "detected"  # "detected" or "given"
+
+    @property
+    def is_cpu(self) -> bool:
+        return not self.gpus
+
+    @property
+    def capabilities(self) -> tuple[ComputeCapability, ...]:
+        return tuple(sorted({g.compute_capability for g in self.gpus}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpus": [g.to_dict() for g in self.gpus],
+            "driver": str(self.driver) if self.driver is not None else None,
+            "python": self.python,
+            "platform": self.platform,
+            "nvcc": str(self.nvcc) if self.nvcc is not None else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PackageChoice:
+    """One chosen package: an exact version and how it gets onto the machine.
+
+    ``method`` is ``"wheel"`` (from ``index_url``, or ``url`` for a direct file) or ``"source"`` (built here with
+    ``build_env``). ``version`` carries torch's CUDA tag (``2.1.0+cu121``).
+    """
+
+    name: str
+    version: str
+    method: Literal["wheel", "source"]
+    index_url: str | None = None
+    url: str | None = None
+    build_env: Mapping[str, str] = field(default_factory=dict)
+    variant: str | None = None  # cu121 / cpu: the CUDA build of this package
+    cuda: str | None = None
+    arch_list: str | None = None  # what the chosen binary (or build) contains
+    ptx_fallback: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "version": self.version, "method": self.method}
+        if self.index_url:
+            d["index_url"] = self.index_url
+        if self.url:
+            d["url"] = self.url
+        if self.method == "source":
+            d["env"] = dict(self.build_env)
+        if self.variant:
+            d["variant"] = self.variant
+        if self.cuda:
+            d["cuda"] = self.cuda
+        if self.arch_list:
+            d["arch_list"] = self.arch_list
+        if self.ptx_fallback:
+            d["ptx_fallback"] = True
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """The solver's answer: torch first, then the packages built against it, plus what else was asked for."""
+
+    target: Target
+    packages: tuple[PackageChoice, ...]
+    other_requirements: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    torch_cxx11_abi: bool | None = None
+
+    def get(self, name: str) -> PackageChoice | None:
+        return next((p for p in self.packages if p.name == name), None)
+
+    @property
+    def torch(self) -> PackageChoice:
+        choice = self.get("torch")
+        assert choice is not None
+        return choice
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One ordered action of a plan. The planner decides; install/build only execute.
+
+    ``action``:
+      * ``"install"``: install ``requirement`` from ``index_url`` (+ ``extra_index_urls``) or the file ``url``;
+      * ``"build"``: build ``requirement`` from source into a wheel with ``env`` (no build isolation), then install it.
+    ``no_deps`` means the step must not touch other packages; ``constraints`` are pins it must honour (torch's exact
+    build, so nothing can swap it).
+    """
+
+    action: Literal["install", "build"]
+    package: str
+    requirement: str
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    url: str | None = None
+    no_deps: bool = False
+    constraints: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    build_isolation: bool = True
+    prerequisites: tuple[str, ...] = ()
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "action": self.action,
+            "package": self.package,
+            "requirement": self.requirement,
+            "index_url": self.index_url,
+            "extra_index_urls": list(self.extra_index_urls),
+            "url": self.url,
+            "no_deps": self.no_deps,
+            "constraints": list(self.constraints),
+            "env": dict(self.env),
+            "build_isolation": self.build_isolation,
+            "prerequisites": list(self.prerequisites),
+            "description": self.description,
+        }
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Ordered steps that put a ``Stack`` onto a machine."""
+
+    stack: Stack
+    steps: tuple[Step, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the documented ``plan --json`` object (docs/plan-json.md)."""
+        return {
+            "ok": True,
+            "target": self.stack.target.to_dict(),
+            "packages": [p.to_dict() for p in self.stack.packages],
+            "other_requirements": list(self.stack.other_requirements),
+            "steps": [s.to_dict() for s in self.steps],
+            "notes": list(self.stack.notes) + list(self.notes),
+        }
+
+
+def parse_version(text: str, what: str) -> Version:
+    """Return ``text`` as a Version, or raise ``BadInput`` naming ``what``."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise BadInput(f"invalid {what}: {text!r}") from None
+
+
+def python_tag(python: str) -> str:
+    """``"3.11"`` -> ``"cp311"``."""
+    major, minor = python.split(".")[:2]
+    return f"cp{major}{minor}"
+
+
+def spec_allows(spec: SpecifierSet, version: Version | str) -> bool:
+    """Return whether ``spec`` admits ``version``, pre-releases included (matrices hold exact releases)."""
+    return spec.contains(str(version), prereleases=True)
