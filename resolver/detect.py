@@ -1,0 +1,531 @@
+"""What this machine is: its NVIDIA GPUs, driver, CUDA toolkit, CPU, memory and target interpreter.
+
+The only module that reads the machine. Each probe is a ``_read_*()`` that does the I/O (and returns ``None`` when
+the thing is simply absent) plus a pure ``parse_*(text)`` tested on captured output (``tests/data/probes/``).
+``detect()`` tries, in order:
+
+1. NVML (``pynvml``): every GPU, the driver and the newest CUDA it runs;
+2. ``nvidia-smi --query-gpu=...``: GPUs and driver; plain ``nvidia-smi`` for ``CUDA Version:``;
+3. ``/sys/module/nvidia/version``, then ``/proc/driver/nvidia/version``: the driver alone.
+
+No GPU is not an error (``Host.gpus`` is empty); only real I/O failures raise ``DetectionError``. The target
+interpreter is read in a child process (``resolver/_child/probe_env.py``): gpustack itself never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from packaging.version import InvalidVersion, Version
+
+from resolver._subprocess import run, try_run
+from resolver.errors import BadInput, DetectionError
+from resolver.models import ComputeCapability, parse_driver
+from resolver.report import Reporter
+
+__all__ = [
+    "DetectedGpu",
+    "InstalledEnv",
+    "Host",
+    "detect",
+    "detect_env",
+    "format_driver",
+    "parse_nvidia_smi_csv",
+    "parse_nvidia_smi_csv_driver",
+    "parse_proc_driver_version",
+    "parse_sys_module_version",
+    "parse_nvidia_smi_cuda_version",
+    "parse_nvml_cuda_version",
+    "parse_nvcc_version",
+    "parse_meminfo_available_gib",
+    "parse_env_json",
+]
+
+log = logging.getLogger("gpustack.detect")
+
+NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total", "--format=csv,noheader")
+SYS_MODULE_VERSION = "/sys/module/nvidia/version"
+PROC_DRIVER_VERSION = "/proc/driver/nvidia/version"
+PROBE_ENV_SCRIPT = Path(__file__).with_name("_child") / "probe_env.py"
+# Importing a large torch from a cold disk can take tens of seconds.
+PROBE_ENV_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class DetectedGpu:
+    """One GPU as read here. ``compute_capability`` is ``None`` when the source did not say (old ``nvidia-smi``
+    prints ``[N/A]``): the caller then looks the name up in the GPU table."""
+
+    index: int
+    name: str
+    compute_capability: ComputeCapability | None
+    memory_mib: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        cc = self.compute_capability
+        return {"index": self.index, "name": self.name, "compute_capability": None if cc is None else str(cc),
+                "memory_mib": self.memory_mib}
+
+
+@dataclass(frozen=True)
+class InstalledEnv:
+    """What the target interpreter has: its version and platform, and the installed torch stack.
+
+    ``torch_arch_list`` is ``None`` when it could not be read without a GPU. ``packages`` maps every installed
+    distribution's normalized name to its version. ``notes`` holds what the probe could not read, and why.
+    """
+
+    python_exe: str
+    python: str
+    platform: str
+    glibc: str | None
+    torch: str | None
+    torch_cuda: str | None
+    torch_arch_list: tuple[str, ...] | None
+    torch_cxx11_abi: bool | None
+    xformers: str | None
+    flash_attn: str | None
+    packages: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python_exe": self.python_exe, "python": self.python, "platform": self.platform, "glibc": self.glibc,
+            "torch": self.torch, "torch_cuda": self.torch_cuda,
+            "torch_arch_list": None if self.torch_arch_list is None else list(self.torch_arch_list),
+            "torch_cxx11_abi": self.torch_cxx11_abi, "xformers": self.xformers, "flash_attn": self.flash_attn,
+            "packages": dict(sorted(self.packages.items())), "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Host:
+    """Everything detected here. ``driver_cuda`` is the newest CUDA the driver runs; ``sources`` maps each fact
+    (``gpus``, ``driver``, ``driver_cuda``, ``nvcc``, ...) to where it came from, or to what was tried."""
+
+    gpus: tuple[DetectedGpu, ...]
+    driver: Version | None
+    driver_cuda: Version | None
+    nvcc: Version | None
+    cpu_count: int
+    memory_available_gib: float | None
+    env: InstalledEnv
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (versions as strings), the ``gpustack detect --json`` output."""
+        return {
+            "gpus": [g.to_dict() for g in self.gpus],
+            "driver": None if self.driver is None else format_driver(self.driver),
+            "driver_cuda": _str_or_none(self.driver_cuda),
+            "nvcc": _str_or_none(self.nvcc),
+            "cpu_count": self.cpu_count,
+            "memory_available_gib": self.memory_available_gib,
+            "env": self.env.to_dict(),
+            "sources": dict(self.sources),
+        }
+
+
+def format_driver(version: Version) -> str:
+    """Return a driver version the way NVIDIA writes it: ``Version("470.82.1")`` -> ``"470.82.01"``.
+
+    ``Version`` drops the zero padding of the last field, which every NVIDIA driver number has.
+    """
+    parts = list(version.release)
+    return ".".join([str(parts[0])] + [f"{p:02d}" for p in parts[1:]])
+
+
+def _str_or_none(value: object | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- pure parsers ----------------------------------------------------------------------------------------------
+
+
+def _na(field_text: str) -> bool:
+    return field_text.strip() in ("", "[N/A]", "N/A", "[Not Supported]")
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    """Return the 4 fields of each ``name, compute_cap, driver_version, memory.total`` line; others are skipped."""
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("name,"):
+            continue
+        fields = [f.strip() for f in line.rsplit(",", 3)]
+        if len(fields) != 4 or not fields[0]:
+            log.debug("nvidia-smi: skipped unparsable line %r", line)
+            continue
+        rows.append(fields)
+    return rows
+
+
+def parse_nvidia_smi_csv(text: str) -> list[DetectedGpu]:
+    """Return the GPUs of ``nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total
+    --format=csv,noheader`` output, indexed in line order. The driver column is read by
+    ``parse_nvidia_smi_csv_driver``.
+
+    ``NVIDIA H100 80GB HBM3, 9.0, 580.159.04, 81559 MiB``. A ``[N/A]`` capability or memory becomes ``None``.
+    """
+    gpus = []
+    for index, (name, cc_text, _driver, mem_text) in enumerate(_csv_rows(text)):
+        cc: ComputeCapability | None = None
+        if not _na(cc_text):
+            try:
+                cc = ComputeCapability.parse(cc_text)
+            except BadInput:
+                log.debug("nvidia-smi: unreadable compute_cap %r for %s", cc_text, name)
+        m = re.fullmatch(r"(\d+)\s*MiB", mem_text)
+        gpus.append(DetectedGpu(index, name, cc, int(m.group(1)) if m else None))
+    return gpus
+
+
+def parse_nvidia_smi_csv_driver(text: str) -> Version | None:
+    """Return the driver version from the same ``nvidia-smi --query-gpu`` output (first readable line), or None."""
+    for row in _csv_rows(text):
+        version = _driver_or_none(row[2])
+        if version is not None:
+            return version
+    return None
+
+
+def _driver_or_none(text: str) -> Version | None:
+    try:
+        return parse_driver(text)
+    except BadInput:
+        return None
+
+
+def parse_sys_module_version(text: str) -> Version | None:
+    """Return the driver version in ``/sys/module/nvidia/version`` (``580.159.04``), or None."""
+    return _driver_or_none(text.strip().splitlines()[0] if text.strip() else "")
+
+
+def parse_proc_driver_version(text: str) -> Version | None:
+    """Return the driver version from ``/proc/driver/nvidia/version``, or None.
+
+    Open module: ``NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)``;
+    proprietary: ``NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023``.
+    """
+    for line in text.splitlines():
+        if not line.startswith("NVRM version:"):
+            continue
+        for token in line.split()[2:]:
+            if re.fullmatch(r"\d{2,4}\.\d{1,3}(\.\d{1,3})?", token):
+                return parse_driver(token)
+    return None
+
+
+def parse_nvidia_smi_cuda_version(text: str) -> Version | None:
+    """Return the newest CUDA the driver runs from ``nvidia-smi`` (``CUDA Version: 13.0``) or ``nvidia-smi -q``
+    (``CUDA Version : 13.0``) output, or None."""
+    m = re.search(r"CUDA Version\s*:\s*(\d+\.\d+)", text)
+    return Version(m.group(1)) if m else None
+
+
+def parse_nvml_cuda_version(value: int) -> Version | None:
+    """Return NVML's ``nvmlSystemGetCudaDriverVersion_v2()`` integer (``13000``) as ``Version("13.0")``."""
+    if value <= 0:
+        return None
+    return Version(f"{value // 1000}.{value % 1000 // 10}")
+
+
+def parse_nvcc_version(text: str) -> Version | None:
+    """Return the CUDA toolkit release (major.minor, e.g. ``13.0``) of ``nvcc --version`` output, or None.
+
+    Reads ``Cuda compilation tools, release 13.0, V13.0.88``, else ``Build cuda_13.0.r13.0/compiler...``.
+    """
+    m = re.search(r"release (\d+\.\d+)", text) or re.search(r"\bcuda_(\d+\.\d+)", text)
+    return Version(m.group(1)) if m else None
+
+
+def parse_meminfo_available_gib(text: str) -> float | None:
+    """Return ``MemAvailable`` of ``/proc/meminfo`` in GiB (two decimals), or None when absent (kernel < 3.14)."""
+    m = re.search(r"^MemAvailable:\s+(\d+)\s*kB", text, re.MULTILINE)
+    return round(int(m.group(1)) / 1024**2, 2) if m else None
+
+
+def parse_env_json(text: str) -> InstalledEnv:
+    """Return the ``InstalledEnv`` in the last JSON line printed by ``probe_env.py``; ValueError if there is none."""
+    lines = [line for line in text.splitlines() if line.strip().startswith("{")]
+    if not lines:
+        raise ValueError("no JSON line in the probe's output")
+    data = json.loads(lines[-1])
+    arch = data.get("torch_arch_list")
+    abi = data.get("torch_cxx11_abi")
+    return InstalledEnv(
+        python_exe=str(data["python_exe"]),
+        python=str(data["python"]),
+        platform=str(data["platform"]),
+        glibc=data.get("glibc"),
+        torch=data.get("torch"),
+        torch_cuda=data.get("torch_cuda"),
+        torch_arch_list=None if arch is None else tuple(str(a) for a in arch),
+        torch_cxx11_abi=None if abi is None else bool(abi),
+        xformers=data.get("xformers"),
+        flash_attn=data.get("flash_attn"),
+        packages={str(k): str(v) for k, v in data.get("packages", {}).items()},
+        notes=tuple(str(n) for n in data.get("notes", [])),
+    )
+
+
+# --- probes: I/O only -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _NvmlReading:
+    gpus: tuple[DetectedGpu, ...]
+    driver: Version | None
+    driver_cuda: Version | None
+
+
+_T = TypeVar("_T")
+
+
+def _read_nvml() -> _NvmlReading | None:
+    """Return GPUs, driver and CUDA as NVML reports them, or None when NVML is not there or fails."""
+    try:
+        import pynvml  # type: ignore[import-untyped]  # the library itself is loaded only by nvmlInit()
+    except ImportError:
+        log.debug("NVML: pynvml is not installed")
+        return None
+    try:
+        pynvml.nvmlInit()
+    except (pynvml.NVMLError, OSError) as exc:
+        log.debug("NVML unavailable: %s", exc)
+        return None
+
+    def ask(fn: Callable[..., _T], *args: object) -> _T | None:
+        try:
+            return fn(*args)
+        except pynvml.NVMLError as exc:  # e.g. memory info is "Not Supported" on some boards
+            log.debug("NVML %s: %s", fn.__name__, exc)
+            return None
+
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = ask(pynvml.nvmlDeviceGetName, handle)
+            cc = ask(pynvml.nvmlDeviceGetCudaComputeCapability, handle)
+            mem = ask(pynvml.nvmlDeviceGetMemoryInfo, handle)
+            gpus.append(DetectedGpu(
+                index=i,
+                name=name.decode() if isinstance(name, bytes) else str(name or f"GPU {i}"),
+                compute_capability=ComputeCapability(int(cc[0]), int(cc[1])) if cc else None,
+                memory_mib=int(mem.total) // 2**20 if mem is not None else None,
+            ))
+        driver = ask(pynvml.nvmlSystemGetDriverVersion)
+        cuda = ask(pynvml.nvmlSystemGetCudaDriverVersion_v2)
+    except pynvml.NVMLError as exc:
+        log.debug("NVML failed while listing GPUs: %s", exc)
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+    driver_text = driver.decode() if isinstance(driver, bytes) else driver
+    return _NvmlReading(
+        gpus=tuple(gpus),
+        driver=_driver_or_none(str(driver_text)) if driver_text else None,
+        driver_cuda=parse_nvml_cuda_version(int(cuda)) if cuda is not None else None,
+    )
+
+
+def _read_nvidia_smi_csv() -> str | None:
+    """Return the ``nvidia-smi --query-gpu=...`` output, or None when nvidia-smi is missing or fails."""
+    done = try_run(NVIDIA_SMI_QUERY)
+    return done.stdout if done else None
+
+
+def _read_nvidia_smi() -> str | None:
+    """Return plain ``nvidia-smi`` output (its header says ``CUDA Version:``), or None."""
+    done = try_run(["nvidia-smi"])
+    return done.stdout if done else None
+
+
+def _read_text(path: str) -> str | None:
+    """Return the file's text, None when it does not exist; ``DetectionError`` when it exists but can't be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise DetectionError(f"cannot read {path}: {exc}; pass --driver VERSION to skip driver detection") from exc
+
+
+def _read_sys_module_version() -> str | None:
+    return _read_text(SYS_MODULE_VERSION)
+
+
+def _read_proc_driver_version() -> str | None:
+    return _read_text(PROC_DRIVER_VERSION)
+
+
+def _read_meminfo() -> str | None:
+    try:
+        return Path("/proc/meminfo").read_text()
+    except OSError:  # not Linux: free memory stays unknown, which is not worth failing for
+        return None
+
+
+def _read_nvcc_version() -> tuple[str, str] | None:
+    """Return (``nvcc --version`` output, which nvcc) for the nvcc a source build would use, or None.
+
+    Same order as ``torch.utils.cpp_extension``: ``$CUDA_HOME``/``$CUDA_PATH``, then ``PATH``, then
+    ``/usr/local/cuda``.
+    """
+    candidates = [os.path.join(os.environ[v], "bin", "nvcc") for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
+    candidates += [p for p in (shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc") if p]
+    for nvcc in candidates:
+        done = try_run([nvcc, "--version"])
+        if done is not None:
+            return done.stdout, nvcc
+    return None
+
+
+def _cpu_count() -> int:
+    """Return the cores this process may run on (its affinity mask, as ``MAX_JOBS`` should count them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _read_env_json(python_exe: str) -> str:
+    """Return the stdout of ``python_exe probe_env.py``. Raises ``BadInput`` when ``python_exe`` is no Python."""
+    if os.sep not in python_exe:  # a bare name such as python3.11: look it up on PATH
+        python_exe = shutil.which(python_exe) or python_exe
+    if not os.path.isfile(python_exe):
+        raise BadInput(f"--python-exe {python_exe}: not found; pass the path of a python interpreter")
+    try:
+        done = run([python_exe, str(PROBE_ENV_SCRIPT)], timeout=PROBE_ENV_TIMEOUT_S, check=False)
+    except OSError as exc:
+        raise BadInput(f"--python-exe {python_exe}: cannot run it ({exc.strerror}); "
+                       "pass the path of a python interpreter") from None
+    except subprocess.TimeoutExpired:
+        raise DetectionError(f"{python_exe} {PROBE_ENV_SCRIPT}: no answer in {PROBE_ENV_TIMEOUT_S:.0f}s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BadInput(f"--python-exe {python_exe}: not a working Python 3.8+ interpreter ({last})")
+    return done.stdout
+
+
+# --- assembly ---------------------------------------------------------------------------------------------------
+
+
+def detect_env(python_exe: str | None = None) -> InstalledEnv:
+    """Return what ``python_exe`` (default: this interpreter) has installed, read in a child process."""
+    exe = python_exe or sys.executable
+    text = _read_env_json(exe)
+    try:
+        env = parse_env_json(text)
+    except (ValueError, KeyError) as exc:
+        if python_exe is not None:
+            raise BadInput(f"--python-exe {python_exe}: not a python interpreter (its answer to the probe: "
+                           f"{text[-200:]!r}); pass the path of a python interpreter") from None
+        raise DetectionError(f"{exe} {PROBE_ENV_SCRIPT}: unreadable output ({exc}): {text[-200:]!r}") from None
+    for note in env.notes:
+        log.debug("probe_env: %s", note)
+    return env
+
+
+class _Facts:
+    """Collects facts with their sources, logging and reporting each as it is settled."""
+
+    def __init__(self, reporter: Reporter | None) -> None:
+        self.sources: dict[str, str] = {}
+        self.reporter = reporter
+
+    def settle(self, what: str, value: object | None, source: str) -> None:
+        self.sources[what] = source
+        text = format_driver(value) if what == "driver" and isinstance(value, Version) else str(value)
+        log.debug("%s: %s (from %s)", what, text, source)
+        if self.reporter is not None:
+            self.reporter.detected(what, text, source)
+
+
+def _detect_driver(facts: _Facts, nvml: _NvmlReading | None, smi_csv: str | None) -> Version | None:
+    """Return the driver: NVML, then ``nvidia-smi``, then /sys, then /proc."""
+    if nvml is not None and nvml.driver is not None:
+        facts.settle("driver", nvml.driver, "nvml")
+        return nvml.driver
+    smi_driver = parse_nvidia_smi_csv_driver(smi_csv) if smi_csv else None
+    if smi_driver is not None:
+        facts.settle("driver", smi_driver, "nvidia-smi")
+        return smi_driver
+    for path, read, parse in (
+        (SYS_MODULE_VERSION, _read_sys_module_version, parse_sys_module_version),
+        (PROC_DRIVER_VERSION, _read_proc_driver_version, parse_proc_driver_version),
+    ):
+        text = read()
+        version = parse(text) if text is not None else None
+        if version is not None:
+            facts.settle("driver", version, path)
+            return version
+    facts.settle("driver", None, f"not found (tried nvml, nvidia-smi, {SYS_MODULE_VERSION}, {PROC_DRIVER_VERSION})")
+    return None
+
+
+def detect(python_exe: str | None = None, *, driver_override: str | None = None,
+           reporter: Reporter | None = None) -> Host:
+    """Return the ``Host`` read from this machine and the target interpreter (default: this one).
+
+    ``driver_override`` (``--driver``) replaces the detected driver; the detected ``driver_cuda`` then belongs to
+    another driver and is dropped (``None``): the solver derives it from its driver table instead.
+    """
+    facts = _Facts(reporter)
+    override = parse_driver(driver_override) if driver_override is not None else None
+    nvml = _read_nvml()
+    smi_csv = None if nvml is not None else _read_nvidia_smi_csv()
+
+    gpus: tuple[DetectedGpu, ...] = ()
+    if nvml is not None:
+        gpus = nvml.gpus
+        facts.settle("gpus", len(gpus), "nvml")
+    elif smi_csv is not None:
+        gpus = tuple(parse_nvidia_smi_csv(smi_csv))
+        facts.settle("gpus", len(gpus), "nvidia-smi")
+    else:
+        facts.settle("gpus", 0, "not found (no NVML, no nvidia-smi)")
+
+    driver: Version | None = override
+    driver_cuda: Version | None = None
+    if override is not None:
+        facts.settle("driver", driver, "--driver")
+        facts.settle("driver_cuda", None, "not used: --driver given")
+    else:
+        driver = _detect_driver(facts, nvml, smi_csv)
+        if nvml is not None and nvml.driver_cuda is not None:
+            driver_cuda = nvml.driver_cuda
+            facts.settle("driver_cuda", driver_cuda, "nvml")
+        else:
+            smi = _read_nvidia_smi() if driver is not None else None
+            driver_cuda = parse_nvidia_smi_cuda_version(smi) if smi else None
+            facts.settle("driver_cuda", driver_cuda, "nvidia-smi" if driver_cuda else "not found")
+
+    nvcc_read = _read_nvcc_version()
+    nvcc = parse_nvcc_version(nvcc_read[0]) if nvcc_read else None
+    facts.settle("nvcc", nvcc, nvcc_read[1] if nvcc_read and nvcc else "not found")
+
+    meminfo = _read_meminfo()
+    memory = parse_meminfo_available_gib(meminfo) if meminfo else None
+    facts.settle("memory_available_gib", memory, "/proc/meminfo" if memory is not None else "not found")
+    cpus = _cpu_count()
+    facts.settle("cpu_count", cpus, "sched_getaffinity" if hasattr(os, "sched_getaffinity") else "os.cpu_count")
+
+    env = detect_env(python_exe)
+    facts.settle("env", f"Python {env.python} {env.platform}", f"{env.python_exe} {PROBE_ENV_SCRIPT.name}")
+    return Host(gpus=gpus, driver=driver, driver_cuda=driver_cuda, nvcc=nvcc, cpu_count=cpus,
+                memory_available_gib=memory, env=env, sources=facts.sources)
