@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from resolver.errors import CommandFailed
 
-__all__ = ["run", "try_run", "CompletedText"]
+__all__ = ["run", "try_run", "popen", "stream", "CompletedText"]
 
 log = logging.getLogger("gpustack.subprocess")
 
@@ -94,3 +95,44 @@ def popen(
         shell=False,
         start_new_session=True,
     )
+
+
+def stream(
+    argv: Sequence[str],
+    on_line: Callable[[str], None],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> int:
+    """Return the exit code of ``argv`` after passing each output line to ``on_line`` as it comes.
+
+    The child runs in its own session, so a Ctrl-C reaches gpustack alone: on any exception here (``KeyboardInterrupt``
+    included) the child's process group is terminated, then killed after 10 s, before the exception goes on.
+    A child killed by a signal returns ``-signal`` (SIGKILL: -9).
+    """
+    proc = popen(argv, env=env, cwd=cwd)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            on_line(line.rstrip("\n"))
+        return proc.wait()
+    except BaseException:
+        _end_group(proc)
+        raise
+
+
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    """Terminate ``proc``'s process group (pip and its build backend), then kill it if it lingers."""
+    if proc.poll() is not None:
+        return
+    log.debug("terminating process group of pid %d", proc.pid)
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -5,6 +5,7 @@ Parsing and ordering only; this module imports no other stage.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -342,4 +343,11 @@ def python_tag(python: str) -> str:
 
 def spec_allows(spec: SpecifierSet, version: Version | str) -> bool:
     """Return whether ``spec`` admits ``version``, pre-releases included (matrices hold exact releases)."""
-    return spec.contains(str(version), prereleases=True)
+    v = version if isinstance(version, Version) else Version(version)
+    return _allows(spec, v)
+
+
+@functools.lru_cache(maxsize=65536)
+def _allows(spec: SpecifierSet, version: Version) -> bool:
+    # The solver asks the same (bound, release) questions for every torch candidate: answer each once.
+    return spec.contains(version, prereleases=True)

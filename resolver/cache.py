@@ -1,0 +1,150 @@
+"""The cache of wheels built from source: one folder per build key, holding the wheel and the key that made it.
+
+A key holds everything that changes the binary (the package and its version or source tree, torch's version and
+CUDA, the Python tag, the C++ ABI, the architecture list, the platform and the build variables that reach the
+compiler); anything else (``MAX_JOBS``, ``NVCC_THREADS``) only changes how long the build takes and stays out.
+The cache lives in ``platformdirs.user_cache_dir("gpustack")``, or in ``$GPUSTACK_CACHE_DIR`` when set (tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+__all__ = ["cache_dir", "BuildKey", "CacheEntry", "lookup", "store", "entries", "clear", "BINARY_ENV"]
+
+# Build variables that change what ends up in the binary. MAX_JOBS and NVCC_THREADS are missing on purpose.
+BINARY_ENV = (
+    "TORCH_CUDA_ARCH_LIST",
+    "FLASH_ATTN_CUDA_ARCHS",
+    "FORCE_CUDA",
+    "FLASH_ATTENTION_FORCE_CXX11_ABI",
+    "FLASH_ATTENTION_DISABLE_BACKWARD",
+    "XFORMERS_DISABLE_FLASH_ATTN",
+    "_GLIBCXX_USE_CXX11_ABI",
+)
+_KEY_FILE = "key.json"
+
+
+def cache_dir() -> Path:
+    """Return the root of gpustack's cache: ``$GPUSTACK_CACHE_DIR`` if set, else the platform's user cache dir."""
+    override = os.environ.get("GPUSTACK_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("gpustack"))
+
+
+def _wheels_dir() -> Path:
+    return cache_dir() / "wheels"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildKey:
+    """Everything that changes a source-built binary. ``source`` is ``name==version`` or a source tree's hash."""
+
+    package: str
+    source: str
+    torch: str
+    torch_cuda: str | None
+    python_tag: str
+    cxx11_abi: bool | None
+    arch_list: str | None
+    platform: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **fields: Any) -> BuildKey:
+        """Return a key whose ``env`` holds the binary-changing variables of ``env`` (sorted, others dropped)."""
+        kept = tuple(sorted((k, v) for k, v in env.items() if k in BINARY_ENV))
+        return cls(env=kept, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["env"] = dict(self.env)
+        return d
+
+    def digest(self) -> str:
+        """Return the key's sha256 (hex, 24 characters): the name of its cache folder."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One cached wheel, the key that built it, its size and when it was stored (Unix time)."""
+
+    digest: str
+    wheel: Path
+    key: dict[str, Any]
+    size: int
+    created: float
+
+
+def lookup(key: BuildKey) -> Path | None:
+    """Return the cached wheel built for ``key``, or ``None`` when there is none (or it is incomplete)."""
+    folder = _wheels_dir() / key.digest()
+    if not (folder / _KEY_FILE).is_file():
+        return None
+    wheels = sorted(folder.glob("*.whl"))
+    return wheels[0] if wheels else None
+
+
+def store(key: BuildKey, wheel: Path) -> Path:
+    """Return the cached copy of ``wheel`` stored under ``key``; a folder appears whole or not at all."""
+    root = _wheels_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key.digest()
+    staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
+    try:
+        shutil.copy2(wheel, staging / wheel.name)
+        record = {"key": key.to_dict(), "created": time.time()}
+        (staging / _KEY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        if final.exists():  # a concurrent build of the same key won; keep the older one
+            shutil.rmtree(staging)
+        else:
+            staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    found = lookup(key)
+    assert found is not None
+    return found
+
+
+def entries() -> list[CacheEntry]:
+    """Return every complete cache entry, oldest first."""
+    found: list[CacheEntry] = []
+    root = _wheels_dir()
+    if not root.is_dir():
+        return found
+    for folder in root.iterdir():
+        key_file = folder / _KEY_FILE
+        wheels = sorted(folder.glob("*.whl"))
+        if folder.name.startswith(".") or not key_file.is_file() or not wheels:
+            continue
+        try:
+            record = json.loads(key_file.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append(CacheEntry(folder.name, wheels[0], dict(record.get("key", {})), wheels[0].stat().st_size,
+                                float(record.get("created", 0.0))))
+    return sorted(found, key=lambda e: e.created)
+
+
+def clear(package: str | None = None) -> list[CacheEntry]:
+    """Return the entries removed: every one, or those of ``package`` (its normalized name)."""
+    removed = []
+    for entry in entries():
+        if package is not None and entry.key.get("package") != package:
+            continue
+        shutil.rmtree(entry.wheel.parent, ignore_errors=True)
+        removed.append(entry)
+    return removed

@@ -1,0 +1,276 @@
+"""xformers and flash-attn for one chosen torch build: the newest release that fits, as a wheel when one exists.
+
+Pure. ``choose_xformers`` and ``choose_flash`` return a ``Companion`` or ``None`` (after reporting why each
+candidate was dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+from resolver.candidates import (
+    TorchOption,
+    build_arch,
+    coverage,
+    flash_archs,
+    flash_url_cuda_tag,
+    flash_wheel_matches,
+)
+from resolver.matrix_types import FlashRelease, FlashWheelRow, Matrix, XformersRelease
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, PackageChoice, Target, python_tag, spec_allows
+from resolver.report import Reporter
+from resolver.request import Request
+
+__all__ = ["Companion", "choose_xformers", "choose_flash", "flash_fits_gpus", "source_arch_list"]
+
+
+@dataclass(frozen=True, slots=True)
+class Companion:
+    choice: PackageChoice
+    notes: tuple[str, ...] = ()
+    unverified: tuple[str, ...] = ()
+    ptx: tuple[str, ...] = ()
+
+
+def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix) -> tuple[str | None, str]:
+    """Return (``TORCH_CUDA_ARCH_LIST`` for the target's GPUs, "") or (None, why nvcc cannot build for them)."""
+    assert torch.cuda is not None
+    nvcc = target.nvcc if target.nvcc is not None and target.nvcc.major == torch.cuda.major else torch.cuda
+    minor = matrix.cuda_minor(nvcc)
+    if minor is None:
+        return None, f"CUDA {nvcc} is not in the CUDA table"
+    archs = []
+    for cc in target.capabilities:
+        arch = build_arch(cc, minor.nvcc_sms)
+        if arch is None:
+            return None, f"nvcc {nvcc} cannot build code for {cc.sm}"
+        if arch not in archs:
+            archs.append(arch)
+    return ";".join(str(a) for a in sorted(archs)), ""
+
+
+def _nvcc_problem(torch: TorchOption, target: Target) -> str | None:
+    assert torch.cuda is not None
+    if target.nvcc is not None and target.nvcc.major != torch.cuda.major:
+        return f"nvcc {target.nvcc} cannot build against torch {torch.version} (CUDA {torch.cuda.major} needs nvcc {torch.cuda.major}.x)"
+    return None
+
+
+def _source_notes(torch: TorchOption, target: Target) -> tuple[str, ...]:
+    if target.nvcc is None:
+        assert torch.cuda is not None
+        return (f"the source build needs nvcc {torch.cuda.major}.x (CUDA toolkit {torch.cuda}) and ninja",)
+    return ()
+
+
+# --- xformers -------------------------------------------------------------------------------------------------------
+
+
+def _xformers_wheel_tags_ok(x: XformersRelease, target: Target) -> bool:
+    py = python_tag(target.python)
+    if x.abi3:
+        return Version(target.python) >= Version("3.9")
+    return py in x.python_tags
+
+
+def _xformers_platform_ok(x: XformersRelease, platform: str) -> bool:
+    if platform == "win_amd64":
+        return "win_amd64" in x.platforms
+    if platform == "linux_x86_64":
+        return any(p.endswith("x86_64") and p.startswith("manylinux") for p in x.platforms) or "any" in x.platforms
+    return "any" in x.platforms
+
+
+def _index_variant(x: XformersRelease, cuda: Version) -> str | None:
+    """Return the PyTorch-index build of ``x`` for a torch of CUDA ``cuda``: the same tag, else the newest build of
+    the same CUDA major not newer than it (the extension must find libcudart of its own major)."""
+    if not x.index_variants:
+        return None
+    exact = f"cu{cuda.major}{cuda.minor}"
+    if exact in x.index_variants:
+        return exact
+    same = [t for t in x.index_variants if t.startswith(f"cu{cuda.major}") and len(t) == len(exact) and t <= exact]
+    return max(same) if same else None
+
+
+def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
+    """Return the best way to get ``x`` beside ``torch``, or (None, why not)."""
+    assert torch.cuda is not None
+    version = str(x.version)
+    pinned = spec_allows(x.torch, torch.release.version)
+    problems: list[str] = []
+    if pinned and _xformers_platform_ok(x, target.platform) and _xformers_wheel_tags_ok(x, target):
+        built = x.windows_cuda if target.platform == "win_amd64" else x.pypi_cuda
+        missing, ptx = coverage(x.arch, target)
+        if built is not None and built.major == torch.cuda.major and not missing:
+            return Companion(
+                PackageChoice("xformers", version, "wheel", index_url=PYPI_SIMPLE, variant=f"cu{built.major}{built.minor}",
+                              cuda=str(built), arch_list=x.arch.to_torch_arch_list(), ptx_fallback=bool(ptx)),
+                ptx=tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx),
+            ), ""
+        if built is not None and built.major != torch.cuda.major:
+            problems.append(f"the PyPI wheel is a CUDA {built} build; torch {torch.version} is CUDA {torch.cuda}")
+        elif missing:
+            problems.append(f"the PyPI wheel has no code for {', '.join(cc.sm for cc in missing)}")
+        index_tag = _index_variant(x, torch.cuda)
+        if index_tag is not None and not missing and target.platform != "linux_aarch64":
+            unverified: tuple[str, ...] = ()
+            if x.pypi_cuda is not None and x.pypi_cuda.major != torch.cuda.major:
+                unverified = (f"xformers {version}+{index_tag} arch list assumed equal to the PyPI build's",)
+            if index_tag != torch.tag:
+                unverified += (f"xformers {version}+{index_tag} loads beside torch {torch.version} (same CUDA major)",)
+            return Companion(
+                PackageChoice("xformers", f"{version}", "wheel", index_url=f"{PYTORCH_INDEX}/{index_tag}", variant=index_tag,
+                              cuda=f"{index_tag[2:-1]}.{index_tag[-1]}", arch_list=x.arch.to_torch_arch_list(), ptx_fallback=bool(ptx)),
+                unverified=unverified,
+                ptx=tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx),
+            ), ""
+    elif not pinned and (x.source_torch is None or not spec_allows(x.source_torch, torch.release.version)):
+        return None, f"requires torch{x.torch}"
+    # Source build: the wheel's torch pin does not bind a build from the sdist/tag; its source requirement does.
+    if x.source_torch is not None and not spec_allows(x.source_torch, torch.release.version):
+        return None, f"a source build needs torch{x.source_torch}"
+    if not pinned and x.source_torch is None:
+        return None, f"requires torch{x.torch}"
+    nvcc = _nvcc_problem(torch, target)
+    if nvcc:
+        return None, "; ".join(problems + [nvcc])
+    arch, why = source_arch_list(torch, target, matrix)
+    if arch is None:
+        return None, "; ".join(problems + [why])
+    reason = "; ".join(problems) or "no prebuilt wheel for this torch/Python/platform"
+    return Companion(
+        PackageChoice("xformers", version, "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=arch,
+                      build_env={"TORCH_CUDA_ARCH_LIST": arch, "FORCE_CUDA": "1"}),
+        notes=(f"xformers {version} is built from source ({reason})",) + _source_notes(torch, target),
+    ), ""
+
+
+def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
+    """Return the newest xformers that works with ``torch`` on every GPU of the target (wheel before build)."""
+    assert request.xformers is not None
+    for x in matrix.xformers:
+        if not spec_allows(request.xformers, x.version):
+            continue
+        if "xformers.components" in request.needs and not x.has_components:
+            reporter.rejected("xformers", str(x.version), "has no xformers.components (fairseq's attention configs)")
+            continue
+        comp, why = _xformers_choice(x, torch, target, matrix)
+        if comp is not None:
+            return comp
+        reporter.rejected("xformers", f"{x.version} with torch {torch.version}", why)
+    return None
+
+
+# --- flash-attn -----------------------------------------------------------------------------------------------------
+
+
+def _flash_gpu_problem(f: FlashRelease, target: Target) -> str | None:
+    low = [cc for cc in target.capabilities if cc < f.min_cc]
+    if low:
+        return f"flash-attn needs compute capability {f.min_cc}; {', '.join(str(c) for c in low)} is below"
+    if f.max_cc_major is not None:
+        high = [cc for cc in target.capabilities if cc.major > f.max_cc_major]
+        if high:
+            return f"flash-attn {f.version} rejects compute capability {', '.join(str(c) for c in high)} at run time (fixed in 2.7.3)"
+    return None
+
+
+_WHEEL_INDEX: dict[int, tuple[FlashRelease, dict[tuple[int, int, str, str], list[FlashWheelRow]]]] = {}
+
+
+def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: str) -> list[FlashWheelRow]:
+    """Return ``f``'s wheels for one torch minor, Python and platform (indexed once per release)."""
+    cached = _WHEEL_INDEX.get(id(f))
+    if cached is None or cached[0] is not f:
+        index: dict[tuple[int, int, str, str], list[FlashWheelRow]] = {}
+        for w in f.wheels:
+            index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
+        cached = _WHEEL_INDEX[id(f)] = (f, index)
+    return cached[1].get((*minor, python, platform), [])
+
+
+def flash_fits_gpus(f: FlashRelease, target: Target) -> bool:
+    """Return whether flash-attn release ``f`` runs on every GPU of the target at all."""
+    return _flash_gpu_problem(f, target) is None
+
+
+def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target) -> tuple[PackageChoice | None, str]:
+    assert torch.cuda is not None
+    if not any(w.platform == target.platform for w in f.wheels[:1]) and target.platform not in {w.platform for w in f.wheels}:
+        return None, f"flash-attn publishes no {target.platform} wheels"
+    minor = (torch.release.version.major, torch.release.version.minor)
+    for w in _wheel_rows(f, minor, target.python, target.platform):
+        if w.cxx11_abi != bool(torch.cxx11_abi) or not flash_wheel_matches(f, w.cuda_build, torch.cuda):
+            continue
+        sass = f.wheel_sass.get(str(w.cuda_build), ArchList.parse("8.0;9.0"))
+        missing = [cc for cc in target.capabilities if sass.covers(cc) != "sass"]
+        if missing:
+            return None, f"the wheel for torch {torch.release.minor} has no code for {', '.join(c.sm for c in missing)}"
+        tag = flash_url_cuda_tag(f, torch.cuda)
+        abi = "TRUE" if torch.cxx11_abi else "FALSE"
+        py = python_tag(target.python)
+        git_tag = f.git_tag or f"v{f.version}"
+        name = f"flash_attn-{f.version}+{tag}torch{torch.release.minor}cxx11abi{abi}-{py}-{py}-{target.platform}.whl"
+        url = f"https://github.com/Dao-AILab/flash-attention/releases/download/{git_tag}/{name}"
+        return PackageChoice("flash-attn", str(f.version), "wheel", url=url, variant=tag, cuda=str(w.cuda_build),
+                             arch_list=sass.to_torch_arch_list()), ""
+    return None, (f"no prebuilt wheel for torch {torch.release.minor} + CUDA {torch.cuda.major} + "
+                  f"cxx11abi {bool(torch.cxx11_abi)} + Python {target.python}")
+
+
+def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
+    assert torch.cuda is not None
+    gpu = _flash_gpu_problem(f, target)
+    if gpu:
+        return None, gpu
+    if not spec_allows(f.requires_python, target.python + ".0"):
+        return None, f"needs Python{f.requires_python}"
+    if f.min_torch is not None and torch.release.version < f.min_torch:
+        return None, f"needs torch >= {f.min_torch}"
+    unverified = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
+    wheel, why = _flash_wheel(f, torch, target)
+    if wheel is not None:
+        return Companion(wheel, unverified=unverified), ""
+    if f.setup_min_cuda is not None and torch.cuda < f.setup_min_cuda:
+        return None, f"{why}; a source build needs CUDA >= {f.setup_min_cuda}"
+    nvcc = _nvcc_problem(torch, target)
+    if nvcc:
+        return None, f"{why}; {nvcc}"
+    archs = flash_archs(target.capabilities)
+    if archs is None:
+        return None, f"{why}; FLASH_ATTN_CUDA_ARCHS has no value for these GPUs"
+    env = {"FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
+    if f.version >= Version("2.7.4"):
+        env["FLASH_ATTN_CUDA_ARCHS"] = archs  # honoured from 2.7.4; older setup.py always builds sm_80 + sm_90
+    notes = (f"flash-attn {f.version} is built from source ({why}); expect 20+ minutes and about 5 GB RAM per nvcc job",)
+    return Companion(
+        PackageChoice("flash-attn", str(f.version), "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=archs,
+                      build_env=env),
+        notes=notes + _source_notes(torch, target),
+        unverified=(),
+    ), ""
+
+
+def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
+    """Return the newest flash-attn 2 that works with ``torch`` on every GPU (prebuilt wheel before source build)."""
+    assert request.flash_attn is not None
+    # Post-releases count as the same release: 2.8.3 as a wheel beats a 30-minute build of 2.8.3.post2.
+    best: Companion | None = None
+    for f in matrix.flash_attn:
+        if best is not None and Version(f.version.base_version) < Version(Version(best.choice.version).base_version):
+            break
+        if not spec_allows(request.flash_attn, f.version):
+            continue
+        if request.verified_only and f.unverified:
+            continue
+        comp, why = _flash_choice(f, torch, target, matrix)
+        if comp is None:
+            reporter.rejected("flash-attn", f"{f.version} with torch {torch.version}", why)
+            continue
+        if comp.choice.method == "wheel":
+            return comp
+        best = best or comp
+    return best

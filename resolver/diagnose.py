@@ -1,0 +1,257 @@
+"""What went wrong with an attention backend, and the fix: pure functions over captured text and probe facts.
+
+``diagnose(output, returncode=..., env_facts=...)`` reads what a ``verify`` child printed (tracebacks, xformers'
+load warning, CUDA errors) and names the failure. ``environment_checks(facts)`` and ``slow_backends(timings)``
+look at the probe's facts and the timings before anyone reads a traceback. Nothing here runs a process or imports
+torch; tests feed real captured outputs (tests/data/failures/).
+
+``env_facts`` is the probe's ``env`` record (resolver/_child/verify_kernels.py ``probe()``): ``torch``,
+``torch_cuda``, ``driver_cuda`` (1000 * major + 10 * minor), ``gpus`` (``compute_capability``), ``arch_list``,
+``packages`` (installed versions), ``xformers_build`` (its ``cpp_lib.json``); plus ``backend`` and ``timeout``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from resolver.models import ArchList, ComputeCapability
+
+__all__ = ["Diagnosis", "Check", "diagnose", "environment_checks", "slow_backends", "SLOW_FRACTION"]
+
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+# A backend under this share of the best non-math backend's TFLOP/s on the same shape is flagged (PTX JIT / fallback).
+SLOW_FRACTION = 0.25
+# Not comparable with prefill kernels: the reference math path, and split-K decoding kernels.
+_SPEED_EXEMPT = re.compile(r"^sdpa-math$|splitK", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """A named failure: ``kind`` (stable, for code), ``message`` (what happened), ``hint`` (the fix, or None)."""
+
+    kind: str
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One environment fact checked before kernels run. ``severity`` says whether it is fatal for the stack."""
+
+    name: str
+    ok: bool
+    message: str
+    hint: str | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the JSON form used in ``verify --json``'s ``checks``."""
+        return {"name": self.name, "ok": self.ok, "severity": self.severity, "message": self.message,
+                "hint": self.hint}
+
+
+_BUILT_FOR = re.compile(r"PyTorch\s+(\S+)\s+with CUDA\s+(\S+)\s+\(you have\s+([^)\s]+)\)")
+_CUDART = re.compile(r"(lib(?:cudart|cublas\w*|cudnn\w*|nvrtc\w*)\.so\.(\d+)): cannot open shared object file")
+_UNDEF = re.compile(r"(\S+\.so)\S*: undefined symbol: (\S+)")
+_PKG_IN_PATH = re.compile(r"(?:site|dist)-packages/([A-Za-z0-9_]+)/|/(xformers|flash_attn\w*|sageattention)/")
+_DRIVER_OLD = ("driver on your system is too old", "driver version is insufficient", "cudaErrorInsufficientDriver")
+_AMPERE = "FlashAttention only supports Ampere GPUs or newer"
+
+
+def cuda_tag_of(torch_version: str | None) -> str | None:
+    """Returns the wheel tag in a torch version: ``"2.11.0+cu130"`` -> ``"cu130"``; None when it has none."""
+    m = re.search(r"\+(cu\d+|rocm[\d.]+|cpu)$", torch_version or "")
+    return m.group(1) if m else None
+
+
+def _cuda_of_xformers(value: Any) -> str:
+    """Returns xformers' ``cpp_lib.json`` CUDA number as a version: ``1208`` -> ``"12.8"``."""
+    s = str(value)
+    return f"{int(s) // 100}.{int(s) % 100}" if s.isdigit() and len(s) >= 3 else s
+
+
+def _cc(env_facts: Mapping[str, Any]) -> ComputeCapability | None:
+    gpus = env_facts.get("gpus") or []
+    return ComputeCapability.parse(gpus[0]["compute_capability"]) if gpus else None
+
+
+def _xformers_mismatch(built_torch: str, built_cuda: str, have: str, env_facts: Mapping[str, Any]) -> Diagnosis:
+    version = (env_facts.get("packages") or {}).get("xformers", "")
+    tag = cuda_tag_of(have)
+    message = f"xformers {version} was built for torch {built_torch} (CUDA {built_cuda}); you have {have}".replace(
+        "xformers  ", "xformers ")
+    hint = "install the xformers build made for your torch"
+    if tag and tag.startswith("cu"):
+        hint = f"install the {tag} variant (pip install xformers --index-url {PYTORCH_INDEX}/{tag})"
+    return Diagnosis("xformers_abi", message, hint + " or let gpustack build it against your torch")
+
+
+def _from_xformers_build(env_facts: Mapping[str, Any]) -> Diagnosis | None:
+    """Returns the mismatch recorded in xformers' cpp_lib.json, when it was built for another torch."""
+    build = env_facts.get("xformers_build") or {}
+    built = (build.get("version") or {}).get("torch")
+    have = env_facts.get("torch")
+    if not built or not have or built == have:
+        return None
+    return _xformers_mismatch(built, _cuda_of_xformers(build["version"].get("cuda")), have, env_facts)
+
+
+def _package(output: str, env_facts: Mapping[str, Any]) -> str:
+    """Returns the package a failing library belongs to: from a path in the output, else the backend's name."""
+    m = _PKG_IN_PATH.search(output)
+    if m:
+        return (m.group(1) or m.group(2)).replace("_2_cuda", "").replace("flash_attn", "flash-attn")
+    return str(env_facts.get("backend") or "the extension")
+
+
+def _rebuild_hint(pkg: str, env_facts: Mapping[str, Any]) -> str:
+    torch = env_facts.get("torch") or "your torch"
+    tag = cuda_tag_of(env_facts.get("torch"))
+    where = f" ({PYTORCH_INDEX}/{tag})" if tag and tag.startswith("cu") and pkg in ("xformers", "torch") else ""
+    return (f"install a {pkg} build made for torch {torch}{where}, or rebuild it against it: "
+            f"pip install --no-build-isolation --no-binary {pkg} {pkg}")
+
+
+def diagnose(output: str, *, returncode: int | None, env_facts: Mapping[str, Any]) -> Diagnosis:
+    """Returns the diagnosis of a failed backend from its output and exit status.
+
+    ``returncode`` is the child's exit status; ``None`` means it was killed after ``env_facts["timeout"]`` seconds.
+    A negative one is a signal (a segfault inside an extension). Text patterns are tried most specific first, so an
+    xformers load failure wins over the "No operator found" it causes.
+    """
+    cc = _cc(env_facts)
+    pkg = _package(output, env_facts)
+    torch = env_facts.get("torch") or "?"
+    if returncode is None:
+        return Diagnosis("timeout", f"{env_facts.get('backend', 'the backend')} did not finish within "
+                         f"{env_facts.get('timeout', '?')} s",
+                         "a hung kernel or a long JIT compile (PTX JIT, triton); run again with a longer --timeout, "
+                         "and check that the build has native code for this GPU")
+    m = _BUILT_FOR.search(output)
+    if "xFormers can't load C++/CUDA extensions" in output or m:
+        if m:
+            diag = _xformers_mismatch(m.group(1), _cuda_of_xformers(m.group(2)), m.group(3), env_facts)
+        else:
+            diag = _from_xformers_build(env_facts) or Diagnosis(
+                "xformers_abi", "xformers can't load its C++/CUDA extension", _rebuild_hint("xformers", env_facts))
+        cause = _CUDART.search(output)
+        if cause:
+            diag = Diagnosis(diag.kind, f"{diag.message} (root cause: {cause.group(1)} is missing)", diag.hint)
+        return diag
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return Diagnosis("crash", f"{pkg} crashed the process ({name})",
+                         "a compiled extension built for another torch/CUDA usually does this; "
+                         + _rebuild_hint(pkg, env_facts))
+    m2 = _CUDART.search(output)
+    if m2:
+        have = env_facts.get("torch_cuda") or "another version"
+        tag = cuda_tag_of(env_facts.get("torch"))
+        return Diagnosis("missing_cuda_library",
+                         f"{pkg} links {m2.group(1)} (CUDA {m2.group(2)}), but torch {torch} ships CUDA {have}",
+                         f"install the {pkg} build for {tag or 'your torch'}, or rebuild it against your torch")
+    m3 = _UNDEF.search(output)
+    if m3:
+        lib = m3.group(1).rsplit("/", 1)[-1]
+        return Diagnosis("undefined_symbol", f"{lib} was compiled against a different torch than {torch} "
+                         f"(undefined symbol {m3.group(2)[:80]})", _rebuild_hint(pkg, env_facts))
+    if "no kernel image is available" in output:
+        arch = f"{cc.major}.{cc.minor}" if cc else "<your GPU's compute capability>"
+        return Diagnosis("no_kernel_image", f"{pkg} has no kernels for this GPU (sm_{arch.replace('.', '')})",
+                         f"rebuild {pkg} with TORCH_CUDA_ARCH_LIST={arch}" if pkg != "torch" else
+                         f"install a torch build whose arch list includes sm_{arch.replace('.', '')}")
+    if any(p in output for p in _DRIVER_OLD):
+        tc, dc = env_facts.get("torch_cuda"), env_facts.get("driver_cuda")
+        have = f"{dc // 1000}.{dc % 1000 // 10}" if isinstance(dc, int) else "an older CUDA"
+        return Diagnosis("driver_too_old", f"torch {torch} needs a driver for CUDA {tc}; this driver supports {have}",
+                         f"upgrade the NVIDIA driver, or install a torch built for CUDA {have} or older")
+    if _AMPERE in output:
+        gpu = f"sm_{cc.major}{cc.minor}" if cc else "this GPU"
+        return Diagnosis("gpu_too_old", f"flash-attn 2 needs an Ampere (sm_80) or newer GPU; this is {gpu}",
+                         "use torch SDPA (efficient attention) or xformers' cutlass op, or flash-attn 1.x")
+    if "out of memory" in output.lower() or "OutOfMemoryError" in output:
+        return Diagnosis("out_of_memory", "CUDA ran out of memory",
+                         "another process is holding GPU memory (see nvidia-smi); free it and run again")
+    if "No operator found" in output:
+        if "wasn't build with CUDA support" in output or "operator wasn't built" in output:
+            found = _from_xformers_build(env_facts)
+            if found:
+                return found
+            return Diagnosis("xformers_abi", "xformers' C++/CUDA extension did not load, so no op can run",
+                             _rebuild_hint("xformers", env_facts))
+        return Diagnosis("no_operator", "xformers rejected every op for these inputs",
+                         "run `python -m xformers.info` and check the reasons listed in the error")
+    if "exceeds tolerance" in output:
+        return Diagnosis("wrong_result", output.strip().splitlines()[-1],
+                         f"the kernel ran but computed wrong values: {_rebuild_hint(pkg, env_facts)}")
+    m4 = re.search(r"(ModuleNotFoundError|ImportError): (.+)", output)
+    if m4:
+        return Diagnosis("import_error", f"{pkg} failed to import: {m4.group(2).strip()}", _rebuild_hint(pkg, env_facts))
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    return Diagnosis("error", lines[-1][:300] if lines else f"exited with status {returncode}", None)
+
+
+def _cuda_pair(text: str | None) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
+    """Returns the checks of the probe's facts: CUDA usable, arch list covers each GPU, driver new enough, builds match."""
+    out: list[Check] = []
+    torch_cuda = _cuda_pair(facts.get("torch_cuda"))
+    dc = facts.get("driver_cuda")
+    driver = (dc // 1000, dc % 1000 // 10) if isinstance(dc, int) else None
+    if torch_cuda and driver:
+        if driver[0] < torch_cuda[0]:
+            out.append(Check("driver", False, f"torch {facts.get('torch')} needs CUDA {facts['torch_cuda']}; the "
+                             f"driver supports CUDA {driver[0]}.{driver[1]}",
+                             f"upgrade the driver or install torch for cu{driver[0]}{driver[1]}"))
+        else:
+            minor_ok = driver >= torch_cuda
+            out.append(Check("driver", True if minor_ok else False,
+                             f"driver supports CUDA {driver[0]}.{driver[1]}; torch uses {facts['torch_cuda']}"
+                             + ("" if minor_ok else " (minor-version compatibility: no PTX JIT)"),
+                             None if minor_ok else "upgrade the driver to enable PTX JIT", "warning"))
+    if facts.get("torch_cuda") and not facts.get("cuda_available"):
+        out.append(Check("cuda", False, f"torch {facts.get('torch')} is a CUDA build but sees no usable GPU",
+                         "check nvidia-smi and the driver" if driver else "no NVIDIA driver found", "warning"))
+    arch = ArchList.parse(facts.get("arch_list") or [])
+    for gpu in facts.get("gpus") or []:
+        cc = ComputeCapability.parse(gpu["compute_capability"])
+        cov = arch.covers(cc)
+        if cov is None:
+            out.append(Check("arch", False, f"torch has no kernels for {gpu['name']} ({cc.sm})",
+                             f"install a torch build whose arch list includes {cc.sm}"))
+        else:
+            out.append(Check("arch", cov == "sass", f"torch covers {gpu['name']} ({cc.sm}) with {cov.upper()}",
+                             None if cov == "sass" else "PTX is JIT-compiled on first use: slow start, maybe slow "
+                             f"kernels; prefer a build with native {cc.sm}", "warning"))
+        xb = (facts.get("xformers_build") or {}).get("env", {}).get("TORCH_CUDA_ARCH_LIST")
+        if xb and ArchList.parse(xb).covers(cc) is None:
+            out.append(Check("xformers arch", False, f"xformers was built for {xb}, not {cc.sm}",
+                             f"rebuild xformers with TORCH_CUDA_ARCH_LIST={cc}"))
+    mismatch = _from_xformers_build(facts)
+    if mismatch:
+        out.append(Check("xformers build", False, mismatch.message, mismatch.hint))
+    elif facts.get("xformers_build"):
+        out.append(Check("xformers build", True, f"xformers was built for torch {facts.get('torch')}"))
+    return out
+
+
+def slow_backends(timings: Iterable[tuple[str, str, float]]) -> list[Check]:
+    """Returns a warning per (backend, op, TFLOP/s) under ``SLOW_FRACTION`` of the best comparable one."""
+    rows = [(b, op, t) for b, op, t in timings if not _SPEED_EXEMPT.search(b) and not _SPEED_EXEMPT.search(op)]
+    if len(rows) < 2:
+        return []
+    best = max(t for _, _, t in rows)
+    return [Check("speed", False, f"{b} {op} runs at {t:.1f} TFLOP/s, under {SLOW_FRACTION:.0%} of the best "
+                  f"backend ({best:.1f})", "a PTX-JIT or fallback build: rebuild it with native code for this GPU "
+                  "(TORCH_CUDA_ARCH_LIST)", "warning") for b, op, t in rows if t < SLOW_FRACTION * best]

@@ -1,0 +1,203 @@
+"""An environment's installed set: read it, compare two readings, put an old one back, and lock the environment.
+
+``snapshot`` reads the target interpreter's distributions in a child (``importlib.metadata``: it works in venvs
+without pip, such as uv's). ``restore`` reinstalls what was removed or changed at its old version (from the file it
+came from when ``direct_url.json`` names one, else from the run's own sources, which pip and uv cache) and
+uninstalls what was added. ``env_lock`` is an inter-process lock keyed by the environment's ``sys.prefix``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import filelock
+
+from resolver import _subprocess
+from resolver.cache import cache_dir
+from resolver.errors import BadInput, GpuStackError
+
+__all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "diff", "restore", "env_lock", "EnvironmentLocked"]
+
+log = logging.getLogger("gpustack.envstate")
+
+# Runs in the target interpreter (any Python 3.8+): every distribution as name -> [version, direct url, editable].
+_SNAPSHOT_CODE = r"""
+import importlib.metadata as m, json, re, sys
+out = {}
+for d in m.distributions():
+    n = d.metadata["Name"]
+    if not n:
+        continue
+    k = re.sub(r"[-_.]+", "-", n).lower()
+    if k in out:
+        continue
+    url, editable = None, False
+    t = d.read_text("direct_url.json")
+    if t:
+        try:
+            j = json.loads(t)
+            url, editable = j.get("url"), bool(j.get("dir_info", {}).get("editable"))
+        except ValueError:
+            pass
+    out[k] = [d.version, url, editable]
+print(json.dumps({"prefix": sys.prefix, "dists": out}))
+"""
+
+
+class EnvironmentLocked(GpuStackError):
+    """Another gpustack run holds the environment's lock for longer than we were willing to wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dist:
+    """One installed distribution: normalized name, version, and the URL it was installed from (if recorded)."""
+
+    name: str
+    version: str
+    url: str | None = None
+    editable: bool = False
+
+    def requirement(self) -> str:
+        """Return what reinstalls exactly this distribution: ``name==version``, ``name @ url`` or ``-e path``."""
+        if self.url and self.editable:
+            return f"-e {self.url}"
+        if self.url and self.url.endswith(".whl"):
+            return f"{self.name} @ {self.url}"
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The distributions installed in one environment (``prefix`` is its ``sys.prefix``)."""
+
+    prefix: str
+    dists: Mapping[str, Dist]
+
+    def version(self, name: str) -> str | None:
+        """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
+        dist = self.dists.get(name)
+        return dist.version if dist else None
+
+    def freeze(self) -> list[str]:
+        """Return ``name==version`` lines, sorted: the ``pip freeze``-like view tests compare."""
+        return sorted(f"{d.name}=={d.version}" for d in self.dists.values())
+
+
+@dataclass(frozen=True, slots=True)
+class EnvDiff:
+    """What changed between two snapshots: added names, removed dists, and (old, new) pairs of changed ones."""
+
+    added: tuple[Dist, ...] = ()
+    removed: tuple[Dist, ...] = ()
+    changed: tuple[tuple[Dist, Dist], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def describe(self) -> str:
+        """Return one line such as ``torch 2.2.0 -> 2.1.0+cu121; removed xformers 0.0.1``; ``unchanged`` if empty."""
+        parts = [f"{new.name} {new.version} -> {old.version}" for old, new in self.changed]
+        parts += [f"reinstalled {d.name} {d.version}" for d in self.removed]
+        parts += [f"removed {d.name} {d.version}" for d in self.added]
+        return "; ".join(parts) or "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """What ``restore`` undid (``undone``) and what still differs afterwards (``left``, empty on success)."""
+
+    undone: EnvDiff
+    left: EnvDiff = field(default_factory=EnvDiff)
+
+
+class Restorer(Protocol):
+    """The installer backend, as ``restore`` needs it: argv lists that install or uninstall, nothing more."""
+
+    def reinstall_argv(self, requirements: Sequence[str]) -> list[str]:
+        """Return argv that installs exactly ``requirements`` (``--no-deps``, replacing what is there)."""
+
+    def uninstall_argv(self, names: Sequence[str]) -> list[str]:
+        """Return argv that uninstalls ``names`` without asking."""
+
+
+def parse_snapshot(text: str) -> Snapshot:
+    """Return the snapshot in the child's JSON answer."""
+    data = json.loads(text.strip().splitlines()[-1])
+    dists = {k: Dist(k, str(v[0]), v[1], bool(v[2])) for k, v in data["dists"].items()}
+    return Snapshot(str(data["prefix"]), dists)
+
+
+def snapshot(python_exe: str) -> Snapshot:
+    """Return what ``python_exe`` has installed. Raises ``BadInput`` when it cannot be run as Python."""
+    try:
+        done = _subprocess.run([python_exe, "-c", _SNAPSHOT_CODE], timeout=120, check=False)
+    except OSError as exc:
+        raise BadInput(f"--python-exe {python_exe}: cannot run it ({exc.strerror}); "
+                       "pass the path of a python interpreter") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BadInput(f"--python-exe {python_exe}: not a working Python 3.8+ interpreter ({last})")
+    return parse_snapshot(done.stdout)
+
+
+def diff(before: Snapshot, after: Snapshot) -> EnvDiff:
+    """Return how ``after`` differs from ``before``."""
+    added = tuple(after.dists[k] for k in sorted(after.dists.keys() - before.dists.keys()))
+    removed = tuple(before.dists[k] for k in sorted(before.dists.keys() - after.dists.keys()))
+    changed = tuple((before.dists[k], after.dists[k]) for k in sorted(before.dists.keys() & after.dists.keys())
+                    if before.dists[k].version != after.dists[k].version)
+    return EnvDiff(added, removed, changed)
+
+
+def restore(before: Snapshot, python_exe: str, restorer: Restorer) -> RestoreResult:
+    """Return what was undone to bring ``python_exe`` back to ``before``, and whatever still differs.
+
+    Added dists are uninstalled first (so they cannot pull old ones forward again), then removed and changed ones
+    are reinstalled at their old versions with ``--no-deps`` in one command. Failures are logged, not raised: the
+    caller reports ``left``.
+    """
+    now = snapshot(python_exe)
+    undo = diff(before, now)
+    if not undo:
+        return RestoreResult(undo)
+    if undo.added:
+        _quiet(restorer.uninstall_argv([d.name for d in undo.added]))
+    back = [old.requirement() for old, _ in undo.changed] + [d.requirement() for d in undo.removed]
+    if back:
+        _quiet(restorer.reinstall_argv(back))
+    return RestoreResult(undo, diff(before, snapshot(python_exe)))
+
+
+def _quiet(argv: list[str]) -> None:
+    done = _subprocess.run(argv, check=False, timeout=3600, env={"PIP_YES": "1"})
+    if done.returncode != 0:
+        log.warning("restore step failed (%d): %s\n%s", done.returncode, " ".join(argv), done.stdout + done.stderr)
+
+
+def lock_path(prefix: str) -> str:
+    """Return the lock file of the environment whose ``sys.prefix`` is ``prefix``."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", prefix).strip("-")[-40:]
+    digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    return str(cache_dir() / "locks" / f"{name}-{digest}.lock")
+
+
+def env_lock(prefix: str, timeout: float = 600.0) -> filelock.BaseFileLock:
+    """Return the acquired lock on environment ``prefix``; raises ``EnvironmentLocked`` after ``timeout`` s.
+
+    Release it with ``.release()`` or use it as a context manager (acquiring again is re-entrant).
+    """
+    path = lock_path(prefix)
+    (cache_dir() / "locks").mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire(timeout=timeout)
+    except filelock.Timeout:
+        raise EnvironmentLocked(f"{prefix} is being changed by another gpustack run (lock {path}); "
+                                "wait for it to finish, or remove the lock file if no gpustack is running") from None
+    return lock

@@ -1,0 +1,159 @@
+"""Why nothing fits: one reason per blocking fact, each with what would work instead.
+
+Pure. Called by ``resolver.solve`` after the search found no option; it re-asks targeted questions of the matrix
+(is there any torch with code for this GPU? for this driver? which torch does this xformers pin?) rather than
+dumping every rejected candidate.
+"""
+
+from __future__ import annotations
+
+from packaging.specifiers import SpecifierSet
+
+from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
+from resolver.companions import choose_flash, choose_xformers
+from resolver.matrix_types import Matrix
+from resolver.models import ComputeCapability, Target, spec_allows
+from resolver.report import Reporter
+from resolver.request import Request
+
+__all__ = ["explain_failure"]
+
+
+class _Record(Reporter):
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def rejected(self, package: str, candidate: str, reason: str) -> None:
+        self.reasons.append(f"{package} {candidate}: {reason}")
+
+
+def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = None) -> list[TorchOption]:
+    out = []
+    for rel in matrix.torch:
+        if spec is not None and not spec_allows(spec, rel.version):
+            continue
+        if target.python not in rel.pythons:
+            continue
+        out.extend(torch_options(rel, target))
+    return out
+
+
+def _gpu_name(target: Target, cc: ComputeCapability) -> str:
+    names = sorted({g.name for g in target.gpus if g.compute_capability == cc})
+    return " / ".join(names) or f"compute capability {cc}"
+
+
+def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
+    reasons: list[str] = []
+    alts: list[str] = []
+    spec = request.torch
+    in_spec = [r for r in matrix.torch if spec_allows(spec, r.version)]
+    if not in_spec:
+        known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
+        return [f"torch{spec} matches no torch release gpustack knows ({known})"], [f"ask for a torch in {known}"]
+    with_py = [r for r in in_spec if target.python in r.pythons]
+    if not with_py:
+        pys = sorted({p for r in in_spec for p in r.pythons}, key=lambda p: tuple(int(x) for x in p.split(".")))
+        reasons.append(f"torch{spec or ''} has no wheels for Python {target.python}")
+        alts.append(f"use Python {pys[0]}–{pys[-1]} (--python X.Y, or --python-exe PATH)")
+        return reasons, alts
+    if target.is_cpu:
+        return reasons, alts
+    variant = request.torch_variant
+    opts = [o for o in _all_options(matrix, target, spec) if variant is None or o.tag == variant]
+    if variant is not None and not opts:
+        tags = sorted({o.tag for o in _all_options(matrix, target, spec)})
+        reasons.append(f"torch{spec} has no +{variant} build for {target.platform}; it has {', '.join(tags)}")
+        return reasons, alts
+    covered_all = []
+    for cc in target.capabilities:
+        if not any(o.arch.covers(cc) for o in opts):
+            anywhere = [o for o in _all_options(matrix, target) if o.arch.covers(cc) == "sass"]
+            label = f"torch{spec}" if str(spec) else "no torch build"
+            msg = f"{label} has no wheel with {cc.sm} code ({_gpu_name(target, cc)})"
+            if anywhere:
+                best = anywhere[0]
+                msg += f"; the newest with it is {best.version}"
+                alts.append(f"torch=={best.release.version}+{best.tag} runs on {_gpu_name(target, cc)}")
+            reasons.append(msg)
+    if reasons:
+        return reasons, alts
+    covered_all = [o for o in opts if not coverage(o.arch, target)[0]]
+    runnable = [o for o in covered_all if o.cuda is not None and driver_problem(target, o.cuda, matrix) is None]
+    if covered_all and not runnable:
+        needed = min((o.cuda for o in covered_all if o.cuda is not None))
+        problem = driver_problem(target, needed, matrix)
+        reasons.append(f"{problem}; torch{spec or ''} for these GPUs needs CUDA >= {needed}")
+        fallback = [o for o in _all_options(matrix, target)
+                    if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
+        if fallback:
+            alts.append(f"the newest torch this driver runs on these GPUs is {fallback[0].version}")
+        compat = matrix.compat(needed.major)
+        if compat is not None:
+            alts.append(f"update the NVIDIA driver to >= {compat.min_driver_linux} for CUDA {needed.major}.x builds")
+    return reasons, alts
+
+
+def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
+    if request.flash_attn is None:
+        return [], []
+    reasons, alts = [], []
+    releases = [f for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)]
+    if not releases:
+        return [f"flash-attn{request.flash_attn} matches no flash-attn 2 release gpustack knows"], []
+    low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
+    for cc in low:
+        reasons.append(f"flash-attn needs compute capability {releases[0].min_cc}; {_gpu_name(target, cc)} is {cc}")
+        alts.append(f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers instead of flash-attn")
+    high = [cc for cc in target.capabilities if all(f.max_cc_major is not None and cc.major > f.max_cc_major for f in releases)]
+    for cc in high:
+        reasons.append(f"flash-attn{request.flash_attn} rejects {_gpu_name(target, cc)} (compute capability {cc}) at run time")
+        alts.append("flash-attn >= 2.7.3 runs on Blackwell (compute capability 10.x/12.x)")
+    return reasons, alts
+
+
+def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
+    if request.xformers is None:
+        return [], []
+    reasons, alts = [], []
+    releases = [x for x in matrix.xformers if spec_allows(request.xformers, x.version)]
+    if "xformers.components" in request.needs:
+        releases = [x for x in releases if x.has_components]
+    if not releases:
+        return [f"xformers{request.xformers} matches no xformers release that has what was asked for"], []
+    pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
+    source_ok = [x for x in releases if x.source_torch is not None
+                 and any(spec_allows(request.torch, t.version) and spec_allows(x.source_torch, t.version) for t in matrix.torch)]
+    if not pins and not source_ok:
+        newest = releases[0]
+        reasons.append(f"xformers{request.xformers} pins torch{newest.torch} (xformers {newest.version}); torch{request.torch} was asked")
+        for x in reversed(matrix.xformers):
+            if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch):
+                pin = next(t.version for t in reversed(matrix.torch) if spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version))
+                alts.append(f"xformers {x.version} works with torch {pin}")
+                break
+    return reasons, alts
+
+
+def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
+    """Return (reasons, alternatives) for a target and request that the solver could not satisfy."""
+    reasons: list[str] = []
+    alts: list[str] = []
+    for part in (_torch_reasons, _flash_reasons, _xformers_reasons):
+        r, a = part(target, matrix, request)
+        reasons += r
+        alts += a
+    if not reasons:
+        # Torch itself fits somewhere: say why the newest fitting builds could not take the companions.
+        record = _Record()
+        for opt in _all_options(matrix, target, request.torch)[:6]:
+            if request.torch_variant and opt.tag != request.torch_variant:
+                continue
+            if opt.cuda is None or coverage(opt.arch, target)[0] or driver_problem(target, opt.cuda, matrix):
+                continue
+            if request.xformers is not None:
+                choose_xformers(opt, target, matrix, request, record)
+            if request.flash_attn is not None:
+                choose_flash(opt, target, matrix, request, record)
+        reasons += list(dict.fromkeys(record.reasons))[:8] or ["no combination of the requested packages fits this target"]
+    return list(dict.fromkeys(reasons)), list(dict.fromkeys(alts))

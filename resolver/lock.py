@@ -1,0 +1,347 @@
+"""PEP 751 lock files for a plan: ``dumps(plan, files) -> str`` and ``loads(text) -> LockedPlan``.
+
+Pure: the caller looks up the files (``resolver.hashes``) and writes the text. Every lock ``dumps`` returns passes
+``packaging.pylock.Pylock.from_dict``. What PEP 751 has no field for (the target machine, build environments, files
+whose hash could not be read) lives under ``[tool.gpustack]`` (docs/lock.md).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import tomli_w
+from packaging.pylock import Package, PackageSdist, PackageVcs, PackageWheel, Pylock, PylockValidationError
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from resolver.errors import BadInput
+from resolver.matrix_types import Matrix
+from resolver.models import ArchList, ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
+
+__all__ = [
+    "LockedFile",
+    "LockedPackage",
+    "LockedTarget",
+    "LockedPlan",
+    "dumps",
+    "loads",
+    "min_driver",
+    "check_lock_target",
+    "lock_to_plan",
+    "environment_marker",
+]
+
+FORMAT = 1
+
+# sys_platform / platform_machine of each target platform (PEP 508 markers).
+_MARKERS = {
+    "linux_x86_64": 'sys_platform == "linux" and platform_machine == "x86_64"',
+    "linux_aarch64": 'sys_platform == "linux" and platform_machine == "aarch64"',
+    "win_amd64": 'sys_platform == "win32" and platform_machine == "AMD64"',
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LockedFile:
+    """One file a lock pins: where it is, and its sha256 (``None`` when it could not be read, with ``reason``).
+
+    ``kind`` is ``"wheel"``, ``"sdist"`` or ``"vcs"`` (``url`` is then ``git+https://...@commit``).
+    """
+
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str | None
+    index: str | None = None
+    kind: Literal["wheel", "sdist", "vcs"] = "wheel"
+    size: int | None = None
+    upload_time: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LockedPackage:
+    """A package as ``loads`` reads it back: the exact file, its hash, and how to install it."""
+
+    name: str
+    version: str
+    url: str
+    sha256: str | None
+    index: str | None
+    method: Literal["wheel", "source"]
+    order: int
+    build_env: Mapping[str, str] = field(default_factory=dict)
+    arch_list: str | None = None
+    kind: Literal["wheel", "sdist", "vcs"] = "wheel"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class LockedTarget:
+    """The machine a lock was made for, from ``[tool.gpustack.target]``."""
+
+    python: str
+    platform: str
+    gpus: tuple[Gpu, ...]
+    cuda: str | None
+    min_driver: Version | None
+    arch_list: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockedPlan:
+    """A parsed, validated lock: the ``Pylock``, its target and its packages in install order.
+
+    ``missing`` holds packages whose file hash was unknown at lock time (``[[tool.gpustack.missing]]``).
+    """
+
+    pylock: Pylock
+    target: LockedTarget
+    packages: tuple[LockedPackage, ...]
+    missing: tuple[LockedPackage, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """Return the expected sha256 of every locked file, keyed by its URL."""
+        return {p.url: p.sha256 for p in self.packages if p.sha256}
+
+
+def environment_marker(python: str, platform: str) -> str:
+    """Return the PEP 508 marker of a target: ``python_version == "3.11" and sys_platform == "linux" ...``."""
+    mm = ".".join(python.split(".")[:2])
+    plat = _MARKERS.get(platform)
+    marker = f'python_version == "{mm}"'
+    return f"{marker} and {plat}" if plat else marker
+
+
+def min_driver(cuda: str | None, matrix: Matrix, platform: str) -> Version | None:
+    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform`` (minor-version compatibility floor),
+    or ``None`` for a CPU stack or a CUDA the matrix does not know."""
+    if not cuda:
+        return None
+    v = Version(cuda)
+    compat = matrix.compat(v.major)
+    if compat is not None:
+        return compat.min_driver_windows if platform.startswith("win") else compat.min_driver_linux
+    minor = matrix.cuda_minor(v)
+    if minor is None:
+        return None
+    return minor.ga_min_driver_windows if platform.startswith("win") else minor.ga_min_driver_linux
+
+
+def _upload_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _package(f: LockedFile, tool: dict[str, Any]) -> Package:
+    """Return the pylock ``Package`` of one hashed file."""
+    assert f.sha256 is not None
+    hashes = {"sha256": f.sha256}
+    common: dict[str, Any] = {"name": canonicalize_name(f.name), "version": Version(f.version), "tool": {"gpustack": tool}}
+    if f.kind == "vcs":
+        url, _, commit = f.url.removeprefix("git+").rpartition("@")
+        return Package(**common, vcs=PackageVcs(type="git", url=url, commit_id=commit or "HEAD"))
+    dist: dict[str, Any] = {"name": f.filename, "url": f.url, "hashes": hashes, "size": f.size,
+                            "upload_time": _upload_time(f.upload_time)}
+    if f.kind == "sdist":
+        return Package(**common, index=f.index, sdist=PackageSdist(**dist))
+    return Package(**common, index=f.index, wheels=[PackageWheel(**dist)])
+
+
+def _strip_none(value: Any) -> Any:
+    """Return ``value`` without ``None`` entries (TOML has no null)."""
+    if isinstance(value, Mapping):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_strip_none(v) for v in value]
+    return value
+
+
+def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None) -> str:
+    """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
+
+    Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
+    sha256 is listed under ``[[tool.gpustack.missing]]`` (PEP 751 requires a hash on every file), never guessed.
+    ``matrix`` gives the minimum driver; without it the lock records none.
+    """
+    stack = plan.stack
+    target = stack.target
+    by_name = {canonicalize_name(k): v for k, v in files.items()}
+    order = {canonicalize_name(s.package): i for i, s in enumerate(plan.steps)}
+    builds = {canonicalize_name(s.package): s for s in plan.steps if s.action == "build"}
+    packages: list[Package] = []
+    missing: list[dict[str, Any]] = []
+    for name, f in sorted(by_name.items()):
+        choice = stack.get(name) or stack.get(f.name)
+        tool: dict[str, Any] = {"order": order.get(name, len(plan.steps)), "method": "wheel"}
+        if name not in order:
+            tool["dependency"] = True
+        if name in builds:
+            tool["method"] = "source"
+            tool["build_env"] = dict(builds[name].env)
+        if choice is not None and choice.arch_list:
+            tool["arch_list"] = choice.arch_list
+        if f.sha256 is None:
+            missing.append({"name": name, "version": f.version, "url": f.url, "index": f.index, "kind": f.kind,
+                            "reason": f.reason or "no sha256 published", **tool})
+            continue
+        packages.append(_package(f, tool))
+    torch = stack.get("torch")
+    cuda = torch.cuda if torch is not None else None
+    floor = min_driver(cuda, matrix, target.platform) if matrix is not None else None
+    tool_table: dict[str, Any] = {
+        "format": FORMAT,
+        "target": {
+            "python": ".".join(target.python.split(".")[:2]),
+            "platform": target.platform,
+            "gpus": [g.to_dict() for g in target.gpus],
+            "compute_capabilities": [str(c) for c in target.capabilities],
+            "cuda": cuda,
+            "min_driver": str(floor) if floor is not None else None,
+            "arch_list": torch.arch_list if torch is not None else None,
+            "cxx11_abi": stack.torch_cxx11_abi,
+        },
+        "missing": missing,
+        "notes": list(stack.notes) + list(plan.notes),
+    }
+    lock = Pylock(
+        lock_version=Version("1.0"),
+        created_by="gpustack",
+        requires_python=None,
+        environments=None,
+        packages=packages,
+        tool={"gpustack": tool_table},
+    )
+    data = dict(lock.to_dict())
+    data["environments"] = [environment_marker(target.python, target.platform)]
+    data = _strip_none(data)
+    _validate(data, "the lock gpustack wrote")
+    return tomli_w.dumps(data)
+
+
+def _validate(data: Mapping[str, Any], what: str) -> Pylock:
+    """Return ``data`` as a validated ``Pylock``; raise ``BadInput`` naming the field that is wrong."""
+    try:
+        return Pylock.from_dict(data)
+    except PylockValidationError as exc:
+        raise BadInput(f"{what} is not a valid PEP 751 lock: {exc}") from None
+
+
+def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
+    """Return the ``LockedPackage`` of one validated pylock package."""
+    kind: Literal["wheel", "sdist", "vcs"]
+    if p.vcs is not None:
+        url, sha, index, kind = f"git+{p.vcs.url}@{p.vcs.commit_id}", None, None, "vcs"
+    elif p.wheels:
+        w = p.wheels[0]
+        url, sha, index, kind = w.url or w.path or "", w.hashes.get("sha256"), p.index, "wheel"
+    elif p.sdist is not None:
+        url, sha, index, kind = p.sdist.url or p.sdist.path or "", p.sdist.hashes.get("sha256"), p.index, "sdist"
+    else:
+        raise BadInput(f"lock package {p.name!r} has no wheel, sdist or vcs source; re-run `gpustack lock`")
+    return LockedPackage(
+        name=str(p.name),
+        version=str(p.version),
+        url=url,
+        sha256=sha,
+        index=index,
+        method="source" if tool.get("method") == "source" else "wheel",
+        order=int(tool.get("order", 0)),
+        build_env={str(k): str(v) for k, v in dict(tool.get("build_env", {})).items()},
+        arch_list=tool.get("arch_list"),
+        kind=kind,
+    )
+
+
+def loads(text: str) -> LockedPlan:
+    """Return the ``LockedPlan`` of a lock's TOML text; raise ``BadInput`` when it is not a valid gpustack lock."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"lock file is not valid TOML ({exc}); re-run `gpustack lock`") from None
+    pylock = _validate(data, "lock file")
+    tool = dict((pylock.tool or {}).get("gpustack", {}))
+    if tool.get("format") != FORMAT or not isinstance(tool.get("target"), Mapping):
+        raise BadInput("lock file has no [tool.gpustack] target table: it was not written by `gpustack lock`")
+    t = tool["target"]
+    try:
+        gpus = tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"])) for g in t.get("gpus", []))
+        floor = parse_driver(t["min_driver"]) if t.get("min_driver") else None
+    except (KeyError, TypeError) as exc:
+        raise BadInput(f"lock file: [tool.gpustack.target] is malformed ({exc}); re-run `gpustack lock`") from None
+    target = LockedTarget(str(t["python"]), str(t["platform"]), gpus, t.get("cuda"), floor, t.get("arch_list"))
+    packages = [_locked_package(p, dict((p.tool or {}).get("gpustack", {}))) for p in pylock.packages]
+    missing = [
+        LockedPackage(name=m["name"], version=m["version"], url=m.get("url", ""), sha256=None, index=m.get("index"),
+                      method="source" if m.get("method") == "source" else "wheel", order=int(m.get("order", 0)),
+                      build_env=dict(m.get("build_env", {})), arch_list=m.get("arch_list"), kind=m.get("kind", "wheel"))
+        for m in tool.get("missing", [])
+    ]
+    packages.sort(key=lambda p: (p.order, p.name))
+    return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])))
+
+
+def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
+    """Return why ``host`` (a ``Target``) cannot use ``locked``, one reason per problem; empty when it can.
+
+    Checked: the Python minor, the platform, the driver against the lock's CUDA floor, and every GPU of the host
+    against the arch list of each CUDA package of the lock.
+    """
+    reasons: list[str] = []
+    want = locked.target
+    have_py = ".".join(str(host.python).split(".")[:2])
+    if have_py != want.python:
+        reasons.append(f"the lock is for Python {want.python}, this interpreter is Python {have_py}")
+    if host.platform != want.platform:
+        reasons.append(f"the lock is for {want.platform}, this machine is {host.platform}")
+    if want.cuda:
+        if host.driver is None:
+            if host.gpus:
+                reasons.append(f"no NVIDIA driver version found; the lock's CUDA {want.cuda} builds need driver "
+                               f">= {want.min_driver or 'unknown'} (pass --driver to state it)")
+        elif want.min_driver is not None and host.driver < want.min_driver:
+            reasons.append(f"driver {host.driver} is too old for the lock's CUDA {want.cuda} builds "
+                           f"(needs >= {want.min_driver}); update the driver or lock for an older CUDA")
+    for gpu in host.gpus:
+        for p in (*locked.packages, *locked.missing):
+            if p.arch_list and ArchList.parse(p.arch_list).covers(gpu.compute_capability) is None:
+                reasons.append(f"{gpu.name} ({gpu.compute_capability.sm}) is not covered by {p.name} {p.version} "
+                               f"(built for {p.arch_list}); lock again with --gpu for this GPU")
+    return reasons
+
+
+def lock_to_plan(locked: LockedPlan) -> Plan:
+    """Return the ``Plan`` that installs exactly the files of ``locked``: one step per package, by URL, no deps.
+
+    The expected sha256 of each step's ``url`` is ``locked.hashes[url]``; source packages become ``build`` steps
+    with the locked build environment and no build isolation (torch must already be there).
+    """
+    t = locked.target
+    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=t.min_driver, source="lock")
+    everything = sorted((*locked.packages, *locked.missing), key=lambda p: (p.order, p.name))
+    choices = tuple(
+        PackageChoice(p.name, p.version, p.method, index_url=p.index, url=p.url, build_env=dict(p.build_env),
+                      cuda=t.cuda if p.name == "torch" else None, arch_list=p.arch_list)
+        for p in everything
+    )
+    steps = tuple(
+        Step(action="build" if p.method == "source" else "install", package=p.name,
+             requirement=f"{p.name} @ {p.url}", url=p.url, no_deps=True, env=dict(p.build_env),
+             build_isolation=p.method != "source", description=f"{p.name} {p.version} from the lock")
+        for p in everything
+    )
+    return Plan(Stack(target, choices), steps, locked.notes)

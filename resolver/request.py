@@ -1,0 +1,117 @@
+"""What the user asked for: PEP 508 requirements and profiles, turned into per-package bounds for the solver.
+
+Pure: reading ``-r requirements.txt`` is the CLI's job; this module takes the lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from resolver.errors import BadInput
+from resolver.matrix_types import Matrix
+
+__all__ = ["Request", "parse_request", "SOLVED"]
+
+# Packages the solver decides; anything else passes through to the plan untouched.
+SOLVED = ("torch", "xformers", "flash-attn")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Bounds per solved package (``None``: not requested), features needed, and pass-through requirements."""
+
+    torch: SpecifierSet = field(default_factory=SpecifierSet)
+    torch_variant: str | None = None  # "cu113" from "torch==1.12.1+cu113"
+    xformers: SpecifierSet | None = None
+    flash_attn: SpecifierSet | None = None
+    needs: frozenset[str] = frozenset()
+    others: tuple[str, ...] = ()
+    verified_only: bool = False
+    prefer_wheels: bool = False
+    lines: tuple[str, ...] = ()  # what the user wrote, for messages
+
+    def describe(self, name: str) -> str:
+        """Return how the request bounds ``name``: ``"xformers<0.0.23"`` or ``"torch (any)"``."""
+        spec = {"torch": self.torch, "xformers": self.xformers, "flash-attn": self.flash_attn}.get(name)
+        if spec is None or not str(spec):
+            return f"{name} (any)"
+        return f"{name}{spec}"
+
+
+def _split_local(req: Requirement) -> tuple[SpecifierSet, str | None]:
+    """``torch==1.12.1+cu113`` -> (``==1.12.1``, ``"cu113"``)."""
+    local = None
+    kept = []
+    for spec in req.specifier:
+        version = spec.version
+        if "+" in version and spec.operator in ("==", "==="):
+            version, local = version.split("+", 1)
+        kept.append(f"{spec.operator}{version}")
+    return SpecifierSet(",".join(kept)), local
+
+
+def parse_request(
+    lines: Sequence[str],
+    matrix: Matrix,
+    *,
+    profiles: Iterable[str] = (),
+    verified_only: bool = False,
+    prefer_wheels: bool = False,
+) -> Request:
+    """Return the ``Request`` for requirement strings and profile names; ``BadInput`` names a bad line or profile."""
+    specs: dict[str, SpecifierSet] = {}
+    requested: set[str] = set()
+    needs: set[str] = set()
+    variant: str | None = None
+    others: list[str] = []
+    all_lines = [ln for ln in lines]
+    constraints: list[str] = []
+    for name in profiles:
+        profile = matrix.profile(name)
+        if profile is None:
+            known = ", ".join(p.name for p in matrix.profiles)
+            raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
+        all_lines += list(profile.requirements)
+        constraints += list(profile.constraints)
+        needs |= set(profile.needs)
+        for need in profile.needs:
+            requested.add(need.split(".")[0])
+    for line in all_lines + constraints:
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise BadInput(f"invalid requirement {line!r}: {exc}. Write it as PEP 508, e.g. 'xformers<0.0.23'") from None
+        name = str(canonicalize_name(req.name))
+        if name not in SOLVED:
+            if line not in constraints:
+                others.append(text)
+            continue
+        spec, local = _split_local(req)
+        if local is not None:
+            if name != "torch":
+                raise BadInput(f"invalid requirement {line!r}: only torch's CUDA build can be chosen with +cuXYZ")
+            if variant is not None and variant != local:
+                raise BadInput(f"conflicting torch builds requested: +{variant} and +{local}")
+            variant = local
+        specs[name] = specs.get(name, SpecifierSet()) & spec
+        if line not in constraints:
+            requested.add(name)
+    return Request(
+        torch=specs.get("torch", SpecifierSet()),
+        torch_variant=variant,
+        xformers=specs.get("xformers", SpecifierSet()) if "xformers" in requested else None,
+        flash_attn=specs.get("flash-attn", SpecifierSet()) if "flash-attn" in requested else None,
+        needs=frozenset(needs),
+        others=tuple(others),
+        verified_only=verified_only,
+        prefer_wheels=prefer_wheels,
+        lines=tuple(all_lines),
+    )

@@ -1,0 +1,189 @@
+"""The joint solve: torch, its CUDA build, xformers and flash-attn for every GPU of a target, or why not.
+
+Pure: no subprocess, network, files, environment or clock. ``solve(target, matrix, request)`` returns a ``Stack``
+or raises ``NoCompatibleStack`` with one reason per blocking fact and what would work instead.
+
+Ranking (smallest key wins): native code (SASS) before PTX-only coverage; then the newest torch (with
+``prefer_wheels``: fewest source builds first); verified facts before unverified ones; with a source build and a
+known nvcc, a torch CUDA no newer than that nvcc; the highest CUDA the driver runs; the newest xformers and
+flash-attn; a wheel over a build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from packaging.version import Version
+
+from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
+from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
+from resolver.errors import NoCompatibleStack
+from resolver.explain import explain_failure
+from resolver.matrix_types import Matrix
+from resolver.models import PackageChoice, Stack, Target, spec_allows
+from resolver.report import Reporter
+from resolver.request import Request
+
+__all__ = ["solve", "Option"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A complete candidate stack and its rank."""
+
+    torch: TorchOption
+    ptx: tuple[str, ...]
+    companions: tuple[Companion, ...]
+    notes: tuple[str, ...] = ()
+    unverified: tuple[str, ...] = field(default=())
+
+    @property
+    def source_builds(self) -> int:
+        return sum(1 for c in self.companions if c.choice.method == "source")
+
+    def key(self, request: Request, target: Target) -> tuple[object, ...]:
+        t = self.torch
+        newest = tuple(-x for x in t.release.version.release)
+        nvcc_penalty = 0
+        if self.source_builds and target.nvcc is not None and t.cuda is not None and t.cuda > target.nvcc:
+            nvcc_penalty = 1
+        cuda = tuple(-x for x in t.cuda.release) if t.cuda else ()
+        companions = tuple(tuple(-x for x in Version(c.choice.version).release) for c in self.companions)
+        methods = tuple(c.choice.method != "wheel" for c in self.companions)
+        first: tuple[object, ...] = (bool(self.ptx),)
+        if request.prefer_wheels:
+            first += (self.source_builds,)
+        return first + (newest, bool(self.unverified), nvcc_penalty, cuda, companions, methods, not t.from_pypi)
+
+
+def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Reporter) -> tuple[bool, tuple[str, ...]]:
+    """Return (fits, GPUs served only by PTX) for one torch build; report a rejection."""
+    if opt.cuda is None:
+        return True, ()
+    missing, ptx = coverage(opt.arch, target)
+    if missing:
+        sms = ", ".join(cc.sm for cc in missing)
+        reporter.rejected("torch", opt.version, f"no code for {sms}")
+        return False, ()
+    problem = driver_problem(target, opt.cuda, matrix, ptx=bool(ptx))
+    if problem:
+        reporter.rejected("torch", opt.version, problem)
+        return False, ()
+    return True, tuple(f"{cc.sm} runs torch {opt.version} only through PTX JIT" for cc in ptx)
+
+
+def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> list[Option]:
+    """Return feasible options, newest torch first; stops early once nothing later can rank higher."""
+    found: list[Option] = []
+    if request.flash_attn is not None and not any(
+        flash_fits_gpus(f, target) for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)
+    ):
+        return found  # no flash-attn release runs on these GPUs, whatever torch: explain_failure says why
+    for rel in matrix.torch:
+        if not spec_allows(request.torch, rel.version):
+            continue
+        if target.python not in rel.pythons:
+            reporter.rejected("torch", str(rel.version), f"no wheels for Python {target.python}")
+            continue
+        for opt in torch_options(rel, target):
+            if request.torch_variant and opt.tag != request.torch_variant:
+                continue
+            if request.verified_only and opt.unverified:
+                reporter.rejected("torch", opt.version, "relies on an unverified fact (--verified-only)")
+                continue
+            fits, ptx = _torch_fits(opt, target, matrix, reporter)
+            if not fits:
+                continue
+            companions: list[Companion] = []
+            ok = True
+            for wanted, chooser in ((request.xformers, choose_xformers), (request.flash_attn, choose_flash)):
+                if wanted is None:
+                    continue
+                comp = chooser(opt, target, matrix, request, reporter)
+                if comp is None:
+                    ok = False
+                    break
+                companions.append(comp)
+            if not ok:
+                continue
+            unverified = opt.unverified + tuple(u for c in companions for u in c.unverified)
+            ptx_all = ptx + tuple(p for c in companions for p in c.ptx)
+            found.append(Option(opt, ptx_all, tuple(companions), unverified=unverified))
+        if found and not request.prefer_wheels and any(not o.ptx for o in found):
+            break  # older releases rank lower under the default order
+        if request.prefer_wheels and any(not o.ptx and not o.source_builds for o in found):
+            break
+    return found
+
+
+def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> Stack:
+    t = best.torch
+    torch_notes = tuple(best.ptx[:1]) if best.ptx else ()
+    torch_choice = PackageChoice(
+        name="torch",
+        version=t.version,
+        method="wheel",
+        index_url=t.index_url,
+        variant=t.tag,
+        cuda=str(t.cuda) if t.cuda else None,
+        arch_list=t.arch.to_torch_arch_list() or None,
+        ptx_fallback=any("torch" in p for p in best.ptx),
+        notes=torch_notes,
+    )
+    notes = list(notes)
+    if target.driver is None and not target.is_cpu:
+        notes.append("no driver given or detected: assumed new enough for every CUDA build; pass --driver to check it")
+    for u in best.unverified:
+        notes.append(f"relies on an unverified fact: {u}")
+    for p in best.ptx:
+        notes.append(f"PTX fallback: {p}; first launches JIT-compile and need the toolkit's own driver")
+    for c in best.companions:
+        notes.extend(c.notes)
+    return Stack(
+        target=target,
+        packages=(torch_choice,) + tuple(c.choice for c in best.companions),
+        other_requirements=request.others,
+        notes=tuple(dict.fromkeys(notes)),
+        torch_cxx11_abi=t.cxx11_abi,
+    )
+
+
+def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter | None = None) -> Stack:
+    """Return the best stack for ``target``, or raise ``NoCompatibleStack`` explaining each blocking fact."""
+    rep = reporter or Reporter()
+    if target.is_cpu:
+        for name, spec in (("xformers", request.xformers), ("flash-attn", request.flash_attn)):
+            if spec is not None:
+                raise NoCompatibleStack(
+                    [f"{name} needs an NVIDIA GPU; this is a CPU target"],
+                    ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
+                     "plan for a GPU machine with --gpu NAME"],
+                )
+    options = _options(target, matrix, request, rep)
+    if not options:
+        reasons, alternatives = explain_failure(target, matrix, request)
+        raise NoCompatibleStack(reasons, alternatives)
+    best = min(options, key=lambda o: o.key(request, target))
+    notes: list[str] = []
+    no_wheels_here = request.flash_attn is not None and not any(
+        w.platform == target.platform for f in matrix.flash_attn for w in f.wheels
+    )
+    if best.source_builds and no_wheels_here:
+        notes.append(f"flash-attn publishes no {target.platform} wheels: it is built from source on this platform")
+    elif best.source_builds and not request.prefer_wheels:
+        wheel_request = Request(**{**{f: getattr(request, f) for f in request.__dataclass_fields__}, "prefer_wheels": True})
+        wheel_opts = [o for o in _options(target, matrix, wheel_request, Reporter()) if not o.source_builds and not o.ptx]
+        built = ", ".join(c.choice.name for c in best.companions if c.choice.method == "source")
+        if wheel_opts:
+            alt = min(wheel_opts, key=lambda o: o.key(wheel_request, target))
+            names = ", ".join(f"{c.choice.name} {c.choice.version}" for c in alt.companions)
+            notes.append(
+                f"{built} will be built from source; torch {alt.torch.version} has prebuilt wheels ({names}): "
+                "add --prefer-wheels to choose that instead"
+            )
+        else:
+            notes.append(f"{built} will be built from source: no prebuilt wheel fits this target")
+    rep.pinned("torch", best.torch.version)
+    for c in best.companions:
+        rep.pinned(c.choice.name, c.choice.version)
+    return _stack(best, target, request, notes)
