@@ -149,8 +149,7 @@ def _upload_time(text: str | None) -> datetime | None:
 
 def _package(f: LockedFile, tool: dict[str, Any]) -> Package:
     """Return the pylock ``Package`` of one hashed file."""
-    assert f.sha256 is not None
-    hashes = {"sha256": f.sha256}
+    hashes = {"sha256": f.sha256 or ""}
     common: dict[str, Any] = {"name": canonicalize_name(f.name), "version": Version(f.version), "tool": {"gpustack": tool}}
     if f.kind == "vcs":
         url, _, commit = f.url.removeprefix("git+").rpartition("@")
@@ -195,7 +194,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
             tool["build_env"] = dict(builds[name].env)
         if choice is not None and choice.arch_list:
             tool["arch_list"] = choice.arch_list
-        if f.sha256 is None:
+        if f.sha256 is None and f.kind != "vcs":
             missing.append({"name": name, "version": f.version, "url": f.url, "index": f.index, "kind": f.kind,
                             "reason": f.reason or "no sha256 published", **tool})
             continue

@@ -1,0 +1,256 @@
+"""Find the exact file, URL and sha256 of every package a plan installs, for the plan's *target* Python and platform.
+
+Reading an index is one injectable function (``Fetch``: URL -> page text or ``None``); parsing the page (PEP 691
+JSON or PEP 503 HTML) and choosing the file are pure. A hash that cannot be read is returned as ``None`` with the
+reason and a warning; it is never guessed. ``dependency_pins`` asks pip's resolver (``--dry-run --report``) which
+dependencies the plan pulls in, so the lock can hold them too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urldefrag, urljoin
+
+from packaging import tags
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
+
+from resolver import _subprocess
+from resolver.lock import LockedFile
+from resolver.models import PYPI_SIMPLE, Plan
+
+__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "target_tags", "pick", "lookup", "dependency_pins"]
+
+log = logging.getLogger("gpustack.hashes")
+
+Fetch = Callable[[str], "str | None"]
+
+# Newest glibc a lock assumes: Ubuntu 22.04's 2.35, the oldest base image `gpustack dockerfile` uses
+# (https://packages.ubuntu.com/jammy/libc6). Wheels needing a newer glibc are not chosen.
+GLIBC_MAX = (2, 35)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    """One file listed on an index page."""
+
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None = None
+    upload_time: str | None = None
+    yanked: bool = False
+
+
+def fetch_text(url: str) -> str | None:
+    """Return the body of an index page (PEP 691 JSON preferred), or ``None`` when it cannot be read."""
+    import requests
+
+    headers = {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
+    try:
+        resp = requests.get(url, headers=headers, timeout=30)
+    except requests.RequestException as exc:
+        log.warning("cannot read %s: %s", url, exc)
+        return None
+    if resp.status_code != 200:
+        log.warning("cannot read %s: HTTP %d", url, resp.status_code)
+        return None
+    return resp.text
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append(dict(attrs))
+
+
+def parse_index_page(text: str, page_url: str) -> list[IndexFile]:
+    """Return the files of a simple-index project page (PEP 691 JSON or PEP 503 HTML); URLs are made absolute."""
+    if text.lstrip().startswith("{"):
+        data: dict[str, Any] = json.loads(text)
+        return [
+            IndexFile(
+                filename=f["filename"],
+                url=urljoin(page_url, f["url"]),
+                sha256=(f.get("hashes") or {}).get("sha256"),
+                size=f.get("size"),
+                upload_time=f.get("upload-time"),
+                yanked=bool(f.get("yanked")),
+            )
+            for f in data.get("files", [])
+        ]
+    parser = _Anchors()
+    parser.feed(text)
+    files = []
+    for a in parser.links:
+        href = a.get("href")
+        if not href:
+            continue
+        url, frag = urldefrag(urljoin(page_url, href))
+        sha = frag.removeprefix("sha256=") if frag.startswith("sha256=") else None
+        files.append(IndexFile(url.rsplit("/", 1)[-1], url, sha, yanked="data-yanked" in a))
+    return files
+
+
+def target_tags(python: str, platform: str) -> list[tags.Tag]:
+    """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``)."""
+    major, minor = (int(x) for x in python.split(".")[:2])
+    if platform.startswith("linux_"):
+        arch = platform.removeprefix("linux_")
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        platforms = [p for m in range(GLIBC_MAX[1], 4, -1)
+                     for p in (f"manylinux_2_{m}_{arch}", *([f"{legacy[m]}_{arch}"] if m in legacy else []))]
+        platforms.append(platform)
+    else:
+        platforms = [platform]
+    interp = f"cp{major}{minor}"
+    return [*tags.cpython_tags((major, minor), platforms=platforms),
+            *tags.compatible_tags((major, minor), interpreter=interp, platforms=platforms)]
+
+
+def pick(files: Iterable[IndexFile], name: str, spec: SpecifierSet, accepted: Sequence[tags.Tag], *,
+         sdist: bool = False) -> IndexFile | None:
+    """Return the best file of ``name`` whose version ``spec`` admits: the newest version, then the most preferred
+    tag of ``accepted``; with ``sdist`` the source archive instead. Yanked files are skipped."""
+    rank = {t: i for i, t in enumerate(accepted)}
+    want = canonicalize_name(name)
+    best: tuple[Version, int, IndexFile] | None = None
+    for f in files:
+        if f.yanked:
+            continue
+        try:
+            if sdist:
+                if not f.filename.endswith((".tar.gz", ".zip")):
+                    continue
+                fname, version = parse_sdist_filename(f.filename)
+                score = 0
+            else:
+                if not f.filename.endswith(".whl"):
+                    continue
+                fname, version, _, ftags = parse_wheel_filename(f.filename)
+                score = min((rank[t] for t in ftags if t in rank), default=-1)
+                if score < 0:
+                    continue
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+        if fname != want or not spec.contains(version, prereleases=True):
+            continue
+        if best is None or (version, -score) > (best[0], -best[1]):
+            best = (version, score, f)
+    return best[2] if best else None
+
+
+def _spec(requirement: str, pinned: str | None) -> tuple[str, SpecifierSet]:
+    """Return the package name and version specifier of a plan requirement (the stack's pin wins)."""
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return requirement.split("==")[0].strip(), SpecifierSet(f"=={pinned}" if pinned else "")
+    return req.name, SpecifierSet(f"=={pinned}") if pinned else req.specifier
+
+
+def _direct(name: str, version: str, url: str) -> LockedFile:
+    """Return the entry of a direct URL: a VCS checkout needs no hash; a file's hash is read from its fragment."""
+    if url.startswith("git+"):
+        return LockedFile(name, version, name, url, None, kind="vcs")
+    bare, frag = urldefrag(url)
+    sha = frag.removeprefix("sha256=") if frag.startswith("sha256=") else None
+    return LockedFile(name, version, bare.rsplit("/", 1)[-1], bare, sha, kind="wheel" if bare.endswith(".whl") else "sdist",
+                      reason="" if sha else f"{bare} is a direct URL with no published sha256")
+
+
+def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | None = None) -> tuple[dict[str, LockedFile], list[str]]:
+    """Return the file of every step of ``plan`` (and of ``pins``: dependencies, name -> version), plus warnings.
+
+    Each step's index (then its extra indexes) is asked for a wheel matching the plan's target; a ``build`` step
+    gets its sdist. A file that cannot be found still gets an entry, with ``sha256=None`` and the reason.
+    """
+    target = plan.stack.target
+    accepted = target_tags(target.python, target.platform)
+    pages: dict[str, list[IndexFile] | None] = {}
+    found: dict[str, LockedFile] = {}
+    warnings: list[str] = []
+    wanted: list[tuple[str, SpecifierSet, list[str], bool, str | None]] = []
+    for step in plan.steps:
+        choice = plan.stack.get(step.package)
+        name, spec = _spec(step.requirement, choice.version if choice else None)
+        url = step.url or (choice.url if choice else None)
+        indexes = [step.index_url or PYPI_SIMPLE, *step.extra_index_urls]
+        wanted.append((name, spec, indexes, step.action == "build", url))
+    steps_indexes = sorted({i for _, _, idx, _, _ in wanted for i in idx})
+    for dep, version in (pins or {}).items():
+        if canonicalize_name(dep) not in {canonicalize_name(w[0]) for w in wanted}:
+            wanted.append((dep, SpecifierSet(f"=={version}"), [PYPI_SIMPLE, *steps_indexes], False, None))
+    for name, spec, indexes, sdist, url in wanted:
+        key = str(canonicalize_name(name))
+        version = next((str(s.version) for s in spec if s.operator == "=="), "")
+        if url:
+            found[key] = _direct(name, version, url)
+        else:
+            found[key] = _from_indexes(name, spec, indexes, accepted, sdist, fetch, pages)
+        if found[key].sha256 is None and found[key].kind != "vcs":
+            warnings.append(f"{name}: no sha256 ({found[key].reason}); it is written to the lock as missing")
+    return found, warnings
+
+
+def _from_indexes(name: str, spec: SpecifierSet, indexes: Sequence[str], accepted: Sequence[tags.Tag], sdist: bool,
+                  fetch: Fetch, pages: dict[str, list[IndexFile] | None]) -> LockedFile:
+    """Return the file of ``name`` from the first index of ``indexes`` that has one (``sha256=None`` if none has)."""
+    reasons = []
+    for index in indexes:
+        page_url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
+        if page_url not in pages:
+            text = fetch(page_url)
+            pages[page_url] = parse_index_page(text, page_url) if text is not None else None
+        files = pages[page_url]
+        if files is None:
+            reasons.append(f"{index} unreachable")
+            continue
+        f = pick(files, name, spec, accepted, sdist=sdist)
+        if f is None:
+            reasons.append(f"no {'sdist' if sdist else 'matching wheel'} of {name}{spec} on {index}")
+            continue
+        version = str(parse_sdist_filename(f.filename)[1] if sdist else parse_wheel_filename(f.filename)[1])
+        return LockedFile(name, version, f.filename, f.url, f.sha256, index=index, kind="sdist" if sdist else "wheel",
+                          size=f.size, upload_time=f.upload_time, reason="" if f.sha256 else f"{index} lists no sha256")
+    version = next((str(s.version) for s in spec if s.operator == "=="), "0")
+    return LockedFile(name, version, "", "", None, index=indexes[0], reason="; ".join(reasons))
+
+
+def dependency_pins(plan: Plan, python_exe: str) -> dict[str, str]:
+    """Return name -> version of everything pip would install for the plan's wheel steps on the plan's target.
+
+    Runs ``pip install --dry-run --report`` for the target's Python and platform (no files are written outside a
+    temporary folder). Build steps are left out: their dependencies are built against the locked torch.
+    """
+    target = plan.stack.target
+    wheels = [s for s in plan.steps if s.action == "install"]
+    if not wheels:
+        return {}
+    accepted = target_tags(target.python, target.platform)
+    platforms = list(dict.fromkeys(t.platform for t in accepted if t.platform != "any"))[:40]
+    indexes = list(dict.fromkeys(i for s in wheels for i in (s.index_url or PYPI_SIMPLE, *s.extra_index_urls)))
+    with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as tmp:
+        report = Path(tmp) / "report.json"
+        argv = [python_exe, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                "--target", str(Path(tmp) / "t"), "--report", str(report), "--only-binary=:all:",
+                "--implementation", "cp", "--python-version", target.python,
+                *[a for p in platforms for a in ("--platform", p)], "--index-url", indexes[0],
+                *[a for i in indexes[1:] for a in ("--extra-index-url", i)],
+                *[s.url or s.requirement for s in wheels]]
+        _subprocess.run(argv, timeout=600)
+        data = json.loads(report.read_text())
+    return {item["metadata"]["name"]: item["metadata"]["version"] for item in data.get("install", [])}

@@ -1,0 +1,134 @@
+"""Install exactly what a lock pins: ``install_from_lock(locked, python_exe)``.
+
+Deciding (``requirements_text``, ``check_lock_target``) is pure; doing goes through ``resolver._subprocess``. pip
+(or uv) checks every file against the lock's sha256 itself (``--require-hashes``) and downloads and verifies every
+file before it installs any, so a tampered lock or file changes nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from resolver import _subprocess
+from resolver.errors import GpuStackError
+from resolver.lock import LockedPackage, LockedPlan, check_lock_target
+from resolver.models import Gpu, Target
+
+__all__ = ["LockRefused", "requirements_text", "install_argv", "host_target", "install_from_lock"]
+
+Runner = Callable[..., _subprocess.CompletedText]
+
+
+class LockRefused(GpuStackError):
+    """This machine does not satisfy the lock (or the lock has unhashed files): nothing was installed."""
+
+    exit_code = 1
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        super().__init__(list(reasons))
+        self.reasons = list(reasons)
+
+    def __str__(self) -> str:
+        return "refusing to install the lock; nothing was changed:\n" + "\n".join(f"  - {r}" for r in self.reasons)
+
+
+def _line(p: LockedPackage, *, direct: bool) -> str:
+    """Return one requirements line: ``name==version`` (or ``name @ url``) with ``--hash`` when known."""
+    req = f"{p.name} @ {p.url}" if direct and p.url else p.requirement
+    return f"{req} \\\n    --hash=sha256:{p.sha256}" if p.sha256 else req
+
+
+def requirements_text(locked: LockedPlan, *, direct: bool = False,
+                      packages: Sequence[LockedPackage] | None = None) -> str:
+    """Return a requirements.txt of ``locked``: index lines, then one pinned line per package with its ``--hash``.
+
+    ``direct`` names each file by URL (what ``install_from_lock`` feeds pip) instead of ``name==version`` from the
+    indexes. Source-built packages and unhashed files are written as comments saying how to install them.
+    """
+    chosen = list(packages) if packages is not None else [p for p in locked.packages if p.method == "wheel"]
+    t = locked.target
+    lines = [f"# gpustack lock for Python {t.python} on {t.platform}"
+             + (f", CUDA {t.cuda}, driver >= {t.min_driver}" if t.cuda else ", CPU")]
+    if t.gpus:
+        lines.append("# GPUs: " + ", ".join(f"{g.name} ({g.compute_capability})" for g in t.gpus))
+    if not direct:
+        indexes = list(dict.fromkeys(p.index for p in chosen if p.index))
+        if indexes:
+            lines.append(f"--index-url {indexes[0]}")
+            lines += [f"--extra-index-url {i}" for i in indexes[1:]]
+    lines += [_line(p, direct=direct) for p in chosen]
+    if packages is None:
+        for p in locked.packages:
+            if p.method == "source":
+                env = " ".join(f"{k}={v}" for k, v in sorted(p.build_env.items()))
+                lines.append(f"# build from source: {env} pip install --no-build-isolation --no-deps "
+                             f"'{p.name} @ {p.url}' --hash=sha256:{p.sha256}")
+        for p in locked.missing:
+            lines.append(f"# no sha256 known, install unverified: {p.requirement}" + (f" ({p.url})" if p.url else ""))
+    return "\n".join(lines) + "\n"
+
+
+def install_argv(installer: Literal["pip", "uv"], python_exe: str, requirements: Path, *, verify: bool = True,
+                 build_isolation: bool = True) -> list[str]:
+    """Return the argv that installs ``requirements`` into ``python_exe`` with no dependencies (all are locked)."""
+    if installer == "uv":
+        argv = ["uv", "pip", "install", "--python", python_exe]
+    else:
+        argv = [python_exe, "-m", "pip", "install", "--disable-pip-version-check"]
+    argv += ["--no-deps", "-r", str(requirements)]
+    if verify:
+        argv.append("--require-hashes")
+    if not build_isolation:
+        argv.append("--no-build-isolation")
+    return argv
+
+
+def host_target(host: object) -> Target:
+    """Return the ``Target`` of a detected ``resolver.detect.Host`` (GPUs of unknown capability are left out)."""
+    from resolver.detect import Host
+
+    assert isinstance(host, Host)
+    gpus = tuple(Gpu(g.name, g.compute_capability, g.memory_mib) for g in host.gpus if g.compute_capability)
+    return Target(gpus=gpus, python=host.env.python, platform=host.env.platform, driver=host.driver, nvcc=host.nvcc,
+                  cpu_count=host.cpu_count)
+
+
+def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal["pip", "uv"] = "pip",
+                      host: Target | None = None, allow_unhashed: bool = False,
+                      run: Runner = _subprocess.run) -> list[str]:
+    """Return the commands run to install exactly ``locked`` into ``python_exe``; raise ``LockRefused`` first when
+    ``host`` (detected when ``None``) does not satisfy the lock's target or a file has no hash.
+
+    Order: every wheel in one verified install, then each source package built with its locked environment (no
+    build isolation, so it builds against the locked torch), then, only with ``allow_unhashed``, unhashed files.
+    """
+    if host is None:
+        from resolver.detect import detect
+
+        host = host_target(detect(python_exe))
+    reasons = check_lock_target(locked, host)
+    if locked.missing and not allow_unhashed:
+        names = ", ".join(p.requirement for p in locked.missing)
+        reasons.append(f"the lock has no sha256 for {names}; lock again where the index is reachable, "
+                       "or pass --allow-unhashed to install them unverified")
+    if reasons:
+        raise LockRefused(reasons)
+    done: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="gpustack-install-") as tmp:
+        batches: list[tuple[list[LockedPackage], bool, dict[str, str]]] = []
+        wheels = [p for p in locked.packages if p.method == "wheel"]
+        if wheels:
+            batches.append((wheels, True, {}))
+        batches += [([p], True, dict(p.build_env)) for p in locked.packages if p.method == "source"]
+        if allow_unhashed and locked.missing:
+            batches.append((list(locked.missing), False, {}))
+        for i, (packages, verify, env) in enumerate(batches):
+            path = Path(tmp) / f"requirements-{i}.txt"
+            path.write_text(requirements_text(locked, direct=True, packages=packages))
+            argv = install_argv(installer, python_exe, path, verify=verify, build_isolation=not env)
+            run(argv, env=env or None)
+            done.append(" ".join(argv))
+    return done
