@@ -1,0 +1,220 @@
+"""Prove an environment's attention stack by running its kernels: ``run_verify(python_exe) -> VerifyReport``.
+
+Every backend (torch SDPA flash/efficient/cudnn/math, xformers, flash-attn 2, FlashAttention-3, SageAttention) runs
+in its own child process of the target interpreter (``resolver/_child/verify_kernels.py --backend NAME``), so a
+segfault or a broken extension becomes a failed row, never a crash of gpustack. Children start together (importing
+torch and creating a CUDA context dominate the cost) and take turns on the GPU through a file lock, so timings are
+not disturbed. This module never imports torch. Failures are explained by ``resolver.diagnose``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resolver import _subprocess
+from resolver.diagnose import Check, diagnose, environment_checks, slow_backends
+from resolver.errors import BadInput
+
+__all__ = ["BACKENDS", "BackendResult", "VerifyReport", "run_verify", "CHILD_SCRIPT", "CPU_ONLY_NOTE"]
+
+BACKENDS = ("sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "xformers", "flash-attn", "flash-attn-3",
+            "sageattention")
+CHILD_SCRIPT = Path(__file__).parent / "_child" / "verify_kernels.py"
+PREFIX = "@@gpustack "
+CPU_ONLY_NOTE = "no CUDA device: ran the CPU kernels only"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendResult:
+    """One row: a backend's op in one dtype, over every case run (``case`` names the failing one, if any)."""
+
+    backend: str
+    op: str
+    dtype: str
+    passed: bool
+    max_abs_error: float = 0.0  # 0.0 when nothing was compared (skipped, or failed before producing output)
+    ms: float | None = None
+    tflops: float | None = None
+    error: str | None = None
+    hint: str | None = None
+    skipped: bool = False
+    case: str = ""
+    kind: str | None = None  # the diagnosis kind of a failure (resolver.diagnose)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the documented ``verify --json`` result object (docs/verify.md)."""
+        return {"backend": self.backend, "op": self.op, "dtype": self.dtype, "passed": self.passed,
+                "max_abs_error": self.max_abs_error, "ms": self.ms, "tflops": self.tflops, "error": self.error,
+                "hint": self.hint, "skipped": self.skipped, "case": self.case, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Everything ``verify`` found. ``ok``: every backend that ran (and every expected one) passed."""
+
+    ok: bool
+    device: dict[str, Any] | None
+    results: tuple[BackendResult, ...]
+    checks: tuple[Check, ...] = ()
+    notes: tuple[str, ...] = ()
+    wall_s: float = 0.0
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def failed_backends(self) -> list[str]:
+        """Returns the backends with at least one failed row, in run order."""
+        return list(dict.fromkeys(r.backend for r in self.results if not r.passed and not r.skipped))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns ``{"ok", "device", "results", "checks", "notes", "wall_s"}`` as documented in docs/verify.md."""
+        return {"ok": self.ok, "device": self.device, "results": [r.to_dict() for r in self.results],
+                "checks": [c.to_dict() for c in self.checks], "notes": list(self.notes),
+                "wall_s": round(self.wall_s, 2)}
+
+
+@dataclass(slots=True)
+class _Child:
+    name: str
+    returncode: int | None  # None: killed after the timeout
+    records: list[dict[str, Any]]
+    text: str  # everything that was not a record: stderr, library noise
+
+
+def _parse(name: str, returncode: int | None, stdout: str, stderr: str) -> _Child:
+    """Returns a child's records (prefixed JSON lines) apart from the rest of its output."""
+    records, other = [], []
+    for line in stdout.splitlines():
+        if line.startswith(PREFIX):
+            try:
+                records.append(json.loads(line[len(PREFIX):]))
+                continue
+            except ValueError:
+                pass
+        other.append(line)
+    return _Child(name, returncode, records, "\n".join(other + stderr.splitlines()))
+
+
+def _text(data: str | bytes | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def _run_child(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
+    """Returns one child's parsed output; a timeout kills it and keeps what it printed."""
+    argv = [python_exe, str(CHILD_SCRIPT), "--backend", name, "--gpu-lock", lock]
+    env = {"XFORMERS_MORE_DETAILS": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    try:
+        done = _subprocess.run(argv, env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return _parse(name, None, _text(exc.stdout), _text(exc.stderr))
+    return _parse(name, done.returncode, done.stdout, done.stderr)
+
+
+def _rows_of(child: _Child, facts: Mapping[str, Any], timeout: float) -> list[BackendResult]:
+    """Returns a child's rows: one per (op, dtype) over its cases, or one failed/skipped row for the backend."""
+    env_facts = {**facts, "backend": child.name, "timeout": timeout}
+    extra = "\n".join(r.get("message", "") for r in child.records if r.get("kind") == "check")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in child.records:
+        if rec.get("kind") == "result":
+            groups.setdefault((rec["op"], rec["dtype"]), []).append(rec)
+        elif rec.get("kind") == "skip":
+            return [BackendResult(child.name, "*", "-", False, skipped=True, hint=rec.get("reason"),
+                                  case="skipped: " + str(rec.get("reason")))]
+    rows = []
+    for (op, dtype), recs in groups.items():
+        timing = next((r for r in recs if str(r.get("case", "")).startswith("timing")), None)
+        bad = next((r for r in recs if not r.get("passed")), None)
+        err = max(float(r.get("max_abs_error") or 0.0) for r in recs)
+        row = BackendResult(child.name, op, dtype, bad is None, err, timing.get("ms") if timing else None,
+                            timing.get("tflops") if timing else None, case=f"{len(recs)} cases")
+        if bad is not None:
+            msg = bad.get("error") or (f"{child.name} {op} {dtype} {bad.get('case')}: max abs error "
+                                       f"{bad.get('max_abs_error'):.3g} exceeds tolerance {bad.get('tol')}")
+            d = diagnose(f"{msg}\n{extra}\n{child.text}", returncode=child.returncode or 0, env_facts=env_facts)
+            row = dataclasses.replace(row, error=f"{d.message} [{msg.splitlines()[0][:200]}]", hint=d.hint,
+                                      kind=d.kind, case=str(bad.get("case")))
+        rows.append(row)
+    fatal = next((r for r in child.records if r.get("kind") == "fatal"), None)
+    if fatal is not None or child.returncode != 0:
+        text = "\n".join(t for t in (str(fatal.get("error", "")) if fatal else "", extra, child.text) if t)
+        d = diagnose(text, returncode=child.returncode, env_facts=env_facts)
+        rows.append(BackendResult(child.name, "*", "-", False, error=d.message, hint=d.hint, kind=d.kind,
+                                  case="process"))
+    return rows
+
+
+def _device(facts: Mapping[str, Any]) -> dict[str, Any] | None:
+    gpus = facts.get("gpus") or []
+    if not facts.get("cuda_available") or not gpus:
+        return None
+    return {**gpus[0], "count": len(gpus), "driver": facts.get("driver"), "torch": facts.get("torch"),
+            "cuda": facts.get("torch_cuda"), "cudnn": facts.get("cudnn")}
+
+
+def _expected(rows: list[BackendResult], expect: Sequence[str]) -> list[BackendResult]:
+    """Returns a failed row per expected backend (``sdpa`` means every ``sdpa-*``) that did not run."""
+    missing = []
+    for name in expect:
+        ran = [r for r in rows if (r.backend == name or r.backend.startswith(name + "-")) and not r.skipped]
+        if not ran:
+            why = next((r.hint for r in rows if r.backend == name and r.skipped), None) or "unknown backend"
+            missing.append(BackendResult(name, "*", "-", False, error=f"expected {name}, but it did not run: {why}",
+                                         hint=f"install {name} into this environment (gpustack install)",
+                                         kind="not_installed", case="expected"))
+    return missing
+
+
+def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), timeout: float = 120.0) -> VerifyReport:
+    """Returns the report of running every backend's kernels in ``python_exe`` (default: this interpreter).
+
+    ``expect`` names backends that must run and pass (``xformers``, ``flash-attn``, ``sdpa`` ...), so a missing one
+    fails instead of being skipped. ``timeout`` bounds each child, including its wait for the GPU lock.
+    """
+    exe = python_exe or sys.executable
+    if not Path(exe).is_file() or not os.access(exe, os.X_OK):
+        raise BadInput(f"--python-exe {exe!r} is not an executable file (give the target environment's python)")
+    unknown = [e for e in expect if e != "sdpa" and e not in BACKENDS]
+    if unknown:
+        raise BadInput(f"unknown backend {unknown[0]!r} for --expect (known: sdpa, {', '.join(BACKENDS)})")
+    started = time.perf_counter()
+    # Without fcntl (Windows) children cannot share the GPU politely: run them one at a time.
+    workers = len(BACKENDS) + 1 if importlib.util.find_spec("fcntl") else 1
+    with tempfile.TemporaryDirectory(prefix="gpustack-verify-") as tmp:
+        lock = os.path.join(tmp, "gpu.lock")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_run_child, exe, name, lock, timeout) for name in ("probe",) + BACKENDS]
+            children = [f.result() for f in futures]
+    probe, children = children[0], children[1:]
+    facts: dict[str, Any] = next((r for r in probe.records if r.get("kind") == "env"), {})
+    notes: list[str] = []
+    if not facts:
+        d = diagnose(probe.text + "".join(str(r.get("error", "")) for r in probe.records),
+                     returncode=probe.returncode, env_facts={"backend": "torch", "timeout": timeout})
+        notes.append(f"probe failed: {d.message}" + (f" ({d.hint})" if d.hint else ""))
+    rows = [row for child in children for row in _rows_of(child, facts, timeout)]
+    rows += _expected(rows, expect)
+    checks = environment_checks(facts) if facts else []
+    slow = slow_backends((r.backend, r.op, r.tflops) for r in rows if r.tflops and r.passed)
+    for chk in slow:
+        rows = [dataclasses.replace(r, hint=chk.hint) if chk.message.startswith(f"{r.backend} {r.op} ") and
+                r.dtype == "bfloat16" else r for r in rows]
+    checks += slow
+    if facts and not facts.get("cuda_available"):
+        notes.append(CPU_ONLY_NOTE)
+    ran = [r for r in rows if not r.skipped]
+    ok = bool(ran) and all(r.passed for r in ran)
+    if not ran:
+        notes.append("no backend ran: nothing was verified")
+    return VerifyReport(ok, _device(facts), tuple(rows), tuple(checks), tuple(notes),
+                        time.perf_counter() - started, facts)
