@@ -1,0 +1,173 @@
+"""Render a plan as a Dockerfile: ``render(plan, matrix) -> str``. Pure: no template engine, no files, no detection.
+
+The final stage starts from the ``nvidia/cuda`` runtime image of torch's CUDA (``matrices/docker.toml``); when the
+plan builds packages from source, a ``devel`` stage builds their wheels first and the final stage installs them.
+Image builds run without a GPU, so everything a build needs (arch list, ``FORCE_CUDA``, ``MAX_JOBS``) is written
+into the file, never detected (docs/dockerfile.md).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+
+from packaging.version import Version
+
+from resolver.errors import NoCompatibleStack
+from resolver.matrix_types import DockerImage, Matrix
+from resolver.models import Plan, Step
+
+__all__ = ["render", "base_image", "UV_IMAGE", "CPU_IMAGE"]
+
+# uv installs the target's exact Python (python-build-standalone) on any base image; pinned, like every tag here.
+# https://docs.astral.sh/uv/guides/integration/docker/ ("COPY --from=ghcr.io/astral-sh/uv:<version> /uv /bin/")
+UV_IMAGE = "ghcr.io/astral-sh/uv:0.13.9"
+CPU_IMAGE = "ubuntu:22.04"  # a CPU stack needs no CUDA user space; torch's CPU wheels need glibc >= 2.28
+VENV = "/opt/venv"
+# torch.utils.cpp_extension builds in parallel only with ninja (it falls back to a slow serial build without it).
+NINJA = "ninja==1.13.2"  # newest on https://pypi.org/project/ninja/ when written
+
+
+def base_image(cuda: str | None, matrix: Matrix) -> tuple[DockerImage | None, str]:
+    """Return the ``nvidia/cuda`` image for CUDA ``cuda`` and a comment saying why it was chosen.
+
+    The image of the same CUDA minor wins; else the nearest newer minor of the same major (CUDA minor-version
+    compatibility); a ``removed`` image is never used. ``None`` for a CPU stack. Raises ``NoCompatibleStack``.
+    """
+    if cuda is None:
+        return None, f"CPU stack: {CPU_IMAGE}, no CUDA user space needed"
+    want = Version(cuda)
+    usable = sorted((i for i in matrix.docker if not i.removed), key=lambda i: Version(i.version), reverse=True)
+    exact = [i for i in usable if (i.cuda.major, i.cuda.minor) == (want.major, want.minor)]
+    if exact:
+        img = exact[0]
+        why = f"CUDA {img.cuda} image = torch's CUDA {want.major}.{want.minor}"
+    else:
+        newer = [i for i in usable if i.cuda.major == want.major and i.cuda > want]
+        if not newer:
+            removed = [i.version for i in matrix.docker if i.removed and i.cuda.major == want.major]
+            gone = f" ({', '.join(removed)} removed from Docker Hub)" if removed else ""
+            raise NoCompatibleStack(
+                [f"no nvidia/cuda image for CUDA {want.major}.{want.minor} or a newer {want.major}.x in "
+                 f"matrices/docker.toml{gone}"],
+                ["choose a torch build of another CUDA (torch==X.Y.Z+cuNNN)", "add the image row to matrices/docker.toml"],
+            )
+        img = min(newer, key=lambda i: (i.cuda, -Version(i.version).micro))
+        why = (f"no CUDA {want.major}.{want.minor} image; CUDA {img.cuda} is the nearest newer {want.major}.x "
+               f"(minor-version compatible with torch's CUDA {want.major}.{want.minor} runtime)")
+    if img.unverified:
+        why += "; tag existence unverified"
+    return img, why
+
+
+def _q(value: str) -> str:
+    """Return ``value`` quoted for a shell word or an ``ENV`` value."""
+    return shlex.quote(value) if any(c in value for c in " ;&|<>()$'\"*?[]#~=%@+") else value
+
+
+def _pip_install(step: Step, extra: Iterable[str] = ()) -> str:
+    """Return the shell command of one install step: its indexes, its requirement and the pins it must hold."""
+    args = ["pip", "install", "--no-cache-dir"]
+    if step.no_deps:
+        args.append("--no-deps")
+    if step.index_url and not step.url:
+        args += ["--index-url", step.index_url]
+        for extra_index in step.extra_index_urls:
+            args += ["--extra-index-url", extra_index]
+    args.append(step.requirement)
+    args += list(step.constraints) + list(extra)
+    return " ".join(_q(a) for a in args)
+
+
+def _run(commands: list[str]) -> list[str]:
+    """Return one ``RUN`` instruction chaining ``commands`` (one layer, one line each), or nothing."""
+    return ["RUN " + " \\\n    && ".join(commands)] if commands else []
+
+
+def _env(env: Mapping[str, str]) -> str:
+    return "ENV " + " ".join(f"{k}={_q(v)}" for k, v in sorted(env.items()))
+
+
+def _python_setup(python: str) -> list[str]:
+    return [
+        "COPY --from=uv /uv /usr/local/bin/uv",
+        "ENV UV_PYTHON_INSTALL_DIR=/opt/python",
+        f"RUN uv venv --seed --python {python} {VENV}",
+        f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH",
+    ]
+
+
+def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
+    from resolver.lock import min_driver
+
+    stack = plan.stack
+    t = stack.target
+    torch = stack.get("torch")
+    lines = ["# syntax=docker/dockerfile:1", "# Made by `gpustack dockerfile` for this target:"]
+    if t.gpus:
+        lines.append("#   GPUs: " + ", ".join(f"{g.name} (compute capability {g.compute_capability})" for g in t.gpus))
+    else:
+        lines.append("#   no GPU (CPU stack)")
+    if torch is not None and torch.cuda:
+        floor = min_driver(torch.cuda, matrix, t.platform)
+        lines.append(f"#   host driver >= {floor or 'unknown'} (CUDA {torch.cuda})")
+    lines.append(f"#   Python {t.python}, {t.platform}")
+    for p in stack.packages:
+        how = "built from source" if p.method == "source" else "wheel"
+        archs = f", archs {p.arch_list}" if p.arch_list else ""
+        lines.append(f"#   {p.name} {p.version} ({how}{archs})")
+    lines.append(f"# Base image: {why}.")
+    lines.append("# The image builds without a GPU: nothing here is detected at build time.")
+    for note in (*stack.notes, *plan.notes):
+        lines.append(f"# note: {note}")
+    return lines
+
+
+def _arch_list(plan: Plan, step: Step) -> str:
+    """Return ``TORCH_CUDA_ARCH_LIST`` for a build: the plan's, else the package's, else the target's GPUs."""
+    if "TORCH_CUDA_ARCH_LIST" in step.env:
+        return step.env["TORCH_CUDA_ARCH_LIST"]
+    choice = plan.stack.get(step.package)
+    if choice is not None and choice.arch_list:
+        return choice.arch_list
+    return ";".join(str(c) for c in plan.stack.target.capabilities)
+
+
+def render(plan: Plan, matrix: Matrix) -> str:
+    """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA."""
+    stack = plan.stack
+    torch = stack.get("torch")
+    img, why = base_image(torch.cuda if torch is not None else None, matrix)
+    runtime = img.runtime if img is not None else CPU_IMAGE
+    devel = img.devel if img is not None else CPU_IMAGE
+    python = ".".join(stack.target.python.split(".")[:2])
+    installs = [s for s in plan.steps if s.action == "install"]
+    builds = [s for s in plan.steps if s.action == "build"]
+    out = _header(plan, why, matrix)
+    out += ["", f"FROM {UV_IMAGE} AS uv"]
+    if builds:
+        out += ["", f"FROM {devel} AS build", "# hadolint ignore=DL3008",
+                "RUN apt-get update && apt-get install -y --no-install-recommends build-essential git "
+                "&& rm -rf /var/lib/apt/lists/*"]
+        out += _python_setup(python)
+        out += _run([_pip_install(s) for s in installs if s.package == "torch"]
+                    + [f"pip install --no-cache-dir {NINJA}"])
+        for s in builds:
+            env = {k: v for k, v in s.env.items()}
+            env["TORCH_CUDA_ARCH_LIST"] = _arch_list(plan, s)
+            env["FORCE_CUDA"] = "1"
+            env.setdefault("MAX_JOBS", "4")
+            out.append(_env(env))
+            args = ["pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "--wheel-dir", "/wheels",
+                    s.requirement]
+            out.append("RUN " + " ".join(_q(a) for a in args))
+    out += ["", f"FROM {runtime}"]
+    label = f"{stack.target.platform} py{python} " + " ".join(f"{p.name}=={p.version}" for p in stack.packages)
+    out.append(f"LABEL io.gpustack.target={_q(label.strip())}")
+    out += _python_setup(python)
+    out += _run([_pip_install(s) for s in installs])
+    if builds:
+        out += ["COPY --from=build /wheels /tmp/wheels",
+                "RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \\\n    && rm -rf /tmp/wheels"]
+    out += ['CMD ["python"]']
+    return "\n".join(out) + "\n"
