@@ -19,9 +19,13 @@ from resolver.candidates import (
     flash_wheel_matches,
 )
 from resolver.matrix_types import FlashRelease, FlashWheelRow, Matrix, XformersRelease
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, PackageChoice, Target, python_tag, spec_allows
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, ComputeCapability, PackageChoice, Target, python_tag, spec_allows
 from resolver.report import Reporter
 from resolver.request import Request
+
+# xformers' cutlass fMHA ops declare CUDA_MINIMUM_COMPUTE_CAPABILITY (5, 0) (xformers/ops/fmha/common.py; see
+# matrices/xformers_source.toml min_cc_buildable notes): below it memory_efficient_attention finds no operator.
+XFORMERS_FMHA_MIN_CC = ComputeCapability(5, 0)
 
 __all__ = ["Companion", "choose_xformers", "choose_flash", "flash_fits_gpus", "source_arch_list"]
 
@@ -134,6 +138,8 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
         return None, f"a source build needs torch{x.source_torch}"
     if not pinned and x.source_torch is None:
         return None, f"requires torch{x.torch}"
+    if x.source_min_cc is not None and any(cc < x.source_min_cc for cc in target.capabilities):
+        return None, "; ".join(problems + [f"its source does not compile for compute capability below {x.source_min_cc}"])
     nvcc = _nvcc_problem(torch, target)
     if nvcc:
         return None, "; ".join(problems + [nvcc])
@@ -141,10 +147,16 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
     if arch is None:
         return None, "; ".join(problems + [why])
     reason = "; ".join(problems) or "no prebuilt wheel for this torch/Python/platform"
+    old_gpus = [cc for cc in target.capabilities if cc < XFORMERS_FMHA_MIN_CC]
+    runtime = ()
+    if old_gpus:
+        runtime = (f"xformers builds and imports on compute capability {', '.join(map(str, old_gpus))}, but its "
+                   f"memory_efficient_attention ops require {XFORMERS_FMHA_MIN_CC} at run time: run `gpustack verify`",)
     return Companion(
         PackageChoice("xformers", version, "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=arch,
+                      url=None if x.sdist else f"git+https://github.com/facebookresearch/xformers.git@v{version}",
                       build_env={"TORCH_CUDA_ARCH_LIST": arch, "FORCE_CUDA": "1"}),
-        notes=(f"xformers {version} is built from source ({reason})",) + _source_notes(torch, target),
+        notes=(f"xformers {version} is built from source ({reason})",) + _source_notes(torch, target) + runtime,
     ), ""
 
 

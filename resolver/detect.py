@@ -30,7 +30,7 @@ from packaging.version import InvalidVersion, Version
 
 from resolver._subprocess import run, try_run
 from resolver.errors import BadInput, DetectionError
-from resolver.models import ComputeCapability, parse_driver
+from resolver.models import ComputeCapability, format_driver, parse_driver
 from resolver.report import Reporter
 
 __all__ = [
@@ -134,15 +134,6 @@ class Host:
             "env": self.env.to_dict(),
             "sources": dict(self.sources),
         }
-
-
-def format_driver(version: Version) -> str:
-    """Return a driver version the way NVIDIA writes it: ``Version("470.82.1")`` -> ``"470.82.01"``.
-
-    ``Version`` drops the zero padding of the last field, which every NVIDIA driver number has.
-    """
-    parts = list(version.release)
-    return ".".join([str(parts[0])] + [f"{p:02d}" for p in parts[1:]])
 
 
 def _str_or_none(value: object | None) -> str | None:

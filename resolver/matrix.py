@@ -183,11 +183,15 @@ def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str,
         index_variants = tuple(t for t in index if isinstance(t, str) and t.startswith("cu"))
     src_row = source_rows.get(str(version))
     source_torch = None
+    source_min_cc = None
     source = _source(ctx, r)
     if src_row is not None and isinstance(src_row.get("source_requires_torch"), str):
         sctx = _Ctx("xformers_source.toml", f"release {version}")
         source_torch = sctx.parse("source_requires_torch", src_row["source_requires_torch"], _spec)
         source += " ; source build: " + _source(sctx, src_row)
+        floor = src_row.get("min_cc_buildable")
+        if isinstance(floor, str) and re.fullmatch(r"\d+\.\d", floor):
+            source_min_cc = ComputeCapability.parse(floor)
     return XformersRelease(
         version=version,
         torch=ctx.parse("requires_dist_torch", torch_req, _spec),
@@ -204,6 +208,7 @@ def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str,
         sdist=ctx.get(r, "sdist_on_pypi", bool),
         source=source,
         source_torch=source_torch,
+        source_min_cc=source_min_cc,
         note=ctx.get(r, "note", str, default=""),
     )
 

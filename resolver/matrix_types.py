@@ -85,6 +85,7 @@ class XformersRelease:
     sdist: bool
     source: str
     source_torch: SpecifierSet | None = None  # what a source build at the tag accepts
+    source_min_cc: ComputeCapability | None = None  # a source build fails to compile below this
     note: str = ""
 
     @property

@@ -24,6 +24,7 @@ __all__ = [
     "Target",
     "PLATFORMS",
     "parse_driver",
+    "format_driver",
     "cuda_tag",
     "PackageChoice",
     "Stack",
@@ -142,6 +143,12 @@ def parse_driver(text: str) -> Version:
     return Version(s)
 
 
+def format_driver(version: Version) -> str:
+    """Return a driver version the way NVIDIA writes it: ``Version("470.82.1")`` -> ``"470.82.01"``."""
+    parts = list(version.release)
+    return ".".join([str(parts[0])] + [f"{p:02d}" for p in parts[1:]])
+
+
 def cuda_tag(cuda: Version | str | None) -> str:
     """Return the wheel tag of a CUDA version: ``12.1`` -> ``cu121``; ``None`` -> ``cpu``."""
     if cuda is None:
@@ -193,7 +200,7 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpus": [g.to_dict() for g in self.gpus],
-            "driver": str(self.driver) if self.driver is not None else None,
+            "driver": format_driver(self.driver) if self.driver is not None else None,
             "python": self.python,
             "platform": self.platform,
             "nvcc": str(self.nvcc) if self.nvcc is not None else None,

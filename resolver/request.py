@@ -88,7 +88,8 @@ def parse_request(
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
-            raise BadInput(f"invalid requirement {line!r}: {exc}. Write it as PEP 508, e.g. 'xformers<0.0.23'") from None
+            first = str(exc).splitlines()[0].rstrip(".")
+            raise BadInput(f"invalid requirement {line!r}: {first}; write it as PEP 508, e.g. 'xformers<0.0.23'") from None
         name = str(canonicalize_name(req.name))
         if name not in SOLVED:
             if line not in constraints:

@@ -1,0 +1,317 @@
+"""Source builds: a plan's ``build`` step turned into a wheel, through the build cache. It never picks versions.
+
+The order is: read the target (its Python tag, platform, and torch's version and CUDA, from ``torch/version.py``
+without importing torch), look the build key up in the cache, check prerequisites (nvcc of torch's CUDA major,
+ninja, disk, RAM) and refuse with the reason, then ``pip wheel --no-build-isolation --no-deps`` with the plan's
+environment plus ``MAX_JOBS`` sized to free RAM, showing ninja's ``[N/M]`` lines as a progress bar and keeping the
+full log, and store the wheel in the cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from resolver import _subprocess, cache
+from resolver.errors import CommandFailed, GpuStackError
+from resolver.models import Step
+from resolver.report import Reporter
+
+__all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
+           "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
+
+# flash-attn's README: "each nvcc thread can use ~5GB of RAM"; xformers and small extensions need less.
+GIB_PER_THREAD = {"flash-attn": 5.0, "xformers": 4.0}
+DEFAULT_GIB_PER_THREAD = 2.0
+DISK_NEEDED_GIB = {"flash-attn": 10.0, "xformers": 10.0}
+DEFAULT_DISK_NEEDED_GIB = 2.0
+_NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]")
+_IGNORED_IN_TREE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".git", "*.so")
+
+_TARGET_CODE = r"""
+import importlib.util, json, os, sys, sysconfig
+info = {"python_tag": "cp%d%d" % sys.version_info[:2], "prefix": sys.prefix,
+        "platform": sysconfig.get_platform().replace("-", "_").replace(".", "_"), "version_py": None}
+spec = importlib.util.find_spec("torch")
+for loc in (spec.submodule_search_locations or []) if spec else []:
+    p = os.path.join(loc, "version.py")
+    if os.path.isfile(p):
+        info["version_py"] = open(p).read()
+        break
+print(json.dumps(info))
+"""
+
+
+class BuildPrerequisiteMissing(GpuStackError):
+    """A source build cannot start here; the message gives every reason and what to do about it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    """What a build in the target interpreter compiles against."""
+
+    python_tag: str
+    platform: str
+    prefix: str
+    torch_version: str | None
+    torch_cuda: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What this machine offers a build: nvcc, ninja, free disk and RAM, cores."""
+
+    nvcc: Version | None
+    ninja: str | None
+    disk_free_gib: float
+    mem_available_gib: float | None
+    cpus: int
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """A built (or cached) wheel; ``log`` is ``None`` on a cache hit, when no compiler ran."""
+
+    wheel: Path
+    cache_hit: bool
+    key: cache.BuildKey
+    log: Path | None = None
+    seconds: float = 0.0
+
+
+def parse_torch_version_py(text: str) -> tuple[str | None, str | None]:
+    """Return ``(__version__, cuda)`` written in a torch ``version.py`` (``cuda`` ``None`` for a CPU build)."""
+    version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    return (version.group(1) if version else None, cuda.group(1) if cuda else None)
+
+
+def probe_target(python_exe: str) -> TargetInfo:
+    """Return the target interpreter's tags and its torch, read in a child without importing torch."""
+    done = _subprocess.run([python_exe, "-c", _TARGET_CODE], timeout=60)
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    version, cuda = parse_torch_version_py(data["version_py"]) if data["version_py"] else (None, None)
+    return TargetInfo(data["python_tag"], data["platform"], data["prefix"], version, cuda)
+
+
+def _find_nvcc() -> str | None:
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and os.path.isfile(os.path.join(home, "bin", "nvcc")):
+        return os.path.join(home, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+def parse_nvcc_release(text: str) -> Version | None:
+    """Return the CUDA release in ``nvcc --version`` output (``release 13.0, V13.0.88`` -> 13.0)."""
+    m = re.search(r"release (\d+\.\d+)", text)
+    try:
+        return Version(m.group(1)) if m else None
+    except InvalidVersion:
+        return None
+
+
+def probe_resources(python_exe: str, work_dir: Path) -> Resources:
+    """Return nvcc's release, ninja's path (PATH or the target's bin dir), free disk at ``work_dir``, RAM, cores."""
+    nvcc_path = _find_nvcc()
+    done = _subprocess.try_run([nvcc_path, "--version"]) if nvcc_path else None
+    nvcc = parse_nvcc_release(done.stdout) if done else None
+    ninja = shutil.which("ninja") or shutil.which("ninja", path=os.path.dirname(python_exe))
+    mem = None
+    try:
+        m = re.search(r"^MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)
+        mem = int(m.group(1)) / 1024**2 if m else None
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return Resources(nvcc, ninja, shutil.disk_usage(work_dir).free / 1024**3, mem, cpus)
+
+
+def _needs_cuda(env: Mapping[str, str]) -> bool:
+    return env.get("FORCE_CUDA") == "1" or "TORCH_CUDA_ARCH_LIST" in env or "FLASH_ATTN_CUDA_ARCHS" in env
+
+
+def _threads(step: Step) -> int:
+    default = "2" if step.package == "flash-attn" else "1"
+    return max(1, int(step.env.get("NVCC_THREADS", default)))
+
+
+def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[str]:
+    """Return every reason the build of ``step`` cannot run here (empty: it can)."""
+    reasons = []
+    if target.torch_version is None:
+        reasons.append(f"torch is not installed in {target.prefix}; the build compiles against it "
+                       "(--no-build-isolation): install torch first")
+    if _needs_cuda(step.env):
+        if target.torch_version is not None and target.torch_cuda is None:
+            reasons.append(f"torch {target.torch_version} is a CPU build; a CUDA build needs torch built with CUDA")
+        if res.nvcc is None:
+            reasons.append(f"nvcc not found (CUDA_HOME/bin or PATH): install the CUDA {target.torch_cuda or ''} "
+                           "toolkit and put its bin on PATH or set CUDA_HOME")
+        elif target.torch_cuda and Version(target.torch_cuda).major != res.nvcc.major:
+            reasons.append(f"nvcc is CUDA {res.nvcc} but torch {target.torch_version} was built with CUDA "
+                           f"{target.torch_cuda}: install a CUDA {Version(target.torch_cuda).major}.x toolkit "
+                           "and set CUDA_HOME to it")
+    if res.ninja is None:
+        reasons.append("ninja not found: `pip install ninja` into the target environment")
+    disk = DISK_NEEDED_GIB.get(step.package, DEFAULT_DISK_NEEDED_GIB)
+    if res.disk_free_gib < disk:
+        reasons.append(f"{res.disk_free_gib:.1f} GiB free disk, the build needs about {disk:.0f} GiB: "
+                       "free space or set TMPDIR elsewhere")
+    per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * _threads(step)
+    if res.mem_available_gib is not None and res.mem_available_gib < per_job:
+        reasons.append(f"{res.mem_available_gib:.1f} GiB RAM available, one compile job needs about "
+                       f"{per_job:.0f} GiB: close programs or build on a bigger machine")
+    return reasons
+
+
+def build_env(step: Step, res: Resources, python_exe: str) -> dict[str, str]:
+    """Return the build's added environment: the plan's, ``MAX_JOBS`` capped by RAM and cores, ``PATH`` with the
+    target's bin dir (where ``pip install ninja`` puts ninja) and ``CUDA_HOME`` when nvcc was found."""
+    env = dict(step.env)
+    threads = _threads(step)
+    per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * threads
+    fits = int(res.mem_available_gib // per_job) if res.mem_available_gib is not None else res.cpus
+    jobs = max(1, min(res.cpus, fits))
+    if "MAX_JOBS" in env:
+        jobs = max(1, min(jobs, int(env["MAX_JOBS"])))
+    env["MAX_JOBS"] = str(jobs)
+    if step.package == "flash-attn":
+        env.setdefault("NVCC_THREADS", str(threads))
+    env["PATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(python_exe)), os.environ.get("PATH", "")])
+    nvcc = _find_nvcc()
+    if nvcc and "CUDA_HOME" not in os.environ:
+        env["CUDA_HOME"] = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _local_source(step: Step) -> Path | None:
+    path = step.requirement.removeprefix("file://")
+    return Path(path) if os.path.isdir(path) else None
+
+
+def tree_digest(root: Path) -> str:
+    """Return a sha256 over the relative paths and contents of ``root``'s files (build outputs left out)."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(p in ("build", "dist", "__pycache__", ".git") or p.endswith(".egg-info") for p in rel.parts):
+            continue
+        if path.is_file() and path.suffix != ".so":
+            h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def cache_key(step: Step, target: TargetInfo, cxx11_abi: bool | None) -> cache.BuildKey:
+    """Return the cache key of building ``step`` against ``target``'s torch."""
+    local = _local_source(step)
+    source = f"tree:{tree_digest(local)}" if local else (step.url or step.requirement)
+    return cache.BuildKey.from_env(
+        step.env, package=step.package, source=source, torch=target.torch_version or "none",
+        torch_cuda=target.torch_cuda, python_tag=target.python_tag, cxx11_abi=cxx11_abi,
+        arch_list=step.env.get("TORCH_CUDA_ARCH_LIST") or step.env.get("FLASH_ATTN_CUDA_ARCHS"),
+        platform=target.platform)
+
+
+def parse_ninja_progress(line: str) -> tuple[int, int] | None:
+    """Return ``(done, total)`` from a ninja status line such as ``[3/12] /usr/local/cuda/bin/nvcc ...``."""
+    m = _NINJA.match(line)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def wheel_argv(pip: Sequence[str], step: Step, source: str, out_dir: Path, source_args: Sequence[str]) -> list[str]:
+    """Return the ``pip wheel`` argv that builds ``source`` (never a prebuilt wheel of the package) into ``out_dir``."""
+    return [*pip, "wheel", "--no-build-isolation", "--no-deps", "--no-binary", step.package, "-v",
+            "-w", str(out_dir), *source_args, source]
+
+
+def _error_tail(lines: Sequence[str]) -> str:
+    errors = [ln for ln in lines if re.search(r"\berror\b|Error:|FAILED", ln)]
+    return "\n".join((errors or list(lines))[-15:])
+
+
+def build(step: Step, python_exe: str, pip: Sequence[str], *, source_args: Sequence[str] = (),
+          cxx11_abi: bool | None = None, reporter: Reporter | None = None, use_cache: bool = True,
+          progress: bool = True) -> BuildResult:
+    """Return the wheel of ``step``: from the cache when its key is there, else freshly built and then cached.
+
+    Raises ``BuildPrerequisiteMissing`` before anything runs, or ``CommandFailed`` (with the log's path and its
+    last error lines) when the build fails. Nothing is installed here.
+    """
+    reporter = reporter or Reporter()
+    target = probe_target(python_exe)
+    key = cache_key(step, target, cxx11_abi)
+    hit = cache.lookup(key) if use_cache else None
+    if hit is not None:
+        reporter.message(f"build cache hit for {step.package}: {hit} (no compiler run)")
+        return BuildResult(hit, True, key)
+    tmp_root = cache.cache_dir() / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    res = probe_resources(python_exe, tmp_root)
+    reasons = check_prerequisites(step, target, res)
+    if reasons:
+        raise BuildPrerequisiteMissing(f"cannot build {step.package} here: " + "; ".join(reasons))
+    env = build_env(step, res, python_exe)
+    work = Path(tempfile.mkdtemp(prefix=f"build-{step.package}-", dir=tmp_root))
+    try:
+        local = _local_source(step)
+        source = step.url or step.requirement
+        if local is not None:  # build a clean copy: no stale in-tree objects, nothing written into the source
+            shutil.copytree(local, work / "src", ignore=_IGNORED_IN_TREE)
+            source = str(work / "src")
+        argv = wheel_argv(pip, step, source, work / "out", source_args)
+        log_path = _new_log(step.package)
+        started = time.monotonic()
+        rc, tail = _run_logged(argv, env, log_path, step.package, progress)
+        if rc != 0:
+            raise CommandFailed(argv, rc, _error_tail(tail), str(log_path))
+        wheels = sorted((work / "out").glob("*.whl"))
+        if len(wheels) != 1:
+            raise CommandFailed(argv, 0, f"expected one wheel in {work / 'out'}, found {len(wheels)}", str(log_path))
+        stored = cache.store(key, wheels[0])
+        seconds = time.monotonic() - started
+        reporter.message(f"built {stored.name} in {seconds:.0f}s (log: {log_path})")
+        return BuildResult(stored, False, key, log_path, seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _new_log(package: str) -> Path:
+    logs = cache.cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"build-{package}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.log"
+
+
+def _run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path, package: str,
+                show: bool) -> tuple[int, list[str]]:
+    """Return the exit code and the last 300 lines; every line goes to ``log_path``, ninja's to a progress bar."""
+    tail: collections.deque[str] = collections.deque(maxlen=300)
+    columns = (TextColumn(f"building {package}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with open(log_path, "w") as log_file, Progress(*columns, console=Console(stderr=True),
+                                                     disable=not show, transient=False) as bar:
+        task = bar.add_task("build", total=None)
+        log_file.write("$ " + " ".join(argv) + "\n" + "".join(f"{k}={v}\n" for k, v in env.items()))
+
+        def on_line(line: str) -> None:
+            log_file.write(line + "\n")
+            tail.append(line)
+            counts = parse_ninja_progress(line)
+            if counts:
+                bar.update(task, completed=counts[0], total=counts[1])
+
+        rc = _subprocess.stream(argv, on_line, env=env)
+    return rc, list(tail)

@@ -1,0 +1,98 @@
+"""``gpustack matrix show|validate``: read the compatibility matrices, check them, print them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from resolver import matrix as matrix_mod
+from resolver.matrix_types import Matrix
+
+__all__ = ["matrix"]
+
+_dir_option = click.option("--matrix-dir", type=click.Path(file_okay=False), help="Read matrices from DIR instead of the shipped ones.")
+
+
+def _load(matrix_dir: str | None) -> Matrix:
+    return matrix_mod.load_dir(Path(matrix_dir)) if matrix_dir else matrix_mod.load()
+
+
+@click.group()
+def matrix() -> None:
+    """Show or validate the compatibility matrices (matrices/*.toml)."""
+
+
+@matrix.command()
+@_dir_option
+def validate(matrix_dir: str | None) -> None:
+    """Check every file against the schema and the files against each other. Exit 0 sound, 1 inconsistent, 2 unreadable."""
+    m = _load(matrix_dir)  # schema errors raise InvalidMatrix -> one line, exit 2
+    problems = matrix_mod.validate(m)
+    for p in problems:
+        click.echo(p)
+    where = matrix_dir or str(matrix_mod.matrix_dir())
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {where}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"ok: {len(m.torch)} torch releases, {len(m.xformers)} xformers, {len(m.flash_attn)} flash-attn, "
+        f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images ({where})"
+    )
+
+
+def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
+    if subject == "torch":
+        return ["torch", "Pythons", "variants (arch list)", "PyPI build"], [
+            [str(t.version), " ".join(t.pythons),
+             "\n".join(f"{v.tag}{'?' if v.unverified else ''}: {v.arch.to_torch_arch_list()}" for v in t.variants),
+             t.pypi_cuda["linux_x86_64"]]
+            for t in m.torch
+        ]
+    if subject == "xformers":
+        return ["xformers", "torch", "PyPI build", "arch list", "index builds", "components"], [
+            [str(x.version), str(x.torch), x.pypi_torch or "", x.arch.to_torch_arch_list(), " ".join(x.index_variants or ("?",)),
+             "yes" if x.has_components else "no"]
+            for x in m.xformers
+        ]
+    if subject == "flash-attn":
+        return ["flash-attn", "wheels (torch minors)", "CUDA builds", "max CC major", "unverified"], [
+            [str(f.version), " ".join(sorted({f"{w.torch.major}.{w.torch.minor}" for w in f.wheels}, key=lambda s: tuple(map(int, s.split("."))))),
+             " ".join(sorted({str(w.cuda_build) for w in f.wheels})), str(f.max_cc_major or "-"), "yes" if f.wheels_unverified else ""]
+            for f in m.flash_attn
+        ]
+    if subject == "cuda":
+        minors = [[str(c.cuda), str(c.ga_min_driver_linux or "?"), " ".join(s.sm for s in sorted(c.nvcc_sms))] for c in m.cuda]
+        return ["CUDA", "toolkit driver (Linux)", "nvcc targets"], minors
+    if subject == "gpus":
+        return ["GPU", "CC", "nvidia-smi names", "architecture"], [
+            [g.name, str(g.compute_capability), ", ".join(g.nvidia_smi_names), g.architecture] for g in m.gpus
+        ]
+    if subject == "profiles":
+        return ["profile", "requirements", "constraints", "needs", "summary"], [
+            [p.name, " ".join(p.requirements), " ".join(p.constraints), " ".join(p.needs), p.summary] for p in m.profiles
+        ]
+    return ["CUDA", "runtime image", "devel image"], [[str(d.cuda), d.runtime, d.devel] for d in m.docker]
+
+
+@matrix.command()
+@click.argument("subject", type=click.Choice(["torch", "xformers", "flash-attn", "cuda", "gpus", "profiles", "docker"]))
+@_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+def show(subject: str, matrix_dir: str | None, as_json: bool) -> None:
+    """Print one matrix as a table (a '?' marks an unverified row)."""
+    m = _load(matrix_dir)
+    header, rows = _rows(m, subject)
+    if as_json:
+        out: list[dict[str, Any]] = [dict(zip(header, r)) for r in rows]
+        click.echo(json.dumps(out, indent=2))
+        return
+    table = Table(*header, title=f"{subject} ({len(rows)} rows)", title_justify="left", show_lines=subject == "torch")
+    for r in rows:
+        table.add_row(*r)
+    Console(soft_wrap=True).print(table)

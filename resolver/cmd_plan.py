@@ -1,0 +1,47 @@
+"""``gpustack plan``: solve for a target and print the stack, the ordered steps and every note."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from resolver.errors import NoCompatibleStack
+from resolver.options import plan_and_context, target_options
+
+__all__ = ["plan"]
+
+
+@click.command()
+@click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (docs/plan-json.md).")
+def plan(requirements: tuple[str, ...], as_json: bool, **options: Any) -> None:
+    """Solve torch, its CUDA build, xformers and flash-attn for a target and print the plan.
+
+    REQ are PEP 508 requirements such as 'torch==1.12.1', 'xformers<0.0.23', 'flash-attn'. Exit codes: 0 a stack
+    was found, 1 no compatible stack, 2 bad input.
+    """
+    console = Console(stderr=False, soft_wrap=True)
+    try:
+        the_plan, ctx = plan_and_context(requirements, **options)
+    except NoCompatibleStack as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "reasons": exc.reasons, "alternatives": exc.alternatives}, indent=2))
+        else:
+            from resolver.render import print_refusal
+
+            print_refusal(console, exc.reasons, exc.alternatives)
+        sys.exit(1)
+    if as_json:
+        data = the_plan.to_dict()
+        data["detection"] = list(ctx.lines)
+        click.echo(json.dumps(data, indent=2))
+        return
+    from resolver.render import print_plan, print_target
+
+    print_target(console, ctx.target, ctx.lines)
+    print_plan(console, the_plan)

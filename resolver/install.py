@@ -1,0 +1,474 @@
+"""Executing a plan: its steps through pip or uv, in order, under a lock, undone on any failure.
+
+The plan decides everything (sources, pins, ``--no-deps``, build variables); this module only turns steps into
+commands and runs them. Torch's step runs first; after every step the installed torch must still be the planned
+build, or the run stops. Before the first change the environment is snapshotted; on any failure (a source that
+does not answer, a failed download or build, Ctrl-C, a torch swap, a failed ``--verify``) the snapshot is restored
+and the error says what was put back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
+                             parse_wheel_filename)
+from packaging.version import InvalidVersion, Version
+
+from resolver import _subprocess, build, envstate
+from resolver.cache import cache_dir
+from resolver.errors import BadInput, CommandFailed, GpuStackError
+from resolver.models import Plan, Step
+from resolver.report import Reporter
+
+__all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
+           "SourceUnreachable", "choose_backend", "restore_args", "execute", "commands"]
+
+log = logging.getLogger("gpustack.install")
+
+
+class TorchSwapped(GpuStackError):
+    """A step changed the installed torch away from the planned build."""
+
+
+class InstallFailed(GpuStackError):
+    """A step failed and the environment was restored; the message says why and what was put back."""
+
+    def __init__(self, cause: BaseException, restored: envstate.RestoreResult | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.restored = restored
+
+    def __str__(self) -> str:
+        return f"{self.cause}\n{_restore_line(self.restored)}"
+
+
+class InstallInterrupted(InstallFailed):
+    """Ctrl-C during an install; the environment was restored."""
+
+    exit_code = 130
+
+    def __str__(self) -> str:
+        return f"interrupted\n{_restore_line(self.restored)}"
+
+
+def _restore_line(restored: envstate.RestoreResult | None) -> str:
+    if restored is None:
+        return "nothing had changed yet"
+    line = f"environment restored: {restored.undone.describe()}"
+    if restored.left:
+        line += f"\nCOULD NOT RESTORE: {restored.left.describe()}"
+    return line
+
+
+# --- backends, sources and commands ----------------------------------------------------------------------------
+
+Backend = Literal["pip", "uv"]
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "")
+
+
+class SourceUnreachable(GpuStackError):
+    """A step needs a host that does not answer; the message names the URL and the offline way around it."""
+
+
+def choose_backend(requested: str) -> Backend:
+    """Return ``pip`` or ``uv``: ``auto`` takes uv when it is on PATH (or next to this interpreter)."""
+    if requested in ("pip", "uv"):
+        if requested == "uv" and _uv_exe() is None:
+            raise BadInput("--installer uv: uv not found on PATH; `pip install uv` or use --installer pip")
+        return requested  # type: ignore[return-value]
+    if requested != "auto":
+        raise BadInput(f"--installer {requested!r}: expected auto, pip or uv")
+    return "uv" if _uv_exe() is not None else "pip"
+
+
+def _uv_exe() -> str | None:
+    return shutil.which("uv") or shutil.which("uv", path=os.path.dirname(sys.executable))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One child process of a run: its argv, the environment it adds, and the package it is for."""
+
+    argv: list[str]
+    env: dict[str, str]
+    package: str
+    kind: str = "install"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"argv": self.argv, "env": self.env, "package": self.package}
+
+    def shell(self) -> str:
+        """Return the command as one shell line, environment first."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Local folders of wheels and sdists (``--find-links``), and whether the network is off (``--offline``)."""
+
+    find_links: tuple[str, ...] = ()
+    offline: bool = False
+
+    def local_file(self, step: Step) -> str | None:
+        """Return the path of ``step``'s file in a find-links folder: its ``url``'s file name, or a wheel or sdist
+        of the exact version the requirement pins; ``None`` when no folder has it."""
+        want = _pinned(step)
+        for folder in self.find_links:
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                if step.url and name == step.url.rsplit("/", 1)[-1].split("#")[0]:
+                    return os.path.join(folder, name)
+                if want is not None and _file_is(name, *want):
+                    return os.path.join(folder, name)
+        return None
+
+
+def _pinned(step: Step) -> tuple[str, Version] | None:
+    try:
+        req = Requirement(step.requirement)
+    except InvalidRequirement:
+        return None
+    pins = [s.version for s in req.specifier if s.operator in ("==", "===")]
+    try:
+        return (canonicalize_name(req.name), Version(pins[0])) if len(pins) == 1 else None
+    except InvalidVersion:
+        return None
+
+
+def _file_is(filename: str, name: str, version: Version) -> bool:
+    try:
+        if filename.endswith(".whl"):
+            found = parse_wheel_filename(filename)[:2]
+        elif filename.endswith((".tar.gz", ".zip")):
+            found = parse_sdist_filename(filename)
+        else:
+            return False
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return False
+    return found == (name, version)
+
+
+def source_args(step: Step, sources: Sources) -> list[str]:
+    """Return where ``step`` may look: the plan's indexes, plus find-links; only the folders when offline or when
+    the step's own file lies there (then it needs no network)."""
+    links = [a for d in sources.find_links for a in ("--find-links", d)]
+    if sources.offline or sources.local_file(step) is not None:
+        return ["--no-index", *links]
+    args = ["--index-url", step.index_url] if step.index_url else []
+    for url in step.extra_index_urls:
+        args += ["--extra-index-url", url]
+    return args + links
+
+
+def needed_urls(steps: Sequence[Step], sources: Sources) -> list[str]:
+    """Return the remote URLs (indexes, direct files) the steps will contact, in order, without repeats."""
+    urls: list[str] = []
+    for step in steps:
+        if sources.offline or sources.local_file(step) is not None:
+            continue
+        for url in (step.url, step.index_url, *step.extra_index_urls):
+            parts = urlsplit(url or "")
+            if parts.scheme in ("http", "https") and parts.hostname not in _LOCAL_HOSTS and url not in urls:
+                urls.append(url)  # type: ignore[arg-type]
+    return urls
+
+
+def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> None:
+    """Return when every remote URL the steps need answers; else raise ``SourceUnreachable`` (one line) at once."""
+    answered: set[str] = set()
+    for url in needed_urls(steps, sources):
+        host = urlsplit(url).netloc
+        if host in answered:
+            continue
+        try:
+            requests.head(url, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise SourceUnreachable(
+                f"{url} is not reachable ({type(exc).__name__}); on a connected machine run "
+                "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`") from None
+        answered.add(host)
+
+
+def constraints_path(constraints: Sequence[str], write: bool = False) -> str | None:
+    """Return the constraints file holding ``constraints`` (named by their hash; written when ``write``)."""
+    if not constraints:
+        return None
+    text = "".join(f"{c}\n" for c in constraints)
+    path = cache_dir() / "constraints" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)
+
+
+class Installer:
+    """pip or uv aimed at one interpreter; also the ``envstate.Restorer`` that undoes a failed run."""
+
+    def __init__(self, backend: Backend, python_exe: str, restore_args: Sequence[str] = ()) -> None:
+        self.backend = backend
+        self.python_exe = python_exe
+        self.restore_args = list(restore_args)
+        self.pip = pip_argv(python_exe)
+        self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+    def install_argv(self, requirements: Sequence[str], source: Sequence[str], *, no_deps: bool = False,
+                     constraints: str | None = None, reinstall: bool = False) -> list[str]:
+        """Return argv installing ``requirements`` (``-e X`` becomes two arguments) with ``source`` arguments."""
+        if self.backend == "uv":
+            argv = [_uv_exe() or "uv", "pip", "install", "--python", self.python_exe]
+        else:
+            argv = [*self.pip, "install", "--progress-bar", "off"]
+        argv += ["--no-deps"] if no_deps else []
+        argv += ["--constraint", constraints] if constraints else []
+        argv += (["--reinstall"] if self.backend == "uv" else ["--force-reinstall"]) if reinstall else []
+        argv += list(source)
+        for req in requirements:
+            argv += ["-e", req[3:]] if req.startswith("-e ") else [req]
+        return argv
+
+    def reinstall_argv(self, requirements: Sequence[str]) -> list[str]:
+        """Return argv putting back ``requirements`` exactly (``--no-deps``, forced) from the run's sources."""
+        return self.install_argv(requirements, self.restore_args, no_deps=True, reinstall=True)
+
+    def uninstall_argv(self, names: Sequence[str]) -> list[str]:
+        """Return argv uninstalling ``names`` without a prompt."""
+        if self.backend == "uv":
+            return [_uv_exe() or "uv", "pip", "uninstall", "--python", self.python_exe, *names]
+        return [*self.pip, "uninstall", "-y", *names]
+
+
+def pip_argv(python_exe: str) -> list[str]:
+    """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip)."""
+    if _subprocess.try_run([python_exe, "-c", "import pip"], timeout=30) is not None:
+        return [python_exe, "-m", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python_exe]
+
+
+def restore_args(plan: Plan, sources: Sources) -> list[str]:
+    """Return the source arguments a restore uses: every index of the plan (first as the index) and find-links."""
+    links = [a for d in sources.find_links for a in ("--find-links", d)]
+    if sources.offline:
+        return ["--no-index", *links]
+    indexes: list[str] = []
+    for step in plan.steps:
+        for url in (step.index_url, *step.extra_index_urls):
+            if url and url not in indexes:
+                indexes.append(url)
+    args = ["--index-url", indexes[0]] if indexes else []
+    for url in indexes[1:]:
+        args += ["--extra-index-url", url]
+    return args + links
+
+
+@dataclass(frozen=True, slots=True)
+class InstallResult:
+    """What a successful run changed, the builds it made or took from the cache, and how long it took."""
+
+    changes: envstate.EnvDiff
+    builds: tuple[build.BuildResult, ...] = ()
+    seconds: float = 0.0
+    verify: Any = None
+
+
+@dataclass
+class _Run:
+    plan: Plan
+    installer: Installer
+    sources: Sources
+    reporter: Reporter
+    use_cache: bool
+    progress: bool
+    builds: list[build.BuildResult] = field(default_factory=list)
+
+
+def ordered_steps(plan: Plan) -> list[Step]:
+    """Return the plan's steps with torch's first (stable otherwise): everything else is built against it."""
+    return sorted(plan.steps, key=lambda s: s.package != "torch")
+
+
+def _install_requirement(step: Step, sources: Sources) -> str:
+    local = sources.local_file(step)
+    if local is not None:
+        return local
+    if step.url:
+        return f"{step.package} @ {step.url}"
+    return step.requirement
+
+
+def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command]:
+    """Return the commands a run of ``plan`` would start, in order (``gpustack install --dry-run``).
+
+    A build shows two: ``pip wheel`` into ``<build-dir>`` (skipped at run time on a cache hit; its ``MAX_JOBS``
+    is sized to free RAM then) and the install of ``<built wheel>``.
+    """
+    out = []
+    for step in ordered_steps(plan):
+        cpath = constraints_path(step.constraints)
+        if step.action == "build":
+            argv = build.wheel_argv(installer.pip, step, step.url or step.requirement, Path("<build-dir>"),
+                                    source_args(step, sources))
+            out.append(Command(argv, {k: v for k, v in step.env.items()}, step.package, "build"))
+            req = "<built wheel>"
+        else:
+            req = _install_requirement(step, sources)
+        argv = installer.install_argv([req], source_args(step, sources), no_deps=step.no_deps, constraints=cpath)
+        out.append(Command(argv, dict(installer.env), step.package, "install"))
+    return out
+
+
+def planned_torch(plan: Plan) -> str | None:
+    """Return the torch version the plan promises (``2.1.0+cu121``), or ``None`` when it has no torch."""
+    choice = plan.stack.get("torch")
+    return choice.version if choice else None
+
+
+def torch_matches(planned: str, dist_version: str | None, version_py: str | None) -> bool:
+    """Return whether the installed torch (dist version, ``torch.__version__``) is the planned build."""
+    def same(a: str, b: str | None) -> bool:
+        try:
+            return b is not None and Version(a) == Version(b)
+        except InvalidVersion:
+            return a == b
+    return same(planned, dist_version) or same(planned, version_py)
+
+
+def _check_torch(run: _Run, python_exe: str, after: str) -> None:
+    planned = planned_torch(run.plan)
+    if planned is None:
+        return
+    snap = envstate.snapshot(python_exe)
+    target = build.probe_target(python_exe)
+    if not torch_matches(planned, snap.version("torch"), target.torch_version):
+        found = snap.version("torch") or "nothing"
+        raise TorchSwapped(f"after {after}, torch is {found} instead of the planned {planned}: the step swapped it")
+
+
+def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
+    argv = run.installer.install_argv([req], source_args(step, run.sources), no_deps=step.no_deps,
+                                      constraints=constraints_path(step.constraints, write=True))
+    tail: list[str] = []
+
+    def on_line(line: str) -> None:
+        log.debug("%s: %s", step.package, line)
+        tail.append(line)
+        del tail[:-40]
+
+    rc = _subprocess.stream(argv, on_line, env=run.installer.env)
+    if rc != 0:
+        raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
+
+
+def _run_step(run: _Run, python_exe: str, step: Step) -> None:
+    if step.action == "build":
+        result = build.build(step, python_exe, run.installer.pip, source_args=source_args(step, run.sources),
+                             cxx11_abi=run.plan.stack.torch_cxx11_abi, reporter=run.reporter,
+                             use_cache=run.use_cache, progress=run.progress)
+        run.builds.append(result)
+        _run_install(run, python_exe, step, str(result.wheel))
+    else:
+        _run_install(run, python_exe, step, _install_requirement(step, run.sources))
+
+
+@contextmanager
+def _no_sigint() -> Iterator[None]:
+    """Ignore Ctrl-C while restoring: a second one must not leave the environment half restored."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def load_verify() -> Callable[..., Any]:
+    """Return ``resolver.verify.run_verify``; raises ``GpuStackError`` when this gpustack has none yet."""
+    try:
+        from resolver.verify import run_verify  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise GpuStackError("--verify needs resolver.verify, which this gpustack does not have yet: "
+                            "install without --verify") from None
+    return run_verify  # type: ignore[no-any-return,unused-ignore]
+
+
+def promised_backends(plan: Plan) -> list[str]:
+    """Return the ``run_verify`` backends the plan promises: ``sdpa`` for torch, then xformers and flash-attn."""
+    names = {"torch": "sdpa", "xformers": "xformers", "flash-attn": "flash-attn"}
+    return [names[p.name] for p in plan.stack.packages if p.name in names]
+
+
+def _verify(python_exe: str, plan: Plan, run_verify: Callable[..., Any]) -> Any:
+    """Return the verify report; raise ``GpuStackError`` naming every promised backend that failed."""
+    expect = promised_backends(plan)
+    report = run_verify(python_exe, expect=expect)
+    failed = [r for r in getattr(report, "results", ()) if not r.passed and not r.skipped
+              and any(r.backend == e or r.backend.startswith(e + "-") for e in expect)]
+    if failed or not getattr(report, "ok", True):
+        names = ", ".join(sorted({f"{r.backend} ({r.error or 'wrong result'})" for r in failed})) or "see report"
+        raise GpuStackError(f"verify: promised backend(s) failed: {names}")
+    return report
+
+
+def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sources = Sources(),
+            reporter: Reporter | None = None, use_cache: bool = True, verify: bool = False,
+            progress: bool = True, lock_timeout: float = 600.0) -> InstallResult:
+    """Return what running ``plan`` into ``python_exe`` changed; on failure restore the environment and raise.
+
+    Raises ``SourceUnreachable`` or ``BadInput`` before anything changes; ``InstallFailed`` (or
+    ``InstallInterrupted`` on Ctrl-C) after restoring the snapshot taken under the environment's lock.
+    """
+    reporter = reporter or Reporter()
+    started = time.monotonic()
+    steps = ordered_steps(plan)
+    check_reachable(steps, sources)
+    run_verify = load_verify() if verify else None
+    prefix = envstate.snapshot(python_exe).prefix
+    lock = envstate.env_lock(prefix, timeout=lock_timeout)
+    run = _Run(plan, installer, sources, reporter, use_cache, progress)
+    try:
+        before = envstate.snapshot(python_exe)
+        verified = None
+        try:
+            for i, step in enumerate(steps, 1):
+                what = step.description or f"{step.action} {step.requirement}"
+                reporter.step_started(i, len(steps), what)
+                t0 = time.monotonic()
+                _run_step(run, python_exe, step)
+                _check_torch(run, python_exe, f"step {i} ({what})")
+                reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
+            if run_verify is not None:
+                verified = _verify(python_exe, plan, run_verify)
+        except BaseException as exc:
+            with _no_sigint():
+                reporter.message(f"install failed ({type(exc).__name__}); restoring {prefix} ...")
+                restored = envstate.restore(before, python_exe, installer)
+                reporter.message(_restore_line(restored))
+            if isinstance(exc, KeyboardInterrupt):
+                raise InstallInterrupted(exc, restored) from exc
+            if isinstance(exc, (Exception, SystemExit)):
+                raise InstallFailed(exc, restored) from exc
+            raise
+        changes = envstate.diff(before, envstate.snapshot(python_exe))
+        return InstallResult(changes, tuple(run.builds), time.monotonic() - started, verified)
+    finally:
+        lock.release()

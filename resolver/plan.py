@@ -1,0 +1,94 @@
+"""Turn a solved ``Stack`` into ordered install and build steps. Pure: decides, never runs anything.
+
+Order: torch first, from the index the solver chose; then everything else with torch's exact build as a constraint
+(so no dependency can swap it); source builds last, with ``--no-build-isolation`` against the installed torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
+
+__all__ = ["make_plan", "max_jobs", "GB_PER_JOB"]
+
+# Peak memory of one compile job. flash-attn: about 5 GB per nvcc thread (flash-attn setup.py's own MAX_JOBS rule,
+# PR #2079); xformers and small extensions: about 2 GB per job.
+GB_PER_JOB = {"flash-attn": 5.0, "xformers": 2.0}
+FLASH_NVCC_THREADS = 2  # flash-attn's CI builds with NVCC_THREADS=2 (publish.yml); each thread is a compile job
+
+
+def max_jobs(package: str, target: Target, nvcc_threads: int = 1) -> int:
+    """Return ``MAX_JOBS`` for building ``package`` on the target: bounded by cores and by RAM per job."""
+    cores = target.cpu_count or 4
+    per_job = GB_PER_JOB.get(package, 2.0) * nvcc_threads
+    by_ram = int((target.memory_gib or 16.0) // per_job)
+    return max(1, min(cores, by_ram))
+
+
+def _torch_pin(stack: Stack) -> str:
+    t = stack.torch
+    if t.index_url == PYPI_SIMPLE:
+        return f"torch=={t.version.split('+')[0]}"
+    return f"torch=={t.version}"
+
+
+def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
+    env = dict(choice.build_env)
+    threads = 1
+    if choice.name == "flash-attn":
+        threads = FLASH_NVCC_THREADS
+        env["NVCC_THREADS"] = str(threads)
+    env["MAX_JOBS"] = str(max_jobs(choice.name, stack.target, threads))
+    requirement = f"{choice.name}=={choice.version}"
+    if choice.url:  # no sdist on PyPI: the solver named the source (a git tag)
+        requirement = f"{choice.name} @ {choice.url}"
+    torch_cuda = stack.torch.cuda or "?"
+    major = torch_cuda.split(".")[0]
+    return Step(
+        action="build",
+        package=choice.name,
+        requirement=requirement,
+        index_url=PYPI_SIMPLE,
+        no_deps=True,
+        constraints=(pin,),
+        env=env,
+        build_isolation=False,
+        prerequisites=(f"nvcc {major}.x (torch is CUDA {torch_cuda})", "ninja", f"{pin} installed"),
+        description=f"build {choice.name} {choice.version} from source for {choice.arch_list} against {stack.torch.version}",
+    )
+
+
+def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
+    """Return the ordered steps that put ``stack`` onto the target. ``installed`` maps dist name -> version there."""
+    installed = installed or {}
+    steps: list[Step] = []
+    notes: list[str] = []
+    pin = _torch_pin(stack)
+    t = stack.torch
+    extra = (PYPI_SIMPLE,) if t.index_url and t.index_url.startswith(PYTORCH_INDEX) else ()
+    have = installed.get("torch")
+    if have is not None and (have == t.version or (t.index_url == PYPI_SIMPLE and have == t.version.split("+")[0])):
+        notes.append(f"torch {t.version} is already installed: kept")
+    else:
+        steps.append(Step("install", "torch", pin, index_url=t.index_url, extra_index_urls=extra,
+                          description=f"install torch {t.version} from {t.index_url}"))
+    for req in stack.other_requirements:
+        name = req.split(";")[0]
+        steps.append(Step("install", name.split("=")[0].split("<")[0].split(">")[0].strip(), req, index_url=PYPI_SIMPLE,
+                          constraints=(pin,), description=f"install {req} with {pin} held"))
+    for choice in stack.packages[1:]:
+        if installed.get(choice.name) == choice.version and choice.method == "wheel":
+            notes.append(f"{choice.name} {choice.version} is already installed: kept")
+            continue
+        if choice.method == "source":
+            steps.append(_build_step(choice, stack, pin))
+            continue
+        index = choice.index_url
+        steps.append(Step(
+            "install", choice.name, f"{choice.name}=={choice.version}", index_url=None if choice.url else index,
+            extra_index_urls=(PYPI_SIMPLE,) if index and index.startswith(PYTORCH_INDEX) else (),
+            url=choice.url, constraints=(pin,),
+            description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) with {pin} held",
+        ))
+    return Plan(stack=stack, steps=tuple(steps), notes=tuple(notes))
