@@ -115,6 +115,20 @@ def _find_nvcc() -> str | None:
     return shutil.which("nvcc")
 
 
+def _cuda_home() -> str | None:
+    """Return the toolkit folder of the nvcc found (the one holding ``include/cuda_runtime.h``), if any.
+
+    ``nvcc`` on PATH may be a wrapper script (``exec /usr/local/cuda-13.0/bin/nvcc``): then ``/usr/local/cuda``.
+    """
+    nvcc = _find_nvcc()
+    if nvcc is None:
+        return None
+    for home in (os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "/usr/local/cuda"):
+        if os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+            return home
+    return None
+
+
 def parse_nvcc_release(text: str) -> Version | None:
     """Return the CUDA release in ``nvcc --version`` output (``release 13.0, V13.0.88`` -> 13.0)."""
     m = re.search(r"release (\d+\.\d+)", text)
@@ -192,9 +206,9 @@ def build_env(step: Step, res: Resources, python_exe: str) -> dict[str, str]:
     if step.package == "flash-attn":
         env.setdefault("NVCC_THREADS", str(threads))
     env["PATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(python_exe)), os.environ.get("PATH", "")])
-    nvcc = _find_nvcc()
-    if nvcc and "CUDA_HOME" not in os.environ:
-        env["CUDA_HOME"] = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    home = _cuda_home()
+    if home and "CUDA_HOME" not in os.environ:
+        env["CUDA_HOME"] = home
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from packaging.version import Version
 
 from resolver.matrix_types import FlashRelease, Matrix, TorchRelease
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, ComputeCapability, Target
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, ComputeCapability, Target, format_driver
 
 __all__ = [
     "TorchOption",
@@ -94,12 +94,13 @@ def driver_problem(target: Target, cuda: Version, matrix: Matrix, *, ptx: bool =
         return f"no driver table for CUDA {cuda.major}"
     floor = compat.min_driver_windows if windows else compat.min_driver_linux
     if target.driver < floor:
-        return f"driver {target.driver} is older than {floor}, the minimum for CUDA {cuda.major}.x builds"
+        return f"driver {format_driver(target.driver)} is older than {format_driver(floor)}, the minimum for CUDA {cuda.major}.x builds"
     if ptx:
         minor = matrix.cuda_minor(cuda)
         ga = None if minor is None else (minor.ga_min_driver_windows if windows else minor.ga_min_driver_linux)
         if ga is not None and target.driver < ga:
-            return f"driver {target.driver} cannot JIT PTX from CUDA {cuda} (needs {ga}, the toolkit's own driver)"
+            return (f"driver {format_driver(target.driver)} cannot JIT PTX from CUDA {cuda} "
+                    f"(needs {format_driver(ga)}, the toolkit's own driver)")
     return None
 
 

@@ -27,15 +27,22 @@ from resolver.request import Request
 # matrices/xformers_source.toml min_cc_buildable notes): below it memory_efficient_attention finds no operator.
 XFORMERS_FMHA_MIN_CC = ComputeCapability(5, 0)
 
-__all__ = ["Companion", "choose_xformers", "choose_flash", "flash_fits_gpus", "source_arch_list"]
+__all__ = ["Companion", "choose_xformers", "choose_flash", "flash_fits_gpus", "off_pin_ok", "source_arch_list"]
 
 
 @dataclass(frozen=True, slots=True)
 class Companion:
+    """A chosen xformers or flash-attn with what the choice rests on.
+
+    ``off_pin``: built from source against a torch other than the one its wheels pin (allowed by the source tree's
+    own requirement, but no release was tested that way), so ranked below any on-pin choice.
+    """
+
     choice: PackageChoice
     notes: tuple[str, ...] = ()
     unverified: tuple[str, ...] = ()
     ptx: tuple[str, ...] = ()
+    off_pin: bool = False
 
 
 def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix) -> tuple[str | None, str]:
@@ -99,6 +106,18 @@ def _index_variant(x: XformersRelease, cuda: Version) -> str | None:
     return max(same) if same else None
 
 
+def off_pin_ok(x: XformersRelease, torch_version: Version) -> bool:
+    """Return whether ``x`` may be built from source against a torch its wheels do not pin.
+
+    Only inside the range its developers vouched for: at or above the source tree's own torch floor and below the
+    torch its wheels pin (building an old xformers against a newer torch meets API changes nobody tested).
+    """
+    if x.source_torch is None or not spec_allows(x.source_torch, torch_version):
+        return False
+    pins = [s.version for s in x.torch if s.operator in ("==", ">=", "~=")]
+    return bool(pins) and all(torch_version < Version(p) for p in pins)
+
+
 def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
     """Return the best way to get ``x`` beside ``torch``, or (None, why not)."""
     assert torch.cuda is not None
@@ -120,9 +139,9 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
             problems.append(f"the PyPI wheel has no code for {', '.join(cc.sm for cc in missing)}")
         index_tag = _index_variant(x, torch.cuda)
         if index_tag is not None and not missing and target.platform != "linux_aarch64":
+            # The PyPI build's arch list stands for every index build: xformers' wheels.yml sets one
+            # TORCH_CUDA_ARCH_LIST per release, and CUDA 13 builds only add Blackwell targets (ANCHORS.md, xformers).
             unverified: tuple[str, ...] = ()
-            if x.pypi_cuda is not None and x.pypi_cuda.major != torch.cuda.major:
-                unverified = (f"xformers {version}+{index_tag} arch list assumed equal to the PyPI build's",)
             if index_tag != torch.tag:
                 unverified += (f"xformers {version}+{index_tag} loads beside torch {torch.version} (same CUDA major)",)
             return Companion(
@@ -131,13 +150,12 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
                 unverified=unverified,
                 ptx=tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx),
             ), ""
-    elif not pinned and (x.source_torch is None or not spec_allows(x.source_torch, torch.release.version)):
+    elif not pinned and not off_pin_ok(x, torch.release.version):
         return None, f"requires torch{x.torch}"
     # Source build: the wheel's torch pin does not bind a build from the sdist/tag; its source requirement does.
     if x.source_torch is not None and not spec_allows(x.source_torch, torch.release.version):
-        return None, f"a source build needs torch{x.source_torch}"
-    if not pinned and x.source_torch is None:
-        return None, f"requires torch{x.torch}"
+        return None, "; ".join(problems + [f"a source build needs torch{x.source_torch}"])
+
     if x.source_min_cc is not None and any(cc < x.source_min_cc for cc in target.capabilities):
         return None, "; ".join(problems + [f"its source does not compile for compute capability below {x.source_min_cc}"])
     nvcc = _nvcc_problem(torch, target)
@@ -156,7 +174,10 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
         PackageChoice("xformers", version, "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=arch,
                       url=None if x.sdist else f"git+https://github.com/facebookresearch/xformers.git@v{version}",
                       build_env={"TORCH_CUDA_ARCH_LIST": arch, "FORCE_CUDA": "1"}),
-        notes=(f"xformers {version} is built from source ({reason})",) + _source_notes(torch, target) + runtime,
+        notes=(f"xformers {version} is built from source ({reason})",) + _source_notes(torch, target) + runtime
+        + (() if pinned else (f"xformers {version} wheels pin torch{x.torch}; this build targets torch {torch.version}, "
+                              f"which its source accepts (torch{x.source_torch})",)),
+        off_pin=not pinned,
     ), ""
 
 

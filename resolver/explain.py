@@ -7,12 +7,14 @@ dumping every rejected candidate.
 
 from __future__ import annotations
 
+import re
+
 from packaging.specifiers import SpecifierSet
 
 from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
-from resolver.companions import choose_flash, choose_xformers
+from resolver.companions import choose_flash, choose_xformers, off_pin_ok
 from resolver.matrix_types import Matrix
-from resolver.models import ComputeCapability, Target, spec_allows
+from resolver.models import ComputeCapability, Target, format_driver, spec_allows
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -65,7 +67,6 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         tags = sorted({o.tag for o in _all_options(matrix, target, spec)})
         reasons.append(f"torch{spec} has no +{variant} build for {target.platform}; it has {', '.join(tags)}")
         return reasons, alts
-    covered_all = []
     for cc in target.capabilities:
         if not any(o.arch.covers(cc) for o in opts):
             anywhere = [o for o in _all_options(matrix, target) if o.arch.covers(cc) == "sass"]
@@ -79,6 +80,15 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     if reasons:
         return reasons, alts
     covered_all = [o for o in opts if not coverage(o.arch, target)[0]]
+    if not covered_all and len(target.capabilities) > 1:
+        per_gpu = []
+        for cc in target.capabilities:
+            best = next((o for o in opts if o.arch.covers(cc) == "sass"), None)
+            if best is not None:
+                per_gpu.append(f"{_gpu_name(target, cc)}: {best.version}")
+        reasons.append(f"no torch{spec or ''} build has code for every GPU of the fleet ({', '.join(c.sm for c in target.capabilities)})")
+        alts.append("plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")")
+        return reasons, alts
     runnable = [o for o in covered_all if o.cuda is not None and driver_problem(target, o.cuda, matrix) is None]
     if covered_all and not runnable:
         needed = min((o.cuda for o in covered_all if o.cuda is not None))
@@ -90,7 +100,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
             alts.append(f"the newest torch this driver runs on these GPUs is {fallback[0].version}")
         compat = matrix.compat(needed.major)
         if compat is not None:
-            alts.append(f"update the NVIDIA driver to >= {compat.min_driver_linux} for CUDA {needed.major}.x builds")
+            alts.append(f"update the NVIDIA driver to >= {format_driver(compat.min_driver_linux)} for CUDA {needed.major}.x builds")
     return reasons, alts
 
 
@@ -122,8 +132,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     if not releases:
         return [f"xformers{request.xformers} matches no xformers release that has what was asked for"], []
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
-    source_ok = [x for x in releases if x.source_torch is not None
-                 and any(spec_allows(request.torch, t.version) and spec_allows(x.source_torch, t.version) for t in matrix.torch)]
+    source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:
         newest = releases[0]
         reasons.append(f"xformers{request.xformers} pins torch{newest.torch} (xformers {newest.version}); torch{request.torch} was asked")
@@ -133,6 +142,22 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
                 alts.append(f"xformers {x.version} works with torch {pin}")
                 break
     return reasons, alts
+
+
+def _grouped(reasons: list[str]) -> list[str]:
+    """Return rejection lines with the same cause folded: ``xformers 0.0.18, 0.0.19 with torch X: why``."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for line in reasons:
+        head, _, why = line.partition(": ")
+        words = head.split(" ", 2)  # package, version, "with torch ..."
+        rest = words[2] if len(words) > 2 else ""
+        groups.setdefault((f"{words[0]}|{rest}", why), []).append(words[1] if len(words) > 1 else "")
+    out = []
+    for (key, why), versions in groups.items():
+        package, rest = key.split("|")
+        shown = versions if len(versions) <= 3 else [versions[-1], "…", versions[0]]
+        out.append(f"{package} {', '.join(shown)} {rest}: {why}".replace("  ", " "))
+    return out
 
 
 def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
@@ -155,5 +180,11 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
                 choose_xformers(opt, target, matrix, request, record)
             if request.flash_attn is not None:
                 choose_flash(opt, target, matrix, request, record)
-        reasons += list(dict.fromkeys(record.reasons))[:8] or ["no combination of the requested packages fits this target"]
+        found = _grouped(record.reasons)
+        # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
+        specific = [r for r in found if "requires torch" not in r]
+        reasons += (specific or found)[:8] or ["no combination of the requested packages fits this target"]
+        majors = sorted(set(re.findall(r"needs nvcc (\d+)\.x", " ".join(reasons))), key=int)
+        for major in majors:
+            alts.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
     return list(dict.fromkeys(reasons)), list(dict.fromkeys(alts))

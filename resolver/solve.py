@@ -3,9 +3,10 @@
 Pure: no subprocess, network, files, environment or clock. ``solve(target, matrix, request)`` returns a ``Stack``
 or raises ``NoCompatibleStack`` with one reason per blocking fact and what would work instead.
 
-Ranking (smallest key wins): native code (SASS) before PTX-only coverage; then the newest torch (with
-``prefer_wheels``: fewest source builds first); verified facts before unverified ones; with a source build and a
-known nvcc, a torch CUDA no newer than that nvcc; the highest CUDA the driver runs; the newest xformers and
+Ranking (smallest key wins): native code (SASS) before PTX-only coverage; companions on their wheels' torch pin
+before builds against another torch; (with ``prefer_wheels``: fewest source builds); verified facts before unverified ones (an unverified fact is used
+only when nothing verified fits); then the newest torch; with a source build and a known nvcc, a torch CUDA no newer
+than that nvcc; the highest CUDA the driver runs; the newest xformers and
 flash-attn; a wheel over a build.
 """
 
@@ -38,6 +39,15 @@ class Option:
     unverified: tuple[str, ...] = field(default=())
 
     @property
+    def off_pin(self) -> int:
+        return sum(1 for c in self.companions if c.off_pin)
+
+    @property
+    def settled(self) -> bool:
+        """True when no older torch can rank higher: native code, companions on their pin, verified facts only."""
+        return not self.ptx and not self.off_pin and not self.unverified
+
+    @property
     def source_builds(self) -> int:
         return sum(1 for c in self.companions if c.choice.method == "source")
 
@@ -50,10 +60,10 @@ class Option:
         cuda = tuple(-x for x in t.cuda.release) if t.cuda else ()
         companions = tuple(tuple(-x for x in Version(c.choice.version).release) for c in self.companions)
         methods = tuple(c.choice.method != "wheel" for c in self.companions)
-        first: tuple[object, ...] = (bool(self.ptx),)
+        first: tuple[object, ...] = (bool(self.ptx), self.off_pin)
         if request.prefer_wheels:
             first += (self.source_builds,)
-        return first + (newest, bool(self.unverified), nvcc_penalty, cuda, companions, methods, not t.from_pypi)
+        return first + (bool(self.unverified), newest, nvcc_penalty, cuda, companions, methods, not t.from_pypi)
 
 
 def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Reporter) -> tuple[bool, tuple[str, ...]]:
@@ -109,9 +119,9 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
             unverified = opt.unverified + tuple(u for c in companions for u in c.unverified)
             ptx_all = ptx + tuple(p for c in companions for p in c.ptx)
             found.append(Option(opt, ptx_all, tuple(companions), unverified=unverified))
-        if found and not request.prefer_wheels and any(not o.ptx for o in found):
+        if not request.prefer_wheels and any(o.settled for o in found):
             break  # older releases rank lower under the default order
-        if request.prefer_wheels and any(not o.ptx and not o.source_builds for o in found):
+        if request.prefer_wheels and any(o.settled and not o.source_builds for o in found):
             break
     return found
 
@@ -181,8 +191,6 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                 f"{built} will be built from source; torch {alt.torch.version} has prebuilt wheels ({names}): "
                 "add --prefer-wheels to choose that instead"
             )
-        else:
-            notes.append(f"{built} will be built from source: no prebuilt wheel fits this target")
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)

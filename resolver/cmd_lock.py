@@ -1,0 +1,172 @@
+"""``gpustack lock``, ``gpustack dockerfile`` and ``gpustack check-upgrade``: thin click commands over
+``resolver.lock`` / ``hashes``, ``resolver.dockerfile`` and ``resolver.upgrade`` (docs/lock.md, docs/dockerfile.md,
+docs/check-upgrade.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resolver.errors import BadInput, CommandFailed
+from resolver.models import Plan
+from resolver.options import stack_from_cli, target_options
+
+__all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
+
+
+def _full_plan(requirements: tuple[str, ...], **options: Any) -> tuple[Plan, Any]:
+    """Return the plan of every package (nothing counted as already installed: a lock or image starts empty)."""
+    from resolver.plan import make_plan
+
+    stack, ctx = stack_from_cli(requirements, **options)
+    return make_plan(stack), ctx
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (``-`` is stdout) through a temporary file, so a failure leaves no half file."""
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+
+
+@click.command("lock")
+@click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@target_options
+@click.option("-o", "--output", default="pylock.toml", show_default=True, metavar="FILE",
+              help="Where to write the lock (- for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["pylock", "requirements"]), default="pylock", show_default=True,
+              help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
+@click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
+              help="Also lock the dependencies pip resolves for the target (torch's nvidia-* wheels, ...).")
+def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, **options: Any) -> None:
+    """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
+
+    Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
+    warning, never guessed. Exit codes: 0 written, 1 no compatible stack, 2 bad input.
+    """
+    from resolver import hashes
+    from resolver import lock as lock_mod
+    from resolver.lock_install import requirements_text
+
+    if fmt == "requirements" and output == "pylock.toml":
+        output = "requirements.txt"
+    plan, ctx = _full_plan(requirements, **options)
+    pins: dict[str, str] = {}
+    if with_deps:
+        try:
+            pins = hashes.dependency_pins(plan, options.get("python_exe") or sys.executable)
+        except CommandFailed as exc:
+            click.echo(f"warning: dependencies not locked (pip could not resolve them: {exc.output_tail.splitlines()[-1:]}); "
+                       "the lock holds the plan's packages only", err=True)
+    files, warnings = hashes.lookup(plan, pins=pins)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    text = lock_mod.dumps(plan, files, matrix=ctx.matrix)
+    if fmt == "requirements":
+        text = requirements_text(lock_mod.loads(text))
+    write_atomic(output, text)
+    if output != "-":
+        click.echo(f"wrote {output} ({len(files)} packages, {len(warnings)} without a hash)", err=True)
+
+
+@click.command("dockerfile")
+@click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@target_options
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where to write it (- for stdout).")
+def dockerfile(requirements: tuple[str, ...], output: str, **options: Any) -> None:
+    """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
+    source builds, pinned installs from the right indexes. Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
+    from resolver.dockerfile import render
+
+    plan, ctx = _full_plan(requirements, **options)
+    write_atomic(output, render(plan, ctx.matrix))
+
+
+def _current_from_lock(path: str) -> Any:
+    """Return the ``Installed`` set a lock file describes."""
+    from resolver.lock import loads
+    from resolver.models import Target
+    from resolver.upgrade import Installed
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"--lock {path}: cannot read it ({exc.strerror}); pass a file written by `gpustack lock`") from None
+    locked = loads(text)
+    t = locked.target
+    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=None, source="lock")
+    built = {}
+    for p in locked.packages:
+        m = re.search(r"torch(\d+\.\d+)", p.url.rsplit("/", 1)[-1])
+        if p.name == "flash-attn" and m:
+            built["flash-attn"] = m.group(1)
+    versions = {p.name: p.version for p in (*locked.packages, *locked.missing)}
+    source = frozenset(p.name for p in locked.packages if p.method == "source")
+    return Installed(target, versions, built, source)
+
+
+def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
+    """Return the ``Installed`` set of the target interpreter and this machine's GPUs."""
+    from resolver.detect import detect
+    from resolver.lock_install import host_target
+    from resolver.upgrade import Installed
+
+    host = detect(python_exe, driver_override=driver)
+    if host.env.torch is None:
+        raise BadInput("no torch is installed in the target interpreter; pass --python-exe or --lock FILE")
+    versions = dict(host.env.packages)
+    versions["torch"] = host.env.torch
+    return Installed(host_target(host), versions)
+
+
+@click.command("check-upgrade")
+@click.argument("requirements", nargs=-1, required=True, metavar="REQ...")
+@click.option("--lock", "lock_file", metavar="FILE", help="Compare against this lock instead of the environment.")
+@click.option("--python-exe", metavar="PATH", help="Interpreter whose packages are the current set.")
+@click.option("--driver", metavar="VERSION", help="Driver of the target (default: detected; a lock records none).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
+                  as_json: bool) -> None:
+    """Say whether moving to REQ (e.g. torch==2.2.0) is safe, needs a rebuild, or breaks something, and the nearest
+    safe set of versions. Exit codes: 0 safe, 1 not safe, 2 bad input."""
+    from dataclasses import replace
+
+    from resolver.matrix import load
+    from resolver.models import parse_driver
+    from resolver.upgrade import check_upgrade as check, proposed_versions
+
+    matrix = load()
+    current = _current_from_lock(lock_file) if lock_file else _current_from_env(python_exe, driver)
+    if driver:
+        try:
+            current = replace(current, target=replace(current.target, driver=parse_driver(driver)))
+        except BadInput:
+            raise BadInput(f"--driver {driver!r}: not a driver version; pass it as nvidia-smi prints it") from None
+    proposed = proposed_versions(current, requirements, matrix)
+    report = check(current, proposed, matrix, requirements=requirements)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        moves = ", ".join(f"{k} {current.versions.get(k, '(new)')} -> {v}" for k, v in report.proposed.items()
+                          if current.versions.get(k) != v)
+        click.echo(f"{report.verdict}: {moves or 'no change'}")
+        for f in report.findings:
+            click.echo(f"  - [{f.verdict}] {f.reason}")
+        for n in report.notes:
+            click.echo(f"  note: {n}")
+        if report.nearest:
+            click.echo("nearest safe set: " + ", ".join(f"{k}=={v}" for k, v in sorted(report.nearest.items())
+                                                        if k in ("torch", "xformers", "flash-attn")))
+    sys.exit(0 if report.verdict == "safe" else 1)
