@@ -154,12 +154,15 @@ def pick(files: Iterable[IndexFile], name: str, spec: SpecifierSet, accepted: Se
 
 
 def _spec(requirement: str, pinned: str | None) -> tuple[str, SpecifierSet]:
-    """Return the package name and version specifier of a plan requirement (the stack's pin wins)."""
+    """Return the package name and version specifier of a plan requirement; the stack's pin fills in only when the
+    requirement has none (PyPI's torch is ``torch==2.6.0`` although the stack calls it ``2.6.0+cu124``)."""
     try:
         req = Requirement(requirement)
     except InvalidRequirement:
         return requirement.split("==")[0].strip(), SpecifierSet(f"=={pinned}" if pinned else "")
-    return req.name, SpecifierSet(f"=={pinned}") if pinned else req.specifier
+    if str(req.specifier) or not pinned:
+        return req.name, req.specifier
+    return req.name, SpecifierSet(f"=={pinned}")
 
 
 def _direct(name: str, version: str, url: str) -> LockedFile:
