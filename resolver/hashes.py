@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import unquote, urldefrag, urljoin
 
 from packaging import tags
 from packaging.requirements import InvalidRequirement, Requirement
@@ -101,7 +101,7 @@ def parse_index_page(text: str, page_url: str) -> list[IndexFile]:
             continue
         url, frag = urldefrag(urljoin(page_url, href))
         sha = frag.removeprefix("sha256=") if frag.startswith("sha256=") else None
-        files.append(IndexFile(url.rsplit("/", 1)[-1], url, sha, yanked="data-yanked" in a))
+        files.append(IndexFile(unquote(url.rsplit("/", 1)[-1]), url, sha, yanked="data-yanked" in a))
     return files
 
 
@@ -171,7 +171,7 @@ def _direct(name: str, version: str, url: str) -> LockedFile:
         return LockedFile(name, version, name, url, None, kind="vcs")
     bare, frag = urldefrag(url)
     sha = frag.removeprefix("sha256=") if frag.startswith("sha256=") else None
-    return LockedFile(name, version, bare.rsplit("/", 1)[-1], bare, sha, kind="wheel" if bare.endswith(".whl") else "sdist",
+    return LockedFile(name, version, unquote(bare.rsplit("/", 1)[-1]), bare, sha, kind="wheel" if bare.endswith(".whl") else "sdist",
                       reason="" if sha else f"{bare} is a direct URL with no published sha256")
 
 

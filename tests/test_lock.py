@@ -1,0 +1,267 @@
+"""resolver.lock / hashes / lock_install: locks built from hand-made plans and a fake index, validated by
+``packaging.pylock``, compared with golden files (``GPUSTACK_UPDATE_GOLDEN=1`` rewrites them), read back, checked
+against hosts, and installed through a recording runner. Tests marked ``network`` install real wheels from PyPI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.pylock import Pylock
+from packaging.specifiers import SpecifierSet
+
+from resolver import hashes
+from resolver.errors import BadInput, CommandFailed
+from resolver.lock import LockedFile, check_lock_target, dumps, environment_marker, lock_to_plan, loads
+from resolver.lock_install import LockRefused, install_from_lock, requirements_text
+from resolver.matrix import load
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
+
+GOLDEN = Path(__file__).parent / "golden"
+SHA = {name: (f"{i:x}" * 64)[:64] for i, name in enumerate(["torch", "xformers", "filelock", "typing-extensions", "sdist"], 1)}
+CU121 = f"{PYTORCH_INDEX}/cu121"
+RTX3090 = Gpu("NVIDIA GeForce RTX 3090", ComputeCapability(8, 6))
+
+
+def golden(name: str, text: str) -> None:
+    """Compare ``text`` with ``tests/golden/name``; rewrite the file instead when GPUSTACK_UPDATE_GOLDEN=1."""
+    path = GOLDEN / name
+    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1" or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs; GPUSTACK_UPDATE_GOLDEN=1 rewrites it"
+
+
+def json_page(files: list[dict[str, Any]]) -> str:
+    return json.dumps({"meta": {"api-version": "1.1"}, "files": files})
+
+
+def fake_index() -> dict[str, str | None]:
+    """Project pages of a fake PyPI and PyTorch index (JSON and HTML, relative and absolute URLs)."""
+    return {
+        f"{CU121}/torch/": (
+            '<html><body>'
+            f'<a href="../../cu121/torch-2.1.0%2Bcu121-cp311-cp311-linux_x86_64.whl#sha256={SHA["torch"]}">x</a>'
+            f'<a href="/whl/cu121/torch-2.1.0%2Bcu121-cp310-cp310-linux_x86_64.whl#sha256={"0" * 64}">x</a>'
+            f'<a href="/whl/cu121/torch-2.1.0%2Bcu121-cp311-cp311-win_amd64.whl#sha256={"0" * 64}">x</a>'
+            '</body></html>'
+        ),
+        f"{PYPI_SIMPLE}/xformers/": json_page([
+            {"filename": "xformers-0.0.22.post7.tar.gz", "url": "../../packages/xf/xformers-0.0.22.post7.tar.gz",
+             "hashes": {"sha256": SHA["sdist"]}, "size": 4000000, "upload-time": "2023-10-26T12:00:00Z"},
+            {"filename": "xformers-0.0.22.post7-cp311-cp311-manylinux2014_x86_64.whl",
+             "url": "https://files.example/xformers-0.0.22.post7-cp311-cp311-manylinux2014_x86_64.whl",
+             "hashes": {"sha256": SHA["xformers"]}, "size": 200000000},
+            {"filename": "xformers-0.0.23-cp311-cp311-manylinux2014_x86_64.whl",
+             "url": "https://files.example/xformers-0.0.23-cp311-cp311-manylinux2014_x86_64.whl", "hashes": {}},
+        ]),
+        f"{PYPI_SIMPLE}/filelock/": json_page([
+            {"filename": "filelock-3.13.1-py3-none-any.whl", "url": "https://files.example/filelock-3.13.1-py3-none-any.whl",
+             "hashes": {"sha256": SHA["filelock"]}, "size": 11221},
+            {"filename": "filelock-3.13.2-py3-none-any.whl", "url": "https://files.example/filelock-3.13.2-py3-none-any.whl",
+             "hashes": {"sha256": "f" * 64}, "yanked": "broken"},
+        ]),
+    }
+
+
+def fetch_from(pages: dict[str, str | None]) -> hashes.Fetch:
+    return lambda url: pages.get(url)
+
+
+def gpu_plan(*, xformers_source: bool = False) -> Plan:
+    """torch 2.1.0+cu121 from the PyTorch index, then xformers (wheel, or built from source), for an RTX 3090."""
+    target = Target(gpus=(RTX3090,), python="3.11", platform="linux_x86_64", driver=parse_driver("535.104.05"))
+    torch = PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=CU121, variant="cu121", cuda="12.1",
+                          arch_list="5.0;6.0;7.0;7.5;8.0;8.6;9.0")
+    env = {"TORCH_CUDA_ARCH_LIST": "8.6", "FORCE_CUDA": "1", "MAX_JOBS": "8"}
+    xformers = PackageChoice("xformers", "0.0.22.post7", "source" if xformers_source else "wheel", index_url=PYPI_SIMPLE,
+                             build_env=env if xformers_source else {}, cuda="12.1",
+                             arch_list="8.6" if xformers_source else "5.0+PTX;6.0;6.1;7.0;7.5;8.0+PTX;9.0")
+    steps = [Step("install", "torch", "torch==2.1.0+cu121", index_url=CU121, extra_index_urls=(PYPI_SIMPLE,))]
+    if xformers_source:
+        steps.append(Step("build", "xformers", "xformers==0.0.22.post7", index_url=PYPI_SIMPLE, no_deps=True,
+                          constraints=("torch==2.1.0+cu121",), env=env, build_isolation=False))
+    else:
+        steps.append(Step("install", "xformers", "xformers==0.0.22.post7", index_url=PYPI_SIMPLE,
+                          constraints=("torch==2.1.0+cu121",)))
+    return Plan(Stack(target, (torch, xformers), torch_cxx11_abi=False), tuple(steps))
+
+
+def lock_text(plan: Plan, pages: dict[str, str | None] | None = None, pins: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    files, warnings = hashes.lookup(plan, fetch_from(fake_index() if pages is None else pages), pins=pins)
+    return dumps(plan, files, matrix=load()), warnings
+
+
+def assert_valid(text: str) -> Pylock:
+    return Pylock.from_dict(tomllib.loads(text))
+
+
+# --- choosing files -------------------------------------------------------------------------------------------------
+
+
+def test_html_page_urls_are_joined_and_hashes_read() -> None:
+    files = hashes.parse_index_page(fake_index()[f"{CU121}/torch/"] or "", f"{CU121}/torch/")
+    assert files[0].url == "https://download.pytorch.org/whl/cu121/torch-2.1.0%2Bcu121-cp311-cp311-linux_x86_64.whl"
+    assert files[0].sha256 == SHA["torch"]
+    assert files[0].filename == "torch-2.1.0+cu121-cp311-cp311-linux_x86_64.whl"
+
+
+def test_pick_prefers_target_tags_skips_yanked_and_other_pythons() -> None:
+    page = f"{PYPI_SIMPLE}/filelock/"
+    files = hashes.parse_index_page(fake_index()[page] or "", page)
+    accepted = hashes.target_tags("3.11", "linux_x86_64")
+    chosen = hashes.pick(files, "filelock", SpecifierSet(), accepted)
+    assert chosen is not None and chosen.filename == "filelock-3.13.1-py3-none-any.whl"  # 3.13.2 is yanked
+    torch_page = f"{CU121}/torch/"
+    torch_files = hashes.parse_index_page(fake_index()[torch_page] or "", torch_page)
+    assert hashes.pick(torch_files, "torch", SpecifierSet("==2.1.0+cu121"), hashes.target_tags("3.12", "linux_x86_64")) is None
+    win = hashes.pick(torch_files, "torch", SpecifierSet("==2.1.0+cu121"), hashes.target_tags("3.11", "win_amd64"))
+    assert win is not None and win.filename.endswith("win_amd64.whl")
+
+
+def test_target_tags_stop_at_the_glibc_of_the_oldest_base_image() -> None:
+    platforms = {t.platform for t in hashes.target_tags("3.11", "linux_x86_64")}
+    assert "manylinux_2_35_x86_64" in platforms and "manylinux2014_x86_64" in platforms
+    assert "manylinux_2_36_x86_64" not in platforms
+
+
+# --- writing and reading locks ----------------------------------------------------------------------------------------
+
+
+def test_gpu_lock_is_valid_pylock_and_matches_golden() -> None:
+    text, warnings = lock_text(gpu_plan(), pins={"filelock": "3.13.1", "torch": "2.1.0"})
+    assert warnings == []
+    lock = assert_valid(text)
+    assert [p.name for p in lock.packages] == ["filelock", "torch", "xformers"]
+    golden("lock_gpu.toml", text)
+    data = tomllib.loads(text)
+    target = data["tool"]["gpustack"]["target"]
+    assert target["min_driver"] == "525.60.13" and target["cuda"] == "12.1"
+    assert target["compute_capabilities"] == ["8.6"]
+    assert data["environments"] == [environment_marker("3.11", "linux_x86_64")]
+
+
+def test_source_build_is_locked_as_sdist_with_its_build_env() -> None:
+    text, _ = lock_text(gpu_plan(xformers_source=True))
+    assert_valid(text)
+    golden("lock_gpu_source.toml", text)
+    locked = loads(text)
+    xf = next(p for p in locked.packages if p.name == "xformers")
+    assert xf.method == "source" and xf.kind == "sdist"
+    assert xf.url == "https://pypi.org/packages/xf/xformers-0.0.22.post7.tar.gz"
+    assert xf.build_env["TORCH_CUDA_ARCH_LIST"] == "8.6"
+    plan = lock_to_plan(locked)
+    assert [s.action for s in plan.steps] == ["install", "build"]
+    assert plan.steps[1].build_isolation is False and all(s.no_deps for s in plan.steps)
+    assert locked.hashes[plan.steps[0].url or ""] == SHA["torch"]
+
+
+def test_unreachable_index_writes_the_hash_as_missing_with_a_warning() -> None:
+    pages = fake_index()
+    pages[f"{CU121}/torch/"] = None  # download.pytorch.org unreachable
+    text, warnings = lock_text(gpu_plan(), pages)
+    assert len(warnings) == 1 and "torch" in warnings[0] and "unreachable" in warnings[0]
+    assert_valid(text)
+    locked = loads(text)
+    assert [p.name for p in locked.missing] == ["torch"]
+    assert "torch" not in {p.name for p in locked.packages}
+    assert "sha256" not in json.dumps(tomllib.loads(text)["tool"]["gpustack"]["missing"])
+    with pytest.raises(LockRefused, match="no sha256 for torch==2.1.0"):
+        install_from_lock(locked, sys.executable, host=gpu_plan().stack.target, run=_never)
+
+
+def test_requirements_format_has_index_lines_and_hashes() -> None:
+    text, _ = lock_text(gpu_plan())
+    req = requirements_text(loads(text))
+    assert "--index-url https://download.pytorch.org/whl/cu121\n--extra-index-url https://pypi.org/simple" in req
+    assert f"torch==2.1.0+cu121 \\\n    --hash=sha256:{SHA['torch']}" in req
+    golden("requirements_gpu.txt", req)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("lock-version = [", "not valid TOML"),
+    ('lock-version = "1.0"\ncreated-by = "x"\npackages = []\n', "no [tool.gpustack]"),
+    ('lock-version = "1.0"\ncreated-by = "x"\n[[packages]]\nname = "Torch"\n', "not a valid PEP 751"),
+])
+def test_bad_lock_files_are_bad_input(text: str, what: str) -> None:
+    with pytest.raises(BadInput, match=what.replace("[", r"\[")):
+        loads(text)
+
+
+# --- the target check -------------------------------------------------------------------------------------------------
+
+
+def test_lock_target_check_names_each_reason() -> None:
+    locked = loads(lock_text(gpu_plan(xformers_source=True))[0])
+    ok = Target(gpus=(RTX3090,), python="3.11.7", platform="linux_x86_64", driver=parse_driver("535.104.05"))
+    assert check_lock_target(locked, ok) == []
+    bad = Target(gpus=(Gpu("NVIDIA GeForce GTX 1080", ComputeCapability(6, 1)),), python="3.10",
+                 platform="linux_x86_64", driver=parse_driver("470.82.01"))
+    reasons = check_lock_target(locked, bad)
+    assert any("Python 3.11" in r and "3.10" in r for r in reasons)
+    assert any("470.82.1" in r and ">= 525.60.13" in r for r in reasons)
+    assert any("sm_61" in r and "xformers" in r for r in reasons)
+    with pytest.raises(LockRefused) as exc:
+        install_from_lock(locked, sys.executable, host=bad, run=_never)
+    assert "nothing was changed" in str(exc.value)
+
+
+# --- installing -------------------------------------------------------------------------------------------------------
+
+
+def _never(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("nothing may run when the lock is refused")
+
+
+def test_install_runs_one_verified_wheel_install_then_each_build_with_its_env() -> None:
+    locked = loads(lock_text(gpu_plan(xformers_source=True))[0])
+    calls: list[tuple[list[str], dict[str, str] | None, str]] = []
+
+    def record(argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> Any:
+        calls.append((argv, env, Path(argv[argv.index("-r") + 1]).read_text()))
+        return None
+
+    install_from_lock(locked, "/venv/bin/python", host=gpu_plan().stack.target, run=record)
+    (wheel_argv, wheel_env, wheel_req), (build_argv, build_env, build_req) = calls
+    assert wheel_argv[:3] == ["/venv/bin/python", "-m", "pip"]
+    assert "--require-hashes" in wheel_argv and "--no-deps" in wheel_argv and wheel_env is None
+    assert f"torch @ https://download.pytorch.org/whl/cu121/torch-2.1.0%2Bcu121-cp311-cp311-linux_x86_64.whl \\\n    --hash=sha256:{SHA['torch']}" in wheel_req
+    assert "--no-build-isolation" in build_argv and build_env == {"FORCE_CUDA": "1", "MAX_JOBS": "8", "TORCH_CUDA_ARCH_LIST": "8.6"}
+    assert f"--hash=sha256:{SHA['sdist']}" in build_req
+
+
+def _freeze(python: Path) -> str:
+    return subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_lock_then_install_into_a_real_venv_and_refuse_a_tampered_hash(tmp_path: Path) -> None:
+    """Real wheels from PyPI: lock two small packages for a CPU target, install the lock, then a lock whose hash was
+    changed is refused by pip and the venv is left exactly as it was."""
+    target = Target(gpus=(), python=f"{sys.version_info.major}.{sys.version_info.minor}", platform="linux_x86_64")
+    choices = (PackageChoice("typing-extensions", "4.12.2", "wheel", index_url=PYPI_SIMPLE),
+               PackageChoice("six", "1.16.0", "wheel", index_url=PYPI_SIMPLE))
+    plan = Plan(Stack(target, choices), tuple(Step("install", c.name, c.requirement, index_url=PYPI_SIMPLE) for c in choices))
+    files, warnings = hashes.lookup(plan)
+    assert warnings == []
+    text = dumps(plan, files)
+    assert_valid(text)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install_from_lock(loads(text), str(python), host=target)
+    frozen = _freeze(python)
+    assert "six @ https://files.pythonhosted.org/" in frozen and "typing_extensions @ " in frozen
+    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "six"], check=True, capture_output=True)
+    before = _freeze(python)
+    tampered = text.replace(files["six"].sha256 or "", "0" * 64)
+    assert tampered != text
+    with pytest.raises(CommandFailed, match="(?i)hash"):
+        install_from_lock(loads(tampered), str(python), host=target)
+    assert _freeze(python) == before
