@@ -1,0 +1,144 @@
+"""resolver.dockerfile: the base image choice from the matrix's docker rows, and rendered Dockerfiles compared with
+golden files (``GPUSTACK_UPDATE_GOLDEN=1`` rewrites them), each passing ``hadolint`` with no error or warning."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+from resolver.dockerfile import base_image, render
+from resolver.errors import NoCompatibleStack
+from resolver.matrix import load
+from resolver.matrix_types import DockerImage, Matrix
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
+
+GOLDEN = Path(__file__).parent / "golden"
+CU121 = f"{PYTORCH_INDEX}/cu121"
+
+
+def image(cuda: str, version: str, *, removed: bool = False) -> DockerImage:
+    return DockerImage(Version(cuda), version, f"nvidia/cuda:{version}-runtime-ubuntu22.04",
+                       f"nvidia/cuda:{version}-devel-ubuntu22.04", removed, False, "test row")
+
+
+def matrix(*images: DockerImage) -> Matrix:
+    """The shipped matrix with its docker rows replaced (the CUDA driver tables stay real)."""
+    return dataclasses.replace(load(), docker=images or (image("12.1", "12.1.1"), image("12.4", "12.4.1"), image("11.8", "11.8.0")))
+
+
+def gpu_plan(*, source: bool) -> Plan:
+    target = Target(gpus=(Gpu("NVIDIA GeForce GTX 1080", ComputeCapability(6, 1)),), python="3.11",
+                    platform="linux_x86_64", driver=parse_driver("535.104.05"), cpu_count=8, memory_gib=32)
+    torch = PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=CU121, variant="cu121", cuda="12.1",
+                          arch_list="5.0;6.0;7.0;7.5;8.0;8.6;9.0")
+    env = {"TORCH_CUDA_ARCH_LIST": "6.1", "MAX_JOBS": "8"}
+    xf = PackageChoice("xformers", "0.0.22.post7", "source" if source else "wheel", index_url=PYPI_SIMPLE,
+                       build_env=env if source else {}, arch_list="6.1" if source else "5.0+PTX;6.0;6.1;7.0;7.5;8.0+PTX;9.0")
+    steps = [Step("install", "torch", "torch==2.1.0+cu121", index_url=CU121, extra_index_urls=(PYPI_SIMPLE,)),
+             Step("install", "numpy", "numpy<2", index_url=PYPI_SIMPLE, constraints=("torch==2.1.0+cu121",))]
+    if source:
+        steps.append(Step("build", "xformers", "xformers==0.0.22.post7", index_url=PYPI_SIMPLE, no_deps=True,
+                          constraints=("torch==2.1.0+cu121",), env=env, build_isolation=False))
+    else:
+        steps.append(Step("install", "xformers", "xformers==0.0.22.post7", index_url=PYPI_SIMPLE,
+                          constraints=("torch==2.1.0+cu121",)))
+    return Plan(Stack(target, (torch, xf), other_requirements=("numpy<2",)), tuple(steps))
+
+
+def cpu_plan() -> Plan:
+    target = Target(gpus=(), python="3.12", platform="linux_x86_64")
+    torch = PackageChoice("torch", "2.13.0+cpu", "wheel", index_url=f"{PYTORCH_INDEX}/cpu", variant="cpu")
+    step = Step("install", "torch", "torch==2.13.0+cpu", index_url=f"{PYTORCH_INDEX}/cpu", extra_index_urls=(PYPI_SIMPLE,))
+    return Plan(Stack(target, (torch,)), (step,))
+
+
+def hadolint(text: str, tmp_path: Path) -> str:
+    """Return hadolint's findings on ``text`` (info lines allowed); fail on any error or warning."""
+    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if exe is None:
+        pytest.skip("hadolint not installed (pip install -e '.[test]')")
+    path = tmp_path / "Dockerfile"
+    path.write_text(text)
+    done = subprocess.run([exe, "--no-color", "--failure-threshold", "warning", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1" or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs; GPUSTACK_UPDATE_GOLDEN=1 rewrites it"
+
+
+@pytest.mark.parametrize("name, plan", [
+    ("Dockerfile.gpu-wheels", gpu_plan(source=False)),
+    ("Dockerfile.gpu-source", gpu_plan(source=True)),
+    ("Dockerfile.cpu", cpu_plan()),
+])
+def test_rendered_dockerfiles_match_golden_and_pass_hadolint(name: str, plan: Plan, tmp_path: Path) -> None:
+    text = render(plan, matrix())
+    golden(name, text)
+    hadolint(text, tmp_path)
+
+
+def test_source_build_stage_sets_the_build_env_and_copies_wheels() -> None:
+    text = render(gpu_plan(source=True), matrix())
+    build, final = text.split("\nFROM nvidia/cuda:12.1.1-runtime-ubuntu22.04\n")
+    assert "FROM nvidia/cuda:12.1.1-devel-ubuntu22.04 AS build" in build
+    assert "ENV FORCE_CUDA=1 MAX_JOBS=8 TORCH_CUDA_ARCH_LIST=6.1" in build
+    assert "pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels xformers==0.0.22.post7" in build
+    assert "COPY --from=build /wheels /tmp/wheels" in final and "TORCH_CUDA_ARCH_LIST" not in final
+    assert "nvidia-smi" not in text  # nothing is detected at build time
+    assert "# Made by `gpustack dockerfile` for this target:" in text and "GTX 1080 (compute capability 6.1)" in text
+
+
+def test_wheel_only_plan_has_one_stage_and_pinned_indexes() -> None:
+    text = render(gpu_plan(source=False), matrix())
+    assert "AS build" not in text
+    assert ("pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cu121 "
+            "--extra-index-url https://pypi.org/simple torch==2.1.0+cu121") in text
+    assert "xformers==0.0.22.post7 torch==2.1.0+cu121" in text  # torch's pin held while xformers installs
+    assert "'numpy<2'" in text
+
+
+def test_base_image_is_the_same_cuda_minor() -> None:
+    img, why = base_image("12.1", matrix())
+    assert img is not None and img.version == "12.1.1" and "= torch's CUDA 12.1" in why
+
+
+def test_base_image_falls_back_to_the_nearest_newer_minor_and_says_so() -> None:
+    m = matrix(image("12.1", "12.1.1", removed=True), image("12.2", "12.2.2"), image("12.4", "12.4.1"), image("11.8", "11.8.0"))
+    img, why = base_image("12.1", m)
+    assert img is not None and img.version == "12.2.2"
+    assert "no CUDA 12.1 image" in why and "nearest newer 12.x" in why
+    assert f"# Base image: {why}." in render(gpu_plan(source=False), m)
+
+
+def test_no_image_of_that_major_is_refused() -> None:
+    with pytest.raises(NoCompatibleStack, match="no nvidia/cuda image for CUDA 12.5"):
+        base_image("12.5", matrix(image("12.4", "12.4.1"), image("11.8", "11.8.0"), image("12.6", "12.6.0", removed=True)))
+
+
+def test_cpu_stack_uses_plain_ubuntu() -> None:
+    img, why = base_image(None, matrix())
+    assert img is None and "CPU" in why
+    assert "\nFROM ubuntu:22.04\n" in render(cpu_plan(), matrix())
+
+
+def test_shipped_docker_rows_serve_every_torch_cuda_of_the_matrix() -> None:
+    """Every CUDA minor of a torch variant since 2.0 gets an image (the same minor or a newer one)."""
+    m = load()
+    if not m.docker:
+        pytest.skip("matrices/docker.toml not present")
+    for rel in m.torch:
+        if rel.version >= Version("2.0"):
+            for v in rel.variants:
+                assert base_image(str(v.cuda), m)[0] is not None, f"torch {rel.version}+{v.tag}"
