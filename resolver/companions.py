@@ -184,6 +184,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
 def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
     """Return the newest xformers that works with ``torch`` on every GPU of the target (wheel before build)."""
     assert request.xformers is not None
+    fallback: Companion | None = None  # the newest off-pin build, used only when no release pins this torch
     for x in matrix.xformers:
         if not spec_allows(request.xformers, x.version):
             continue
@@ -191,10 +192,13 @@ def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request:
             reporter.rejected("xformers", str(x.version), "has no xformers.components (fairseq's attention configs)")
             continue
         comp, why = _xformers_choice(x, torch, target, matrix)
-        if comp is not None:
+        if comp is None:
+            reporter.rejected("xformers", f"{x.version} with torch {torch.version}", why)
+        elif not comp.off_pin:
             return comp
-        reporter.rejected("xformers", f"{x.version} with torch {torch.version}", why)
-    return None
+        elif fallback is None:
+            fallback = comp
+    return fallback
 
 
 # --- flash-attn -----------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -79,7 +79,7 @@ def _restore_line(restored: envstate.RestoreResult | None) -> str:
 # --- backends, sources and commands ----------------------------------------------------------------------------
 
 Backend = Literal["pip", "uv"]
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "")
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "", None)
 
 
 class SourceUnreachable(GpuStackError):
@@ -125,6 +125,7 @@ class Sources:
 
     find_links: tuple[str, ...] = ()
     offline: bool = False
+    unreachable: frozenset[str] = frozenset()
 
     def local_file(self, step: Step) -> str | None:
         """Return the path of ``step``'s file in a find-links folder: its ``url``'s file name, or a wheel or sdist
@@ -167,44 +168,53 @@ def _file_is(filename: str, name: str, version: Version) -> bool:
 
 
 def source_args(step: Step, sources: Sources) -> list[str]:
-    """Return where ``step`` may look: the plan's indexes, plus find-links; only the folders when offline or when
-    the step's own file lies there (then it needs no network)."""
+    """Return where ``step`` may look: the plan's indexes (less those found unreachable) plus find-links; only
+    the folders when offline."""
     links = [a for d in sources.find_links for a in ("--find-links", d)]
-    if sources.offline or sources.local_file(step) is not None:
+    if sources.offline:
         return ["--no-index", *links]
-    args = ["--index-url", step.index_url] if step.index_url else []
-    for url in step.extra_index_urls:
+    indexes = [u for u in (step.index_url, *step.extra_index_urls) if u and u not in sources.unreachable]
+    if not indexes:
+        return ["--no-index", *links] if step.index_url else links
+    args = ["--index-url", indexes[0]]
+    for url in indexes[1:]:
         args += ["--extra-index-url", url]
     return args + links
 
 
-def needed_urls(steps: Sequence[Step], sources: Sources) -> list[str]:
-    """Return the remote URLs (indexes, direct files) the steps will contact, in order, without repeats."""
-    urls: list[str] = []
+def _remote(url: str | None) -> bool:
+    parts = urlsplit(url or "")
+    return parts.scheme in ("http", "https") and parts.hostname not in _LOCAL_HOSTS
+
+
+def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
+    """Return ``sources`` with the remote URLs that did not answer a ``timeout`` s probe in ``unreachable``.
+
+    Raises ``SourceUnreachable`` (one line naming the URL) at once when a step whose file is not in a find-links
+    folder needs such a URL as its file or its first index; a step whose file is local just skips it.
+    """
+    if sources.offline:
+        return sources
+    dead: set[str] = set()
+    alive: set[str] = set()
     for step in steps:
-        if sources.offline or sources.local_file(step) is not None:
-            continue
+        local = sources.local_file(step) is not None
         for url in (step.url, step.index_url, *step.extra_index_urls):
-            parts = urlsplit(url or "")
-            if parts.scheme in ("http", "https") and parts.hostname not in _LOCAL_HOSTS and url not in urls:
-                urls.append(url)  # type: ignore[arg-type]
-    return urls
-
-
-def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> None:
-    """Return when every remote URL the steps need answers; else raise ``SourceUnreachable`` (one line) at once."""
-    answered: set[str] = set()
-    for url in needed_urls(steps, sources):
-        host = urlsplit(url).netloc
-        if host in answered:
-            continue
-        try:
-            requests.head(url, timeout=timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise SourceUnreachable(
-                f"{url} is not reachable ({type(exc).__name__}); on a connected machine run "
-                "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`") from None
-        answered.add(host)
+            if url is None or not _remote(url) or url in alive:
+                continue
+            if url not in dead:
+                try:
+                    requests.head(url, timeout=timeout, allow_redirects=False)
+                    alive.add(url)
+                    continue
+                except requests.RequestException as exc:
+                    log.debug("probe %s: %s", url, exc)
+                    dead.add(url)
+            if not local and url in (step.url, step.index_url):
+                raise SourceUnreachable(
+                    f"{url} is not reachable (needed for {step.requirement}); on a connected machine run "
+                    "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`")
+    return replace(sources, unreachable=frozenset(dead))
 
 
 def constraints_path(constraints: Sequence[str], write: bool = False) -> str | None:
@@ -270,7 +280,7 @@ def restore_args(plan: Plan, sources: Sources) -> list[str]:
     indexes: list[str] = []
     for step in plan.steps:
         for url in (step.index_url, *step.extra_index_urls):
-            if url and url not in indexes:
+            if url and url not in indexes and url not in sources.unreachable:
                 indexes.append(url)
     args = ["--index-url", indexes[0]] if indexes else []
     for url in indexes[1:]:
@@ -434,13 +444,14 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
             progress: bool = True, lock_timeout: float = 600.0) -> InstallResult:
     """Return what running ``plan`` into ``python_exe`` changed; on failure restore the environment and raise.
 
+    ``sources``' find-links folders serve any step whose file lies there, even when its index is unreachable.
     Raises ``SourceUnreachable`` or ``BadInput`` before anything changes; ``InstallFailed`` (or
     ``InstallInterrupted`` on Ctrl-C) after restoring the snapshot taken under the environment's lock.
     """
     reporter = reporter or Reporter()
     started = time.monotonic()
     steps = ordered_steps(plan)
-    check_reachable(steps, sources)
+    sources = check_reachable(steps, sources)
     run_verify = load_verify() if verify else None
     prefix = envstate.snapshot(python_exe).prefix
     lock = envstate.env_lock(prefix, timeout=lock_timeout)

@@ -71,16 +71,17 @@ class VerifyReport:
     notes: tuple[str, ...] = ()
     wall_s: float = 0.0
     facts: Mapping[str, Any] = field(default_factory=dict)
+    child_s: Mapping[str, float] = field(default_factory=dict)  # wall seconds of each child process
 
     def failed_backends(self) -> list[str]:
         """Returns the backends with at least one failed row, in run order."""
         return list(dict.fromkeys(r.backend for r in self.results if not r.passed and not r.skipped))
 
     def to_dict(self) -> dict[str, Any]:
-        """Returns ``{"ok", "device", "results", "checks", "notes", "wall_s"}`` as documented in docs/verify.md."""
+        """Returns ``{"ok", "device", "results", "checks", "notes", "wall_s", "child_s"}`` (docs/verify.md)."""
         return {"ok": self.ok, "device": self.device, "results": [r.to_dict() for r in self.results],
                 "checks": [c.to_dict() for c in self.checks], "notes": list(self.notes),
-                "wall_s": round(self.wall_s, 2)}
+                "wall_s": round(self.wall_s, 2), "child_s": {k: round(v, 2) for k, v in self.child_s.items()}}
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class _Child:
     returncode: int | None  # None: killed after the timeout
     records: list[dict[str, Any]]
     text: str  # everything that was not a record: stderr, library noise
+    seconds: float = 0.0
 
 
 def _parse(name: str, returncode: int | None, stdout: str, stderr: str) -> _Child:
@@ -113,11 +115,15 @@ def _run_child(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
     """Returns one child's parsed output; a timeout kills it and keeps what it printed."""
     argv = [python_exe, str(CHILD_SCRIPT), "--backend", name, "--gpu-lock", lock]
     env = {"XFORMERS_MORE_DETAILS": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    t0 = time.perf_counter()
     try:
         done = _subprocess.run(argv, env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        return _parse(name, None, _text(exc.stdout), _text(exc.stderr))
-    return _parse(name, done.returncode, done.stdout, done.stderr)
+        child = _parse(name, None, _text(exc.stdout), _text(exc.stderr))
+    else:
+        child = _parse(name, done.returncode, done.stdout, done.stderr)
+    child.seconds = time.perf_counter() - t0
+    return child
 
 
 def _rows_of(child: _Child, facts: Mapping[str, Any], timeout: float) -> list[BackendResult]:
@@ -132,12 +138,15 @@ def _rows_of(child: _Child, facts: Mapping[str, Any], timeout: float) -> list[Ba
             return [BackendResult(child.name, "*", "-", False, skipped=True, hint=rec.get("reason"),
                                   case="skipped: " + str(rec.get("reason")))]
     rows = []
-    for (op, dtype), recs in groups.items():
+    for (op, dtype), all_recs in groups.items():
+        recs = [r for r in all_recs if not r.get("skipped")] or all_recs
+        declined = len(all_recs) - len(recs)
         timing = next((r for r in recs if str(r.get("case", "")).startswith("timing")), None)
         bad = next((r for r in recs if not r.get("passed")), None)
         err = max(float(r.get("max_abs_error") or 0.0) for r in recs)
         row = BackendResult(child.name, op, dtype, bad is None, err, timing.get("ms") if timing else None,
-                            timing.get("tflops") if timing else None, case=f"{len(recs)} cases")
+                            timing.get("tflops") if timing else None,
+                            case=f"{len(recs)} cases" + (f" ({declined} declined: no kernel)" if declined else ""))
         if bad is not None:
             msg = bad.get("error") or (f"{child.name} {op} {dtype} {bad.get('case')}: max abs error "
                                        f"{bad.get('max_abs_error'):.3g} exceeds tolerance {bad.get('tol')}")
@@ -217,4 +226,4 @@ def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), tim
     if not ran:
         notes.append("no backend ran: nothing was verified")
     return VerifyReport(ok, _device(facts), tuple(rows), tuple(checks), tuple(notes),
-                        time.perf_counter() - started, facts)
+                        time.perf_counter() - started, facts, {c.name: c.seconds for c in (probe, *children)})

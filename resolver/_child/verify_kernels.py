@@ -279,7 +279,10 @@ def run_case(torch: Any, backend: str, kern: Kernel, case: Tuple[Any, ...], devi
     try:
         out = kern.fwd(q, k, v, causal)
     except Exception as exc:
-        emit("result", op=kern.fwd_name, passed=False, max_abs_error=0.0, error=_short(exc), **base)
+        # A backend without a GQA kernel (SDPA efficient in torch 2.11) declines the case; that is not a defect.
+        declined = hq != hkv and "No available kernel" in str(exc)
+        emit("result", op=kern.fwd_name, passed=declined, skipped=declined, max_abs_error=0.0, error=_short(exc),
+             **base)
         return
     qr, kr, vr = (t.detach().float().requires_grad_(grad) for t in (q, k, v))
     ref = reference(torch, qr, kr, vr, causal, kern.layout)
@@ -382,6 +385,8 @@ def run_backend(name: str, lock: Optional[str]) -> None:
     if pkg and importlib.util.find_spec(pkg) is None:
         raise Skip("%s is not installed" % pkg)
     if importlib.util.find_spec("torch") is None:
+        if pkg:  # still prove it imports: a broken install must fail even where nothing can run
+            importlib.import_module(pkg)
         raise Skip("torch is not installed")
     import torch
 
@@ -398,6 +403,9 @@ def run_backend(name: str, lock: Optional[str]) -> None:
     else:
         kernels = _flash_kernels(torch, name, device)
     torch.manual_seed(0)
+    if device == "cuda":  # create the context and cuBLAS handle before queueing for the GPU lock
+        a = torch.randn(64, 64, device=device)
+        (a @ a).sum().item()
     with gpu_lock(lock):
         for kern in kernels:
             for case in cases(device, major):
