@@ -109,6 +109,7 @@ class Command:
     env: dict[str, str]
     package: str
     kind: str = "install"
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"argv": self.argv, "env": self.env, "package": self.package}
@@ -335,12 +336,14 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
         if step.action == "build":
             argv = build.wheel_argv(installer.pip, step, step.url or step.requirement, Path("<build-dir>"),
                                     source_args(step, sources))
-            out.append(Command(argv, {k: v for k, v in step.env.items()}, step.package, "build"))
+            out.append(Command(argv, dict(step.env), step.package, "build",
+                               "skipped on a build-cache hit; MAX_JOBS capped by free RAM at run time"))
             req = "<built wheel>"
         else:
             req = _install_requirement(step, sources)
         argv = installer.install_argv([req], source_args(step, sources), no_deps=step.no_deps, constraints=cpath)
-        out.append(Command(argv, dict(installer.env), step.package, "install"))
+        note = f"{cpath} holds: {', '.join(step.constraints)}" if cpath else ""
+        out.append(Command(argv, dict(installer.env), step.package, "install", note))
     return out
 
 

@@ -1,0 +1,244 @@
+"""``gpustack install``, ``gpustack download`` and ``gpustack cache``: the CLI over ``install``, ``build`` and ``cache``.
+
+``install`` solves and plans (``resolver.options``) or reads a plan (``--plan FILE``, the ``gpustack plan --json``
+object), then runs it safely into this interpreter, ``--python-exe PATH`` or ``--venv DIR`` (created if missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from resolver import _subprocess
+from resolver import cache as build_cache
+from resolver.errors import BadInput
+from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
+from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
+from resolver.options import plan_from_cli, target_options
+from resolver.report import Reporter
+
+__all__ = ["install", "download", "cache", "plan_from_dict", "download_argvs"]
+
+_err = Console(stderr=True, highlight=False)
+
+
+class _CliReporter(Reporter):
+    def step_started(self, index: int, total: int, description: str) -> None:
+        _err.print(f"[{index}/{total}] {description}", markup=False)
+
+    def step_finished(self, index: int, total: int, description: str, seconds: float) -> None:
+        _err.print(f"[{index}/{total}] done in {seconds:.1f}s", markup=False)
+
+    def message(self, text: str) -> None:
+        _err.print(text, markup=False)
+
+
+def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """Return the ``Plan`` written as the ``gpustack plan --json`` object (``Plan.to_dict``)."""
+    t = data.get("target") or {}
+    gpus = tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"]), g.get("memory_mib"))
+                 for g in t.get("gpus", []))
+    target = Target(gpus=gpus, python=t.get("python") or f"{sys.version_info[0]}.{sys.version_info[1]}",
+                    platform=t.get("platform") or "linux_x86_64",
+                    driver=parse_driver(t["driver"]) if t.get("driver") else None, source="plan")
+    packages = tuple(
+        PackageChoice(p["name"], p["version"], p["method"], index_url=p.get("index_url"), url=p.get("url"),
+                      build_env=dict(p.get("env", {})), variant=p.get("variant"), cuda=p.get("cuda"),
+                      arch_list=p.get("arch_list"))
+        for p in data.get("packages", []))
+    steps = tuple(
+        Step(s["action"], s["package"], s["requirement"], index_url=s.get("index_url"),
+             extra_index_urls=tuple(s.get("extra_index_urls", ())), url=s.get("url"), no_deps=bool(s.get("no_deps")),
+             constraints=tuple(s.get("constraints", ())), env=dict(s.get("env", {})),
+             build_isolation=bool(s.get("build_isolation", True)), description=s.get("description", ""))
+        for s in data.get("steps", []))
+    return Plan(Stack(target, packages, tuple(data.get("other_requirements", ()))), steps)
+
+
+def _read_plan(path: str) -> Plan:
+    try:
+        return plan_from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"--plan {path}: not a plan JSON ({exc}); write one with `gpustack plan --json > FILE`") from None
+
+
+def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
+    for d in find_links:
+        if not os.path.isdir(d):
+            raise BadInput(f"--find-links {d}: no such folder; fill one with `gpustack download --dest DIR`")
+    if offline and not find_links:
+        raise BadInput("--offline needs --find-links DIR (made by `gpustack download --dest DIR`)")
+    return Sources(tuple(os.path.abspath(d) for d in find_links), offline)
+
+
+def _venv_python(venv: str) -> str:
+    return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
+
+
+def _create_venv(venv: str, backend: str) -> None:
+    """Create ``venv`` with uv (no pip inside) or this interpreter's ``venv`` module."""
+    if backend == "uv":
+        from resolver.install import _uv_exe
+        _subprocess.run([_uv_exe() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
+    else:
+        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
+
+
+def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2))
+        return
+    for c in cmds:
+        click.echo(f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else ""))
+        click.echo(c.shell())
+
+
+@click.command("install")
+@click.argument("requirements", nargs=-1)
+@target_options
+@click.option("--venv", metavar="DIR", help="Install into this virtual environment (created when missing).")
+@click.option("--installer", type=click.Choice(["auto", "pip", "uv"]), default="auto", show_default=True,
+              help="Installer backend; auto takes uv when it is on PATH.")
+@click.option("--dry-run", is_flag=True, help="Print the commands and environment it would run; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
+@click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
+@click.option("--offline", is_flag=True, help="Use only --find-links folders; no network at all.")
+@click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
+@click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
+@click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
+def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
+            find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
+            **options: Any) -> None:
+    """Solve, plan and install into an environment; a failure restores the environment as it was."""
+    if as_json and not dry_run:
+        raise BadInput("--json goes with --dry-run; drop --json to install")
+    if venv and options.get("python_exe"):
+        raise BadInput("--venv and --python-exe together: pass one target environment")
+    sources = _sources(find_links, offline)
+    backend = choose_backend(installer)
+    python_exe = options.get("python_exe") or sys.executable
+    if venv:
+        python_exe = _venv_python(os.path.abspath(venv))
+        if not os.path.exists(python_exe):
+            if dry_run:
+                python_exe = sys.executable
+                _err.print(f"note: {venv} does not exist yet; planning for {python_exe}", markup=False)
+            else:
+                _err.print(f"creating virtual environment {venv}", markup=False)
+                _create_venv(venv, backend)
+        options["python_exe"] = python_exe
+    reporter = _CliReporter()
+    plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, reporter, **options)
+    inst = Installer(backend, python_exe, restore_args(plan, sources))
+    if dry_run:
+        _print_dry_run(commands(plan, inst, sources), as_json)
+        return
+    result = execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
+                     verify=verify, progress=sys.stderr.isatty())
+    hits = [b for b in result.builds if b.cache_hit]
+    for b in hits:
+        _err.print(f"from the build cache: {b.wheel.name}", markup=False)
+    _err.print(f"installed in {result.seconds:.1f}s: {result.changes.describe() if result.changes else 'nothing changed'}",
+               markup=False)
+
+
+_MANYLINUX_MINORS = range(17, 40)
+
+
+def platform_args(platform: str) -> list[str]:
+    """Return ``--platform`` arguments accepting every wheel that installs on ``platform``."""
+    if platform.startswith("linux_"):
+        arch = platform.removeprefix("linux_")
+        tags = [f"manylinux_2_{m}_{arch}" for m in _MANYLINUX_MINORS] + [f"manylinux2014_{arch}", platform]
+    else:
+        tags = [platform]
+    return [a for t in tags for a in ("--platform", t)]
+
+
+def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
+    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``."""
+    from resolver.install import source_args
+    t = plan.stack.target
+    pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
+    argvs = []
+    for step in plan.steps:
+        where = source_args(step, sources)
+        if step.action == "build":
+            if os.path.isdir(step.requirement):
+                continue  # a local source tree: nothing to download
+            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where, step.url or step.requirement])
+            continue
+        req = f"{step.package} @ {step.url}" if step.url else step.requirement
+        target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
+                  "--implementation", "cp"]
+        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c))]
+        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where, req])
+    return argvs
+
+
+def _write_constraint(dest: str, line: str) -> str:
+    from resolver.install import constraints_path
+    path = constraints_path([line], write=True)
+    assert path is not None
+    return path
+
+
+@click.command("download")
+@click.argument("requirements", nargs=-1)
+@target_options
+@click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
+@click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
+@click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
+def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, **options: Any) -> None:
+    """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
+    plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, _CliReporter(), **options)
+    argvs = download_argvs(plan, os.path.abspath(dest), Sources())
+    if dry_run:
+        for argv in argvs:
+            click.echo(" ".join(argv))
+        return
+    os.makedirs(dest, exist_ok=True)
+    started = time.monotonic()
+    for argv in argvs:
+        _err.print("$ " + " ".join(argv), markup=False)
+        _subprocess.run(argv, timeout=3600)
+    files = sorted(os.listdir(dest))
+    _err.print(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
+               f"gpustack install ... --find-links {dest} --offline", markup=False)
+
+
+@click.group("cache")
+def cache() -> None:
+    """List or clear the cache of source-built wheels."""
+
+
+@cache.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def cache_list(as_json: bool) -> None:
+    """List the cached wheels and the keys that built them."""
+    found = build_cache.entries()
+    if as_json:
+        click.echo(json.dumps([{"wheel": str(e.wheel), "size": e.size, "key": e.key} for e in found], indent=2))
+        return
+    if not found:
+        click.echo(f"the build cache is empty ({build_cache.cache_dir()})")
+    for e in found:
+        k = e.key
+        click.echo(f"{e.wheel.name}  {e.size / 1e6:.1f} MB  torch {k.get('torch')} cuda {k.get('torch_cuda')} "
+                   f"archs {k.get('arch_list')}  {k.get('python_tag')} {k.get('platform')}")
+
+
+@cache.command("clear")
+@click.option("--package", metavar="NAME", help="Remove only this package's wheels.")
+def cache_clear(package: str | None) -> None:
+    """Remove cached wheels (all, or one package's)."""
+    removed = build_cache.clear(package)
+    click.echo(f"removed {len(removed)} cached wheel(s) from {build_cache.cache_dir()}")
+
