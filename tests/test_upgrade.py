@@ -1,0 +1,115 @@
+"""resolver.upgrade: every case of ``tests/upgrade_cases/*.toml`` (current set + requirements -> verdict, findings,
+nearest safe set) against the shipped matrices, plus the ``check-upgrade`` command on a lock file. No network."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from resolver.cli import main
+from resolver.errors import BadInput
+from resolver.matrix import load
+from resolver.models import ComputeCapability, Gpu, Target, parse_driver
+from resolver.upgrade import Installed, check_upgrade, proposed_versions
+
+CASES = sorted((Path(__file__).parent / "upgrade_cases").glob("*.toml"))
+
+
+def installed(case: dict[str, Any]) -> Installed:
+    t = case["target"]
+    gpus = tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"])) for g in t.get("gpus", []))
+    target = Target(gpus=gpus, python=t["python"], platform=t.get("platform", "linux_x86_64"),
+                    driver=parse_driver(t["driver"]) if t.get("driver") else None)
+    return Installed(target, dict(case["current"]), dict(case.get("built_for_torch", {})),
+                     frozenset(case.get("source_built", [])))
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_upgrade_case(path: Path) -> None:
+    case = tomllib.loads(path.read_text())
+    matrix = load()
+    current = installed(case)
+    proposed = proposed_versions(current, case["requirements"], matrix)
+    report = check_upgrade(current, proposed, matrix, requirements=case["requirements"])
+    expect = case["expect"]
+    reasons = [f.reason for f in report.findings]
+    assert report.verdict == expect["verdict"], reasons
+    for text in expect["findings"]:
+        assert any(text in r for r in reasons), f"{text!r} not in {reasons}"
+    if expect["verdict"] == "safe":
+        assert reasons == []
+    nearest = expect.get("nearest")
+    if nearest is False:
+        assert report.nearest is None
+    elif nearest is not None:
+        assert report.nearest is not None
+        assert {k: report.nearest[k] for k in nearest} == nearest
+        again = check_upgrade(current, report.nearest, matrix)
+        assert again.verdict == "safe", [f.reason for f in again.findings]
+
+
+def test_there_are_upgrade_cases() -> None:
+    assert {"audiocraft_torch22", "gtx1080_torch215", "flash_attn_torch26_to_27"} <= {p.stem for p in CASES}
+
+
+def test_proposed_versions_take_the_newest_release_a_requirement_admits() -> None:
+    current = installed(tomllib.loads(CASES[0].read_text()))
+    assert proposed_versions(current, ["torch>=2.2,<2.3"], load())["torch"] == "2.2.2"
+    assert proposed_versions(current, ["torch==2.4.0+cu118"], load())["torch"] == "2.4.0+cu118"
+    assert proposed_versions(current, ["numpy==1.26.4"], load())["numpy"] == "1.26.4"
+    with pytest.raises(BadInput, match="torch==9.9"):
+        proposed_versions(current, ["torch==9.9"], load())
+    with pytest.raises(BadInput, match="invalid requirement"):
+        proposed_versions(current, ["torch=>2"], load())
+
+
+def test_report_json_shape() -> None:
+    case = tomllib.loads((Path(__file__).parent / "upgrade_cases" / "audiocraft_torch22.toml").read_text())
+    current = installed(case)
+    report = check_upgrade(current, proposed_versions(current, case["requirements"], load()), load(),
+                           requirements=case["requirements"])
+    data = report.to_dict()
+    assert data["verdict"] == "unsafe" and data["nearest_safe"]["xformers"] == "0.0.24"
+    assert data["findings"][0]["package"] == "xformers"
+
+
+def _lock_file(tmp_path: Path) -> Path:
+    """A lock of torch 2.1.0 + xformers 0.0.22.post7 for an RTX 3090 (hashes are placeholders)."""
+    from resolver.lock import LockedFile, dumps
+    from resolver.models import PYPI_SIMPLE, PackageChoice, Plan, Stack, Step
+
+    target = Target(gpus=(Gpu("NVIDIA GeForce RTX 3090", ComputeCapability(8, 6)),), python="3.10", platform="linux_x86_64")
+    choices = (PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=PYPI_SIMPLE, cuda="12.1"),
+               PackageChoice("xformers", "0.0.22.post7", "wheel", index_url=PYPI_SIMPLE))
+    plan = Plan(Stack(target, choices), tuple(Step("install", c.name, c.requirement, index_url=PYPI_SIMPLE) for c in choices))
+    files = {
+        "torch": LockedFile("torch", "2.1.0", "torch-2.1.0-cp310-cp310-manylinux1_x86_64.whl",
+                            "https://files.example/torch-2.1.0-cp310-cp310-manylinux1_x86_64.whl", "a" * 64),
+        "xformers": LockedFile("xformers", "0.0.22.post7", "xformers-0.0.22.post7-cp310-cp310-manylinux2014_x86_64.whl",
+                               "https://files.example/xformers-0.0.22.post7-cp310-cp310-manylinux2014_x86_64.whl", "b" * 64),
+    }
+    path = tmp_path / "pylock.toml"
+    path.write_text(dumps(plan, files, matrix=load()))
+    return path
+
+
+def test_cli_against_a_lock_exit_codes_and_json(tmp_path: Path) -> None:
+    lock = _lock_file(tmp_path)
+    runner = CliRunner()
+    bad = runner.invoke(main, ["check-upgrade", "torch==2.2.*", "--lock", str(lock), "--json"])
+    assert bad.exit_code == 1, bad.output
+    data = json.loads(bad.output)
+    assert data["verdict"] == "unsafe" and data["nearest_safe"]["torch"] == "2.2.0"
+    ok = runner.invoke(main, ["check-upgrade", "torch==2.1.0", "--lock", str(lock)])
+    assert ok.exit_code == 0 and ok.output.startswith("safe"), ok.output
+    text = runner.invoke(main, ["check-upgrade", "torch==2.2.0", "--lock", str(lock)])
+    assert "unsafe: torch 2.1.0 -> 2.2.0" in text.output and "nearest safe set: torch==2.2.0, xformers==0.0.24" in text.output
+    missing = runner.invoke(main, ["check-upgrade", "torch==2.2.0", "--lock", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2 and "cannot read it" in missing.output
+    garbage = runner.invoke(main, ["check-upgrade", "torch==2.2.0", "--lock", str(lock), "--driver", "abc"])
+    assert garbage.exit_code == 2
