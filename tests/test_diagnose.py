@@ -1,0 +1,118 @@
+"""``resolver.diagnose`` on real captured outputs (H100, tests/data/failures/h100_*) and synthesized ones (synth_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resolver.diagnose import diagnose, environment_checks, slow_backends
+
+DATA = Path(__file__).parent / "data" / "failures"
+
+# The probe's facts on the H100 the captures come from (tests/data/failures/h100_*.txt).
+H100: dict[str, Any] = {
+    "torch": "2.11.0+cu130", "torch_cuda": "13.0", "driver_cuda": 13000, "cuda_available": True,
+    "gpus": [{"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}],
+    "arch_list": ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"],
+    "packages": {"torch": "2.11.0+cu130", "xformers": "0.0.35"},
+    "xformers_build": {"version": {"cuda": 1208, "torch": "2.10.0+cu128", "python": "3.10.19"},
+                       "env": {"TORCH_CUDA_ARCH_LIST": "7.5 8.0+PTX 8.0 9.0a"}},
+}
+
+
+def text(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_real_xformers_load_failure_names_the_build_and_the_fix() -> None:
+    d = diagnose(text("h100_xformers0.0.35_load_failure.txt"), returncode=0, env_facts={**H100, "backend": "xformers"})
+    assert d.kind == "xformers_abi"
+    assert "xformers 0.0.35 was built for torch 2.10.0+cu128" in d.message
+    assert "you have 2.11.0+cu130" in d.message and "libcudart.so.12" in d.message
+    assert d.hint and "cu130 variant" in d.hint and "https://download.pytorch.org/whl/cu130" in d.hint
+    assert "gpustack build" in d.hint
+
+
+def test_real_xformers_info_warning_is_parsed_without_metadata() -> None:
+    d = diagnose(text("h100_torch2.11_xformers0.0.35_info.txt"), returncode=0, env_facts={"torch": "2.11.0+cu130"})
+    assert d.kind == "xformers_abi" and "built for torch 2.10.0+cu128 (CUDA 12.8)" in d.message
+
+
+def test_real_verify_child_output_is_diagnosed() -> None:
+    d = diagnose(text("h100_xformers0.0.35_verify_child.txt"), returncode=0, env_facts=H100)
+    assert d.kind == "xformers_abi" and "root cause: libcudart.so.12" in d.message
+
+
+def test_no_operator_found_alone_uses_the_recorded_build() -> None:
+    out = ("NotImplementedError: No operator found for `memory_efficient_attention_forward` with inputs:\n"
+           "`cutlassF-pt` is not supported because:\n    xFormers wasn't build with CUDA support\n")
+    d = diagnose(out, returncode=0, env_facts=H100)
+    assert d.kind == "xformers_abi" and "2.10.0+cu128" in d.message
+
+
+def test_no_operator_found_for_other_reasons() -> None:
+    out = "NotImplementedError: No operator found for `memory_efficient_attention_forward`\n  dtype=torch.float64"
+    assert diagnose(out, returncode=0, env_facts={}).kind == "no_operator"
+
+
+@pytest.mark.parametrize(
+    ("name", "returncode", "kind", "in_message", "in_hint"),
+    [
+        ("synth_no_kernel_image.txt", 1, "no_kernel_image", "sm_90", "TORCH_CUDA_ARCH_LIST=9.0"),
+        ("synth_undefined_symbol.txt", 3, "undefined_symbol", "flash_attn_2_cuda", "torch 2.11.0+cu130"),
+        ("synth_ampere.txt", 1, "gpu_too_old", "sm_75", "SDPA"),
+        ("synth_oom.txt", 1, "out_of_memory", "out of memory", "nvidia-smi"),
+        ("synth_driver_too_old.txt", 3, "driver_too_old", "CUDA 13.0", "driver"),
+        ("synth_segfault.txt", -11, "crash", "SIGSEGV", "rebuild"),
+        ("synth_libcudart_flash_attn.txt", 3, "missing_cuda_library", "libcudart.so.12", "cu130"),
+    ],
+)
+def test_synthesized_failures(name: str, returncode: int, kind: str, in_message: str, in_hint: str) -> None:
+    facts = dict(H100)
+    if name == "synth_ampere.txt":
+        facts["gpus"] = [{"name": "Tesla T4", "compute_capability": "7.5"}]
+    if name == "synth_driver_too_old.txt":
+        facts["driver_cuda"] = 12020
+    d = diagnose(text(name), returncode=returncode, env_facts={**facts, "backend": "sageattention"})
+    assert d.kind == kind, d
+    assert in_message in d.message
+    assert d.hint and in_hint in d.hint
+
+
+def test_timeout() -> None:
+    d = diagnose("", returncode=None, env_facts={"backend": "xformers", "timeout": 120.0})
+    assert d.kind == "timeout" and "xformers did not finish within 120.0 s" in d.message and d.hint
+
+
+def test_wrong_result_and_unknown() -> None:
+    d = diagnose("sdpa-flash forward bfloat16 B2: max abs error 0.5 exceeds tolerance [0.02, 0.005]", returncode=0,
+                 env_facts={"backend": "sdpa-flash"})
+    assert d.kind == "wrong_result" and "0.5" in d.message
+    assert diagnose("something odd\n", returncode=1, env_facts={}) .message == "something odd"
+
+
+def test_environment_checks_on_the_h100() -> None:
+    checks = {c.name: c for c in environment_checks(H100)}
+    assert checks["arch"].ok and "SASS" in checks["arch"].message
+    assert checks["driver"].ok
+    assert not checks["xformers build"].ok and "2.10.0+cu128" in checks["xformers build"].message
+
+
+def test_environment_checks_find_missing_arch_ptx_and_old_driver() -> None:
+    facts = {**H100, "arch_list": ["sm_80", "sm_86"], "driver_cuda": 12040, "xformers_build": None}
+    checks = {c.name: c for c in environment_checks(facts)}
+    assert not checks["arch"].ok and checks["arch"].severity == "error" and "sm_90" in (checks["arch"].hint or "")
+    assert not checks["driver"].ok and checks["driver"].severity == "error"
+    ptx = {c.name: c for c in environment_checks({**H100, "arch_list": ["sm_80", "compute_80"]})}
+    assert not ptx["arch"].ok and ptx["arch"].severity == "warning" and "PTX" in ptx["arch"].message
+
+
+def test_slow_backend_flagged_against_best_non_math() -> None:
+    timings = [("sdpa-cudnn", "forward", 672.3), ("sdpa-flash", "forward", 355.2),
+               ("sdpa-efficient", "forward", 175.8), ("sdpa-math", "forward", 23.2),
+               ("xformers", "triton_splitKF", 10.0), ("flash-attn", "flash_attn_func.forward", 90.0)]
+    flagged = slow_backends(timings)
+    assert [c.message.split()[0] for c in flagged] == ["flash-attn"]
+    assert flagged[0].severity == "warning" and "TORCH_CUDA_ARCH_LIST" in (flagged[0].hint or "")

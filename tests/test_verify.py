@@ -1,0 +1,140 @@
+"""``gpustack verify``: report assembly from child output, a broken fake backend, and a real CPU run (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from resolver import verify
+from resolver.errors import BadInput
+from resolver.verify import CPU_ONLY_NOTE, PREFIX, _parse, _rows_of, run_verify
+
+DATA = Path(__file__).parent / "data" / "failures"
+RESULT_KEYS = {"backend", "op", "dtype", "passed", "max_abs_error", "ms", "tflops", "error", "hint"}
+GPU_BACKENDS = ("sdpa-efficient", "sdpa-cudnn", "xformers", "flash-attn", "flash-attn-3", "sageattention")
+
+
+def rec(**fields: object) -> str:
+    return PREFIX + json.dumps({"kind": "result", "ms": None, "tflops": None, "error": None, **fields})
+
+
+def test_rows_aggregate_cases_and_attach_timing() -> None:
+    out = "\n".join([
+        "some library noise",
+        rec(backend="sdpa-flash", op="forward", dtype="bfloat16", case="B2 D64", passed=True, max_abs_error=0.004),
+        rec(backend="sdpa-flash", op="forward", dtype="bfloat16", case="B2 GQA", passed=True, skipped=True,
+            max_abs_error=0.0, error="RuntimeError: No available kernel"),
+        rec(backend="sdpa-flash", op="forward", dtype="bfloat16", case="timing B4 H16 S4096 D128", passed=True,
+            max_abs_error=0.0006, ms=1.548, tflops=355.2),
+        rec(backend="sdpa-flash", op="backward", dtype="bfloat16", case="B2 D64", passed=False, max_abs_error=0.7,
+            tol=[0.1, 0.03]),
+    ])
+    rows = _rows_of(_parse("sdpa-flash", 0, out, ""), {}, 60.0)
+    fwd, bwd = rows
+    assert (fwd.passed, fwd.ms, fwd.tflops, fwd.max_abs_error) == (True, 1.548, 355.2, 0.004)
+    assert "1 declined" in fwd.case
+    assert not bwd.passed and bwd.kind == "wrong_result" and "exceeds tolerance" in (bwd.error or "")
+    assert set(fwd.to_dict()) >= RESULT_KEYS
+
+
+def test_crashed_child_becomes_a_diagnosed_row() -> None:
+    rows = _rows_of(_parse("flash-attn", -11, "", "Fatal Python error: Segmentation fault"), {}, 60.0)
+    assert len(rows) == 1 and not rows[0].passed and rows[0].kind == "crash" and "SIGSEGV" in (rows[0].error or "")
+    timed_out = _rows_of(_parse("xformers", None, "", ""), {}, 5.0)
+    assert timed_out[0].kind == "timeout" and "5.0 s" in (timed_out[0].error or "")
+
+
+def test_bad_python_exe_and_unknown_expect(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="not an executable"):
+        run_verify(str(tmp_path / "nope"))
+    with pytest.raises(BadInput, match="unknown backend 'fa9'"):
+        run_verify(sys.executable, expect=["fa9"])
+
+
+@pytest.fixture
+def broken_xformers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Yields a directory, put on PYTHONPATH, holding an ``xformers`` whose import raises the real H100 error."""
+    message = (DATA / "h100_xformers0.0.35_load_failure.txt").read_text().split(
+        "xformers._cpp_lib.xFormersInvalidLibException: ")[1].split("\n\n")[0]
+    pkg = tmp_path / "fake" / "xformers"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        f"class xFormersInvalidLibException(Exception):\n    pass\n\nraise xFormersInvalidLibException({message!r})\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(pkg.parent), os.environ.get("PYTHONPATH")])))
+    yield pkg.parent
+
+
+def _xformers_row_is_diagnosed(report: verify.VerifyReport) -> None:
+    rows = [r for r in report.results if r.backend == "xformers"]
+    assert len(rows) == 1 and not rows[0].passed and not rows[0].skipped
+    assert rows[0].kind == "xformers_abi"
+    assert "built for torch 2.10.0+cu128" in (rows[0].error or "") and "you have 2.11.0+cu130" in (rows[0].error or "")
+    assert rows[0].hint and "cu130" in rows[0].hint
+    assert not report.ok and report.failed_backends() == ["xformers"]
+
+
+def test_broken_fake_xformers_is_a_failed_row_not_a_crash(broken_xformers: Path) -> None:
+    # This interpreter has no torch: the child still imports xformers, and that import is the failure.
+    report = run_verify(sys.executable, timeout=60)
+    _xformers_row_is_diagnosed(report)
+    assert all(r.skipped for r in report.results if r.backend != "xformers")
+    assert "torch" not in sys.modules  # gpustack itself never imports torch
+
+
+# ---------------------------------------------------------------- real CPU run (slow: installs torch once)
+@pytest.fixture(scope="session")
+def torch_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Returns a python with the CPU torch 2.13.0 (``GPUSTACK_TEST_TORCH_PYTHON`` reuses an existing one)."""
+    given = os.environ.get("GPUSTACK_TEST_TORCH_PYTHON")
+    if given:
+        return given
+    venv = tmp_path_factory.mktemp("torch-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+    done = subprocess.run([py, "-m", "pip", "install", "-q", "torch==2.13.0"], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot install torch==2.13.0 here: {done.stderr[-500:]}")
+    return py
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "resolver", "verify", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_cpu_end_to_end_runs_sdpa_math_for_real(torch_python: str) -> None:
+    done = _cli("--python-exe", torch_python, "--json")
+    assert done.returncode == 0, done.stderr + done.stdout[-3000:]
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["device"] is None
+    assert CPU_ONLY_NOTE in report["notes"]
+    math_rows = [r for r in report["results"] if r["backend"] == "sdpa-math"]
+    assert {(r["op"], r["dtype"]) for r in math_rows} == {(o, d) for o in ("forward", "backward")
+                                                         for d in ("float32", "bfloat16")}
+    for r in math_rows + [r for r in report["results"] if r["backend"] == "sdpa-flash"]:
+        assert set(r) >= RESULT_KEYS and r["passed"] and not r["skipped"]
+        assert 0 < r["max_abs_error"] < (1e-4 if r["dtype"] == "float32" else 0.1)
+    timed = [r for r in math_rows if r["ms"] is not None]
+    assert len(timed) == 1 and timed[0]["tflops"] > 0
+    for name in GPU_BACKENDS:
+        rows = [r for r in report["results"] if r["backend"] == name]
+        assert len(rows) == 1 and rows[0]["skipped"] and rows[0]["hint"], rows
+
+
+@pytest.mark.slow
+def test_cpu_expect_missing_backend_fails_and_table_says_cpu_only(torch_python: str) -> None:
+    done = _cli("--python-exe", torch_python, "--expect", "xformers")
+    assert done.returncode == 1
+    assert CPU_ONLY_NOTE in done.stdout and "expected xformers" in done.stdout
+
+
+@pytest.mark.slow
+def test_cpu_with_broken_xformers(torch_python: str, broken_xformers: Path) -> None:
+    _xformers_row_is_diagnosed(run_verify(torch_python, timeout=300))
