@@ -142,3 +142,18 @@ def test_shipped_docker_rows_serve_every_torch_cuda_of_the_matrix() -> None:
         if rel.version >= Version("2.0"):
             for v in rel.variants:
                 assert base_image(str(v.cuda), m)[0] is not None, f"torch {rel.version}+{v.tag}"
+
+
+def test_cli_prints_a_dockerfile_for_a_given_target(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    args = ["dockerfile", "--gpu", "8.6", "--driver", "535.104.05", "--python", "3.10", "--platform", "linux_x86_64",
+            "torch==2.1.0", "xformers==0.0.22.post7"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "FROM nvidia/cuda:12.1" in result.output and "xformers==0.0.22.post7" in result.output
+    hadolint(result.output, tmp_path)
+    bad = CliRunner().invoke(main, ["dockerfile", "--gpu", "8.6", "--python", "three"])
+    assert bad.exit_code == 2

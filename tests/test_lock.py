@@ -265,3 +265,31 @@ def test_lock_then_install_into_a_real_venv_and_refuse_a_tampered_hash(tmp_path:
     with pytest.raises(CommandFailed, match="(?i)hash"):
         install_from_lock(loads(tampered), str(python), host=target)
     assert _freeze(python) == before
+
+
+def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command wires solve -> plan -> lookup -> dumps; the index is the fake one, pip's resolver is not run."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    pages = fake_index()
+    pages[f"{PYPI_SIMPLE}/torch/"] = json_page([  # PyPI serves torch 2.1.0 as the cu121 build, without a local tag
+        {"filename": "torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl", "hashes": {"sha256": SHA["torch"]},
+         "url": "https://files.example/torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl"}])
+    real_lookup = hashes.lookup
+    monkeypatch.setattr(hashes, "dependency_pins", lambda plan, exe: {})
+    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None: real_lookup(plan, fetch_from(pages), pins=pins))
+    target = ["--gpu", "8.6", "--driver", "535.104.05", "--python", "3.11", "--platform", "linux_x86_64"]
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *target, "torch==2.1.0+cu121", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    locked = loads(out.read_text())
+    assert_valid(out.read_text())
+    assert locked.target.cuda == "12.1" and [g.compute_capability for g in locked.target.gpus] == [ComputeCapability(8, 6)]
+    req = tmp_path / "requirements.txt"
+    result = CliRunner().invoke(main, ["lock", *target, "torch==2.1.0+cu121", "--format", "requirements", "-o", str(req)])
+    assert result.exit_code == 0, result.output
+    assert f"--index-url https://pypi.org/simple\ntorch==2.1.0 \\\n    --hash=sha256:{SHA['torch']}" in req.read_text()
+    bad = CliRunner().invoke(main, ["lock", *target, "torch==", "-o", str(tmp_path / "bad.toml")])
+    assert bad.exit_code == 2 and not (tmp_path / "bad.toml").exists()
