@@ -35,7 +35,8 @@ class TorchOption:
     index_url: str
     from_pypi: bool
     cxx11_abi: bool | None
-    unverified: tuple[str, ...]
+    unverified: tuple[str, ...]  # facts about this build that upstream did not confirm (ranked below verified)
+    assumptions: tuple[str, ...] = ()  # unconfirmed facts shared by every build on the platform (reported, not ranked)
 
     @property
     def version(self) -> str:
@@ -72,11 +73,13 @@ def torch_options(rel: TorchRelease, target: Target) -> list[TorchOption]:
             if rel.pypi_cuda[plat] == v.tag and plat in rel.pypi_arch:
                 out.append(TorchOption(rel, v.tag, v.cuda, rel.pypi_arch[plat], PYPI_SIMPLE, True, abi, tuple(unverified)))
             elif v.arch_aarch64 is not None:
-                unverified.append(f"torch {rel.version}+{v.tag} aarch64 arch list comes from PyTorch RFC tables, not the wheel")
-                out.append(TorchOption(rel, v.tag, v.cuda, v.arch_aarch64, f"{PYTORCH_INDEX}/{v.tag}", False, abi, tuple(unverified)))
+                assumed = (f"torch {rel.version}+{v.tag} aarch64 arch list comes from PyTorch RFC tables, not the wheel",)
+                out.append(TorchOption(rel, v.tag, v.cuda, v.arch_aarch64, f"{PYTORCH_INDEX}/{v.tag}", False, abi,
+                                       tuple(unverified), assumed))
         else:  # win_amd64: PyPI serves CPU builds only; CUDA builds come from the PyTorch index
-            unverified.append(f"torch {rel.version}+{v.tag} Windows wheel assumed to match the Linux arch list")
-            out.append(TorchOption(rel, v.tag, v.cuda, v.arch, f"{PYTORCH_INDEX}/{v.tag}", False, abi, tuple(unverified)))
+            assumed = (f"torch {rel.version}+{v.tag} Windows wheel assumed to match the Linux arch list",)
+            out.append(TorchOption(rel, v.tag, v.cuda, v.arch, f"{PYTORCH_INDEX}/{v.tag}", False, abi,
+                                   tuple(unverified), assumed))
     return out
 
 

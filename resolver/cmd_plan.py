@@ -7,8 +7,6 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
-
 from resolver.errors import NoCompatibleStack
 from resolver.options import plan_and_context, target_options
 
@@ -25,23 +23,23 @@ def plan(requirements: tuple[str, ...], as_json: bool, **options: Any) -> None:
     REQ are PEP 508 requirements such as 'torch==1.12.1', 'xformers<0.0.23', 'flash-attn'. Exit codes: 0 a stack
     was found, 1 no compatible stack, 2 bad input.
     """
-    console = Console(stderr=False, soft_wrap=True)
     try:
         the_plan, ctx = plan_and_context(requirements, **options)
     except NoCompatibleStack as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "reasons": exc.reasons, "alternatives": exc.alternatives}, indent=2))
         else:
-            from resolver.render import print_refusal
+            from resolver.render import console, print_refusal
 
-            print_refusal(console, exc.reasons, exc.alternatives)
+            print_refusal(console(), exc.reasons, exc.alternatives)
         sys.exit(1)
     if as_json:
         data = the_plan.to_dict()
         data["detection"] = list(ctx.lines)
         click.echo(json.dumps(data, indent=2))
         return
-    from resolver.render import print_plan, print_target
+    from resolver.render import console, print_plan, print_target
 
-    print_target(console, ctx.target, ctx.lines)
-    print_plan(console, the_plan)
+    out = console()
+    print_target(out, ctx.target, ctx.lines)
+    print_plan(out, the_plan)

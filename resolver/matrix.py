@@ -8,8 +8,10 @@ checks consistency across files. It knows nothing about the host.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import pickle
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -421,6 +423,8 @@ def matrix_dir() -> Path:
 
 def read_files(directory: Path) -> dict[str, dict[str, Any]]:
     """Return each matrix file of ``directory`` parsed as TOML, keyed by stem. Raises ``InvalidMatrix`` on bad TOML."""
+    import tomllib  # only on a cache miss: the parsed matrix is normally read from the pickle cache
+
     data: dict[str, dict[str, Any]] = {}
     for name in FILES:
         path = directory / f"{name}.toml"
@@ -440,10 +444,54 @@ def load_dir(directory: Path) -> Matrix:
     return from_dicts(read_files(directory))
 
 
+def _digest(directory: Path) -> str:
+    h = hashlib.sha256(_CACHE_FORMAT.encode())
+    for name in FILES:
+        path = directory / f"{name}.toml"
+        if path.exists():
+            h.update(name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:32]
+
+
+# Bump when the typed rows change shape: an old pickle must not be read by new code.
+_CACHE_FORMAT = "matrix-v1"
+
+
 @functools.lru_cache(maxsize=1)
 def load() -> Matrix:
-    """Return the shipped matrix (cached for the life of the process)."""
-    return load_dir(matrix_dir())
+    """Return the shipped matrix, cached for the life of the process and, parsed, in the user cache.
+
+    Parsing ~400 KB of TOML costs more than the solve itself; the typed rows are kept as a pickle named by the
+    SHA-256 of the files, so any edit to a matrix file is read afresh. A broken cache file is ignored and rewritten.
+    """
+    directory = matrix_dir()
+    cache = _cache_dir() / f"{_digest(directory)}.pickle"
+    try:
+        with open(cache, "rb") as f:
+            cached = pickle.load(f)
+        if isinstance(cached, Matrix):
+            return cached
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+        pass
+    m = load_dir(directory)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(m, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only cache costs speed, never correctness
+    return m
+
+
+def _cache_dir() -> Path:
+    override = os.environ.get("GPUSTACK_CACHE_DIR")
+    if override:
+        return Path(override) / "matrix"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gpustack")) / "matrix"
 
 
 def validate(m: Matrix) -> list[str]:

@@ -9,7 +9,12 @@ from rich.table import Table
 
 from resolver.models import Plan, Target, format_driver
 
-__all__ = ["print_target", "print_plan", "print_refusal", "describe_target"]
+__all__ = ["console", "print_target", "print_plan", "print_refusal", "describe_target"]
+
+
+def console() -> Console:
+    """Return the console human output goes to (stdout, no wrapping of long lines)."""
+    return Console(soft_wrap=True)
 
 
 def describe_target(target: Target) -> str:

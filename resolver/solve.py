@@ -98,7 +98,7 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
         for opt in torch_options(rel, target):
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
-            if request.verified_only and opt.unverified:
+            if request.verified_only and (opt.unverified or opt.assumptions):
                 reporter.rejected("torch", opt.version, "relies on an unverified fact (--verified-only)")
                 continue
             fits, ptx = _torch_fits(opt, target, matrix, reporter)
@@ -143,7 +143,7 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
     notes = list(notes)
     if target.driver is None and not target.is_cpu:
         notes.append("no driver given or detected: assumed new enough for every CUDA build; pass --driver to check it")
-    for u in best.unverified:
+    for u in best.unverified + best.torch.assumptions:
         notes.append(f"relies on an unverified fact: {u}")
     for p in best.ptx:
         notes.append(f"PTX fallback: {p}; first launches JIT-compile and need the toolkit's own driver")
