@@ -166,7 +166,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
         return None, "; ".join(problems + [why])
     reason = "; ".join(problems) or "no prebuilt wheel for this torch/Python/platform"
     old_gpus = [cc for cc in target.capabilities if cc < XFORMERS_FMHA_MIN_CC]
-    runtime = ()
+    runtime: tuple[str, ...] = ()
     if old_gpus:
         runtime = (f"xformers builds and imports on compute capability {', '.join(map(str, old_gpus))}, but its "
                    f"memory_efficient_attention ops require {XFORMERS_FMHA_MIN_CC} at run time: run `gpustack verify`",)

@@ -83,9 +83,9 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     if not covered_all and len(target.capabilities) > 1:
         per_gpu = []
         for cc in target.capabilities:
-            best = next((o for o in opts if o.arch.covers(cc) == "sass"), None)
-            if best is not None:
-                per_gpu.append(f"{_gpu_name(target, cc)}: {best.version}")
+            newest = next((o for o in opts if o.arch.covers(cc) == "sass"), None)
+            if newest is not None:
+                per_gpu.append(f"{_gpu_name(target, cc)}: {newest.version}")
         reasons.append(f"no torch{spec or ''} build has code for every GPU of the fleet ({', '.join(c.sm for c in target.capabilities)})")
         alts.append("plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")")
         return reasons, alts

@@ -70,7 +70,7 @@ class _Ctx:
     def str_list(self, d: Mapping[str, Any], key: str, *, default: Any = ...) -> tuple[str, ...]:
         value = self.get(d, key, list, default=default)
         if value is None or value is default:
-            return value if value is not ... else ()
+            return () if value is None or value is ... else tuple(value)
         if not all(isinstance(x, str) for x in value):
             raise self.fail(key, f"expected a list of strings, got {value!r}")
         return tuple(value)
@@ -371,7 +371,7 @@ def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapp
     rows = data.get(key, [])
     if not isinstance(rows, list):
         raise InvalidMatrix(f"expected an array of tables [[{key}]]", f"{file}: {key}")
-    out = []
+    out: list[tuple[_Ctx, Mapping[str, Any]]] = []
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
             raise InvalidMatrix("expected a table", f"{file}: {key}[{i}]")
