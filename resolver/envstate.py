@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,13 +28,15 @@ __all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "diff", "resto
 
 log = logging.getLogger("gpustack.envstate")
 
-# Runs in the target interpreter (any Python 3.8+): every distribution as name -> [version, direct url, editable].
+# Runs in the target interpreter (any Python 3.8+): every distribution as name -> [version, direct url, editable],
+# and the "debris": ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was
+# uninstalling). Their dist-info still says ``Name: torch``, so they are skipped as pip freeze skips them.
 _SNAPSHOT_CODE = r"""
-import importlib.metadata as m, json, re, sys
+import importlib.metadata as m, json, os, re, site, sys, sysconfig
 out = {}
 for d in m.distributions():
     n = d.metadata["Name"]
-    if not n:
+    if not n or os.path.basename(str(getattr(d, "_path", ""))).startswith("~"):
         continue
     k = re.sub(r"[-_.]+", "-", n).lower()
     if k in out:
@@ -46,7 +50,9 @@ for d in m.distributions():
         except ValueError:
             pass
     out[k] = [d.version, url, editable]
-print(json.dumps({"prefix": sys.prefix, "dists": out}))
+dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+debris = sorted(os.path.join(p, e) for p in dirs if os.path.isdir(p) for e in os.listdir(p) if e.startswith("~"))
+print(json.dumps({"prefix": sys.prefix, "dists": out, "debris": debris}))
 """
 
 
@@ -78,6 +84,7 @@ class Snapshot:
 
     prefix: str
     dists: Mapping[str, Dist]
+    debris: tuple[str, ...] = ()
 
     def version(self, name: str) -> str | None:
         """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
@@ -130,7 +137,7 @@ def parse_snapshot(text: str) -> Snapshot:
     """Return the snapshot in the child's JSON answer."""
     data = json.loads(text.strip().splitlines()[-1])
     dists = {k: Dist(k, str(v[0]), v[1], bool(v[2])) for k, v in data["dists"].items()}
-    return Snapshot(str(data["prefix"]), dists)
+    return Snapshot(str(data["prefix"]), dists, tuple(data.get("debris", ())))
 
 
 def snapshot(python_exe: str) -> Snapshot:
@@ -158,11 +165,17 @@ def diff(before: Snapshot, after: Snapshot) -> EnvDiff:
 def restore(before: Snapshot, python_exe: str, restorer: Restorer) -> RestoreResult:
     """Return what was undone to bring ``python_exe`` back to ``before``, and whatever still differs.
 
-    Added dists are uninstalled first (so they cannot pull old ones forward again), then removed and changed ones
+    Folders a killed installer left behind (``~orch``) are removed. Added dists are uninstalled first (so they cannot pull old ones forward again), then removed and changed ones
     are reinstalled at their old versions with ``--no-deps`` in one command. Failures are logged, not raised: the
     caller reports ``left``.
     """
     now = snapshot(python_exe)
+    for path in set(now.debris) - set(before.debris):  # a killed pip's stash: the reinstall below replaces it
+        log.info("removing %s, left by an interrupted installer", path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
     undo = diff(before, now)
     if not undo:
         return RestoreResult(undo)

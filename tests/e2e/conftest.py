@@ -1,0 +1,101 @@
+"""Fixtures of the install end-to-end tests: two PEP 503 indexes served on 127.0.0.1, real venvs, real pip and uv.
+
+``torchidx`` plays download.pytorch.org (fake torch 2.1.0+cu121 and 2.2.0), ``pypi`` plays PyPI (fake xformers
+0.0.23 needing ``torch==2.1.0`` and 0.0.24 needing ``torch==2.2.0``). pip and uv are isolated from this machine's
+configuration (``PIP_CONFIG_FILE=/dev/null``), and gpustack's cache lives in the test's own folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+
+import fakewheels  # noqa: E402
+
+ORIGINAL_ENV = dict(os.environ)
+
+
+@dataclass(frozen=True)
+class LocalIndex:
+    """The served indexes' URLs and the folder holding the fixture wheels."""
+
+    torch_url: str
+    pypi_url: str
+    wheels: Path
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex]:
+    """Serve the two fixture indexes for the whole session."""
+    root = tmp_path_factory.mktemp("index")
+    wheels = root / "wheels"
+    torch_files = [fakewheels.fake_torch(wheels, "2.1.0+cu121"), fakewheels.fake_torch(wheels, "2.2.0")]
+    pypi_files = [fakewheels.fake_dependent(wheels, "xformers", "0.0.23", "torch==2.1.0"),
+                  fakewheels.fake_dependent(wheels, "xformers", "0.0.24", "torch==2.2.0")]
+    fakewheels.write_index(root / "torchidx", torch_files)
+    fakewheels.write_index(root / "pypi", pypi_files)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    yield LocalIndex(f"http://127.0.0.1:{port}/torchidx/simple", f"http://127.0.0.1:{port}/pypi/simple", wheels)
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Return gpustack's cache folder for this test; pip and uv ignore this machine's configuration."""
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    shared = tmp_path_factory.getbasetemp() / "tool-caches"
+    monkeypatch.setenv("PIP_CACHE_DIR", str(shared / "pip"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(shared / "uv"))
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "gpustack-cache"))
+    return tmp_path / "gpustack-cache"
+
+
+@pytest.fixture(scope="session")
+def template_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a venv with pip and setuptools, made once; tests get copies."""
+    path = tmp_path_factory.mktemp("template") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    return path
+
+
+@pytest.fixture
+def venv(template_venv: Path, tmp_path: Path) -> Path:
+    """Return the python of a fresh venv (a copy of the template: ``python -m pip`` works in it)."""
+    dest = tmp_path / "venv"
+    shutil.copytree(template_venv, dest, symlinks=True)
+    return dest / "bin" / "python"
+
+
+def pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the venv's pip (no gpustack involved) and return the finished process; raise on failure."""
+    return subprocess.run([str(python), "-m", "pip", *args], check=True, capture_output=True, text=True)
+
+
+def freeze(python: Path) -> list[str]:
+    """Return ``pip freeze --all`` of the venv, sorted."""
+    return sorted(pip(python, "freeze", "--all").stdout.split())

@@ -1,0 +1,227 @@
+"""End to end: real pip and uv, real venvs, a local index. Routing, order, the torch-swap guard, rollback after a
+killed installer or a failed build, offline installs, the CLI's dry run; then real torch (CPU) and a real CUDA build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import LocalIndex, freeze, pip
+import fakewheels
+from resolver import _subprocess, envstate
+from resolver.cli import main
+from resolver.install import Installer, InstallFailed, Sources, SourceUnreachable, execute, restore_args
+from resolver.models import PYPI_SIMPLE, PackageChoice, Plan, Stack, Step, Target
+from resolver.report import Reporter
+
+BACKENDS = ["pip", "uv"]
+
+
+class Recorder(Reporter):
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.messages: list[str] = []
+
+    def step_started(self, index: int, total: int, description: str) -> None:
+        self.started.append(description)
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def make_plan(torch: str, steps: list[Step]) -> Plan:
+    target = Target(gpus=(), python="3.11", platform="linux_x86_64")
+    stack = Stack(target, (PackageChoice("torch", torch, "wheel"),))
+    return Plan(stack, tuple(steps))
+
+
+def torch_step(idx: LocalIndex, version: str) -> Step:
+    return Step("install", "torch", f"torch=={version}", index_url=idx.torch_url, description=f"torch {version}")
+
+
+def run_plan(plan: Plan, python: Path, backend: str = "pip", sources: Sources = Sources(),
+             reporter: Reporter | None = None, **kw: Any) -> Any:
+    inst = Installer(backend, str(python), restore_args(plan, sources))  # type: ignore[arg-type]
+    return execute(plan, str(python), inst, sources=sources, reporter=reporter, progress=False, **kw)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_routing_and_torch_first(local_index: LocalIndex, venv: Path, backend: str) -> None:
+    # xformers is listed first, but torch must go first; each comes only from its own index.
+    xf = Step("install", "xformers", "xformers==0.0.23", index_url=local_index.pypi_url,
+              constraints=("torch==2.1.0+cu121",), description="xformers")
+    rec = Recorder()
+    result = run_plan(make_plan("2.1.0+cu121", [xf, torch_step(local_index, "2.1.0+cu121")]), venv, backend, reporter=rec)
+    assert rec.started == ["torch 2.1.0+cu121", "xformers"]
+    snap = envstate.snapshot(str(venv))
+    assert snap.version("torch") == "2.1.0+cu121" and snap.version("xformers") == "0.0.23"
+    assert {d.name for d in result.changes.added} == {"torch", "xformers"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_deps_step_cannot_swap_torch(local_index: LocalIndex, venv: Path, backend: str) -> None:
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    step = Step("install", "xformers", "xformers==0.0.24", index_url=local_index.pypi_url, no_deps=True,
+                constraints=("torch==2.1.0+cu121",))
+    run_plan(make_plan("2.1.0+cu121", [step]), venv, backend)
+    snap = envstate.snapshot(str(venv))
+    assert snap.version("torch") == "2.1.0+cu121" and snap.version("xformers") == "0.0.24"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_constraint_refuses_swap_and_rolls_back(local_index: LocalIndex, venv: Path, backend: str) -> None:
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    step = Step("install", "xformers", "xformers==0.0.24", index_url=local_index.pypi_url,
+                extra_index_urls=(local_index.torch_url,), constraints=("torch==2.1.0+cu121",))
+    with pytest.raises(InstallFailed):
+        run_plan(make_plan("2.1.0+cu121", [step]), venv, backend)
+    assert freeze(venv) == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unprotected_step_swaps_torch_guard_rolls_back(local_index: LocalIndex, venv: Path, backend: str) -> None:
+    # Without --no-deps or the pin, the installer does swap torch (this is what the plan's protection prevents);
+    # the after-step check catches it and everything is put back.
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    step = Step("install", "xformers", "xformers==0.0.24", index_url=local_index.pypi_url,
+                extra_index_urls=(local_index.torch_url,))
+    with pytest.raises(InstallFailed, match=r"torch is 2.2.0 instead of the planned 2.1.0\+cu121") as info:
+        run_plan(make_plan("2.1.0+cu121", [step]), venv, backend)
+    assert "environment restored" in str(info.value)
+    assert freeze(venv) == before
+
+
+def test_killed_installer_is_rolled_back(local_index: LocalIndex, venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    real_popen = _subprocess.popen
+    killed: list[int] = []
+
+    class KillOnUninstall:
+        """Wraps the child's output: SIGKILL the child as soon as it reports the old torch gone."""
+
+        def __init__(self, proc: Any) -> None:
+            self.proc, self.inner = proc, proc.stdout
+
+        def __iter__(self) -> Any:
+            for line in self.inner:
+                if "Successfully uninstalled torch" in line and not killed:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    killed.append(self.proc.pid)
+                yield line
+
+    def popen(argv: Any, **kw: Any) -> Any:
+        proc = real_popen(argv, **kw)
+        if "install" in argv and "torch==2.2.0" in argv:
+            proc.stdout = KillOnUninstall(proc)
+        return proc
+
+    monkeypatch.setattr(_subprocess, "popen", popen)
+    with pytest.raises(InstallFailed, match="exit code -9"):
+        run_plan(make_plan("2.2.0", [torch_step(local_index, "2.2.0")]), venv)
+    assert killed
+    assert freeze(venv) == before
+
+
+def test_failed_build_is_rolled_back_with_log(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    src = fakewheels.failing_project(tmp_path)
+    steps = [torch_step(local_index, "2.2.0"), Step("build", "failpkg", str(src), no_deps=True)]
+    with pytest.raises(InstallFailed) as info:
+        run_plan(make_plan("2.2.0", steps), venv)
+    text = str(info.value)
+    assert "full log:" in text and "error: expected declaration" in text
+    log = Path(text.split("full log: ")[1].split(")")[0])
+    assert log.is_file() and "expected declaration" in log.read_text()
+    assert "torch 2.2.0 -> 2.1.0+cu121" in text
+    assert freeze(venv) == before
+
+
+def test_unreachable_index_fails_fast_changing_nothing(venv: Path) -> None:
+    before = freeze(venv)
+    step = Step("install", "torch", "torch==2.1.0+cu121", index_url="https://download.pytorch.org/whl/cu121")
+    started = time.monotonic()
+    with pytest.raises(SourceUnreachable) as info:
+        run_plan(make_plan("2.1.0+cu121", [step]), venv)
+    assert time.monotonic() - started < 10
+    assert "\n" not in str(info.value) and "https://download.pytorch.org/whl/cu121" in str(info.value)
+    assert "--find-links" in str(info.value)
+    assert freeze(venv) == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_find_links_needs_no_network(local_index: LocalIndex, venv: Path, backend: str) -> None:
+    # The plan names download.pytorch.org (unreachable here); the file lies in the find-links folder.
+    step = Step("install", "torch", "torch==2.1.0+cu121", index_url="https://download.pytorch.org/whl/cu121")
+    run_plan(make_plan("2.1.0+cu121", [step]), venv, backend, Sources((str(local_index.wheels),)))
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+
+
+def test_offline_install_uses_only_the_folder(local_index: LocalIndex, venv: Path) -> None:
+    step = Step("install", "xformers", "xformers==0.0.23", index_url=PYPI_SIMPLE)
+    run_plan(make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121"), step]), venv,
+             sources=Sources((str(local_index.wheels),), offline=True))
+    assert envstate.snapshot(str(venv)).version("xformers") == "0.0.23"
+
+
+def test_lock_blocks_a_second_install(local_index: LocalIndex, venv: Path) -> None:
+    prefix = envstate.snapshot(str(venv)).prefix
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from resolver import envstate; l = envstate.env_lock(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(30)"), prefix], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(envstate.EnvironmentLocked, match="another gpustack run"):
+            run_plan(make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")]), venv, lock_timeout=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert envstate.snapshot(str(venv)).version("torch") is None
+
+
+def _plan_file(tmp_path: Path, plan: Plan) -> str:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_dict()))
+    return str(path)
+
+
+def test_cli_dry_run_json_changes_nothing(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
+    before = freeze(venv)
+    xf = Step("install", "xformers", "xformers==0.0.23", index_url=local_index.pypi_url, constraints=("torch==2.1.0",))
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121"), xf])
+    out = CliRunner().invoke(main, ["install", "--plan", _plan_file(tmp_path, plan), "--python-exe", str(venv),
+                                    "--installer", "pip", "--dry-run", "--json"])
+    assert out.exit_code == 0, out.output
+    steps = json.loads(out.output)["steps"]
+    assert [s["package"] for s in steps] == ["torch", "xformers"]
+    assert steps[0]["argv"][-3:] == ["--index-url", local_index.torch_url, "torch==2.1.0+cu121"]
+    assert "--constraint" in steps[1]["argv"] and steps[1]["env"]["PYTHONUNBUFFERED"] == "1"
+    assert freeze(venv) == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_install_into_new_venv(local_index: LocalIndex, tmp_path: Path, backend: str) -> None:
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    target = tmp_path / "new-venv"
+    out = CliRunner().invoke(main, ["install", "--plan", _plan_file(tmp_path, plan), "--venv", str(target),
+                                    "--installer", backend])
+    assert out.exit_code == 0, out.output
+    assert envstate.snapshot(str(target / "bin" / "python")).version("torch") == "2.1.0+cu121"
+
+
+def test_cli_bad_find_links_is_bad_input(tmp_path: Path) -> None:
+    out = CliRunner().invoke(main, ["install", "--plan", "x.json", "--find-links", str(tmp_path / "nope")])
+    assert out.exit_code == 2 and "--find-links" in out.output
