@@ -15,7 +15,7 @@ from packaging.version import Version
 
 from resolver.errors import NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
-from resolver.models import Plan, Step
+from resolver.models import Plan, Step, format_driver
 
 __all__ = ["render", "base_image", "UV_IMAGE", "CPU_IMAGE"]
 
@@ -110,7 +110,7 @@ def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
         lines.append("#   no GPU (CPU stack)")
     if torch is not None and torch.cuda:
         floor = min_driver(torch.cuda, matrix, t.platform)
-        lines.append(f"#   host driver >= {floor or 'unknown'} (CUDA {torch.cuda})")
+        lines.append(f"#   host driver >= {format_driver(floor) if floor else 'unknown'} (CUDA {torch.cuda})")
     lines.append(f"#   Python {t.python}, {t.platform}")
     for p in stack.packages:
         how = "built from source" if p.method == "source" else "wheel"

@@ -20,7 +20,7 @@ from packaging.version import Version
 
 from resolver.errors import BadInput
 from resolver.matrix_types import Matrix
-from resolver.models import ArchList, ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
+from resolver.models import ArchList, ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, format_driver, parse_driver
 
 __all__ = [
     "LockedFile",
@@ -210,7 +210,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
             "gpus": [g.to_dict() for g in target.gpus],
             "compute_capabilities": [str(c) for c in target.capabilities],
             "cuda": cuda,
-            "min_driver": str(floor) if floor is not None else None,
+            "min_driver": format_driver(floor) if floor is not None else None,
             "arch_list": torch.arch_list if torch is not None else None,
             "cxx11_abi": stack.torch_cxx11_abi,
         },
@@ -311,10 +311,10 @@ def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
         if host.driver is None:
             if host.gpus:
                 reasons.append(f"no NVIDIA driver version found; the lock's CUDA {want.cuda} builds need driver "
-                               f">= {want.min_driver or 'unknown'} (pass --driver to state it)")
+                               f">= {format_driver(want.min_driver) if want.min_driver else 'unknown'} (pass --driver to state it)")
         elif want.min_driver is not None and host.driver < want.min_driver:
-            reasons.append(f"driver {host.driver} is too old for the lock's CUDA {want.cuda} builds "
-                           f"(needs >= {want.min_driver}); update the driver or lock for an older CUDA")
+            reasons.append(f"driver {format_driver(host.driver)} is too old for the lock's CUDA {want.cuda} builds "
+                           f"(needs >= {format_driver(want.min_driver)}); update the driver or lock for an older CUDA")
     for gpu in host.gpus:
         for p in (*locked.packages, *locked.missing):
             if p.arch_list and ArchList.parse(p.arch_list).covers(gpu.compute_capability) is None:

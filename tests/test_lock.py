@@ -204,7 +204,7 @@ def test_lock_target_check_names_each_reason() -> None:
                  platform="linux_x86_64", driver=parse_driver("470.82.01"))
     reasons = check_lock_target(locked, bad)
     assert any("Python 3.11" in r and "3.10" in r for r in reasons)
-    assert any("470.82.1" in r and ">= 525.60.13" in r for r in reasons)
+    assert any("470.82.01" in r and ">= 525.60.13" in r for r in reasons)
     assert any("sm_61" in r and "xformers" in r for r in reasons)
     with pytest.raises(LockRefused) as exc:
         install_from_lock(locked, sys.executable, host=bad, run=_never)
