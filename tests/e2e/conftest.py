@@ -99,3 +99,24 @@ def pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def freeze(python: Path) -> list[str]:
     """Return ``pip freeze --all`` of the venv, sorted."""
     return sorted(pip(python, "freeze", "--all").stdout.split())
+
+
+TORCH_CUDA = "2.14.1"
+
+
+@pytest.fixture(scope="session")
+def torch_cuda_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the python of a venv holding the CUDA 13 build of torch 2.14.1 (from this machine's local indexes),
+    made once per session; ``GPUSTACK_TEST_TORCH_VENV=DIR`` reuses (or creates) one across sessions."""
+    where = os.environ.get("GPUSTACK_TEST_TORCH_VENV")
+    path = Path(where) if where else tmp_path_factory.mktemp("torch-cuda") / "venv"
+    python = path / "bin" / "python"
+    probe = [str(python), "-c", f"import importlib.metadata as m; assert m.version('torch') == {TORCH_CUDA!r}"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", f"torch=={TORCH_CUDA}", "setuptools", "wheel"],
+                          env=ORIGINAL_ENV, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"torch {TORCH_CUDA} is not installable here: {done.stderr[-300:]}")
+    return python

@@ -225,3 +225,61 @@ def test_cli_install_into_new_venv(local_index: LocalIndex, tmp_path: Path, back
 def test_cli_bad_find_links_is_bad_input(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["install", "--plan", "x.json", "--find-links", str(tmp_path / "nope")])
     assert out.exit_code == 2 and "--find-links" in out.output
+
+
+# --- real packages ----------------------------------------------------------------------------------------------
+
+CUDA_EXT = Path(__file__).resolve().parents[1] / "fixtures" / "cuda_ext"
+CUOBJDUMP = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages" / \
+    "nvidia" / "cu13" / "bin" / "cuobjdump"
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_real_cpu_torch_from_find_links(venv: Path) -> None:
+    # As plan.py writes it: torch from download.pytorch.org (unreachable here), PyPI for its dependencies.
+    if not Path("/opt/wheels").is_dir() or not list(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl")):
+        pytest.skip("no torch 2.13.0+cpu wheel in /opt/wheels")
+    step = Step("install", "torch", "torch==2.13.0+cpu", index_url="https://download.pytorch.org/whl/cpu",
+                extra_index_urls=(PYPI_SIMPLE,))
+    run_plan(make_plan("2.13.0+cpu", [step]), venv, sources=Sources(("/opt/wheels",)))
+    done = subprocess.run([str(venv), "-c", "import torch; print(torch.__version__, torch.ones(2).sum().item())"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["2.13.0+cpu", "2.0"]
+
+
+def _elf_archs(so: Path) -> set[str]:
+    out = subprocess.run([str(CUOBJDUMP), "--list-elf", str(so)], capture_output=True, text=True, check=True).stdout
+    return {f"sm_{p.split('.')[0]}" for p in out.split("sm_")[1:]}
+
+
+@pytest.mark.slow
+def test_real_cuda_build_and_cache_hit(torch_cuda_venv: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not CUOBJDUMP.is_file():
+        pytest.skip("cuobjdump missing: pip install nvidia-cuda-cuobjdump")
+    step = Step("build", "gpustack-cuda-ext-fixture", str(CUDA_EXT), no_deps=True, constraints=("torch==2.14.1",),
+                env={"TORCH_CUDA_ARCH_LIST": "8.0;9.0", "FORCE_CUDA": "1"}, build_isolation=False)
+    plan = make_plan("2.14.1+cu130", [step])
+    python = torch_cuda_venv
+    try:
+        first = run_plan(plan, python)
+        assert not first.builds[0].cache_hit and first.builds[0].log is not None
+        site = Path(subprocess.run([str(python), "-c", "import cuda_ext, os; print(os.path.dirname(cuda_ext.__file__))"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+        so = next(site.glob("_C*.so"))
+        assert _elf_archs(so) == {"sm_80", "sm_90"}
+        pip(python, "uninstall", "-y", "gpustack-cuda-ext-fixture")
+
+        logs_before = sorted((isolated / "logs").iterdir())
+        started: list[list[str]] = []
+        real_stream = _subprocess.stream
+        monkeypatch.setattr(_subprocess, "stream", lambda argv, *a, **k: started.append(list(argv)) or real_stream(argv, *a, **k))
+        t0 = time.monotonic()
+        second = run_plan(plan, python)
+        assert second.builds[0].cache_hit and second.builds[0].log is None
+        assert time.monotonic() - t0 < 30
+        assert not any("wheel" in argv for argv in started)  # no pip wheel, hence no nvcc
+        assert sorted((isolated / "logs").iterdir()) == logs_before
+        assert envstate.snapshot(str(python)).version("gpustack-cuda-ext-fixture") == "0.1.0"
+    finally:
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "gpustack-cuda-ext-fixture"], capture_output=True)
