@@ -50,7 +50,9 @@ def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
         return Gpu(name=f"GPU with compute capability {cc}", compute_capability=cc)
     row = find_gpu_row(t, matrix)
     if row is not None:
-        return Gpu(name=row.name, compute_capability=row.compute_capability)
+        # Keep the name nvidia-smi prints when that is what was given: it is what the user will see on the machine.
+        smi = next((n for n in row.nvidia_smi_names if normalize_name(n) == normalize_name(t)), None)
+        return Gpu(name=smi or row.name, compute_capability=row.compute_capability)
     index = _index(matrix)
     # A short name ("V100", "A100") stands for every model it is part of, when they share one capability.
     words = set(normalize_name(t).split())
