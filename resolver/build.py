@@ -52,6 +52,14 @@ for loc in (spec.submodule_search_locations or []) if spec else []:
     if os.path.isfile(p):
         info["version_py"] = open(p).read()
         break
+missing = [m for m in ("setuptools", "wheel") if importlib.util.find_spec(m) is None]
+try:
+    import importlib.metadata as md
+    if "wheel" in missing and int(md.version("setuptools").split(".")[0]) >= 71:
+        missing.remove("wheel")  # setuptools 70.1+ has bdist_wheel itself
+except Exception:
+    pass
+info["missing"] = missing
 print(json.dumps(info))
 """
 
@@ -69,6 +77,7 @@ class TargetInfo:
     prefix: str
     torch_version: str | None
     torch_cuda: str | None
+    missing_build_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +114,8 @@ def probe_target(python_exe: str) -> TargetInfo:
     done = _subprocess.run([python_exe, "-c", _TARGET_CODE], timeout=60)
     data = json.loads(done.stdout.strip().splitlines()[-1])
     version, cuda = parse_torch_version_py(data["version_py"]) if data["version_py"] else (None, None)
-    return TargetInfo(data["python_tag"], data["platform"], data["prefix"], version, cuda)
+    return TargetInfo(data["python_tag"], data["platform"], data["prefix"], version, cuda,
+                      tuple(data.get("missing", ())))
 
 
 def _find_nvcc() -> str | None:
@@ -169,6 +179,10 @@ def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[
     if target.torch_version is None:
         reasons.append(f"torch is not installed in {target.prefix}; the build compiles against it "
                        "(--no-build-isolation): install torch first")
+    if target.missing_build_tools:
+        tools = " ".join(target.missing_build_tools)
+        reasons.append(f"{tools} missing in {target.prefix}; a build without isolation uses the target's own: "
+                       f"`pip install {tools}` there")
     if _needs_cuda(step.env):
         if target.torch_version is not None and target.torch_cuda is None:
             reasons.append(f"torch {target.torch_version} is a CPU build; a CUDA build needs torch built with CUDA")

@@ -80,6 +80,7 @@ def template_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a venv with pip and setuptools, made once; tests get copies."""
     path = tmp_path_factory.mktemp("template") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    subprocess.run([str(path / "bin" / "python"), "-m", "pip", "install", "-q", "wheel"], check=True, env=ORIGINAL_ENV)
     return path
 
 

@@ -1,0 +1,69 @@
+"""The build cache: keys, store/lookup, list and clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resolver import cache
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "c"))
+    return tmp_path / "c"
+
+
+def key(**over: object) -> cache.BuildKey:
+    fields: dict[str, object] = dict(package="flash-attn", source="flash-attn==2.8.3", torch="2.8.0+cu128",
+                                     torch_cuda="12.8", python_tag="cp311", cxx11_abi=True, arch_list="8.0;9.0",
+                                     platform="linux_x86_64")
+    fields.update(over)
+    env = {"TORCH_CUDA_ARCH_LIST": "8.0;9.0", "MAX_JOBS": "4", "NVCC_THREADS": "2", "FORCE_CUDA": "1"}
+    return cache.BuildKey.from_env(env, **fields)  # type: ignore[arg-type]
+
+
+def test_cache_dir_follows_the_env(cache_dir: Path) -> None:
+    assert cache.cache_dir() == cache_dir
+
+
+def test_key_keeps_binary_env_only() -> None:
+    assert dict(key().env) == {"FORCE_CUDA": "1", "TORCH_CUDA_ARCH_LIST": "8.0;9.0"}
+
+
+@pytest.mark.parametrize("field,value", [("torch", "2.8.0+cu126"), ("torch_cuda", "12.6"), ("python_tag", "cp312"),
+                                         ("cxx11_abi", False), ("arch_list", "9.0"), ("platform", "linux_aarch64"),
+                                         ("source", "flash-attn==2.8.2")])
+def test_every_binary_fact_changes_the_key(field: str, value: object) -> None:
+    assert key(**{field: value}).digest() != key().digest()
+
+
+def test_jobs_do_not_change_the_key() -> None:
+    a = cache.BuildKey.from_env({"MAX_JOBS": "1"}, **{k: v for k, v in key().to_dict().items() if k != "env"})
+    b = cache.BuildKey.from_env({"MAX_JOBS": "8"}, **{k: v for k, v in key().to_dict().items() if k != "env"})
+    assert a.digest() == b.digest()
+
+
+def test_store_lookup_list_clear(tmp_path: Path) -> None:
+    wheel = tmp_path / "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(b"wheel")
+    assert cache.lookup(key()) is None
+    stored = cache.store(key(), wheel)
+    assert stored.read_bytes() == b"wheel" and cache.lookup(key()) == stored
+    assert cache.lookup(key(arch_list="9.0")) is None
+    [entry] = cache.entries()
+    assert entry.key["torch"] == "2.8.0+cu128" and entry.size == 5
+    other = tmp_path / "xformers-0.0.30-cp311-cp311-linux_x86_64.whl"
+    other.write_bytes(b"x")
+    cache.store(key(package="xformers", source="xformers==0.0.30"), other)
+    assert [e.key["package"] for e in cache.clear("xformers")] == ["xformers"]
+    assert len(cache.entries()) == 1
+    assert len(cache.clear()) == 1 and cache.entries() == []
+
+
+def test_store_twice_keeps_one(tmp_path: Path) -> None:
+    wheel = tmp_path / "a-1-py3-none-any.whl"
+    wheel.write_bytes(b"1")
+    first = cache.store(key(), wheel)
+    assert cache.store(key(), wheel) == first and len(cache.entries()) == 1

@@ -1,0 +1,77 @@
+"""Environment snapshots, diffs, restore commands and the inter-process lock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from resolver import envstate
+
+
+def snap(**dists: str) -> envstate.Snapshot:
+    return envstate.Snapshot("/env", {k: envstate.Dist(k, v) for k, v in dists.items()})
+
+
+def test_parse_snapshot() -> None:
+    text = json.dumps({"prefix": "/v", "dists": {"torch": ["2.1.0+cu121", None, False],
+                                                "x": ["1.0", "file:///w/x-1.0-py3-none-any.whl", False],
+                                                "me": ["0.1", "file:///src/me", True]}, "debris": ["/v/~orch"]})
+    s = envstate.parse_snapshot("noise\n" + text)
+    assert s.version("torch") == "2.1.0+cu121" and s.version("nope") is None and s.debris == ("/v/~orch",)
+    assert s.dists["torch"].requirement() == "torch==2.1.0+cu121"
+    assert s.dists["x"].requirement() == "x @ file:///w/x-1.0-py3-none-any.whl"
+    assert s.dists["me"].requirement() == "-e file:///src/me"
+    assert s.freeze() == ["me==0.1", "torch==2.1.0+cu121", "x==1.0"]
+
+
+def test_diff_and_describe() -> None:
+    d = envstate.diff(snap(torch="2.1.0", a="1"), snap(torch="2.2.0", b="2"))
+    assert [x.name for x in d.added] == ["b"] and [x.name for x in d.removed] == ["a"]
+    assert d.describe() == "torch 2.2.0 -> 2.1.0; reinstalled a 1; removed b 2"
+    assert not envstate.diff(snap(a="1"), snap(a="1"))
+
+
+class FakeRestorer:
+    def reinstall_argv(self, requirements: Sequence[str]) -> list[str]:
+        return ["reinstall", *requirements]
+
+    def uninstall_argv(self, names: Sequence[str]) -> list[str]:
+        return ["uninstall", *names]
+
+
+def test_restore_uninstalls_added_then_reinstalls_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([snap(torch="2.2.0", b="2"), snap(torch="2.1.0", a="1")])
+    ran: list[list[str]] = []
+    monkeypatch.setattr(envstate, "snapshot", lambda exe: next(readings))
+    monkeypatch.setattr(envstate, "_quiet", lambda argv: ran.append(argv))
+    result = envstate.restore(snap(torch="2.1.0", a="1"), "/env/bin/python", FakeRestorer())
+    assert ran == [["uninstall", "b"], ["reinstall", "torch==2.1.0", "a==1"]]
+    assert not result.left and "torch 2.2.0 -> 2.1.0" in result.undone.describe()
+
+
+def test_snapshot_of_this_interpreter() -> None:
+    s = envstate.snapshot(sys.executable)
+    assert s.prefix == sys.prefix and s.version("click")
+
+
+def test_snapshot_of_a_non_python_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(envstate.BadInput, match="--python-exe"):
+        envstate.snapshot(str(tmp_path / "nope"))
+
+
+def test_lock_is_exclusive_across_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path))
+    lock = envstate.env_lock("/some/env")
+    try:
+        code = "import sys; from resolver import envstate; envstate.env_lock('/some/env', timeout=0.2)"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode != 0 and "EnvironmentLocked" in done.stderr
+    finally:
+        lock.release()
+    assert envstate.lock_path("/some/env") != envstate.lock_path("/other/env")
+    envstate.env_lock("/some/env", timeout=0.2).release()

@@ -1,0 +1,118 @@
+"""Turning steps into commands: backends, sources, find-links, probes, constraints, dry-run commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from resolver import install
+from resolver.install import Installer, Sources, Step
+from resolver.models import PackageChoice, Plan, Stack, Target
+
+TORCH = Step("install", "torch", "torch==2.1.0+cu121", index_url="https://download.pytorch.org/whl/cu121",
+             extra_index_urls=("https://pypi.org/simple",))
+XF = Step("install", "xformers", "xformers==0.0.23", index_url="https://pypi.org/simple", no_deps=True,
+          constraints=("torch==2.1.0+cu121",))
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(install, "pip_argv", lambda exe: [exe, "-m", "pip"])
+
+
+def plan(*steps: Step) -> Plan:
+    return Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", "2.1.0+cu121", "wheel"),)), steps)
+
+
+def test_source_args_route_each_step() -> None:
+    assert install.source_args(TORCH, Sources()) == ["--index-url", TORCH.index_url, "--extra-index-url",
+                                                     "https://pypi.org/simple"]
+    assert install.source_args(TORCH, Sources(("/w",), offline=True)) == ["--no-index", "--find-links", "/w"]
+    dead = Sources(unreachable=frozenset({TORCH.index_url}))
+    assert install.source_args(TORCH, dead) == ["--index-url", "https://pypi.org/simple"]
+
+
+def test_local_file_found_by_pinned_version(tmp_path: Path) -> None:
+    (tmp_path / "torch-2.1.0+cu121-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    (tmp_path / "torch-2.2.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    found = Sources((str(tmp_path),)).local_file(TORCH)
+    assert found is not None and found.endswith("torch-2.1.0+cu121-cp311-cp311-linux_x86_64.whl")
+    assert Sources((str(tmp_path),)).local_file(XF) is None
+
+
+def test_unreachable_probe_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def head(url: str, **kw: Any) -> None:
+        if "pytorch" in url:
+            raise requests.ConnectionError("no route")
+    monkeypatch.setattr(requests, "head", head)
+    with pytest.raises(install.SourceUnreachable) as info:
+        install.check_reachable([TORCH], Sources())
+    assert str(info.value).count("\n") == 0 and "gpustack download" in str(info.value)
+    assert install.check_reachable([XF], Sources()).unreachable == frozenset()
+
+
+def test_find_links_file_skips_dead_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def head(url: str, **kw: Any) -> None:
+        if "pytorch" in url:
+            raise requests.ConnectionError("no route")
+    monkeypatch.setattr(requests, "head", head)
+    (tmp_path / "torch-2.1.0+cu121-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    out = install.check_reachable([TORCH], Sources((str(tmp_path),)))
+    assert out.unreachable == frozenset({TORCH.index_url})
+
+
+def test_local_indexes_are_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requests, "head", lambda *a, **k: pytest.fail("probed"))
+    install.check_reachable([Step("install", "t", "t==1", index_url="http://127.0.0.1:9/simple")], Sources())
+
+
+def test_pip_and_uv_argv() -> None:
+    pip = Installer("pip", "/v/bin/python")
+    assert pip.install_argv(["a==1"], ["--index-url", "I"], no_deps=True, constraints="/c.txt") == [
+        "/v/bin/python", "-m", "pip", "install", "--progress-bar", "off", "--no-deps", "--constraint", "/c.txt",
+        "--index-url", "I", "a==1"]
+    assert pip.uninstall_argv(["a"])[-3:] == ["uninstall", "-y", "a"]
+    uv = Installer("uv", "/v/bin/python")
+    argv = uv.reinstall_argv(["-e file:///src", "b==2"])
+    assert argv[1:5] == ["pip", "install", "--python", "/v/bin/python"] and argv[-3:] == ["-e", "file:///src", "b==2"]
+    assert "--reinstall" in argv and "--no-deps" in argv
+
+
+def test_choose_backend() -> None:
+    assert install.choose_backend("pip") == "pip"
+    with pytest.raises(install.BadInput):
+        install.choose_backend("conda")
+
+
+def test_commands_put_torch_first_and_show_builds() -> None:
+    build = Step("build", "flash-attn", "flash-attn==2.8.3", index_url="https://pypi.org/simple", no_deps=True,
+                 constraints=("torch==2.1.0+cu121",), env={"FLASH_ATTN_CUDA_ARCHS": "90"})
+    cmds = install.commands(plan(XF, build, TORCH), Installer("pip", "/v/bin/python"), Sources())
+    assert [(c.package, c.kind) for c in cmds] == [("torch", "install"), ("xformers", "install"),
+                                                   ("flash-attn", "build"), ("flash-attn", "install")]
+    wheel = cmds[2].argv
+    assert wheel[3:8] == ["wheel", "--no-build-isolation", "--no-deps", "--no-binary", "flash-attn"]
+    assert cmds[2].env == {"FLASH_ATTN_CUDA_ARCHS": "90"}
+    assert cmds[3].argv[-1] == "<built wheel>" and "torch==2.1.0+cu121" in cmds[3].note
+    assert cmds[0].to_dict()["package"] == "torch" and "PYTHONUNBUFFERED=1" in cmds[0].shell()
+
+
+def test_restore_args_collect_plan_indexes() -> None:
+    assert install.restore_args(plan(TORCH, XF), Sources(("/w",))) == [
+        "--index-url", TORCH.index_url, "--extra-index-url", "https://pypi.org/simple", "--find-links", "/w"]
+
+
+def test_torch_matches_local_tags() -> None:
+    assert install.torch_matches("2.14.1+cu130", "2.14.1", "2.14.1+cu130")
+    assert install.torch_matches("2.1.0+cu121", "2.1.0+cu121", None)
+    assert not install.torch_matches("2.1.0+cu121", "2.2.0", "2.2.0")
+
+
+def test_promised_backends() -> None:
+    p = Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", "2.1.0", "wheel"),
+                                                          PackageChoice("xformers", "0.0.23", "wheel"))), ())
+    assert install.promised_backends(p) == ["sdpa", "xformers"]
