@@ -1,0 +1,116 @@
+"""Benchmarks of ``gpustack install`` on this machine (no GPU needed).
+
+1. The fixture CUDA extension (tests/fixtures/cuda_ext) built fresh vs installed from the build cache (goal: the
+   cache hit >= 20x faster).
+2. A single-architecture build (9.0) vs the architecture list torch itself was built with (goal: several times
+   faster).
+3. pip vs uv installing the same plan (the real torch 2.13.0+cpu wheel from /opt/wheels, no dependencies).
+
+Usage: ``python bench/bench_install.py [--torch-venv DIR]``; DIR holds (or receives) torch 2.14.1 (CUDA 13).
+Prints one line per measurement and a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from resolver.install import Installer, Sources, execute, restore_args
+from resolver.models import PackageChoice, Plan, Stack, Step, Target
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA_EXT = ROOT / "tests" / "fixtures" / "cuda_ext"
+
+
+def torch_venv(path: Path) -> str:
+    """Returns the python of ``path``, creating the venv with torch 2.14.1 when it lacks it."""
+    python = path / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.14.1", "setuptools", "wheel"], check=True)
+    return str(python)
+
+
+def plan_of(torch: str, *steps: Step) -> Plan:
+    return Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", torch, "wheel"),)), steps)
+
+
+def timed_install(plan: Plan, python: str, backend: str = "pip", sources: Sources = Sources(),
+                  use_cache: bool = True) -> float:
+    """Returns the seconds one ``execute`` of ``plan`` took."""
+    t0 = time.perf_counter()
+    execute(plan, python, Installer(backend, python, restore_args(plan, sources)),  # type: ignore[arg-type]
+            sources=sources, use_cache=use_cache, progress=False)
+    return time.perf_counter() - t0
+
+
+def uninstall(python: str, name: str) -> None:
+    subprocess.run([python, "-m", "pip", "uninstall", "-y", name], capture_output=True)
+
+
+def ext_step(arch_list: str) -> Step:
+    return Step("build", "gpustack-cuda-ext-fixture", str(CUDA_EXT), no_deps=True,
+                env={"TORCH_CUDA_ARCH_LIST": arch_list, "FORCE_CUDA": "1"}, build_isolation=False)
+
+
+def bench_builds(python: str) -> dict[str, float]:
+    """Returns seconds for fresh builds (one arch, torch's list) and for the cache hit."""
+    torch_archs = subprocess.run(
+        [python, "-c", "import torch; print(';'.join(a[3]+'.'+a[4:] for a in torch.cuda.get_arch_list()))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    out: dict[str, float] = {}
+    single = plan_of("2.14.1+cu130", ext_step("9.0"))
+    out["fresh_build_9.0_s"] = timed_install(single, python, use_cache=False)
+    uninstall(python, "gpustack-cuda-ext-fixture")
+    out["cache_hit_9.0_s"] = timed_install(single, python)
+    uninstall(python, "gpustack-cuda-ext-fixture")
+    full = plan_of("2.14.1+cu130", ext_step(torch_archs))
+    out[f"fresh_build_{torch_archs}_s"] = timed_install(full, python, use_cache=False)
+    uninstall(python, "gpustack-cuda-ext-fixture")
+    out["cache_speedup_x"] = out["fresh_build_9.0_s"] / out["cache_hit_9.0_s"]
+    out["single_arch_speedup_x"] = out[f"fresh_build_{torch_archs}_s"] / out["fresh_build_9.0_s"]
+    return out
+
+
+def bench_installers(work: Path) -> dict[str, float]:
+    """Returns seconds pip and uv took installing torch 2.13.0+cpu from /opt/wheels (after one warm-up each)."""
+    step = Step("install", "torch", "torch==2.13.0+cpu", index_url="https://download.pytorch.org/whl/cpu",
+                no_deps=True)
+    plan = plan_of("2.13.0+cpu", step)
+    sources = Sources(("/opt/wheels",))
+    out: dict[str, float] = {}
+    for backend in ("pip", "uv"):
+        venv = work / f"venv-{backend}"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        python = str(venv / "bin" / "python")
+        timed_install(plan, python, backend, sources)  # warm the installer's cache
+        uninstall(python, "torch")
+        out[f"{backend}_install_torch_cpu_s"] = timed_install(plan, python, backend, sources)
+    out["uv_speedup_x"] = out["pip_install_torch_cpu_s"] / out["uv_install_torch_cpu_s"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--torch-venv", default=os.environ.get("GPUSTACK_TEST_TORCH_VENV", "/tmp/gs-torch-venv"))
+    parser.add_argument("--skip-builds", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="gpustack-bench-") as tmp:
+        os.environ["GPUSTACK_CACHE_DIR"] = str(Path(tmp) / "cache")
+        if not args.skip_builds:
+            results.update(bench_builds(torch_venv(Path(args.torch_venv))))
+        results.update(bench_installers(Path(tmp)))
+    for name, value in results.items():
+        print(f"{name:40s} {value:8.2f}")
+    print(json.dumps({k: round(v, 2) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
