@@ -62,7 +62,7 @@ def ext_step(arch_list: str) -> Step:
 def bench_builds(python: str) -> dict[str, float]:
     """Returns seconds for fresh builds (one arch, torch's list) and for the cache hit."""
     torch_archs = subprocess.run(
-        [python, "-c", "import torch; print(';'.join(a[3]+'.'+a[4:] for a in torch.cuda.get_arch_list()))"],
+        [python, "-c", "import torch; print(';'.join(a[3:-1]+'.'+a[-1] for a in torch.cuda.get_arch_list()))"],
         capture_output=True, text=True, check=True).stdout.strip()
     out: dict[str, float] = {}
     single = plan_of("2.14.1+cu130", ext_step("9.0"))
