@@ -113,9 +113,11 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
 @click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
+@click.option("--lock", "lock_file", metavar="FILE",
+              help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            **options: Any) -> None:
+            lock_file: str | None, **options: Any) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
@@ -135,6 +137,11 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                 _create_venv(venv, backend)
         options["python_exe"] = python_exe
     reporter = _CliReporter()
+    if lock_file:
+        if requirements or plan_file:
+            raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
+        _install_lock(lock_file, python_exe, backend, dry_run, reporter)
+        return
     plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, reporter, **options)
     inst = Installer(backend, python_exe, restore_args(plan, sources))
     if dry_run:
@@ -147,6 +154,24 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _err.print(f"from the build cache: {b.wheel.name}", markup=False)
     _err.print(f"installed in {result.seconds:.1f}s: {result.changes.describe() if result.changes else 'nothing changed'}",
                markup=False)
+
+
+def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter) -> None:
+    """Install ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes nothing."""
+    from resolver.lock import loads, lock_to_plan
+    from resolver.lock_install import install_locked_safely, requirements_text
+
+    try:
+        text = Path(lock_file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"--lock {lock_file}: cannot read it ({exc.strerror}); write one with `gpustack lock`") from None
+    locked = loads(text)
+    if dry_run:
+        click.echo(requirements_text(locked), nl=False)
+        return
+    inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), Sources()))  # type: ignore[arg-type]
+    install_locked_safely(locked, python_exe, inst, reporter=reporter)
+    _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
 
 
 _MANYLINUX_MINORS = range(17, 40)

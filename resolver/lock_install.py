@@ -10,12 +10,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from resolver import _subprocess
 from resolver.errors import GpuStackError
 from resolver.lock import LockedPackage, LockedPlan, check_lock_target
 from resolver.models import Gpu, Target
+from resolver.report import Reporter
 
 __all__ = ["LockRefused", "requirements_text", "install_argv", "host_target", "install_from_lock"]
 
@@ -132,3 +133,35 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal
             run(argv, env=env or None)
             done.append(" ".join(argv))
     return done
+
+
+def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Any, *, reporter: Reporter | None = None,
+                          allow_unhashed: bool = False, lock_timeout: float = 600.0) -> list[str]:
+    """Return the commands ``install_from_lock`` ran, under the environment's inter-process lock; on any failure
+    after the target check (a build failing after the wheels went in, Ctrl-C) restore the snapshot and raise.
+
+    ``installer`` is a ``resolver.install.Installer`` (it knows how to reinstall and uninstall for a restore).
+    A refused lock (``LockRefused``) or a hash mismatch changes nothing: pip checks every hash before installing.
+    """
+    from resolver import envstate
+    from resolver.install import InstallFailed, InstallInterrupted
+
+    reporter = reporter or Reporter()
+    prefix = envstate.snapshot(python_exe).prefix
+    env_lock = envstate.env_lock(prefix, timeout=lock_timeout)
+    try:
+        before = envstate.snapshot(python_exe)
+        try:
+            return install_from_lock(locked, python_exe, installer=installer.backend, allow_unhashed=allow_unhashed)
+        except LockRefused:
+            raise
+        except BaseException as exc:
+            reporter.message(f"install failed ({type(exc).__name__}); restoring {prefix} ...")
+            restored = envstate.restore(before, python_exe, installer)
+            if isinstance(exc, KeyboardInterrupt):
+                raise InstallInterrupted(exc, restored) from exc
+            if isinstance(exc, Exception):
+                raise InstallFailed(exc, restored) from exc
+            raise
+    finally:
+        env_lock.release()

@@ -293,3 +293,35 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
     assert f"--index-url https://pypi.org/simple\ntorch==2.1.0 \\\n    --hash=sha256:{SHA['torch']}" in req.read_text()
     bad = CliRunner().invoke(main, ["lock", *target, "torch==", "-o", str(tmp_path / "bad.toml")])
     assert bad.exit_code == 2 and not (tmp_path / "bad.toml").exists()
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_cli_install_lock_round_trip_and_tampered_file(tmp_path: Path) -> None:
+    """`gpustack install --lock` on a real venv: the lock installs; a tampered hash exits non-zero, venv unchanged."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    target = Target(gpus=(), python=f"{sys.version_info.major}.{sys.version_info.minor}", platform="linux_x86_64")
+    choice = PackageChoice("six", "1.16.0", "wheel", index_url=PYPI_SIMPLE)
+    plan = Plan(Stack(target, (choice,)), (Step("install", "six", choice.requirement, index_url=PYPI_SIMPLE),))
+    files, _ = hashes.lookup(plan)
+    text = dumps(plan, files)
+    good, bad = tmp_path / "pylock.toml", tmp_path / "pylock.tampered.toml"
+    good.write_text(text)
+    bad.write_text(text.replace(files["six"].sha256 or "", "0" * 64))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    result = CliRunner().invoke(main, ["install", "--lock", str(good), "--python-exe", python, "--installer", "pip"])
+    assert result.exit_code == 0, result.output
+    assert "six @ https://files.pythonhosted.org/" in _freeze(Path(python))
+    subprocess.run([python, "-m", "pip", "uninstall", "-y", "six"], check=True, capture_output=True)
+    before = _freeze(Path(python))
+    result = CliRunner().invoke(main, ["install", "--lock", str(bad), "--python-exe", python, "--installer", "pip"])
+    assert result.exit_code != 0
+    assert "hash" in result.stderr.lower()
+    assert _freeze(Path(python)) == before
+    result = CliRunner().invoke(main, ["install", "--lock", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and result.stderr.startswith("gpustack: --lock ")
