@@ -1,8 +1,10 @@
 """Prove an environment's attention stack by running its kernels: ``run_verify(python_exe) -> VerifyReport``.
 
 Every backend (torch SDPA flash/efficient/cudnn/math, xformers, flash-attn 2, FlashAttention-3, SageAttention) runs
-in its own child process of the target interpreter (``resolver/_child/verify_kernels.py --backend NAME``), so a
-segfault or a broken extension becomes a failed row, never a crash of gpustack. Children start together (importing
+in a child process of the target interpreter (``resolver/_child/verify_kernels.py --backend NAME``), so a segfault
+or a broken extension becomes a failed row, never a crash of gpustack. The four SDPA backends are torch's own and
+share one child (one torch import and CUDA context instead of four); if it dies, the backend it was running takes
+the crash and the ones it never reached are rerun in their own children. Children start together (importing
 torch and creating a CUDA context dominate the cost) and take turns on the GPU through a file lock, so timings are
 not disturbed. This module never imports torch. Failures are explained by ``resolver.diagnose``.
 """
@@ -126,6 +128,46 @@ def _run_child(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
     return child
 
 
+SDPA = tuple(b for b in BACKENDS if b.startswith("sdpa-"))
+
+
+def _split_group(group: _Child) -> tuple[list[_Child], list[str]]:
+    """Returns the per-backend children inside a group child's output, and the backends it never finished.
+
+    A backend that began but did not end was running when the process died: it gets the process's return code and
+    output (its crash). Backends that never began are returned for a rerun, each in its own child.
+    """
+    parts: dict[str, list[dict[str, Any]]] = {}
+    ended: set[str] = set()
+    current: str | None = None
+    for rec in group.records:
+        if rec.get("kind") == "begin":
+            current = str(rec.get("backend"))
+            parts[current] = []
+        elif rec.get("kind") == "end":
+            ended.add(str(rec.get("backend")))
+        elif current is not None:
+            parts[current].append(rec)
+    children = []
+    for name, records in parts.items():
+        if name in ended:
+            children.append(_Child(name, 0, records, "", group.seconds))
+        else:  # the crash happened here
+            children.append(_Child(name, group.returncode, records, group.text, group.seconds))
+    never = [n for n in SDPA if n not in parts]
+    return children, never
+
+
+def _run_sdpa(python_exe: str, lock: str, timeout: float) -> list[_Child]:
+    """Returns the SDPA backends' children: one process for all four (one torch import and CUDA context instead of
+    four), falling back to one process per backend for any the group did not reach."""
+    group = _run_child(python_exe, "sdpa", lock, timeout * len(SDPA))
+    children, never = _split_group(group)
+    children += [_run_child(python_exe, name, lock, timeout) for name in never]
+    order = {n: i for i, n in enumerate(SDPA)}
+    return sorted(children, key=lambda c: order.get(c.name, 99))
+
+
 def _rows_of(child: _Child, facts: Mapping[str, Any], timeout: float) -> list[BackendResult]:
     """Returns a child's rows: one per (op, dtype) over its cases, or one failed/skipped row for the backend."""
     env_facts = {**facts, "backend": child.name, "timeout": timeout}
@@ -198,13 +240,16 @@ def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), tim
         raise BadInput(f"unknown backend {unknown[0]!r} for --expect (known: sdpa, {', '.join(BACKENDS)})")
     started = time.perf_counter()
     # Without fcntl (Windows) children cannot share the GPU politely: run them one at a time.
-    workers = len(BACKENDS) + 1 if importlib.util.find_spec("fcntl") else 1
+    workers = len(BACKENDS) + 2 if importlib.util.find_spec("fcntl") else 1
     with tempfile.TemporaryDirectory(prefix="gpustack-verify-") as tmp:
         lock = os.path.join(tmp, "gpu.lock")
+        others = tuple(b for b in BACKENDS if b not in SDPA)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_child, exe, name, lock, timeout) for name in ("probe",) + BACKENDS]
-            children = [f.result() for f in futures]
-    probe, children = children[0], children[1:]
+            probe_f = pool.submit(_run_child, exe, "probe", lock, timeout)
+            sdpa_f = pool.submit(_run_sdpa, exe, lock, timeout)
+            futures = [pool.submit(_run_child, exe, name, lock, timeout) for name in others]
+            probe = probe_f.result()
+            children = sdpa_f.result() + [f.result() for f in futures]
     facts: dict[str, Any] = next((r for r in probe.records if r.get("kind") == "env"), {})
     notes: list[str] = []
     if not facts:

@@ -138,3 +138,26 @@ def test_cpu_expect_missing_backend_fails_and_table_says_cpu_only(torch_python: 
 @pytest.mark.slow
 def test_cpu_with_broken_xformers(torch_python: str, broken_xformers: Path) -> None:
     _xformers_row_is_diagnosed(run_verify(torch_python, timeout=300))
+
+
+def test_sdpa_group_output_is_split_per_backend_and_a_crash_stays_with_its_backend() -> None:
+    """The SDPA group child dies (SIGSEGV) inside sdpa-cudnn: flash and efficient keep their rows, cudnn takes the
+    crash, and sdpa-math, which never began, is handed back for a run in its own child."""
+    from resolver.verify import _Child, _split_group
+
+    records = [
+        {"kind": "begin", "backend": "sdpa-flash"},
+        {"kind": "result", "op": "sdpa.forward", "dtype": "bfloat16", "passed": True, "max_abs_error": 0.001},
+        {"kind": "end", "backend": "sdpa-flash"},
+        {"kind": "begin", "backend": "sdpa-efficient"},
+        {"kind": "skip", "backend": "sdpa-efficient", "reason": "needs sm_80"},
+        {"kind": "end", "backend": "sdpa-efficient"},
+        {"kind": "begin", "backend": "sdpa-cudnn"},
+    ]
+    group = _Child("sdpa", -11, records, "Fatal Python error: Segmentation fault", 3.0)
+    children, never = _split_group(group)
+    by_name = {c.name: c for c in children}
+    assert [c.name for c in children] == ["sdpa-flash", "sdpa-efficient", "sdpa-cudnn"]
+    assert by_name["sdpa-flash"].returncode == 0 and len(by_name["sdpa-flash"].records) == 1
+    assert by_name["sdpa-cudnn"].returncode == -11 and "Segmentation fault" in by_name["sdpa-cudnn"].text
+    assert never == ["sdpa-math"]

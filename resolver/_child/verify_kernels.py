@@ -415,15 +415,37 @@ def run_backend(name: str, lock: Optional[str]) -> None:
             run_timing(torch, name, kern, device)
 
 
+SDPA = tuple(b for b in BACKENDS if b.startswith("sdpa-"))
+
+
+def run_group(names: Tuple[str, ...], lock: Optional[str]) -> None:
+    """Returns nothing; runs several torch-only backends in this one process (one torch import, one CUDA context).
+
+    A ``begin`` record precedes each backend so the parent can attribute what follows; if this process dies, the
+    parent reruns the backends that never began, each in its own child.
+    """
+    for name in names:
+        emit("begin", backend=name)
+        try:
+            run_backend(name, lock)
+        except Skip as why:
+            emit("skip", backend=name, reason=str(why))
+        except Exception as exc:  # noqa: BLE001 - one backend's failure must not hide the others
+            emit("fatal", backend=name, error=traceback.format_exc()[-6000:], type=type(exc).__name__)
+        emit("end", backend=name)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Returns the exit status: 0 when the backend ran (its results may still fail), 3 on an escaped exception."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", required=True, choices=("probe",) + BACKENDS)
+    parser.add_argument("--backend", required=True, choices=("probe", "sdpa") + BACKENDS)
     parser.add_argument("--gpu-lock", default=None)
     args = parser.parse_args(argv)
     try:
         if args.backend == "probe":
             emit("env", **probe())
+        elif args.backend == "sdpa":
+            run_group(SDPA, args.gpu_lock)
         else:
             run_backend(args.backend, args.gpu_lock)
     except Skip as why:
