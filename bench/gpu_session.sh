@@ -8,7 +8,8 @@ PY=${PY:-python3}
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     $(ls .whl/*.whl | grep -v xformers) > "$OUT/pip.txt" 2>&1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-t() { local name=$1; shift; local s=$(date +%s.%N); "$@" > "$OUT/$name" 2>&1; echo "$name rc=$? $(echo "$(date +%s.%N) - $s" | bc)s" | tee -a "$OUT/times.txt"; }
+t() { local name=$1; shift; local s=$(date +%s%N); "$@" > "$OUT/$name" 2>&1; local rc=$?
+      echo "$name rc=$rc $(( ($(date +%s%N) - s) / 1000000 )) ms" | tee -a "$OUT/times.txt"; }
 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader > "$OUT/nvidia-smi.txt"
 t detect.json $PY -m resolver detect --json
 t plan_here.json $PY -m resolver plan --json xformers flash-attn
