@@ -418,7 +418,10 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
 
 def matrix_dir() -> Path:
     """Return the folder holding the shipped matrices (``resolver/matrices`` in a wheel, ``matrices/`` in a checkout)."""
-    return Path(str(resources.files("resolver.matrices")))
+    try:
+        return Path(str(resources.files("resolver.matrices")))
+    except ModuleNotFoundError:  # a source checkout on PYTHONPATH, not installed: matrices/ sits beside resolver/
+        return Path(__file__).resolve().parent.parent / "matrices"
 
 
 def read_files(directory: Path) -> dict[str, dict[str, Any]]:
