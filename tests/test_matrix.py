@@ -124,3 +124,12 @@ def test_arch_beyond_nvcc_is_reported(tmp_path: Path) -> None:
     (d / "torch.toml").write_text(text)
     problems = matrix.validate(matrix.load_dir(d))
     assert any("sm_90 cannot be built by nvcc 10.2" in p for p in problems), problems[:3]
+
+
+def test_matrices_found_from_an_uninstalled_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONPATH=checkout without `pip install`: resolver.matrices does not exist, matrices/ beside resolver/ does."""
+    def no_package(anchor: str) -> None:
+        raise ModuleNotFoundError(anchor)
+
+    monkeypatch.setattr(matrix.resources, "files", no_package)
+    assert (matrix.matrix_dir() / "torch.toml").is_file()
