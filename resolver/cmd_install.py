@@ -136,6 +136,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                 _err.print(f"creating virtual environment {venv}", markup=False)
                 _create_venv(venv, backend)
         options["python_exe"] = python_exe
+    _check_target_interpreter(python_exe, options)
     reporter = _CliReporter()
     if lock_file:
         if requirements or plan_file:
@@ -154,6 +155,20 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _err.print(f"from the build cache: {b.wheel.name}", markup=False)
     _err.print(f"installed in {result.seconds:.1f}s: {result.changes.describe() if result.changes else 'nothing changed'}",
                markup=False)
+
+
+def _check_target_interpreter(python_exe: str, options: dict[str, Any]) -> None:
+    """Refuse ``--python``/``--platform`` that disagree with the environment being installed into."""
+    wanted_py, wanted_plat = options.get("python_version"), options.get("platform_tag")
+    if not wanted_py and not wanted_plat:
+        return
+    from resolver.detect import detect_env
+
+    env = detect_env(python_exe)
+    for flag, wanted, actual in (("--python", wanted_py, env.python), ("--platform", wanted_plat, env.platform)):
+        if wanted and wanted != actual:
+            raise BadInput(f"{flag} {wanted} does not match {python_exe} ({actual}): install plans for the environment "
+                           f"it installs into; drop {flag}, or pass --venv/--python-exe of a matching interpreter")
 
 
 def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter) -> None:

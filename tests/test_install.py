@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sys
 import pytest
 import requests
 
@@ -116,3 +117,15 @@ def test_promised_backends() -> None:
     p = Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", "2.1.0", "wheel"),
                                                           PackageChoice("xformers", "0.0.23", "wheel"))), ())
     assert install.promised_backends(p) == ["sdpa", "xformers"]
+
+
+def test_install_refuses_a_python_other_than_the_environments() -> None:
+    """`install --python 3.10` into a 3.11 interpreter would plan wheels that cannot install: refused, exit 2."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    other = "3.10" if sys.version_info[:2] != (3, 10) else "3.12"
+    result = CliRunner().invoke(main, ["install", "--dry-run", "--gpu", "A100", "--python", other, "torch"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"gpustack: --python {other} does not match ")
