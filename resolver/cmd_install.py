@@ -85,7 +85,7 @@ def _venv_python(venv: str) -> str:
 def _create_venv(venv: str, backend: str) -> None:
     """Create ``venv`` with uv (no pip inside) or this interpreter's ``venv`` module."""
     if backend == "uv":
-        from resolver.install import _uv_exe
+        from resolver.installers import _uv_exe
         _subprocess.run([_uv_exe() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
     else:
         _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
@@ -204,7 +204,7 @@ def platform_args(platform: str) -> list[str]:
 
 def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
     """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``."""
-    from resolver.install import source_args
+    from resolver.installers import source_args
     t = plan.stack.target
     pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
     argvs = []
@@ -224,7 +224,7 @@ def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
 
 
 def _write_constraint(dest: str, line: str) -> str:
-    from resolver.install import constraints_path
+    from resolver.installers import constraints_path
     path = constraints_path([line], write=True)
     assert path is not None
     return path

@@ -9,8 +9,10 @@ import sys
 import pytest
 import requests
 
-from resolver import install
-from resolver.install import Installer, Sources, Step
+from resolver import install, installers
+from resolver.errors import BadInput
+from resolver.installers import Installer, Sources
+from resolver.models import Step
 from resolver.models import PackageChoice, Plan, Stack, Target
 
 TORCH = Step("install", "torch", "torch==2.1.0+cu121", index_url="https://download.pytorch.org/whl/cu121",
@@ -22,7 +24,7 @@ XF = Step("install", "xformers", "xformers==0.0.23", index_url="https://pypi.org
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(install, "pip_argv", lambda exe: [exe, "-m", "pip"])
+    monkeypatch.setattr(installers, "pip_argv", lambda exe: [exe, "-m", "pip"])
 
 
 def plan(*steps: Step) -> Plan:
@@ -85,7 +87,7 @@ def test_pip_and_uv_argv() -> None:
 
 def test_choose_backend() -> None:
     assert install.choose_backend("pip") == "pip"
-    with pytest.raises(install.BadInput):
+    with pytest.raises(BadInput):
         install.choose_backend("conda")
 
 

@@ -1,0 +1,245 @@
+"""Installer backends and sources: pip or uv command lines, where each step's files come from, and whether the
+hosts a plan needs answer. Pure argv building plus one reachability probe; ``resolver.install`` runs the commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
+                             parse_wheel_filename)
+from packaging.version import InvalidVersion, Version
+
+from resolver import _subprocess
+from resolver.cache import cache_dir
+from resolver.errors import BadInput, GpuStackError
+from resolver.models import Plan, Step
+
+__all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
+           "source_args", "check_reachable", "constraints_path", "pip_argv"]
+
+log = logging.getLogger("gpustack.install")
+
+Backend = Literal["pip", "uv"]
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "", None)
+
+
+class SourceUnreachable(GpuStackError):
+    """A step needs a host that does not answer; the message names the URL and the offline way around it."""
+
+
+def choose_backend(requested: str) -> Backend:
+    """Return ``pip`` or ``uv``: ``auto`` takes uv when it is on PATH (or next to this interpreter)."""
+    if requested in ("pip", "uv"):
+        if requested == "uv" and _uv_exe() is None:
+            raise BadInput("--installer uv: uv not found on PATH; `pip install uv` or use --installer pip")
+        return requested  # type: ignore[return-value]
+    if requested != "auto":
+        raise BadInput(f"--installer {requested!r}: expected auto, pip or uv")
+    return "uv" if _uv_exe() is not None else "pip"
+
+
+def _uv_exe() -> str | None:
+    return shutil.which("uv") or shutil.which("uv", path=os.path.dirname(sys.executable))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One child process of a run: its argv, the environment it adds, and the package it is for."""
+
+    argv: list[str]
+    env: dict[str, str]
+    package: str
+    kind: str = "install"
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"argv": self.argv, "env": self.env, "package": self.package}
+
+    def shell(self) -> str:
+        """Return the command as one shell line, environment first."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Local folders of wheels and sdists (``--find-links``), and whether the network is off (``--offline``)."""
+
+    find_links: tuple[str, ...] = ()
+    offline: bool = False
+    unreachable: frozenset[str] = frozenset()
+
+    def local_file(self, step: Step) -> str | None:
+        """Return the path of ``step``'s file in a find-links folder: its ``url``'s file name, or a wheel or sdist
+        of the exact version the requirement pins; ``None`` when no folder has it."""
+        want = _pinned(step)
+        for folder in self.find_links:
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                if step.url and name == step.url.rsplit("/", 1)[-1].split("#")[0]:
+                    return os.path.join(folder, name)
+                if want is not None and _file_is(name, *want):
+                    return os.path.join(folder, name)
+        return None
+
+
+def _pinned(step: Step) -> tuple[str, Version] | None:
+    try:
+        req = Requirement(step.requirement)
+    except InvalidRequirement:
+        return None
+    pins = [s.version for s in req.specifier if s.operator in ("==", "===")]
+    try:
+        return (canonicalize_name(req.name), Version(pins[0])) if len(pins) == 1 else None
+    except InvalidVersion:
+        return None
+
+
+def _file_is(filename: str, name: str, version: Version) -> bool:
+    try:
+        if filename.endswith(".whl"):
+            found = parse_wheel_filename(filename)[:2]
+        elif filename.endswith((".tar.gz", ".zip")):
+            found = parse_sdist_filename(filename)
+        else:
+            return False
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return False
+    return found == (name, version)
+
+
+def source_args(step: Step, sources: Sources) -> list[str]:
+    """Return where ``step`` may look: the plan's indexes (less those found unreachable) plus find-links; only
+    the folders when offline."""
+    links = [a for d in sources.find_links for a in ("--find-links", d)]
+    if sources.offline:
+        return ["--no-index", *links]
+    indexes = [u for u in (step.index_url, *step.extra_index_urls) if u and u not in sources.unreachable]
+    if not indexes:
+        return ["--no-index", *links] if step.index_url else links
+    args = ["--index-url", indexes[0]]
+    for url in indexes[1:]:
+        args += ["--extra-index-url", url]
+    return args + links
+
+
+def _remote(url: str | None) -> bool:
+    parts = urlsplit(url or "")
+    return parts.scheme in ("http", "https") and parts.hostname not in _LOCAL_HOSTS
+
+
+def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
+    """Return ``sources`` with the remote URLs that did not answer a ``timeout`` s probe in ``unreachable``.
+
+    Raises ``SourceUnreachable`` (one line naming the URL) at once when a step whose file is not in a find-links
+    folder needs such a URL as its file or its first index; a step whose file is local just skips it.
+    """
+    if sources.offline:
+        return sources
+    dead: set[str] = set()
+    alive: set[str] = set()
+    for step in steps:
+        local = sources.local_file(step) is not None
+        for url in (step.url, step.index_url, *step.extra_index_urls):
+            if url is None or not _remote(url) or url in alive:
+                continue
+            if url not in dead:
+                try:
+                    requests.head(url, timeout=timeout, allow_redirects=False)
+                    alive.add(url)
+                    continue
+                except requests.RequestException as exc:
+                    log.debug("probe %s: %s", url, exc)
+                    dead.add(url)
+            if not local and url in (step.url, step.index_url):
+                raise SourceUnreachable(
+                    f"{url} is not reachable (needed for {step.requirement}); on a connected machine run "
+                    "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`")
+    return replace(sources, unreachable=frozenset(dead))
+
+
+def constraints_path(constraints: Sequence[str], write: bool = False) -> str | None:
+    """Return the constraints file holding ``constraints`` (named by their hash; written when ``write``)."""
+    if not constraints:
+        return None
+    text = "".join(f"{c}\n" for c in constraints)
+    path = cache_dir() / "constraints" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)
+
+
+class Installer:
+    """pip or uv aimed at one interpreter; also the ``envstate.Restorer`` that undoes a failed run."""
+
+    def __init__(self, backend: Backend, python_exe: str, restore_args: Sequence[str] = ()) -> None:
+        self.backend = backend
+        self.python_exe = python_exe
+        self.restore_args = list(restore_args)
+        self.pip = pip_argv(python_exe)
+        self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+    def install_argv(self, requirements: Sequence[str], source: Sequence[str], *, no_deps: bool = False,
+                     constraints: str | None = None, reinstall: bool = False) -> list[str]:
+        """Return argv installing ``requirements`` (``-e X`` becomes two arguments) with ``source`` arguments."""
+        if self.backend == "uv":
+            argv = [_uv_exe() or "uv", "pip", "install", "--python", self.python_exe]
+        else:
+            argv = [*self.pip, "install", "--progress-bar", "off"]
+        argv += ["--no-deps"] if no_deps else []
+        argv += ["--constraint", constraints] if constraints else []
+        argv += (["--reinstall"] if self.backend == "uv" else ["--force-reinstall"]) if reinstall else []
+        argv += list(source)
+        for req in requirements:
+            argv += ["-e", req[3:]] if req.startswith("-e ") else [req]
+        return argv
+
+    def reinstall_argv(self, requirements: Sequence[str]) -> list[str]:
+        """Return argv putting back ``requirements`` exactly (``--no-deps``, forced) from the run's sources."""
+        return self.install_argv(requirements, self.restore_args, no_deps=True, reinstall=True)
+
+    def uninstall_argv(self, names: Sequence[str]) -> list[str]:
+        """Return argv uninstalling ``names`` without a prompt."""
+        if self.backend == "uv":
+            return [_uv_exe() or "uv", "pip", "uninstall", "--python", self.python_exe, *names]
+        return [*self.pip, "uninstall", "-y", *names]
+
+
+def pip_argv(python_exe: str) -> list[str]:
+    """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip)."""
+    if _subprocess.try_run([python_exe, "-c", "import pip"], timeout=30) is not None:
+        return [python_exe, "-m", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python_exe]
+
+
+def restore_args(plan: Plan, sources: Sources) -> list[str]:
+    """Return the source arguments a restore uses: every index of the plan (first as the index) and find-links."""
+    links = [a for d in sources.find_links for a in ("--find-links", d)]
+    if sources.offline:
+        return ["--no-index", *links]
+    indexes: list[str] = []
+    for step in plan.steps:
+        for url in (step.index_url, *step.extra_index_urls):
+            if url and url not in indexes and url not in sources.unreachable:
+                indexes.append(url)
+    args = ["--index-url", indexes[0]] if indexes else []
+    for url in indexes[1:]:
+        args += ["--extra-index-url", url]
+    return args + links
+
+
