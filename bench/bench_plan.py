@@ -40,6 +40,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
     gpustack = shutil.which("gpustack", path=os.path.dirname(sys.executable)) or "gpustack"
+    # pip compiles an installed wheel's bytecode; an editable checkout under PYTHONDONTWRITEBYTECODE=1 (as on this
+    # machine) would recompile every module on every run and time the compiler instead of gpustack.
+    import compileall
+
+    import resolver
+
+    compileall.compile_dir(os.path.dirname(resolver.__file__), quiet=1)
+    print(f"bytecode compiled for {os.path.dirname(resolver.__file__)} "
+          f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
     base = _time([sys.executable, "-c", "import click, packaging.version, packaging.specifiers"], args.runs)
     plan = _time([gpustack, "plan", "--json", *FLEET, "xformers"], args.runs)
     print(f"baseline (python + import click, packaging): {base * 1000:7.1f} ms")

@@ -457,7 +457,7 @@ def _digest(directory: Path) -> str:
 
 
 # Bump when the typed rows change shape: an old pickle must not be read by new code.
-_CACHE_FORMAT = "matrix-v1"
+_CACHE_FORMAT = "matrix-v2"
 
 
 @functools.lru_cache(maxsize=1)

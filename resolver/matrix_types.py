@@ -1,5 +1,8 @@
 """Typed rows of the compatibility matrices (``matrices/*.toml``), as ``resolver.matrix`` builds them.
 
+Plain frozen dataclasses without slots or generated ``__eq__``: rows are compared by identity, and the parsed matrix
+is read back from a pickle on every run, where slot classes unpickle several times slower.
+
 Every row keeps its ``source`` and whether it is ``unverified``; the solver reports each unverified fact it
 relies on (docs/matrix.md says how).
 """
@@ -28,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class TorchVariant:
     """One CUDA build of a torch release (``cu121``) with the code it carries per platform."""
 
@@ -42,7 +45,7 @@ class TorchVariant:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class TorchRelease:
     """A torch release: the Pythons it has wheels for, its CUDA variants, what PyPI serves per platform."""
 
@@ -66,7 +69,7 @@ class TorchRelease:
         return next((v for v in self.variants if v.tag == tag), None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class XformersRelease:
     """A final xformers release and the binaries it published."""
 
@@ -93,7 +96,7 @@ class XformersRelease:
         return "abi3" in self.abi_tags or "none" in self.abi_tags
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class FlashWheelRow:
     """One prebuilt flash-attn wheel a release's CI built: torch minor x CUDA build x ABI x Python."""
 
@@ -104,7 +107,7 @@ class FlashWheelRow:
     platform: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class FlashRelease:
     """A flash-attn 2 release: what it runs on and which wheels it published on GitHub."""
 
@@ -124,7 +127,7 @@ class FlashRelease:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class CudaMinor:
     """A CUDA toolkit minor: its drivers and the SMs its nvcc can target."""
 
@@ -136,7 +139,7 @@ class CudaMinor:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class MinorCompat:
     """NVIDIA's minor-version compatibility floor for a CUDA major."""
 
@@ -146,7 +149,7 @@ class MinorCompat:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class GpuRow:
     """A GPU model: its name, the names ``nvidia-smi`` prints for it, and its compute capability."""
 
@@ -159,7 +162,7 @@ class GpuRow:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class Profile:
     """Requirements a known consumer (AudioCraft, fairseq, diffusers) puts on the stack."""
 
@@ -173,7 +176,7 @@ class Profile:
     unverified: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class DockerImage:
     """An ``nvidia/cuda`` base image for one CUDA minor."""
 
@@ -186,7 +189,7 @@ class DockerImage:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class Matrix:
     """Everything the solver knows. Built by ``resolver.matrix.load`` / ``from_dicts``."""
 

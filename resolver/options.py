@@ -6,6 +6,7 @@ the ``Plan`` (raising ``GpuStackError`` subclasses for the CLI to report).
 
 from __future__ import annotations
 
+import dataclasses
 import platform as _platform
 import sys
 import sysconfig
@@ -129,7 +130,6 @@ def target_from_cli(
 ) -> tuple[Target, list[str], dict[str, str]]:
     """Return the target (detected, or given by ``--gpu``/``--cpu``...), lines saying how it was found, and what the
     target interpreter has installed (read only when it was probed)."""
-    from resolver import detect
     from resolver.gpus import find_gpu_row, lookup_gpu
 
     lines: list[str] = []
@@ -156,11 +156,15 @@ def target_from_cli(
     if o.get("gpus"):
         gpus = tuple(lookup_gpu(g, matrix) for g in o["gpus"])
     if o.get("python_exe") and (python is None or platform is None):
+        from resolver import detect
+
         env = detect.detect_env(o["python_exe"])
         installed = dict(env.packages)
         python = python or env.python
         platform = platform or env.platform
     if not given:
+        from resolver import detect
+
         host = detect.detect(o.get("python_exe"), driver_override=o.get("driver"), reporter=reporter)
         found = []
         for g in host.gpus:
@@ -183,7 +187,7 @@ def target_from_cli(
                          "Use --gpu NAME to plan for a GPU machine.")
         cpus, mem = host.cpu_count, host.memory_available_gib
     else:
-        cpus, mem = _local_resources()
+        cpus, mem = None, None  # read only if the plan builds something (plan_and_context): wheels need neither
     python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
     platform = platform or _this_platform()
     if platform not in PLATFORMS:
@@ -218,4 +222,10 @@ def plan_and_context(requirements: Sequence[str], reporter: Reporter | None = No
     from resolver.plan import make_plan
 
     stack, ctx = stack_from_cli(requirements, reporter, **options)
+    if any(p.method == "source" for p in stack.packages) and stack.target.cpu_count is None:
+        # MAX_JOBS of a build comes from the cores and free RAM of the machine that runs the build: this one.
+        cpus, mem = _local_resources()
+        target = dataclasses.replace(stack.target, cpu_count=cpus, memory_gib=mem)
+        stack = dataclasses.replace(stack, target=target)
+        ctx = dataclasses.replace(ctx, target=target)
     return make_plan(stack, ctx.installed), ctx
