@@ -79,7 +79,7 @@ _T = TypeVar("_T")
 def _read_nvml() -> _NvmlReading | None:
     """Return GPUs, driver and CUDA as NVML reports them, or None when NVML is not there or fails."""
     try:
-        import pynvml  # type: ignore[import-untyped]  # the library itself is loaded only by nvmlInit()
+        import pynvml  # the library itself is loaded only by nvmlInit()
     except ImportError:
         log.debug("NVML: pynvml is not installed")
         return None
