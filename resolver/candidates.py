@@ -43,6 +43,14 @@ class TorchOption:
         """Return torch's version as ``torch.__version__`` prints it (``2.1.0+cu121``)."""
         return f"{self.release.version}+{self.tag}"
 
+    def is_installed(self, installed: str | None) -> bool:
+        """Return whether ``installed`` (``torch.__version__``, or a PyPI dist version without a tag) is this build."""
+        if not installed:
+            return False
+        if "+" in installed:
+            return installed == self.version
+        return self.from_pypi and installed == str(self.release.version)
+
     @property
     def requirement(self) -> str:
         """Return the pin pip needs: PyPI serves torch without a local tag, the PyTorch index with one."""

@@ -48,6 +48,8 @@ def target_options(f: F) -> F:
                      help="Add a known consumer's requirements (audiocraft, fairseq, diffusers)."),
         click.option("--verified-only", is_flag=True, help="Refuse facts the matrices mark unverified."),
         click.option("--prefer-wheels", is_flag=True, help="Prefer an older torch with prebuilt wheels over source builds."),
+        click.option("--upgrade", is_flag=True,
+                     help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     for opt in reversed(opts):
@@ -125,6 +127,14 @@ def _local_resources() -> tuple[int, float | None]:
     return detect._cpu_count(), detect.parse_meminfo_available_gib(text) if text else None
 
 
+def _installed(env: Any) -> dict[str, str]:
+    """Return the target's dist versions, plus ``torch.__version__`` (which carries the CUDA tag PyPI's lacks)."""
+    installed = dict(env.packages)
+    if getattr(env, "torch", None):
+        installed["torch.__version__"] = str(env.torch)
+    return installed
+
+
 def target_from_cli(
     matrix: Matrix, reporter: Reporter | None = None, **o: Any
 ) -> tuple[Target, list[str], dict[str, str]]:
@@ -159,7 +169,7 @@ def target_from_cli(
         from resolver import detect
 
         env = detect.detect_env(o["python_exe"])
-        installed = dict(env.packages)
+        installed = _installed(env)
         python = python or env.python
         platform = platform or env.platform
     if not given:
@@ -181,7 +191,7 @@ def target_from_cli(
         nvcc = nvcc or host.nvcc
         python = python or host.env.python
         platform = platform or host.env.platform
-        installed = dict(host.env.packages)
+        installed = _installed(host.env)
         if not gpus:
             lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
                          "Use --gpu NAME to plan for a GPU machine.")
@@ -201,6 +211,8 @@ def _context(requirements: Sequence[str], reporter: Reporter | None, **options: 
     m = _load_matrix(options.get("matrix_dir"))
     request = request_from_cli(requirements, m, **options)
     target, lines, installed = target_from_cli(m, reporter, **options)
+    if installed.get("torch") and not options.get("upgrade"):
+        request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
     return Context(m, target, request, tuple(lines), installed)
 
 

@@ -33,6 +33,7 @@ class Request:
     others: tuple[str, ...] = ()
     verified_only: bool = False
     prefer_wheels: bool = False
+    keep_torch: str | None = None  # the torch installed in the target ("2.11.0+cu130"): preferred while it fits
     lines: tuple[str, ...] = ()  # what the user wrote, for messages
 
     def describe(self, name: str) -> str:

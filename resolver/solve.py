@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
@@ -63,6 +63,7 @@ class Option:
         first: tuple[object, ...] = (bool(self.ptx), self.off_pin)
         if request.prefer_wheels:
             first += (self.source_builds,)
+        first += (not t.is_installed(request.keep_torch),)
         return first + (bool(self.unverified), newest, nvcc_penalty, cuda, companions, methods, not t.from_pypi)
 
 
@@ -119,11 +120,21 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
             unverified = opt.unverified + tuple(u for c in companions for u in c.unverified)
             ptx_all = ptx + tuple(p for c in companions for p in c.ptx)
             found.append(Option(opt, ptx_all, tuple(companions), unverified=unverified))
+        if request.keep_torch and not any(o.torch.is_installed(request.keep_torch) for o in found) \
+                and _installed_is_older(request.keep_torch, rel.version):
+            continue  # the installed torch, if it fits, outranks newer releases: keep looking down to it
         if not request.prefer_wheels and any(o.settled for o in found):
             break  # older releases rank lower under the default order
         if request.prefer_wheels and any(o.settled and not o.source_builds for o in found):
             break
     return found
+
+
+def _installed_is_older(installed: str, release: Version) -> bool:
+    try:
+        return Version(installed.split("+")[0]) < release
+    except InvalidVersion:
+        return False
 
 
 def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> Stack:
@@ -191,6 +202,12 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                 f"{built} will be built from source; torch {alt.torch.version} has prebuilt wheels ({names}): "
                 "add --prefer-wheels to choose that instead"
             )
+    if request.keep_torch:
+        if best.torch.is_installed(request.keep_torch):
+            notes.append(f"keeps the installed torch {request.keep_torch} (pass --upgrade to move to the newest that fits)")
+        else:
+            notes.append(f"the installed torch {request.keep_torch} cannot serve this request on this target: "
+                         f"replaced by {best.torch.version}")
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)

@@ -5,6 +5,7 @@ Each case runs the real solver and planner over the shipped matrices; nothing is
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ def test_case(case: dict[str, Any]) -> None:
         verified_only=case.get("verified_only", False),
         prefer_wheels=case.get("prefer_wheels", False),
     )
+    if "installed_torch" in case["target"]:
+        request = dataclasses.replace(request, keep_torch=case["target"]["installed_torch"])
     expect = case["expect"]
     if not expect.get("ok", True):
         with pytest.raises(NoCompatibleStack) as info:
