@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
 
-__all__ = ["make_plan", "max_jobs", "GB_PER_JOB"]
+__all__ = ["make_plan", "max_jobs", "GB_PER_JOB", "TORCH_FAMILY"]
+
+# Packages built per CUDA variant alongside torch and published on the same PyTorch index
+# (uv crates/uv-torch routes the same set to torch's index; ANCHORS.md section 1).
+TORCH_FAMILY = frozenset({"torchvision", "torchaudio", "torchtext", "torchdata", "torchcodec", "torchao"})
 
 # Peak memory of one compile job. flash-attn: about 5 GB per nvcc thread (flash-attn setup.py's own MAX_JOBS rule,
 # PR #2079); xformers and small extensions: about 2 GB per job.
@@ -74,9 +81,14 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
         steps.append(Step("install", "torch", pin, index_url=t.index_url, extra_index_urls=extra,
                           description=f"install torch {t.version} from {t.index_url}"))
     for req in stack.other_requirements:
-        name = req.split(";")[0]
-        steps.append(Step("install", name.split("=")[0].split("<")[0].split(">")[0].strip(), req, index_url=PYPI_SIMPLE,
-                          constraints=(pin,), description=f"install {req} with {pin} held"))
+        name = canonicalize_name(Requirement(req).name)
+        index: str = PYPI_SIMPLE
+        extra_urls: tuple[str, ...] = ()
+        if name in TORCH_FAMILY and t.index_url != PYPI_SIMPLE:
+            # Same CUDA build as torch, from torch's index: a PyPI torchvision is another CUDA build (uv does the same).
+            index, extra_urls = t.index_url or PYPI_SIMPLE, (PYPI_SIMPLE,)
+        steps.append(Step("install", str(name), req, index_url=index, extra_index_urls=extra_urls,
+                          constraints=(pin,), description=f"install {req} from {index} with {pin} held"))
     for choice in stack.packages[1:]:
         if installed.get(choice.name) == choice.version and choice.method == "wheel":
             notes.append(f"{choice.name} {choice.version} is already installed: kept")
@@ -84,10 +96,10 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
         if choice.method == "source":
             steps.append(_build_step(choice, stack, pin))
             continue
-        index = choice.index_url
+        wheel_index = choice.index_url
         steps.append(Step(
-            "install", choice.name, f"{choice.name}=={choice.version}", index_url=None if choice.url else index,
-            extra_index_urls=(PYPI_SIMPLE,) if index and index.startswith(PYTORCH_INDEX) else (),
+            "install", choice.name, f"{choice.name}=={choice.version}", index_url=None if choice.url else wheel_index,
+            extra_index_urls=(PYPI_SIMPLE,) if wheel_index and wheel_index.startswith(PYTORCH_INDEX) else (),
             url=choice.url, constraints=(pin,),
             description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) with {pin} held",
         ))

@@ -69,9 +69,9 @@ def _check_package(plan: Plan, name: str, expect: dict[str, Any]) -> None:
 
 def _check_step(plan: Plan, name: str, expect: dict[str, Any]) -> None:
     step = next(s for s in plan.steps if s.package == name)
-    for key in ("action", "build_isolation", "no_deps"):
+    for key in ("action", "build_isolation", "no_deps", "index_url"):
         if key in expect:
-            assert getattr(step, key) == expect[key], f"step {name}.{key}"
+            assert getattr(step, key) == expect[key], f"step {name}.{key}: {getattr(step, key)!r}"
     if "constraints" in expect:
         assert list(step.constraints) == expect["constraints"]
     for k, v in expect.get("env", {}).items():
