@@ -138,20 +138,22 @@ def _split_group(group: _Child) -> tuple[list[_Child], list[str]]:
     output (its crash). Backends that never began are returned for a rerun, each in its own child.
     """
     parts: dict[str, list[dict[str, Any]]] = {}
-    ended: set[str] = set()
+    began: dict[str, float] = {}
+    ended: dict[str, float] = {}
     current: str | None = None
     for rec in group.records:
         if rec.get("kind") == "begin":
             current = str(rec.get("backend"))
             parts[current] = []
+            began[current] = float(rec.get("t") or 0.0)
         elif rec.get("kind") == "end":
-            ended.add(str(rec.get("backend")))
+            ended[str(rec.get("backend"))] = float(rec.get("t") or 0.0)
         elif current is not None:
             parts[current].append(rec)
     children = []
     for name, records in parts.items():
-        if name in ended:
-            children.append(_Child(name, 0, records, "", group.seconds))
+        if name in ended:  # seconds: this backend's own share of the group's run
+            children.append(_Child(name, 0, records, "", max(0.0, ended[name] - began[name])))
         else:  # the crash happened here
             children.append(_Child(name, group.returncode, records, group.text, group.seconds))
     never = [n for n in SDPA if n not in parts]
@@ -163,6 +165,8 @@ def _run_sdpa(python_exe: str, lock: str, timeout: float) -> list[_Child]:
     four), falling back to one process per backend for any the group did not reach."""
     group = _run_child(python_exe, "sdpa", lock, timeout * len(SDPA))
     children, never = _split_group(group)
+    if children:  # the group's own cost outside every backend: importing torch, creating the context
+        children.append(_Child("sdpa-startup", 0, [], "", max(0.0, group.seconds - sum(c.seconds for c in children))))
     children += [_run_child(python_exe, name, lock, timeout) for name in never]
     order = {n: i for i, n in enumerate(SDPA)}
     return sorted(children, key=lambda c: order.get(c.name, 99))

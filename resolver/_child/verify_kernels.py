@@ -425,14 +425,14 @@ def run_group(names: Tuple[str, ...], lock: Optional[str]) -> None:
     parent reruns the backends that never began, each in its own child.
     """
     for name in names:
-        emit("begin", backend=name)
+        emit("begin", backend=name, t=time.monotonic())
         try:
             run_backend(name, lock)
         except Skip as why:
             emit("skip", backend=name, reason=str(why))
         except Exception as exc:  # noqa: BLE001 - one backend's failure must not hide the others
             emit("fatal", backend=name, error=traceback.format_exc()[-6000:], type=type(exc).__name__)
-        emit("end", backend=name)
+        emit("end", backend=name, t=time.monotonic())
 
 
 def main(argv: Optional[List[str]] = None) -> int:
