@@ -33,25 +33,11 @@ from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, p
                              parse_nvcc_version, parse_nvidia_smi_csv, parse_nvidia_smi_csv_driver,
                              parse_nvidia_smi_cuda_version, parse_nvml_cuda_version, parse_proc_driver_version,
                              parse_sys_module_version)
+from resolver import probes
 from resolver.report import Reporter
 
-__all__ = [
-    "DetectedGpu",
-    "InstalledEnv",
-    "Host",
-    "detect",
-    "detect_env",
-    "format_driver",
-    "parse_nvidia_smi_csv",
-    "parse_nvidia_smi_csv_driver",
-    "parse_proc_driver_version",
-    "parse_sys_module_version",
-    "parse_nvidia_smi_cuda_version",
-    "parse_nvml_cuda_version",
-    "parse_nvcc_version",
-    "parse_meminfo_available_gib",
-    "parse_env_json",
-]
+# The values and parsers live in resolver.probes; detect re-exports them beside the reads.
+__all__ = ["detect", "detect_env", "format_driver", *probes.__all__]
 
 log = logging.getLogger("gpustack.detect")
 
