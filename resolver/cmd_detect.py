@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from resolver.detect import Host, detect as detect_host, format_driver
+from resolver.detect import detect as detect_host, format_driver
+from resolver.probes import Host
 
 __all__ = ["detect", "render"]
 

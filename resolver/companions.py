@@ -236,7 +236,7 @@ def flash_fits_gpus(f: FlashRelease, target: Target) -> bool:
 
 def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target) -> tuple[PackageChoice | None, str]:
     assert torch.cuda is not None
-    if not any(w.platform == target.platform for w in f.wheels[:1]) and target.platform not in {w.platform for w in f.wheels}:
+    if not any(w.platform == target.platform for w in f.wheels):
         return None, f"flash-attn publishes no {target.platform} wheels"
     minor = (torch.release.version.major, torch.release.version.minor)
     for w in _wheel_rows(f, minor, target.python, target.platform):

@@ -37,7 +37,7 @@ from resolver import probes
 from resolver.report import Reporter
 
 # The values and parsers live in resolver.probes; detect re-exports them beside the reads.
-__all__ = ["detect", "detect_env", "format_driver", *probes.__all__]
+__all__ = ["detect", "detect_env", "resources", "format_driver", *probes.__all__]
 
 log = logging.getLogger("gpustack.detect")
 
@@ -163,6 +163,12 @@ def _read_nvcc_version() -> tuple[str, str] | None:
         if done is not None:
             return done.stdout, nvcc
     return None
+
+
+def resources() -> tuple[int, float | None]:
+    """Return (usable cores, free RAM in GiB or None): what sizes ``MAX_JOBS`` of a build on this machine."""
+    text = _read_meminfo()
+    return _cpu_count(), parse_meminfo_available_gib(text) if text else None
 
 
 def _cpu_count() -> int:

@@ -89,7 +89,7 @@ def install_argv(installer: Literal["pip", "uv"], python_exe: str, requirements:
 
 def host_target(host: object) -> Target:
     """Return the ``Target`` of a detected ``resolver.detect.Host`` (GPUs of unknown capability are left out)."""
-    from resolver.detect import Host
+    from resolver.probes import Host
 
     assert isinstance(host, Host)
     gpus = tuple(Gpu(g.name, g.compute_capability, g.memory_mib) for g in host.gpus if g.compute_capability)

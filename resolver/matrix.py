@@ -552,10 +552,10 @@ def validate(m: Matrix) -> list[str]:
             if key in seen and seen[key] != str(g.compute_capability):
                 problems.append(f"gpus.toml: gpu {g.name}: nvidia_smi_name: {n!r} also names a GPU of another compute capability")
             seen[key] = str(g.compute_capability)
+    from packaging.requirements import Requirement
+
     for p in m.profiles:
         for req in p.requirements:
-            from packaging.requirements import Requirement
-
             r = Requirement(req)
             if r.name == "xformers" and not any(r.specifier.contains(str(x.version), prereleases=True) for x in m.xformers):
                 problems.append(f"profiles.toml: profile {p.name}: requirements: {req!r} matches no xformers release")

@@ -123,8 +123,7 @@ def _check_python(text: str) -> str:
 def _local_resources() -> tuple[int, float | None]:
     from resolver import detect
 
-    text = detect._read_meminfo()
-    return detect._cpu_count(), detect.parse_meminfo_available_gib(text) if text else None
+    return detect.resources()
 
 
 def _installed(env: Any) -> dict[str, str]:

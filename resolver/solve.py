@@ -12,6 +12,7 @@ flash-attn; a wheel over a build.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
@@ -192,7 +193,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     if best.source_builds and no_wheels_here:
         notes.append(f"flash-attn publishes no {target.platform} wheels: it is built from source on this platform")
     elif best.source_builds and not request.prefer_wheels:
-        wheel_request = Request(**{**{f: getattr(request, f) for f in request.__dataclass_fields__}, "prefer_wheels": True})
+        wheel_request = dataclasses.replace(request, prefer_wheels=True)
         wheel_opts = [o for o in _options(target, matrix, wheel_request, Reporter()) if not o.source_builds and not o.ptx]
         built = ", ".join(c.choice.name for c in best.companions if c.choice.method == "source")
         if wheel_opts:
