@@ -1,0 +1,407 @@
+"""Matrix rows from parsed TOML: ``from_dicts(data) -> Matrix``, pure, with an ``InvalidMatrix`` naming
+``file: row: field: what is wrong`` for the first bad value. ``resolver.matrix`` reads the files and caches the result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from resolver.errors import InvalidMatrix
+from resolver.matrix_types import (
+    CudaMinor,
+    DockerImage,
+    FlashRelease,
+    FlashWheelRow,
+    GpuRow,
+    Matrix,
+    MinorCompat,
+    Profile,
+    TorchRelease,
+    TorchVariant,
+    XformersRelease,
+)
+from resolver.models import ArchList, ComputeCapability
+
+__all__ = ["FILES", "OPTIONAL", "from_dicts"]
+
+FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker")
+OPTIONAL = {"xformers_source", "docker"}
+
+T = TypeVar("T")
+
+
+class _Ctx:
+    """Builds the ``file: row: field`` context of an error."""
+
+    def __init__(self, file: str, row: str) -> None:
+        self.file = file
+        self.row = row
+
+    def fail(self, field: str, what: str) -> InvalidMatrix:
+        return InvalidMatrix(what, f"{self.file}: {self.row}: {field}")
+
+    def get(self, d: Mapping[str, Any], key: str, typ: type[T] | tuple[type, ...], *, default: Any = ...) -> Any:
+        if key not in d:
+            if default is ...:
+                raise self.fail(key, "missing")
+            return default
+        value = d[key]
+        if isinstance(typ, type) and typ is str and not isinstance(value, str):
+            raise self.fail(key, f"expected a string, got {type(value).__name__} {value!r}")
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise self.fail(key, f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def str_list(self, d: Mapping[str, Any], key: str, *, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(d, key, list, default=default)
+        if value is None or value is default:
+            return () if value is None or value is ... else tuple(value)
+        if not all(isinstance(x, str) for x in value):
+            raise self.fail(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def version(self, d: Mapping[str, Any], key: str, *, default: Any = ...) -> Any:
+        raw = self.get(d, key, str, default=default)
+        if raw is default or raw is None:
+            return raw
+        return self.parse(key, raw, Version)
+
+    def parse(self, field: str, raw: str, fn: Callable[[str], T]) -> T:
+        try:
+            return fn(raw)
+        except (InvalidVersion, InvalidSpecifier, ValueError) as exc:
+            raise self.fail(field, f"cannot parse {raw!r}: {exc}") from None
+
+
+def _source(ctx: _Ctx, d: Mapping[str, Any]) -> str:
+    src = ctx.get(d, "source", str)
+    if not src.strip():
+        raise ctx.fail("source", "empty: every row must say where its facts come from")
+    return str(src)
+
+
+def _spec(text: str) -> SpecifierSet:
+    """``"torch (==1.13.1)"`` / ``"torch ==2.0.1"`` / ``">=3.9"`` -> SpecifierSet."""
+    s = text.strip()
+    s = re.sub(r"^[A-Za-z_][A-Za-z0-9_.-]*\s*", "", s) if re.match(r"^[A-Za-z]", s) else s
+    s = s.strip().removeprefix("(").removesuffix(")").strip()
+    return SpecifierSet(s)
+
+
+def _driver(text: str) -> Version | None:
+    """NVIDIA table cells: ``"525.60.13"`` -> Version; ``"N/A"`` / ``"R610 branch"`` -> None."""
+    t = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)*", t):
+        return Version(t)
+    return None
+
+
+# --- torch -------------------------------------------------------------------------------------------------------
+
+
+def _torch_release(ctx: _Ctx, r: Mapping[str, Any]) -> TorchRelease:
+    version = ctx.version(r, "version")
+    variants = []
+    for i, v in enumerate(ctx.get(r, "variant", list)):
+        vctx = _Ctx(ctx.file, f"{ctx.row} variant[{i}]")
+        tag = vctx.get(v, "tag", str)
+        cuda = vctx.version(v, "cuda")
+        if tag != f"cu{cuda.major}{cuda.minor}":
+            raise vctx.fail("tag", f"{tag!r} does not match cuda {cuda}")
+        arch = vctx.parse("torch_cuda_arch_list", vctx.get(v, "torch_cuda_arch_list", str), ArchList.parse)
+        sm_list = vctx.parse("sm_list", " ".join(vctx.str_list(v, "sm_list")), ArchList.parse)
+        if sm_list.sass | sm_list.sass_exact != arch.sass | arch.sass_exact:
+            raise vctx.fail("sm_list", f"disagrees with torch_cuda_arch_list {arch.to_torch_arch_list()!r}")
+        if vctx.get(v, "ptx", bool, default=False) != bool(arch.ptx):
+            raise vctx.fail("ptx", "disagrees with the +PTX entries of torch_cuda_arch_list")
+        aarch = v.get("aarch64_arch_list")
+        variants.append(
+            TorchVariant(
+                tag=tag,
+                cuda=cuda,
+                arch=arch,
+                arch_aarch64=vctx.parse("aarch64_arch_list", aarch, ArchList.parse) if isinstance(aarch, str) else None,
+                pypi_default=vctx.get(v, "pypi_default", bool, default=False),
+                unverified=vctx.get(v, "unverified", bool, default=False),
+                source=_source(vctx, v),
+                note=vctx.get(v, "note", str, default=""),
+            )
+        )
+    pypi_cuda: dict[str, str] = {}
+    pypi_arch: dict[str, ArchList] = {}
+    x86 = ctx.get(r, "pypi_default_cuda_linux_x86_64", str)
+    pypi_cuda["linux_x86_64"] = "cpu" if x86 == "cpu" else f"cu{x86.replace('.', '')}"
+    arm = ctx.get(r, "pypi_linux_aarch64_cuda", str)
+    pypi_cuda["linux_aarch64"] = "cpu" if arm == "cpu" else f"cu{arm.replace('.', '')}"
+    win = ctx.get(r, "pypi_windows_cuda", str)
+    pypi_cuda["win_amd64"] = "cpu" if win == "cpu" else f"cu{win.replace('.', '')}"
+    pypi_arch["linux_x86_64"] = ctx.parse("pypi_arch_list_verified", ctx.get(r, "pypi_arch_list_verified", str), ArchList.parse)
+    arm_arch = r.get("pypi_aarch64_arch_list_verified")
+    if isinstance(arm_arch, str):
+        pypi_arch["linux_aarch64"] = ctx.parse("pypi_aarch64_arch_list_verified", arm_arch, ArchList.parse)
+    abi = ctx.get(r, "cxx11_abi_pypi_linux_x86_64", int)
+    if abi not in (0, 1):
+        raise ctx.fail("cxx11_abi_pypi_linux_x86_64", f"expected 0 or 1, got {abi!r}")
+    ctx.str_list(r, "index_cuda_variants")  # schema check only: the variant rows are what the solver uses
+    return TorchRelease(
+        version=version,
+        requires_python=ctx.parse("requires_python", ctx.get(r, "requires_python", str), SpecifierSet),
+        pythons=ctx.str_list(r, "python_versions_pypi_linux_x86_64"),
+        platforms_pypi=ctx.str_list(r, "platforms_pypi"),
+        pypi_cuda=pypi_cuda,
+        pypi_arch=pypi_arch,
+        cxx11_abi=bool(abi),
+        cxx11_abi_inferred=ctx.get(r, "cxx11_abi_inferred", bool, default=False),
+        variants=tuple(sorted(variants, key=lambda v: v.cuda, reverse=True)),
+        source=_source(ctx, r),
+        note=ctx.get(r, "note", str, default=""),
+    )
+
+
+# --- xformers -----------------------------------------------------------------------------------------------------
+
+
+def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str, Mapping[str, Any]]) -> XformersRelease:
+    version = ctx.version(r, "version")
+    torch_req = ctx.get(r, "requires_dist_torch", str)
+    index = r.get("index_cuda_variants", r.get("index_upload_targets"))
+    index_variants = None
+    if isinstance(index, list):
+        index_variants = tuple(t for t in index if isinstance(t, str) and t.startswith("cu"))
+    src_row = source_rows.get(str(version))
+    source_torch = None
+    source_min_cc = None
+    source = _source(ctx, r)
+    if src_row is not None and isinstance(src_row.get("source_requires_torch"), str):
+        sctx = _Ctx("xformers_source.toml", f"release {version}")
+        source_torch = sctx.parse("source_requires_torch", src_row["source_requires_torch"], _spec)
+        source += " ; source build: " + _source(sctx, src_row)
+        floor = src_row.get("min_cc_buildable")
+        if isinstance(floor, str) and re.fullmatch(r"\d+\.\d", floor):
+            source_min_cc = ComputeCapability.parse(floor)
+    return XformersRelease(
+        version=version,
+        torch=ctx.parse("requires_dist_torch", torch_req, _spec),
+        requires_python=ctx.parse("requires_python", ctx.get(r, "requires_python", str), SpecifierSet),
+        python_tags=ctx.str_list(r, "wheel_python_tags"),
+        abi_tags=ctx.str_list(r, "wheel_abi_tags"),
+        platforms=ctx.str_list(r, "wheel_platforms"),
+        pypi_cuda=ctx.version(r, "pypi_build_cuda"),
+        pypi_torch=ctx.get(r, "pypi_build_torch", str),
+        arch=ctx.parse("pypi_build_torch_cuda_arch_list", ctx.get(r, "pypi_build_torch_cuda_arch_list", str), ArchList.parse),
+        windows_cuda=ctx.version(r, "windows_build_cuda", default=None),
+        index_variants=index_variants,
+        has_components=ctx.get(r, "has_xformers_components", bool),
+        sdist=ctx.get(r, "sdist_on_pypi", bool),
+        source=source,
+        source_torch=source_torch,
+        source_min_cc=source_min_cc,
+        note=ctx.get(r, "note", str, default=""),
+    )
+
+
+# --- flash-attn ---------------------------------------------------------------------------------------------------
+
+def _flash_platform(os_name: str) -> str:
+    return "linux_aarch64" if os_name.endswith("-arm") else "linux_x86_64"
+
+
+def _cuda_build(text: str) -> Version:
+    """``"113"`` -> 11.3; ``"12.9.1"`` -> 12.9.1."""
+    if re.fullmatch(r"\d{3}", text):
+        return Version(f"{text[:2]}.{text[2]}")
+    return Version(text)
+
+
+def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
+    version = ctx.version(r, "version")
+    unverified = ctx.get(r, "unverified", bool, default=False)
+    wheels: list[FlashWheelRow] = []
+    oses = ctx.str_list(r, "wheel_matrix_os", default=())
+    platforms = sorted({_flash_platform(o) for o in oses}) or ["linux_x86_64"]
+    for i, row in enumerate(ctx.get(r, "torch", list, default=[])):
+        tctx = _Ctx(ctx.file, f"{ctx.row} torch[{i}]")
+        torch_v = tctx.version(row, "torch")
+        row_platforms = tctx.str_list(row, "platforms", default=tuple(platforms))
+        abis = tctx.str_list(row, "cxx11_abi", default=("FALSE",))
+        for abi in abis:
+            if abi not in ("TRUE", "FALSE"):
+                raise tctx.fail("cxx11_abi", f"expected TRUE or FALSE, got {abi!r}")
+        for cuda in tctx.str_list(row, "cuda_build"):
+            cuda_v = tctx.parse("cuda_build", cuda, _cuda_build)
+            for py in tctx.str_list(row, "python"):
+                for abi in abis:
+                    for plat in row_platforms:
+                        wheels.append(FlashWheelRow(torch_v, cuda_v, abi == "TRUE", py, plat))
+    check = ctx.get(r, "runtime_cc_check", str, default="cc_major >= 8")
+    max_major = 9 if "is_sm90" in check else None
+    sass: dict[str, ArchList] = {}
+    for cuda, sms in ctx.get(r, "wheel_sass_by_cuda_build", dict, default={}).items():
+        sass[cuda] = ctx.parse("wheel_sass_by_cuda_build", " ".join(sms), ArchList.parse)
+    pin = ctx.str_list(r, "setup_wheel_cuda_pin", default=())
+    rule = ctx.get(r, "wheel_cuda_tag_rule", str, default="")
+    if rule == "cu{major}{minor}" and pin:
+        rule = "pinned:" + ",".join(pin)
+    min_torch = ctx.get(r, "readme_min_torch", str, default=None)
+    setup_min_cuda = ctx.get(r, "setup_min_cuda_for_build", str, default=None)
+    return FlashRelease(
+        version=version,
+        git_tag=ctx.get(r, "git_tag", str, default=None),
+        requires_python=ctx.parse("python_requires", ctx.get(r, "python_requires", str, default=">=3.9"), SpecifierSet),
+        min_cc=ComputeCapability(8, 0),
+        max_cc_major=max_major,
+        setup_min_cuda=ctx.parse("setup_min_cuda_for_build", setup_min_cuda, Version) if setup_min_cuda else None,
+        min_torch=ctx.parse("readme_min_torch", min_torch, Version) if min_torch else None,
+        wheels=tuple(wheels),
+        wheel_sass=sass,
+        cuda_tag_rule=rule,
+        wheels_unverified=ctx.get(r, "wheel_matrix_unverified", bool, default=False) or unverified,
+        unverified=unverified,
+        source=_source(ctx, r),
+        note=ctx.get(r, "note", str, default=""),
+    )
+
+
+# --- cuda, gpus, profiles, docker -----------------------------------------------------------------------------------
+
+
+def _cuda_minor(ctx: _Ctx, r: Mapping[str, Any]) -> CudaMinor:
+    sms = ctx.get(r, "sm_list", list)
+    if not all(isinstance(s, int) for s in sms):
+        raise ctx.fail("sm_list", f"expected a list of integers, got {sms!r}")
+    return CudaMinor(
+        cuda=ctx.version(r, "cuda"),
+        ga_min_driver_linux=_driver(ctx.get(r, "ga_min_driver_linux", str)),
+        ga_min_driver_windows=_driver(ctx.get(r, "ga_min_driver_windows", str)),
+        nvcc_sms=frozenset(ComputeCapability(s // 10, s % 10) for s in sms),
+        unverified=ctx.get(r, "unverified", bool, default=False),
+        source=_source(ctx, r),
+    )
+
+
+def _minor_compat(ctx: _Ctx, r: Mapping[str, Any]) -> MinorCompat:
+    linux = _driver(ctx.get(r, "min_driver_linux", str))
+    windows = _driver(ctx.get(r, "min_driver_windows", str))
+    if linux is None or windows is None:
+        raise ctx.fail("min_driver_linux", "expected a driver version such as 525.60.13")
+    return MinorCompat(ctx.get(r, "major", int), linux, windows, _source(ctx, r))
+
+
+def _gpu(ctx: _Ctx, r: Mapping[str, Any]) -> GpuRow:
+    cc = ctx.parse("compute_capability", ctx.get(r, "compute_capability", str), ComputeCapability.parse)
+    sm = ctx.get(r, "sm", str)
+    if sm != cc.sm:
+        raise ctx.fail("sm", f"{sm!r} disagrees with compute_capability {cc}")
+    names = r.get("nvidia_smi_name")
+    smi: tuple[str, ...] = ()
+    if isinstance(names, str):
+        smi = (names,)
+    elif isinstance(names, list):
+        smi = tuple(str(n) for n in names)
+    mem = r.get("memory_gb")
+    memory = tuple(mem) if isinstance(mem, list) else ((int(mem),) if isinstance(mem, (int, float)) else ())
+    return GpuRow(
+        name=ctx.get(r, "name", str),
+        compute_capability=cc,
+        nvidia_smi_names=smi,
+        architecture=ctx.get(r, "architecture", str),
+        memory_gb=memory,
+        unverified=bool(r.get("cc_unverified", False)),
+        source=_source(ctx, r),
+    )
+
+
+def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    reqs = ctx.str_list(r, "requirements")
+    constraints = ctx.str_list(r, "constraints", default=())
+    needs = ctx.str_list(r, "needs", default=())
+    for need in needs:
+        if need not in _KNOWN_NEEDS:
+            raise ctx.fail("needs", f"unknown feature {need!r} (known: {', '.join(sorted(_KNOWN_NEEDS))})")
+    for req in reqs + constraints:
+        try:
+            Requirement(req)
+        except InvalidRequirement as exc:
+            raise ctx.fail("requirements", f"{req!r}: {exc}") from None
+    return Profile(
+        name=ctx.get(r, "name", str),
+        requirements=reqs,
+        summary=ctx.get(r, "summary", str),
+        source=_source(ctx, r),
+        constraints=constraints,
+        needs=needs,
+        note=ctx.get(r, "note", str, default=""),
+        unverified=ctx.get(r, "unverified", bool, default=False),
+    )
+
+
+_KNOWN_NEEDS = {"xformers.components"}
+
+
+def _docker(ctx: _Ctx, r: Mapping[str, Any]) -> DockerImage:
+    return DockerImage(
+        cuda=ctx.version(r, "cuda"),
+        version=ctx.get(r, "version", str),
+        runtime=ctx.get(r, "cudnn_runtime", str, default=None) or ctx.get(r, "runtime", str),
+        devel=ctx.get(r, "cudnn_devel", str, default=None) or ctx.get(r, "devel", str),
+        removed=ctx.get(r, "removed", bool, default=False),
+        unverified=ctx.get(r, "unverified", bool, default=False),
+        source=_source(ctx, r),
+    )
+
+
+def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapping[str, Any]]]:
+    rows = data.get(key, [])
+    if not isinstance(rows, list):
+        raise InvalidMatrix(f"expected an array of tables [[{key}]]", f"{file}: {key}")
+    out: list[tuple[_Ctx, Mapping[str, Any]]] = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise InvalidMatrix("expected a table", f"{file}: {key}[{i}]")
+        label = r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or i
+        out.append((_Ctx(file, f"{key}[{i}] ({label})"), r))
+    return out
+
+
+def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
+    """Return the typed ``Matrix`` of parsed TOML documents keyed by file stem (``torch``, ``cuda``, ...).
+
+    Pure: raises ``InvalidMatrix`` naming ``file: row: field`` for the first wrong value.
+    """
+    for name in FILES:
+        if name not in data and name not in OPTIONAL:
+            raise InvalidMatrix("file missing", f"{name}.toml")
+    torch = tuple(_torch_release(c, r) for c, r in _rows(data["torch"], "torch.toml", "release"))
+    source_rows = {str(r.get("version")): r for _, r in _rows(data.get("xformers_source", {}), "xformers_source.toml", "release")}
+    xformers = tuple(
+        _xformers_release(c, r, source_rows)
+        for c, r in _rows(data["xformers"], "xformers.toml", "release")
+        if not r.get("prerelease", False)
+    )
+    flash = tuple(_flash_release(c, r) for c, r in _rows(data["flash_attn"], "flash_attn.toml", "release"))
+    cuda = tuple(_cuda_minor(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "cuda_minor"))
+    compat = tuple(_minor_compat(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "minor_version_compat"))
+    gpus = tuple(_gpu(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "gpu"))
+    profiles = tuple(_profile(c, r) for c, r in _rows(data["profiles"], "profiles.toml", "profile"))
+    docker = tuple(_docker(c, r) for c, r in _rows(data.get("docker", {}), "docker.toml", "image"))
+    general = data["flash_attn"].get("general", {})
+    url = general.get("wheel_url_pattern", "") if isinstance(general, dict) else ""
+    return Matrix(
+        torch=tuple(sorted(torch, key=lambda t: t.version, reverse=True)),
+        xformers=tuple(sorted(xformers, key=lambda x: x.version, reverse=True)),
+        flash_attn=tuple(sorted(flash, key=lambda f: f.version, reverse=True)),
+        cuda=tuple(sorted(cuda, key=lambda c: c.cuda)),
+        minor_compat=compat,
+        gpus=gpus,
+        profiles=profiles,
+        docker=docker,
+        flash_wheel_url=str(url),
+    )
