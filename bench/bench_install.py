@@ -3,7 +3,8 @@
 1. The fixture CUDA extension (tests/fixtures/cuda_ext) built fresh vs installed from the build cache (goal: the
    cache hit >= 20x faster).
 2. A single-architecture build (9.0) vs the architecture list torch itself was built with (goal: several times
-   faster).
+   faster), for the tiny test fixture and for bench/heavy_ext, whose build is mostly device code as real packages'
+   are.
 3. pip vs uv installing the same plan (the real torch 2.13.0+cpu wheel from /opt/wheels, no dependencies).
 
 Usage: ``python bench/bench_install.py [--torch-venv DIR]``; DIR holds (or receives) torch 2.14.1 (CUDA 13).
@@ -27,6 +28,7 @@ from resolver.models import PackageChoice, Plan, Stack, Step, Target
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_EXT = ROOT / "tests" / "fixtures" / "cuda_ext"
+HEAVY_EXT = ROOT / "bench" / "heavy_ext"
 
 
 def torch_venv(path: Path) -> str:
@@ -55,9 +57,22 @@ def uninstall(python: str, name: str) -> None:
     subprocess.run([python, "-m", "pip", "uninstall", "-y", name], capture_output=True)
 
 
-def ext_step(arch_list: str) -> Step:
-    return Step("build", "gpustack-cuda-ext-fixture", str(CUDA_EXT), no_deps=True,
+def ext_step(arch_list: str, source: Path = CUDA_EXT, name: str = "gpustack-cuda-ext-fixture") -> Step:
+    return Step("build", name, str(source), no_deps=True,
                 env={"TORCH_CUDA_ARCH_LIST": arch_list, "FORCE_CUDA": "1"}, build_isolation=False)
+
+
+def bench_heavy(python: str, torch_archs: str) -> dict[str, float]:
+    """Returns the build-step seconds of bench/heavy_ext (mostly device code) for 9.0 alone and for torch's list."""
+    pip = [python, "-m", "pip"]
+    out: dict[str, float] = {}
+    for label, archs in (("9.0", "9.0"), ("torch_list", torch_archs)):
+        t0 = time.perf_counter()
+        build.build(ext_step(archs, HEAVY_EXT, "gpustack-heavy-ext-bench"), python, pip, use_cache=False,
+                    progress=False)
+        out[f"heavy_build_{label}_s"] = time.perf_counter() - t0
+    out["heavy_single_arch_speedup_x"] = out["heavy_build_torch_list_s"] / out["heavy_build_9.0_s"]
+    return out
 
 
 def bench_builds(python: str) -> dict[str, float]:
@@ -75,6 +90,7 @@ def bench_builds(python: str) -> dict[str, float]:
     out[f"fresh_build_{torch_archs}_s"] = timed_install(full, python, use_cache=False)
     uninstall(python, "gpustack-cuda-ext-fixture")
     out["cache_speedup_x"] = out["fresh_build_9.0_s"] / out["cache_hit_9.0_s"]
+    out.update(bench_heavy(python, torch_archs))
     # The build step alone (what the cache replaces), without the install around it: pip start-up, the environment
     # snapshot and the torch guard cost the same with or without a cache and hide the cache's own effect.
     pip = [python, "-m", "pip"]

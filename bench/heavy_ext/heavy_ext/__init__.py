@@ -1,0 +1,1 @@
+"""Benchmark-only extension: nothing to call; it exists to be compiled."""
