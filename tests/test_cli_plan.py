@@ -118,3 +118,19 @@ def test_console_script_plans_on_this_gpu_less_machine() -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Tesla K80 (sm_37)" in done.stdout
+
+
+@pytest.mark.slow
+def test_plan_keeps_the_installed_torch_unless_upgrade(torch_python: str) -> None:
+    """A venv with torch 2.13.0+cpu: the CPU plan keeps it (no torch step); --upgrade plans the newest CPU build."""
+    code, out, err = run("plan", "--cpu", "--python-exe", torch_python, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["packages"][0]["version"] == "2.13.0+cpu"
+    assert [s["package"] for s in data["steps"]] == []
+    assert any("keeps the installed torch 2.13.0+cpu" in n for n in data["notes"])
+    code, out, err = run("plan", "--cpu", "--python-exe", torch_python, "--upgrade", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["packages"][0]["version"] == "2.15.0+cpu"
+    assert data["steps"][0]["requirement"] == "torch==2.15.0+cpu"
