@@ -1,0 +1,2 @@
+#include "heavy.cuh"
+HEAVY_INST(72) HEAVY_INST(80) HEAVY_INST(88) HEAVY_INST(96)

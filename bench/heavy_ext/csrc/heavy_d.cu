@@ -1,0 +1,2 @@
+#include "heavy.cuh"
+HEAVY_INST(76) HEAVY_INST(84) HEAVY_INST(92) HEAVY_INST(100)
