@@ -29,13 +29,25 @@ def _full_plan(requirements: tuple[str, ...], **options: Any) -> tuple[Plan, Any
     return make_plan(stack), ctx
 
 
+def _check_output(path: str) -> Path:
+    """Return the folder ``path`` will be written in; ``BadInput`` when it does not exist."""
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    if path != "-" and not folder.is_dir():
+        raise BadInput(f"-o {path}: folder {folder} does not exist; create it or pass another path")
+    return folder
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write ``text`` to ``path`` (``-`` is stdout) through a temporary file, so a failure leaves no half file."""
     if path == "-":
         click.echo(text, nl=False)
         return
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    folder = _check_output(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    except OSError as exc:
+        raise BadInput(f"-o {path}: cannot write in {folder} ({exc.strerror}); pass another path") from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, target)
@@ -62,6 +74,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
+    _check_output(output)  # before any solving or network: a bad -o is bad input
     plan, ctx = _full_plan(requirements, **options)
     pins: dict[str, str] = {}
     if with_deps:
@@ -147,6 +160,14 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     from resolver.models import parse_driver
     from resolver.upgrade import check_upgrade as check, proposed_versions
 
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for req in requirements:  # bad input first: before reading any lock or environment
+        try:
+            Requirement(req)
+        except InvalidRequirement as exc:
+            first = str(exc).splitlines()[0].rstrip(".")
+            raise BadInput(f"invalid requirement {req!r}: {first}; write it as PEP 508, e.g. 'torch==2.2.0'") from None
     matrix = load()
     current = _current_from_lock(lock_file) if lock_file else _current_from_env(python_exe, driver)
     if driver:

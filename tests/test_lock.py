@@ -325,3 +325,15 @@ def test_cli_install_lock_round_trip_and_tampered_file(tmp_path: Path) -> None:
     assert _freeze(Path(python)) == before
     result = CliRunner().invoke(main, ["install", "--lock", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and result.stderr.startswith("gpustack: --lock ")
+
+
+def test_cli_lock_bad_output_folder_is_bad_input_before_any_work(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    out = tmp_path / "missing" / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", "--gpu", "A100", "--driver", "535.104.05", "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"gpustack: -o {out}: folder ") and "warning" not in result.stderr
+    assert not out.parent.exists()

@@ -113,3 +113,13 @@ def test_cli_against_a_lock_exit_codes_and_json(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "cannot read it" in missing.output
     garbage = runner.invoke(main, ["check-upgrade", "torch==2.2.0", "--lock", str(lock), "--driver", "abc"])
     assert garbage.exit_code == 2
+
+
+def test_cli_bad_requirement_is_bad_input_before_reading_the_environment() -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    result = CliRunner().invoke(main, ["check-upgrade", "torch=="])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("gpustack: invalid requirement 'torch=='") and result.stderr.count("\n") == 1
