@@ -127,11 +127,12 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
     if pinned and _xformers_platform_ok(x, target.platform) and _xformers_wheel_tags_ok(x, target):
         built = x.windows_cuda if target.platform == "win_amd64" else x.pypi_cuda
         missing, ptx = coverage(x.arch, target)
+        ptx_notes = tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx)
         if built is not None and built.major == torch.cuda.major and not missing:
             return Companion(
                 PackageChoice("xformers", version, "wheel", index_url=PYPI_SIMPLE, variant=f"cu{built.major}{built.minor}",
                               cuda=str(built), arch_list=x.arch.to_torch_arch_list(), ptx_fallback=bool(ptx)),
-                ptx=tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx),
+                ptx=ptx_notes,
             ), ""
         if built is not None and built.major != torch.cuda.major:
             problems.append(f"the PyPI wheel is a CUDA {built} build; torch {torch.version} is CUDA {torch.cuda}")
@@ -148,14 +149,13 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
                 PackageChoice("xformers", f"{version}", "wheel", index_url=f"{PYTORCH_INDEX}/{index_tag}", variant=index_tag,
                               cuda=f"{index_tag[2:-1]}.{index_tag[-1]}", arch_list=x.arch.to_torch_arch_list(), ptx_fallback=bool(ptx)),
                 unverified=unverified,
-                ptx=tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx),
+                ptx=ptx_notes,
             ), ""
     elif not pinned and not off_pin_ok(x, torch.release.version):
         return None, f"requires torch{x.torch}"
     # Source build: the wheel's torch pin does not bind a build from the sdist/tag; its source requirement does.
     if x.source_torch is not None and not spec_allows(x.source_torch, torch.release.version):
         return None, "; ".join(problems + [f"a source build needs torch{x.source_torch}"])
-
     if x.source_min_cc is not None and any(cc < x.source_min_cc for cc in target.capabilities):
         return None, "; ".join(problems + [f"its source does not compile for compute capability below {x.source_min_cc}"])
     nvcc = _nvcc_problem(torch, target)

@@ -13,7 +13,7 @@ flash-attn; a wheel over a build.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
@@ -34,10 +34,16 @@ class Option:
     """A complete candidate stack and its rank."""
 
     torch: TorchOption
-    ptx: tuple[str, ...]
+    torch_ptx: tuple[str, ...]  # GPUs that run this torch build only through PTX JIT
     companions: tuple[Companion, ...]
-    notes: tuple[str, ...] = ()
-    unverified: tuple[str, ...] = field(default=())
+
+    @property
+    def ptx(self) -> tuple[str, ...]:
+        return self.torch_ptx + tuple(p for c in self.companions for p in c.ptx)
+
+    @property
+    def unverified(self) -> tuple[str, ...]:
+        return self.torch.unverified + tuple(u for c in self.companions for u in c.unverified)
 
     @property
     def off_pin(self) -> int:
@@ -118,9 +124,7 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
                 companions.append(comp)
             if not ok:
                 continue
-            unverified = opt.unverified + tuple(u for c in companions for u in c.unverified)
-            ptx_all = ptx + tuple(p for c in companions for p in c.ptx)
-            found.append(Option(opt, ptx_all, tuple(companions), unverified=unverified))
+            found.append(Option(opt, ptx, tuple(companions)))
         if request.keep_torch and not any(o.torch.is_installed(request.keep_torch) for o in found) \
                 and _installed_is_older(request.keep_torch, rel.version):
             continue  # the installed torch, if it fits, outranks newer releases: keep looking down to it
@@ -140,7 +144,6 @@ def _installed_is_older(installed: str, release: Version) -> bool:
 
 def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> Stack:
     t = best.torch
-    torch_notes = tuple(best.ptx[:1]) if best.ptx else ()
     torch_choice = PackageChoice(
         name="torch",
         version=t.version,
@@ -149,8 +152,8 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         variant=t.tag,
         cuda=str(t.cuda) if t.cuda else None,
         arch_list=t.arch.to_torch_arch_list() or None,
-        ptx_fallback=any("torch" in p for p in best.ptx),
-        notes=torch_notes,
+        ptx_fallback=bool(best.torch_ptx),
+        notes=best.torch_ptx[:1],
     )
     notes = list(notes)
     if target.driver is None and not target.is_cpu:
