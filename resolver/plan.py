@@ -40,6 +40,11 @@ def _torch_pin(stack: Stack) -> str:
     return f"torch=={t.version}"
 
 
+def _extra_indexes(index: str | None) -> tuple[str, ...]:
+    """Return PyPI as an extra index for a PyTorch-index step: that index mirrors only part of the dependencies."""
+    return (PYPI_SIMPLE,) if index and index.startswith(PYTORCH_INDEX) else ()
+
+
 def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
     env = dict(choice.build_env)
     threads = 1
@@ -73,21 +78,19 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
     notes: list[str] = []
     pin = _torch_pin(stack)
     t = stack.torch
-    extra = (PYPI_SIMPLE,) if t.index_url and t.index_url.startswith(PYTORCH_INDEX) else ()
     have = installed.get("torch")
     if have is not None and (have == t.version or (t.index_url == PYPI_SIMPLE and have == t.version.split("+")[0])):
         notes.append(f"torch {t.version} is already installed: kept")
     else:
-        steps.append(Step("install", "torch", pin, index_url=t.index_url, extra_index_urls=extra,
+        steps.append(Step("install", "torch", pin, index_url=t.index_url, extra_index_urls=_extra_indexes(t.index_url),
                           description=f"install torch {t.version} from {t.index_url}"))
     for req in stack.other_requirements:
         name = canonicalize_name(Requirement(req).name)
-        index: str = PYPI_SIMPLE
-        extra_urls: tuple[str, ...] = ()
-        if name in TORCH_FAMILY and t.index_url != PYPI_SIMPLE:
+        index = PYPI_SIMPLE
+        if name in TORCH_FAMILY and t.index_url:
             # Same CUDA build as torch, from torch's index: a PyPI torchvision is another CUDA build (uv does the same).
-            index, extra_urls = t.index_url or PYPI_SIMPLE, (PYPI_SIMPLE,)
-        steps.append(Step("install", str(name), req, index_url=index, extra_index_urls=extra_urls,
+            index = t.index_url
+        steps.append(Step("install", str(name), req, index_url=index, extra_index_urls=_extra_indexes(index),
                           constraints=(pin,), description=f"install {req} from {index} with {pin} held"))
     for choice in stack.packages[1:]:
         if installed.get(choice.name) == choice.version and choice.method == "wheel":
@@ -99,7 +102,7 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
         wheel_index = choice.index_url
         steps.append(Step(
             "install", choice.name, f"{choice.name}=={choice.version}", index_url=None if choice.url else wheel_index,
-            extra_index_urls=(PYPI_SIMPLE,) if wheel_index and wheel_index.startswith(PYTORCH_INDEX) else (),
+            extra_index_urls=_extra_indexes(wheel_index),
             url=choice.url, constraints=(pin,),
             description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) with {pin} held",
         ))
