@@ -18,11 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from resolver.models import ArchList, ComputeCapability
+from resolver.models import PYTORCH_INDEX, ArchList, ComputeCapability
 
 __all__ = ["Diagnosis", "Check", "diagnose", "environment_checks", "slow_backends", "SLOW_FRACTION"]
 
-PYTORCH_INDEX = "https://download.pytorch.org/whl"
 # A backend under this share of the best non-math backend's TFLOP/s on the same shape is flagged (PTX JIT / fallback).
 SLOW_FRACTION = 0.25
 # Not comparable with prefill kernels: the reference math path, and split-K decoding kernels.
