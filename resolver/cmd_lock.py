@@ -157,24 +157,18 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     from dataclasses import replace
 
     from resolver.matrix import load
-    from resolver.models import parse_driver
     from resolver.upgrade import check_upgrade as check, proposed_versions
 
-    from packaging.requirements import InvalidRequirement, Requirement
+    from resolver.options import parse_driver_option
+    from resolver.request import parse_requirement
 
     for req in requirements:  # bad input first: before reading any lock or environment
-        try:
-            Requirement(req)
-        except InvalidRequirement as exc:
-            first = str(exc).splitlines()[0].rstrip(".")
-            raise BadInput(f"invalid requirement {req!r}: {first}; write it as PEP 508, e.g. 'torch==2.2.0'") from None
+        parse_requirement(req)
+    given_driver = parse_driver_option(driver) if driver else None
     matrix = load()
     current = _current_from_lock(lock_file) if lock_file else _current_from_env(python_exe, driver)
-    if driver:
-        try:
-            current = replace(current, target=replace(current.target, driver=parse_driver(driver)))
-        except BadInput:
-            raise BadInput(f"--driver {driver!r}: not a driver version; pass it as nvidia-smi prints it") from None
+    if given_driver is not None:
+        current = replace(current, target=replace(current.target, driver=given_driver))
     proposed = proposed_versions(current, requirements, matrix)
     report = check(current, proposed, matrix, requirements=requirements)
     if as_json:

@@ -25,7 +25,7 @@ from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, parse_driver
 from resolver.report import Reporter
 from resolver.request import Request, parse_request
 
-__all__ = ["target_options", "plan_from_cli", "stack_from_cli", "request_from_cli", "target_from_cli", "Context"]
+__all__ = ["parse_driver_option", "target_options", "plan_from_cli", "stack_from_cli", "request_from_cli", "target_from_cli", "Context"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,6 +110,15 @@ def _this_platform() -> str:
     return plat
 
 
+def parse_driver_option(text: str) -> Version:
+    """Return ``--driver`` as a version; ``BadInput`` names the option and shows the expected spelling."""
+    try:
+        return parse_driver(text)
+    except BadInput:
+        raise BadInput(f"--driver {text!r}: not a driver version; pass it as nvidia-smi prints it, "
+                       "e.g. 535.104.05") from None
+
+
 def _check_python(text: str) -> str:
     try:
         v = Version(text)
@@ -145,13 +154,7 @@ def target_from_cli(
     given = bool(o.get("gpus")) or bool(o.get("cpu"))
     if o.get("gpus") and o.get("cpu"):
         raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
-    driver = None
-    if o.get("driver"):
-        try:
-            driver = parse_driver(o["driver"])
-        except BadInput:
-            raise BadInput(f"--driver {o['driver']!r}: not a driver version; pass it as nvidia-smi prints it, "
-                           "e.g. 535.104.05") from None
+    driver = parse_driver_option(o["driver"]) if o.get("driver") else None
     python = _check_python(o["python_version"]) if o.get("python_version") else None
     nvcc = None
     if o.get("nvcc"):

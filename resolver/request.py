@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from resolver.errors import BadInput
 from resolver.matrix_types import Matrix
 
-__all__ = ["Request", "parse_request", "SOLVED"]
+__all__ = ["Request", "parse_request", "parse_requirement", "SOLVED"]
 
 # Packages the solver decides; anything else passes through to the plan untouched.
 SOLVED = ("torch", "xformers", "flash-attn")
@@ -56,6 +56,16 @@ def _split_local(req: Requirement) -> tuple[SpecifierSet, str | None]:
     return SpecifierSet(",".join(kept)), local
 
 
+def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
+    """Return ``text`` as a PEP 508 requirement; ``BadInput`` quotes ``shown`` (the line as the user wrote it)."""
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0].rstrip(".")
+        raise BadInput(f"invalid requirement {shown or text!r}: {first}; write it as PEP 508, "
+                       "e.g. 'xformers<0.0.23'") from None
+
+
 def parse_request(
     lines: Sequence[str],
     matrix: Matrix,
@@ -86,11 +96,7 @@ def parse_request(
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        try:
-            req = Requirement(text)
-        except InvalidRequirement as exc:
-            first = str(exc).splitlines()[0].rstrip(".")
-            raise BadInput(f"invalid requirement {line!r}: {first}; write it as PEP 508, e.g. 'xformers<0.0.23'") from None
+        req = parse_requirement(text, shown=line)
         name = str(canonicalize_name(req.name))
         if name not in SOLVED:
             if line not in constraints:
