@@ -189,17 +189,12 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
     _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
 
 
-_MANYLINUX_MINORS = range(17, 40)
-
-
 def platform_args(platform: str) -> list[str]:
-    """Return ``--platform`` arguments accepting every wheel that installs on ``platform``."""
-    if platform.startswith("linux_"):
-        arch = platform.removeprefix("linux_")
-        tags = [f"manylinux_2_{m}_{arch}" for m in _MANYLINUX_MINORS] + [f"manylinux2014_{arch}", platform]
-    else:
-        tags = [platform]
-    return [a for t in tags for a in ("--platform", t)]
+    """Return ``--platform`` arguments accepting every wheel that installs on ``platform`` (the same tags a lock
+    accepts: ``resolver.hashes.platform_tags``)."""
+    from resolver.hashes import platform_tags
+
+    return [a for t in platform_tags(platform) for a in ("--platform", t)]
 
 
 def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:

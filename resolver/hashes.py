@@ -28,7 +28,7 @@ from resolver import _subprocess
 from resolver.lock import LockedFile
 from resolver.models import PYPI_SIMPLE, Plan
 
-__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "target_tags", "pick", "lookup", "dependency_pins"]
+__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "platform_tags", "target_tags", "pick", "lookup", "dependency_pins"]
 
 log = logging.getLogger("gpustack.hashes")
 
@@ -105,17 +105,22 @@ def parse_index_page(text: str, page_url: str) -> list[IndexFile]:
     return files
 
 
+def platform_tags(platform: str) -> list[str]:
+    """Return the wheel platform tags a target installs, most preferred first: on Linux every manylinux up to the
+    assumed glibc (``GLIBC_MAX``) and its legacy aliases, then the bare platform."""
+    if not platform.startswith("linux_"):
+        return [platform]
+    arch = platform.removeprefix("linux_")
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    platforms = [p for m in range(GLIBC_MAX[1], 4, -1)
+                 for p in (f"manylinux_2_{m}_{arch}", *([f"{legacy[m]}_{arch}"] if m in legacy else []))]
+    return platforms + [platform]
+
+
 def target_tags(python: str, platform: str) -> list[tags.Tag]:
     """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``)."""
     major, minor = (int(x) for x in python.split(".")[:2])
-    if platform.startswith("linux_"):
-        arch = platform.removeprefix("linux_")
-        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-        platforms = [p for m in range(GLIBC_MAX[1], 4, -1)
-                     for p in (f"manylinux_2_{m}_{arch}", *([f"{legacy[m]}_{arch}"] if m in legacy else []))]
-        platforms.append(platform)
-    else:
-        platforms = [platform]
+    platforms = platform_tags(platform)
     interp = f"cp{major}{minor}"
     return [*tags.cpython_tags((major, minor), platforms=platforms),
             *tags.compatible_tags((major, minor), interpreter=interp, platforms=platforms)]
