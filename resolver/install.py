@@ -28,7 +28,7 @@ from resolver.models import Plan, Step
 from resolver.report import Reporter
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
-           "SourceUnreachable", "choose_backend", "restore_args", "execute", "commands"]
+           "SourceUnreachable", "choose_backend", "restore_args", "execute", "commands", "guarded"]
 
 log = logging.getLogger("gpustack.install")
 
@@ -222,6 +222,35 @@ def _verify(python_exe: str, plan: Plan, run_verify: Callable[..., Any]) -> Any:
     return report
 
 
+@contextmanager
+def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_timeout: float = 600.0,
+            passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[envstate.Snapshot]:
+    """Yield the environment's snapshot, taken under its inter-process lock; any exception in the block (Ctrl-C
+    included, a second Ctrl-C ignored while restoring) restores that snapshot and becomes ``InstallFailed`` /
+    ``InstallInterrupted`` naming what was put back. ``passthrough`` exceptions mean nothing changed: re-raised as is.
+    """
+    prefix = envstate.snapshot(python_exe).prefix
+    lock = envstate.env_lock(prefix, timeout=lock_timeout)
+    try:
+        before = envstate.snapshot(python_exe)
+        try:
+            yield before
+        except passthrough:
+            raise
+        except BaseException as exc:
+            with _no_sigint():
+                reporter.message(f"install failed ({type(exc).__name__}); restoring {prefix} ...")
+                restored = envstate.restore(before, python_exe, installer)
+                reporter.message(_restore_line(restored))
+            if isinstance(exc, KeyboardInterrupt):
+                raise InstallInterrupted(exc, restored) from exc
+            if isinstance(exc, (Exception, SystemExit)):
+                raise InstallFailed(exc, restored) from exc
+            raise
+    finally:
+        lock.release()
+
+
 def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sources = Sources(),
             reporter: Reporter | None = None, use_cache: bool = True, verify: bool = False,
             progress: bool = True, lock_timeout: float = 600.0) -> InstallResult:
@@ -236,33 +265,17 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     steps = ordered_steps(plan)
     sources = check_reachable(steps, sources)
     run_verify = load_verify() if verify else None
-    prefix = envstate.snapshot(python_exe).prefix
-    lock = envstate.env_lock(prefix, timeout=lock_timeout)
     run = _Run(plan, installer, sources, reporter, use_cache, progress)
-    try:
-        before = envstate.snapshot(python_exe)
-        verified = None
-        try:
-            for i, step in enumerate(steps, 1):
-                what = step.description or f"{step.action} {step.requirement}"
-                reporter.step_started(i, len(steps), what)
-                t0 = time.monotonic()
-                _run_step(run, python_exe, step)
-                _check_torch(run, python_exe, f"step {i} ({what})")
-                reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
-            if run_verify is not None:
-                verified = _verify(python_exe, plan, run_verify)
-        except BaseException as exc:
-            with _no_sigint():
-                reporter.message(f"install failed ({type(exc).__name__}); restoring {prefix} ...")
-                restored = envstate.restore(before, python_exe, installer)
-                reporter.message(_restore_line(restored))
-            if isinstance(exc, KeyboardInterrupt):
-                raise InstallInterrupted(exc, restored) from exc
-            if isinstance(exc, (Exception, SystemExit)):
-                raise InstallFailed(exc, restored) from exc
-            raise
-        changes = envstate.diff(before, envstate.snapshot(python_exe))
-        return InstallResult(changes, tuple(run.builds), time.monotonic() - started, verified)
-    finally:
-        lock.release()
+    verified = None
+    with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout) as before:
+        for i, step in enumerate(steps, 1):
+            what = step.description or f"{step.action} {step.requirement}"
+            reporter.step_started(i, len(steps), what)
+            t0 = time.monotonic()
+            _run_step(run, python_exe, step)
+            _check_torch(run, python_exe, f"step {i} ({what})")
+            reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
+        if run_verify is not None:
+            verified = _verify(python_exe, plan, run_verify)
+        changes = envstate.diff(before, envstate.snapshot(python_exe))  # still under the lock
+    return InstallResult(changes, tuple(run.builds), time.monotonic() - started, verified)

@@ -143,25 +143,8 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Any, *
     ``installer`` is a ``resolver.install.Installer`` (it knows how to reinstall and uninstall for a restore).
     A refused lock (``LockRefused``) or a hash mismatch changes nothing: pip checks every hash before installing.
     """
-    from resolver import envstate
-    from resolver.install import InstallFailed, InstallInterrupted
+    from resolver.install import guarded
 
-    reporter = reporter or Reporter()
-    prefix = envstate.snapshot(python_exe).prefix
-    env_lock = envstate.env_lock(prefix, timeout=lock_timeout)
-    try:
-        before = envstate.snapshot(python_exe)
-        try:
-            return install_from_lock(locked, python_exe, installer=installer.backend, allow_unhashed=allow_unhashed)
-        except LockRefused:
-            raise
-        except BaseException as exc:
-            reporter.message(f"install failed ({type(exc).__name__}); restoring {prefix} ...")
-            restored = envstate.restore(before, python_exe, installer)
-            if isinstance(exc, KeyboardInterrupt):
-                raise InstallInterrupted(exc, restored) from exc
-            if isinstance(exc, Exception):
-                raise InstallFailed(exc, restored) from exc
-            raise
-    finally:
-        env_lock.release()
+    with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
+                 passthrough=(LockRefused,)):
+        return install_from_lock(locked, python_exe, installer=installer.backend, allow_unhashed=allow_unhashed)
