@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from resolver import _subprocess, cache
+from resolver import _subprocess, cache, detect
 from resolver.errors import CommandFailed, GpuStackError
 from resolver.models import Step
+from resolver.probes import parse_nvcc_version
 from resolver.report import Reporter
 
 __all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
@@ -118,19 +119,12 @@ def probe_target(python_exe: str) -> TargetInfo:
                       tuple(data.get("missing", ())))
 
 
-def _find_nvcc() -> str | None:
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home and os.path.isfile(os.path.join(home, "bin", "nvcc")):
-        return os.path.join(home, "bin", "nvcc")
-    return shutil.which("nvcc")
-
-
 def _cuda_home() -> str | None:
     """Return the toolkit folder of the nvcc found (the one holding ``include/cuda_runtime.h``), if any.
 
     ``nvcc`` on PATH may be a wrapper script (``exec /usr/local/cuda-13.0/bin/nvcc``): then ``/usr/local/cuda``.
     """
-    nvcc = _find_nvcc()
+    nvcc = detect.nvcc()[1]
     if nvcc is None:
         return None
     for home in (os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "/usr/local/cuda"):
@@ -139,29 +133,19 @@ def _cuda_home() -> str | None:
     return None
 
 
-def parse_nvcc_release(text: str) -> Version | None:
-    """Return the CUDA release in ``nvcc --version`` output (``release 13.0, V13.0.88`` -> 13.0)."""
-    m = re.search(r"release (\d+\.\d+)", text)
-    try:
-        return Version(m.group(1)) if m else None
-    except InvalidVersion:
-        return None
+# ``nvcc --version`` is parsed in one place (resolver.probes); the name stays for callers of this module.
+parse_nvcc_release = parse_nvcc_version
 
 
 def probe_resources(python_exe: str, work_dir: Path) -> Resources:
-    """Return nvcc's release, ninja's path (PATH or the target's bin dir), free disk at ``work_dir``, RAM, cores."""
-    nvcc_path = _find_nvcc()
-    done = _subprocess.try_run([nvcc_path, "--version"]) if nvcc_path else None
-    nvcc = parse_nvcc_release(done.stdout) if done else None
+    """Return nvcc's release, ninja's path (PATH or the target's bin dir), free disk at ``work_dir``, RAM, cores.
+
+    The machine itself (nvcc, cores, free RAM) is read by ``resolver.detect``, as everywhere else.
+    """
+    nvcc_release = detect.nvcc()[0]
+    cpus, mem = detect.resources()
     ninja = shutil.which("ninja") or shutil.which("ninja", path=os.path.dirname(python_exe))
-    mem = None
-    try:
-        m = re.search(r"^MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)
-        mem = int(m.group(1)) / 1024**2 if m else None
-    except OSError:
-        pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return Resources(nvcc, ninja, shutil.disk_usage(work_dir).free / 1024**3, mem, cpus)
+    return Resources(nvcc_release, ninja, shutil.disk_usage(work_dir).free / 1024**3, mem, cpus)
 
 
 def _needs_cuda(env: Mapping[str, str]) -> bool:

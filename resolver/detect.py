@@ -37,7 +37,7 @@ from resolver import probes
 from resolver.report import Reporter
 
 # The values and parsers live in resolver.probes; detect re-exports them beside the reads.
-__all__ = ["detect", "detect_env", "resources", "format_driver", *probes.__all__]
+__all__ = ["detect", "detect_env", "nvcc", "resources", "format_driver", *probes.__all__]
 
 log = logging.getLogger("gpustack.detect")
 
@@ -163,6 +163,14 @@ def _read_nvcc_version() -> tuple[str, str] | None:
         if done is not None:
             return done.stdout, nvcc
     return None
+
+
+def nvcc() -> tuple[Version | None, str | None]:
+    """Return (CUDA release, path) of the nvcc a source build would use, or (None, None): see ``_read_nvcc_version``."""
+    read = _read_nvcc_version()
+    if read is None:
+        return None, None
+    return parse_nvcc_version(read[0]), read[1]
 
 
 def resources() -> tuple[int, float | None]:
