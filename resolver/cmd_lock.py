@@ -16,17 +16,21 @@ import click
 
 from resolver.errors import BadInput, CommandFailed
 from resolver.models import Plan
-from resolver.options import stack_from_cli, target_options
+from resolver.options import target_options
 
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
 
 
 def _full_plan(requirements: tuple[str, ...], **options: Any) -> tuple[Plan, Any]:
     """Return the plan of every package (nothing counted as already installed: a lock or image starts empty)."""
-    from resolver.plan import make_plan
+    from resolver.options import plan_and_context
 
-    stack, ctx = stack_from_cli(requirements, **options)
-    return make_plan(stack), ctx
+    plan, ctx = plan_and_context(requirements, None, **options)
+    if ctx.installed:  # sized and solved like `plan` (same MAX_JOBS), but every package is a step
+        from resolver.plan import make_plan
+
+        plan = make_plan(plan.stack, matrix=ctx.matrix)
+    return plan, ctx
 
 
 def _check_output(path: str) -> Path:
@@ -101,8 +105,10 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
 def dockerfile(requirements: tuple[str, ...], output: str, **options: Any) -> None:
     """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
     source builds, pinned installs from the right indexes. Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
-    from resolver.dockerfile import render
+    from resolver.dockerfile import refuse_platform, render
 
+    if options.get("platform_tag"):
+        refuse_platform(options["platform_tag"])  # before any solving: a Windows target gets no Linux image
     plan, ctx = _full_plan(requirements, **options)
     write_atomic(output, render(plan, ctx.matrix))
 
