@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
+from resolver.inputs import check_text, read_text
 from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver
 from resolver.report import Reporter
 
@@ -41,6 +42,7 @@ def parse_driver_option(text: str) -> Version:
 
 
 def _check_python(text: str) -> str:
+    check_text(text, "--python", limit=20, hint="expected a Python version such as 3.11")
     try:
         v: Version | None = Version(text)
     except InvalidVersion:
@@ -52,7 +54,7 @@ def _check_python(text: str) -> str:
 
 def _check_nvcc(text: str) -> Version:
     try:
-        return Version(text)
+        return Version(check_text(text, "--nvcc", limit=20, hint="expected a CUDA version such as 12.4"))
     except InvalidVersion:
         raise BadInput(f"--nvcc {text!r}: expected a CUDA version such as 12.4") from None
 
@@ -122,10 +124,7 @@ def load_matrix(opts: PlanOptions) -> Matrix:
 def _read_requirement_files(files: Sequence[str]) -> list[str]:
     lines: list[str] = []
     for name in files:
-        try:
-            text = Path(name).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"-r {name}: cannot read it ({exc.strerror}); pass a requirements file") from None
+        text = read_text(name, f"-r {name}", hint="pass a requirements file")
         for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if not line:
