@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from resolver.attention_rows import parse_rows
 from resolver.errors import InvalidMatrix
 from resolver.matrix_types import (
     CudaMinor,
@@ -30,8 +31,9 @@ from resolver.models import ArchList, ComputeCapability
 
 __all__ = ["FILES", "OPTIONAL", "from_dicts"]
 
-FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "wheels")
-OPTIONAL = {"xformers_source", "docker", "wheels"}
+FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
+         "wheels")
+OPTIONAL = {"xformers_source", "docker", "attention", "wheels"}
 
 T = TypeVar("T")
 
@@ -324,10 +326,11 @@ def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
     reqs = ctx.str_list(r, "requirements")
     constraints = ctx.str_list(r, "constraints", default=())
     needs = ctx.str_list(r, "needs", default=())
+    optional = ctx.str_list(r, "optional", default=())
     for need in needs:
         if need not in _KNOWN_NEEDS:
             raise ctx.fail("needs", f"unknown feature {need!r} (known: {', '.join(sorted(_KNOWN_NEEDS))})")
-    for req in reqs + constraints:
+    for req in reqs + constraints + optional:
         try:
             Requirement(req)
         except InvalidRequirement as exc:
@@ -341,6 +344,7 @@ def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
         needs=needs,
         note=ctx.get(r, "note", str, default=""),
         unverified=ctx.get(r, "unverified", bool, default=False),
+        optional=optional,
     )
 
 
@@ -452,4 +456,5 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
         flash_wheel_url=str(url),
         wheels=wheels,
         wheel_index=wheel_index,
+        attention=parse_rows(data.get("attention", {})),
     )
