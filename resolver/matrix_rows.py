@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from resolver.attention_rows import parse_rows
 from resolver.errors import InvalidMatrix
 from resolver.matrix_types import (
     CudaMinor,
@@ -29,8 +30,8 @@ from resolver.models import ArchList, ComputeCapability
 
 __all__ = ["FILES", "OPTIONAL", "from_dicts"]
 
-FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker")
-OPTIONAL = {"xformers_source", "docker"}
+FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention")
+OPTIONAL = {"xformers_source", "docker", "attention"}
 
 T = TypeVar("T")
 
@@ -323,10 +324,11 @@ def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
     reqs = ctx.str_list(r, "requirements")
     constraints = ctx.str_list(r, "constraints", default=())
     needs = ctx.str_list(r, "needs", default=())
+    optional = ctx.str_list(r, "optional", default=())
     for need in needs:
         if need not in _KNOWN_NEEDS:
             raise ctx.fail("needs", f"unknown feature {need!r} (known: {', '.join(sorted(_KNOWN_NEEDS))})")
-    for req in reqs + constraints:
+    for req in reqs + constraints + optional:
         try:
             Requirement(req)
         except InvalidRequirement as exc:
@@ -340,6 +342,7 @@ def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
         needs=needs,
         note=ctx.get(r, "note", str, default=""),
         unverified=ctx.get(r, "unverified", bool, default=False),
+        optional=optional,
     )
 
 
@@ -404,4 +407,5 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
         profiles=profiles,
         docker=docker,
         flash_wheel_url=str(url),
+        attention=parse_rows(data.get("attention", {})),
     )

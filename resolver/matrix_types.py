@@ -9,6 +9,7 @@ relies on (docs/matrix.md says how).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from packaging.specifiers import SpecifierSet
@@ -27,6 +28,7 @@ __all__ = [
     "GpuRow",
     "Profile",
     "DockerImage",
+    "AttentionRelease",
     "Matrix",
 ]
 
@@ -174,6 +176,7 @@ class Profile:
     needs: tuple[str, ...] = ()
     note: str = ""
     unverified: bool = False
+    optional: tuple[str, ...] = ()  # planned where they fit the target, left out with the reason otherwise
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,6 +193,42 @@ class DockerImage:
 
 
 @dataclass(frozen=True, eq=False)
+class AttentionRelease:
+    """One installable attention-kernel release and what it needs (``matrices/attention.toml`` says each field)."""
+
+    name: str
+    version: Version
+    title: str
+    family: str
+    generation: int
+    module: str
+    backend: str
+    method: str  # "wheel" | "source"
+    min_cc: ComputeCapability
+    requires_python: SpecifierSet
+    platforms: tuple[str, ...]
+    source: str
+    index: str | None = None
+    url: str | None = None
+    requirement_name: str | None = None
+    max_cc_major: int | None = None
+    build_archs: tuple[ComputeCapability, ...] = ()
+    arch_min_cuda: Mapping[str, Version] | None = None
+    min_cuda: Version | None = None
+    cuda_majors: tuple[int, ...] = ()
+    min_torch: Version | None = None
+    extras: Mapping[int, str] | None = None
+    deps: tuple[str, ...] = ()
+    deps_cuda: Mapping[int, tuple[str, ...]] | None = None
+    build_env: Mapping[str, str] | None = None
+    arch_env: str | None = None
+    diffusers: tuple[str, ...] = ()
+    pypi: str = ""
+    unverified: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class Matrix:
     """Everything the solver knows. Built by ``resolver.matrix.load`` / ``from_dicts``."""
 
@@ -203,6 +242,7 @@ class Matrix:
     docker: tuple[DockerImage, ...] = ()
     flash_wheel_url: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    attention: tuple[AttentionRelease, ...] = ()  # FA3, flash-attn-4, SageAttention, flash-attn 1.x
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:
         v = Version(str(version))

@@ -226,10 +226,13 @@ class PackageChoice:
     arch_list: str | None = None  # what the chosen binary (or build) contains
     ptx_fallback: bool = False
     notes: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # "cu13" for flash-attn-4[cu13]: the CUDA libraries that match torch's
+    constraints: tuple[str, ...] = ()  # pins its dependencies are installed under (planned, not left to chance)
 
     @property
     def requirement(self) -> str:
-        return f"{self.name}=={self.version}"
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"{self.name}{extras}=={self.version}"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "version": self.version, "method": self.method}
@@ -249,6 +252,10 @@ class PackageChoice:
             d["ptx_fallback"] = True
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.extras:
+            d["extras"] = list(self.extras)
+        if self.constraints:
+            d["constraints"] = list(self.constraints)
         return d
 
 
