@@ -79,10 +79,12 @@ def _difference(full: Stack, other: Stack) -> str | None:
             continue
         if p.name == "torch" and q.version != p.version:
             parts.append(f"keep torch at {p.version} (without them: {q.version})")
-        elif q.version != p.version or q.method != p.method:
-            how = "built from source" if p.method == "source" else "a wheel"
-            other_how = "built from source" if q.method == "source" else "a wheel"
-            parts.append(f"hold {p.name} at {p.version}, {how} (without them: {q.version}, {other_how})")
+        elif q.version != p.version:
+            parts.append(f"hold {p.name} at {p.version} (without them: {q.version})")
+        elif q.method != p.method:
+            how = "a source build" if p.method == "source" else "a wheel"
+            other_how = "a source build" if q.method == "source" else "a wheel"
+            parts.append(f"make {p.name} {p.version} {how} (without them: {other_how})")
     return "; ".join(parts) or None
 
 
@@ -129,7 +131,8 @@ def solve_fleet(fleet: Fleet, base: Target, matrix: Matrix, request: Request) ->
     floor = stack.target.driver
     if floor is not None and len(fleet.classes) > 1:
         at_floor = [c for c in fleet.classes if _driver(c, base.driver) == floor]
-        notes.append(f"driver floor {format_driver(floor)}: the lowest in the fleet ({_names(at_floor)} nodes)")
+        who = "every class" if len(at_floor) == len(fleet.classes) else f"{_names(at_floor)} nodes"
+        notes.append(f"driver floor {format_driver(floor)}: the lowest in the fleet ({who})")
     notes += _limits(fleet, stack, base, matrix, request)
     return dataclasses.replace(stack, notes=tuple(dict.fromkeys(notes)))
 
@@ -141,25 +144,24 @@ def _check_driver(fleet: Fleet, base: Target) -> None:
 
 
 def _refusal(fleet: Fleet, base: Target, matrix: Matrix, request: Request, exc: NoCompatibleStack) -> NoCompatibleStack:
+    """Return the fleet's refusal: the solver's reasons, the classes that conflict, and each class's own answer."""
     classes = fleet.classes
     alone = {c: _try([c], base, matrix, request) for c in classes}
     reasons = list(exc.reasons)
-    conflicts = []
-    for c, got in alone.items():
-        if isinstance(got, NoCompatibleStack):
-            reasons.append(f"{c.label} nodes have no stack of their own: {got.reasons[0] if got.reasons else '?'}")
-    fits = [c for c, got in alone.items() if isinstance(got, Stack)]
-    for a, b in combinations(fits, 2):
-        if isinstance(_try([a, b], base, matrix, request), NoCompatibleStack):
-            conflicts.append(f"{a.label} and {b.label}")
+    lonely = [c for c, got in alone.items() if isinstance(got, NoCompatibleStack)]
+    if lonely and len(classes) > 1:
+        reasons.append(f"no stack serves {_names(lonely)} nodes even on their own")
+    fits = [c for c in classes if c not in lonely]
+    conflicts = [f"{a.label} with {b.label}" for a, b in combinations(fits, 2)
+                 if isinstance(_try([a, b], base, matrix, request), NoCompatibleStack)]
     if conflicts:
         reasons.append("classes that cannot share one stack: " + "; ".join(conflicts))
-    elif len(fits) == len(classes) and len(classes) > 1:
+    elif not lonely and len(classes) > 1:
         reasons.append(f"each class has a stack, but no one stack serves {_names(list(classes))} together")
     alternatives = []
     for c, got in alone.items():
         if isinstance(got, Stack):
-            alternatives.append(f"{c.describe()}: {describe_stack(got)}")
+            alternatives.append(f"{c.label} nodes alone: {describe_stack(got)}")
         elif got.alternatives:
             alternatives.append(f"{c.label} nodes: {got.alternatives[0]}")
     if len(classes) > 1:
