@@ -1,11 +1,12 @@
 """``gpustack install``, ``gpustack download`` and ``gpustack cache``: the CLI over ``install``, ``build`` and ``cache``.
 
-``install`` solves and plans (``resolver.options``) or reads a plan (``--plan FILE``, the ``gpustack plan --json``
+``install`` solves and plans (``resolver.pipeline``) or reads a plan (``--plan FILE``, the ``gpustack plan --json``
 object), then runs it safely into this interpreter, ``--python-exe PATH`` or ``--venv DIR`` (created if missing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -19,9 +20,11 @@ from rich.console import Console
 from resolver import _subprocess
 from resolver import cache as build_cache
 from resolver.errors import BadInput
+from resolver.inputs import read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
-from resolver.options import plan_from_cli, target_options
+from resolver.options import target_options
+from resolver.pipeline import PlanOptions, plan_for
 from resolver.report import Reporter
 
 __all__ = ["install", "download", "cache", "plan_from_dict", "download_argvs"]
@@ -40,33 +43,19 @@ class _CliReporter(Reporter):
         _err.print(text, markup=False)
 
 
-def plan_from_dict(data: dict[str, Any]) -> Plan:
-    """Return the ``Plan`` written as the ``gpustack plan --json`` object (``Plan.to_dict``)."""
-    t = data.get("target") or {}
-    gpus = tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"]), g.get("memory_mib"))
-                 for g in t.get("gpus", []))
-    target = Target(gpus=gpus, python=t.get("python") or f"{sys.version_info[0]}.{sys.version_info[1]}",
-                    platform=t.get("platform") or "linux_x86_64",
-                    driver=parse_driver(t["driver"]) if t.get("driver") else None, source="plan")
-    packages = tuple(
-        PackageChoice(p["name"], p["version"], p["method"], index_url=p.get("index_url"), url=p.get("url"),
-                      build_env=dict(p.get("env", {})), variant=p.get("variant"), cuda=p.get("cuda"),
-                      arch_list=p.get("arch_list"))
-        for p in data.get("packages", []))
-    steps = tuple(
-        Step(s["action"], s["package"], s["requirement"], index_url=s.get("index_url"),
-             extra_index_urls=tuple(s.get("extra_index_urls", ())), url=s.get("url"), no_deps=bool(s.get("no_deps")),
-             constraints=tuple(s.get("constraints", ())), env=dict(s.get("env", {})),
-             build_isolation=bool(s.get("build_isolation", True)), description=s.get("description", ""))
-        for s in data.get("steps", []))
-    return Plan(Stack(target, packages, tuple(data.get("other_requirements", ()))), steps)
+def plan_from_dict(data: Any) -> Plan:
+    """Return the ``Plan`` written as the ``gpustack plan --json`` object (``Plan.from_dict``, kept for callers)."""
+    return Plan.from_dict(data)
 
 
 def _read_plan(path: str) -> Plan:
+    hint = "write one with `gpustack plan --json > FILE`"
+    text = read_text(path, f"--plan {path}", hint=hint)
     try:
-        return plan_from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"--plan {path}: not a plan JSON ({exc}); write one with `gpustack plan --json > FILE`") from None
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"--plan {path}: not JSON ({exc}); {hint}") from None
+    return Plan.from_dict(data, what=f"--plan {path}")
 
 
 def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
@@ -117,15 +106,15 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, **options: Any) -> None:
+            lock_file: str | None, opts: PlanOptions) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
-    if venv and options.get("python_exe"):
+    if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
     sources = _sources(find_links, offline)
     backend = choose_backend(installer)
-    python_exe = options.get("python_exe") or sys.executable
+    python_exe = opts.python_exe or sys.executable
     if venv:
         python_exe = _venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
@@ -135,15 +124,15 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
             else:
                 _err.print(f"creating virtual environment {venv}", markup=False)
                 _create_venv(venv, backend)
-        options["python_exe"] = python_exe
-    _check_target_interpreter(python_exe, options)
+        opts = dataclasses.replace(opts, python_exe=python_exe)
+    _check_target_interpreter(python_exe, opts)
     reporter = _CliReporter()
     if lock_file:
         if requirements or plan_file:
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
         _install_lock(lock_file, python_exe, backend, dry_run, reporter)
         return
-    plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, reporter, **options)
+    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
     inst = Installer(backend, python_exe, restore_args(plan, sources))
     if dry_run:
         _print_dry_run(commands(plan, inst, sources), as_json)
@@ -157,9 +146,9 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                markup=False)
 
 
-def _check_target_interpreter(python_exe: str, options: dict[str, Any]) -> None:
+def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
     """Refuse ``--python``/``--platform`` that disagree with the environment being installed into."""
-    wanted_py, wanted_plat = options.get("python_version"), options.get("platform_tag")
+    wanted_py, wanted_plat = opts.python_version, opts.platform_tag
     if not wanted_py and not wanted_plat:
         return
     from resolver.detect import detect_env
@@ -176,10 +165,7 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
     from resolver.lock import loads, lock_to_plan
     from resolver.lock_install import install_locked_safely, requirements_text
 
-    try:
-        text = Path(lock_file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"--lock {lock_file}: cannot read it ({exc.strerror}); write one with `gpustack lock`") from None
+    text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
     locked = loads(text)
     if dry_run:
         click.echo(requirements_text(locked), nl=False)
@@ -231,9 +217,9 @@ def _write_constraint(dest: str, line: str) -> str:
 @click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
-def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, **options: Any) -> None:
+def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
-    plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, _CliReporter(), **options)
+    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
     argvs = download_argvs(plan, os.path.abspath(dest), Sources())
     if dry_run:
         for argv in argvs:
