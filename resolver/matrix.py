@@ -65,7 +65,7 @@ def _digest(directory: Path) -> str:
 
 
 # Bump when the typed rows change shape: an old pickle must not be read by new code.
-_CACHE_FORMAT = "matrix-v2"
+_CACHE_FORMAT = "matrix-v4"
 
 
 @functools.lru_cache(maxsize=1)
