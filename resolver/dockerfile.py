@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from packaging.version import Version
 
@@ -154,10 +154,13 @@ def refuse_platform(platform: str) -> None:
                        "plan a linux_x86_64 or linux_aarch64 target, or use `gpustack plan` for Windows")
 
 
-def render(plan: Plan, matrix: Matrix) -> str:
+def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = ()) -> str:
     """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA.
 
-    Raises ``BadInput`` for a Windows target (``refuse_platform``)."""
+    ``header`` adds comment lines after the target's; ``final`` adds instructions at the end of the last stage, in
+    place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both). Raises
+    ``BadInput`` for a Windows target (``refuse_platform``).
+    """
     refuse_platform(plan.stack.target.platform)
     stack = plan.stack
     torch = stack.get("torch")
@@ -167,7 +170,7 @@ def render(plan: Plan, matrix: Matrix) -> str:
     python = ".".join(stack.target.python.split(".")[:2])
     installs = [s for s in plan.steps if s.action == "install"]
     builds = [s for s in plan.steps if s.action == "build"]
-    out = _header(plan, why, matrix)
+    out = _header(plan, why, matrix) + [f"# {line}" if line else "#" for line in header]
     out += ["", f"FROM {UV_IMAGE} AS uv"]
     if builds:
         out += ["", f"FROM {devel} AS build", "# hadolint ignore=DL3008",
@@ -195,5 +198,7 @@ def render(plan: Plan, matrix: Matrix) -> str:
     if builds:
         out += ["COPY --from=build /wheels /tmp/wheels",
                 "RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \\\n    && rm -rf /tmp/wheels"]
-    out += ['CMD ["python"]']
+    out += list(final)
+    if not any(line.startswith("CMD ") for line in final):
+        out += ['CMD ["python"]']
     return "\n".join(out) + "\n"
