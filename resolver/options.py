@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform as _platform
+import re
 import sys
 import sysconfig
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from resolver import matrix as matrix_mod
 from resolver.errors import BadInput
 from resolver.inputs import check_text, read_text
 from resolver.matrix_types import Matrix
-from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, parse_driver
+from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, parse_driver, parse_glibc
 from resolver.report import Reporter
 from resolver.request import Request, parse_request
 
@@ -41,6 +42,9 @@ def target_options(f: F) -> F:
         click.option("--python", "python_version", metavar="X.Y", help="Python version of the target."),
         click.option("--platform", "platform_tag", type=click.Choice(PLATFORMS), help="Platform of the target."),
         click.option("--cpu", is_flag=True, help="Plan a CPU-only stack."),
+        click.option("--glibc", metavar="X.Y",
+                     help=f"glibc of the target (Linux; `ldd --version` prints it). A described target without it is "
+                          f"assumed to have {DEFAULT_GLIBC}; wheels needing a newer one are refused."),
         click.option("--nvcc", metavar="X.Y", help="CUDA toolkit (nvcc) a source build would use on the target."),
         click.option("--python-exe", metavar="PATH", help="Target interpreter (default: the one running gpustack)."),
         click.option("-r", "--requirement", "requirement_files", multiple=True, metavar="FILE",
@@ -161,6 +165,8 @@ def target_from_cli(
             nvcc = Version(check_text(o["nvcc"], "--nvcc", limit=20, hint="expected a CUDA version such as 12.4"))
         except InvalidVersion:
             raise BadInput(f"--nvcc {o['nvcc']!r}: expected a CUDA version such as 12.4") from None
+    glibc = parse_glibc(o["glibc"]) if o.get("glibc") else None
+    detected_glibc: str | None = None
     platform = o.get("platform_tag")
     installed: dict[str, str] = {}
     gpus: tuple[Gpu, ...] = ()
@@ -173,6 +179,7 @@ def target_from_cli(
         installed = _installed(env)
         python = python or env.python
         platform = platform or env.platform
+        detected_glibc = env.glibc
     if not given:
         from resolver import detect
 
@@ -192,6 +199,7 @@ def target_from_cli(
         nvcc = nvcc or host.nvcc
         python = python or host.env.python
         platform = platform or host.env.platform
+        detected_glibc = host.env.glibc
         installed = _installed(host.env)
         if not gpus:
             lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
@@ -203,8 +211,16 @@ def target_from_cli(
     platform = platform or _this_platform()
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
+    assumed = False
+    if not platform.startswith("linux_"):
+        if glibc is not None:
+            raise BadInput(f"--glibc {o['glibc']!r}: the target is {platform}; glibc applies to Linux targets only")
+    elif glibc is None and detected_glibc and re.fullmatch(r"2\.[0-9]{1,2}", detected_glibc, re.ASCII):
+        glibc = Version(detected_glibc)
+    elif glibc is None and given:
+        glibc, assumed = Version(DEFAULT_GLIBC), True
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
-                    memory_gib=mem, source="given" if given else "detected")
+                    memory_gib=mem, source="given" if given else "detected", glibc=glibc, glibc_assumed=assumed)
     return target, lines, installed
 
 
