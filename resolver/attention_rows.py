@@ -73,6 +73,11 @@ def _row(r: Mapping[str, Any], i: int) -> AttentionRelease:
         generation = r.get("generation")
         if not isinstance(generation, int):
             raise _fail(i, "generation", f"expected an integer, got {generation!r}")
+        from resolver.schema import BUILD_VARIABLES
+
+        unknown = sorted(set(_str_map(r, "build_env", i)) - BUILD_VARIABLES)
+        if unknown:
+            raise _fail(i, "build_env", f"{unknown[0]} is not a build variable plans may set (resolver/schema.py)")
         if method == "source" and "url" not in r and "index" not in r:
             raise _fail(i, "url", "a source release needs a url or an index holding its sdist")
         return AttentionRelease(

@@ -15,18 +15,10 @@ from typing import Any
 import click
 
 from resolver.errors import BadInput, CommandFailed
-from resolver.models import Plan
-from resolver.options import stack_from_cli, target_options
+from resolver.options import target_options
+from resolver.pipeline import PlanOptions, fresh_plan_for, parse_driver_option
 
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
-
-
-def _full_plan(requirements: tuple[str, ...], **options: Any) -> tuple[Plan, Any]:
-    """Return the plan of every package (nothing counted as already installed: a lock or image starts empty)."""
-    from resolver.plan import make_plan
-
-    stack, ctx = stack_from_cli(requirements, **options)
-    return make_plan(stack), ctx
 
 
 def _check_output(path: str) -> Path:
@@ -62,7 +54,7 @@ def write_atomic(path: str, text: str) -> None:
               help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
 @click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
               help="Also lock the dependencies pip resolves for the target (torch's nvidia-* wheels, ...).")
-def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, **options: Any) -> None:
+def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
     Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
@@ -75,11 +67,11 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     _check_output(output)  # before any solving or network: a bad -o is bad input
-    plan, ctx = _full_plan(requirements, **options)
+    plan, ctx = fresh_plan_for(requirements, opts)
     pins: dict[str, str] = {}
     if with_deps:
         try:
-            pins = hashes.dependency_pins(plan, options.get("python_exe") or sys.executable)
+            pins = hashes.dependency_pins(plan, opts.python_exe or sys.executable)
         except CommandFailed as exc:
             click.echo(f"warning: dependencies not locked (pip could not resolve them: {exc.output_tail.splitlines()[-1:]}); "
                        "the lock holds the plan's packages only", err=True)
@@ -98,12 +90,12 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @target_options
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where to write it (- for stdout).")
-def dockerfile(requirements: tuple[str, ...], output: str, **options: Any) -> None:
+def dockerfile(requirements: tuple[str, ...], output: str, opts: PlanOptions) -> None:
     """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
     source builds, pinned installs from the right indexes. Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
     from resolver.dockerfile import render
 
-    plan, ctx = _full_plan(requirements, **options)
+    plan, ctx = fresh_plan_for(requirements, opts)
     write_atomic(output, render(plan, ctx.matrix))
 
 
@@ -157,8 +149,6 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
 
     from resolver.matrix import load
     from resolver.upgrade import check_upgrade as check, proposed_versions
-
-    from resolver.options import parse_driver_option
     from resolver.request import parse_requirement
 
     for req in requirements:  # bad input first: before reading any lock or environment

@@ -434,6 +434,10 @@ def _package_from_dict(value: Any, loc: Any) -> PackageChoice:
         variant=sc.get_opt_str(p, "variant", loc, limit=40), cuda=sc.get_opt_str(p, "cuda", loc, limit=20),
         arch_list=arch, ptx_fallback=sc.get_bool(p, "ptx_fallback", loc, False),
         notes=tuple(sc.get_str_list(p, "notes", loc, limit=4000)),
+        extras=tuple(sc.check_requirement(f"x[{e}]", loc.at("extras").at(i)) and e
+                     for i, e in enumerate(sc.get_str_list(p, "extras", loc, limit=40))),
+        constraints=tuple(sc.check_requirement(c, loc.at("constraints").at(i))
+                          for i, c in enumerate(sc.get_str_list(p, "constraints", loc))),
     )
 
 

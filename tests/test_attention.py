@@ -139,7 +139,19 @@ def test_diffusers_profile_plans_what_fits_and_says_what_was_left_out() -> None:
     assert any(n.startswith("left out flash-attn") for n in t4.notes)
 
 
+def test_plan_json_round_trips_extras_and_constraints() -> None:
+    from resolver.models import Plan
+
+    p = make_plan(stack("9.0", "flash-attn-4", "torch==2.11.0"))
+    back = Plan.from_dict(p.to_dict())
+    fa4 = next(c for c in back.stack.packages if c.name == "flash-attn-4")
+    assert fa4.extras == ("cu13",) and "quack-kernels==0.6.5" in fa4.constraints
+    assert back.to_dict() == p.to_dict()
+
+
 @pytest.mark.parametrize("row,field", [
+    ({"name": "x", "version": "1", "method": "source", "title": "X", "family": "x", "generation": 1,
+      "url": "git+https://e/x", "build_env": {"LD_PRELOAD": "/x.so"}}, "build_env"),
     ({"name": "x", "version": "1", "method": "zip"}, "method"),
     ({"name": "x", "version": "1", "method": "wheel", "title": "X", "family": "x", "generation": "2"}, "generation"),
 ])
