@@ -88,6 +88,10 @@ class ArchList:
     @classmethod
     def parse(cls, spec: str | Iterable[str]) -> ArchList:
         """Return the list written as ``"3.7;5.0;8.0+PTX"``, ``"7.5 8.0+PTX 9.0a"`` or ``["sm_80", "sm_90"]``."""
+        return _parse_arch_list(spec if isinstance(spec, str) else tuple(spec))
+
+    @classmethod
+    def _parse(cls, spec: str | tuple[str, ...]) -> ArchList:
         tokens = re.split(r"[;\s,]+", spec.strip()) if isinstance(spec, str) else list(spec)
         sass: set[ComputeCapability] = set()
         ptx: set[ComputeCapability] = set()
@@ -143,6 +147,12 @@ def parse_glibc(text: str, what: str = "--glibc") -> Version:
     if not re.fullmatch(r"2\.[0-9]{1,2}", text.strip(), re.ASCII):
         raise BadInput(f"{what} {text!r}: expected a glibc version such as 2.28 (`ldd --version` prints it)")
     return Version(text.strip())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_arch_list(spec: str | tuple[str, ...]) -> ArchList:
+    # The matrices repeat the same few hundred lists: parsing each once halves the matrix load (docs/input.md).
+    return ArchList._parse(spec)
 
 
 def parse_driver(text: str) -> Version:
