@@ -27,6 +27,7 @@ from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, 
 from resolver.options import target_options
 from resolver.pipeline import PlanOptions, plan_for
 from resolver.report import Reporter
+from resolver.venvs import create_venv, venv_python
 
 __all__ = ["install", "download", "cache", "recover", "plan_from_dict", "download_argvs"]
 
@@ -68,19 +69,6 @@ def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
     return Sources(tuple(os.path.abspath(d) for d in find_links), offline)
 
 
-def _venv_python(venv: str) -> str:
-    return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
-
-
-def _create_venv(venv: str, backend: str) -> None:
-    """Create ``venv`` with uv (no pip inside) or this interpreter's ``venv`` module."""
-    if backend == "uv":
-        from resolver.installers import _uv_exe
-        _subprocess.run([_uv_exe() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
-    else:
-        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
-
-
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2))
@@ -118,7 +106,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     python_exe = opts.python_exe or sys.executable
     will_create = False
     if venv:
-        python_exe = _venv_python(os.path.abspath(venv))
+        python_exe = venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
             if dry_run:
                 will_create = True
@@ -127,7 +115,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                            f"{sys.version_info[0]}.{sys.version_info[1]} it would hold", markup=False)
             else:
                 _err.print(f"creating virtual environment {venv}", markup=False)
-                _create_venv(venv, backend)
+                create_venv(venv, backend)
         opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
     if not will_create:
         _refuse_unfinished(python_exe, dry_run)
@@ -174,7 +162,7 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     if venv and python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
     if venv:
-        python_exe = _venv_python(os.path.abspath(venv))
+        python_exe = venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
             raise BadInput(f"--venv {venv}: no such virtual environment ({python_exe} missing); pass the folder "
                            "of the environment to recover")
