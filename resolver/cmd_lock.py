@@ -8,7 +8,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,22 @@ from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
 
 
-def _check_output(path: str) -> Path:
-    """Return the folder ``path`` will be written in; ``BadInput`` when it does not exist."""
-    folder = Path(path).parent if str(Path(path).parent) else Path(".")
-    if path != "-" and not folder.is_dir():
-        raise BadInput(f"-o {path}: folder {folder} does not exist; create it or pass another path")
-    return folder
+def _check_output(path: str) -> None:
+    """Refuse a bad ``-o`` (missing folder, a folder, a device) before any solving or network: bad input first."""
+    if path != "-":
+        from resolver.safefiles import check_output
+
+        check_output(path, "-o")
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` (``-`` is stdout) through a temporary file, so a failure leaves no half file."""
+    """Write ``text`` to ``path`` (``-`` is stdout) safely: ``resolver.safefiles.write_output`` (docs/input.md)."""
     if path == "-":
         click.echo(text, nl=False)
         return
-    target = Path(path)
-    folder = _check_output(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
-    except OSError as exc:
-        raise BadInput(f"-o {path}: cannot write in {folder} ({exc.strerror}); pass another path") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
+    from resolver.safefiles import write_output
+
+    write_output(path, text, "-o")
 
 
 def class_path(output: str, class_id: str) -> str:
@@ -101,6 +94,8 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
         plans, ctx = _per_class_plans(requirements, opts, output)
         for line in ctx.lines:
             click.echo(line, err=True)
+        for _, path, _ in plans:
+            _check_output(path)
         texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts)) for _, path, plan in plans]
         for path, (text, summary) in texts:  # every class solved and locked before the first file is written
             write_atomic(path, text)
@@ -184,6 +179,8 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
             [("the fleet's image", list(fleet.classes))]
         write_atomic(output, affinity_yaml(fleet, groups))
         return
+    for _, path, _ in plans:
+        _check_output(path)
     texts = [(path, render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None)) for c, path, plan in plans]
     for path, text in texts:  # every image rendered before the first file is written
         write_atomic(path, text)
