@@ -75,7 +75,11 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
     version = str(x.version)
     pinned = spec_allows(x.torch, torch.release.version)
     problems: list[str] = []
-    if pinned and compat.xformers_platform_ok(x, target.platform) and compat.xformers_wheel_tags_ok(x, target.python):
+    glibc = compat.wheel_problem(matrix, "xformers", x.version, target)
+    if glibc:
+        problems.append(glibc)
+    if (pinned and compat.xformers_platform_ok(x, target.platform) and compat.xformers_wheel_tags_ok(x, target.python)
+            and not glibc):
         built = x.windows_cuda if target.platform == "win_amd64" else x.pypi_cuda
         missing, ptx = compat.coverage(x.arch, target.capabilities)
         ptx_notes = tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx)

@@ -11,6 +11,7 @@ Every command asks these functions and none re-derives them:
 * flash-attn release x GPUs / torch build: ``flash_gpu_problem``, ``flash_wheel`` (the per-release CUDA tag rule,
   used by the solver AND check-upgrade), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
+* a PyPI wheel x Python / platform / glibc: ``wheel_problem``, ``torch_release_problem`` (``wheels.toml``).
 * how a pin is spelled: ``torch_pin``.
 
 Each check that can fail returns ``None`` when the candidate fits, else a short reason (no trailing period).
@@ -24,7 +25,7 @@ from typing import Literal
 from packaging.version import Version
 
 from resolver.matrix_types import BuildJob, FlashRelease, FlashWheelRow, Matrix, TorchRelease, XformersRelease
-from resolver.models import PYPI_SIMPLE, ArchList, ComputeCapability, format_driver, python_tag, spec_allows
+from resolver.models import PYPI_SIMPLE, ArchList, ComputeCapability, Target, format_driver, python_tag, spec_allows
 
 __all__ = [
     "Coverage",
@@ -33,6 +34,8 @@ __all__ = [
     "driver_floor",
     "driver_problem",
     "runtime_cuda_problem",
+    "wheel_problem",
+    "torch_release_problem",
     "torch_cxx11_abi",
     "torch_pin",
     "build_arch",
@@ -162,6 +165,41 @@ def torch_pin(version: str, index_url: str | None) -> str:
     if index_url == PYPI_SIMPLE:
         return f"torch=={version.split('+')[0]}"
     return f"torch=={version}"
+
+
+# --- wheels x Python / platform / glibc (wheels.toml) -----------------------------------------------------------------
+
+
+def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
+    """Return why the target cannot install ``package`` ``version``'s PyPI wheel (Python, platform, glibc), or
+    ``None`` when it can or when ``wheels.toml`` does not record that release (the caller decides what unknown means).
+
+    A wheel installs when a CPython tag matches the target's Python (or is abi3 below it) and, on Linux, its
+    manylinux floor is at or below the target's glibc (PEP 600); an unknown glibc is not checked.
+    """
+    facts = matrix.wheel_facts(package, version, target.platform)
+    if facts is None:
+        return None
+    if not facts.python_ok(target.python):
+        have = ", ".join(facts.pythons) + (" and later (abi3)" if facts.abi3 else "")
+        return f"{package} {version} has no {target.platform} wheel for Python {target.python} (only {have})"
+    if facts.glibc is not None and target.glibc is not None and target.glibc < facts.glibc:
+        assumed = " (assumed; pass --glibc)" if target.glibc_assumed else ""
+        return (f"{package} {version} {target.platform} wheels are {facts.platform_tag}: they need glibc {facts.glibc}, "
+                f"the target has {target.glibc}{assumed}")
+    return None
+
+
+def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
+    """Return why no torch ``rel`` wheel installs on the target's platform, Python and glibc, or ``None``.
+
+    Read from ``wheels.toml`` (PyPI's files per platform). PyTorch-index builds of a release share the PyPI wheel's
+    tags on each platform (the same manylinux build scripts); a release ``wheels.toml`` lacks falls back to the
+    Linux x86_64 Python list of ``torch.toml``.
+    """
+    if matrix.wheel_facts("torch", rel.version, target.platform) is None:
+        return None if target.python in rel.pythons else f"no wheels for Python {target.python}"
+    return wheel_problem(matrix, "torch", rel.version, target)
 
 
 # --- xformers ---------------------------------------------------------------------------------------------------------
