@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "install": ("resolver.cmd_install", "install", "Solve, plan and install into an environment, safely."),
     "download": ("resolver.cmd_install", "download", "Download every file a plan needs, for an offline install."),
     "cache": ("resolver.cmd_install", "cache", "List or clear the cache of source-built wheels."),
+    "recover": ("resolver.cmd_install", "recover", "Finish the restore of an install that was killed or cut off."),
     "lock": ("resolver.cmd_lock", "lock", "Write a PEP 751 pylock.toml (or requirements.txt) for a target."),
     "dockerfile": ("resolver.cmd_lock", "dockerfile", "Print a Dockerfile for a target's stack."),
     "check-upgrade": ("resolver.cmd_lock", "check_upgrade", "Say whether moving to new versions is safe."),

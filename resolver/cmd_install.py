@@ -17,8 +17,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from resolver import _subprocess
+from resolver import _subprocess, envstate
 from resolver import cache as build_cache
+from resolver import journal as journals
 from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
@@ -28,7 +29,7 @@ from resolver.pipeline import PlanOptions, plan_for
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
-__all__ = ["install", "download", "cache", "plan_from_dict", "download_argvs"]
+__all__ = ["install", "download", "cache", "recover", "plan_from_dict", "download_argvs"]
 
 _err = Console(stderr=True, highlight=False)
 
@@ -105,17 +106,22 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     sources = _sources(find_links, offline, allow_insecure_index)
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
+    will_create = False
     if venv:
         python_exe = venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
             if dry_run:
-                python_exe = sys.executable
-                _err.print(f"note: {venv} does not exist yet; planning for {python_exe}", markup=False)
+                will_create = True
+                _err.print(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
+                           f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
+                           f"{sys.version_info[0]}.{sys.version_info[1]} it would hold", markup=False)
             else:
                 _err.print(f"creating virtual environment {venv}", markup=False)
                 create_venv(venv, backend)
-        opts = dataclasses.replace(opts, python_exe=python_exe)
-    _check_target_interpreter(python_exe, opts)
+        opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
+    if not will_create:
+        _refuse_unfinished(python_exe, dry_run)
+    _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = _CliReporter()
     if lock_file:
         if requirements or plan_file:
@@ -123,7 +129,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _install_lock(lock_file, python_exe, backend, dry_run, reporter)
         return
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
-    inst = Installer(backend, python_exe, restore_args(plan, sources))
+    inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
+                     and backend == "pip" else None)
     if dry_run:
         _print_dry_run(commands(plan, inst, sources), as_json)
         return
@@ -132,8 +139,59 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     hits = [b for b in result.builds if b.cache_hit]
     for b in hits:
         _err.print(f"from the build cache: {b.wheel.name}", markup=False)
-    _err.print(f"installed in {result.seconds:.1f}s: {result.changes.describe() if result.changes else 'nothing changed'}",
-               markup=False)
+    _err.print(f"installed in {result.seconds:.1f}s: {result.changes.summary()}", markup=False)
+
+
+def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
+    """Refuse to install on top of an unfinished transaction (a dry run only says so)."""
+    found = journals.pending(journals.prefix_of(python_exe))
+    if found is None:
+        return
+    line = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
+    if dry_run:
+        _err.print(f"warning: {line}", markup=False)
+        return
+    raise journals.JournalPending(line)
+
+
+@click.command("recover")
+@click.option("--python-exe", metavar="PATH", help="Interpreter of the environment (default: the one running gpustack).")
+@click.option("--venv", metavar="DIR", help="The virtual environment to recover.")
+@click.option("--installer", type=click.Choice(["auto", "pip", "uv"]), default="auto", show_default=True,
+              help="Backend that uninstalls what the interrupted run added.")
+def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
+    """Finish the restore of an install that was killed (SIGKILL, power cut) or could not finish it."""
+    if venv and python_exe:
+        raise BadInput("--venv and --python-exe together: pass one target environment")
+    if venv:
+        python_exe = venv_python(os.path.abspath(venv))
+        if not os.path.exists(python_exe):
+            raise BadInput(f"--venv {venv}: no such virtual environment ({python_exe} missing); pass the folder "
+                           "of the environment to recover")
+    exe = python_exe or sys.executable
+    prefix = journals.prefix_of(exe)
+    found = journals.pending(prefix)
+    if found is None:
+        click.echo(f"nothing to recover: {prefix} has no unfinished gpustack transaction")
+        return
+    if "snapshot" not in found.data:
+        raise journals.JournalPending(f"{found.describe()}: the journal cannot be read; compare the environment "
+                                      f"with `pip freeze`, then remove {found.path}")
+    backend = choose_backend(installer if installer != "auto" else str(found.data.get("backend") or "auto"))
+    inst = Installer(backend, exe, list(found.data.get("restore_args", ())))
+    lock = envstate.env_lock(prefix, timeout=10.0)
+    try:
+        _err.print(f"recovering {found.describe()} ...", markup=False)
+        before = envstate.snapshot_from(prefix, found.snapshot)
+        from resolver.install import Transaction, restore_transaction
+
+        restored = restore_transaction(Transaction(before, found), exe, inst)
+    finally:
+        lock.release()
+    if restored.left:
+        raise journals.JournalPending(f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}; "
+                                      f"run `{journals.recover_command(exe)}` again (the journal and backup are kept)")
+    click.echo(f"recovered {prefix}: {restored.undone.describe()}")
 
 
 def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:

@@ -221,11 +221,12 @@ def constraints_path(constraints: Sequence[str], write: bool = False) -> str | N
 class Installer:
     """pip or uv aimed at one interpreter; also the ``envstate.Restorer`` that undoes a failed run."""
 
-    def __init__(self, backend: Backend, python_exe: str, restore_args: Sequence[str] = ()) -> None:
+    def __init__(self, backend: Backend, python_exe: str, restore_args: Sequence[str] = (),
+                 pip: Sequence[str] | None = None) -> None:
         self.backend = backend
         self.python_exe = python_exe
         self.restore_args = list(restore_args)
-        self.pip = pip_argv(python_exe)
+        self.pip = list(pip) if pip is not None else pip_argv(python_exe)
         self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
     def install_argv(self, requirements: Sequence[str], source: Sequence[str], *, no_deps: bool = False,
