@@ -9,13 +9,14 @@ import os
 import re
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
 
 from resolver.errors import BadInput, CommandFailed
-from resolver.models import Plan
+from resolver.models import PYPI_SIMPLE, Plan
 from resolver.options import stack_from_cli, target_options
 
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
@@ -53,6 +54,20 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, target)
 
 
+def _previous_names(output: str) -> list[str]:
+    """Return the package names of the lock at ``output`` (empty when there is none or it is not a lock)."""
+    if output == "-":
+        return []
+    try:
+        data = tomllib.loads(Path(output).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    packages = data.get("packages")
+    if not isinstance(packages, list):
+        return []
+    return [p["name"] for p in packages[:500] if isinstance(p, dict) and isinstance(p.get("name"), str)]
+
+
 @click.command("lock")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @target_options
@@ -61,29 +76,44 @@ def write_atomic(path: str, text: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["pylock", "requirements"]), default="pylock", show_default=True,
               help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
 @click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
-              help="Also lock the dependencies pip resolves for the target (torch's nvidia-* wheels, ...).")
+              help="Also lock the dependencies uv (else pip) resolves for the target (torch's nvidia-* wheels, ...).")
 def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, **options: Any) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
     Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
     warning, never guessed. Exit codes: 0 written, 1 no compatible stack, 2 bad input.
     """
-    from resolver import hashes
+    from resolver import hashes, lock_resolve
     from resolver import lock as lock_mod
+    from resolver.plan import plan_constraints
     from resolver.lock_install import requirements_text
 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     _check_output(output)  # before any solving or network: a bad -o is bad input
     plan, ctx = _full_plan(requirements, **options)
-    pins: dict[str, str] = {}
-    if with_deps:
-        try:
-            pins = hashes.dependency_pins(plan, options.get("python_exe") or sys.executable)
-        except CommandFailed as exc:
-            click.echo(f"warning: dependencies not locked (pip could not resolve them: {exc.output_tail.splitlines()[-1:]}); "
-                       "the lock holds the plan's packages only", err=True)
-    files, warnings = hashes.lookup(plan, pins=pins)
+    pages = lock_resolve.Pages()
+    try:
+        # Read, while the resolver runs, the index pages the check will want: the plan's packages, and those of
+        # the lock this run replaces (a re-lock mostly locks the same names).
+        pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
+        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n) for n in _previous_names(output))
+        resolved: dict[str, Any] = {}
+        if with_deps:
+            try:
+                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=options.get("python_exe"))
+            except CommandFailed as exc:
+                click.echo(f"warning: dependencies not locked (the resolver failed: "
+                           f"{exc.output_tail.strip().splitlines()[-1:]}); the lock holds the plan's packages only",
+                           err=True)
+        files, warnings = hashes.lookup(plan, known=resolved)
+        target = plan.stack.target
+        problems = lock_resolve.check_files(files.values(), target.python, target.platform, pages=pages)
+    finally:
+        pages.close()
+    if problems:
+        raise lock_resolve.ResolveError("refusing to write a lock with files that do not fit the target:\n"
+                                        + "\n".join(f"  - {p}" for p in problems))
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix)

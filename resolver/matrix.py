@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.errors import InvalidMatrix
@@ -65,7 +67,7 @@ def _digest(directory: Path) -> str:
 
 
 # Bump when the typed rows change shape: an old pickle must not be read by new code.
-_CACHE_FORMAT = "matrix-v2"
+_CACHE_FORMAT = "matrix-v3"
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,9 +107,24 @@ def _cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("gpustack")) / "matrix"
 
 
+def _pin_problems(m: Matrix) -> list[str]:
+    """Return the problems of ``pins.toml``: a pin applies to a package of the stack and bounds another one."""
+    problems = []
+    stack_packages = {"torch", "xformers", "flash-attn"}
+    for i, pin in enumerate(m.pins):
+        if canonicalize_name(Requirement(pin.when).name) not in stack_packages:
+            problems.append(f"pins.toml: pin[{i}] ({pin.requirement}): when: {pin.when!r} names no stack package "
+                            f"({', '.join(sorted(stack_packages))})")
+        if canonicalize_name(pin.package) in stack_packages:
+            problems.append(f"pins.toml: pin[{i}] ({pin.requirement}): package: {pin.package} is solved by the "
+                            "matrix itself, not pinned")
+    return problems
+
+
 def validate(m: Matrix) -> list[str]:
     """Return every consistency problem across the files as ``file: row: field: what is wrong`` (empty when sound)."""
     problems: list[str] = []
+    problems += _pin_problems(m)
     torch_versions = {t.version for t in m.torch}
     cuda_minors = {(c.cuda.major, c.cuda.minor) for c in m.cuda}
     majors = {c.major for c in m.minor_compat}

@@ -177,6 +177,20 @@ class Profile:
 
 
 @dataclass(frozen=True, eq=False)
+class Pin:
+    """A known-bad transitive pin (``pins.toml``): when the stack has ``when`` (e.g. ``torch<2.3``), every install
+    and lock must hold ``requirement`` (e.g. ``numpy<2``), because the stack's binaries break otherwise."""
+
+    package: str
+    requirement: str
+    when: str
+    reason: str
+    source: str
+    platforms: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class DockerImage:
     """An ``nvidia/cuda`` base image for one CUDA minor."""
 
@@ -201,6 +215,7 @@ class Matrix:
     gpus: tuple[GpuRow, ...]
     profiles: tuple[Profile, ...] = ()
     docker: tuple[DockerImage, ...] = ()
+    pins: tuple[Pin, ...] = ()
     flash_wheel_url: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
