@@ -19,6 +19,7 @@ from rich.console import Console
 from resolver import _subprocess
 from resolver import cache as build_cache
 from resolver.errors import BadInput
+from resolver.inputs import read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
 from resolver.options import plan_from_cli, target_options
@@ -40,33 +41,19 @@ class _CliReporter(Reporter):
         _err.print(text, markup=False)
 
 
-def plan_from_dict(data: dict[str, Any]) -> Plan:
-    """Return the ``Plan`` written as the ``gpustack plan --json`` object (``Plan.to_dict``)."""
-    t = data.get("target") or {}
-    gpus = tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"]), g.get("memory_mib"))
-                 for g in t.get("gpus", []))
-    target = Target(gpus=gpus, python=t.get("python") or f"{sys.version_info[0]}.{sys.version_info[1]}",
-                    platform=t.get("platform") or "linux_x86_64",
-                    driver=parse_driver(t["driver"]) if t.get("driver") else None, source="plan")
-    packages = tuple(
-        PackageChoice(p["name"], p["version"], p["method"], index_url=p.get("index_url"), url=p.get("url"),
-                      build_env=dict(p.get("env", {})), variant=p.get("variant"), cuda=p.get("cuda"),
-                      arch_list=p.get("arch_list"))
-        for p in data.get("packages", []))
-    steps = tuple(
-        Step(s["action"], s["package"], s["requirement"], index_url=s.get("index_url"),
-             extra_index_urls=tuple(s.get("extra_index_urls", ())), url=s.get("url"), no_deps=bool(s.get("no_deps")),
-             constraints=tuple(s.get("constraints", ())), env=dict(s.get("env", {})),
-             build_isolation=bool(s.get("build_isolation", True)), description=s.get("description", ""))
-        for s in data.get("steps", []))
-    return Plan(Stack(target, packages, tuple(data.get("other_requirements", ()))), steps)
+def plan_from_dict(data: Any) -> Plan:
+    """Return the ``Plan`` written as the ``gpustack plan --json`` object (``Plan.from_dict``, kept for callers)."""
+    return Plan.from_dict(data)
 
 
 def _read_plan(path: str) -> Plan:
+    hint = "write one with `gpustack plan --json > FILE`"
+    text = read_text(path, f"--plan {path}", hint=hint)
     try:
-        return plan_from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"--plan {path}: not a plan JSON ({exc}); write one with `gpustack plan --json > FILE`") from None
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"--plan {path}: not JSON ({exc}); {hint}") from None
+    return Plan.from_dict(data, what=f"--plan {path}")
 
 
 def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
@@ -176,10 +163,7 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
     from resolver.lock import loads, lock_to_plan
     from resolver.lock_install import install_locked_safely, requirements_text
 
-    try:
-        text = Path(lock_file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"--lock {lock_file}: cannot read it ({exc.strerror}); write one with `gpustack lock`") from None
+    text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
     locked = loads(text)
     if dry_run:
         click.echo(requirements_text(locked), nl=False)

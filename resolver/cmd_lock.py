@@ -143,10 +143,9 @@ def _current_from_lock(path: str) -> Any:
     from resolver.models import Target
     from resolver.upgrade import Installed
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"--lock {path}: cannot read it ({exc.strerror}); pass a file written by `gpustack lock`") from None
+    from resolver.inputs import read_text
+
+    text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
     locked = loads(text)
     t = locked.target
     target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=None, source="lock")

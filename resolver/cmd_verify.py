@@ -60,11 +60,16 @@ def render(report: VerifyReport, console: Console) -> None:
 @click.option("--expect", multiple=True, metavar="BACKEND",
               help="A backend that must run and pass (repeat or comma-separate): sdpa, sdpa-flash, xformers, "
                    "flash-attn, flash-attn-3, sageattention ...")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed per backend.")
-def verify(python_exe: str | None, as_json: bool, expect: tuple[str, ...], timeout: float) -> None:
+@click.option("--timeout", default="120", show_default=True, metavar="SECONDS", help="Seconds allowed per backend.")
+def verify(python_exe: str | None, as_json: bool, expect: tuple[str, ...], timeout: str) -> None:
     """Run every installed attention kernel and check it against an fp32 reference."""
+    from resolver.inputs import check_name, positive_seconds
+
+    seconds = positive_seconds(timeout, "--timeout", maximum=86400)
+    for item in expect:
+        check_name(item, "--expect", hint="name a backend such as sdpa, xformers or flash-attn")
     names = [n.strip() for item in expect for n in item.split(",") if n.strip()]
-    report = run_verify(python_exe, expect=names, timeout=timeout)
+    report = run_verify(python_exe, expect=names, timeout=seconds)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

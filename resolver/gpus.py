@@ -9,12 +9,13 @@ import difflib
 import re
 
 from resolver.errors import BadInput
+from resolver.inputs import check_name
 from resolver.matrix_types import GpuRow, Matrix
 from resolver.models import ComputeCapability, Gpu
 
 __all__ = ["lookup_gpu", "find_gpu_row", "normalize_name"]
 
-_CC = re.compile(r"^(?:sm_?)?\d{1,2}\.?\d$", re.IGNORECASE)
+_CC = re.compile(r"^(?:sm_?)?\d{1,2}\.?\d$", re.IGNORECASE | re.ASCII)
 
 
 def normalize_name(name: str) -> str:
@@ -42,9 +43,11 @@ def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
 
     An unknown name is bad input: the message suggests the closest known names and the capability form.
     """
+    hint = "pass a GPU name such as 'Tesla T4' or a compute capability such as 8.6"
     t = text.strip()
     if not t:
-        raise BadInput("--gpu '': empty; pass a GPU name such as 'Tesla T4' or a compute capability such as 8.6")
+        raise BadInput(f"--gpu '': empty; {hint}")
+    check_name(text, "--gpu", hint=hint)
     if _CC.match(t):
         cc = ComputeCapability.parse(t)
         return Gpu(name=f"GPU with compute capability {cc}", compute_capability=cc)

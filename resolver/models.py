@@ -53,7 +53,7 @@ class ComputeCapability:
         """Return the capability written as ``8.6``, ``86``, ``sm_86`` or ``compute_86``."""
         s = text.strip().lower()
         s = s.removeprefix("sm_").removeprefix("compute_")
-        m = re.fullmatch(r"(\d+)\.(\d)", s) or re.fullmatch(r"(\d+)(\d)", s)
+        m = re.fullmatch(r"(\d{1,3})\.(\d)", s, re.ASCII) or re.fullmatch(r"(\d{1,3})(\d)", s, re.ASCII)
         if not m:
             raise BadInput(f"invalid compute capability: {text!r} (expected e.g. 8.6 or sm_86)")
         return cls(int(m.group(1)), int(m.group(2)))
@@ -66,7 +66,7 @@ class ComputeCapability:
         return f"{self.major}.{self.minor}"
 
 
-_ARCH_TOKEN = re.compile(r"^(?:sm_|compute_)?(\d+)\.?(\d)([af]?)(\+ptx)?$")
+_ARCH_TOKEN = re.compile(r"^(?:sm_|compute_)?(\d{1,3})\.?(\d)([af]?)(\+ptx)?$", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ class ArchList:
             tok = raw.strip().lower()
             m = _ARCH_TOKEN.match(tok)
             if not m:
-                raise ValueError(f"invalid architecture {raw!r}")
+                raise BadInput(f"invalid architecture {raw[:40]!r} (expected e.g. 8.0, 9.0a or 8.6+PTX)")
             cc = ComputeCapability(int(m.group(1)), int(m.group(2)))
             suffix = m.group(3)
             if tok.startswith("compute_"):
@@ -137,9 +137,9 @@ class ArchList:
 
 def parse_driver(text: str) -> Version:
     """Return an NVIDIA driver version (``580.159.04``, ``470.82.01``, ``580``) as a comparable ``Version``."""
-    s = text.strip()
-    if not re.fullmatch(r"\d{2,4}(\.\d{1,3}){0,2}", s):
-        raise BadInput(f"invalid driver version: {text!r} (expected e.g. 535.104.05; `nvidia-smi` prints it)")
+    s = text.strip() if isinstance(text, str) else ""
+    if not re.fullmatch(r"\d{2,4}(\.\d{1,3}){0,2}", s, re.ASCII):
+        raise BadInput(f"invalid driver version: {str(text)[:40]!r} (expected e.g. 535.104.05; `nvidia-smi` prints it)")
     return Version(s)
 
 
@@ -332,6 +332,115 @@ class Plan:
             "steps": [s.to_dict() for s in self.steps],
             "notes": list(self.stack.notes) + list(self.notes),
         }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, what: str = "plan") -> Plan:
+        """Return the ``Plan`` written as ``to_dict`` (``gpustack plan --json``), validated field by field.
+
+        A wrong field raises ``BadInput`` naming it (``steps[3].requirement``), the value and the form expected.
+        Requirements must be PEP 508, URLs absolute and one line, build variables from ``schema.BUILD_VARIABLES``:
+        what a plan file can make pip do is what gpustack's own plans do.
+        """
+        from resolver import schema as sc
+
+        root = sc.Loc(what, hint="write a plan with `gpustack plan --json > FILE`")
+        d = sc.table(data, root)
+        tl = root.at("target")
+        t = sc.table({} if d.get("target") is None else d["target"], tl)
+        gpus = []
+        for i, g in enumerate(sc.get_list(t, "gpus", tl, limit=64)):
+            gl = tl.at("gpus").at(i)
+            g = sc.table(g, gl)
+            cc_text = sc.get_str(g, "compute_capability", gl, limit=20)
+            try:
+                cc = ComputeCapability.parse(cc_text)
+            except BadInput:
+                gl.at("compute_capability").fail(cc_text, "a compute capability such as 8.6")
+            gpus.append(Gpu(sc.get_str(g, "name", gl, limit=200), cc, sc.get_int(g, "memory_mib", gl)))
+        driver_text = sc.get_opt_str(t, "driver", tl, limit=20)
+        try:
+            driver = parse_driver(driver_text) if driver_text else None
+        except BadInput:
+            tl.at("driver").fail(driver_text, "a driver version such as 535.104.05")
+        python = sc.get_opt_str(t, "python", tl, limit=10) or "3.11"
+        if not re.fullmatch(r"3\.[0-9]{1,2}", python, re.ASCII):
+            tl.at("python").fail(python, "a Python version such as 3.11")
+        platform = sc.get_opt_str(t, "platform", tl, limit=30) or "linux_x86_64"
+        if platform not in PLATFORMS:
+            tl.at("platform").fail(platform, f"one of {', '.join(PLATFORMS)}")
+        nvcc_text = sc.get_opt_str(t, "nvcc", tl, limit=20)
+        try:
+            nvcc = Version(nvcc_text) if nvcc_text else None
+        except InvalidVersion:
+            tl.at("nvcc").fail(nvcc_text, "a CUDA version such as 12.4")
+        target = Target(gpus=tuple(gpus), python=python, platform=platform, driver=driver, nvcc=nvcc, source="plan")
+        packages = tuple(_package_from_dict(p, root.at("packages").at(i))
+                         for i, p in enumerate(sc.get_list(d, "packages", root, limit=1000)))
+        others = tuple(sc.check_requirement(r, root.at("other_requirements").at(i))
+                       for i, r in enumerate(sc.get_str_list(d, "other_requirements", root)))
+        steps = tuple(_step_from_dict(s, root.at("steps").at(i))
+                      for i, s in enumerate(sc.get_list(d, "steps", root, limit=1000)))
+        notes = tuple(sc.get_str_list(d, "notes", root, limit=4000))
+        return cls(Stack(target, packages, others), steps, notes)
+
+
+def _package_from_dict(value: Any, loc: Any) -> PackageChoice:
+    from resolver import schema as sc
+
+    p = sc.table(value, loc)
+    method = sc.get_str(p, "method", loc)
+    if method not in ("wheel", "source"):
+        loc.at("method").fail(method, "'wheel' or 'source'")
+    name = sc.get_str(p, "name", loc, limit=200)
+    version = sc.get_str(p, "version", loc, limit=200)
+    sc.check_requirement(f"{name}=={version}", loc.at("version"))
+    index_url = sc.get_opt_str(p, "index_url", loc)
+    url = sc.get_opt_str(p, "url", loc, limit=4000)
+    arch = sc.get_opt_str(p, "arch_list", loc, limit=400)
+    if arch is not None:
+        try:
+            ArchList.parse(arch)
+        except BadInput:
+            loc.at("arch_list").fail(arch, "an arch list such as '8.0;9.0+PTX'")
+    return PackageChoice(
+        name, version, "source" if method == "source" else "wheel",
+        index_url=sc.check_url(index_url, loc.at("index_url")) if index_url else None,
+        url=sc.check_url(url, loc.at("url")) if url else None,
+        build_env=sc.check_build_env(p.get("env") or {}, loc.at("env")),
+        variant=sc.get_opt_str(p, "variant", loc, limit=40), cuda=sc.get_opt_str(p, "cuda", loc, limit=20),
+        arch_list=arch, ptx_fallback=sc.get_bool(p, "ptx_fallback", loc, False),
+        notes=tuple(sc.get_str_list(p, "notes", loc, limit=4000)),
+    )
+
+
+def _step_from_dict(value: Any, loc: Any) -> Step:
+    from resolver import schema as sc
+
+    s = sc.table(value, loc)
+    action = sc.get_str(s, "action", loc)
+    if action not in ("install", "build"):
+        loc.at("action").fail(action, "'install' or 'build'")
+    package = sc.get_str(s, "package", loc, limit=200)
+    sc.check_requirement(package, loc.at("package"))
+    requirement = sc.check_requirement(sc.get_str(s, "requirement", loc, limit=4000), loc.at("requirement"))
+    index_url = sc.get_opt_str(s, "index_url", loc)
+    url = sc.get_opt_str(s, "url", loc, limit=4000)
+    extra = tuple(sc.check_url(u, loc.at("extra_index_urls").at(i))
+                  for i, u in enumerate(sc.get_str_list(s, "extra_index_urls", loc)))
+    constraints = tuple(sc.check_requirement(c, loc.at("constraints").at(i))
+                        for i, c in enumerate(sc.get_str_list(s, "constraints", loc)))
+    return Step(
+        "build" if action == "build" else "install", package, requirement,
+        index_url=sc.check_url(index_url, loc.at("index_url")) if index_url else None,
+        extra_index_urls=extra,
+        url=sc.check_url(url, loc.at("url")) if url else None,
+        no_deps=sc.get_bool(s, "no_deps", loc, False),
+        constraints=constraints,
+        env=sc.check_build_env(s.get("env") or {}, loc.at("env")),
+        build_isolation=sc.get_bool(s, "build_isolation", loc, True),
+        prerequisites=tuple(sc.get_str_list(s, "prerequisites", loc)),
+        description=sc.get_opt_str(s, "description", loc, limit=4000) or "",
+    )
 
 
 def parse_version(text: str, what: str) -> Version:

@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from resolver import matrix as matrix_mod
 from resolver.errors import BadInput
+from resolver.inputs import check_text, read_text
 from resolver.matrix_types import Matrix
 from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, parse_driver
 from resolver.report import Reporter
@@ -75,10 +76,7 @@ def _load_matrix(matrix_dir: str | None) -> Matrix:
 def _read_requirement_files(files: Sequence[str]) -> list[str]:
     lines: list[str] = []
     for name in files:
-        try:
-            text = Path(name).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"-r {name}: cannot read it ({exc.strerror}); pass a requirements file") from None
+        text = read_text(name, f"-r {name}", hint="pass a requirements file")
         for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -120,6 +118,7 @@ def parse_driver_option(text: str) -> Version:
 
 
 def _check_python(text: str) -> str:
+    check_text(text, "--python", limit=20, hint="expected a Python version such as 3.11")
     try:
         v = Version(text)
     except InvalidVersion:
@@ -159,7 +158,7 @@ def target_from_cli(
     nvcc = None
     if o.get("nvcc"):
         try:
-            nvcc = Version(o["nvcc"])
+            nvcc = Version(check_text(o["nvcc"], "--nvcc", limit=20, hint="expected a CUDA version such as 12.4"))
         except InvalidVersion:
             raise BadInput(f"--nvcc {o['nvcc']!r}: expected a CUDA version such as 12.4") from None
     platform = o.get("platform_tag")

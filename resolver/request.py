@@ -13,6 +13,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from resolver.errors import BadInput
+from resolver.inputs import MAX_REQUIREMENT_CHARS, check_requirements, check_text
 from resolver.matrix_types import Matrix
 
 __all__ = ["Request", "parse_request", "parse_requirement", "SOLVED"]
@@ -58,12 +59,14 @@ def _split_local(req: Requirement) -> tuple[SpecifierSet, str | None]:
 
 def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
     """Return ``text`` as a PEP 508 requirement; ``BadInput`` quotes ``shown`` (the line as the user wrote it)."""
+    check_text(text, "requirement", limit=MAX_REQUIREMENT_CHARS, hint="write it as PEP 508, e.g. 'xformers<0.0.23'")
     try:
-        return Requirement(text)
+        req = Requirement(text)  # the length cap above keeps int() below its 4,300-digit limit
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0].rstrip(".")
         raise BadInput(f"invalid requirement {shown or text!r}: {first}; write it as PEP 508, "
                        "e.g. 'xformers<0.0.23'") from None
+    return req
 
 
 def parse_request(
@@ -80,7 +83,7 @@ def parse_request(
     needs: set[str] = set()
     variant: str | None = None
     others: list[str] = []
-    all_lines = [ln for ln in lines]
+    all_lines = check_requirements(list(lines))
     constraints: list[str] = []
     for name in profiles:
         profile = matrix.profile(name)

@@ -1,0 +1,471 @@
+"""The GPU fleet of a cluster: Kubernetes nodes (NVIDIA GPU Feature Discovery labels) or Slurm nodes (gres), grouped
+into classes that one stack must serve (docs/fleet.md).
+
+``parse(text, origin, matrix)`` is pure: it detects the format from the content and returns a ``Fleet``.
+``read_fleet(source, matrix)`` is the one reader: a file (regular files only, size-limited, so a FIFO cannot hang),
+or ``k8s`` / ``slurm`` to run ``kubectl get nodes -o json`` / ``scontrol show node --json`` through
+``resolver._subprocess``. Every bad or partial input raises ``BadInput`` with one line naming the node and the fix.
+
+Formats (docs/fleet.md cites each):
+* Kubernetes: a ``v1`` ``List`` (or ``NodeList``) of ``Node`` objects; GPU facts are GFD labels under
+  ``metadata.labels`` (``nvidia.com/gpu.product``, ``gpu.count``, ``gpu.compute.major``/``minor``,
+  ``cuda.driver.major``/``minor``/``rev``, ``mig.strategy``, ...), CPU and OS in ``status.nodeInfo``.
+* Slurm: ``{"meta": ..., "nodes": [...]}`` of the data_parser plugin; GPUs in ``gres`` (``gpu:a100:8(S:0-1)``),
+  ``features`` a list of strings (v0.0.39+) or a comma-separated string (v0.0.37/38), ``architecture``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.version import Version
+
+from resolver.errors import BadInput, CommandFailed
+from resolver.matrix_types import Matrix
+from resolver.models import ComputeCapability, Gpu, format_driver
+
+__all__ = ["Node", "GpuClass", "Fleet", "parse", "read_fleet", "MAX_BYTES", "GFD"]
+
+MAX_BYTES = 256 * 1024 * 1024  # a 5,000-node `kubectl get nodes -o json` is ~50 MB
+GFD = "nvidia.com/"
+_PRODUCT, _COUNT, _FAMILY, _MEMORY = (GFD + k for k in ("gpu.product", "gpu.count", "gpu.family", "gpu.memory"))
+_CC_MAJOR, _CC_MINOR = GFD + "gpu.compute.major", GFD + "gpu.compute.minor"
+_DRV = tuple(GFD + f"cuda.driver.{k}" for k in ("major", "minor", "rev"))
+_RUNTIME = tuple(GFD + f"cuda.runtime.{k}" for k in ("major", "minor"))
+_MIG_STRATEGY, _MIG_CAPABLE = GFD + "mig.strategy", GFD + "mig.capable"
+_MIXED_COUNT = re.compile(r"^nvidia\.com/mig-(\d+g\.\d+gb(?:\+me)?)\.count$")
+_MIG_PROFILE = re.compile(r"(\d+g\.\d+gb(?:\+me)?)", re.IGNORECASE)
+_K8S_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+_PLATFORM = {("linux", "x86_64"): "linux_x86_64", ("linux", "aarch64"): "linux_aarch64",
+             ("windows", "x86_64"): "win_amd64"}
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One GPU node as the cluster describes it."""
+
+    name: str
+    product: str  # as labelled (``NVIDIA-H100-80GB-HBM3``) or the gres type (``a100``)
+    gpu: Gpu  # display name and compute capability
+    count: int
+    platform: str
+    driver: Version | None = None  # None: the source does not say (Slurm)
+    os: str | None = None  # ``status.nodeInfo.osImage``
+    mig: str = "off"  # "off", "single 1g.5gb", "mixed 1g.5gb,3g.20gb"
+    cuda_runtime: str | None = None  # the CUDA version the node's driver supports (GFD)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuClass:
+    """Nodes that one plan serves alike: same capability, driver, platform, OS image and MIG mode."""
+
+    gpu: Gpu
+    driver: Version | None
+    platform: str
+    os: str | None
+    mig: str
+    nodes: tuple[Node, ...]
+
+    @property
+    def label(self) -> str:
+        """A short name for messages, e.g. ``Tesla V100-SXM2-16GB``."""
+        return self.gpu.name
+
+    @property
+    def gpus(self) -> int:
+        return sum(n.count for n in self.nodes)
+
+    @property
+    def products(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n.product for n in self.nodes))
+
+    def describe(self) -> str:
+        """One line: ``Tesla V100-SXM2-16GB x16 on 2 nodes (compute capability 7.0, driver 535.104.05, ...)``."""
+        facts = [f"compute capability {self.gpu.compute_capability}",
+                 f"driver {format_driver(self.driver)}" if self.driver else "driver unknown", self.platform]
+        if self.os:
+            facts.append(self.os)
+        if self.mig != "off":
+            facts.append(f"MIG {self.mig}")
+        n = len(self.nodes)
+        if self.mig.startswith("single"):
+            return f"{self.label}, {self.gpus} MIG devices on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
+        return f"{self.label} x{self.gpus} on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe id: ``tesla-v100-sxm2-16gb-d535``."""
+        base = re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+        base = re.sub(r"^(nvidia|tesla)-", "", base) or "gpu"
+        if self.driver is not None:
+            base += f"-d{self.driver.major}"
+        if self.mig != "off":
+            base += "-mig"
+        return base
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """The GPU classes of a cluster, what was read to find them, and the nodes left out (with why)."""
+
+    origin: str  # the file or command read
+    kind: str  # "kubernetes" or "slurm"
+    classes: tuple[GpuClass, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (node, why)
+    labels: tuple[str, ...] = ()  # the label or field names read
+    notes: tuple[str, ...] = field(default=())
+
+    def summary(self) -> list[str]:
+        """Lines saying what was read, the classes, and each skipped node with its reason."""
+        nodes = sum(len(c.nodes) for c in self.classes)
+        out = [f"fleet: {self.kind} nodes from {self.origin}: {nodes} GPU node{'s' if nodes != 1 else ''} in "
+               f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"]
+        out.append("  read: " + ", ".join(self.labels))
+        for i, c in enumerate(self.classes, 1):
+            out.append(f"  class {i}: {c.describe()}")
+        for name, why in self.skipped:
+            out.append(f"  skipped {name}: {why}")
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+
+def _read_file(path: str) -> str:
+    """Return the text of a regular file of at most ``MAX_BYTES``; ``BadInput`` otherwise (a FIFO never blocks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise BadInput(f"--fleet {path}: cannot read it ({exc.strerror}); pass a file holding "
+                       "`kubectl get nodes -o json` or `scontrol show node --json` output, or k8s / slurm") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"--fleet {path}: not a regular file; save the command's output to a file first")
+        if st.st_size > MAX_BYTES:
+            raise BadInput(f"--fleet {path}: {st.st_size} bytes, over the {MAX_BYTES // 2**20} MiB limit; "
+                           "select the GPU nodes (e.g. kubectl get nodes -l nvidia.com/gpu.present=true -o json)")
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            data = fh.read(MAX_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise BadInput(f"--fleet {path}: over the {MAX_BYTES // 2**20} MiB limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"--fleet {path}: not UTF-8 text (byte {exc.start}); pass the JSON output of kubectl or "
+                       "scontrol") from None
+
+
+_COMMANDS = {"k8s": ("kubectl", ["kubectl", "get", "nodes", "-o", "json"]),
+             "slurm": ("scontrol", ["scontrol", "show", "node", "--json"])}
+
+
+def _run_source(source: str) -> str:
+    """Return the output of kubectl or scontrol for ``source`` (``k8s`` / ``slurm``)."""
+    from resolver import _subprocess
+
+    program, argv = _COMMANDS[source]
+    exe = shutil.which(program)
+    if exe is None:
+        raise BadInput(f"--fleet {source}: {program} is not on PATH; install it, or run `{' '.join(argv)}` where it "
+                       "works and pass the saved output as --fleet FILE")
+    try:
+        done = _subprocess.run([exe, *argv[1:]], timeout=120)
+    except CommandFailed as exc:
+        last = (exc.output_tail.strip().splitlines() or [f"exit code {exc.returncode}"])[-1]
+        raise BadInput(f"--fleet {source}: `{' '.join(argv)}` failed: {last[:300]}") from None
+    except OSError as exc:
+        raise BadInput(f"--fleet {source}: cannot run {program} ({exc.strerror})") from None
+    except Exception as exc:  # subprocess.TimeoutExpired: no cluster answer
+        raise BadInput(f"--fleet {source}: `{' '.join(argv)}` gave no answer ({type(exc).__name__}); "
+                       "check the cluster connection or pass a saved output file") from None
+    if len(done.stdout) > MAX_BYTES:
+        raise BadInput(f"--fleet {source}: output over the {MAX_BYTES // 2**20} MiB limit")
+    return done.stdout
+
+
+def read_fleet(source: str, matrix: Matrix) -> Fleet:
+    """Return the fleet of ``source``: ``k8s``, ``slurm`` (run the client) or a file of its saved JSON output."""
+    if source in _COMMANDS:
+        return parse(_run_source(source), f"`{' '.join(_COMMANDS[source][1])}`", matrix)
+    return parse(_read_file(source), source, matrix)
+
+
+# --- parsing -------------------------------------------------------------------------------------------------------
+
+def parse(text: str, origin: str, matrix: Matrix) -> Fleet:
+    """Return the fleet a ``kubectl get nodes -o json`` or ``scontrol show node --json`` output describes."""
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "nesting"
+        raise BadInput(f"--fleet {origin}: not JSON ({where}); pass `kubectl get nodes -o json` or "
+                       "`scontrol show node --json` output") from None
+    if isinstance(doc, dict) and isinstance(doc.get("items"), list) and str(doc.get("kind", "")).endswith("List"):
+        return _kubernetes(doc["items"], origin, matrix)
+    if isinstance(doc, dict) and doc.get("kind") == "Node":
+        return _kubernetes([doc], origin, matrix)
+    if isinstance(doc, dict) and isinstance(doc.get("nodes"), list):
+        return _slurm(doc["nodes"], origin, matrix)
+    raise BadInput(f"--fleet {origin}: JSON, but neither a Kubernetes node list (kind List, items) nor Slurm's "
+                   "node output (nodes); pass `kubectl get nodes -o json` or `scontrol show node --json` output")
+
+
+def _int(value: Any, what: str) -> int:
+    text = str(value).strip()
+    if not re.fullmatch(r"\d{1,9}", text):
+        raise BadInput(f"{what} = {value!r}: not a whole number")
+    return int(text)
+
+
+def _classes(nodes: Iterable[Node]) -> tuple[GpuClass, ...]:
+    groups: dict[tuple[object, ...], list[Node]] = {}
+    for n in nodes:
+        key = (n.gpu.compute_capability, n.driver, n.platform, n.os, n.mig)
+        groups.setdefault(key, []).append(n)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        names = list(dict.fromkeys(m.gpu.name for m in members))
+        gpu = first.gpu if len(names) == 1 else Gpu(" / ".join(names), first.gpu.compute_capability)
+        out.append(GpuClass(gpu, first.driver, first.platform, first.os, first.mig, tuple(members)))
+    # Oldest GPU first, then oldest driver: the classes most likely to limit a shared stack lead.
+    out.sort(key=lambda c: (c.gpu.compute_capability, c.driver or Version("0"), c.platform, c.os or "", c.mig))
+    return tuple(out)
+
+
+def _gpu(product: str, cc: ComputeCapability | None, memory_mib: int | None, where: str, matrix: Matrix) -> Gpu:
+    """Return the GPU of a product name: the capability the node reports, else the GPU table's (gpus.toml)."""
+    from resolver.gpus import find_gpu_row, lookup_gpu, normalize_name
+
+    base = re.sub(r"[-_ ]?MIG[-_ ].*$", "", product, flags=re.IGNORECASE) or product
+    row = find_gpu_row(base, matrix)
+    if cc is not None:
+        return Gpu(row.nvidia_smi_names[0] if row and row.nvidia_smi_names else base.replace("-", " "), cc, memory_mib)
+    if row is not None:
+        return Gpu(row.nvidia_smi_names[0] if row.nvidia_smi_names else row.name, row.compute_capability, memory_mib)
+    try:
+        g = lookup_gpu(base.replace("_", " "), matrix)
+    except BadInput:
+        raise BadInput(f"{where}: unknown GPU product {product!r} and no compute capability given; add the node's "
+                       "nvidia.com/gpu.compute.major/minor labels (GPU Feature Discovery sets them), or add the "
+                       "product to matrices/gpus.toml") from None
+    # A short gres type ("a100", "tesla_v100") stands for the models it names: show it as NVIDIA writes them.
+    return Gpu(normalize_name(base).upper() if g.name == base.replace("_", " ") else g.name, g.compute_capability,
+               memory_mib)
+
+
+# Kubernetes ------------------------------------------------------------------------------------------------------
+
+def _k8s_platform(name: str, info: Mapping[str, Any], origin: str) -> str:
+    arch = str(info.get("architecture") or "")
+    system = str(info.get("operatingSystem") or "linux")
+    plat = _PLATFORM.get((system, _K8S_ARCH.get(arch, arch)))
+    if not arch:
+        raise BadInput(f"--fleet {origin}: node {name}: no status.nodeInfo.architecture; pass the full "
+                       "`kubectl get nodes -o json` output")
+    if plat is None:
+        raise BadInput(f"--fleet {origin}: node {name}: {system}/{arch} is not a platform gpustack plans for "
+                       "(linux amd64, linux arm64, windows amd64); select the other nodes")
+    return plat
+
+
+def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _k8s_node(item: Any, origin: str, matrix: Matrix, read: set[str]) -> Node | str:
+    """Return the node, or why it is skipped (no GPU)."""
+    if not isinstance(item, dict):
+        raise BadInput(f"--fleet {origin}: an item of the node list is not an object")
+    meta = _obj(item, "metadata")
+    name = str(meta.get("name") or "?")
+    labels = {str(k): str(v) for k, v in _obj(meta, "labels").items()}
+    status = _obj(item, "status")
+    capacity = _obj(status, "capacity")
+    info = _obj(status, "nodeInfo")
+    where = f"--fleet {origin}: node {name}"
+    gfd = sorted(k for k in labels if k.startswith(GFD) and not k.startswith(GFD + "gpu.deploy.")
+                 and k != GFD + "gpu.present")
+    cap = str(capacity.get("nvidia.com/gpu", "0"))
+    if not gfd:
+        if cap not in ("", "0"):
+            raise BadInput(f"{where}: has {cap} nvidia.com/gpu in status.capacity but no GPU Feature Discovery "
+                           "labels; deploy GFD (or the GPU operator) so the node says which GPU it has")
+        if labels.get(GFD + "gpu.present") == "true":
+            raise BadInput(f"{where}: nvidia.com/gpu.present=true but no GPU Feature Discovery labels yet; wait for "
+                           "GFD to label it, or leave the node out of the file")
+        return "no NVIDIA GPU (no nvidia.com/gpu.* labels, no nvidia.com/gpu capacity)"
+    missing = [k for k in (_PRODUCT, _COUNT, _DRV[0], _DRV[1]) if not labels.get(k)]
+    if bool(labels.get(_CC_MAJOR)) != bool(labels.get(_CC_MINOR)):
+        missing.append(_CC_MINOR if labels.get(_CC_MAJOR) else _CC_MAJOR)
+    if missing:
+        raise BadInput(f"{where}: GPU Feature Discovery labels incomplete, missing {', '.join(missing)}; "
+                       "relabel the node (restart GFD) or leave it out of the file")
+    count = _int(labels[_COUNT], f"{where}: {_COUNT}")
+    if count == 0:
+        return f"{_COUNT}=0"
+    cc = None
+    if labels.get(_CC_MAJOR):
+        cc = ComputeCapability(_int(labels[_CC_MAJOR], f"{where}: {_CC_MAJOR}"),
+                               _int(labels[_CC_MINOR], f"{where}: {_CC_MINOR}"))
+        read.update((_CC_MAJOR, _CC_MINOR))
+    parts = [labels[k] for k in _DRV if labels.get(k)]
+    driver_text = ".".join(str(_int(p, f"{where}: nvidia.com/cuda.driver.*")) for p in parts)
+    memory = _int(labels[_MEMORY], f"{where}: {_MEMORY}") if labels.get(_MEMORY) else None
+    strategy = labels.get(_MIG_STRATEGY, "none")
+    mig = "off"
+    if strategy == "single" and _MIG_PROFILE.search(labels[_PRODUCT]):
+        mig = "single " + _MIG_PROFILE.search(labels[_PRODUCT]).group(1).lower()  # type: ignore[union-attr]
+        memory = None  # per MIG device, not per GPU
+    elif strategy == "mixed":
+        profiles = sorted(m.group(1) for k, v in labels.items() if (m := _MIXED_COUNT.match(k)) and v not in ("", "0"))
+        if profiles:
+            mig = "mixed " + ",".join(profiles)
+            read.update(k for k in labels if _MIXED_COUNT.match(k))
+    if strategy != "none" or _MIG_STRATEGY in labels:
+        read.add(_MIG_STRATEGY)
+    runtime = ".".join(labels[k] for k in _RUNTIME if labels.get(k)) or None
+    read.update(k for k in (_PRODUCT, _COUNT, _MEMORY, _FAMILY, *_DRV, *_RUNTIME) if labels.get(k))
+    plat = _k8s_platform(name, info, origin)
+    read.update(("status.nodeInfo.architecture", "status.nodeInfo.operatingSystem"))
+    os_image = str(info.get("osImage")) if info.get("osImage") else None
+    if os_image:
+        read.add("status.nodeInfo.osImage")
+    gpu = _gpu(labels[_PRODUCT], cc, memory, where, matrix)
+    return Node(name, labels[_PRODUCT], gpu, count, plat, Version(driver_text), os_image, mig, runtime)
+
+
+def _kubernetes(items: Sequence[Any], origin: str, matrix: Matrix) -> Fleet:
+    nodes: list[Node] = []
+    skipped: list[tuple[str, str]] = []
+    read: set[str] = set()
+    for item in items:
+        got = _k8s_node(item, origin, matrix, read)
+        if isinstance(got, Node):
+            nodes.append(got)
+        else:
+            skipped.append((str(_obj(item, "metadata").get("name") or "?"), got))
+    return _fleet(origin, "kubernetes", nodes, skipped, read, len(items))
+
+
+def _fleet(origin: str, kind: str, nodes: list[Node], skipped: list[tuple[str, str]], read: set[str],
+           total: int) -> Fleet:
+    if not nodes:
+        raise BadInput(f"--fleet {origin}: none of its {total} {kind} nodes has an NVIDIA GPU; pass the cluster "
+                       "that runs the GPU work, or plan with --gpu / --cpu")
+    notes = []
+    if any(n.driver is None for n in nodes):
+        notes.append("the source gives no NVIDIA driver version: pass --driver (the oldest driver of the fleet)")
+    return Fleet(origin, kind, _classes(nodes), tuple(skipped), tuple(sorted(read)), tuple(notes))
+
+
+# Slurm -----------------------------------------------------------------------------------------------------------
+
+def _split_gres(text: str) -> list[str]:
+    """Return the entries of a gres string, splitting on commas outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [e.strip() for e in out if e.strip() and e.strip() != "(null)"]
+
+
+def _gres_gpus(text: str, where: str) -> list[tuple[str | None, int]]:
+    """Return ``(type, count)`` of each ``gpu`` entry of a gres string (``gpu:a100:8(S:0-1)`` -> ``("a100", 8)``)."""
+    found = []
+    for entry in _split_gres(text):
+        entry = entry.split("(", 1)[0]
+        parts = entry.split(":")
+        if parts[0] != "gpu":
+            continue
+        if len(parts) == 2:
+            gtype, count = (None, parts[1]) if parts[1].isdigit() else (parts[1], "1")
+        elif len(parts) >= 3:
+            gtype, count = ":".join(parts[1:-1]), parts[-1]
+        else:
+            gtype, count = None, "1"
+        found.append((gtype or None, _int(count, f"{where}: gres {entry!r} count")))
+    return found
+
+
+def _features(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "(null)"]
+    return []
+
+
+def _slurm_product(gtype: str | None, features: Sequence[str], where: str, matrix: Matrix) -> tuple[str, Gpu, str]:
+    """Return (product, GPU, MIG mode) of a gres type, falling back to a feature that names a known GPU."""
+    from resolver.gpus import lookup_gpu
+
+    mig = "off"
+    name = gtype
+    if gtype and (m := _MIG_PROFILE.search(gtype)):
+        mig = "single " + m.group(1).lower()
+        name = gtype[: m.start()].strip("_-. ") or None
+    candidates = [name] if name else []
+    candidates += list(features)
+    for cand in candidates:
+        try:
+            lookup_gpu(cand.replace("_", " "), matrix)
+        except BadInput:
+            continue
+        return cand, _gpu(cand, None, None, where, matrix), mig
+    what = f"gres type {gtype!r}" if gtype else "a gres with no GPU type"
+    raise BadInput(f"{where}: unknown GPU product ({what}, features {', '.join(features) or 'none'}); name the GPU "
+                   "type in slurm.conf's gres (gpu:a100:8) or add the product to matrices/gpus.toml")
+
+
+def _slurm(items: Sequence[Any], origin: str, matrix: Matrix) -> Fleet:
+    nodes: list[Node] = []
+    skipped: list[tuple[str, str]] = []
+    read = {"gres"}
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadInput(f"--fleet {origin}: an entry of nodes is not an object")
+        name = str(item.get("name") or item.get("hostname") or "?")
+        where = f"--fleet {origin}: node {name}"
+        gres = item.get("gres")
+        if gres is not None and not isinstance(gres, str):
+            raise BadInput(f"{where}: gres is not a string")
+        gpus = _gres_gpus(gres or "", where)
+        if not gpus or sum(c for _, c in gpus) == 0:
+            skipped.append((name, "no gpu gres" if not gpus else "gpu gres count 0"))
+            continue
+        arch = str(item.get("architecture") or "")
+        if not arch:
+            raise BadInput(f"{where}: no architecture; pass the full `scontrol show node --json` output "
+                           "(the node may never have registered: its slurmd reports it)")
+        read.add("architecture")
+        plat = _PLATFORM.get(("linux", arch))
+        if plat is None:
+            raise BadInput(f"{where}: architecture {arch!r} is not one gpustack plans for (x86_64, aarch64)")
+        features = _features(item.get("features"))
+        if features:
+            read.add("features")
+        for gtype, count in gpus:
+            if count == 0:
+                continue
+            product, gpu, mig = _slurm_product(gtype, features, where, matrix)
+            nodes.append(Node(name, product, gpu, count, plat, None, None, mig))
+    return _fleet(origin, "slurm", nodes, skipped, read, len(items))

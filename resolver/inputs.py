@@ -1,0 +1,149 @@
+"""Bounded input: every file, number and name that reaches gpustack from outside passes one of these checks.
+
+Each check returns the clean value or raises ``BadInput`` with one line that names the input (``-r reqs.txt``,
+``--driver``, ``--plan FILE``) and the next step. Nothing here touches the disk beyond reading the one file asked
+for, and a read never blocks: FIFOs, devices and folders are refused before they are opened for reading
+(docs/input.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+
+from resolver.errors import BadInput
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_REQUIREMENTS",
+    "MAX_REQUIREMENT_CHARS",
+    "MAX_NAME_CHARS",
+    "read_text",
+    "read_bytes",
+    "check_name",
+    "check_text",
+    "check_requirements",
+    "ascii_number",
+    "positive_seconds",
+    "check_argument",
+]
+
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a lock of every CUDA wheel is ~200 KB; a plan ~10 KB
+MAX_REQUIREMENTS = 1000  # a request names what to solve for, not an environment's freeze
+MAX_REQUIREMENT_CHARS = 1000  # PEP 508 lines with a URL and markers stay far below this
+MAX_NAME_CHARS = 200
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _show(value: str, limit: int = 60) -> str:
+    """Return ``value`` quoted for a message, cut to ``limit`` characters."""
+    shown = repr(value[:limit])
+    return shown + ("..." if len(value) > limit else "")
+
+
+def read_bytes(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str = "pass a regular file") -> bytes:
+    """Return the bytes of the regular file ``path``; ``BadInput`` (naming ``what``) for a folder, FIFO, device or
+    socket, a missing or unreadable file, or one over ``limit`` bytes. Never blocks on a FIFO: the file is opened
+    non-blocking and checked with ``fstat`` before any read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BadInput(f"{what}: cannot read it ({exc.strerror}); {hint}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise BadInput(f"{what}: is a folder; {hint}")
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"{what}: not a regular file (a FIFO, device or socket); {hint}")
+        if st.st_size > limit:
+            raise BadInput(f"{what}: {st.st_size} bytes is over the {limit}-byte limit; {hint}")
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise BadInput(f"{what}: over the {limit}-byte limit; {hint}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise BadInput(f"{what}: cannot read it ({exc.strerror}); {hint}") from None
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str = "pass a regular file") -> str:
+    """Return the UTF-8 text of the regular file ``path`` (see ``read_bytes``); ``BadInput`` naming the byte offset
+    when it is not UTF-8."""
+    data = read_bytes(path, what, limit=limit, hint=hint)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what}: not UTF-8 text (byte {exc.start}); save it as UTF-8 or {hint}") from None
+    return text.removeprefix("\ufeff")
+
+
+def check_text(value: str, what: str, *, limit: int = MAX_NAME_CHARS, hint: str = "") -> str:
+    """Return ``value`` when it is at most ``limit`` characters with no newline or other control character."""
+    tail = f"; {hint}" if hint else ""
+    if len(value) > limit:
+        raise BadInput(f"{what} {_show(value)}: longer than {limit} characters{tail}")
+    if _CONTROL.search(value):
+        raise BadInput(f"{what} {_show(value)}: holds a newline or control character{tail}")
+    return value
+
+
+def check_name(value: str, what: str, *, hint: str = "") -> str:
+    """Return ``value`` (a GPU name, profile, ...) stripped; ``BadInput`` when empty, too long or holding control
+    characters (a newline would reach Dockerfile comments and logs)."""
+    check_text(value, what, hint=hint)
+    if not value.strip():
+        raise BadInput(f"{what}: empty" + (f"; {hint}" if hint else ""))
+    return value.strip()
+
+
+def check_requirements(lines: list[str], what: str = "requirements") -> list[str]:
+    """Return ``lines`` when there are at most ``MAX_REQUIREMENTS`` of them, each at most ``MAX_REQUIREMENT_CHARS``
+    characters with no control character: bounds on the solver's and index's work before any lookup."""
+    if len(lines) > MAX_REQUIREMENTS:
+        raise BadInput(f"{what}: {len(lines)} requirements is over the limit of {MAX_REQUIREMENTS}; "
+                       "list the packages to solve for, not a whole environment")
+    for line in lines:
+        check_text(line, "requirement", limit=MAX_REQUIREMENT_CHARS, hint="write it as PEP 508, e.g. 'xformers<0.0.23'")
+    return lines
+
+
+_ASCII_NUMBER = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,18})?", re.ASCII)
+
+
+def ascii_number(text: str, what: str, *, hint: str) -> float:
+    """Return ``text`` as a number written with ASCII digits only (``120``, ``2.5``): no Unicode digits, signs,
+    exponents, ``nan`` or ``inf``."""
+    s = text.strip()
+    if not _ASCII_NUMBER.fullmatch(s):
+        raise BadInput(f"{what} {_show(text)}: not a number; {hint}")
+    return float(s)
+
+
+def positive_seconds(value: float | str, what: str, *, maximum: float = 86400.0) -> float:
+    """Return a finite timeout in ``(0, maximum]`` seconds; ``BadInput`` for ``nan``, ``inf``, zero or negatives."""
+    hint = f"pass seconds between 1 and {maximum:.0f}, e.g. 120"
+    seconds = ascii_number(value, what, hint=hint) if isinstance(value, str) else float(value)
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > maximum:
+        raise BadInput(f"{what} {value!r}: not a positive, finite number of seconds; {hint}")
+    return seconds
+
+
+def check_argument(value: str, what: str) -> str:
+    """Return ``value`` when it may go on a pip/uv command line as an operand: it must not start with ``-`` (it
+    would be read as an option) nor hold a newline or control character (a requirements file line break)."""
+    if value.startswith("-"):
+        raise BadInput(f"{what} {_show(value)}: starts with '-', which pip would read as an option; "
+                       "write a PEP 508 requirement or a URL")
+    check_text(value, what, limit=8192, hint="write it on one line")
+    return value

@@ -1,0 +1,28 @@
+"""Credentials never reach the screen or a log: ``redact(text)`` masks the password of every URL in ``text``.
+
+As pip does (``pip._internal.utils.misc.redact_auth_from_url``): ``https://user:secret@host/x`` becomes
+``https://user:****@host/x``; a bare token (``https://token@host/x``) becomes ``https://****@host/x``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["redact", "MASK"]
+
+MASK = "****"
+
+# scheme://userinfo@ where userinfo has no '/', '@' or whitespace (RFC 3986 forbids '/' and '@' unescaped there).
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"<>]+)@")
+
+
+def _mask(match: re.Match[str]) -> str:
+    userinfo = match.group("userinfo")
+    user, sep, _password = userinfo.partition(":")
+    masked = f"{user}:{MASK}" if sep else MASK
+    return f"{match.group('scheme')}{masked}@"
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every URL's password (or lone token) replaced by ``****``; the user name stays."""
+    return _USERINFO.sub(_mask, text)
