@@ -27,7 +27,7 @@ def _full_plan(requirements: tuple[str, ...], **options: Any) -> tuple[Plan, Any
     from resolver.plan import make_plan
 
     stack, ctx = stack_from_cli(requirements, **options)
-    return make_plan(stack), ctx
+    return make_plan(stack, matrix=ctx.matrix), ctx
 
 
 def _check_output(path: str) -> Path:
@@ -54,18 +54,25 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, target)
 
 
-def _previous_names(output: str) -> list[str]:
-    """Return the package names of the lock at ``output`` (empty when there is none or it is not a lock)."""
+def _previous(output: str) -> tuple[list[str], Any]:
+    """Return the package names and the ``LockedPlan`` of the lock at ``output`` (``[], None`` when there is none
+    or it is not a gpustack lock: it is then simply replaced)."""
+    from resolver.lock import loads
+
     if output == "-":
-        return []
+        return [], None
     try:
-        data = tomllib.loads(Path(output).read_text(encoding="utf-8"))
+        text = Path(output).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []
+        return [], None
     packages = data.get("packages")
-    if not isinstance(packages, list):
-        return []
-    return [p["name"] for p in packages[:500] if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    names = [p["name"] for p in (packages if isinstance(packages, list) else [])[:500]
+             if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    try:
+        return names, loads(text)
+    except BadInput:
+        return names, None
 
 
 @click.command("lock")
@@ -91,13 +98,28 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     _check_output(output)  # before any solving or network: a bad -o is bad input
+    from resolver.options import _read_requirement_files
+
+    previous_names, previous = _previous(output)
+    if previous is not None and not requirements and not options.get("requirement_files") and not options.get("profiles"):
+        # Re-locking an existing lock with no new request: lock what it was made for.
+        requirements = previous.request
+        options["profiles"] = tuple(previous.profile.split(",")) if previous.profile else ()
+        if not options.get("driver") and previous.driver:
+            options["driver"] = previous.driver
+        if "glibc" in options and not options.get("glibc") and previous.glibc:
+            options["glibc"] = previous.glibc
+        click.echo(f"re-locking {output} for what it was made for: "
+                   + (" ".join(requirements) or "(no requirements)")
+                   + (f" --profile {previous.profile}" if previous.profile else ""), err=True)
+    request = [*requirements, *_read_requirement_files(options.get("requirement_files") or ())]
     plan, ctx = _full_plan(requirements, **options)
     pages = lock_resolve.Pages()
     try:
         # Read, while the resolver runs, the index pages the check will want: the plan's packages, and those of
         # the lock this run replaces (a re-lock mostly locks the same names).
         pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
-        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n) for n in _previous_names(output))
+        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n) for n in previous_names)
         resolved: dict[str, Any] = {}
         if with_deps:
             try:
@@ -116,7 +138,10 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
                                         + "\n".join(f"  - {p}" for p in problems))
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    text = lock_mod.dumps(plan, files, matrix=ctx.matrix)
+    glibc = options.get("glibc")
+    text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request,
+                          profile=",".join(options.get("profiles") or ()) or None,
+                          glibc=str(glibc) if glibc else None)
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
     write_atomic(output, text)

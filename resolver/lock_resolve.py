@@ -226,16 +226,16 @@ def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], defaul
 
 
 def resolve(plan: Plan, constraints: Sequence[str] = (), *, python_exe: str | None = None,
-            default_index: str = PYPI_SIMPLE, uv: str | None = None) -> dict[str, LockedFile]:
+            default_index: str = PYPI_SIMPLE, uv: str | None = None, use_uv: bool = True) -> dict[str, LockedFile]:
     """Return the file of every package the plan's wheel steps install on its target (the steps' own packages and
     all their dependencies), keyed by canonical name; ``constraints`` (PEP 508) bound the dependencies.
 
-    uv resolves when present (``uv`` given, or ``find_uv()``), else pip in ``python_exe``. Raises ``CommandFailed``
-    when the resolver fails (an index unreachable, no solution).
+    uv resolves when present (``uv`` given, or ``find_uv()``) and ``use_uv``, else pip in ``python_exe``. Raises
+    ``CommandFailed`` when the resolver fails (an index unreachable, no solution).
     """
     if not requests_of(plan):
         return {}
-    uv = uv or find_uv()
+    uv = (uv or find_uv()) if use_uv else None
     if uv:
         return _resolve_uv(uv, plan, constraints, default_index)
     return _resolve_pip(python_exe or sys.executable, plan, constraints, default_index)

@@ -241,4 +241,4 @@ def plan_and_context(requirements: Sequence[str], reporter: Reporter | None = No
         target = dataclasses.replace(stack.target, cpu_count=cpus, memory_gib=mem)
         stack = dataclasses.replace(stack, target=target)
         ctx = dataclasses.replace(ctx, target=target)
-    return make_plan(stack, ctx.installed), ctx
+    return make_plan(stack, ctx.installed, ctx.matrix), ctx
