@@ -81,6 +81,71 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
 
 
 @matrix.command()
+@click.option("--package", "packages", multiple=True, metavar="NAME",
+              help="Read only this package (repeatable; default: torch, xformers, flash-attn, flash-attn-4, sageattention).")
+@click.option("--since", "since_text", multiple=True, metavar="NAME=VERSION",
+              help="Skip releases of NAME older than VERSION (default: the oldest release the matrix covers).")
+@click.option("--metadata", is_flag=True, help="Also read each release's METADATA (torch's CUDA pins, xformers' torch pin).")
+@click.option("--arch", is_flag=True, help="Also read the compiled arch lists from inside the Linux wheels (range reads).")
+@click.option("--index", default="https://pypi.org/simple", show_default=True, help="Simple-API index to read.")
+@click.option("--write", is_flag=True, help="Write the new wheels.toml (default: print the diff only).")
+@_dir_option
+def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bool, arch: bool, index: str, write: bool,
+            matrix_dir: str | None) -> None:
+    """Read PyPI and print how matrices/wheels.toml would change (a reviewable diff), then the facts to review.
+
+    New or changed rows are marked unverified until a maintainer reviews them. Exit 0 unchanged, 1 changed, 2 when
+    PyPI's answer is malformed (nothing is written).
+    """
+    import datetime
+    import tomllib
+
+    import requests
+    from packaging.version import InvalidVersion, Version
+
+    from resolver import refresh as refresh_mod
+    from resolver.errors import BadInput
+
+    directory = Path(matrix_dir) if matrix_dir else matrix_mod.matrix_dir()
+    path = directory / "wheels.toml"
+    old_text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        current = tomllib.loads(old_text).get("wheel", []) if old_text else []
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: not valid TOML ({exc}); fix or remove it and run refresh again") from None
+    since: dict[str, Version] = {"torch": Version("1.12.0"), "xformers": Version("0.0.16")}
+    for item in since_text:
+        name, _, ver = item.partition("=")
+        try:
+            since[name.strip()] = Version(ver.strip())
+        except InvalidVersion:
+            raise BadInput(f"--since {item!r}: expected NAME=VERSION such as torch=2.5.0") from None
+    unknown = [p for p in packages if p not in refresh_mod.PACKAGES]
+    if unknown:
+        raise BadInput(f"--package {unknown[0]!r}: refresh reads {', '.join(refresh_mod.PACKAGES)}")
+    xf = directory / "xformers.toml"
+    pins = {str(r.get("version")): str(r.get("requires_dist_torch")) for r in
+            (tomllib.loads(xf.read_text(encoding="utf-8")).get("release", []) if xf.exists() else [])}
+    result = refresh_mod.refresh(requests.Session(), current, packages or refresh_mod.PACKAGES, since=since,
+                                 metadata=metadata, arch=arch, today=datetime.date.today().isoformat(), index=index,
+                                 torch_pins=pins)
+    new_text = refresh_mod.render(result.rows)
+    patch = refresh_mod.diff(old_text, new_text)
+    click.echo(patch, nl=False)
+    for line in result.review:
+        click.echo(f"review: {line}", err=True)
+    if not patch:
+        click.echo("wheels.toml is up to date", err=True)
+        return
+    if write:
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(new_text, encoding="utf-8")
+        tmp.replace(path)
+        click.echo(f"wrote {path}: review the rows marked unverified, then run `gpustack matrix validate`", err=True)
+    sys.exit(1)
+
+
+@matrix.command()
 @click.argument("subject", type=click.Choice(["torch", "xformers", "flash-attn", "cuda", "gpus", "profiles", "docker"]))
 @_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from resolver.attention_rows import parse_rows
 from resolver.errors import InvalidMatrix
 from resolver.matrix_types import (
     CudaMinor,
@@ -24,14 +25,16 @@ from resolver.matrix_types import (
     Profile,
     TorchRelease,
     TorchVariant,
+    WheelFacts,
     XformersRelease,
 )
 from resolver.models import ArchList, ComputeCapability
 
 __all__ = ["FILES", "OPTIONAL", "from_dicts"]
 
-FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "pins")
-OPTIONAL = {"xformers_source", "docker", "pins"}
+FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
+         "wheels", "pins")
+OPTIONAL = {"xformers_source", "docker", "attention", "wheels", "pins"}
 
 T = TypeVar("T")
 
@@ -324,10 +327,11 @@ def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
     reqs = ctx.str_list(r, "requirements")
     constraints = ctx.str_list(r, "constraints", default=())
     needs = ctx.str_list(r, "needs", default=())
+    optional = ctx.str_list(r, "optional", default=())
     for need in needs:
         if need not in _KNOWN_NEEDS:
             raise ctx.fail("needs", f"unknown feature {need!r} (known: {', '.join(sorted(_KNOWN_NEEDS))})")
-    for req in reqs + constraints:
+    for req in reqs + constraints + optional:
         try:
             Requirement(req)
         except InvalidRequirement as exc:
@@ -341,6 +345,7 @@ def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
         needs=needs,
         note=ctx.get(r, "note", str, default=""),
         unverified=ctx.get(r, "unverified", bool, default=False),
+        optional=optional,
     )
 
 
@@ -386,6 +391,43 @@ def _pin(ctx: _Ctx, r: Mapping[str, Any]) -> Pin:
                note=ctx.get(r, "note", str, default=""))
 
 
+WHEEL_KEYS = frozenset({"package", "version", "platform", "pythons", "abi3", "platform_tag", "glibc", "requires_python",
+                        "build", "unverified", "source", "upload_time", "yanked", "note"})
+WHEEL_PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64", "any")
+
+
+def _wheel(ctx: _Ctx, r: Mapping[str, Any]) -> WheelFacts:
+    unknown = sorted(set(r) - WHEEL_KEYS)
+    if unknown:
+        raise ctx.fail(unknown[0], f"unknown key (known: {', '.join(sorted(WHEEL_KEYS))})")
+    platform = ctx.get(r, "platform", str)
+    if platform not in WHEEL_PLATFORMS:
+        raise ctx.fail("platform", f"expected one of {', '.join(WHEEL_PLATFORMS)}, got {platform!r}")
+    pythons = ctx.str_list(r, "pythons")
+    for py in pythons:
+        if not re.fullmatch(r"3\.\d{1,2}", py):
+            raise ctx.fail("pythons", f"expected CPython minors such as '3.11', got {py!r}")
+    glibc = ctx.version(r, "glibc", default=None)
+    if (glibc is None) == platform.startswith("linux_"):
+        raise ctx.fail("glibc", "required for Linux wheels, absent for Windows and pure-Python ones")
+    tag = ctx.get(r, "platform_tag", str)
+    if not tag.endswith(platform.removeprefix("linux_")):
+        raise ctx.fail("platform_tag", f"{tag!r} is not a {platform} tag")
+    return WheelFacts(
+        package=ctx.get(r, "package", str),
+        version=ctx.version(r, "version"),
+        platform=platform,
+        pythons=tuple(sorted(pythons, key=lambda p: int(p.split(".")[1]))),
+        abi3=ctx.get(r, "abi3", bool, default=False),
+        platform_tag=tag,
+        glibc=glibc,
+        requires_python=ctx.parse("requires_python", ctx.get(r, "requires_python", str, default=""), SpecifierSet),
+        build=ctx.get(r, "build", str, default=""),
+        unverified=ctx.get(r, "unverified", bool, default=False),
+        source=_source(ctx, r),
+    )
+
+
 def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapping[str, Any]]]:
     rows = data.get(key, [])
     if not isinstance(rows, list):
@@ -394,7 +436,8 @@ def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapp
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
             raise InvalidMatrix("expected a table", f"{file}: {key}[{i}]")
-        label = r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or i
+        label = (" ".join(str(r.get(k, "?")) for k in ("package", "version", "platform")) if "package" in r else None) \
+            or r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or i
         out.append((_Ctx(file, f"{key}[{i}] ({label})"), r))
     return out
 
@@ -421,6 +464,13 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
     profiles = tuple(_profile(c, r) for c, r in _rows(data["profiles"], "profiles.toml", "profile"))
     docker = tuple(_docker(c, r) for c, r in _rows(data.get("docker", {}), "docker.toml", "image"))
     pins = tuple(_pin(c, r) for c, r in _rows(data.get("pins", {}), "pins.toml", "pin"))
+    wheels = tuple(_wheel(c, r) for c, r in _rows(data.get("wheels", {}), "wheels.toml", "wheel"))
+    wheel_index: dict[tuple[str, Version, str], WheelFacts] = {}
+    for (c, _), w in zip(_rows(data.get("wheels", {}), "wheels.toml", "wheel"), wheels):
+        key = (w.package, w.version, w.platform)
+        if key in wheel_index:
+            raise c.fail("version", f"{w.package} {w.version} {w.platform} appears twice")
+        wheel_index[key] = w
     general = data["flash_attn"].get("general", {})
     url = general.get("wheel_url_pattern", "") if isinstance(general, dict) else ""
     return Matrix(
@@ -434,4 +484,7 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
         docker=docker,
         pins=pins,
         flash_wheel_url=str(url),
+        wheels=wheels,
+        wheel_index=wheel_index,
+        attention=parse_rows(data.get("attention", {})),
     )

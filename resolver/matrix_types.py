@@ -9,6 +9,7 @@ relies on (docs/matrix.md says how).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from packaging.specifiers import SpecifierSet
@@ -27,6 +28,8 @@ __all__ = [
     "GpuRow",
     "Profile",
     "DockerImage",
+    "WheelFacts",
+    "AttentionRelease",
     "Matrix",
 ]
 
@@ -174,6 +177,7 @@ class Profile:
     needs: tuple[str, ...] = ()
     note: str = ""
     unverified: bool = False
+    optional: tuple[str, ...] = ()  # planned where they fit the target, left out with the reason otherwise
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,6 +208,81 @@ class DockerImage:
 
 
 @dataclass(frozen=True, eq=False)
+class WheelFacts:
+    """What one release of a package publishes on PyPI for one platform (``matrices/wheels.toml``).
+
+    ``pythons`` are the CPython minors with a wheel (free-threaded builds excluded); with ``abi3`` the single entry is
+    the lowest one and every later Python installs it too. ``glibc`` is the manylinux floor of the wheels (``None``
+    off Linux). Read from PyPI's simple API by ``gpustack matrix refresh``.
+    """
+
+    package: str
+    version: Version
+    platform: str  # linux_x86_64 / linux_aarch64 / win_amd64 / any (a pure-Python wheel)
+    pythons: tuple[str, ...]
+    abi3: bool
+    platform_tag: str
+    glibc: Version | None
+    requires_python: SpecifierSet
+    build: str  # cu130 / cpu / "" when the wheel has no CUDA build in its name or version
+    unverified: bool
+    source: str
+
+    def python_ok(self, python: str) -> bool:
+        """Return whether CPython ``python`` (``"3.11"``) has a wheel here."""
+        if not self.pythons:  # a py3 wheel: requires-python decides
+            return not self.requires_python or self.requires_python.contains(f"{python}.0", prereleases=True)
+        if python in self.pythons:
+            return True
+        if not self.abi3 or not self.pythons:
+            return False
+        return _minor(python) >= _minor(self.pythons[0])
+
+
+def _minor(python: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in python.split("."))
+    except ValueError:
+        return ()
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionRelease:
+    """One installable attention-kernel release and what it needs (``matrices/attention.toml`` says each field)."""
+
+    name: str
+    version: Version
+    title: str
+    family: str
+    generation: int
+    module: str
+    backend: str
+    method: str  # "wheel" | "source"
+    min_cc: ComputeCapability
+    requires_python: SpecifierSet
+    platforms: tuple[str, ...]
+    source: str
+    index: str | None = None
+    url: str | None = None
+    requirement_name: str | None = None
+    max_cc_major: int | None = None
+    build_archs: tuple[ComputeCapability, ...] = ()
+    arch_min_cuda: Mapping[str, Version] | None = None
+    min_cuda: Version | None = None
+    cuda_majors: tuple[int, ...] = ()
+    min_torch: Version | None = None
+    extras: Mapping[int, str] | None = None
+    deps: tuple[str, ...] = ()
+    deps_cuda: Mapping[int, tuple[str, ...]] | None = None
+    build_env: Mapping[str, str] | None = None
+    arch_env: str | None = None
+    diffusers: tuple[str, ...] = ()
+    pypi: str = ""
+    unverified: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class Matrix:
     """Everything the solver knows. Built by ``resolver.matrix.load`` / ``from_dicts``."""
 
@@ -217,7 +296,10 @@ class Matrix:
     docker: tuple[DockerImage, ...] = ()
     pins: tuple[Pin, ...] = ()
     flash_wheel_url: str = ""
+    wheels: tuple[WheelFacts, ...] = ()
+    wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts
     extra: dict[str, object] = field(default_factory=dict)
+    attention: tuple[AttentionRelease, ...] = ()  # FA3, flash-attn-4, SageAttention, flash-attn 1.x
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:
         v = Version(str(version))
@@ -228,6 +310,11 @@ class Matrix:
 
     def compat(self, major: int) -> MinorCompat | None:
         return next((c for c in self.minor_compat if c.major == major), None)
+
+    def wheel_facts(self, package: str, version: str | Version, platform: str) -> WheelFacts | None:
+        """Return what PyPI publishes of ``package`` ``version`` for ``platform``, or ``None`` when not recorded."""
+        v = Version(str(version).split("+")[0])
+        return self.wheel_index.get((package, v, platform)) or self.wheel_index.get((package, v, "any"))
 
     def profile(self, name: str) -> Profile | None:
         return next((p for p in self.profiles if p.name == name), None)

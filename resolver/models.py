@@ -226,10 +226,13 @@ class PackageChoice:
     arch_list: str | None = None  # what the chosen binary (or build) contains
     ptx_fallback: bool = False
     notes: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # "cu13" for flash-attn-4[cu13]: the CUDA libraries that match torch's
+    constraints: tuple[str, ...] = ()  # pins its dependencies are installed under (planned, not left to chance)
 
     @property
     def requirement(self) -> str:
-        return f"{self.name}=={self.version}"
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"{self.name}{extras}=={self.version}"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "version": self.version, "method": self.method}
@@ -249,6 +252,10 @@ class PackageChoice:
             d["ptx_fallback"] = True
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.extras:
+            d["extras"] = list(self.extras)
+        if self.constraints:
+            d["constraints"] = list(self.constraints)
         return d
 
 
@@ -410,6 +417,10 @@ def _package_from_dict(value: Any, loc: Any) -> PackageChoice:
         variant=sc.get_opt_str(p, "variant", loc, limit=40), cuda=sc.get_opt_str(p, "cuda", loc, limit=20),
         arch_list=arch, ptx_fallback=sc.get_bool(p, "ptx_fallback", loc, False),
         notes=tuple(sc.get_str_list(p, "notes", loc, limit=4000)),
+        extras=tuple(sc.check_requirement(f"x[{e}]", loc.at("extras").at(i)) and e
+                     for i, e in enumerate(sc.get_str_list(p, "extras", loc, limit=40))),
+        constraints=tuple(sc.check_requirement(c, loc.at("constraints").at(i))
+                          for i, c in enumerate(sc.get_str_list(p, "constraints", loc))),
     )
 
 

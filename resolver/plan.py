@@ -55,7 +55,7 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
         threads = FLASH_NVCC_THREADS
         env["NVCC_THREADS"] = str(threads)
     env["MAX_JOBS"] = str(max_jobs(choice.name, stack.target, threads))
-    requirement = f"{choice.name}=={choice.version}"
+    requirement = choice.requirement
     if choice.url:  # no sdist on PyPI: the solver named the source (a git tag)
         requirement = f"{choice.name} @ {choice.url}"
     torch_cuda = stack.torch.cuda or "?"
@@ -65,8 +65,8 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
         package=choice.name,
         requirement=requirement,
         index_url=PYPI_SIMPLE,
-        no_deps=True,
-        constraints=(pin,),
+        no_deps=not choice.constraints,  # a kernel with planned dependencies installs them under its pins
+        constraints=(pin,) + choice.constraints,
         env=env,
         build_isolation=False,
         prerequisites=(f"nvcc {major}.x (torch is CUDA {torch_cuda})", "ninja", f"{pin} installed"),
@@ -142,9 +142,9 @@ def _make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan
             continue
         wheel_index = choice.index_url
         steps.append(Step(
-            "install", choice.name, f"{choice.name}=={choice.version}", index_url=None if choice.url else wheel_index,
+            "install", choice.name, choice.requirement, index_url=None if choice.url else wheel_index,
             extra_index_urls=_extra_indexes(wheel_index),
-            url=choice.url, constraints=(pin,),
+            url=choice.url, constraints=(pin,) + choice.constraints,
             description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) with {pin} held",
         ))
     return Plan(stack=stack, steps=tuple(steps), notes=tuple(notes))

@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 from resolver.errors import BadInput
 from resolver.inputs import MAX_REQUIREMENT_CHARS, check_requirements, check_text
 from resolver.matrix_types import Matrix
+from resolver.models import spec_allows
 
 __all__ = ["Request", "parse_request", "parse_requirement", "SOLVED"]
 
@@ -36,10 +37,16 @@ class Request:
     prefer_wheels: bool = False
     keep_torch: str | None = None  # the torch installed in the target ("2.11.0+cu130"): preferred while it fits
     lines: tuple[str, ...] = ()  # what the user wrote, for messages
+    # attention kernels of matrices/attention.toml (flash-attn-3, flash-attn-4, sageattention; flash-attn 1.x when
+    # the flash-attn bound admits no flash-attn 2 release): name -> bound
+    kernels: tuple[tuple[str, SpecifierSet], ...] = ()
+    # a profile's packages planned only where they fit the target (diffusers' backends): name -> bound
+    optional: tuple[tuple[str, SpecifierSet], ...] = ()
 
     def describe(self, name: str) -> str:
         """Return how the request bounds ``name``: ``"xformers<0.0.23"`` or ``"torch (any)"``."""
-        spec = {"torch": self.torch, "xformers": self.xformers, "flash-attn": self.flash_attn}.get(name)
+        spec = {"torch": self.torch, "xformers": self.xformers, "flash-attn": self.flash_attn,
+                **dict(self.kernels)}.get(name)
         if spec is None or not str(spec):
             return f"{name} (any)"
         return f"{name}{spec}"
@@ -85,6 +92,8 @@ def parse_request(
     others: list[str] = []
     all_lines = check_requirements(list(lines))
     constraints: list[str] = []
+    optional_lines: list[str] = []
+    kernel_names = {a.name for a in matrix.attention}
     for name in profiles:
         profile = matrix.profile(name)
         if profile is None:
@@ -92,6 +101,7 @@ def parse_request(
             raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
         all_lines += list(profile.requirements)
         constraints += list(profile.constraints)
+        optional_lines += list(profile.optional)
         needs |= set(profile.needs)
         for need in profile.needs:
             requested.add(need.split(".")[0])
@@ -101,6 +111,11 @@ def parse_request(
             continue
         req = parse_requirement(text, shown=line)
         name = str(canonicalize_name(req.name))
+        if name in kernel_names and name not in SOLVED:
+            specs[name] = specs.get(name, SpecifierSet()) & req.specifier
+            if line not in constraints:
+                requested.add(name)
+            continue
         if name not in SOLVED:
             if line not in constraints:
                 others.append(text)
@@ -115,14 +130,29 @@ def parse_request(
         specs[name] = specs.get(name, SpecifierSet()) & spec
         if line not in constraints:
             requested.add(name)
+    optional: dict[str, SpecifierSet] = {}
+    for line in optional_lines:
+        req = parse_requirement(line)
+        name = str(canonicalize_name(req.name))
+        if name not in requested:
+            optional[name] = optional.get(name, SpecifierSet()) & req.specifier & specs.get(name, SpecifierSet())
+    flash = specs.get("flash-attn", SpecifierSet()) if "flash-attn" in requested else None
+    kernels = [(n, specs[n]) for n in sorted(requested & kernel_names) if n not in SOLVED]
+    if flash is not None and not any(spec_allows(flash, f.version) for f in matrix.flash_attn) and any(
+        a.name == "flash-attn" and spec_allows(flash, a.version) for a in matrix.attention
+    ):
+        kernels.append(("flash-attn", flash))  # flash-attn 1.x (Turing): the attention rows decide it
+        flash = None
     return Request(
         torch=specs.get("torch", SpecifierSet()),
         torch_variant=variant,
         xformers=specs.get("xformers", SpecifierSet()) if "xformers" in requested else None,
-        flash_attn=specs.get("flash-attn", SpecifierSet()) if "flash-attn" in requested else None,
+        flash_attn=flash,
         needs=frozenset(needs),
         others=tuple(others),
         verified_only=verified_only,
         prefer_wheels=prefer_wheels,
         lines=tuple(all_lines),
+        kernels=tuple(kernels),
+        optional=tuple(optional.items()),
     )

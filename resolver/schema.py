@@ -30,6 +30,12 @@ BUILD_VARIABLES = frozenset({
     "FLASH_ATTENTION_FORCE_CXX11_ABI",
     "FLASH_ATTENTION_DISABLE_BACKWARD",
     "FLASH_ATTENTION_SKIP_CUDA_BUILD",
+    # FlashAttention-3 (hopper/setup.py): kernels left out to cut the build (matrices/attention.toml)
+    "FLASH_ATTENTION_DISABLE_SM80",
+    "FLASH_ATTENTION_DISABLE_FP8",
+    "FLASH_ATTENTION_DISABLE_HDIMDIFF64",
+    "FLASH_ATTENTION_DISABLE_HDIMDIFF192",
+    "EXT_PARALLEL",  # SageAttention 2's setup.py: extensions built at once
     "XFORMERS_DISABLE_FLASH_ATTN",
     "_GLIBCXX_USE_CXX11_ABI",
     "MAX_JOBS",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
+from resolver.attention import choose_kernel, kernel_problem, pointer
 from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
@@ -90,8 +91,12 @@ def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Repo
     return True, tuple(f"{cc.sm} runs torch {opt.version} only through PTX JIT" for cc in ptx)
 
 
-def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> list[Option]:
-    """Return feasible options, newest torch first; stops early once nothing later can rank higher."""
+def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporter,
+             kernel_why: list[str] | None = None) -> list[Option]:
+    """Return feasible options, newest torch first; stops early once nothing later can rank higher.
+
+    ``kernel_why`` collects why a requested attention kernel could not join a torch build that fits otherwise.
+    """
     found: list[Option] = []
     if request.flash_attn is not None and not any(
         flash_fits_gpus(f, target) for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)
@@ -122,6 +127,15 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
                     ok = False
                     break
                 companions.append(comp)
+            for name, spec in request.kernels if ok else ():
+                kernel, why = choose_kernel(name, spec, opt, target, matrix.attention, reporter,
+                                            verified_only=request.verified_only, prefer_wheels=request.prefer_wheels)
+                if kernel is None:
+                    if kernel_why is not None:
+                        kernel_why.extend(why)
+                    ok = False
+                    break
+                companions.append(kernel)
             if not ok:
                 continue
             found.append(Option(opt, ptx, tuple(companions)))
@@ -173,23 +187,88 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
     )
 
 
+def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompatibleStack | None:
+    """Return the refusal for a requested attention kernel that cannot run on the target whatever torch, or None."""
+    if request.flash_attn is not None and not any(spec_allows(request.flash_attn, f.version) for f in matrix.flash_attn):
+        where = pointer(matrix.attention, "flash-attn", request.flash_attn)
+        if where:
+            return NoCompatibleStack([f"flash-attn{request.flash_attn} matches no flash-attn 2 release"], [where])
+    for name, spec in request.kernels:
+        rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
+        problems = [kernel_problem(a, target) for a in rows]
+        if rows and all(problems):
+            return NoCompatibleStack([p for p in dict.fromkeys(problems) if p],
+                                     ["torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
+                                      "`gpustack verify` measures it"])
+    return None
+
+
+def _with_optional(target: Target, matrix: Matrix, request: Request) -> tuple[Request, list[str]]:
+    """Return ``request`` with each optional xformers / flash-attn that fits added, and a note per one left out."""
+    notes: list[str] = []
+    for name, spec in request.optional:
+        if name not in ("xformers", "flash-attn"):
+            continue
+        trial = (dataclasses.replace(request, optional=(), xformers=spec) if name == "xformers"
+                 else dataclasses.replace(request, optional=(), flash_attn=spec))
+        try:
+            solve(target, matrix, trial)
+        except NoCompatibleStack as exc:
+            notes.append(f"left out {name}{spec}: {exc.reasons[0] if exc.reasons else 'no build fits this target'}")
+            continue
+        request = dataclasses.replace(trial, optional=request.optional)
+    return request, notes
+
+
+def _optional_kernels(best: Option, target: Target, matrix: Matrix, request: Request,
+                      reporter: Reporter) -> tuple[Option, list[str]]:
+    """Return ``best`` with each optional attention kernel that fits its torch, and a note per one left out."""
+    notes: list[str] = []
+    added: list[Companion] = []
+    for name, spec in request.optional:
+        if name in ("xformers", "flash-attn"):
+            continue  # decided by _with_optional
+        kernel, why = choose_kernel(name, spec, best.torch, target, matrix.attention, reporter,
+                                    verified_only=request.verified_only, prefer_wheels=request.prefer_wheels)
+        if kernel is None:
+            notes.append(f"left out {name}{spec}: {why[0]}")
+        else:
+            added.append(kernel)
+    return dataclasses.replace(best, companions=best.companions + tuple(added)), notes
+
+
 def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter | None = None) -> Stack:
     """Return the best stack for ``target``, or raise ``NoCompatibleStack`` explaining each blocking fact."""
     rep = reporter or Reporter()
     if target.is_cpu:
-        for name, spec in (("xformers", request.xformers), ("flash-attn", request.flash_attn)):
+        for name, spec in (("xformers", request.xformers), ("flash-attn", request.flash_attn), *request.kernels):
             if spec is not None:
                 raise NoCompatibleStack(
                     [f"{name} needs an NVIDIA GPU; this is a CPU target"],
                     ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
                      "plan for a GPU machine with --gpu NAME"],
                 )
-    options = _options(target, matrix, request, rep)
+    refusal = _kernel_refusal(target, matrix, request)
+    if refusal is not None:
+        raise refusal
+    left_out: list[str] = []
+    if request.optional and not target.is_cpu:
+        request, left_out = _with_optional(target, matrix, request)
+    kernel_why: list[str] = []
+    options = _options(target, matrix, request, rep, kernel_why)
     if not options:
+        if kernel_why and _options(target, matrix, dataclasses.replace(request, kernels=()), Reporter()):
+            raise NoCompatibleStack(list(dict.fromkeys(kernel_why))[:6],
+                                    ["drop the attention kernel, or choose another torch (--upgrade / 'torch==X')"])
         reasons, alternatives = explain_failure(target, matrix, request)
         raise NoCompatibleStack(reasons, alternatives)
     best = min(options, key=lambda o: o.key(request, target))
     notes: list[str] = []
+    if request.optional and not target.is_cpu:
+        best, more = _optional_kernels(best, target, matrix, request, rep)
+        left_out += more
+    elif request.optional:
+        left_out += [f"left out {n}{s}: it needs an NVIDIA GPU; this is a CPU target" for n, s in request.optional]
     no_wheels_here = request.flash_attn is not None and not any(
         w.platform == target.platform for f in matrix.flash_attn for w in f.wheels
     )
@@ -212,6 +291,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         else:
             notes.append(f"the installed torch {request.keep_torch} cannot serve this request on this target: "
                          f"replaced by {best.torch.version}")
+    notes += left_out
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)
