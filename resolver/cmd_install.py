@@ -1,11 +1,12 @@
 """``gpustack install``, ``gpustack download`` and ``gpustack cache``: the CLI over ``install``, ``build`` and ``cache``.
 
-``install`` solves and plans (``resolver.options``) or reads a plan (``--plan FILE``, the ``gpustack plan --json``
+``install`` solves and plans (``resolver.pipeline``) or reads a plan (``--plan FILE``, the ``gpustack plan --json``
 object), then runs it safely into this interpreter, ``--python-exe PATH`` or ``--venv DIR`` (created if missing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -22,7 +23,8 @@ from resolver.errors import BadInput
 from resolver.inputs import read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
-from resolver.options import plan_from_cli, target_options
+from resolver.options import target_options
+from resolver.pipeline import PlanOptions, plan_for
 from resolver.report import Reporter
 
 __all__ = ["install", "download", "cache", "plan_from_dict", "download_argvs"]
@@ -106,17 +108,17 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, allow_missing_hashes: bool, **options: Any) -> None:
+            lock_file: str | None, allow_missing_hashes: bool, opts: PlanOptions) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
     if allow_missing_hashes and not lock_file:
         raise BadInput("--allow-missing-hashes goes with --lock FILE; drop it or pass --lock")
-    if venv and options.get("python_exe"):
+    if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
     sources = _sources(find_links, offline)
     backend = choose_backend(installer)
-    python_exe = options.get("python_exe") or sys.executable
+    python_exe = opts.python_exe or sys.executable
     if venv:
         python_exe = _venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
@@ -126,15 +128,15 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
             else:
                 _err.print(f"creating virtual environment {venv}", markup=False)
                 _create_venv(venv, backend)
-        options["python_exe"] = python_exe
-    _check_target_interpreter(python_exe, options)
+        opts = dataclasses.replace(opts, python_exe=python_exe)
+    _check_target_interpreter(python_exe, opts)
     reporter = _CliReporter()
     if lock_file:
         if requirements or plan_file:
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
         _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes)
         return
-    plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, reporter, **options)
+    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
     inst = Installer(backend, python_exe, restore_args(plan, sources))
     if dry_run:
         _print_dry_run(commands(plan, inst, sources), as_json)
@@ -148,9 +150,9 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                markup=False)
 
 
-def _check_target_interpreter(python_exe: str, options: dict[str, Any]) -> None:
+def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
     """Refuse ``--python``/``--platform`` that disagree with the environment being installed into."""
-    wanted_py, wanted_plat = options.get("python_version"), options.get("platform_tag")
+    wanted_py, wanted_plat = opts.python_version, opts.platform_tag
     if not wanted_py and not wanted_plat:
         return
     from resolver.detect import detect_env
@@ -220,9 +222,9 @@ def _write_constraint(dest: str, line: str) -> str:
 @click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
-def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, **options: Any) -> None:
+def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
-    plan = _read_plan(plan_file) if plan_file else plan_from_cli(requirements, _CliReporter(), **options)
+    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
     argvs = download_argvs(plan, os.path.abspath(dest), Sources())
     if dry_run:
         for argv in argvs:

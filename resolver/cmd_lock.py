@@ -4,6 +4,7 @@ docs/check-upgrade.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,18 +17,11 @@ from typing import Any
 import click
 
 from resolver.errors import BadInput, CommandFailed
-from resolver.models import PYPI_SIMPLE, Plan
-from resolver.options import stack_from_cli, target_options
+from resolver.models import PYPI_SIMPLE
+from resolver.options import target_options
+from resolver.pipeline import PlanOptions, fresh_plan_for, parse_driver_option
 
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
-
-
-def _full_plan(requirements: tuple[str, ...], **options: Any) -> tuple[Plan, Any]:
-    """Return the plan of every package (nothing counted as already installed: a lock or image starts empty)."""
-    from resolver.plan import make_plan
-
-    stack, ctx = stack_from_cli(requirements, **options)
-    return make_plan(stack, matrix=ctx.matrix), ctx
 
 
 def _check_output(path: str) -> Path:
@@ -84,7 +78,7 @@ def _previous(output: str) -> tuple[list[str], Any]:
               help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
 @click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
               help="Also lock the dependencies uv (else pip) resolves for the target (torch's nvidia-* wheels, ...).")
-def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, **options: Any) -> None:
+def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
     Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
@@ -98,22 +92,23 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     _check_output(output)  # before any solving or network: a bad -o is bad input
-    from resolver.options import _read_requirement_files
+    from resolver.pipeline import _read_requirement_files
 
     previous_names, previous = _previous(output)
-    if previous is not None and not requirements and not options.get("requirement_files") and not options.get("profiles"):
+    if previous is not None and not requirements and not opts.requirement_files and not opts.profiles:
         # Re-locking an existing lock with no new request: lock what it was made for.
         requirements = previous.request
-        options["profiles"] = tuple(previous.profile.split(",")) if previous.profile else ()
-        if not options.get("driver") and previous.driver:
-            options["driver"] = previous.driver
-        if "glibc" in options and not options.get("glibc") and previous.glibc:
-            options["glibc"] = previous.glibc
+        keep: dict[str, Any] = {"profiles": tuple(previous.profile.split(",")) if previous.profile else ()}
+        if opts.driver is None and previous.driver:
+            keep["driver"] = parse_driver_option(previous.driver)
+        if hasattr(opts, "glibc") and not getattr(opts, "glibc") and previous.glibc:
+            keep["glibc"] = previous.glibc
+        opts = dataclasses.replace(opts, **keep)
         click.echo(f"re-locking {output} for what it was made for: "
                    + (" ".join(requirements) or "(no requirements)")
                    + (f" --profile {previous.profile}" if previous.profile else ""), err=True)
-    request = [*requirements, *_read_requirement_files(options.get("requirement_files") or ())]
-    plan, ctx = _full_plan(requirements, **options)
+    request = [*requirements, *_read_requirement_files(opts.requirement_files)]
+    plan, ctx = fresh_plan_for(requirements, opts)
     pages = lock_resolve.Pages()
     try:
         # Read, while the resolver runs, the index pages the check will want: the plan's packages, and those of
@@ -123,7 +118,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
         resolved: dict[str, Any] = {}
         if with_deps:
             try:
-                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=options.get("python_exe"))
+                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe)
             except CommandFailed as exc:
                 click.echo(f"warning: dependencies not locked (the resolver failed: "
                            f"{exc.output_tail.strip().splitlines()[-1:]}); the lock holds the plan's packages only",
@@ -138,9 +133,8 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
                                         + "\n".join(f"  - {p}" for p in problems))
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    glibc = options.get("glibc")
-    text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request,
-                          profile=",".join(options.get("profiles") or ()) or None,
+    glibc = getattr(opts, "glibc", None)  # --glibc, where the target options have it
+    text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
                           glibc=str(glibc) if glibc else None)
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
@@ -153,12 +147,12 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @target_options
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where to write it (- for stdout).")
-def dockerfile(requirements: tuple[str, ...], output: str, **options: Any) -> None:
+def dockerfile(requirements: tuple[str, ...], output: str, opts: PlanOptions) -> None:
     """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
     source builds, pinned installs from the right indexes. Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
     from resolver.dockerfile import render
 
-    plan, ctx = _full_plan(requirements, **options)
+    plan, ctx = fresh_plan_for(requirements, opts)
     write_atomic(output, render(plan, ctx.matrix))
 
 
@@ -212,8 +206,6 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
 
     from resolver.matrix import load
     from resolver.upgrade import check_upgrade as check, proposed_versions
-
-    from resolver.options import parse_driver_option
     from resolver.request import parse_requirement
 
     for req in requirements:  # bad input first: before reading any lock or environment

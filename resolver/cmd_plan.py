@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
 from resolver.errors import NoCompatibleStack
-from resolver.options import plan_and_context, target_options
+from resolver.options import target_options
+from resolver.pipeline import PlanOptions, plan_for
 
 __all__ = ["plan"]
 
@@ -17,14 +17,14 @@ __all__ = ["plan"]
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (docs/plan-json.md).")
-def plan(requirements: tuple[str, ...], as_json: bool, **options: Any) -> None:
+def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> None:
     """Solve torch, its CUDA build, xformers and flash-attn for a target and print the plan.
 
     REQ are PEP 508 requirements such as 'torch==1.12.1', 'xformers<0.0.23', 'flash-attn'. Exit codes: 0 a stack
     was found, 1 no compatible stack, 2 bad input.
     """
     try:
-        the_plan, ctx = plan_and_context(requirements, **options)
+        the_plan, ctx = plan_for(requirements, opts)
     except NoCompatibleStack as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "reasons": exc.reasons, "alternatives": exc.alternatives}, indent=2))

@@ -9,7 +9,7 @@ into the file, never detected (docs/dockerfile.md).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from packaging.version import Version
 
@@ -133,8 +133,12 @@ def _arch_list(plan: Plan, step: Step) -> str:
     return ";".join(str(c) for c in plan.stack.target.capabilities)
 
 
-def render(plan: Plan, matrix: Matrix) -> str:
-    """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA."""
+def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = ()) -> str:
+    """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA.
+
+    ``header`` adds comment lines after the target's; ``final`` adds instructions at the end of the last stage, in
+    place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both).
+    """
     stack = plan.stack
     torch = stack.get("torch")
     img, why = base_image(torch.cuda if torch is not None else None, matrix)
@@ -143,7 +147,7 @@ def render(plan: Plan, matrix: Matrix) -> str:
     python = ".".join(stack.target.python.split(".")[:2])
     installs = [s for s in plan.steps if s.action == "install"]
     builds = [s for s in plan.steps if s.action == "build"]
-    out = _header(plan, why, matrix)
+    out = _header(plan, why, matrix) + [f"# {line}" if line else "#" for line in header]
     out += ["", f"FROM {UV_IMAGE} AS uv"]
     if builds:
         out += ["", f"FROM {devel} AS build", "# hadolint ignore=DL3008",
@@ -169,5 +173,7 @@ def render(plan: Plan, matrix: Matrix) -> str:
     if builds:
         out += ["COPY --from=build /wheels /tmp/wheels",
                 "RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \\\n    && rm -rf /tmp/wheels"]
-    out += ['CMD ["python"]']
+    out += list(final)
+    if not any(line.startswith("CMD ") for line in final):
+        out += ['CMD ["python"]']
     return "\n".join(out) + "\n"

@@ -17,10 +17,8 @@ Formats (docs/fleet.md cites each):
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,33 +136,14 @@ class Fleet:
 
 # --- reading -------------------------------------------------------------------------------------------------------
 
+_HINT = "pass a file holding `kubectl get nodes -o json` or `scontrol show node --json` output, or k8s / slurm"
+
+
 def _read_file(path: str) -> str:
     """Return the text of a regular file of at most ``MAX_BYTES``; ``BadInput`` otherwise (a FIFO never blocks)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        raise BadInput(f"--fleet {path}: cannot read it ({exc.strerror}); pass a file holding "
-                       "`kubectl get nodes -o json` or `scontrol show node --json` output, or k8s / slurm") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BadInput(f"--fleet {path}: not a regular file; save the command's output to a file first")
-        if st.st_size > MAX_BYTES:
-            raise BadInput(f"--fleet {path}: {st.st_size} bytes, over the {MAX_BYTES // 2**20} MiB limit; "
-                           "select the GPU nodes (e.g. kubectl get nodes -l nvidia.com/gpu.present=true -o json)")
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            data = fh.read(MAX_BYTES + 1)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if len(data) > MAX_BYTES:
-        raise BadInput(f"--fleet {path}: over the {MAX_BYTES // 2**20} MiB limit")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"--fleet {path}: not UTF-8 text (byte {exc.start}); pass the JSON output of kubectl or "
-                       "scontrol") from None
+    from resolver.inputs import read_text
+
+    return read_text(path, f"--fleet {path}", limit=MAX_BYTES, hint=_HINT)
 
 
 _COMMANDS = {"k8s": ("kubectl", ["kubectl", "get", "nodes", "-o", "json"]),
@@ -220,6 +199,13 @@ def parse(text: str, origin: str, matrix: Matrix) -> Fleet:
         return _slurm(doc["nodes"], origin, matrix)
     raise BadInput(f"--fleet {origin}: JSON, but neither a Kubernetes node list (kind List, items) nor Slurm's "
                    "node output (nodes); pass `kubectl get nodes -o json` or `scontrol show node --json` output")
+
+
+def _text(value: Any, what: str) -> str:
+    """Return ``value`` as a string fit for messages, Dockerfile comments and YAML: one line, at most 200 chars."""
+    from resolver.inputs import check_text
+
+    return check_text(str(value), what, hint="the cluster's output was altered; pass it as the client printed it")
 
 
 def _int(value: Any, what: str) -> int:
@@ -291,7 +277,7 @@ def _k8s_node(item: Any, origin: str, matrix: Matrix, read: set[str]) -> Node | 
     if not isinstance(item, dict):
         raise BadInput(f"--fleet {origin}: an item of the node list is not an object")
     meta = _obj(item, "metadata")
-    name = str(meta.get("name") or "?")
+    name = _text(meta.get("name") or "?", f"--fleet {origin}: a node name")
     labels = {str(k): str(v) for k, v in _obj(meta, "labels").items()}
     status = _obj(item, "status")
     capacity = _obj(status, "capacity")
@@ -314,6 +300,9 @@ def _k8s_node(item: Any, origin: str, matrix: Matrix, read: set[str]) -> Node | 
     if missing:
         raise BadInput(f"{where}: GPU Feature Discovery labels incomplete, missing {', '.join(missing)}; "
                        "relabel the node (restart GFD) or leave it out of the file")
+    for key in (_PRODUCT, _MEMORY, _MIG_STRATEGY):
+        if key in labels:
+            _text(labels[key], f"{where}: {key}")
     count = _int(labels[_COUNT], f"{where}: {_COUNT}")
     if count == 0:
         return f"{_COUNT}=0"
@@ -341,7 +330,7 @@ def _k8s_node(item: Any, origin: str, matrix: Matrix, read: set[str]) -> Node | 
     read.update(k for k in (_PRODUCT, _COUNT, _MEMORY, _FAMILY, *_DRV, *_RUNTIME) if labels.get(k))
     plat = _k8s_platform(name, info, origin)
     read.update(("status.nodeInfo.architecture", "status.nodeInfo.operatingSystem"))
-    os_image = str(info.get("osImage")) if info.get("osImage") else None
+    os_image = _text(info["osImage"], f"{where}: osImage") if info.get("osImage") else None
     if os_image:
         read.add("status.nodeInfo.osImage")
     gpu = _gpu(labels[_PRODUCT], cc, memory, where, matrix)
@@ -443,12 +432,12 @@ def _slurm(items: Sequence[Any], origin: str, matrix: Matrix) -> Fleet:
     for item in items:
         if not isinstance(item, dict):
             raise BadInput(f"--fleet {origin}: an entry of nodes is not an object")
-        name = str(item.get("name") or item.get("hostname") or "?")
+        name = _text(item.get("name") or item.get("hostname") or "?", f"--fleet {origin}: a node name")
         where = f"--fleet {origin}: node {name}"
         gres = item.get("gres")
         if gres is not None and not isinstance(gres, str):
             raise BadInput(f"{where}: gres is not a string")
-        gpus = _gres_gpus(gres or "", where)
+        gpus = _gres_gpus(_text(gres or "", f"{where}: gres"), where)
         if not gpus or sum(c for _, c in gpus) == 0:
             skipped.append((name, "no gpu gres" if not gpus else "gpu gres count 0"))
             continue
@@ -460,7 +449,7 @@ def _slurm(items: Sequence[Any], origin: str, matrix: Matrix) -> Fleet:
         plat = _PLATFORM.get(("linux", arch))
         if plat is None:
             raise BadInput(f"{where}: architecture {arch!r} is not one gpustack plans for (x86_64, aarch64)")
-        features = _features(item.get("features"))
+        features = [_text(f, f"{where}: feature") for f in _features(item.get("features"))]
         if features:
             read.add("features")
         for gtype, count in gpus:

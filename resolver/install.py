@@ -23,8 +23,8 @@ from packaging.version import InvalidVersion, Version
 from resolver import _subprocess, build, envstate
 from resolver.errors import CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
-                                 constraints_path, restore_args, source_args)
-from resolver.models import Plan, Step
+                                 constraints_path, index_variant, restore_args, source_args)
+from resolver.models import PackageChoice, Plan, Step
 from resolver.report import Reporter
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
@@ -35,6 +35,10 @@ log = logging.getLogger("gpustack.install")
 
 class TorchSwapped(GpuStackError):
     """A step changed the installed torch away from the planned build."""
+
+
+class WrongBuild(TorchSwapped):
+    """After a step, a planned package is not the planned build (version, local label, or torch's CUDA)."""
 
 
 class InstallFailed(GpuStackError):
@@ -95,13 +99,49 @@ def ordered_steps(plan: Plan) -> list[Step]:
     return sorted(plan.steps, key=lambda s: s.package != "torch")
 
 
-def _install_requirement(step: Step, sources: Sources) -> str:
+def _choice(plan: Plan, package: str) -> PackageChoice | None:
+    return next((p for p in plan.stack.packages if p.name == package), None)
+
+
+def planned_dist_version(choice: PackageChoice, step: Step | None) -> str:
+    """Return the distribution version ``choice`` lands as: its version, with the index's local label when it
+    comes from the PyTorch-style index of its own variant (``xformers 0.0.23`` from ``/whl/cu121`` is
+    ``0.0.23+cu121``; PyPI's build of the same version has no label)."""
+    variant = index_variant(step.index_url if step else choice.index_url)
+    if choice.method == "wheel" and "+" not in choice.version and variant and variant == choice.variant:
+        return f"{choice.version}+{variant}"
+    return choice.version
+
+
+def exact_requirement(step: Step, plan: Plan) -> str:
+    """Return the step's requirement pinned to the exact planned build: ``xformers==0.0.23`` from the cu121 index
+    becomes ``xformers==0.0.23+cu121``, so neither pip (equal versions from two indexes) nor uv can take PyPI's
+    build of that version."""
+    choice = _choice(plan, step.package)
+    if choice is None or step.url or step.action != "install":
+        return step.requirement
+    want = planned_dist_version(choice, step)
+    if want != choice.version and step.requirement == f"{choice.name}=={choice.version}":
+        return f"{choice.name}=={want}"
+    return step.requirement
+
+
+def _install_requirement(step: Step, sources: Sources, plan: Plan | None = None) -> str:
     local = sources.local_file(step)
     if local is not None:
         return local
     if step.url:
         return f"{step.package} @ {step.url}"
-    return step.requirement
+    return exact_requirement(step, plan) if plan is not None else step.requirement
+
+
+def _held(step: Step, plan: Plan) -> tuple[str, ...]:
+    """Return the step's constraints, with torch's planned build held when the step has none (a built wheel's
+    declared dependencies are installed, and none may move torch)."""
+    if step.constraints:
+        return step.constraints
+    torch = plan.stack.get("torch")
+    return (f"torch=={torch.version}",) if torch is not None and step.package != "torch" else ()
 
 
 def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command]:
@@ -119,10 +159,14 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
             out.append(Command(argv, dict(step.env), step.package, "build",
                                "skipped on a build-cache hit; MAX_JOBS capped by free RAM at run time"))
             req = "<built wheel>"
+            cpath = constraints_path(_held(step, plan))
+            no_deps = False
         else:
-            req = _install_requirement(step, sources)
-        argv = installer.install_argv([req], source_args(step, sources), no_deps=step.no_deps, constraints=cpath)
-        note = f"{cpath} holds: {', '.join(step.constraints)}" if cpath else ""
+            req = _install_requirement(step, sources, plan)
+            no_deps = step.no_deps
+        argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath)
+        note = f"{cpath} holds: {', '.join(_held(step, plan) if step.action == 'build' else step.constraints)}" \
+            if cpath else ""
         out.append(Command(argv, dict(installer.env), step.package, "install", note))
     return out
 
@@ -143,20 +187,45 @@ def torch_matches(planned: str, dist_version: str | None, version_py: str | None
     return same(planned, dist_version) or same(planned, version_py)
 
 
-def _check_torch(run: _Run, python_exe: str, after: str) -> None:
-    planned = planned_torch(run.plan)
-    if planned is None:
-        return
+def _same_version(a: str, b: str | None) -> bool:
+    try:
+        return b is not None and Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def _check_planned(run: _Run, python_exe: str, after: str, done: set[str]) -> None:
+    """Raise ``TorchSwapped`` / ``WrongBuild`` unless every planned package installed so far (``done``) is the
+    planned build: torch's version and CUDA, the others' versions with their local label."""
     snap = envstate.snapshot(python_exe)
-    target = build.probe_target(python_exe)
-    if not torch_matches(planned, snap.version("torch"), target.torch_version):
-        found = snap.version("torch") or "nothing"
-        raise TorchSwapped(f"after {after}, torch is {found} instead of the planned {planned}: the step swapped it")
+    planned = planned_torch(run.plan)
+    if planned is not None:
+        target = build.probe_target(python_exe)
+        if not torch_matches(planned, snap.version("torch"), target.torch_version):
+            found = snap.version("torch") or "nothing"
+            raise TorchSwapped(f"after {after}, torch is {found} instead of the planned {planned}: the step swapped it")
+        cuda = run.plan.stack.torch.cuda if run.plan.stack.get("torch") else None
+        if cuda and target.torch_cuda and not _same_version(cuda, target.torch_cuda):
+            raise WrongBuild(f"after {after}, torch {planned} is a CUDA {target.torch_cuda} build instead of the "
+                             f"planned CUDA {cuda}: it came from another index")
+    steps = {s.package: s for s in run.plan.steps}
+    for choice in run.plan.stack.packages:
+        if choice.name == "torch" or choice.name not in done:
+            continue
+        want = planned_dist_version(choice, steps.get(choice.name))
+        have = snap.version(choice.name)
+        ok = (_same_version(want.split("+")[0], have.split("+")[0] if have else None) if choice.method == "source"
+              else _same_version(want, have))
+        if not ok:
+            raise WrongBuild(f"after {after}, {choice.name} is {have or 'not installed'} instead of the planned "
+                             f"{want}" + (f" (from {steps[choice.name].index_url})" if choice.name in steps else ""))
 
 
 def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
-    argv = run.installer.install_argv([req], source_args(step, run.sources), no_deps=step.no_deps,
-                                      constraints=constraints_path(step.constraints, write=True))
+    built = step.action == "build"
+    argv = run.installer.install_argv(
+        [req], source_args(step, run.sources), no_deps=step.no_deps and not built,
+        constraints=constraints_path(_held(step, run.plan) if built else step.constraints, write=True))
     tail: list[str] = []
 
     def on_line(line: str) -> None:
@@ -177,7 +246,7 @@ def _run_step(run: _Run, python_exe: str, step: Step) -> None:
         run.builds.append(result)
         _run_install(run, python_exe, step, str(result.wheel))
     else:
-        _run_install(run, python_exe, step, _install_requirement(step, run.sources))
+        _run_install(run, python_exe, step, _install_requirement(step, run.sources, run.plan))
 
 
 @contextmanager
@@ -267,13 +336,15 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     run_verify = load_verify() if verify else None
     run = _Run(plan, installer, sources, reporter, use_cache, progress)
     verified = None
+    done = {p.name for p in plan.stack.packages} - {s.package for s in steps}  # kept: must stay as planned
     with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout) as before:
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
             reporter.step_started(i, len(steps), what)
             t0 = time.monotonic()
             _run_step(run, python_exe, step)
-            _check_torch(run, python_exe, f"step {i} ({what})")
+            done.add(step.package)
+            _check_planned(run, python_exe, f"step {i} ({what})", done)
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
         if run_verify is not None:
             verified = _verify(python_exe, plan, run_verify)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -27,13 +28,24 @@ from resolver.errors import BadInput, GpuStackError
 from resolver.models import Plan, Step
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
-           "source_args", "check_reachable", "constraints_path", "pip_argv"]
+           "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant"]
 
 log = logging.getLogger("gpustack.install")
 
 Backend = Literal["pip", "uv"]
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "", None)
+# The last path segment of a PyTorch-style index (download.pytorch.org/whl/cu121, a mirror of it): the local label
+# its CUDA builds carry (torch-2.1.0+cu121).
+_VARIANT = re.compile(r"^(cu\d{2,3}|cpu|rocm\d+(\.\d+)*|xpu)$")
+
+
+def index_variant(url: str | None) -> str | None:
+    """Return the build variant a PyTorch-style index URL serves (``.../whl/cu121`` -> ``cu121``), else ``None``."""
+    if not url:
+        return None
+    last = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return last if _VARIANT.match(last) else None
 
 
 class SourceUnreachable(GpuStackError):
@@ -204,7 +216,7 @@ class Installer:
         argv += ["--no-deps"] if no_deps else []
         argv += ["--constraint", constraints] if constraints else []
         argv += (["--reinstall"] if self.backend == "uv" else ["--force-reinstall"]) if reinstall else []
-        argv += list(source)
+        argv += uv_source_args(source) if self.backend == "uv" else list(source)
         for req in requirements:
             argv += ["-e", req[3:]] if req.startswith("-e ") else [req]
         return argv
@@ -218,6 +230,38 @@ class Installer:
         if self.backend == "uv":
             return [_uv_exe() or "uv", "pip", "uninstall", "--python", self.python_exe, *names]
         return [*self.pip, "uninstall", "-y", *names]
+
+
+def uv_source_args(source: Sequence[str]) -> list[str]:
+    """Return pip-style source arguments (``--index-url A --extra-index-url B``, A the step's planned index) as uv
+    must get them to search A first and still look at B.
+
+    uv ranks ``--extra-index-url`` above ``--index-url`` and, by default, takes a package only from the first index
+    that has its name (INDEXES.md): PyPI's ``torch`` would hide ``torch==2.1.0+cu121``. So the indexes go in the
+    plan's order as ``--index`` (highest first) with the last as ``--default-index`` (which also keeps pypi.org out),
+    and with more than one, ``--index-strategy unsafe-best-match``: every index is searched and the best version wins
+    as with pip, so a pinned local build wins, torch's own dependencies resolve where a recent enough version is
+    (the PyTorch index mirrors old ones), and between equal versions the first (the planned) index wins.
+    """
+    indexes: list[str] = []
+    rest: list[str] = []
+    args = list(source)
+    i = 0
+    while i < len(args):
+        if args[i] in ("--index-url", "--extra-index-url") and i + 1 < len(args):
+            indexes.append(args[i + 1])
+            i += 2
+            continue
+        rest.append(args[i])
+        i += 1
+    out: list[str] = []
+    for url in indexes[:-1]:
+        out += ["--index", url]
+    if indexes:
+        out += ["--default-index", indexes[-1]]
+    if len(indexes) > 1:
+        out += ["--index-strategy", "unsafe-best-match"]
+    return out + rest
 
 
 def pip_argv(python_exe: str) -> list[str]:

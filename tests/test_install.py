@@ -131,3 +131,27 @@ def test_install_refuses_a_python_other_than_the_environments() -> None:
     result = CliRunner().invoke(main, ["install", "--dry-run", "--gpu", "A100", "--python", other, "torch"])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"gpustack: --python {other} does not match ")
+
+
+def test_uv_gets_the_planned_index_first_and_best_match() -> None:
+    pip_style = ["--index-url", "https://download.pytorch.org/whl/cu121", "--extra-index-url",
+                 "https://pypi.org/simple", "--find-links", "/w"]
+    assert installers.uv_source_args(pip_style) == [
+        "--index", "https://download.pytorch.org/whl/cu121", "--default-index", "https://pypi.org/simple",
+        "--index-strategy", "unsafe-best-match", "--find-links", "/w"]
+    assert installers.uv_source_args(["--index-url", "https://pypi.org/simple"]) == [
+        "--default-index", "https://pypi.org/simple"]
+    assert installers.uv_source_args(["--no-index", "--find-links", "/w"]) == ["--no-index", "--find-links", "/w"]
+
+
+def test_exact_requirement_adds_the_index_label() -> None:
+    xf_index = Step("install", "xformers", "xformers==0.0.23", index_url="https://download.pytorch.org/whl/cu121/",
+                    extra_index_urls=("https://pypi.org/simple",))
+    p = Plan(Stack(Target((), "3.11", "linux_x86_64"), (
+        PackageChoice("torch", "2.1.0+cu121", "wheel"),
+        PackageChoice("xformers", "0.0.23", "wheel", index_url="https://download.pytorch.org/whl/cu121",
+                      variant="cu121"))), (xf_index,))
+    assert install.exact_requirement(xf_index, p) == "xformers==0.0.23+cu121"
+    assert install.exact_requirement(XF, p) == "xformers==0.0.23"  # PyPI's build has no label
+    assert installers.index_variant("https://mirror.example/whl/rocm6.1") == "rocm6.1"
+    assert installers.index_variant("https://pypi.org/simple") is None

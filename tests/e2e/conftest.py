@@ -121,3 +121,92 @@ def torch_cuda_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if done.returncode != 0:
         pytest.skip(f"torch {TORCH_CUDA} is not installable here: {done.stderr[-300:]}")
     return python
+
+
+@dataclass(frozen=True)
+class TwoIndexes:
+    """A loopback copy of the real layout (INDEXES.md): ``torch_url`` plays ``download.pytorch.org/whl/cu121``,
+    ``pypi_url`` plays ``pypi.org/simple``; ``root`` serves both (``/whl/...``, ``/simple/...``)."""
+
+    base: str
+    torch_url: str
+    pypi_url: str
+    wheels: Path
+    root: Path
+
+
+def _two_index_files(wheels: Path) -> tuple[list[Path], list[Path]]:
+    """Return the files of the PyTorch-style index and of the PyPI-style one.
+
+    PyTorch /whl/cu121: torch 2.1.0+cu121 and 2.2.0+cu121, xformers 0.0.23+cu121, torchvision 0.16.0+cu121, and
+    an old mirror of torch's dependency typing-extensions (4.4.0, below what torch needs: a first-index resolver that
+    only looks there for it fails). PyPI: the same public versions built for CUDA 12.4 (dist version without label,
+    ``torch.__version__`` with it, as PyPI's CUDA torch), newer releases (torch 2.3.0, xformers 0.0.24,
+    torchvision 0.17.0), typing-extensions 4.4.0 and 4.12.2, and fake-einops (a source build's runtime dependency).
+    """
+    te = ["typing-extensions>=4.8.0"]
+    torch_idx = [
+        fakewheels.fake_torch(wheels / "cu121", "2.1.0+cu121", "12.1", requires=te),
+        fakewheels.fake_torch(wheels / "cu121", "2.2.0+cu121", "12.1", requires=te),
+        fakewheels.fake_cuda_package(wheels / "cu121", "xformers", "0.0.23+cu121", "12.1", ["torch==2.1.0"]),
+        fakewheels.fake_cuda_package(wheels / "cu121", "torchvision", "0.16.0+cu121", "12.1", ["torch==2.1.0"]),
+        fakewheels.make_wheel(wheels / "cu121", "typing-extensions", "4.4.0"),
+    ]
+    pypi = [
+        fakewheels.fake_torch(wheels / "pypi", "2.1.0", "12.4", requires=te, version_py="2.1.0+cu124"),
+        fakewheels.fake_torch(wheels / "pypi", "2.2.0", "12.4", requires=te, version_py="2.2.0+cu124"),
+        fakewheels.fake_torch(wheels / "pypi", "2.3.0", "12.4", requires=te, version_py="2.3.0+cu124"),
+        fakewheels.fake_cuda_package(wheels / "pypi", "xformers", "0.0.23", "12.4", ["torch==2.1.0"]),
+        fakewheels.fake_cuda_package(wheels / "pypi", "xformers", "0.0.24", "12.4", ["torch==2.2.0"]),
+        fakewheels.fake_cuda_package(wheels / "pypi", "torchvision", "0.16.0", "12.4", ["torch==2.1.0"]),
+        fakewheels.fake_cuda_package(wheels / "pypi", "torchvision", "0.17.0", "12.4", ["torch==2.2.0"]),
+        fakewheels.make_wheel(wheels / "pypi", "typing-extensions", "4.4.0"),
+        fakewheels.make_wheel(wheels / "pypi", "typing-extensions", "4.12.2"),
+        fakewheels.make_wheel(wheels / "pypi", "fake-einops", "0.7.0"),
+    ]
+    return torch_idx, pypi
+
+
+class Server:
+    """A threaded HTTP server of one folder on 127.0.0.1 that can be stopped (a dead index) and started again."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = 0
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port),
+                                                       functools.partial(_Quiet, directory=str(self.root)))
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture(scope="session")
+def two_index_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoIndexes, Server]]:
+    root = tmp_path_factory.mktemp("two-index")
+    torch_idx, pypi = _two_index_files(root / "wheels")
+    fakewheels.write_flat_index(root / "whl" / "cu121", torch_idx)
+    fakewheels.write_index(root / "pypi-files", pypi)
+    shutil.move(str(root / "pypi-files" / "simple"), str(root / "simple"))
+    shutil.move(str(root / "pypi-files" / "files"), str(root / "files"))
+    server = Server(root)
+    base = f"http://127.0.0.1:{server.port}"
+    yield TwoIndexes(base, f"{base}/whl/cu121", f"{base}/simple", root / "wheels", root), server
+    server.stop()
+
+
+@pytest.fixture
+def two_index(two_index_server: tuple[TwoIndexes, Server]) -> TwoIndexes:
+    """Return the served two-index layout (started again if a test stopped it)."""
+    idx, server = two_index_server
+    if server._server is None:
+        server.start()
+    return idx

@@ -1,0 +1,182 @@
+"""One stack for a whole GPU fleet, or one per class (docs/fleet.md). Pure: every answer comes from ``solve``.
+
+* ``fleet_target``: every class's GPU (so the arch list is the union), the lowest driver of the fleet as the floor,
+  the one platform all classes share.
+* ``solve_fleet``: the stack for that target, with notes naming the classes that limit it ("Tesla V100 nodes keep
+  torch at 2.14.1+cu126; without them: 2.15.0+cu132"), each found by solving the fleet without them. When nothing
+  fits, ``NoCompatibleStack`` names the classes that conflict and what would serve each class (solved for it).
+* ``class_target`` / ``solve_classes``: one target and one answer per class (``--per-class``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from itertools import combinations
+
+from packaging.version import Version
+
+from resolver.errors import BadInput, NoCompatibleStack
+from resolver.fleet import Fleet, GpuClass
+from resolver.matrix_types import Matrix
+from resolver.models import Stack, Target, format_driver
+from resolver.request import Request
+from resolver.solve import solve
+
+__all__ = ["fleet_target", "class_target", "solve_fleet", "solve_classes", "describe_stack"]
+
+
+def _driver(c: GpuClass, fallback: Version | None) -> Version | None:
+    return c.driver if c.driver is not None else fallback
+
+
+def class_target(c: GpuClass, base: Target) -> Target:
+    """Return the target of one class: its GPU, driver (``base.driver`` when the source gives none) and platform."""
+    return dataclasses.replace(base, gpus=(c.gpu,), driver=_driver(c, base.driver), platform=c.platform,
+                               source="fleet")
+
+
+def fleet_target(classes: Sequence[GpuClass], base: Target) -> Target:
+    """Return the target every class must run: all their GPUs, the lowest driver, their shared platform.
+
+    Raises ``NoCompatibleStack`` when the classes run on different platforms (one wheel set serves one platform).
+    """
+    platforms = list(dict.fromkeys(c.platform for c in classes))
+    if len(platforms) > 1:
+        by = "; ".join(f"{p}: " + ", ".join(c.label for c in classes if c.platform == p) for p in platforms)
+        raise NoCompatibleStack([f"the classes run on different platforms ({by}); one image or lock serves one "
+                                 "platform"], ["pass --per-class for one plan per class"])
+    drivers = [d for c in classes if (d := _driver(c, base.driver)) is not None]
+    gpus = tuple(dict.fromkeys(c.gpu for c in classes))
+    return dataclasses.replace(base, gpus=gpus, driver=min(drivers) if drivers else None, platform=platforms[0],
+                               source="fleet")
+
+
+def describe_stack(stack: Stack) -> str:
+    """Return ``torch 2.14.1+cu126, xformers 0.0.35 (source build)``."""
+    return ", ".join(f"{p.name} {p.version}" + (" (source build)" if p.method == "source" else "")
+                     for p in stack.packages)
+
+
+def _try(classes: Sequence[GpuClass], base: Target, matrix: Matrix, request: Request) -> Stack | NoCompatibleStack:
+    try:
+        return solve(fleet_target(classes, base), matrix, request)
+    except NoCompatibleStack as exc:
+        return exc
+
+
+def _names(classes: Sequence[GpuClass]) -> str:
+    labels = list(dict.fromkeys(c.label for c in classes))
+    return (", ".join(labels[:-1]) + " and " + labels[-1]) if len(labels) > 1 else labels[0]
+
+
+def _difference(full: Stack, other: Stack) -> str | None:
+    """Return what the fleet gives up compared with ``other`` (a solve without some classes), or ``None``."""
+    parts = []
+    for p in full.packages:
+        q = other.get(p.name)
+        if q is None:
+            continue
+        if p.name == "torch" and q.version != p.version:
+            parts.append(f"keep torch at {p.version} (without them: {q.version})")
+        elif q.version != p.version:
+            parts.append(f"hold {p.name} at {p.version} (without them: {q.version})")
+        elif q.method != p.method:
+            how = "a source build" if p.method == "source" else "a wheel"
+            other_how = "a source build" if q.method == "source" else "a wheel"
+            parts.append(f"make {p.name} {p.version} {how} (without them: {other_how})")
+    return "; ".join(parts) or None
+
+
+def _limits(fleet: Fleet, full: Stack, base: Target, matrix: Matrix, request: Request) -> list[str]:
+    """Return notes naming the classes whose presence changes the fleet's stack, each proven by a solve."""
+    classes = fleet.classes
+    if len(classes) < 2:
+        return []
+    groups: list[tuple[GpuClass, ...]] = [(c,) for c in classes]
+    drivers = [d for c in classes if (d := _driver(c, base.driver)) is not None]
+    if drivers:
+        groups.append(tuple(c for c in classes if _driver(c, base.driver) == min(drivers)))
+    oldest = min(c.gpu.compute_capability for c in classes)
+    groups.append(tuple(c for c in classes if c.gpu.compute_capability == oldest))
+    notes: list[str] = []
+    seen: set[tuple[GpuClass, ...]] = set()
+    for group in groups:
+        if group in seen or len(group) == len(classes):
+            continue
+        seen.add(group)
+        if len(group) > 1 and notes:
+            break  # single classes already explain it
+        rest = [c for c in classes if c not in group]
+        other = _try(rest, base, matrix, request)
+        if isinstance(other, NoCompatibleStack):
+            continue
+        diff = _difference(full, other)
+        if diff:
+            notes.append(f"{_names(group)} nodes {diff}")
+    return notes
+
+
+def solve_fleet(fleet: Fleet, base: Target, matrix: Matrix, request: Request) -> Stack:
+    """Return one stack for every class of ``fleet``, its notes naming the driver floor and the limiting classes.
+
+    Raises ``NoCompatibleStack`` naming the classes that conflict and, for each class, the stack that serves it.
+    """
+    _check_driver(fleet, base)
+    try:
+        stack = solve(fleet_target(fleet.classes, base), matrix, request)
+    except NoCompatibleStack as exc:
+        raise _refusal(fleet, base, matrix, request, exc) from None
+    notes = list(stack.notes)
+    floor = stack.target.driver
+    if floor is not None and len(fleet.classes) > 1:
+        at_floor = [c for c in fleet.classes if _driver(c, base.driver) == floor]
+        who = "every class" if len(at_floor) == len(fleet.classes) else f"{_names(at_floor)} nodes"
+        notes.append(f"driver floor {format_driver(floor)}: the lowest in the fleet ({who})")
+    notes += _limits(fleet, stack, base, matrix, request)
+    return dataclasses.replace(stack, notes=tuple(dict.fromkeys(notes)))
+
+
+def _check_driver(fleet: Fleet, base: Target) -> None:
+    if base.driver is not None and all(c.driver is not None for c in fleet.classes):
+        raise BadInput("--driver with --fleet: the fleet's labels give every node's driver; drop --driver "
+                       "(it fills in drivers the source does not report, as with Slurm)")
+
+
+def _refusal(fleet: Fleet, base: Target, matrix: Matrix, request: Request, exc: NoCompatibleStack) -> NoCompatibleStack:
+    """Return the fleet's refusal: the solver's reasons, the classes that conflict, and each class's own answer."""
+    classes = fleet.classes
+    alone = {c: _try([c], base, matrix, request) for c in classes}
+    reasons = list(exc.reasons)
+    lonely = [c for c, got in alone.items() if isinstance(got, NoCompatibleStack)]
+    if lonely and len(classes) > 1:
+        reasons.append(f"no stack serves {_names(lonely)} nodes even on their own")
+    fits = [c for c in classes if c not in lonely]
+    conflicts = [f"{a.label} with {b.label}" for a, b in combinations(fits, 2)
+                 if isinstance(_try([a, b], base, matrix, request), NoCompatibleStack)]
+    if conflicts:
+        reasons.append("classes that cannot share one stack: " + "; ".join(conflicts))
+    elif not lonely and len(classes) > 1:
+        reasons.append(f"each class has a stack, but no one stack serves {_names(list(classes))} together")
+    alternatives = []
+    for c, got in alone.items():
+        if isinstance(got, Stack):
+            alternatives.append(f"{c.label} nodes alone: {describe_stack(got)}")
+        elif got.alternatives:
+            alternatives.append(f"{c.label} nodes: {got.alternatives[0]}")
+    if len(classes) > 1:
+        alternatives.append("pass --per-class for one plan (lock, image) per class")
+    return NoCompatibleStack(reasons, alternatives)
+
+
+def solve_classes(fleet: Fleet, base: Target, matrix: Matrix,
+                  request: Request) -> list[tuple[GpuClass, Stack | NoCompatibleStack]]:
+    """Return each class with its own stack, or why it has none (``--per-class``)."""
+    _check_driver(fleet, base)
+    out: list[tuple[GpuClass, Stack | NoCompatibleStack]] = []
+    for c in fleet.classes:
+        try:
+            out.append((c, solve(class_target(c, base), matrix, request)))
+        except NoCompatibleStack as exc:
+            out.append((c, exc))
+    return out

