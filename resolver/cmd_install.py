@@ -26,6 +26,7 @@ from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, 
 from resolver.options import target_options
 from resolver.pipeline import PlanOptions, plan_for
 from resolver.report import Reporter
+from resolver.venvs import create_venv, venv_python
 
 __all__ = ["install", "download", "cache", "plan_from_dict", "download_argvs"]
 
@@ -65,19 +66,6 @@ def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
     if offline and not find_links:
         raise BadInput("--offline needs --find-links DIR (made by `gpustack download --dest DIR`)")
     return Sources(tuple(os.path.abspath(d) for d in find_links), offline)
-
-
-def _venv_python(venv: str) -> str:
-    return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
-
-
-def _create_venv(venv: str, backend: str) -> None:
-    """Create ``venv`` with uv (no pip inside) or this interpreter's ``venv`` module."""
-    if backend == "uv":
-        from resolver.installers import _uv_exe
-        _subprocess.run([_uv_exe() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
-    else:
-        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
@@ -120,14 +108,14 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
     if venv:
-        python_exe = _venv_python(os.path.abspath(venv))
+        python_exe = venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
             if dry_run:
                 python_exe = sys.executable
                 _err.print(f"note: {venv} does not exist yet; planning for {python_exe}", markup=False)
             else:
                 _err.print(f"creating virtual environment {venv}", markup=False)
-                _create_venv(venv, backend)
+                create_venv(venv, backend)
         opts = dataclasses.replace(opts, python_exe=python_exe)
     _check_target_interpreter(python_exe, opts)
     reporter = _CliReporter()

@@ -17,7 +17,8 @@ from resolver.verify import CPU_ONLY_NOTE, PREFIX, _parse, _rows_of, run_verify
 
 DATA = Path(__file__).parent / "data" / "failures"
 RESULT_KEYS = {"backend", "op", "dtype", "passed", "max_abs_error", "ms", "tflops", "error", "hint"}
-GPU_BACKENDS = ("sdpa-efficient", "sdpa-cudnn", "xformers", "flash-attn", "flash-attn-3", "sageattention")
+GPU_BACKENDS = ("sdpa-efficient", "sdpa-cudnn", "xformers", "flash-attn", "flash-attn-3", "flash-attn-4",
+                "sageattention")
 
 
 def rec(**fields: object) -> str:
@@ -107,7 +108,8 @@ def test_cpu_end_to_end_runs_sdpa_math_for_real(torch_python: str) -> None:
         assert set(r) >= RESULT_KEYS and r["passed"] and not r["skipped"]
         assert 0 < r["max_abs_error"] < (1e-4 if r["dtype"] == "float32" else 0.1)
     timed = [r for r in math_rows if r["ms"] is not None]
-    assert len(timed) == 1 and timed[0]["tflops"] > 0
+    # Any finite time gives a positive rate at three significant figures, however slow or loaded the machine.
+    assert len(timed) == 1 and timed[0]["tflops"] > 0 and float(f"{timed[0]['tflops']:.3g}") == timed[0]["tflops"]
     for name in GPU_BACKENDS:
         rows = [r for r in report["results"] if r["backend"] == name]
         assert len(rows) == 1 and rows[0]["skipped"] and rows[0]["hint"], rows
@@ -146,3 +148,18 @@ def test_sdpa_group_output_is_split_per_backend_and_a_crash_stays_with_its_backe
     assert by_name["sdpa-flash"].returncode == 0 and len(by_name["sdpa-flash"].records) == 1
     assert by_name["sdpa-cudnn"].returncode == -11 and "Segmentation fault" in by_name["sdpa-cudnn"].text
     assert never == ["sdpa-math"]
+
+
+def test_rates_keep_three_significant_figures_and_backends_agree_with_the_child() -> None:
+    """A slow CPU's rate is 0.00123 TFLOP/s, not 0.0 (two decimals made it 0); parent and child list one backend set."""
+    import importlib.util
+
+    from resolver.verify import BACKENDS, CHILD_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("verify_kernels_child", CHILD_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    assert child.sig3(0.0012345) == 0.00123 and child.sig3(342.49) == 342.0 and child.sig3(1234.5) == 1230.0
+    assert child.BACKENDS == BACKENDS and child.BACKENDS[0] == "sdpa-cudnn"
+    assert set(child.COMPILES_AT_RUN_TIME) <= set(BACKENDS) and "flash-attn-4" in child.PACKAGES

@@ -25,10 +25,15 @@ import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 PREFIX = "@@gpustack "
-BACKENDS = ("sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math", "xformers", "flash-attn", "flash-attn-3",
-            "sageattention")
+# sdpa-cudnn leads the SDPA group: cuDNN compiles its fused kernels at run time, and that compile (about 12 s on a
+# fresh H200) runs before the GPU lock is taken, beside the other backends' GPU time (see prewarm).
+BACKENDS = ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient", "sdpa-math", "xformers", "flash-attn", "flash-attn-3",
+            "flash-attn-4", "sageattention")
 PACKAGES = {"xformers": "xformers", "flash-attn": "flash_attn", "flash-attn-3": "flash_attn_interface",
-            "sageattention": "sageattention"}
+            "flash-attn-4": "flash_attn.cute", "sageattention": "sageattention"}
+# Backends whose kernels are compiled at run time (cuDNN's fused attention, CuTe-DSL, Triton): their first calls are
+# made before the GPU lock is taken, so the compile overlaps the other backends instead of holding the GPU.
+COMPILES_AT_RUN_TIME = ("sdpa-cudnn", "flash-attn-4", "sageattention")
 # One timing shape per backend (bf16, forward, not causal). The CPU shape is smaller: the GPU one needs 4 GiB there.
 GPU_TIMING = (4, 16, 4096, 128)
 CPU_TIMING = (1, 8, 1024, 64)
@@ -93,15 +98,24 @@ def _xformers_build() -> Optional[Dict[str, Any]]:
         return None
 
 
+def present(module: str) -> bool:
+    """Returns whether ``module`` can be found; for ``a.b``, a missing ``a`` means no (find_spec would raise)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def probe() -> Dict[str, Any]:
     """Returns the facts the parent's checks and diagnoses need; imports torch but no attention extension."""
     from importlib import metadata
 
     facts: Dict[str, Any] = {"python": platform.python_version(), "packages": {}}
-    for dist in ("torch", "xformers", "flash-attn", "flash-attn-3", "flash_attn_3", "sageattention", "triton"):
+    for dist in ("torch", "xformers", "flash-attn", "flash-attn-3", "flash_attn_3", "flash-attn-4", "sageattention",
+                 "nvidia-cutlass-dsl", "triton"):
         with contextlib.suppress(Exception):
             facts["packages"][dist] = metadata.version(dist)
-    facts["present"] = {b: importlib.util.find_spec(p) is not None for b, p in PACKAGES.items()}
+    facts["present"] = {b: present(p) for b, p in PACKAGES.items()}
     facts["xformers_build"] = _xformers_build()
     facts["driver_cuda"] = _driver_cuda_version()
     with contextlib.suppress(OSError), open("/sys/module/nvidia/version") as fh:
@@ -204,29 +218,60 @@ def _xformers_kernels(torch: Any, device: str) -> List[Kernel]:
 
 
 def _flash_kernels(torch: Any, name: str, device: str) -> List[Kernel]:
-    """Returns flash-attn 2 (``flash_attn_func``), FA3 (``flash_attn_interface``) or SageAttention kernels."""
+    """Returns flash-attn 2 (``flash_attn_func``), FA3 (``flash_attn_interface``) or FA4 (``flash_attn.cute``) kernels."""
     if device == "cpu":
         raise Skip("no CUDA device (%s is CUDA-only)" % name)
+    major = torch.cuda.get_device_capability()[0]
     if name == "flash-attn":
         from flash_attn import flash_attn_func
 
         return [Kernel(lambda q, k, v, c: flash_attn_func(q, k, v, causal=c), "flash_attn_func.forward",
                        "flash_attn_func.backward", "bshd")]
     if name == "flash-attn-3":
-        major = torch.cuda.get_device_capability()[0]
         if major != 9:
             raise Skip("FlashAttention-3 runs on Hopper (sm_90) only; this GPU is sm_%d.x" % major)
         import flash_attn_interface as fa3
 
-        def fa3_fwd(q: Any, k: Any, v: Any, causal: bool) -> Any:
-            out = fa3.flash_attn_func(q, k, v, causal=causal)
-            return out[0] if isinstance(out, tuple) else out
+        return [Kernel(_first(fa3.flash_attn_func), "flash_attn_func.forward", "flash_attn_func.backward", "bshd")]
+    # flash-attn-4 (CuTe-DSL): forward on sm_8x..sm_12x, backward on sm_9x..sm_12x (flash_attn/cute/interface.py)
+    if major < 9:
+        raise Skip("flash-attn-4 needs Hopper or newer for forward and backward; this GPU is sm_%d.x" % major)
+    from flash_attn.cute import flash_attn_func as fa4_func
 
-        return [Kernel(fa3_fwd, "flash_attn_func.forward", "flash_attn_func.backward", "bshd")]
-    from sageattention import sageattn
+    return [Kernel(_first(fa4_func), "flash_attn_func.forward", "flash_attn_func.backward", "bshd")]
 
-    return [Kernel(lambda q, k, v, c: sageattn(q, k, v, tensor_layout="HND", is_causal=c), "sageattn.forward",
-                   None, "bhsd", tol=SAGE_TOL)]
+
+def _first(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Returns ``func(q, k, v, causal=c)`` reduced to its output (FA3 and FA4 may also return the LSE)."""
+
+    def call(q: Any, k: Any, v: Any, causal: bool) -> Any:
+        out = func(q, k, v, causal=causal)
+        return out[0] if isinstance(out, tuple) else out
+
+    return call
+
+
+def _sage_kernels(torch: Any, device: str) -> List[Kernel]:
+    """Returns SageAttention's kernels: ``sageattn`` (1.x: Triton; 2.x: the per-arch dispatcher) and, for 2.x, each
+    per-architecture kernel this GPU has, as diffusers' ``_sage_*`` backends call them. Forward only: SageAttention
+    has no backward."""
+    if device == "cpu":
+        raise Skip("no CUDA device (sageattention is CUDA-only)")
+    import sageattention
+
+    def sage(func: Callable[..., Any], **kw: Any) -> Callable[..., Any]:
+        return lambda q, k, v, c: func(q, k, v, tensor_layout="HND", is_causal=c, **kw)
+
+    kernels = [Kernel(sage(sageattention.sageattn), "sageattn.forward", None, "bhsd", tol=SAGE_TOL)]
+    cc = torch.cuda.get_device_capability()
+    per_arch = [("sageattn_qk_int8_pv_fp16_triton", (8, 0)), ("sageattn_qk_int8_pv_fp16_cuda", (8, 0)),
+                ("sageattn_qk_int8_pv_fp8_cuda", (8, 9)), ("sageattn_qk_int8_pv_fp8_cuda_sm90", (9, 0))]
+    for fname, floor in per_arch:
+        func = getattr(sageattention, fname, None)  # 1.x has none of them
+        if func is None or cc < floor or (fname.endswith("_sm90") and cc[0] != 9):
+            continue
+        kernels.append(Kernel(sage(func), fname + ".forward", None, "bhsd", tol=SAGE_TOL))
+    return kernels
 
 
 class Skip(Exception):
@@ -371,7 +416,12 @@ def run_timing(torch: Any, backend: str, kern: Kernel, device: str) -> None:
             ei, oki = _err(torch, sl(out, i), ref, kern.tol or TOL["forward"]["bfloat16"])
             e, ok = max(e, ei), ok and oki
     tflops = 4.0 * b * h * s * s * d / (ms * 1e-3) / 1e12
-    emit("result", passed=ok, max_abs_error=e, ms=round(ms, 4), tflops=round(tflops, 2), error=None, **base)
+    emit("result", passed=ok, max_abs_error=e, ms=sig3(ms, 4), tflops=sig3(tflops), error=None, **base)
+
+
+def sig3(x: float, digits: int = 3) -> float:
+    """Returns ``x`` to ``digits`` significant figures (a slow CPU's 0.00123 TFLOP/s stays 0.00123, not 0.0)."""
+    return float("%.*g" % (digits, x))
 
 
 def _short(exc: BaseException) -> str:
@@ -382,7 +432,7 @@ def _short(exc: BaseException) -> str:
 def run_backend(name: str, lock: Optional[str]) -> None:
     """Returns nothing; proves one backend, emitting ``skip`` when it cannot run here."""
     pkg = PACKAGES.get(name)
-    if pkg and importlib.util.find_spec(pkg) is None:
+    if pkg and not present(pkg):
         raise Skip("%s is not installed" % pkg)
     if importlib.util.find_spec("torch") is None:
         if pkg:  # still prove it imports: a broken install must fail even where nothing can run
@@ -400,12 +450,17 @@ def run_backend(name: str, lock: Optional[str]) -> None:
         kernels = _sdpa_kernels(torch, name, device)
     elif name == "xformers":
         kernels = _xformers_kernels(torch, device)
+    elif name == "sageattention":
+        kernels = _sage_kernels(torch, device)
     else:
         kernels = _flash_kernels(torch, name, device)
     torch.manual_seed(0)
     if device == "cuda":  # create the context and cuBLAS handle before queueing for the GPU lock
         a = torch.randn(64, 64, device=device)
         (a @ a).sum().item()
+        if name in COMPILES_AT_RUN_TIME:
+            prewarm(torch, kernels, cases(device, major))
+        torch.manual_seed(0)
     with gpu_lock(lock):
         for kern in kernels:
             for case in cases(device, major):
@@ -413,6 +468,33 @@ def run_backend(name: str, lock: Optional[str]) -> None:
             if name == "flash-attn":
                 run_varlen(torch)
             run_timing(torch, name, kern, device)
+
+
+def prewarm(torch: Any, kernels: List[Kernel], todo: List[Tuple[Any, ...]]) -> None:
+    """Returns nothing; makes each kernel's calls once, on the very shapes the cases and the timing use, outside the
+    GPU lock, so run-time compilation (cuDNN's fused kernels, CuTe-DSL, Triton) is done before the measured runs and
+    overlaps the other backends' GPU time. The shapes are small (the timing shape runs forward only, once); errors
+    are left for the real cases to report."""
+    b, h, s, d = GPU_TIMING
+    for kern in kernels:
+        for dt, bs, hq, hkv, sl, dim, causal in todo:
+            if (hq != hkv and not kern.gqa) or (causal and not kern.causal):
+                continue
+            shape = (lambda n: (bs, sl, n, dim)) if kern.layout == "bshd" else (lambda n: (bs, n, sl, dim))
+            grad = kern.bwd_name is not None
+            with contextlib.suppress(Exception):
+                q, k, v = (torch.randn(shape(n), device="cuda", dtype=getattr(torch, dt), requires_grad=grad)
+                           for n in (hq, hkv, hkv))
+                out = kern.fwd(q, k, v, causal)
+                if grad:
+                    out.backward(torch.ones_like(out))
+        with contextlib.suppress(Exception), torch.no_grad():
+            shape4 = (b, s, h, d) if kern.layout == "bshd" else (b, h, s, d)
+            q = torch.randn(shape4, device="cuda", dtype=torch.bfloat16)
+            kern.fwd(q, q, q, False)
+            del q
+    with contextlib.suppress(Exception):
+        torch.cuda.synchronize()
 
 
 SDPA = tuple(b for b in BACKENDS if b.startswith("sdpa-"))

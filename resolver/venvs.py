@@ -1,0 +1,24 @@
+"""Virtual environments gpustack creates for ``install --venv DIR``: where their interpreter is, and making one."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from resolver import _subprocess
+
+__all__ = ["venv_python", "create_venv"]
+
+
+def venv_python(venv: str) -> str:
+    """Return the path of the interpreter of the virtual environment ``venv`` (which may not exist yet)."""
+    return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
+
+
+def create_venv(venv: str, backend: str) -> None:
+    """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``."""
+    if backend == "uv":
+        from resolver.installers import _uv_exe
+        _subprocess.run([_uv_exe() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
+    else:
+        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
