@@ -9,7 +9,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,28 +23,22 @@ from resolver.pipeline import PlanOptions, fresh_plan_for, parse_driver_option
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
 
 
-def _check_output(path: str) -> Path:
-    """Return the folder ``path`` will be written in; ``BadInput`` when it does not exist."""
-    folder = Path(path).parent if str(Path(path).parent) else Path(".")
-    if path != "-" and not folder.is_dir():
-        raise BadInput(f"-o {path}: folder {folder} does not exist; create it or pass another path")
-    return folder
+def _check_output(path: str) -> None:
+    """Refuse a bad ``-o`` (missing folder, a folder, a device) before any solving or network: bad input first."""
+    if path != "-":
+        from resolver.safefiles import check_output
+
+        check_output(path, "-o")
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` (``-`` is stdout) through a temporary file, so a failure leaves no half file."""
+    """Write ``text`` to ``path`` (``-`` is stdout) safely: ``resolver.safefiles.write_output`` (docs/input.md)."""
     if path == "-":
         click.echo(text, nl=False)
         return
-    target = Path(path)
-    folder = _check_output(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
-    except OSError as exc:
-        raise BadInput(f"-o {path}: cannot write in {folder} ({exc.strerror}); pass another path") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
+    from resolver.safefiles import write_output
+
+    write_output(path, text, "-o")
 
 
 def _previous(output: str) -> tuple[list[str], Any]:
@@ -152,6 +145,7 @@ def dockerfile(requirements: tuple[str, ...], output: str, opts: PlanOptions) ->
     source builds, pinned installs from the right indexes. Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
     from resolver.dockerfile import render
 
+    _check_output(output)
     plan, ctx = fresh_plan_for(requirements, opts)
     write_atomic(output, render(plan, ctx.matrix))
 

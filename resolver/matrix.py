@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import pickle
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,11 +32,25 @@ def matrix_dir() -> Path:
         return Path(__file__).resolve().parent.parent / "matrices"
 
 
-def read_files(directory: Path) -> dict[str, dict[str, Any]]:
-    """Return each matrix file of ``directory`` parsed as TOML, keyed by stem. Raises ``InvalidMatrix`` on bad TOML."""
-    import tomllib  # only on a cache miss: the parsed matrix is normally read from the pickle cache
+def _decode(name: str, raw: bytes) -> dict[str, Any]:
+    """Return one matrix file's TOML table; ``InvalidMatrix`` naming the file when it is not UTF-8 TOML."""
+    import tomllib  # only on a cache miss: the parsed matrix is normally read from the cache
 
-    data: dict[str, dict[str, Any]] = {}
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidMatrix(f"not UTF-8 (byte {exc.start}); save it as UTF-8", f"{name}.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidMatrix(f"not valid TOML: {exc}", f"{name}.toml") from None
+    return data
+
+
+def _read_raw(directory: Path) -> dict[str, bytes]:
+    """Return the bytes of each matrix file of ``directory`` (regular files under 16 MB), keyed by stem."""
+    from resolver.errors import BadInput
+    from resolver.inputs import read_bytes
+
+    raw: dict[str, bytes] = {}
     for name in FILES:
         path = directory / f"{name}.toml"
         if not path.exists():
@@ -46,10 +58,15 @@ def read_files(directory: Path) -> dict[str, dict[str, Any]]:
                 continue
             raise InvalidMatrix("file missing", f"{path}")
         try:
-            data[name] = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidMatrix(f"not valid TOML: {exc}", f"{name}.toml") from None
-    return data
+            raw[name] = read_bytes(str(path), f"{name}.toml")
+        except BadInput as exc:
+            raise InvalidMatrix(str(exc).split(": ", 1)[-1], f"{name}.toml") from None
+    return raw
+
+
+def read_files(directory: Path) -> dict[str, dict[str, Any]]:
+    """Return each matrix file of ``directory`` parsed as TOML, keyed by stem. Raises ``InvalidMatrix`` on bad TOML."""
+    return {name: _decode(name, raw) for name, raw in _read_raw(directory).items()}
 
 
 def load_dir(directory: Path) -> Matrix:
@@ -57,54 +74,40 @@ def load_dir(directory: Path) -> Matrix:
     return from_dicts(read_files(directory))
 
 
-def _digest(directory: Path) -> str:
+# Bump when the cached data changes shape.
+_CACHE_FORMAT = "matrix-json-v1"
+
+
+def _digest(raw: dict[str, bytes]) -> str:
     h = hashlib.sha256(_CACHE_FORMAT.encode())
-    for name in FILES:
-        path = directory / f"{name}.toml"
-        if path.exists():
-            h.update(name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:32]
-
-
-# Bump when the typed rows change shape: an old pickle must not be read by new code.
-_CACHE_FORMAT = "matrix-v5"  # v5: pins
+    for name, data in raw.items():
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
 def load() -> Matrix:
     """Return the shipped matrix, cached for the life of the process and, parsed, in the user cache.
 
-    Parsing ~400 KB of TOML costs more than the solve itself; the typed rows are kept as a pickle named by the
-    SHA-256 of the files, so any edit to a matrix file is read afresh. A broken cache file is ignored and rewritten.
+    Parsing ~400 KB of TOML costs more than the solve itself, so the parsed tables are kept as JSON (data, never
+    code: no pickle) in a private folder, named by and holding the SHA-256 of the TOML files, with a SHA-256 of its
+    own body. Any edit to a matrix file, any bit flip, a foreign owner or a link makes it a miss: the TOML is read
+    afresh and the cache rewritten. The typed rows are always rebuilt and checked by ``from_dicts``.
     """
-    directory = matrix_dir()
-    cache = _cache_dir() / f"{_digest(directory)}.pickle"
-    try:
-        with open(cache, "rb") as f:
-            cached = pickle.load(f)
-        if isinstance(cached, Matrix):
-            return cached
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
-        pass
-    m = load_dir(directory)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(m, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only cache costs speed, never correctness
+    from resolver import matrix_cache
+
+    raw = _read_raw(matrix_dir())
+    digest = _digest(raw)
+    cached = matrix_cache.read(digest)
+    if cached is not None:
+        try:
+            return from_dicts(cached)
+        except (InvalidMatrix, KeyError, TypeError, ValueError, AttributeError):
+            pass  # a cache that passed its checksum but not the schema: rebuilt below
+    data = {name: _decode(name, b) for name, b in raw.items()}
+    m = from_dicts(data)
+    matrix_cache.write(digest, data)
     return m
-
-
-def _cache_dir() -> Path:
-    override = os.environ.get("GPUSTACK_CACHE_DIR")
-    if override:
-        return Path(override) / "matrix"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gpustack")) / "matrix"
 
 
 def _pin_problems(m: Matrix) -> list[str]:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -29,6 +30,9 @@ from resolver.matrix_types import (
     XformersRelease,
 )
 from resolver.models import ArchList, ComputeCapability
+
+# The files repeat a few hundred versions thousands of times; Version is immutable, so each text is parsed once.
+_version = functools.lru_cache(maxsize=8192)(Version)
 
 __all__ = ["FILES", "OPTIONAL", "from_dicts"]
 
@@ -74,7 +78,7 @@ class _Ctx:
         raw = self.get(d, key, str, default=default)
         if raw is default or raw is None:
             return raw
-        return self.parse(key, raw, Version)
+        return self.parse(key, raw, _version)
 
     def parse(self, field: str, raw: str, fn: Callable[[str], T]) -> T:
         try:
@@ -219,8 +223,8 @@ def _flash_platform(os_name: str) -> str:
 def _cuda_build(text: str) -> Version:
     """``"113"`` -> 11.3; ``"12.9.1"`` -> 12.9.1."""
     if re.fullmatch(r"\d{3}", text):
-        return Version(f"{text[:2]}.{text[2]}")
-    return Version(text)
+        return _version(f"{text[:2]}.{text[2]}")
+    return _version(text)
 
 
 def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
@@ -471,6 +475,9 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
         if key in wheel_index:
             raise c.fail("version", f"{w.package} {w.version} {w.platform} appears twice")
         wheel_index[key] = w
+    for rows, file, table in ((torch, "torch.toml", "release"), (cuda, "cuda.toml", "cuda_minor"), (gpus, "gpus.toml", "gpu")):
+        if not rows:
+            raise InvalidMatrix(f"no [[{table}]] rows; the file needs at least one", f"{file}: {table}")
     general = data["flash_attn"].get("general", {})
     url = general.get("wheel_url_pattern", "") if isinstance(general, dict) else ""
     return Matrix(

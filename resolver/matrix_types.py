@@ -1,7 +1,7 @@
 """Typed rows of the compatibility matrices (``matrices/*.toml``), as ``resolver.matrix`` builds them.
 
-Plain frozen dataclasses without slots or generated ``__eq__``: rows are compared by identity, and the parsed matrix
-is read back from a pickle on every run, where slot classes unpickle several times slower.
+Plain frozen dataclasses without generated ``__eq__``: rows are compared by identity. They are rebuilt from the
+parsed tables on every run (``resolver.matrix_cache`` keeps the tables as JSON, never as a pickle).
 
 Every row keeps its ``source`` and whether it is ``unverified``; the solver reports each unverified fact it
 relies on (docs/matrix.md says how).

@@ -85,6 +85,10 @@ class ArchList:
     @classmethod
     def parse(cls, spec: str | Iterable[str]) -> ArchList:
         """Return the list written as ``"3.7;5.0;8.0+PTX"``, ``"7.5 8.0+PTX 9.0a"`` or ``["sm_80", "sm_90"]``."""
+        return _parse_arch_list(spec if isinstance(spec, str) else tuple(spec))
+
+    @classmethod
+    def _parse(cls, spec: str | tuple[str, ...]) -> ArchList:
         tokens = re.split(r"[;\s,]+", spec.strip()) if isinstance(spec, str) else list(spec)
         sass: set[ComputeCapability] = set()
         ptx: set[ComputeCapability] = set()
@@ -133,6 +137,12 @@ class ArchList:
 
     def __bool__(self) -> bool:
         return bool(self.sass or self.ptx or self.sass_exact)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_arch_list(spec: str | tuple[str, ...]) -> ArchList:
+    # The matrices repeat the same few hundred lists: parsing each once halves the matrix load (docs/input.md).
+    return ArchList._parse(spec)
 
 
 def parse_driver(text: str) -> Version:
