@@ -129,10 +129,20 @@ def exact_requirement(step: Step, plan: Plan) -> str:
 def _install_requirement(step: Step, sources: Sources, plan: Plan | None = None) -> str:
     local = sources.local_file(step)
     if local is not None:
-        return local
+        extras = _extras(step.requirement)  # flash-attn-4[cu13]: the extra's dependencies still come along
+        return f"{local}[{','.join(extras)}]" if extras else local
     if step.url:
         return f"{step.package} @ {step.url}"
     return exact_requirement(step, plan) if plan is not None else step.requirement
+
+
+def _extras(requirement: str) -> list[str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return sorted(Requirement(requirement).extras)
+    except InvalidRequirement:
+        return []
 
 
 def _held(step: Step, plan: Plan) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ import click
 from resolver.models import PLATFORMS
 from resolver.pipeline import PlanOptions
 
-__all__ = ["target_options"]
+__all__ = ["target_options", "fleet_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,3 +63,14 @@ def target_options(f: F) -> F:
     for opt in reversed(opts):
         wrapped = opt(wrapped)
     return wrapped  # type: ignore[return-value]
+
+
+def fleet_options(f: F) -> F:
+    """Add ``--fleet SOURCE`` and ``--per-class`` (plan, lock, dockerfile); put it above ``@target_options`` so the
+    values reach ``PlanOptions``. The fleet module is imported only when ``--fleet`` is given (docs/fleet.md)."""
+    f = click.option("--per-class", is_flag=True,
+                     help="With --fleet: one plan (lock, image) per GPU class instead of one for the whole fleet.")(f)
+    f = click.option("--fleet", metavar="SOURCE",
+                     help="Plan for a cluster's GPU nodes: a file of `kubectl get nodes -o json` or `scontrol show "
+                          "node --json` output, or k8s / slurm to run the client.")(f)
+    return f

@@ -24,6 +24,7 @@ from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, format_driver, 
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
+    from resolver.fleet import Fleet
     from resolver.matrix_types import Matrix
     from resolver.probes import InstalledEnv
     from resolver.request import Request
@@ -81,6 +82,9 @@ class PlanOptions:
     prefer_wheels: bool = False
     upgrade: bool = False
     matrix_dir: str | None = None
+    # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
+    fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
+    per_class: bool = False
 
     @property
     def target_given(self) -> bool:
@@ -98,8 +102,15 @@ class PlanOptions:
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
-        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade"):
+        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
             v[name] = bool(v.get(name))
+        if v.get("fleet"):
+            v["fleet"] = check_text(v["fleet"], "--fleet", limit=4096, hint="pass a file, k8s or slurm")
+            given = [o for o, k in (("--gpu", "gpus"), ("--cpu", "cpu"), ("--platform", "platform_tag")) if v.get(k)]
+            if given:
+                raise BadInput(f"--fleet with {given[0]}: the fleet's nodes give the GPUs and platform; drop {given[0]}")
+        elif v.get("per_class"):
+            raise BadInput("--per-class without --fleet: pass --fleet SOURCE (a class is a group of the fleet's nodes)")
         return cls(**v)
 
 
@@ -112,6 +123,7 @@ class Context:
     request: Request
     lines: tuple[str, ...]  # what to say about detection (no GPU found, ...)
     installed: dict[str, str]  # dist name -> version in the target interpreter ({} when not read)
+    fleet: Fleet | None = None  # the cluster read with --fleet
 
 
 def load_matrix(opts: PlanOptions) -> Matrix:
@@ -235,6 +247,10 @@ def solve_request(
     """Return the solved stack and its context. Raises ``NoCompatibleStack`` when nothing fits."""
     from resolver.solve import solve
 
+    if opts.fleet:
+        from resolver.fleet_plan import solve_fleet_request
+
+        return solve_fleet_request(requirements, opts)
     ctx = _context(requirements, opts, reporter)
     return solve(ctx.target, ctx.matrix, ctx.request, reporter), ctx
 

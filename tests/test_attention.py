@@ -159,3 +159,18 @@ def test_bad_rows_name_their_field(row: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidMatrix) as info:
         parse_rows({"release": [row]})
     assert f"attention.toml: release[0]: " in str(info.value) and field in str(info.value)
+
+
+def test_an_offline_install_from_a_local_wheel_keeps_the_extra(tmp_path: object) -> None:
+    """install --find-links DIR: flash-attn-4[cu13] becomes DIR/flash_attn_4-...whl[cu13], so the cu13 libs come too."""
+    from pathlib import Path
+
+    from resolver.install import _install_requirement
+    from resolver.installers import Sources
+
+    folder = Path(str(tmp_path))
+    (folder / "flash_attn_4-4.0.0b36-py3-none-any.whl").write_bytes(b"")
+    plan = make_plan(stack("9.0", "flash-attn-4", "torch==2.11.0"))
+    step = next(st for st in plan.steps if st.package == "flash-attn-4")
+    got = _install_requirement(step, Sources((str(folder),), offline=True), plan)
+    assert got == f"{folder}/flash_attn_4-4.0.0b36-py3-none-any.whl[cu13]"
