@@ -221,6 +221,9 @@ def detect_env(python_exe: str | None = None) -> InstalledEnv:
         raise DetectionError(f"{exe} {PROBE_ENV_SCRIPT}: unreadable output ({exc}): {text[-200:]!r}") from None
     for note in env.notes:
         log.debug("probe_env: %s", note)
+    from resolver.journal import notice
+
+    notice(exe)  # an interrupted install leaves this environment half changed: say so before anything else
     return env
 
 

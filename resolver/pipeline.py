@@ -10,6 +10,7 @@ stays fast.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
 from resolver.inputs import check_text, read_text
-from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver
+from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class PlanOptions:
     platform_tag: str | None = None  # one of models.PLATFORMS
     cpu: bool = False
     nvcc: Version | None = None
+    glibc: Version | None = None  # --glibc: Linux targets only
     python_exe: str | None = None
     # the request
     requirement_files: tuple[str, ...] = ()
@@ -100,6 +102,7 @@ class PlanOptions:
         v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
+        v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
         for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
@@ -177,6 +180,22 @@ def _installed(env: InstalledEnv) -> dict[str, str]:
     return installed
 
 
+def _glibc(opts: PlanOptions, platform: str, detected: str | None) -> tuple[Version | None, bool]:
+    """Return the target's glibc and whether it is assumed: --glibc, else the probed interpreter's, else (a described
+    Linux target) ``DEFAULT_GLIBC``, which the plan then states."""
+    if not platform.startswith("linux_"):
+        if opts.glibc is not None:
+            raise BadInput(f"--glibc {opts.glibc}: the target is {platform}; glibc applies to Linux targets only")
+        return None, False
+    if opts.glibc is not None:
+        return opts.glibc, False
+    if detected and re.fullmatch(r"2\.[0-9]{1,2}", detected, re.ASCII):
+        return Version(detected), False
+    if opts.target_given:
+        return Version(DEFAULT_GLIBC), True
+    return None, False
+
+
 def target_from(
     opts: PlanOptions, matrix: Matrix, reporter: Reporter | None = None
 ) -> tuple[Target, list[str], dict[str, str]]:
@@ -191,6 +210,7 @@ def target_from(
     gpus: tuple[Gpu, ...] = tuple(lookup_gpu(g, matrix) for g in opts.gpus)
     cpus: int | None = None
     mem: float | None = None  # read only if the plan builds something (plan_for): wheels need neither
+    detected_glibc: str | None = None
     if opts.python_exe and (python is None or platform is None):
         from resolver import detect
 
@@ -198,6 +218,7 @@ def target_from(
         installed = _installed(env)
         python = python or env.python
         platform = platform or env.platform
+        detected_glibc = env.glibc
     if not opts.target_given:
         from resolver import detect
 
@@ -218,6 +239,7 @@ def target_from(
         nvcc = nvcc or host.nvcc
         python = python or host.env.python
         platform = platform or host.env.platform
+        detected_glibc = host.env.glibc
         installed = _installed(host.env)
         if not gpus:
             lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
@@ -227,8 +249,10 @@ def target_from(
     platform = platform or this_platform()
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
+    glibc, assumed = _glibc(opts, platform, detected_glibc)
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
-                    memory_gib=mem, source="given" if opts.target_given else "detected")
+                    memory_gib=mem, source="given" if opts.target_given else "detected", glibc=glibc,
+                    glibc_assumed=assumed)
     return target, lines, installed
 
 
