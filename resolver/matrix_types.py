@@ -181,6 +181,20 @@ class Profile:
 
 
 @dataclass(frozen=True, eq=False)
+class Pin:
+    """A known-bad transitive pin (``pins.toml``): when the stack has ``when`` (e.g. ``torch<2.3``), every install
+    and lock must hold ``requirement`` (e.g. ``numpy<2``), because the stack's binaries break otherwise."""
+
+    package: str
+    requirement: str
+    when: str
+    reason: str
+    source: str
+    platforms: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class DockerImage:
     """An ``nvidia/cuda`` base image for one CUDA minor."""
 
@@ -310,6 +324,7 @@ class Matrix:
     docker: tuple[DockerImage, ...] = ()
     build_jobs: tuple[BuildJob, ...] = ()
     facts: CompatFacts = field(default_factory=CompatFacts)
+    pins: tuple[Pin, ...] = ()
     wheels: tuple[WheelFacts, ...] = ()
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts
     extra: dict[str, object] = field(default_factory=dict)
