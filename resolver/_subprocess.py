@@ -5,10 +5,12 @@ WARNING: every child process of gpustack goes through here. Keep it small and bo
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from resolver.errors import CommandFailed
@@ -16,6 +18,20 @@ from resolver.errors import CommandFailed
 __all__ = ["run", "try_run", "popen", "stream", "CompletedText"]
 
 log = logging.getLogger("gpustack.subprocess")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when gpustack dies (even by SIGKILL), so no installer
+    outlives gpustack and goes on changing an environment whose journal says otherwise. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class CompletedText:
@@ -59,6 +75,7 @@ def run(
         text=True,
         input=input_text,
         shell=False,
+        preexec_fn=_die_with_parent,
     )
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
@@ -94,6 +111,7 @@ def popen(
         bufsize=1,
         shell=False,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 

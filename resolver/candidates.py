@@ -14,6 +14,8 @@ from resolver.matrix_types import FlashRelease, Matrix, TorchRelease
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, ComputeCapability, Target, format_driver
 
 __all__ = [
+    "wheel_problem",
+    "torch_release_problem",
     "TorchOption",
     "torch_options",
     "driver_problem",
@@ -57,6 +59,38 @@ class TorchOption:
         if self.from_pypi:
             return f"torch=={self.release.version}"
         return f"torch=={self.version}"
+
+
+def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
+    """Return why the target cannot install ``package`` ``version``'s PyPI wheel (Python, platform, glibc), or
+    ``None`` when it can or when ``wheels.toml`` does not record that release (the caller decides what unknown means).
+
+    A wheel installs when a CPython tag matches the target's Python (or is abi3 below it) and, on Linux, its
+    manylinux floor is at or below the target's glibc (PEP 600); an unknown glibc is not checked.
+    """
+    facts = matrix.wheel_facts(package, version, target.platform)
+    if facts is None:
+        return None
+    if not facts.python_ok(target.python):
+        have = ", ".join(facts.pythons) + (" and later (abi3)" if facts.abi3 else "")
+        return f"{package} {version} has no {target.platform} wheel for Python {target.python} (only {have})"
+    if facts.glibc is not None and target.glibc is not None and target.glibc < facts.glibc:
+        assumed = " (assumed; pass --glibc)" if target.glibc_assumed else ""
+        return (f"{package} {version} {target.platform} wheels are {facts.platform_tag}: they need glibc {facts.glibc}, "
+                f"the target has {target.glibc}{assumed}")
+    return None
+
+
+def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
+    """Return why no torch ``rel`` wheel installs on the target's platform, Python and glibc, or ``None``.
+
+    Read from ``wheels.toml`` (PyPI's files per platform). PyTorch-index builds of a release share the PyPI wheel's
+    tags on each platform (the same manylinux build scripts); a release ``wheels.toml`` lacks falls back to the
+    Linux x86_64 Python list of ``torch.toml``.
+    """
+    if matrix.wheel_facts("torch", rel.version, target.platform) is None:
+        return None if target.python in rel.pythons else f"no wheels for Python {target.python}"
+    return wheel_problem(matrix, "torch", rel.version, target)
 
 
 def torch_options(rel: TorchRelease, target: Target) -> list[TorchOption]:

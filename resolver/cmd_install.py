@@ -17,10 +17,11 @@ from typing import Any
 import click
 from rich.console import Console
 
-from resolver import _subprocess
+from resolver import _subprocess, envstate
 from resolver import cache as build_cache
+from resolver import journal as journals
 from resolver.errors import BadInput
-from resolver.inputs import read_text
+from resolver.inputs import check_argument, read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
 from resolver.options import target_options
@@ -28,7 +29,7 @@ from resolver.pipeline import PlanOptions, plan_for
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
-__all__ = ["install", "download", "cache", "plan_from_dict", "download_argvs"]
+__all__ = ["install", "download", "cache", "recover", "plan_from_dict", "download_argvs"]
 
 _err = Console(stderr=True, highlight=False)
 
@@ -59,13 +60,13 @@ def _read_plan(path: str) -> Plan:
     return Plan.from_dict(data, what=f"--plan {path}")
 
 
-def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
+def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False) -> Sources:
     for d in find_links:
         if not os.path.isdir(d):
             raise BadInput(f"--find-links {d}: no such folder; fill one with `gpustack download --dest DIR`")
     if offline and not find_links:
         raise BadInput("--offline needs --find-links DIR (made by `gpustack download --dest DIR`)")
-    return Sources(tuple(os.path.abspath(d) for d in find_links), offline)
+    return Sources(tuple(os.path.abspath(d) for d in find_links), offline, allow_insecure=allow_insecure)
 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
@@ -87,6 +88,8 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
 @click.option("--offline", is_flag=True, help="Use only --find-links folders; no network at all.")
+@click.option("--allow-insecure-index", is_flag=True,
+              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
 @click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
 @click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
@@ -94,26 +97,31 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, opts: PlanOptions) -> None:
+            lock_file: str | None, opts: PlanOptions, allow_insecure_index: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
-    sources = _sources(find_links, offline)
+    sources = _sources(find_links, offline, allow_insecure_index)
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
+    will_create = False
     if venv:
         python_exe = venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
             if dry_run:
-                python_exe = sys.executable
-                _err.print(f"note: {venv} does not exist yet; planning for {python_exe}", markup=False)
+                will_create = True
+                _err.print(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
+                           f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
+                           f"{sys.version_info[0]}.{sys.version_info[1]} it would hold", markup=False)
             else:
                 _err.print(f"creating virtual environment {venv}", markup=False)
                 create_venv(venv, backend)
-        opts = dataclasses.replace(opts, python_exe=python_exe)
-    _check_target_interpreter(python_exe, opts)
+        opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
+    if not will_create:
+        _refuse_unfinished(python_exe, dry_run)
+    _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = _CliReporter()
     if lock_file:
         if requirements or plan_file:
@@ -121,7 +129,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _install_lock(lock_file, python_exe, backend, dry_run, reporter)
         return
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
-    inst = Installer(backend, python_exe, restore_args(plan, sources))
+    inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
+                     and backend == "pip" else None)
     if dry_run:
         _print_dry_run(commands(plan, inst, sources), as_json)
         return
@@ -130,8 +139,59 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     hits = [b for b in result.builds if b.cache_hit]
     for b in hits:
         _err.print(f"from the build cache: {b.wheel.name}", markup=False)
-    _err.print(f"installed in {result.seconds:.1f}s: {result.changes.describe() if result.changes else 'nothing changed'}",
-               markup=False)
+    _err.print(f"installed in {result.seconds:.1f}s: {result.changes.summary()}", markup=False)
+
+
+def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
+    """Refuse to install on top of an unfinished transaction (a dry run only says so)."""
+    found = journals.pending(journals.prefix_of(python_exe))
+    if found is None:
+        return
+    line = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
+    if dry_run:
+        _err.print(f"warning: {line}", markup=False)
+        return
+    raise journals.JournalPending(line)
+
+
+@click.command("recover")
+@click.option("--python-exe", metavar="PATH", help="Interpreter of the environment (default: the one running gpustack).")
+@click.option("--venv", metavar="DIR", help="The virtual environment to recover.")
+@click.option("--installer", type=click.Choice(["auto", "pip", "uv"]), default="auto", show_default=True,
+              help="Backend that uninstalls what the interrupted run added.")
+def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
+    """Finish the restore of an install that was killed (SIGKILL, power cut) or could not finish it."""
+    if venv and python_exe:
+        raise BadInput("--venv and --python-exe together: pass one target environment")
+    if venv:
+        python_exe = venv_python(os.path.abspath(venv))
+        if not os.path.exists(python_exe):
+            raise BadInput(f"--venv {venv}: no such virtual environment ({python_exe} missing); pass the folder "
+                           "of the environment to recover")
+    exe = python_exe or sys.executable
+    prefix = journals.prefix_of(exe)
+    found = journals.pending(prefix)
+    if found is None:
+        click.echo(f"nothing to recover: {prefix} has no unfinished gpustack transaction")
+        return
+    if "snapshot" not in found.data:
+        raise journals.JournalPending(f"{found.describe()}: the journal cannot be read; compare the environment "
+                                      f"with `pip freeze`, then remove {found.path}")
+    backend = choose_backend(installer if installer != "auto" else str(found.data.get("backend") or "auto"))
+    inst = Installer(backend, exe, list(found.data.get("restore_args", ())))
+    lock = envstate.env_lock(prefix, timeout=10.0)
+    try:
+        _err.print(f"recovering {found.describe()} ...", markup=False)
+        before = envstate.snapshot_from(prefix, found.snapshot)
+        from resolver.install import Transaction, restore_transaction
+
+        restored = restore_transaction(Transaction(before, found), exe, inst)
+    finally:
+        lock.release()
+    if restored.left:
+        raise journals.JournalPending(f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}; "
+                                      f"run `{journals.recover_command(exe)}` again (the journal and backup are kept)")
+    click.echo(f"recovered {prefix}: {restored.undone.describe()}")
 
 
 def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
@@ -171,8 +231,9 @@ def platform_args(platform: str) -> list[str]:
     return [a for t in platform_tags(platform) for a in ("--platform", t)]
 
 
-def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
-    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``."""
+def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True) -> list[list[str]]:
+    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``
+    (constraint files are written only when ``write``: a dry run writes nothing)."""
     from resolver.installers import source_args
     t = plan.stack.target
     pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
@@ -182,19 +243,21 @@ def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
         if step.action == "build":
             if os.path.isdir(step.requirement):
                 continue  # a local source tree: nothing to download
-            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where, step.url or step.requirement])
+            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where,
+                          check_argument(step.url or step.requirement, "requirement")])
             continue
         req = f"{step.package} @ {step.url}" if step.url else step.requirement
         target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
                   "--implementation", "cp"]
-        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c))]
-        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where, req])
+        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
+        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
+                      check_argument(req, "requirement")])
     return argvs
 
 
-def _write_constraint(dest: str, line: str) -> str:
+def _write_constraint(dest: str, line: str, write: bool = True) -> str:
     from resolver.installers import constraints_path
-    path = constraints_path([line], write=True)
+    path = constraints_path([line], write=write)
     assert path is not None
     return path
 
@@ -205,10 +268,17 @@ def _write_constraint(dest: str, line: str) -> str:
 @click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
-def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions) -> None:
+@click.option("--allow-insecure-index", is_flag=True,
+              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions,
+             allow_insecure_index: bool = False) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
+    check_argument(dest, "--dest")
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
-    argvs = download_argvs(plan, os.path.abspath(dest), Sources())
+    argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
+                           write=not dry_run)
     if dry_run:
         for argv in argvs:
             click.echo(" ".join(argv))

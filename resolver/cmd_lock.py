@@ -14,8 +14,9 @@ from typing import Any
 import click
 
 from resolver.errors import BadInput, CommandFailed
-from resolver.options import target_options
-from resolver.pipeline import PlanOptions, fresh_plan_for, parse_driver_option
+from resolver.models import Plan
+from resolver.options import fleet_options, target_options
+from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver_option
 
 __all__ = ["lock", "dockerfile", "check_upgrade", "write_atomic"]
 
@@ -38,8 +39,41 @@ def write_atomic(path: str, text: str) -> None:
     write_output(path, text, "-o")
 
 
+def class_path(output: str, class_id: str) -> str:
+    """Return the file of one class beside ``output``: ``pylock.toml`` -> ``pylock.<id>.toml`` (PEP 751's
+    ``pylock.<name>.toml``), ``Dockerfile`` -> ``Dockerfile.<id>``."""
+    path = Path(output)
+    if path.suffix in (".toml", ".txt", ".yaml", ".yml"):
+        return str(path.with_name(f"{path.stem}.{class_id}{path.suffix}"))
+    return str(path.with_name(f"{path.name}.{class_id}"))
+
+
+def _per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
+                     output: str) -> tuple[list[tuple[Any, str, Plan]], Context]:
+    """Return ``(class, file, plan)`` for every class of the fleet; exit 1 (nothing written) when one has no stack."""
+    from resolver.errors import NoCompatibleStack
+    from resolver.fleet_plan import plans_per_class
+
+    if output == "-":
+        raise BadInput("--per-class writes one file per class: pass -o FILE (each class's file is named after it)")
+    answers, ctx = plans_per_class(requirements, opts)
+    assert ctx.fleet is not None
+    out: list[tuple[Any, str, Plan]] = []
+    refused: list[str] = []
+    for (c, got), cid in zip(answers, ctx.fleet.class_ids()):
+        if isinstance(got, NoCompatibleStack):
+            refused.append(f"class {cid} ({c.label}): " + "; ".join(got.reasons)
+                           + (f" (instead: {got.alternatives[0]})" if got.alternatives else ""))
+        else:
+            out.append((c, class_path(output, cid), got))
+    if refused:
+        raise NoCompatibleStack(refused, ["leave the class's nodes out of the fleet file, or change the request"])
+    return out, ctx
+
+
 @click.command("lock")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@fleet_options
 @target_options
 @click.option("-o", "--output", default="pylock.toml", show_default=True, metavar="FILE",
               help="Where to write the lock (- for stdout).")
@@ -53,14 +87,36 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
     warning, never guessed. Exit codes: 0 written, 1 no compatible stack, 2 bad input.
     """
+    if fmt == "requirements" and output == "pylock.toml":
+        output = "requirements.txt"
+    _check_output(output)  # before any solving or network: a bad -o is bad input
+    if opts.per_class:
+        plans, ctx = _per_class_plans(requirements, opts, output)
+        for line in ctx.lines:
+            click.echo(line, err=True)
+        for _, path, _ in plans:
+            _check_output(path)
+        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts)) for _, path, plan in plans]
+        for path, (text, summary) in texts:  # every class solved and locked before the first file is written
+            write_atomic(path, text)
+            click.echo(f"wrote {path} ({summary})", err=True)
+        return
+    plan, ctx = fresh_plan_for(requirements, opts)
+    for line in ctx.lines if ctx.fleet is not None else ():
+        click.echo(line, err=True)
+    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts)
+    write_atomic(output, text)
+    if output != "-":
+        click.echo(f"wrote {output} ({summary})", err=True)
+
+
+def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions) -> tuple[str, str]:
+    """Return the lock (or requirements.txt) text of ``plan`` and a summary; warn on stderr about each missing
+    hash."""
     from resolver import hashes
     from resolver import lock as lock_mod
     from resolver.lock_install import requirements_text
 
-    if fmt == "requirements" and output == "pylock.toml":
-        output = "requirements.txt"
-    _check_output(output)  # before any solving or network: a bad -o is bad input
-    plan, ctx = fresh_plan_for(requirements, opts)
     pins: dict[str, str] = {}
     if with_deps:
         try:
@@ -74,23 +130,62 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix)
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
-    write_atomic(output, text)
-    if output != "-":
-        click.echo(f"wrote {output} ({len(files)} packages, {len(warnings)} without a hash)", err=True)
+    return text, f"{len(files)} packages, {len(warnings)} without a hash"
 
 
 @click.command("dockerfile")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@fleet_options
 @target_options
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where to write it (- for stdout).")
-def dockerfile(requirements: tuple[str, ...], output: str, opts: PlanOptions) -> None:
+@click.option("--format", "fmt", type=click.Choice(["dockerfile", "k8s"]), default="dockerfile", show_default=True,
+              help="With --fleet: k8s prints node-affinity snippets (GPU Feature Discovery labels) for the image(s).")
+def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
     """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
-    source builds, pinned installs from the right indexes. Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
+    source builds, pinned installs from the right indexes. With --fleet: one image for every GPU class of a cluster
+    (or one per class with --per-class) that checks its backends with `gpustack verify` at start.
+    Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
     from resolver.dockerfile import render
 
+    if fmt == "k8s" and not opts.fleet:
+        raise BadInput("--format k8s needs --fleet: node affinity is written on the fleet's node labels")
     _check_output(output)
+    if opts.fleet:
+        _fleet_dockerfile(requirements, output, fmt, opts)
+        return
     plan, ctx = fresh_plan_for(requirements, opts)
     write_atomic(output, render(plan, ctx.matrix))
+
+
+def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
+    """Write the fleet's image (or one per class), or with ``--format k8s`` the node affinity of each image."""
+    from resolver.dockerfile_fleet import affinity_yaml, render_fleet
+
+    if opts.per_class:  # with --format k8s, the images are named after the Dockerfiles --per-class writes
+        plans, ctx = _per_class_plans(requirements, opts, "Dockerfile" if fmt == "k8s" else output)
+    else:
+        plan, ctx = fresh_plan_for(requirements, opts)
+        assert ctx.fleet is not None
+        plans = [(None, output, plan)]
+    fleet = ctx.fleet
+    assert fleet is not None
+    for line in ctx.lines:
+        click.echo(line, err=True)
+    if fmt == "k8s":
+        if fleet.kind != "kubernetes":
+            raise BadInput(f"--format k8s: the fleet of {fleet.origin} is {fleet.kind}, without Kubernetes node "
+                           "labels; pass a kubectl node list")
+        groups = [(f"the image of {Path(path).name}", [c]) for c, path, _ in plans] if opts.per_class else \
+            [("the fleet's image", list(fleet.classes))]
+        write_atomic(output, affinity_yaml(fleet, groups))
+        return
+    for _, path, _ in plans:
+        _check_output(path)
+    texts = [(path, render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None)) for c, path, plan in plans]
+    for path, text in texts:  # every image rendered before the first file is written
+        write_atomic(path, text)
+        if path != "-":
+            click.echo(f"wrote {path}", err=True)
 
 
 def _current_from_lock(path: str) -> Any:

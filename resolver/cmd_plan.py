@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from resolver.errors import NoCompatibleStack
-from resolver.options import target_options
+from resolver.options import fleet_options, target_options
 from resolver.pipeline import PlanOptions, plan_for
 
 __all__ = ["plan"]
@@ -15,6 +16,7 @@ __all__ = ["plan"]
 
 @click.command()
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@fleet_options
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (docs/plan-json.md).")
 def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> None:
@@ -23,6 +25,9 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
     REQ are PEP 508 requirements such as 'torch==1.12.1', 'xformers<0.0.23', 'flash-attn'. Exit codes: 0 a stack
     was found, 1 no compatible stack, 2 bad input.
     """
+    if opts.per_class:
+        _plan_per_class(requirements, as_json, opts)
+        return
     try:
         the_plan, ctx = plan_for(requirements, opts)
     except NoCompatibleStack as exc:
@@ -36,6 +41,8 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
     if as_json:
         data = the_plan.to_dict()
         data["detection"] = list(ctx.lines)
+        if ctx.fleet is not None:
+            data["fleet"] = ctx.fleet.to_dict()
         click.echo(json.dumps(data, indent=2))
         return
     from resolver.render import console, print_plan, print_target
@@ -43,3 +50,38 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
     out = console()
     print_target(out, ctx.target, ctx.lines)
     print_plan(out, the_plan)
+
+
+def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> None:
+    """Print one plan per GPU class of the fleet; exit 1 when a class has none."""
+    from resolver.fleet_plan import plans_per_class
+
+    answers, ctx = plans_per_class(requirements, opts)
+    assert ctx.fleet is not None
+    ids = ctx.fleet.class_ids()
+    failed = any(isinstance(got, NoCompatibleStack) for _, got in answers)
+    if as_json:
+        classes: list[dict[str, Any]] = []
+        for (c, got), cid in zip(answers, ids):
+            entry: dict[str, Any] = {"class": dict(c.to_dict(), id=cid)}
+            if isinstance(got, NoCompatibleStack):
+                entry.update(ok=False, reasons=got.reasons, alternatives=got.alternatives)
+            else:
+                entry["plan"] = got.to_dict()
+            classes.append(entry)
+        click.echo(json.dumps({"ok": not failed, "fleet": ctx.fleet.to_dict(), "classes": classes}, indent=2))
+    else:
+        from resolver.render import console, print_plan, print_refusal, print_target
+
+        out = console()
+        for line in ctx.lines:
+            out.print(line, style="yellow", highlight=False)
+        for (c, got), cid in zip(answers, ids):
+            out.print(f"\n[bold]Class {cid}[/]: {c.describe()}", highlight=False)
+            if isinstance(got, NoCompatibleStack):
+                print_refusal(out, got.reasons, got.alternatives)
+            else:
+                print_target(out, got.stack.target)
+                print_plan(out, got)
+    if failed:
+        sys.exit(1)

@@ -69,6 +69,9 @@ def verify(python_exe: str | None, as_json: bool, expect: tuple[str, ...], timeo
     for item in expect:
         check_name(item, "--expect", hint="name a backend such as sdpa, xformers or flash-attn")
     names = [n.strip() for item in expect for n in item.split(",") if n.strip()]
+    from resolver.journal import notice
+
+    notice(python_exe or sys.executable)
     report = run_verify(python_exe, expect=names, timeout=seconds)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from packaging.version import Version
 
 from resolver.candidates import (
+    wheel_problem,
     TorchOption,
     build_arch,
     coverage,
@@ -124,7 +125,10 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
     version = str(x.version)
     pinned = spec_allows(x.torch, torch.release.version)
     problems: list[str] = []
-    if pinned and _xformers_platform_ok(x, target.platform) and _xformers_wheel_tags_ok(x, target):
+    glibc = wheel_problem(matrix, "xformers", x.version, target)
+    if glibc:
+        problems.append(glibc)
+    if pinned and _xformers_platform_ok(x, target.platform) and _xformers_wheel_tags_ok(x, target) and not glibc:
         built = x.windows_cuda if target.platform == "win_amd64" else x.pypi_cuda
         missing, ptx = coverage(x.arch, target)
         ptx_notes = tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx)

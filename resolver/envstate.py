@@ -3,13 +3,11 @@
 ``snapshot`` reads the target interpreter's distributions in a child (``importlib.metadata``: it works in venvs
 without pip, such as uv's). ``restore`` reinstalls what was removed or changed at its old version (from the file it
 came from when ``direct_url.json`` names one, else from the run's own sources, which pip and uv cache) and
-uninstalls what was added. ``env_lock`` is an inter-process lock keyed by the environment's ``sys.prefix``.
+uninstalls what was added. ``env_lock`` is an inter-process lock file inside the environment's ``sys.prefix``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -20,41 +18,13 @@ from typing import Protocol
 
 import filelock
 
-from resolver import _subprocess
-from resolver.cache import cache_dir
-from resolver.errors import BadInput, GpuStackError
+from resolver import _subprocess, journal as journals
+from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
+from resolver.target import TargetFacts, parse_facts, read_target
 
 __all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "diff", "restore", "env_lock", "EnvironmentLocked"]
 
 log = logging.getLogger("gpustack.envstate")
-
-# Runs in the target interpreter (any Python 3.8+): every distribution as name -> [version, direct url, editable],
-# and the "debris": ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was
-# uninstalling). Their dist-info still says ``Name: torch``, so they are skipped as pip freeze skips them.
-_SNAPSHOT_CODE = r"""
-import importlib.metadata as m, json, os, re, site, sys, sysconfig
-out = {}
-for d in m.distributions():
-    n = d.metadata["Name"]
-    if not n or os.path.basename(str(getattr(d, "_path", ""))).startswith("~"):
-        continue
-    k = re.sub(r"[-_.]+", "-", n).lower()
-    if k in out:
-        continue
-    url, editable = None, False
-    t = d.read_text("direct_url.json")
-    if t:
-        try:
-            j = json.loads(t)
-            url, editable = j.get("url"), bool(j.get("dir_info", {}).get("editable"))
-        except ValueError:
-            pass
-    out[k] = [d.version, url, editable]
-dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-debris = sorted(os.path.join(p, e) for p in dirs if os.path.isdir(p) for e in os.listdir(p) if e.startswith("~"))
-print(json.dumps({"prefix": sys.prefix, "dists": out, "debris": debris}))
-"""
-
 
 class EnvironmentLocked(GpuStackError):
     """Another gpustack run holds the environment's lock for longer than we were willing to wait."""
@@ -114,6 +84,14 @@ class EnvDiff:
         parts += [f"removed {d.name} {d.version}" for d in self.added]
         return "; ".join(parts) or "unchanged"
 
+    def summary(self) -> str:
+        """Return the change in its own direction (``before`` -> ``after``): ``torch 2.1.0 -> 2.2.0; added
+        xformers 0.0.24; removed foo 1.0``; ``nothing changed`` if empty."""
+        parts = [f"{old.name} {old.version} -> {new.version}" for old, new in self.changed]
+        parts += [f"added {d.name} {d.version}" for d in self.added]
+        parts += [f"removed {d.name} {d.version}" for d in self.removed]
+        return "; ".join(parts) or "nothing changed"
+
 
 @dataclass(frozen=True, slots=True)
 class RestoreResult:
@@ -121,6 +99,7 @@ class RestoreResult:
 
     undone: EnvDiff
     left: EnvDiff = field(default_factory=EnvDiff)
+    fix: str = ""
 
 
 class Restorer(Protocol):
@@ -133,24 +112,21 @@ class Restorer(Protocol):
         """Return argv that uninstalls ``names`` without asking."""
 
 
+def _snapshot_of(facts: TargetFacts) -> Snapshot:
+    dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
+    return Snapshot(facts.prefix, dists, facts.debris)
+
+
 def parse_snapshot(text: str) -> Snapshot:
-    """Return the snapshot in the child's JSON answer."""
-    data = json.loads(text.strip().splitlines()[-1])
-    dists = {k: Dist(k, str(v[0]), v[1], bool(v[2])) for k, v in data["dists"].items()}
-    return Snapshot(str(data["prefix"]), dists, tuple(data.get("debris", ())))
+    """Return the snapshot in the child's answer (``probe_env.py --mode installed``)."""
+    return _snapshot_of(parse_facts(text, "installed"))
 
 
 def snapshot(python_exe: str) -> Snapshot:
-    """Return what ``python_exe`` has installed. Raises ``BadInput`` when it cannot be run as Python."""
-    try:
-        done = _subprocess.run([python_exe, "-c", _SNAPSHOT_CODE], timeout=120, check=False)
-    except OSError as exc:
-        raise BadInput(f"--python-exe {python_exe}: cannot run it ({exc.strerror}); "
-                       "pass the path of a python interpreter") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BadInput(f"--python-exe {python_exe}: not a working Python 3.8+ interpreter ({last})")
-    return parse_snapshot(done.stdout)
+    """Return what ``python_exe`` has installed (``resolver.target``, mode ``installed``: every distribution with
+    the URL it came from, and the ``~``-folders a killed pip left). Raises ``BadInput`` when it cannot be run as
+    Python."""
+    return _snapshot_of(read_target(python_exe, "installed"))
 
 
 def diff(before: Snapshot, after: Snapshot) -> EnvDiff:
@@ -162,12 +138,21 @@ def diff(before: Snapshot, after: Snapshot) -> EnvDiff:
     return EnvDiff(added, removed, changed)
 
 
-def restore(before: Snapshot, python_exe: str, restorer: Restorer) -> RestoreResult:
+def snapshot_from(prefix: str, dists: Mapping[str, Sequence[object]]) -> Snapshot:
+    """Return the snapshot a journal recorded (name -> [version, url, editable])."""
+    return Snapshot(prefix, {k: Dist(k, str(v[0]), v[1] if isinstance(v[1], str) else None, bool(v[2]))
+                             for k, v in dists.items()})
+
+
+def restore(before: Snapshot, python_exe: str, restorer: Restorer,
+            journal: journals.Journal | None = None) -> RestoreResult:
     """Return what was undone to bring ``python_exe`` back to ``before``, and whatever still differs.
 
-    Folders a killed installer left behind (``~orch``) are removed. Added dists are uninstalled first (so they cannot pull old ones forward again), then removed and changed ones
-    are reinstalled at their old versions with ``--no-deps`` in one command. Failures are logged, not raised: the
-    caller reports ``left``.
+    Folders a killed installer left behind (``~orch``) are removed. Added and changed dists are uninstalled first
+    (so they cannot pull old ones forward again); then removed and changed ones are put back from the
+    transaction's backup (``journal``: their files as they were, no network), and only those the backup lacks are
+    reinstalled at their old versions with ``--no-deps`` from the run's sources. Failures are logged, not raised:
+    the caller reports ``left``.
     """
     now = snapshot(python_exe)
     for path in set(now.debris) - set(before.debris):  # a killed pip's stash: the reinstall below replaces it
@@ -179,9 +164,19 @@ def restore(before: Snapshot, python_exe: str, restorer: Restorer) -> RestoreRes
     undo = diff(before, now)
     if not undo:
         return RestoreResult(undo)
-    if undo.added:
-        _quiet(restorer.uninstall_argv([d.name for d in undo.added]))
-    back = [old.requirement() for old, _ in undo.changed] + [d.requirement() for d in undo.removed]
+    olds = [old for old, _ in undo.changed] + list(undo.removed)
+    from_disk = [d for d in olds if journal is not None and d.name in journal.manifest
+                 and journal.manifest[d.name].get("version") == d.version]
+    remove = [d.name for d in undo.added] + [old.name for old, _ in undo.changed if old in from_disk]
+    if remove:
+        _quiet(restorer.uninstall_argv(remove))
+    for d in from_disk:
+        assert journal is not None
+        try:
+            journal.put_back(d.name)
+        except OSError as exc:
+            log.warning("could not put back %s %s from %s: %s", d.name, d.version, journal.backup, exc)
+    back = [d.requirement() for d in olds if d not in from_disk]
     if back:
         _quiet(restorer.reinstall_argv(back))
     return RestoreResult(undo, diff(before, snapshot(python_exe)))
@@ -194,10 +189,9 @@ def _quiet(argv: list[str]) -> None:
 
 
 def lock_path(prefix: str) -> str:
-    """Return the lock file of the environment whose ``sys.prefix`` is ``prefix``."""
-    name = re.sub(r"[^A-Za-z0-9]+", "-", prefix).strip("-")[-40:]
-    digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
-    return str(cache_dir() / "locks" / f"{name}-{digest}.lock")
+    """Return the lock file of the environment whose ``sys.prefix`` is ``prefix``: inside it (``.gpustack/lock``),
+    so installs into one environment exclude each other whatever their user or cache folder."""
+    return str(journals.lock_file(prefix))
 
 
 def env_lock(prefix: str, timeout: float = 600.0) -> filelock.BaseFileLock:
@@ -206,7 +200,6 @@ def env_lock(prefix: str, timeout: float = 600.0) -> filelock.BaseFileLock:
     Release it with ``.release()`` or use it as a context manager (acquiring again is re-entrant).
     """
     path = lock_path(prefix)
-    (cache_dir() / "locks").mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(path)
     try:
         lock.acquire(timeout=timeout)

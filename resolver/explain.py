@@ -11,9 +11,9 @@ import re
 
 from packaging.specifiers import SpecifierSet
 
-from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
+from resolver.candidates import TorchOption, coverage, driver_problem, torch_options, torch_release_problem
 from resolver.companions import choose_flash, choose_xformers, off_pin_ok
-from resolver.matrix_types import Matrix
+from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ComputeCapability, Target, format_driver, spec_allows
 from resolver.report import Reporter
 from resolver.request import Request
@@ -34,7 +34,7 @@ def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = Non
     for rel in matrix.torch:
         if spec is not None and not spec_allows(spec, rel.version):
             continue
-        if target.python not in rel.pythons:
+        if torch_release_problem(rel, target, matrix):
             continue
         out.extend(torch_options(rel, target))
     return out
@@ -45,6 +45,31 @@ def _gpu_name(target: Target, cc: ComputeCapability) -> str:
     return " / ".join(names) or f"compute capability {cc}"
 
 
+def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease], spec: str) -> tuple[list[str], list[str]]:
+    """No torch release in the request installs here (Python, platform or glibc): say which and what would."""
+    problems = [p for p in (torch_release_problem(r, target, matrix) for r in in_spec) if p]
+    glibc = [p for p in problems if "glibc" in p]
+    if glibc and target.glibc is not None:
+        fits = next((o.release for o in _all_options(matrix, target)
+                     if not coverage(o.arch, target)[0]
+                     and (o.cuda is None or not driver_problem(target, o.cuda, matrix))), None)
+        reasons = [f"torch{spec} has no {target.platform} wheel for glibc {target.glibc}: {glibc[0]}"]
+        floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
+                  if f is not None and f.glibc is not None]
+        alts = [f"a host with glibc {min(floors)} or newer (pass its --glibc)"] if floors and len(glibc) == len(problems) else []
+        if fits is not None:
+            alts.append(f"torch=={fits.version}: the newest torch whose {target.platform} wheel installs with glibc "
+                        f"{target.glibc} and Python {target.python} and runs on these GPUs and driver")
+        return reasons, alts
+    pys: set[str] = set()
+    for r in in_spec:
+        facts = matrix.wheel_facts("torch", r.version, target.platform)
+        pys.update(facts.pythons if facts is not None else r.pythons)
+    order = sorted(pys, key=lambda p: tuple(int(x) for x in p.split(".")))
+    reasons = [f"torch{spec} has no wheels for Python {target.python} on {target.platform}"]
+    return reasons, [f"use Python {order[0]}–{order[-1]} (--python X.Y, or --python-exe PATH)"] if order else []
+
+
 def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
     reasons: list[str] = []
     alts: list[str] = []
@@ -53,12 +78,9 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     if not in_spec:
         known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
         return [f"torch{spec} matches no torch release gpustack knows ({known})"], [f"ask for a torch in {known}"]
-    with_py = [r for r in in_spec if target.python in r.pythons]
+    with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
     if not with_py:
-        pys = sorted({p for r in in_spec for p in r.pythons}, key=lambda p: tuple(int(x) for x in p.split(".")))
-        reasons.append(f"torch{spec or ''} has no wheels for Python {target.python}")
-        alts.append(f"use Python {pys[0]}–{pys[-1]} (--python X.Y, or --python-exe PATH)")
-        return reasons, alts
+        return _install_reasons(target, matrix, in_spec, str(spec or ""))
     if target.is_cpu:
         return reasons, alts
     variant = request.torch_variant

@@ -97,6 +97,12 @@ class GpuClass:
             return f"{self.label}, {self.gpus} MIG devices on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
         return f"{self.label} x{self.gpus} on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.label, "compute_capability": str(self.gpu.compute_capability),
+                "driver": format_driver(self.driver) if self.driver else None, "platform": self.platform,
+                "os": self.os, "mig": self.mig, "products": list(self.products), "gpus": self.gpus,
+                "nodes": [n.name for n in self.nodes]}
+
     @property
     def slug(self) -> str:
         """A file-name-safe id: ``tesla-v100-sxm2-16gb-d535``."""
@@ -120,14 +126,31 @@ class Fleet:
     labels: tuple[str, ...] = ()  # the label or field names read
     notes: tuple[str, ...] = field(default=())
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fleet for ``--json`` output (docs/fleet.md)."""
+        classes = [dict(c.to_dict(), id=i) for c, i in zip(self.classes, self.class_ids())]
+        return {"origin": self.origin, "kind": self.kind, "classes": classes,
+                "skipped": [{"node": n, "why": w} for n, w in self.skipped], "read": list(self.labels),
+                "notes": list(self.notes)}
+
+    def class_ids(self) -> list[str]:
+        """Return a distinct file-name-safe id per class (its slug, numbered when two classes share one)."""
+        ids: list[str] = []
+        for c in self.classes:
+            slug, n = c.slug, 2
+            while slug in ids:
+                slug, n = f"{c.slug}-{n}", n + 1
+            ids.append(slug)
+        return ids
+
     def summary(self) -> list[str]:
         """Lines saying what was read, the classes, and each skipped node with its reason."""
         nodes = sum(len(c.nodes) for c in self.classes)
         out = [f"fleet: {self.kind} nodes from {self.origin}: {nodes} GPU node{'s' if nodes != 1 else ''} in "
                f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"]
         out.append("  read: " + ", ".join(self.labels))
-        for i, c in enumerate(self.classes, 1):
-            out.append(f"  class {i}: {c.describe()}")
+        for c, cid in zip(self.classes, self.class_ids()):
+            out.append(f"  class {cid}: {c.describe()}")
         for name, why in self.skipped:
             out.append(f"  skipped {name}: {why}")
         out += [f"  note: {n}" for n in self.notes]

@@ -19,11 +19,13 @@ from packaging.version import Version
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.fleet import Fleet, GpuClass
 from resolver.matrix_types import Matrix
-from resolver.models import Stack, Target, format_driver
+from resolver.models import Plan, Stack, Target, format_driver
+from resolver.pipeline import Context, PlanOptions
 from resolver.request import Request
 from resolver.solve import solve
 
-__all__ = ["fleet_target", "class_target", "solve_fleet", "solve_classes", "describe_stack"]
+__all__ = ["fleet_target", "class_target", "solve_fleet", "solve_classes", "describe_stack", "solve_fleet_request",
+           "plans_per_class"]
 
 
 def _driver(c: GpuClass, fallback: Version | None) -> Version | None:
@@ -180,3 +182,43 @@ def solve_classes(fleet: Fleet, base: Target, matrix: Matrix,
         except NoCompatibleStack as exc:
             out.append((c, exc))
     return out
+
+
+# --- the pipeline's entry points (resolver.pipeline.solve_request hands --fleet here) -----------------------------
+
+def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Fleet, Target, Context]:
+    """Return the fleet, the base target (Python, nvcc, driver for nodes that report none) and the context."""
+    import sys
+
+    from resolver.fleet import read_fleet
+    from resolver.pipeline import load_matrix, request_from
+
+    assert opts.fleet is not None
+    m = load_matrix(opts)
+    request = request_from(requirements, opts, m)  # bad requirements first: before running kubectl or scontrol
+    the_fleet = read_fleet(opts.fleet, m)
+    python = opts.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = Target(gpus=(), python=python, platform=the_fleet.classes[0].platform, driver=opts.driver,
+                  nvcc=opts.nvcc, source="fleet")
+    # A fleet's stack starts empty: nothing installed here is kept (it is not on the nodes).
+    ctx = Context(m, base, request, tuple(the_fleet.summary()), {}, the_fleet)
+    return the_fleet, base, ctx
+
+
+def solve_fleet_request(requirements: Sequence[str], opts: PlanOptions) -> tuple[Stack, Context]:
+    """Return the one stack for the whole fleet of ``opts.fleet`` and its context (``ctx.fleet`` is the fleet)."""
+    the_fleet, base, ctx = _fleet_context(requirements, opts)
+    stack = solve_fleet(the_fleet, base, ctx.matrix, ctx.request)
+    return stack, dataclasses.replace(ctx, target=stack.target)
+
+
+def plans_per_class(requirements: Sequence[str],
+                    opts: PlanOptions) -> tuple[list[tuple[GpuClass, Plan | NoCompatibleStack]], Context]:
+    """Return each class of the fleet with its own fresh plan (nothing installed), or why it has none."""
+    from resolver.plan import make_plan
+
+    the_fleet, base, ctx = _fleet_context(requirements, opts)
+    out: list[tuple[GpuClass, Plan | NoCompatibleStack]] = []
+    for c, got in solve_classes(the_fleet, base, ctx.matrix, ctx.request):
+        out.append((c, got if isinstance(got, NoCompatibleStack) else make_plan(got)))
+    return out, ctx

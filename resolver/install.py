@@ -9,6 +9,7 @@ and the error says what was put back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from resolver import _subprocess, build, envstate
+from resolver import _subprocess, build, envstate, journal as journals
 from resolver.errors import CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
                                  constraints_path, index_variant, restore_args, source_args)
@@ -54,21 +55,34 @@ class InstallFailed(GpuStackError):
 
 
 class InstallInterrupted(InstallFailed):
-    """Ctrl-C during an install; the environment was restored."""
+    """Ctrl-C, SIGTERM or SIGHUP during an install; the environment was restored (or the message says what is left)."""
 
     exit_code = 130
 
+    def __init__(self, cause: BaseException, restored: envstate.RestoreResult | None) -> None:
+        super().__init__(cause, restored)
+        self.exit_code = 128 + getattr(cause, "signum", signal.SIGINT)
+
     def __str__(self) -> str:
-        return f"interrupted\n{_restore_line(self.restored)}"
+        name = signal.Signals(self.exit_code - 128).name if self.exit_code > 128 else "SIGINT"
+        return f"interrupted ({name})\n{_restore_line(self.restored)}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where gpustack is, as Ctrl-C is: stop the installer, restore."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _restore_line(restored: envstate.RestoreResult | None) -> str:
     if restored is None:
         return "nothing had changed yet"
-    line = f"environment restored: {restored.undone.describe()}"
     if restored.left:
-        line += f"\nCOULD NOT RESTORE: {restored.left.describe()}"
-    return line
+        return (f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}"
+                + (f"; to finish it run: {restored.fix}" if restored.fix else ""))
+    return f"environment restored: {restored.undone.describe()}"
 
 
 # --- backends, sources and commands ----------------------------------------------------------------------------
@@ -259,18 +273,33 @@ def _run_step(run: _Run, python_exe: str, step: Step) -> None:
         _run_install(run, python_exe, step, _install_requirement(step, run.sources, run.plan))
 
 
+_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
-def _no_sigint() -> Iterator[None]:
-    """Ignore Ctrl-C while restoring: a second one must not leave the environment half restored."""
+def _signals(handler: Any) -> Iterator[None]:
+    """Set ``handler`` for SIGINT, SIGTERM and SIGHUP in the block (main thread only; elsewhere a no-op)."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = {sig: signal.signal(sig, handler) for sig in _HANDLED}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+def _no_signals() -> Any:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP while restoring: none may leave the environment half restored."""
+    return _signals(signal.SIG_IGN)
 
 
 def load_verify() -> Callable[..., Any]:
@@ -301,33 +330,74 @@ def _verify(python_exe: str, plan: Plan, run_verify: Callable[..., Any]) -> Any:
     return report
 
 
+@dataclass
+class Transaction:
+    """The environment before the run, and the journal that records it inside the environment."""
+
+    before: envstate.Snapshot
+    journal: journals.Journal
+
+
+def restore_transaction(txn: Transaction, python_exe: str, installer: Installer) -> envstate.RestoreResult:
+    """Return the restore of ``txn`` (from its backup on disk first); the journal is removed only when the
+    environment is exactly as before, else it stays for ``gpustack recover`` and the result says so."""
+    txn.journal.step(txn.journal.data.get("step", ""), state="restoring")
+    restored = envstate.restore(txn.before, python_exe, installer, txn.journal)
+    if restored.left:
+        txn.journal.step(txn.journal.data.get("step", ""), state="restore incomplete")
+        return dataclasses.replace(restored, fix=journals.recover_command(python_exe))
+    txn.journal.finish()
+    return restored
+
+
 @contextmanager
 def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_timeout: float = 600.0,
-            passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[envstate.Snapshot]:
-    """Yield the environment's snapshot, taken under its inter-process lock; any exception in the block (Ctrl-C
-    included, a second Ctrl-C ignored while restoring) restores that snapshot and becomes ``InstallFailed`` /
-    ``InstallInterrupted`` naming what was put back. ``passthrough`` exceptions mean nothing changed: re-raised as is.
+            passthrough: tuple[type[BaseException], ...] = (), plan: Plan | None = None,
+            command: str = "install") -> Iterator[Transaction]:
+    """Yield the transaction: the environment's snapshot, taken under its lock (inside the environment), and its
+    journal, written with a backup of every installed file before anything changes.
+
+    SIGTERM and SIGHUP act as Ctrl-C. Any exception in the block stops the installer (its process group) and
+    restores the snapshot, no signal heeded meanwhile; it becomes ``InstallFailed`` / ``InstallInterrupted``
+    naming what was put back, or what is left and the command that finishes it. ``passthrough`` exceptions mean
+    nothing changed: re-raised as is. Refuses (``JournalPending``) to start on top of an unfinished transaction.
     """
-    prefix = envstate.snapshot(python_exe).prefix
+    prefix = journals.prefix_of(python_exe)
     lock = envstate.env_lock(prefix, timeout=lock_timeout)
     try:
         before = envstate.snapshot(python_exe)
+        with _no_signals():  # a kill here leaves a journal whose restore changes nothing
+            journal = journals.begin(python_exe, before.prefix, {k: [d.version, d.url, d.editable]
+                                                                for k, d in before.dists.items()},
+                                     command=command, plan=plan.to_dict() if plan is not None else None,
+                                     backend=installer.backend, restore_args=installer.restore_args)
+        txn = Transaction(before, journal)
         try:
-            yield before
+            with _signals(_raise_terminated):
+                yield txn
         except passthrough:
+            with _no_signals():
+                restore_transaction(txn, python_exe, installer)
             raise
         except BaseException as exc:
-            with _no_sigint():
-                reporter.message(f"install failed ({type(exc).__name__}); restoring {prefix} ...")
-                restored = envstate.restore(before, python_exe, installer)
+            with _no_signals():
+                reporter.message(f"install failed ({_why(exc)}); restoring {before.prefix} ...")
+                restored = restore_transaction(txn, python_exe, installer)
                 reporter.message(_restore_line(restored))
             if isinstance(exc, KeyboardInterrupt):
                 raise InstallInterrupted(exc, restored) from exc
             if isinstance(exc, (Exception, SystemExit)):
                 raise InstallFailed(exc, restored) from exc
             raise
+        else:
+            journal.finish()
     finally:
         lock.release()
+
+
+def _why(exc: BaseException) -> str:
+    return exc.args[0] if isinstance(exc, Terminated) else "Ctrl-C" if isinstance(exc, KeyboardInterrupt) \
+        else type(exc).__name__
 
 
 def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sources = Sources(),
@@ -347,9 +417,11 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     run = _Run(plan, installer, sources, reporter, use_cache, progress)
     verified = None
     done = {p.name for p in plan.stack.packages} - {s.package for s in steps}  # kept: must stay as planned
-    with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout) as before:
+    with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout, plan=plan) as txn:
+        before = txn.before
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
+            txn.journal.step(f"[{i}/{len(steps)}] {what}")
             reporter.step_started(i, len(steps), what)
             t0 = time.monotonic()
             _run_step(run, python_exe, step)

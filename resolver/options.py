@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
-from resolver.models import PLATFORMS
+from resolver.models import DEFAULT_GLIBC, PLATFORMS
 from resolver.pipeline import PlanOptions
 
-__all__ = ["target_options"]
+__all__ = ["target_options", "fleet_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +47,9 @@ def target_options(f: F) -> F:
         click.option("--python", "python_version", metavar="X.Y", help="Python version of the target."),
         click.option("--platform", "platform_tag", type=click.Choice(PLATFORMS), help="Platform of the target."),
         click.option("--cpu", is_flag=True, help="Plan a CPU-only stack."),
+        click.option("--glibc", metavar="X.Y",
+                     help=f"glibc of the target (Linux; `ldd --version` prints it). A described target without it is "
+                          f"assumed to have {DEFAULT_GLIBC}; wheels needing a newer one are refused."),
         click.option("--nvcc", metavar="X.Y", help="CUDA toolkit (nvcc) a source build would use on the target."),
         click.option("--python-exe", metavar="PATH", help="Target interpreter (default: the one running gpustack)."),
         click.option("-r", "--requirement", "requirement_files", multiple=True, metavar="FILE",
@@ -66,3 +69,14 @@ def target_options(f: F) -> F:
     for opt in reversed(opts):
         wrapped = opt(wrapped)
     return wrapped  # type: ignore[return-value]
+
+
+def fleet_options(f: F) -> F:
+    """Add ``--fleet SOURCE`` and ``--per-class`` (plan, lock, dockerfile); put it above ``@target_options`` so the
+    values reach ``PlanOptions``. The fleet module is imported only when ``--fleet`` is given (docs/fleet.md)."""
+    f = click.option("--per-class", is_flag=True,
+                     help="With --fleet: one plan (lock, image) per GPU class instead of one for the whole fleet.")(f)
+    f = click.option("--fleet", metavar="SOURCE",
+                     help="Plan for a cluster's GPU nodes: a file of `kubectl get nodes -o json` or `scontrol show "
+                          "node --json` output, or k8s / slurm to run the client.")(f)
+    return f

@@ -98,13 +98,30 @@ def _pin(req: Requirement, project: IndexProject, target: Target, accepted: set[
     return f"{canonicalize_name(req.name)}{extras}=={best}{marker}", f"{req} pinned to {best}, the newest on {where} that installs here"
 
 
+_LEGACY = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
+
+
+def _glibc_allows(platform_tag: str, glibc: Version | None) -> bool:
+    """Return whether a wheel platform tag runs on the target's glibc (unknown glibc: every tag)."""
+    if glibc is None or not platform_tag.startswith("manylinux"):
+        return True
+    head = platform_tag.split("_x86_64")[0].split("_aarch64")[0]
+    if head in _LEGACY:
+        return _LEGACY[head] <= glibc.minor if glibc.major == 2 else True
+    parts = head.split("_")  # manylinux_2_28
+    try:
+        return Version(f"{parts[1]}.{parts[2]}") <= glibc
+    except (IndexError, ValueError):
+        return True
+
+
 def pin_others(
     others: tuple[str, ...], projects: Mapping[str, IndexProject], target: Target
 ) -> tuple[tuple[str, ...], list[str], list[str]]:
     """Return (``others`` pinned to one version each, notes, reasons to refuse) from the index's answers."""
     from resolver.hashes import target_tags
 
-    accepted = set(target_tags(target.python, target.platform))
+    accepted = {t for t in target_tags(target.python, target.platform) if _glibc_allows(t.platform, target.glibc)}
     pinned: list[str] = []
     notes: list[str] = []
     reasons: list[str] = []

@@ -10,6 +10,7 @@ stays fast.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
 from resolver.inputs import check_text, read_text
-from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver
+from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
+    from resolver.fleet import Fleet
     from resolver.matrix_types import Matrix
     from resolver.probes import InstalledEnv
     from resolver.request import Request
@@ -73,6 +75,7 @@ class PlanOptions:
     platform_tag: str | None = None  # one of models.PLATFORMS
     cpu: bool = False
     nvcc: Version | None = None
+    glibc: Version | None = None  # --glibc: Linux targets only
     python_exe: str | None = None
     # the request
     requirement_files: tuple[str, ...] = ()
@@ -82,6 +85,9 @@ class PlanOptions:
     upgrade: bool = False
     matrix_dir: str | None = None
     index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
+    # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
+    fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
+    per_class: bool = False
 
     @property
     def target_given(self) -> bool:
@@ -103,10 +109,18 @@ class PlanOptions:
             v["index_url"] = check_url(check_text(v["index_url"], "--index-url", limit=2000,
                                                   hint="expected an index URL such as https://pypi.org/simple"),
                                        Loc("--index-url"))
+        v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
-        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade"):
+        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
             v[name] = bool(v.get(name))
+        if v.get("fleet"):
+            v["fleet"] = check_text(v["fleet"], "--fleet", limit=4096, hint="pass a file, k8s or slurm")
+            given = [o for o, k in (("--gpu", "gpus"), ("--cpu", "cpu"), ("--platform", "platform_tag")) if v.get(k)]
+            if given:
+                raise BadInput(f"--fleet with {given[0]}: the fleet's nodes give the GPUs and platform; drop {given[0]}")
+        elif v.get("per_class"):
+            raise BadInput("--per-class without --fleet: pass --fleet SOURCE (a class is a group of the fleet's nodes)")
         return cls(**v)
 
 
@@ -119,6 +133,7 @@ class Context:
     request: Request
     lines: tuple[str, ...]  # what to say about detection (no GPU found, ...)
     installed: dict[str, str]  # dist name -> version in the target interpreter ({} when not read)
+    fleet: Fleet | None = None  # the cluster read with --fleet
 
 
 def load_matrix(opts: PlanOptions) -> Matrix:
@@ -152,16 +167,11 @@ def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix)
 
 
 def this_platform() -> str:
-    """Return the platform (one of ``models.PLATFORMS`` where supported) of the interpreter running gpustack."""
-    import platform as _platform
-    import sysconfig
+    """Return the wheel platform tag of the interpreter running gpustack, computed as for any target interpreter
+    (``_child/probe_env.platform_tag``: one computation of it)."""
+    from resolver._child.probe_env import platform_tag
 
-    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    if plat.startswith("linux"):
-        return "linux_aarch64" if _platform.machine() in ("aarch64", "arm64") else "linux_x86_64"
-    if plat.startswith("win"):
-        return "win_amd64"
-    return plat
+    return platform_tag()
 
 
 def _installed(env: InstalledEnv) -> dict[str, str]:
@@ -170,6 +180,22 @@ def _installed(env: InstalledEnv) -> dict[str, str]:
     if env.torch:
         installed["torch.__version__"] = str(env.torch)
     return installed
+
+
+def _glibc(opts: PlanOptions, platform: str, detected: str | None) -> tuple[Version | None, bool]:
+    """Return the target's glibc and whether it is assumed: --glibc, else the probed interpreter's, else (a described
+    Linux target) ``DEFAULT_GLIBC``, which the plan then states."""
+    if not platform.startswith("linux_"):
+        if opts.glibc is not None:
+            raise BadInput(f"--glibc {opts.glibc}: the target is {platform}; glibc applies to Linux targets only")
+        return None, False
+    if opts.glibc is not None:
+        return opts.glibc, False
+    if detected and re.fullmatch(r"2\.[0-9]{1,2}", detected, re.ASCII):
+        return Version(detected), False
+    if opts.target_given:
+        return Version(DEFAULT_GLIBC), True
+    return None, False
 
 
 def target_from(
@@ -186,6 +212,7 @@ def target_from(
     gpus: tuple[Gpu, ...] = tuple(lookup_gpu(g, matrix) for g in opts.gpus)
     cpus: int | None = None
     mem: float | None = None  # read only if the plan builds something (plan_for): wheels need neither
+    detected_glibc: str | None = None
     if opts.python_exe and (python is None or platform is None):
         from resolver import detect
 
@@ -193,6 +220,7 @@ def target_from(
         installed = _installed(env)
         python = python or env.python
         platform = platform or env.platform
+        detected_glibc = env.glibc
     if not opts.target_given:
         from resolver import detect
 
@@ -213,6 +241,7 @@ def target_from(
         nvcc = nvcc or host.nvcc
         python = python or host.env.python
         platform = platform or host.env.platform
+        detected_glibc = host.env.glibc
         installed = _installed(host.env)
         if not gpus:
             lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
@@ -222,8 +251,10 @@ def target_from(
     platform = platform or this_platform()
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
+    glibc, assumed = _glibc(opts, platform, detected_glibc)
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
-                    memory_gib=mem, source="given" if opts.target_given else "detected")
+                    memory_gib=mem, source="given" if opts.target_given else "detected", glibc=glibc,
+                    glibc_assumed=assumed)
     return target, lines, installed
 
 
@@ -249,6 +280,10 @@ def solve_request(
     """Return the solved stack and its context. Raises ``NoCompatibleStack`` when nothing fits."""
     from resolver.solve import solve
 
+    if opts.fleet:
+        from resolver.fleet_plan import solve_fleet_request
+
+        return solve_fleet_request(requirements, opts)
     ctx = _context(requirements, opts, reporter)
     return solve(ctx.target, ctx.matrix, ctx.request, reporter), ctx
 

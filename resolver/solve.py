@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
+from resolver.candidates import TorchOption, coverage, driver_problem, torch_options, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
@@ -106,8 +106,9 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
     for rel in matrix.torch:
         if not spec_allows(request.torch, rel.version):
             continue
-        if target.python not in rel.pythons:
-            reporter.rejected("torch", str(rel.version), f"no wheels for Python {target.python}")
+        installable = torch_release_problem(rel, target, matrix)
+        if installable:
+            reporter.rejected("torch", str(rel.version), installable)
             continue
         for opt in torch_options(rel, target):
             if request.torch_variant and opt.tag != request.torch_variant:
@@ -171,6 +172,9 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         notes=best.torch_ptx[:1],
     )
     notes = list(notes)
+    if target.glibc_assumed and target.platform.startswith("linux_"):
+        notes.append(f"glibc not given: assumed {target.glibc} (manylinux_2_28 hosts: RHEL/Rocky 8, Debian 10, "
+                     "Ubuntu 20.04 and later); pass --glibc X.Y for an older host")
     if target.driver is None and not target.is_cpu:
         notes.append("no driver given or detected: assumed new enough for every CUDA build; pass --driver to check it")
     for u in best.unverified + best.torch.assumptions:

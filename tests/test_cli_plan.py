@@ -30,7 +30,7 @@ def test_plan_json_contract_for_k80() -> None:
     data = json.loads(out)
     assert data["ok"] is True
     assert data["target"] == {"gpus": [{"name": "Tesla K80", "compute_capability": "3.7"}], "driver": "470.82.01",
-                              "python": "3.10", "platform": "linux_x86_64", "nvcc": "11.4"}
+                              "python": "3.10", "platform": "linux_x86_64", "nvcc": "11.4", "glibc": "2.28"}
     torch, xformers = data["packages"]
     assert torch == {**torch, "name": "torch", "version": "1.12.1+cu113", "method": "wheel",
                      "index_url": "https://download.pytorch.org/whl/cu113"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,8 @@ def snap(**dists: str) -> envstate.Snapshot:
 
 
 def test_parse_snapshot() -> None:
-    text = json.dumps({"prefix": "/v", "dists": {"torch": ["2.1.0+cu121", None, False],
+    text = json.dumps({"python_exe": "/v/bin/python", "python": "3.11", "python_tag": "cp311",
+                       "platform": "linux_x86_64", "prefix": "/v", "dists": {"torch": ["2.1.0+cu121", None, False],
                                                 "x": ["1.0", "file:///w/x-1.0-py3-none-any.whl", False],
                                                 "me": ["0.1", "file:///src/me", True]}, "debris": ["/v/~orch"]})
     s = envstate.parse_snapshot("noise\n" + text)
@@ -64,14 +66,23 @@ def test_snapshot_of_a_non_python_is_bad_input(tmp_path: Path) -> None:
         envstate.snapshot(str(tmp_path / "nope"))
 
 
-def test_lock_is_exclusive_across_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path))
-    lock = envstate.env_lock("/some/env")
+def test_lock_is_exclusive_across_processes_and_cache_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lock lives inside the environment: another GPUSTACK_CACHE_DIR (another user, sudo) meets the same lock.
+    env = tmp_path / "env"
+    env.mkdir()
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "c1"))
+    lock = envstate.env_lock(str(env))
     try:
-        code = "import sys; from resolver import envstate; envstate.env_lock('/some/env', timeout=0.2)"
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        code = f"import sys; from resolver import envstate; envstate.env_lock({str(env)!r}, timeout=0.2)"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "GPUSTACK_CACHE_DIR": str(tmp_path / "c2")})
         assert done.returncode != 0 and "EnvironmentLocked" in done.stderr
     finally:
         lock.release()
-    assert envstate.lock_path("/some/env") != envstate.lock_path("/other/env")
-    envstate.env_lock("/some/env", timeout=0.2).release()
+    assert envstate.lock_path(str(env)) == str(env / ".gpustack" / "lock")
+    envstate.env_lock(str(env), timeout=0.2).release()
+
+
+def test_lock_in_a_missing_or_read_only_prefix_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(envstate.BadInput, match="cannot write there"):
+        envstate.env_lock(str(tmp_path / "missing"))

@@ -58,6 +58,16 @@ def test_refuses_with_the_reason(proj: IndexProject, reason: str) -> None:
     assert len(why) == 1 and reason in why[0], why
 
 
+def test_a_wheel_needing_a_newer_glibc_does_not_count() -> None:
+    import dataclasses
+
+    old = dataclasses.replace(H100, glibc=Version("2.17"))
+    lib = project("lib", wheel("lib", "2.0", "cp312-cp312-manylinux_2_28_x86_64"),
+                  wheel("lib", "1.0", "cp312-cp312-manylinux2014_x86_64"))
+    assert pin_others(("lib",), {"lib": lib}, old)[0] == ("lib==1.0",)
+    assert pin_others(("lib",), {"lib": lib}, H100)[0] == ("lib==2.0",)
+
+
 def test_torch_family_is_left_to_torchs_index() -> None:
     pinned, notes, why = pin_others(("torchvision",), {}, H100)
     assert pinned == ("torchvision",) and why == [] and notes == []

@@ -1,0 +1,272 @@
+"""An install's transaction journal, kept inside the environment it changes (``<sys.prefix>/.gpustack/``).
+
+Before the first change, ``begin`` writes (atomically, fsync'ed) what the environment held, the plan, and a backup of
+every file the installed distributions own (hard links, per ``RECORD``: no copy of the data, no network needed to put
+it back). ``step`` records the step reached. ``finish`` removes journal and backup once the environment is either
+as planned or as before. A journal still there means a gpustack run was killed (SIGKILL, power cut) or could not
+finish its restore: ``gpustack recover`` finishes it, every command that targets that environment says so first,
+and ``install`` refuses to start on top of it. The environment's lock file lives in the same folder, so two
+installs into one environment exclude each other whoever starts them and whatever their cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from resolver import _subprocess
+from resolver.errors import BadInput, GpuStackError
+
+__all__ = ["STATE_DIR", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "begin",
+           "notice", "recover_command"]
+
+log = logging.getLogger("gpustack.journal")
+
+STATE_DIR = ".gpustack"
+_JOURNAL = "transaction.json"
+_BACKUP = "backup"
+_MANIFEST = "manifest.json"
+
+# Runs in the target interpreter: hard-link every file of every distribution installed inside sys.prefix into the
+# backup folder (same relative path), and print {name: {"version", "files": [paths relative to sys.prefix]}}.
+# Files outside sys.prefix (a .pth-added site-packages of another environment) are not ours to change: left out.
+_BACKUP_CODE = r"""
+import importlib.metadata as m, json, os, re, shutil, sys
+prefix = os.path.realpath(sys.prefix)
+dest = sys.argv[1]
+out = {}
+for d in m.distributions():
+    n = d.metadata["Name"]
+    base = os.path.basename(str(getattr(d, "_path", "")))
+    if not n or base.startswith("~"):
+        continue
+    k = re.sub(r"[-_.]+", "-", n).lower()
+    if k in out or not d.files:
+        continue
+    files = []
+    for f in d.files:
+        p = os.path.realpath(str(d.locate_file(f)))
+        if not p.startswith(prefix + os.sep) or not os.path.isfile(p):
+            continue
+        rel = os.path.relpath(p, prefix)
+        if "__pycache__" in rel.split(os.sep):
+            continue
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            try:
+                os.link(p, target)
+            except OSError:
+                shutil.copy2(p, target)
+        files.append(rel)
+    if files:
+        out[k] = {"version": d.version, "files": files}
+print(json.dumps({"prefix": prefix, "dists": out}))
+"""
+
+
+class JournalPending(GpuStackError):
+    """The environment holds an unfinished transaction; nothing was changed by this command."""
+
+    exit_code = 1
+
+
+def state_dir(prefix: str) -> Path:
+    """Return gpustack's folder inside the environment whose ``sys.prefix`` is ``prefix``."""
+    return Path(prefix) / STATE_DIR
+
+
+def lock_file(prefix: str) -> Path:
+    """Return the environment's lock file (created with its folder); ``BadInput`` when the prefix is read-only."""
+    folder = state_dir(prefix)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{prefix}: cannot write there ({exc.strerror}); install into a virtual environment "
+                       "(--venv DIR) or run as the environment's owner") from None
+    return folder / "lock"
+
+
+def prefix_of(python_exe: str) -> str:
+    """Return ``sys.prefix`` of ``python_exe``: a venv's folder (``pyvenv.cfg``), this one's, or asked in a child."""
+    exe = Path(python_exe)
+    if (exe.parent.parent / "pyvenv.cfg").is_file():
+        return str(exe.parent.parent.absolute())
+    if os.path.abspath(python_exe) == os.path.abspath(sys.executable):
+        return sys.prefix
+    done = _subprocess.try_run([python_exe, "-c", "import sys; print(sys.prefix)"], timeout=30)
+    if done is None:
+        raise BadInput(f"--python-exe {python_exe}: cannot run it as Python; pass the path of a python interpreter")
+    return done.stdout.strip()
+
+
+def recover_command(python_exe: str) -> str:
+    """Return the command that finishes an interrupted transaction of ``python_exe``'s environment."""
+    return f"gpustack recover --python-exe {python_exe}"
+
+
+@dataclass
+class Journal:
+    """One environment's open transaction: the file under ``<prefix>/.gpustack/`` and what it records."""
+
+    prefix: str
+    data: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return state_dir(self.prefix) / _JOURNAL
+
+    @property
+    def backup(self) -> Path:
+        return state_dir(self.prefix) / _BACKUP
+
+    @property
+    def python_exe(self) -> str:
+        return str(self.data.get("python_exe", ""))
+
+    @property
+    def snapshot(self) -> Mapping[str, Sequence[Any]]:
+        """Return the environment before the transaction: name -> [version, direct url, editable]."""
+        return dict(self.data.get("snapshot", {}))
+
+    @property
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """Return the backed-up distributions: name -> {"version", "files": [paths relative to the prefix]}."""
+        return dict(self.data.get("backup", {}))
+
+    def describe(self) -> str:
+        """Return one line: when and what it was doing, and the step reached."""
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(self.data.get("started", 0))))
+        return (f"an unfinished gpustack transaction in {self.prefix} (started {started} by pid {self.data.get('pid')}, "
+                f"{self.data.get('state', 'running')}, {self.data.get('step') or 'before its first step'})")
+
+    def write(self) -> None:
+        """Write the journal atomically (temporary file, fsync, rename, fsync of the folder)."""
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+    def step(self, text: str, state: str = "running") -> None:
+        """Record the step reached (``[2/3] install xformers ...``) and the state (running, restoring, ...)."""
+        self.data["step"] = text
+        self.data["state"] = state
+        self.write()
+
+    def finish(self) -> None:
+        """Remove the journal, then its backup: the environment is as planned or as before."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        _fsync_dir(self.path.parent)
+        shutil.rmtree(self.backup, ignore_errors=True)
+
+    def put_back(self, name: str) -> bool:
+        """Copy ``name``'s backed-up files into the environment (after its current version was uninstalled);
+        return whether the backup had it."""
+        entry = self.manifest.get(name)
+        if entry is None:
+            return False
+        root = Path(str(self.data.get("backup_prefix") or self.prefix))
+        for rel in entry["files"]:
+            src, dst = self.backup / rel, root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists() or dst.is_symlink():
+                dst.unlink()
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        return True
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def pending(prefix: str) -> Journal | None:
+    """Return the environment's unfinished transaction, or ``None``."""
+    path = state_dir(prefix) / _JOURNAL
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        data = {"state": f"unreadable journal ({exc})"}
+    return Journal(prefix, data if isinstance(data, dict) else {})
+
+
+def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *, command: str,
+          plan: Mapping[str, Any] | None, backend: str, restore_args: Sequence[str]) -> Journal:
+    """Return the journal of a new transaction, written (with its backup) before anything changes.
+
+    Raises ``JournalPending`` when an earlier one is unfinished.
+    """
+    old = pending(prefix)
+    if old is not None:
+        raise JournalPending(f"{old.describe()}; run `{recover_command(python_exe)}` first")
+    journal = Journal(prefix, {
+        "version": 1, "pid": os.getpid(), "started": time.time(), "python_exe": python_exe, "command": command,
+        "plan": dict(plan) if plan is not None else None, "snapshot": {k: list(v) for k, v in snapshot.items()},
+        "backend": backend, "restore_args": list(restore_args), "state": "backing up", "step": "",
+    })
+    shutil.rmtree(journal.backup, ignore_errors=True)
+    journal.write()  # first: a kill during the backup leaves a journal whose restore changes nothing
+    journal.backup.mkdir(parents=True)
+    done = _subprocess.run([python_exe, "-c", _BACKUP_CODE, str(journal.backup)], timeout=600, check=False)
+    if done.returncode != 0:
+        journal.finish()
+        raise GpuStackError(f"could not back up {prefix} before installing: "
+                            f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    journal.data["backup"], journal.data["backup_prefix"] = answer["dists"], answer["prefix"]
+    journal.step("", state="running")
+    return journal
+
+
+_noticed: set[str] = set()
+
+
+def notice(python_exe: str, echo: Any = None) -> Journal | None:
+    """Say once per process, on stderr, when ``python_exe``'s environment holds an unfinished transaction."""
+    try:
+        prefix = prefix_of(python_exe)
+    except BadInput:
+        return None
+    found = pending(prefix)
+    if found is not None and prefix not in _noticed:
+        _noticed.add(prefix)
+        line = f"gpustack: warning: {found.describe()}; its packages may be half changed: run " \
+               f"`{recover_command(python_exe)}`"
+        (echo or (lambda s: print(s, file=sys.stderr)))(line)
+    return found
+
+
+def env_lock(prefix: str, timeout: float) -> filelock.BaseFileLock:
+    """Return the acquired lock of the environment ``prefix`` (``filelock.Timeout`` after ``timeout`` s)."""
+    lock = filelock.FileLock(str(lock_file(prefix)))
+    lock.acquire(timeout=timeout)
+    return lock

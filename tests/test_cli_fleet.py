@@ -1,0 +1,190 @@
+"""``--fleet`` and ``--per-class`` on plan, lock and dockerfile, through the real CLI (fixtures: tests/fixtures/fleet).
+
+Only the network is replaced (the index pages a lock reads its hashes from); everything else runs as shipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from packaging.pylock import Pylock
+
+from resolver.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fleet"
+K8S = str(FIXTURES / "kubectl-nodes.json")
+SLURM = str(FIXTURES / "scontrol-nodes.json")
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_plan_for_a_kubernetes_fleet_says_what_it_read_and_what_limits_it() -> None:
+    result = run("plan", "--fleet", K8S, "--python", "3.11", "xformers")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "fleet: kubernetes nodes from" in out and "7 GPU nodes in 4 classes" in out
+    assert "read: nvidia.com/cuda.driver.major, nvidia.com/cuda.driver.minor" in out
+    assert "class a100-sxm4-40gb-d535-mig: NVIDIA A100-SXM4-40GB, 56 MIG devices on 1 node" in out
+    assert "skipped ip-10-0-1-17.ec2.internal: no NVIDIA GPU" in out
+    assert "driver 535.216.01; Python 3.11; linux_x86_64" in out
+    assert "Tesla V100-SXM2-16GB nodes make xformers 0.0.35 a source build (without them: a wheel)" in out
+
+
+def test_plan_json_carries_the_fleet() -> None:
+    result = run("plan", "--fleet", SLURM, "--driver", "535.104.05", "--python", "3.12", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["ok"] is True and data["target"]["driver"] == "535.104.05"
+    assert [c["id"] for c in data["fleet"]["classes"]] == ["v100", "a100", "h100"]
+    assert [s["node"] for s in data["fleet"]["skipped"]] == ["login01", "cpu001", "cpu002"]
+    assert [g["compute_capability"] for g in data["target"]["gpus"]] == ["7.0", "8.0", "9.0"]
+
+
+def test_plan_per_class_json_has_one_plan_or_refusal_per_class() -> None:
+    result = run("plan", "--fleet", K8S, "--per-class", "--python", "3.11", "--json", "flash-attn")
+    assert result.exit_code == 1  # two classes cannot run flash-attn: every class is still answered
+    data = json.loads(result.output)
+    assert data["ok"] is False
+    got = {c["class"]["id"]: c for c in data["classes"]}
+    assert got["v100-sxm2-16gb-d535"]["ok"] is False
+    assert [p["name"] for p in got["h100-80gb-hbm3-d550"]["plan"]["packages"]] == ["torch", "flash-attn"]
+    assert got["h100-80gb-hbm3-d550"]["plan"]["target"]["driver"] == "550.127.05"
+
+
+def test_refusal_names_classes_and_their_own_stacks() -> None:
+    result = run("plan", "--fleet", K8S, "--python", "3.11", "flash-attn")
+    assert result.exit_code == 1
+    assert "no stack serves Tesla V100-SXM2-16GB and Tesla T4 nodes even on their own" in result.output
+    assert "NVIDIA H100 80GB HBM3 nodes alone: torch" in result.output
+    assert "pass --per-class" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fleet", K8S, "--gpu", "T4"], "--fleet with --gpu: the fleet's nodes give the GPUs and platform"),
+    (["--fleet", K8S, "--platform", "linux_x86_64"], "--fleet with --platform"),
+    (["--per-class", "--gpu", "T4"], "--per-class without --fleet"),
+    (["--fleet", K8S, "--driver", "550.54.15"], "--driver with --fleet: the fleet's labels give every node's driver"),
+    (["--fleet", "slurm"], "--fleet slurm: scontrol is not on PATH"),
+    (["--fleet", str(FIXTURES / "README.md")], "README.md: not JSON (line 1)"),
+    (["--fleet", str(FIXTURES)], "is a folder"),
+    (["--fleet", K8S, "torch=="], "torch=="),
+])
+def test_bad_fleet_input_is_one_line_exit_2(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    result = run("plan", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_fifo_fleet_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "nodes.json"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "resolver", "plan", "--fleet", str(fifo)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "not a regular file" in done.stderr and done.stdout == ""
+
+
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver import hashes
+
+    real_lookup = hashes.lookup
+    monkeypatch.setattr(hashes, "dependency_pins", lambda plan, exe: {})
+    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None: real_lookup(plan, lambda url: None,
+                                                                                          pins=pins))
+
+
+def test_lock_per_class_writes_one_valid_pylock_per_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver.lock import loads
+
+    _no_network(monkeypatch)
+    result = run("lock", "--fleet", K8S, "--per-class", "--python", "3.11", "xformers",
+                 "-o", str(tmp_path / "pylock.toml"))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["pylock.a100-sxm4-40gb-d535-mig.toml", "pylock.h100-80gb-hbm3-d550.toml",
+                     "pylock.t4-d535.toml", "pylock.v100-sxm2-16gb-d535.toml"]
+    for name in names:
+        text = (tmp_path / name).read_text()
+        Pylock.from_dict(tomllib.loads(text))  # packaging's PEP 751 reader accepts it
+    v100 = loads((tmp_path / "pylock.v100-sxm2-16gb-d535.toml").read_text())
+    assert [str(g.compute_capability) for g in v100.target.gpus] == ["7.0"]
+    h100 = loads((tmp_path / "pylock.h100-80gb-hbm3-d550.toml").read_text())
+    assert "xformers" in {p.name for p in (*h100.packages, *h100.missing)}
+
+
+def test_lock_per_class_refuses_before_writing_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_network(monkeypatch)
+    result = run("lock", "--fleet", K8S, "--per-class", "--python", "3.11", "flash-attn",
+                 "-o", str(tmp_path / "pylock.toml"))
+    assert result.exit_code == 1
+    assert "class v100-sxm2-16gb-d535 (Tesla V100-SXM2-16GB): flash-attn needs compute capability 8.0" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_lock_for_the_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver.lock import loads
+
+    _no_network(monkeypatch)
+    out = tmp_path / "pylock.toml"
+    result = run("lock", "--fleet", K8S, "--python", "3.11", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    locked = loads(out.read_text())
+    assert [str(g.compute_capability) for g in locked.target.gpus] == ["7.0", "7.5", "8.0", "9.0"]
+
+
+def test_dockerfile_fleet_one_image_per_class_and_k8s_affinity(tmp_path: Path) -> None:
+    result = run("dockerfile", "--fleet", K8S, "--python", "3.11", "--per-class", "-o", str(tmp_path / "Dockerfile"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "Dockerfile.a100-sxm4-40gb-d535-mig", "Dockerfile.h100-80gb-hbm3-d550", "Dockerfile.t4-d535",
+        "Dockerfile.v100-sxm2-16gb-d535"]
+    h100 = (tmp_path / "Dockerfile.h100-80gb-hbm3-d550").read_text()
+    assert "#   NVIDIA H100 80GB HBM3 x16 on 2 nodes" in h100 and "Tesla T4 x4" not in h100
+    k8s = run("dockerfile", "--fleet", K8S, "--python", "3.11", "--format", "k8s")
+    assert k8s.exit_code == 0
+    assert k8s.output.count("- matchExpressions:") == 4 and "node affinity for the fleet's image" in k8s.output
+    per = run("dockerfile", "--fleet", K8S, "--python", "3.11", "--format", "k8s", "--per-class")
+    assert per.exit_code == 0 and per.output.count("---\n") == 3
+    assert "node affinity for the image of Dockerfile.t4-d535" in per.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "k8s", "--gpu", "T4"], "--format k8s needs --fleet"),
+    (["--format", "k8s", "--fleet", SLURM], "is slurm, without Kubernetes node labels"),
+    (["--per-class", "--fleet", K8S], "--per-class writes one file per class: pass -o FILE"),
+])
+def test_dockerfile_fleet_bad_input(args: list[str], message: str) -> None:
+    result = run("dockerfile", "--python", "3.11", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_plan_without_fleet_never_imports_the_fleet_modules() -> None:
+    code = ("import sys; from click.testing import CliRunner; from resolver.cli import main; "
+            "r = CliRunner().invoke(main, ['plan', '--gpu', 'T4', '--driver', '535.104.05', '--python', '3.11']); "
+            "assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in sys.modules if m.startswith('resolver.fleet') or m == 'resolver.dockerfile_fleet'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_docs_quote_the_fleet_summary_as_printed() -> None:
+    """docs/fleet.md shows real output: the summary lines of the walkthrough are what the command prints."""
+    doc = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    result = run("plan", "--fleet", K8S, "--python", "3.11", "xformers")
+    summary = [line.replace(K8S, "nodes.json") for line in result.output.splitlines()
+               if line.startswith(("fleet:", "  read:", "  class ", "  skipped "))]
+    assert len(summary) == 9
+    for line in summary:
+        assert line in doc, line
