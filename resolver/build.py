@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -27,10 +26,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from resolver import _subprocess, cache, detect
-from resolver.errors import CommandFailed, GpuStackError
+from resolver.errors import BadInput, CommandFailed, GpuStackError
 from resolver.models import Step
 from resolver.probes import parse_nvcc_version
+from resolver.redact import redact
 from resolver.report import Reporter
+from resolver.target import read_target
 
 __all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
            "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
@@ -42,28 +43,6 @@ DISK_NEEDED_GIB = {"flash-attn": 10.0, "xformers": 10.0}
 DEFAULT_DISK_NEEDED_GIB = 2.0
 _NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]")
 _IGNORED_IN_TREE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".git", "*.so")
-
-_TARGET_CODE = r"""
-import importlib.util, json, os, sys, sysconfig
-info = {"python_tag": "cp%d%d" % sys.version_info[:2], "prefix": sys.prefix,
-        "platform": sysconfig.get_platform().replace("-", "_").replace(".", "_"), "version_py": None}
-spec = importlib.util.find_spec("torch")
-for loc in (spec.submodule_search_locations or []) if spec else []:
-    p = os.path.join(loc, "version.py")
-    if os.path.isfile(p):
-        info["version_py"] = open(p).read()
-        break
-missing = [m for m in ("setuptools", "wheel") if importlib.util.find_spec(m) is None]
-try:
-    import importlib.metadata as md
-    if "wheel" in missing and int(md.version("setuptools").split(".")[0]) >= 71:
-        missing.remove("wheel")  # setuptools 70.1+ has bdist_wheel itself
-except Exception:
-    pass
-info["missing"] = missing
-print(json.dumps(info))
-"""
-
 
 class BuildPrerequisiteMissing(GpuStackError):
     """A source build cannot start here; the message gives every reason and what to do about it."""
@@ -111,12 +90,12 @@ def parse_torch_version_py(text: str) -> tuple[str | None, str | None]:
 
 
 def probe_target(python_exe: str) -> TargetInfo:
-    """Return the target interpreter's tags and its torch, read in a child without importing torch."""
-    done = _subprocess.run([python_exe, "-c", _TARGET_CODE], timeout=60)
-    data = json.loads(done.stdout.strip().splitlines()[-1])
-    version, cuda = parse_torch_version_py(data["version_py"]) if data["version_py"] else (None, None)
-    return TargetInfo(data["python_tag"], data["platform"], data["prefix"], version, cuda,
-                      tuple(data.get("missing", ())))
+    """Return the target interpreter's tags and its torch, read in a child without importing torch
+    (``resolver.target``, mode ``light``)."""
+    facts = read_target(python_exe, "light")
+    version_py = facts.torch_version_py
+    version, cuda = parse_torch_version_py(version_py) if version_py else (None, None)
+    return TargetInfo(facts.python_tag, facts.platform, facts.prefix, version, cuda, facts.missing_build_tools)
 
 
 def _cuda_home() -> str | None:
@@ -193,7 +172,14 @@ def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[
 def build_env(step: Step, res: Resources, python_exe: str) -> dict[str, str]:
     """Return the build's added environment: the plan's, ``MAX_JOBS`` capped by RAM and cores, ``PATH`` with the
     target's bin dir (where ``pip install ninja`` puts ninja) and ``CUDA_HOME`` when nvcc was found."""
-    env = dict(step.env)
+    from resolver.schema import Loc, check_build_env
+
+    # Only the allowlisted build variables (schema.BUILD_VARIABLES) a plan or lock may set: PYTHONPATH, LD_PRELOAD,
+    # CC or PIP_* from a planted plan would run code in the build.
+    env = check_build_env(dict(step.env), Loc(f"build of {step.package}: env"))
+    jobs_text = env.get("MAX_JOBS", "1")
+    if not (jobs_text.isascii() and jobs_text.isdigit() and len(jobs_text) <= 4):
+        raise BadInput(f"build of {step.package}: env.MAX_JOBS {jobs_text!r} is not a number of jobs")
     threads = _threads(step)
     per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * threads
     fits = int(res.mem_available_gib // per_job) if res.mem_available_gib is not None else res.cpus
@@ -303,9 +289,14 @@ def build(step: Step, python_exe: str, pip: Sequence[str], *, source_args: Seque
 
 
 def _new_log(package: str) -> Path:
-    logs = cache.cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return logs / f"build-{package}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.log"
+    """Return a new, empty build log: created ``O_EXCL`` (never through a planted link) in a private folder."""
+    from resolver.safefiles import private_dir
+
+    logs = private_dir(cache.cache_dir() / "logs") or Path(tempfile.mkdtemp(prefix="gpustack-logs-"))
+    fd, path = tempfile.mkstemp(prefix=f"build-{package}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-",
+                                suffix=".log", dir=logs)
+    os.close(fd)
+    return Path(path)
 
 
 def _run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path, package: str,
@@ -316,10 +307,10 @@ def _run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path, pac
     with open(log_path, "w") as log_file, Progress(*columns, console=Console(stderr=True),
                                                      disable=not show, transient=False) as bar:
         task = bar.add_task("build", total=None)
-        log_file.write("$ " + " ".join(argv) + "\n" + "".join(f"{k}={v}\n" for k, v in env.items()))
+        log_file.write(redact("$ " + " ".join(argv) + "\n" + "".join(f"{k}={v}\n" for k, v in env.items())))
 
         def on_line(line: str) -> None:
-            log_file.write(line + "\n")
+            log_file.write(redact(line) + "\n")
             tail.append(line)
             counts = parse_ninja_progress(line)
             if counts:

@@ -2,13 +2,17 @@
 
 Subcommands live in ``resolver/cmd_*.py`` and are imported only when called, so ``gpustack plan`` never pays for
 ``verify``'s imports. Every ``GpuStackError`` becomes one line on stderr and its exit code (2 for bad input).
+
+Credentials never reach a screen or a log: stderr (errors, warnings, ``-v`` logs, restore messages, build output)
+always passes through ``resolver.redact``, and stdout too when it is a terminal. Piped stdout (``plan --json >
+plan.json``, ``lock -o -``) stays exact, since it is input to the next command (docs/input.md).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -33,6 +37,34 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class _Redacting:
+    """A text stream that masks URL credentials in everything written to it (``resolver.redact``)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from resolver.redact import redact
+
+        self._stream.write(redact(text) if "@" in text else text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _redact_streams() -> None:
+    if not isinstance(sys.stderr, _Redacting):
+        sys.stderr = _Redacting(sys.stderr)
+    isatty = getattr(sys.stdout, "isatty", None)
+    if not isinstance(sys.stdout, _Redacting) and isatty is not None and isatty():
+        sys.stdout = _Redacting(sys.stdout)
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)
@@ -55,7 +87,9 @@ class _LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GpuStackError as exc:
-            click.echo(f"gpustack: {exc}", err=True)
+            from resolver.redact import redact
+
+            click.echo(f"gpustack: {redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
 
 
@@ -64,6 +98,7 @@ class _LazyGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log where each fact came from and every command run.")
 def main(verbose: bool) -> None:
     """gpustack: a GPU software stack (torch, its CUDA build, xformers, flash-attn) that works on your GPU and driver."""
+    _redact_streams()
     if verbose:
         import logging
 

@@ -21,7 +21,7 @@ from resolver import _subprocess, envstate
 from resolver import cache as build_cache
 from resolver import journal as journals
 from resolver.errors import BadInput
-from resolver.inputs import read_text
+from resolver.inputs import check_argument, read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
 from resolver.options import target_options
@@ -60,13 +60,13 @@ def _read_plan(path: str) -> Plan:
     return Plan.from_dict(data, what=f"--plan {path}")
 
 
-def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
+def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False) -> Sources:
     for d in find_links:
         if not os.path.isdir(d):
             raise BadInput(f"--find-links {d}: no such folder; fill one with `gpustack download --dest DIR`")
     if offline and not find_links:
         raise BadInput("--offline needs --find-links DIR (made by `gpustack download --dest DIR`)")
-    return Sources(tuple(os.path.abspath(d) for d in find_links), offline)
+    return Sources(tuple(os.path.abspath(d) for d in find_links), offline, allow_insecure=allow_insecure)
 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
@@ -88,6 +88,8 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
 @click.option("--offline", is_flag=True, help="Use only --find-links folders; no network at all.")
+@click.option("--allow-insecure-index", is_flag=True,
+              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
 @click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
 @click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
@@ -95,13 +97,13 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, opts: PlanOptions) -> None:
+            lock_file: str | None, opts: PlanOptions, allow_insecure_index: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
-    sources = _sources(find_links, offline)
+    sources = _sources(find_links, offline, allow_insecure_index)
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
     will_create = False
@@ -229,8 +231,9 @@ def platform_args(platform: str) -> list[str]:
     return [a for t in platform_tags(platform) for a in ("--platform", t)]
 
 
-def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
-    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``."""
+def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True) -> list[list[str]]:
+    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``
+    (constraint files are written only when ``write``: a dry run writes nothing)."""
     from resolver.installers import source_args
     t = plan.stack.target
     pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
@@ -240,19 +243,21 @@ def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
         if step.action == "build":
             if os.path.isdir(step.requirement):
                 continue  # a local source tree: nothing to download
-            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where, step.url or step.requirement])
+            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where,
+                          check_argument(step.url or step.requirement, "requirement")])
             continue
         req = f"{step.package} @ {step.url}" if step.url else step.requirement
         target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
                   "--implementation", "cp"]
-        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c))]
-        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where, req])
+        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
+        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
+                      check_argument(req, "requirement")])
     return argvs
 
 
-def _write_constraint(dest: str, line: str) -> str:
+def _write_constraint(dest: str, line: str, write: bool = True) -> str:
     from resolver.installers import constraints_path
-    path = constraints_path([line], write=True)
+    path = constraints_path([line], write=write)
     assert path is not None
     return path
 
@@ -263,10 +268,17 @@ def _write_constraint(dest: str, line: str) -> str:
 @click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
-def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions) -> None:
+@click.option("--allow-insecure-index", is_flag=True,
+              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions,
+             allow_insecure_index: bool = False) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
+    check_argument(dest, "--dest")
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
-    argvs = download_argvs(plan, os.path.abspath(dest), Sources())
+    argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
+                           write=not dry_run)
     if dry_run:
         for argv in argvs:
             click.echo(" ".join(argv))

@@ -237,7 +237,8 @@ def _validate(data: Mapping[str, Any], what: str) -> Pylock:
     try:
         return Pylock.from_dict(data)
     except PylockValidationError as exc:
-        raise BadInput(f"{what} is not a valid PEP 751 lock: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{what} is not a valid PEP 751 lock: {first}") from None
 
 
 def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
@@ -273,6 +274,9 @@ def loads(text: str) -> LockedPlan:
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"lock file is not valid TOML ({exc}); re-run `gpustack lock`") from None
     pylock = _validate(data, "lock file")
+    from resolver.lock_schema import check
+
+    check(data, "lock file")  # [tool.gpustack] and what reaches pip, located (docs/input.md)
     tool = dict((pylock.tool or {}).get("gpustack", {}))
     if tool.get("format") != FORMAT or not isinstance(tool.get("target"), Mapping):
         raise BadInput("lock file has no [tool.gpustack] target table: it was not written by `gpustack lock`")

@@ -160,16 +160,11 @@ def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix)
 
 
 def this_platform() -> str:
-    """Return the platform (one of ``models.PLATFORMS`` where supported) of the interpreter running gpustack."""
-    import platform as _platform
-    import sysconfig
+    """Return the wheel platform tag of the interpreter running gpustack, computed as for any target interpreter
+    (``_child/probe_env.platform_tag``: one computation of it)."""
+    from resolver._child.probe_env import platform_tag
 
-    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    if plat.startswith("linux"):
-        return "linux_aarch64" if _platform.machine() in ("aarch64", "arm64") else "linux_x86_64"
-    if plat.startswith("win"):
-        return "win_amd64"
-    return plat
+    return platform_tag()
 
 
 def _installed(env: InstalledEnv) -> dict[str, str]:

@@ -177,3 +177,14 @@ def test_plan_without_fleet_never_imports_the_fleet_modules() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_docs_quote_the_fleet_summary_as_printed() -> None:
+    """docs/fleet.md shows real output: the summary lines of the walkthrough are what the command prints."""
+    doc = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    result = run("plan", "--fleet", K8S, "--python", "3.11", "xformers")
+    summary = [line.replace(K8S, "nodes.json") for line in result.output.splitlines()
+               if line.startswith(("fleet:", "  read:", "  class ", "  skipped "))]
+    assert len(summary) == 9
+    for line in summary:
+        assert line in doc, line
