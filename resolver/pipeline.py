@@ -287,7 +287,7 @@ def plan_for(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
         target = dataclasses.replace(stack.target, cpu_count=cpus, memory_gib=mem)
         stack = dataclasses.replace(stack, target=target)
         ctx = dataclasses.replace(ctx, target=target)
-    return make_plan(stack, ctx.installed), ctx
+    return make_plan(stack, ctx.installed, ctx.matrix), ctx
 
 
 def fresh_plan_for(
@@ -297,4 +297,4 @@ def fresh_plan_for(
     from resolver.plan import make_plan
 
     stack, ctx = solve_request(requirements, opts, reporter)
-    return make_plan(stack), ctx
+    return make_plan(stack, matrix=ctx.matrix), ctx
