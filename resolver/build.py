@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from resolver.models import Step
 from resolver.probes import parse_nvcc_version
 from resolver.redact import redact
 from resolver.report import Reporter
+from resolver.target import read_target
 
 __all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
            "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
@@ -43,28 +43,6 @@ DISK_NEEDED_GIB = {"flash-attn": 10.0, "xformers": 10.0}
 DEFAULT_DISK_NEEDED_GIB = 2.0
 _NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]")
 _IGNORED_IN_TREE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".git", "*.so")
-
-_TARGET_CODE = r"""
-import importlib.util, json, os, sys, sysconfig
-info = {"python_tag": "cp%d%d" % sys.version_info[:2], "prefix": sys.prefix,
-        "platform": sysconfig.get_platform().replace("-", "_").replace(".", "_"), "version_py": None}
-spec = importlib.util.find_spec("torch")
-for loc in (spec.submodule_search_locations or []) if spec else []:
-    p = os.path.join(loc, "version.py")
-    if os.path.isfile(p):
-        info["version_py"] = open(p).read()
-        break
-missing = [m for m in ("setuptools", "wheel") if importlib.util.find_spec(m) is None]
-try:
-    import importlib.metadata as md
-    if "wheel" in missing and int(md.version("setuptools").split(".")[0]) >= 71:
-        missing.remove("wheel")  # setuptools 70.1+ has bdist_wheel itself
-except Exception:
-    pass
-info["missing"] = missing
-print(json.dumps(info))
-"""
-
 
 class BuildPrerequisiteMissing(GpuStackError):
     """A source build cannot start here; the message gives every reason and what to do about it."""
@@ -112,12 +90,12 @@ def parse_torch_version_py(text: str) -> tuple[str | None, str | None]:
 
 
 def probe_target(python_exe: str) -> TargetInfo:
-    """Return the target interpreter's tags and its torch, read in a child without importing torch."""
-    done = _subprocess.run([python_exe, "-c", _TARGET_CODE], timeout=60)
-    data = json.loads(done.stdout.strip().splitlines()[-1])
-    version, cuda = parse_torch_version_py(data["version_py"]) if data["version_py"] else (None, None)
-    return TargetInfo(data["python_tag"], data["platform"], data["prefix"], version, cuda,
-                      tuple(data.get("missing", ())))
+    """Return the target interpreter's tags and its torch, read in a child without importing torch
+    (``resolver.target``, mode ``light``)."""
+    facts = read_target(python_exe, "light")
+    version_py = facts.torch_version_py
+    version, cuda = parse_torch_version_py(version_py) if version_py else (None, None)
+    return TargetInfo(facts.python_tag, facts.platform, facts.prefix, version, cuda, facts.missing_build_tools)
 
 
 def _cuda_home() -> str | None:

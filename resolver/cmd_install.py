@@ -95,12 +95,17 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
 @click.option("--lock", "lock_file", metavar="FILE",
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
+@click.option("--allow-missing-hashes", is_flag=True,
+              help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, opts: PlanOptions, allow_insecure_index: bool = False) -> None:
+            lock_file: str | None, allow_missing_hashes: bool, opts: PlanOptions,
+            allow_insecure_index: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
+    if allow_missing_hashes and not lock_file:
+        raise BadInput("--allow-missing-hashes goes with --lock FILE; drop it or pass --lock")
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
     sources = _sources(find_links, offline, allow_insecure_index)
@@ -126,7 +131,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     if lock_file:
         if requirements or plan_file:
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
-        _install_lock(lock_file, python_exe, backend, dry_run, reporter)
+        _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes)
         return
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
@@ -208,7 +213,8 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
                            f"it installs into; drop {flag}, or pass --venv/--python-exe of a matching interpreter")
 
 
-def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter) -> None:
+def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter,
+                  allow_missing_hashes: bool = False) -> None:
     """Install ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes nothing."""
     from resolver.lock import loads, lock_to_plan
     from resolver.lock_install import install_locked_safely, requirements_text
@@ -219,7 +225,7 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), Sources()))  # type: ignore[arg-type]
-    install_locked_safely(locked, python_exe, inst, reporter=reporter)
+    install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes)
     _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
 
 

@@ -4,17 +4,19 @@ docs/check-upgrade.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
 
 from resolver.errors import BadInput, CommandFailed
-from resolver.models import Plan
+from resolver.models import PYPI_SIMPLE, Plan
 from resolver.options import fleet_options, target_options
 from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver_option
 
@@ -71,6 +73,27 @@ def _per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
     return out, ctx
 
 
+def _previous(output: str) -> tuple[list[str], Any]:
+    """Return the package names and the ``LockedPlan`` of the lock at ``output`` (``[], None`` when there is none
+    or it is not a gpustack lock: it is then simply replaced)."""
+    from resolver.lock import loads
+
+    if output == "-":
+        return [], None
+    try:
+        text = Path(output).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return [], None
+    packages = data.get("packages")
+    names = [p["name"] for p in (packages if isinstance(packages, list) else [])[:500]
+             if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    try:
+        return names, loads(text)
+    except BadInput:
+        return names, None
+
+
 @click.command("lock")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @fleet_options
@@ -80,7 +103,7 @@ def _per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
 @click.option("--format", "fmt", type=click.Choice(["pylock", "requirements"]), default="pylock", show_default=True,
               help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
 @click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
-              help="Also lock the dependencies pip resolves for the target (torch's nvidia-* wheels, ...).")
+              help="Also lock the dependencies uv (else pip) resolves for the target (torch's nvidia-* wheels, ...).")
 def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
@@ -90,44 +113,80 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     _check_output(output)  # before any solving or network: a bad -o is bad input
+    from resolver.pipeline import _read_requirement_files
+
     if opts.per_class:
         plans, ctx = _per_class_plans(requirements, opts, output)
         for line in ctx.lines:
             click.echo(line, err=True)
         for _, path, _ in plans:
             _check_output(path)
-        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts)) for _, path, plan in plans]
+        request = [*requirements, *_read_requirement_files(opts.requirement_files)]
+        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0]))
+                 for _, path, plan in plans]
         for path, (text, summary) in texts:  # every class solved and locked before the first file is written
             write_atomic(path, text)
             click.echo(f"wrote {path} ({summary})", err=True)
         return
+    previous_names, previous = _previous(output)
+    if previous is not None and not requirements and not opts.requirement_files and not opts.profiles:
+        # Re-locking an existing lock with no new request: lock what it was made for.
+        requirements = previous.request
+        keep: dict[str, Any] = {"profiles": tuple(previous.profile.split(",")) if previous.profile else ()}
+        if opts.driver is None and previous.driver:
+            keep["driver"] = parse_driver_option(previous.driver)
+        if hasattr(opts, "glibc") and not getattr(opts, "glibc") and previous.glibc:
+            keep["glibc"] = previous.glibc
+        opts = dataclasses.replace(opts, **keep)
+        click.echo(f"re-locking {output} for what it was made for: "
+                   + (" ".join(requirements) or "(no requirements)")
+                   + (f" --profile {previous.profile}" if previous.profile else ""), err=True)
+    request = [*requirements, *_read_requirement_files(opts.requirement_files)]
     plan, ctx = fresh_plan_for(requirements, opts)
     for line in ctx.lines if ctx.fleet is not None else ():
         click.echo(line, err=True)
-    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts)
+    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names)
     write_atomic(output, text)
     if output != "-":
         click.echo(f"wrote {output} ({summary})", err=True)
 
 
-def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions) -> tuple[str, str]:
+def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions, request: list[str],
+               previous_names: list[str]) -> tuple[str, str]:
     """Return the lock (or requirements.txt) text of ``plan`` and a summary; warn on stderr about each missing
-    hash."""
-    from resolver import hashes
+    hash. ``ResolveError`` (exit 1) when a resolved file does not fit the target."""
+    from resolver import hashes, lock_resolve
     from resolver import lock as lock_mod
     from resolver.lock_install import requirements_text
+    from resolver.plan import plan_constraints
 
-    pins: dict[str, str] = {}
-    if with_deps:
-        try:
-            pins = hashes.dependency_pins(plan, opts.python_exe or sys.executable)
-        except CommandFailed as exc:
-            click.echo(f"warning: dependencies not locked (pip could not resolve them: {exc.output_tail.splitlines()[-1:]}); "
-                       "the lock holds the plan's packages only", err=True)
-    files, warnings = hashes.lookup(plan, pins=pins)
+    pages = lock_resolve.Pages()
+    try:
+        # Read, while the resolver runs, the index pages the check will want: the plan's packages, and those of
+        # the lock this run replaces (a re-lock mostly locks the same names).
+        pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
+        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n) for n in previous_names)
+        resolved: dict[str, Any] = {}
+        if with_deps:
+            try:
+                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe)
+            except CommandFailed as exc:
+                click.echo(f"warning: dependencies not locked (the resolver failed: "
+                           f"{exc.output_tail.strip().splitlines()[-1:]}); the lock holds the plan's packages only",
+                           err=True)
+        files, warnings = hashes.lookup(plan, known=resolved)
+        target = plan.stack.target
+        problems = lock_resolve.check_files(files.values(), target.python, target.platform, pages=pages)
+    finally:
+        pages.close()
+    if problems:
+        raise lock_resolve.ResolveError("refusing to write a lock with files that do not fit the target:\n"
+                                        + "\n".join(f"  - {p}" for p in problems))
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    text = lock_mod.dumps(plan, files, matrix=ctx.matrix)
+    glibc = getattr(opts, "glibc", None)  # --glibc, where the target options have it
+    text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
+                          glibc=str(glibc) if glibc else None)
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
     return text, f"{len(files)} packages, {len(warnings)} without a hash"

@@ -42,7 +42,7 @@ def validate(matrix_dir: str | None) -> None:
         sys.exit(1)
     click.echo(
         f"ok: {len(m.torch)} torch releases, {len(m.xformers)} xformers, {len(m.flash_attn)} flash-attn, "
-        f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images ({where})"
+        f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images, {len(m.pins)} pins ({where})"
     )
 
 

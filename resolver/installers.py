@@ -24,7 +24,6 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonic
                              parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
-from resolver import _subprocess
 from resolver.cache import cache_dir
 from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_index_url
@@ -289,8 +288,13 @@ def uv_source_args(source: Sequence[str]) -> list[str]:
 
 
 def pip_argv(python_exe: str) -> list[str]:
-    """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip)."""
-    if _subprocess.try_run([python_exe, "-c", "import pip"], timeout=30) is not None:
+    """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip).
+
+    Whether it has pip is read by ``resolver.target`` (mode ``light``), the one reader of a target interpreter.
+    """
+    from resolver.target import read_target
+
+    if read_target(python_exe, "light").has_pip:
         return [python_exe, "-m", "pip"]
     return [sys.executable, "-m", "pip", "--python", python_exe]
 

@@ -22,6 +22,7 @@ from resolver.matrix_types import (
     GpuRow,
     Matrix,
     MinorCompat,
+    Pin,
     Profile,
     TorchRelease,
     TorchVariant,
@@ -36,8 +37,8 @@ _version = functools.lru_cache(maxsize=8192)(Version)
 __all__ = ["FILES", "OPTIONAL", "from_dicts"]
 
 FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
-         "wheels")
-OPTIONAL = {"xformers_source", "docker", "attention", "wheels"}
+         "wheels", "pins")
+OPTIONAL = {"xformers_source", "docker", "attention", "wheels", "pins"}
 
 T = TypeVar("T")
 
@@ -367,6 +368,33 @@ def _docker(ctx: _Ctx, r: Mapping[str, Any]) -> DockerImage:
     )
 
 
+_PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
+
+
+def _pin(ctx: _Ctx, r: Mapping[str, Any]) -> Pin:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    package = ctx.get(r, "package", str)
+    parsed = {}
+    for key in ("requirement", "when"):
+        try:
+            parsed[key] = Requirement(ctx.get(r, key, str))
+        except InvalidRequirement as exc:
+            raise ctx.fail(key, f"{r[key]!r}: {exc}") from None
+        if not str(parsed[key].specifier):
+            raise ctx.fail(key, f"{r[key]!r} has no version bound")
+    if canonicalize_name(parsed["requirement"].name) != canonicalize_name(package):
+        raise ctx.fail("requirement", f"{r['requirement']!r} does not name the package {package!r}")
+    platforms = ctx.str_list(r, "platforms", default=())
+    for p in platforms:
+        if p not in _PLATFORMS:
+            raise ctx.fail("platforms", f"unknown platform {p!r} (known: {', '.join(_PLATFORMS)})")
+    return Pin(package=package, requirement=str(parsed["requirement"]), when=str(parsed["when"]),
+               reason=ctx.get(r, "reason", str), source=_source(ctx, r), platforms=platforms,
+               note=ctx.get(r, "note", str, default=""))
+
+
 WHEEL_KEYS = frozenset({"package", "version", "platform", "pythons", "abi3", "platform_tag", "glibc", "requires_python",
                         "build", "unverified", "source", "upload_time", "yanked", "note"})
 WHEEL_PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64", "any")
@@ -439,6 +467,7 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
     gpus = tuple(_gpu(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "gpu"))
     profiles = tuple(_profile(c, r) for c, r in _rows(data["profiles"], "profiles.toml", "profile"))
     docker = tuple(_docker(c, r) for c, r in _rows(data.get("docker", {}), "docker.toml", "image"))
+    pins = tuple(_pin(c, r) for c, r in _rows(data.get("pins", {}), "pins.toml", "pin"))
     wheels = tuple(_wheel(c, r) for c, r in _rows(data.get("wheels", {}), "wheels.toml", "wheel"))
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = {}
     for (c, _), w in zip(_rows(data.get("wheels", {}), "wheels.toml", "wheel"), wheels):
@@ -460,6 +489,7 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
         gpus=gpus,
         profiles=profiles,
         docker=docker,
+        pins=pins,
         flash_wheel_url=str(url),
         wheels=wheels,
         wheel_index=wheel_index,

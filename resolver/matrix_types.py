@@ -181,6 +181,20 @@ class Profile:
 
 
 @dataclass(frozen=True, eq=False)
+class Pin:
+    """A known-bad transitive pin (``pins.toml``): when the stack has ``when`` (e.g. ``torch<2.3``), every install
+    and lock must hold ``requirement`` (e.g. ``numpy<2``), because the stack's binaries break otherwise."""
+
+    package: str
+    requirement: str
+    when: str
+    reason: str
+    source: str
+    platforms: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class DockerImage:
     """An ``nvidia/cuda`` base image for one CUDA minor."""
 
@@ -280,6 +294,7 @@ class Matrix:
     gpus: tuple[GpuRow, ...]
     profiles: tuple[Profile, ...] = ()
     docker: tuple[DockerImage, ...] = ()
+    pins: tuple[Pin, ...] = ()
     flash_wheel_url: str = ""
     wheels: tuple[WheelFacts, ...] = ()
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts

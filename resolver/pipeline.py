@@ -160,16 +160,11 @@ def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix)
 
 
 def this_platform() -> str:
-    """Return the platform (one of ``models.PLATFORMS`` where supported) of the interpreter running gpustack."""
-    import platform as _platform
-    import sysconfig
+    """Return the wheel platform tag of the interpreter running gpustack, computed as for any target interpreter
+    (``_child/probe_env.platform_tag``: one computation of it)."""
+    from resolver._child.probe_env import platform_tag
 
-    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    if plat.startswith("linux"):
-        return "linux_aarch64" if _platform.machine() in ("aarch64", "arm64") else "linux_x86_64"
-    if plat.startswith("win"):
-        return "win_amd64"
-    return plat
+    return platform_tag()
 
 
 def _installed(env: InstalledEnv) -> dict[str, str]:
@@ -292,7 +287,7 @@ def plan_for(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
         target = dataclasses.replace(stack.target, cpu_count=cpus, memory_gib=mem)
         stack = dataclasses.replace(stack, target=target)
         ctx = dataclasses.replace(ctx, target=target)
-    return make_plan(stack, ctx.installed), ctx
+    return make_plan(stack, ctx.installed, ctx.matrix), ctx
 
 
 def fresh_plan_for(
@@ -302,4 +297,4 @@ def fresh_plan_for(
     from resolver.plan import make_plan
 
     stack, ctx = solve_request(requirements, opts, reporter)
-    return make_plan(stack), ctx
+    return make_plan(stack, matrix=ctx.matrix), ctx

@@ -6,14 +6,17 @@ Order: torch first, from the index the solver chose; then everything else with t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
+from resolver.matrix_types import Matrix, Pin
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
 
-__all__ = ["make_plan", "max_jobs", "GB_PER_JOB", "TORCH_FAMILY"]
+__all__ = ["make_plan", "max_jobs", "GB_PER_JOB", "TORCH_FAMILY", "known_pins", "plan_constraints"]
 
 # Packages built per CUDA variant alongside torch and published on the same PyTorch index
 # (uv crates/uv-torch routes the same set to torch's index; ANCHORS.md section 1).
@@ -71,8 +74,46 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
     )
 
 
-def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
-    """Return the ordered steps that put ``stack`` onto the target. ``installed`` maps dist name -> version there."""
+def known_pins(stack: Stack, pins: Sequence[Pin]) -> list[Pin]:
+    """Return the known-bad transitive pins (``matrices/pins.toml``) that apply to ``stack`` on its platform."""
+    out = []
+    for pin in pins:
+        when = Requirement(pin.when)
+        choice = stack.get(when.name)
+        if choice is None or (pin.platforms and stack.target.platform not in pin.platforms):
+            continue
+        if when.specifier.contains(Version(choice.version).public, prereleases=True):
+            out.append(pin)
+    return out
+
+
+def plan_constraints(plan: Plan) -> list[str]:
+    """Return every constraint the plan's steps hold (torch's exact build, the matrix's known-bad pins), once each."""
+    return list(dict.fromkeys(c for s in plan.steps for c in s.constraints))
+
+
+def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: Matrix | None = None) -> Plan:
+    """Return the ordered steps that put ``stack`` onto the target. ``installed`` maps dist name -> version there.
+
+    The matrix's known-bad pins that apply (``known_pins``; ``matrix`` defaults to the shipped one) become
+    constraints of every step, so no step can install what breaks the stack, and a note says why.
+    """
+    if matrix is None:
+        from resolver.matrix import load
+
+        matrix = load()
+    plan = _make_plan(stack, installed)
+    pins = known_pins(stack, matrix.pins)
+    if not pins:
+        return plan
+    held = tuple(dict.fromkeys(p.requirement for p in pins))
+    steps = tuple(dataclasses.replace(s, constraints=tuple(dict.fromkeys((*s.constraints, *held))))
+                  for s in plan.steps)
+    notes = tuple(f"{p.requirement} held: {p.reason} (matrices/pins.toml)" for p in pins)
+    return Plan(plan.stack, steps, plan.notes + notes)
+
+
+def _make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
     installed = installed or {}
     steps: list[Step] = []
     notes: list[str] = []

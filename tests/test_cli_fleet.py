@@ -95,12 +95,13 @@ def test_fifo_fleet_does_not_hang(tmp_path: Path) -> None:
 
 
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    from resolver import hashes
+    from resolver import hashes, lock_resolve
 
     real_lookup = hashes.lookup
-    monkeypatch.setattr(hashes, "dependency_pins", lambda plan, exe: {})
-    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None: real_lookup(plan, lambda url: None,
-                                                                                          pins=pins))
+    monkeypatch.setattr(lock_resolve, "resolve", lambda plan, constraints, **kw: {})
+    monkeypatch.setattr(hashes, "fetch_text", lambda url: None)
+    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None, known=None: real_lookup(
+        plan, lambda url: None, known=known))
 
 
 def test_lock_per_class_writes_one_valid_pylock_per_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
