@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, coverage, driver_problem, torch_options, torch_release_problem
+from resolver.candidates import TorchOption, coverage, driver_problem, integrated_gpus, torch_options, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
@@ -254,6 +254,15 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                     ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
                      "plan for a GPU machine with --gpu NAME"],
                 )
+    jetson = integrated_gpus(target, matrix)
+    if jetson:
+        raise NoCompatibleStack(
+            [f"{', '.join(dict.fromkeys(jetson))} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and the "
+             "PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack"],
+            ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
+             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)",
+             "plan a CPU-only stack with --cpu"],
+        )
     refusal = _kernel_refusal(target, matrix, request)
     if refusal is not None:
         raise refusal
