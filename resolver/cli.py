@@ -30,8 +30,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("resolver.cmd_install", "cache", "List or clear the cache of source-built wheels."),
     "recover": ("resolver.cmd_install", "recover", "Finish the restore of an install that was killed or cut off."),
     "lock": ("resolver.cmd_lock", "lock", "Write a PEP 751 pylock.toml (or requirements.txt) for a target."),
-    "dockerfile": ("resolver.cmd_lock", "dockerfile", "Print a Dockerfile for a target's stack."),
-    "check-upgrade": ("resolver.cmd_lock", "check_upgrade", "Say whether moving to new versions is safe."),
+    "dockerfile": ("resolver.cmd_dockerfile", "dockerfile", "Print a Dockerfile for a target's stack."),
+    "check-upgrade": ("resolver.cmd_upgrade", "check_upgrade", "Say whether moving to new versions is safe."),
     "verify": ("resolver.cmd_verify", "verify", "Run every installed attention kernel and check it against a reference."),
     "matrix": ("resolver.cmd_matrix", "matrix", "Show or validate the compatibility matrices."),
 }

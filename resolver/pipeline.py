@@ -84,6 +84,7 @@ class PlanOptions:
     prefer_wheels: bool = False
     upgrade: bool = False
     matrix_dir: str | None = None
+    index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
     per_class: bool = False
@@ -106,6 +107,12 @@ class PlanOptions:
         v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
+        if v.get("index_url"):
+            from resolver.schema import Loc, check_url
+
+            v["index_url"] = check_url(check_text(v["index_url"], "--index-url", limit=2000,
+                                                  hint="expected an index URL such as https://pypi.org/simple"),
+                                       Loc("--index-url"))
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
@@ -261,6 +268,13 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
     target, lines, installed = target_from(opts, m, reporter)
     if installed.get("torch") and not opts.upgrade:
         request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
+    if request.others:  # the index's answer, read now, is data for the (pure) solver: it pins or refuses each one
+        from resolver.index_lookup import lookup
+        from resolver.models import PYPI_SIMPLE
+        from resolver.passthrough import checked_names
+
+        projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
+        request = dataclasses.replace(request, index=projects, index_url=opts.index_url)
     return Context(m, target, request, tuple(lines), installed)
 
 
