@@ -232,8 +232,8 @@ def _text(value: Any, what: str) -> str:
 
 
 def _int(value: Any, what: str) -> int:
-    text = str(value).strip()
-    if not re.fullmatch(r"\d{1,9}", text):
+    text = str(value)
+    if not re.fullmatch(r"[0-9]{1,9}", text):  # ASCII digits only: int() would take "٣" and " 7\n"
         raise BadInput(f"{what} = {value!r}: not a whole number")
     return int(text)
 
