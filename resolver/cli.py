@@ -30,8 +30,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("resolver.cmd_install", "cache", "List or clear the cache of source-built wheels."),
     "recover": ("resolver.cmd_install", "recover", "Finish the restore of an install that was killed or cut off."),
     "lock": ("resolver.cmd_lock", "lock", "Write a PEP 751 pylock.toml (or requirements.txt) for a target."),
-    "dockerfile": ("resolver.cmd_lock", "dockerfile", "Print a Dockerfile for a target's stack."),
-    "check-upgrade": ("resolver.cmd_lock", "check_upgrade", "Say whether moving to new versions is safe."),
+    "dockerfile": ("resolver.cmd_dockerfile", "dockerfile", "Print a Dockerfile for a target's stack."),
+    "check-upgrade": ("resolver.cmd_upgrade", "check_upgrade", "Say whether moving to new versions is safe."),
     "verify": ("resolver.cmd_verify", "verify", "Run every installed attention kernel and check it against a reference."),
     "matrix": ("resolver.cmd_matrix", "matrix", "Show or validate the compatibility matrices."),
 }
@@ -82,6 +82,26 @@ class _LazyGroup(click.Group):
         rows = [(name, spec[2]) for name, spec in _COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the CLI; a usage error (unknown option, bad choice) is one line naming it, exit 2, like any bad input."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rc = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"gpustack: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rc if isinstance(rc, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
