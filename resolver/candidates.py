@@ -14,6 +14,7 @@ from resolver.matrix_types import FlashRelease, Matrix, TorchRelease
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, ComputeCapability, Target, format_driver
 
 __all__ = [
+    "integrated_gpus",
     "wheel_problem",
     "torch_release_problem",
     "TorchOption",
@@ -59,6 +60,24 @@ class TorchOption:
         if self.from_pypi:
             return f"torch=={self.release.version}"
         return f"torch=={self.version}"
+
+
+def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:
+    """Return the target's integrated (Jetson / Tegra) GPUs, by name; a bare compute capability counts when every GPU
+    of that capability in ``gpus.toml`` is integrated (8.7 is only Orin)."""
+    from resolver.gpus import find_gpu_row
+
+    out = []
+    for g in target.gpus:
+        row = find_gpu_row(g.name, matrix)
+        if row is not None:
+            integrated = row.integrated
+        else:
+            same = [r for r in matrix.gpus if r.compute_capability == g.compute_capability]
+            integrated = bool(same) and all(r.integrated for r in same)
+        if integrated:
+            out.append(g.name)
+    return out
 
 
 def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:

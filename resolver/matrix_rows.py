@@ -322,6 +322,7 @@ def _gpu(ctx: _Ctx, r: Mapping[str, Any]) -> GpuRow:
         memory_gb=memory,
         unverified=bool(r.get("cc_unverified", False)),
         source=_source(ctx, r),
+        integrated=ctx.get(r, "integrated", bool, default=False),
     )
 
 

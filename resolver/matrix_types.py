@@ -163,6 +163,7 @@ class GpuRow:
     memory_gb: tuple[int, ...]
     unverified: bool
     source: str
+    integrated: bool = False  # a Tegra (Jetson) GPU: PyPI / PyTorch-index CUDA wheels are not for it
 
 
 @dataclass(frozen=True, eq=False)

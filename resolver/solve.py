@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, coverage, driver_problem, torch_options, torch_release_problem
+from resolver.candidates import TorchOption, coverage, driver_problem, integrated_gpus, torch_options, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
+from resolver.passthrough import pin_others
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -188,6 +189,7 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         other_requirements=request.others,
         notes=tuple(dict.fromkeys(notes)),
         torch_cxx11_abi=t.cxx11_abi,
+        others_index_url=request.index_url,
     )
 
 
@@ -252,9 +254,25 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                     ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
                      "plan for a GPU machine with --gpu NAME"],
                 )
+    jetson = integrated_gpus(target, matrix)
+    if jetson:
+        raise NoCompatibleStack(
+            [f"{', '.join(dict.fromkeys(jetson))} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and the "
+             "PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack"],
+            ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
+             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)",
+             "plan a CPU-only stack with --cpu"],
+        )
     refusal = _kernel_refusal(target, matrix, request)
     if refusal is not None:
         raise refusal
+    pinned_notes: list[str] = []
+    if request.index is not None and request.others:
+        pinned, pinned_notes, why = pin_others(request.others, request.index, target)
+        if why:
+            raise NoCompatibleStack(why, ["a plan names only packages that exist: check the spelling and the index "
+                                          "(--index-url), or drop the requirement"])
+        request = dataclasses.replace(request, others=pinned)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:
         request, left_out = _with_optional(target, matrix, request)
@@ -295,7 +313,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         else:
             notes.append(f"the installed torch {request.keep_torch} cannot serve this request on this target: "
                          f"replaced by {best.torch.version}")
-    notes += left_out
+    notes += left_out + pinned_notes
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)

@@ -100,3 +100,15 @@ def test_every_torch_release_has_wheel_facts_for_each_platform() -> None:
             assert facts is not None, f"torch {rel.version} {plat}"
             if plat == "linux_x86_64":
                 assert set(facts.pythons) == set(rel.pythons), rel.version
+
+
+@pytest.mark.parametrize("gpu", ["Jetson AGX Orin", "Jetson Orin Nano", "8.7", "NVIDIA Thor", "Jetson Xavier NX"])
+def test_jetson_is_refused_with_the_jetpack_route(gpu: str) -> None:
+    data = plan("--gpu", gpu, "--platform", "linux_aarch64", "torch")
+    assert data["ok"] is False
+    assert any("integrated (Jetson / Tegra) GPU" in r for r in data["reasons"])
+    assert any("pypi.jetson-ai-lab.io" in a for a in data["alternatives"])
+
+
+def test_discrete_gpus_of_other_capabilities_are_not_jetson() -> None:
+    assert plan("--gpu", "8.6", "torch")["ok"] and plan("--gpu", "GH200", "--platform", "linux_aarch64", "torch")["ok"]
