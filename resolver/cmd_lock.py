@@ -132,7 +132,7 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
         click.echo(f"warning: {w}", err=True)
     glibc = getattr(opts, "glibc", None)  # --glibc, where the target options have it
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
-                          glibc=str(glibc) if glibc else None)
+                          glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved))
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
     return text, f"{len(files)} packages, {len(warnings)} without a hash"

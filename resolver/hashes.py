@@ -124,8 +124,11 @@ def parse_index_page(text: str, page_url: str, *, only: str | None = None) -> li
         if not href:
             continue
         url, frag = urldefrag(urljoin(page_url, href))
+        filename = unquote(url.rsplit("/", 1)[-1])
+        if only is not None and filename != only:
+            continue
         sha = frag.removeprefix("sha256=") if frag.startswith("sha256=") else None
-        files.append(IndexFile(unquote(url.rsplit("/", 1)[-1]), url, sha, yanked="data-yanked" in a,
+        files.append(IndexFile(filename, url, sha, yanked="data-yanked" in a,
                                requires_python=a.get("data-requires-python")))
     return files
 

@@ -114,6 +114,7 @@ class LockedPlan:
     profile: str | None = None  # the --profile given, if any
     driver: str | None = None  # the target's driver, when known
     glibc: str | None = None  # the target's glibc, when known
+    deps: bool = True  # whether the dependencies were locked too (``lock --no-deps``: only the plan's packages)
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -178,13 +179,14 @@ def _strip_none(value: Any) -> Any:
 
 def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None,
           request: Sequence[str] = (), profile: str | None = None, driver: str | None = None,
-          glibc: str | None = None) -> str:
+          glibc: str | None = None, deps: bool = True) -> str:
     """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
 
     Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
     sha256 is listed under ``[[tool.gpustack.missing]]`` (PEP 751 requires a hash on every file), never guessed.
     ``matrix`` gives the minimum driver; without it the lock records none. ``request`` (PEP 508 strings),
-    ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's).
+    ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's); ``deps``
+    says whether the dependencies were locked too.
     The text starts with comments saying what a plain installer (``uv pip install -r``) cannot do with it.
     """
     stack = plan.stack
@@ -220,6 +222,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
         "profile": profile,
         "driver": driver,
         "glibc": glibc,
+        "deps": deps,
         "target": {
             "python": ".".join(target.python.split(".")[:2]),
             "platform": target.platform,
@@ -341,7 +344,7 @@ def loads(text: str) -> LockedPlan:
             raise BadInput(f"lock file: [tool.gpustack] {key} is not a string; re-run `gpustack lock`")
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
                       request=tuple(request), profile=made_for["profile"], driver=made_for["driver"],
-                      glibc=made_for["glibc"])
+                      glibc=made_for["glibc"], deps=tool.get("deps") is not False)
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:

@@ -55,6 +55,9 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
              + (f", CUDA {t.cuda}, driver >= {t.min_driver}" if t.cuda else ", CPU")]
     if t.gpus:
         lines.append("# GPUs: " + ", ".join(f"{g.name} ({g.compute_capability})" for g in t.gpus))
+    if not locked.deps and packages is None:
+        lines.append("# Locked with --no-deps (dependencies not listed): install with "
+                     "`pip install --no-deps --require-hashes -r FILE`")
     if not direct:
         indexes = list(dict.fromkeys(p.index for p in chosen if p.index))
         if indexes:

@@ -304,7 +304,8 @@ def check_files(files: Iterable[LockedFile], python: str, platform: str, *, page
             text = reader.get(page)
             if text is None:
                 continue
-            entry = next(iter(hashes.parse_index_page(text, page, only=f.filename)), None)
+            entry = next((e for e in hashes.parse_index_page(text, page, only=f.filename)
+                          if e.filename == f.filename), None)
             if entry is None or not entry.requires_python:
                 continue
             try:
