@@ -60,6 +60,9 @@ def target_options(f: F) -> F:
         click.option("--prefer-wheels", is_flag=True, help="Prefer an older torch with prebuilt wheels over source builds."),
         click.option("--upgrade", is_flag=True,
                      help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
+        click.option("--index-url", metavar="URL",
+                     help="Index that requirements gpustack does not solve itself (numpy, diffusers ...) are checked "
+                          "against, pinned from and installed from: a simple-API URL, https or file:// (default: PyPI)."),
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     wrapped = _collect(f)

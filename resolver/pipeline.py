@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
-from resolver.inputs import check_text, read_text
+from resolver.inputs import check_name, check_text, read_text
 from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc
 from resolver.report import Reporter
 
@@ -84,6 +84,7 @@ class PlanOptions:
     prefer_wheels: bool = False
     upgrade: bool = False
     matrix_dir: str | None = None
+    index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
     per_class: bool = False
@@ -99,9 +100,19 @@ class PlanOptions:
         v = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
         if v.get("gpus") and v.get("cpu"):
             raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
+        for name, flag in (("driver", "--driver"), ("python_version", "--python"), ("nvcc", "--nvcc"),
+                           ("glibc", "--glibc"), ("python_exe", "--python-exe"), ("matrix_dir", "--matrix-dir")):
+            if isinstance(v.get(name), str):  # given: one non-empty line (an empty value is not "unset")
+                check_name(v[name], flag, hint=f"pass a value or leave {flag} out", limit=4096)
         v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
+        if v.get("index_url"):
+            from resolver.schema import Loc, check_url
+
+            v["index_url"] = check_url(check_text(v["index_url"], "--index-url", limit=2000,
+                                                  hint="expected an index URL such as https://pypi.org/simple"),
+                                       Loc("--index-url"))
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
@@ -257,6 +268,13 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
     target, lines, installed = target_from(opts, m, reporter)
     if installed.get("torch") and not opts.upgrade:
         request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
+    if request.others:  # the index's answer, read now, is data for the (pure) solver: it pins or refuses each one
+        from resolver.index_lookup import lookup
+        from resolver.models import PYPI_SIMPLE
+        from resolver.passthrough import checked_names
+
+        projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
+        request = dataclasses.replace(request, index=projects, index_url=opts.index_url)
     return Context(m, target, request, tuple(lines), installed)
 
 

@@ -127,7 +127,7 @@ def _make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan
                           description=f"install torch {t.version} from {t.index_url}"))
     for req in stack.other_requirements:
         name = canonicalize_name(Requirement(req).name)
-        index = PYPI_SIMPLE
+        index = stack.others_index_url or PYPI_SIMPLE
         if name in TORCH_FAMILY and t.index_url:
             # Same CUDA build as torch, from torch's index: a PyPI torchvision is another CUDA build (uv does the same).
             index = t.index_url

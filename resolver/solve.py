@@ -24,6 +24,7 @@ from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
+from resolver.passthrough import pin_others
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -188,6 +189,7 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         other_requirements=request.others,
         notes=tuple(dict.fromkeys(notes)),
         torch_cxx11_abi=t.cxx11_abi,
+        others_index_url=request.index_url,
     )
 
 
@@ -264,6 +266,13 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     refusal = _kernel_refusal(target, matrix, request)
     if refusal is not None:
         raise refusal
+    pinned_notes: list[str] = []
+    if request.index is not None and request.others:
+        pinned, pinned_notes, why = pin_others(request.others, request.index, target)
+        if why:
+            raise NoCompatibleStack(why, ["a plan names only packages that exist: check the spelling and the index "
+                                          "(--index-url), or drop the requirement"])
+        request = dataclasses.replace(request, others=pinned)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:
         request, left_out = _with_optional(target, matrix, request)
@@ -304,7 +313,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         else:
             notes.append(f"the installed torch {request.keep_torch} cannot serve this request on this target: "
                          f"replaced by {best.torch.version}")
-    notes += left_out
+    notes += left_out + pinned_notes
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)
