@@ -98,10 +98,10 @@ def check_text(value: str, what: str, *, limit: int = MAX_NAME_CHARS, hint: str 
     return value
 
 
-def check_name(value: str, what: str, *, hint: str = "") -> str:
+def check_name(value: str, what: str, *, hint: str = "", limit: int = MAX_NAME_CHARS) -> str:
     """Return ``value`` (a GPU name, profile, ...) stripped; ``BadInput`` when empty, too long or holding control
     characters (a newline would reach Dockerfile comments and logs)."""
-    check_text(value, what, hint=hint)
+    check_text(value, what, hint=hint, limit=limit)
     if not value.strip():
         raise BadInput(f"{what}: empty" + (f"; {hint}" if hint else ""))
     return value.strip()

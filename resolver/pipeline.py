@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
-from resolver.inputs import check_text, read_text
+from resolver.inputs import check_name, check_text, read_text
 from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc
 from resolver.report import Reporter
 
@@ -100,6 +100,10 @@ class PlanOptions:
         v = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
         if v.get("gpus") and v.get("cpu"):
             raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
+        for name, flag in (("driver", "--driver"), ("python_version", "--python"), ("nvcc", "--nvcc"),
+                           ("glibc", "--glibc"), ("python_exe", "--python-exe"), ("matrix_dir", "--matrix-dir")):
+            if isinstance(v.get(name), str):  # given: one non-empty line (an empty value is not "unset")
+                check_name(v[name], flag, hint=f"pass a value or leave {flag} out", limit=4096)
         v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
