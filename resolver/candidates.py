@@ -88,7 +88,7 @@ def torch_options(rel: TorchRelease, target: Target, matrix: Matrix) -> list[Tor
             if rel.pypi_cuda[plat] == v.tag and plat in rel.pypi_arch:
                 out.append(TorchOption(rel, v.tag, v.cuda, rel.pypi_arch[plat], PYPI_SIMPLE, True, abi, tuple(unverified)))
             elif v.arch_aarch64 is not None:
-                assumed = (f"torch {rel.version}+{v.tag} aarch64 arch list comes from PyTorch RFC tables, not the wheel",)
+                assumed = (f"torch {rel.version}+{v.tag} aarch64 arch list comes from PyTorch build PRs and RFC tables, not the wheel",)
                 out.append(TorchOption(rel, v.tag, v.cuda, v.arch_aarch64, f"{PYTORCH_INDEX}/{v.tag}", False, abi,
                                        tuple(unverified), assumed))
         else:  # win_amd64: PyPI serves CPU builds only; CUDA builds come from the PyTorch index

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from resolver import matrix as matrix_mod
 from resolver.matrix_types import Matrix
@@ -157,7 +155,6 @@ def show(subject: str, matrix_dir: str | None, as_json: bool) -> None:
         out: list[dict[str, Any]] = [dict(zip(header, r)) for r in rows]
         click.echo(json.dumps(out, indent=2))
         return
-    table = Table(*header, title=f"{subject} ({len(rows)} rows)", title_justify="left", show_lines=subject == "torch")
-    for r in rows:
-        table.add_row(*r)
-    Console(soft_wrap=True).print(table)
+    from resolver.render import console, print_table
+
+    print_table(console(), f"{subject} ({len(rows)} rows)", header, rows, show_lines=subject == "torch")
