@@ -96,14 +96,7 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        moves = ", ".join(f"{k} {current.versions.get(k, '(new)')} -> {v}" for k, v in report.proposed.items()
-                          if current.versions.get(k) != v)
-        click.echo(f"{report.verdict}: {moves or 'no change'}")
-        for f in report.findings:
-            click.echo(f"  - [{f.verdict}] {f.reason}")
-        for n in report.notes:
-            click.echo(f"  note: {n}")
-        if report.nearest:
-            click.echo("nearest safe set: " + ", ".join(f"{k}=={v}" for k, v in sorted(report.nearest.items())
-                                                        if k in ("torch", "xformers", "flash-attn")))
+        from resolver.render import console, print_upgrade
+
+        print_upgrade(console(), report, current.versions)
     sys.exit(0 if report.verdict == "safe" else 1)
