@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,44 +25,22 @@ from packaging.version import Version
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from resolver import _subprocess, cache, detect
-from resolver.errors import CommandFailed, GpuStackError
+from resolver import _subprocess, cache, compat, detect
+from resolver.errors import BadInput, CommandFailed, GpuStackError
+from resolver.matrix_types import Matrix
 from resolver.models import Step
 from resolver.probes import parse_nvcc_version
+from resolver.redact import redact
 from resolver.report import Reporter
+from resolver.target import read_target
 
 __all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
            "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
 
-# flash-attn's README: "each nvcc thread can use ~5GB of RAM"; xformers and small extensions need less.
-GIB_PER_THREAD = {"flash-attn": 5.0, "xformers": 4.0}
-DEFAULT_GIB_PER_THREAD = 2.0
 DISK_NEEDED_GIB = {"flash-attn": 10.0, "xformers": 10.0}
 DEFAULT_DISK_NEEDED_GIB = 2.0
 _NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]")
 _IGNORED_IN_TREE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".git", "*.so")
-
-_TARGET_CODE = r"""
-import importlib.util, json, os, sys, sysconfig
-info = {"python_tag": "cp%d%d" % sys.version_info[:2], "prefix": sys.prefix,
-        "platform": sysconfig.get_platform().replace("-", "_").replace(".", "_"), "version_py": None}
-spec = importlib.util.find_spec("torch")
-for loc in (spec.submodule_search_locations or []) if spec else []:
-    p = os.path.join(loc, "version.py")
-    if os.path.isfile(p):
-        info["version_py"] = open(p).read()
-        break
-missing = [m for m in ("setuptools", "wheel") if importlib.util.find_spec(m) is None]
-try:
-    import importlib.metadata as md
-    if "wheel" in missing and int(md.version("setuptools").split(".")[0]) >= 71:
-        missing.remove("wheel")  # setuptools 70.1+ has bdist_wheel itself
-except Exception:
-    pass
-info["missing"] = missing
-print(json.dumps(info))
-"""
-
 
 class BuildPrerequisiteMissing(GpuStackError):
     """A source build cannot start here; the message gives every reason and what to do about it."""
@@ -111,12 +88,12 @@ def parse_torch_version_py(text: str) -> tuple[str | None, str | None]:
 
 
 def probe_target(python_exe: str) -> TargetInfo:
-    """Return the target interpreter's tags and its torch, read in a child without importing torch."""
-    done = _subprocess.run([python_exe, "-c", _TARGET_CODE], timeout=60)
-    data = json.loads(done.stdout.strip().splitlines()[-1])
-    version, cuda = parse_torch_version_py(data["version_py"]) if data["version_py"] else (None, None)
-    return TargetInfo(data["python_tag"], data["platform"], data["prefix"], version, cuda,
-                      tuple(data.get("missing", ())))
+    """Return the target interpreter's tags and its torch, read in a child without importing torch
+    (``resolver.target``, mode ``light``)."""
+    facts = read_target(python_exe, "light")
+    version_py = facts.torch_version_py
+    version, cuda = parse_torch_version_py(version_py) if version_py else (None, None)
+    return TargetInfo(facts.python_tag, facts.platform, facts.prefix, version, cuda, facts.missing_build_tools)
 
 
 def _cuda_home() -> str | None:
@@ -152,13 +129,24 @@ def _needs_cuda(env: Mapping[str, str]) -> bool:
     return env.get("FORCE_CUDA") == "1" or "TORCH_CUDA_ARCH_LIST" in env or "FLASH_ATTN_CUDA_ARCHS" in env
 
 
-def _threads(step: Step) -> int:
-    default = "2" if step.package == "flash-attn" else "1"
-    return max(1, int(step.env.get("NVCC_THREADS", default)))
+def _threads(step: Step, matrix: Matrix) -> int:
+    """Return the nvcc threads per job of ``step``: its ``NVCC_THREADS``, else its package's (matrices/build.toml)."""
+    default = compat.build_job(step.package, matrix).nvcc_threads
+    raw = step.env.get("NVCC_THREADS", "")
+    return max(1, int(raw)) if raw.isdigit() else default
 
 
-def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[str]:
+def _matrix(matrix: Matrix | None) -> Matrix:
+    if matrix is not None:
+        return matrix
+    from resolver.matrix import load
+
+    return load()
+
+
+def check_prerequisites(step: Step, target: TargetInfo, res: Resources, matrix: Matrix | None = None) -> list[str]:
     """Return every reason the build of ``step`` cannot run here (empty: it can)."""
+    m = _matrix(matrix)
     reasons = []
     if target.torch_version is None:
         reasons.append(f"torch is not installed in {target.prefix}; the build compiles against it "
@@ -183,25 +171,31 @@ def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[
     if res.disk_free_gib < disk:
         reasons.append(f"{res.disk_free_gib:.1f} GiB free disk, the build needs about {disk:.0f} GiB: "
                        "free space or set TMPDIR elsewhere")
-    per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * _threads(step)
+    per_job = compat.job_gib(step.package, m, _threads(step, m))
     if res.mem_available_gib is not None and res.mem_available_gib < per_job:
         reasons.append(f"{res.mem_available_gib:.1f} GiB RAM available, one compile job needs about "
                        f"{per_job:.0f} GiB: close programs or build on a bigger machine")
     return reasons
 
 
-def build_env(step: Step, res: Resources, python_exe: str) -> dict[str, str]:
-    """Return the build's added environment: the plan's, ``MAX_JOBS`` capped by RAM and cores, ``PATH`` with the
-    target's bin dir (where ``pip install ninja`` puts ninja) and ``CUDA_HOME`` when nvcc was found."""
-    env = dict(step.env)
-    threads = _threads(step)
-    per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * threads
-    fits = int(res.mem_available_gib // per_job) if res.mem_available_gib is not None else res.cpus
-    jobs = max(1, min(res.cpus, fits))
+def build_env(step: Step, res: Resources, python_exe: str, matrix: Matrix | None = None) -> dict[str, str]:
+    """Return the build's added environment: the plan's, ``MAX_JOBS`` capped by RAM and cores (``compat.max_jobs``),
+    ``PATH`` with the target's bin dir (where ``pip install ninja`` puts ninja) and ``CUDA_HOME`` when nvcc was found."""
+    from resolver.schema import Loc, check_build_env
+
+    # Only the allowlisted build variables (schema.BUILD_VARIABLES) a plan or lock may set: PYTHONPATH, LD_PRELOAD,
+    # CC or PIP_* from a planted plan would run code in the build.
+    env = check_build_env(dict(step.env), Loc(f"build of {step.package}: env"))
+    jobs_text = env.get("MAX_JOBS", "1")
+    if not (jobs_text.isascii() and jobs_text.isdigit() and len(jobs_text) <= 4):
+        raise BadInput(f"build of {step.package}: env.MAX_JOBS {jobs_text!r} is not a number of jobs")
+    m = _matrix(matrix)
+    threads = _threads(step, m)
+    jobs = compat.max_jobs(step.package, m, res.cpus, res.mem_available_gib, nvcc_threads=threads)
     if "MAX_JOBS" in env:
         jobs = max(1, min(jobs, int(env["MAX_JOBS"])))
     env["MAX_JOBS"] = str(jobs)
-    if step.package == "flash-attn":
+    if threads > 1 or "NVCC_THREADS" in env:
         env.setdefault("NVCC_THREADS", str(threads))
     env["PATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(python_exe)), os.environ.get("PATH", "")])
     home = _cuda_home()
@@ -317,9 +311,14 @@ def build(step: Step, python_exe: str, pip: Sequence[str], *, source_args: Seque
 
 
 def _new_log(package: str) -> Path:
-    logs = cache.cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return logs / f"build-{package}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.log"
+    """Return a new, empty build log: created ``O_EXCL`` (never through a planted link) in a private folder."""
+    from resolver.safefiles import private_dir
+
+    logs = private_dir(cache.cache_dir() / "logs") or Path(tempfile.mkdtemp(prefix="gpustack-logs-"))
+    fd, path = tempfile.mkstemp(prefix=f"build-{package}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-",
+                                suffix=".log", dir=logs)
+    os.close(fd)
+    return Path(path)
 
 
 def _run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path, package: str,
@@ -330,10 +329,10 @@ def _run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path, pac
     with open(log_path, "w") as log_file, Progress(*columns, console=Console(stderr=True),
                                                      disable=not show, transient=False) as bar:
         task = bar.add_task("build", total=None)
-        log_file.write("$ " + " ".join(argv) + "\n" + "".join(f"{k}={v}\n" for k, v in env.items()))
+        log_file.write(redact("$ " + " ".join(argv) + "\n" + "".join(f"{k}={v}\n" for k, v in env.items())))
 
         def on_line(line: str) -> None:
-            log_file.write(line + "\n")
+            log_file.write(redact(line) + "\n")
             tail.append(line)
             counts = parse_ninja_progress(line)
             if counts:

@@ -138,6 +138,26 @@ def store(key: BuildKey, wheel: Path) -> Path:
     return found
 
 
+def _read_record(path: Path) -> tuple[dict[str, Any], float] | None:
+    """Return (key, created) of a ``key.json``: a regular file of this user's under 1 MB holding
+    ``{"key": {...}, "created": <finite number>}``; ``None`` for anything else."""
+    import math
+
+    from resolver.safefiles import read_private
+
+    blob = read_private(path, limit=1 << 20)
+    try:
+        record = json.loads(blob) if blob is not None else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("key", {}), dict):
+        return None
+    created = record.get("created", 0.0)
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or not math.isfinite(created):
+        return None
+    return dict(record.get("key", {})), float(created)
+
+
 def entries() -> list[CacheEntry]:
     """Return every complete cache entry, oldest first."""
     found: list[CacheEntry] = []
@@ -149,12 +169,14 @@ def entries() -> list[CacheEntry]:
         wheels = sorted(folder.glob("*.whl"))
         if folder.name.startswith(".") or not key_file.is_file() or not wheels:
             continue
+        record = _read_record(key_file)
+        if record is None:
+            continue  # a malformed or planted key.json: not an entry (never a traceback)
         try:
-            record = json.loads(key_file.read_text())
-        except (OSError, ValueError):
+            size = wheels[0].stat().st_size
+        except OSError:
             continue
-        found.append(CacheEntry(folder.name, wheels[0], dict(record.get("key", {})), wheels[0].stat().st_size,
-                                float(record.get("created", 0.0))))
+        found.append(CacheEntry(folder.name, wheels[0], record[0], size, record[1]))
     return sorted(found, key=lambda e: e.created)
 
 

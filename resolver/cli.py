@@ -2,13 +2,17 @@
 
 Subcommands live in ``resolver/cmd_*.py`` and are imported only when called, so ``gpustack plan`` never pays for
 ``verify``'s imports. Every ``GpuStackError`` becomes one line on stderr and its exit code (2 for bad input).
+
+Credentials never reach a screen or a log: stderr (errors, warnings, ``-v`` logs, restore messages, build output)
+always passes through ``resolver.redact``, and stdout too when it is a terminal. Piped stdout (``plan --json >
+plan.json``, ``lock -o -``) stays exact, since it is input to the next command (docs/input.md).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -26,11 +30,39 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "cache": ("resolver.cmd_install", "cache", "List or clear the cache of source-built wheels."),
     "recover": ("resolver.cmd_install", "recover", "Finish the restore of an install that was killed or cut off."),
     "lock": ("resolver.cmd_lock", "lock", "Write a PEP 751 pylock.toml (or requirements.txt) for a target."),
-    "dockerfile": ("resolver.cmd_lock", "dockerfile", "Print a Dockerfile for a target's stack."),
-    "check-upgrade": ("resolver.cmd_lock", "check_upgrade", "Say whether moving to new versions is safe."),
+    "dockerfile": ("resolver.cmd_dockerfile", "dockerfile", "Print a Dockerfile for a target's stack."),
+    "check-upgrade": ("resolver.cmd_upgrade", "check_upgrade", "Say whether moving to new versions is safe."),
     "verify": ("resolver.cmd_verify", "verify", "Run every installed attention kernel and check it against a reference."),
     "matrix": ("resolver.cmd_matrix", "matrix", "Show or validate the compatibility matrices."),
 }
+
+
+class _Redacting:
+    """A text stream that masks URL credentials in everything written to it (``resolver.redact``)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from resolver.redact import redact
+
+        self._stream.write(redact(text) if "@" in text else text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _redact_streams() -> None:
+    if not isinstance(sys.stderr, _Redacting):
+        sys.stderr = _Redacting(sys.stderr)
+    isatty = getattr(sys.stdout, "isatty", None)
+    if not isinstance(sys.stdout, _Redacting) and isatty is not None and isatty():
+        sys.stdout = _Redacting(sys.stdout)
 
 
 class _LazyGroup(click.Group):
@@ -51,11 +83,33 @@ class _LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the CLI; a usage error (unknown option, bad choice) is one line naming it, exit 2, like any bad input."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rc = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"gpustack: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rc if isinstance(rc, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GpuStackError as exc:
-            click.echo(f"gpustack: {exc}", err=True)
+            from resolver.redact import redact
+
+            click.echo(f"gpustack: {redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
 
 
@@ -64,6 +118,7 @@ class _LazyGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log where each fact came from and every command run.")
 def main(verbose: bool) -> None:
     """gpustack: a GPU software stack (torch, its CUDA build, xformers, flash-attn) that works on your GPU and driver."""
+    _redact_streams()
     if verbose:
         import logging
 

@@ -21,7 +21,7 @@ from resolver import _subprocess, envstate
 from resolver import cache as build_cache
 from resolver import journal as journals
 from resolver.errors import BadInput
-from resolver.inputs import read_text
+from resolver.inputs import check_argument, read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.installers import pypi_mirror, torch_mirror, with_mirrors
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
@@ -62,13 +62,13 @@ def _read_plan(path: str) -> Plan:
     return Plan.from_dict(data, what=f"--plan {path}")
 
 
-def _sources(find_links: tuple[str, ...], offline: bool) -> Sources:
+def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False) -> Sources:
     for d in find_links:
         if not os.path.isdir(d):
             raise BadInput(f"--find-links {d}: no such folder; fill one with `gpustack download --dest DIR`")
     if offline and not find_links:
         raise BadInput("--offline needs --find-links DIR (made by `gpustack download --dest DIR`)")
-    return Sources(tuple(os.path.abspath(d) for d in find_links), offline)
+    return Sources(tuple(os.path.abspath(d) for d in find_links), offline, allow_insecure=allow_insecure)
 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
@@ -90,26 +90,33 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
 @click.option("--offline", is_flag=True, help="Use only --find-links folders; no network at all.")
+@click.option("--allow-insecure-index", is_flag=True,
+              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
 @click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
 @click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
 @click.option("--lock", "lock_file", metavar="FILE",
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
+@click.option("--allow-missing-hashes", is_flag=True,
+              help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
 @click.option("--torch-index-url", metavar="URL",
               help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also $GPUSTACK_TORCH_INDEX_URL.")
 @click.option("--index-url", "pypi_index_url", metavar="URL",
               help="Your PyPI mirror (default: $PIP_INDEX_URL, $UV_DEFAULT_INDEX or $UV_INDEX_URL, else pypi.org).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, torch_index_url: str | None, pypi_index_url: str | None,
-            opts: PlanOptions) -> None:
+            lock_file: str | None, allow_missing_hashes: bool, torch_index_url: str | None,
+            pypi_index_url: str | None, opts: PlanOptions, allow_insecure_index: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
+    if allow_missing_hashes and not lock_file:
+        raise BadInput("--allow-missing-hashes goes with --lock FILE; drop it or pass --lock")
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
-    sources = _sources(find_links, offline)
-    mirrors = (torch_mirror(torch_index_url), pypi_mirror(pypi_index_url))
+    sources = _sources(find_links, offline, allow_insecure_index)
+    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
+               pypi_mirror(pypi_index_url, allow_insecure=allow_insecure_index))
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
     will_create = False
@@ -132,7 +139,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     if lock_file:
         if requirements or plan_file:
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
-        _install_lock(lock_file, python_exe, backend, dry_run, reporter)
+        _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes)
         return
     plan = with_mirrors(_read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0], *mirrors)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
@@ -214,7 +221,8 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
                            f"it installs into; drop {flag}, or pass --venv/--python-exe of a matching interpreter")
 
 
-def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter) -> None:
+def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter,
+                  allow_missing_hashes: bool = False) -> None:
     """Install ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes nothing."""
     from resolver.lock import loads, lock_to_plan
     from resolver.lock_install import install_locked_safely, requirements_text
@@ -225,7 +233,7 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), Sources()))  # type: ignore[arg-type]
-    install_locked_safely(locked, python_exe, inst, reporter=reporter)
+    install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes)
     _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
 
 
@@ -237,8 +245,9 @@ def platform_args(platform: str) -> list[str]:
     return [a for t in platform_tags(platform) for a in ("--platform", t)]
 
 
-def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
-    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``."""
+def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True) -> list[list[str]]:
+    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``
+    (constraint files are written only when ``write``: a dry run writes nothing)."""
     from resolver.installers import source_args
     t = plan.stack.target
     pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
@@ -248,19 +257,21 @@ def download_argvs(plan: Plan, dest: str, sources: Sources) -> list[list[str]]:
         if step.action == "build":
             if os.path.isdir(step.requirement):
                 continue  # a local source tree: nothing to download
-            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where, step.url or step.requirement])
+            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where,
+                          check_argument(step.url or step.requirement, "requirement")])
             continue
         req = f"{step.package} @ {step.url}" if step.url else step.requirement
         target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
                   "--implementation", "cp"]
-        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c))]
-        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where, req])
+        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
+        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
+                      check_argument(req, "requirement")])
     return argvs
 
 
-def _write_constraint(dest: str, line: str) -> str:
+def _write_constraint(dest: str, line: str, write: bool = True) -> str:
     from resolver.installers import constraints_path
-    path = constraints_path([line], write=True)
+    path = constraints_path([line], write=write)
     assert path is not None
     return path
 
@@ -271,10 +282,17 @@ def _write_constraint(dest: str, line: str) -> str:
 @click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
-def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions) -> None:
+@click.option("--allow-insecure-index", is_flag=True,
+              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions,
+             allow_insecure_index: bool = False) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
+    check_argument(dest, "--dest")
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
-    argvs = download_argvs(plan, os.path.abspath(dest), Sources())
+    argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
+                           write=not dry_run)
     if dry_run:
         for argv in argvs:
             click.echo(" ".join(argv))

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from resolver import matrix as matrix_mod
 from resolver.matrix_types import Matrix
@@ -42,7 +40,7 @@ def validate(matrix_dir: str | None) -> None:
         sys.exit(1)
     click.echo(
         f"ok: {len(m.torch)} torch releases, {len(m.xformers)} xformers, {len(m.flash_attn)} flash-attn, "
-        f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images ({where})"
+        f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images, {len(m.pins)} pins ({where})"
     )
 
 
@@ -61,9 +59,9 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
             for x in m.xformers
         ]
     if subject == "flash-attn":
-        return ["flash-attn", "wheels (torch minors)", "CUDA builds", "max CC major", "unverified"], [
+        return ["flash-attn", "wheels (torch minors)", "CUDA builds", "GPU CC", "unverified"], [
             [str(f.version), " ".join(sorted({f"{w.torch.major}.{w.torch.minor}" for w in f.wheels}, key=lambda s: tuple(map(int, s.split("."))))),
-             " ".join(sorted({str(w.cuda_build) for w in f.wheels})), str(f.max_cc_major or "-"), "yes" if f.wheels_unverified else ""]
+             " ".join(sorted({str(w.cuda_build) for w in f.wheels})), f"{f.min_cc}–{f.max_cc}" if f.max_cc else f">= {f.min_cc}", "yes" if f.wheels_unverified else ""]
             for f in m.flash_attn
         ]
     if subject == "cuda":
@@ -157,7 +155,6 @@ def show(subject: str, matrix_dir: str | None, as_json: bool) -> None:
         out: list[dict[str, Any]] = [dict(zip(header, r)) for r in rows]
         click.echo(json.dumps(out, indent=2))
         return
-    table = Table(*header, title=f"{subject} ({len(rows)} rows)", title_justify="left", show_lines=subject == "torch")
-    for r in rows:
-        table.add_row(*r)
-    Console(soft_wrap=True).print(table)
+    from resolver.render import console, print_table
+
+    print_table(console(), f"{subject} ({len(rows)} rows)", header, rows, show_lines=subject == "torch")

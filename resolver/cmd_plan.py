@@ -71,17 +71,8 @@ def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOpti
             classes.append(entry)
         click.echo(json.dumps({"ok": not failed, "fleet": ctx.fleet.to_dict(), "classes": classes}, indent=2))
     else:
-        from resolver.render import console, print_plan, print_refusal, print_target
+        from resolver.render import console, print_fleet_plans
 
-        out = console()
-        for line in ctx.lines:
-            out.print(line, style="yellow", highlight=False)
-        for (c, got), cid in zip(answers, ids):
-            out.print(f"\n[bold]Class {cid}[/]: {c.describe()}", highlight=False)
-            if isinstance(got, NoCompatibleStack):
-                print_refusal(out, got.reasons, got.alternatives)
-            else:
-                print_target(out, got.stack.target)
-                print_plan(out, got)
+        print_fleet_plans(console(), ctx.lines, [(cid, c.describe(), got) for (c, got), cid in zip(answers, ids)])
     if failed:
         sys.exit(1)

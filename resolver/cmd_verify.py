@@ -10,47 +10,10 @@ import json
 import sys
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from resolver.verify import VerifyReport, run_verify
+from resolver.verify import run_verify
 
-__all__ = ["verify", "render"]
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def render(report: VerifyReport, console: Console) -> None:
-    """Returns nothing; prints the report as a table, then the checks, notes and the verdict."""
-    if report.device:
-        d = report.device
-        console.print(f"[bold]{d.get('name')}[/] (sm {d.get('compute_capability')}), driver {d.get('driver')}, "
-                      f"torch {d.get('torch')} (CUDA {d.get('cuda')})")
-    table = Table(show_lines=False)
-    for col in ("backend", "op", "dtype", "result", "max err", "ms", "TFLOP/s", "detail"):
-        table.add_column(col, justify="right" if col in ("max err", "ms", "TFLOP/s") else "left",
-                         no_wrap=col != "detail")
-    for r in report.results:
-        if r.skipped:
-            status, detail = "[dim]skip[/]", r.hint or ""
-        elif r.passed:
-            status, detail = "[green]pass[/]", r.hint or r.case
-        else:
-            status, detail = "[red]FAIL[/]", f"{r.error}" + (f"\n[yellow]fix:[/] {r.hint}" if r.hint else "")
-        table.add_row(r.backend, r.op, r.dtype, status, "-" if r.skipped else f"{r.max_abs_error:.2g}",
-                      _fmt(r.ms, ".3f"), _fmt(r.tflops, ".3g"), detail)
-    console.print(table)
-    for c in report.checks:
-        mark = "[green]ok[/]" if c.ok else ("[yellow]warn[/]" if c.severity == "warning" else "[red]FAIL[/]")
-        console.print(f"{mark} {c.name}: {c.message}" + (f"\n     fix: {c.hint}" if c.hint and not c.ok else ""))
-    for note in report.notes:
-        console.print(f"[bold yellow]{note}[/]")
-    failed = report.failed_backends()
-    verdict = "[bold green]all backends passed[/]" if report.ok else (
-        f"[bold red]failed: {', '.join(failed)}[/]" if failed else "[bold red]nothing verified[/]")
-    console.print(f"{verdict} ({report.wall_s:.1f} s)")
+__all__ = ["verify"]
 
 
 @click.command()
@@ -76,8 +39,7 @@ def verify(python_exe: str | None, as_json: bool, expect: tuple[str, ...], timeo
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        console = Console()
-        if not console.is_terminal:
-            console.width = max(console.width, 140)
-        render(report, console)
+        from resolver.render import console, print_verify
+
+        print_verify(console(), report)
     sys.exit(0 if report.ok else 1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import TypeVar
 
 from packaging.version import Version
 
-from resolver._subprocess import run, try_run
+from resolver._subprocess import try_run
 from resolver.errors import BadInput, DetectionError
 from resolver.models import ComputeCapability, format_driver, parse_driver
 from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, parse_env_json, parse_meminfo_available_gib,
@@ -35,6 +34,7 @@ from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, p
                              parse_sys_module_version)
 from resolver import probes
 from resolver.report import Reporter
+from resolver.target import PROBE_SCRIPT, probe_output
 
 # The values and parsers live in resolver.probes; detect re-exports them beside the reads.
 __all__ = ["detect", "detect_env", "nvcc", "resources", "format_driver", *probes.__all__]
@@ -44,9 +44,7 @@ log = logging.getLogger("gpustack.detect")
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total", "--format=csv,noheader")
 SYS_MODULE_VERSION = "/sys/module/nvidia/version"
 PROC_DRIVER_VERSION = "/proc/driver/nvidia/version"
-PROBE_ENV_SCRIPT = Path(__file__).with_name("_child") / "probe_env.py"
-# Importing a large torch from a cold disk can take tens of seconds.
-PROBE_ENV_TIMEOUT_S = 180.0
+PROBE_ENV_SCRIPT = PROBE_SCRIPT
 
 
 # --- probes: I/O only -------------------------------------------------------------------------------------------
@@ -187,22 +185,9 @@ def _cpu_count() -> int:
 
 
 def _read_env_json(python_exe: str) -> str:
-    """Return the stdout of ``python_exe probe_env.py``. Raises ``BadInput`` when ``python_exe`` is no Python."""
-    if os.sep not in python_exe:  # a bare name such as python3.11: look it up on PATH
-        python_exe = shutil.which(python_exe) or python_exe
-    if not os.path.isfile(python_exe):
-        raise BadInput(f"--python-exe {python_exe}: not found; pass the path of a python interpreter")
-    try:
-        done = run([python_exe, str(PROBE_ENV_SCRIPT)], timeout=PROBE_ENV_TIMEOUT_S, check=False)
-    except OSError as exc:
-        raise BadInput(f"--python-exe {python_exe}: cannot run it ({exc.strerror}); "
-                       "pass the path of a python interpreter") from None
-    except subprocess.TimeoutExpired:
-        raise DetectionError(f"{python_exe} {PROBE_ENV_SCRIPT}: no answer in {PROBE_ENV_TIMEOUT_S:.0f}s") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BadInput(f"--python-exe {python_exe}: not a working Python 3.8+ interpreter ({last})")
-    return done.stdout
+    """Return the stdout of ``python_exe probe_env.py --mode full`` (``resolver.target``, the one reader of a
+    target interpreter). Raises ``BadInput`` when ``python_exe`` is no Python."""
+    return probe_output(python_exe, "full")
 
 
 # --- assembly ---------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ uninstalls what was added. ``env_lock`` is an inter-process lock file inside the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,39 +19,12 @@ from typing import Protocol
 import filelock
 
 from resolver import _subprocess, journal as journals
-from resolver.errors import BadInput, GpuStackError
+from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
+from resolver.target import TargetFacts, parse_facts, read_target
 
 __all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "diff", "restore", "env_lock", "EnvironmentLocked"]
 
 log = logging.getLogger("gpustack.envstate")
-
-# Runs in the target interpreter (any Python 3.8+): every distribution as name -> [version, direct url, editable],
-# and the "debris": ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was
-# uninstalling). Their dist-info still says ``Name: torch``, so they are skipped as pip freeze skips them.
-_SNAPSHOT_CODE = r"""
-import importlib.metadata as m, json, os, re, site, sys, sysconfig
-out = {}
-for d in m.distributions():
-    n = d.metadata["Name"]
-    if not n or os.path.basename(str(getattr(d, "_path", ""))).startswith("~"):
-        continue
-    k = re.sub(r"[-_.]+", "-", n).lower()
-    if k in out:
-        continue
-    url, editable = None, False
-    t = d.read_text("direct_url.json")
-    if t:
-        try:
-            j = json.loads(t)
-            url, editable = j.get("url"), bool(j.get("dir_info", {}).get("editable"))
-        except ValueError:
-            pass
-    out[k] = [d.version, url, editable]
-dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-debris = sorted(os.path.join(p, e) for p in dirs if os.path.isdir(p) for e in os.listdir(p) if e.startswith("~"))
-print(json.dumps({"prefix": sys.prefix, "dists": out, "debris": debris}))
-"""
-
 
 class EnvironmentLocked(GpuStackError):
     """Another gpustack run holds the environment's lock for longer than we were willing to wait."""
@@ -140,24 +112,21 @@ class Restorer(Protocol):
         """Return argv that uninstalls ``names`` without asking."""
 
 
+def _snapshot_of(facts: TargetFacts) -> Snapshot:
+    dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
+    return Snapshot(facts.prefix, dists, facts.debris)
+
+
 def parse_snapshot(text: str) -> Snapshot:
-    """Return the snapshot in the child's JSON answer."""
-    data = json.loads(text.strip().splitlines()[-1])
-    dists = {k: Dist(k, str(v[0]), v[1], bool(v[2])) for k, v in data["dists"].items()}
-    return Snapshot(str(data["prefix"]), dists, tuple(data.get("debris", ())))
+    """Return the snapshot in the child's answer (``probe_env.py --mode installed``)."""
+    return _snapshot_of(parse_facts(text, "installed"))
 
 
 def snapshot(python_exe: str) -> Snapshot:
-    """Return what ``python_exe`` has installed. Raises ``BadInput`` when it cannot be run as Python."""
-    try:
-        done = _subprocess.run([python_exe, "-c", _SNAPSHOT_CODE], timeout=120, check=False)
-    except OSError as exc:
-        raise BadInput(f"--python-exe {python_exe}: cannot run it ({exc.strerror}); "
-                       "pass the path of a python interpreter") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BadInput(f"--python-exe {python_exe}: not a working Python 3.8+ interpreter ({last})")
-    return parse_snapshot(done.stdout)
+    """Return what ``python_exe`` has installed (``resolver.target``, mode ``installed``: every distribution with
+    the URL it came from, and the ``~``-folders a killed pip left). Raises ``BadInput`` when it cannot be run as
+    Python."""
+    return _snapshot_of(read_target(python_exe, "installed"))
 
 
 def diff(before: Snapshot, after: Snapshot) -> EnvDiff:

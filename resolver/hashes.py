@@ -2,19 +2,16 @@
 
 Reading an index is one injectable function (``Fetch``: URL -> page text or ``None``); parsing the page (PEP 691
 JSON or PEP 503 HTML) and choosing the file are pure. A hash that cannot be read is returned as ``None`` with the
-reason and a warning; it is never guessed. ``dependency_pins`` asks pip's resolver (``--dry-run --report``) which
-dependencies the plan pulls in, so the lock can hold them too.
+reason and a warning; it is never guessed. The dependencies a plan pulls in are resolved by ``resolver.lock_resolve``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
@@ -24,11 +21,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
-from resolver import _subprocess
 from resolver.lock import LockedFile
 from resolver.models import PYPI_SIMPLE, Plan
 
-__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "platform_tags", "target_tags", "pick", "lookup", "dependency_pins"]
+__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "platform_tags", "target_tags", "pick", "lookup"]
 
 log = logging.getLogger("gpustack.hashes")
 
@@ -49,6 +45,30 @@ class IndexFile:
     size: int | None = None
     upload_time: str | None = None
     yanked: bool = False
+    requires_python: str | None = None
+
+
+_SESSION: tuple[str, Any] | None = None
+
+
+def _session() -> Any:
+    """Return the HTTP session index pages are read with: cached on disk by HTTP's own rules (CacheControl, as pip
+    does), so a page PyPI says is fresh for 10 minutes is not asked for again, and a stale one is revalidated."""
+    global _SESSION
+    from resolver.cache import cache_dir
+
+    where = str(cache_dir() / "index-pages")
+    if _SESSION is None or _SESSION[0] != where:
+        import requests
+        from cachecontrol import CacheControl
+        from cachecontrol.caches.file_cache import SeparateBodyFileCache
+
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
+        session = requests.Session()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        _SESSION = (where, CacheControl(session, cache=SeparateBodyFileCache(where)))
+    return _SESSION[1]
 
 
 def fetch_text(url: str) -> str | None:
@@ -57,14 +77,15 @@ def fetch_text(url: str) -> str | None:
 
     headers = {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
     try:
-        resp = requests.get(url, headers=headers, timeout=30)
+        resp = _session().get(url, headers=headers, timeout=30)
     except requests.RequestException as exc:
         log.warning("cannot read %s: %s", url, exc)
         return None
     if resp.status_code != 200:
         log.warning("cannot read %s: HTTP %d", url, resp.status_code)
         return None
-    return resp.text
+    body: bytes = resp.content
+    return body.decode(resp.encoding or "utf-8", errors="replace")  # no charset sniffing of 2 MB pages
 
 
 class _Anchors(HTMLParser):
@@ -77,8 +98,9 @@ class _Anchors(HTMLParser):
             self.links.append(dict(attrs))
 
 
-def parse_index_page(text: str, page_url: str) -> list[IndexFile]:
-    """Return the files of a simple-index project page (PEP 691 JSON or PEP 503 HTML); URLs are made absolute."""
+def parse_index_page(text: str, page_url: str, *, only: str | None = None) -> list[IndexFile]:
+    """Return the files of a simple-index project page (PEP 691 JSON or PEP 503 HTML); URLs are made absolute.
+    ``only`` keeps just the file of that name (a page lists thousands; joining every URL costs)."""
     if text.lstrip().startswith("{"):
         data: dict[str, Any] = json.loads(text)
         return [
@@ -89,8 +111,10 @@ def parse_index_page(text: str, page_url: str) -> list[IndexFile]:
                 size=f.get("size"),
                 upload_time=f.get("upload-time"),
                 yanked=bool(f.get("yanked")),
+                requires_python=f.get("requires-python"),
             )
             for f in data.get("files", [])
+            if only is None or f["filename"] == only
         ]
     parser = _Anchors()
     parser.feed(text)
@@ -100,27 +124,34 @@ def parse_index_page(text: str, page_url: str) -> list[IndexFile]:
         if not href:
             continue
         url, frag = urldefrag(urljoin(page_url, href))
+        filename = unquote(url.rsplit("/", 1)[-1])
+        if only is not None and filename != only:
+            continue
         sha = frag.removeprefix("sha256=") if frag.startswith("sha256=") else None
-        files.append(IndexFile(unquote(url.rsplit("/", 1)[-1]), url, sha, yanked="data-yanked" in a))
+        files.append(IndexFile(filename, url, sha, yanked="data-yanked" in a,
+                               requires_python=a.get("data-requires-python")))
     return files
 
 
-def platform_tags(platform: str) -> list[str]:
+def platform_tags(platform: str, glibc: object = None) -> list[str]:
     """Return the wheel platform tags a target installs, most preferred first: on Linux every manylinux up to the
-    assumed glibc (``GLIBC_MAX``) and its legacy aliases, then the bare platform."""
+    target's glibc (``glibc``, e.g. ``Version("2.28")``; by default ``GLIBC_MAX``) and its legacy aliases, then the
+    bare platform."""
     if not platform.startswith("linux_"):
         return [platform]
     arch = platform.removeprefix("linux_")
     legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-    platforms = [p for m in range(GLIBC_MAX[1], 4, -1)
+    top = int(str(glibc).split(".")[1]) if glibc is not None else GLIBC_MAX[1]
+    platforms = [p for m in range(top, 4, -1)
                  for p in (f"manylinux_2_{m}_{arch}", *([f"{legacy[m]}_{arch}"] if m in legacy else []))]
     return platforms + [platform]
 
 
-def target_tags(python: str, platform: str) -> list[tags.Tag]:
-    """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``)."""
+def target_tags(python: str, platform: str, glibc: object = None) -> list[tags.Tag]:
+    """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``, Linux
+    wheels up to ``glibc``)."""
     major, minor = (int(x) for x in python.split(".")[:2])
-    platforms = platform_tags(platform)
+    platforms = platform_tags(platform, glibc)
     interp = f"cp{major}{minor}"
     return [*tags.cpython_tags((major, minor), platforms=platforms),
             *tags.compatible_tags((major, minor), interpreter=interp, platforms=platforms)]
@@ -180,14 +211,18 @@ def _direct(name: str, version: str, url: str) -> LockedFile:
                       reason="" if sha else f"{bare} is a direct URL with no published sha256")
 
 
-def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | None = None) -> tuple[dict[str, LockedFile], list[str]]:
+def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | None = None,
+           known: Mapping[str, LockedFile] | None = None) -> tuple[dict[str, LockedFile], list[str]]:
     """Return the file of every step of ``plan`` (and of ``pins``: dependencies, name -> version), plus warnings.
 
     Each step's index (then its extra indexes) is asked for a wheel matching the plan's target; a ``build`` step
     gets its sdist. A file that cannot be found still gets an entry, with ``sha256=None`` and the reason.
+    ``known`` (what a resolver already locked, by canonical name) is taken as it is, except for build steps.
     """
+    known = {str(canonicalize_name(k)): v for k, v in (known or {}).items()}
+    builds = {str(canonicalize_name(s.package)) for s in plan.steps if s.action == "build"}
     target = plan.stack.target
-    accepted = target_tags(target.python, target.platform)
+    accepted = target_tags(target.python, target.platform, target.glibc)
     pages: dict[str, list[IndexFile] | None] = {}
     found: dict[str, LockedFile] = {}
     warnings: list[str] = []
@@ -202,15 +237,21 @@ def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | N
     for dep, version in (pins or {}).items():
         if canonicalize_name(dep) not in {canonicalize_name(w[0]) for w in wanted}:
             wanted.append((dep, SpecifierSet(f"=={version}"), [PYPI_SIMPLE, *steps_indexes], False, None))
+    for key, f in known.items():
+        if key not in builds:
+            found[key] = f
     for name, spec, indexes, sdist, url in wanted:
         key = str(canonicalize_name(name))
+        if key in found:
+            continue
         version = next((str(s.version) for s in spec if s.operator == "=="), "")
         if url:
             found[key] = _direct(name, version, url)
         else:
             found[key] = _from_indexes(name, spec, indexes, accepted, sdist, fetch, pages)
-        if found[key].sha256 is None and found[key].kind != "vcs":
-            warnings.append(f"{name}: no sha256 ({found[key].reason}); it is written to the lock as missing")
+    for f in found.values():
+        if f.sha256 is None and f.kind != "vcs":
+            warnings.append(f"{f.name}: no sha256 ({f.reason}); it is written to the lock as missing")
     return found, warnings
 
 
@@ -236,29 +277,3 @@ def _from_indexes(name: str, spec: SpecifierSet, indexes: Sequence[str], accepte
                           size=f.size, upload_time=f.upload_time, reason="" if f.sha256 else f"{index} lists no sha256")
     version = next((str(s.version) for s in spec if s.operator == "=="), "0")
     return LockedFile(name, version, "", "", None, index=indexes[0], reason="; ".join(reasons))
-
-
-def dependency_pins(plan: Plan, python_exe: str) -> dict[str, str]:
-    """Return name -> version of everything pip would install for the plan's wheel steps on the plan's target.
-
-    Runs ``pip install --dry-run --report`` for the target's Python and platform (no files are written outside a
-    temporary folder). Build steps are left out: their dependencies are built against the locked torch.
-    """
-    target = plan.stack.target
-    wheels = [s for s in plan.steps if s.action == "install"]
-    if not wheels:
-        return {}
-    accepted = target_tags(target.python, target.platform)
-    platforms = list(dict.fromkeys(t.platform for t in accepted if t.platform != "any"))[:40]
-    indexes = list(dict.fromkeys(i for s in wheels for i in (s.index_url or PYPI_SIMPLE, *s.extra_index_urls)))
-    with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as tmp:
-        report = Path(tmp) / "report.json"
-        argv = [python_exe, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                "--target", str(Path(tmp) / "t"), "--report", str(report), "--only-binary=:all:",
-                "--implementation", "cp", "--python-version", target.python,
-                *[a for p in platforms for a in ("--platform", p)], "--index-url", indexes[0],
-                *[a for i in indexes[1:] for a in ("--extra-index-url", i)],
-                *[s.url or s.requirement for s in wheels]]
-        _subprocess.run(argv, timeout=600)
-        data = json.loads(report.read_text())
-    return {item["metadata"]["name"]: item["metadata"]["version"] for item in data.get("install", [])}

@@ -98,10 +98,10 @@ def check_text(value: str, what: str, *, limit: int = MAX_NAME_CHARS, hint: str 
     return value
 
 
-def check_name(value: str, what: str, *, hint: str = "") -> str:
+def check_name(value: str, what: str, *, hint: str = "", limit: int = MAX_NAME_CHARS) -> str:
     """Return ``value`` (a GPU name, profile, ...) stripped; ``BadInput`` when empty, too long or holding control
     characters (a newline would reach Dockerfile comments and logs)."""
-    check_text(value, what, hint=hint)
+    check_text(value, what, hint=hint, limit=limit)
     if not value.strip():
         raise BadInput(f"{what}: empty" + (f"; {hint}" if hint else ""))
     return value.strip()
@@ -147,3 +147,33 @@ def check_argument(value: str, what: str) -> str:
                        "write a PEP 508 requirement or a URL")
     check_text(value, what, limit=8192, hint="write it on one line")
     return value
+
+
+def is_loopback(host: str | None) -> bool:
+    """Return whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_index_url(url: str, what: str, *, allow_insecure: bool = False) -> str:
+    """Return ``url`` when it may be passed to pip/uv as an index: one argument (``check_argument``), and
+    ``https://`` or ``file://``; ``http://`` only on loopback or with ``--allow-insecure-index`` (a plain-HTTP index
+    lets anyone on the path swap the files)."""
+    from urllib.parse import urlsplit
+
+    check_argument(url, what)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
+        from resolver.redact import redact
+
+        raise BadInput(f"{what} {redact(url)}: plain http:// index; use https://, or pass --allow-insecure-index "
+                       "if you trust every network between here and it")
+    return url

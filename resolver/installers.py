@@ -11,7 +11,9 @@ import re
 import shlex
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -22,14 +24,14 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonic
                              parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
-from resolver import _subprocess
 from resolver.cache import cache_dir
 from resolver.errors import BadInput, GpuStackError
+from resolver.inputs import check_argument, check_index_url
 from resolver.models import Plan, Step
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
            "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
-           "with_mirrors", "torch_mirror", "pypi_mirror", "check_index_url"]
+           "with_mirrors", "torch_mirror", "pypi_mirror"]
 
 log = logging.getLogger("gpustack.install")
 
@@ -94,6 +96,15 @@ class Sources:
     find_links: tuple[str, ...] = ()
     offline: bool = False
     unreachable: frozenset[str] = frozenset()
+    allow_insecure: bool = False  # --allow-insecure-index: http:// indexes off loopback
+
+    def index(self, url: str) -> str:
+        """Return ``url`` when it may go on a command line as an index (``inputs.check_index_url``)."""
+        return check_index_url(url, "index", allow_insecure=self.allow_insecure)
+
+    def links(self) -> list[str]:
+        """Return the ``--find-links`` arguments (each folder checked to be one argument)."""
+        return [a for d in self.find_links for a in ("--find-links", check_argument(d, "--find-links"))]
 
     def local_file(self, step: Step) -> str | None:
         """Return the path of ``step``'s file in a find-links folder: its ``url``'s file name, or a wheel or sdist
@@ -138,10 +149,10 @@ def _file_is(filename: str, name: str, version: Version) -> bool:
 def source_args(step: Step, sources: Sources) -> list[str]:
     """Return where ``step`` may look: the plan's indexes (less those found unreachable) plus find-links; only
     the folders when offline."""
-    links = [a for d in sources.find_links for a in ("--find-links", d)]
+    links = sources.links()
     if sources.offline:
         return ["--no-index", *links]
-    indexes = [u for u in (step.index_url, *step.extra_index_urls) if u and u not in sources.unreachable]
+    indexes = [sources.index(u) for u in (step.index_url, *step.extra_index_urls) if u and u not in sources.unreachable]
     if not indexes:
         return ["--no-index", *links] if step.index_url else links
     args = ["--index-url", indexes[0]]
@@ -187,14 +198,24 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
 
 
 def constraints_path(constraints: Sequence[str], write: bool = False) -> str | None:
-    """Return the constraints file holding ``constraints`` (named by their hash; written when ``write``)."""
+    """Return the constraints file holding ``constraints`` (named by their hash; written when ``write``).
+
+    Written only into a private (0700) folder through an ``O_EXCL`` temporary file, never through a planted link;
+    when the cache folder cannot be made private, into a fresh private temporary folder."""
+    from resolver.safefiles import write_private
+
     if not constraints:
         return None
-    text = "".join(f"{c}\n" for c in constraints)
-    path = cache_dir() / "constraints" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    text = "".join(f"{check_argument(c, 'constraint')}\n" for c in constraints)
+    name = f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
+    path = cache_dir() / "constraints" / name
     if write:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        written = write_private(path.parent, name, text.encode())
+        if written is None:
+            written = write_private(Path(tempfile.mkdtemp(prefix="gpustack-constraints-")), name, text.encode())
+        if written is None:
+            raise GpuStackError(f"cannot write the constraints file {name} in {path.parent} or a temporary folder")
+        return str(written)
     return str(path)
 
 
@@ -220,8 +241,9 @@ class Installer:
         argv += ["--constraint", constraints] if constraints else []
         argv += (["--reinstall"] if self.backend == "uv" else ["--force-reinstall"]) if reinstall else []
         argv += uv_source_args(source) if self.backend == "uv" else list(source)
-        for req in requirements:
-            argv += ["-e", req[3:]] if req.startswith("-e ") else [req]
+        for req in requirements:  # a requirement, URL or path: never an option, never two lines
+            argv += ["-e", check_argument(req[3:], "requirement")] if req.startswith("-e ") else \
+                [check_argument(req, "requirement")]
         return argv
 
     def reinstall_argv(self, requirements: Sequence[str]) -> list[str]:
@@ -268,22 +290,27 @@ def uv_source_args(source: Sequence[str]) -> list[str]:
 
 
 def pip_argv(python_exe: str) -> list[str]:
-    """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip)."""
-    if _subprocess.try_run([python_exe, "-c", "import pip"], timeout=30) is not None:
+    """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip).
+
+    Whether it has pip is read by ``resolver.target`` (mode ``light``), the one reader of a target interpreter.
+    """
+    from resolver.target import read_target
+
+    if read_target(python_exe, "light").has_pip:
         return [python_exe, "-m", "pip"]
     return [sys.executable, "-m", "pip", "--python", python_exe]
 
 
 def restore_args(plan: Plan, sources: Sources) -> list[str]:
     """Return the source arguments a restore uses: every index of the plan (first as the index) and find-links."""
-    links = [a for d in sources.find_links for a in ("--find-links", d)]
+    links = sources.links()
     if sources.offline:
         return ["--no-index", *links]
     indexes: list[str] = []
     for step in plan.steps:
         for url in (step.index_url, *step.extra_index_urls):
             if url and url not in indexes and url not in sources.unreachable:
-                indexes.append(url)
+                indexes.append(sources.index(url))
     args = ["--index-url", indexes[0]] if indexes else []
     for url in indexes[1:]:
         args += ["--extra-index-url", url]
@@ -302,34 +329,34 @@ def _move(url: str | None, old: str, new: str) -> str | None:
     return url
 
 
-def check_index_url(url: str, flag: str) -> str:
-    """Return ``url`` (no trailing slash) when it can be an index (http, https or file); ``BadInput`` otherwise."""
+def _mirror_url(url: str, what: str, allow_insecure: bool) -> str:
+    """Return ``url`` (no trailing slash) when it can be an index: http(s) or file, by ``inputs.check_index_url``'s
+    rule (plain http only on loopback or with --allow-insecure-index); ``BadInput`` otherwise."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname) \
-            or any(c.isspace() for c in url):
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
         from resolver.redact import redact
-        raise BadInput(f"{flag} {redact(url)}: not an index URL; pass http(s)://host/path (or file:///folder)")
-    return url.rstrip("/")
+        raise BadInput(f"{what} {redact(url)}: not an index URL; pass https://host/path (or file:///folder)")
+    return check_index_url(url, what, allow_insecure=allow_insecure).rstrip("/")
 
 
-def pypi_mirror(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+def pypi_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
     """Return the user's PyPI mirror: ``--index-url``, else ``PIP_INDEX_URL``, ``UV_DEFAULT_INDEX`` or
     ``UV_INDEX_URL`` from the environment (what pip and uv themselves would use); ``None`` for pypi.org."""
     env = os.environ if environ is None else environ
     for flag, value in (("--index-url", given), ("PIP_INDEX_URL", env.get("PIP_INDEX_URL")),
                         ("UV_DEFAULT_INDEX", env.get("UV_DEFAULT_INDEX")), ("UV_INDEX_URL", env.get("UV_INDEX_URL"))):
         if value:
-            return check_index_url(value, flag)
+            return _mirror_url(value, flag, allow_insecure)
     return None
 
 
-def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
     """Return the mirror of download.pytorch.org/whl: ``--torch-index-url``, else ``GPUSTACK_TORCH_INDEX_URL``."""
     env = os.environ if environ is None else environ
     if given:
-        return check_index_url(given, "--torch-index-url")
+        return _mirror_url(given, "--torch-index-url", allow_insecure)
     if env.get("GPUSTACK_TORCH_INDEX_URL"):
-        return check_index_url(env["GPUSTACK_TORCH_INDEX_URL"], "GPUSTACK_TORCH_INDEX_URL")
+        return _mirror_url(env["GPUSTACK_TORCH_INDEX_URL"], "GPUSTACK_TORCH_INDEX_URL", allow_insecure)
     return None
 
 

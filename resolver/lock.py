@@ -8,7 +8,7 @@ whose hash could not be read) lives under ``[tool.gpustack]`` (docs/lock.md).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -101,6 +101,8 @@ class LockedPlan:
     """A parsed, validated lock: the ``Pylock``, its target and its packages in install order.
 
     ``missing`` holds packages whose file hash was unknown at lock time (``[[tool.gpustack.missing]]``).
+    ``request``, ``profile``, ``driver`` and ``glibc`` say what the lock was made for (``[tool.gpustack]``), so a
+    re-lock or ``check-upgrade`` keeps them.
     """
 
     pylock: Pylock
@@ -108,6 +110,11 @@ class LockedPlan:
     packages: tuple[LockedPackage, ...]
     missing: tuple[LockedPackage, ...] = ()
     notes: tuple[str, ...] = ()
+    request: tuple[str, ...] = ()  # what the lock was made for: the PEP 508 requirements given
+    profile: str | None = None  # the --profile given, if any
+    driver: str | None = None  # the target's driver, when known
+    glibc: str | None = None  # the target's glibc, when known
+    deps: bool = True  # whether the dependencies were locked too (``lock --no-deps``: only the plan's packages)
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -124,18 +131,10 @@ def environment_marker(python: str, platform: str) -> str:
 
 
 def min_driver(cuda: str | None, matrix: Matrix, platform: str) -> Version | None:
-    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform`` (minor-version compatibility floor),
-    or ``None`` for a CPU stack or a CUDA the matrix does not know."""
-    if not cuda:
-        return None
-    v = Version(cuda)
-    compat = matrix.compat(v.major)
-    if compat is not None:
-        return compat.min_driver_windows if platform.startswith("win") else compat.min_driver_linux
-    minor = matrix.cuda_minor(v)
-    if minor is None:
-        return None
-    return minor.ga_min_driver_windows if platform.startswith("win") else minor.ga_min_driver_linux
+    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform`` (``compat.driver_floor``)."""
+    from resolver.compat import driver_floor
+
+    return driver_floor(cuda, matrix, platform)
 
 
 def _upload_time(text: str | None) -> datetime | None:
@@ -170,12 +169,17 @@ def _strip_none(value: Any) -> Any:
     return value
 
 
-def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None) -> str:
+def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None,
+          request: Sequence[str] = (), profile: str | None = None, driver: str | None = None,
+          glibc: str | None = None, deps: bool = True) -> str:
     """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
 
     Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
     sha256 is listed under ``[[tool.gpustack.missing]]`` (PEP 751 requires a hash on every file), never guessed.
-    ``matrix`` gives the minimum driver; without it the lock records none.
+    ``matrix`` gives the minimum driver; without it the lock records none. ``request`` (PEP 508 strings),
+    ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's); ``deps``
+    says whether the dependencies were locked too.
+    The text starts with comments saying what a plain installer (``uv pip install -r``) cannot do with it.
     """
     stack = plan.stack
     target = stack.target
@@ -202,8 +206,15 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     torch = stack.get("torch")
     cuda = torch.cuda if torch is not None else None
     floor = min_driver(cuda, matrix, target.platform) if matrix is not None else None
+    if driver is None and target.driver is not None:
+        driver = format_driver(target.driver)
     tool_table: dict[str, Any] = {
         "format": FORMAT,
+        "request": list(request),
+        "profile": profile,
+        "driver": driver,
+        "glibc": glibc,
+        "deps": deps,
         "target": {
             "python": ".".join(target.python.split(".")[:2]),
             "platform": target.platform,
@@ -229,7 +240,28 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     data["environments"] = [environment_marker(target.python, target.platform)]
     data = _strip_none(data)
     _validate(data, "the lock gpustack wrote")
-    return tomli_w.dumps(data)
+    return _header(packages, missing) + tomli_w.dumps(data)
+
+
+def _header(packages: Sequence[Package], missing: Sequence[Mapping[str, Any]]) -> str:
+    """Return the comments a lock starts with: what ``uv pip install -r pylock.toml`` (which cannot see
+    ``[tool.gpustack]``) would get wrong, and that ``gpustack install --lock`` is the way then."""
+    lines = ["# Written by `gpustack lock`; install it with `gpustack install --lock FILE` (checks this machine first)."]
+    builds = []
+    for p in packages:
+        env = dict(((p.tool or {}).get("gpustack") or {}).get("build_env") or {})
+        if env:
+            builds.append(f"{p.name} {p.version} ({' '.join(f'{k}={v}' for k, v in sorted(env.items()))})")
+    if builds:
+        lines.append("# Source builds need the build environment in [tool.gpustack], which `uv pip install -r` and pip")
+        lines.append("# cannot see: " + "; ".join(builds) + ".")
+        lines.append("# Only `gpustack install --lock` builds them as locked; other installers build without it.")
+    else:
+        lines.append("# `uv pip install -r pylock.toml` installs it too (every file is a hashed wheel).")
+    if missing:
+        names = ", ".join(f"{m['name']}=={m['version']}" for m in missing)
+        lines.append(f"# Not in [[packages]] (no sha256 could be read): {names}; see [[tool.gpustack.missing]].")
+    return "\n".join(lines) + "\n"
 
 
 def _validate(data: Mapping[str, Any], what: str) -> Pylock:
@@ -237,7 +269,8 @@ def _validate(data: Mapping[str, Any], what: str) -> Pylock:
     try:
         return Pylock.from_dict(data)
     except PylockValidationError as exc:
-        raise BadInput(f"{what} is not a valid PEP 751 lock: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{what} is not a valid PEP 751 lock: {first}") from None
 
 
 def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
@@ -273,6 +306,9 @@ def loads(text: str) -> LockedPlan:
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"lock file is not valid TOML ({exc}); re-run `gpustack lock`") from None
     pylock = _validate(data, "lock file")
+    from resolver.lock_schema import check
+
+    check(data, "lock file")  # [tool.gpustack] and what reaches pip, located (docs/input.md)
     tool = dict((pylock.tool or {}).get("gpustack", {}))
     if tool.get("format") != FORMAT or not isinstance(tool.get("target"), Mapping):
         raise BadInput("lock file has no [tool.gpustack] target table: it was not written by `gpustack lock`")
@@ -291,7 +327,16 @@ def loads(text: str) -> LockedPlan:
         for m in tool.get("missing", [])
     ]
     packages.sort(key=lambda p: (p.order, p.name))
-    return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])))
+    request = tool.get("request", [])
+    if not isinstance(request, list) or not all(isinstance(r, str) for r in request):
+        raise BadInput("lock file: [tool.gpustack] request is not a list of strings; re-run `gpustack lock`")
+    made_for = {k: tool.get(k) for k in ("profile", "driver", "glibc")}
+    for key, value in made_for.items():
+        if value is not None and not isinstance(value, str):
+            raise BadInput(f"lock file: [tool.gpustack] {key} is not a string; re-run `gpustack lock`")
+    return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
+                      request=tuple(request), profile=made_for["profile"], driver=made_for["driver"],
+                      glibc=made_for["glibc"], deps=tool.get("deps") is not False)
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:

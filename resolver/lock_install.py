@@ -56,6 +56,9 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
              + (f", CUDA {t.cuda}, driver >= {t.min_driver}" if t.cuda else ", CPU")]
     if t.gpus:
         lines.append("# GPUs: " + ", ".join(f"{g.name} ({g.compute_capability})" for g in t.gpus))
+    if not locked.deps and packages is None:
+        lines.append("# Locked with --no-deps (dependencies not listed): install with "
+                     "`pip install --no-deps --require-hashes -r FILE`")
     if not direct:
         indexes = list(dict.fromkeys(p.index for p in chosen if p.index))
         if indexes:
@@ -105,23 +108,23 @@ def host_target(host: object) -> Target:
 
 
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal["pip", "uv"] = "pip",
-                      host: Target | None = None, allow_unhashed: bool = False,
+                      host: Target | None = None, allow_missing_hashes: bool = False,
                       run: Runner = _subprocess.run) -> list[str]:
     """Return the commands run to install exactly ``locked`` into ``python_exe``; raise ``LockRefused`` first when
     ``host`` (detected when ``None``) does not satisfy the lock's target or a file has no hash.
 
     Order: every wheel in one verified install, then each source package built with its locked environment (no
-    build isolation, so it builds against the locked torch), then, only with ``allow_unhashed``, unhashed files.
+    build isolation, so it builds against the locked torch), then, only with ``allow_missing_hashes``, unhashed files.
     """
     if host is None:
         from resolver.detect import detect
 
         host = host_target(detect(python_exe))
     reasons = check_lock_target(locked, host)
-    if locked.missing and not allow_unhashed:
+    if locked.missing and not allow_missing_hashes:
         names = ", ".join(p.requirement for p in locked.missing)
         reasons.append(f"the lock has no sha256 for {names}; lock again where the index is reachable, "
-                       "or pass --allow-unhashed to install them unverified")
+                       "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
     if reasons:
         raise LockRefused(reasons)
     done: list[str] = []
@@ -131,7 +134,7 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal
         if wheels:
             batches.append((wheels, True, {}))
         batches += [([p], True, dict(p.build_env)) for p in locked.packages if p.method == "source"]
-        if allow_unhashed and locked.missing:
+        if allow_missing_hashes and locked.missing:
             batches.append((list(locked.missing), False, {}))
         for i, (packages, verify, env) in enumerate(batches):
             path = Path(tmp) / f"requirements-{i}.txt"
@@ -143,7 +146,7 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal
 
 
 def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Any, *, reporter: Reporter | None = None,
-                          allow_unhashed: bool = False, lock_timeout: float = 600.0) -> list[str]:
+                          allow_missing_hashes: bool = False, lock_timeout: float = 600.0) -> list[str]:
     """Return the commands ``install_from_lock`` ran, under the environment's inter-process lock; on any failure
     after the target check (a build failing after the wheels went in, Ctrl-C) restore the snapshot and raise.
 
@@ -154,4 +157,4 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Any, *
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)):
-        return install_from_lock(locked, python_exe, installer=installer.backend, allow_unhashed=allow_unhashed)
+        return install_from_lock(locked, python_exe, installer=installer.backend, allow_missing_hashes=allow_missing_hashes)

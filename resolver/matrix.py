@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.errors import InvalidMatrix
@@ -108,9 +110,24 @@ def load() -> Matrix:
     return m
 
 
+def _pin_problems(m: Matrix) -> list[str]:
+    """Return the problems of ``pins.toml``: a pin applies to a package of the stack and bounds another one."""
+    problems = []
+    stack_packages = {"torch", "xformers", "flash-attn"}
+    for i, pin in enumerate(m.pins):
+        if canonicalize_name(Requirement(pin.when).name) not in stack_packages:
+            problems.append(f"pins.toml: pin[{i}] ({pin.requirement}): when: {pin.when!r} names no stack package "
+                            f"({', '.join(sorted(stack_packages))})")
+        if canonicalize_name(pin.package) in stack_packages:
+            problems.append(f"pins.toml: pin[{i}] ({pin.requirement}): package: {pin.package} is solved by the "
+                            "matrix itself, not pinned")
+    return problems
+
+
 def validate(m: Matrix) -> list[str]:
     """Return every consistency problem across the files as ``file: row: field: what is wrong`` (empty when sound)."""
     problems: list[str] = []
+    problems += _pin_problems(m)
     torch_versions = {t.version for t in m.torch}
     cuda_minors = {(c.cuda.major, c.cuda.minor) for c in m.cuda}
     majors = {c.major for c in m.minor_compat}

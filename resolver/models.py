@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
+# The glibc assumed for a described Linux target (--gpu/--cpu without --glibc): manylinux_2_28, the floor of every
+# current torch and xformers wheel (RHEL/Rocky 8, Debian 10, Ubuntu 20.04 and later have it). Printed in the plan.
+DEFAULT_GLIBC = "2.28"
 PYPI_SIMPLE = "https://pypi.org/simple"
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
@@ -139,6 +142,13 @@ class ArchList:
         return bool(self.sass or self.ptx or self.sass_exact)
 
 
+def parse_glibc(text: str, what: str = "--glibc") -> Version:
+    """Return a glibc version (``"2.28"``); ``BadInput`` names ``what`` and the expected spelling otherwise."""
+    if not re.fullmatch(r"2\.[0-9]{1,2}", text.strip(), re.ASCII):
+        raise BadInput(f"{what} {text!r}: expected a glibc version such as 2.28 (`ldd --version` prints it)")
+    return Version(text.strip())
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_arch_list(spec: str | tuple[str, ...]) -> ArchList:
     # The matrices repeat the same few hundred lists: parsing each once halves the matrix load (docs/input.md).
@@ -198,6 +208,8 @@ class Target:
     cpu_count: int | None = None
     memory_gib: float | None = None
     source: str = "detected"  # "detected" or "given"
+    glibc: Version | None = None  # Linux: the C library wheels must fit (manylinux floor); None = unknown / not Linux
+    glibc_assumed: bool = False  # a described target without --glibc: DEFAULT_GLIBC, said in the plan
 
     @property
     def is_cpu(self) -> bool:
@@ -214,6 +226,7 @@ class Target:
             "python": self.python,
             "platform": self.platform,
             "nvcc": str(self.nvcc) if self.nvcc is not None else None,
+            "glibc": str(self.glibc) if self.glibc is not None else None,
         }
 
 
@@ -278,6 +291,7 @@ class Stack:
     other_requirements: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     torch_cxx11_abi: bool | None = None
+    others_index_url: str | None = None  # the index pass-through requirements were checked on (None: PyPI)
 
     def get(self, name: str) -> PackageChoice | None:
         return next((p for p in self.packages if p.name == name), None)
@@ -390,7 +404,11 @@ class Plan:
             nvcc = Version(nvcc_text) if nvcc_text else None
         except InvalidVersion:
             tl.at("nvcc").fail(nvcc_text, "a CUDA version such as 12.4")
-        target = Target(gpus=tuple(gpus), python=python, platform=platform, driver=driver, nvcc=nvcc, source="plan")
+        glibc_text = sc.get_opt_str(t, "glibc", tl, limit=10)
+        if glibc_text and not re.fullmatch(r"2\.[0-9]{1,2}", glibc_text, re.ASCII):
+            tl.at("glibc").fail(glibc_text, "a glibc version such as 2.28")
+        target = Target(gpus=tuple(gpus), python=python, platform=platform, driver=driver, nvcc=nvcc, source="plan",
+                        glibc=Version(glibc_text) if glibc_text else None)
         packages = tuple(_package_from_dict(p, root.at("packages").at(i))
                          for i, p in enumerate(sc.get_list(d, "packages", root, limit=1000)))
         others = tuple(sc.check_requirement(r, root.at("other_requirements").at(i))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from resolver.models import PLATFORMS
+from resolver.models import DEFAULT_GLIBC, PLATFORMS
 from resolver.pipeline import PlanOptions
 
 __all__ = ["target_options", "fleet_options"]
@@ -47,6 +47,9 @@ def target_options(f: F) -> F:
         click.option("--python", "python_version", metavar="X.Y", help="Python version of the target."),
         click.option("--platform", "platform_tag", type=click.Choice(PLATFORMS), help="Platform of the target."),
         click.option("--cpu", is_flag=True, help="Plan a CPU-only stack."),
+        click.option("--glibc", metavar="X.Y",
+                     help=f"glibc of the target (Linux; `ldd --version` prints it). A described target without it is "
+                          f"assumed to have {DEFAULT_GLIBC}; wheels needing a newer one are refused."),
         click.option("--nvcc", metavar="X.Y", help="CUDA toolkit (nvcc) a source build would use on the target."),
         click.option("--python-exe", metavar="PATH", help="Target interpreter (default: the one running gpustack)."),
         click.option("-r", "--requirement", "requirement_files", multiple=True, metavar="FILE",
@@ -57,6 +60,9 @@ def target_options(f: F) -> F:
         click.option("--prefer-wheels", is_flag=True, help="Prefer an older torch with prebuilt wheels over source builds."),
         click.option("--upgrade", is_flag=True,
                      help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
+        click.option("--index-url", metavar="URL",
+                     help="Index that requirements gpustack does not solve itself (numpy, diffusers ...) are checked "
+                          "against, pinned from and installed from: a simple-API URL, https or file:// (default: PyPI)."),
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     wrapped = _collect(f)

@@ -10,6 +10,7 @@ stays fast.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
-from resolver.inputs import check_text, read_text
-from resolver.models import PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver
+from resolver.inputs import check_name, check_text, read_text
+from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class PlanOptions:
     platform_tag: str | None = None  # one of models.PLATFORMS
     cpu: bool = False
     nvcc: Version | None = None
+    glibc: Version | None = None  # --glibc: Linux targets only
     python_exe: str | None = None
     # the request
     requirement_files: tuple[str, ...] = ()
@@ -82,6 +84,7 @@ class PlanOptions:
     prefer_wheels: bool = False
     upgrade: bool = False
     matrix_dir: str | None = None
+    index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
     per_class: bool = False
@@ -97,9 +100,20 @@ class PlanOptions:
         v = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
         if v.get("gpus") and v.get("cpu"):
             raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
+        for name, flag in (("driver", "--driver"), ("python_version", "--python"), ("nvcc", "--nvcc"),
+                           ("glibc", "--glibc"), ("python_exe", "--python-exe"), ("matrix_dir", "--matrix-dir")):
+            if isinstance(v.get(name), str):  # given: one non-empty line (an empty value is not "unset")
+                check_name(v[name], flag, hint=f"pass a value or leave {flag} out", limit=4096)
         v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
+        if v.get("index_url"):
+            from resolver.schema import Loc, check_url
+
+            v["index_url"] = check_url(check_text(v["index_url"], "--index-url", limit=2000,
+                                                  hint="expected an index URL such as https://pypi.org/simple"),
+                                       Loc("--index-url"))
+        v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
         for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
@@ -157,16 +171,11 @@ def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix)
 
 
 def this_platform() -> str:
-    """Return the platform (one of ``models.PLATFORMS`` where supported) of the interpreter running gpustack."""
-    import platform as _platform
-    import sysconfig
+    """Return the wheel platform tag of the interpreter running gpustack, computed as for any target interpreter
+    (``_child/probe_env.platform_tag``: one computation of it)."""
+    from resolver._child.probe_env import platform_tag
 
-    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    if plat.startswith("linux"):
-        return "linux_aarch64" if _platform.machine() in ("aarch64", "arm64") else "linux_x86_64"
-    if plat.startswith("win"):
-        return "win_amd64"
-    return plat
+    return platform_tag()
 
 
 def _installed(env: InstalledEnv) -> dict[str, str]:
@@ -175,6 +184,22 @@ def _installed(env: InstalledEnv) -> dict[str, str]:
     if env.torch:
         installed["torch.__version__"] = str(env.torch)
     return installed
+
+
+def _glibc(opts: PlanOptions, platform: str, detected: str | None) -> tuple[Version | None, bool]:
+    """Return the target's glibc and whether it is assumed: --glibc, else the probed interpreter's, else (a described
+    Linux target) ``DEFAULT_GLIBC``, which the plan then states."""
+    if not platform.startswith("linux_"):
+        if opts.glibc is not None:
+            raise BadInput(f"--glibc {opts.glibc}: the target is {platform}; glibc applies to Linux targets only")
+        return None, False
+    if opts.glibc is not None:
+        return opts.glibc, False
+    if detected and re.fullmatch(r"2\.[0-9]{1,2}", detected, re.ASCII):
+        return Version(detected), False
+    if opts.target_given:
+        return Version(DEFAULT_GLIBC), True
+    return None, False
 
 
 def target_from(
@@ -191,6 +216,7 @@ def target_from(
     gpus: tuple[Gpu, ...] = tuple(lookup_gpu(g, matrix) for g in opts.gpus)
     cpus: int | None = None
     mem: float | None = None  # read only if the plan builds something (plan_for): wheels need neither
+    detected_glibc: str | None = None
     if opts.python_exe and (python is None or platform is None):
         from resolver import detect
 
@@ -198,6 +224,7 @@ def target_from(
         installed = _installed(env)
         python = python or env.python
         platform = platform or env.platform
+        detected_glibc = env.glibc
     if not opts.target_given:
         from resolver import detect
 
@@ -218,6 +245,7 @@ def target_from(
         nvcc = nvcc or host.nvcc
         python = python or host.env.python
         platform = platform or host.env.platform
+        detected_glibc = host.env.glibc
         installed = _installed(host.env)
         if not gpus:
             lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
@@ -227,8 +255,10 @@ def target_from(
     platform = platform or this_platform()
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
+    glibc, assumed = _glibc(opts, platform, detected_glibc)
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
-                    memory_gib=mem, source="given" if opts.target_given else "detected")
+                    memory_gib=mem, source="given" if opts.target_given else "detected", glibc=glibc,
+                    glibc_assumed=assumed)
     return target, lines, installed
 
 
@@ -238,6 +268,13 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
     target, lines, installed = target_from(opts, m, reporter)
     if installed.get("torch") and not opts.upgrade:
         request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
+    if request.others:  # the index's answer, read now, is data for the (pure) solver: it pins or refuses each one
+        from resolver.index_lookup import lookup
+        from resolver.models import PYPI_SIMPLE
+        from resolver.passthrough import checked_names
+
+        projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
+        request = dataclasses.replace(request, index=projects, index_url=opts.index_url)
     return Context(m, target, request, tuple(lines), installed)
 
 
@@ -259,16 +296,22 @@ def plan_for(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
     """Return the plan for the target's environment (what it has installed is kept) and the context it was made in."""
     from resolver.plan import make_plan
 
-    stack, ctx = solve_request(requirements, opts, reporter)
+    stack, ctx = _sized(*solve_request(requirements, opts, reporter))
+    return make_plan(stack, ctx.installed, matrix=ctx.matrix), ctx
+
+
+def _sized(stack: Stack, ctx: Context) -> tuple[Stack, Context]:
+    """Return the stack and context with the build machine's cores and free RAM when a package is built from source:
+    ``MAX_JOBS`` (``compat.max_jobs``) is sized for the machine that runs the build, this one, alike in plan, lock and
+    Dockerfile."""
     if any(p.method == "source" for p in stack.packages) and stack.target.cpu_count is None:
         from resolver.detect import resources
 
-        # MAX_JOBS of a build comes from the cores and free RAM of the machine that runs the build: this one.
         cpus, mem = resources()
         target = dataclasses.replace(stack.target, cpu_count=cpus, memory_gib=mem)
         stack = dataclasses.replace(stack, target=target)
         ctx = dataclasses.replace(ctx, target=target)
-    return make_plan(stack, ctx.installed), ctx
+    return stack, ctx
 
 
 def fresh_plan_for(
@@ -277,5 +320,5 @@ def fresh_plan_for(
     """Return the plan of every package, nothing counted as installed (a lock or an image starts empty)."""
     from resolver.plan import make_plan
 
-    stack, ctx = solve_request(requirements, opts, reporter)
-    return make_plan(stack), ctx
+    stack, ctx = _sized(*solve_request(requirements, opts, reporter))
+    return make_plan(stack, matrix=ctx.matrix), ctx

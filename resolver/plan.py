@@ -6,38 +6,25 @@ Order: torch first, from the index the solver chose; then everything else with t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
+from resolver.compat import build_job, max_jobs, torch_pin
+from resolver.matrix_types import Matrix, Pin
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step
 
-__all__ = ["make_plan", "max_jobs", "GB_PER_JOB", "TORCH_FAMILY"]
+__all__ = ["make_plan", "TORCH_FAMILY", "known_pins", "plan_constraints"]
 
 # Packages built per CUDA variant alongside torch and published on the same PyTorch index
 # (uv crates/uv-torch routes the same set to torch's index; ANCHORS.md section 1).
 TORCH_FAMILY = frozenset({"torchvision", "torchaudio", "torchtext", "torchdata", "torchcodec", "torchao"})
 
-# Peak memory of one compile job. flash-attn: about 5 GB per nvcc thread (flash-attn setup.py's own MAX_JOBS rule,
-# PR #2079); xformers and small extensions: about 2 GB per job.
-GB_PER_JOB = {"flash-attn": 5.0, "xformers": 2.0}
-FLASH_NVCC_THREADS = 2  # flash-attn's CI builds with NVCC_THREADS=2 (publish.yml); each thread is a compile job
-
-
-def max_jobs(package: str, target: Target, nvcc_threads: int = 1) -> int:
-    """Return ``MAX_JOBS`` for building ``package`` on the target: bounded by cores and by RAM per job."""
-    cores = target.cpu_count or 4
-    per_job = GB_PER_JOB.get(package, 2.0) * nvcc_threads
-    by_ram = int((target.memory_gib or 16.0) // per_job)
-    return max(1, min(cores, by_ram))
-
-
 def _torch_pin(stack: Stack) -> str:
-    t = stack.torch
-    if t.index_url == PYPI_SIMPLE:
-        return f"torch=={t.version.split('+')[0]}"
-    return f"torch=={t.version}"
+    return torch_pin(stack.torch.version, stack.torch.index_url)
 
 
 def _extra_indexes(index: str | None) -> tuple[str, ...]:
@@ -45,13 +32,12 @@ def _extra_indexes(index: str | None) -> tuple[str, ...]:
     return (PYPI_SIMPLE,) if index and index.startswith(PYTORCH_INDEX) else ()
 
 
-def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
+def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -> Step:
     env = dict(choice.build_env)
-    threads = 1
-    if choice.name == "flash-attn":
-        threads = FLASH_NVCC_THREADS
-        env["NVCC_THREADS"] = str(threads)
-    env["MAX_JOBS"] = str(max_jobs(choice.name, stack.target, threads))
+    job = build_job(choice.name, matrix)
+    if job.nvcc_threads > 1:
+        env["NVCC_THREADS"] = str(job.nvcc_threads)
+    env["MAX_JOBS"] = str(max_jobs(choice.name, matrix, stack.target.cpu_count, stack.target.memory_gib))
     requirement = choice.requirement
     if choice.url:  # no sdist on PyPI: the solver named the source (a git tag)
         requirement = f"{choice.name} @ {choice.url}"
@@ -71,8 +57,49 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
     )
 
 
-def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
-    """Return the ordered steps that put ``stack`` onto the target. ``installed`` maps dist name -> version there."""
+def known_pins(stack: Stack, pins: Sequence[Pin]) -> list[Pin]:
+    """Return the known-bad transitive pins (``matrices/pins.toml``) that apply to ``stack`` on its platform."""
+    out = []
+    for pin in pins:
+        when = Requirement(pin.when)
+        choice = stack.get(when.name)
+        if choice is None or (pin.platforms and stack.target.platform not in pin.platforms):
+            continue
+        if when.specifier.contains(Version(choice.version).public, prereleases=True):
+            out.append(pin)
+    return out
+
+
+def plan_constraints(plan: Plan) -> list[str]:
+    """Return every constraint the plan's steps hold (torch's exact build, the matrix's known-bad pins), once each."""
+    return list(dict.fromkeys(c for s in plan.steps for c in s.constraints))
+
+
+def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: Matrix | None = None) -> Plan:
+    """Return the ordered steps that put ``stack`` onto the target. ``installed`` maps dist name -> version there.
+
+    The matrix's known-bad pins that apply (``known_pins``; ``matrix`` defaults to the shipped one) become
+    constraints of every step, so no step can install what breaks the stack, and a note says why.
+
+    ``matrix`` also sizes source builds (``compat.max_jobs``): ``MAX_JOBS`` is for the cores and free RAM of the
+    machine that runs the build (``Target.cpu_count`` / ``memory_gib``, filled in by the caller; unknown cores: 1).
+    """
+    if matrix is None:
+        from resolver.matrix import load
+
+        matrix = load()
+    plan = _make_plan(stack, installed, matrix)
+    pins = known_pins(stack, matrix.pins)
+    if not pins:
+        return plan
+    held = tuple(dict.fromkeys(p.requirement for p in pins))
+    steps = tuple(dataclasses.replace(s, constraints=tuple(dict.fromkeys((*s.constraints, *held))))
+                  for s in plan.steps)
+    notes = tuple(f"{p.requirement} held: {p.reason} (matrices/pins.toml)" for p in pins)
+    return Plan(plan.stack, steps, plan.notes + notes)
+
+
+def _make_plan(stack: Stack, installed: Mapping[str, str] | None, matrix: Matrix) -> Plan:
     installed = installed or {}
     steps: list[Step] = []
     notes: list[str] = []
@@ -86,7 +113,7 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
                           description=f"install torch {t.version} from {t.index_url}"))
     for req in stack.other_requirements:
         name = canonicalize_name(Requirement(req).name)
-        index = PYPI_SIMPLE
+        index = stack.others_index_url or PYPI_SIMPLE
         if name in TORCH_FAMILY and t.index_url:
             # Same CUDA build as torch, from torch's index: a PyPI torchvision is another CUDA build (uv does the same).
             index = t.index_url
@@ -97,7 +124,7 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
             notes.append(f"{choice.name} {choice.version} is already installed: kept")
             continue
         if choice.method == "source":
-            steps.append(_build_step(choice, stack, pin))
+            steps.append(_build_step(choice, stack, pin, matrix))
             continue
         wheel_index = choice.index_url
         steps.append(Step(

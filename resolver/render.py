@@ -1,20 +1,40 @@
-"""Human output of plans and refusals (rich tables). No logic: it prints what the stages returned."""
+"""Human output, all of it in one place: the host (``detect``), targets, plans and refusals (``plan``, a fleet's
+classes), upgrade reports (``check-upgrade``), verify reports and matrix tables. No logic: it prints what the
+stages returned. JSON output is each value's ``to_dict``; the commands print it.
+
+Output to a pipe or file is never cut to fit 80 columns: ``console()`` is as wide as the widest line there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from resolver.models import Plan, Target, format_driver
 
-__all__ = ["console", "print_target", "print_plan", "print_refusal", "describe_target"]
+if TYPE_CHECKING:
+    from resolver.probes import Host
+    from resolver.upgrade import UpgradeReport
+    from resolver.verify import VerifyReport
+
+__all__ = ["console", "print_target", "print_plan", "print_refusal", "describe_target", "print_fleet_plans",
+           "print_host", "print_upgrade", "print_verify", "print_table", "NO_GPU"]
+
+# Wide enough for any row we print: a terminal wraps, a pipe or a file keeps each row on one line.
+_UNBOUNDED_WIDTH = 10_000
 
 
-def console() -> Console:
-    """Return the console human output goes to (stdout, no wrapping of long lines)."""
-    return Console(soft_wrap=True)
+def console(stderr: bool = False) -> Console:
+    """Return the console human output goes to: stdout (or stderr), no wrapping of long lines, and when it is not
+    a terminal (a pipe, a file, a CI log) no width limit, so tables keep every column whole."""
+    out = Console(soft_wrap=True, stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        out.width = _UNBOUNDED_WIDTH
+    return out
 
 
 def describe_target(target: Target) -> str:
@@ -34,8 +54,8 @@ def describe_target(target: Target) -> str:
 
 def print_target(console: Console, target: Target, lines: Sequence[str] = ()) -> None:
     for line in lines:
-        console.print(line, style="yellow", highlight=False)
-    console.print(f"Target: {describe_target(target)}", highlight=False)
+        console.print(line, style="yellow", markup=False, highlight=False)
+    console.print(f"Target: {describe_target(target)}", markup=False, highlight=False)
 
 
 def print_plan(console: Console, plan: Plan) -> None:
@@ -44,30 +64,174 @@ def print_plan(console: Console, plan: Plan) -> None:
         table.add_column(col)
     for p in plan.stack.packages:
         how = "wheel" if p.method == "wheel" else f"source build ({p.arch_list})"
-        table.add_row(p.name, p.version, how, p.url or p.index_url or "PyPI sdist")
+        table.add_row(*(Text(c) for c in (p.name, p.version, how, p.url or p.index_url or "PyPI sdist")))
     for req in plan.stack.other_requirements:
-        table.add_row(req, "", "as asked", "PyPI")
+        table.add_row(Text(req), "", "as asked", "PyPI")
     console.print(table)
     console.print("Steps:")
     for i, step in enumerate(plan.steps, 1):
-        console.print(f"  {i}. {step.description or step.requirement}", highlight=False)
+        console.print(f"  {i}. {step.description or step.requirement}", markup=False, highlight=False)
         if step.env:
             env = " ".join(f"{k}={v}" for k, v in sorted(step.env.items()))
-            console.print(f"     env: {env}", highlight=False)
+            console.print(f"     env: {env}", markup=False, highlight=False)
         if step.prerequisites:
-            console.print(f"     needs: {', '.join(step.prerequisites)}", highlight=False)
-    notes = list(plan.stack.notes) + list(plan.notes)
-    if notes:
-        console.print("Notes:")
-        for n in notes:
-            console.print(f"  - {n}", highlight=False)
+            console.print(f"     needs: {', '.join(step.prerequisites)}", markup=False, highlight=False)
+    _bullets(console, "Notes:", [*plan.stack.notes, *plan.notes])
+
+
+def _bullets(console: Console, heading: str, items: Sequence[str], style: str | None = None) -> None:
+    """Print ``heading`` and one ``  - item`` line each, as text (a ``[cu121]`` in a note is not markup); nothing
+    when there are no items."""
+    if items:
+        console.print(heading, style=style, markup=False, highlight=False)
+        for item in items:
+            console.print(f"  - {item}", markup=False, highlight=False)
 
 
 def print_refusal(console: Console, reasons: Sequence[str], alternatives: Sequence[str]) -> None:
+    """Print why no stack fits, then what would work instead."""
     console.print("No compatible stack:", style="bold red")
     for r in reasons:
-        console.print(f"  - {r}", highlight=False)
-    if alternatives:
-        console.print("What would work instead:")
-        for a in alternatives:
-            console.print(f"  - {a}", highlight=False)
+        console.print(f"  - {r}", markup=False, highlight=False)
+    _bullets(console, "What would work instead:", alternatives)
+
+
+def print_fleet_plans(console: Console, lines: Sequence[str], classes: Sequence[tuple[str, str, Any]]) -> None:
+    """Print a fleet's classes, each ``(id, description, Plan or NoCompatibleStack)``: its target and plan, or its
+    refusal."""
+    for line in lines:
+        console.print(line, style="yellow", markup=False, highlight=False)
+    for cid, description, got in classes:
+        console.print(f"\n[bold]Class {cid}[/]: ", Text(description), sep="", highlight=False)
+        if isinstance(got, Plan):
+            print_target(console, got.stack.target)
+            print_plan(console, got)
+        else:
+            print_refusal(console, got.reasons, got.alternatives)
+
+
+NO_GPU = (
+    "No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): this is a CPU target. "
+    "Use `gpustack plan --gpu NAME` to plan for another machine."
+)
+
+
+def _or_unknown(value: object | None, unknown: str = "not found") -> str:
+    return unknown if value is None else str(value)
+
+
+def _with_source(host: Host, fact: str, value: object | None) -> str:
+    source = host.sources.get(fact, "not found")
+    return source if value is None else f"{value}  (from {source})"
+
+
+def _torch_line(host: Host) -> str:
+    env = host.env
+    if env.torch is None:
+        return "not installed"
+    parts = [env.torch, f"CUDA {env.torch_cuda}" if env.torch_cuda else "CPU build"]
+    if env.torch_arch_list:
+        parts.append("archs " + " ".join(env.torch_arch_list))
+    if env.torch_cxx11_abi is not None:
+        parts.append(f"cxx11 ABI {'on' if env.torch_cxx11_abi else 'off'}")
+    return ", ".join(parts)
+
+
+def print_host(console: Console, host: Host) -> None:
+    """Print ``host`` for a person: the GPU table (or why there is none), then driver, toolkit, Python, packages."""
+    if host.gpus:
+        table = Table(title="NVIDIA GPUs", title_justify="left")
+        for column in ("#", "Name", "Compute capability", "Memory"):
+            table.add_column(column)
+        for gpu in host.gpus:
+            cc = str(gpu.compute_capability) if gpu.compute_capability else "not reported (looked up by name when solving)"
+            memory = f"{gpu.memory_mib} MiB" if gpu.memory_mib is not None else "unknown"
+            table.add_row(*(Text(cell) for cell in (str(gpu.index), gpu.name, cc, memory)))
+        console.print(table)
+        console.print(f"(from {host.sources.get('gpus', '?')})", markup=False, highlight=False)
+    elif host.driver is not None:
+        console.print(f"No NVIDIA GPU visible, although driver {format_driver(host.driver)} is loaded "
+                      "(check CUDA_VISIBLE_DEVICES or the container's GPU flags): this is a CPU target. "
+                      "Use `gpustack plan --gpu NAME` to plan for another machine.", markup=False, highlight=False)
+    else:
+        console.print(NO_GPU, markup=False, highlight=False)
+
+    env = host.env
+    rows = [
+        ("Driver", _with_source(host, "driver", format_driver(host.driver) if host.driver else None)),
+        ("Newest CUDA it runs", _or_unknown(host.driver_cuda, "unknown")),
+        ("nvcc", _with_source(host, "nvcc", host.nvcc)),
+        ("Python", f"{env.python}  {env.platform}  glibc {_or_unknown(env.glibc, 'none')}  ({env.python_exe})"),
+        ("torch", _torch_line(host)),
+        ("xformers", _or_unknown(env.xformers, "not installed")),
+        ("flash-attn", _or_unknown(env.flash_attn, "not installed")),
+        ("CPU cores", str(host.cpu_count)),
+        ("Free memory", "unknown" if host.memory_available_gib is None else f"{host.memory_available_gib:.1f} GiB"),
+    ]
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for key, value in rows:
+        facts.add_row(Text(key), Text(value))
+    console.print(facts)
+    for note in env.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
+def print_upgrade(console: Console, report: UpgradeReport, current: Mapping[str, str]) -> None:
+    """Print a ``check-upgrade`` report: the verdict and the moves, each finding, the notes, the nearest safe set."""
+    moves = ", ".join(f"{k} {current.get(k, '(new)')} -> {v}" for k, v in report.proposed.items()
+                      if current.get(k) != v)
+    console.print(f"{report.verdict}: {moves or 'no change'}", markup=False, highlight=False)
+    for f in report.findings:
+        console.print(f"  - [{f.verdict}] {f.reason}", markup=False, highlight=False)
+    for n in report.notes:
+        console.print(f"  note: {n}", markup=False, highlight=False)
+    if report.nearest:
+        console.print("nearest safe set: " + ", ".join(f"{k}=={v}" for k, v in sorted(report.nearest.items())
+                                                       if k in ("torch", "xformers", "flash-attn")),
+                      markup=False, highlight=False)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_verify(console: Console, report: VerifyReport) -> None:
+    """Print a verify report as a table, then the checks, notes and the verdict."""
+    if report.device:
+        d = report.device
+        console.print(Text.assemble((str(d.get("name")), "bold"), f" (sm {d.get('compute_capability')}), driver "
+                                    f"{d.get('driver')}, torch {d.get('torch')} (CUDA {d.get('cuda')})"))
+    table = Table(show_lines=False)
+    for col in ("backend", "op", "dtype", "result", "max err", "ms", "TFLOP/s", "detail"):
+        table.add_column(col, justify="right" if col in ("max err", "ms", "TFLOP/s") else "left",
+                         no_wrap=col != "detail")
+    for r in report.results:
+        if r.skipped:
+            status, detail = "[dim]skip[/]", Text(r.hint or "")
+        elif r.passed:
+            status, detail = "[green]pass[/]", Text(r.hint or r.case)
+        else:
+            status, detail = "[red]FAIL[/]", Text.assemble(f"{r.error}", *((("\nfix: ", "yellow"), r.hint) if r.hint else ()))
+        table.add_row(Text(r.backend), Text(r.op), Text(r.dtype), status, "-" if r.skipped else f"{r.max_abs_error:.2g}",
+                      _fmt(r.ms, ".3f"), _fmt(r.tflops, ".3g"), detail)
+    console.print(table)
+    for c in report.checks:
+        mark = "[green]ok[/]" if c.ok else ("[yellow]warn[/]" if c.severity == "warning" else "[red]FAIL[/]")
+        console.print(mark, Text(f"{c.name}: {c.message}" + (f"\n     fix: {c.hint}" if c.hint and not c.ok else "")))
+    for note in report.notes:
+        console.print(Text(note, style="bold yellow"))
+    failed = report.failed_backends()
+    verdict = "[bold green]all backends passed[/]" if report.ok else (
+        f"[bold red]failed: {', '.join(failed)}[/]" if failed else "[bold red]nothing verified[/]")
+    console.print(f"{verdict} ({report.wall_s:.1f} s)")
+
+
+def print_table(console: Console, title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
+                show_lines: bool = False) -> None:
+    """Print rows under a header as a table (``matrix show``)."""
+    table = Table(*header, title=title, title_justify="left", show_lines=show_lines)
+    for r in rows:
+        table.add_row(*(Text(c) for c in r))
+    console.print(table)

@@ -5,7 +5,7 @@ Pure: reading ``-r requirements.txt`` is the CLI's job; this module takes the li
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -16,6 +16,7 @@ from resolver.errors import BadInput
 from resolver.inputs import MAX_REQUIREMENT_CHARS, check_requirements, check_text
 from resolver.matrix_types import Matrix
 from resolver.models import spec_allows
+from resolver.passthrough import IndexProject
 
 __all__ = ["Request", "parse_request", "parse_requirement", "SOLVED"]
 
@@ -42,6 +43,9 @@ class Request:
     kernels: tuple[tuple[str, SpecifierSet], ...] = ()
     # a profile's packages planned only where they fit the target (diffusers' backends): name -> bound
     optional: tuple[tuple[str, SpecifierSet], ...] = ()
+    # what the index holds for each pass-through name, looked up before solving (None: not looked up, not checked)
+    index: Mapping[str, IndexProject] | None = None
+    index_url: str | None = None  # the index it was looked up on, when not PyPI
 
     def describe(self, name: str) -> str:
         """Return how the request bounds ``name``: ``"xformers<0.0.23"`` or ``"torch (any)"``."""

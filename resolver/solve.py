@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, coverage, driver_problem, torch_options
+from resolver.candidates import TorchOption, integrated_gpus, torch_options
+from resolver.compat import coverage, driver_problem, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
+from resolver.passthrough import pin_others
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -79,12 +81,12 @@ def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Repo
     """Return (fits, GPUs served only by PTX) for one torch build; report a rejection."""
     if opt.cuda is None:
         return True, ()
-    missing, ptx = coverage(opt.arch, target)
+    missing, ptx = coverage(opt.arch, target.capabilities)
     if missing:
         sms = ", ".join(cc.sm for cc in missing)
         reporter.rejected("torch", opt.version, f"no code for {sms}")
         return False, ()
-    problem = driver_problem(target, opt.cuda, matrix, ptx=bool(ptx))
+    problem = driver_problem(target.driver, opt.cuda, matrix, target.platform, ptx=bool(ptx))
     if problem:
         reporter.rejected("torch", opt.version, problem)
         return False, ()
@@ -105,10 +107,11 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
     for rel in matrix.torch:
         if not spec_allows(request.torch, rel.version):
             continue
-        if target.python not in rel.pythons:
-            reporter.rejected("torch", str(rel.version), f"no wheels for Python {target.python}")
+        installable = torch_release_problem(rel, target, matrix)
+        if installable:
+            reporter.rejected("torch", str(rel.version), installable)
             continue
-        for opt in torch_options(rel, target):
+        for opt in torch_options(rel, target, matrix):
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
             if request.verified_only and (opt.unverified or opt.assumptions):
@@ -170,6 +173,9 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         notes=best.torch_ptx[:1],
     )
     notes = list(notes)
+    if target.glibc_assumed and target.platform.startswith("linux_"):
+        notes.append(f"glibc not given: assumed {target.glibc} (manylinux_2_28 hosts: RHEL/Rocky 8, Debian 10, "
+                     "Ubuntu 20.04 and later); pass --glibc X.Y for an older host")
     if target.driver is None and not target.is_cpu:
         notes.append("no driver given or detected: assumed new enough for every CUDA build; pass --driver to check it")
     for u in best.unverified + best.torch.assumptions:
@@ -184,6 +190,7 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         other_requirements=request.others,
         notes=tuple(dict.fromkeys(notes)),
         torch_cxx11_abi=t.cxx11_abi,
+        others_index_url=request.index_url,
     )
 
 
@@ -248,9 +255,25 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                     ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
                      "plan for a GPU machine with --gpu NAME"],
                 )
+    jetson = integrated_gpus(target, matrix)
+    if jetson:
+        raise NoCompatibleStack(
+            [f"{', '.join(dict.fromkeys(jetson))} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and the "
+             "PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack"],
+            ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
+             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)",
+             "plan a CPU-only stack with --cpu"],
+        )
     refusal = _kernel_refusal(target, matrix, request)
     if refusal is not None:
         raise refusal
+    pinned_notes: list[str] = []
+    if request.index is not None and request.others:
+        pinned, pinned_notes, why = pin_others(request.others, request.index, target)
+        if why:
+            raise NoCompatibleStack(why, ["a plan names only packages that exist: check the spelling and the index "
+                                          "(--index-url), or drop the requirement"])
+        request = dataclasses.replace(request, others=pinned)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:
         request, left_out = _with_optional(target, matrix, request)
@@ -291,7 +314,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         else:
             notes.append(f"the installed torch {request.keep_torch} cannot serve this request on this target: "
                          f"replaced by {best.torch.version}")
-    notes += left_out
+    notes += left_out + pinned_notes
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)

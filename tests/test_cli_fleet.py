@@ -47,6 +47,7 @@ def test_plan_json_carries_the_fleet() -> None:
     assert [c["id"] for c in data["fleet"]["classes"]] == ["v100", "a100", "h100"]
     assert [s["node"] for s in data["fleet"]["skipped"]] == ["login01", "cpu001", "cpu002"]
     assert [g["compute_capability"] for g in data["target"]["gpus"]] == ["7.0", "8.0", "9.0"]
+    assert "  note: driver 535.104.05 (--driver) for the classes whose nodes report none" in data["detection"]
 
 
 def test_plan_per_class_json_has_one_plan_or_refusal_per_class() -> None:
@@ -95,12 +96,13 @@ def test_fifo_fleet_does_not_hang(tmp_path: Path) -> None:
 
 
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    from resolver import hashes
+    from resolver import hashes, lock_resolve
 
     real_lookup = hashes.lookup
-    monkeypatch.setattr(hashes, "dependency_pins", lambda plan, exe: {})
-    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None: real_lookup(plan, lambda url: None,
-                                                                                          pins=pins))
+    monkeypatch.setattr(lock_resolve, "resolve", lambda plan, constraints, **kw: {})
+    monkeypatch.setattr(hashes, "fetch_text", lambda url: None)
+    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None, known=None: real_lookup(
+        plan, lambda url: None, known=known))
 
 
 def test_lock_per_class_writes_one_valid_pylock_per_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,3 +179,14 @@ def test_plan_without_fleet_never_imports_the_fleet_modules() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_docs_quote_the_fleet_summary_as_printed() -> None:
+    """docs/fleet.md shows real output: the summary lines of the walkthrough are what the command prints."""
+    doc = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    result = run("plan", "--fleet", K8S, "--python", "3.11", "xformers")
+    summary = [line.replace(K8S, "nodes.json") for line in result.output.splitlines()
+               if line.startswith(("fleet:", "  read:", "  class ", "  skipped "))]
+    assert len(summary) == 9
+    for line in summary:
+        assert line in doc, line

@@ -30,7 +30,7 @@ def test_plan_json_contract_for_k80() -> None:
     data = json.loads(out)
     assert data["ok"] is True
     assert data["target"] == {"gpus": [{"name": "Tesla K80", "compute_capability": "3.7"}], "driver": "470.82.01",
-                              "python": "3.10", "platform": "linux_x86_64", "nvcc": "11.4"}
+                              "python": "3.10", "platform": "linux_x86_64", "nvcc": "11.4", "glibc": "2.28"}
     torch, xformers = data["packages"]
     assert torch == {**torch, "name": "torch", "version": "1.12.1+cu113", "method": "wheel",
                      "index_url": "https://download.pytorch.org/whl/cu113"}
@@ -97,11 +97,16 @@ def test_matrix_validate_and_show() -> None:
 def test_requirements_file(tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text("# AudioCraft\ntorch==2.1.0\nxformers<0.0.23  # optional\nnumpy<2.0.0\n")
-    code, out, _ = run("plan", "--gpu", "A100", "--driver", "535.104.05", "--python", "3.10", "-r", str(req), "--json")
+    index = tmp_path / "index"  # pass-through requirements are checked on their index and pinned (issue 13)
+    index.mkdir()
+    for name in ("numpy-1.26.4-cp310-cp310-manylinux_2_17_x86_64.whl", "numpy-2.0.0-cp310-cp310-manylinux_2_17_x86_64.whl"):
+        (index / name).write_bytes(b"")
+    code, out, _ = run("plan", "--gpu", "A100", "--driver", "535.104.05", "--python", "3.10", "-r", str(req), "--json",
+                       "--index-url", index.as_uri())
     assert code == 0
     data = json.loads(out)
     assert [p["version"] for p in data["packages"]] == ["2.1.0+cu121", "0.0.22.post7"]
-    assert data["other_requirements"] == ["numpy<2.0.0"]
+    assert data["other_requirements"] == ["numpy==1.26.4"]
 
 
 def test_console_script_plans_on_this_gpu_less_machine() -> None:

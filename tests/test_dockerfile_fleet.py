@@ -4,6 +4,7 @@ matched against the fixture's node labels with the Kubernetes operator semantics
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -72,6 +73,16 @@ def test_wheel_only_fleet_image_passes_hadolint(the_fleet: fleet.Fleet, matrix: 
     _hadolint(text, tmp_path)
     assert " AS build" not in text
     assert "--expect sdpa ||" in text
+
+
+def test_flash_attn_fleet_image_of_the_ampere_and_hopper_classes(the_fleet: fleet.Fleet, matrix: Any,
+                                                                  tmp_path: Path) -> None:
+    modern = dataclasses.replace(the_fleet, classes=tuple(c for c in the_fleet.classes
+                                                          if c.gpu.compute_capability.major >= 8))
+    text = _dockerfile(modern, matrix, ["flash-attn"])
+    _hadolint(text, tmp_path)
+    assert "--expect sdpa,flash-attn ||" in text
+    assert "Tesla V100" not in text
 
 
 def test_entrypoint_check_runs_verify_before_the_command(the_fleet: fleet.Fleet, matrix: Any) -> None:

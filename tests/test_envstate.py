@@ -19,7 +19,8 @@ def snap(**dists: str) -> envstate.Snapshot:
 
 
 def test_parse_snapshot() -> None:
-    text = json.dumps({"prefix": "/v", "dists": {"torch": ["2.1.0+cu121", None, False],
+    text = json.dumps({"python_exe": "/v/bin/python", "python": "3.11", "python_tag": "cp311",
+                       "platform": "linux_x86_64", "prefix": "/v", "dists": {"torch": ["2.1.0+cu121", None, False],
                                                 "x": ["1.0", "file:///w/x-1.0-py3-none-any.whl", False],
                                                 "me": ["0.1", "file:///src/me", True]}, "debris": ["/v/~orch"]})
     s = envstate.parse_snapshot("noise\n" + text)

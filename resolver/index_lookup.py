@@ -1,0 +1,131 @@
+"""Ask a package index what it holds for pass-through names, before solving: ``lookup(names, index) ->
+{name: IndexProject}``. The simple API (PEP 691 JSON, else PEP 503 HTML) over http(s), or a local folder (flat,
+as ``--find-links``, or laid out as a simple index). Never raises for one name: a failure becomes that project's
+``error``, and ``resolver.passthrough`` turns it into the plan's reason to refuse.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from resolver.passthrough import IndexFile, IndexProject
+from resolver.redact import redact
+
+__all__ = ["lookup"]
+
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+
+
+def _file(filename: str, yanked: Any = False, requires_python: Any = None) -> IndexFile | None:
+    name = unquote(filename.rsplit("/", 1)[-1].split("#")[0])
+    try:
+        if name.endswith(".whl"):
+            _, version, _, wheel_tags = parse_wheel_filename(name)
+            return IndexFile(name, version, bool(yanked) or yanked == "", requires_python or None, frozenset(wheel_tags))
+        if name.endswith((".tar.gz", ".zip")):
+            _, version = parse_sdist_filename(name)
+            return IndexFile(name, version, bool(yanked) or yanked == "", requires_python or None, None)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return None
+
+
+class _Anchors(html.parser.HTMLParser):
+    """The ``<a>`` elements of a PEP 503 page: (text or href, data-yanked or None, data-requires-python)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, Any, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            a = dict(attrs)
+            href = a.get("href") or ""
+            self.found.append((href, a.get("data-yanked", False) if "data-yanked" in a else False,
+                               a.get("data-requires-python")))
+
+
+def _parse(body: str, content_type: str) -> list[IndexFile]:
+    files: list[IndexFile] = []
+    if "json" in content_type:
+        import json
+
+        data = json.loads(body)
+        for f in data.get("files", []):
+            got = _file(str(f.get("filename", "")), f.get("yanked", False), f.get("requires-python"))
+            if got is not None:
+                files.append(got)
+        return files
+    parser = _Anchors()
+    parser.feed(body)
+    for href, yanked, rp in parser.found:
+        got = _file(urlsplit(href).path or href, "" if yanked is None else yanked, rp)
+        if got is not None:
+            files.append(got)
+    return files
+
+
+def _local(name: str, folder: Path, shown: str) -> IndexProject:
+    page = folder / name / "index.html"
+    if page.is_file():
+        return IndexProject(name, shown, tuple(_parse(page.read_text(encoding="utf-8", errors="replace"), "html")))
+    if not folder.is_dir():
+        return IndexProject(name, shown, error=f"index folder {shown} does not exist")
+    files = [f for f in (_file(p) for p in sorted(os.listdir(folder))) if f is not None]
+    mine = tuple(f for f in files if _dist_name(f.filename) == name)
+    return IndexProject(name, shown, mine, None if mine else f"{name} is not on {shown}")
+
+
+def _dist_name(filename: str) -> str:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[0])
+        return str(parse_sdist_filename(filename)[0])
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return ""
+
+
+def _remote(name: str, index: str, timeout: float) -> IndexProject:
+    import requests
+
+    shown = redact(index)
+    url = urljoin(index.rstrip("/") + "/", f"{name}/")
+    try:
+        resp = requests.get(url, headers={"Accept": ACCEPT}, timeout=timeout)
+    except requests.RequestException as exc:
+        return IndexProject(name, shown, error=f"could not check {name} on {shown} ({type(exc).__name__}); "
+                                               "pass --index-url of a reachable index, or drop it")
+    if resp.status_code == 404:
+        return IndexProject(name, shown, error=f"{name} does not exist on {shown}")
+    if resp.status_code != 200:
+        return IndexProject(name, shown, error=f"{shown} answered HTTP {resp.status_code} for {name}")
+    try:
+        files = _parse(resp.text, resp.headers.get("Content-Type", ""))
+    except ValueError as exc:
+        return IndexProject(name, shown, error=f"{shown} sent an unreadable page for {name} ({exc})")
+    return IndexProject(name, shown, tuple(files))
+
+
+def lookup(names: list[str], index: str, timeout: float = 10.0) -> dict[str, IndexProject]:
+    """Return what ``index`` (a simple-API URL, ``file://`` URL or folder) holds for each name, looked up at once."""
+    names = [str(canonicalize_name(n)) for n in names]
+    if not names:
+        return {}
+    if index.startswith("file://") or "://" not in index:
+        folder = Path(unquote(urlsplit(index).path) if index.startswith("file://") else index)
+        return {n: _local(n, folder, index) for n in names}
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        return dict(zip(names, pool.map(lambda n: _remote(n, index, timeout), names)))

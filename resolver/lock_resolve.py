@@ -1,0 +1,322 @@
+"""Transitive resolution for a lock: every file a plan's wheel steps pull in, for the plan's *target* Python and
+platform, with each file's URL and sha256.
+
+uv (``uv pip compile --format pylock.toml``) resolves: the plan's packages become the dependencies of a throwaway
+``pyproject.toml`` whose ``[tool.uv.sources]`` pin each package to the index the plan takes it from (an explicit
+index: nothing else is looked up there), every other package comes from PyPI, and the matrix's known-bad pins
+(``matrices/pins.toml``) go in as constraints. Without uv, pip resolves (``--dry-run --report``). Both run isolated
+from the user's configuration (``UV_NO_CONFIG``, ``pip --isolated``, no ``PIP_*``/``UV_*`` variables): a lock must
+not depend on the machine that made it.
+
+Whatever resolved, ``check_files`` then checks every locked file against the target: its wheel tags, and the
+Requires-Python the index publishes for it. A file that fails is an error, never a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urldefrag
+
+import tomli_w
+from packaging.markers import Marker
+from packaging.tags import Tag
+from packaging.pylock import Package, Pylock, PylockValidationError
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from resolver import _subprocess
+from resolver.errors import GpuStackError
+from resolver.lock import LockedFile
+from resolver.models import PYPI_SIMPLE, Plan
+
+__all__ = ["ResolveError", "find_uv", "isolated_env", "python_platform", "resolve", "check_files", "requests_of", "Pages"]
+
+GLIBC_DEFAULT = "2.35"  # hashes.GLIBC_MAX: Ubuntu 22.04, the oldest base image `gpustack dockerfile` uses
+
+
+class ResolveError(GpuStackError):
+    """The dependencies of a plan could not be resolved, or a resolved file does not fit the target."""
+
+    exit_code = 1
+
+
+def find_uv() -> str | None:
+    """Return the uv executable: the one installed with gpustack (the ``uv`` wheel), else one on ``PATH``."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def isolated_env(**extra: str) -> dict[str, str]:
+    """Return this process's environment without pip's and uv's configuration variables, with uv's and pip's config
+    files switched off: a lock resolves what a clean machine would, not what this user's pip.conf adds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    for keep in ("UV_CACHE_DIR", "PIP_CACHE_DIR"):  # where caches live changes nothing that is resolved
+        if keep in os.environ:
+            env[keep] = os.environ[keep]
+    env.update({"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "PIP_CONFIG_FILE": os.devnull,
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    env.update(extra)
+    return env
+
+
+def python_platform(platform: str, glibc: str | None = None) -> str:
+    """Return uv's ``--python-platform`` of a target platform (Linux: manylinux up to the target's glibc)."""
+    g = (glibc or GLIBC_DEFAULT).replace(".", "_")
+    return {"linux_x86_64": f"x86_64-manylinux_{g}", "linux_aarch64": f"aarch64-manylinux_{g}",
+            "win_amd64": "x86_64-pc-windows-msvc"}.get(platform, platform)
+
+
+def requests_of(plan: Plan) -> list[tuple[str, str]]:
+    """Return ``(requirement, index)`` of every wheel step: what the resolution starts from. Build steps are left out
+    (their metadata needs a build against the locked torch); a direct URL is its own source."""
+    out = []
+    for s in plan.steps:
+        if s.action != "install":
+            continue
+        out.append((f"{s.package} @ {s.url}" if s.url else s.requirement, s.index_url or PYPI_SIMPLE))
+    return out
+
+
+def _pyproject(plan: Plan, default_index: str) -> dict[str, object]:
+    """Return the throwaway project whose dependencies are the plan's wheel steps, each pinned to its index."""
+    reqs = requests_of(plan)
+    indexes = list(dict.fromkeys(i for _, i in reqs if i.rstrip("/") != default_index.rstrip("/")))
+    names = {i: f"gpustack-{n}" for n, i in enumerate(indexes)}
+    sources = {}
+    for (req, index), step in zip(reqs, (s for s in plan.steps if s.action == "install")):
+        if index in names and not step.url:
+            sources[str(canonicalize_name(step.package))] = {"index": names[index]}
+    tool = {"uv": {"index": [{"name": names[i], "url": i, "explicit": True} for i in indexes],
+                   "sources": sources}} if indexes else {}
+    return {"project": {"name": "gpustack-lock-request", "version": "0",
+                        "dependencies": [r for r, _ in reqs]}, "tool": tool}
+
+
+def _index_of(plan: Plan, name: str, default_index: str) -> str:
+    for s in plan.steps:
+        if canonicalize_name(s.package) == canonicalize_name(name) and s.index_url:
+            return s.index_url
+    return default_index
+
+
+def _marker_env(python: str, platform: str) -> dict[str, str]:
+    mm = ".".join(python.split(".")[:2])
+    sys_platform = "win32" if platform.startswith("win") else "linux"
+    machine = {"linux_x86_64": "x86_64", "linux_aarch64": "aarch64", "win_amd64": "AMD64"}.get(platform, "")
+    return {"python_version": mm, "python_full_version": f"{mm}.0", "sys_platform": sys_platform,
+            "platform_system": "Windows" if sys_platform == "win32" else "Linux", "platform_machine": machine,
+            "os_name": "nt" if sys_platform == "win32" else "posix", "implementation_name": "cpython",
+            "platform_python_implementation": "CPython"}
+
+
+def _files_of_pylock(lock: Pylock, plan: Plan, default_index: str) -> dict[str, LockedFile]:
+    """Return the file each package of uv's lock installs on the plan's target (a wheel it accepts, else the sdist)."""
+    from resolver.hashes import target_tags
+
+    target = plan.stack.target
+    accepted = target_tags(target.python, target.platform, target.glibc)
+    rank = {t: i for i, t in enumerate(accepted)}
+    env = _marker_env(target.python, target.platform)
+    files: dict[str, LockedFile] = {}
+    for p in lock.packages:
+        if p.marker is not None and not Marker(str(p.marker)).evaluate(env):
+            continue
+        files[str(canonicalize_name(p.name))] = _file_of(p, rank, _index_of(plan, str(p.name), default_index))
+    return files
+
+
+def _file_of(p: Package, rank: Mapping[Tag, int], index: str) -> LockedFile:
+    version = str(p.version)
+    best: tuple[int, LockedFile] | None = None
+    for w in p.wheels or ():
+        url = w.url or ""
+        fname = w.name or unquote(urldefrag(url)[0].rsplit("/", 1)[-1])
+        try:
+            score = min((rank[t] for t in parse_wheel_filename(fname)[3] if t in rank), default=-1)
+        except InvalidWheelFilename:
+            continue
+        if score >= 0 and (best is None or score < best[0]):
+            best = (score, LockedFile(str(p.name), version, fname, url, w.hashes.get("sha256"), index=index,
+                                      size=w.size, upload_time=w.upload_time.isoformat() if w.upload_time else None))
+    if best is not None:
+        return best[1]
+    if p.sdist is not None:
+        s = p.sdist
+        url = s.url or ""
+        return LockedFile(str(p.name), version, s.name or unquote(url.rsplit("/", 1)[-1]), url,
+                          s.hashes.get("sha256"), index=index, kind="sdist", size=s.size,
+                          upload_time=s.upload_time.isoformat() if s.upload_time else None)
+    if p.vcs is not None:
+        return LockedFile(str(p.name), version, str(p.name), f"git+{p.vcs.url}@{p.vcs.commit_id}", None, kind="vcs")
+    raise ResolveError(f"uv locked {p.name} {version} without a file for the target; lock again with --no-deps")
+
+
+def _write_inputs(tmp: Path, plan: Plan, constraints: Sequence[str], default_index: str) -> tuple[Path, Path]:
+    project = tmp / "request" / "pyproject.toml"
+    project.parent.mkdir()
+    project.write_text(tomli_w.dumps(_pyproject(plan, default_index)))
+    cons = tmp / "constraints.txt"
+    cons.write_text("".join(f"{c}\n" for c in constraints))
+    return project, cons
+
+
+def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str) -> dict[str, LockedFile]:
+    target = plan.stack.target
+    glibc = target.glibc
+    with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as name:
+        tmp = Path(name)
+        project, cons = _write_inputs(tmp, plan, constraints, default_index)
+        out = tmp / "pylock.toml"
+        argv = [uv, "pip", "compile", str(project), "--format", "pylock.toml", "-o", str(out), "--no-header",
+                "--quiet", "--python-version", target.python,
+                "--python-platform", python_platform(target.platform, str(glibc) if glibc else None),
+                "--index-url", default_index, "--constraint", str(cons), "--python", sys.executable]
+        _subprocess.run(argv, env=isolated_env(), timeout=900)
+        try:
+            lock = Pylock.from_dict(tomllib.loads(out.read_text()))
+        except (OSError, tomllib.TOMLDecodeError, PylockValidationError) as exc:
+            raise ResolveError(f"uv wrote no valid pylock.toml ({exc}); lock again with --no-deps") from None
+    return _files_of_pylock(lock, plan, default_index)
+
+
+def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], default_index: str) -> dict[str, LockedFile]:
+    """Return the files pip's resolver picks (``install --dry-run --report``, isolated) for the plan's target."""
+    from resolver.hashes import target_tags
+
+    target = plan.stack.target
+    accepted = target_tags(target.python, target.platform, target.glibc)
+    platforms = list(dict.fromkeys(t.platform for t in accepted if t.platform != "any"))
+    reqs = requests_of(plan)
+    indexes = list(dict.fromkeys([default_index, *(i for _, i in reqs)]))
+    with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as name:
+        tmp = Path(name)
+        cons = tmp / "constraints.txt"
+        cons.write_text("".join(f"{c}\n" for c in constraints))
+        report = tmp / "report.json"
+        argv = [python_exe, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed", "--quiet",
+                "--target", str(tmp / "t"), "--report", str(report), "--only-binary=:all:", "--implementation", "cp",
+                "--python-version", target.python, *[a for p in platforms for a in ("--platform", p)],
+                "--index-url", indexes[0], *[a for i in indexes[1:] for a in ("--extra-index-url", i)],
+                "-c", str(cons), *[r for r, _ in reqs]]
+        _subprocess.run(argv, env=isolated_env(), timeout=900)
+        data = json.loads(report.read_text())
+    files: dict[str, LockedFile] = {}
+    for item in data.get("install", []):
+        meta, info = item["metadata"], item["download_info"]
+        url = info["url"]
+        sha = (info.get("archive_info") or {}).get("hashes", {}).get("sha256")
+        fname = unquote(urldefrag(url)[0].rsplit("/", 1)[-1])
+        files[str(canonicalize_name(meta["name"]))] = LockedFile(
+            meta["name"], meta["version"], fname, urldefrag(url)[0], sha,
+            index=_index_of(plan, meta["name"], default_index), kind="wheel" if fname.endswith(".whl") else "sdist",
+            reason="" if sha else "pip's report gives no sha256")
+    return files
+
+
+def resolve(plan: Plan, constraints: Sequence[str] = (), *, python_exe: str | None = None,
+            default_index: str = PYPI_SIMPLE, uv: str | None = None, use_uv: bool = True) -> dict[str, LockedFile]:
+    """Return the file of every package the plan's wheel steps install on its target (the steps' own packages and
+    all their dependencies), keyed by canonical name; ``constraints`` (PEP 508) bound the dependencies.
+
+    uv resolves when present (``uv`` given, or ``find_uv()``) and ``use_uv``, else pip in ``python_exe``. Raises
+    ``CommandFailed`` when the resolver fails (an index unreachable, no solution).
+    """
+    if not requests_of(plan):
+        return {}
+    uv = (uv or find_uv()) if use_uv else None
+    if uv:
+        return _resolve_uv(uv, plan, constraints, default_index)
+    return _resolve_pip(python_exe or sys.executable, plan, constraints, default_index)
+
+
+class Pages:
+    """Index project pages read in the background, a few connections at a time (a TLS handshake costs more than a
+    page): ``prefetch`` starts reading pages whose names are known before the resolver runs (the plan's packages,
+    a previous lock's), so the check after it mostly finds them read."""
+
+    def __init__(self, fetch: Callable[[str], str | None] | None = None, workers: int = 4) -> None:
+        from resolver import hashes
+
+        self._fetch = fetch or hashes.fetch_text
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpustack-pages")
+        self._futures: dict[str, Future[str | None]] = {}
+
+    @staticmethod
+    def url(index: str, name: str) -> str:
+        return f"{index.rstrip('/')}/{canonicalize_name(name)}/"
+
+    def prefetch(self, urls: Iterable[str]) -> None:
+        for u in urls:
+            if u not in self._futures:
+                self._futures[u] = self._pool.submit(self._fetch, u)
+
+    def get(self, url: str) -> str | None:
+        self.prefetch([url])
+        return self._futures[url].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_files(files: Iterable[LockedFile], python: str, platform: str, *, pages: Pages | None = None,
+                glibc: object = None) -> list[str]:
+    """Return one problem per locked file that does not fit the target: a wheel whose tags the target does not
+    accept, or a file whose Requires-Python (as its index publishes it) excludes the target's Python.
+
+    Index pages come from ``pages`` (read in parallel). A file whose index publishes no Requires-Python is not held
+    against it; an index that cannot be read leaves only the tag check.
+    """
+    from resolver import hashes
+
+    own = pages is None
+    reader = pages or Pages()
+    accepted = set(hashes.target_tags(python, platform, glibc))
+    version = f"{'.'.join(python.split('.')[:2])}.0"
+    problems: list[str] = []
+    indexed = []
+    for f in files:
+        if f.kind == "wheel" and f.filename:
+            try:
+                ftags = parse_wheel_filename(f.filename)[3]
+            except InvalidWheelFilename:
+                problems.append(f"{f.name} {f.version}: {f.filename} is not a valid wheel name")
+                continue
+            if not ftags & accepted:
+                problems.append(f"{f.name} {f.version}: wheel {f.filename} does not run on Python {python} "
+                                f"{platform}")
+        if f.index and f.kind != "vcs" and f.filename:
+            indexed.append(f)
+    try:
+        reader.prefetch(Pages.url(f.index or "", f.name) for f in indexed)
+        for f in indexed:
+            page = Pages.url(f.index or "", f.name)
+            text = reader.get(page)
+            if text is None:
+                continue
+            entry = next((e for e in hashes.parse_index_page(text, page, only=f.filename)
+                          if e.filename == f.filename), None)
+            if entry is None or not entry.requires_python:
+                continue
+            try:
+                spec = SpecifierSet(entry.requires_python)
+            except InvalidSpecifier:
+                continue
+            if not spec.contains(version, prereleases=True):
+                problems.append(f"{f.name} {f.version}: {f.filename} requires Python {entry.requires_python}; "
+                                f"the target is Python {python}")
+    finally:
+        if own:
+            reader.close()
+    return problems

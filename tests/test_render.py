@@ -1,0 +1,47 @@
+"""Human output through a real pipe: tables keep every column whole instead of being cut to 80 columns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _piped(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    done = subprocess.run([sys.executable, "-m", "resolver", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_plan_table_is_not_cut_when_piped() -> None:
+    out = _piped("plan", "--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "--platform", "linux_x86_64",
+                 "xformers", "flash-attn")
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert any("xformers" in r and "https://download.pytorch.org/whl/cu" in r for r in rows), out
+    assert "…" not in out
+    # Every table row is one line: the rows' right borders line up.
+    assert len({len(r) for r in rows}) == 1
+
+
+@pytest.mark.parametrize("subject", ["torch", "flash-attn"])
+def test_matrix_table_is_wider_than_80_when_piped(subject: str) -> None:
+    out = _piped("matrix", "show", subject)
+    assert max(len(line) for line in out.splitlines()) > 80
+    assert "…" not in out
+
+
+def test_brackets_in_reasons_and_notes_are_text_not_markup() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from resolver.render import print_refusal
+
+    out = Console(file=StringIO(), width=200)
+    print_refusal(out, ["xformers[fairseq] needs [bold]torch<2.1"], ["pip install 'flash-attn[x]'"])
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "xformers[fairseq] needs [bold]torch<2.1" in text and "'flash-attn[x]'" in text

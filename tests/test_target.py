@@ -1,0 +1,52 @@
+"""The one reader of a target interpreter: every mode, run in a real child, agrees on who the interpreter is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from resolver.errors import BadInput
+from resolver.pipeline import this_platform
+from resolver.target import read_target
+
+
+def test_modes_agree_on_the_interpreter() -> None:
+    readings = {mode: read_target(sys.executable, mode) for mode in ("full", "light", "installed")}
+    tag = "cp%d%d" % sys.version_info[:2]
+    for facts in readings.values():
+        assert (facts.python, facts.python_tag) == (f"{sys.version_info[0]}.{sys.version_info[1]}", tag)
+        assert facts.platform == this_platform() and facts.prefix == sys.prefix
+    full, light, installed = readings["full"], readings["light"], readings["installed"]
+    assert full.env is not None and full.env.platform == this_platform()
+    assert full.env.packages["click"] == installed.dists["click"][0]
+    assert light.has_pip is True and light.torch_version_py is None  # no torch in the test venv
+    assert installed.dists["gpustack-resolver"][2] is True  # the editable checkout, with its URL
+    assert installed.dists["gpustack-resolver"][1] is not None
+
+
+def test_killed_pips_stash_is_debris_not_a_distribution(tmp_path: Path) -> None:
+    import venv
+
+    venv.create(tmp_path / "v", with_pip=False)
+    python = str(tmp_path / "v" / "bin" / "python")
+    site = next((tmp_path / "v" / "lib").glob("python*/site-packages"))
+    (site / "~orch").mkdir()
+    (site / "~orch-2.1.0.dist-info").mkdir()
+    (site / "~orch-2.1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.1.0\n")
+    installed = read_target(python, "installed")
+    full = read_target(python, "full")
+    assert "torch" not in installed.dists and full.env is not None and full.env.torch is None
+    assert any(d.endswith("~orch") for d in installed.debris)
+    assert read_target(python, "light").has_pip is False
+
+
+def test_not_a_python_is_bad_input(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(BadInput, match="not a working Python"):
+        read_target(str(fake), "light")
+    with pytest.raises(BadInput, match="not found"):
+        read_target(str(tmp_path / "nope"), "installed")
