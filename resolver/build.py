@@ -25,8 +25,9 @@ from packaging.version import Version
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from resolver import _subprocess, cache, detect
+from resolver import _subprocess, cache, compat, detect
 from resolver.errors import BadInput, CommandFailed, GpuStackError
+from resolver.matrix_types import Matrix
 from resolver.models import Step
 from resolver.probes import parse_nvcc_version
 from resolver.redact import redact
@@ -36,9 +37,6 @@ from resolver.target import read_target
 __all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
            "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
 
-# flash-attn's README: "each nvcc thread can use ~5GB of RAM"; xformers and small extensions need less.
-GIB_PER_THREAD = {"flash-attn": 5.0, "xformers": 4.0}
-DEFAULT_GIB_PER_THREAD = 2.0
 DISK_NEEDED_GIB = {"flash-attn": 10.0, "xformers": 10.0}
 DEFAULT_DISK_NEEDED_GIB = 2.0
 _NINJA = re.compile(r"^\s*\[(\d+)/(\d+)\]")
@@ -131,13 +129,24 @@ def _needs_cuda(env: Mapping[str, str]) -> bool:
     return env.get("FORCE_CUDA") == "1" or "TORCH_CUDA_ARCH_LIST" in env or "FLASH_ATTN_CUDA_ARCHS" in env
 
 
-def _threads(step: Step) -> int:
-    default = "2" if step.package == "flash-attn" else "1"
-    return max(1, int(step.env.get("NVCC_THREADS", default)))
+def _threads(step: Step, matrix: Matrix) -> int:
+    """Return the nvcc threads per job of ``step``: its ``NVCC_THREADS``, else its package's (matrices/build.toml)."""
+    default = compat.build_job(step.package, matrix).nvcc_threads
+    raw = step.env.get("NVCC_THREADS", "")
+    return max(1, int(raw)) if raw.isdigit() else default
 
 
-def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[str]:
+def _matrix(matrix: Matrix | None) -> Matrix:
+    if matrix is not None:
+        return matrix
+    from resolver.matrix import load
+
+    return load()
+
+
+def check_prerequisites(step: Step, target: TargetInfo, res: Resources, matrix: Matrix | None = None) -> list[str]:
     """Return every reason the build of ``step`` cannot run here (empty: it can)."""
+    m = _matrix(matrix)
     reasons = []
     if target.torch_version is None:
         reasons.append(f"torch is not installed in {target.prefix}; the build compiles against it "
@@ -162,16 +171,16 @@ def check_prerequisites(step: Step, target: TargetInfo, res: Resources) -> list[
     if res.disk_free_gib < disk:
         reasons.append(f"{res.disk_free_gib:.1f} GiB free disk, the build needs about {disk:.0f} GiB: "
                        "free space or set TMPDIR elsewhere")
-    per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * _threads(step)
+    per_job = compat.job_gib(step.package, m, _threads(step, m))
     if res.mem_available_gib is not None and res.mem_available_gib < per_job:
         reasons.append(f"{res.mem_available_gib:.1f} GiB RAM available, one compile job needs about "
                        f"{per_job:.0f} GiB: close programs or build on a bigger machine")
     return reasons
 
 
-def build_env(step: Step, res: Resources, python_exe: str) -> dict[str, str]:
-    """Return the build's added environment: the plan's, ``MAX_JOBS`` capped by RAM and cores, ``PATH`` with the
-    target's bin dir (where ``pip install ninja`` puts ninja) and ``CUDA_HOME`` when nvcc was found."""
+def build_env(step: Step, res: Resources, python_exe: str, matrix: Matrix | None = None) -> dict[str, str]:
+    """Return the build's added environment: the plan's, ``MAX_JOBS`` capped by RAM and cores (``compat.max_jobs``),
+    ``PATH`` with the target's bin dir (where ``pip install ninja`` puts ninja) and ``CUDA_HOME`` when nvcc was found."""
     from resolver.schema import Loc, check_build_env
 
     # Only the allowlisted build variables (schema.BUILD_VARIABLES) a plan or lock may set: PYTHONPATH, LD_PRELOAD,
@@ -180,14 +189,13 @@ def build_env(step: Step, res: Resources, python_exe: str) -> dict[str, str]:
     jobs_text = env.get("MAX_JOBS", "1")
     if not (jobs_text.isascii() and jobs_text.isdigit() and len(jobs_text) <= 4):
         raise BadInput(f"build of {step.package}: env.MAX_JOBS {jobs_text!r} is not a number of jobs")
-    threads = _threads(step)
-    per_job = GIB_PER_THREAD.get(step.package, DEFAULT_GIB_PER_THREAD) * threads
-    fits = int(res.mem_available_gib // per_job) if res.mem_available_gib is not None else res.cpus
-    jobs = max(1, min(res.cpus, fits))
+    m = _matrix(matrix)
+    threads = _threads(step, m)
+    jobs = compat.max_jobs(step.package, m, res.cpus, res.mem_available_gib, nvcc_threads=threads)
     if "MAX_JOBS" in env:
         jobs = max(1, min(jobs, int(env["MAX_JOBS"])))
     env["MAX_JOBS"] = str(jobs)
-    if step.package == "flash-attn":
+    if threads > 1 or "NVCC_THREADS" in env:
         env.setdefault("NVCC_THREADS", str(threads))
     env["PATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(python_exe)), os.environ.get("PATH", "")])
     home = _cuda_home()

@@ -27,11 +27,13 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     source builds, pinned installs from the right indexes. With --fleet: one image for every GPU class of a cluster
     (or one per class with --per-class) that checks its backends with `gpustack verify` at start.
     Exit codes: 0 written, 1 no compatible stack, 2 bad input."""
-    from resolver.dockerfile import render
+    from resolver.dockerfile import refuse_platform, render
 
     if fmt == "k8s" and not opts.fleet:
         raise BadInput("--format k8s needs --fleet: node affinity is written on the fleet's node labels")
     check_output(output)
+    if opts.platform_tag:
+        refuse_platform(opts.platform_tag)  # before any solving: a Windows target gets no Linux image
     if opts.fleet:
         _fleet_dockerfile(requirements, output, fmt, opts)
         return

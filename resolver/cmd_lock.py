@@ -12,7 +12,7 @@ import click
 
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, CommandFailed
-from resolver.models import PYPI_SIMPLE, Plan
+from resolver.models import PYPI_SIMPLE, Plan, parse_glibc
 from resolver.options import fleet_options, target_options
 from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver_option
 
@@ -81,8 +81,8 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
         keep: dict[str, Any] = {"profiles": tuple(previous.profile.split(",")) if previous.profile else ()}
         if opts.driver is None and previous.driver:
             keep["driver"] = parse_driver_option(previous.driver)
-        if hasattr(opts, "glibc") and not getattr(opts, "glibc") and previous.glibc:
-            keep["glibc"] = previous.glibc
+        if opts.glibc is None and previous.glibc:
+            keep["glibc"] = parse_glibc(previous.glibc)
         opts = dataclasses.replace(opts, **keep)
         click.echo(f"re-locking {output} for what it was made for: "
                    + (" ".join(requirements) or "(no requirements)")
@@ -122,7 +122,8 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
                            err=True)
         files, warnings = hashes.lookup(plan, known=resolved)
         target = plan.stack.target
-        problems = lock_resolve.check_files(files.values(), target.python, target.platform, pages=pages)
+        problems = lock_resolve.check_files(files.values(), target.python, target.platform, pages=pages,
+                                            glibc=target.glibc)
     finally:
         pages.close()
     if problems:
@@ -130,7 +131,8 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
                                         + "\n".join(f"  - {p}" for p in problems))
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    glibc = getattr(opts, "glibc", None)  # --glibc, where the target options have it
+    t = plan.stack.target
+    glibc = t.glibc if not t.glibc_assumed else None  # recorded only when known (given or detected)
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
                           glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved))
     if fmt == "requirements":

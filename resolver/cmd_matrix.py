@@ -59,9 +59,9 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
             for x in m.xformers
         ]
     if subject == "flash-attn":
-        return ["flash-attn", "wheels (torch minors)", "CUDA builds", "max CC major", "unverified"], [
+        return ["flash-attn", "wheels (torch minors)", "CUDA builds", "GPU CC", "unverified"], [
             [str(f.version), " ".join(sorted({f"{w.torch.major}.{w.torch.minor}" for w in f.wheels}, key=lambda s: tuple(map(int, s.split("."))))),
-             " ".join(sorted({str(w.cuda_build) for w in f.wheels})), str(f.max_cc_major or "-"), "yes" if f.wheels_unverified else ""]
+             " ".join(sorted({str(w.cuda_build) for w in f.wheels})), f"{f.min_cc}–{f.max_cc}" if f.max_cc else f">= {f.min_cc}", "yes" if f.wheels_unverified else ""]
             for f in m.flash_attn
         ]
     if subject == "cuda":

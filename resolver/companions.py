@@ -10,25 +10,14 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from resolver.candidates import (
-    wheel_problem,
-    TorchOption,
-    build_arch,
-    coverage,
-    flash_archs,
-    flash_url_cuda_tag,
-    flash_wheel_matches,
-)
-from resolver.matrix_types import FlashRelease, FlashWheelRow, Matrix, XformersRelease
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, ComputeCapability, PackageChoice, Target, python_tag, spec_allows
+from resolver import compat
+from resolver.candidates import TorchOption
+from resolver.matrix_types import FlashRelease, Matrix, XformersRelease
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Target, spec_allows
 from resolver.report import Reporter
 from resolver.request import Request
 
-# xformers' cutlass fMHA ops declare CUDA_MINIMUM_COMPUTE_CAPABILITY (5, 0) (xformers/ops/fmha/common.py; see
-# matrices/xformers_source.toml min_cc_buildable notes): below it memory_efficient_attention finds no operator.
-XFORMERS_FMHA_MIN_CC = ComputeCapability(5, 0)
-
-__all__ = ["Companion", "choose_xformers", "choose_flash", "flash_fits_gpus", "off_pin_ok", "source_arch_list"]
+__all__ = ["Companion", "choose_xformers", "choose_flash", "flash_fits_gpus", "source_arch_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +44,7 @@ def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix) -> tupl
         return None, f"CUDA {nvcc} is not in the CUDA table"
     archs = []
     for cc in target.capabilities:
-        arch = build_arch(cc, minor.nvcc_sms)
+        arch = compat.build_arch(cc, minor.nvcc_sms)
         if arch is None:
             return None, f"nvcc {nvcc} cannot build code for {cc.sm}"
         if arch not in archs:
@@ -80,57 +69,19 @@ def _source_notes(torch: TorchOption, target: Target) -> tuple[str, ...]:
 # --- xformers -------------------------------------------------------------------------------------------------------
 
 
-def _xformers_wheel_tags_ok(x: XformersRelease, target: Target) -> bool:
-    py = python_tag(target.python)
-    if x.abi3:
-        return Version(target.python) >= Version("3.9")
-    return py in x.python_tags
-
-
-def _xformers_platform_ok(x: XformersRelease, platform: str) -> bool:
-    if platform == "win_amd64":
-        return "win_amd64" in x.platforms
-    if platform == "linux_x86_64":
-        return any(p.endswith("x86_64") and p.startswith("manylinux") for p in x.platforms) or "any" in x.platforms
-    return "any" in x.platforms
-
-
-def _index_variant(x: XformersRelease, cuda: Version) -> str | None:
-    """Return the PyTorch-index build of ``x`` for a torch of CUDA ``cuda``: the same tag, else the newest build of
-    the same CUDA major not newer than it (the extension must find libcudart of its own major)."""
-    if not x.index_variants:
-        return None
-    exact = f"cu{cuda.major}{cuda.minor}"
-    if exact in x.index_variants:
-        return exact
-    same = [t for t in x.index_variants if t.startswith(f"cu{cuda.major}") and len(t) == len(exact) and t <= exact]
-    return max(same) if same else None
-
-
-def off_pin_ok(x: XformersRelease, torch_version: Version) -> bool:
-    """Return whether ``x`` may be built from source against a torch its wheels do not pin.
-
-    Only inside the range its developers vouched for: at or above the source tree's own torch floor and below the
-    torch its wheels pin (building an old xformers against a newer torch meets API changes nobody tested).
-    """
-    if x.source_torch is None or not spec_allows(x.source_torch, torch_version):
-        return False
-    pins = [s.version for s in x.torch if s.operator in ("==", ">=", "~=")]
-    return bool(pins) and all(torch_version < Version(p) for p in pins)
-
-
 def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
     """Return the best way to get ``x`` beside ``torch``, or (None, why not)."""
     assert torch.cuda is not None
     version = str(x.version)
     pinned = spec_allows(x.torch, torch.release.version)
     problems: list[str] = []
-    glibc = wheel_problem(matrix, "xformers", x.version, target)
+    glibc = compat.wheel_problem(matrix, "xformers", x.version, target)
     if glibc:
         problems.append(glibc)
-    if pinned and _xformers_platform_ok(x, target.platform) and _xformers_wheel_tags_ok(x, target) and not glibc:
+    if (pinned and compat.xformers_platform_ok(x, target.platform) and compat.xformers_wheel_tags_ok(x, target.python)
+            and not glibc):
         built = x.windows_cuda if target.platform == "win_amd64" else x.pypi_cuda
-        missing, ptx = coverage(x.arch, target)
+        missing, ptx = compat.coverage(x.arch, target.capabilities)
         ptx_notes = tuple(f"{cc.sm} runs xformers {version} only through PTX JIT" for cc in ptx)
         if built is not None and built.major == torch.cuda.major and not missing:
             return Companion(
@@ -142,7 +93,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
             problems.append(f"the PyPI wheel is a CUDA {built} build; torch {torch.version} is CUDA {torch.cuda}")
         elif missing:
             problems.append(f"the PyPI wheel has no code for {', '.join(cc.sm for cc in missing)}")
-        index_tag = _index_variant(x, torch.cuda)
+        index_tag = compat.xformers_index_variant(x, torch.cuda)
         if index_tag is not None and not missing and target.platform != "linux_aarch64":
             # The PyPI build's arch list stands for every index build: xformers' wheels.yml sets one
             # TORCH_CUDA_ARCH_LIST per release, and CUDA 13 builds only add Blackwell targets (ANCHORS.md, xformers).
@@ -155,7 +106,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
                 unverified=unverified,
                 ptx=ptx_notes,
             ), ""
-    elif not pinned and not off_pin_ok(x, torch.release.version):
+    elif not pinned and not compat.xformers_off_pin_ok(x, torch.release.version):
         return None, f"requires torch{x.torch}"
     # Source build: the wheel's torch pin does not bind a build from the sdist/tag; its source requirement does.
     if x.source_torch is not None and not spec_allows(x.source_torch, torch.release.version):
@@ -169,11 +120,12 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
     if arch is None:
         return None, "; ".join(problems + [why])
     reason = "; ".join(problems) or "no prebuilt wheel for this torch/Python/platform"
-    old_gpus = [cc for cc in target.capabilities if cc < XFORMERS_FMHA_MIN_CC]
+    fmha_min = compat.xformers_fmha_min_cc(matrix)
+    old_gpus = [cc for cc in target.capabilities if fmha_min is not None and cc < fmha_min]
     runtime: tuple[str, ...] = ()
     if old_gpus:
         runtime = (f"xformers builds and imports on compute capability {', '.join(map(str, old_gpus))}, but its "
-                   f"memory_efficient_attention ops require {XFORMERS_FMHA_MIN_CC} at run time: run `gpustack verify`",)
+                   f"memory_efficient_attention ops require {fmha_min} at run time: run `gpustack verify`",)
     return Companion(
         PackageChoice("xformers", version, "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=arch,
                       url=None if x.sdist else f"git+https://github.com/facebookresearch/xformers.git@v{version}",
@@ -208,63 +160,32 @@ def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request:
 # --- flash-attn -----------------------------------------------------------------------------------------------------
 
 
-def _flash_gpu_problem(f: FlashRelease, target: Target) -> str | None:
-    low = [cc for cc in target.capabilities if cc < f.min_cc]
-    if low:
-        return f"flash-attn needs compute capability {f.min_cc}; {', '.join(str(c) for c in low)} is below"
-    if f.max_cc_major is not None:
-        high = [cc for cc in target.capabilities if cc.major > f.max_cc_major]
-        if high:
-            return f"flash-attn {f.version} rejects compute capability {', '.join(str(c) for c in high)} at run time (fixed in 2.7.3)"
-    return None
-
-
-_WHEEL_INDEX: dict[int, tuple[FlashRelease, dict[tuple[int, int, str, str], list[FlashWheelRow]]]] = {}
-
-
-def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: str) -> list[FlashWheelRow]:
-    """Return ``f``'s wheels for one torch minor, Python and platform (indexed once per release)."""
-    cached = _WHEEL_INDEX.get(id(f))
-    if cached is None or cached[0] is not f:
-        index: dict[tuple[int, int, str, str], list[FlashWheelRow]] = {}
-        for w in f.wheels:
-            index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
-        cached = _WHEEL_INDEX[id(f)] = (f, index)
-    return cached[1].get((*minor, python, platform), [])
-
-
 def flash_fits_gpus(f: FlashRelease, target: Target) -> bool:
     """Return whether flash-attn release ``f`` runs on every GPU of the target at all."""
-    return _flash_gpu_problem(f, target) is None
+    return compat.flash_gpu_problem(f, target.capabilities) is None
 
 
-def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target) -> tuple[PackageChoice | None, str]:
+def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[PackageChoice | None, str]:
     assert torch.cuda is not None
     if not any(w.platform == target.platform for w in f.wheels):
         return None, f"flash-attn {f.version} has no {target.platform} wheel on record (GitHub release assets)"
-    minor = (torch.release.version.major, torch.release.version.minor)
-    for w in _wheel_rows(f, minor, target.python, target.platform):
-        if w.cxx11_abi != bool(torch.cxx11_abi) or not flash_wheel_matches(f, w.cuda_build, torch.cuda):
-            continue
-        sass = f.wheel_sass.get(str(w.cuda_build), ArchList.parse("8.0;9.0"))
-        missing = [cc for cc in target.capabilities if sass.covers(cc) != "sass"]
-        if missing:
-            return None, f"the wheel for torch {torch.release.minor} has no code for {', '.join(c.sm for c in missing)}"
-        tag = flash_url_cuda_tag(f, torch.cuda)
-        abi = "TRUE" if torch.cxx11_abi else "FALSE"
-        py = python_tag(target.python)
-        git_tag = f.git_tag or f"v{f.version}"
-        name = f"flash_attn-{f.version}+{tag}torch{torch.release.minor}cxx11abi{abi}-{py}-{py}-{target.platform}.whl"
-        url = f"https://github.com/Dao-AILab/flash-attention/releases/download/{git_tag}/{name}"
-        return PackageChoice("flash-attn", str(f.version), "wheel", url=url, variant=tag, cuda=str(w.cuda_build),
-                             arch_list=sass.to_torch_arch_list()), ""
-    return None, (f"no prebuilt wheel for torch {torch.release.minor} + CUDA {torch.cuda.major} + "
-                  f"cxx11abi {bool(torch.cxx11_abi)} + Python {target.python}")
+    v = torch.release.version
+    w = compat.flash_wheel(f, v, torch.cuda, torch.cxx11_abi, target.python, target.platform)
+    if w is None:
+        return None, (f"no prebuilt wheel for torch {torch.release.minor} + CUDA {torch.cuda.major} + "
+                      f"cxx11abi {bool(torch.cxx11_abi)} + Python {target.python}")
+    sass = compat.flash_wheel_sass(f, w)
+    missing = [cc for cc in target.capabilities if sass.covers(cc) != "sass"]
+    if missing:
+        return None, f"the wheel for torch {torch.release.minor} has no code for {', '.join(c.sm for c in missing)}"
+    url = compat.flash_wheel_url(f, v, torch.cuda, torch.cxx11_abi, target.python, target.platform, matrix)
+    return PackageChoice("flash-attn", str(f.version), "wheel", url=url, variant=compat.flash_url_cuda_tag(f, torch.cuda),
+                         cuda=str(w.cuda_build), arch_list=sass.to_torch_arch_list()), ""
 
 
 def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
     assert torch.cuda is not None
-    gpu = _flash_gpu_problem(f, target)
+    gpu = compat.flash_gpu_problem(f, target.capabilities)
     if gpu:
         return None, gpu
     if not spec_allows(f.requires_python, target.python + ".0"):
@@ -272,7 +193,7 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: M
     if f.min_torch is not None and torch.release.version < f.min_torch:
         return None, f"needs torch >= {f.min_torch}"
     unverified = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
-    wheel, why = _flash_wheel(f, torch, target)
+    wheel, why = _flash_wheel(f, torch, target, matrix)
     if wheel is not None:
         return Companion(wheel, unverified=unverified), ""
     if f.setup_min_cuda is not None and torch.cuda < f.setup_min_cuda:
@@ -280,13 +201,15 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: M
     nvcc = _nvcc_problem(torch, target)
     if nvcc:
         return None, f"{why}; {nvcc}"
-    archs = flash_archs(target.capabilities)
+    archs = compat.flash_cuda_archs(target.capabilities, matrix)
     if archs is None:
         return None, f"{why}; FLASH_ATTN_CUDA_ARCHS has no value for these GPUs"
     env = {"FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
-    if f.version >= Version("2.7.4"):
-        env["FLASH_ATTN_CUDA_ARCHS"] = archs  # honoured from 2.7.4; older setup.py always builds sm_80 + sm_90
-    notes = (f"flash-attn {f.version} is built from source ({why}); expect 20+ minutes and about 5 GB RAM per nvcc job",)
+    if compat.flash_archs_env_honoured(f, matrix):
+        env["FLASH_ATTN_CUDA_ARCHS"] = archs  # older setup.py always builds sm_80 + sm_90
+    job = compat.build_job("flash-attn", matrix)
+    notes = (f"flash-attn {f.version} is built from source ({why}); expect 20+ minutes and about "
+             f"{job.gib_per_job:g} GiB RAM per nvcc thread",)
     return Companion(
         PackageChoice("flash-attn", str(f.version), "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=archs,
                       build_env=env),

@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from packaging.version import Version
+
+from resolver.compat import runtime_cuda_problem
 from resolver.models import PYTORCH_INDEX, ArchList, ComputeCapability
 
 __all__ = ["Diagnosis", "Check", "diagnose", "environment_checks", "slow_backends", "SLOW_FRACTION"]
@@ -209,16 +212,16 @@ def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
     dc = facts.get("driver_cuda")
     driver = (dc // 1000, dc % 1000 // 10) if isinstance(dc, int) else None
     if torch_cuda and driver:
-        if driver[0] < torch_cuda[0]:
+        runs, caveat = runtime_cuda_problem(Version(f"{driver[0]}.{driver[1]}"), Version(f"{torch_cuda[0]}.{torch_cuda[1]}"))
+        if not runs:
             out.append(Check("driver", False, f"torch {facts.get('torch')} needs CUDA {facts['torch_cuda']}; the "
                              f"driver supports CUDA {driver[0]}.{driver[1]}",
                              f"upgrade the driver or install torch for cu{driver[0]}{driver[1]}"))
         else:
-            minor_ok = driver >= torch_cuda
-            out.append(Check("driver", True if minor_ok else False,
+            out.append(Check("driver", caveat is None,
                              f"driver supports CUDA {driver[0]}.{driver[1]}; torch uses {facts['torch_cuda']}"
-                             + ("" if minor_ok else " (minor-version compatibility: no PTX JIT)"),
-                             None if minor_ok else "upgrade the driver to enable PTX JIT", "warning"))
+                             + (f" ({caveat})" if caveat else ""),
+                             "upgrade the driver to enable PTX JIT" if caveat else None, "warning"))
     if facts.get("torch_cuda") and not facts.get("cuda_available"):
         out.append(Check("cuda", False, f"torch {facts.get('torch')} is a CUDA build but sees no usable GPU",
                          "check nvidia-smi and the driver" if driver else "no NVIDIA driver found", "warning"))

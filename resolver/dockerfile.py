@@ -8,16 +8,18 @@ into the file, never detected (docs/dockerfile.md).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 
 from packaging.version import Version
 
-from resolver.errors import NoCompatibleStack
+from resolver import compat
+from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
 from resolver.models import Plan, Step, format_driver
 
-__all__ = ["render", "base_image", "UV_IMAGE", "CPU_IMAGE"]
+__all__ = ["render", "refuse_platform", "base_image", "UV_IMAGE", "CPU_IMAGE"]
 
 # uv installs the target's exact Python (python-build-standalone) on any base image; pinned, like every tag here.
 # https://docs.astral.sh/uv/guides/integration/docker/ ("COPY --from=ghcr.io/astral-sh/uv:<version> /uv /bin/")
@@ -98,8 +100,6 @@ def _python_setup(python: str) -> list[str]:
 
 
 def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
-    from resolver.lock import min_driver
-
     stack = plan.stack
     t = stack.target
     torch = stack.get("torch")
@@ -109,7 +109,7 @@ def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
     else:
         lines.append("#   no GPU (CPU stack)")
     if torch is not None and torch.cuda:
-        floor = min_driver(torch.cuda, matrix, t.platform)
+        floor = compat.driver_floor(torch.cuda, matrix, t.platform)
         lines.append(f"#   host driver >= {format_driver(floor) if floor else 'unknown'} (CUDA {torch.cuda})")
     lines.append(f"#   Python {t.python}, {t.platform}")
     for p in stack.packages:
@@ -133,12 +133,35 @@ def _arch_list(plan: Plan, step: Step) -> str:
     return ";".join(str(c) for c in plan.stack.target.capabilities)
 
 
+def _max_jobs_arg(plan: Plan, step: Step, matrix: Matrix) -> tuple[str, list[str]]:
+    """Return the build argument naming a build's ``MAX_JOBS`` and its lines: a comment saying whose machine the
+    default is sized for (the plan's, i.e. the machine gpustack ran on, by ``compat.max_jobs``) and the ``ARG``."""
+    t = plan.stack.target
+    default = step.env.get("MAX_JOBS") or str(compat.max_jobs(step.package, matrix, t.cpu_count, t.memory_gib))
+    arg = re.sub(r"[^A-Z0-9]", "_", step.package.upper()) + "_MAX_JOBS"
+    per_job = compat.job_gib(step.package, matrix, int(step.env.get("NVCC_THREADS", "0")) or None)
+    machine = (f"{t.cpu_count} cores, {t.memory_gib:.0f} GiB free RAM" if t.cpu_count and t.memory_gib is not None
+               else "cores and RAM unknown")
+    return arg, [f"# MAX_JOBS of the {step.package} build is sized for the build machine ({machine}; about "
+                 f"{per_job:g} GiB per job): on another one pass --build-arg {arg}=N",
+                 f"ARG {arg}={default}"]
+
+
+def refuse_platform(platform: str) -> None:
+    """Raise ``BadInput`` for a target no Linux image can serve (a Windows target): no Linux image labelled Windows."""
+    if platform.startswith("win"):
+        raise BadInput(f"dockerfile --platform {platform}: gpustack writes Linux (nvidia/cuda) images only; "
+                       "plan a linux_x86_64 or linux_aarch64 target, or use `gpustack plan` for Windows")
+
+
 def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = ()) -> str:
     """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA.
 
     ``header`` adds comment lines after the target's; ``final`` adds instructions at the end of the last stage, in
-    place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both).
+    place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both). Raises
+    ``BadInput`` for a Windows target (``refuse_platform``).
     """
+    refuse_platform(plan.stack.target.platform)
     stack = plan.stack
     torch = stack.get("torch")
     img, why = base_image(torch.cuda if torch is not None else None, matrix)
@@ -160,8 +183,10 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
             env = {k: v for k, v in s.env.items()}
             env["TORCH_CUDA_ARCH_LIST"] = _arch_list(plan, s)
             env["FORCE_CUDA"] = "1"
-            env.setdefault("MAX_JOBS", "4")
-            out.append(_env(env))
+            arg, lines = _max_jobs_arg(plan, s, matrix)
+            out += lines
+            env.pop("MAX_JOBS", None)
+            out.append(_env(env) + f" MAX_JOBS=${{{arg}}}")
             args = ["pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "--wheel-dir", "/wheels",
                     s.requirement]
             out.append("RUN " + " ".join(_q(a) for a in args))

@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
-from resolver.candidates import TorchOption, coverage, driver_problem, torch_options, torch_release_problem
-from resolver.companions import choose_flash, choose_xformers, off_pin_ok
+from resolver.candidates import TorchOption, torch_options
+from resolver.compat import driver_floor, torch_release_problem, xformers_off_pin_ok
+from resolver.compat import coverage as _coverage
+from resolver.compat import driver_problem as _driver_problem
+from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
-from resolver.models import ComputeCapability, Target, format_driver, spec_allows
+from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -36,8 +40,16 @@ def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = Non
             continue
         if torch_release_problem(rel, target, matrix):
             continue
-        out.extend(torch_options(rel, target))
+        out.extend(torch_options(rel, target, matrix))
     return out
+
+
+def coverage(arch: ArchList, target: Target) -> tuple[list[ComputeCapability], list[ComputeCapability]]:
+    return _coverage(arch, target.capabilities)
+
+
+def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
+    return _driver_problem(target.driver, cuda, matrix, target.platform)
 
 
 def _gpu_name(target: Target, cc: ComputeCapability) -> str:
@@ -120,9 +132,9 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                     if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
         if fallback:
             alts.append(f"the newest torch this driver runs on these GPUs is {fallback[0].version}")
-        compat = matrix.compat(needed.major)
-        if compat is not None:
-            alts.append(f"update the NVIDIA driver to >= {format_driver(compat.min_driver_linux)} for CUDA {needed.major}.x builds")
+        floor = driver_floor(needed, matrix, target.platform)
+        if floor is not None:
+            alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
     return reasons, alts
 
 
@@ -137,7 +149,7 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     for cc in low:
         reasons.append(f"flash-attn needs compute capability {releases[0].min_cc}; {_gpu_name(target, cc)} is {cc}")
         alts.append(f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers instead of flash-attn")
-    high = [cc for cc in target.capabilities if all(f.max_cc_major is not None and cc.major > f.max_cc_major for f in releases)]
+    high = [cc for cc in target.capabilities if all(f.max_cc is not None and cc > f.max_cc for f in releases)]
     for cc in high:
         reasons.append(f"flash-attn{request.flash_attn} rejects {_gpu_name(target, cc)} (compute capability {cc}) at run time")
         alts.append("flash-attn >= 2.7.3 runs on Blackwell (compute capability 10.x/12.x)")
@@ -154,7 +166,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     if not releases:
         return [f"xformers{request.xformers} matches no xformers release that has what was asked for"], []
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
-    source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and off_pin_ok(x, t.version) for t in matrix.torch)]
+    source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:
         newest = releases[0]
         reasons.append(f"xformers{request.xformers} pins torch{newest.torch} (xformers {newest.version}); torch{request.torch} was asked")

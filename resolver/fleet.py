@@ -93,8 +93,9 @@ class GpuClass:
         if self.mig != "off":
             facts.append(f"MIG {self.mig}")
         n = len(self.nodes)
-        if self.mig.startswith("single"):
-            return f"{self.label}, {self.gpus} MIG devices on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
+        if self.mig != "off":
+            what = "MIG devices" if self.mig.startswith("single") else "GPUs and MIG devices"
+            return f"{self.label}, {self.gpus} {what} on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
         return f"{self.label} x{self.gpus} on {n} node{'s' if n != 1 else ''} ({', '.join(facts)})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,6 +328,8 @@ def _k8s_node(item: Any, origin: str, matrix: Matrix, read: set[str]) -> Node | 
         if key in labels:
             _text(labels[key], f"{where}: {key}")
     count = _int(labels[_COUNT], f"{where}: {_COUNT}")
+    if labels.get(_MIG_STRATEGY) == "mixed":  # gpu.count holds the whole GPUs; each MIG profile has its own count
+        count += sum(_int(v, f"{where}: {k}") for k, v in labels.items() if _MIXED_COUNT.match(k) and v)
     if count == 0:
         return f"{_COUNT}=0"
     cc = None

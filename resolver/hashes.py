@@ -133,22 +133,25 @@ def parse_index_page(text: str, page_url: str, *, only: str | None = None) -> li
     return files
 
 
-def platform_tags(platform: str) -> list[str]:
+def platform_tags(platform: str, glibc: object = None) -> list[str]:
     """Return the wheel platform tags a target installs, most preferred first: on Linux every manylinux up to the
-    assumed glibc (``GLIBC_MAX``) and its legacy aliases, then the bare platform."""
+    target's glibc (``glibc``, e.g. ``Version("2.28")``; by default ``GLIBC_MAX``) and its legacy aliases, then the
+    bare platform."""
     if not platform.startswith("linux_"):
         return [platform]
     arch = platform.removeprefix("linux_")
     legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-    platforms = [p for m in range(GLIBC_MAX[1], 4, -1)
+    top = int(str(glibc).split(".")[1]) if glibc is not None else GLIBC_MAX[1]
+    platforms = [p for m in range(top, 4, -1)
                  for p in (f"manylinux_2_{m}_{arch}", *([f"{legacy[m]}_{arch}"] if m in legacy else []))]
     return platforms + [platform]
 
 
-def target_tags(python: str, platform: str) -> list[tags.Tag]:
-    """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``)."""
+def target_tags(python: str, platform: str, glibc: object = None) -> list[tags.Tag]:
+    """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``, Linux
+    wheels up to ``glibc``)."""
     major, minor = (int(x) for x in python.split(".")[:2])
-    platforms = platform_tags(platform)
+    platforms = platform_tags(platform, glibc)
     interp = f"cp{major}{minor}"
     return [*tags.cpython_tags((major, minor), platforms=platforms),
             *tags.compatible_tags((major, minor), interpreter=interp, platforms=platforms)]
@@ -219,7 +222,7 @@ def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | N
     known = {str(canonicalize_name(k)): v for k, v in (known or {}).items()}
     builds = {str(canonicalize_name(s.package)) for s in plan.steps if s.action == "build"}
     target = plan.stack.target
-    accepted = target_tags(target.python, target.platform)
+    accepted = target_tags(target.python, target.platform, target.glibc)
     pages: dict[str, list[IndexFile] | None] = {}
     found: dict[str, LockedFile] = {}
     warnings: list[str] = []

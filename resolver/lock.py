@@ -131,18 +131,10 @@ def environment_marker(python: str, platform: str) -> str:
 
 
 def min_driver(cuda: str | None, matrix: Matrix, platform: str) -> Version | None:
-    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform`` (minor-version compatibility floor),
-    or ``None`` for a CPU stack or a CUDA the matrix does not know."""
-    if not cuda:
-        return None
-    v = Version(cuda)
-    compat = matrix.compat(v.major)
-    if compat is not None:
-        return compat.min_driver_windows if platform.startswith("win") else compat.min_driver_linux
-    minor = matrix.cuda_minor(v)
-    if minor is None:
-        return None
-    return minor.ga_min_driver_windows if platform.startswith("win") else minor.ga_min_driver_linux
+    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform`` (``compat.driver_floor``)."""
+    from resolver.compat import driver_floor
+
+    return driver_floor(cuda, matrix, platform)
 
 
 def _upload_time(text: str | None) -> datetime | None:

@@ -126,7 +126,7 @@ def _files_of_pylock(lock: Pylock, plan: Plan, default_index: str) -> dict[str, 
     from resolver.hashes import target_tags
 
     target = plan.stack.target
-    accepted = target_tags(target.python, target.platform)
+    accepted = target_tags(target.python, target.platform, target.glibc)
     rank = {t: i for i, t in enumerate(accepted)}
     env = _marker_env(target.python, target.platform)
     files: dict[str, LockedFile] = {}
@@ -174,7 +174,7 @@ def _write_inputs(tmp: Path, plan: Plan, constraints: Sequence[str], default_ind
 
 def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str) -> dict[str, LockedFile]:
     target = plan.stack.target
-    glibc = getattr(target, "glibc", None)
+    glibc = target.glibc
     with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as name:
         tmp = Path(name)
         project, cons = _write_inputs(tmp, plan, constraints, default_index)
@@ -196,7 +196,7 @@ def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], defaul
     from resolver.hashes import target_tags
 
     target = plan.stack.target
-    accepted = target_tags(target.python, target.platform)
+    accepted = target_tags(target.python, target.platform, target.glibc)
     platforms = list(dict.fromkeys(t.platform for t in accepted if t.platform != "any"))
     reqs = requests_of(plan)
     indexes = list(dict.fromkeys([default_index, *(i for _, i in reqs)]))
@@ -270,7 +270,8 @@ class Pages:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def check_files(files: Iterable[LockedFile], python: str, platform: str, *, pages: Pages | None = None) -> list[str]:
+def check_files(files: Iterable[LockedFile], python: str, platform: str, *, pages: Pages | None = None,
+                glibc: object = None) -> list[str]:
     """Return one problem per locked file that does not fit the target: a wheel whose tags the target does not
     accept, or a file whose Requires-Python (as its index publishes it) excludes the target's Python.
 
@@ -281,7 +282,7 @@ def check_files(files: Iterable[LockedFile], python: str, platform: str, *, page
 
     own = pages is None
     reader = pages or Pages()
-    accepted = set(hashes.target_tags(python, platform))
+    accepted = set(hashes.target_tags(python, platform, glibc))
     version = f"{'.'.join(python.split('.')[:2])}.0"
     problems: list[str] = []
     indexed = []

@@ -15,6 +15,8 @@ from packaging.version import InvalidVersion, Version
 from resolver.attention_rows import parse_rows
 from resolver.errors import InvalidMatrix
 from resolver.matrix_types import (
+    BuildJob,
+    CompatFacts,
     CudaMinor,
     DockerImage,
     FlashRelease,
@@ -37,8 +39,8 @@ _version = functools.lru_cache(maxsize=8192)(Version)
 __all__ = ["FILES", "OPTIONAL", "from_dicts"]
 
 FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
-         "wheels", "pins")
-OPTIONAL = {"xformers_source", "docker", "attention", "wheels", "pins"}
+         "wheels", "pins", "build")
+OPTIONAL = {"xformers_source", "docker", "attention", "wheels", "pins", "build"}
 
 T = TypeVar("T")
 
@@ -161,11 +163,9 @@ def _torch_release(ctx: _Ctx, r: Mapping[str, Any]) -> TorchRelease:
         version=version,
         requires_python=ctx.parse("requires_python", ctx.get(r, "requires_python", str), SpecifierSet),
         pythons=ctx.str_list(r, "python_versions_pypi_linux_x86_64"),
-        platforms_pypi=ctx.str_list(r, "platforms_pypi"),
         pypi_cuda=pypi_cuda,
         pypi_arch=pypi_arch,
         cxx11_abi=bool(abi),
-        cxx11_abi_inferred=ctx.get(r, "cxx11_abi_inferred", bool, default=False),
         variants=tuple(sorted(variants, key=lambda v: v.cuda, reverse=True)),
         source=_source(ctx, r),
         note=ctx.get(r, "note", str, default=""),
@@ -247,8 +247,9 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
                 for abi in abis:
                     for plat in row_platforms:
                         wheels.append(FlashWheelRow(torch_v, cuda_v, abi == "TRUE", py, plat))
-    check = ctx.get(r, "runtime_cc_check", str, default="cc_major >= 8")
-    max_major = 9 if "is_sm90" in check else None
+    min_cc = ctx.parse("runtime_min_cc", ctx.get(r, "runtime_min_cc", str), ComputeCapability.parse)
+    max_raw = ctx.get(r, "runtime_max_cc", str, default=None)
+    max_cc = ctx.parse("runtime_max_cc", max_raw, ComputeCapability.parse) if max_raw is not None else None
     sass: dict[str, ArchList] = {}
     for cuda, sms in ctx.get(r, "wheel_sass_by_cuda_build", dict, default={}).items():
         sass[cuda] = ctx.parse("wheel_sass_by_cuda_build", " ".join(sms), ArchList.parse)
@@ -262,8 +263,8 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
         version=version,
         git_tag=ctx.get(r, "git_tag", str, default=None),
         requires_python=ctx.parse("python_requires", ctx.get(r, "python_requires", str, default=">=3.9"), SpecifierSet),
-        min_cc=ComputeCapability(8, 0),
-        max_cc_major=max_major,
+        min_cc=min_cc,
+        max_cc=max_cc,
         setup_min_cuda=ctx.parse("setup_min_cuda_for_build", setup_min_cuda, Version) if setup_min_cuda else None,
         min_torch=ctx.parse("readme_min_torch", min_torch, Version) if min_torch else None,
         wheels=tuple(wheels),
@@ -369,6 +370,43 @@ def _docker(ctx: _Ctx, r: Mapping[str, Any]) -> DockerImage:
     )
 
 
+def _build_job(ctx: _Ctx, r: Mapping[str, Any]) -> BuildJob:
+    per_job = ctx.get(r, "gib_per_job", (int, float))
+    threads = ctx.get(r, "nvcc_threads", int, default=1)
+    if per_job <= 0 or threads < 1:
+        raise ctx.fail("gib_per_job", f"expected a positive size and at least one nvcc thread, got {per_job!r}, {threads!r}")
+    return BuildJob(ctx.get(r, "package", str), float(per_job), threads, _source(ctx, r))
+
+
+def _table(data: Mapping[str, Any], file: str, key: str) -> tuple[_Ctx, Mapping[str, Any]]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise InvalidMatrix("expected a table", f"{file}: [{key}]")
+    return _Ctx(file, f"[{key}]"), table
+
+
+def _facts(data: Mapping[str, Mapping[str, Any]]) -> CompatFacts:
+    """Return the single typed facts of the ``[general]`` / ``[meta]`` tables (each names its source key)."""
+    fctx, general = _table(data["flash_attn"], "flash_attn.toml", "general")
+    archs = tuple(fctx.parse("cuda_archs", a, ComputeCapability.parse) for a in fctx.str_list(general, "cuda_archs", default=()))
+    env_from = fctx.version(general, "cuda_archs_env_from", default=None)
+    url = fctx.get(general, "wheel_url", str, default="")
+    xctx, xmeta = _table(data["xformers"], "xformers.toml", "meta")
+    fmha = xctx.get(xmeta, "fmha_min_cc", str, default=None)
+    tctx, tmeta = _table(data["torch"], "torch.toml", "meta")
+    sources = tuple(str(t.get(k)) for t, k in ((general, "cuda_archs_source"), (general, "source"),
+                                                 (xmeta, "fmha_min_cc_source"), (tmeta, "cxx11_abi_linux_aarch64_source"))
+                    if isinstance(t.get(k), str))
+    return CompatFacts(
+        flash_cuda_archs=tuple(sorted(archs)),
+        flash_cuda_archs_env_from=env_from,
+        flash_wheel_url=str(url),
+        xformers_fmha_min_cc=xctx.parse("fmha_min_cc", fmha, ComputeCapability.parse) if fmha else None,
+        torch_aarch64_abi_from=tctx.version(tmeta, "cxx11_abi_linux_aarch64_from", default=None),
+        sources=sources,
+    )
+
+
 _PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
 
 
@@ -468,6 +506,7 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
     gpus = tuple(_gpu(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "gpu"))
     profiles = tuple(_profile(c, r) for c, r in _rows(data["profiles"], "profiles.toml", "profile"))
     docker = tuple(_docker(c, r) for c, r in _rows(data.get("docker", {}), "docker.toml", "image"))
+    jobs = tuple(_build_job(c, r) for c, r in _rows(data.get("build", {}), "build.toml", "job"))
     pins = tuple(_pin(c, r) for c, r in _rows(data.get("pins", {}), "pins.toml", "pin"))
     wheels = tuple(_wheel(c, r) for c, r in _rows(data.get("wheels", {}), "wheels.toml", "wheel"))
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = {}
@@ -479,8 +518,6 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
     for rows, file, table in ((torch, "torch.toml", "release"), (cuda, "cuda.toml", "cuda_minor"), (gpus, "gpus.toml", "gpu")):
         if not rows:
             raise InvalidMatrix(f"no [[{table}]] rows; the file needs at least one", f"{file}: {table}")
-    general = data["flash_attn"].get("general", {})
-    url = general.get("wheel_url_pattern", "") if isinstance(general, dict) else ""
     return Matrix(
         torch=tuple(sorted(torch, key=lambda t: t.version, reverse=True)),
         xformers=tuple(sorted(xformers, key=lambda x: x.version, reverse=True)),
@@ -490,8 +527,9 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
         gpus=gpus,
         profiles=profiles,
         docker=docker,
+        build_jobs=jobs,
+        facts=_facts(data),
         pins=pins,
-        flash_wheel_url=str(url),
         wheels=wheels,
         wheel_index=wheel_index,
         attention=parse_rows(data.get("attention", {})),

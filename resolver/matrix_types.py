@@ -28,6 +28,8 @@ __all__ = [
     "GpuRow",
     "Profile",
     "DockerImage",
+    "BuildJob",
+    "CompatFacts",
     "WheelFacts",
     "AttentionRelease",
     "Matrix",
@@ -55,11 +57,9 @@ class TorchRelease:
     version: Version
     requires_python: SpecifierSet
     pythons: tuple[str, ...]
-    platforms_pypi: tuple[str, ...]
     pypi_cuda: dict[str, str]  # platform -> "cu121" / "cpu": the build PyPI serves there
     pypi_arch: dict[str, ArchList]  # platform -> arch list read from the PyPI wheel (verified)
     cxx11_abi: bool  # Linux x86_64 PyPI / index builds
-    cxx11_abi_inferred: bool
     variants: tuple[TorchVariant, ...]
     source: str
     note: str = ""
@@ -117,8 +117,8 @@ class FlashRelease:
     version: Version
     git_tag: str | None
     requires_python: SpecifierSet
-    min_cc: ComputeCapability
-    max_cc_major: int | None  # 9 for <= 2.7.2 (rejects sm_100/sm_120 at run time)
+    min_cc: ComputeCapability  # runtime_min_cc: flash_api.cpp's TORCH_CHECK rejects GPUs below it
+    max_cc: ComputeCapability | None  # runtime_max_cc: 9.0 for <= 2.7.2 (rejects sm_100/sm_120 at run time)
     setup_min_cuda: Version | None
     min_torch: Version | None
     wheels: tuple[FlashWheelRow, ...]
@@ -209,6 +209,34 @@ class DockerImage:
 
 
 @dataclass(frozen=True, eq=False)
+class BuildJob:
+    """What one compile job of a package's source build needs (``matrices/build.toml``; ``*`` is the default)."""
+
+    package: str
+    gib_per_job: float  # per nvcc thread
+    nvcc_threads: int
+    source: str
+
+
+@dataclass(frozen=True, eq=False)
+class CompatFacts:
+    """Single facts the compatibility layer reads, each from a typed matrix key with its source.
+
+    ``flash_cuda_archs``: the ``FLASH_ATTN_CUDA_ARCHS`` values flash-attn's setup.py knows, honoured from
+    ``flash_cuda_archs_env_from``; ``flash_wheel_url``: the GitHub release asset URL template;
+    ``xformers_fmha_min_cc``: below it xformers' fMHA ops refuse to run; ``torch_aarch64_abi_from``: the first torch
+    whose Linux aarch64 wheels use the new C++ ABI.
+    """
+
+    flash_cuda_archs: tuple[ComputeCapability, ...] = ()
+    flash_cuda_archs_env_from: Version | None = None
+    flash_wheel_url: str = ""
+    xformers_fmha_min_cc: ComputeCapability | None = None
+    torch_aarch64_abi_from: Version | None = None
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
 class WheelFacts:
     """What one release of a package publishes on PyPI for one platform (``matrices/wheels.toml``).
 
@@ -295,8 +323,9 @@ class Matrix:
     gpus: tuple[GpuRow, ...]
     profiles: tuple[Profile, ...] = ()
     docker: tuple[DockerImage, ...] = ()
+    build_jobs: tuple[BuildJob, ...] = ()
+    facts: CompatFacts = field(default_factory=CompatFacts)
     pins: tuple[Pin, ...] = ()
-    flash_wheel_url: str = ""
     wheels: tuple[WheelFacts, ...] = ()
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts
     extra: dict[str, object] = field(default_factory=dict)
@@ -311,6 +340,11 @@ class Matrix:
 
     def compat(self, major: int) -> MinorCompat | None:
         return next((c for c in self.minor_compat if c.major == major), None)
+
+    def build_job(self, package: str) -> BuildJob | None:
+        """Return the build row of ``package``, else the ``*`` default row."""
+        rows = {j.package: j for j in self.build_jobs}
+        return rows.get(package) or rows.get("*")
 
     def wheel_facts(self, package: str, version: str | Version, platform: str) -> WheelFacts | None:
         """Return what PyPI publishes of ``package`` ``version`` for ``platform``, or ``None`` when not recorded."""

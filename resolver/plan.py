@@ -13,34 +13,18 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from resolver.compat import build_job, max_jobs, torch_pin
 from resolver.matrix_types import Matrix, Pin
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step
 
-__all__ = ["make_plan", "max_jobs", "GB_PER_JOB", "TORCH_FAMILY", "known_pins", "plan_constraints"]
+__all__ = ["make_plan", "TORCH_FAMILY", "known_pins", "plan_constraints"]
 
 # Packages built per CUDA variant alongside torch and published on the same PyTorch index
 # (uv crates/uv-torch routes the same set to torch's index; ANCHORS.md section 1).
 TORCH_FAMILY = frozenset({"torchvision", "torchaudio", "torchtext", "torchdata", "torchcodec", "torchao"})
 
-# Peak memory of one compile job. flash-attn: about 5 GB per nvcc thread (flash-attn setup.py's own MAX_JOBS rule,
-# PR #2079); xformers and small extensions: about 2 GB per job.
-GB_PER_JOB = {"flash-attn": 5.0, "xformers": 2.0}
-FLASH_NVCC_THREADS = 2  # flash-attn's CI builds with NVCC_THREADS=2 (publish.yml); each thread is a compile job
-
-
-def max_jobs(package: str, target: Target, nvcc_threads: int = 1) -> int:
-    """Return ``MAX_JOBS`` for building ``package`` on the target: bounded by cores and by RAM per job."""
-    cores = target.cpu_count or 4
-    per_job = GB_PER_JOB.get(package, 2.0) * nvcc_threads
-    by_ram = int((target.memory_gib or 16.0) // per_job)
-    return max(1, min(cores, by_ram))
-
-
 def _torch_pin(stack: Stack) -> str:
-    t = stack.torch
-    if t.index_url == PYPI_SIMPLE:
-        return f"torch=={t.version.split('+')[0]}"
-    return f"torch=={t.version}"
+    return torch_pin(stack.torch.version, stack.torch.index_url)
 
 
 def _extra_indexes(index: str | None) -> tuple[str, ...]:
@@ -48,13 +32,12 @@ def _extra_indexes(index: str | None) -> tuple[str, ...]:
     return (PYPI_SIMPLE,) if index and index.startswith(PYTORCH_INDEX) else ()
 
 
-def _build_step(choice: PackageChoice, stack: Stack, pin: str) -> Step:
+def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -> Step:
     env = dict(choice.build_env)
-    threads = 1
-    if choice.name == "flash-attn":
-        threads = FLASH_NVCC_THREADS
-        env["NVCC_THREADS"] = str(threads)
-    env["MAX_JOBS"] = str(max_jobs(choice.name, stack.target, threads))
+    job = build_job(choice.name, matrix)
+    if job.nvcc_threads > 1:
+        env["NVCC_THREADS"] = str(job.nvcc_threads)
+    env["MAX_JOBS"] = str(max_jobs(choice.name, matrix, stack.target.cpu_count, stack.target.memory_gib))
     requirement = choice.requirement
     if choice.url:  # no sdist on PyPI: the solver named the source (a git tag)
         requirement = f"{choice.name} @ {choice.url}"
@@ -97,12 +80,15 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: 
 
     The matrix's known-bad pins that apply (``known_pins``; ``matrix`` defaults to the shipped one) become
     constraints of every step, so no step can install what breaks the stack, and a note says why.
+
+    ``matrix`` also sizes source builds (``compat.max_jobs``): ``MAX_JOBS`` is for the cores and free RAM of the
+    machine that runs the build (``Target.cpu_count`` / ``memory_gib``, filled in by the caller; unknown cores: 1).
     """
     if matrix is None:
         from resolver.matrix import load
 
         matrix = load()
-    plan = _make_plan(stack, installed)
+    plan = _make_plan(stack, installed, matrix)
     pins = known_pins(stack, matrix.pins)
     if not pins:
         return plan
@@ -113,7 +99,7 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: 
     return Plan(plan.stack, steps, plan.notes + notes)
 
 
-def _make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan:
+def _make_plan(stack: Stack, installed: Mapping[str, str] | None, matrix: Matrix) -> Plan:
     installed = installed or {}
     steps: list[Step] = []
     notes: list[str] = []
@@ -138,7 +124,7 @@ def _make_plan(stack: Stack, installed: Mapping[str, str] | None = None) -> Plan
             notes.append(f"{choice.name} {choice.version} is already installed: kept")
             continue
         if choice.method == "source":
-            steps.append(_build_step(choice, stack, pin))
+            steps.append(_build_step(choice, stack, pin, matrix))
             continue
         wheel_index = choice.index_url
         steps.append(Step(

@@ -20,6 +20,7 @@ from resolver.models import ComputeCapability, format_driver, parse_driver
 
 __all__ = [
     "DetectedGpu",
+    "last_json_object",
     "InstalledEnv",
     "Host",
     "parse_nvidia_smi_csv",
@@ -222,12 +223,21 @@ def parse_meminfo_available_gib(text: str) -> float | None:
     return round(int(m.group(1)) / 1024**2, 2) if m else None
 
 
-def parse_env_json(text: str) -> InstalledEnv:
-    """Return the ``InstalledEnv`` in the last JSON line printed by ``probe_env.py``; ValueError if there is none."""
+def last_json_object(text: str) -> dict[str, Any]:
+    """Return the last line of ``text`` that is a JSON object (a child prints it last, after any noise of its
+    imports); ValueError if there is none."""
     lines = [line for line in text.splitlines() if line.strip().startswith("{")]
     if not lines:
         raise ValueError("no JSON line in the probe's output")
     data = json.loads(lines[-1])
+    if not isinstance(data, dict):
+        raise ValueError("the probe's JSON line is not an object")
+    return data
+
+
+def parse_env_json(text: str) -> InstalledEnv:
+    """Return the ``InstalledEnv`` in the last JSON line printed by ``probe_env.py``; ValueError if there is none."""
+    data = last_json_object(text)
     arch = data.get("torch_arch_list")
     abi = data.get("torch_cxx11_abi")
     return InstalledEnv(

@@ -54,8 +54,8 @@ def describe_target(target: Target) -> str:
 
 def print_target(console: Console, target: Target, lines: Sequence[str] = ()) -> None:
     for line in lines:
-        console.print(line, style="yellow", highlight=False)
-    console.print(f"Target: {describe_target(target)}", highlight=False)
+        console.print(line, style="yellow", markup=False, highlight=False)
+    console.print(f"Target: {describe_target(target)}", markup=False, highlight=False)
 
 
 def print_plan(console: Console, plan: Plan) -> None:
@@ -64,40 +64,43 @@ def print_plan(console: Console, plan: Plan) -> None:
         table.add_column(col)
     for p in plan.stack.packages:
         how = "wheel" if p.method == "wheel" else f"source build ({p.arch_list})"
-        table.add_row(p.name, p.version, how, p.url or p.index_url or "PyPI sdist")
+        table.add_row(*(Text(c) for c in (p.name, p.version, how, p.url or p.index_url or "PyPI sdist")))
     for req in plan.stack.other_requirements:
-        table.add_row(req, "", "as asked", "PyPI")
+        table.add_row(Text(req), "", "as asked", "PyPI")
     console.print(table)
     console.print("Steps:")
     for i, step in enumerate(plan.steps, 1):
-        console.print(f"  {i}. {step.description or step.requirement}", highlight=False)
+        console.print(f"  {i}. {step.description or step.requirement}", markup=False, highlight=False)
         if step.env:
             env = " ".join(f"{k}={v}" for k, v in sorted(step.env.items()))
-            console.print(f"     env: {env}", highlight=False)
+            console.print(f"     env: {env}", markup=False, highlight=False)
         if step.prerequisites:
-            console.print(f"     needs: {', '.join(step.prerequisites)}", highlight=False)
-    notes = list(plan.stack.notes) + list(plan.notes)
-    if notes:
-        console.print("Notes:")
-        for n in notes:
-            console.print(f"  - {n}", highlight=False)
+            console.print(f"     needs: {', '.join(step.prerequisites)}", markup=False, highlight=False)
+    _bullets(console, "Notes:", [*plan.stack.notes, *plan.notes])
+
+
+def _bullets(console: Console, heading: str, items: Sequence[str], style: str | None = None) -> None:
+    """Print ``heading`` and one ``  - item`` line each, as text (a ``[cu121]`` in a note is not markup); nothing
+    when there are no items."""
+    if items:
+        console.print(heading, style=style, markup=False, highlight=False)
+        for item in items:
+            console.print(f"  - {item}", markup=False, highlight=False)
 
 
 def print_refusal(console: Console, reasons: Sequence[str], alternatives: Sequence[str]) -> None:
+    """Print why no stack fits, then what would work instead."""
     console.print("No compatible stack:", style="bold red")
     for r in reasons:
-        console.print(f"  - {r}", highlight=False)
-    if alternatives:
-        console.print("What would work instead:")
-        for a in alternatives:
-            console.print(f"  - {a}", highlight=False)
+        console.print(f"  - {r}", markup=False, highlight=False)
+    _bullets(console, "What would work instead:", alternatives)
 
 
 def print_fleet_plans(console: Console, lines: Sequence[str], classes: Sequence[tuple[str, str, Any]]) -> None:
     """Print a fleet's classes, each ``(id, description, Plan or NoCompatibleStack)``: its target and plan, or its
     refusal."""
     for line in lines:
-        console.print(line, style="yellow", highlight=False)
+        console.print(line, style="yellow", markup=False, highlight=False)
     for cid, description, got in classes:
         console.print(f"\n[bold]Class {cid}[/]: ", Text(description), sep="", highlight=False)
         if isinstance(got, Plan):
@@ -198,27 +201,27 @@ def print_verify(console: Console, report: VerifyReport) -> None:
     """Print a verify report as a table, then the checks, notes and the verdict."""
     if report.device:
         d = report.device
-        console.print(f"[bold]{d.get('name')}[/] (sm {d.get('compute_capability')}), driver {d.get('driver')}, "
-                      f"torch {d.get('torch')} (CUDA {d.get('cuda')})")
+        console.print(Text.assemble((str(d.get("name")), "bold"), f" (sm {d.get('compute_capability')}), driver "
+                                    f"{d.get('driver')}, torch {d.get('torch')} (CUDA {d.get('cuda')})"))
     table = Table(show_lines=False)
     for col in ("backend", "op", "dtype", "result", "max err", "ms", "TFLOP/s", "detail"):
         table.add_column(col, justify="right" if col in ("max err", "ms", "TFLOP/s") else "left",
                          no_wrap=col != "detail")
     for r in report.results:
         if r.skipped:
-            status, detail = "[dim]skip[/]", r.hint or ""
+            status, detail = "[dim]skip[/]", Text(r.hint or "")
         elif r.passed:
-            status, detail = "[green]pass[/]", r.hint or r.case
+            status, detail = "[green]pass[/]", Text(r.hint or r.case)
         else:
-            status, detail = "[red]FAIL[/]", f"{r.error}" + (f"\n[yellow]fix:[/] {r.hint}" if r.hint else "")
-        table.add_row(r.backend, r.op, r.dtype, status, "-" if r.skipped else f"{r.max_abs_error:.2g}",
+            status, detail = "[red]FAIL[/]", Text.assemble(f"{r.error}", *((("\nfix: ", "yellow"), r.hint) if r.hint else ()))
+        table.add_row(Text(r.backend), Text(r.op), Text(r.dtype), status, "-" if r.skipped else f"{r.max_abs_error:.2g}",
                       _fmt(r.ms, ".3f"), _fmt(r.tflops, ".3g"), detail)
     console.print(table)
     for c in report.checks:
         mark = "[green]ok[/]" if c.ok else ("[yellow]warn[/]" if c.severity == "warning" else "[red]FAIL[/]")
-        console.print(f"{mark} {c.name}: {c.message}" + (f"\n     fix: {c.hint}" if c.hint and not c.ok else ""))
+        console.print(mark, Text(f"{c.name}: {c.message}" + (f"\n     fix: {c.hint}" if c.hint and not c.ok else "")))
     for note in report.notes:
-        console.print(f"[bold yellow]{note}[/]")
+        console.print(Text(note, style="bold yellow"))
     failed = report.failed_backends()
     verdict = "[bold green]all backends passed[/]" if report.ok else (
         f"[bold red]failed: {', '.join(failed)}[/]" if failed else "[bold red]nothing verified[/]")
@@ -230,5 +233,5 @@ def print_table(console: Console, title: str, header: Sequence[str], rows: Seque
     """Print rows under a header as a table (``matrix show``)."""
     table = Table(*header, title=title, title_justify="left", show_lines=show_lines)
     for r in rows:
-        table.add_row(*r)
+        table.add_row(*(Text(c) for c in r))
     console.print(table)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, coverage, driver_problem, integrated_gpus, torch_options, torch_release_problem
+from resolver.candidates import TorchOption, torch_options
+from resolver.compat import coverage, driver_problem, integrated_gpus, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
@@ -80,12 +81,12 @@ def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Repo
     """Return (fits, GPUs served only by PTX) for one torch build; report a rejection."""
     if opt.cuda is None:
         return True, ()
-    missing, ptx = coverage(opt.arch, target)
+    missing, ptx = coverage(opt.arch, target.capabilities)
     if missing:
         sms = ", ".join(cc.sm for cc in missing)
         reporter.rejected("torch", opt.version, f"no code for {sms}")
         return False, ()
-    problem = driver_problem(target, opt.cuda, matrix, ptx=bool(ptx))
+    problem = driver_problem(target.driver, opt.cuda, matrix, target.platform, ptx=bool(ptx))
     if problem:
         reporter.rejected("torch", opt.version, problem)
         return False, ()
@@ -110,7 +111,7 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
         if installable:
             reporter.rejected("torch", str(rel.version), installable)
             continue
-        for opt in torch_options(rel, target):
+        for opt in torch_options(rel, target, matrix):
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
             if request.verified_only and (opt.unverified or opt.assumptions):

@@ -11,7 +11,6 @@ found, run, timed out and refused in one way, and the platform tag is computed o
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from resolver._subprocess import run
 from resolver.errors import BadInput, DetectionError
-from resolver.probes import InstalledEnv, parse_env_json
+from resolver.probes import InstalledEnv, last_json_object, parse_env_json
 
 __all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target"]
 
@@ -78,19 +77,9 @@ def probe_output(python_exe: str, mode: Mode = "full") -> str:
     return done.stdout
 
 
-def _last_json(text: str) -> dict[str, Any]:
-    lines = [line for line in text.splitlines() if line.strip().startswith("{")]
-    if not lines:
-        raise ValueError("no JSON line in the probe's output")
-    data = json.loads(lines[-1])
-    if not isinstance(data, dict):
-        raise ValueError("the probe's JSON line is not an object")
-    return data
-
-
 def parse_facts(text: str, mode: Mode) -> TargetFacts:
     """Return the facts in the child's output for ``mode``; ``ValueError``/``KeyError`` when it holds none."""
-    data = _last_json(text)
+    data = last_json_object(text)
     common = TargetFacts(python_exe=str(data["python_exe"]), python=str(data["python"]),
                          python_tag=str(data["python_tag"]), platform=str(data["platform"]), prefix=str(data["prefix"]))
     if mode == "full":

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.errors import BadInput
-from resolver.lock import min_driver
+from resolver import compat
 from resolver.matrix_types import FlashRelease, Matrix, TorchRelease, TorchVariant
 from resolver.models import Target
 
@@ -134,8 +134,8 @@ def _torch_variant(rel: TorchRelease, version: str, current_torch: str | None, t
         arch = v.arch_aarch64 if target.platform == "linux_aarch64" and v.arch_aarch64 else v.arch
         out = [Finding("torch", "unsafe", f"torch {rel.version}+{v.tag} has no code for {g.name} ({g.compute_capability.sm}): "
                                           f"its builds cover {arch.to_torch_arch_list()}")
-               for g in target.gpus if arch.covers(g.compute_capability) is None]
-        floor = min_driver(str(v.cuda), matrix, target.platform)
+               for g in target.gpus if compat.covers(arch, g.compute_capability) is None]
+        floor = compat.driver_floor(v.cuda, matrix, target.platform)
         if target.driver is not None and floor is not None and target.driver < floor:
             out.append(Finding("torch", "unsafe", f"driver {target.driver} is too old for CUDA {v.cuda} "
                                                   f"(torch {rel.version}+{v.tag} needs driver >= {floor})"))
@@ -154,10 +154,9 @@ def _torch_variant(rel: TorchRelease, version: str, current_torch: str | None, t
     return order[0] if order else None, found + (problems(order[0]) if order else [])
 
 
-def _flash_wheel(f: FlashRelease, torch: Version, cuda: Version, abi: bool, target: Target) -> bool:
-    py = ".".join(target.python.split(".")[:2])
-    return any(_minor(w.torch) == _minor(torch) and w.cuda_build.major == cuda.major and w.cxx11_abi == abi
-               and w.python == py and w.platform == target.platform for w in f.wheels)
+def _flash_wheel(f: FlashRelease, torch: Version, cuda: Version, abi: bool | None, target: Target) -> bool:
+    """Return whether setup.py finds a prebuilt wheel of ``f`` (the solver's rule: ``compat.flash_wheel``)."""
+    return compat.flash_wheel(f, torch, cuda, abi, target.python, target.platform) is not None
 
 
 def _findings(current: Installed, proposed: Mapping[str, str], matrix: Matrix) -> tuple[list[Finding], list[str]]:
@@ -204,15 +203,17 @@ def _findings(current: Installed, proposed: Mapping[str, str], matrix: Matrix) -
             kept = fa_v == cur.get("flash-attn")
             built = Version(current.built_for_torch.get("flash-attn", str(_base(cur.get("torch", torch_v)))))
             old_rel = matrix.torch_release(_base(cur["torch"])) if "torch" in cur else None
-            abi_change = old_rel is not None and old_rel.cxx11_abi != rel.cxx11_abi
-            wheel = _flash_wheel(f, new_torch, variant.cuda, rel.cxx11_abi, target)
+            new_abi = compat.torch_cxx11_abi(rel, target.platform, matrix)
+            old_abi = compat.torch_cxx11_abi(old_rel, target.platform, matrix) if old_rel is not None else None
+            abi_change = old_rel is not None and old_abi != new_abi
+            wheel = _flash_wheel(f, new_torch, variant.cuda, new_abi, target)
             newer = next((g.version for g in sorted(matrix.flash_attn, key=lambda r: r.version)
-                          if g.version > f.version and _flash_wheel(g, new_torch, variant.cuda, rel.cxx11_abi, target)), None)
+                          if g.version > f.version and _flash_wheel(g, new_torch, variant.cuda, new_abi, target)), None)
             move = f" or move to flash-attn {newer}, which has a wheel for torch {_minor(new_torch)}" if newer else ""
             if kept and (_minor(built) != _minor(new_torch) or (moved and abi_change)):
                 how = (f"reinstall the flash-attn {fa_v} wheel built for torch {_minor(new_torch)}" if wheel
                        else "rebuild it from source (FLASH_ATTENTION_FORCE_BUILD=TRUE)" + move)
-                abi = f", cxx11 ABI {'on' if rel.cxx11_abi else 'off'}" if abi_change else ""
+                abi = f", cxx11 ABI {'on' if new_abi else 'off'}" if abi_change else ""
                 found.append(Finding("flash-attn", "needs-rebuild", f"the flash-attn {fa_v} binary was built for torch "
                                      f"{_minor(built)}; torch {_minor(new_torch)}{abi} breaks its ABI: {how}"))
             elif not kept and not wheel:

@@ -93,7 +93,8 @@ def test_source_build_stage_sets_the_build_env_and_copies_wheels() -> None:
     text = render(gpu_plan(source=True), matrix())
     build, final = text.split("\nFROM nvidia/cuda:12.1.1-runtime-ubuntu22.04\n")
     assert "FROM nvidia/cuda:12.1.1-devel-ubuntu22.04 AS build" in build
-    assert "ENV FORCE_CUDA=1 MAX_JOBS=8 TORCH_CUDA_ARCH_LIST=6.1" in build
+    assert "ARG XFORMERS_MAX_JOBS=8\nENV FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=6.1 MAX_JOBS=${XFORMERS_MAX_JOBS}" in build
+    assert "sized for the build machine (8 cores, 32 GiB free RAM" in build
     assert "pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels xformers==0.0.22.post7" in build
     assert "COPY --from=build /wheels /tmp/wheels" in final and "TORCH_CUDA_ARCH_LIST" not in final
     assert "nvidia-smi" not in text  # nothing is detected at build time
@@ -157,3 +158,13 @@ def test_cli_prints_a_dockerfile_for_a_given_target(tmp_path: Path) -> None:
     hadolint(result.output, tmp_path)
     bad = CliRunner().invoke(main, ["dockerfile", "--gpu", "8.6", "--python", "three"])
     assert bad.exit_code == 2
+
+
+def test_windows_target_is_refused_in_one_line() -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    result = CliRunner().invoke(main, ["dockerfile", "--gpu", "H100", "--platform", "win_amd64", "--python", "3.12"])
+    assert result.exit_code == 2 and "FROM" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "win_amd64" in result.output

@@ -150,6 +150,10 @@ def test_mixed_mig_strategy_lists_the_profiles(matrix: Any) -> None:
     (a100,) = [c for c in f.classes if c.gpu.compute_capability == ComputeCapability(8, 0)]
     assert a100.mig == "mixed 1g.5gb,3g.20gb"
     assert "nvidia.com/mig-3g.20gb.count" in f.labels
+    assert a100.gpus == 8 + 14 + 4
+    labels["nvidia.com/gpu.count"] = "0"  # every GPU split into MIG devices: still a GPU node
+    (a100,) = [c for c in _parse(doc, matrix).classes if c.gpu.compute_capability == ComputeCapability(8, 0)]
+    assert a100.gpus == 18
 
 
 def test_slurm_gres_features_and_unknown_driver(matrix: Any) -> None:

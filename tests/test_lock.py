@@ -303,6 +303,12 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
     again = CliRunner().invoke(main, ["lock", *target, "-o", str(out)])
     assert again.exit_code == 0, again.output
     assert "re-locking" in again.stderr and loads(out.read_text()).request == ("torch==2.1.0+cu121",)
+    assert loads(out.read_text()).glibc is None  # assumed, not known: not recorded
+    glibc = CliRunner().invoke(main, ["lock", *target, "--glibc", "2.31", "torch==2.1.0+cu121", "-o", str(out)])
+    assert glibc.exit_code == 0, glibc.output
+    assert loads(out.read_text()).glibc == "2.31"
+    kept = CliRunner().invoke(main, ["lock", *target, "-o", str(out)])
+    assert kept.exit_code == 0 and loads(out.read_text()).glibc == "2.31"
 
 
 @pytest.mark.network

@@ -32,3 +32,16 @@ def test_matrix_table_is_wider_than_80_when_piped(subject: str) -> None:
     out = _piped("matrix", "show", subject)
     assert max(len(line) for line in out.splitlines()) > 80
     assert "…" not in out
+
+
+def test_brackets_in_reasons_and_notes_are_text_not_markup() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from resolver.render import print_refusal
+
+    out = Console(file=StringIO(), width=200)
+    print_refusal(out, ["xformers[fairseq] needs [bold]torch<2.1"], ["pip install 'flash-attn[x]'"])
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "xformers[fairseq] needs [bold]torch<2.1" in text and "'flash-attn[x]'" in text

@@ -1,0 +1,392 @@
+"""The one place that answers compatibility questions, from the matrices. Pure: data in, answers out.
+
+Every command asks these functions and none re-derives them:
+
+* GPU x torch build: ``coverage`` (SASS, PTX or nothing per GPU).
+* driver x CUDA: ``driver_floor`` / ``driver_problem`` (exact driver versions, NVIDIA's minor-version compatibility,
+  the toolkit's own driver for PTX JIT); ``runtime_cuda_problem`` for a driver known only by the CUDA it reports.
+* torch's C++ ABI per platform: ``torch_cxx11_abi``.
+* xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
+  ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
+* flash-attn release x GPUs / torch build: ``flash_gpu_problem``, ``flash_wheel`` (the per-release CUDA tag rule,
+  used by the solver AND check-upgrade), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
+* one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
+* a PyPI wheel x Python / platform / glibc: ``wheel_problem``, ``torch_release_problem`` (``wheels.toml``).
+* integrated (Jetson / Tegra) GPUs, which PyPI / PyTorch-index CUDA wheels are not for: ``integrated_gpus``.
+* how a pin is spelled: ``torch_pin``.
+
+Each check that can fail returns ``None`` when the candidate fits, else a short reason (no trailing period).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from packaging.version import Version
+
+from resolver.matrix_types import BuildJob, FlashRelease, FlashWheelRow, Matrix, TorchRelease, XformersRelease
+from resolver.models import PYPI_SIMPLE, ArchList, ComputeCapability, Target, format_driver, python_tag, spec_allows
+
+__all__ = [
+    "Coverage",
+    "coverage",
+    "covers",
+    "driver_floor",
+    "driver_problem",
+    "runtime_cuda_problem",
+    "wheel_problem",
+    "integrated_gpus",
+    "torch_release_problem",
+    "torch_cxx11_abi",
+    "torch_pin",
+    "build_arch",
+    "xformers_wheel_tags_ok",
+    "xformers_platform_ok",
+    "xformers_index_variant",
+    "xformers_off_pin_ok",
+    "xformers_fmha_min_cc",
+    "flash_gpu_problem",
+    "flash_url_cuda_tag",
+    "flash_wheel_matches",
+    "flash_wheel",
+    "flash_wheel_sass",
+    "flash_wheel_url",
+    "flash_cuda_archs",
+    "flash_archs_env_honoured",
+    "build_job",
+    "job_gib",
+    "max_jobs",
+]
+
+Coverage = Literal["sass", "ptx"]
+
+
+# --- GPU x build ------------------------------------------------------------------------------------------------------
+
+
+def covers(arch: ArchList, cc: ComputeCapability) -> Coverage | None:
+    """Return how a build with ``arch`` runs on ``cc``: native code, PTX JIT only, or not at all (``None``)."""
+    return arch.covers(cc)
+
+
+def coverage(arch: ArchList, caps: Iterable[ComputeCapability]) -> tuple[list[ComputeCapability], list[ComputeCapability]]:
+    """Return (GPUs with no code at all, GPUs served only by PTX) of a build with ``arch``."""
+    missing: list[ComputeCapability] = []
+    ptx: list[ComputeCapability] = []
+    for cc in caps:
+        how = arch.covers(cc)
+        if how is None:
+            missing.append(cc)
+        elif how == "ptx":
+            ptx.append(cc)
+    return missing, ptx
+
+
+def build_arch(cc: ComputeCapability, nvcc_sms: frozenset[ComputeCapability]) -> ComputeCapability | None:
+    """Return the SASS target to build for ``cc`` with an nvcc that can target ``nvcc_sms``.
+
+    The GPU's own capability when nvcc knows it, else the highest of the same major below it (an ``8.6`` cubin runs
+    on ``8.9``), else ``None``.
+    """
+    if cc in nvcc_sms:
+        return cc
+    same = [s for s in nvcc_sms if s.major == cc.major and s.minor <= cc.minor]
+    return max(same) if same else None
+
+
+# --- driver x CUDA ----------------------------------------------------------------------------------------------------
+
+
+def driver_floor(cuda: Version | str | None, matrix: Matrix, platform: str, *, jit: bool = False) -> Version | None:
+    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform``, or ``None`` (CPU, or unknown CUDA).
+
+    Minor-version compatibility lets the floor of the CUDA major run any build of that major; ``jit`` (PTX JIT
+    compilation) needs the toolkit's own driver instead (its GA driver), so the higher of the two.
+    """
+    if cuda is None or cuda == "":
+        return None
+    v = Version(str(cuda))
+    windows = platform.startswith("win")
+    compat = matrix.compat(v.major)
+    minor = matrix.cuda_minor(v)
+    ga = None if minor is None else (minor.ga_min_driver_windows if windows else minor.ga_min_driver_linux)
+    floor = None if compat is None else (compat.min_driver_windows if windows else compat.min_driver_linux)
+    if jit and ga is not None:
+        return max(ga, floor) if floor is not None else ga
+    return floor if floor is not None else ga
+
+
+def driver_problem(driver: Version | None, cuda: Version, matrix: Matrix, platform: str, *,
+                   ptx: bool = False) -> str | None:
+    """Return why ``driver`` cannot run a CUDA ``cuda`` build on ``platform``; ``None`` when it can or is unknown."""
+    if driver is None:
+        return None
+    if matrix.compat(cuda.major) is None and matrix.cuda_minor(cuda) is None:
+        return f"no driver table for CUDA {cuda.major}"
+    floor = driver_floor(cuda, matrix, platform)
+    if floor is not None and driver < floor:
+        return (f"driver {format_driver(driver)} is older than {format_driver(floor)}, "
+                f"the minimum for CUDA {cuda.major}.x builds")
+    if ptx:
+        jit = driver_floor(cuda, matrix, platform, jit=True)
+        if jit is not None and driver < jit:
+            return (f"driver {format_driver(driver)} cannot JIT PTX from CUDA {cuda} "
+                    f"(needs {format_driver(jit)}, the toolkit's own driver)")
+    return None
+
+
+def runtime_cuda_problem(driver_cuda: Version, cuda: Version) -> tuple[bool, str | None]:
+    """Return (runs, caveat) for a build of CUDA ``cuda`` under a driver that reports CUDA ``driver_cuda``.
+
+    A driver runs builds of its own CUDA major up to its minor and, by minor-version compatibility, newer minors
+    of that major, without PTX JIT (caveat). An older major does not run at all.
+    """
+    if driver_cuda.major < cuda.major:
+        return False, None
+    if driver_cuda.major == cuda.major and (driver_cuda.major, driver_cuda.minor) < (cuda.major, cuda.minor):
+        return True, "minor-version compatibility: no PTX JIT"
+    return True, None
+
+
+# --- torch ------------------------------------------------------------------------------------------------------------
+
+
+def torch_cxx11_abi(rel: TorchRelease, platform: str, matrix: Matrix) -> bool | None:
+    """Return whether ``rel``'s wheels for ``platform`` use the new C++ ABI (``None``: not a Linux platform)."""
+    if platform == "linux_x86_64":
+        return rel.cxx11_abi
+    if platform == "linux_aarch64":
+        switch = matrix.facts.torch_aarch64_abi_from
+        return rel.cxx11_abi if switch is None else rel.version >= switch
+    return None
+
+
+def torch_pin(version: str, index_url: str | None) -> str:
+    """Return the pin pip needs for torch ``version``: PyPI serves it without a local tag, the PyTorch index with."""
+    if index_url == PYPI_SIMPLE:
+        return f"torch=={version.split('+')[0]}"
+    return f"torch=={version}"
+
+
+# --- wheels x Python / platform / glibc (wheels.toml) -----------------------------------------------------------------
+
+
+def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:
+    """Return the target's integrated (Jetson / Tegra) GPUs, by name; a bare compute capability counts when every GPU
+    of that capability in ``gpus.toml`` is integrated (8.7 is only Orin)."""
+    from resolver.gpus import find_gpu_row
+
+    out = []
+    for g in target.gpus:
+        row = find_gpu_row(g.name, matrix)
+        if row is not None:
+            integrated = row.integrated
+        else:
+            same = [r for r in matrix.gpus if r.compute_capability == g.compute_capability]
+            integrated = bool(same) and all(r.integrated for r in same)
+        if integrated:
+            out.append(g.name)
+    return out
+
+
+def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
+    """Return why the target cannot install ``package`` ``version``'s PyPI wheel (Python, platform, glibc), or
+    ``None`` when it can or when ``wheels.toml`` does not record that release (the caller decides what unknown means).
+
+    A wheel installs when a CPython tag matches the target's Python (or is abi3 below it) and, on Linux, its
+    manylinux floor is at or below the target's glibc (PEP 600); an unknown glibc is not checked.
+    """
+    facts = matrix.wheel_facts(package, version, target.platform)
+    if facts is None:
+        return None
+    if not facts.python_ok(target.python):
+        have = ", ".join(facts.pythons) + (" and later (abi3)" if facts.abi3 else "")
+        return f"{package} {version} has no {target.platform} wheel for Python {target.python} (only {have})"
+    if facts.glibc is not None and target.glibc is not None and target.glibc < facts.glibc:
+        assumed = " (assumed; pass --glibc)" if target.glibc_assumed else ""
+        return (f"{package} {version} {target.platform} wheels are {facts.platform_tag}: they need glibc {facts.glibc}, "
+                f"the target has {target.glibc}{assumed}")
+    return None
+
+
+def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
+    """Return why no torch ``rel`` wheel installs on the target's platform, Python and glibc, or ``None``.
+
+    Read from ``wheels.toml`` (PyPI's files per platform). PyTorch-index builds of a release share the PyPI wheel's
+    tags on each platform (the same manylinux build scripts); a release ``wheels.toml`` lacks falls back to the
+    Linux x86_64 Python list of ``torch.toml``.
+    """
+    if matrix.wheel_facts("torch", rel.version, target.platform) is None:
+        return None if target.python in rel.pythons else f"no wheels for Python {target.python}"
+    return wheel_problem(matrix, "torch", rel.version, target)
+
+
+# --- xformers ---------------------------------------------------------------------------------------------------------
+
+
+def xformers_wheel_tags_ok(x: XformersRelease, python: str) -> bool:
+    """Return whether a PyPI wheel of ``x`` installs on Python ``python`` (its cpXY tags, or abi3 from 3.9)."""
+    if x.abi3:
+        return Version(python) >= Version("3.9")
+    return python_tag(python) in x.python_tags
+
+
+def xformers_platform_ok(x: XformersRelease, platform: str) -> bool:
+    """Return whether PyPI has a wheel of ``x`` for ``platform``."""
+    if platform == "win_amd64":
+        return "win_amd64" in x.platforms
+    if platform == "linux_x86_64":
+        return any(p.endswith("x86_64") and p.startswith("manylinux") for p in x.platforms) or "any" in x.platforms
+    return "any" in x.platforms
+
+
+def xformers_index_variant(x: XformersRelease, cuda: Version) -> str | None:
+    """Return the PyTorch-index build of ``x`` for a torch of CUDA ``cuda``: the same tag, else the newest build of
+    the same CUDA major not newer than it (the extension must find libcudart of its own major)."""
+    if not x.index_variants:
+        return None
+    exact = f"cu{cuda.major}{cuda.minor}"
+    if exact in x.index_variants:
+        return exact
+    same = [t for t in x.index_variants if t.startswith(f"cu{cuda.major}") and len(t) == len(exact) and t <= exact]
+    return max(same) if same else None
+
+
+def xformers_off_pin_ok(x: XformersRelease, torch_version: Version) -> bool:
+    """Return whether ``x`` may be built from source against a torch its wheels do not pin.
+
+    Only inside the range its developers vouched for: at or above the source tree's own torch floor and below the
+    torch its wheels pin (building an old xformers against a newer torch meets API changes nobody tested).
+    """
+    if x.source_torch is None or not spec_allows(x.source_torch, torch_version):
+        return False
+    pins = [s.version for s in x.torch if s.operator in ("==", ">=", "~=")]
+    return bool(pins) and all(torch_version < Version(p) for p in pins)
+
+
+def xformers_fmha_min_cc(matrix: Matrix) -> ComputeCapability | None:
+    """Return the compute capability below which xformers' memory_efficient_attention finds no operator."""
+    return matrix.facts.xformers_fmha_min_cc
+
+
+# --- flash-attn -------------------------------------------------------------------------------------------------------
+
+
+def flash_gpu_problem(f: FlashRelease, caps: Sequence[ComputeCapability]) -> str | None:
+    """Return why flash-attn release ``f`` refuses one of the GPUs at run time, or ``None``."""
+    low = [cc for cc in caps if cc < f.min_cc]
+    if low:
+        return f"flash-attn needs compute capability {f.min_cc}; {', '.join(str(c) for c in low)} is below"
+    if f.max_cc is not None:
+        high = [cc for cc in caps if cc > f.max_cc]
+        if high:
+            return (f"flash-attn {f.version} rejects compute capability {', '.join(str(c) for c in high)} at run time "
+                    f"(it accepts {f.min_cc}–{f.max_cc})")
+    return None
+
+
+def flash_url_cuda_tag(f: FlashRelease, cuda: Version) -> str:
+    """Return the ``cuXYZ`` part of the wheel name flash-attn's setup.py asks for, given torch's CUDA."""
+    rule = f.cuda_tag_rule
+    if rule == "cu{major}":
+        return f"cu{cuda.major}"
+    if rule.startswith("pinned:"):
+        for pin in rule.removeprefix("pinned:").split(","):
+            p = Version(pin)
+            if p.major == cuda.major:
+                return f"cu{p.major}{p.minor}"
+    return f"cu{cuda.major}{cuda.minor}"
+
+
+def flash_wheel_matches(f: FlashRelease, cuda_build: Version, torch_cuda: Version) -> bool:
+    """Return whether a wheel built with ``cuda_build`` is the one setup.py picks for torch built with ``torch_cuda``."""
+    if f.cuda_tag_rule == "cu{major}" or f.cuda_tag_rule.startswith("pinned:"):
+        return cuda_build.major == torch_cuda.major
+    return (cuda_build.major, cuda_build.minor) == (torch_cuda.major, torch_cuda.minor)
+
+
+def flash_wheel(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi: bool | None, python: str,
+                platform: str) -> FlashWheelRow | None:
+    """Return the prebuilt wheel setup.py downloads for torch ``torch`` (CUDA ``torch_cuda``, ABI ``cxx11_abi``) on
+    Python ``python`` / ``platform``, or ``None`` when its CI published none (the per-release CUDA tag rule)."""
+    py = ".".join(python.split(".")[:2])
+    for w in _wheel_rows(f, (torch.major, torch.minor), py, platform):
+        if w.cxx11_abi == bool(cxx11_abi) and flash_wheel_matches(f, w.cuda_build, torch_cuda):
+            return w
+    return None
+
+
+_WHEEL_INDEX: dict[int, tuple[FlashRelease, dict[tuple[int, int, str, str], list[FlashWheelRow]]]] = {}
+
+
+def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: str) -> list[FlashWheelRow]:
+    """Return ``f``'s wheels for one torch minor, Python and platform (indexed once per release: a solve asks often)."""
+    cached = _WHEEL_INDEX.get(id(f))
+    if cached is None or cached[0] is not f:
+        index: dict[tuple[int, int, str, str], list[FlashWheelRow]] = {}
+        for w in f.wheels:
+            index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
+        cached = _WHEEL_INDEX[id(f)] = (f, index)
+    return cached[1].get((*minor, python, platform), [])
+
+
+def flash_wheel_sass(f: FlashRelease, w: FlashWheelRow) -> ArchList:
+    """Return the SASS a wheel carries (releases without a per-CUDA row: sm_80 and sm_90, flash_attn.toml)."""
+    return f.wheel_sass.get(str(w.cuda_build), ArchList.parse("8.0;9.0"))
+
+
+def flash_wheel_url(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi: bool | None, python: str,
+                    platform: str, matrix: Matrix) -> str:
+    """Return the GitHub release URL of the wheel ``flash_wheel`` found (template: flash_attn.toml ``wheel_url``)."""
+    py = python_tag(python)
+    return matrix.facts.flash_wheel_url.format(
+        tag=f.git_tag or f"v{f.version}", version=f.version, cuda_tag=flash_url_cuda_tag(f, torch_cuda),
+        torch_minor=f"{torch.major}.{torch.minor}", abi="TRUE" if cxx11_abi else "FALSE", py=py, platform=platform)
+
+
+def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str | None:
+    """Return ``FLASH_ATTN_CUDA_ARCHS`` for the GPUs: per GPU the highest value setup.py knows of its own major not
+    above it (8.6 and 8.9 get 80), or ``None`` when a GPU has none."""
+    known = matrix.facts.flash_cuda_archs
+    out: list[ComputeCapability] = []
+    for cc in caps:
+        same = [a for a in known if a.major == cc.major and a <= cc]
+        if not same:
+            return None
+        if max(same) not in out:
+            out.append(max(same))
+    return ";".join(f"{a.major}{a.minor}" for a in sorted(out))
+
+
+def flash_archs_env_honoured(f: FlashRelease, matrix: Matrix) -> bool:
+    """Return whether ``f``'s setup.py reads ``FLASH_ATTN_CUDA_ARCHS`` (older ones always build sm_80 + sm_90)."""
+    since = matrix.facts.flash_cuda_archs_env_from
+    return since is not None and f.version >= since
+
+
+# --- build resources --------------------------------------------------------------------------------------------------
+
+_DEFAULT_JOB = BuildJob("*", 2.0, 1, "built-in default when matrices/build.toml has no row")
+
+
+def build_job(package: str, matrix: Matrix) -> BuildJob:
+    """Return what one compile job of ``package`` needs (RAM per nvcc thread, nvcc threads per job)."""
+    return matrix.build_job(package) or _DEFAULT_JOB
+
+
+def job_gib(package: str, matrix: Matrix, nvcc_threads: int | None = None) -> float:
+    """Return the RAM one compile job of ``package`` needs: GiB per nvcc thread x threads (its row's by default)."""
+    job = build_job(package, matrix)
+    return job.gib_per_job * (nvcc_threads or job.nvcc_threads)
+
+
+def max_jobs(package: str, matrix: Matrix, cores: int | None, mem_gib: float | None, *,
+             nvcc_threads: int | None = None) -> int:
+    """Return ``MAX_JOBS`` for building ``package`` on a machine with ``cores`` and ``mem_gib`` free RAM: bounded by
+    the cores and by RAM per job (``None`` RAM: cores only; ``None`` cores: 1). At least 1."""
+    by_cores = cores if cores and cores > 0 else 1
+    if mem_gib is None:
+        return max(1, by_cores)
+    by_ram = int(mem_gib // job_gib(package, matrix, nvcc_threads))
+    return max(1, min(by_cores, by_ram))
