@@ -131,7 +131,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     if lock_file:
         if requirements or plan_file:
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
-        _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes)
+        _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources)
         return
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
@@ -214,17 +214,21 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
 
 
 def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter,
-                  allow_missing_hashes: bool = False) -> None:
+                  allow_missing_hashes: bool = False, sources: Sources = Sources()) -> None:
     """Install ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes nothing."""
     from resolver.lock import loads, lock_to_plan
     from resolver.lock_install import install_locked_safely, requirements_text
 
     text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
     locked = loads(text)
+    if sources.find_links:  # a local file is used only when its sha256 is the lock's
+        from resolver.local_files import use_local_files
+
+        locked = use_local_files(locked, sources.find_links)
     if dry_run:
         click.echo(requirements_text(locked), nl=False)
         return
-    inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), Sources()))  # type: ignore[arg-type]
+    inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
     install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes)
     _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
 

@@ -107,15 +107,20 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
     from resolver.plan import plan_constraints
 
     pages = lock_resolve.Pages()
+    key = lock_resolve.names_key(plan, plan_constraints(plan))
     try:
-        # Read, while the resolver runs, the index pages the check will want: the plan's packages, and those of
-        # the lock this run replaces (a re-lock mostly locks the same names).
+        # Read, while the resolver runs, the index pages the check will want: the plan's packages, those of the
+        # lock this run replaces and those the last lock of the same request had (a re-lock mostly locks the same
+        # names); open the connections for the rest now too.
         pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
-        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n) for n in previous_names)
+        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n)
+                       for n in [*previous_names, *lock_resolve.remembered_names(key)])
+        pages.warm(f"{PYPI_SIMPLE}/")
         resolved: dict[str, Any] = {}
         if with_deps:
             try:
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe)
+                lock_resolve.remember_names(key, resolved)
             except CommandFailed as exc:
                 click.echo(f"warning: dependencies not locked (the resolver failed: "
                            f"{exc.output_tail.strip().splitlines()[-1:]}); the lock holds the plan's packages only",

@@ -12,6 +12,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
+from resolver.gpus import lookup_gpu
 from resolver.pipeline import parse_driver_option
 
 __all__ = ["check_upgrade"]
@@ -32,8 +33,9 @@ def _built_for_torch(url: str) -> str | None:
     return f"{torch.major}.{torch.minor}"
 
 
-def _current_from_lock(path: str) -> Any:
-    """Return the ``Installed`` set a lock file describes."""
+def _current_from_lock(path: str) -> tuple[Any, tuple[str, ...], str | None]:
+    """Return the ``Installed`` set a lock file describes, the request it was made for and its profile (absent from
+    locks older than those fields: then nothing)."""
     from resolver.lock import loads
     from resolver.models import Target
     from resolver.upgrade import Installed
@@ -43,7 +45,9 @@ def _current_from_lock(path: str) -> Any:
     text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
     locked = loads(text)
     t = locked.target
-    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=None, source="lock")
+    driver_text = getattr(locked, "driver", None)
+    driver = parse_driver_option(driver_text) if driver_text else None
+    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, source="lock")
     built = {}
     for p in locked.packages:
         torch = _built_for_torch(p.url) if p.name == "flash-attn" else None
@@ -51,7 +55,8 @@ def _current_from_lock(path: str) -> Any:
             built["flash-attn"] = torch
     versions = {p.name: p.version for p in (*locked.packages, *locked.missing)}
     source = frozenset(p.name for p in locked.packages if p.method == "source")
-    return Installed(target, versions, built, source)
+    request = tuple(getattr(locked, "request", ()) or ())
+    return Installed(target, versions, built, source, floor=t.min_driver), request, getattr(locked, "profile", None)
 
 
 def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
@@ -72,10 +77,14 @@ def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
 @click.argument("requirements", nargs=-1, required=True, metavar="REQ...")
 @click.option("--lock", "lock_file", metavar="FILE", help="Compare against this lock instead of the environment.")
 @click.option("--python-exe", metavar="PATH", help="Interpreter whose packages are the current set.")
-@click.option("--driver", metavar="VERSION", help="Driver of the target (default: detected; a lock records none).")
+@click.option("--driver", metavar="VERSION", help="Driver of the target (default: detected, or the lock's).")
+@click.option("--gpu", "gpus", multiple=True, metavar="NAME_OR_CC",
+              help="GPU of the target (repeatable): check for a described machine instead of this one's GPUs.")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME",
+              help="What the set serves (audiocraft, fairseq, ...): its requirements bound the nearest safe set.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
-                  as_json: bool) -> None:
+                  gpus: tuple[str, ...], profiles: tuple[str, ...], as_json: bool) -> None:
     """Say whether moving to REQ (e.g. torch==2.2.0) is safe, needs a rebuild, or breaks something, and the nearest
     safe set of versions. Exit codes: 0 safe, 1 not safe, 2 bad input."""
     from dataclasses import replace
@@ -88,11 +97,29 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
         parse_requirement(req)
     given_driver = parse_driver_option(driver) if driver else None
     matrix = load()
-    current = _current_from_lock(lock_file) if lock_file else _current_from_env(python_exe, driver)
+    for name in profiles:
+        if matrix.profile(name) is None:
+            known = ", ".join(p.name for p in matrix.profiles)
+            raise BadInput(f"--profile {name!r}: unknown profile; known: {known}")
+    given_gpus = tuple(lookup_gpu(g, matrix) for g in gpus)
+    made_for: tuple[str, ...] = ()
+    if lock_file:
+        current, made_for, lock_profile = _current_from_lock(lock_file)
+        if lock_profile and lock_profile not in profiles:
+            profiles += (lock_profile,)
+    else:
+        current = _current_from_env(python_exe, driver)
     if given_driver is not None:
         current = replace(current, target=replace(current.target, driver=given_driver))
+    if given_gpus:
+        current = replace(current, target=replace(current.target, gpus=given_gpus))
+    # The nearest safe set is solved under the whole original request: the profile's and the lock's requirements,
+    # then the new ones (a later line for the same package wins), and the features the profile needs.
+    rows = [matrix.profile(p) for p in profiles]
+    original = [r for p in rows if p is not None for r in p.requirements] + list(made_for)
+    needs = frozenset(n for p in rows if p is not None for n in p.needs)
     proposed = proposed_versions(current, requirements, matrix)
-    report = check(current, proposed, matrix, requirements=requirements)
+    report = check(current, proposed, matrix, requirements=[*original, *requirements], needs=needs)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -37,7 +37,8 @@ from resolver.errors import GpuStackError
 from resolver.lock import LockedFile
 from resolver.models import PYPI_SIMPLE, Plan
 
-__all__ = ["ResolveError", "find_uv", "isolated_env", "python_platform", "resolve", "check_files", "requests_of", "Pages"]
+__all__ = ["ResolveError", "find_uv", "isolated_env", "python_platform", "resolve", "check_files", "requests_of", "Pages", "names_key",
+           "remembered_names", "remember_names"]
 
 GLIBC_DEFAULT = "2.35"  # hashes.GLIBC_MAX: Ubuntu 22.04, the oldest base image `gpustack dockerfile` uses
 
@@ -246,7 +247,7 @@ class Pages:
     page): ``prefetch`` starts reading pages whose names are known before the resolver runs (the plan's packages,
     a previous lock's), so the check after it mostly finds them read."""
 
-    def __init__(self, fetch: Callable[[str], str | None] | None = None, workers: int = 4) -> None:
+    def __init__(self, fetch: Callable[[str], str | None] | None = None, workers: int = 2) -> None:
         from resolver import hashes
 
         self._fetch = fetch or hashes.fetch_text
@@ -262,12 +263,65 @@ class Pages:
             if u not in self._futures:
                 self._futures[u] = self._pool.submit(self._fetch, u)
 
+    def warm(self, url: str, connections: int = 2) -> None:
+        """Open ``connections`` connections to ``url``'s host now (a HEAD each), so the TLS handshakes happen while
+        the resolver runs, not after it."""
+        from resolver import hashes
+
+        if self._fetch is not hashes.fetch_text:
+            return
+        for _ in range(connections):
+            self._pool.submit(_head, url)
+
     def get(self, url: str) -> str | None:
         self.prefetch([url])
         return self._futures[url].result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _head(url: str) -> None:
+    from resolver import hashes
+
+    try:
+        hashes._session().head(url, timeout=10)
+    except Exception:  # a warm-up only: the real request reports any failure
+        pass
+
+
+def names_key(plan: Plan, constraints: Sequence[str]) -> str:
+    """Return the key under which the names a resolution locked are remembered (what was asked, for which target)."""
+    import hashlib
+
+    t = plan.stack.target
+    text = json.dumps([requests_of(plan), list(constraints), t.python, t.platform, str(t.glibc)])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def remembered_names(key: str) -> list[str]:
+    """Return the package names the last resolution of ``key`` locked (empty when none is remembered)."""
+    from resolver.cache import cache_dir
+
+    try:
+        names = json.loads((cache_dir() / "lock-names" / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str)][:500] if isinstance(names, list) else []
+
+
+def remember_names(key: str, names: Iterable[str]) -> None:
+    """Remember the names a resolution locked, so the next lock of the same request reads their pages early."""
+    from resolver.cache import cache_dir
+
+    folder = cache_dir() / "lock-names"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(sorted(names)), encoding="utf-8")
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError:
+        pass  # a cache that cannot be written costs speed, never correctness
 
 
 def check_files(files: Iterable[LockedFile], python: str, platform: str, *, pages: Pages | None = None,

@@ -166,10 +166,25 @@ def _torch_release(ctx: _Ctx, r: Mapping[str, Any]) -> TorchRelease:
         pypi_cuda=pypi_cuda,
         pypi_arch=pypi_arch,
         cxx11_abi=bool(abi),
+        triton=_triton(ctx, r),
         variants=tuple(sorted(variants, key=lambda v: v.cuda, reverse=True)),
         source=_source(ctx, r),
         note=ctx.get(r, "note", str, default=""),
     )
+
+
+def _triton(ctx: _Ctx, r: Mapping[str, Any]) -> str | None:
+    """Return torch's Requires-Dist on triton without its marker (``"triton==2.1.0"``), or ``None``."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    raw = ctx.get(r, "pypi_requires_triton", str, default=None)
+    if raw is None:
+        return None
+    try:
+        req = Requirement(raw)
+    except InvalidRequirement as exc:
+        raise ctx.fail("pypi_requires_triton", f"{raw!r}: {exc}") from None
+    return f"{req.name}{req.specifier}"
 
 
 # --- xformers -----------------------------------------------------------------------------------------------------

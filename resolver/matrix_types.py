@@ -63,6 +63,7 @@ class TorchRelease:
     variants: tuple[TorchVariant, ...]
     source: str
     note: str = ""
+    triton: str | None = None  # the PyPI wheel's Requires-Dist on triton (pypi_requires_triton), e.g. "triton==2.1.0"
 
     @property
     def minor(self) -> str:

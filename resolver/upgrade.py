@@ -19,7 +19,7 @@ from packaging.version import Version
 from resolver.errors import BadInput
 from resolver import compat
 from resolver.matrix_types import FlashRelease, Matrix, TorchRelease, TorchVariant
-from resolver.models import Target
+from resolver.models import Target, format_driver
 
 __all__ = ["Installed", "Finding", "UpgradeReport", "proposed_versions", "check_upgrade", "nearest_safe"]
 
@@ -40,6 +40,7 @@ class Installed:
     versions: Mapping[str, str]
     built_for_torch: Mapping[str, str] = field(default_factory=dict)
     source_built: frozenset[str] = frozenset()
+    floor: Version | None = None  # the driver the current set needs (a lock's min_driver), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,24 @@ def proposed_versions(current: Installed, requirements: Sequence[str], matrix: M
             pin = next((s.version for s in req.specifier if s.operator in ("==", "===")), None)
             if pin:
                 out[name] = pin
+    return _torch_deps_follow(out, current.versions, requirements, matrix)
+
+
+def _torch_deps_follow(out: dict[str, str], current: Mapping[str, str], requirements: Sequence[str],
+                       matrix: Matrix) -> dict[str, str]:
+    """Return ``out`` with torch's own pinned dependencies (triton) moved with torch, unless the user pinned them."""
+    asked = {str(canonicalize_name(r.name)) for r in _parse(requirements)}
+    torch_v = out.get("torch")
+    if "triton" not in out or "triton" in asked or torch_v is None or torch_v == current.get("torch"):
+        return out
+    rel = matrix.torch_release(_base(torch_v))
+    if rel is None or rel.triton is None:
+        return out
+    spec = Requirement(rel.triton).specifier
+    if not spec.contains(out["triton"], prereleases=True):
+        pin = next((s.version for s in spec if s.operator in ("==", "~=", ">=")), None)
+        if pin is not None:
+            out["triton"] = pin
     return out
 
 
@@ -159,6 +178,34 @@ def _flash_wheel(f: FlashRelease, torch: Version, cuda: Version, abi: bool | Non
     return compat.flash_wheel(f, torch, cuda, abi, target.python, target.platform) is not None
 
 
+def _floor_of(torch: str | None, matrix: Matrix, target: Target) -> Version | None:
+    """Return the driver floor of an installed torch (``2.1.0+cu121``; without a tag: PyPI's build)."""
+    if torch is None:
+        return None
+    rel = matrix.torch_release(_base(torch))
+    if rel is None:
+        return None
+    tag = torch.split("+")[1] if "+" in torch else rel.pypi_cuda.get(target.platform)
+    v = rel.variant(tag) if tag else None
+    return compat.driver_floor(v.cuda, matrix, target.platform) if v is not None else None
+
+
+def _driver_floor_moves(current: Installed, cur_torch: str | None, variant: TorchVariant | None,
+                        matrix: Matrix) -> list[Finding]:
+    """Return a finding when the new torch needs a newer driver than the current set and the target's driver is
+    unknown: the move is only safe on a machine that has it."""
+    target = current.target
+    if variant is None or target.driver is not None:
+        return []
+    new = compat.driver_floor(variant.cuda, matrix, target.platform)
+    old = current.floor or _floor_of(cur_torch, matrix, target)
+    if new is None or old is None or new <= old:
+        return []
+    return [Finding("torch", "unsafe", f"CUDA {variant.cuda} needs driver >= {format_driver(new)}; the current set "
+                                       f"needs >= {format_driver(old)} and the target's driver is unknown: pass "
+                                       "--driver to check it, or update the driver first")]
+
+
 def _findings(current: Installed, proposed: Mapping[str, str], matrix: Matrix) -> tuple[list[Finding], list[str]]:
     """Return every finding of moving ``current`` to ``proposed``, plus notes on what could not be checked."""
     target = current.target
@@ -174,6 +221,7 @@ def _findings(current: Installed, proposed: Mapping[str, str], matrix: Matrix) -
         return found, [f"torch {new_torch} is not in the matrices: its builds cannot be checked"]
     variant, torch_findings = _torch_variant(rel, torch_v, cur.get("torch"), target, matrix)
     found += torch_findings
+    found += _driver_floor_moves(current, cur.get("torch"), variant, matrix)
     moved = cur.get("torch") is None or _base(cur["torch"]) != new_torch
     x_v = proposed.get("xformers")
     if x_v is not None:
@@ -223,13 +271,15 @@ def _findings(current: Installed, proposed: Mapping[str, str], matrix: Matrix) -
 
 
 def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matrix, *,
-                  requirements: Sequence[str] = ()) -> UpgradeReport:
+                  requirements: Sequence[str] = (), needs: frozenset[str] = frozenset()) -> UpgradeReport:
     """Return the verdict of moving ``current`` to ``proposed`` (name -> version), with one finding per problem;
-    when it is not safe and ``requirements`` are given, also the nearest safe set (``nearest_safe``)."""
+    when it is not safe and ``requirements`` are given, also the nearest safe set (``nearest_safe``) under them and
+    the features ``needs`` (``xformers.components``): pass the original request (a lock's, a profile's) with the
+    new requirements last."""
     prop = {str(canonicalize_name(k)): v for k, v in proposed.items()}
     found, notes = _findings(current, prop, matrix)
     verdict: Verdict = max((f.verdict for f in found), key=lambda v: _RANK[v], default="safe")
-    nearest = nearest_safe(current, requirements, matrix) if verdict != "safe" and requirements else None
+    nearest = nearest_safe(current, requirements, matrix, needs=needs) if verdict != "safe" and requirements else None
     if verdict != "safe" and requirements and nearest is None:
         notes.append("no set of versions in the matrices satisfies the requirements without a finding")
     cur = {str(canonicalize_name(k)): v for k, v in current.versions.items()}
@@ -246,7 +296,8 @@ def _closest(versions: Sequence[Version], anchor: Version | None) -> list[Versio
     return same + newer + older
 
 
-def nearest_safe(current: Installed, requirements: Sequence[str], matrix: Matrix) -> dict[str, str] | None:
+def nearest_safe(current: Installed, requirements: Sequence[str], matrix: Matrix, *,
+                 needs: frozenset[str] = frozenset()) -> dict[str, str] | None:
     """Return the set of versions closest to ``current`` that meets ``requirements`` with no finding, or ``None``.
 
     torch moves least first; xformers and flash-attn take the release closest to the current one that fits.
@@ -257,6 +308,8 @@ def nearest_safe(current: Installed, requirements: Sequence[str], matrix: Matrix
 
     def allowed(name: str) -> list[Version]:
         vs = _candidates(name, matrix)
+        if name == "xformers" and "xformers.components" in needs:
+            vs = [x.version for x in matrix.xformers if x.has_components and x.version in vs]
         r = reqs.get(name)
         if r is None:
             return vs

@@ -114,9 +114,11 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
-def _run_child(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
+def _run_child(python_exe: str, name: str, lock: str, timeout: float, dtypes: str | None = None) -> _Child:
     """Returns one child's parsed output; a timeout kills it and keeps what it printed."""
     argv = [python_exe, str(CHILD_SCRIPT), "--backend", name, "--gpu-lock", lock]
+    if dtypes:
+        argv += ["--dtypes", dtypes]
     env = {"XFORMERS_MORE_DETAILS": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
     if "FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED" not in os.environ:  # flash-attn-4 keeps its compiled kernels
         env["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] = "1"
@@ -132,6 +134,24 @@ def _run_child(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
 
 
 SDPA = tuple(b for b in BACKENDS if b.startswith("sdpa-"))
+# Backends whose kernels are compiled at run time per configuration (flash-attn-4's CuTe-DSL, Sage's Triton): one
+# child per dtype, so the first run's compiles happen on two cores at once. Rows are per (op, dtype): the children's
+# records join without overlap.
+SPLIT_BY_DTYPE = ("flash-attn-4", "sageattention")
+DTYPE_PARTS = ("float16,float32", "bfloat16")  # GPU cases use fp16 + bf16, CPU cases fp32 + bf16
+
+
+def _run_split(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
+    """Returns one backend's children (one per dtype part, run at once) joined into one."""
+    with ThreadPoolExecutor(max_workers=len(DTYPE_PARTS)) as pool:
+        parts = list(pool.map(lambda d: _run_child(python_exe, name, lock, timeout, d), DTYPE_PARTS))
+    skips = [p for p in parts if any(r.get("kind") == "skip" for r in p.records)]
+    if len(skips) == len(parts):  # not installed / cannot run here: one skip row, as a single child gives
+        return skips[0]
+    codes = [p.returncode for p in parts]
+    worst = None if None in codes else next((c for c in codes if c), 0)
+    return _Child(name, worst, [r for p in parts for r in p.records if r.get("kind") != "skip"],
+                  "\n".join(p.text for p in parts if p.text), max(p.seconds for p in parts))
 
 
 def _split_group(group: _Child) -> tuple[list[_Child], list[str]]:
@@ -254,7 +274,8 @@ def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), tim
         with ThreadPoolExecutor(max_workers=workers) as pool:
             probe_f = pool.submit(_run_child, exe, "probe", lock, timeout)
             sdpa_f = pool.submit(_run_sdpa, exe, lock, timeout)
-            futures = [pool.submit(_run_child, exe, name, lock, timeout) for name in others]
+            futures = [pool.submit(_run_split if name in SPLIT_BY_DTYPE else _run_child, exe, name, lock, timeout)
+                       for name in others]
             probe = probe_f.result()
             children = sdpa_f.result() + [f.result() for f in futures]
     facts: dict[str, Any] = next((r for r in probe.records if r.get("kind") == "env"), {})

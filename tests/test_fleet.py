@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from resolver import fleet
+from resolver import fleet, fleet_slurm
 from resolver.errors import BadInput
 from resolver.matrix import load
 from resolver.models import ComputeCapability
@@ -168,10 +168,10 @@ def test_slurm_gres_features_and_unknown_driver(matrix: Any) -> None:
 
 
 def test_slurm_gres_forms(matrix: Any) -> None:
-    assert fleet._gres_gpus("gpu:a100:8(S:0-1),shard:a100:64(S:0,1)", "x") == [("a100", 8)]
-    assert fleet._gres_gpus("gpu:2", "x") == [(None, 2)]
-    assert fleet._gres_gpus("gpu:a100_1g.10gb:7,gpu:a100:1", "x") == [("a100_1g.10gb", 7), ("a100", 1)]
-    assert fleet._gres_gpus("(null)", "x") == []
+    assert fleet_slurm._gres_gpus("gpu:a100:8(S:0-1),shard:a100:64(S:0,1)", "x") == [("a100", 8)]
+    assert fleet_slurm._gres_gpus("gpu:2", "x") == [(None, 2)]
+    assert fleet_slurm._gres_gpus("gpu:a100_1g.10gb:7,gpu:a100:1", "x") == [("a100_1g.10gb", 7), ("a100", 1)]
+    assert fleet_slurm._gres_gpus("(null)", "x") == []
     doc = json.loads(SLURM.read_text())
     doc["nodes"][3]["gres"] = "gpu:4(S:0-1)"  # no type: a feature names the GPU
     doc["nodes"][4]["gres"] = "gpu:a100_1g.10gb:7(S:0)"

@@ -181,3 +181,34 @@ def test_malformed_build_cache_key_json_is_skipped(tmp_path: Path, monkeypatch: 
     assert cache.entries() == []
     result = CliRunner().invoke(main, ["cache", "list"])
     assert result.exit_code == 0 and "Traceback" not in result.output
+
+
+def test_find_links_file_must_match_the_lock_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    from resolver.local_files import use_local_files
+
+    links = tmp_path / "links"
+    links.mkdir()
+    locked = loads(GOLDEN.read_text())
+    torch = locked.packages[0]
+    name = torch.url.rsplit("/", 1)[-1].replace("%2B", "+")
+    (links / name).write_bytes(b"planted wheel")
+    with pytest.raises(BadInput, match=r"--find-links .*sha256 .* is not the lock's"):
+        use_local_files(locked, [str(links)])
+    good = b"the locked wheel"
+    data = tomllib.loads(GOLDEN.read_text())
+    data["packages"][0]["wheels"][0]["hashes"]["sha256"] = hashlib.sha256(good).hexdigest()
+    (links / name).write_bytes(good)
+    used = use_local_files(loads(tomli_w.dumps(data)), [str(links)])
+    assert used.packages[0].url == (links / name).resolve().as_uri()
+    assert used.packages[1].url == locked.packages[1].url  # not in the folder: its URL stays
+
+
+def test_cli_install_lock_refuses_a_tampered_find_links_file(tmp_path: Path) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    locked = loads(GOLDEN.read_text())
+    (links / locked.packages[0].url.rsplit("/", 1)[-1].replace("%2B", "+")).write_bytes(b"planted")
+    result = CliRunner().invoke(main, ["install", "--dry-run", "--lock", str(GOLDEN), "--find-links", str(links)])
+    assert result.exit_code == 2 and "is not the lock's" in result.stderr

@@ -15,6 +15,8 @@ from resolver.cli import main
 from resolver.errors import BadInput
 from resolver.matrix import load
 from resolver.models import ComputeCapability, Gpu, Target, parse_driver
+from packaging.version import Version
+
 from resolver.upgrade import Installed, check_upgrade, proposed_versions
 
 CASES = sorted((Path(__file__).parent / "upgrade_cases").glob("*.toml"))
@@ -123,3 +125,49 @@ def test_cli_bad_requirement_is_bad_input_before_reading_the_environment() -> No
     result = CliRunner().invoke(main, ["check-upgrade", "torch=="])
     assert result.exit_code == 2
     assert result.stderr.startswith("gpustack: invalid requirement 'torch=='") and result.stderr.count("\n") == 1
+
+
+def _rtx3090(driver: str | None = None) -> Target:
+    return Target(gpus=(Gpu("NVIDIA GeForce RTX 3090", ComputeCapability(8, 6)),), python="3.10",
+                  platform="linux_x86_64", driver=parse_driver(driver) if driver else None)
+
+
+def test_a_move_that_raises_the_driver_floor_is_not_safe_without_a_driver() -> None:
+    m = load()
+    current = Installed(_rtx3090(), {"torch": "2.1.0+cu121"})
+    report = check_upgrade(current, proposed_versions(current, ["torch==2.9.1+cu130"], m), m)
+    assert report.verdict == "unsafe"
+    assert any("needs driver >= 580" in f.reason and "525.60.13" in f.reason for f in report.findings), report.findings
+    known = Installed(_rtx3090("580.65.06"), {"torch": "2.1.0+cu121"})
+    assert check_upgrade(known, proposed_versions(known, ["torch==2.9.1+cu130"], m), m).verdict == "safe"
+
+
+def test_torchs_own_triton_pin_moves_with_torch() -> None:
+    m = load()
+    current = Installed(_rtx3090("535.104.05"), {"torch": "2.1.0", "triton": "2.1.0"})
+    assert proposed_versions(current, ["torch==2.2.0"], m)["triton"] == "2.2.0"
+    assert proposed_versions(current, ["torch==2.2.0", "triton==2.1.0"], m)["triton"] == "2.1.0"  # asked for
+
+
+def test_nearest_safe_set_keeps_the_original_request() -> None:
+    # AudioCraft asked xformers<0.0.23: the nearest safe set may not be xformers 0.0.24.
+    m = load()
+    current = Installed(_rtx3090("535.104.05"), {"torch": "2.1.0", "xformers": "0.0.22.post7"})
+    report = check_upgrade(current, proposed_versions(current, ["torch==2.2.*"], m), m,
+                           requirements=["torch==2.1.0", "xformers<0.0.23", "torch==2.2.*"])
+    assert report.verdict == "unsafe"
+    assert report.nearest is None or Version(report.nearest["xformers"]) < Version("0.0.23")
+
+
+def test_nearest_safe_set_honours_profile_needs() -> None:
+    m = load()
+    current = Installed(_rtx3090("580.65.06"), {"torch": "2.9.1", "xformers": "0.0.33.post2"})
+    report = check_upgrade(current, proposed_versions(current, ["torch==2.10.0"], m), m,
+                           requirements=["xformers", "torch==2.10.0"], needs=frozenset({"xformers.components"}))
+    assert report.verdict != "safe"
+    assert report.nearest is None or report.nearest["xformers"] != "0.0.34"
+
+
+def test_check_upgrade_for_a_described_gpu_and_profile(tmp_path: Path) -> None:
+    bad = CliRunner().invoke(main, ["check-upgrade", "--gpu", "8.6", "--profile", "nope", "torch==2.2.0"])
+    assert bad.exit_code == 2 and "nope" in bad.output

@@ -163,3 +163,25 @@ def test_rates_keep_three_significant_figures_and_backends_agree_with_the_child(
     assert child.sig3(0.0012345) == 0.00123 and child.sig3(342.49) == 342.0 and child.sig3(1234.5) == 1230.0
     assert child.BACKENDS == BACKENDS and child.BACKENDS[0] == "sdpa-cudnn"
     assert set(child.COMPILES_AT_RUN_TIME) <= set(BACKENDS) and "flash-attn-4" in child.PACKAGES
+
+
+def test_compiling_backends_run_one_child_per_dtype_and_join(tmp_path: Path) -> None:
+    """flash-attn-4 / sageattention run as two children at once (fp16, bf16), so first-run compiles overlap; their
+    rows join into one backend's rows, and a crash in one part still fails the backend."""
+    from resolver.verify import _rows_of, _run_split
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n"
+                    "for a; do last=$prev; prev=$a; done\n"  # the value after --dtypes is the last argument
+                    "case \"$prev\" in\n"
+                    "  bfloat16) echo '@@gpustack {\"kind\": \"result\", \"op\": \"f.forward\", \"dtype\": \"bfloat16\", "
+                    "\"passed\": true, \"max_abs_error\": 0.01, \"case\": \"timing B4\", \"ms\": 1.0, \"tflops\": 137.0}';;\n"
+                    "  *) echo '@@gpustack {\"kind\": \"result\", \"op\": \"f.forward\", \"dtype\": \"float16\", "
+                    "\"passed\": true, \"max_abs_error\": 0.001, \"case\": \"B2\"}'; exit 139;;\n"
+                    "esac\n")
+    fake.chmod(0o755)
+    child = _run_split(str(fake), "flash-attn-4", str(tmp_path / "lock"), 30.0)
+    rows = _rows_of(child, {}, 30.0)
+    assert {(r.op, r.dtype) for r in rows if r.op != "*"} == {("f.forward", "float16"), ("f.forward", "bfloat16")}
+    assert next(r for r in rows if r.dtype == "bfloat16").tflops == 137.0
+    assert any(r.op == "*" and not r.passed for r in rows)  # the part that died is a failed row

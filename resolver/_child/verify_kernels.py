@@ -300,11 +300,14 @@ def _err(torch: Any, got: Any, ref: Any, tol: Tuple[float, float]) -> Tuple[floa
     return e, bool(e <= tol[0] + tol[1] * ref.abs().max().item()) and not math.isnan(e)
 
 
-def cases(device: str, major: int) -> List[Tuple[str, int, int, int, int, int, bool]]:
-    """Returns the correctness matrix: (dtype, B, Hq, Hkv, S, D, causal). Small shapes; the timing shape is extra."""
+def cases(device: str, major: int, only: Optional[List[str]] = None) -> List[Tuple[str, int, int, int, int, int, bool]]:
+    """Returns the correctness matrix: (dtype, B, Hq, Hkv, S, D, causal), of the ``only`` dtypes if given. Small
+    shapes; the timing shape is extra."""
     dtypes = ["float32", "bfloat16"] if device == "cpu" else (["float16", "bfloat16"] if major >= 8 else ["float16"])
     out = []
     for dt in dtypes:
+        if only is not None and dt not in only:
+            continue
         out += [(dt, 2, 4, 4, 256, d, c) for d in (64, 128) for c in (False, True)]
         out += [(dt, 2, 4, 4, 257, 64, False), (dt, 2, 8, 2, 256, 128, True)]  # odd length; GQA 8 q heads / 2 kv
     return out
@@ -429,7 +432,7 @@ def _short(exc: BaseException) -> str:
     return ("%s: %s" % (type(exc).__name__, exc))[:4000]
 
 
-def run_backend(name: str, lock: Optional[str]) -> None:
+def run_backend(name: str, lock: Optional[str], dtypes: Optional[List[str]] = None) -> None:
     """Returns nothing; proves one backend, emitting ``skip`` when it cannot run here."""
     pkg = PACKAGES.get(name)
     if pkg and not present(pkg):
@@ -459,15 +462,16 @@ def run_backend(name: str, lock: Optional[str]) -> None:
         a = torch.randn(64, 64, device=device)
         (a @ a).sum().item()
         if name in COMPILES_AT_RUN_TIME:
-            prewarm(torch, kernels, cases(device, major))
+            prewarm(torch, kernels, cases(device, major, dtypes))
         torch.manual_seed(0)
     with gpu_lock(lock):
         for kern in kernels:
-            for case in cases(device, major):
+            for case in cases(device, major, dtypes):
                 run_case(torch, name, kern, case, device)
             if name == "flash-attn":
                 run_varlen(torch)
-            run_timing(torch, name, kern, device)
+            if dtypes is None or "bfloat16" in dtypes:
+                run_timing(torch, name, kern, device)
 
 
 def prewarm(torch: Any, kernels: List[Kernel], todo: List[Tuple[Any, ...]]) -> None:
@@ -522,6 +526,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", required=True, choices=("probe", "sdpa") + BACKENDS)
     parser.add_argument("--gpu-lock", default=None)
+    parser.add_argument("--dtypes", default=None, help="only these dtypes (comma-separated): one child per dtype")
     args = parser.parse_args(argv)
     try:
         if args.backend == "probe":
@@ -529,7 +534,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.backend == "sdpa":
             run_group(SDPA, args.gpu_lock)
         else:
-            run_backend(args.backend, args.gpu_lock)
+            run_backend(args.backend, args.gpu_lock, args.dtypes.split(",") if args.dtypes else None)
     except Skip as why:
         emit("skip", backend=args.backend, reason=str(why))
     except BaseException as exc:  # noqa: BLE001 - the parent diagnoses it
