@@ -152,6 +152,11 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
     return found
 
 
+def feasible(target: Target, matrix: Matrix, request: Request) -> bool:
+    """Return whether some stack satisfies ``request`` on ``target``: how an alternative is checked before it is shown."""
+    return bool(_options(target, matrix, request, Reporter()))
+
+
 def _installed_is_older(installed: str, release: Version) -> bool:
     try:
         return Version(installed.split("+")[0]) < release
