@@ -21,10 +21,42 @@ log = logging.getLogger("gpustack.subprocess")
 
 _PR_SET_PDEATHSIG = 1
 
+# Signals an install turned into exceptions (``resolver.install``) that may have been swallowed: a handler that runs
+# inside fork's at-fork callbacks or a finalizer has its exception ignored. ``stream`` raises them at the next line.
+pending: list[BaseException] = []
+
+
+def raise_pending() -> None:
+    """Raise a signal's exception that could not be raised where it arrived (once)."""
+    if pending:
+        raise pending.pop()
+
+
+# Held back while a child is being started: a signal whose handler raises must not land between fork and the
+# moment gpustack holds the child's Popen (it could not stop a child it never got).
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _release_signals(old: set[int | signal.Signals] | None) -> None:
+    if old is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
 
 def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL it when gpustack dies (even by SIGKILL), so no installer
-    outlives gpustack and goes on changing an environment whose journal says otherwise. Elsewhere a no-op."""
+    """In the child, before exec: let the held signals through again, and ask Linux to SIGKILL it when gpustack
+    dies (even by SIGKILL), so no installer outlives gpustack and goes on changing an environment whose journal
+    says otherwise. Elsewhere a no-op."""
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+    except (AttributeError, OSError, ValueError):
+        pass
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -66,17 +98,22 @@ def run(
     ``env`` is added to this process's environment, not a replacement for it.
     """
     log.debug("run: %s (env+%s)", " ".join(argv), sorted(env) if env else [])
-    proc = subprocess.run(
-        list(argv),
-        env=_merged_env(env),
-        cwd=cwd,
-        timeout=timeout,
-        capture_output=True,
-        text=True,
-        input=input_text,
-        shell=False,
-        preexec_fn=_die_with_parent,
-    )
+    held = _hold_signals()
+    try:
+        child = subprocess.Popen(list(argv), env=_merged_env(env), cwd=cwd, text=True, shell=False,
+                                 stdin=subprocess.PIPE if input_text is not None else None,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    except BaseException:
+        _release_signals(held)
+        raise
+    try:
+        _release_signals(held)  # a signal that came meanwhile is raised here, with the child in hand
+        out, err = child.communicate(input_text, timeout=timeout)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    proc = subprocess.CompletedProcess(list(argv), child.returncode, out, err)
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
         raise CommandFailed(argv, proc.returncode, tail)
@@ -128,12 +165,21 @@ def stream(
     included) the child's process group is terminated, then killed after 10 s, before the exception goes on.
     A child killed by a signal returns ``-signal`` (SIGKILL: -9).
     """
-    proc = popen(argv, env=env, cwd=cwd)
+    held = _hold_signals()
     try:
+        proc = popen(argv, env=env, cwd=cwd)
+    except BaseException:
+        _release_signals(held)
+        raise
+    try:
+        _release_signals(held)  # a signal that came meanwhile is raised here, with the child in hand
         assert proc.stdout is not None
         for line in proc.stdout:
+            raise_pending()
             on_line(line.rstrip("\n"))
-        return proc.wait()
+        rc = proc.wait()
+        raise_pending()
+        return rc
     except BaseException:
         _end_group(proc)
         raise

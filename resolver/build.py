@@ -222,12 +222,26 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()[:24]
 
 
-def cache_key(step: Step, target: TargetInfo, cxx11_abi: bool | None) -> cache.BuildKey:
-    """Return the cache key of building ``step`` against ``target``'s torch."""
+def effective_env(step: Step, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment the build of ``step`` sees (this process's, the plan's on top, and the ``CUDA_HOME``
+    ``build_env`` adds when the shell has none): what its cache key is made of."""
+    env = {**(os.environ if environ is None else environ), **step.env}
+    if "CUDA_HOME" not in env:
+        home = _cuda_home()
+        if home:
+            env["CUDA_HOME"] = home
+    return env
+
+
+def cache_key(step: Step, target: TargetInfo, cxx11_abi: bool | None,
+              environ: Mapping[str, str] | None = None) -> cache.BuildKey:
+    """Return the cache key of building ``step`` against ``target``'s torch, with every variable of the build's
+    environment (``environ``, default this process's, under the plan's) that changes the binary
+    (``cache.changes_binary``: package switches, CUDA_HOME, compilers and their flags, the arch list)."""
     local = _local_source(step)
     source = f"tree:{tree_digest(local)}" if local else (step.url or step.requirement)
     return cache.BuildKey.from_env(
-        step.env, package=step.package, source=source, torch=target.torch_version or "none",
+        effective_env(step, environ), package=step.package, source=source, torch=target.torch_version or "none",
         torch_cuda=target.torch_cuda, python_tag=target.python_tag, cxx11_abi=cxx11_abi,
         arch_list=step.env.get("TORCH_CUDA_ARCH_LIST") or step.env.get("FLASH_ATTN_CUDA_ARCHS"),
         platform=target.platform)

@@ -21,7 +21,8 @@ from typing import Any
 
 import platformdirs
 
-__all__ = ["cache_dir", "BuildKey", "CacheEntry", "lookup", "store", "entries", "clear", "BINARY_ENV"]
+__all__ = ["cache_dir", "BuildKey", "CacheEntry", "lookup", "store", "entries", "clear", "BINARY_ENV",
+           "BINARY_ENV_PREFIXES", "changes_binary"]
 
 # Build variables that change what ends up in the binary. MAX_JOBS and NVCC_THREADS are missing on purpose.
 BINARY_ENV = (
@@ -36,7 +37,21 @@ BINARY_ENV = (
     "FLASH_ATTENTION_DISABLE_HDIMDIFF192",
     "XFORMERS_DISABLE_FLASH_ATTN",
     "_GLIBCXX_USE_CXX11_ABI",
+    # the toolchain: which CUDA, which compilers, with which flags (torch.utils.cpp_extension reads these)
+    "CUDA_HOME", "CUDA_PATH", "CUDACXX", "CC", "CXX", "CUDAHOSTCXX", "NVCC_CCBIN", "CFLAGS", "CXXFLAGS", "CPPFLAGS",
+    "LDFLAGS", "NVCC_FLAGS", "NVCC_APPEND_FLAGS", "NVCC_PREPEND_FLAGS", "TORCH_NVCC_FLAGS", "CMAKE_ARGS",
+    "PYTORCH_ROCM_ARCH", "ROCM_HOME", "TORCH_DONT_CHECK_COMPILER_ABI",
 )
+# Every package switch in these families changes what is compiled (xformers' XFORMERS_DISABLE_FLASH_ATTN,
+# XFORMERS_BUILD_TYPE; flash-attn's FLASH_ATTENTION_*/FLASH_ATTN_*; SageAttention's; BUILD_TYPE-like).
+BINARY_ENV_PREFIXES = ("FLASH_ATTENTION_", "FLASH_ATTN_", "XFORMERS_", "SAGEATTENTION_", "SAGE_")
+# ... except those that only change how long the build takes.
+_TIMING_ONLY = frozenset({"MAX_JOBS", "NVCC_THREADS", "FLASH_ATTENTION_SKIP_CUDA_BUILD_CACHE"})
+
+
+def changes_binary(name: str) -> bool:
+    """Return whether the environment variable ``name`` changes what a source build produces."""
+    return name not in _TIMING_ONLY and (name in BINARY_ENV or name.startswith(BINARY_ENV_PREFIXES))
 _KEY_FILE = "key.json"
 
 
@@ -67,7 +82,7 @@ class BuildKey:
     @classmethod
     def from_env(cls, env: Mapping[str, str], **fields: Any) -> BuildKey:
         """Return a key whose ``env`` holds the binary-changing variables of ``env`` (sorted, others dropped)."""
-        kept = tuple(sorted((k, v) for k, v in env.items() if k in BINARY_ENV))
+        kept = tuple(sorted((k, v) for k, v in env.items() if changes_binary(k)))
         return cls(env=kept, **fields)
 
     def to_dict(self) -> dict[str, Any]:

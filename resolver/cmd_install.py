@@ -23,9 +23,11 @@ from resolver import journal as journals
 from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
+from resolver.installers import pypi_mirror, torch_mirror, with_mirrors
 from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
 from resolver.options import target_options
 from resolver.pipeline import PlanOptions, plan_for
+from resolver.redact import redact
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
@@ -42,7 +44,7 @@ class _CliReporter(Reporter):
         _err.print(f"[{index}/{total}] done in {seconds:.1f}s", markup=False)
 
     def message(self, text: str) -> None:
-        _err.print(text, markup=False)
+        _err.print(redact(text), markup=False)
 
 
 def plan_from_dict(data: Any) -> Plan:
@@ -71,11 +73,11 @@ def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2))
+        click.echo(redact(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2)))
         return
     for c in cmds:
-        click.echo(f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else ""))
-        click.echo(c.shell())
+        click.echo(redact(f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else "")))
+        click.echo(redact(c.shell()))
 
 
 @click.command("install")
@@ -97,10 +99,14 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 @click.option("--allow-missing-hashes", is_flag=True,
               help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
+@click.option("--torch-index-url", metavar="URL",
+              help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also $GPUSTACK_TORCH_INDEX_URL.")
+@click.option("--index-url", "pypi_index_url", metavar="URL",
+              help="Your PyPI mirror (default: $PIP_INDEX_URL, $UV_DEFAULT_INDEX or $UV_INDEX_URL, else pypi.org).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
-            lock_file: str | None, allow_missing_hashes: bool, opts: PlanOptions,
-            allow_insecure_index: bool = False) -> None:
+            lock_file: str | None, allow_missing_hashes: bool, torch_index_url: str | None,
+            pypi_index_url: str | None, opts: PlanOptions, allow_insecure_index: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
@@ -109,6 +115,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
     sources = _sources(find_links, offline, allow_insecure_index)
+    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
+               pypi_mirror(pypi_index_url, allow_insecure=allow_insecure_index))
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
     will_create = False
@@ -133,7 +141,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
         _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources)
         return
-    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0]
+    plan = with_mirrors(_read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0], *mirrors)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
                      and backend == "pip" else None)
     if dry_run:
@@ -149,8 +157,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
     """Refuse to install on top of an unfinished transaction (a dry run only says so)."""
-    found = journals.pending(journals.prefix_of(python_exe))
-    if found is None:
+    found = journals.unfinished(journals.prefix_of(python_exe))
+    if found is None:  # none, or its run is still going: the install waits for the lock, then checks again
         return
     line = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
     if dry_run:
@@ -277,14 +285,18 @@ def cache_list(as_json: bool) -> None:
     """List the cached wheels and the keys that built them."""
     found = build_cache.entries()
     if as_json:
-        click.echo(json.dumps([{"wheel": str(e.wheel), "size": e.size, "key": e.key} for e in found], indent=2))
+        click.echo(json.dumps([{"wheel": str(e.wheel), "size": e.size, "digest": e.digest, "key": e.key}
+                                for e in found], indent=2))
         return
     if not found:
         click.echo(f"the build cache is empty ({build_cache.cache_dir()})")
     for e in found:
         k = e.key
-        click.echo(f"{e.wheel.name}  {e.size / 1e6:.1f} MB  torch {k.get('torch')} cuda {k.get('torch_cuda')} "
-                   f"archs {k.get('arch_list')}  {k.get('python_tag')} {k.get('platform')}")
+        click.echo(f"{e.wheel.name}  {e.size / 1e6:.1f} MB  key {e.digest}  torch {k.get('torch')} cuda "
+                   f"{k.get('torch_cuda')} archs {k.get('arch_list')}  {k.get('python_tag')} {k.get('platform')}")
+        env = k.get("env") or {}
+        click.echo("    built with: " + redact(" ".join(f"{n}={v}" for n, v in sorted(env.items()))
+                                             or "no build variables"))
 
 
 @cache.command("clear")

@@ -163,6 +163,8 @@ def restore(before: Snapshot, python_exe: str, restorer: Restorer,
             os.remove(path)
     undo = diff(before, now)
     if not undo:
+        if journal is not None:
+            journals.remove_strays(journal)
         return RestoreResult(undo)
     olds = [old for old, _ in undo.changed] + list(undo.removed)
     from_disk = [d for d in olds if journal is not None and d.name in journal.manifest
@@ -179,6 +181,9 @@ def restore(before: Snapshot, python_exe: str, restorer: Restorer,
     back = [d.requirement() for d in olds if d not in from_disk]
     if back:
         _quiet(restorer.reinstall_argv(back))
+    if journal is not None:
+        for path in journals.remove_strays(journal):
+            log.info("removed %s, written by the interrupted installer", path)
     return RestoreResult(undo, diff(before, snapshot(python_exe)))
 
 

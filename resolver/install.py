@@ -26,6 +26,7 @@ from resolver.errors import CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
                                  constraints_path, index_variant, restore_args, source_args)
 from resolver.models import PackageChoice, Plan, Step
+from resolver.redact import redact
 from resolver.report import Reporter
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
@@ -51,7 +52,7 @@ class InstallFailed(GpuStackError):
         self.restored = restored
 
     def __str__(self) -> str:
-        return f"{self.cause}\n{_restore_line(self.restored)}"
+        return redact(f"{self.cause}\n{_restore_line(self.restored)}")
 
 
 class InstallInterrupted(InstallFailed):
@@ -292,9 +293,9 @@ def _signals(handler: Any) -> Iterator[None]:
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated(signum)
+    exc = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+    _subprocess.pending[:] = [exc]  # raised again by stream if this one lands where Python ignores it (at fork)
+    raise exc
 
 
 def _no_signals() -> Any:
@@ -374,12 +375,15 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
         txn = Transaction(before, journal)
         try:
             with _signals(_raise_terminated):
+                _subprocess.pending.clear()
                 yield txn
+                _subprocess.raise_pending()  # a signal swallowed during the last step still undoes the run
         except passthrough:
             with _no_signals():
                 restore_transaction(txn, python_exe, installer)
             raise
         except BaseException as exc:
+            _subprocess.pending.clear()
             with _no_signals():
                 reporter.message(f"install failed ({_why(exc)}); restoring {before.prefix} ...")
                 restored = restore_transaction(txn, python_exe, installer)

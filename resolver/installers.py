@@ -12,7 +12,7 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -30,7 +30,8 @@ from resolver.inputs import check_argument, check_index_url
 from resolver.models import Plan, Step
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
-           "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant"]
+           "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
+           "with_mirrors", "torch_mirror", "pypi_mirror"]
 
 log = logging.getLogger("gpustack.install")
 
@@ -189,9 +190,10 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
                     log.debug("probe %s: %s", url, exc)
                     dead.add(url)
             if not local and url in (step.url, step.index_url):
-                raise SourceUnreachable(
+                from resolver.redact import redact
+                raise SourceUnreachable(redact(
                     f"{url} is not reachable (needed for {step.requirement}); on a connected machine run "
-                    "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`")
+                    "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`"))
     return replace(sources, unreachable=frozenset(dead))
 
 
@@ -315,3 +317,65 @@ def restore_args(plan: Plan, sources: Sources) -> list[str]:
     return args + links
 
 
+
+
+def _move(url: str | None, old: str, new: str) -> str | None:
+    if url is None:
+        return None
+    if url.rstrip("/") == old.rstrip("/"):
+        return new.rstrip("/")
+    if url.startswith(old.rstrip("/") + "/"):
+        return new.rstrip("/") + url[len(old.rstrip("/")):]
+    return url
+
+
+def _mirror_url(url: str, what: str, allow_insecure: bool) -> str:
+    """Return ``url`` (no trailing slash) when it can be an index: http(s) or file, by ``inputs.check_index_url``'s
+    rule (plain http only on loopback or with --allow-insecure-index); ``BadInput`` otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
+        from resolver.redact import redact
+        raise BadInput(f"{what} {redact(url)}: not an index URL; pass https://host/path (or file:///folder)")
+    return check_index_url(url, what, allow_insecure=allow_insecure).rstrip("/")
+
+
+def pypi_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
+    """Return the user's PyPI mirror: ``--index-url``, else ``PIP_INDEX_URL``, ``UV_DEFAULT_INDEX`` or
+    ``UV_INDEX_URL`` from the environment (what pip and uv themselves would use); ``None`` for pypi.org."""
+    env = os.environ if environ is None else environ
+    for flag, value in (("--index-url", given), ("PIP_INDEX_URL", env.get("PIP_INDEX_URL")),
+                        ("UV_DEFAULT_INDEX", env.get("UV_DEFAULT_INDEX")), ("UV_INDEX_URL", env.get("UV_INDEX_URL"))):
+        if value:
+            return _mirror_url(value, flag, allow_insecure)
+    return None
+
+
+def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
+    """Return the mirror of download.pytorch.org/whl: ``--torch-index-url``, else ``GPUSTACK_TORCH_INDEX_URL``."""
+    env = os.environ if environ is None else environ
+    if given:
+        return _mirror_url(given, "--torch-index-url", allow_insecure)
+    if env.get("GPUSTACK_TORCH_INDEX_URL"):
+        return _mirror_url(env["GPUSTACK_TORCH_INDEX_URL"], "GPUSTACK_TORCH_INDEX_URL", allow_insecure)
+    return None
+
+
+def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) -> Plan:
+    """Return ``plan`` with download.pytorch.org/whl/... moved to ``torch_index``/... (an Artifactory, devpi or
+    air-gapped copy laid out the same: ``<mirror>/cu121``) and pypi.org/simple to ``pypi_index``."""
+    from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX
+
+    def move(url: str | None) -> str | None:
+        if torch_index:
+            url = _move(url, PYTORCH_INDEX, torch_index)
+        if pypi_index:
+            url = _move(url, PYPI_SIMPLE, pypi_index)
+        return url
+
+    if not torch_index and not pypi_index:
+        return plan
+    steps = tuple(replace(s, index_url=move(s.index_url),
+                          extra_index_urls=tuple(u for u in (move(x) for x in s.extra_index_urls) if u))
+                  for s in plan.steps)
+    packages = tuple(replace(p, index_url=move(p.index_url)) for p in plan.stack.packages)
+    return replace(plan, stack=replace(plan.stack, packages=packages), steps=steps)

@@ -27,8 +27,8 @@ import filelock
 from resolver import _subprocess
 from resolver.errors import BadInput, GpuStackError
 
-__all__ = ["STATE_DIR", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "begin",
-           "notice", "recover_command"]
+__all__ = ["STATE_DIR", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "unfinished",
+           "begin", "notice", "recover_command"]
 
 log = logging.getLogger("gpustack.journal")
 
@@ -71,7 +71,13 @@ for d in m.distributions():
         files.append(rel)
     if files:
         out[k] = {"version": d.version, "files": files}
-print(json.dumps({"prefix": prefix, "dists": out}))
+import sysconfig
+tops = {}
+for key in ("purelib", "platlib"):
+    d = sysconfig.get_paths()[key]
+    if os.path.isdir(d):
+        tops[d] = sorted(os.listdir(d))
+print(json.dumps({"prefix": prefix, "dists": out, "toplevel": tops}))
 """
 
 
@@ -194,6 +200,26 @@ class Journal:
         return True
 
 
+def remove_strays(journal: Journal) -> list[str]:
+    """Remove what a killed installer left at the top of site-packages that was not there before the transaction
+    (a package folder written before its dist-info); return the paths removed. Call it after the restore."""
+    removed = []
+    for folder, before in dict(journal.data.get("toplevel", {})).items():
+        if not os.path.isdir(folder):
+            continue
+        for entry in sorted(set(os.listdir(folder)) - set(before)):
+            path = os.path.join(folder, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except OSError:
+                    continue
+            removed.append(path)
+    return removed
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -243,8 +269,26 @@ def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *
                             f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     journal.data["backup"], journal.data["backup_prefix"] = answer["dists"], answer["prefix"]
+    journal.data["toplevel"] = answer.get("toplevel", {})
     journal.step("", state="running")
     return journal
+
+
+def unfinished(prefix: str) -> Journal | None:
+    """Return the environment's journal when no gpustack run holds its lock (it was killed, or its restore could
+    not finish); ``None`` when there is none or its run is still going (that run will finish or restore it)."""
+    found = pending(prefix)
+    if found is None:
+        return None
+    lock = filelock.FileLock(str(state_dir(prefix) / "lock"))
+    try:
+        lock.acquire(timeout=0)
+    except (filelock.Timeout, OSError):
+        return None
+    try:
+        return pending(prefix)
+    finally:
+        lock.release()
 
 
 _noticed: set[str] = set()
@@ -256,7 +300,7 @@ def notice(python_exe: str, echo: Any = None) -> Journal | None:
         prefix = prefix_of(python_exe)
     except BadInput:
         return None
-    found = pending(prefix)
+    found = unfinished(prefix)
     if found is not None and prefix not in _noticed:
         _noticed.add(prefix)
         line = f"gpustack: warning: {found.describe()}; its packages may be half changed: run " \

@@ -7,6 +7,7 @@ file before it installs any, so a tampered lock or file changes nothing.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,10 +79,16 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
 def install_argv(installer: Literal["pip", "uv"], python_exe: str, requirements: Path, *, verify: bool = True,
                  build_isolation: bool = True) -> list[str]:
     """Return the argv that installs ``requirements`` into ``python_exe`` with no dependencies (all are locked)."""
+    from resolver.installers import _uv_exe, pip_argv
+
     if installer == "uv":
-        argv = ["uv", "pip", "install", "--python", python_exe]
-    else:
-        argv = [python_exe, "-m", "pip", "install", "--disable-pip-version-check"]
+        uv = _uv_exe()
+        if uv is None:
+            raise GpuStackError("uv is not on PATH (nor beside this Python): `pip install uv`, or pass --installer pip")
+        argv = [uv, "pip", "install", "--python", python_exe]
+    else:  # the environment's own pip, or this one's aimed at it with --python (a uv venv has no pip)
+        pip = pip_argv(python_exe) if os.path.exists(python_exe) else [python_exe, "-m", "pip"]
+        argv = [*pip, "install", "--disable-pip-version-check"]
     argv += ["--no-deps", "-r", str(requirements)]
     if verify:
         argv.append("--require-hashes")

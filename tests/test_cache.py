@@ -67,3 +67,27 @@ def test_store_twice_keeps_one(tmp_path: Path) -> None:
     wheel.write_bytes(b"1")
     first = cache.store(key(), wheel)
     assert cache.store(key(), wheel) == first and len(cache.entries()) == 1
+
+
+@pytest.mark.parametrize("name,value", [("XFORMERS_DISABLE_FLASH_ATTN", "1"), ("FLASH_ATTENTION_DISABLE_SM80", "TRUE"),
+                                        ("CUDA_HOME", "/usr/local/cuda-12.4"), ("CC", "gcc-12"), ("CXX", "g++-12"),
+                                        ("NVCC_APPEND_FLAGS", "-lineinfo"), ("TORCH_CUDA_ARCH_LIST", "9.0"),
+                                        ("XFORMERS_BUILD_TYPE", "Debug")])
+def test_every_binary_changing_variable_changes_the_key(name: str, value: str) -> None:
+    base = dict(package="xformers", source="xformers==0.0.28", torch="2.4.0+cu121", torch_cuda="12.1",
+                python_tag="cp311", cxx11_abi=False, arch_list="9.0", platform="linux_x86_64")
+    plain = cache.BuildKey.from_env({"MAX_JOBS": "4"}, **base)  # type: ignore[arg-type]
+    switched = cache.BuildKey.from_env({"MAX_JOBS": "4", name: value}, **base)  # type: ignore[arg-type]
+    assert plain.digest() != switched.digest()
+    assert cache.BuildKey.from_env({"MAX_JOBS": "64", "NVCC_THREADS": "8"}, **base).digest() == plain.digest()  # type: ignore[arg-type]
+
+
+def test_build_key_sees_the_shell_environment() -> None:
+    from resolver import build
+    from resolver.models import Step
+
+    step = Step("build", "xformers", "xformers==0.0.28", env={"TORCH_CUDA_ARCH_LIST": "9.0"})
+    target = build.TargetInfo("cp311", "linux_x86_64", "/env", "2.4.0+cu121", "12.1")
+    on = build.cache_key(step, target, False, environ={"XFORMERS_DISABLE_FLASH_ATTN": "1", "CUDA_HOME": "/c"})
+    off = build.cache_key(step, target, False, environ={"CUDA_HOME": "/c"})
+    assert on.digest() != off.digest() and dict(on.env)["XFORMERS_DISABLE_FLASH_ATTN"] == "1"

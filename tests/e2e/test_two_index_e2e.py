@@ -96,3 +96,50 @@ def test_source_build_gets_its_runtime_deps_with_torch_held(two_index: TwoIndexe
     assert snap.version("fake-ext") == "0.1.0" and snap.version("fake-einops") == "0.7.0"
     assert snap.version("torch") == "2.1.0+cu121"
     assert "fake-einops==0.7.0" in freeze(venv)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mirrors_replace_both_indexes_and_credentials_never_print(two_index: TwoIndexes, venv: Path, tmp_path: Path,
+                                                                  backend: str) -> None:
+    # The plan as resolver.plan writes it (download.pytorch.org + pypi.org, unreachable here); the mirrors given
+    # as an air-gapped user gives them: --torch-index-url for the PyTorch index, PIP_INDEX_URL for PyPI.
+    import json
+
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+    from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX
+
+    target = Target(gpus=(), python="3.11", platform="linux_x86_64")
+    torch_idx = f"{PYTORCH_INDEX}/cu121"
+    plan = Plan(Stack(target, (PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=torch_idx, variant="cu121",
+                                             cuda="12.1"),
+                               PackageChoice("xformers", "0.0.23", "wheel", index_url=torch_idx, variant="cu121"))),
+                (Step("install", "torch", PIN, index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,)),
+                 Step("install", "xformers", "xformers==0.0.23", index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,),
+                      constraints=(PIN,))))
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_dict()))
+    secret_pypi = two_index.pypi_url.replace("http://", "http://alice:s3cret@")
+    args = ["install", "--plan", str(path), "--python-exe", str(venv), "--installer", backend,
+            "--torch-index-url", f"{two_index.base}/whl"]
+    env = {"PIP_INDEX_URL": secret_pypi}
+    dry = CliRunner().invoke(main, [*args, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "s3cret" not in dry.output and "alice:****@" in dry.output and f"{two_index.base}/whl/cu121" in dry.output
+    out = CliRunner().invoke(main, args, env=env)
+    assert out.exit_code == 0, out.output
+    assert "s3cret" not in out.output
+    snap = envstate.snapshot(str(venv))
+    assert (snap.version("torch"), snap.version("xformers")) == ("2.1.0+cu121", "0.0.23+cu121")
+
+
+def test_bad_mirror_url_is_bad_input(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    out = CliRunner().invoke(main, ["install", "--plan", str(tmp_path / "p.json"), "--torch-index-url",
+                                    "ftp://u:pw@host/whl"])
+    assert out.exit_code == 2 and "--torch-index-url" in out.output and "pw" not in out.output
+    assert len(out.output.strip().splitlines()) == 1
