@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.candidates import TorchOption
+from resolver.compat import build_arch
 from resolver.companions import Companion
 from resolver.matrix_types import AttentionRelease
 from resolver.models import ComputeCapability, PackageChoice, Target, spec_allows
@@ -81,10 +82,9 @@ def _build_arch(a: AttentionRelease, target: Target) -> tuple[str | None, str]:
         return None, ""
     archs: list[ComputeCapability] = []
     for cc in target.capabilities:
-        same = [b for b in a.build_archs if b.major == cc.major and b.minor <= cc.minor]
-        if not same:
+        best = build_arch(cc, frozenset(a.build_archs))  # the compat rule: own arch, else the same major's below
+        if best is None:
             return None, f"{a.title} {a.version} has no kernels to build for {cc.sm} (it builds {', '.join(b.sm for b in a.build_archs)})"
-        best = max(same)
         if best not in archs:
             archs.append(best)
     return ";".join(str(b) for b in sorted(archs)), ""

@@ -52,6 +52,20 @@ def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
     return _driver_problem(target.driver, cuda, matrix, target.platform)
 
 
+def _solves(target: Target, matrix: Matrix, request: Request, **bounds: object) -> bool:
+    """Return whether the whole request, with ``bounds`` replacing some of its fields, solves on the whole target:
+    an alternative is printed only then."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    return feasible(target, matrix, dataclasses.replace(request, **bounds))  # type: ignore[arg-type]
+
+
+def _exact(version: object) -> SpecifierSet:
+    return SpecifierSet(f"=={version}")
+
+
 def _gpu_name(target: Target, cc: ComputeCapability) -> str:
     names = sorted({g.name for g in target.gpus if g.compute_capability == cc})
     return " / ".join(names) or f"compute capability {cc}"
@@ -107,9 +121,12 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
             label = f"torch{spec}" if str(spec) else "no torch build"
             msg = f"{label} has no wheel with {cc.sm} code ({_gpu_name(target, cc)})"
             if anywhere:
-                best = anywhere[0]
-                msg += f"; the newest with it is {best.version}"
-                alts.append(f"torch=={best.release.version}+{best.tag} runs on {_gpu_name(target, cc)}")
+                msg += f"; the newest with it is {anywhere[0].version}"
+                # Suggested only when the whole request solves with it on the whole target (driver, platform, ...).
+                ok = next((o for o in anywhere[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
+                                                                torch_variant=o.tag)), None)
+                if ok is not None:
+                    alts.append(f"torch=={ok.release.version}+{ok.tag} runs on {_gpu_name(target, cc)}")
             reasons.append(msg)
     if reasons:
         return reasons, alts
@@ -130,8 +147,10 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         reasons.append(f"{problem}; torch{spec or ''} for these GPUs needs CUDA >= {needed}")
         fallback = [o for o in _all_options(matrix, target)
                     if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
-        if fallback:
-            alts.append(f"the newest torch this driver runs on these GPUs is {fallback[0].version}")
+        ok = next((o for o in fallback[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
+                                                        torch_variant=o.tag)), None)
+        if ok is not None:
+            alts.append(f"the newest torch this driver runs on these GPUs is {ok.version}")
         floor = driver_floor(needed, matrix, target.platform)
         if floor is not None:
             alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
@@ -170,10 +189,21 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     if not pins and not source_ok:
         newest = releases[0]
         reasons.append(f"xformers{request.xformers} pins torch{newest.torch} (xformers {newest.version}); torch{request.torch} was asked")
-        for x in reversed(matrix.xformers):
-            if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch):
-                pin = next(t.version for t in reversed(matrix.torch) if spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version))
-                alts.append(f"xformers {x.version} works with torch {pin}")
+        # Another torch for the xformers that has what was asked (its needs included), solved on the whole target.
+        for x in releases[:12]:
+            pin = next((t.version for t in matrix.torch if spec_allows(x.torch, t.version)
+                        and _solves(target, matrix, request, torch=_exact(t.version), xformers=_exact(x.version))), None)
+            if pin is not None:
+                alts.append(f"xformers {x.version} works with torch {pin} (ask for torch=={pin})")
+                break
+        # Or keep the torch bound and move xformers (the oldest that pins an allowed torch and has what is needed).
+        usable = [x for x in matrix.xformers if "xformers.components" not in request.needs or x.has_components]
+        for x in list(reversed(usable))[:40]:
+            pin = next((t.version for t in reversed(matrix.torch) if spec_allows(request.torch, t.version)
+                        and spec_allows(x.torch, t.version)
+                        and _solves(target, matrix, request, torch=_exact(t.version), xformers=_exact(x.version))), None)
+            if pin is not None:
+                alts.append(f"xformers {x.version} works with torch {pin} (ask for xformers=={x.version})")
                 break
     return reasons, alts
 

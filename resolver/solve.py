@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, integrated_gpus, torch_options
-from resolver.compat import coverage, driver_problem, torch_release_problem
+from resolver.candidates import TorchOption, torch_options
+from resolver.compat import coverage, driver_problem, integrated_gpus, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
@@ -150,6 +150,11 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
         if request.prefer_wheels and any(o.settled and not o.source_builds for o in found):
             break
     return found
+
+
+def feasible(target: Target, matrix: Matrix, request: Request) -> bool:
+    """Return whether some stack satisfies ``request`` on ``target``: how an alternative is checked before it is shown."""
+    return bool(_options(target, matrix, request, Reporter()))
 
 
 def _installed_is_older(installed: str, release: Version) -> bool:

@@ -97,6 +97,8 @@ def test_case(case: dict[str, Any]) -> None:
             solve(target, m, request)
         _contains_all(info.value.reasons, expect.get("reasons_contain", []), "reasons")
         _contains_all(info.value.alternatives, expect.get("alternatives_contain", []), "alternatives")
+        for needle in expect.get("alternatives_lack", []):
+            assert not any(needle in a for a in info.value.alternatives), info.value.alternatives
         return
     plan = make_plan(solve(target, m, request))
     torch = plan.stack.torch
