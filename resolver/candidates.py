@@ -14,7 +14,7 @@ from resolver.compat import torch_cxx11_abi, torch_pin, torch_release_problem, w
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, Target
 
-__all__ = ["TorchOption", "torch_options", "integrated_gpus", "wheel_problem", "torch_release_problem"]
+__all__ = ["TorchOption", "torch_options", "wheel_problem", "torch_release_problem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +48,6 @@ class TorchOption:
     def requirement(self) -> str:
         """Return the pin pip needs (``compat.torch_pin``)."""
         return torch_pin(self.version, PYPI_SIMPLE if self.from_pypi else self.index_url)
-
-
-def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:
-    """Return the target's integrated (Jetson / Tegra) GPUs, by name; a bare compute capability counts when every GPU
-    of that capability in ``gpus.toml`` is integrated (8.7 is only Orin)."""
-    from resolver.gpus import find_gpu_row
-
-    out = []
-    for g in target.gpus:
-        row = find_gpu_row(g.name, matrix)
-        if row is not None:
-            integrated = row.integrated
-        else:
-            same = [r for r in matrix.gpus if r.compute_capability == g.compute_capability]
-            integrated = bool(same) and all(r.integrated for r in same)
-        if integrated:
-            out.append(g.name)
-    return out
 
 
 def torch_options(rel: TorchRelease, target: Target, matrix: Matrix) -> list[TorchOption]:

@@ -31,7 +31,7 @@ from resolver.redact import redact
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
-__all__ = ["install", "download", "cache", "recover", "plan_from_dict", "download_argvs"]
+__all__ = ["install", "download", "cache", "recover", "plan_from_dict"]
 
 _err = Console(stderr=True, highlight=False)
 
@@ -241,45 +241,6 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
     _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
 
 
-def platform_args(platform: str) -> list[str]:
-    """Return ``--platform`` arguments accepting every wheel that installs on ``platform`` (the same tags a lock
-    accepts: ``resolver.hashes.platform_tags``)."""
-    from resolver.hashes import platform_tags
-
-    return [a for t in platform_tags(platform) for a in ("--platform", t)]
-
-
-def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True) -> list[list[str]]:
-    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``
-    (constraint files are written only when ``write``: a dry run writes nothing)."""
-    from resolver.installers import source_args
-    t = plan.stack.target
-    pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
-    argvs = []
-    for step in plan.steps:
-        where = source_args(step, sources)
-        if step.action == "build":
-            if os.path.isdir(step.requirement):
-                continue  # a local source tree: nothing to download
-            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where,
-                          check_argument(step.url or step.requirement, "requirement")])
-            continue
-        req = f"{step.package} @ {step.url}" if step.url else step.requirement
-        target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
-                  "--implementation", "cp"]
-        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
-        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
-                      check_argument(req, "requirement")])
-    return argvs
-
-
-def _write_constraint(dest: str, line: str, write: bool = True) -> str:
-    from resolver.installers import constraints_path
-    path = constraints_path([line], write=write)
-    assert path is not None
-    return path
-
-
 @click.command("download")
 @click.argument("requirements", nargs=-1)
 @target_options
@@ -294,6 +255,8 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     check_argument(dest, "--dest")
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
+    from resolver.download import download_argvs
+
     plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
     argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
                            write=not dry_run)

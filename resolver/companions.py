@@ -168,7 +168,7 @@ def flash_fits_gpus(f: FlashRelease, target: Target) -> bool:
 def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[PackageChoice | None, str]:
     assert torch.cuda is not None
     if not any(w.platform == target.platform for w in f.wheels):
-        return None, f"flash-attn publishes no {target.platform} wheels"
+        return None, f"flash-attn {f.version} has no {target.platform} wheel on record (GitHub release assets)"
     v = torch.release.version
     w = compat.flash_wheel(f, v, torch.cuda, torch.cxx11_abi, target.python, target.platform)
     if w is None:
@@ -221,10 +221,13 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: M
 def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
     """Return the newest flash-attn 2 that works with ``torch`` on every GPU (prebuilt wheel before source build)."""
     assert request.flash_attn is not None
-    # Post-releases count as the same release: 2.8.3 as a wheel beats a 30-minute build of 2.8.3.post2.
+    # Post-releases count as the same release: 2.8.3 as a wheel beats a 30-minute build of 2.8.3.post2, and a wheel
+    # whose publication is confirmed beats one that is not (2.8.3 over 2.8.3.post2's unverified release assets).
     best: Companion | None = None
+    unverified_wheel: Companion | None = None
     for f in matrix.flash_attn:
-        if best is not None and Version(f.version.base_version) < Version(Version(best.choice.version).base_version):
+        ref = unverified_wheel or best
+        if ref is not None and Version(f.version.base_version) < Version(Version(ref.choice.version).base_version):
             break
         if not spec_allows(request.flash_attn, f.version):
             continue
@@ -235,6 +238,9 @@ def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Re
             reporter.rejected("flash-attn", f"{f.version} with torch {torch.version}", why)
             continue
         if comp.choice.method == "wheel":
-            return comp
+            if not comp.unverified:
+                return comp
+            unverified_wheel = unverified_wheel or comp
+            continue
         best = best or comp
-    return best
+    return unverified_wheel or best

@@ -12,6 +12,7 @@ Every command asks these functions and none re-derives them:
   used by the solver AND check-upgrade), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
 * a PyPI wheel x Python / platform / glibc: ``wheel_problem``, ``torch_release_problem`` (``wheels.toml``).
+* integrated (Jetson / Tegra) GPUs, which PyPI / PyTorch-index CUDA wheels are not for: ``integrated_gpus``.
 * how a pin is spelled: ``torch_pin``.
 
 Each check that can fail returns ``None`` when the candidate fits, else a short reason (no trailing period).
@@ -35,6 +36,7 @@ __all__ = [
     "driver_problem",
     "runtime_cuda_problem",
     "wheel_problem",
+    "integrated_gpus",
     "torch_release_problem",
     "torch_cxx11_abi",
     "torch_pin",
@@ -48,6 +50,7 @@ __all__ = [
     "flash_url_cuda_tag",
     "flash_wheel_matches",
     "flash_wheel",
+    "flash_wheel_serves",
     "flash_wheel_sass",
     "flash_wheel_url",
     "flash_cuda_archs",
@@ -168,6 +171,24 @@ def torch_pin(version: str, index_url: str | None) -> str:
 
 
 # --- wheels x Python / platform / glibc (wheels.toml) -----------------------------------------------------------------
+
+
+def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:
+    """Return the target's integrated (Jetson / Tegra) GPUs, by name; a bare compute capability counts when every GPU
+    of that capability in ``gpus.toml`` is integrated (8.7 is only Orin)."""
+    from resolver.gpus import find_gpu_row
+
+    out = []
+    for g in target.gpus:
+        row = find_gpu_row(g.name, matrix)
+        if row is not None:
+            integrated = row.integrated
+        else:
+            same = [r for r in matrix.gpus if r.compute_capability == g.compute_capability]
+            integrated = bool(same) and all(r.integrated for r in same)
+        if integrated:
+            out.append(g.name)
+    return out
 
 
 def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
@@ -309,6 +330,17 @@ def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: 
             index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
         cached = _WHEEL_INDEX[id(f)] = (f, index)
     return cached[1].get((*minor, python, platform), [])
+
+
+def flash_wheel_serves(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi: bool | None, python: str,
+                       platform: str, caps: Sequence[ComputeCapability]) -> FlashWheelRow | None:
+    """Return the wheel ``flash_wheel`` finds when its SASS also runs natively on every GPU of ``caps`` (flash-attn
+    wheels carry no PTX), else ``None``: the one question solve and check-upgrade both ask."""
+    w = flash_wheel(f, torch, torch_cuda, cxx11_abi, python, platform)
+    if w is None:
+        return None
+    sass = flash_wheel_sass(f, w)
+    return w if all(sass.covers(cc) == "sass" for cc in caps) else None
 
 
 def flash_wheel_sass(f: FlashRelease, w: FlashWheelRow) -> ArchList:

@@ -56,6 +56,8 @@ class Loc:
     def at(self, key: str | int) -> Loc:
         if isinstance(key, int):
             return Loc(self.what, f"{self.path}[{key}]", self.hint)
+        if not key.isprintable() or not key:  # a key with a newline must not split the one-line error
+            return Loc(self.what, f"{self.path}[{key!r}]", self.hint)
         return Loc(self.what, f"{self.path}.{key}" if self.path else key, self.hint)
 
     def missing(self, expected: str) -> NoReturn:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
-from resolver.candidates import TorchOption, integrated_gpus, torch_options
-from resolver.compat import coverage, driver_problem, torch_release_problem
+from resolver.candidates import TorchOption, torch_options
+from resolver.compat import coverage, driver_problem, integrated_gpus, torch_release_problem
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure

@@ -112,3 +112,20 @@ def test_jetson_is_refused_with_the_jetpack_route(gpu: str) -> None:
 
 def test_discrete_gpus_of_other_capabilities_are_not_jetson() -> None:
     assert plan("--gpu", "8.6", "torch")["ok"] and plan("--gpu", "GH200", "--platform", "linux_aarch64", "torch")["ok"]
+
+
+@pytest.mark.parametrize("name,cc", [("H20", "9.0"), ("L20", "8.9"), ("A800", "8.0"), ("H200 NVL", "9.0"), ("B100", "10.0"),
+                                     ("RTX 3050", "8.6"), ("RTX 5050", "12.0"), ("RTX 4090 D", "8.9"),
+                                     ("RTX PRO 4500 Blackwell", "12.0"), ("RTX PRO 6000 Blackwell", "12.0")])
+def test_common_gpu_names_are_known(name: str, cc: str) -> None:
+    from resolver.gpus import lookup_gpu
+
+    assert str(lookup_gpu(name, matrix_mod.load()).compute_capability) == cc
+
+
+def test_flash_attn_post2_has_recorded_wheels_and_no_false_claim() -> None:
+    data = plan("--gpu", "H100", "--driver", "580.65.06", "torch==2.10.0", "flash-attn")
+    assert data["ok"]
+    fa = next(p for p in data["packages"] if p["name"] == "flash-attn")
+    assert fa["method"] == "wheel" and "v2.8.3.post2" in fa["url"]
+    assert not any("publishes no linux_x86_64 wheels" in n for n in data["notes"])

@@ -1,0 +1,52 @@
+"""What ``gpustack download`` runs: the ``pip download`` commands that fetch every file of a plan for its target
+(another Python, another platform), for ``install --find-links DIR --offline``. Deciding only; the command runs them."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from resolver.inputs import check_argument
+from resolver.installers import Sources
+from resolver.models import Plan
+
+__all__ = ["platform_args", "download_argvs"]
+
+
+def platform_args(platform: str) -> list[str]:
+    """Return ``--platform`` arguments accepting every wheel that installs on ``platform`` (the same tags a lock
+    accepts: ``resolver.hashes.platform_tags``)."""
+    from resolver.hashes import platform_tags
+
+    return [a for t in platform_tags(platform) for a in ("--platform", t)]
+
+
+def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True) -> list[list[str]]:
+    """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``
+    (constraint files are written only when ``write``: a dry run writes nothing)."""
+    from resolver.installers import source_args
+    t = plan.stack.target
+    pip = [sys.executable, "-m", "pip", "download", "--dest", dest, "--progress-bar", "off"]
+    argvs = []
+    for step in plan.steps:
+        where = source_args(step, sources)
+        if step.action == "build":
+            if os.path.isdir(step.requirement):
+                continue  # a local source tree: nothing to download
+            argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where,
+                          check_argument(step.url or step.requirement, "requirement")])
+            continue
+        req = f"{step.package} @ {step.url}" if step.url else step.requirement
+        target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
+                  "--implementation", "cp"]
+        constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
+        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
+                      check_argument(req, "requirement")])
+    return argvs
+
+
+def _write_constraint(dest: str, line: str, write: bool = True) -> str:
+    from resolver.installers import constraints_path
+    path = constraints_path([line], write=write)
+    assert path is not None
+    return path
