@@ -202,7 +202,8 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: M
     if nvcc:
         return None, f"{why}; {nvcc}"
     archs = compat.flash_cuda_archs(target.capabilities, matrix)
-    if archs is None:
+    built = compat.flash_build_archs(target.capabilities, matrix)
+    if archs is None or built is None:
         return None, f"{why}; FLASH_ATTN_CUDA_ARCHS has no value for these GPUs"
     env = {"FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
     if compat.flash_archs_env_honoured(f, matrix):
@@ -211,8 +212,8 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: M
     notes = (f"flash-attn {f.version} is built from source ({why}); expect 20+ minutes and about "
              f"{job.gib_per_job:g} GiB RAM per nvcc thread",)
     return Companion(
-        PackageChoice("flash-attn", str(f.version), "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=archs,
-                      build_env=env),
+        PackageChoice("flash-attn", str(f.version), "source", variant=torch.tag, cuda=str(torch.cuda),
+                      arch_list=compat.torch_arch_list(built), build_env=env),
         notes=notes + _source_notes(torch, target),
         unverified=(),
     ), ""

@@ -54,6 +54,8 @@ __all__ = [
     "flash_wheel_sass",
     "flash_wheel_url",
     "flash_cuda_archs",
+    "flash_build_archs",
+    "torch_arch_list",
     "flash_archs_env_honoured",
     "build_job",
     "job_gib",
@@ -357,9 +359,9 @@ def flash_wheel_url(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_
         torch_minor=f"{torch.major}.{torch.minor}", abi="TRUE" if cxx11_abi else "FALSE", py=py, platform=platform)
 
 
-def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str | None:
-    """Return ``FLASH_ATTN_CUDA_ARCHS`` for the GPUs: per GPU the highest value setup.py knows of its own major not
-    above it (8.6 and 8.9 get 80), or ``None`` when a GPU has none."""
+def flash_build_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> list[ComputeCapability] | None:
+    """Return the architectures flash-attn's setup.py builds for the GPUs: per GPU the highest it knows of its own
+    major not above it (8.6 and 8.9 get 8.0), or ``None`` when a GPU has none."""
     known = matrix.facts.flash_cuda_archs
     out: list[ComputeCapability] = []
     for cc in caps:
@@ -368,7 +370,18 @@ def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str |
             return None
         if max(same) not in out:
             out.append(max(same))
-    return ";".join(f"{a.major}{a.minor}" for a in sorted(out))
+    return sorted(out)
+
+
+def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str | None:
+    """Return ``FLASH_ATTN_CUDA_ARCHS`` for the GPUs, in flash-attn's spelling (``80;90``), or ``None``."""
+    archs = flash_build_archs(caps, matrix)
+    return None if archs is None else ";".join(f"{a.major}{a.minor}" for a in archs)
+
+
+def torch_arch_list(caps: Iterable[ComputeCapability]) -> str:
+    """Return ``TORCH_CUDA_ARCH_LIST`` for native code on ``caps``, in torch's spelling (``8.0;9.0``)."""
+    return ";".join(str(c) for c in sorted(set(caps)))
 
 
 def flash_archs_env_honoured(f: FlashRelease, matrix: Matrix) -> bool:

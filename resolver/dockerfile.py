@@ -130,7 +130,7 @@ def _arch_list(plan: Plan, step: Step) -> str:
     choice = plan.stack.get(step.package)
     if choice is not None and choice.arch_list:
         return choice.arch_list
-    return ";".join(str(c) for c in plan.stack.target.capabilities)
+    return compat.torch_arch_list(plan.stack.target.capabilities)
 
 
 def _max_jobs_arg(plan: Plan, step: Step, matrix: Matrix) -> tuple[str, list[str]]:

@@ -181,3 +181,24 @@ def test_windows_target_is_refused_in_one_line() -> None:
     result = CliRunner().invoke(main, ["dockerfile", "--gpu", "H100", "--platform", "win_amd64", "--python", "3.12"])
     assert result.exit_code == 2 and "FROM" not in result.output
     assert len(result.output.strip().splitlines()) == 1 and "win_amd64" in result.output
+
+
+def test_each_arch_variable_is_spelled_its_own_way_in_plan_and_dockerfile() -> None:
+    # torch reads TORCH_CUDA_ARCH_LIST=8.0;9.0, flash-attn's setup.py FLASH_ATTN_CUDA_ARCHS=80;90.
+    import json
+
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    target = ["--gpu", "A100", "--gpu", "H100", "--driver", "580.159.04", "--python", "3.12", "--platform",
+              "linux_x86_64", "flash-attn"]
+    plan = CliRunner().invoke(main, ["plan", *target, "--json"])
+    assert plan.exit_code == 0, plan.output
+    flash = next(p for p in json.loads(plan.output)["packages"] if p["name"] == "flash-attn")
+    assert flash["method"] == "source", flash
+    assert (flash["arch_list"], flash["env"]["FLASH_ATTN_CUDA_ARCHS"]) == ("8.0;9.0", "80;90")
+    done = CliRunner().invoke(main, ["dockerfile", *target])
+    assert done.exit_code == 0, done.output
+    env = next(line for line in done.output.splitlines() if "FLASH_ATTN_CUDA_ARCHS" in line and line.startswith("ENV"))
+    assert "FLASH_ATTN_CUDA_ARCHS=80;90 " in env.replace("'", "") and "TORCH_CUDA_ARCH_LIST=8.0;9.0 " in env.replace("'", "")
