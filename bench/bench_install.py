@@ -6,6 +6,9 @@
    faster), for the tiny test fixture and for bench/heavy_ext, whose build is mostly device code as real packages'
    are.
 3. pip vs uv installing the same plan (the real torch 2.13.0+cpu wheel from /opt/wheels, no dependencies).
+4. ``gpustack install --installer uv`` (the CLI, transaction included: lock, journal, backup, per-step checks)
+   against raw ``uv pip install`` of the same pinned set (torch 2.13.0+cpu and its dependencies) from the same
+   local indexes, side by side in one run, each into a fresh venv, alternating (goal: ratio <= 1.3).
 
 Usage: ``python bench/bench_install.py [--torch-venv DIR]``; DIR holds (or receives) torch 2.14.1 (CUDA 13).
 Prints one line per measurement and a JSON summary.
@@ -124,17 +127,67 @@ def bench_installers(work: Path) -> dict[str, float]:
     return out
 
 
+LOCAL_INDEXES = ("file:///opt/pypi/simple", "file:///opt/pypi-more/simple")
+
+
+def bench_vs_raw_uv(work: Path, rounds: int = 3) -> dict[str, float]:
+    """Returns the median seconds of raw ``uv pip install`` and of ``gpustack install --installer uv`` of
+    torch==2.13.0+cpu with its dependencies, and their ratio."""
+    from resolver.installers import _uv_exe, uv_source_args
+
+    uv = _uv_exe() or "uv"
+    iso = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    iso.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"),
+               GPUSTACK_CACHE_DIR=str(work / "gs-cache"), PYTHONPATH=str(ROOT))
+    source = ["--index-url", LOCAL_INDEXES[0], "--extra-index-url", LOCAL_INDEXES[1], "--find-links", "/opt/wheels"]
+    step = Step("install", "torch", "torch==2.13.0+cpu", index_url=LOCAL_INDEXES[0],
+                extra_index_urls=LOCAL_INDEXES[1:], description="torch 2.13.0+cpu")
+    plan = Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", "2.13.0+cpu", "wheel",
+                                                                        cuda=None),)), (step,))
+    plan_path = work / "plan.json"
+    plan_path.write_text(json.dumps(plan.to_dict()))
+
+    def fresh(name: str) -> str:
+        venv = work / name
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=iso)
+        return str(venv / "bin" / "python")
+
+    def raw(python: str) -> None:
+        subprocess.run([uv, "pip", "install", "-q", "--python", python, *uv_source_args(source),
+                        "torch==2.13.0+cpu"], check=True, env=iso)
+
+    def gpustack(python: str) -> None:
+        subprocess.run([sys.executable, "-m", "resolver", "install", "--plan", str(plan_path), "--python-exe", python,
+                        "--installer", "uv", "--find-links", "/opt/wheels"], check=True, env=iso,
+                       capture_output=True)
+
+    raw(fresh("warm"))  # fill uv's cache: both then install from it
+    times: dict[str, list[float]] = {"raw": [], "gpustack": []}
+    for i in range(rounds):
+        for name, fn in (("raw", raw), ("gpustack", gpustack)):
+            python = fresh(f"{name}-{i}")
+            t0 = time.perf_counter()
+            fn(python)
+            times[name].append(time.perf_counter() - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"raw_uv_install_torch_cpu_s": med["raw"], "gpustack_uv_install_torch_cpu_s": med["gpustack"],
+            "gpustack_over_raw_uv_ratio": med["gpustack"] / med["raw"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torch-venv", default=os.environ.get("GPUSTACK_TEST_TORCH_VENV", "/tmp/gs-torch-venv"))
     parser.add_argument("--skip-builds", action="store_true")
+    parser.add_argument("--only-vs-uv", action="store_true", help="Run only the gpustack-vs-raw-uv comparison.")
     args = parser.parse_args()
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="gpustack-bench-") as tmp:
         os.environ["GPUSTACK_CACHE_DIR"] = str(Path(tmp) / "cache")
-        if not args.skip_builds:
+        if not args.skip_builds and not args.only_vs_uv:
             results.update(bench_builds(torch_venv(Path(args.torch_venv))))
-        results.update(bench_installers(Path(tmp)))
+        if not args.only_vs_uv:
+            results.update(bench_installers(Path(tmp)))
+        results.update(bench_vs_raw_uv(Path(tmp)))
     for name, value in results.items():
         print(f"{name:40s} {value:8.2f}")
     print(json.dumps({k: round(v, 2) for k, v in results.items()}))

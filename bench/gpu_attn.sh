@@ -36,8 +36,8 @@ done
 PY=$VENV/bin/python
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 "$BASE_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$SITE/_machine_torch.pth"
-# gpustack runs from this checkout (PYTHONPATH); the three dependencies the machine lacks go into the venv.
-"$PY" -m pip install -q --no-index --no-deps --find-links "$W" packaging==26.0 platformdirs tomli-w >> "$OUT/install.txt" 2>&1
+# gpustack runs from this checkout (PYTHONPATH); the dependencies the machine lacks (or has too old) go into the venv.
+"$PY" -m pip install -q --no-index --no-deps --find-links "$W" packaging==26.0 platformdirs tomli-w cachecontrol >> "$OUT/install.txt" 2>&1
 export PYTHONPATH=$REPO PYTHONUNBUFFERED=1
 GS="$PY -m resolver"
 nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader >> "$OUT/times.txt" 2>&1

@@ -50,6 +50,7 @@ __all__ = [
     "flash_url_cuda_tag",
     "flash_wheel_matches",
     "flash_wheel",
+    "flash_wheel_serves",
     "flash_wheel_sass",
     "flash_wheel_url",
     "flash_cuda_archs",
@@ -329,6 +330,17 @@ def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: 
             index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
         cached = _WHEEL_INDEX[id(f)] = (f, index)
     return cached[1].get((*minor, python, platform), [])
+
+
+def flash_wheel_serves(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi: bool | None, python: str,
+                       platform: str, caps: Sequence[ComputeCapability]) -> FlashWheelRow | None:
+    """Return the wheel ``flash_wheel`` finds when its SASS also runs natively on every GPU of ``caps`` (flash-attn
+    wheels carry no PTX), else ``None``: the one question solve and check-upgrade both ask."""
+    w = flash_wheel(f, torch, torch_cuda, cxx11_abi, python, platform)
+    if w is None:
+        return None
+    sass = flash_wheel_sass(f, w)
+    return w if all(sass.covers(cc) == "sass" for cc in caps) else None
 
 
 def flash_wheel_sass(f: FlashRelease, w: FlashWheelRow) -> ArchList:

@@ -219,9 +219,10 @@ def _same_version(a: str, b: str | None) -> bool:
         return a == b
 
 
-def _check_planned(run: _Run, python_exe: str, after: str, done: set[str]) -> None:
-    """Raise ``TorchSwapped`` / ``WrongBuild`` unless every planned package installed so far (``done``) is the
-    planned build: torch's version and CUDA, the others' versions with their local label."""
+def _check_planned(run: _Run, python_exe: str, after: str, done: set[str]) -> envstate.Snapshot:
+    """Return the environment after a step; raise ``TorchSwapped`` / ``WrongBuild`` unless every planned package
+    installed so far (``done``) is the planned build: torch's version and CUDA, the others' versions with their
+    local label."""
     snap = envstate.snapshot(python_exe)
     planned = planned_torch(run.plan)
     if planned is not None:
@@ -244,6 +245,7 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str]) -> No
         if not ok:
             raise WrongBuild(f"after {after}, {choice.name} is {have or 'not installed'} instead of the planned "
                              f"{want}" + (f" (from {steps[choice.name].index_url})" if choice.name in steps else ""))
+    return snap
 
 
 def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
@@ -422,7 +424,7 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     verified = None
     done = {p.name for p in plan.stack.packages} - {s.package for s in steps}  # kept: must stay as planned
     with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout, plan=plan) as txn:
-        before = txn.before
+        before = after = txn.before
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
             txn.journal.step(f"[{i}/{len(steps)}] {what}")
@@ -430,9 +432,11 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
             t0 = time.monotonic()
             _run_step(run, python_exe, step)
             done.add(step.package)
-            _check_planned(run, python_exe, f"step {i} ({what})", done)
+            after = _check_planned(run, python_exe, f"step {i} ({what})", done)
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
         if run_verify is not None:
             verified = _verify(python_exe, plan, run_verify)
-        changes = envstate.diff(before, envstate.snapshot(python_exe))  # still under the lock
+        if run_verify is not None or not steps:
+            after = envstate.snapshot(python_exe)  # else the last step's check read it
+        changes = envstate.diff(before, after)  # still under the lock
     return InstallResult(changes, tuple(run.builds), time.monotonic() - started, verified)

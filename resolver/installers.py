@@ -227,8 +227,15 @@ class Installer:
         self.backend = backend
         self.python_exe = python_exe
         self.restore_args = list(restore_args)
-        self.pip = list(pip) if pip is not None else pip_argv(python_exe)
+        self._pip = list(pip) if pip is not None else None
         self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+    @property
+    def pip(self) -> list[str]:
+        """Return the pip acting on the target (probed once, when first needed: uv runs never need it)."""
+        if self._pip is None:
+            self._pip = pip_argv(self.python_exe)
+        return self._pip
 
     def install_argv(self, requirements: Sequence[str], source: Sequence[str], *, no_deps: bool = False,
                      constraints: str | None = None, reinstall: bool = False) -> list[str]:

@@ -45,6 +45,7 @@ import importlib.metadata as m, json, os, re, shutil, sys
 prefix = os.path.realpath(sys.prefix)
 dest = sys.argv[1]
 out = {}
+made = set()
 for d in m.distributions():
     n = d.metadata["Name"]
     base = os.path.basename(str(getattr(d, "_path", "")))
@@ -53,21 +54,26 @@ for d in m.distributions():
     k = re.sub(r"[-_.]+", "-", n).lower()
     if k in out or not d.files:
         continue
+    root = os.path.realpath(str(d.locate_file("")))  # one realpath per distribution, not per file
     files = []
     for f in d.files:
-        p = os.path.realpath(str(d.locate_file(f)))
-        if not p.startswith(prefix + os.sep) or not os.path.isfile(p):
+        p = os.path.normpath(os.path.join(root, str(f)))
+        if not p.startswith(prefix + os.sep) or "__pycache__" in p:
             continue
-        rel = os.path.relpath(p, prefix)
-        if "__pycache__" in rel.split(os.sep):
-            continue
+        rel = p[len(prefix) + 1:]
         target = os.path.join(dest, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.exists(target):
-            try:
-                os.link(p, target)
-            except OSError:
-                shutil.copy2(p, target)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        try:
+            os.link(p, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            if not os.path.isfile(p):
+                continue
+            shutil.copy2(p, target)
         files.append(rel)
     if files:
         out[k] = {"version": d.version, "files": files}

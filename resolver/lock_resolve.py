@@ -302,10 +302,12 @@ def names_key(plan: Plan, constraints: Sequence[str]) -> str:
 def remembered_names(key: str) -> list[str]:
     """Return the package names the last resolution of ``key`` locked (empty when none is remembered)."""
     from resolver.cache import cache_dir
+    from resolver.safefiles import read_private
 
+    blob = read_private(cache_dir() / "lock-names" / f"{key}.json", limit=1 << 20)  # ours, regular, not a link
     try:
-        names = json.loads((cache_dir() / "lock-names" / f"{key}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        names = json.loads(blob) if blob is not None else []
+    except ValueError:
         return []
     return [n for n in names if isinstance(n, str)][:500] if isinstance(names, list) else []
 
@@ -314,14 +316,11 @@ def remember_names(key: str, names: Iterable[str]) -> None:
     """Remember the names a resolution locked, so the next lock of the same request reads their pages early."""
     from resolver.cache import cache_dir
 
-    folder = cache_dir() / "lock-names"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(sorted(names)), encoding="utf-8")
-        os.replace(tmp, folder / f"{key}.json")
-    except OSError:
-        pass  # a cache that cannot be written costs speed, never correctness
+    from resolver.safefiles import write_private
+
+    # O_EXCL temporary in a private folder, renamed: never through a planted link. A cache that cannot be written
+    # costs speed, never correctness.
+    write_private(cache_dir() / "lock-names", f"{key}.json", json.dumps(sorted(names)).encode())
 
 
 def check_files(files: Iterable[LockedFile], python: str, platform: str, *, pages: Pages | None = None,

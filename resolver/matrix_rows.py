@@ -435,7 +435,7 @@ def _pin(ctx: _Ctx, r: Mapping[str, Any]) -> Pin:
         try:
             parsed[key] = Requirement(ctx.get(r, key, str))
         except InvalidRequirement as exc:
-            raise ctx.fail(key, f"{r[key]!r}: {exc}") from None
+            raise ctx.fail(key, f"{r[key]!r} is not a PEP 508 requirement ({str(exc).splitlines()[0]})") from None
         if not str(parsed[key].specifier):
             raise ctx.fail(key, f"{r[key]!r} has no version bound")
     if canonicalize_name(parsed["requirement"].name) != canonicalize_name(package):
@@ -494,8 +494,8 @@ def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapp
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
             raise InvalidMatrix("expected a table", f"{file}: {key}[{i}]")
-        label = (" ".join(str(r.get(k, "?")) for k in ("package", "version", "platform")) if "package" in r else None) \
-            or r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or i
+        label = (" ".join(str(r.get(k, "?")) for k in ("package", "version", "platform")) if "platform" in r else None) \
+            or r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or r.get("package") or i
         out.append((_Ctx(file, f"{key}[{i}] ({label})"), r))
     return out
 

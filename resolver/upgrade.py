@@ -145,9 +145,9 @@ def _torch_variant(rel: TorchRelease, version: str, current_torch: str | None, t
     if tag == "cpu" or (target.is_cpu and tag is None):
         return None, []
     found: list[Finding] = []
-    if ".".join(target.python.split(".")[:2]) not in rel.pythons:
-        found.append(Finding("torch", "unsafe", f"torch {rel.version} has no wheels for Python {target.python} "
-                                                f"(it has {', '.join(rel.pythons)})"))
+    installable = compat.torch_release_problem(rel, target, matrix)  # the solver's rule (wheels.toml)
+    if installable:
+        found.append(Finding("torch", "unsafe", f"torch {rel.version}: {installable}"))
 
     def problems(v: TorchVariant) -> list[Finding]:
         arch = v.arch_aarch64 if target.platform == "linux_aarch64" and v.arch_aarch64 else v.arch
@@ -175,7 +175,7 @@ def _torch_variant(rel: TorchRelease, version: str, current_torch: str | None, t
 
 def _flash_wheel(f: FlashRelease, torch: Version, cuda: Version, abi: bool | None, target: Target) -> bool:
     """Return whether setup.py finds a prebuilt wheel of ``f`` (the solver's rule: ``compat.flash_wheel``)."""
-    return compat.flash_wheel(f, torch, cuda, abi, target.python, target.platform) is not None
+    return compat.flash_wheel_serves(f, torch, cuda, abi, target.python, target.platform, target.capabilities) is not None
 
 
 def _floor_of(torch: str | None, matrix: Matrix, target: Target) -> Version | None:

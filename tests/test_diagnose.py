@@ -116,3 +116,14 @@ def test_slow_backend_flagged_against_best_non_math() -> None:
     flagged = slow_backends(timings)
     assert [c.message.split()[0] for c in flagged] == ["flash-attn"]
     assert flagged[0].severity == "warning" and "TORCH_CUDA_ARCH_LIST" in (flagged[0].hint or "")
+
+
+def test_a_native_kernel_of_an_older_family_is_not_told_to_rebuild() -> None:
+    # H200, flash-attn-4 4.0.0b36 over torch 2.11: torch's mem-efficient kernel is natively 4x slower than FA4.
+    timings = [("flash-attn-4", "flash_attn_func.forward", 701.0), ("sdpa-cudnn", "forward", 672.0),
+               ("sdpa-flash", "forward", 357.0), ("sdpa-efficient", "forward", 173.0),
+               ("xformers", "cutlassF-pt", 170.0), ("xformers", "fa2F@2.5.7-pt", 350.0)]
+    assert slow_backends(timings) == []
+    flagged = slow_backends([*timings, ("xformers", "fa3F@2.8.3", 120.0), ("sageattention", "sageattn.forward", 50.0)])
+    assert [(c.message.split()[:2]) for c in flagged] == [["xformers", "fa3F@2.8.3"], ["sageattention", "sageattn.forward"]]
+    assert "of flash-attn-4 flash_attn_func.forward (701.0)" in flagged[0].message

@@ -72,10 +72,23 @@ def hadolint(text: str, tmp_path: Path) -> str:
 
 
 def golden(name: str, text: str) -> None:
+    """Compare ``text`` with ``tests/golden/name``; only GPUSTACK_UPDATE_GOLDEN=1 writes it (a missing golden fails)."""
     path = GOLDEN / name
-    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1" or not path.exists():
+    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1":
         path.write_text(text)
+    assert path.exists(), f"{path} is missing; GPUSTACK_UPDATE_GOLDEN=1 writes it (review it before committing)"
     assert text == path.read_text(), f"{name} differs; GPUSTACK_UPDATE_GOLDEN=1 rewrites it"
+
+
+def test_a_missing_golden_fails_and_is_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "GOLDEN", tmp_path)
+    monkeypatch.delenv("GPUSTACK_UPDATE_GOLDEN", raising=False)
+    with pytest.raises(AssertionError, match="is missing"):
+        golden("Dockerfile.absent", "FROM scratch\n")
+    assert not (tmp_path / "Dockerfile.absent").exists()
+    monkeypatch.setenv("GPUSTACK_UPDATE_GOLDEN", "1")
+    golden("Dockerfile.absent", "FROM scratch\n")
+    assert (tmp_path / "Dockerfile.absent").read_text() == "FROM scratch\n"
 
 
 @pytest.mark.parametrize("name, plan", [

@@ -185,3 +185,23 @@ def test_compiling_backends_run_one_child_per_dtype_and_join(tmp_path: Path) -> 
     assert {(r.op, r.dtype) for r in rows if r.op != "*"} == {("f.forward", "float16"), ("f.forward", "bfloat16")}
     assert next(r for r in rows if r.dtype == "bfloat16").tflops == 137.0
     assert any(r.op == "*" and not r.passed for r in rows)  # the part that died is a failed row
+
+
+def test_flash_attn_4_namespace_package_is_not_flash_attn_2(tmp_path: Path) -> None:
+    # flash-attn-4's wheel installs flash_attn/cute only: flash_attn is a namespace package, not flash-attn 2.
+    cute = tmp_path / "site" / "flash_attn" / "cute"
+    cute.mkdir(parents=True)
+    (cute / "__init__.py").write_text("")
+    child = Path(verify.__file__).parent / "_child" / "verify_kernels.py"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+
+    def skip_of(backend: str) -> str:
+        done = subprocess.run([sys.executable, str(child), "--backend", backend], capture_output=True, text=True,
+                              env=env, timeout=60)
+        recs = [json.loads(line[len(PREFIX):]) for line in done.stdout.splitlines() if line.startswith(PREFIX)]
+        return str(next(r for r in recs if r["kind"] == "skip")["reason"])
+
+    assert skip_of("flash-attn") == "flash-attn is not installed"
+    assert skip_of("flash-attn-4") == "torch is not installed"  # FA4 is present: its import was proven first
+    (tmp_path / "site" / "flash_attn" / "__init__.py").write_text("")  # a regular package: flash-attn 2's layout
+    assert skip_of("flash-attn") == "torch is not installed"

@@ -106,6 +106,28 @@ def present(module: str) -> bool:
         return False
 
 
+def installed(backend: str) -> bool:
+    """Returns whether ``backend``'s package is installed. flash-attn-4's wheel installs ``flash_attn/cute`` and leaves
+    ``flash_attn`` a namespace package, so flash-attn 2 counts only when its distribution is installed or
+    ``flash_attn`` is a regular package (a spec with an origin)."""
+    pkg = PACKAGES.get(backend)
+    if pkg is None:
+        return True
+    if backend != "flash-attn":
+        return present(pkg)
+    from importlib import metadata
+
+    for dist in ("flash-attn", "flash_attn"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            metadata.distribution(dist)
+            return True
+    try:
+        spec = importlib.util.find_spec(pkg)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin is not None and spec.origin != "namespace"
+
+
 def probe() -> Dict[str, Any]:
     """Returns the facts the parent's checks and diagnoses need; imports torch but no attention extension."""
     from importlib import metadata
@@ -115,7 +137,7 @@ def probe() -> Dict[str, Any]:
                  "nvidia-cutlass-dsl", "triton"):
         with contextlib.suppress(Exception):
             facts["packages"][dist] = metadata.version(dist)
-    facts["present"] = {b: present(p) for b, p in PACKAGES.items()}
+    facts["present"] = {b: installed(b) for b in PACKAGES}
     facts["xformers_build"] = _xformers_build()
     facts["driver_cuda"] = _driver_cuda_version()
     with contextlib.suppress(OSError), open("/sys/module/nvidia/version") as fh:
@@ -435,8 +457,8 @@ def _short(exc: BaseException) -> str:
 def run_backend(name: str, lock: Optional[str], dtypes: Optional[List[str]] = None) -> None:
     """Returns nothing; proves one backend, emitting ``skip`` when it cannot run here."""
     pkg = PACKAGES.get(name)
-    if pkg and not present(pkg):
-        raise Skip("%s is not installed" % pkg)
+    if pkg and not installed(name):
+        raise Skip("%s is not installed" % (name if name == "flash-attn" else pkg))
     if importlib.util.find_spec("torch") is None:
         if pkg:  # still prove it imports: a broken install must fail even where nothing can run
             importlib.import_module(pkg)
