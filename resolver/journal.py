@@ -116,10 +116,9 @@ def prefix_of(python_exe: str) -> str:
         return str(exe.parent.parent.absolute())
     if os.path.abspath(python_exe) == os.path.abspath(sys.executable):
         return sys.prefix
-    done = _subprocess.try_run([python_exe, "-c", "import sys; print(sys.prefix)"], timeout=30)
-    if done is None:
-        raise BadInput(f"--python-exe {python_exe}: cannot run it as Python; pass the path of a python interpreter")
-    return done.stdout.strip()
+    from resolver.target import read_target  # the one reader of a target interpreter
+
+    return read_target(python_exe, "light").prefix
 
 
 def recover_command(python_exe: str) -> str:
