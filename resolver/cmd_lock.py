@@ -108,27 +108,35 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
 
     pages = lock_resolve.Pages()
     key = lock_resolve.names_key(plan, plan_constraints(plan))
+    uv = lock_resolve.find_uv() if with_deps else None
     try:
-        # Read, while the resolver runs, the index pages the check will want: the plan's packages, those of the
-        # lock this run replaces and those the last lock of the same request had (a re-lock mostly locks the same
-        # names); open the connections for the rest now too.
-        pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
-        pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n)
-                       for n in [*previous_names, *lock_resolve.remembered_names(key)])
-        pages.warm(f"{PYPI_SIMPLE}/")
+        # Read, while the resolver runs, the index pages the lookup and the check will want. uv holds what it locks
+        # against the target's Requires-Python and tags itself, so with uv only the pages of what it does not lock
+        # (build steps' sdists) are read; with pip (or --no-deps), the plan's packages, those of the lock this run
+        # replaces and those the last lock of the same request had (a re-lock mostly locks the same names).
+        if uv:
+            pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package)
+                           for s in plan.steps if s.action != "install")
+        else:
+            pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
+            pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n)
+                           for n in [*previous_names, *lock_resolve.remembered_names(key)])
+            pages.warm(f"{PYPI_SIMPLE}/")
         resolved: dict[str, Any] = {}
         if with_deps:
             try:
-                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe)
-                lock_resolve.remember_names(key, resolved)
+                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv)
+                if not uv:
+                    lock_resolve.remember_names(key, resolved)
             except CommandFailed as exc:
                 click.echo(f"warning: dependencies not locked (the resolver failed: "
                            f"{exc.output_tail.strip().splitlines()[-1:]}); the lock holds the plan's packages only",
                            err=True)
-        files, warnings = hashes.lookup(plan, known=resolved)
+        files, warnings = hashes.lookup(plan, fetch=pages.get, known=resolved)
         target = plan.stack.target
+        checked = [files[k] for k in resolved if uv and k in files and files[k] is resolved[k]]
         problems = lock_resolve.check_files(files.values(), target.python, target.platform, pages=pages,
-                                            glibc=target.glibc)
+                                            glibc=target.glibc, python_checked=checked)
     finally:
         pages.close()
     if problems:

@@ -324,12 +324,14 @@ def remember_names(key: str, names: Iterable[str]) -> None:
 
 
 def check_files(files: Iterable[LockedFile], python: str, platform: str, *, pages: Pages | None = None,
-                glibc: object = None) -> list[str]:
+                glibc: object = None, python_checked: Iterable[LockedFile] = ()) -> list[str]:
     """Return one problem per locked file that does not fit the target: a wheel whose tags the target does not
     accept, or a file whose Requires-Python (as its index publishes it) excludes the target's Python.
 
     Index pages come from ``pages`` (read in parallel). A file whose index publishes no Requires-Python is not held
-    against it; an index that cannot be read leaves only the tag check.
+    against it; an index that cannot be read leaves only the tag check. ``python_checked`` are files whose
+    Requires-Python the resolver itself held against the target (uv, told ``--python-version``, filters files and
+    versions by the index's and the metadata's Requires-Python): their pages are not read again, their tags are.
     """
     from resolver import hashes
 
@@ -339,6 +341,7 @@ def check_files(files: Iterable[LockedFile], python: str, platform: str, *, page
     version = f"{'.'.join(python.split('.')[:2])}.0"
     problems: list[str] = []
     indexed = []
+    skip = {id(f) for f in python_checked}
     for f in files:
         if f.kind == "wheel" and f.filename:
             try:
@@ -349,7 +352,7 @@ def check_files(files: Iterable[LockedFile], python: str, platform: str, *, page
             if not ftags & accepted:
                 problems.append(f"{f.name} {f.version}: wheel {f.filename} does not run on Python {python} "
                                 f"{platform}")
-        if f.index and f.kind != "vcs" and f.filename:
+        if f.index and f.kind != "vcs" and f.filename and id(f) not in skip:
             indexed.append(f)
     try:
         reader.prefetch(Pages.url(f.index or "", f.name) for f in indexed)
