@@ -450,6 +450,54 @@ def test_check_files_refuses_a_file_whose_requires_python_excludes_the_target() 
     assert lock_resolve.check_files([old], "3.10", "linux_x86_64", pages=lock_resolve.Pages(fetch_from(pages))) == []
 
 
+def test_check_files_reads_no_page_for_what_the_resolver_checked_but_still_checks_its_tags() -> None:
+    """Files uv locked (``python_checked``) are not looked up again on their index; their wheel tags still are."""
+    asked: list[str] = []
+
+    def fetch(url: str) -> str | None:
+        asked.append(url)
+        return None
+
+    ok = LockedFile("networkx", "3.4.2", "networkx-3.4.2-py3-none-any.whl", "https://x/n.whl", "b" * 64,
+                    index=PYPI_SIMPLE)
+    wrong_tag = LockedFile("torch", "2.1.0", "torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl", "https://x/t.whl",
+                           "c" * 64, index=PYPI_SIMPLE)
+    sdist = LockedFile("flash-attn", "2.5.8", "flash_attn-2.5.8.tar.gz", "https://x/f.tar.gz", "d" * 64,
+                       index=PYPI_SIMPLE, kind="sdist")
+    reader = lock_resolve.Pages(fetch)
+    problems = lock_resolve.check_files([ok, wrong_tag, sdist], "3.10", "linux_x86_64", pages=reader,
+                                        python_checked=[ok, wrong_tag])
+    reader.close()
+    assert asked == [f"{PYPI_SIMPLE}/flash-attn/"]  # only the file the resolver did not lock
+    assert len(problems) == 1 and "torch 2.1.0" in problems[0] and "does not run on Python 3.10" in problems[0]
+
+
+def test_uv_holds_requires_python_from_metadata_where_the_index_publishes_none(tmp_path: Path) -> None:
+    """What ``check_files`` relies on when it skips uv's files: uv, told ``--python-version 3.10``, refuses
+    networkx 3.6.1 (Requires-Python >= 3.11 in its METADATA only, a find-links source publishes nothing) and locks
+    3.4.2."""
+    fixtures = str(Path(__file__).parent / "fixtures")
+    if fixtures not in sys.path:
+        sys.path.insert(0, fixtures)
+    from fakewheels import make_wheel
+
+    uv = lock_resolve.find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    links = tmp_path / "links"
+    make_wheel(links, "networkx", "3.6.1", {"networkx/__init__.py": ""}, requires_python=">=3.11")
+    make_wheel(links, "networkx", "3.4.2", {"networkx/__init__.py": ""}, requires_python=">=3.10")
+    (tmp_path / "r.in").write_text("networkx\n")
+    out = tmp_path / "pylock.toml"
+    subprocess.run([uv, "pip", "compile", str(tmp_path / "r.in"), "--no-index", "--find-links", str(links),
+                    "--format", "pylock.toml", "-o", str(out), "--quiet", "--no-header", "--python-version", "3.10",
+                    "--python-platform", lock_resolve.python_platform("linux_x86_64"), "--python", sys.executable],
+                   env=lock_resolve.isolated_env(UV_CACHE_DIR=str(tmp_path / "uv-cache")), check=True,
+                   capture_output=True, timeout=120)
+    lock = Pylock.from_dict(tomllib.loads(out.read_text()))
+    assert [(p.name, str(p.version)) for p in lock.packages] == [("networkx", "3.4.2")]
+
+
 def test_install_help_names_the_missing_hashes_option() -> None:
     from click.testing import CliRunner
 
