@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="warm runs of each tool per case (median reported)")
     ap.add_argument("--cold-runs", type=int, default=2, help="cold runs of each tool per case (median reported)")
     args = ap.parse_args()
-    results = []
+    results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="gpustack-bench-lock-") as name:
         tmp = Path(name)
         for case, (flags, reqs, profiles) in CASES.items():
