@@ -101,12 +101,10 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
 @click.option("--torch-index-url", metavar="URL",
               help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also $GPUSTACK_TORCH_INDEX_URL.")
-@click.option("--index-url", "pypi_index_url", metavar="URL",
-              help="Your PyPI mirror (default: $PIP_INDEX_URL, $UV_DEFAULT_INDEX or $UV_INDEX_URL, else pypi.org).")
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
             lock_file: str | None, allow_missing_hashes: bool, torch_index_url: str | None,
-            pypi_index_url: str | None, opts: PlanOptions, allow_insecure_index: bool = False) -> None:
+            opts: PlanOptions, allow_insecure_index: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
@@ -116,7 +114,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         raise BadInput("--venv and --python-exe together: pass one target environment")
     sources = _sources(find_links, offline, allow_insecure_index)
     mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
-               pypi_mirror(pypi_index_url, allow_insecure=allow_insecure_index))
+               pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
     backend = choose_backend(installer)
     python_exe = opts.python_exe or sys.executable
     will_create = False

@@ -118,8 +118,8 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     for cc in target.capabilities:
         if not any(o.arch.covers(cc) for o in opts):
             anywhere = [o for o in _all_options(matrix, target) if o.arch.covers(cc) == "sass"]
-            label = f"torch{spec}" if str(spec) else "no torch build"
-            msg = f"{label} has no wheel with {cc.sm} code ({_gpu_name(target, cc)})"
+            msg = (f"torch{spec} has no wheel with {cc.sm} code ({_gpu_name(target, cc)})" if str(spec) else
+                   f"no {target.platform} torch wheel has {cc.sm} code ({_gpu_name(target, cc)})")
             if anywhere:
                 msg += f"; the newest with it is {anywhere[0].version}"
                 # Suggested only when the whole request solves with it on the whole target (driver, platform, ...).

@@ -61,8 +61,10 @@ def target_options(f: F) -> F:
         click.option("--upgrade", is_flag=True,
                      help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
         click.option("--index-url", metavar="URL",
-                     help="Index that requirements gpustack does not solve itself (numpy, diffusers ...) are checked "
-                          "against, pinned from and installed from: a simple-API URL, https or file:// (default: PyPI)."),
+                     help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not "
+                          "solve itself (numpy, diffusers ...) are checked against it, and install takes PyPI's files "
+                          "from it (default: pypi.org; install also reads $PIP_INDEX_URL, $UV_DEFAULT_INDEX, "
+                          "$UV_INDEX_URL)."),
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     wrapped = _collect(f)

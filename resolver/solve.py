@@ -300,12 +300,15 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     no_wheels_here = request.flash_attn is not None and not any(
         w.platform == target.platform for f in matrix.flash_attn for w in f.wheels
     )
-    if best.source_builds and no_wheels_here:
-        notes.append(f"flash-attn publishes no {target.platform} wheels: it is built from source on this platform")
-    elif best.source_builds and not request.prefer_wheels:
+    wheel_opts: list[Option] = []
+    if best.source_builds and not request.prefer_wheels:
         wheel_request = dataclasses.replace(request, prefer_wheels=True)
         wheel_opts = [o for o in _options(target, matrix, wheel_request, Reporter()) if not o.source_builds and not o.ptx]
-        built = ", ".join(c.choice.name for c in best.companions if c.choice.method == "source")
+    built = ", ".join(f"{c.choice.name} {c.choice.version}" for c in best.companions if c.choice.method == "source")
+    if best.source_builds and no_wheels_here and not wheel_opts:  # only when no torch has a wheel: then it is true
+        notes.append(f"flash-attn publishes no {target.platform} wheels (no release in the matrix has one): {built} "
+                     f"is built from source for torch {best.torch.version} + Python {target.python}")
+    elif best.source_builds:
         if wheel_opts:
             alt = min(wheel_opts, key=lambda o: o.key(wheel_request, target))
             names = ", ".join(f"{c.choice.name} {c.choice.version}" for c in alt.companions)
