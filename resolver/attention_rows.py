@@ -14,7 +14,15 @@ from resolver.errors import InvalidMatrix
 from resolver.matrix_types import AttentionRelease
 from resolver.models import ComputeCapability
 
-__all__ = ["parse_rows"]
+__all__ = ["ATTENTION_KEYS", "parse_rows"]
+
+# Every key a ``[[release]]`` row may hold (``matrix_rows.check_keys`` refuses any other). The values of the maps
+# ``build_env``, ``arch_min_cuda`` and ``extras`` have free keys.
+ATTENTION_KEYS = frozenset({
+    "arch_env", "arch_min_cuda", "backend", "build_archs", "build_env", "cuda_majors", "deps",
+    "deps_cuda12", "deps_cuda13", "diffusers", "extras", "family", "generation", "index", "max_cc_major",
+    "method", "min_cc", "min_cuda", "min_torch", "module", "name", "note", "platforms", "pypi",
+    "requirement_name", "requires_python", "source", "title", "unverified", "url", "version"})
 
 
 def _fail(i: int, field: str, what: str) -> InvalidMatrix:

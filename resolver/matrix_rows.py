@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from resolver.attention_rows import parse_rows
+from resolver.attention_rows import ATTENTION_KEYS, parse_rows
 from resolver.errors import InvalidMatrix
 from resolver.matrix_types import (
     BuildJob,
@@ -36,7 +36,7 @@ from resolver.models import ArchList, ComputeCapability
 # The files repeat a few hundred versions thousands of times; Version is immutable, so each text is parsed once.
 _version = functools.lru_cache(maxsize=8192)(Version)
 
-__all__ = ["FILES", "OPTIONAL", "from_dicts"]
+__all__ = ["FILES", "KEYS", "OPTIONAL", "check_keys", "from_dicts"]
 
 FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
          "wheels", "pins", "build")
@@ -455,9 +455,6 @@ WHEEL_PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64", "any")
 
 
 def _wheel(ctx: _Ctx, r: Mapping[str, Any]) -> WheelFacts:
-    unknown = sorted(set(r) - WHEEL_KEYS)
-    if unknown:
-        raise ctx.fail(unknown[0], f"unknown key (known: {', '.join(sorted(WHEEL_KEYS))})")
     platform = ctx.get(r, "platform", str)
     if platform not in WHEEL_PLATFORMS:
         raise ctx.fail("platform", f"expected one of {', '.join(WHEEL_PLATFORMS)}, got {platform!r}")
@@ -500,6 +497,154 @@ def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapp
     return out
 
 
+# Every key each table of each file may hold: ("file stem", "table") -> keys, "" = the file's top level, "a/b" = the
+# table ``b`` inside each ``a`` row. A key is listed when the parser above reads it or when it records a sourced fact for
+# people (dates, commits, notes, the source of a sub-fact); anything else is a typo or a dead field and fails the load
+# (so ``gpustack matrix validate``). Map values with free keys (``build_env``, ``arch_min_cuda``, ``extras``,
+# ``wheel_sass_by_cuda_build``, ``submodule_pins``) are not listed.
+KEYS: dict[tuple[str, str], frozenset[str]] = {
+    ("attention", ""): frozenset({
+        "release"}),
+    ("attention", "release"): ATTENTION_KEYS,
+    ("build", ""): frozenset({
+        "job"}),
+    ("build", "job"): frozenset({
+        "gib_per_job", "note", "nvcc_threads", "package", "source"}),
+    ("cuda", ""): frozenset({
+        "cuda_minor", "meta", "minor_version_compat", "toolkit_release"}),
+    ("cuda", "cuda_minor"): frozenset({
+        "arch_specific_targets", "arch_specific_unverified", "cuda", "ga_min_driver_linux",
+        "ga_min_driver_windows", "major", "minor_compat_min_driver_linux", "minor_compat_min_driver_windows",
+        "note", "sm_list", "sm_max", "sm_min", "source", "unverified"}),
+    ("cuda", "meta"): frozenset({
+        "driver_branch_source_13x", "driver_table_source", "generated", "scope"}),
+    ("cuda", "minor_version_compat"): frozenset({
+        "major", "max_driver_exclusive", "min_driver_linux", "min_driver_windows", "note", "source"}),
+    ("cuda", "toolkit_release"): frozenset({
+        "min_driver_linux", "min_driver_windows", "minor", "note", "release", "source", "unverified"}),
+    ("docker", ""): frozenset({
+        "image", "meta"}),
+    ("docker", "image"): frozenset({
+        "cuda", "cudnn7_devel", "cudnn7_runtime", "cudnn_devel", "cudnn_runtime", "cudnn_version",
+        "deletion_planned", "devel", "eol_marked", "eol_unverified", "existence_unverified", "fallback",
+        "fallback_source", "full_toolkit_version_note", "note", "other_ubuntu", "removed", "removed_by",
+        "runtime", "source", "status", "ubuntu", "unverified", "version"}),
+    ("docker", "meta"): frozenset({
+        "eol_chart_dates_note", "generated", "source", "support_policy", "support_policy_source"}),
+    ("flash_attn", ""): frozenset({
+        "general", "release"}),
+    ("flash_attn", "general"): frozenset({
+        "build_env_vars", "cuda_archs", "cuda_archs_env_from", "cuda_archs_source", "fa3", "fa4",
+        "main_branch_matrix", "prebuilt_sass", "runtime_check_history", "runtime_min_compute_capability",
+        "source", "wheel_cuda_tag_rule", "wheel_url"}),
+    ("flash_attn", "release"): frozenset({
+        "default_flash_attn_cuda_archs", "fa3_readme", "git_tag", "git_tag_commit", "git_tag_date", "note",
+        "pypi_date", "python_requires", "readme_min_cuda", "readme_min_torch", "runtime_cc_check",
+        "runtime_max_cc", "runtime_min_cc", "sdist_only_on_pypi", "setup_downloads_prebuilt_wheel",
+        "setup_min_cuda_for_build", "setup_sass_targets", "setup_wheel_cuda_pin", "source", "tag_note", "torch",
+        "unverified", "version", "wheel_combos", "wheel_cuda_tag_rule", "wheel_matrix_cuda_build",
+        "wheel_matrix_cxx11_abi", "wheel_matrix_os", "wheel_matrix_python", "wheel_matrix_source",
+        "wheel_matrix_torch", "wheel_matrix_unverified", "wheel_sass_by_cuda_build"}),
+    ("flash_attn", "release/torch"): frozenset({
+        "cuda_build", "cxx11_abi", "platforms", "python", "source", "torch"}),
+    ("gpus", ""): frozenset({
+        "gpu", "meta"}),
+    ("gpus", "gpu"): frozenset({
+        "architecture", "cc_unverified", "compute_capability", "integrated", "integrated_source", "memory_gb",
+        "memory_source", "memory_unverified", "name", "note", "nvidia_smi_name", "nvidia_smi_name_source",
+        "nvidia_smi_name_unverified", "segment", "sm", "source"}),
+    ("gpus", "meta"): frozenset({
+        "generated", "rows"}),
+    ("pins", ""): frozenset({
+        "pin"}),
+    ("pins", "pin"): frozenset({
+        "note", "package", "platforms", "reason", "requirement", "source", "when"}),
+    ("profiles", ""): frozenset({
+        "profile"}),
+    ("profiles", "profile"): frozenset({
+        "constraints", "name", "needs", "note", "optional", "requirements", "source", "summary", "unverified"}),
+    ("torch", ""): frozenset({
+        "meta", "release"}),
+    ("torch", "meta"): frozenset({
+        "cxx11_abi_linux_aarch64_from", "cxx11_abi_linux_aarch64_source", "cxx11_abi_summary", "generated",
+        "newest_torch_on_pypi", "pypi_platform_summary", "scope", "source"}),
+    ("torch", "release"): frozenset({
+        "cxx11_abi_note", "cxx11_abi_pypi_linux_x86_64", "date_source", "free_threaded_abi_tags",
+        "index_cuda_variants", "index_url_pattern", "index_variants_source", "index_variants_unverified",
+        "minor", "note", "pypi_aarch64_arch_list_verified", "pypi_arch_list_verified",
+        "pypi_default_cuda_linux_x86_64", "pypi_linux_aarch64_cuda", "pypi_linux_aarch64_local_version",
+        "pypi_linux_x86_64_local_version", "pypi_requires_cuda_runtime", "pypi_requires_cudnn",
+        "pypi_requires_triton", "pypi_windows_cuda", "pypi_windows_local_version",
+        "python_versions_pypi_linux_x86_64", "release_date", "requires_python", "source", "variant", "version"}),
+    ("torch", "release/variant"): frozenset({
+        "aarch64_arch_list", "aarch64_source", "aarch64_unverified", "cuda", "note", "ptx", "pypi_default",
+        "pypi_wheel_verified", "sm_list", "source", "tag", "torch_cuda_arch_list", "unverified"}),
+    ("wheels", ""): frozenset({
+        "wheel"}),
+    ("wheels", "wheel"): WHEEL_KEYS,
+    ("xformers", ""): frozenset({
+        "api_change", "meta", "release"}),
+    ("xformers", "api_change"): frozenset({
+        "changed_in", "detail", "fairseq_impact", "fairseq_impact_unverified", "removed_fully_in",
+        "removed_partially_in", "source", "topic"}),
+    ("xformers", "meta"): frozenset({
+        "fmha_min_cc", "fmha_min_cc_source", "generated", "newest_on_pypi", "source"}),
+    ("xformers", "release"): frozenset({
+        "compiled_extensions", "git_tag", "git_tag_commit", "has_xformers_components", "index_cuda_variants",
+        "index_cuda_variants_source", "index_upload_targets", "linux_wheel_size_mib", "note", "prerelease",
+        "pypi_build_cuda", "pypi_build_flash", "pypi_build_torch", "pypi_build_torch_cuda_arch_list",
+        "pypi_upload_filter", "release_date", "requires_dist_all", "requires_dist_torch", "requires_python",
+        "sdist_on_pypi", "source", "version", "wheel_abi_tags", "wheel_platforms", "wheel_python_tags",
+        "windows_build_cuda", "windows_wheel_on_pypi"}),
+    ("xformers_source", ""): frozenset({
+        "meta", "release", "user_report"}),
+    ("xformers_source", "meta"): frozenset({
+        "generated", "repo_snapshot_head", "source"}),
+    ("xformers_source", "release"): frozenset({
+        "cuda_feature_gates", "git_commit", "git_tag", "honours_force_cuda", "honours_torch_cuda_arch_list",
+        "min_cc_buildable", "note", "note_min_cc", "pyproject_build_requires_torch", "setup_min_cuda",
+        "sm37_buildable", "sm37_buildable_basis", "sm37_buildable_unverified", "sm37_note", "source",
+        "source_requires_torch", "sputnik_removed", "submodule_init", "submodule_pins", "submodules",
+        "submodules_needed_for_cuda_build", "tag_date", "vendored_in_tree", "version"}),
+    ("xformers_source", "user_report"): frozenset({
+        "caveat", "caveat_unverified", "compute_capability", "gpu", "id", "install_command", "nvcc", "outcome",
+        "source", "torch", "torch_cuda_arch_list", "xformers_build"}),
+}
+
+
+def _known(ctx: _Ctx, r: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(r) - allowed)
+    if unknown:
+        raise ctx.fail(unknown[0], f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def check_keys(data: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise ``InvalidMatrix`` (``file: row: field: unknown key (expected one of ...)``) for the first key of any table
+    of any matrix file that ``KEYS`` does not list."""
+    for name, doc in data.items():
+        file = f"{name}.toml"
+        top = KEYS.get((name, ""))
+        if top is None:
+            continue
+        _known(_Ctx(file, "top level"), doc, top)
+        for table, value in doc.items():
+            allowed = KEYS[(name, table)]
+            if isinstance(value, dict):
+                _known(_Ctx(file, f"[{table}]"), value, allowed)
+                continue
+            for ctx, r in _rows(doc, file, table):
+                _known(ctx, r, allowed)
+                for sub, inner in r.items():
+                    nested = KEYS.get((name, f"{table}/{sub}"))
+                    if nested is None:
+                        continue
+                    if isinstance(inner, dict):
+                        _known(_Ctx(file, f"{ctx.row}: {sub}"), inner, nested)
+                    elif isinstance(inner, list):
+                        for c, row in _rows(r, file, sub):
+                            _known(_Ctx(file, f"{ctx.row}: {c.row}"), row, nested)
+
+
 def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
     """Return the typed ``Matrix`` of parsed TOML documents keyed by file stem (``torch``, ``cuda``, ...).
 
@@ -508,6 +653,7 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
     for name in FILES:
         if name not in data and name not in OPTIONAL:
             raise InvalidMatrix("file missing", f"{name}.toml")
+    check_keys(data)
     torch = tuple(_torch_release(c, r) for c, r in _rows(data["torch"], "torch.toml", "release"))
     source_rows = {str(r.get("version")): r for _, r in _rows(data.get("xformers_source", {}), "xformers_source.toml", "release")}
     xformers = tuple(

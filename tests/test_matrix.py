@@ -133,3 +133,40 @@ def test_matrices_found_from_an_uninstalled_checkout(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(matrix.resources, "files", no_package)
     assert (matrix.matrix_dir() / "torch.toml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("gpus.toml", 'compute_capability = "3.7"', 'compute_capabilty = "3.7"\ncompute_capability = "3.7"',
+         "gpus.toml: gpu[0] (Tesla K80): compute_capabilty: unknown key (expected one of architecture, "),
+        ("cuda.toml", "[[cuda_minor]]", "[[cuda_minr]]\ncuda = \"1\"\n\n[[cuda_minor]]",
+         "cuda.toml: top level: cuda_minr: unknown key (expected one of cuda_minor, meta, minor_version_compat, "
+         "toolkit_release)"),
+        ("torch.toml", 'tag = "', 'tagg = "x"\ntag = "',
+         "torch.toml: release[0] (1.12.0): variant[0] (10.2): tagg: unknown key"),
+        ("attention.toml", 'source = "', 'sorce = "x"\nsource = "', "attention.toml: release[0] ("),
+    ],
+)
+def test_unknown_key_names_file_row_and_field(tmp_path: Path, file: str, old: str, new: str, message: str) -> None:
+    d = _copy(tmp_path)
+    text = (d / file).read_text()
+    assert old in text
+    (d / file).write_text(text.replace(old, new, 1))
+    with pytest.raises(InvalidMatrix) as info:
+        matrix.load_dir(d)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "unknown key (expected one of" in str(info.value)
+
+
+def test_validate_command_refuses_an_unknown_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    d = _copy(tmp_path)
+    text = (d / "build.toml").read_text()
+    (d / "build.toml").write_text(text.replace("gib_per_job = ", "gib_per_jobs = 1\ngib_per_job = ", 1))
+    result = CliRunner().invoke(main, ["matrix", "validate", "--matrix-dir", str(d)])
+    assert result.exit_code != 0
+    assert "build.toml: job[0]" in result.output and "gib_per_jobs: unknown key" in result.output
