@@ -124,14 +124,18 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
             pages.warm(f"{PYPI_SIMPLE}/")
         resolved: dict[str, Any] = {}
         if with_deps:
+            lock_resolve.check_direct_urls(plan)  # a dead host fails now, not after uv's retries
             try:
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv)
                 if not uv:
                     lock_resolve.remember_names(key, resolved)
             except CommandFailed as exc:
-                click.echo(f"warning: dependencies not locked (the resolver failed: "
-                           f"{exc.output_tail.strip().splitlines()[-1:]}); the lock holds the plan's packages only",
-                           err=True)
+                # Never a partial lock: a lock that silently holds only the plan's packages would install
+                # whatever the dependencies' indexes serve on the day.
+                last = (exc.output_tail.strip().splitlines() or ["no output"])[-1].strip()
+                raise lock_resolve.ResolveError(
+                    f"dependencies not resolved ({'uv' if uv else 'pip'}: {last}); lock again when the indexes "
+                    f"answer, or with --no-deps for the plan's packages only; nothing written") from None
         files, warnings = hashes.lookup(plan, fetch=pages.get, known=resolved)
         target = plan.stack.target
         checked = [files[k] for k in resolved if uv and k in files and files[k] is resolved[k]]

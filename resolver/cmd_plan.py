@@ -32,7 +32,7 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
         the_plan, ctx = plan_for(requirements, opts)
     except NoCompatibleStack as exc:
         if as_json:
-            click.echo(json.dumps({"ok": False, "reasons": exc.reasons, "alternatives": exc.alternatives}, indent=2))
+            click.echo(json.dumps(exc.to_dict(), indent=2))
         else:
             from resolver.render import console, print_refusal
 
@@ -65,7 +65,7 @@ def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOpti
         for (c, got), cid in zip(answers, ids):
             entry: dict[str, Any] = {"class": dict(c.to_dict(), id=cid)}
             if isinstance(got, NoCompatibleStack):
-                entry.update(ok=False, reasons=got.reasons, alternatives=got.alternatives)
+                entry.update(got.to_dict())
             else:
                 entry["plan"] = got.to_dict()
             classes.append(entry)

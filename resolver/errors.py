@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resolver.refusal import Refusal
 
 __all__ = [
     "GpuStackError",
@@ -66,10 +70,18 @@ class NoCompatibleStack(GpuStackError):
 
     exit_code = 1
 
-    def __init__(self, reasons: Sequence[str], alternatives: Sequence[str] = ()) -> None:
-        super().__init__(list(reasons), list(alternatives))
-        self.reasons = list(reasons)
+    def __init__(self, reasons: Sequence[str | Refusal], alternatives: Sequence[str] = ()) -> None:
+        from resolver.refusal import as_refusal
+
+        self.refusals: list[Refusal] = [as_refusal(r) for r in reasons]
+        self.reasons = [r.text for r in self.refusals]
         self.alternatives = list(alternatives)
+        super().__init__(self.reasons, self.alternatives)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The refusal as ``plan --json`` prints it (docs/plan-json.md)."""
+        return {"ok": False, "reasons": self.reasons, "alternatives": self.alternatives,
+                "refusals": [r.to_dict() for r in self.refusals]}
 
     def __str__(self) -> str:
         lines = ["no compatible stack:"] + [f"  - {r}" for r in self.reasons]

@@ -7,8 +7,6 @@ dumping every rejected candidate.
 
 from __future__ import annotations
 
-import re
-
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -16,9 +14,10 @@ from resolver.candidates import TorchOption, torch_options
 from resolver.compat import driver_floor, torch_release_problem, xformers_off_pin_ok
 from resolver.compat import coverage as _coverage
 from resolver.compat import driver_problem as _driver_problem
-from resolver.companions import choose_flash, choose_xformers
+from resolver.companions import _nvcc_problem, choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
+from resolver.refusal import Refusal, ordered, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -26,11 +25,21 @@ __all__ = ["explain_failure"]
 
 
 class _Record(Reporter):
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
+    """Records the companions' rejections for one torch option at a time, as values."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.opt: TorchOption | None = None
+        # (package, version, context, why, nvcc major the why names or None)
+        self.rows: list[tuple[str, str, str, str, int | None]] = []
 
     def rejected(self, package: str, candidate: str, reason: str) -> None:
-        self.reasons.append(f"{package} {candidate}: {reason}")
+        assert self.opt is not None and self.opt.cuda is not None
+        context = f" with torch {self.opt.version}"
+        version, rest = (candidate[:-len(context)], context.strip()) if candidate.endswith(context) else (candidate, "")
+        nvcc = _nvcc_problem(self.opt, self.target)
+        major = self.opt.cuda.major if nvcc is not None and nvcc in reason else None
+        self.rows.append((package, version, rest, reason, major))
 
 
 def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = None) -> list[TorchOption]:
@@ -71,7 +80,7 @@ def _gpu_name(target: Target, cc: ComputeCapability) -> str:
     return " / ".join(names) or f"compute capability {cc}"
 
 
-def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease], spec: str) -> tuple[list[str], list[str]]:
+def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease], spec: str) -> tuple[list[Refusal], list[str]]:
     """No torch release in the request installs here (Python, platform or glibc): say which and what would."""
     problems = [p for p in (torch_release_problem(r, target, matrix) for r in in_spec) if p]
     glibc = [p for p in problems if "glibc" in p]
@@ -79,7 +88,8 @@ def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease]
         fits = next((o.release for o in _all_options(matrix, target)
                      if not coverage(o.arch, target)[0]
                      and (o.cuda is None or not driver_problem(target, o.cuda, matrix))), None)
-        reasons = [f"torch{spec} has no {target.platform} wheel for glibc {target.glibc}: {glibc[0]}"]
+        reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
+                           spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
         floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
                   if f is not None and f.glibc is not None]
         alts = [f"a host with glibc {min(floors)} or newer (pass its --glibc)"] if floors and len(glibc) == len(problems) else []
@@ -92,18 +102,22 @@ def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease]
         facts = matrix.wheel_facts("torch", r.version, target.platform)
         pys.update(facts.pythons if facts is not None else r.pythons)
     order = sorted(pys, key=lambda p: tuple(int(x) for x in p.split(".")))
-    reasons = [f"torch{spec} has no wheels for Python {target.python} on {target.platform}"]
-    return reasons, [f"use Python {order[0]}–{order[-1]} (--python X.Y, or --python-exe PATH)"] if order else []
+    alt = f"use Python {order[0]}–{order[-1]} (--python X.Y, or --python-exe PATH)" if order else None
+    reasons = [refusal("torch", spec, "python", "torch{spec} has no wheels for Python {python} on {platform}", alt,
+                       spec=spec, python=target.python, platform=target.platform, pythons=", ".join(order))]
+    return reasons, [alt] if alt else []
 
 
-def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
-    reasons: list[str] = []
+def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
+    reasons: list[Refusal] = []
     alts: list[str] = []
     spec = request.torch
     in_spec = [r for r in matrix.torch if spec_allows(spec, r.version)]
     if not in_spec:
         known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
-        return [f"torch{spec} matches no torch release gpustack knows ({known})"], [f"ask for a torch in {known}"]
+        ask = f"ask for a torch in {known}"
+        return [refusal("torch", str(spec or ""), "no_release", "torch{spec} matches no torch release gpustack knows ({known})",
+                        ask, spec=spec or "", known=known)], [ask]
     with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
     if not with_py:
         return _install_reasons(target, matrix, in_spec, str(spec or ""))
@@ -113,21 +127,28 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     opts = [o for o in _all_options(matrix, target, spec) if variant is None or o.tag == variant]
     if variant is not None and not opts:
         tags = sorted({o.tag for o in _all_options(matrix, target, spec)})
-        reasons.append(f"torch{spec} has no +{variant} build for {target.platform}; it has {', '.join(tags)}")
+        reasons.append(refusal("torch", f"{spec or ''}+{variant}", "variant",
+                               "torch{spec} has no +{variant} build for {platform}; it has {variants}",
+                               spec=spec or "", variant=variant, platform=target.platform, variants=", ".join(tags)))
         return reasons, alts
     for cc in target.capabilities:
         if not any(o.arch.covers(cc) for o in opts):
             anywhere = [o for o in _all_options(matrix, target) if o.arch.covers(cc) == "sass"]
-            msg = (f"torch{spec} has no wheel with {cc.sm} code ({_gpu_name(target, cc)})" if str(spec) else
-                   f"no {target.platform} torch wheel has {cc.sm} code ({_gpu_name(target, cc)})")
+            template = ("torch{spec} has no wheel with {sm} code ({gpu})" if str(spec) else
+                        "no {platform} torch wheel has {sm} code ({gpu})")
+            facts = {"spec": str(spec or ""), "sm": cc.sm, "gpu": _gpu_name(target, cc), "platform": target.platform,
+                     "compute_capability": str(cc)}
+            alt: str | None = None
             if anywhere:
-                msg += f"; the newest with it is {anywhere[0].version}"
+                template += "; the newest with it is {newest}"
+                facts["newest"] = anywhere[0].version
                 # Suggested only when the whole request solves with it on the whole target (driver, platform, ...).
                 ok = next((o for o in anywhere[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
                                                                 torch_variant=o.tag)), None)
                 if ok is not None:
-                    alts.append(f"torch=={ok.release.version}+{ok.tag} runs on {_gpu_name(target, cc)}")
-            reasons.append(msg)
+                    alt = f"torch=={ok.release.version}+{ok.tag} runs on {_gpu_name(target, cc)}"
+                    alts.append(alt)
+            reasons.append(refusal("torch", str(spec or ""), "gpu_code", template, alt, **facts))
     if reasons:
         return reasons, alts
     covered_all = [o for o in opts if not coverage(o.arch, target)[0]]
@@ -137,58 +158,79 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
             newest = next((o for o in opts if o.arch.covers(cc) == "sass"), None)
             if newest is not None:
                 per_gpu.append(f"{_gpu_name(target, cc)}: {newest.version}")
-        reasons.append(f"no torch{spec or ''} build has code for every GPU of the fleet ({', '.join(c.sm for c in target.capabilities)})")
-        alts.append("plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")")
+        split = "plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")"
+        reasons.append(refusal("torch", str(spec or ""), "gpu_code",
+                               "no torch{spec} build has code for every GPU of the fleet ({sms})", split,
+                               spec=spec or "", sms=", ".join(c.sm for c in target.capabilities)))
+        alts.append(split)
         return reasons, alts
     runnable = [o for o in covered_all if o.cuda is not None and driver_problem(target, o.cuda, matrix) is None]
     if covered_all and not runnable:
         needed = min((o.cuda for o in covered_all if o.cuda is not None))
         problem = driver_problem(target, needed, matrix)
-        reasons.append(f"{problem}; torch{spec or ''} for these GPUs needs CUDA >= {needed}")
+        floor = driver_floor(needed, matrix, target.platform)
+        driver_facts = {"problem": problem or "", "spec": str(spec or ""), "cuda": str(needed),
+                        "driver": format_driver(target.driver) if target.driver is not None else "",
+                        "driver_floor": format_driver(floor) if floor is not None else ""}
         fallback = [o for o in _all_options(matrix, target)
                     if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
         ok = next((o for o in fallback[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
                                                         torch_variant=o.tag)), None)
         if ok is not None:
             alts.append(f"the newest torch this driver runs on these GPUs is {ok.version}")
-        floor = driver_floor(needed, matrix, target.platform)
         if floor is not None:
             alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
+        reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
+                               alts[-1] if alts else None, **driver_facts))
     return reasons, alts
 
 
-def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
+def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
     if request.flash_attn is None:
         return [], []
-    reasons, alts = [], []
+    reasons: list[Refusal] = []
+    alts: list[str] = []
+    spec = str(request.flash_attn)
     releases = [f for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)]
     if not releases:
-        return [f"flash-attn{request.flash_attn} matches no flash-attn 2 release gpustack knows"], []
+        return [refusal("flash-attn", spec, "no_release", "flash-attn{spec} matches no flash-attn 2 release gpustack knows",
+                        spec=spec)], []
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
     for cc in low:
-        reasons.append(f"flash-attn needs compute capability {releases[0].min_cc}; {_gpu_name(target, cc)} is {cc}")
-        alts.append(f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers instead of flash-attn")
+        alt = f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers instead of flash-attn"
+        reasons.append(refusal("flash-attn", str(releases[0].version), "compute_capability",
+                               "flash-attn needs compute capability {min_cc}; {gpu} is {compute_capability}", alt,
+                               min_cc=releases[0].min_cc, gpu=_gpu_name(target, cc), compute_capability=cc))
+        alts.append(alt)
     high = [cc for cc in target.capabilities if all(f.max_cc is not None and cc > f.max_cc for f in releases)]
     for cc in high:
-        reasons.append(f"flash-attn{request.flash_attn} rejects {_gpu_name(target, cc)} (compute capability {cc}) at run time")
-        alts.append("flash-attn >= 2.7.3 runs on Blackwell (compute capability 10.x/12.x)")
+        alt = "flash-attn >= 2.7.3 runs on Blackwell (compute capability 10.x/12.x)"
+        reasons.append(refusal("flash-attn", spec, "compute_capability",
+                               "flash-attn{spec} rejects {gpu} (compute capability {compute_capability}) at run time", alt,
+                               spec=spec, max_cc=max(f.max_cc for f in releases if f.max_cc is not None),
+                               gpu=_gpu_name(target, cc), compute_capability=cc))
+        alts.append(alt)
     return reasons, alts
 
 
-def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
+def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
     if request.xformers is None:
         return [], []
-    reasons, alts = [], []
+    reasons: list[Refusal] = []
+    alts: list[str] = []
     releases = [x for x in matrix.xformers if spec_allows(request.xformers, x.version)]
     if "xformers.components" in request.needs:
         releases = [x for x in releases if x.has_components]
     if not releases:
-        return [f"xformers{request.xformers} matches no xformers release that has what was asked for"], []
+        return [refusal("xformers", str(request.xformers), "no_release",
+                        "xformers{spec} matches no xformers release that has what was asked for",
+                        spec=request.xformers)], []
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
     source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:
         newest = releases[0]
-        reasons.append(f"xformers{request.xformers} pins torch{newest.torch} (xformers {newest.version}); torch{request.torch} was asked")
+        pin_facts = {"spec": str(request.xformers), "pins": str(newest.torch), "version": str(newest.version),
+                     "torch": str(request.torch or "")}
         # Another torch for the xformers that has what was asked (its needs included), solved on the whole target.
         for x in releases[:12]:
             pin = next((t.version for t in matrix.torch if spec_allows(x.torch, t.version)
@@ -205,28 +247,34 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
             if pin is not None:
                 alts.append(f"xformers {x.version} works with torch {pin} (ask for xformers=={x.version})")
                 break
+        reasons.append(refusal("xformers", str(newest.version), "torch_pin",
+                               "xformers{spec} pins torch{pins} (xformers {version}); torch{torch} was asked",
+                               alts[0] if alts else None, **pin_facts))
     return reasons, alts
 
 
-def _grouped(reasons: list[str]) -> list[str]:
-    """Return rejection lines with the same cause folded: ``xformers 0.0.18, 0.0.19 with torch X: why``."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for line in reasons:
-        head, _, why = line.partition(": ")
-        words = head.split(" ", 2)  # package, version, "with torch ..."
-        rest = words[2] if len(words) > 2 else ""
-        groups.setdefault((f"{words[0]}|{rest}", why), []).append(words[1] if len(words) > 1 else "")
+def _grouped(rows: list[tuple[str, str, str, str, int | None]]) -> list[tuple[Refusal, int | None]]:
+    """Return the companions' rejections with the same cause folded (``xformers 0.0.18, 0.0.19 with torch X: why``),
+    each with the nvcc major its cause names (or None)."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    majors: dict[tuple[str, str, str], int | None] = {}
+    for package, version, rest, why, major in rows:
+        groups.setdefault((package, rest, why), []).append(version)
+        majors[(package, rest, why)] = major
     out = []
-    for (key, why), versions in groups.items():
-        package, rest = key.split("|")
+    for (package, rest, why), versions in groups.items():
         shown = versions if len(versions) <= 3 else [versions[-1], "…", versions[0]]
-        out.append(f"{package} {', '.join(shown)} {rest}: {why}".replace("  ", " "))
+        kind = "toolkit" if majors[(package, rest, why)] is not None else (
+            "torch_pin" if "requires torch" in why else "other")
+        template = "{name} {versions} {context}: {reason}" if rest else "{name} {versions}: {reason}"
+        out.append((refusal(package, ", ".join(versions), kind, template, name=package, versions=", ".join(shown),
+                            context=rest, reason=why), majors[(package, rest, why)]))
     return out
 
 
-def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[str], list[str]]:
-    """Return (reasons, alternatives) for a target and request that the solver could not satisfy."""
-    reasons: list[str] = []
+def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
+    """Return (refusals, alternatives) for a target and request that the solver could not satisfy."""
+    reasons: list[Refusal] = []
     alts: list[str] = []
     for part in (_torch_reasons, _flash_reasons, _xformers_reasons):
         r, a = part(target, matrix, request)
@@ -234,21 +282,22 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         alts += a
     if not reasons:
         # Torch itself fits somewhere: say why the newest fitting builds could not take the companions.
-        record = _Record()
+        record = _Record(target)
         for opt in _all_options(matrix, target, request.torch)[:6]:
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
             if opt.cuda is None or coverage(opt.arch, target)[0] or driver_problem(target, opt.cuda, matrix):
                 continue
+            record.opt = opt
             if request.xformers is not None:
                 choose_xformers(opt, target, matrix, request, record)
             if request.flash_attn is not None:
                 choose_flash(opt, target, matrix, request, record)
-        found = _grouped(record.reasons)
+        found = _grouped(record.rows)
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
-        specific = [r for r in found if "requires torch" not in r]
-        reasons += (specific or found)[:8] or ["no combination of the requested packages fits this target"]
-        majors = sorted(set(re.findall(r"needs nvcc (\d+)\.x", " ".join(reasons))), key=int)
-        for major in majors:
+        specific = [f for f in found if f[0].kind != "torch_pin"]
+        shown = (specific or found)[:8]
+        reasons += [r for r, _ in shown] or [refusal("", "", "other", "no combination of the requested packages fits this target")]
+        for major in sorted({m for _, m in shown if m is not None}):
             alts.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
-    return list(dict.fromkeys(reasons)), list(dict.fromkeys(alts))
+    return ordered(reasons), list(dict.fromkeys(alts))

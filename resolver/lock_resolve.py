@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import unquote, urldefrag
+from urllib.parse import unquote, urldefrag, urlsplit
 
 import tomli_w
 from packaging.markers import Marker
@@ -37,7 +38,7 @@ from resolver.errors import GpuStackError
 from resolver.lock import LockedFile
 from resolver.models import PYPI_SIMPLE, Plan
 
-__all__ = ["ResolveError", "find_uv", "isolated_env", "python_platform", "resolve", "check_files", "requests_of", "Pages", "names_key",
+__all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "find_uv", "isolated_env", "python_platform", "resolve", "check_files", "requests_of", "Pages", "names_key",
            "remembered_names", "remember_names"]
 
 GLIBC_DEFAULT = "2.35"  # hashes.GLIBC_MAX: Ubuntu 22.04, the oldest base image `gpustack dockerfile` uses
@@ -47,6 +48,48 @@ class ResolveError(GpuStackError):
     """The dependencies of a plan could not be resolved, or a resolved file does not fit the target."""
 
     exit_code = 1
+
+
+class UnreachableDirectUrl(ResolveError):
+    """A direct-URL wheel of the plan (a GitHub release asset) sits on a host that cannot be reached, so its
+    dependencies cannot be resolved: the lock fails at once instead of leaving uv to retry it."""
+
+
+CONNECT_TIMEOUT = 3.0  # seconds: a host that does not accept a connection by then is unreachable for a lock
+
+
+def _connect_error(url: str, timeout: float) -> str | None:
+    """Return why ``url``'s host does not accept a TCP connection within ``timeout`` seconds (None when it does,
+    or when ``url`` is not fetched over the network)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"bad port in {parts.netloc}"
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def check_direct_urls(plan: Plan, *, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Raise ``UnreachableDirectUrl`` (one line: the package, the host, what to do) when a wheel step the resolver
+    would have to fetch by direct URL (its dependencies are in the wheel's METADATA) is on a host that does not
+    accept a connection within ``timeout`` seconds. Called before the resolver runs: uv would retry such a host
+    for many seconds and then fail."""
+    for s in plan.steps:
+        if s.action != "install" or not s.url or s.url.startswith("git+"):
+            continue
+        why = _connect_error(s.url, timeout)
+        if why is not None:
+            host = urlsplit(s.url).hostname
+            raise UnreachableDirectUrl(
+                f"cannot reach {host} ({why}) for {s.package}'s wheel {s.url.rsplit('/', 1)[-1]}, whose dependencies "
+                f"a lock reads from it: lock with --no-deps (the plan's packages, {s.package} by URL), or where "
+                f"{host} is reachable; nothing written")
 
 
 def find_uv() -> str | None:

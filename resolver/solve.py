@@ -26,6 +26,7 @@ from resolver.explain import explain_failure
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
 from resolver.passthrough import pin_others
+from resolver.refusal import refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -204,7 +205,9 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
     if request.flash_attn is not None and not any(spec_allows(request.flash_attn, f.version) for f in matrix.flash_attn):
         where = pointer(matrix.attention, "flash-attn", request.flash_attn)
         if where:
-            return NoCompatibleStack([f"flash-attn{request.flash_attn} matches no flash-attn 2 release"], [where])
+            return NoCompatibleStack([refusal("flash-attn", str(request.flash_attn), "no_release",
+                                              "flash-attn{spec} matches no flash-attn 2 release", where,
+                                              spec=request.flash_attn)], [where])
     for name, spec in request.kernels:
         rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
         problems = [kernel_problem(a, target) for a in rows]
@@ -256,22 +259,23 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         for name, spec in (("xformers", request.xformers), ("flash-attn", request.flash_attn), *request.kernels):
             if spec is not None:
                 raise NoCompatibleStack(
-                    [f"{name} needs an NVIDIA GPU; this is a CPU target"],
+                    [refusal(name, str(spec), "platform", "{name} needs an NVIDIA GPU; this is a CPU target", name=name)],
                     ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
                      "plan for a GPU machine with --gpu NAME"],
                 )
     jetson = integrated_gpus(target, matrix)
     if jetson:
         raise NoCompatibleStack(
-            [f"{', '.join(dict.fromkeys(jetson))} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and the "
-             "PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack"],
+            [refusal("torch", "", "platform", "{gpus} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and "
+                     "the PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack",
+                     gpus=", ".join(dict.fromkeys(jetson)))],
             ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
              "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)",
              "plan a CPU-only stack with --cpu"],
         )
-    refusal = _kernel_refusal(target, matrix, request)
-    if refusal is not None:
-        raise refusal
+    blocked = _kernel_refusal(target, matrix, request)
+    if blocked is not None:
+        raise blocked
     pinned_notes: list[str] = []
     if request.index is not None and request.others:
         pinned, pinned_notes, why = pin_others(request.others, request.index, target)

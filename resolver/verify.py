@@ -114,9 +114,12 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
-def _run_child(python_exe: str, name: str, lock: str, timeout: float, dtypes: str | None = None) -> _Child:
+def _run_child(python_exe: str, name: str, lock: str, timeout: float, dtypes: str | None = None,
+               shard: str | None = None) -> _Child:
     """Returns one child's parsed output; a timeout kills it and keeps what it printed."""
     argv = [python_exe, str(CHILD_SCRIPT), "--backend", name, "--gpu-lock", lock]
+    if shard:
+        argv += ["--shard", shard]
     if dtypes:
         argv += ["--dtypes", dtypes]
     env = {"XFORMERS_MORE_DETAILS": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
@@ -141,10 +144,19 @@ SPLIT_BY_DTYPE = ("flash-attn-4", "sageattention")
 DTYPE_PARTS = ("float16,float32", "bfloat16")  # GPU cases use fp16 + bf16, CPU cases fp32 + bf16
 
 
-def _run_split(python_exe: str, name: str, lock: str, timeout: float) -> _Child:
-    """Returns one backend's children (one per dtype part, run at once) joined into one."""
-    with ThreadPoolExecutor(max_workers=len(DTYPE_PARTS)) as pool:
-        parts = list(pool.map(lambda d: _run_child(python_exe, name, lock, timeout, d), DTYPE_PARTS))
+def shards_per_part(cores: int | None) -> int:
+    """Returns how many children share one dtype's cases: 1 on small machines (every child imports torch, which
+    costs more than it saves on 2 cores), up to 3 where there are cores to compile on (measured on a 16-core H200
+    host: flash-attn-4's first run is bound by CuTe-DSL compiling each case's kernels)."""
+    return max(1, min(3, (cores or 1) // 5))
+
+
+def _run_split(python_exe: str, name: str, lock: str, timeout: float, shards: int | None = None) -> _Child:
+    """Returns one backend's children (one per dtype part and shard, run at once) joined into one."""
+    n = shards_per_part(os.cpu_count()) if shards is None else shards
+    jobs = [(d, f"{k}/{n}" if n > 1 else None) for d in DTYPE_PARTS for k in range(n)]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        parts = list(pool.map(lambda j: _run_child(python_exe, name, lock, timeout, j[0], j[1]), jobs))
     skips = [p for p in parts if any(r.get("kind") == "skip" for r in p.records)]
     if len(skips) == len(parts):  # not installed / cannot run here: one skip row, as a single child gives
         return skips[0]

@@ -506,3 +506,80 @@ def test_install_help_names_the_missing_hashes_option() -> None:
     assert "--allow-missing-hashes" in CliRunner().invoke(main, ["install", "--help"]).output
     bad = CliRunner().invoke(main, ["install", "--allow-missing-hashes", "six"])
     assert bad.exit_code == 2 and "--allow-missing-hashes goes with --lock" in bad.stderr
+
+
+FA_REQUEST = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10", "torch==2.1.0", "xformers", "flash-attn"]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound, never listening, closed: a connection to it is refused at once
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _assert_failed_fast_and_wrote_nothing(rc: int, stderr: str, out: Path, host: str) -> None:
+    assert rc == 1, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert host in lines[0] and "--no-deps" in lines[0] and "flash-attn" in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert not out.exists() and not list(out.parent.iterdir())  # no lock, no temporary file left beside it
+
+
+def test_lock_with_a_direct_url_wheel_on_a_dead_host_fails_at_once_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan takes flash-attn 2.x as a GitHub release wheel; its dependencies are in that wheel. With its host
+    dead (here a closed loopback port) the lock stops before uv (which would retry the host for seconds) with one
+    line naming the host and --no-deps, exit 1, and no file; it never writes a lock of the plan's packages only."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from resolver import cmd_lock
+    from resolver.cli import main
+
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    real = cmd_lock.fresh_plan_for
+
+    def moved(*args: Any, **kw: Any) -> Any:  # the same plan, its GitHub wheel served from a dead loopback port
+        plan, ctx = real(*args, **kw)
+        steps = [dataclasses.replace(s, url=f"{dead}/{s.url.rsplit('/', 1)[-1]}") if s.url else s for s in plan.steps]
+        assert any(s.url for s in steps), "the plan no longer takes flash-attn by direct URL"
+        return dataclasses.replace(plan, steps=type(plan.steps)(steps)), ctx
+
+    monkeypatch.setattr(cmd_lock, "fresh_plan_for", moved)
+    monkeypatch.setattr(lock_resolve, "resolve", lambda *a, **kw: pytest.fail("the resolver ran"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *FA_REQUEST, "-o", str(out)])
+    _assert_failed_fast_and_wrote_nothing(result.exit_code, result.stderr, out, "127.0.0.1")
+    nodeps = CliRunner().invoke(main, ["lock", "--no-deps", *FA_REQUEST, "-o", str(out)])
+    assert nodeps.exit_code == 0, nodeps.output  # the way out the message names: the plan's packages, by URL
+    missing = {m["name"]: m for m in tomllib.loads(out.read_text())["tool"]["gpustack"]["missing"]}
+    assert missing["flash-attn"]["url"].startswith(dead)  # (torch's and xformers' hashes come from PyPI)
+
+
+def test_lock_of_flash_attn_from_github_fails_fast_where_github_is_unreachable(tmp_path: Path) -> None:
+    """The real command, as a user runs it, where GitHub cannot be reached (as on this machine): within a few
+    seconds either exit 1 with one line and no file (not uv's three retries, then a lock of three packages)."""
+    import socket
+    import time
+
+    try:
+        socket.create_connection(("github.com", 443), timeout=3).close()
+        pytest.skip("github.com is reachable here: this test is about a machine where it is not")
+    except OSError:
+        pass
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "pylock.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", "from resolver.cli import main; main()", "lock", *FA_REQUEST,
+                           "-o", str(out)], capture_output=True, text=True, timeout=60, env=env)
+    elapsed = time.monotonic() - start
+    _assert_failed_fast_and_wrote_nothing(proc.returncode, proc.stderr, out, "github.com")
+    assert elapsed < 6, f"took {elapsed:.1f} s"

@@ -205,3 +205,24 @@ def test_flash_attn_4_namespace_package_is_not_flash_attn_2(tmp_path: Path) -> N
     assert skip_of("flash-attn-4") == "torch is not installed"  # FA4 is present: its import was proven first
     (tmp_path / "site" / "flash_attn" / "__init__.py").write_text("")  # a regular package: flash-attn 2's layout
     assert skip_of("flash-attn") == "torch is not installed"
+
+
+def test_compiling_backends_shard_cases_on_big_machines(tmp_path: Path) -> None:
+    """On a many-core GPU host each dtype's cases are spread over several children (--shard K/N), so run-time
+    kernel compiles run in parallel; on a 2-core machine one child per dtype (importing torch costs more)."""
+    from resolver.verify import _rows_of, _run_split, shards_per_part
+
+    assert shards_per_part(2) == 1 and shards_per_part(None) == 1 and shards_per_part(16) == 3
+    seen = tmp_path / "seen"
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo \"$@\" >> {seen}\n"
+                    "for a; do last=$prev; prev=$a; done\n"
+                    "echo '@@gpustack {\"kind\": \"result\", \"op\": \"f.forward\", \"dtype\": \"'\"$prev\"'\", "
+                    "\"passed\": true, \"max_abs_error\": 0.001, \"case\": \"B2\"}'\n")
+    fake.chmod(0o755)
+    child = _run_split(str(fake), "flash-attn-4", str(tmp_path / "lock"), 30.0, shards=2)
+    calls = seen.read_text().splitlines()
+    assert sorted(c.split("--shard ")[1].split()[0] for c in calls) == ["0/2", "0/2", "1/2", "1/2"]
+    rows = _rows_of(child, {}, 30.0)
+    assert {r.dtype: r.case for r in rows} == {"float16,float32": "2 cases", "bfloat16": "2 cases"}

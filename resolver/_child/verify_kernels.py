@@ -454,8 +454,11 @@ def _short(exc: BaseException) -> str:
     return ("%s: %s" % (type(exc).__name__, exc))[:4000]
 
 
-def run_backend(name: str, lock: Optional[str], dtypes: Optional[List[str]] = None) -> None:
-    """Returns nothing; proves one backend, emitting ``skip`` when it cannot run here."""
+def run_backend(name: str, lock: Optional[str], dtypes: Optional[List[str]] = None,
+                shard: Tuple[int, int] = (0, 1)) -> None:
+    """Returns nothing; proves one backend, emitting ``skip`` when it cannot run here. ``shard`` (K, N) runs every
+    Nth case from the Kth, and the timing shape only in shard 0, so N children at once compile a backend's
+    run-time kernels in parallel."""
     pkg = PACKAGES.get(name)
     if pkg and not installed(name):
         raise Skip("%s is not installed" % (name if name == "flash-attn" else pkg))
@@ -483,20 +486,24 @@ def run_backend(name: str, lock: Optional[str], dtypes: Optional[List[str]] = No
     if device == "cuda":  # create the context and cuBLAS handle before queueing for the GPU lock
         a = torch.randn(64, 64, device=device)
         (a @ a).sum().item()
+    k, n = shard
+    todo = [c for i, c in enumerate(cases(device, major, dtypes)) if i % n == k]
+    timed = k == 0 and (dtypes is None or "bfloat16" in dtypes)
+    if device == "cuda":
         if name in COMPILES_AT_RUN_TIME:
-            prewarm(torch, kernels, cases(device, major, dtypes))
+            prewarm(torch, kernels, todo, timed)
         torch.manual_seed(0)
     with gpu_lock(lock):
         for kern in kernels:
-            for case in cases(device, major, dtypes):
+            for case in todo:
                 run_case(torch, name, kern, case, device)
-            if name == "flash-attn":
+            if name == "flash-attn" and k == 0:
                 run_varlen(torch)
-            if dtypes is None or "bfloat16" in dtypes:
+            if timed:
                 run_timing(torch, name, kern, device)
 
 
-def prewarm(torch: Any, kernels: List[Kernel], todo: List[Tuple[Any, ...]]) -> None:
+def prewarm(torch: Any, kernels: List[Kernel], todo: List[Tuple[Any, ...]], timed: bool = True) -> None:
     """Returns nothing; makes each kernel's calls once, on the very shapes the cases and the timing use, outside the
     GPU lock, so run-time compilation (cuDNN's fused kernels, CuTe-DSL, Triton) is done before the measured runs and
     overlaps the other backends' GPU time. The shapes are small (the timing shape runs forward only, once); errors
@@ -514,6 +521,8 @@ def prewarm(torch: Any, kernels: List[Kernel], todo: List[Tuple[Any, ...]]) -> N
                 out = kern.fwd(q, k, v, causal)
                 if grad:
                     out.backward(torch.ones_like(out))
+        if not timed:
+            continue
         with contextlib.suppress(Exception), torch.no_grad():
             shape4 = (b, s, h, d) if kern.layout == "bshd" else (b, h, s, d)
             q = torch.randn(shape4, device="cuda", dtype=torch.bfloat16)
@@ -549,6 +558,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--backend", required=True, choices=("probe", "sdpa") + BACKENDS)
     parser.add_argument("--gpu-lock", default=None)
     parser.add_argument("--dtypes", default=None, help="only these dtypes (comma-separated): one child per dtype")
+    parser.add_argument("--shard", default="0/1", help="K/N: every Nth case from the Kth (timing in shard 0 only)")
     args = parser.parse_args(argv)
     try:
         if args.backend == "probe":
@@ -556,7 +566,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.backend == "sdpa":
             run_group(SDPA, args.gpu_lock)
         else:
-            run_backend(args.backend, args.gpu_lock, args.dtypes.split(",") if args.dtypes else None)
+            k, n = (int(x) for x in args.shard.split("/"))
+            if not 0 <= k < n:
+                raise ValueError("--shard K/N needs 0 <= K < N, not %r" % args.shard)
+            run_backend(args.backend, args.gpu_lock, args.dtypes.split(",") if args.dtypes else None, (k, n))
     except Skip as why:
         emit("skip", backend=args.backend, reason=str(why))
     except BaseException as exc:  # noqa: BLE001 - the parent diagnoses it
