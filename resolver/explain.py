@@ -203,14 +203,30 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                                min_cc=releases[0].min_cc, gpu=_gpu_name(target, cc), compute_capability=cc))
         alts.append(alt)
     high = [cc for cc in target.capabilities if all(f.max_cc is not None and cc > f.max_cc for f in releases)]
+    newer = _flash_runs_on(target, matrix, request, high) if high else None
     for cc in high:
-        alt = "flash-attn >= 2.7.3 runs on Blackwell (compute capability 10.x/12.x)"
         reasons.append(refusal("flash-attn", spec, "compute_capability",
-                               "flash-attn{spec} rejects {gpu} (compute capability {compute_capability}) at run time", alt,
+                               "flash-attn{spec} rejects {gpu} (compute capability {compute_capability}) at run time", newer,
                                spec=spec, max_cc=max(f.max_cc for f in releases if f.max_cc is not None),
                                gpu=_gpu_name(target, cc), compute_capability=cc))
-        alts.append(alt)
+        if newer is not None and newer not in alts:
+            alts.append(newer)
     return reasons, alts
+
+
+def _flash_runs_on(target: Target, matrix: Matrix, request: Request, high: list[ComputeCapability]) -> str | None:
+    """Return the hint "flash-attn >= X runs on these GPUs" for the oldest release whose run-time check accepts every
+    GPU of ``high``, only when the whole request with ``flash-attn>=X`` instead of the asked bound solves on the same
+    target; else None (nothing unsolved is printed)."""
+    runs = sorted((f for f in matrix.flash_attn if all(f.max_cc is None or cc <= f.max_cc for cc in high)),
+                  key=lambda f: f.version)
+    if not runs:
+        return None
+    bound = SpecifierSet(f">={runs[0].version}")
+    if not _solves(target, matrix, request, flash_attn=bound):
+        return None
+    gpus = ", ".join(f"{_gpu_name(target, cc)} (compute capability {cc})" for cc in high)
+    return f"flash-attn >= {runs[0].version} runs on {gpus}: ask for flash-attn{bound}"
 
 
 def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
