@@ -1,9 +1,10 @@
 """Attention kernels beyond flash-attn 2 and xformers (``matrices/attention.toml``): FlashAttention-3, flash-attn-4,
-SageAttention 1.x / 2.x and flash-attn 1.x, as rows, and the rule that places one beside a chosen torch build.
+SageAttention 1.x / 2.x and flash-attn 1.x, as rows, and how one is placed beside a chosen torch build. The
+compatibility questions (GPU, CUDA, nvcc, build arch) are answered by ``resolver.compat``.
 
 Pure. ``resolver.attention_rows`` turns the TOML into ``AttentionRelease`` rows; ``choose_kernel`` returns a ``Companion``
 (wheel or source build, with its dependencies pinned as constraints) or ``None`` after reporting why each release
-was dropped; ``kernel_problem`` answers "does this release run here at all" for a target, whatever torch.
+was dropped; ``kernel_problem`` (``compat.attention_target_problem``) answers "does this release run here at all" for a target, whatever torch.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.candidates import TorchOption
-from resolver.compat import build_arch
+from resolver.compat import attention_build_arch, attention_cuda_problem, attention_target_problem
 from resolver.companions import Companion
 from resolver.matrix_types import AttentionRelease
-from resolver.models import ComputeCapability, PackageChoice, Target, spec_allows
+from resolver.models import PackageChoice, Target, spec_allows
 from resolver.report import Reporter
 
 __all__ = ["AttentionRelease", "kernel_problem", "choose_kernel", "names", "pointer"]
@@ -37,65 +38,17 @@ def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet)
 
 
 def kernel_problem(a: AttentionRelease, target: Target) -> str | None:
-    """Return why ``a`` cannot run on the target whatever torch is chosen, or ``None``."""
-    if target.platform not in a.platforms:
-        return f"{a.title} {a.version} is not built for {target.platform} (only {', '.join(a.platforms)})"
-    if not spec_allows(a.requires_python, target.python + ".0"):
-        return f"{a.title} {a.version} needs Python{a.requires_python}"
-    low = [cc for cc in target.capabilities if cc < a.min_cc]
-    high = [cc for cc in target.capabilities if a.max_cc_major is not None and cc.major > a.max_cc_major]
-    if low or high:
-        where = f"compute capability {a.min_cc}" + (f" to {a.max_cc_major}.x" if a.max_cc_major is not None else " or newer")
-        if a.max_cc_major == a.min_cc.major and a.min_cc.major >= 9:
-            where = f"{a.min_cc.sm} only"
-        gpus = ", ".join(f"{cc} ({cc.sm})" for cc in low + high)
-        return f"{a.title} {a.version} runs on {where}; this target has {gpus}"
-    return None
-
-
-def _cuda_problem(a: AttentionRelease, torch: TorchOption, target: Target) -> str | None:
-    cuda = torch.cuda
-    if cuda is None:
-        return f"{a.title} needs a CUDA build of torch"
-    if a.cuda_majors and cuda.major not in a.cuda_majors:
-        majors = " or ".join(str(m) for m in a.cuda_majors)
-        return f"{a.title} {a.version} works with CUDA {majors} builds of torch; torch {torch.version} is CUDA {cuda}"
-    if a.min_torch is not None and torch.release.version < a.min_torch:
-        return f"{a.title} {a.version} needs torch >= {a.min_torch}"
-    if a.method != "source":
-        return None
-    nvcc = target.nvcc if target.nvcc is not None else cuda
-    if target.nvcc is not None and target.nvcc.major != cuda.major:
-        return f"nvcc {target.nvcc} cannot build against torch {torch.version} (CUDA {cuda.major} needs nvcc {cuda.major}.x)"
-    if a.min_cuda is not None and nvcc < a.min_cuda:
-        return f"building {a.title} {a.version} needs CUDA >= {a.min_cuda}; nvcc would be {nvcc}"
-    for cc in target.capabilities:
-        floor = (a.arch_min_cuda or {}).get(str(cc))
-        if floor is not None and nvcc < floor:
-            return f"building {a.title} {a.version} for {cc.sm} needs CUDA >= {floor}; nvcc would be {nvcc}"
-    return None
-
-
-def _build_arch(a: AttentionRelease, target: Target) -> tuple[str | None, str]:
-    """Return (the arch list a source build targets, "") or (None, why no supported arch serves a GPU)."""
-    if not a.build_archs:
-        return None, ""
-    archs: list[ComputeCapability] = []
-    for cc in target.capabilities:
-        best = build_arch(cc, frozenset(a.build_archs))  # the compat rule: own arch, else the same major's below
-        if best is None:
-            return None, f"{a.title} {a.version} has no kernels to build for {cc.sm} (it builds {', '.join(b.sm for b in a.build_archs)})"
-        if best not in archs:
-            archs.append(best)
-    return ";".join(str(b) for b in sorted(archs)), ""
+    """Return why ``a`` cannot run on the target whatever torch is chosen, or ``None`` (asks ``compat``)."""
+    return attention_target_problem(a, target)
 
 
 def _choice(a: AttentionRelease, torch: TorchOption, target: Target) -> tuple[Companion | None, str]:
-    problem = kernel_problem(a, target) or _cuda_problem(a, torch, target)
+    problem = kernel_problem(a, target) or attention_cuda_problem(a, str(torch.version), torch.release.version,
+                                                                  torch.cuda, target)
     if problem:
         return None, problem
     assert torch.cuda is not None
-    arch, why = _build_arch(a, target)
+    arch, why = attention_build_arch(a, target.capabilities)
     if why:
         return None, why
     major = torch.cuda.major

@@ -12,6 +12,9 @@ Every command asks these functions and none re-derives them:
   used by the solver AND check-upgrade), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
 * a PyPI wheel x Python / platform / glibc: ``wheel_problem``, ``torch_release_problem`` (``wheels.toml``).
+* attention kernels of ``attention.toml`` (FA3, flash-attn-4, SageAttention, flash-attn 1) x target / torch build:
+  ``attention_target_problem`` (platform, Python, compute capability range), ``attention_cuda_problem`` (CUDA major,
+  torch floor, nvcc floors of a source build, per arch), ``attention_build_arch`` (the arch list a source build targets).
 * integrated (Jetson / Tegra) GPUs, which PyPI / PyTorch-index CUDA wheels are not for: ``integrated_gpus``.
 * how a pin is spelled: ``torch_pin``.
 
@@ -25,7 +28,7 @@ from typing import Literal
 
 from packaging.version import Version
 
-from resolver.matrix_types import BuildJob, FlashRelease, FlashWheelRow, Matrix, TorchRelease, XformersRelease
+from resolver.matrix_types import AttentionRelease, BuildJob, FlashRelease, FlashWheelRow, Matrix, TorchRelease, XformersRelease
 from resolver.models import PYPI_SIMPLE, ArchList, ComputeCapability, Target, format_driver, python_tag, spec_allows
 
 __all__ = [
@@ -35,6 +38,9 @@ __all__ = [
     "driver_floor",
     "driver_problem",
     "runtime_cuda_problem",
+    "attention_target_problem",
+    "attention_cuda_problem",
+    "attention_build_arch",
     "wheel_problem",
     "integrated_gpus",
     "torch_release_problem",
@@ -415,3 +421,64 @@ def max_jobs(package: str, matrix: Matrix, cores: int | None, mem_gib: float | N
         return max(1, by_cores)
     by_ram = int(mem_gib // job_gib(package, matrix, nvcc_threads))
     return max(1, min(by_cores, by_ram))
+
+
+# --- attention kernels (matrices/attention.toml): FA3, flash-attn-4, SageAttention 1.x / 2.x, flash-attn 1.x --------
+
+
+def attention_target_problem(a: AttentionRelease, target: Target) -> str | None:
+    """Return why ``a`` cannot run on the target whatever torch is chosen (platform, Python, compute capability)."""
+    if target.platform not in a.platforms:
+        return f"{a.title} {a.version} is not built for {target.platform} (only {', '.join(a.platforms)})"
+    if not spec_allows(a.requires_python, target.python + ".0"):
+        return f"{a.title} {a.version} needs Python{a.requires_python}"
+    low = [cc for cc in target.capabilities if cc < a.min_cc]
+    high = [cc for cc in target.capabilities if a.max_cc_major is not None and cc.major > a.max_cc_major]
+    if low or high:
+        where = f"compute capability {a.min_cc}" + (f" to {a.max_cc_major}.x" if a.max_cc_major is not None else " or newer")
+        if a.max_cc_major == a.min_cc.major and a.min_cc.major >= 9:
+            where = f"{a.min_cc.sm} only"
+        gpus = ", ".join(f"{cc} ({cc.sm})" for cc in low + high)
+        return f"{a.title} {a.version} runs on {where}; this target has {gpus}"
+    return None
+
+
+def attention_cuda_problem(a: AttentionRelease, torch_version: str, torch_release: Version, cuda: Version | None,
+                           target: Target) -> str | None:
+    """Return why ``a`` does not fit beside the torch build ``torch_version`` (release ``torch_release``, CUDA
+    ``cuda``; None = CPU build) on the target: CUDA major, torch floor, and for a source build the nvcc that would
+    build it (the target's, else torch's CUDA) against the release's floors, overall and per GPU arch."""
+    if cuda is None:
+        return f"{a.title} needs a CUDA build of torch"
+    if a.cuda_majors and cuda.major not in a.cuda_majors:
+        majors = " or ".join(str(m) for m in a.cuda_majors)
+        return f"{a.title} {a.version} works with CUDA {majors} builds of torch; torch {torch_version} is CUDA {cuda}"
+    if a.min_torch is not None and torch_release < a.min_torch:
+        return f"{a.title} {a.version} needs torch >= {a.min_torch}"
+    if a.method != "source":
+        return None
+    nvcc = target.nvcc if target.nvcc is not None else cuda
+    if target.nvcc is not None and target.nvcc.major != cuda.major:
+        return f"nvcc {target.nvcc} cannot build against torch {torch_version} (CUDA {cuda.major} needs nvcc {cuda.major}.x)"
+    if a.min_cuda is not None and nvcc < a.min_cuda:
+        return f"building {a.title} {a.version} needs CUDA >= {a.min_cuda}; nvcc would be {nvcc}"
+    for cc in target.capabilities:
+        floor = (a.arch_min_cuda or {}).get(str(cc))
+        if floor is not None and nvcc < floor:
+            return f"building {a.title} {a.version} for {cc.sm} needs CUDA >= {floor}; nvcc would be {nvcc}"
+    return None
+
+
+def attention_build_arch(a: AttentionRelease, caps: Iterable[ComputeCapability]) -> tuple[str | None, str]:
+    """Return (the arch list a source build of ``a`` targets for ``caps``, "") or (None, why no supported arch serves
+    a GPU); (None, "") when the release has no arch list (wheels)."""
+    if not a.build_archs:
+        return None, ""
+    archs: list[ComputeCapability] = []
+    for cc in caps:
+        best = build_arch(cc, frozenset(a.build_archs))  # own arch, else the same major's below
+        if best is None:
+            return None, f"{a.title} {a.version} has no kernels to build for {cc.sm} (it builds {', '.join(b.sm for b in a.build_archs)})"
+        if best not in archs:
+            archs.append(best)
+    return ";".join(str(b) for b in sorted(archs)), ""
