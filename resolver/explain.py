@@ -27,11 +27,12 @@ __all__ = ["explain_failure"]
 class _Record(Reporter):
     """Records the companions' rejections for one torch option at a time, as values."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, matrix: Matrix) -> None:
         self.target = target
+        self.matrix = matrix
         self.opt: TorchOption | None = None
-        # (package, version, context, why, nvcc major the why names or None)
-        self.rows: list[tuple[str, str, str, str, int | None]] = []
+        # (package, version, context, why, kind, nvcc major the why names or None)
+        self.rows: list[tuple[str, str, str, str, str, int | None]] = []
 
     def rejected(self, package: str, candidate: str, reason: str) -> None:
         assert self.opt is not None and self.opt.cuda is not None
@@ -39,7 +40,13 @@ class _Record(Reporter):
         version, rest = (candidate[:-len(context)], context.strip()) if candidate.endswith(context) else (candidate, "")
         nvcc = _nvcc_problem(self.opt, self.target)
         major = self.opt.cuda.major if nvcc is not None and nvcc in reason else None
-        self.rows.append((package, version, rest, reason, major))
+        # The same predicate companions refuse on: the xformers release pins another torch and no off-pin use fits.
+        torch = self.opt.release.version
+        pins_other = package == "xformers" and any(
+            str(x.version) == version and not spec_allows(x.torch, torch) and not xformers_off_pin_ok(x, torch)
+            for x in self.matrix.xformers)
+        kind = "toolkit" if major is not None else "torch_pin" if pins_other else "other"
+        self.rows.append((package, version, rest, reason, kind, major))
 
 
 def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = None) -> list[TorchOption]:
@@ -269,19 +276,20 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     return reasons, alts
 
 
-def _grouped(rows: list[tuple[str, str, str, str, int | None]]) -> list[tuple[Refusal, int | None]]:
+def _grouped(rows: list[tuple[str, str, str, str, str, int | None]]) -> list[tuple[Refusal, int | None]]:
     """Return the companions' rejections with the same cause folded (``xformers 0.0.18, 0.0.19 with torch X: why``),
     each with the nvcc major its cause names (or None)."""
     groups: dict[tuple[str, str, str], list[str]] = {}
     majors: dict[tuple[str, str, str], int | None] = {}
-    for package, version, rest, why, major in rows:
+    kinds: dict[tuple[str, str, str], str] = {}
+    for package, version, rest, why, kind, major in rows:
         groups.setdefault((package, rest, why), []).append(version)
         majors[(package, rest, why)] = major
+        kinds[(package, rest, why)] = kind
     out = []
     for (package, rest, why), versions in groups.items():
         shown = versions if len(versions) <= 3 else [versions[-1], "…", versions[0]]
-        kind = "toolkit" if majors[(package, rest, why)] is not None else (
-            "torch_pin" if "requires torch" in why else "other")
+        kind = kinds[(package, rest, why)]
         template = "{name} {versions} {context}: {reason}" if rest else "{name} {versions}: {reason}"
         out.append((refusal(package, ", ".join(versions), kind, template, name=package, versions=", ".join(shown),
                             context=rest, reason=why), majors[(package, rest, why)]))
@@ -298,7 +306,7 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         alts += a
     if not reasons:
         # Torch itself fits somewhere: say why the newest fitting builds could not take the companions.
-        record = _Record(target)
+        record = _Record(target, matrix)
         for opt in _all_options(matrix, target, request.torch)[:6]:
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
