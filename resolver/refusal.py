@@ -21,7 +21,7 @@ KINDS: tuple[str, ...] = (
     "python",              # no wheel for this Python / platform
     "glibc",               # no wheel for this glibc
     "platform",            # not this platform / machine kind (CPU target, Jetson, Windows)
-    "variant",             # no build of the asked variant (+cuXXX)
+    "variant",             # no build of the asked variant (+cuNNN)
     "gpu_code",            # no build with code (SASS / PTX) for a GPU
     "compute_capability",  # the package's kernels need another compute capability
     "driver",              # the driver is below the build's CUDA floor
