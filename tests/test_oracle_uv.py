@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from click.testing import CliRunner
 
 from resolver.cli import main
 from resolver.models import PYPI_SIMPLE
+from _net import pypi_answers
 
 pytestmark = pytest.mark.network
 
@@ -50,14 +50,6 @@ def _uv() -> str | None:
     return found
 
 
-def _pypi_answers() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 def _uv_platform(target: dict[str, Any]) -> str:
     if target["platform"] == "win_amd64":
         return "x86_64-pc-windows-msvc"
@@ -71,7 +63,7 @@ def test_pypi_pins_resolve_with_uv(args: tuple[str, ...], reqs: tuple[str, ...],
     uv = _uv()
     if uv is None:
         pytest.skip("uv is not installed")
-    if not _pypi_answers():
+    if not pypi_answers():
         pytest.skip("PyPI does not answer")
     res = CliRunner().invoke(main, ["plan", "--json", *args, *reqs])
     assert res.exit_code == 0, res.output

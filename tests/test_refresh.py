@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import threading
 import tomllib
 import zipfile
@@ -27,6 +26,7 @@ from packaging.version import Version
 from resolver import refresh as R
 from resolver.cli import main
 from resolver.matrix import load_dir, matrix_dir
+from _net import pypi_answers
 
 DATA = Path(__file__).parent / "data" / "refresh"
 ARCH = b"sm_75 sm_80 sm_86 sm_90 sm_100 sm_120"
@@ -190,17 +190,9 @@ def test_glibc_of_platform_tags() -> None:
     assert R.glibc_of("win_amd64") is None
 
 
-def _pypi_answers() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.network
 def test_live_pypi_matches_the_shipped_rows() -> None:
-    if not _pypi_answers():
+    if not pypi_answers():
         pytest.skip("PyPI does not answer")
     try:
         rows, _ = R.package_rows(requests.Session(), "torch", since=Version("2.15.0"))

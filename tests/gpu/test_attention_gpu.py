@@ -8,30 +8,19 @@ there (``bench/gpu_attn.sh`` installs both from carried wheels, then runs these 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from resolver.verify import BackendResult, VerifyReport, run_verify
+from _gpu import gpu_present
 
 pytestmark = pytest.mark.gpu
 PY = os.environ.get("GPUSTACK_VERIFY_PYTHON", sys.executable)
 
 
-def _gpu_present() -> bool:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return False
-    try:
-        done = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and "GPU" in done.stdout
-
-
-if not _gpu_present():
+if not gpu_present():
     pytest.skip("no NVIDIA GPU (nvidia-smi absent or lists none)", allow_module_level=True)
 
 

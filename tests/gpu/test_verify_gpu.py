@@ -7,30 +7,17 @@ Marked ``gpu``; skipped cleanly where ``nvidia-smi`` or a working driver is abse
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
 import pytest
 
 from resolver.verify import VerifyReport, run_verify
+from _gpu import gpu_present
 
 pytestmark = pytest.mark.gpu
 
 
-def _gpu_present() -> bool:
-    """Returns whether ``nvidia-smi -L`` lists at least one GPU."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return False
-    try:
-        done = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and "GPU" in done.stdout
-
-
-if not _gpu_present():
+if not gpu_present():
     pytest.skip("no NVIDIA GPU (nvidia-smi absent or lists none)", allow_module_level=True)
 
 
