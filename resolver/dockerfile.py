@@ -18,6 +18,7 @@ from resolver import compat
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
 from resolver.models import Plan, Step, format_driver
+from resolver.refusal import refusal
 
 __all__ = ["render", "refuse_platform", "base_image", "UV_IMAGE", "CPU_IMAGE"]
 
@@ -50,8 +51,9 @@ def base_image(cuda: str | None, matrix: Matrix) -> tuple[DockerImage | None, st
             removed = [i.version for i in matrix.docker if i.removed and i.cuda.major == want.major]
             gone = f" ({', '.join(removed)} removed from Docker Hub)" if removed else ""
             raise NoCompatibleStack(
-                [f"no nvidia/cuda image for CUDA {want.major}.{want.minor} or a newer {want.major}.x in "
-                 f"matrices/docker.toml{gone}"],
+                [refusal("nvidia/cuda", f"{want.major}.{want.minor}", "image",
+                         "no nvidia/cuda image for CUDA {cuda} or a newer {cuda_major}.x in matrices/docker.toml{gone}",
+                         cuda=f"{want.major}.{want.minor}", cuda_major=want.major, gone=gone, removed=", ".join(removed))],
                 ["choose a torch build of another CUDA (torch==X.Y.Z+cuNNN)", "add the image row to matrices/docker.toml"],
             )
         img = min(newer, key=lambda i: (i.cuda, -Version(i.version).micro))

@@ -11,10 +11,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from resolver.candidates import TorchOption, torch_options
-from resolver.compat import driver_floor, torch_release_problem, xformers_off_pin_ok
+from resolver.compat import driver_floor, torch_release_problem, torch_release_refusal, xformers_off_pin_ok
 from resolver.compat import coverage as _coverage
 from resolver.compat import driver_problem as _driver_problem
-from resolver.companions import _nvcc_problem, choose_flash, choose_xformers
+from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
 from resolver.refusal import Refusal, ordered, refusal
@@ -25,28 +25,20 @@ __all__ = ["explain_failure"]
 
 
 class _Record(Reporter):
-    """Records the companions' rejections for one torch option at a time, as values."""
+    """Records the companions' rejections (``Refusal`` values) for one torch option at a time."""
 
-    def __init__(self, target: Target, matrix: Matrix) -> None:
-        self.target = target
-        self.matrix = matrix
-        self.opt: TorchOption | None = None
-        # (package, version, context, why, kind, nvcc major the why names or None)
-        self.rows: list[tuple[str, str, str, str, str, int | None]] = []
+    def __init__(self) -> None:
+        self.rows: list[tuple[Refusal, str]] = []  # (why, the torch build it was tried beside or "")
 
-    def rejected(self, package: str, candidate: str, reason: str) -> None:
-        assert self.opt is not None and self.opt.cuda is not None
-        context = f" with torch {self.opt.version}"
-        version, rest = (candidate[:-len(context)], context.strip()) if candidate.endswith(context) else (candidate, "")
-        nvcc = _nvcc_problem(self.opt, self.target)
-        major = self.opt.cuda.major if nvcc is not None and nvcc in reason else None
-        # The same predicate companions refuse on: the xformers release pins another torch and no off-pin use fits.
-        torch = self.opt.release.version
-        pins_other = package == "xformers" and any(
-            str(x.version) == version and not spec_allows(x.torch, torch) and not xformers_off_pin_ok(x, torch)
-            for x in self.matrix.xformers)
-        kind = "toolkit" if major is not None else "torch_pin" if pins_other else "other"
-        self.rows.append((package, version, rest, reason, kind, major))
+    def rejected(self, refusal: Refusal, with_torch: str = "") -> None:
+        self.rows.append((refusal, with_torch))
+
+
+def _toolkit(r: Refusal) -> Refusal | None:
+    """Return the "nvcc of another CUDA major" refusal in ``r`` or its causes (it alone names ``cuda_major``)."""
+    if r.kind == "toolkit" and "cuda_major" in r.facts:
+        return r
+    return next((t for c in r.causes if (t := _toolkit(c)) is not None), None)
 
 
 def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = None) -> list[TorchOption]:
@@ -89,8 +81,8 @@ def _gpu_name(target: Target, cc: ComputeCapability) -> str:
 
 def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease], spec: str) -> tuple[list[Refusal], list[str]]:
     """No torch release in the request installs here (Python, platform or glibc): say which and what would."""
-    problems = [p for p in (torch_release_problem(r, target, matrix) for r in in_spec) if p]
-    glibc = [p for p in problems if "glibc" in p]
+    problems = [p for p in (torch_release_refusal(r, target, matrix) for r in in_spec) if p is not None]
+    glibc = [p.text for p in problems if p.kind == "glibc"]
     if glibc and target.glibc is not None:
         fits = next((o.release for o in _all_options(matrix, target)
                      if not coverage(o.arch, target)[0]
@@ -276,23 +268,34 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     return reasons, alts
 
 
-def _grouped(rows: list[tuple[str, str, str, str, str, int | None]]) -> list[tuple[Refusal, int | None]]:
-    """Return the companions' rejections with the same cause folded (``xformers 0.0.18, 0.0.19 with torch X: why``),
-    each with the nvcc major its cause names (or None)."""
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    majors: dict[tuple[str, str, str], int | None] = {}
-    kinds: dict[tuple[str, str, str], str] = {}
-    for package, version, rest, why, kind, major in rows:
-        groups.setdefault((package, rest, why), []).append(version)
-        majors[(package, rest, why)] = major
-        kinds[(package, rest, why)] = kind
+def _grouped(rows: list[tuple[Refusal, str]]) -> list[Refusal]:
+    """Return the companions' rejections with the same cause folded (``xformers 0.0.18, 0.0.19 with torch X: why``):
+    one refusal of the cause's kind and facts, the cause kept as its ``causes``."""
+    groups: dict[tuple[str, str, str], list[Refusal]] = {}
+    for why, torch in rows:
+        groups.setdefault((why.package, torch, why.text), []).append(why)
     out = []
-    for (package, rest, why), versions in groups.items():
+    for (package, torch, _), whys in groups.items():
+        versions = [w.candidate for w in whys]
         shown = versions if len(versions) <= 3 else [versions[-1], "…", versions[0]]
-        kind = kinds[(package, rest, why)]
-        template = "{name} {versions} {context}: {reason}" if rest else "{name} {versions}: {reason}"
-        out.append((refusal(package, ", ".join(versions), kind, template, name=package, versions=", ".join(shown),
-                            context=rest, reason=why), majors[(package, rest, why)]))
+        template = "{name} {versions} with torch {with_torch}: {causes}" if torch else "{name} {versions}: {causes}"
+        facts = {**whys[0].facts, "name": package, "versions": ", ".join(shown), "with_torch": torch}
+        out.append(Refusal(package, ", ".join(versions), whys[0].kind, facts, template, causes=(whys[0],)))
+    return out
+
+
+def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request, shown: list[Refusal]) -> list[str]:
+    """Return "install a CUDA N.x toolkit" for each nvcc major a refusal names, only when the whole request solves
+    on the same target with that toolkit."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    out = []
+    wanted = {t.facts["cuda_major"]: t.facts["cuda"] for r in shown if (t := _toolkit(r)) is not None}
+    for major, cuda in sorted(wanted.items(), key=lambda kv: int(kv[0])):
+        if feasible(dataclasses.replace(target, nvcc=Version(cuda)), matrix, request):
+            out.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
     return out
 
 
@@ -306,22 +309,20 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         alts += a
     if not reasons:
         # Torch itself fits somewhere: say why the newest fitting builds could not take the companions.
-        record = _Record(target, matrix)
+        record = _Record()
         for opt in _all_options(matrix, target, request.torch)[:6]:
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
             if opt.cuda is None or coverage(opt.arch, target)[0] or driver_problem(target, opt.cuda, matrix):
                 continue
-            record.opt = opt
             if request.xformers is not None:
                 choose_xformers(opt, target, matrix, request, record)
             if request.flash_attn is not None:
                 choose_flash(opt, target, matrix, request, record)
         found = _grouped(record.rows)
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
-        specific = [f for f in found if f[0].kind != "torch_pin"]
+        specific = [f for f in found if f.kind != "torch_pin"]
         shown = (specific or found)[:8]
-        reasons += [r for r, _ in shown] or [refusal("", "", "other", "no combination of the requested packages fits this target")]
-        for major in sorted({m for _, m in shown if m is not None}):
-            alts.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
+        reasons += shown or [refusal("", "", "other", "no combination of the requested packages fits this target")]
+        alts += _toolkit_alternatives(target, matrix, request, shown)
     return ordered(reasons), list(dict.fromkeys(alts))

@@ -68,6 +68,8 @@ def test_kinds_are_a_fixed_set_and_root_facts_come_first() -> None:
                  python="3.13")
     assert [r.kind for r in ordered([pin, py])] == ["python", "torch_pin"]
     assert "other" in KINDS
-    exc = NoCompatibleStack([py, "a plain reason"], ["alt"])
-    assert exc.reasons == ["torch==2.1.0 has no wheels for Python 3.13", "a plain reason"]
-    assert [r["kind"] for r in exc.to_dict()["refusals"]] == ["python", "other"]
+    exc = NoCompatibleStack([py], ["alt"])
+    assert exc.reasons == ["torch==2.1.0 has no wheels for Python 3.13"]
+    assert [r["kind"] for r in exc.to_dict()["refusals"]] == ["python"]
+    with pytest.raises(TypeError):  # no module refuses with text any more: a string is a bug, not an ``other``
+        NoCompatibleStack(["a plain reason"])  # type: ignore[list-item]
