@@ -79,19 +79,30 @@ def _gpu_name(target: Target, cc: ComputeCapability) -> str:
     return " / ".join(names) or f"compute capability {cc}"
 
 
-def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease], spec: str) -> tuple[list[Refusal], list[str]]:
-    """No torch release in the request installs here (Python, platform or glibc): say which and what would."""
+def _install_reasons(target: Target, matrix: Matrix, request: Request,
+                     in_spec: list[TorchRelease]) -> tuple[list[Refusal], list[str]]:
+    """No torch release in the request installs here (Python, platform or glibc): say which and what would, each
+    alternative solved for the whole request on the target with only that one thing changed."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    spec = str(request.torch or "")
     problems = [p for p in (torch_release_refusal(r, target, matrix) for r in in_spec) if p is not None]
     glibc = [p.text for p in problems if p.kind == "glibc"]
     if glibc and target.glibc is not None:
         fits = next((o.release for o in _all_options(matrix, target)
                      if not coverage(o.arch, target)[0]
-                     and (o.cuda is None or not driver_problem(target, o.cuda, matrix))), None)
+                     and (o.cuda is None or not driver_problem(target, o.cuda, matrix))
+                     and _solves(target, matrix, request, torch=_exact(o.release.version))), None)
         reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
                            spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
         floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
                   if f is not None and f.glibc is not None]
-        alts = [f"a host with glibc {min(floors)} or newer (pass its --glibc)"] if floors and len(glibc) == len(problems) else []
+        alts = []
+        if floors and len(glibc) == len(problems) and feasible(
+                dataclasses.replace(target, glibc=min(floors), glibc_assumed=False), matrix, request):
+            alts.append(f"a host with glibc {min(floors)} or newer (pass its --glibc)")
         if fits is not None:
             alts.append(f"torch=={fits.version}: the newest torch whose {target.platform} wheel installs with glibc "
                         f"{target.glibc} and Python {target.python} and runs on these GPUs and driver")
@@ -101,10 +112,42 @@ def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease]
         facts = matrix.wheel_facts("torch", r.version, target.platform)
         pys.update(facts.pythons if facts is not None else r.pythons)
     order = sorted(pys, key=lambda p: tuple(int(x) for x in p.split(".")))
-    alt = f"use Python {order[0]}–{order[-1]} (--python X.Y, or --python-exe PATH)" if order else None
+    # Only the Pythons on which the whole request (companions, profile needs) solves on this target.
+    solved = [py for py in order if feasible(dataclasses.replace(target, python=py), matrix, request)]
+    alt = None
+    if solved:
+        contiguous = order[order.index(solved[0]):order.index(solved[-1]) + 1] == solved
+        span = solved[0] if len(solved) == 1 else f"{solved[0]}–{solved[-1]}" if contiguous else ", ".join(solved)
+        alt = f"use Python {span} (--python X.Y, or --python-exe PATH)"
     reasons = [refusal("torch", spec, "python", "torch{spec} has no wheels for Python {python} on {platform}", alt,
                        spec=spec, python=target.python, platform=target.platform, pythons=", ".join(order))]
     return reasons, [alt] if alt else []
+
+
+def _with_companions_moved(target: Target, matrix: Matrix, request: Request, builds: list[TorchOption],
+                           gpu: str) -> str | None:
+    """Return "torch==X+cuNNN with xformers==Y runs on GPU" for the newest torch build with code for the GPU whose
+    stack solves when the companions' version bounds are lifted too (profile needs and kernels kept), or None."""
+    import dataclasses
+
+    from resolver.errors import NoCompatibleStack
+    from resolver.solve import solve
+
+    moved = {f: SpecifierSet() for f, bound in (("xformers", request.xformers), ("flash_attn", request.flash_attn))
+             if bound is not None and str(bound)}
+    if not moved:
+        return None
+    for o in builds:
+        trial = dataclasses.replace(request, torch=_exact(o.release.version), torch_variant=o.tag, **moved)  # type: ignore[arg-type]
+        try:
+            stack = solve(target, matrix, trial)
+        except NoCompatibleStack:
+            continue
+        pins = " and ".join(f"{p.name}=={p.version}" for p in stack.packages if p.name in ("xformers", "flash-attn"))
+        asked = ", ".join([f"torch{request.torch}"] + [request.describe(n) for n in ("xformers", "flash-attn")
+                                                        if n.replace("-", "_") in moved])
+        return f"torch=={o.release.version}+{o.tag} with {pins} runs on {gpu} (ask for these instead of {asked})"
+    return None
 
 
 def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
@@ -119,7 +162,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                         ask, spec=spec or "", known=known)], [ask]
     with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
     if not with_py:
-        return _install_reasons(target, matrix, in_spec, str(spec or ""))
+        return _install_reasons(target, matrix, request, in_spec)
     if target.is_cpu:
         return reasons, alts
     variant = request.torch_variant
@@ -145,7 +188,13 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                 ok = next((o for o in anywhere[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
                                                                 torch_variant=o.tag)), None)
                 if ok is not None:
+                    if ok.version != anywhere[0].version:  # the newest does not fit (driver, Python ...): name both
+                        template += "; the newest that fits this target is {fits}"
+                        facts["fits"] = ok.version
                     alt = f"torch=={ok.release.version}+{ok.tag} runs on {_gpu_name(target, cc)}"
+                else:
+                    alt = _with_companions_moved(target, matrix, request, anywhere[:24], _gpu_name(target, cc))
+                if alt is not None:
                     alts.append(alt)
             reasons.append(refusal("torch", str(spec or ""), "gpu_code", template, alt, **facts))
     if reasons:
@@ -195,12 +244,17 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         return [refusal("flash-attn", spec, "no_release", "flash-attn{spec} matches no flash-attn 2 release gpustack knows",
                         spec=spec)], []
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
+    # xformers instead of flash-attn: offered only when the request with xformers (its bound, if any) solves here.
+    xformers_fits = bool(low) and _solves(target, matrix, request, flash_attn=None,
+                                          xformers=request.xformers if request.xformers is not None else SpecifierSet())
     for cc in low:
-        alt = f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers instead of flash-attn"
+        alt = (f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers "
+               "instead of flash-attn") if xformers_fits else None
         reasons.append(refusal("flash-attn", str(releases[0].version), "compute_capability",
                                "flash-attn needs compute capability {min_cc}; {gpu} is {compute_capability}", alt,
                                min_cc=releases[0].min_cc, gpu=_gpu_name(target, cc), compute_capability=cc))
-        alts.append(alt)
+        if alt is not None:
+            alts.append(alt)
     high = [cc for cc in target.capabilities if all(f.max_cc is not None and cc > f.max_cc for f in releases)]
     newer = _flash_runs_on(target, matrix, request, high) if high else None
     for cc in high:

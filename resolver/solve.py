@@ -214,9 +214,11 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
         rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
         problems = [kernel_problem(a, target) for a in rows]
         if rows and all(problems):
-            return NoCompatibleStack([p for p in dict.fromkeys(problems) if p is not None],
-                                     ["torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
-                                      "`gpustack verify` measures it"])
+            # torch's own SDPA is offered only when the rest of the request solves here without the kernel.
+            rest = dataclasses.replace(request, kernels=tuple(k for k in request.kernels if k[0] != name))
+            sdpa = ["torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
+                    "`gpustack verify` measures it"] if feasible(target, matrix, rest) else []
+            return NoCompatibleStack([p for p in dict.fromkeys(problems) if p is not None], sdpa)
     return None
 
 

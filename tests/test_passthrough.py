@@ -149,6 +149,16 @@ def test_plan_refuses_a_package_that_does_not_exist_or_is_a_placeholder(index: s
     assert code == 0 and "flash_attn_3" in out  # the kernel name: solved from the matrix, never from the index
 
 
+def test_pass_through_refusals_are_values_in_plan_json(index: str) -> None:
+    code, out = run("plan", "--json", "--gpu", "H100", "--python", "3.12", "--index-url", index, "no-such-thing",
+                    "numpy>=3")
+    assert code == 1
+    by_name = {r["package"]: r for r in json.loads(out)["refusals"]}
+    assert by_name["no-such-thing"]["kind"] == "index" and by_name["no-such-thing"]["facts"]["index"] == index
+    assert by_name["numpy"]["kind"] == "no_release"
+    assert (by_name["numpy"]["facts"]["spec"], by_name["numpy"]["facts"]["newest"]) == (">=3", "2.3.0")
+
+
 def test_bad_index_url_is_one_line() -> None:
     code, out = run("plan", "--gpu", "H100", "--index-url", "ftp://x/simple", "numpy")
     assert code == 2 and len(out.strip().splitlines()) == 1 and "--index-url" in out
