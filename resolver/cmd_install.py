@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from resolver import _subprocess, envstate
 from resolver import cache as build_cache
@@ -24,27 +23,20 @@ from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
 from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
 from resolver.installers import pypi_mirror, torch_mirror, with_mirrors
-from resolver.models import ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, parse_driver
+from resolver.models import Plan
 from resolver.options import target_options
 from resolver.pipeline import PlanOptions, plan_for
-from resolver.redact import redact
+from resolver.render import InstallReporter, console, line, print_cache_entries, print_dry_run, print_install_result
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
 __all__ = ["install", "download", "cache", "recover", "plan_from_dict"]
 
-_err = Console(stderr=True, highlight=False)
 
 
-class _CliReporter(Reporter):
-    def step_started(self, index: int, total: int, description: str) -> None:
-        _err.print(f"[{index}/{total}] {description}", markup=False)
-
-    def step_finished(self, index: int, total: int, description: str, seconds: float) -> None:
-        _err.print(f"[{index}/{total}] done in {seconds:.1f}s", markup=False)
-
-    def message(self, text: str) -> None:
-        _err.print(redact(text), markup=False)
+def _err(text: str) -> None:
+    """One line of progress or warning on stderr (``resolver.render``)."""
+    line(console(stderr=True), text)
 
 
 def plan_from_dict(data: Any) -> Plan:
@@ -73,11 +65,11 @@ def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
     if as_json:
+        from resolver.redact import redact
+
         click.echo(redact(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2)))
         return
-    for c in cmds:
-        click.echo(redact(f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else "")))
-        click.echo(redact(c.shell()))
+    print_dry_run(console(), cmds)
 
 
 @click.command("install")
@@ -123,17 +115,17 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         if not os.path.exists(python_exe):
             if dry_run:
                 will_create = True
-                _err.print(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
-                           f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
-                           f"{sys.version_info[0]}.{sys.version_info[1]} it would hold", markup=False)
+                _err(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
+                     f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
+                     f"{sys.version_info[0]}.{sys.version_info[1]} it would hold")
             else:
-                _err.print(f"creating virtual environment {venv}", markup=False)
+                _err(f"creating virtual environment {venv}")
                 create_venv(venv, backend)
         opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
     if not will_create:
         _refuse_unfinished(python_exe, dry_run)
     _check_target_interpreter(opts.python_exe or python_exe, opts)
-    reporter = _CliReporter()
+    reporter = InstallReporter()
     if lock_file:
         if requirements or plan_file:
             raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
@@ -147,10 +139,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         return
     result = execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
                      verify=verify, progress=sys.stderr.isatty())
-    hits = [b for b in result.builds if b.cache_hit]
-    for b in hits:
-        _err.print(f"from the build cache: {b.wheel.name}", markup=False)
-    _err.print(f"installed in {result.seconds:.1f}s: {result.changes.summary()}", markup=False)
+    print_install_result(console(stderr=True), result)
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
@@ -158,11 +147,11 @@ def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
     found = journals.unfinished(journals.prefix_of(python_exe))
     if found is None:  # none, or its run is still going: the install waits for the lock, then checks again
         return
-    line = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
+    pending = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
     if dry_run:
-        _err.print(f"warning: {line}", markup=False)
+        _err(f"warning: {pending}")
         return
-    raise journals.JournalPending(line)
+    raise journals.JournalPending(pending)
 
 
 @click.command("recover")
@@ -183,7 +172,7 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     prefix = journals.prefix_of(exe)
     found = journals.pending(prefix)
     if found is None:
-        click.echo(f"nothing to recover: {prefix} has no unfinished gpustack transaction")
+        line(console(), f"nothing to recover: {prefix} has no unfinished gpustack transaction")
         return
     if "snapshot" not in found.data:
         raise journals.JournalPending(f"{found.describe()}: the journal cannot be read; compare the environment "
@@ -192,7 +181,7 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     inst = Installer(backend, exe, list(found.data.get("restore_args", ())))
     lock = envstate.env_lock(prefix, timeout=10.0)
     try:
-        _err.print(f"recovering {found.describe()} ...", markup=False)
+        _err(f"recovering {found.describe()} ...")
         before = envstate.snapshot_from(prefix, found.snapshot)
         from resolver.install import Transaction, restore_transaction
 
@@ -202,7 +191,7 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     if restored.left:
         raise journals.JournalPending(f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}; "
                                       f"run `{journals.recover_command(exe)}` again (the journal and backup are kept)")
-    click.echo(f"recovered {prefix}: {restored.undone.describe()}")
+    line(console(), f"recovered {prefix}: {restored.undone.describe()}")
 
 
 def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
@@ -236,7 +225,7 @@ def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, 
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
     install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes)
-    _err.print(f"installed exactly {lock_file} into {python_exe}", markup=False)
+    _err(f"installed exactly {lock_file} into {python_exe}")
 
 
 @click.command("download")
@@ -255,21 +244,21 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
         raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
     from resolver.download import download_argvs
 
-    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, _CliReporter())[0]
+    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, InstallReporter())[0]
     argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
                            write=not dry_run)
     if dry_run:
         for argv in argvs:
-            click.echo(" ".join(argv))
+            line(console(), " ".join(argv))
         return
     os.makedirs(dest, exist_ok=True)
     started = time.monotonic()
     for argv in argvs:
-        _err.print("$ " + " ".join(argv), markup=False)
+        _err("$ " + " ".join(argv))
         _subprocess.run(argv, timeout=3600)
     files = sorted(os.listdir(dest))
-    _err.print(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
-               f"gpustack install ... --find-links {dest} --offline", markup=False)
+    _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
+         f"gpustack install ... --find-links {dest} --offline")
 
 
 @click.group("cache")
@@ -286,15 +275,7 @@ def cache_list(as_json: bool) -> None:
         click.echo(json.dumps([{"wheel": str(e.wheel), "size": e.size, "digest": e.digest, "key": e.key}
                                 for e in found], indent=2))
         return
-    if not found:
-        click.echo(f"the build cache is empty ({build_cache.cache_dir()})")
-    for e in found:
-        k = e.key
-        click.echo(f"{e.wheel.name}  {e.size / 1e6:.1f} MB  key {e.digest}  torch {k.get('torch')} cuda "
-                   f"{k.get('torch_cuda')} archs {k.get('arch_list')}  {k.get('python_tag')} {k.get('platform')}")
-        env = k.get("env") or {}
-        click.echo("    built with: " + redact(" ".join(f"{n}={v}" for n, v in sorted(env.items()))
-                                             or "no build variables"))
+    print_cache_entries(console(), found, build_cache.cache_dir())
 
 
 @cache.command("clear")
@@ -302,5 +283,5 @@ def cache_list(as_json: bool) -> None:
 def cache_clear(package: str | None) -> None:
     """Remove cached wheels (all, or one package's)."""
     removed = build_cache.clear(package)
-    click.echo(f"removed {len(removed)} cached wheel(s) from {build_cache.cache_dir()}")
+    line(console(), f"removed {len(removed)} cached wheel(s) from {build_cache.cache_dir()}")
 

@@ -15,14 +15,18 @@ from rich.table import Table
 from rich.text import Text
 
 from resolver.models import Plan, Target, format_driver
+from resolver.report import Reporter
 
 if TYPE_CHECKING:
+    from resolver.cache import CacheEntry
+    from resolver.install import Command, InstallResult
     from resolver.probes import Host
     from resolver.upgrade import UpgradeReport
     from resolver.verify import VerifyReport
 
 __all__ = ["console", "print_target", "print_plan", "print_refusal", "describe_target", "print_fleet_plans",
-           "print_host", "print_upgrade", "print_verify", "print_table", "NO_GPU"]
+           "print_host", "print_upgrade", "print_verify", "print_table", "NO_GPU", "line", "print_dry_run",
+           "print_install_result", "print_cache_entries", "InstallReporter"]
 
 # Wide enough for any row we print: a terminal wraps, a pipe or a file keeps each row on one line.
 _UNBOUNDED_WIDTH = 10_000
@@ -235,3 +239,57 @@ def print_table(console: Console, title: str, header: Sequence[str], rows: Seque
     for r in rows:
         table.add_row(*(Text(c) for c in r))
     console.print(table)
+
+
+# --- install, recover, download, cache (``resolver.cmd_install``) -------------------------------------------------
+
+
+def line(console: Console, text: str) -> None:
+    """Print ``text`` exactly as it is (no markup, emoji codes or highlighting), URL credentials masked."""
+    from resolver.redact import redact
+
+    console.print(Text(redact(text)), soft_wrap=True)
+
+
+def print_dry_run(console: Console, cmds: Sequence[Command]) -> None:
+    """Print what ``install --dry-run`` would run: per step a ``# kind package (note)`` comment and its shell line."""
+    for c in cmds:
+        line(console, f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else ""))
+        line(console, c.shell())
+
+
+def print_install_result(console: Console, result: InstallResult) -> None:
+    """Print the wheels taken from the build cache, then what the install changed and how long it took."""
+    for b in result.builds:
+        if b.cache_hit:
+            line(console, f"from the build cache: {b.wheel.name}")
+    line(console, f"installed in {result.seconds:.1f}s: {result.changes.summary()}")
+
+
+def print_cache_entries(console: Console, entries: Sequence[CacheEntry], cache_dir: object) -> None:
+    """Print ``cache list``: each cached wheel, its size, key digest and what it was built for and with."""
+    if not entries:
+        line(console, f"the build cache is empty ({cache_dir})")
+    for e in entries:
+        k = e.key
+        line(console, f"{e.wheel.name}  {e.size / 1e6:.1f} MB  key {e.digest}  torch {k.get('torch')} cuda "
+                      f"{k.get('torch_cuda')} archs {k.get('arch_list')}  {k.get('python_tag')} {k.get('platform')}")
+        env = k.get("env") or {}
+        line(console, "    built with: " + (" ".join(f"{n}={v}" for n, v in sorted(env.items())) or "no build variables"))
+
+
+class InstallReporter(Reporter):
+    """Progress of an install on stderr: ``[i/n] step``, ``[i/n] done in Xs``, and the stages' messages (warnings,
+    restores)."""
+
+    def __init__(self) -> None:
+        self.out = console(stderr=True)
+
+    def step_started(self, index: int, total: int, description: str) -> None:
+        line(self.out, f"[{index}/{total}] {description}")
+
+    def step_finished(self, index: int, total: int, description: str, seconds: float) -> None:
+        line(self.out, f"[{index}/{total}] done in {seconds:.1f}s")
+
+    def message(self, text: str) -> None:
+        line(self.out, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,27 @@ def test_brackets_in_reasons_and_notes_are_text_not_markup() -> None:
     print_refusal(out, ["xformers[fairseq] needs [bold]torch<2.1"], ["pip install 'flash-attn[x]'"])
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert "xformers[fairseq] needs [bold]torch<2.1" in text and "'flash-attn[x]'" in text
+
+
+def test_install_dry_run_and_recover_print_through_render_uncut(tmp_path: Path) -> None:
+    """``install --dry-run`` prints each command on one line (a pipe has no width), with credentials masked;
+    ``recover`` on a clean environment says so on stdout. Both come from resolver.render, not cmd_install."""
+    import json
+
+    from resolver.models import ComputeCapability, Gpu, PackageChoice, Stack, Target
+    from resolver.plan import make_plan
+
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    stack = Stack(target=Target(gpus=(Gpu("H100", ComputeCapability(9, 0)),), python=python, platform="linux_x86_64",
+                                source="test"),
+                  packages=(PackageChoice("torch", "2.11.0+cu130", "wheel",
+                                          index_url="https://user:s3cret@mirror.example/whl/cu130", variant="cu130"),))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(make_plan(stack).to_dict()))
+    out = _piped("install", "--dry-run", "--installer", "pip", "--plan", str(plan_file))
+    shell = [line for line in out.splitlines() if not line.startswith("#")]
+    assert any("torch==2.11.0+cu130" in line and "--index-url" in line for line in shell), out
+    assert "s3cret" not in out and "…" not in out
+    assert max(len(line) for line in shell) > 80  # one command per line, not wrapped at 80 columns
+    recovered = _piped("recover")
+    assert recovered.startswith("nothing to recover:"), recovered
