@@ -113,13 +113,10 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
         current = replace(current, target=replace(current.target, driver=given_driver))
     if given_gpus:
         current = replace(current, target=replace(current.target, gpus=given_gpus))
-    # The nearest safe set is solved under the whole original request: the profile's and the lock's requirements,
-    # then the new ones (a later line for the same package wins), and the features the profile needs.
-    rows = [matrix.profile(p) for p in profiles]
-    original = [r for p in rows if p is not None for r in p.requirements] + list(made_for)
-    needs = frozenset(n for p in rows if p is not None for n in p.needs)
+    # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements
+    # and the profiles (the lock's and --profile), with each new requirement in place of the bound it replaces.
     proposed = proposed_versions(current, requirements, matrix)
-    report = check(current, proposed, matrix, requirements=[*original, *requirements], needs=needs)
+    report = check(current, proposed, matrix, original=made_for, profiles=profiles, requirements=requirements)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

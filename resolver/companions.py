@@ -157,10 +157,12 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target,
 
 
 def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
-    """Return the newest xformers that works with ``torch`` on every GPU of the target (wheel before build)."""
+    """Return the newest xformers that works with ``torch`` on every GPU of the target (wheel before build); with
+    ``request.near``, the closest one, a wheel before a build."""
     assert request.xformers is not None
     fallback: Companion | None = None  # the newest off-pin build, used only when no release pins this torch
-    for x in matrix.xformers:
+    build: Companion | None = None  # with ``near``: the closest on-pin build, used only when no wheel fits
+    for x in request.order("xformers", matrix.xformers):
         if not spec_allows(request.xformers, x.version):
             continue
         if "xformers.components" in request.needs and not x.has_components:
@@ -173,10 +175,12 @@ def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request:
             assert why is not None
             reporter.rejected(why, torch.version)
         elif not comp.off_pin:
-            return comp
+            if not request.near or comp.choice.method == "wheel":
+                return comp
+            build = build or comp
         elif fallback is None:
             fallback = comp
-    return fallback
+    return build or fallback
 
 
 # --- flash-attn -----------------------------------------------------------------------------------------------------
@@ -258,15 +262,16 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
 
 
 def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
-    """Return the newest flash-attn 2 that works with ``torch`` on every GPU (prebuilt wheel before source build)."""
+    """Return the newest flash-attn 2 that works with ``torch`` on every GPU (prebuilt wheel before source build);
+    with ``request.near``, the closest one, any wheel before a build."""
     assert request.flash_attn is not None
     # Post-releases count as the same release: 2.8.3 as a wheel beats a 30-minute build of 2.8.3.post2, and a wheel
     # whose publication is confirmed beats one that is not (2.8.3 over 2.8.3.post2's unverified release assets).
     best: Companion | None = None
     unverified_wheel: Companion | None = None
-    for f in matrix.flash_attn:
+    for f in request.order("flash-attn", matrix.flash_attn):
         ref = unverified_wheel or best
-        if ref is not None and Version(f.version.base_version) < Version(Version(ref.choice.version).base_version):
+        if ref is not None and not request.near and Version(f.version.base_version) < Version(Version(ref.choice.version).base_version):
             break
         if not spec_allows(request.flash_attn, f.version):
             continue

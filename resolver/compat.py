@@ -8,8 +8,8 @@ Every command asks these functions and none re-derives them:
 * torch's C++ ABI per platform: ``torch_cxx11_abi``.
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
   ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
-* flash-attn release x GPUs / torch build: ``flash_gpu_problem``, ``flash_wheel`` (the per-release CUDA tag rule,
-  used by the solver AND check-upgrade), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
+* flash-attn release x GPUs / torch build: ``flash_gpu_problem``, ``flash_wheel`` (the per-release CUDA tag rule;
+  check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
 * a PyPI wheel x Python / platform / glibc: ``wheel_problem``, ``torch_release_problem`` (``wheels.toml``).
 * attention kernels of ``attention.toml`` (FA3, flash-attn-4, SageAttention, flash-attn 1) x target / torch build:
@@ -64,7 +64,6 @@ __all__ = [
     "flash_url_cuda_tag",
     "flash_wheel_matches",
     "flash_wheel",
-    "flash_wheel_serves",
     "flash_wheel_sass",
     "flash_wheel_url",
     "flash_cuda_archs",
@@ -388,17 +387,6 @@ def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: 
             index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
         cached = _WHEEL_INDEX[id(f)] = (f, index)
     return cached[1].get((*minor, python, platform), [])
-
-
-def flash_wheel_serves(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi: bool | None, python: str,
-                       platform: str, caps: Sequence[ComputeCapability]) -> FlashWheelRow | None:
-    """Return the wheel ``flash_wheel`` finds when its SASS also runs natively on every GPU of ``caps`` (flash-attn
-    wheels carry no PTX), else ``None``: the one question solve and check-upgrade both ask."""
-    w = flash_wheel(f, torch, torch_cuda, cxx11_abi, python, platform)
-    if w is None:
-        return None
-    sass = flash_wheel_sass(f, w)
-    return w if all(sass.covers(cc) == "sass" for cc in caps) else None
 
 
 def flash_wheel_sass(f: FlashRelease, w: FlashWheelRow) -> ArchList:

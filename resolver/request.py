@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from resolver.errors import BadInput
 from resolver.inputs import MAX_REQUIREMENT_CHARS, check_requirements, check_text
@@ -22,6 +24,14 @@ __all__ = ["Request", "parse_request", "parse_requirement", "SOLVED"]
 
 # Packages the solver decides; anything else passes through to the plan untouched.
 SOLVED = ("torch", "xformers", "flash-attn")
+
+
+class _Versioned(Protocol):
+    @property
+    def version(self) -> Version: ...
+
+
+_Row = TypeVar("_Row", bound=_Versioned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,29 @@ class Request:
     # what the index holds for each pass-through name, looked up before solving (None: not looked up, not checked)
     index: Mapping[str, IndexProject] | None = None
     index_url: str | None = None  # the index it was looked up on, when not PyPI
+    # versions to stay closest to (check-upgrade's current set: name -> version, torch with its local tag): ranks a
+    # candidate by its distance from them (the same version, then newer ascending, then older descending) instead of
+    # by newness. Empty: the newest wins.
+    near: tuple[tuple[str, str], ...] = ()
+
+    def near_version(self, name: str) -> str | None:
+        """Return the version ``name`` should stay closest to, or ``None``."""
+        return dict(self.near).get(name)
+
+    def nearness(self, name: str, version: Version) -> tuple[object, ...]:
+        """Return the sort key of ``version`` by distance from ``near`` (smaller is closer): newest first without one."""
+        anchor = self.near_version(name)
+        newest = tuple(-x for x in version.release)
+        if anchor is None:
+            return newest
+        a = Version(anchor.split("+")[0])
+        return (0,) if version == a else (1, version) if version > a else (2, newest)
+
+    def order(self, name: str, rows: Sequence[_Row]) -> list[_Row]:
+        """Return matrix ``rows`` (newest first) in the order the solver tries them: by ``nearness`` (stable)."""
+        if self.near_version(name) is None:
+            return list(rows)
+        return sorted(rows, key=lambda r: self.nearness(name, r.version))
 
     def describe(self, name: str) -> str:
         """Return how the request bounds ``name``: ``"xformers<0.0.23"`` or ``"torch (any)"``."""

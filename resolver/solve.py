@@ -5,7 +5,8 @@ or raises ``NoCompatibleStack`` with one reason per blocking fact and what would
 
 Ranking (smallest key wins): native code (SASS) before PTX-only coverage; companions on their wheels' torch pin
 before builds against another torch; (with ``prefer_wheels``: fewest source builds); verified facts before unverified ones (an unverified fact is used
-only when nothing verified fits); then the newest torch; with a source build and a known nvcc, a torch CUDA no newer
+only when nothing verified fits); then the newest torch (with ``Request.near``: the torch closest to it, its own
+build first, and companions closest to theirs, wheels first); with a source build and a known nvcc, a torch CUDA no newer
 than that nvcc; the highest CUDA the driver runs; the newest xformers and
 flash-attn; a wheel over a build.
 """
@@ -64,12 +65,16 @@ class Option:
 
     def key(self, request: Request, target: Target) -> tuple[object, ...]:
         t = self.torch
-        newest = tuple(-x for x in t.release.version.release)
+        newest = request.nearness("torch", t.release.version)
+        near = request.near_version("torch")
+        if near is not None:  # the same build of torch first: its CUDA tag, or PyPI's when it has none
+            tag = near.partition("+")[2]
+            newest += (not (t.tag == tag if tag else t.from_pypi),)
         nvcc_penalty = 0
         if self.source_builds and target.nvcc is not None and t.cuda is not None and t.cuda > target.nvcc:
             nvcc_penalty = 1
         cuda = tuple(-x for x in t.cuda.release) if t.cuda else ()
-        companions = tuple(tuple(-x for x in Version(c.choice.version).release) for c in self.companions)
+        companions = tuple(request.nearness(c.choice.name, Version(c.choice.version)) for c in self.companions)
         methods = tuple(c.choice.method != "wheel" for c in self.companions)
         first: tuple[object, ...] = (bool(self.ptx), self.off_pin)
         if request.prefer_wheels:
@@ -106,7 +111,7 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
         flash_fits_gpus(f, target) for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)
     ):
         return found  # no flash-attn release runs on these GPUs, whatever torch: explain_failure says why
-    for rel in matrix.torch:
+    for rel in request.order("torch", matrix.torch):
         if not spec_allows(request.torch, rel.version):
             continue
         installable = torch_release_refusal(rel, target, matrix)
@@ -149,7 +154,7 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
                 and _installed_is_older(request.keep_torch, rel.version):
             continue  # the installed torch, if it fits, outranks newer releases: keep looking down to it
         if not request.prefer_wheels and any(o.settled for o in found):
-            break  # older releases rank lower under the default order
+            break  # later releases in this order rank lower
         if request.prefer_wheels and any(o.settled and not o.source_builds for o in found):
             break
     return found

@@ -1,27 +1,42 @@
-"""Say whether moving an installed stack to new versions is safe: ``check_upgrade(current, proposed, matrix)``.
+"""Say whether moving an installed stack to new versions is safe: the solver with the proposed set pinned, plus a diff.
 
-Pure: the caller reads the current set (a lock or the environment) and passes versions as data. Each finding is one
-fact from the matrices: xformers pinned to another torch, a flash-attn binary built for another torch minor or ABI,
-a GPU the new builds have no code for, a driver too old for the new CUDA. ``nearest_safe`` searches the matrices for
-the closest set of versions that has no finding (docs/check-upgrade.md).
+Pure: the caller reads the current set (a lock or the environment) and passes versions as data.
+``check_upgrade(current, proposed, matrix, original=..., profiles=..., requirements=...)`` solves the target with the
+proposed torch (with its local tag), xformers and flash-attn pinned, under the original request (a lock's
+``[tool.gpustack]`` request and profile); the solver's refusals (``resolver.refusal``) are the ``unsafe`` findings.
+On top of the solve sits what only an upgrade knows (docs/check-upgrade.md):
+
+* a compiled package kept while torch moves must be rebuilt or reinstalled when its binary was built for the old
+  torch (a source build; a flash-attn wheel, one per torch minor and C++ ABI): ``needs-rebuild``;
+* a package the solved set builds from source that was not built here for this torch: ``needs-rebuild``;
+* with the driver unknown, a set that needs a newer driver than the current one: ``unsafe``, naming the driver.
+
+The nearest safe set is one solve under the original request and the new requirements with ``Request.near`` set to
+the current versions (the solver ranks the closest first), then checked like any proposal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
-from resolver.errors import BadInput
 from resolver import compat
-from resolver.matrix_types import FlashRelease, Matrix, TorchRelease, TorchVariant
-from resolver.models import Target, format_driver
+from resolver.candidates import torch_options
+from resolver.errors import BadInput, NoCompatibleStack
+from resolver.matrix_types import Matrix
+from resolver.models import PackageChoice, Stack, Target, format_driver
+from resolver.refusal import ordered
+from resolver.request import SOLVED, Request, parse_request
+from resolver.solve import solve
 
-__all__ = ["Installed", "Finding", "UpgradeReport", "proposed_versions", "check_upgrade", "nearest_safe"]
+__all__ = ["Installed", "Finding", "UpgradeReport", "proposed_versions", "upgrade_request", "check_upgrade"]
 
 Verdict = Literal["safe", "needs-rebuild", "unsafe"]
 _RANK = {"safe": 0, "needs-rebuild": 1, "unsafe": 2}
@@ -45,16 +60,19 @@ class Installed:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One reason an upgrade is not safe."""
+    """One reason an upgrade is not safe. ``kind``: the solver's refusal kind (``resolver.refusal.KINDS``), or
+    ``rebuild`` / ``driver_floor`` for what the upgrade diff adds."""
 
     package: str
     verdict: Verdict
     reason: str
+    kind: str = "other"
 
 
 @dataclass(frozen=True, slots=True)
 class UpgradeReport:
-    """The verdict, one finding per problem, and the closest set of versions without any (``None``: none found)."""
+    """The verdict, one finding per problem, the set the solver checked, and the closest set of versions without
+    any finding (``None``: none found)."""
 
     verdict: Verdict
     current: dict[str, str]
@@ -62,6 +80,7 @@ class UpgradeReport:
     findings: tuple[Finding, ...]
     nearest: dict[str, str] | None = None
     notes: tuple[str, ...] = ()
+    checked: dict[str, str] | None = None  # the solved set: torch with its build (``2.2.0+cu121``), how each comes
 
     def to_dict(self) -> dict[str, Any]:
         """Return the documented ``check-upgrade --json`` object."""
@@ -69,10 +88,16 @@ class UpgradeReport:
             "verdict": self.verdict,
             "current": self.current,
             "proposed": self.proposed,
-            "findings": [{"package": f.package, "verdict": f.verdict, "reason": f.reason} for f in self.findings],
+            "checked": self.checked,
+            "findings": [{"package": f.package, "verdict": f.verdict, "kind": f.kind, "reason": f.reason}
+                         for f in self.findings],
             "nearest_safe": self.nearest,
             "notes": list(self.notes),
         }
+
+
+def _canon(versions: Mapping[str, str]) -> dict[str, str]:
+    return {str(canonicalize_name(k)): v for k, v in versions.items()}
 
 
 def _base(version: str) -> Version:
@@ -93,24 +118,31 @@ def _parse(requirements: Iterable[str]) -> list[Requirement]:
     return out
 
 
-def _candidates(name: str, matrix: Matrix) -> list[Version]:
-    """Return the final releases of ``name`` the matrices know, oldest first."""
-    rows: Sequence[Any] = {"torch": matrix.torch, "xformers": matrix.xformers, "flash-attn": matrix.flash_attn}.get(name, ())
-    return sorted(r.version for r in rows if not r.version.is_prerelease and not r.version.is_devrelease)
+def _rows(name: str, matrix: Matrix) -> Sequence[Any]:
+    return {"torch": matrix.torch, "xformers": matrix.xformers, "flash-attn": matrix.flash_attn}.get(name, ())
+
+
+def _known(name: str, version: str, matrix: Matrix) -> bool:
+    try:
+        v = _base(version)
+    except InvalidVersion:
+        return False
+    return any(r.version == v for r in _rows(name, matrix))
 
 
 def proposed_versions(current: Installed, requirements: Sequence[str], matrix: Matrix) -> dict[str, str]:
     """Return the current versions with ``requirements`` applied: the newest matrix release each one admits (what
     pip would pick); a package the matrices do not know keeps an ``==`` pin as written. Raises ``BadInput``."""
-    out = {str(canonicalize_name(k)): v for k, v in current.versions.items()}
+    out = _canon(current.versions)
     for req in _parse(requirements):
         name = str(canonicalize_name(req.name))
         local = next((s.version.split("+", 1)[1] for s in req.specifier if "+" in s.version), None)
-        spec = type(req.specifier)(",".join(f"{s.operator}{s.version.split('+')[0]}" for s in req.specifier))
-        known = [v for v in _candidates(name, matrix) if spec.contains(v, prereleases=True)]
+        spec = SpecifierSet(",".join(f"{s.operator}{s.version.split('+')[0]}" for s in req.specifier))
+        known = sorted(r.version for r in _rows(name, matrix) if not r.version.is_prerelease
+                       and not r.version.is_devrelease and spec.contains(r.version, prereleases=True))
         if known:
             out[name] = str(known[-1]) + (f"+{local}" if local else "")
-        elif name in ("torch", "xformers", "flash-attn"):
+        elif name in SOLVED:
             raise BadInput(f"{req} matches no {name} release in the matrices; check the version (gpustack matrix)")
         else:
             pin = next((s.version for s in req.specifier if s.operator in ("==", "===")), None)
@@ -137,200 +169,183 @@ def _torch_deps_follow(out: dict[str, str], current: Mapping[str, str], requirem
     return out
 
 
-def _torch_variant(rel: TorchRelease, version: str, current_torch: str | None, target: Target,
-                   matrix: Matrix) -> tuple[TorchVariant | None, list[Finding]]:
-    """Return the CUDA build of torch the move would install and what is wrong with it for the target."""
-    tag = version.split("+")[1] if "+" in version else None
-    cur_tag = current_torch.split("+")[1] if current_torch and "+" in current_torch else None
-    if tag == "cpu" or (target.is_cpu and tag is None):
-        return None, []
-    found: list[Finding] = []
-    installable = compat.torch_release_problem(rel, target, matrix)  # the solver's rule (wheels.toml)
-    if installable:
-        found.append(Finding("torch", "unsafe", f"torch {rel.version}: {installable}"))
-
-    def problems(v: TorchVariant) -> list[Finding]:
-        arch = v.arch_aarch64 if target.platform == "linux_aarch64" and v.arch_aarch64 else v.arch
-        out = [Finding("torch", "unsafe", f"torch {rel.version}+{v.tag} has no code for {g.name} ({g.compute_capability.sm}): "
-                                          f"its builds cover {arch.to_torch_arch_list()}")
-               for g in target.gpus if compat.covers(arch, g.compute_capability) is None]
-        floor = compat.driver_floor(v.cuda, matrix, target.platform)
-        if target.driver is not None and floor is not None and target.driver < floor:
-            out.append(Finding("torch", "unsafe", f"driver {target.driver} is too old for CUDA {v.cuda} "
-                                                  f"(torch {rel.version}+{v.tag} needs driver >= {floor})"))
-        return out
-
-    if tag is not None:
-        chosen = rel.variant(tag)
-        if chosen is None:
-            return None, found + [Finding("torch", "unsafe", f"torch {rel.version} has no {tag} build")]
-        return chosen, found + problems(chosen)
-    default = rel.pypi_cuda.get(target.platform)
-    order = sorted(rel.variants, key=lambda v: (v.tag != cur_tag, v.tag != default, -v.cuda.major, -v.cuda.minor))
-    for v in order:
-        if not problems(v):
-            return v, found
-    return order[0] if order else None, found + (problems(order[0]) if order else [])
+def upgrade_request(current: Installed, matrix: Matrix, *, original: Sequence[str] = (), profiles: Sequence[str] = (),
+                    requirements: Sequence[str] = ()) -> Request:
+    """Return what the set must satisfy: the original request (a lock's request and profiles) with each new
+    requirement in place of the original bound of the package it names, and every solved package of the current set
+    the matrices know (any version when neither names it). Optional profile packages are left out: an upgrade
+    checks the set that is there."""
+    req = parse_request(original, matrix, profiles=profiles)
+    new = parse_request(requirements, matrix)
+    named = {str(canonicalize_name(r.name)) for r in _parse(requirements)}
+    changes: dict[str, Any] = {"optional": (), "lines": (*req.lines, *requirements)}
+    if "torch" in named:
+        changes.update(torch=new.torch, torch_variant=new.torch_variant)
+    if "xformers" in named:
+        changes["xformers"] = new.xformers
+    if "flash-attn" in named:
+        changes["flash_attn"] = new.flash_attn
+    changes["kernels"] = tuple(k for k in req.kernels if k[0] not in named) + new.kernels
+    changes["others"] = tuple(o for o in req.others if str(canonicalize_name(Requirement(o).name)) not in named) \
+        + new.others
+    cur = _canon(current.versions)
+    for name, attr in (("xformers", "xformers"), ("flash-attn", "flash_attn")):
+        if changes.get(attr, getattr(req, attr)) is None and name in cur and _known(name, cur[name], matrix):
+            changes[attr] = SpecifierSet()
+    return dataclasses.replace(req, **changes)
 
 
-def _flash_wheel(f: FlashRelease, torch: Version, cuda: Version, abi: bool | None, target: Target) -> bool:
-    """Return whether setup.py finds a prebuilt wheel of ``f`` (the solver's rule: ``compat.flash_wheel``)."""
-    return compat.flash_wheel_serves(f, torch, cuda, abi, target.python, target.platform, target.capabilities) is not None
-
-
-def _floor_of(torch: str | None, matrix: Matrix, target: Target) -> Version | None:
-    """Return the driver floor of an installed torch (``2.1.0+cu121``; without a tag: PyPI's build)."""
-    if torch is None:
-        return None
-    rel = matrix.torch_release(_base(torch))
-    if rel is None:
-        return None
-    tag = torch.split("+")[1] if "+" in torch else rel.pypi_cuda.get(target.platform)
-    v = rel.variant(tag) if tag else None
-    return compat.driver_floor(v.cuda, matrix, target.platform) if v is not None else None
-
-
-def _driver_floor_moves(current: Installed, cur_torch: str | None, variant: TorchVariant | None,
-                        matrix: Matrix) -> list[Finding]:
-    """Return a finding when the new torch needs a newer driver than the current set and the target's driver is
-    unknown: the move is only safe on a machine that has it."""
-    target = current.target
-    if variant is None or target.driver is not None:
-        return []
-    new = compat.driver_floor(variant.cuda, matrix, target.platform)
-    old = current.floor or _floor_of(cur_torch, matrix, target)
-    if new is None or old is None or new <= old:
-        return []
-    return [Finding("torch", "unsafe", f"CUDA {variant.cuda} needs driver >= {format_driver(new)}; the current set "
-                                       f"needs >= {format_driver(old)} and the target's driver is unknown: pass "
-                                       "--driver to check it, or update the driver first")]
-
-
-def _findings(current: Installed, proposed: Mapping[str, str], matrix: Matrix) -> tuple[list[Finding], list[str]]:
-    """Return every finding of moving ``current`` to ``proposed``, plus notes on what could not be checked."""
-    target = current.target
-    cur = {str(canonicalize_name(k)): v for k, v in current.versions.items()}
-    found: list[Finding] = []
+def _pinned(request: Request, proposed: Mapping[str, str], matrix: Matrix) -> tuple[Request, list[str]]:
+    """Return ``request`` with the proposed torch / xformers / flash-attn pinned, and a note per version the
+    matrices do not know (left unchecked)."""
     notes: list[str] = []
-    torch_v = proposed.get("torch")
-    if torch_v is None:
-        return found, ["no torch in the set: nothing to check"]
-    new_torch = _base(torch_v)
-    rel = matrix.torch_release(new_torch)
-    if rel is None:
-        return found, [f"torch {new_torch} is not in the matrices: its builds cannot be checked"]
-    variant, torch_findings = _torch_variant(rel, torch_v, cur.get("torch"), target, matrix)
-    found += torch_findings
-    found += _driver_floor_moves(current, cur.get("torch"), variant, matrix)
-    moved = cur.get("torch") is None or _base(cur["torch"]) != new_torch
-    x_v = proposed.get("xformers")
-    if x_v is not None:
-        x = next((r for r in matrix.xformers if r.version == Version(x_v)), None)
-        if x is None:
-            notes.append(f"xformers {x_v} is not in the matrices: not checked")
-        elif "xformers" in current.source_built and x_v == cur.get("xformers"):
-            if moved:
-                ok = x.source_torch is None or x.source_torch.contains(new_torch, prereleases=True)
-                found.append(Finding("xformers", "needs-rebuild" if ok else "unsafe",
-                                     f"xformers {x_v} was built from source against torch {cur.get('torch')}; "
-                                     + ("rebuild it against the new torch" if ok else f"its source needs torch{x.source_torch}")))
-        elif not x.torch.contains(new_torch, prereleases=True):
-            found.append(Finding("xformers", "unsafe", f"xformers {x_v} pins torch{x.torch}; torch {new_torch} breaks "
-                                                       "its compiled kernels (pip would replace torch or fail)"))
-        else:
-            for g in target.gpus:
-                if x.arch.covers(g.compute_capability) is None:
-                    found.append(Finding("xformers", "needs-rebuild", f"the xformers {x_v} wheel has no code for "
-                                         f"{g.name} ({g.compute_capability.sm}): build it from source"))
-    fa_v = proposed.get("flash-attn")
-    if fa_v is not None and variant is not None:
-        f = next((r for r in matrix.flash_attn if r.version == Version(fa_v)), None)
-        if f is None:
-            notes.append(f"flash-attn {fa_v} is not in the matrices: not checked")
-        else:
-            kept = fa_v == cur.get("flash-attn")
-            built = Version(current.built_for_torch.get("flash-attn", str(_base(cur.get("torch", torch_v)))))
-            old_rel = matrix.torch_release(_base(cur["torch"])) if "torch" in cur else None
-            new_abi = compat.torch_cxx11_abi(rel, target.platform, matrix)
-            old_abi = compat.torch_cxx11_abi(old_rel, target.platform, matrix) if old_rel is not None else None
-            abi_change = old_rel is not None and old_abi != new_abi
-            wheel = _flash_wheel(f, new_torch, variant.cuda, new_abi, target)
-            newer = next((g.version for g in sorted(matrix.flash_attn, key=lambda r: r.version)
-                          if g.version > f.version and _flash_wheel(g, new_torch, variant.cuda, new_abi, target)), None)
-            move = f" or move to flash-attn {newer}, which has a wheel for torch {_minor(new_torch)}" if newer else ""
-            if kept and (_minor(built) != _minor(new_torch) or (moved and abi_change)):
-                how = (f"reinstall the flash-attn {fa_v} wheel built for torch {_minor(new_torch)}" if wheel
-                       else "rebuild it from source (FLASH_ATTENTION_FORCE_BUILD=TRUE)" + move)
-                abi = f", cxx11 ABI {'on' if new_abi else 'off'}" if abi_change else ""
-                found.append(Finding("flash-attn", "needs-rebuild", f"the flash-attn {fa_v} binary was built for torch "
-                                     f"{_minor(built)}; torch {_minor(new_torch)}{abi} breaks its ABI: {how}"))
-            elif not kept and not wheel:
-                found.append(Finding("flash-attn", "needs-rebuild", f"flash-attn {fa_v} has no wheel for torch "
-                                     f"{_minor(new_torch)} + CUDA {variant.cuda.major}: it must be built from source{move}"))
-    return found, notes
+    changes: dict[str, Any] = {}
+    for name, attr in (("torch", "torch"), ("xformers", "xformers"), ("flash-attn", "flash_attn")):
+        version = proposed.get(name)
+        if version is None:
+            continue
+        if not _known(name, version, matrix):
+            notes.append(f"{name} {version} is not in the matrices: not checked")
+            changes[attr] = None
+            continue
+        bound = getattr(request, attr) or SpecifierSet()
+        pin = SpecifierSet(f"=={_base(version)}")  # with the bound when it excludes the pin: the solver says so
+        changes[attr] = pin if bound.contains(_base(version), prereleases=True) else bound & pin
+        if name == "torch" and "+" in version:
+            changes["torch_variant"] = version.split("+", 1)[1]
+    return dataclasses.replace(request, **changes), notes
 
 
-def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matrix, *,
-                  requirements: Sequence[str] = (), needs: frozenset[str] = frozenset()) -> UpgradeReport:
-    """Return the verdict of moving ``current`` to ``proposed`` (name -> version), with one finding per problem;
-    when it is not safe and ``requirements`` are given, also the nearest safe set (``nearest_safe``) under them and
-    the features ``needs`` (``xformers.components``): pass the original request (a lock's, a profile's) with the
-    new requirements last."""
-    prop = {str(canonicalize_name(k)): v for k, v in proposed.items()}
-    found, notes = _findings(current, prop, matrix)
-    verdict: Verdict = max((f.verdict for f in found), key=lambda v: _RANK[v], default="safe")
-    nearest = nearest_safe(current, requirements, matrix, needs=needs) if verdict != "safe" and requirements else None
-    if verdict != "safe" and requirements and nearest is None:
-        notes.append("no set of versions in the matrices satisfies the requirements without a finding")
-    cur = {str(canonicalize_name(k)): v for k, v in current.versions.items()}
-    return UpgradeReport(verdict, cur, prop, tuple(found), nearest, tuple(notes))
+def _solve(target: Target, matrix: Matrix, request: Request) -> Stack | NoCompatibleStack:
+    try:
+        return solve(target, matrix, request)
+    except NoCompatibleStack as exc:
+        return exc
 
 
-def _closest(versions: Sequence[Version], anchor: Version | None) -> list[Version]:
-    """Return ``versions`` ordered by distance from ``anchor``: unchanged, then newer ascending, then older."""
-    if anchor is None:
-        return sorted(versions)
-    same = [v for v in versions if v == anchor]
-    newer = sorted(v for v in versions if v > anchor)
-    older = sorted((v for v in versions if v < anchor), reverse=True)
-    return same + newer + older
+def _torch_floor(choice: PackageChoice, matrix: Matrix, target: Target) -> Version | None:
+    """Return the driver a solved torch build needs on ``target`` (its toolkit's own driver when it runs via PTX)."""
+    return compat.driver_floor(choice.cuda, matrix, target.platform, jit=choice.ptx_fallback)
 
 
-def nearest_safe(current: Installed, requirements: Sequence[str], matrix: Matrix, *,
-                 needs: frozenset[str] = frozenset()) -> dict[str, str] | None:
-    """Return the set of versions closest to ``current`` that meets ``requirements`` with no finding, or ``None``.
-
-    torch moves least first; xformers and flash-attn take the release closest to the current one that fits.
-    """
-    reqs = {str(canonicalize_name(r.name)): r for r in _parse(requirements)}
-    cur = {str(canonicalize_name(k)): v for k, v in current.versions.items()}
-    base = proposed_versions(current, requirements, matrix)
-
-    def allowed(name: str) -> list[Version]:
-        vs = _candidates(name, matrix)
-        if name == "xformers" and "xformers.components" in needs:
-            vs = [x.version for x in matrix.xformers if x.has_components and x.version in vs]
-        r = reqs.get(name)
-        if r is None:
-            return vs
-        spec = type(r.specifier)(",".join(f"{s.operator}{s.version.split('+')[0]}" for s in r.specifier))
-        return [v for v in vs if spec.contains(v, prereleases=True)]
-
-    def anchor(name: str) -> Version | None:
-        return _base(cur[name]) if name in cur else None
-
-    torch_local = base["torch"].split("+")[1] if "+" in base.get("torch", "") else None
-    for t in _closest(allowed("torch"), anchor("torch")):
-        trial = dict(base, torch=str(t) + (f"+{torch_local}" if torch_local else ""))
-        for name in ("xformers", "flash-attn"):
-            if name not in base:
-                continue
-            for v in _closest(allowed(name), anchor(name)):
-                trial[name] = str(v)
-                if not [f for f in _findings(current, trial, matrix)[0] if f.package == name]:
-                    break
-            else:
-                trial[name] = base[name]
-        if not _findings(current, trial, matrix)[0]:
-            return trial
+def _current_floor(current: Installed, matrix: Matrix) -> Version | None:
+    """Return the driver the current set needs: the lock's ``min_driver``, else its torch build's (``2.1.0+cu121``;
+    without a tag, PyPI's build), with the toolkit's own driver where it runs a GPU through PTX."""
+    if current.floor is not None:
+        return current.floor
+    torch = _canon(current.versions).get("torch")
+    rel = matrix.torch_release(_base(torch)) if torch and _known("torch", torch, matrix) else None
+    if torch is None or rel is None:
+        return None
+    target = current.target
+    for opt in torch_options(rel, target, matrix):
+        if opt.is_installed(torch) and opt.cuda is not None:
+            ptx = compat.coverage(opt.arch, target.capabilities)[1]
+            return compat.driver_floor(opt.cuda, matrix, target.platform, jit=bool(ptx))
     return None
+
+
+def _solve_for(current: Installed, matrix: Matrix,
+               request: Request) -> tuple[Stack | NoCompatibleStack, list[Finding], list[str]]:
+    """Solve ``request`` on the current target. With its driver unknown, first for the driver the current set needs
+    (a set that solves there needs no newer driver); when only a newer one runs it, say so as a finding."""
+    target = current.target
+    floor = _current_floor(current, matrix) if target.driver is None and not target.is_cpu else None
+    if floor is None:
+        return _solve(target, matrix, request), [], []
+    result = _solve(dataclasses.replace(target, driver=floor), matrix, request)
+    if isinstance(result, Stack):
+        return result, [], [f"the target's driver is unknown: checked for the driver the current set needs "
+                            f"(>= {format_driver(floor)})"]
+    result = _solve(target, matrix, request)
+    if not isinstance(result, Stack):
+        return result, [], []
+    torch = result.torch
+    need = _torch_floor(torch, matrix, target)
+    if need is None or need <= floor:
+        return result, [], []
+    return result, [Finding("torch", "unsafe", f"torch {torch.version} (CUDA {torch.cuda}) needs driver >= "
+                            f"{format_driver(need)}; the current set needs >= {format_driver(floor)} and the target's "
+                            "driver is unknown: pass --driver to check it, or update the driver first", "driver_floor")], []
+
+
+def _rebuilds(current: Installed, stack: Stack, matrix: Matrix) -> list[Finding]:
+    """Return what the move asks to rebuild or reinstall: the diff of the current set against the solved one."""
+    cur = _canon(current.versions)
+    torch = stack.torch
+    new = _base(torch.version)
+    old = _base(cur["torch"]) if "torch" in cur and _known("torch", cur["torch"], matrix) else None
+    old_rel = matrix.torch_release(old) if old is not None else None
+    moved = old is not None and old != new
+    abi_change = moved and old_rel is not None and \
+        compat.torch_cxx11_abi(old_rel, current.target.platform, matrix) != stack.torch_cxx11_abi
+    abi = f", cxx11 ABI {'on' if stack.torch_cxx11_abi else 'off'}" if abi_change else ""
+    found = []
+    for p in stack.packages:
+        if p.name == "torch":
+            continue
+        kept = p.name in cur and cur[p.name] == p.version
+        here = p.name in current.source_built
+        built = current.built_for_torch.get(p.name, _minor(old) if old is not None else None)
+        how = (f"rebuild it from source ({', '.join(f'{k}={v}' for k, v in p.build_env.items())})"
+               if p.method == "source" else f"reinstall the {p.name} {p.version} wheel built for torch {_minor(new)}")
+        if kept and here and moved:
+            found.append(Finding(p.name, "needs-rebuild", f"{p.name} {p.version} was built from source against torch "
+                                 f"{cur['torch']}; torch {new}{abi} needs it again: {how}", "rebuild"))
+        elif kept and p.name == "flash-attn" and built is not None and (built != _minor(new) or abi_change):
+            found.append(Finding(p.name, "needs-rebuild", f"the {p.name} {p.version} binary was built for torch {built}; "
+                                 f"torch {_minor(new)}{abi} breaks its ABI: {how}", "rebuild"))
+        elif p.method == "source" and not (kept and here):
+            found.append(Finding(p.name, "needs-rebuild", f"{p.name} {p.version} has no prebuilt wheel for torch "
+                                 f"{torch.version} on this target: it is built from source "
+                                 f"({', '.join(f'{k}={v}' for k, v in p.build_env.items())})", "rebuild"))
+    return found
+
+
+def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
+             request: Request) -> tuple[list[Finding], list[str], Stack | None]:
+    """Return the findings of moving ``current`` to ``proposed`` under ``request``, notes, and the solved set."""
+    if "torch" not in proposed:
+        return [], ["no torch in the set: nothing to check"], None
+    if not _known("torch", proposed["torch"], matrix):
+        return [], [f"torch {proposed['torch']} is not in the matrices: its builds cannot be checked"], None
+    pinned, notes = _pinned(request, proposed, matrix)
+    result, found, assumed = _solve_for(current, matrix, pinned)
+    if not isinstance(result, Stack):
+        return [Finding(r.package, "unsafe", r.text, r.kind) for r in ordered(result.refusals)], notes, None
+    return found + _rebuilds(current, result, matrix), notes + assumed, result
+
+
+def _spelled(stack: Stack, names: Iterable[str]) -> dict[str, str]:
+    """Return the versions of ``stack`` for ``names``, torch as its pin spells it (a tag only off PyPI)."""
+    out = {}
+    for p in stack.packages:
+        if p.name in names:
+            out[p.name] = compat.torch_pin(p.version, p.index_url)[len("torch=="):] if p.name == "torch" else p.version
+    return out
+
+
+def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matrix, *, original: Sequence[str] = (),
+                  profiles: Sequence[str] = (), requirements: Sequence[str] = (), nearest: bool = True) -> UpgradeReport:
+    """Return the verdict of moving ``current`` to ``proposed`` (name -> version) under the original request
+    (``original`` lines and ``profiles``) and the new ``requirements``, one finding per problem; when it is not
+    safe (and ``nearest``), also the nearest safe set: the solve of that request closest to the current versions."""
+    prop = _canon(proposed)
+    cur = _canon(current.versions)
+    request = upgrade_request(current, matrix, original=original, profiles=profiles, requirements=requirements)
+    found, notes, stack = _verdict(current, prop, matrix, request)
+    verdict: Verdict = max((f.verdict for f in found), key=lambda v: _RANK[v], default="safe")
+    checked = {p.name: p.version for p in stack.packages} if stack is not None else None
+    near_set = None
+    if nearest and verdict != "safe" and "torch" in prop:
+        near = dataclasses.replace(request, prefer_wheels=True,
+                                   near=tuple((k, v) for k, v in cur.items() if k in SOLVED and _known(k, v, matrix)))
+        result, _, _ = _solve_for(current, matrix, near)
+        if isinstance(result, Stack):
+            names = set(prop) | {p.name for p in result.packages if p.name in SOLVED}
+            trial = _torch_deps_follow(prop | _spelled(result, names), current.versions, requirements, matrix)
+            if not _verdict(current, trial, matrix, request)[0]:
+                near_set = trial
+        if near_set is None:
+            notes.append("no set of versions in the matrices satisfies the request without a finding")
+    return UpgradeReport(verdict, cur, prop, tuple(found), near_set, tuple(notes), checked)

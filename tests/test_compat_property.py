@@ -14,19 +14,20 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 
 from resolver import compat, upgrade
-from resolver.candidates import torch_options
-from resolver.companions import _flash_wheel
+from resolver.candidates import TorchOption, torch_options
 from resolver.dockerfile import render
 from resolver.errors import NoCompatibleStack
 from resolver.matrix import load
+from resolver.matrix_types import FlashRelease
 from resolver.models import ComputeCapability, Gpu, Target, parse_driver
 from resolver.plan import make_plan
-from resolver.request import parse_request
+from resolver.request import Request, parse_request
 from resolver.solve import feasible, solve
 
 M = load()
@@ -45,30 +46,32 @@ targets = st.builds(
     st.lists(st.sampled_from(GPUS), min_size=1, max_size=2, unique=True),
     st.sampled_from(DRIVERS), st.sampled_from(PYTHONS), st.sampled_from(["linux_x86_64", "linux_aarch64"]),
 )
-requests = st.builds(lambda lines, profiles: parse_request(lines, M, profiles=profiles),
-                     st.sampled_from(REQUESTS), st.sampled_from(PROFILES))
+asks = st.tuples(st.sampled_from(REQUESTS), st.sampled_from(PROFILES))  # (requirement lines, profiles)
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _alternative_solves(alt: str, target: Target, request: object) -> bool:
+def _alternative_solves(alt: str, target: Target, request: Request) -> bool:
     m = re.match(r"torch==([\w.]+)\+(\w+) runs on", alt)
     if m:
-        req = dataclasses.replace(request, torch=SpecifierSet(f"=={m.group(1)}"), torch_variant=m.group(2))  # type: ignore[type-var]
+        req = dataclasses.replace(request, torch=SpecifierSet(f"=={m.group(1)}"), torch_variant=m.group(2))
         return feasible(target, M, req)
     m = re.match(r"xformers ([\w.]+) works with torch ([\w.]+)", alt)
     if m:
-        req = dataclasses.replace(request, xformers=SpecifierSet(f"=={m.group(1)}"),  # type: ignore[type-var]
+        req = dataclasses.replace(request, xformers=SpecifierSet(f"=={m.group(1)}"),
                                   torch=SpecifierSet(f"=={m.group(2)}"))
         return feasible(target, M, req)
     return True  # advice without versions (update the driver, use Python X): nothing to solve
 
 
 @SETTINGS
-@given(targets, requests)
-def test_plan_feasible_means_check_upgrade_safe_and_alternatives_solve(target: Target, request: object) -> None:
+@given(targets, asks)
+def test_plan_feasible_means_check_upgrade_safe_and_alternatives_solve(
+        target: Target, ask: tuple[list[str], list[str]]) -> None:
+    lines, profiles = ask
+    request = parse_request(lines, M, profiles=profiles)
     try:
-        stack = solve(target, M, request)  # type: ignore[arg-type]
+        stack = solve(target, M, request)
     except NoCompatibleStack as refusal:
         for alt in refusal.alternatives:
             assert _alternative_solves(alt, target, request), f"printed but does not solve: {alt}"
@@ -76,7 +79,7 @@ def test_plan_feasible_means_check_upgrade_safe_and_alternatives_solve(target: T
     versions = {p.name: p.version for p in stack.packages}
     source = frozenset(p.name for p in stack.packages if p.method == "source")
     current = upgrade.Installed(target, versions, source_built=source)
-    report = upgrade.check_upgrade(current, versions, M)
+    report = upgrade.check_upgrade(current, versions, M, original=lines, profiles=profiles)
     assert report.verdict == "safe", (versions, report.findings)
     plan = make_plan(stack, matrix=M)
     text = render(plan, M)
@@ -94,17 +97,40 @@ def test_plan_feasible_means_check_upgrade_safe_and_alternatives_solve(target: T
             assert s.index_url in text
 
 
+def _pair_verdicts(target: Target, opt: TorchOption, f: FlashRelease) -> tuple[str, str]:
+    """Return (what solve says of torch build ``opt`` + flash-attn ``f`` as a check-upgrade verdict: a wheel is
+    ``safe``, a source build ``needs-rebuild``, a refusal ``unsafe``; what check-upgrade says of adding ``f``)."""
+    pinned = Request(torch=SpecifierSet(f"=={opt.release.version}"), torch_variant=opt.tag,
+                     flash_attn=SpecifierSet(f"=={f.version}"))
+    try:
+        choice = solve(target, M, pinned).get("flash-attn")
+        said = "safe" if choice is not None and choice.method == "wheel" else "needs-rebuild"
+    except NoCompatibleStack:
+        said = "unsafe"
+    current = upgrade.Installed(target, {"torch": opt.version})
+    report = upgrade.check_upgrade(current, {"torch": opt.version, "flash-attn": str(f.version)}, M, nearest=False)
+    return said, report.verdict
+
+
+def _pairs(python: str) -> list[tuple[Target, TorchOption, FlashRelease]]:
+    target = Target(gpus=(Gpu("H100", ComputeCapability(9, 0)),), python=python, platform="linux_x86_64")
+    return [(target, opt, f) for rel in M.torch for opt in torch_options(rel, target, M) if opt.cuda is not None
+            for f in M.flash_attn]
+
+
+PAIRS = _pairs("3.10") + _pairs("3.12")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.sampled_from(PAIRS))
+def test_solve_and_check_upgrade_agree_on_sampled_flash_attn_and_torch_pairs(
+        pair: tuple[Target, TorchOption, FlashRelease]) -> None:
+    said, verdict = _pair_verdicts(*pair)
+    assert said == verdict, (pair[1].version, str(pair[2].version), said, verdict)
+
+
+@pytest.mark.slow
 def test_solve_and_check_upgrade_agree_on_every_flash_attn_release_and_torch_build() -> None:
-    pairs = disagree = 0
-    for python in ("3.10", "3.12"):
-        target = Target(gpus=(Gpu("H100", ComputeCapability(9, 0)),), python=python, platform="linux_x86_64")
-        for rel in M.torch:
-            for opt in torch_options(rel, target, M):
-                if opt.cuda is None:
-                    continue
-                for f in M.flash_attn:
-                    pairs += 1
-                    solver = _flash_wheel(f, opt, target, M)[0] is not None
-                    checker = upgrade._flash_wheel(f, rel.version, opt.cuda, opt.cxx11_abi, target)
-                    disagree += solver != checker
-    assert pairs > 1000 and disagree == 0
+    disagree = [(opt.version, str(f.version), *v) for target, opt, f in PAIRS
+                if (v := _pair_verdicts(target, opt, f))[0] != v[1]]
+    assert len(PAIRS) > 1000 and disagree == [], disagree[:5]

@@ -15,6 +15,7 @@ from resolver.cli import main
 from resolver.errors import BadInput
 from resolver.matrix import load
 from resolver.models import ComputeCapability, Gpu, Target, parse_driver
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from resolver.upgrade import Installed, check_upgrade, proposed_versions
@@ -37,7 +38,8 @@ def test_upgrade_case(path: Path) -> None:
     matrix = load()
     current = installed(case)
     proposed = proposed_versions(current, case["requirements"], matrix)
-    report = check_upgrade(current, proposed, matrix, requirements=case["requirements"])
+    report = check_upgrade(current, proposed, matrix, original=case.get("original", []),
+                           profiles=case.get("profiles", []), requirements=case["requirements"])
     expect = case["expect"]
     reasons = [f.reason for f in report.findings]
     assert report.verdict == expect["verdict"], reasons
@@ -80,8 +82,9 @@ def test_report_json_shape() -> None:
     assert data["findings"][0]["package"] == "xformers"
 
 
-def _lock_file(tmp_path: Path) -> Path:
-    """A lock of torch 2.1.0 + xformers 0.0.22.post7 for an RTX 3090 (hashes are placeholders)."""
+def _lock_file(tmp_path: Path, **made_for: Any) -> Path:
+    """A lock of torch 2.1.0 + xformers 0.0.22.post7 for an RTX 3090 (hashes are placeholders); ``made_for``: what
+    ``dumps`` records in ``[tool.gpustack]`` (request, profile, driver)."""
     from resolver.lock import LockedFile, dumps
     from resolver.models import PYPI_SIMPLE, PackageChoice, Plan, Stack, Step
 
@@ -96,7 +99,7 @@ def _lock_file(tmp_path: Path) -> Path:
                                "https://files.example/xformers-0.0.22.post7-cp310-cp310-manylinux2014_x86_64.whl", "b" * 64),
     }
     path = tmp_path / "pylock.toml"
-    path.write_text(dumps(plan, files, matrix=load()))
+    path.write_text(dumps(plan, files, matrix=load(), **made_for))
     return path
 
 
@@ -154,7 +157,7 @@ def test_nearest_safe_set_keeps_the_original_request() -> None:
     m = load()
     current = Installed(_rtx3090("535.104.05"), {"torch": "2.1.0", "xformers": "0.0.22.post7"})
     report = check_upgrade(current, proposed_versions(current, ["torch==2.2.*"], m), m,
-                           requirements=["torch==2.1.0", "xformers<0.0.23", "torch==2.2.*"])
+                           original=["torch==2.1.0", "xformers<0.0.23"], requirements=["torch==2.2.*"])
     assert report.verdict == "unsafe"
     assert report.nearest is None or Version(report.nearest["xformers"]) < Version("0.0.23")
 
@@ -163,7 +166,7 @@ def test_nearest_safe_set_honours_profile_needs() -> None:
     m = load()
     current = Installed(_rtx3090("580.65.06"), {"torch": "2.9.1", "xformers": "0.0.33.post2"})
     report = check_upgrade(current, proposed_versions(current, ["torch==2.10.0"], m), m,
-                           requirements=["xformers", "torch==2.10.0"], needs=frozenset({"xformers.components"}))
+                           profiles=["fairseq"], requirements=["torch==2.10.0"])
     assert report.verdict != "safe"
     assert report.nearest is None or report.nearest["xformers"] != "0.0.34"
 
@@ -171,3 +174,50 @@ def test_nearest_safe_set_honours_profile_needs() -> None:
 def test_check_upgrade_for_a_described_gpu_and_profile(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["check-upgrade", "--gpu", "8.6", "--profile", "nope", "torch==2.2.0"])
     assert bad.exit_code == 2 and "nope" in bad.output
+    lock = _lock_file(tmp_path)
+    run = CliRunner().invoke
+    # --gpu and --driver describe another machine: on the lock's RTX 3090 torch 2.14.1 has a safe set with an
+    # xformers wheel; on a GTX 1080 (sm_61) every xformers for it is a source build, so none is safe.
+    own = json.loads(run(main, ["check-upgrade", "torch==2.14.1", "--lock", str(lock), "--driver", "580.95.05",
+                                "--json"]).output)
+    assert own["nearest_safe"] is not None and own["nearest_safe"]["torch"].startswith("2.14.1"), own
+    old = run(main, ["check-upgrade", "torch==2.14.1", "--lock", str(lock), "--gpu", "6.1", "--driver", "580.95.05",
+                     "--json"])
+    data = json.loads(old.output)
+    assert old.exit_code == 1 and data["findings"][0]["kind"] == "torch_pin" and data["nearest_safe"] is None, data
+    # --profile fairseq joins the request: its nearest set keeps xformers.components (never 0.0.34).
+    fairseq = run(main, ["check-upgrade", "torch==2.4.0", "--lock", str(lock), "--profile", "fairseq", "--json"])
+    near = json.loads(fairseq.output)["nearest_safe"]
+    assert fairseq.exit_code == 1 and near is not None and near["torch"] == "2.4.0"
+    assert next(x for x in load().xformers if str(x.version) == near["xformers"]).has_components
+
+
+def test_a_locks_request_bounds_the_nearest_set_and_its_driver_is_used(tmp_path: Path) -> None:
+    # Made for AudioCraft (xformers<0.0.23): no torch 2.2 set keeps that bound, so no nearest set, never 0.0.24.
+    lock = _lock_file(tmp_path, request=["torch==2.1.0", "xformers<0.0.23"])
+    data = json.loads(CliRunner().invoke(main, ["check-upgrade", "torch==2.2.0", "--lock", str(lock), "--json"]).output)
+    assert data["verdict"] == "unsafe" and data["nearest_safe"] is None, data
+    # The lock recorded driver 470: torch 2.1.0's CUDA 12.1 build does not run there, its cu118 build does.
+    old = _lock_file(tmp_path, driver="470.82.01")
+    move = CliRunner().invoke(main, ["check-upgrade", "torch==2.1.0+cu121", "--lock", str(old), "--json"])
+    assert json.loads(move.output)["findings"][0]["kind"] == "driver", move.output
+    stay = CliRunner().invoke(main, ["check-upgrade", "torch==2.1.0", "--lock", str(old), "--json"])
+    assert stay.exit_code == 0 and json.loads(stay.output)["checked"]["torch"] == "2.1.0+cu118", stay.output
+
+
+def test_the_solver_prefers_versions_near_the_current_set() -> None:
+    import dataclasses
+
+    from resolver.request import parse_request
+    from resolver.solve import solve
+
+    m = load()
+    req = parse_request(["xformers"], m)
+    newest = solve(_rtx3090("535.104.05"), m, req)
+    near = solve(_rtx3090("535.104.05"), m, dataclasses.replace(
+        req, near=(("torch", "2.1.0+cu121"), ("xformers", "0.0.22.post7"))))
+    assert Version(newest.torch.version.split("+")[0]) > Version("2.5")
+    assert near.torch.version == "2.1.0+cu121" and near.get("xformers").version == "0.0.22.post7"  # type: ignore[union-attr]
+    newer = solve(_rtx3090("535.104.05"), m, dataclasses.replace(
+        req, torch=req.torch & SpecifierSet(">2.1.0"), near=(("torch", "2.1.0+cu121"), ("xformers", "0.0.22.post7"))))
+    assert newer.torch.version.startswith("2.1.1") or newer.torch.version.startswith("2.1.2"), newer.torch.version
