@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,9 @@ from resolver.errors import BadInput, CommandFailed
 from resolver.models import PYPI_SIMPLE, Plan, parse_glibc
 from resolver.options import fleet_options, target_options
 from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver_option
+
+if TYPE_CHECKING:
+    from resolver.lock_uv import UvRun
 
 __all__ = ["lock"]
 
@@ -59,6 +62,24 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     check_output(output)  # before any solving or network: a bad -o is bad input
+    started = None
+    hint = None
+    if with_deps and not opts.per_class:
+        # Start uv now on the request the same command asked for last time; the plan decides below whether its
+        # lock is used (resolver.lock_speculate).
+        from resolver import lock_speculate
+
+        hint = lock_speculate.hint_key(requirements, opts)
+        started = lock_speculate.start(hint)
+    try:
+        _lock(requirements, output, fmt, with_deps, opts, started, hint)
+    finally:
+        if started is not None:
+            started.cancel()
+
+
+def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
+          started: UvRun | None, hint: str | None) -> None:
     from resolver.pipeline import _read_requirement_files
 
     if opts.per_class:
@@ -91,14 +112,14 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     plan, ctx = fresh_plan_for(requirements, opts)
     for line in ctx.lines if ctx.fleet is not None else ():
         click.echo(line, err=True)
-    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names)
+    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names, started, hint)
     write_atomic(output, text)
     if output != "-":
         click.echo(f"wrote {output} ({summary})", err=True)
 
 
 def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions, request: list[str],
-               previous_names: list[str]) -> tuple[str, str]:
+               previous_names: list[str], started: UvRun | None = None, hint: str | None = None) -> tuple[str, str]:
     """Return the lock (or requirements.txt) text of ``plan`` and a summary; warn on stderr about each missing
     hash. ``ResolveError`` (exit 1) when a resolved file does not fit the target."""
     from resolver import hashes, lock_resolve
@@ -126,7 +147,8 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
         if with_deps:
             lock_resolve.check_direct_urls(plan)  # a dead host fails now, not after uv's retries
             try:
-                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv)
+                resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv,
+                                                started=started, hint=hint)
                 if not uv:
                     lock_resolve.remember_names(key, resolved)
             except CommandFailed as exc:

@@ -15,8 +15,6 @@ Requires-Python the index publishes for it. A file that fails is an error, never
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -24,9 +22,9 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urldefrag, urlsplit
 
-import tomli_w
 from packaging.markers import Marker
 from packaging.tags import Tag
 from packaging.pylock import Package, Pylock, PylockValidationError
@@ -36,9 +34,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from resolver import _subprocess
 from resolver.errors import GpuStackError
 from resolver.lock import LockedFile
+from resolver.lock_uv import UvRun, find_uv, isolated_env, uv_argv
 from resolver.models import PYPI_SIMPLE, Plan
 
-__all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "find_uv", "isolated_env", "python_platform", "resolve", "check_files", "requests_of", "Pages", "names_key",
+__all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
            "remembered_names", "remember_names"]
 
 GLIBC_DEFAULT = "2.35"  # hashes.GLIBC_MAX: Ubuntu 22.04, the oldest base image `gpustack dockerfile` uses
@@ -90,29 +89,6 @@ def check_direct_urls(plan: Plan, *, timeout: float = CONNECT_TIMEOUT) -> None:
                 f"cannot reach {host} ({why}) for {s.package}'s wheel {s.url.rsplit('/', 1)[-1]}, whose dependencies "
                 f"a lock reads from it: lock with --no-deps (the plan's packages, {s.package} by URL), or where "
                 f"{host} is reachable; nothing written")
-
-
-def find_uv() -> str | None:
-    """Return the uv executable: the one installed with gpustack (the ``uv`` wheel), else one on ``PATH``."""
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
-
-
-def isolated_env(**extra: str) -> dict[str, str]:
-    """Return this process's environment without pip's and uv's configuration variables, with uv's and pip's config
-    files switched off: a lock resolves what a clean machine would, not what this user's pip.conf adds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    for keep in ("UV_CACHE_DIR", "PIP_CACHE_DIR"):  # where caches live changes nothing that is resolved
-        if keep in os.environ:
-            env[keep] = os.environ[keep]
-    env.update({"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "PIP_CONFIG_FILE": os.devnull,
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    env.update(extra)
-    return env
 
 
 def python_platform(platform: str, glibc: str | None = None) -> str:
@@ -207,31 +183,32 @@ def _file_of(p: Package, rank: Mapping[Tag, int], index: str) -> LockedFile:
     raise ResolveError(f"uv locked {p.name} {version} without a file for the target; lock again with --no-deps")
 
 
-def _write_inputs(tmp: Path, plan: Plan, constraints: Sequence[str], default_index: str) -> tuple[Path, Path]:
-    project = tmp / "request" / "pyproject.toml"
-    project.parent.mkdir()
-    project.write_text(tomli_w.dumps(_pyproject(plan, default_index)))
-    cons = tmp / "constraints.txt"
-    cons.write_text("".join(f"{c}\n" for c in constraints))
-    return project, cons
+def uv_request(plan: Plan, constraints: Sequence[str], default_index: str = PYPI_SIMPLE) -> dict[str, Any]:
+    """Return everything ``uv pip compile`` is given for ``plan``, as plain (JSON) data: the throwaway project, the
+    constraints, the target and the default index. Two equal requests are the same uv run (``UvRun``)."""
+    t = plan.stack.target
+    return {"project": _pyproject(plan, default_index), "constraints": list(constraints),
+            "python_version": t.python, "python_platform": python_platform(t.platform, str(t.glibc) if t.glibc else None),
+            "index_url": default_index}
 
 
-def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str) -> dict[str, LockedFile]:
-    target = plan.stack.target
-    glibc = target.glibc
-    with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as name:
-        tmp = Path(name)
-        project, cons = _write_inputs(tmp, plan, constraints, default_index)
-        out = tmp / "pylock.toml"
-        argv = [uv, "pip", "compile", str(project), "--format", "pylock.toml", "-o", str(out), "--no-header",
-                "--quiet", "--python-version", target.python,
-                "--python-platform", python_platform(target.platform, str(glibc) if glibc else None),
-                "--index-url", default_index, "--constraint", str(cons), "--python", sys.executable]
-        _subprocess.run(argv, env=isolated_env(), timeout=900)
-        try:
-            lock = Pylock.from_dict(tomllib.loads(out.read_text()))
-        except (OSError, tomllib.TOMLDecodeError, PylockValidationError) as exc:
-            raise ResolveError(f"uv wrote no valid pylock.toml ({exc}); lock again with --no-deps") from None
+def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str,
+                started: UvRun | None = None, hint: str | None = None) -> dict[str, LockedFile]:
+    request = uv_request(plan, constraints, default_index)
+    run = started if started is not None and started.request == request else None
+    if run is None:
+        if started is not None:
+            started.cancel()  # started for another request: its lock is not this plan's
+        run = UvRun(uv, request)
+        if hint is not None:
+            from resolver import lock_speculate
+
+            lock_speculate.remember(hint, request)  # the next lock keyed ``hint`` starts uv on it at once
+    text = run.result()
+    try:
+        lock = Pylock.from_dict(tomllib.loads(text or ""))
+    except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
+        raise ResolveError(f"uv wrote no valid pylock.toml ({exc}); lock again with --no-deps") from None
     return _files_of_pylock(lock, plan, default_index)
 
 
@@ -270,18 +247,21 @@ def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], defaul
 
 
 def resolve(plan: Plan, constraints: Sequence[str] = (), *, python_exe: str | None = None,
-            default_index: str = PYPI_SIMPLE, uv: str | None = None, use_uv: bool = True) -> dict[str, LockedFile]:
+            default_index: str = PYPI_SIMPLE, uv: str | None = None, use_uv: bool = True,
+            started: UvRun | None = None, hint: str | None = None) -> dict[str, LockedFile]:
     """Return the file of every package the plan's wheel steps install on its target (the steps' own packages and
     all their dependencies), keyed by canonical name; ``constraints`` (PEP 508) bound the dependencies.
 
     uv resolves when present (``uv`` given, or ``find_uv()``) and ``use_uv``, else pip in ``python_exe``. Raises
-    ``CommandFailed`` when the resolver fails (an index unreachable, no solution).
+    ``CommandFailed`` when the resolver fails (an index unreachable, no solution). ``started`` is a uv run begun
+    before the plan was known: its lock is used when its request is this plan's, else it is cancelled (and uv
+    runs on the plan's request, remembered under the ``lock_speculate`` key ``hint`` when given).
     """
     if not requests_of(plan):
         return {}
     uv = (uv or find_uv()) if use_uv else None
     if uv:
-        return _resolve_uv(uv, plan, constraints, default_index)
+        return _resolve_uv(uv, plan, constraints, default_index, started, hint)
     return _resolve_pip(python_exe or sys.executable, plan, constraints, default_index)
 
 

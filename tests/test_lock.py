@@ -583,3 +583,48 @@ def test_lock_of_flash_attn_from_github_fails_fast_where_github_is_unreachable(t
     elapsed = time.monotonic() - start
     _assert_failed_fast_and_wrote_nothing(proc.returncode, proc.stderr, out, "github.com")
     assert elapsed < 6, f"took {elapsed:.1f} s"
+
+
+def _hint(**change: Any) -> dict[str, Any]:
+    request = {"project": {"project": {"name": "gpustack-lock-request", "version": "0",
+                                       "dependencies": ["torch==2.1.0", "flash-attn @ https://h/f-2.7.3-cp310-cp310-linux_x86_64.whl"]},
+                           "tool": {"uv": {"index": [{"name": "gpustack-0", "url": f"{PYPI_SIMPLE}/", "explicit": True}],
+                                           "sources": {"torch": {"index": "gpustack-0"}}}}},
+               "constraints": ["numpy<2"], "python_version": "3.10", "python_platform": "x86_64-manylinux_2_35",
+               "index_url": PYPI_SIMPLE}
+    request.update(change)
+    return request
+
+
+@pytest.mark.parametrize("change", [
+    {"constraints": ["evil @ https://h/evil-1.0.tar.gz"]},  # an sdist by URL would be built: code would run
+    {"project": {"project": {"name": "x", "version": "0", "dependencies": ["evil @ file:///tmp/src"]}, "tool": {}}},
+    {"project": {"project": {"name": "x", "version": "0", "dependencies": []}, "tool": {},
+                 "build-system": {"requires": ["evil"]}}},
+    {"project": {"project": {"name": "x", "version": "0", "dependencies": [], "dynamic": ["dependencies"]},
+                 "tool": {}}},
+    {"index_url": "ftp://h/simple"},
+    {"python_platform": "x86_64 --no-config"},
+    {"extra": 1},
+], ids=["sdist-url", "source-tree", "build-system", "dynamic", "index-scheme", "platform-text", "extra-key"])
+def test_a_lock_hint_that_could_make_uv_build_or_is_not_what_gpustack_writes_is_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]) -> None:
+    """Hints are data in the user's cache: one that names something uv would build (an sdist, a source tree, a
+    dynamic project), or is not the shape ``uv_request`` writes, starts nothing."""
+    from resolver import lock_speculate
+
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path))
+    assert lock_speculate._safe(_hint()) == _hint()
+    lock_speculate.remember("k", _hint(**change))
+    assert lock_speculate._safe(json.loads((tmp_path / "lock-hints" / "k.json").read_text())) is None
+    assert lock_speculate.start("k") is None
+
+
+def test_a_lock_hint_is_read_only_as_this_users_regular_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver import lock_speculate
+
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path))
+    lock_speculate.remember("good", _hint())
+    (tmp_path / "lock-hints" / "link.json").symlink_to(tmp_path / "lock-hints" / "good.json")
+    assert lock_speculate.start("link") is None  # followed, it would have started uv (a run, not None)
+    assert lock_speculate.hint_key(["a"], "o") != lock_speculate.hint_key(["a"], "p")

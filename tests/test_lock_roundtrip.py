@@ -230,6 +230,43 @@ def test_gpustack_install_lock_installs_exactly_the_lock(loopback: Loopback, tmp
     _expected(_installed(python))
 
 
+# --- uv started before the plan is known (resolver.lock_speculate) -------------------------------------------------
+
+
+def test_a_uv_run_started_on_a_hint_is_used_only_for_the_same_request(loopback: Loopback,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started for another request (a stale hint: here the 3.11 target) is killed and the plan's own request
+    resolved; that request is remembered, and the next run started from the hint is used as it is: the same lock."""
+    from resolver import lock_speculate, lock_uv
+
+    uv = lock_resolve.find_uv()
+    assert uv, "uv is a dependency of gpustack"
+    started: list[lock_uv.UvRun] = []
+    real_init = lock_uv.UvRun.__init__
+
+    def counting(self: lock_uv.UvRun, *args: object) -> None:  # the real run, counted
+        real_init(self, *args)  # type: ignore[arg-type]
+        started.append(self)
+
+    monkeypatch.setattr(lock_uv.UvRun, "__init__", counting)
+    plan310, plan311 = _plan(loopback, "3.10"), _plan(loopback, "3.11")
+    request = lock_resolve.uv_request(plan310, plan_constraints(plan310), loopback.pypi_url)
+    key = lock_speculate.hint_key(["torch==2.1.0"], "options")
+    stale = lock_uv.UvRun(uv, lock_resolve.uv_request(plan311, plan_constraints(plan311), loopback.pypi_url))
+    first = lock_resolve.resolve(plan310, plan_constraints(plan310), default_index=loopback.pypi_url,
+                                 started=stale, hint=key)
+    assert stale._proc is None and not stale._work.exists()  # killed, its folder gone
+    assert len(started) == 2 and started[1].request == request  # the plan's own request ran
+    assert first["networkx"].version == "3.4.2" and first["numpy"].version == "1.26.4"  # 3.10's answer
+    speculative = lock_speculate.start(key)  # what the next lock with this key starts before it plans
+    assert speculative is not None and speculative.request == request
+    again = lock_resolve.resolve(plan310, plan_constraints(plan310), default_index=loopback.pypi_url,
+                                 started=speculative, hint=key)
+    assert len(started) == 3  # no run but the speculative one
+    assert {k: (f.version, f.url, f.sha256) for k, f in again.items()} == \
+        {k: (f.version, f.url, f.sha256) for k, f in first.items()}
+
+
 # --- the AudioCraft golden lock, and the real thing (PyPI) --------------------------------------------------------
 
 
@@ -267,9 +304,16 @@ def test_audiocraft_lock_from_pypi_matches_the_golden_lock(tmp_path: Path) -> No
 
     _pypi_or_skip()
     out = tmp_path / "pylock.toml"
-    result = CliRunner().invoke(main, ["lock", "--gpu", "A100", "--driver", "535.104.05", "--python", "3.10",
-                                       "--platform", "linux_x86_64", "--profile", "audiocraft", "-o", str(out)])
+    args = ["lock", "--gpu", "A100", "--driver", "535.104.05", "--python", "3.10", "--platform", "linux_x86_64",
+            "--profile", "audiocraft"]
+    result = CliRunner().invoke(main, [*args, "-o", str(out)])
     assert result.exit_code == 0, result.output
+    # The same command again starts uv from the hint the first run left (resolver.lock_speculate): the same lock.
+    assert list((tmp_path / "gpustack-cache" / "lock-hints").glob("*.json"))
+    second = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "second.toml")])
+    assert second.exit_code == 0, second.output
+    assert [(p.name, p.version, p.url, p.sha256) for p in loads((tmp_path / "second.toml").read_text()).packages] \
+        == [(p.name, p.version, p.url, p.sha256) for p in loads(out.read_text()).packages]
     live, golden = loads(out.read_text()), loads((GOLDEN / "lock_audiocraft.toml").read_text())
     pinned = {p.name: (p.url, p.sha256) for p in golden.packages if p.name in ("torch", "xformers")}
     assert {p.name: (p.url, p.sha256) for p in live.packages if p.name in pinned} == pinned

@@ -1,0 +1,118 @@
+"""Start ``gpustack lock``'s uv run before the plan is known, and keep it only when the plan asks for exactly it.
+
+A lock's own work (loading the matrix, solving, planning) takes a fraction of a second, and uv's resolution cannot
+start before it: it needs the plan's pins. But the same command line mostly asks for the same uv run as last time.
+So the uv request (``lock_resolve.uv_request``: the throwaway project, the constraints, the target, the default
+index) of each run is remembered, keyed by the command's request and options, and the next run with that key starts
+uv on it at once, while gpustack plans. ``lock_resolve.resolve`` then uses that run only when the plan's own
+request is *equal* to the one it was started with; otherwise it kills it and runs uv on the plan's request. A stale
+or wrong hint costs time, never a different lock: what uv is given is always what the plan asks for.
+
+Hints are JSON (data, never code) in a private folder of the user's cache (``safefiles``: this user's regular
+files only, reached without following a link), and one that is not the expected shape is ignored. A hint may only
+name indexes by http(s)/file URL and direct URLs of wheels (a wheel is never built, so uv runs no code for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resolver.lock_uv import UvRun
+
+__all__ = ["hint_key", "start", "remember"]
+
+_FORMAT = "lock-hint-v1"
+_LIMIT = 1 << 20
+
+
+def _folder() -> Path:
+    from resolver.cache import cache_dir
+
+    return cache_dir() / "lock-hints"
+
+
+def hint_key(requirements: Sequence[str], options: object) -> str:
+    """Return the key of a lock command's hint: its format, the requirements and the options as given."""
+    text = json.dumps([_FORMAT, list(requirements), repr(options)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _url_ok(url: object, *, wheel: bool = False) -> bool:
+    if not isinstance(url, str) or not url.startswith(("https://", "http://", "file://")):
+        return False
+    return not wheel or url.split("#", 1)[0].split("?", 1)[0].endswith(".whl")
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and "\n" not in v for v in value)
+
+
+def _safe(data: object) -> dict[str, Any] | None:
+    """Return ``data`` when it has exactly the shape ``uv_request`` writes and names nothing uv would build."""
+    if not isinstance(data, dict) or set(data) != {"project", "constraints", "python_version", "python_platform",
+                                                   "index_url"}:
+        return None
+    project = data["project"]
+    if not isinstance(project, dict) or set(project) != {"project", "tool"}:
+        return None
+    meta, tool = project["project"], project["tool"]
+    if not isinstance(meta, dict) or set(meta) != {"name", "version", "dependencies"}:
+        return None
+    if not _strings(meta["dependencies"]) or not _strings(data["constraints"]):
+        return None
+    for req in [*meta["dependencies"], *data["constraints"]]:
+        if "@" in req and not _url_ok(req.split("@", 1)[1].strip(), wheel=True):
+            return None  # an sdist or a source tree by URL would be built: never from a hint
+    if not isinstance(tool, dict) or set(tool) - {"uv"}:
+        return None
+    uv = tool.get("uv", {})
+    if not isinstance(uv, dict) or set(uv) - {"index", "sources"}:
+        return None
+    for index in uv.get("index", []):
+        if not isinstance(index, dict) or set(index) != {"name", "url", "explicit"} or not _url_ok(index["url"]):
+            return None
+    if not _url_ok(data["index_url"]):
+        return None
+    for key in ("python_version", "python_platform"):
+        value = data[key]
+        if not isinstance(value, str) or not value or not all(c.isalnum() or c in "._-" for c in value):
+            return None
+    return data
+
+
+def start(key: str) -> UvRun | None:
+    """Return a uv run started on the request remembered under ``key`` (``None`` when there is none, it is not a
+    well-formed hint, or uv is missing or cannot be started)."""
+    from resolver.safefiles import read_private
+
+    blob = read_private(_folder() / f"{key}.json", limit=_LIMIT)
+    if blob is None:
+        return None
+    try:
+        request = _safe(json.loads(blob))
+    except ValueError:
+        return None
+    if request is None:
+        return None
+    from resolver.lock_uv import UvRun, find_uv
+
+    uv = find_uv()
+    if uv is None:
+        return None
+    try:
+        return UvRun(uv, request)
+    except OSError:
+        return None
+
+
+def remember(key: str, request: Mapping[str, Any]) -> None:
+    """Remember ``request`` as the uv run the command keyed ``key`` asks for (a cache that cannot be written costs
+    speed, never correctness)."""
+    from resolver.safefiles import write_private
+
+    write_private(_folder(), f"{key}.json", json.dumps(request, sort_keys=True).encode())
