@@ -130,15 +130,16 @@ def bench_installers(work: Path) -> dict[str, float]:
 LOCAL_INDEXES = ("file:///opt/pypi/simple", "file:///opt/pypi-more/simple")
 
 
-def bench_vs_raw_uv(work: Path, rounds: int = 3) -> dict[str, float]:
+def bench_vs_raw_uv(work: Path, rounds: int = 5) -> dict[str, float]:
     """Returns the median seconds of raw ``uv pip install`` and of ``gpustack install --installer uv`` of
     torch==2.13.0+cpu with its dependencies, and their ratio."""
     from resolver.installers import _uv_exe, uv_source_args
 
     uv = _uv_exe() or "uv"
     iso = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    iso.pop("PYTHONPATH", None)  # it would reach the target venv too (gpustack's own checkout in its snapshot)
     iso.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"),
-               GPUSTACK_CACHE_DIR=str(work / "gs-cache"), PYTHONPATH=str(ROOT))
+               GPUSTACK_CACHE_DIR=str(work / "gs-cache"))
     source = ["--index-url", LOCAL_INDEXES[0], "--extra-index-url", LOCAL_INDEXES[1], "--find-links", "/opt/wheels"]
     step = Step("install", "torch", "torch==2.13.0+cpu", index_url=LOCAL_INDEXES[0],
                 extra_index_urls=LOCAL_INDEXES[1:], description="torch 2.13.0+cpu")
@@ -169,6 +170,8 @@ def bench_vs_raw_uv(work: Path, rounds: int = 3) -> dict[str, float]:
             t0 = time.perf_counter()
             fn(python)
             times[name].append(time.perf_counter() - t0)
+    print("alternating runs (s): raw uv " + " ".join(f"{t:.3f}" for t in times["raw"])
+          + " | gpustack " + " ".join(f"{t:.3f}" for t in times["gpustack"]), file=sys.stderr)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     return {"raw_uv_install_torch_cpu_s": med["raw"], "gpustack_uv_install_torch_cpu_s": med["gpustack"],
             "gpustack_over_raw_uv_ratio": med["gpustack"] / med["raw"]}

@@ -20,19 +20,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.version import Version
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from resolver import _subprocess, cache, compat, detect
+from resolver import _subprocess, cache, detect
 from resolver.errors import BadInput, CommandFailed, GpuStackError
-from resolver.matrix_types import Matrix
 from resolver.models import Step
 from resolver.probes import parse_nvcc_version
 from resolver.redact import redact
 from resolver.report import Reporter
 from resolver.target import read_target
+
+if TYPE_CHECKING:  # the matrix and rich are imported where a build needs them: not on every install's path
+    from resolver.matrix_types import Matrix
 
 __all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
            "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
@@ -131,6 +132,8 @@ def _needs_cuda(env: Mapping[str, str]) -> bool:
 
 def _threads(step: Step, matrix: Matrix) -> int:
     """Return the nvcc threads per job of ``step``: its ``NVCC_THREADS``, else its package's (matrices/build.toml)."""
+    from resolver import compat
+
     default = compat.build_job(step.package, matrix).nvcc_threads
     raw = step.env.get("NVCC_THREADS", "")
     return max(1, int(raw)) if raw.isdigit() else default
@@ -171,6 +174,8 @@ def check_prerequisites(step: Step, target: TargetInfo, res: Resources, matrix: 
     if res.disk_free_gib < disk:
         reasons.append(f"{res.disk_free_gib:.1f} GiB free disk, the build needs about {disk:.0f} GiB: "
                        "free space or set TMPDIR elsewhere")
+    from resolver import compat
+
     per_job = compat.job_gib(step.package, m, _threads(step, m))
     if res.mem_available_gib is not None and res.mem_available_gib < per_job:
         reasons.append(f"{res.mem_available_gib:.1f} GiB RAM available, one compile job needs about "
@@ -191,6 +196,8 @@ def build_env(step: Step, res: Resources, python_exe: str, matrix: Matrix | None
         raise BadInput(f"build of {step.package}: env.MAX_JOBS {jobs_text!r} is not a number of jobs")
     m = _matrix(matrix)
     threads = _threads(step, m)
+    from resolver import compat
+
     jobs = compat.max_jobs(step.package, m, res.cpus, res.mem_available_gib, nvcc_threads=threads)
     if "MAX_JOBS" in env:
         jobs = max(1, min(jobs, int(env["MAX_JOBS"])))
@@ -325,6 +332,9 @@ def _run_logged(argv: Sequence[str], env: Mapping[str, str], log_path: Path, pac
                 show: bool) -> tuple[int, list[str]]:
     """Return the exit code and the last 300 lines; every line goes to ``log_path``, ninja's to a progress bar."""
     tail: collections.deque[str] = collections.deque(maxlen=300)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn(f"building {package}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open(log_path, "w") as log_file, Progress(*columns, console=Console(stderr=True),
                                                      disable=not show, transient=False) as bar:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
-from resolver.errors import BadInput
+from resolver.errors import BadInput, NoCompatibleStack
 from resolver.options import fleet_options, target_options
 from resolver.pipeline import PlanOptions, fresh_plan_for
 
@@ -38,7 +38,13 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
         _fleet_dockerfile(requirements, output, fmt, opts)
         return
     plan, ctx = fresh_plan_for(requirements, opts)
-    write_atomic(output, render(plan, ctx.matrix))
+    try:
+        text = render(plan, ctx.matrix)
+    except NoCompatibleStack as exc:  # no image for its CUDA: say which torch build has one, solved
+        from resolver.dockerfile import with_image_alternative
+
+        raise with_image_alternative(exc, plan.stack.target, ctx.matrix, ctx.request) from None
+    write_atomic(output, text)
 
 
 def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:

@@ -55,6 +55,9 @@ class Snapshot:
     prefix: str
     dists: Mapping[str, Dist]
     debris: tuple[str, ...] = ()
+    dist_paths: Mapping[str, str] = field(default_factory=dict)  # name -> metadata folder (what a backup links)
+    toplevel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # site-packages folder -> entries
+    torch_version_py: str | None = None  # the installed torch's version.py text (its version and CUDA)
 
     def version(self, name: str) -> str | None:
         """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
@@ -114,7 +117,7 @@ class Restorer(Protocol):
 
 def _snapshot_of(facts: TargetFacts) -> Snapshot:
     dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
-    return Snapshot(facts.prefix, dists, facts.debris)
+    return Snapshot(facts.prefix, dists, facts.debris, facts.dist_paths, facts.toplevel, facts.torch_version_py)
 
 
 def parse_snapshot(text: str) -> Snapshot:
@@ -124,8 +127,8 @@ def parse_snapshot(text: str) -> Snapshot:
 
 def snapshot(python_exe: str) -> Snapshot:
     """Return what ``python_exe`` has installed (``resolver.target``, mode ``installed``: every distribution with
-    the URL it came from, and the ``~``-folders a killed pip left). Raises ``BadInput`` when it cannot be run as
-    Python."""
+    the URL it came from and its metadata folder, the ``~``-folders a killed pip left, the site-packages listing and
+    torch's ``version.py``), in one child. Raises ``BadInput`` when it cannot be run as Python."""
     return _snapshot_of(read_target(python_exe, "installed"))
 
 

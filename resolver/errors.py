@@ -70,10 +70,10 @@ class NoCompatibleStack(GpuStackError):
 
     exit_code = 1
 
-    def __init__(self, reasons: Sequence[str | Refusal], alternatives: Sequence[str] = ()) -> None:
-        from resolver.refusal import as_refusal
-
-        self.refusals: list[Refusal] = [as_refusal(r) for r in reasons]
+    def __init__(self, reasons: Sequence[Refusal], alternatives: Sequence[str] = ()) -> None:
+        self.refusals: list[Refusal] = list(reasons)
+        if any(isinstance(r, str) for r in self.refusals):
+            raise TypeError("a refusal is a resolver.refusal.Refusal value (kind, facts), not text")
         self.reasons = [r.text for r in self.refusals]
         self.alternatives = list(alternatives)
         super().__init__(self.reasons, self.alternatives)

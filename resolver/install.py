@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,16 +223,16 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str]) -> en
     """Return the environment after a step; raise ``TorchSwapped`` / ``WrongBuild`` unless every planned package
     installed so far (``done``) is the planned build: torch's version and CUDA, the others' versions with their
     local label."""
-    snap = envstate.snapshot(python_exe)
+    snap = envstate.snapshot(python_exe)  # one child: the distributions and torch's version.py
     planned = planned_torch(run.plan)
     if planned is not None:
-        target = build.probe_target(python_exe)
-        if not torch_matches(planned, snap.version("torch"), target.torch_version):
+        torch_version, torch_cuda = build.parse_torch_version_py(snap.torch_version_py or "")
+        if not torch_matches(planned, snap.version("torch"), torch_version):
             found = snap.version("torch") or "nothing"
             raise TorchSwapped(f"after {after}, torch is {found} instead of the planned {planned}: the step swapped it")
         cuda = run.plan.stack.torch.cuda if run.plan.stack.get("torch") else None
-        if cuda and target.torch_cuda and not _same_version(cuda, target.torch_cuda):
-            raise WrongBuild(f"after {after}, torch {planned} is a CUDA {target.torch_cuda} build instead of the "
+        if cuda and torch_cuda and not _same_version(cuda, torch_cuda):
+            raise WrongBuild(f"after {after}, torch {planned} is a CUDA {torch_cuda} build instead of the "
                              f"planned CUDA {cuda}: it came from another index")
     steps = {s.package: s for s in run.plan.steps}
     for choice in run.plan.stack.packages:
@@ -333,6 +333,56 @@ def _verify(python_exe: str, plan: Plan, run_verify: Callable[..., Any]) -> Any:
     return report
 
 
+def _pins(constraints: Sequence[str]) -> dict[str, str]:
+    """Return the ``name==version`` pins among ``constraints`` (normalized name -> version)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for text in constraints:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        specs = list(req.specifier)
+        if req.marker is None and len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version:
+            pins[canonicalize_name(req.name)] = specs[0].version
+    return pins
+
+
+def may_change(plan: Plan | None, before: envstate.Snapshot) -> set[str]:
+    """Return the installed distributions some step of ``plan`` can change (all of them when there is no plan):
+    the backup of the transaction holds these.
+
+    pip and uv (never run with ``--upgrade`` or ``--reinstall`` here) change only what a step asks for and those of
+    its dependencies whose installed version does not satisfy it. So a ``--no-deps`` install step changes its own
+    package only, and a distribution the step's constraints pin to the installed version (torch, held under a
+    built wheel) cannot change in it. Everything else installed may: a step's new dependencies are not known
+    before it runs. A distribution left out that still changed is reinstalled from the run's sources by the restore.
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    if plan is None:
+        return set(before.dists)
+    out: set[str] = set()
+    for step in plan.steps:
+        own = canonicalize_name(step.package)
+        if step.action != "build" and step.no_deps:
+            out.add(own)
+            continue
+        pins = _pins(_held(step, plan) if step.action == "build" else step.constraints)
+        for name, dist in before.dists.items():
+            pin = pins.get(name)
+            try:
+                held = pin is not None and SpecifierSet(f"=={pin}").contains(dist.version, prereleases=True)
+            except InvalidSpecifier:
+                held = False
+            if name == own or not held:
+                out.add(name)
+    return out & set(before.dists)
+
+
 @dataclass
 class Transaction:
     """The environment before the run, and the journal that records it inside the environment."""
@@ -369,11 +419,15 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
     lock = envstate.env_lock(prefix, timeout=lock_timeout)
     try:
         before = envstate.snapshot(python_exe)
-        with _no_signals():  # a kill here leaves a journal whose restore changes nothing
+        changing = may_change(plan, before)
+        with _no_signals():  # the journal, once written, must say what it backed up
             journal = journals.begin(python_exe, before.prefix, {k: [d.version, d.url, d.editable]
                                                                 for k, d in before.dists.items()},
                                      command=command, plan=plan.to_dict() if plan is not None else None,
-                                     backend=installer.backend, restore_args=installer.restore_args)
+                                     backend=installer.backend, restore_args=installer.restore_args,
+                                     backup={k: (before.dists[k].version, before.dist_paths[k])
+                                             for k in changing if k in before.dist_paths},
+                                     toplevel=before.toplevel)
         txn = Transaction(before, journal)
         try:
             with _signals(_raise_terminated):

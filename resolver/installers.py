@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import requests
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
                              parse_wheel_filename)
@@ -174,6 +173,10 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
     """
     if sources.offline:
         return sources
+    if not any(_remote(u) for step in steps for u in (step.url, step.index_url, *step.extra_index_urls) if u):
+        return sources  # local indexes and files only: nothing to probe (and requests not even imported)
+    import requests
+
     dead: set[str] = set()
     alive: set[str] = set()
     for step in steps:

@@ -1,8 +1,9 @@
 """An install's transaction journal, kept inside the environment it changes (``<sys.prefix>/.gpustack/``).
 
-Before the first change, ``begin`` writes (atomically, fsync'ed) what the environment held, the plan, and a backup of
-every file the installed distributions own (hard links, per ``RECORD``: no copy of the data, no network needed to put
-it back). ``step`` records the step reached. ``finish`` removes journal and backup once the environment is either
+Before the first change, ``begin`` makes a backup of every file owned by the installed distributions the run may change
+(hard links, per ``RECORD``: no copy of the data, no network needed to put it back, and next to no free space, so a
+full disk cannot make the restore impossible), then writes (atomically, one fsync) what the environment held, the
+plan and the backup's manifest. ``step`` records the step reached. ``finish`` removes journal and backup once the environment is either
 as planned or as before. A journal still there means a gpustack run was killed (SIGKILL, power cut) or could not
 finish its restore: ``gpustack recover`` finishes it, every command that targets that environment says so first,
 and ``install`` refuses to start on top of it. The environment's lock file lives in the same folder, so two
@@ -24,7 +25,6 @@ from typing import Any
 
 import filelock
 
-from resolver import _subprocess
 from resolver.errors import BadInput, GpuStackError
 
 __all__ = ["STATE_DIR", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "unfinished",
@@ -35,57 +35,6 @@ log = logging.getLogger("gpustack.journal")
 STATE_DIR = ".gpustack"
 _JOURNAL = "transaction.json"
 _BACKUP = "backup"
-_MANIFEST = "manifest.json"
-
-# Runs in the target interpreter: hard-link every file of every distribution installed inside sys.prefix into the
-# backup folder (same relative path), and print {name: {"version", "files": [paths relative to sys.prefix]}}.
-# Files outside sys.prefix (a .pth-added site-packages of another environment) are not ours to change: left out.
-_BACKUP_CODE = r"""
-import importlib.metadata as m, json, os, re, shutil, sys
-prefix = os.path.realpath(sys.prefix)
-dest = sys.argv[1]
-out = {}
-made = set()
-for d in m.distributions():
-    n = d.metadata["Name"]
-    base = os.path.basename(str(getattr(d, "_path", "")))
-    if not n or base.startswith("~"):
-        continue
-    k = re.sub(r"[-_.]+", "-", n).lower()
-    if k in out or not d.files:
-        continue
-    root = os.path.realpath(str(d.locate_file("")))  # one realpath per distribution, not per file
-    files = []
-    for f in d.files:
-        p = os.path.normpath(os.path.join(root, str(f)))
-        if not p.startswith(prefix + os.sep) or "__pycache__" in p:
-            continue
-        rel = p[len(prefix) + 1:]
-        target = os.path.join(dest, rel)
-        parent = os.path.dirname(target)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        try:
-            os.link(p, target)
-        except FileExistsError:
-            pass
-        except OSError:
-            if not os.path.isfile(p):
-                continue
-            shutil.copy2(p, target)
-        files.append(rel)
-    if files:
-        out[k] = {"version": d.version, "files": files}
-import sysconfig
-tops = {}
-for key in ("purelib", "platlib"):
-    d = sysconfig.get_paths()[key]
-    if os.path.isdir(d):
-        tops[d] = sorted(os.listdir(d))
-print(json.dumps({"prefix": prefix, "dists": out, "toplevel": tops}))
-"""
-
 
 class JournalPending(GpuStackError):
     """The environment holds an unfinished transaction; nothing was changed by this command."""
@@ -165,7 +114,7 @@ class Journal:
         """Write the journal atomically (temporary file, fsync, rename, fsync of the folder)."""
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, indent=1, sort_keys=True)
+            json.dump(self.data, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -251,10 +200,16 @@ def pending(prefix: str) -> Journal | None:
 
 
 def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *, command: str,
-          plan: Mapping[str, Any] | None, backend: str, restore_args: Sequence[str]) -> Journal:
-    """Return the journal of a new transaction, written (with its backup) before anything changes.
+          plan: Mapping[str, Any] | None, backend: str, restore_args: Sequence[str],
+          backup: Mapping[str, tuple[str, str]] = {}, toplevel: Mapping[str, Sequence[str]] = {}) -> Journal:
+    """Return the journal of a new transaction, written (after its backup) before anything changes.
 
-    Raises ``JournalPending`` when an earlier one is unfinished.
+    ``backup`` names the distributions the run may change: name -> (version, metadata folder, as
+    ``resolver.target`` reported it); their files inside ``prefix`` are hard-linked into the backup first. A kill
+    before the journal is written leaves only a stray backup folder (nothing had changed; the next ``begin`` removes
+    it). ``toplevel`` is what the site-packages folders held (``remove_strays`` removes what a killed installer added).
+    Raises ``JournalPending`` when an earlier transaction is unfinished, ``GpuStackError`` when the backup cannot be
+    made (nothing changed then).
     """
     old = pending(prefix)
     if old is not None:
@@ -262,21 +217,50 @@ def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *
     journal = Journal(prefix, {
         "version": 1, "pid": os.getpid(), "started": time.time(), "python_exe": python_exe, "command": command,
         "plan": dict(plan) if plan is not None else None, "snapshot": {k: list(v) for k, v in snapshot.items()},
-        "backend": backend, "restore_args": list(restore_args), "state": "backing up", "step": "",
+        "backend": backend, "restore_args": list(restore_args), "state": "running", "step": "",
+        "toplevel": {k: list(v) for k, v in toplevel.items()},
     })
     shutil.rmtree(journal.backup, ignore_errors=True)
-    journal.write()  # first: a kill during the backup leaves a journal whose restore changes nothing
-    journal.backup.mkdir(parents=True)
-    done = _subprocess.run([python_exe, "-c", _BACKUP_CODE, str(journal.backup)], timeout=600, check=False)
-    if done.returncode != 0:
-        journal.finish()
-        raise GpuStackError(f"could not back up {prefix} before installing: "
-                            f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    journal.data["backup"], journal.data["backup_prefix"] = answer["dists"], answer["prefix"]
-    journal.data["toplevel"] = answer.get("toplevel", {})
-    journal.step("", state="running")
+    try:
+        journal.data["backup"], journal.data["backup_prefix"] = _link_backup(journal.backup, prefix, backup)
+        journal.write()
+    except OSError as exc:
+        shutil.rmtree(journal.backup, ignore_errors=True)
+        raise GpuStackError(f"could not back up {prefix} before installing ({exc}); nothing was changed") from None
     return journal
+
+
+def _link_backup(dest: Path, prefix: str, dists: Mapping[str, tuple[str, str]]) -> tuple[dict[str, Any], str]:
+    """Hard-link (copy where a link is impossible) the files of ``dists`` into ``dest``; return the manifest
+    {name: {"version", "files": [paths relative to the real prefix]}} and that real prefix."""
+    real = os.path.realpath(prefix)
+    dest.mkdir(parents=True)
+    if not dists:
+        return {}, real
+    from resolver._child.probe_env import dist_files  # the target reader's own rule for a distribution's files
+
+    made: set[str] = set()
+    manifest: dict[str, Any] = {}
+    for name, (version, info) in sorted(dists.items()):
+        files = []
+        for rel in dist_files(info, real):
+            src, target = os.path.join(real, rel), os.path.join(dest, rel)
+            parent = os.path.dirname(target)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            try:
+                os.link(src, target)
+            except FileExistsError:
+                pass
+            except OSError:
+                if not os.path.isfile(src):
+                    continue
+                shutil.copy2(src, target)
+            files.append(rel)
+        if files:
+            manifest[name] = {"version": version, "files": files}
+    return manifest, real
 
 
 def unfinished(prefix: str) -> Journal | None:

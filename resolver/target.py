@@ -6,7 +6,8 @@ found, run, timed out and refused in one way, and the platform tag is computed o
 
 * ``full``: what ``gpustack detect`` shows (``TargetFacts.env``); imports torch in the child.
 * ``light``: for a source build and for choosing pip: torch's ``version.py`` text, missing build tools, pip present.
-* ``installed``: for snapshots: each distribution with its origin, and a killed pip's debris.
+* ``installed``: for snapshots and an install's after-step checks: each distribution with its origin and metadata
+  folder, a killed pip's debris, the site-packages listing and torch's ``version.py`` text (nothing imported).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class TargetFacts:
 
     Every mode fills the first five fields. ``full`` fills ``env``; ``light`` fills ``torch_version_py``,
     ``missing_build_tools`` and ``has_pip``; ``installed`` fills ``dists`` (normalized name -> (version, URL it was
-    installed from or ``None``, editable)) and ``debris``.
+    installed from or ``None``, editable)), ``dist_paths`` (name -> metadata folder), ``debris``, ``toplevel``
+    (site-packages folder -> its entries) and ``torch_version_py``.
     """
 
     python_exe: str
@@ -52,6 +54,8 @@ class TargetFacts:
     has_pip: bool | None = None
     dists: Mapping[str, tuple[str, str | None, bool]] = field(default_factory=dict)
     debris: tuple[str, ...] = ()
+    dist_paths: Mapping[str, str] = field(default_factory=dict)
+    toplevel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def probe_output(python_exe: str, mode: Mode = "full") -> str:
@@ -91,7 +95,11 @@ def parse_facts(text: str, mode: Mode) -> TargetFacts:
                        has_pip=bool(data.get("has_pip")))
     dists = {str(k): (str(v[0]), v[1] if isinstance(v[1], str) else None, bool(v[2]))
              for k, v in data["dists"].items()}
-    return replace(common, dists=dists, debris=tuple(str(d) for d in data.get("debris", ())))
+    version_py = data.get("torch_version_py")
+    return replace(common, dists=dists, debris=tuple(str(d) for d in data.get("debris", ())),
+                   dist_paths={str(k): str(v) for k, v in data.get("dist_paths", {}).items()},
+                   toplevel={str(k): tuple(str(e) for e in v) for k, v in data.get("toplevel", {}).items()},
+                   torch_version_py=str(version_py) if version_py is not None else None)
 
 
 def read_target(python_exe: str, mode: Mode = "full") -> TargetFacts:

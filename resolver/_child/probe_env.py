@@ -8,8 +8,12 @@ detect, build, envstate and installers). Every mode gives ``python_exe``, ``pyth
   read by importing torch (``resolver.detect``);
 * ``light``: no import at all: torch's ``version.py`` as text, which build tools are missing, whether pip is there
   (``resolver.build``, ``resolver.installers``);
-* ``installed``: every distribution with the URL it came from and whether it is editable, and the ``~``-folders a
-  killed pip leaves behind (``resolver.envstate``).
+* ``installed``: every distribution with the URL it came from and whether it is editable, its metadata folder, the
+  ``~``-folders a killed pip leaves behind, what the site-packages folders hold, and torch's ``version.py`` text
+  (``resolver.envstate``: the snapshot and the after-step check of an install, in one child).
+
+``dist_files`` (which files of an environment a distribution owns) is also imported by gpustack itself, for a
+metadata folder this script reported: the transaction's backup links exactly those files.
 
 It must run on any Python 3.8+ the user points at, with nothing but the standard library, and it must not crash
 when torch is absent or broken: every problem becomes an entry of ``"notes"``. Versions come from
@@ -64,10 +68,13 @@ def installed_packages() -> Dict[str, str]:
     return {key: dist.version for key, dist in _distributions()}
 
 
-def installed_dists() -> Dict[str, List[Any]]:
-    """Return every installed distribution as normalized name -> [version, URL it came from, editable]."""
+def installed_dists(paths: Optional[Dict[str, str]] = None) -> Dict[str, List[Any]]:
+    """Return every installed distribution as normalized name -> [version, URL it came from, editable]; fill
+    ``paths`` (when given) with each one's metadata folder (``.dist-info``/``.egg-info``)."""
     found: Dict[str, List[Any]] = {}
     for key, dist in _distributions():
+        if paths is not None and getattr(dist, "_path", None):
+            paths[key] = str(dist._path)
         url, editable = None, False
         text = dist.read_text("direct_url.json")
         if text:
@@ -80,11 +87,36 @@ def installed_dists() -> Dict[str, List[Any]]:
     return found
 
 
-def debris() -> List[str]:
-    """Return the ``~``-prefixed folders a killed pip left in site-packages, sorted."""
+def site_listing() -> Dict[str, List[str]]:
+    """Return each site-packages folder (purelib, platlib) with its entries, sorted."""
     paths = sysconfig.get_paths()
-    dirs = {paths["purelib"], paths["platlib"]}
-    return sorted(os.path.join(d, e) for d in dirs if os.path.isdir(d) for e in os.listdir(d) if e.startswith("~"))
+    return {d: sorted(os.listdir(d)) for d in sorted({paths["purelib"], paths["platlib"]}) if os.path.isdir(d)}
+
+
+def debris(listing: Optional[Dict[str, List[str]]] = None) -> List[str]:
+    """Return the ``~``-prefixed folders a killed pip left in site-packages, sorted."""
+    found = site_listing() if listing is None else listing
+    return sorted(os.path.join(d, e) for d, entries in found.items() for e in entries if e.startswith("~"))
+
+
+def dist_files(info_path: str, prefix: str) -> List[str]:
+    """Return the files the distribution whose metadata folder is ``info_path`` owns inside ``prefix`` (its
+    ``RECORD``, or an egg's ``installed-files.txt``), as paths relative to ``prefix``; ``__pycache__`` left out (the
+    interpreter rewrites it). Files outside ``prefix`` (a ``.pth``-added folder of another environment) are not
+    this environment's: left out."""
+    if metadata is None:
+        return []
+    import pathlib
+
+    dist = metadata.PathDistribution(pathlib.Path(info_path))
+    root = os.path.realpath(str(dist.locate_file("")))  # one realpath per distribution, not per file
+    real_prefix = os.path.realpath(prefix)
+    out = []
+    for f in dist.files or ():
+        p = os.path.normpath(os.path.join(root, str(f)))
+        if p.startswith(real_prefix + os.sep) and "__pycache__" not in p:
+            out.append(p[len(real_prefix) + 1:])
+    return out
 
 
 def glibc_version() -> Optional[str]:
@@ -208,8 +240,13 @@ def probe_light() -> Dict[str, Any]:
 
 
 def probe_installed() -> Dict[str, Any]:
-    """Return the ``installed`` facts: each distribution with its origin, and a killed pip's debris."""
-    return {**identity(), "dists": installed_dists(), "debris": debris()}
+    """Return the ``installed`` facts: each distribution with its origin and metadata folder, a killed pip's debris,
+    the site-packages listing and torch's ``version.py`` (read as text: nothing is imported)."""
+    listing = site_listing()
+    paths: Dict[str, str] = {}
+    dists = installed_dists(paths)
+    return {**identity(), "dists": dists, "dist_paths": paths, "debris": debris(listing),
+            "toplevel": listing, "torch_version_py": torch_version_py()}
 
 
 MODES = {"full": probe, "light": probe_light, "installed": probe_installed}
