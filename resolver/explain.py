@@ -288,12 +288,20 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     reasons: list[Refusal] = []
     alts: list[str] = []
     releases = [x for x in matrix.xformers if spec_allows(request.xformers, x.version)]
+    if releases and "xformers.components" in request.needs and not any(x.has_components for x in releases):
+        # The newest release that has it and with which the whole request solves here, if any.
+        has = next((x for x in matrix.xformers if x.has_components
+                    and _solves(target, matrix, request, xformers=_exact(x.version))), None)
+        alt = None if has is None else f"xformers {has.version} has xformers.components (ask for xformers=={has.version})"
+        return [refusal("xformers", str(request.xformers), "needs",
+                        "xformers{spec} matches no xformers release that has what was asked for ({needs})", alt,
+                        spec=request.xformers, needs="xformers.components",
+                        versions=", ".join(str(x.version) for x in releases))], [alt] if alt else []
     if "xformers.components" in request.needs:
         releases = [x for x in releases if x.has_components]
     if not releases:
         return [refusal("xformers", str(request.xformers), "no_release",
-                        "xformers{spec} matches no xformers release that has what was asked for",
-                        spec=request.xformers)], []
+                        "xformers{spec} matches no xformers release gpustack knows", spec=request.xformers)], []
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
     source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:

@@ -231,3 +231,14 @@ def test_jetson_offers_a_cpu_stack_only_when_the_request_runs_on_a_cpu() -> None
     args = ["--gpu", "Jetson AGX Orin", "--platform", "linux_aarch64", "--python", "3.10"]
     assert "plan a CPU-only stack with --cpu" in _refused(*args)["alternatives"]  # type: ignore[operator]
     assert "plan a CPU-only stack with --cpu" not in _refused(*args, "xformers")["alternatives"]  # type: ignore[operator]
+
+
+def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
+    args = ("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "--profile", "fairseq")
+    data = _refused(*args, "xformers>=0.0.34")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert (first["kind"], first["facts"]["needs"], first["facts"]["versions"]) == (
+        "needs", "xformers.components", "0.0.35, 0.0.34")
+    version = first["alternative"].split("xformers==")[1].rstrip(")")
+    plan = _planned(*args, f"xformers=={version}")
+    assert next(p["version"] for p in plan["packages"] if p["name"] == "xformers") == version  # type: ignore[union-attr, index]
