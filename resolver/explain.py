@@ -70,6 +70,15 @@ def _solves(target: Target, matrix: Matrix, request: Request, **bounds: object) 
     return feasible(target, matrix, dataclasses.replace(request, **bounds))  # type: ignore[arg-type]
 
 
+def _feasible_with_driver(target: Target, matrix: Matrix, request: Request, driver: Version) -> bool:
+    """Return whether the whole request solves on the target with ``driver`` instead of its own."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    return feasible(dataclasses.replace(target, driver=driver), matrix, request)
+
+
 def _exact(version: object) -> SpecifierSet:
     return SpecifierSet(f"=={version}")
 
@@ -226,7 +235,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                                                         torch_variant=o.tag)), None)
         if ok is not None:
             alts.append(f"the newest torch this driver runs on these GPUs is {ok.version}")
-        if floor is not None:
+        if floor is not None and _feasible_with_driver(target, matrix, request, floor):
             alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
                                alts[-1] if alts else None, **driver_facts))
