@@ -257,6 +257,8 @@ def _solve_for(current: Installed, matrix: Matrix,
     if isinstance(result, Stack):
         return result, [], [f"the target's driver is unknown: checked for the driver the current set needs "
                             f"(>= {format_driver(floor)})"]
+    if not any(r.kind == "driver" for r in result.refusals):
+        return result, [], []  # refused whatever the driver
     result = _solve(target, matrix, request)
     if not isinstance(result, Stack):
         return result, [], []
