@@ -6,9 +6,10 @@ Cases (Python 3.10, linux x86_64, an A100 and driver 535.104.05):
 * ``audiocraft``: ``--profile audiocraft`` (torch 2.1.0 + xformers 0.0.22.post7). download.pytorch.org is not
   reachable here, so the plan takes PyPI's torch 2.1.0 (PyPI's build of 2.1.0 is the cu121 one) - the same pins a
   user gets from ``gpustack plan``.
-* ``torch-xformers-flash``: ``torch==2.1.0 xformers flash-attn``. The plan now takes flash-attn's prebuilt wheel
-  from its GitHub release (a direct URL uv must download to read its metadata); GitHub is not reachable here, so
-  where uv's own run of the case fails it is reported as skipped, with uv's last error line, not timed.
+* ``torch-xformers-flash``: ``torch==2.1.0 xformers flash-attn``. The plan takes flash-attn 2.7.3's prebuilt wheel
+  from its GitHub release; gpustack gives uv its install_requires from the matrix (torch, einops) instead of the
+  URL, and locks the wheel by URL without a hash, so nothing waits on GitHub (unreachable here). uv gets the same
+  request. A case whose uv run fails is reported as skipped, with uv's last error line, not timed.
 * ``torch-xformers``: ``torch==2.1.0 xformers`` (the same stack without flash-attn, measurable here).
 
 "The same pins" are what gpustack hands uv: the plan's wheel steps, each pinned to the index the plan takes it
@@ -63,11 +64,12 @@ def _uv_argv(requirements: tuple[str, ...], profiles: tuple[str, ...], work: Pat
     """Return the ``uv pip compile`` of the same pins and target as ``gpustack lock`` (its inputs written to work)."""
     opts = PlanOptions.from_cli({"gpus": ("A100",), "driver": "535.104.05", "python_version": "3.10",
                                  "platform_tag": "linux_x86_64", "profiles": profiles})
-    plan, _ = fresh_plan_for(requirements, opts)
+    plan, ctx = fresh_plan_for(requirements, opts)
     uv = lock_resolve.find_uv()
     assert uv, "uv is not installed"
     # The very argv gpustack runs (lock_uv.uv_argv) on the very request it builds from the plan (uv_request).
-    return lock_resolve.uv_argv(uv, lock_resolve.uv_request(plan, plan_constraints(plan), PYPI_SIMPLE), work)
+    request = lock_resolve.uv_request(plan, plan_constraints(plan), PYPI_SIMPLE, ctx.matrix)
+    return lock_resolve.uv_argv(uv, request, work)
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:

@@ -129,6 +129,10 @@ class FlashRelease:
     unverified: bool
     source: str
     note: str = ""
+    # install_requires: what its wheels declare (Requires-Dist), from setup.py at the tag; None: not recorded. A lock
+    # gives these to the resolver instead of the GitHub wheel, which it could otherwise only read by downloading it.
+    requires_dist: tuple[str, ...] | None = None
+    requires_dist_source: str = ""
 
 
 @dataclass(frozen=True, eq=False)
