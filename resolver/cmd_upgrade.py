@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
+from urllib.parse import unquote
 
 import click
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
 from resolver.gpus import lookup_gpu
@@ -18,22 +18,22 @@ from resolver.pipeline import parse_driver_option
 __all__ = ["check_upgrade"]
 
 
-def _built_for_torch(url: str) -> str | None:
-    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its local version label
-    (``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``); ``None`` for an sdist or another name."""
-    try:
-        version = parse_wheel_filename(url.rsplit("/", 1)[-1])[1]
-    except InvalidWheelFilename:
-        return None
-    label = (version.local or "").partition("torch")[2].partition("cxx11abi")[0]
-    try:
-        torch = Version(label)
-    except InvalidVersion:
-        return None
-    return f"{torch.major}.{torch.minor}"
+def _built_for_torch(url: str, template: str) -> str | None:
+    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its file name by the layout of the
+    matrix's ``wheel_url`` template (``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``); ``None``
+    for an sdist or a file the template does not describe."""
+    pattern, seen = "", set()
+    for i, part in enumerate(re.split(r"\{(\w+)\}", template.rsplit("/", 1)[-1])):
+        if i % 2 == 0:
+            pattern += re.escape(part)
+        else:
+            pattern += f"(?P={part})" if part in seen else f"(?P<{part}>.+?)"
+            seen.add(part)
+    found = re.fullmatch(pattern, unquote(url.rsplit("/", 1)[-1]))
+    return found["torch_minor"] if found and "torch_minor" in seen else None
 
 
-def _current_from_lock(path: str) -> tuple[Any, tuple[str, ...], str | None]:
+def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], str | None]:
     """Return the ``Installed`` set a lock file describes, the request it was made for and its profile (absent from
     locks older than those fields: then nothing)."""
     from resolver.lock import loads
@@ -50,7 +50,7 @@ def _current_from_lock(path: str) -> tuple[Any, tuple[str, ...], str | None]:
     target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, source="lock")
     built = {}
     for p in locked.packages:
-        torch = _built_for_torch(p.url) if p.name == "flash-attn" else None
+        torch = _built_for_torch(p.url, template) if p.name == "flash-attn" else None
         if torch is not None:
             built["flash-attn"] = torch
     versions = {p.name: p.version for p in (*locked.packages, *locked.missing)}
@@ -104,7 +104,7 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     given_gpus = tuple(lookup_gpu(g, matrix) for g in gpus)
     made_for: tuple[str, ...] = ()
     if lock_file:
-        current, made_for, lock_profile = _current_from_lock(lock_file)
+        current, made_for, lock_profile = _current_from_lock(lock_file, matrix.facts.flash_wheel_url)
         if lock_profile and lock_profile not in profiles:
             profiles += (lock_profile,)
     else:

@@ -71,9 +71,11 @@ class NoCompatibleStack(GpuStackError):
     exit_code = 1
 
     def __init__(self, reasons: Sequence[Refusal], alternatives: Sequence[str] = ()) -> None:
-        self.refusals: list[Refusal] = list(reasons)
-        if any(isinstance(r, str) for r in self.refusals):
+        from resolver.refusal import ordered
+
+        if any(isinstance(r, str) for r in reasons):
             raise TypeError("a refusal is a resolver.refusal.Refusal value (kind, facts), not text")
+        self.refusals: list[Refusal] = ordered(reasons)  # root blocking facts first, each once
         self.reasons = [r.text for r in self.refusals]
         self.alternatives = list(alternatives)
         super().__init__(self.reasons, self.alternatives)

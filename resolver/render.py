@@ -19,6 +19,7 @@ from resolver.report import Reporter
 
 if TYPE_CHECKING:
     from resolver.cache import CacheEntry
+    from resolver.refusal import Refusal
     from resolver.install import Command, InstallResult
     from resolver.probes import Host
     from resolver.upgrade import UpgradeReport
@@ -92,11 +93,12 @@ def _bullets(console: Console, heading: str, items: Sequence[str], style: str | 
             console.print(f"  - {item}", markup=False, highlight=False)
 
 
-def print_refusal(console: Console, reasons: Sequence[str], alternatives: Sequence[str]) -> None:
-    """Print why no stack fits, then what would work instead."""
+def print_refusal(console: Console, refusals: Sequence[Refusal], alternatives: Sequence[str]) -> None:
+    """Print why no stack fits (each refusal's text, rendered from its kind's facts; root blocking fact first, as
+    ``NoCompatibleStack`` orders them), then what would work instead."""
     console.print("No compatible stack:", style="bold red")
-    for r in reasons:
-        console.print(f"  - {r}", markup=False, highlight=False)
+    for r in refusals:
+        console.print(f"  - {r.text}", markup=False, highlight=False)
     _bullets(console, "What would work instead:", alternatives)
 
 
@@ -111,7 +113,7 @@ def print_fleet_plans(console: Console, lines: Sequence[str], classes: Sequence[
             print_target(console, got.stack.target)
             print_plan(console, got)
         else:
-            print_refusal(console, got.reasons, got.alternatives)
+            print_refusal(console, got.refusals, got.alternatives)
 
 
 NO_GPU = (

@@ -206,3 +206,12 @@ def test_python_alternative_names_only_pythons_that_solve() -> None:
     assert alt.startswith("use Python 3.8–3.11")
     for python in ("3.8", "3.11"):
         _planned("--gpu", "A100", "--driver", "580.65.06", "--python", python, "--profile", "audiocraft")
+
+
+def test_docs_list_every_kind_in_order() -> None:
+    solver = (ROOT / "docs" / "solver.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in solver.splitlines() if line.startswith("| `")]
+    assert tuple(rows) == KINDS
+    plan_json = (ROOT / "docs" / "plan-json.md").read_text()
+    listed = plan_json.split("`kind` is one of ")[1].split("(root first")[0]
+    assert tuple(k.strip(" `") for k in listed.replace("\n", " ").split(",")) == KINDS
