@@ -128,8 +128,7 @@ def direct_files(plan: Plan, matrix: Matrix | None) -> dict[str, LockedFile]:
         out[str(canonicalize_name(s.package))] = LockedFile(
             s.package, choice.version if choice else "", unquote(bare.rsplit("/", 1)[-1]), bare, None, kind="wheel",
             reason=(f"a GitHub release asset: GitHub publishes no sha256 for it, and the lock does not download it "
-                    f"(its dependencies come from the matrix: {s.package}'s install_requires); install it with "
-                    f"`gpustack install --lock FILE --allow-missing-hashes`"))
+                    f"(its dependencies are {s.package}'s install_requires, from the matrix)"))
     return out
 
 

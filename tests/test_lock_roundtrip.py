@@ -337,6 +337,25 @@ def test_audiocraft_golden_lock_is_valid_and_fits_python_310() -> None:
         "3.10", "linux_x86_64", pages=lock_resolve.Pages(lambda url: None)) == []
 
 
+def test_torch_xformers_flash_attn_golden_lock_is_valid_and_holds_flash_attns_dependencies() -> None:
+    """A real lock from PyPI (A100, Python 3.10): einops (flash-attn's install_requires) and torch's dependencies
+    are locked and hashed; flash-attn 2.7.3's GitHub wheel is under missing, by URL, with why in the header."""
+    text = (GOLDEN / "lock_torch_xformers_flash.toml").read_text()
+    Pylock.from_dict(tomllib.loads(text))
+    locked = loads(text)
+    versions = {p.name: Version(p.version) for p in locked.packages}
+    assert versions["torch"] == Version("2.1.0") and "einops" in versions and versions["numpy"] < Version("2")
+    assert all(p.sha256 for p in locked.packages)
+    (fa,) = locked.missing
+    assert fa.name == "flash-attn" and fa.version == "2.7.3"
+    assert fa.url == ("https://github.com/Dao-AILab/flash-attention/releases/download/v2.7.3/"
+                      "flash_attn-2.7.3+cu12torch2.1cxx11abiFALSE-cp310-cp310-linux_x86_64.whl")
+    assert "#   flash-attn 2.7.3: a GitHub release asset" in text and "--allow-missing-hashes" in text.split("lock-")[0]
+    assert lock_resolve.check_files(
+        [hashes.LockedFile(p.name, p.version, p.url.rsplit("/", 1)[-1], p.url, p.sha256) for p in locked.packages],
+        "3.10", "linux_x86_64", pages=lock_resolve.Pages(lambda url: None)) == []
+
+
 def _pypi_or_skip() -> None:
     import requests
 
@@ -396,3 +415,7 @@ def test_torch_xformers_flash_attn_lock_from_pypi(tmp_path: Path) -> None:
     assert fa.url.startswith("https://github.com/Dao-AILab/flash-attention/releases/download/v")
     assert "flash-attn: no sha256 (a GitHub release asset" in result.stderr
     assert locked.deps
+    golden = loads((GOLDEN / "lock_torch_xformers_flash.toml").read_text())
+    pinned = {p.name: (p.url, p.sha256) for p in golden.packages if p.name in ("torch", "xformers")}
+    assert {p.name: (p.url, p.sha256) for p in locked.packages if p.name in pinned} == pinned
+    assert fa.url == golden.missing[0].url
