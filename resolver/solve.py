@@ -232,7 +232,9 @@ def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> li
     """What works when the asked attention kernels fit no torch build the request allows, each solved: the request
     with the torch bound lifted (naming the torch it gets), and the request without the kernels."""
     out = []
-    lifted = dataclasses.replace(request, torch=SpecifierSet(), torch_variant=None, keep_torch=None)
+    # The user's torch bound is lifted; a requested profile's stays (its application needs it).
+    lifted = dataclasses.replace(request, torch=dict(request.profile_bounds).get("torch", SpecifierSet()),
+                                 torch_variant=None, keep_torch=None)
     if str(request.torch) or request.torch_variant or request.keep_torch:
         options = _options(target, matrix, lifted, Reporter())
         if options:

@@ -242,3 +242,13 @@ def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
     version = first["alternative"].split("xformers==")[1].rstrip(")")
     plan = _planned(*args, f"xformers=={version}")
     assert next(p["version"] for p in plan["packages"] if p["name"] == "xformers") == version  # type: ignore[union-attr, index]
+
+
+def test_a_profiles_own_pins_are_never_lifted_by_an_alternative() -> None:
+    """AudioCraft pins torch==2.1.0 and xformers<0.0.23 for its own code: on an RTX 5090 (no torch 2.1 has sm_120)
+    nothing that drops those pins is offered, while the same bounds typed by the user are lifted, solved."""
+    data = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "--profile", "audiocraft")
+    assert data["refusals"][0]["kind"] == "gpu_code" and data["alternatives"] == []  # type: ignore[index]
+    typed = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0",
+                     "xformers<0.0.23")
+    assert typed["alternatives"][0].startswith("torch==2.15.0+cu132 with xformers==")  # type: ignore[index]
