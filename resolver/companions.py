@@ -85,6 +85,8 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target,
     assert torch.cuda is not None
     version = str(x.version)
     pinned = spec_allows(x.torch, torch.release.version)
+    if not pinned and not compat.xformers_off_pin_ok(x, torch.release.version):
+        return None, refusal("xformers", version, "torch_pin", "requires torch{pins}", pins=x.torch, torch=torch.version)
     problems: list[Refusal] = []
     glibc = compat.wheel_refusal(matrix, "xformers", x.version, target)
     if glibc:
@@ -120,8 +122,6 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target,
                 unverified=unverified,
                 ptx=ptx_notes,
             ), None
-    elif not pinned and not compat.xformers_off_pin_ok(x, torch.release.version):
-        return None, refusal("xformers", version, "torch_pin", "requires torch{pins}", pins=x.torch, torch=torch.version)
     # Source build: the wheel's torch pin does not bind a build from the sdist/tag; its source requirement does.
     if x.source_torch is not None and not spec_allows(x.source_torch, torch.release.version):
         return None, _blocked(problems, refusal("xformers", version, "torch_pin", "a source build needs torch{source_torch}",

@@ -70,6 +70,15 @@ def _solves(target: Target, matrix: Matrix, request: Request, **bounds: object) 
     return feasible(target, matrix, dataclasses.replace(request, **bounds))  # type: ignore[arg-type]
 
 
+def _feasible_with_driver(target: Target, matrix: Matrix, request: Request, driver: Version) -> bool:
+    """Return whether the whole request solves on the target with ``driver`` instead of its own."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    return feasible(dataclasses.replace(target, driver=driver), matrix, request)
+
+
 def _exact(version: object) -> SpecifierSet:
     return SpecifierSet(f"=={version}")
 
@@ -226,7 +235,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                                                         torch_variant=o.tag)), None)
         if ok is not None:
             alts.append(f"the newest torch this driver runs on these GPUs is {ok.version}")
-        if floor is not None:
+        if floor is not None and _feasible_with_driver(target, matrix, request, floor):
             alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
                                alts[-1] if alts else None, **driver_facts))
@@ -288,12 +297,20 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     reasons: list[Refusal] = []
     alts: list[str] = []
     releases = [x for x in matrix.xformers if spec_allows(request.xformers, x.version)]
+    if releases and "xformers.components" in request.needs and not any(x.has_components for x in releases):
+        # The newest release that has it and with which the whole request solves here, if any.
+        has = next((x for x in matrix.xformers if x.has_components
+                    and _solves(target, matrix, request, xformers=_exact(x.version))), None)
+        alt = None if has is None else f"xformers {has.version} has xformers.components (ask for xformers=={has.version})"
+        return [refusal("xformers", str(request.xformers), "needs",
+                        "xformers{spec} matches no xformers release that has what was asked for ({needs})", alt,
+                        spec=request.xformers, needs="xformers.components",
+                        versions=", ".join(str(x.version) for x in releases))], [alt] if alt else []
     if "xformers.components" in request.needs:
         releases = [x for x in releases if x.has_components]
     if not releases:
         return [refusal("xformers", str(request.xformers), "no_release",
-                        "xformers{spec} matches no xformers release that has what was asked for",
-                        spec=request.xformers)], []
+                        "xformers{spec} matches no xformers release gpustack knows", spec=request.xformers)], []
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
     source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:

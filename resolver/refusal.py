@@ -84,7 +84,8 @@ class Refusal:
 def refusal(package: str, candidate: str, kind: str, template: str, alternative: str | None = None, /,
             **facts: object) -> Refusal:
     """Build a refusal; every fact is kept as its string form (a fact may be called ``package`` too)."""
-    return Refusal(package, candidate, kind, {k: str(v) for k, v in facts.items()}, template, alternative)
+    return Refusal(package, candidate, kind, {k: v if isinstance(v, str) else str(v) for k, v in facts.items()},
+                   template, alternative)
 
 
 def joined(first: Refusal, blocker: Refusal) -> Refusal:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
@@ -227,6 +228,22 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
     return None
 
 
+def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> list[str]:
+    """What works when the asked attention kernels fit no torch build the request allows, each solved: the request
+    with the torch bound lifted (naming the torch it gets), and the request without the kernels."""
+    out = []
+    lifted = dataclasses.replace(request, torch=SpecifierSet(), torch_variant=None, keep_torch=None)
+    if str(request.torch) or request.torch_variant or request.keep_torch:
+        options = _options(target, matrix, lifted, Reporter())
+        if options:
+            best = min(options, key=lambda o: o.key(lifted, target))
+            names = ", ".join(f"{n}{s}" for n, s in request.kernels)
+            out.append(f"torch=={best.torch.version} takes {names} on this target (ask for it instead of "
+                       f"{request.describe('torch')}{' and the installed torch' if request.keep_torch else ''})")
+    out.append("drop the attention kernel: the rest of the request solves without it")
+    return out
+
+
 def _with_optional(target: Target, matrix: Matrix, request: Request) -> tuple[Request, list[str]]:
     """Return ``request`` with each optional xformers / flash-attn that fits added, and a note per one left out."""
     notes: list[str] = []
@@ -274,13 +291,17 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                 )
     jetson = integrated_gpus(target, matrix)
     if jetson:
+        cpu = dataclasses.replace(target, gpus=())
+        # A CPU-only stack is offered only when the request has no GPU-only package and solves on the CPU target.
+        cpu_ok = (request.xformers is None and request.flash_attn is None and not request.kernels
+                  and feasible(cpu, matrix, request))
         raise NoCompatibleStack(
             [refusal("torch", "", "platform", "{gpus} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and "
                      "the PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack",
                      gpus=", ".join(dict.fromkeys(jetson)))],
             ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
-             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)",
-             "plan a CPU-only stack with --cpu"],
+             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)"]
+            + (["plan a CPU-only stack with --cpu"] if cpu_ok else []),
         )
     blocked = _kernel_refusal(target, matrix, request)
     if blocked is not None:
@@ -299,8 +320,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     options = _options(target, matrix, request, rep, kernel_why)
     if not options:
         if kernel_why and _options(target, matrix, dataclasses.replace(request, kernels=()), Reporter()):
-            raise NoCompatibleStack(list(dict.fromkeys(kernel_why))[:6],
-                                    ["drop the attention kernel, or choose another torch (--upgrade / 'torch==X')"])
+            raise NoCompatibleStack(list(dict.fromkeys(kernel_why))[:6], _kernel_alternatives(target, matrix, request))
         reasons, alternatives = explain_failure(target, matrix, request)
         raise NoCompatibleStack(reasons, alternatives)
     best = min(options, key=lambda o: o.key(request, target))

@@ -215,3 +215,30 @@ def test_docs_list_every_kind_in_order() -> None:
     plan_json = (ROOT / "docs" / "plan-json.md").read_text()
     listed = plan_json.split("`kind` is one of ")[1].split("(root first")[0]
     assert tuple(k.strip(" `") for k in listed.replace("\n", " ").split(",")) == KINDS
+
+
+def test_kernel_that_fits_no_allowed_torch_names_a_solved_torch() -> None:
+    data = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0", "flash-attn-3")
+    assert {r["kind"] for r in data["refusals"]} == {"variant", "torch_pin"}  # type: ignore[union-attr, index]
+    alt = data["alternatives"][0]  # type: ignore[index]
+    assert alt.endswith("takes flash-attn-3 on this target (ask for it instead of torch==2.1.0)"), alt
+    torch = alt.split()[0]
+    plan = _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", torch, "flash-attn-3")
+    assert [p["name"] for p in plan["packages"]] == ["torch", "flash_attn_3"]  # type: ignore[index, union-attr]
+
+
+def test_jetson_offers_a_cpu_stack_only_when_the_request_runs_on_a_cpu() -> None:
+    args = ["--gpu", "Jetson AGX Orin", "--platform", "linux_aarch64", "--python", "3.10"]
+    assert "plan a CPU-only stack with --cpu" in _refused(*args)["alternatives"]  # type: ignore[operator]
+    assert "plan a CPU-only stack with --cpu" not in _refused(*args, "xformers")["alternatives"]  # type: ignore[operator]
+
+
+def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
+    args = ("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "--profile", "fairseq")
+    data = _refused(*args, "xformers>=0.0.34")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert (first["kind"], first["facts"]["needs"], first["facts"]["versions"]) == (
+        "needs", "xformers.components", "0.0.35, 0.0.34")
+    version = first["alternative"].split("xformers==")[1].rstrip(")")
+    plan = _planned(*args, f"xformers=={version}")
+    assert next(p["version"] for p in plan["packages"] if p["name"] == "xformers") == version  # type: ignore[union-attr, index]
