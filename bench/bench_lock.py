@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--cold-runs", type=int, default=2, help="cold runs of each tool per case (median reported)")
     ap.add_argument("--uv-relock", action="store_true",
                     help="let uv re-lock over its previous output (its preferences) instead of a fresh lock each run")
+    ap.add_argument("--no-hint", action="store_true",
+                    help="remove gpustack's uv-request hint before each warm run (resolver.lock_speculate)")
     args = ap.parse_args()
     # An installed gpustack has its bytecode compiled (pip compiles at install; Python writes it on first import).
     # A checkout run with PYTHONDONTWRITEBYTECODE=1 would compile every module on every run instead.
@@ -109,6 +112,8 @@ def main() -> None:
                 return uv_cmd
 
             def gs_argv() -> list[str]:
+                if args.no_hint:  # as on the first run of a command line: uv starts only once the plan is made
+                    shutil.rmtree(work / "warm-cache" / "gs" / "lock-hints", ignore_errors=True)
                 return [sys.executable, "-m", "resolver", "lock", *TARGET, *flags, *reqs,
                         "-o", str(work / f"gpustack.{next(counter)}.toml")]
 
@@ -141,6 +146,7 @@ def main() -> None:
                   f"(goal <= 1.5x); cold gpustack {row['gpustack cold']} s vs uv {row['uv cold']} s = "
                   f"{row['ratio cold']}x (goal <= 2x)", flush=True)
     print(json.dumps({"runs": args.runs, "cold_runs": args.cold_runs, "uv_relock": args.uv_relock,
+                      "no_hint": args.no_hint,
                       "results": results}, indent=2))
 
 

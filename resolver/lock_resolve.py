@@ -18,7 +18,6 @@ import json
 import socket
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +31,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from resolver import _subprocess
+from resolver import _subprocess, toml_read
 from resolver.errors import GpuStackError
 from resolver.lock import LockedFile
 from resolver.lock_uv import UvRun, find_uv, isolated_env, uv_argv
@@ -260,8 +259,8 @@ def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: 
             lock_speculate.remember(hint, request)  # the next lock keyed ``hint`` starts uv on it at once
     text = run.result()
     try:
-        lock = Pylock.from_dict(tomllib.loads(text or ""))
-    except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
+        lock = Pylock.from_dict(toml_read.loads(text or ""))
+    except (toml_read.TOMLDecodeError, PylockValidationError) as exc:
         raise ResolveError(f"uv wrote no valid pylock.toml ({exc}); lock again with --no-deps") from None
     return _files_of_pylock(lock, plan, default_index)
 
