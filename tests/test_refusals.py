@@ -266,3 +266,12 @@ def test_per_class_json_carries_each_refused_class_refusals() -> None:
         assert first["kind"] == "compute_capability" and first["facts"]["min_cc"] == "8.0"
         assert first["text"] == entry["reasons"][0]
     assert len(refused) == 2 and all("plan" in c for c in classes if "refusals" not in c)
+
+
+def test_flash_attn_3_pointer_only_where_the_later_generations_run() -> None:
+    a100 = _refused("--gpu", "A100", "--python", "3.11", "flash-attn>=3")
+    assert [r["kind"] for r in a100["refusals"]] == ["no_release", "compute_capability", "compute_capability"]  # type: ignore[union-attr, index]
+    assert a100["alternatives"] == []
+    h100 = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn>=3")
+    assert "'flash-attn-3'" in h100["alternatives"][0]  # type: ignore[index]
+    _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn-3")
