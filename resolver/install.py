@@ -393,14 +393,25 @@ class Transaction:
 
 def restore_transaction(txn: Transaction, python_exe: str, installer: Installer) -> envstate.RestoreResult:
     """Return the restore of ``txn`` (from its backup on disk first); the journal is removed only when the
-    environment is exactly as before, else it stays for ``gpustack recover`` and the result says so."""
-    txn.journal.step(txn.journal.data.get("step", ""), state="restoring")
+    environment is exactly as before, else it stays for ``gpustack recover`` and the result says so.
+
+    The journal's own state writes here are best effort: on a full disk they fail, and the restore (which frees
+    space first and then only re-links the backup) must still run; the journal already on disk suffices for
+    ``recover``."""
+    _note_state(txn.journal, "restoring")
     restored = envstate.restore(txn.before, python_exe, installer, txn.journal)
     if restored.left:
-        txn.journal.step(txn.journal.data.get("step", ""), state="restore incomplete")
+        _note_state(txn.journal, "restore incomplete")
         return dataclasses.replace(restored, fix=journals.recover_command(python_exe))
     txn.journal.finish()
     return restored
+
+
+def _note_state(journal: journals.Journal, state: str) -> None:
+    try:
+        journal.step(journal.data.get("step", ""), state=state)
+    except OSError as exc:
+        log.warning("could not record '%s' in %s (%s); going on", state, journal.path, exc)
 
 
 @contextmanager

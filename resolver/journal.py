@@ -113,11 +113,15 @@ class Journal:
     def write(self) -> None:
         """Write the journal atomically (temporary file, fsync, rename, fsync of the folder)."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.data, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:  # a full disk: the journal on disk stays as it was, and no half-written copy beside it
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.path.parent)
 
     def step(self, text: str, state: str = "running") -> None:

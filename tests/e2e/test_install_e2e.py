@@ -135,6 +135,38 @@ def test_killed_installer_is_rolled_back(local_index: LocalIndex, venv: Path, mo
     assert freeze(venv) == before
 
 
+def test_journal_that_cannot_be_written_does_not_stop_the_restore(local_index: LocalIndex, venv: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The step swaps torch (the after-step check fails) and by then the disk is full: the journal cannot record
+    # "restoring" (ENOSPC at its fsync). The restore must still run from the backup and remove the journal, with no
+    # half-written temporary file left beside it.
+    import errno
+
+    from resolver import journal as journals
+
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    real_fsync = os.fsync
+    refused: list[str] = []
+
+    def fsync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if name.endswith("transaction.tmp") and '"state":"restoring"' in Path(name).read_text():
+            refused.append(name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(journals.os, "fsync", fsync)
+    step = Step("install", "xformers", "xformers==0.0.24", index_url=local_index.pypi_url,
+                extra_index_urls=(local_index.torch_url,))
+    with pytest.raises(InstallFailed, match=r"torch is 2.2.0 instead of the planned 2.1.0\+cu121") as info:
+        run_plan(make_plan("2.1.0+cu121", [step]), venv)
+    assert refused and "environment restored" in str(info.value)
+    assert freeze(venv) == before
+    state = venv.parent.parent / ".gpustack"
+    assert not (state / "transaction.json").exists() and not (state / "transaction.tmp").exists()
+
+
 def test_failed_build_is_rolled_back_with_log(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
     pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
     before = freeze(venv)
