@@ -6,9 +6,10 @@ Cases (Python 3.10, linux x86_64, an A100 and driver 535.104.05):
 * ``audiocraft``: ``--profile audiocraft`` (torch 2.1.0 + xformers 0.0.22.post7). download.pytorch.org is not
   reachable here, so the plan takes PyPI's torch 2.1.0 (PyPI's build of 2.1.0 is the cu121 one) - the same pins a
   user gets from ``gpustack plan``.
-* ``torch-xformers-flash``: ``torch==2.1.0 xformers flash-attn``. The plan now takes flash-attn's prebuilt wheel
-  from its GitHub release (a direct URL uv must download to read its metadata); GitHub is not reachable here, so
-  where uv's own run of the case fails it is reported as skipped, with uv's last error line, not timed.
+* ``torch-xformers-flash``: ``torch==2.1.0 xformers flash-attn``. The plan takes flash-attn 2.7.3's prebuilt wheel
+  from its GitHub release; gpustack gives uv its install_requires from the matrix (torch, einops) instead of the
+  URL, and locks the wheel by URL without a hash, so nothing waits on GitHub (unreachable here). uv gets the same
+  request. A case whose uv run fails is reported as skipped, with uv's last error line, not timed.
 * ``torch-xformers``: ``torch==2.1.0 xformers`` (the same stack without flash-attn, measurable here).
 
 "The same pins" are what gpustack hands uv: the plan's wheel steps, each pinned to the index the plan takes it
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,11 +65,12 @@ def _uv_argv(requirements: tuple[str, ...], profiles: tuple[str, ...], work: Pat
     """Return the ``uv pip compile`` of the same pins and target as ``gpustack lock`` (its inputs written to work)."""
     opts = PlanOptions.from_cli({"gpus": ("A100",), "driver": "535.104.05", "python_version": "3.10",
                                  "platform_tag": "linux_x86_64", "profiles": profiles})
-    plan, _ = fresh_plan_for(requirements, opts)
+    plan, ctx = fresh_plan_for(requirements, opts)
     uv = lock_resolve.find_uv()
     assert uv, "uv is not installed"
     # The very argv gpustack runs (lock_uv.uv_argv) on the very request it builds from the plan (uv_request).
-    return lock_resolve.uv_argv(uv, lock_resolve.uv_request(plan, plan_constraints(plan), PYPI_SIMPLE), work)
+    request = lock_resolve.uv_request(plan, plan_constraints(plan), PYPI_SIMPLE, ctx.matrix)
+    return lock_resolve.uv_argv(uv, request, work)
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
@@ -85,6 +88,8 @@ def main() -> None:
     ap.add_argument("--cold-runs", type=int, default=2, help="cold runs of each tool per case (median reported)")
     ap.add_argument("--uv-relock", action="store_true",
                     help="let uv re-lock over its previous output (its preferences) instead of a fresh lock each run")
+    ap.add_argument("--no-hint", action="store_true",
+                    help="remove gpustack's uv-request hint before each warm run (resolver.lock_speculate)")
     args = ap.parse_args()
     # An installed gpustack has its bytecode compiled (pip compiles at install; Python writes it on first import).
     # A checkout run with PYTHONDONTWRITEBYTECODE=1 would compile every module on every run instead.
@@ -107,6 +112,8 @@ def main() -> None:
                 return uv_cmd
 
             def gs_argv() -> list[str]:
+                if args.no_hint:  # as on the first run of a command line: uv starts only once the plan is made
+                    shutil.rmtree(work / "warm-cache" / "gs" / "lock-hints", ignore_errors=True)
                 return [sys.executable, "-m", "resolver", "lock", *TARGET, *flags, *reqs,
                         "-o", str(work / f"gpustack.{next(counter)}.toml")]
 
@@ -139,6 +146,7 @@ def main() -> None:
                   f"(goal <= 1.5x); cold gpustack {row['gpustack cold']} s vs uv {row['uv cold']} s = "
                   f"{row['ratio cold']}x (goal <= 2x)", flush=True)
     print(json.dumps({"runs": args.runs, "cold_runs": args.cold_runs, "uv_relock": args.uv_relock,
+                      "no_hint": args.no_hint,
                       "results": results}, indent=2))
 
 

@@ -18,6 +18,7 @@ from resolver.compat import attention_build_arch, attention_cuda_problem, attent
 from resolver.companions import Companion
 from resolver.matrix_types import AttentionRelease
 from resolver.models import PackageChoice, Target, spec_allows
+from resolver.refusal import Refusal, refusal
 from resolver.report import Reporter
 
 __all__ = ["AttentionRelease", "kernel_problem", "choose_kernel", "names", "pointer"]
@@ -37,19 +38,19 @@ def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet)
     return "; ".join(seen) + ": ask for it by that name"
 
 
-def kernel_problem(a: AttentionRelease, target: Target) -> str | None:
+def kernel_problem(a: AttentionRelease, target: Target) -> Refusal | None:
     """Return why ``a`` cannot run on the target whatever torch is chosen, or ``None`` (asks ``compat``)."""
     return attention_target_problem(a, target)
 
 
-def _choice(a: AttentionRelease, torch: TorchOption, target: Target) -> tuple[Companion | None, str]:
+def _choice(a: AttentionRelease, torch: TorchOption, target: Target) -> tuple[Companion | None, Refusal | None]:
     problem = kernel_problem(a, target) or attention_cuda_problem(a, str(torch.version), torch.release.version,
                                                                   torch.cuda, target)
     if problem:
         return None, problem
     assert torch.cuda is not None
     arch, why = attention_build_arch(a, target.capabilities)
-    if why:
+    if why is not None:
         return None, why
     major = torch.cuda.major
     extra = (a.extras or {}).get(major)
@@ -74,29 +75,32 @@ def _choice(a: AttentionRelease, torch: TorchOption, target: Target) -> tuple[Co
         cuda=str(torch.cuda) if a.method == "source" else None, arch_list=arch,
         extras=(extra,) if extra else (), constraints=constraints,
     )
-    return Companion(choice, notes=tuple(notes), unverified=unverified), ""
+    return Companion(choice, notes=tuple(notes), unverified=unverified), None
 
 
 def choose_kernel(
     name: str, spec: SpecifierSet, torch: TorchOption, target: Target, rows: tuple[AttentionRelease, ...],
     reporter: Reporter, *, verified_only: bool = False, prefer_wheels: bool = False,
-) -> tuple[Companion | None, list[str]]:
+) -> tuple[Companion | None, list[Refusal]]:
     """Return the newest release of ``name`` in ``spec`` that fits beside ``torch`` (with ``prefer_wheels``: the
     newest wheel before any source build), or (None, why each was dropped)."""
-    why: list[str] = []
+    why: list[Refusal] = []
     order = sorted(rows, key=lambda a: a.method != "wheel") if prefer_wheels else list(rows)
     for a in order:
         if a.name != name or not spec_allows(spec, a.version):
             continue
         if verified_only and a.unverified:
-            why.append(f"{a.title} {a.version} relies on an unverified fact (--verified-only)")
+            why.append(refusal(name, str(a.version), "unverified", "{title} {version} relies on an unverified fact "
+                               "(--verified-only)", title=a.title, version=a.version, note=a.note))
             continue
         comp, problem = _choice(a, torch, target)
         if comp is not None:
             return comp, []
-        reporter.rejected(name, f"{a.version} with torch {torch.version}", problem)
+        assert problem is not None
+        reporter.rejected(problem, torch.version)
         why.append(problem)
     if not why:
         known = ", ".join(str(a.version) for a in rows if a.name == name)
-        why.append(f"{name}{spec} matches no release gpustack knows ({known})")
+        why.append(refusal(name, str(spec), "no_release", "{name}{spec} matches no release gpustack knows ({known})",
+                           name=name, spec=spec, known=known))
     return None, why

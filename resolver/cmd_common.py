@@ -47,17 +47,22 @@ def per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
     """Return ``(class, file, plan)`` for every class of the fleet; exit 1 (nothing written) when one has no stack."""
     from resolver.errors import NoCompatibleStack
     from resolver.fleet_plan import plans_per_class
+    from resolver.refusal import Refusal
 
     if output == "-":
         raise BadInput("--per-class writes one file per class: pass -o FILE (each class's file is named after it)")
     answers, ctx = plans_per_class(requirements, opts)
     assert ctx.fleet is not None
     out: list[tuple[Any, str, Plan]] = []
-    refused: list[str] = []
+    refused: list[Refusal] = []
     for (c, got), cid in zip(answers, ctx.fleet.class_ids()):
         if isinstance(got, NoCompatibleStack):
-            refused.append(f"class {cid} ({c.label}): " + "; ".join(got.reasons)
-                           + (f" (instead: {got.alternatives[0]})" if got.alternatives else ""))
+            root = got.refusals[0]
+            instead = f" (instead: {got.alternatives[0]})" if got.alternatives else ""
+            refused.append(Refusal(root.package, root.candidate, root.kind,
+                                   {**root.facts, "class_id": cid, "class_label": c.label, "instead": instead},
+                                   "class {class_id} ({class_label}): {causes}{instead}", root.alternative,
+                                   tuple(got.refusals)))
         else:
             out.append((c, class_path(output, cid), got))
     if refused:

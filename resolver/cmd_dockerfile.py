@@ -3,14 +3,16 @@ for a target, over ``resolver.dockerfile`` and ``resolver.dockerfile_fleet`` (do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
-from resolver.errors import BadInput
+from resolver.errors import BadInput, NoCompatibleStack
+from resolver.models import Plan
 from resolver.options import fleet_options, target_options
-from resolver.pipeline import PlanOptions, fresh_plan_for
+from resolver.pipeline import Context, PlanOptions, fresh_plan_for
 
 __all__ = ["dockerfile"]
 
@@ -38,7 +40,17 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
         _fleet_dockerfile(requirements, output, fmt, opts)
         return
     plan, ctx = fresh_plan_for(requirements, opts)
-    write_atomic(output, render(plan, ctx.matrix))
+    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix), plan, ctx))
+
+
+def _rendered(make: Callable[[], str], plan: Plan, ctx: Context) -> str:
+    """Return ``make()``; when the stack's CUDA has no image, the refusal says which torch build has one (solved)."""
+    try:
+        return make()
+    except NoCompatibleStack as exc:
+        from resolver.dockerfile import with_image_alternative
+
+        raise with_image_alternative(exc, plan.stack.target, ctx.matrix, ctx.request) from None
 
 
 def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
@@ -53,8 +65,11 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
         plans = [(None, output, plan)]
     fleet = ctx.fleet
     assert fleet is not None
-    for line in ctx.lines:
-        click.echo(line, err=True)
+    from resolver.render import console, line
+
+    err = console(stderr=True)
+    for text in ctx.lines:
+        line(err, text)
     if fmt == "k8s":
         if fleet.kind != "kubernetes":
             raise BadInput(f"--format k8s: the fleet of {fleet.origin} is {fleet.kind}, without Kubernetes node "
@@ -65,8 +80,9 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
         return
     for _, path, _ in plans:
         check_output(path)
-    texts = [(path, render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None)) for c, path, plan in plans]
+    texts = [(path, _rendered(lambda: render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None), plan, ctx))
+             for c, path, plan in plans]
     for path, text in texts:  # every image rendered before the first file is written
         write_atomic(path, text)
         if path != "-":
-            click.echo(f"wrote {path}", err=True)
+            line(err, f"wrote {path}")

@@ -128,7 +128,7 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
     from resolver.plan import plan_constraints
 
     pages = lock_resolve.Pages()
-    key = lock_resolve.names_key(plan, plan_constraints(plan))
+    key = lock_resolve.names_key(plan, plan_constraints(plan), ctx.matrix)
     uv = lock_resolve.find_uv() if with_deps else None
     try:
         # Read, while the resolver runs, the index pages the lookup and the check will want. uv holds what it locks
@@ -145,10 +145,10 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
             pages.warm(f"{PYPI_SIMPLE}/")
         resolved: dict[str, Any] = {}
         if with_deps:
-            lock_resolve.check_direct_urls(plan)  # a dead host fails now, not after uv's retries
+            lock_resolve.check_direct_urls(plan, ctx.matrix)  # a dead host fails now, not after uv's retries
             try:
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv,
-                                                started=started, hint=hint)
+                                                started=started, hint=hint, matrix=ctx.matrix)
                 if not uv:
                     lock_resolve.remember_names(key, resolved)
             except CommandFailed as exc:

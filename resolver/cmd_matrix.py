@@ -32,16 +32,10 @@ def validate(matrix_dir: str | None) -> None:
     """Check every file against the schema and the files against each other. Exit 0 sound, 1 inconsistent, 2 unreadable."""
     m = _load(matrix_dir)  # schema errors raise InvalidMatrix -> one line, exit 2
     problems = matrix_mod.validate(m)
-    for p in problems:
-        click.echo(p)
-    where = matrix_dir or str(matrix_mod.matrix_dir())
-    if problems:
-        click.echo(f"{len(problems)} problem(s) in {where}", err=True)
+    from resolver.render import print_validation
+
+    if not print_validation(problems, m, matrix_dir or str(matrix_mod.matrix_dir())):
         sys.exit(1)
-    click.echo(
-        f"ok: {len(m.torch)} torch releases, {len(m.xformers)} xformers, {len(m.flash_attn)} flash-attn, "
-        f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images, {len(m.pins)} pins ({where})"
-    )
 
 
 def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
@@ -130,16 +124,19 @@ def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bo
     new_text = refresh_mod.render(result.rows)
     patch = refresh_mod.diff(old_text, new_text)
     click.echo(patch, nl=False)
-    for line in result.review:
-        click.echo(f"review: {line}", err=True)
+    from resolver.render import console, line
+
+    err = console(stderr=True)
+    for text in result.review:
+        line(err, f"review: {text}")
     if not patch:
-        click.echo("wheels.toml is up to date", err=True)
+        line(err, "wheels.toml is up to date")
         return
     if write:
         tmp = path.with_suffix(".toml.tmp")
         tmp.write_text(new_text, encoding="utf-8")
         tmp.replace(path)
-        click.echo(f"wrote {path}: review the rows marked unverified, then run `gpustack matrix validate`", err=True)
+        line(err, f"wrote {path}: review the rows marked unverified, then run `gpustack matrix validate`")
     sys.exit(1)
 
 

@@ -36,7 +36,7 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
         else:
             from resolver.render import console, print_refusal
 
-            print_refusal(console(), exc.reasons, exc.alternatives)
+            print_refusal(console(), exc.refusals, exc.alternatives)
         sys.exit(1)
     if as_json:
         data = the_plan.to_dict()

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
+from urllib.parse import unquote
 
 import click
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
 from resolver.gpus import lookup_gpu
@@ -18,45 +18,41 @@ from resolver.pipeline import parse_driver_option
 __all__ = ["check_upgrade"]
 
 
-def _built_for_torch(url: str) -> str | None:
-    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its local version label
-    (``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``); ``None`` for an sdist or another name."""
-    try:
-        version = parse_wheel_filename(url.rsplit("/", 1)[-1])[1]
-    except InvalidWheelFilename:
-        return None
-    label = (version.local or "").partition("torch")[2].partition("cxx11abi")[0]
-    try:
-        torch = Version(label)
-    except InvalidVersion:
-        return None
-    return f"{torch.major}.{torch.minor}"
+def _built_for_torch(url: str, template: str) -> str | None:
+    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its file name by the layout of the
+    matrix's ``wheel_url`` template (``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``); ``None``
+    for an sdist or a file the template does not describe."""
+    pattern, seen = "", set()
+    for i, part in enumerate(re.split(r"\{(\w+)\}", template.rsplit("/", 1)[-1])):
+        if i % 2 == 0:
+            pattern += re.escape(part)
+        else:
+            pattern += f"(?P={part})" if part in seen else f"(?P<{part}>.+?)"
+            seen.add(part)
+    found = re.fullmatch(pattern, unquote(url.rsplit("/", 1)[-1]))
+    return found["torch_minor"] if found and "torch_minor" in seen else None
 
 
-def _current_from_lock(path: str) -> tuple[Any, tuple[str, ...], str | None]:
-    """Return the ``Installed`` set a lock file describes, the request it was made for and its profile (absent from
-    locks older than those fields: then nothing)."""
-    from resolver.lock import loads
-    from resolver.models import Target
-    from resolver.upgrade import Installed
-
+def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """Return the ``Installed`` set a lock file describes, the request it was made for and its profiles (absent from
+    locks older than those fields: then nothing). Its target is the lock's, with the driver and glibc it recorded."""
     from resolver.inputs import read_text
+    from resolver.lock import loads
+    from resolver.models import Target, parse_glibc
+    from resolver.upgrade import Installed
 
     text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
     locked = loads(text)
     t = locked.target
-    driver_text = getattr(locked, "driver", None)
-    driver = parse_driver_option(driver_text) if driver_text else None
-    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, source="lock")
-    built = {}
-    for p in locked.packages:
-        torch = _built_for_torch(p.url) if p.name == "flash-attn" else None
-        if torch is not None:
-            built["flash-attn"] = torch
-    versions = {p.name: p.version for p in (*locked.packages, *locked.missing)}
-    source = frozenset(p.name for p in locked.packages if p.method == "source")
-    request = tuple(getattr(locked, "request", ()) or ())
-    return Installed(target, versions, built, source, floor=t.min_driver), request, getattr(locked, "profile", None)
+    driver = parse_driver_option(locked.driver) if locked.driver else None
+    glibc = parse_glibc(locked.glibc, f"--lock {path}: glibc") if locked.glibc else None
+    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, glibc=glibc, source="lock")
+    everything = (*locked.packages, *locked.missing)
+    built = {p.name: torch for p in everything if (torch := _built_for_torch(p.url, template)) is not None}
+    versions = {p.name: p.version for p in everything}
+    source = frozenset(p.name for p in everything if p.method == "source")
+    profiles = tuple(p for p in (locked.profile or "").split(",") if p)
+    return Installed(target, versions, built, source, floor=t.min_driver), tuple(locked.request), profiles
 
 
 def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
@@ -81,7 +77,7 @@ def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
 @click.option("--gpu", "gpus", multiple=True, metavar="NAME_OR_CC",
               help="GPU of the target (repeatable): check for a described machine instead of this one's GPUs.")
 @click.option("--profile", "profiles", multiple=True, metavar="NAME",
-              help="What the set serves (audiocraft, fairseq, ...): its requirements bound the nearest safe set.")
+              help="What the set serves (audiocraft, fairseq, ...): its requirements and needs join the request checked.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
                   gpus: tuple[str, ...], profiles: tuple[str, ...], as_json: bool) -> None:
@@ -104,9 +100,8 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     given_gpus = tuple(lookup_gpu(g, matrix) for g in gpus)
     made_for: tuple[str, ...] = ()
     if lock_file:
-        current, made_for, lock_profile = _current_from_lock(lock_file)
-        if lock_profile and lock_profile not in profiles:
-            profiles += (lock_profile,)
+        current, made_for, lock_profiles = _current_from_lock(lock_file, matrix.facts.flash_wheel_url)
+        profiles += tuple(p for p in lock_profiles if p not in profiles)
     else:
         current = _current_from_env(python_exe, driver)
     if given_driver is not None:

@@ -14,6 +14,7 @@ from resolver import compat
 from resolver.candidates import TorchOption
 from resolver.matrix_types import FlashRelease, Matrix, XformersRelease
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Target, spec_allows
+from resolver.refusal import Refusal, joined, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -35,28 +36,37 @@ class Companion:
     off_pin: bool = False
 
 
-def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix) -> tuple[str | None, str]:
-    """Return (``TORCH_CUDA_ARCH_LIST`` for the target's GPUs, "") or (None, why nvcc cannot build for them)."""
+def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix, package: str = "",
+                     candidate: str = "") -> tuple[str | None, Refusal | None]:
+    """Return (``TORCH_CUDA_ARCH_LIST`` for the target's GPUs, None) or (None, why nvcc cannot build for them:
+    kind ``toolkit``)."""
     assert torch.cuda is not None
     nvcc = target.nvcc if target.nvcc is not None and target.nvcc.major == torch.cuda.major else torch.cuda
     minor = matrix.cuda_minor(nvcc)
     if minor is None:
-        return None, f"CUDA {nvcc} is not in the CUDA table"
+        return None, refusal(package, candidate, "toolkit", "CUDA {nvcc} is not in the CUDA table", nvcc=nvcc)
     archs = []
     for cc in target.capabilities:
         arch = compat.build_arch(cc, minor.nvcc_sms)
         if arch is None:
-            return None, f"nvcc {nvcc} cannot build code for {cc.sm}"
+            return None, refusal(package, candidate, "toolkit", "nvcc {nvcc} cannot build code for {sm}", nvcc=nvcc,
+                                 sm=cc.sm, compute_capability=cc)
         if arch not in archs:
             archs.append(arch)
-    return ";".join(str(a) for a in sorted(archs)), ""
+    return ";".join(str(a) for a in sorted(archs)), None
 
 
-def _nvcc_problem(torch: TorchOption, target: Target) -> str | None:
+def _nvcc_problem(torch: TorchOption, target: Target, package: str, candidate: str) -> Refusal | None:
     assert torch.cuda is not None
-    if target.nvcc is not None and target.nvcc.major != torch.cuda.major:
-        return f"nvcc {target.nvcc} cannot build against torch {torch.version} (CUDA {torch.cuda.major} needs nvcc {torch.cuda.major}.x)"
-    return None
+    return compat.nvcc_refusal(target.nvcc, package, candidate, torch.version, torch.cuda)
+
+
+def _blocked(problems: list[Refusal], blocker: Refusal) -> Refusal:
+    """Return the blocker of a source build, after the reasons no wheel was taken (each a cause)."""
+    out = blocker
+    for p in reversed(problems):
+        out = joined(p, out)
+    return out
 
 
 def _source_notes(torch: TorchOption, target: Target) -> tuple[str, ...]:
@@ -69,13 +79,16 @@ def _source_notes(torch: TorchOption, target: Target) -> tuple[str, ...]:
 # --- xformers -------------------------------------------------------------------------------------------------------
 
 
-def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
+def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target,
+                     matrix: Matrix) -> tuple[Companion | None, Refusal | None]:
     """Return the best way to get ``x`` beside ``torch``, or (None, why not)."""
     assert torch.cuda is not None
     version = str(x.version)
     pinned = spec_allows(x.torch, torch.release.version)
-    problems: list[str] = []
-    glibc = compat.wheel_problem(matrix, "xformers", x.version, target)
+    if not pinned and not compat.xformers_off_pin_ok(x, torch.release.version):
+        return None, refusal("xformers", version, "torch_pin", "requires torch{pins}", pins=x.torch, torch=torch.version)
+    problems: list[Refusal] = []
+    glibc = compat.wheel_refusal(matrix, "xformers", x.version, target)
     if glibc:
         problems.append(glibc)
     if (pinned and compat.xformers_platform_ok(x, target.platform) and compat.xformers_wheel_tags_ok(x, target.python)
@@ -88,11 +101,14 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
                 PackageChoice("xformers", version, "wheel", index_url=PYPI_SIMPLE, variant=f"cu{built.major}{built.minor}",
                               cuda=str(built), arch_list=x.arch.to_torch_arch_list(), ptx_fallback=bool(ptx)),
                 ptx=ptx_notes,
-            ), ""
+            ), None
         if built is not None and built.major != torch.cuda.major:
-            problems.append(f"the PyPI wheel is a CUDA {built} build; torch {torch.version} is CUDA {torch.cuda}")
+            problems.append(refusal("xformers", version, "variant", "the PyPI wheel is a CUDA {built} build; torch {torch} "
+                                    "is CUDA {cuda}", built=built, torch=torch.version, cuda=torch.cuda))
         elif missing:
-            problems.append(f"the PyPI wheel has no code for {', '.join(cc.sm for cc in missing)}")
+            problems.append(refusal("xformers", version, "gpu_code", "the PyPI wheel has no code for {sms}",
+                                    sms=", ".join(cc.sm for cc in missing),
+                                    compute_capability=", ".join(str(cc) for cc in missing)))
         index_tag = compat.xformers_index_variant(x, torch.cuda)
         if index_tag is not None and not missing and target.platform != "linux_aarch64":
             # The PyPI build's arch list stands for every index build: xformers' wheels.yml sets one
@@ -105,21 +121,24 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
                               cuda=f"{index_tag[2:-1]}.{index_tag[-1]}", arch_list=x.arch.to_torch_arch_list(), ptx_fallback=bool(ptx)),
                 unverified=unverified,
                 ptx=ptx_notes,
-            ), ""
-    elif not pinned and not compat.xformers_off_pin_ok(x, torch.release.version):
-        return None, f"requires torch{x.torch}"
+            ), None
     # Source build: the wheel's torch pin does not bind a build from the sdist/tag; its source requirement does.
     if x.source_torch is not None and not spec_allows(x.source_torch, torch.release.version):
-        return None, "; ".join(problems + [f"a source build needs torch{x.source_torch}"])
+        return None, _blocked(problems, refusal("xformers", version, "torch_pin", "a source build needs torch{source_torch}",
+                                                source_torch=x.source_torch, torch=torch.version))
     if x.source_min_cc is not None and any(cc < x.source_min_cc for cc in target.capabilities):
-        return None, "; ".join(problems + [f"its source does not compile for compute capability below {x.source_min_cc}"])
-    nvcc = _nvcc_problem(torch, target)
-    if nvcc:
-        return None, "; ".join(problems + [nvcc])
-    arch, why = source_arch_list(torch, target, matrix)
+        low = [cc for cc in target.capabilities if cc < x.source_min_cc]
+        return None, _blocked(problems, refusal(
+            "xformers", version, "compute_capability", "its source does not compile for compute capability below {min_cc}",
+            min_cc=x.source_min_cc, compute_capability=", ".join(str(cc) for cc in low)))
+    nvcc = _nvcc_problem(torch, target, "xformers", version)
+    if nvcc is not None:
+        return None, _blocked(problems, nvcc)
+    arch, why = source_arch_list(torch, target, matrix, "xformers", version)
     if arch is None:
-        return None, "; ".join(problems + [why])
-    reason = "; ".join(problems) or "no prebuilt wheel for this torch/Python/platform"
+        assert why is not None
+        return None, _blocked(problems, why)
+    reason = "; ".join(p.text for p in problems) or "no prebuilt wheel for this torch/Python/platform"
     fmha_min = compat.xformers_fmha_min_cc(matrix)
     old_gpus = [cc for cc in target.capabilities if fmha_min is not None and cc < fmha_min]
     runtime: tuple[str, ...] = ()
@@ -134,7 +153,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target, mat
         + (() if pinned else (f"xformers {version} wheels pin torch{x.torch}; this build targets torch {torch.version}, "
                               f"which its source accepts (torch{x.source_torch})",)),
         off_pin=not pinned,
-    ), ""
+    ), None
 
 
 def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
@@ -147,11 +166,14 @@ def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request:
         if not spec_allows(request.xformers, x.version):
             continue
         if "xformers.components" in request.needs and not x.has_components:
-            reporter.rejected("xformers", str(x.version), "has no xformers.components (fairseq's attention configs)")
+            reporter.rejected(refusal("xformers", str(x.version), "needs",
+                                      "has no xformers.components (fairseq's attention configs)",
+                                      needs="xformers.components"))
             continue
         comp, why = _xformers_choice(x, torch, target, matrix)
         if comp is None:
-            reporter.rejected("xformers", f"{x.version} with torch {torch.version}", why)
+            assert why is not None
+            reporter.rejected(why, torch.version)
         elif not comp.off_pin:
             if not request.near or comp.choice.method == "wheel":
                 return comp
@@ -166,61 +188,77 @@ def choose_xformers(torch: TorchOption, target: Target, matrix: Matrix, request:
 
 def flash_fits_gpus(f: FlashRelease, target: Target) -> bool:
     """Return whether flash-attn release ``f`` runs on every GPU of the target at all."""
-    return compat.flash_gpu_problem(f, target.capabilities) is None
+    return compat.flash_gpu_refusal(f, target.capabilities) is None
 
 
-def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[PackageChoice | None, str]:
+def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target,
+                 matrix: Matrix) -> tuple[PackageChoice | None, Refusal | None]:
     assert torch.cuda is not None
+    version = str(f.version)
     if not any(w.platform == target.platform for w in f.wheels):
-        return None, f"flash-attn {f.version} has no {target.platform} wheel on record (GitHub release assets)"
+        return None, refusal("flash-attn", version, "platform",
+                             "flash-attn {version} has no {platform} wheel on record (GitHub release assets)",
+                             version=version, platform=target.platform)
     v = torch.release.version
     w = compat.flash_wheel(f, v, torch.cuda, torch.cxx11_abi, target.python, target.platform)
     if w is None:
-        return None, (f"no prebuilt wheel for torch {torch.release.minor} + CUDA {torch.cuda.major} + "
-                      f"cxx11abi {bool(torch.cxx11_abi)} + Python {target.python}")
+        return None, refusal("flash-attn", version, "variant", "no prebuilt wheel for torch {torch_minor} + CUDA "
+                             "{cuda_major} + cxx11abi {cxx11_abi} + Python {python}", torch_minor=torch.release.minor,
+                             cuda_major=torch.cuda.major, cxx11_abi=bool(torch.cxx11_abi), python=target.python,
+                             torch=torch.version)
     sass = compat.flash_wheel_sass(f, w)
     missing = [cc for cc in target.capabilities if sass.covers(cc) != "sass"]
     if missing:
-        return None, f"the wheel for torch {torch.release.minor} has no code for {', '.join(c.sm for c in missing)}"
+        return None, refusal("flash-attn", version, "gpu_code", "the wheel for torch {torch_minor} has no code for {sms}",
+                             torch_minor=torch.release.minor, sms=", ".join(c.sm for c in missing),
+                             compute_capability=", ".join(str(c) for c in missing))
     url = compat.flash_wheel_url(f, v, torch.cuda, torch.cxx11_abi, target.python, target.platform, matrix)
     return PackageChoice("flash-attn", str(f.version), "wheel", url=url, variant=compat.flash_url_cuda_tag(f, torch.cuda),
-                         cuda=str(w.cuda_build), arch_list=sass.to_torch_arch_list()), ""
+                         cuda=str(w.cuda_build), arch_list=sass.to_torch_arch_list()), None
 
 
-def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target, matrix: Matrix) -> tuple[Companion | None, str]:
+def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
+                  matrix: Matrix) -> tuple[Companion | None, Refusal | None]:
     assert torch.cuda is not None
-    gpu = compat.flash_gpu_problem(f, target.capabilities)
-    if gpu:
+    version = str(f.version)
+    gpu = compat.flash_gpu_refusal(f, target.capabilities)
+    if gpu is not None:
         return None, gpu
     if not spec_allows(f.requires_python, target.python + ".0"):
-        return None, f"needs Python{f.requires_python}"
+        return None, refusal("flash-attn", version, "python", "needs Python{requires_python}",
+                             requires_python=f.requires_python, python=target.python)
     if f.min_torch is not None and torch.release.version < f.min_torch:
-        return None, f"needs torch >= {f.min_torch}"
+        return None, refusal("flash-attn", version, "torch_pin", "needs torch >= {min_torch}", min_torch=f.min_torch,
+                             torch=torch.version)
     unverified = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
     wheel, why = _flash_wheel(f, torch, target, matrix)
     if wheel is not None:
-        return Companion(wheel, unverified=unverified), ""
+        return Companion(wheel, unverified=unverified), None
+    assert why is not None
     if f.setup_min_cuda is not None and torch.cuda < f.setup_min_cuda:
-        return None, f"{why}; a source build needs CUDA >= {f.setup_min_cuda}"
-    nvcc = _nvcc_problem(torch, target)
-    if nvcc:
-        return None, f"{why}; {nvcc}"
+        return None, joined(why, refusal("flash-attn", version, "toolkit", "a source build needs CUDA >= {min_cuda}",
+                                         min_cuda=f.setup_min_cuda, cuda=torch.cuda))
+    nvcc = _nvcc_problem(torch, target, "flash-attn", version)
+    if nvcc is not None:
+        return None, joined(why, nvcc)
     archs = compat.flash_cuda_archs(target.capabilities, matrix)
     built = compat.flash_build_archs(target.capabilities, matrix)
     if archs is None or built is None:
-        return None, f"{why}; FLASH_ATTN_CUDA_ARCHS has no value for these GPUs"
+        return None, joined(why, refusal("flash-attn", version, "gpu_code",
+                                         "FLASH_ATTN_CUDA_ARCHS has no value for these GPUs",
+                                         compute_capability=", ".join(str(c) for c in target.capabilities)))
     env = {"FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
     if compat.flash_archs_env_honoured(f, matrix):
         env["FLASH_ATTN_CUDA_ARCHS"] = archs  # older setup.py always builds sm_80 + sm_90
     job = compat.build_job("flash-attn", matrix)
-    notes = (f"flash-attn {f.version} is built from source ({why}); expect 20+ minutes and about "
+    notes = (f"flash-attn {f.version} is built from source ({why.text}); expect 20+ minutes and about "
              f"{job.gib_per_job:g} GiB RAM per nvcc thread",)
     return Companion(
         PackageChoice("flash-attn", str(f.version), "source", variant=torch.tag, cuda=str(torch.cuda),
                       arch_list=compat.torch_arch_list(built), build_env=env),
         notes=notes + _source_notes(torch, target),
         unverified=(),
-    ), ""
+    ), None
 
 
 def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
@@ -241,7 +279,8 @@ def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Re
             continue
         comp, why = _flash_choice(f, torch, target, matrix)
         if comp is None:
-            reporter.rejected("flash-attn", f"{f.version} with torch {torch.version}", why)
+            assert why is not None
+            reporter.rejected(why, torch.version)
             continue
         if comp.choice.method == "wheel":
             if not comp.unverified:

@@ -18,7 +18,9 @@ Every command asks these functions and none re-derives them:
 * integrated (Jetson / Tegra) GPUs, which PyPI / PyTorch-index CUDA wheels are not for: ``integrated_gpus``.
 * how a pin is spelled: ``torch_pin``.
 
-Each check that can fail returns ``None`` when the candidate fits, else a short reason (no trailing period).
+Each check that can fail returns ``None`` when the candidate fits, else a ``Refusal`` (``resolver.refusal``: a kind,
+the facts involved and the text rendered from them); ``*_problem`` spellings return that refusal's text, for callers
+that only print it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from packaging.version import Version
 
 from resolver.matrix_types import AttentionRelease, BuildJob, FlashRelease, FlashWheelRow, Matrix, TorchRelease, XformersRelease
 from resolver.models import PYPI_SIMPLE, ArchList, ComputeCapability, Target, format_driver, python_tag, spec_allows
+from resolver.refusal import Refusal, refusal
 
 __all__ = [
     "Coverage",
@@ -37,13 +40,17 @@ __all__ = [
     "covers",
     "driver_floor",
     "driver_problem",
+    "driver_refusal",
     "runtime_cuda_problem",
     "attention_target_problem",
     "attention_cuda_problem",
     "attention_build_arch",
+    "nvcc_refusal",
     "wheel_problem",
+    "wheel_refusal",
     "integrated_gpus",
     "torch_release_problem",
+    "torch_release_refusal",
     "torch_cxx11_abi",
     "torch_pin",
     "build_arch",
@@ -53,6 +60,7 @@ __all__ = [
     "xformers_off_pin_ok",
     "xformers_fmha_min_cc",
     "flash_gpu_problem",
+    "flash_gpu_refusal",
     "flash_url_cuda_tag",
     "flash_wheel_matches",
     "flash_wheel",
@@ -125,23 +133,34 @@ def driver_floor(cuda: Version | str | None, matrix: Matrix, platform: str, *, j
     return floor if floor is not None else ga
 
 
-def driver_problem(driver: Version | None, cuda: Version, matrix: Matrix, platform: str, *,
-                   ptx: bool = False) -> str | None:
-    """Return why ``driver`` cannot run a CUDA ``cuda`` build on ``platform``; ``None`` when it can or is unknown."""
+def driver_refusal(driver: Version | None, cuda: Version, matrix: Matrix, platform: str, *, ptx: bool = False,
+                   package: str = "torch", candidate: str = "") -> Refusal | None:
+    """Return why ``driver`` cannot run a CUDA ``cuda`` build on ``platform`` (kind ``driver``: facts driver,
+    driver_floor, cuda); ``None`` when it can or is unknown."""
     if driver is None:
         return None
     if matrix.compat(cuda.major) is None and matrix.cuda_minor(cuda) is None:
-        return f"no driver table for CUDA {cuda.major}"
+        return refusal(package, candidate, "driver", "no driver table for CUDA {cuda_major}", cuda=cuda,
+                       cuda_major=cuda.major, driver=format_driver(driver))
     floor = driver_floor(cuda, matrix, platform)
     if floor is not None and driver < floor:
-        return (f"driver {format_driver(driver)} is older than {format_driver(floor)}, "
-                f"the minimum for CUDA {cuda.major}.x builds")
+        return refusal(package, candidate, "driver",
+                       "driver {driver} is older than {driver_floor}, the minimum for CUDA {cuda_major}.x builds",
+                       driver=format_driver(driver), driver_floor=format_driver(floor), cuda=cuda, cuda_major=cuda.major)
     if ptx:
         jit = driver_floor(cuda, matrix, platform, jit=True)
         if jit is not None and driver < jit:
-            return (f"driver {format_driver(driver)} cannot JIT PTX from CUDA {cuda} "
-                    f"(needs {format_driver(jit)}, the toolkit's own driver)")
+            return refusal(package, candidate, "driver",
+                           "driver {driver} cannot JIT PTX from CUDA {cuda} (needs {driver_floor}, the toolkit's own driver)",
+                           driver=format_driver(driver), driver_floor=format_driver(jit), cuda=cuda, ptx="true")
     return None
+
+
+def driver_problem(driver: Version | None, cuda: Version, matrix: Matrix, platform: str, *,
+                   ptx: bool = False) -> str | None:
+    """Return the text of ``driver_refusal``."""
+    r = driver_refusal(driver, cuda, matrix, platform, ptx=ptx)
+    return None if r is None else r.text
 
 
 def runtime_cuda_problem(driver_cuda: Version, cuda: Version) -> tuple[bool, str | None]:
@@ -198,9 +217,10 @@ def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:
     return out
 
 
-def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
-    """Return why the target cannot install ``package`` ``version``'s PyPI wheel (Python, platform, glibc), or
-    ``None`` when it can or when ``wheels.toml`` does not record that release (the caller decides what unknown means).
+def wheel_refusal(matrix: Matrix, package: str, version: Version | str, target: Target) -> Refusal | None:
+    """Return why the target cannot install ``package`` ``version``'s PyPI wheel (kind ``python``: facts python,
+    pythons; kind ``glibc``: facts glibc, glibc_needed, platform_tag), or ``None`` when it can or when
+    ``wheels.toml`` does not record that release (the caller decides what unknown means).
 
     A wheel installs when a CPython tag matches the target's Python (or is abi3 below it) and, on Linux, its
     manylinux floor is at or below the target's glibc (PEP 600); an unknown glibc is not checked.
@@ -210,15 +230,25 @@ def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: 
         return None
     if not facts.python_ok(target.python):
         have = ", ".join(facts.pythons) + (" and later (abi3)" if facts.abi3 else "")
-        return f"{package} {version} has no {target.platform} wheel for Python {target.python} (only {have})"
+        return refusal(package, str(version), "python",
+                       "{package} {version} has no {platform} wheel for Python {python} (only {pythons})",
+                       package=package, version=version, platform=target.platform, python=target.python, pythons=have)
     if facts.glibc is not None and target.glibc is not None and target.glibc < facts.glibc:
         assumed = " (assumed; pass --glibc)" if target.glibc_assumed else ""
-        return (f"{package} {version} {target.platform} wheels are {facts.platform_tag}: they need glibc {facts.glibc}, "
-                f"the target has {target.glibc}{assumed}")
+        return refusal(package, str(version), "glibc",
+                       "{package} {version} {platform} wheels are {platform_tag}: they need glibc {glibc_needed}, "
+                       "the target has {glibc}{assumed}", package=package, version=version, platform=target.platform,
+                       platform_tag=facts.platform_tag, glibc_needed=facts.glibc, glibc=target.glibc, assumed=assumed)
     return None
 
 
-def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
+def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
+    """Return the text of ``wheel_refusal``."""
+    r = wheel_refusal(matrix, package, version, target)
+    return None if r is None else r.text
+
+
+def torch_release_refusal(rel: TorchRelease, target: Target, matrix: Matrix) -> Refusal | None:
     """Return why no torch ``rel`` wheel installs on the target's platform, Python and glibc, or ``None``.
 
     Read from ``wheels.toml`` (PyPI's files per platform). PyTorch-index builds of a release share the PyPI wheel's
@@ -226,8 +256,17 @@ def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> 
     Linux x86_64 Python list of ``torch.toml``.
     """
     if matrix.wheel_facts("torch", rel.version, target.platform) is None:
-        return None if target.python in rel.pythons else f"no wheels for Python {target.python}"
-    return wheel_problem(matrix, "torch", rel.version, target)
+        if target.python in rel.pythons:
+            return None
+        return refusal("torch", str(rel.version), "python", "no wheels for Python {python}", python=target.python,
+                       pythons=", ".join(rel.pythons))
+    return wheel_refusal(matrix, "torch", rel.version, target)
+
+
+def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
+    """Return the text of ``torch_release_refusal``."""
+    r = torch_release_refusal(rel, target, matrix)
+    return None if r is None else r.text
 
 
 # --- xformers ---------------------------------------------------------------------------------------------------------
@@ -281,17 +320,28 @@ def xformers_fmha_min_cc(matrix: Matrix) -> ComputeCapability | None:
 # --- flash-attn -------------------------------------------------------------------------------------------------------
 
 
-def flash_gpu_problem(f: FlashRelease, caps: Sequence[ComputeCapability]) -> str | None:
-    """Return why flash-attn release ``f`` refuses one of the GPUs at run time, or ``None``."""
+def flash_gpu_refusal(f: FlashRelease, caps: Sequence[ComputeCapability]) -> Refusal | None:
+    """Return why flash-attn release ``f`` refuses one of the GPUs at run time (kind ``compute_capability``: facts
+    min_cc, max_cc, compute_capability), or ``None``."""
     low = [cc for cc in caps if cc < f.min_cc]
     if low:
-        return f"flash-attn needs compute capability {f.min_cc}; {', '.join(str(c) for c in low)} is below"
+        return refusal("flash-attn", str(f.version), "compute_capability",
+                       "flash-attn needs compute capability {min_cc}; {compute_capability} is below",
+                       min_cc=f.min_cc, compute_capability=", ".join(str(c) for c in low))
     if f.max_cc is not None:
         high = [cc for cc in caps if cc > f.max_cc]
         if high:
-            return (f"flash-attn {f.version} rejects compute capability {', '.join(str(c) for c in high)} at run time "
-                    f"(it accepts {f.min_cc}–{f.max_cc})")
+            return refusal("flash-attn", str(f.version), "compute_capability",
+                           "flash-attn {version} rejects compute capability {compute_capability} at run time "
+                           "(it accepts {min_cc}–{max_cc})", version=f.version,
+                           compute_capability=", ".join(str(c) for c in high), min_cc=f.min_cc, max_cc=f.max_cc)
     return None
+
+
+def flash_gpu_problem(f: FlashRelease, caps: Sequence[ComputeCapability]) -> str | None:
+    """Return the text of ``flash_gpu_refusal``."""
+    r = flash_gpu_refusal(f, caps)
+    return None if r is None else r.text
 
 
 def flash_url_cuda_tag(f: FlashRelease, cuda: Version) -> str:
@@ -414,59 +464,90 @@ def max_jobs(package: str, matrix: Matrix, cores: int | None, mem_gib: float | N
 # --- attention kernels (matrices/attention.toml): FA3, flash-attn-4, SageAttention 1.x / 2.x, flash-attn 1.x --------
 
 
-def attention_target_problem(a: AttentionRelease, target: Target) -> str | None:
-    """Return why ``a`` cannot run on the target whatever torch is chosen (platform, Python, compute capability)."""
+def attention_target_problem(a: AttentionRelease, target: Target) -> Refusal | None:
+    """Return why ``a`` cannot run on the target whatever torch is chosen (kinds ``platform``, ``python``,
+    ``compute_capability``), or ``None``."""
+    def refused(kind: str, template: str, **facts: object) -> Refusal:
+        return refusal(a.name, str(a.version), kind, template, title=a.title, version=a.version, **facts)
+
     if target.platform not in a.platforms:
-        return f"{a.title} {a.version} is not built for {target.platform} (only {', '.join(a.platforms)})"
+        return refused("platform", "{title} {version} is not built for {platform} (only {platforms})",
+                       platform=target.platform, platforms=", ".join(a.platforms))
     if not spec_allows(a.requires_python, target.python + ".0"):
-        return f"{a.title} {a.version} needs Python{a.requires_python}"
+        return refused("python", "{title} {version} needs Python{requires_python}", requires_python=a.requires_python,
+                       python=target.python)
     low = [cc for cc in target.capabilities if cc < a.min_cc]
     high = [cc for cc in target.capabilities if a.max_cc_major is not None and cc.major > a.max_cc_major]
     if low or high:
         where = f"compute capability {a.min_cc}" + (f" to {a.max_cc_major}.x" if a.max_cc_major is not None else " or newer")
         if a.max_cc_major == a.min_cc.major and a.min_cc.major >= 9:
             where = f"{a.min_cc.sm} only"
-        gpus = ", ".join(f"{cc} ({cc.sm})" for cc in low + high)
-        return f"{a.title} {a.version} runs on {where}; this target has {gpus}"
+        return refused("compute_capability", "{title} {version} runs on {where}; this target has {gpus}", where=where,
+                       gpus=", ".join(f"{cc} ({cc.sm})" for cc in low + high), min_cc=a.min_cc,
+                       max_cc_major="" if a.max_cc_major is None else a.max_cc_major,
+                       compute_capability=", ".join(str(cc) for cc in low + high))
     return None
+
+
+def nvcc_refusal(nvcc: Version | None, package: str, candidate: str, torch_version: str,
+                 cuda: Version) -> Refusal | None:
+    """Return why the target's ``nvcc`` cannot build ``package`` against torch ``torch_version`` (CUDA ``cuda``):
+    kind ``toolkit``, facts nvcc, torch, cuda (torch's) and cuda_major (the toolkit major it needs; only this
+    refusal has it); ``None`` when it can or is unknown."""
+    if nvcc is None or nvcc.major == cuda.major:
+        return None
+    return refusal(package, candidate, "toolkit",
+                   "nvcc {nvcc} cannot build against torch {torch} (CUDA {cuda_major} needs nvcc {cuda_major}.x)",
+                   nvcc=nvcc, torch=torch_version, cuda=cuda, cuda_major=cuda.major)
 
 
 def attention_cuda_problem(a: AttentionRelease, torch_version: str, torch_release: Version, cuda: Version | None,
-                           target: Target) -> str | None:
+                           target: Target) -> Refusal | None:
     """Return why ``a`` does not fit beside the torch build ``torch_version`` (release ``torch_release``, CUDA
-    ``cuda``; None = CPU build) on the target: CUDA major, torch floor, and for a source build the nvcc that would
-    build it (the target's, else torch's CUDA) against the release's floors, overall and per GPU arch."""
+    ``cuda``; None = CPU build) on the target: CUDA major (kind ``variant``), torch floor (``torch_pin``), and for a
+    source build the nvcc that would build it (the target's, else torch's CUDA) against the release's floors, overall
+    and per GPU arch (``toolkit``)."""
+    def refused(kind: str, template: str, **facts: object) -> Refusal:
+        return refusal(a.name, str(a.version), kind, template, title=a.title, version=a.version, torch=torch_version,
+                       **facts)
+
     if cuda is None:
-        return f"{a.title} needs a CUDA build of torch"
+        return refused("variant", "{title} needs a CUDA build of torch")
     if a.cuda_majors and cuda.major not in a.cuda_majors:
-        majors = " or ".join(str(m) for m in a.cuda_majors)
-        return f"{a.title} {a.version} works with CUDA {majors} builds of torch; torch {torch_version} is CUDA {cuda}"
+        return refused("variant", "{title} {version} works with CUDA {cuda_majors} builds of torch; torch {torch} is CUDA {cuda}",
+                       cuda_majors=" or ".join(str(m) for m in a.cuda_majors), cuda=cuda)
     if a.min_torch is not None and torch_release < a.min_torch:
-        return f"{a.title} {a.version} needs torch >= {a.min_torch}"
+        return refused("torch_pin", "{title} {version} needs torch >= {min_torch}", min_torch=a.min_torch)
     if a.method != "source":
         return None
     nvcc = target.nvcc if target.nvcc is not None else cuda
-    if target.nvcc is not None and target.nvcc.major != cuda.major:
-        return f"nvcc {target.nvcc} cannot build against torch {torch_version} (CUDA {cuda.major} needs nvcc {cuda.major}.x)"
+    mismatch = nvcc_refusal(target.nvcc, a.name, str(a.version), torch_version, cuda)
+    if mismatch is not None:
+        return mismatch
     if a.min_cuda is not None and nvcc < a.min_cuda:
-        return f"building {a.title} {a.version} needs CUDA >= {a.min_cuda}; nvcc would be {nvcc}"
+        return refused("toolkit", "building {title} {version} needs CUDA >= {min_cuda}; nvcc would be {nvcc}",
+                       min_cuda=a.min_cuda, nvcc=nvcc)
     for cc in target.capabilities:
         floor = (a.arch_min_cuda or {}).get(str(cc))
         if floor is not None and nvcc < floor:
-            return f"building {a.title} {a.version} for {cc.sm} needs CUDA >= {floor}; nvcc would be {nvcc}"
+            return refused("toolkit", "building {title} {version} for {sm} needs CUDA >= {min_cuda}; nvcc would be {nvcc}",
+                           sm=cc.sm, min_cuda=floor, nvcc=nvcc)
     return None
 
 
-def attention_build_arch(a: AttentionRelease, caps: Iterable[ComputeCapability]) -> tuple[str | None, str]:
-    """Return (the arch list a source build of ``a`` targets for ``caps``, "") or (None, why no supported arch serves
-    a GPU); (None, "") when the release has no arch list (wheels)."""
+def attention_build_arch(a: AttentionRelease, caps: Iterable[ComputeCapability]) -> tuple[str | None, Refusal | None]:
+    """Return (the arch list a source build of ``a`` targets for ``caps``, None) or (None, why no supported arch
+    serves a GPU: kind ``gpu_code``); (None, None) when the release has no arch list (wheels)."""
     if not a.build_archs:
-        return None, ""
+        return None, None
     archs: list[ComputeCapability] = []
     for cc in caps:
         best = build_arch(cc, frozenset(a.build_archs))  # own arch, else the same major's below
         if best is None:
-            return None, f"{a.title} {a.version} has no kernels to build for {cc.sm} (it builds {', '.join(b.sm for b in a.build_archs)})"
+            return None, refusal(a.name, str(a.version), "gpu_code",
+                                 "{title} {version} has no kernels to build for {sm} (it builds {builds})",
+                                 title=a.title, version=a.version, sm=cc.sm, compute_capability=cc,
+                                 builds=", ".join(b.sm for b in a.build_archs))
         if best not in archs:
             archs.append(best)
-    return ";".join(str(b) for b in sorted(archs)), ""
+    return ";".join(str(b) for b in sorted(archs)), None

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from packaging.version import Version
 
 from resolver.compat import runtime_cuda_problem
-from resolver.models import PYTORCH_INDEX, ArchList, ComputeCapability
+from resolver.models import PYTORCH_INDEX, ArchList, ComputeCapability, Target
 
 __all__ = ["Diagnosis", "Check", "diagnose", "environment_checks", "slow_backends", "SLOW_FRACTION"]
 
@@ -98,9 +98,12 @@ def _cc(env_facts: Mapping[str, Any]) -> ComputeCapability | None:
 
 def _xformers_mismatch(built_torch: str, built_cuda: str, have: str, env_facts: Mapping[str, Any]) -> Diagnosis:
     version = (env_facts.get("packages") or {}).get("xformers", "")
-    tag = cuda_tag_of(have)
     message = f"xformers {version} was built for torch {built_torch} (CUDA {built_cuda}); you have {have}".replace(
         "xformers  ", "xformers ")
+    solved = _xformers_for_torch({**env_facts, "torch": have})
+    if solved is not None:
+        return Diagnosis("xformers_abi", message, solved)
+    tag = cuda_tag_of(have)
     hint = "install the xformers build made for your torch"
     if tag and tag.startswith("cu"):
         hint = f"install the {tag} variant (pip install xformers --index-url {PYTORCH_INDEX}/{tag})"
@@ -220,6 +223,87 @@ def _cuda_pair(text: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def _machine(facts: Mapping[str, Any]) -> Target | None:
+    """Return the probed machine as a solver target (GPUs, Python, platform, driver), or ``None`` when the facts do
+    not say enough to solve for it."""
+    gpus, python = facts.get("gpus") or [], facts.get("python")
+    if not gpus or not isinstance(python, str):
+        return None
+    from resolver.models import Gpu, parse_driver
+    from resolver.pipeline import this_platform
+
+    driver = facts.get("driver")
+    return Target(gpus=tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"])) for g in gpus),
+                  python=".".join(python.split(".")[:2]), platform=this_platform(),
+                  driver=parse_driver(driver) if isinstance(driver, str) else None, source="verify")
+
+
+def _torch_that_runs(facts: Mapping[str, Any]) -> str | None:
+    """Return the torch build to suggest when the installed one does not run here: the newest (of the installed
+    release first) that ``resolver.solve`` finds for this machine (its GPUs, Python, platform, driver) with native
+    code for every GPU and a CUDA the driver runs; ``None`` when the facts do not say enough or none fits. Nothing
+    unsolved is suggested."""
+    target = _machine(facts)
+    if target is None:
+        return None
+    from packaging.specifiers import SpecifierSet
+
+    from resolver.candidates import torch_options
+    from resolver.compat import coverage
+    from resolver.matrix import load
+    from resolver.request import Request
+    from resolver.solve import feasible
+
+    matrix = load()
+    dc = facts.get("driver_cuda")
+    runs_cuda = Version(f"{dc // 1000}.{dc % 1000 // 10}") if isinstance(dc, int) else None
+    installed = str(facts.get("torch") or "").split("+")[0]
+    releases = [r for r in matrix.torch if str(r.version) == installed] + list(matrix.torch)
+    for rel in releases[:12]:
+        for opt in torch_options(rel, target, matrix):
+            if opt.cuda is None or (runs_cuda is not None and not runtime_cuda_problem(runs_cuda, opt.cuda)[0]):
+                continue
+            missing, ptx = coverage(opt.arch, target.capabilities)
+            if missing or ptx:
+                continue
+            if feasible(target, matrix, Request(torch=SpecifierSet(f"=={rel.version}"), torch_variant=opt.tag)):
+                return opt.version
+    return None
+
+
+def _xformers_for_torch(facts: Mapping[str, Any]) -> str | None:
+    """Return the hint naming the xformers the solver chooses beside the installed torch build on this machine,
+    or ``None`` when the facts do not say enough or no xformers fits that torch here."""
+    target, have = _machine(facts), facts.get("torch")
+    if target is None or not isinstance(have, str):
+        return None
+    from packaging.specifiers import SpecifierSet
+
+    from resolver.errors import NoCompatibleStack
+    from resolver.matrix import load
+    from resolver.request import Request
+    from resolver.solve import solve
+
+    release, _, tag = have.partition("+")
+    try:
+        stack = solve(target, load(), Request(torch=SpecifierSet(f"=={release}"), torch_variant=tag or None,
+                                              xformers=SpecifierSet()))
+    except NoCompatibleStack:
+        return None
+    x = stack.get("xformers")
+    if x is None:
+        return None
+    if x.method == "source":
+        return (f"rebuild xformers {x.version} against torch {have} (the solver's choice for it here): "
+                f"pip install --no-build-isolation --no-binary xformers xformers=={x.version}")
+    return (f"install xformers {x.version} built for torch {have} (the solver's choice for it here): pip install "
+            f"--force-reinstall --no-deps xformers=={x.version} --index-url {x.index_url}")
+
+
+def _install_torch(version: str, why: str) -> str:
+    return f"install torch {version} ({why}): gpustack install 'torch=={version}'"
+
+
 def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
     """Returns the checks of the probe's facts: CUDA usable, arch list covers each GPU, driver new enough, builds match."""
     out: list[Check] = []
@@ -229,9 +313,11 @@ def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
     if torch_cuda and driver:
         runs, caveat = runtime_cuda_problem(Version(f"{driver[0]}.{driver[1]}"), Version(f"{torch_cuda[0]}.{torch_cuda[1]}"))
         if not runs:
+            fits = _torch_that_runs(facts)
             out.append(Check("driver", False, f"torch {facts.get('torch')} needs CUDA {facts['torch_cuda']}; the "
                              f"driver supports CUDA {driver[0]}.{driver[1]}",
-                             f"upgrade the driver or install torch for cu{driver[0]}{driver[1]}"))
+                             f"upgrade the driver to one that runs CUDA {facts['torch_cuda']}" + (
+                                 f", or {_install_torch(fits, 'it runs on this driver and GPU')}" if fits else "")))
         else:
             out.append(Check("driver", caveat is None,
                              f"driver supports CUDA {driver[0]}.{driver[1]}; torch uses {facts['torch_cuda']}"
@@ -245,8 +331,10 @@ def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
         cc = ComputeCapability.parse(gpu["compute_capability"])
         cov = arch.covers(cc)
         if cov is None:
+            fits = _torch_that_runs(facts)
             out.append(Check("arch", False, f"torch has no kernels for {gpu['name']} ({cc.sm})",
-                             f"install a torch build whose arch list includes {cc.sm}"))
+                             _install_torch(fits, f"it has {cc.sm} code and runs on this driver") if fits else
+                             f"install a torch build whose arch list includes {cc.sm} (`gpustack plan` finds one)"))
         else:
             out.append(Check("arch", cov == "sass", f"torch covers {gpu['name']} ({cc.sm}) with {cov.upper()}",
                              None if cov == "sass" else "PTX is JIT-compiled on first use: slow start, maybe slow "

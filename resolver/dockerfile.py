@@ -11,13 +11,18 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
 from resolver import compat
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
-from resolver.models import Plan, Step, format_driver
+from resolver.models import Plan, Step, Target, format_driver
+from resolver.refusal import refusal
+
+if TYPE_CHECKING:
+    from resolver.request import Request
 
 __all__ = ["render", "refuse_platform", "base_image", "UV_IMAGE", "CPU_IMAGE"]
 
@@ -50,9 +55,11 @@ def base_image(cuda: str | None, matrix: Matrix) -> tuple[DockerImage | None, st
             removed = [i.version for i in matrix.docker if i.removed and i.cuda.major == want.major]
             gone = f" ({', '.join(removed)} removed from Docker Hub)" if removed else ""
             raise NoCompatibleStack(
-                [f"no nvidia/cuda image for CUDA {want.major}.{want.minor} or a newer {want.major}.x in "
-                 f"matrices/docker.toml{gone}"],
-                ["choose a torch build of another CUDA (torch==X.Y.Z+cuNNN)", "add the image row to matrices/docker.toml"],
+                [refusal("nvidia/cuda", f"{want.major}.{want.minor}", "image",
+                         "no nvidia/cuda image for CUDA {cuda} or a newer {cuda_major}.x in matrices/docker.toml{gone}",
+                         cuda=f"{want.major}.{want.minor}", cuda_major=want.major, gone=gone, removed=", ".join(removed))],
+                # the torch build that has an image is named where the request is known (with_image_alternative)
+                ["add the image row to matrices/docker.toml"],
             )
         img = min(newer, key=lambda i: (i.cuda, -Version(i.version).micro))
         why = (f"no CUDA {want.major}.{want.minor} image; CUDA {img.cuda} is the nearest newer {want.major}.x "
@@ -60,6 +67,44 @@ def base_image(cuda: str | None, matrix: Matrix) -> tuple[DockerImage | None, st
     if img.unverified:
         why += "; tag existence unverified"
     return img, why
+
+
+def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matrix,
+                           request: Request) -> NoCompatibleStack:
+    """Return ``exc`` (no ``nvidia/cuda`` image for the stack's CUDA) with what would work instead, solved: the
+    newest torch build whose CUDA has an image and with which the whole request solves on the target (builds the
+    request's torch bound allows first), and the matrix row to add."""
+    import dataclasses
+
+    from packaging.specifiers import SpecifierSet
+
+    from resolver.candidates import torch_options
+    from resolver.models import spec_allows
+    from resolver.solve import feasible
+
+    def has_image(cuda: Version) -> bool:
+        try:
+            base_image(str(cuda), matrix)
+        except NoCompatibleStack:
+            return False
+        return True
+
+    tried = 0
+    for bound in (request.torch, SpecifierSet()):
+        for rel in matrix.torch:
+            if not spec_allows(bound, rel.version) or tried > 40:
+                continue
+            for opt in torch_options(rel, target, matrix):
+                if opt.cuda is None or not has_image(opt.cuda):
+                    continue
+                tried += 1
+                # A requested profile's torch bound stays (its application needs it).
+                exact = SpecifierSet(f"=={rel.version}") & dict(request.profile_bounds).get("torch", SpecifierSet())
+                trial = dataclasses.replace(request, torch=exact, torch_variant=opt.tag)
+                if feasible(target, matrix, trial):
+                    alt = f"torch=={opt.version}: CUDA {opt.cuda} has an nvidia/cuda image and the whole request solves"
+                    return NoCompatibleStack(exc.refusals, [alt, *exc.alternatives])
+    return exc
 
 
 def _q(value: str) -> str:

@@ -70,10 +70,12 @@ class NoCompatibleStack(GpuStackError):
 
     exit_code = 1
 
-    def __init__(self, reasons: Sequence[str | Refusal], alternatives: Sequence[str] = ()) -> None:
-        from resolver.refusal import as_refusal
+    def __init__(self, reasons: Sequence[Refusal], alternatives: Sequence[str] = ()) -> None:
+        from resolver.refusal import ordered
 
-        self.refusals: list[Refusal] = [as_refusal(r) for r in reasons]
+        if any(isinstance(r, str) for r in reasons):
+            raise TypeError("a refusal is a resolver.refusal.Refusal value (kind, facts), not text")
+        self.refusals: list[Refusal] = ordered(reasons)  # root blocking facts first, each once
         self.reasons = [r.text for r in self.refusals]
         self.alternatives = list(alternatives)
         super().__init__(self.reasons, self.alternatives)

@@ -11,10 +11,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from resolver.candidates import TorchOption, torch_options
-from resolver.compat import driver_floor, torch_release_problem, xformers_off_pin_ok
+from resolver.compat import driver_floor, torch_release_problem, torch_release_refusal, xformers_off_pin_ok
 from resolver.compat import coverage as _coverage
 from resolver.compat import driver_problem as _driver_problem
-from resolver.companions import _nvcc_problem, choose_flash, choose_xformers
+from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
 from resolver.refusal import Refusal, ordered, refusal
@@ -25,28 +25,20 @@ __all__ = ["explain_failure"]
 
 
 class _Record(Reporter):
-    """Records the companions' rejections for one torch option at a time, as values."""
+    """Records the companions' rejections (``Refusal`` values) for one torch option at a time."""
 
-    def __init__(self, target: Target, matrix: Matrix) -> None:
-        self.target = target
-        self.matrix = matrix
-        self.opt: TorchOption | None = None
-        # (package, version, context, why, kind, nvcc major the why names or None)
-        self.rows: list[tuple[str, str, str, str, str, int | None]] = []
+    def __init__(self) -> None:
+        self.rows: list[tuple[Refusal, str]] = []  # (why, the torch build it was tried beside or "")
 
-    def rejected(self, package: str, candidate: str, reason: str) -> None:
-        assert self.opt is not None and self.opt.cuda is not None
-        context = f" with torch {self.opt.version}"
-        version, rest = (candidate[:-len(context)], context.strip()) if candidate.endswith(context) else (candidate, "")
-        nvcc = _nvcc_problem(self.opt, self.target)
-        major = self.opt.cuda.major if nvcc is not None and nvcc in reason else None
-        # The same predicate companions refuse on: the xformers release pins another torch and no off-pin use fits.
-        torch = self.opt.release.version
-        pins_other = package == "xformers" and any(
-            str(x.version) == version and not spec_allows(x.torch, torch) and not xformers_off_pin_ok(x, torch)
-            for x in self.matrix.xformers)
-        kind = "toolkit" if major is not None else "torch_pin" if pins_other else "other"
-        self.rows.append((package, version, rest, reason, kind, major))
+    def rejected(self, refusal: Refusal, with_torch: str = "") -> None:
+        self.rows.append((refusal, with_torch))
+
+
+def _toolkit(r: Refusal) -> Refusal | None:
+    """Return the "nvcc of another CUDA major" refusal in ``r`` or its causes (it alone names ``cuda_major``)."""
+    if r.kind == "toolkit" and "cuda_major" in r.facts:
+        return r
+    return next((t for c in r.causes if (t := _toolkit(c)) is not None), None)
 
 
 def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = None) -> list[TorchOption]:
@@ -70,12 +62,27 @@ def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
 
 def _solves(target: Target, matrix: Matrix, request: Request, **bounds: object) -> bool:
     """Return whether the whole request, with ``bounds`` replacing some of its fields, solves on the whole target:
-    an alternative is printed only then."""
+    an alternative is printed only then. A bound a requested profile sets is narrowed, never lifted (the profile's
+    application needs it): the new bound is intersected with it."""
     import dataclasses
 
     from resolver.solve import feasible
 
+    profiles = dict(request.profile_bounds)
+    for name, bound in list(bounds.items()):
+        pinned = profiles.get(name.replace("_", "-"))
+        if pinned is not None and isinstance(bound, SpecifierSet):
+            bounds[name] = bound & pinned
     return feasible(target, matrix, dataclasses.replace(request, **bounds))  # type: ignore[arg-type]
+
+
+def _feasible_with_driver(target: Target, matrix: Matrix, request: Request, driver: Version) -> bool:
+    """Return whether the whole request solves on the target with ``driver`` instead of its own."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    return feasible(dataclasses.replace(target, driver=driver), matrix, request)
 
 
 def _exact(version: object) -> SpecifierSet:
@@ -87,19 +94,30 @@ def _gpu_name(target: Target, cc: ComputeCapability) -> str:
     return " / ".join(names) or f"compute capability {cc}"
 
 
-def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease], spec: str) -> tuple[list[Refusal], list[str]]:
-    """No torch release in the request installs here (Python, platform or glibc): say which and what would."""
-    problems = [p for p in (torch_release_problem(r, target, matrix) for r in in_spec) if p]
-    glibc = [p for p in problems if "glibc" in p]
+def _install_reasons(target: Target, matrix: Matrix, request: Request,
+                     in_spec: list[TorchRelease]) -> tuple[list[Refusal], list[str]]:
+    """No torch release in the request installs here (Python, platform or glibc): say which and what would, each
+    alternative solved for the whole request on the target with only that one thing changed."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    spec = str(request.torch or "")
+    problems = [p for p in (torch_release_refusal(r, target, matrix) for r in in_spec) if p is not None]
+    glibc = [p.text for p in problems if p.kind == "glibc"]
     if glibc and target.glibc is not None:
         fits = next((o.release for o in _all_options(matrix, target)
                      if not coverage(o.arch, target)[0]
-                     and (o.cuda is None or not driver_problem(target, o.cuda, matrix))), None)
+                     and (o.cuda is None or not driver_problem(target, o.cuda, matrix))
+                     and _solves(target, matrix, request, torch=_exact(o.release.version))), None)
         reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
                            spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
         floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
                   if f is not None and f.glibc is not None]
-        alts = [f"a host with glibc {min(floors)} or newer (pass its --glibc)"] if floors and len(glibc) == len(problems) else []
+        alts = []
+        if floors and len(glibc) == len(problems) and feasible(
+                dataclasses.replace(target, glibc=min(floors), glibc_assumed=False), matrix, request):
+            alts.append(f"a host with glibc {min(floors)} or newer (pass its --glibc)")
         if fits is not None:
             alts.append(f"torch=={fits.version}: the newest torch whose {target.platform} wheel installs with glibc "
                         f"{target.glibc} and Python {target.python} and runs on these GPUs and driver")
@@ -109,10 +127,43 @@ def _install_reasons(target: Target, matrix: Matrix, in_spec: list[TorchRelease]
         facts = matrix.wheel_facts("torch", r.version, target.platform)
         pys.update(facts.pythons if facts is not None else r.pythons)
     order = sorted(pys, key=lambda p: tuple(int(x) for x in p.split(".")))
-    alt = f"use Python {order[0]}–{order[-1]} (--python X.Y, or --python-exe PATH)" if order else None
+    # Only the Pythons on which the whole request (companions, profile needs) solves on this target.
+    solved = [py for py in order if feasible(dataclasses.replace(target, python=py), matrix, request)]
+    alt = None
+    if solved:
+        contiguous = order[order.index(solved[0]):order.index(solved[-1]) + 1] == solved
+        span = solved[0] if len(solved) == 1 else f"{solved[0]}–{solved[-1]}" if contiguous else ", ".join(solved)
+        alt = f"use Python {span} (--python X.Y, or --python-exe PATH)"
     reasons = [refusal("torch", spec, "python", "torch{spec} has no wheels for Python {python} on {platform}", alt,
                        spec=spec, python=target.python, platform=target.platform, pythons=", ".join(order))]
     return reasons, [alt] if alt else []
+
+
+def _with_companions_moved(target: Target, matrix: Matrix, request: Request, builds: list[TorchOption],
+                           gpu: str) -> str | None:
+    """Return "torch==X+cuNNN with xformers==Y runs on GPU" for the newest torch build with code for the GPU whose
+    stack solves when the companions' version bounds are lifted too (profile needs and kernels kept), or None."""
+    import dataclasses
+
+    from resolver.errors import NoCompatibleStack
+    from resolver.solve import solve
+
+    moved = {f: SpecifierSet() for f, bound in (("xformers", request.xformers), ("flash_attn", request.flash_attn))
+             if bound is not None and str(bound)}
+    profiles = {n for n, bound in request.profile_bounds if str(bound)}
+    if not moved or profiles & {"torch", *(f.replace("_", "-") for f in moved)}:
+        return None  # nothing to lift, or a profile's own pins (its application needs them): not lifted
+    for o in builds:
+        trial = dataclasses.replace(request, torch=_exact(o.release.version), torch_variant=o.tag, **moved)  # type: ignore[arg-type]
+        try:
+            stack = solve(target, matrix, trial)
+        except NoCompatibleStack:
+            continue
+        pins = " and ".join(f"{p.name}=={p.version}" for p in stack.packages if p.name in ("xformers", "flash-attn"))
+        asked = ", ".join([f"torch{request.torch}"] + [request.describe(n) for n in ("xformers", "flash-attn")
+                                                        if n.replace("-", "_") in moved])
+        return f"torch=={o.release.version}+{o.tag} with {pins} runs on {gpu} (ask for these instead of {asked})"
+    return None
 
 
 def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
@@ -127,7 +178,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                         ask, spec=spec or "", known=known)], [ask]
     with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
     if not with_py:
-        return _install_reasons(target, matrix, in_spec, str(spec or ""))
+        return _install_reasons(target, matrix, request, in_spec)
     if target.is_cpu:
         return reasons, alts
     variant = request.torch_variant
@@ -153,7 +204,13 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                 ok = next((o for o in anywhere[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
                                                                 torch_variant=o.tag)), None)
                 if ok is not None:
+                    if ok.version != anywhere[0].version:  # the newest does not fit (driver, Python ...): name both
+                        template += "; the newest that fits this target is {fits}"
+                        facts["fits"] = ok.version
                     alt = f"torch=={ok.release.version}+{ok.tag} runs on {_gpu_name(target, cc)}"
+                else:
+                    alt = _with_companions_moved(target, matrix, request, anywhere[:24], _gpu_name(target, cc))
+                if alt is not None:
                     alts.append(alt)
             reasons.append(refusal("torch", str(spec or ""), "gpu_code", template, alt, **facts))
     if reasons:
@@ -185,7 +242,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                                                         torch_variant=o.tag)), None)
         if ok is not None:
             alts.append(f"the newest torch this driver runs on these GPUs is {ok.version}")
-        if floor is not None:
+        if floor is not None and _feasible_with_driver(target, matrix, request, floor):
             alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
                                alts[-1] if alts else None, **driver_facts))
@@ -203,12 +260,17 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         return [refusal("flash-attn", spec, "no_release", "flash-attn{spec} matches no flash-attn 2 release gpustack knows",
                         spec=spec)], []
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
+    # xformers instead of flash-attn: offered only when the request with xformers (its bound, if any) solves here.
+    xformers_fits = bool(low) and _solves(target, matrix, request, flash_attn=None,
+                                          xformers=request.xformers if request.xformers is not None else SpecifierSet())
     for cc in low:
-        alt = f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers instead of flash-attn"
+        alt = (f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers "
+               "instead of flash-attn") if xformers_fits else None
         reasons.append(refusal("flash-attn", str(releases[0].version), "compute_capability",
                                "flash-attn needs compute capability {min_cc}; {gpu} is {compute_capability}", alt,
                                min_cc=releases[0].min_cc, gpu=_gpu_name(target, cc), compute_capability=cc))
-        alts.append(alt)
+        if alt is not None:
+            alts.append(alt)
     high = [cc for cc in target.capabilities if all(f.max_cc is not None and cc > f.max_cc for f in releases)]
     newer = _flash_runs_on(target, matrix, request, high) if high else None
     for cc in high:
@@ -242,12 +304,20 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     reasons: list[Refusal] = []
     alts: list[str] = []
     releases = [x for x in matrix.xformers if spec_allows(request.xformers, x.version)]
+    if releases and "xformers.components" in request.needs and not any(x.has_components for x in releases):
+        # The newest release that has it and with which the whole request solves here, if any.
+        has = next((x for x in matrix.xformers if x.has_components
+                    and _solves(target, matrix, request, xformers=_exact(x.version))), None)
+        alt = None if has is None else f"xformers {has.version} has xformers.components (ask for xformers=={has.version})"
+        return [refusal("xformers", str(request.xformers), "needs",
+                        "xformers{spec} matches no xformers release that has what was asked for ({needs})", alt,
+                        spec=request.xformers, needs="xformers.components",
+                        versions=", ".join(str(x.version) for x in releases))], [alt] if alt else []
     if "xformers.components" in request.needs:
         releases = [x for x in releases if x.has_components]
     if not releases:
         return [refusal("xformers", str(request.xformers), "no_release",
-                        "xformers{spec} matches no xformers release that has what was asked for",
-                        spec=request.xformers)], []
+                        "xformers{spec} matches no xformers release gpustack knows", spec=request.xformers)], []
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
     source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:
@@ -276,23 +346,34 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     return reasons, alts
 
 
-def _grouped(rows: list[tuple[str, str, str, str, str, int | None]]) -> list[tuple[Refusal, int | None]]:
-    """Return the companions' rejections with the same cause folded (``xformers 0.0.18, 0.0.19 with torch X: why``),
-    each with the nvcc major its cause names (or None)."""
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    majors: dict[tuple[str, str, str], int | None] = {}
-    kinds: dict[tuple[str, str, str], str] = {}
-    for package, version, rest, why, kind, major in rows:
-        groups.setdefault((package, rest, why), []).append(version)
-        majors[(package, rest, why)] = major
-        kinds[(package, rest, why)] = kind
+def _grouped(rows: list[tuple[Refusal, str]]) -> list[Refusal]:
+    """Return the companions' rejections with the same cause folded (``xformers 0.0.18, 0.0.19 with torch X: why``):
+    one refusal of the cause's kind and facts, the cause kept as its ``causes``."""
+    groups: dict[tuple[str, str, str], list[Refusal]] = {}
+    for why, torch in rows:
+        groups.setdefault((why.package, torch, why.text), []).append(why)
     out = []
-    for (package, rest, why), versions in groups.items():
+    for (package, torch, _), whys in groups.items():
+        versions = [w.candidate for w in whys]
         shown = versions if len(versions) <= 3 else [versions[-1], "…", versions[0]]
-        kind = kinds[(package, rest, why)]
-        template = "{name} {versions} {context}: {reason}" if rest else "{name} {versions}: {reason}"
-        out.append((refusal(package, ", ".join(versions), kind, template, name=package, versions=", ".join(shown),
-                            context=rest, reason=why), majors[(package, rest, why)]))
+        template = "{name} {versions} with torch {with_torch}: {causes}" if torch else "{name} {versions}: {causes}"
+        facts = {**whys[0].facts, "name": package, "versions": ", ".join(shown), "with_torch": torch}
+        out.append(Refusal(package, ", ".join(versions), whys[0].kind, facts, template, causes=(whys[0],)))
+    return out
+
+
+def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request, shown: list[Refusal]) -> list[str]:
+    """Return "install a CUDA N.x toolkit" for each nvcc major a refusal names, only when the whole request solves
+    on the same target with that toolkit."""
+    import dataclasses
+
+    from resolver.solve import feasible
+
+    out = []
+    wanted = {t.facts["cuda_major"]: t.facts["cuda"] for r in shown if (t := _toolkit(r)) is not None}
+    for major, cuda in sorted(wanted.items(), key=lambda kv: int(kv[0])):
+        if feasible(dataclasses.replace(target, nvcc=Version(cuda)), matrix, request):
+            out.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
     return out
 
 
@@ -306,22 +387,20 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         alts += a
     if not reasons:
         # Torch itself fits somewhere: say why the newest fitting builds could not take the companions.
-        record = _Record(target, matrix)
+        record = _Record()
         for opt in _all_options(matrix, target, request.torch)[:6]:
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
             if opt.cuda is None or coverage(opt.arch, target)[0] or driver_problem(target, opt.cuda, matrix):
                 continue
-            record.opt = opt
             if request.xformers is not None:
                 choose_xformers(opt, target, matrix, request, record)
             if request.flash_attn is not None:
                 choose_flash(opt, target, matrix, request, record)
         found = _grouped(record.rows)
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
-        specific = [f for f in found if f[0].kind != "torch_pin"]
+        specific = [f for f in found if f.kind != "torch_pin"]
         shown = (specific or found)[:8]
-        reasons += [r for r, _ in shown] or [refusal("", "", "other", "no combination of the requested packages fits this target")]
-        for major in sorted({m for _, m in shown if m is not None}):
-            alts.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
+        reasons += shown or [refusal("", "", "other", "no combination of the requested packages fits this target")]
+        alts += _toolkit_alternatives(target, matrix, request, shown)
     return ordered(reasons), list(dict.fromkeys(alts))

@@ -21,6 +21,7 @@ from resolver.fleet import Fleet, GpuClass
 from resolver.matrix_types import Matrix
 from resolver.models import Plan, Stack, Target, format_driver
 from resolver.pipeline import Context, PlanOptions
+from resolver.refusal import refusal
 from resolver.request import Request
 from resolver.solve import solve
 
@@ -46,8 +47,10 @@ def fleet_target(classes: Sequence[GpuClass], base: Target) -> Target:
     platforms = list(dict.fromkeys(c.platform for c in classes))
     if len(platforms) > 1:
         by = "; ".join(f"{p}: " + ", ".join(c.label for c in classes if c.platform == p) for p in platforms)
-        raise NoCompatibleStack([f"the classes run on different platforms ({by}); one image or lock serves one "
-                                 "platform"], ["pass --per-class for one plan per class"])
+        raise NoCompatibleStack([refusal("", "", "platform", "the classes run on different platforms ({by}); one image "
+                                         "or lock serves one platform", "pass --per-class for one plan per class",
+                                         by=by, platforms=", ".join(platforms))],
+                                ["pass --per-class for one plan per class"])
     drivers = [d for c in classes if (d := _driver(c, base.driver)) is not None]
     gpus = tuple(dict.fromkeys(c.gpu for c in classes))
     return dataclasses.replace(base, gpus=gpus, driver=min(drivers) if drivers else None, platform=platforms[0],
@@ -149,17 +152,20 @@ def _refusal(fleet: Fleet, base: Target, matrix: Matrix, request: Request, exc: 
     """Return the fleet's refusal: the solver's reasons, the classes that conflict, and each class's own answer."""
     classes = fleet.classes
     alone = {c: _try([c], base, matrix, request) for c in classes}
-    reasons = list(exc.reasons)
+    reasons = list(exc.refusals)
     lonely = [c for c, got in alone.items() if isinstance(got, NoCompatibleStack)]
     if lonely and len(classes) > 1:
-        reasons.append(f"no stack serves {_names(lonely)} nodes even on their own")
+        reasons.append(refusal("", "", "fleet", "no stack serves {classes} nodes even on their own",
+                               classes=_names(lonely)))
     fits = [c for c in classes if c not in lonely]
     conflicts = [f"{a.label} with {b.label}" for a, b in combinations(fits, 2)
                  if isinstance(_try([a, b], base, matrix, request), NoCompatibleStack)]
     if conflicts:
-        reasons.append("classes that cannot share one stack: " + "; ".join(conflicts))
+        reasons.append(refusal("", "", "fleet", "classes that cannot share one stack: {conflicts}",
+                               conflicts="; ".join(conflicts)))
     elif not lonely and len(classes) > 1:
-        reasons.append(f"each class has a stack, but no one stack serves {_names(list(classes))} together")
+        reasons.append(refusal("", "", "fleet", "each class has a stack, but no one stack serves {classes} together",
+                               classes=_names(list(classes))))
     alternatives = []
     for c, got in alone.items():
         if isinstance(got, Stack):

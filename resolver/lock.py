@@ -256,11 +256,16 @@ def _header(packages: Sequence[Package], missing: Sequence[Mapping[str, Any]]) -
         lines.append("# Source builds need the build environment in [tool.gpustack], which `uv pip install -r` and pip")
         lines.append("# cannot see: " + "; ".join(builds) + ".")
         lines.append("# Only `gpustack install --lock` builds them as locked; other installers build without it.")
+    elif missing:
+        lines.append("# `uv pip install -r pylock.toml` installs the [[packages]] (hashed wheels), not the ones below.")
     else:
         lines.append("# `uv pip install -r pylock.toml` installs it too (every file is a hashed wheel).")
     if missing:
         names = ", ".join(f"{m['name']}=={m['version']}" for m in missing)
         lines.append(f"# Not in [[packages]] (no sha256 could be read): {names}; see [[tool.gpustack.missing]].")
+        lines.extend(f"#   {m['name']} {m['version']}: {' '.join(str(m['reason']).split())}" for m in missing
+                     if m.get("reason"))  # one comment line each, whatever the reason holds
+        lines.append("# `gpustack install --lock FILE --allow-missing-hashes` installs them unverified.")
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,6 @@ import json
 import socket
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -30,14 +29,16 @@ from packaging.tags import Tag
 from packaging.pylock import Package, Pylock, PylockValidationError
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
-from resolver import _subprocess
+from resolver import _subprocess, toml_read
 from resolver.errors import GpuStackError
 from resolver.lock import LockedFile
 from resolver.lock_uv import UvRun, find_uv, isolated_env, uv_argv
-from resolver.models import PYPI_SIMPLE, Plan
+from resolver.matrix_types import Matrix
+from resolver.models import PYPI_SIMPLE, Plan, Step
 
-__all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
+__all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "declared_requires", "direct_files", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
            "remembered_names", "remember_names"]
 
 GLIBC_DEFAULT = "2.35"  # hashes.GLIBC_MAX: Ubuntu 22.04, the oldest base image `gpustack dockerfile` uses
@@ -74,13 +75,15 @@ def _connect_error(url: str, timeout: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
-def check_direct_urls(plan: Plan, *, timeout: float = CONNECT_TIMEOUT) -> None:
+def check_direct_urls(plan: Plan, matrix: Matrix | None = None, *, timeout: float = CONNECT_TIMEOUT) -> None:
     """Raise ``UnreachableDirectUrl`` (one line: the package, the host, what to do) when a wheel step the resolver
     would have to fetch by direct URL (its dependencies are in the wheel's METADATA) is on a host that does not
     accept a connection within ``timeout`` seconds. Called before the resolver runs: uv would retry such a host
-    for many seconds and then fail."""
+    for many seconds and then fail. Steps whose dependencies the matrix records (``declared_requires``) are not
+    fetched, so not checked."""
+    declared = declared_requires(plan, matrix)
     for s in plan.steps:
-        if s.action != "install" or not s.url or s.url.startswith("git+"):
+        if s.action != "install" or not s.url or s.url.startswith("git+") or s.package in declared:
             continue
         why = _connect_error(s.url, timeout)
         if why is not None:
@@ -91,6 +94,43 @@ def check_direct_urls(plan: Plan, *, timeout: float = CONNECT_TIMEOUT) -> None:
                 f"{host} is reachable; nothing written")
 
 
+def declared_requires(plan: Plan, matrix: Matrix | None) -> dict[str, tuple[str, ...]]:
+    """Return, by step package, the dependencies the matrix records for a wheel step the plan takes by direct URL
+    (flash-attn's GitHub release wheels: ``install_requires`` of setup.py at the release's tag). The resolver is
+    given these instead of the URL, so it never downloads the wheel to read them; the wheel itself is locked from
+    the plan (``direct_files``)."""
+    if matrix is None:
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for s in plan.steps:
+        if s.action != "install" or not s.url or s.url.startswith("git+"):
+            continue
+        choice = plan.stack.get(s.package)
+        if canonicalize_name(s.package) != "flash-attn" or choice is None:
+            continue
+        release = next((f for f in matrix.flash_attn if f.version == Version(choice.version)), None)
+        if release is not None and release.requires_dist is not None:
+            out[s.package] = release.requires_dist
+    return out
+
+
+def direct_files(plan: Plan, matrix: Matrix | None) -> dict[str, LockedFile]:
+    """Return the locked file of each step ``declared_requires`` covers: its wheel URL from the plan (the matrix's
+    URL template), with no sha256 (GitHub publishes none, and the lock does not download the wheel to hash it), so
+    it is written under ``[[tool.gpustack.missing]]`` and installs only with ``--allow-missing-hashes``."""
+    out: dict[str, LockedFile] = {}
+    for s in plan.steps:
+        if s.package not in declared_requires(plan, matrix) or not s.url:
+            continue
+        choice = plan.stack.get(s.package)
+        bare = urldefrag(s.url)[0]
+        out[str(canonicalize_name(s.package))] = LockedFile(
+            s.package, choice.version if choice else "", unquote(bare.rsplit("/", 1)[-1]), bare, None, kind="wheel",
+            reason=(f"a GitHub release asset: GitHub publishes no sha256 for it, and the lock does not download it "
+                    f"(its dependencies are {s.package}'s install_requires, from the matrix)"))
+    return out
+
+
 def python_platform(platform: str, glibc: str | None = None) -> str:
     """Return uv's ``--python-platform`` of a target platform (Linux: manylinux up to the target's glibc)."""
     g = (glibc or GLIBC_DEFAULT).replace(".", "_")
@@ -98,30 +138,42 @@ def python_platform(platform: str, glibc: str | None = None) -> str:
             "win_amd64": "x86_64-pc-windows-msvc"}.get(platform, platform)
 
 
-def requests_of(plan: Plan) -> list[tuple[str, str]]:
-    """Return ``(requirement, index)`` of every wheel step: what the resolution starts from. Build steps are left out
-    (their metadata needs a build against the locked torch); a direct URL is its own source."""
-    out = []
+def _wanted(plan: Plan, matrix: Matrix | None) -> list[tuple[str, str | None, Step | None]]:
+    """Return ``(requirement, index, step)`` of what the resolution starts from: every wheel step (pinned to its
+    index; a direct URL is its own source), or, for a step whose dependencies the matrix records, those
+    dependencies (index ``None``: the default one; no step). Build steps are left out (their metadata needs a
+    build against the locked torch)."""
+    declared = declared_requires(plan, matrix)
+    out: list[tuple[str, str | None, Step | None]] = []
     for s in plan.steps:
         if s.action != "install":
             continue
-        out.append((f"{s.package} @ {s.url}" if s.url else s.requirement, s.index_url or PYPI_SIMPLE))
+        if s.package in declared:
+            out.extend((r, None, None) for r in declared[s.package])
+        else:
+            out.append((f"{s.package} @ {s.url}" if s.url else s.requirement, s.index_url or PYPI_SIMPLE, s))
     return out
 
 
-def _pyproject(plan: Plan, default_index: str) -> dict[str, object]:
+def requests_of(plan: Plan, matrix: Matrix | None = None) -> list[tuple[str, str | None]]:
+    """Return ``(requirement, index)`` of what the resolution starts from (``_wanted``; index ``None``: the default
+    index)."""
+    return [(r, i) for r, i, _ in _wanted(plan, matrix)]
+
+
+def _pyproject(plan: Plan, default_index: str, matrix: Matrix | None = None) -> dict[str, object]:
     """Return the throwaway project whose dependencies are the plan's wheel steps, each pinned to its index."""
-    reqs = requests_of(plan)
-    indexes = list(dict.fromkeys(i for _, i in reqs if i.rstrip("/") != default_index.rstrip("/")))
+    reqs = _wanted(plan, matrix)
+    indexes = list(dict.fromkeys(i for _, i, _ in reqs if i and i.rstrip("/") != default_index.rstrip("/")))
     names = {i: f"gpustack-{n}" for n, i in enumerate(indexes)}
     sources = {}
-    for (req, index), step in zip(reqs, (s for s in plan.steps if s.action == "install")):
-        if index in names and not step.url:
+    for _, index, step in reqs:
+        if step is not None and index in names and not step.url:
             sources[str(canonicalize_name(step.package))] = {"index": names[index]}
     tool = {"uv": {"index": [{"name": names[i], "url": i, "explicit": True} for i in indexes],
                    "sources": sources}} if indexes else {}
     return {"project": {"name": "gpustack-lock-request", "version": "0",
-                        "dependencies": [r for r, _ in reqs]}, "tool": tool}
+                        "dependencies": list(dict.fromkeys(r for r, _, _ in reqs))}, "tool": tool}
 
 
 def _index_of(plan: Plan, name: str, default_index: str) -> str:
@@ -183,18 +235,19 @@ def _file_of(p: Package, rank: Mapping[Tag, int], index: str) -> LockedFile:
     raise ResolveError(f"uv locked {p.name} {version} without a file for the target; lock again with --no-deps")
 
 
-def uv_request(plan: Plan, constraints: Sequence[str], default_index: str = PYPI_SIMPLE) -> dict[str, Any]:
+def uv_request(plan: Plan, constraints: Sequence[str], default_index: str = PYPI_SIMPLE,
+               matrix: Matrix | None = None) -> dict[str, Any]:
     """Return everything ``uv pip compile`` is given for ``plan``, as plain (JSON) data: the throwaway project, the
     constraints, the target and the default index. Two equal requests are the same uv run (``UvRun``)."""
     t = plan.stack.target
-    return {"project": _pyproject(plan, default_index), "constraints": list(constraints),
+    return {"project": _pyproject(plan, default_index, matrix), "constraints": list(constraints),
             "python_version": t.python, "python_platform": python_platform(t.platform, str(t.glibc) if t.glibc else None),
             "index_url": default_index}
 
 
-def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str,
+def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str, matrix: Matrix | None,
                 started: UvRun | None = None, hint: str | None = None) -> dict[str, LockedFile]:
-    request = uv_request(plan, constraints, default_index)
+    request = uv_request(plan, constraints, default_index, matrix)
     run = started if started is not None and started.request == request else None
     if run is None:
         if started is not None:
@@ -206,21 +259,22 @@ def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: 
             lock_speculate.remember(hint, request)  # the next lock keyed ``hint`` starts uv on it at once
     text = run.result()
     try:
-        lock = Pylock.from_dict(tomllib.loads(text or ""))
-    except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
+        lock = Pylock.from_dict(toml_read.loads(text or ""))
+    except (toml_read.TOMLDecodeError, PylockValidationError) as exc:
         raise ResolveError(f"uv wrote no valid pylock.toml ({exc}); lock again with --no-deps") from None
     return _files_of_pylock(lock, plan, default_index)
 
 
-def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], default_index: str) -> dict[str, LockedFile]:
+def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], default_index: str,
+                 matrix: Matrix | None) -> dict[str, LockedFile]:
     """Return the files pip's resolver picks (``install --dry-run --report``, isolated) for the plan's target."""
     from resolver.hashes import target_tags
 
     target = plan.stack.target
     accepted = target_tags(target.python, target.platform, target.glibc)
     platforms = list(dict.fromkeys(t.platform for t in accepted if t.platform != "any"))
-    reqs = requests_of(plan)
-    indexes = list(dict.fromkeys([default_index, *(i for _, i in reqs)]))
+    reqs = requests_of(plan, matrix)
+    indexes = list(dict.fromkeys([default_index, *(i for _, i in reqs if i)]))
     with tempfile.TemporaryDirectory(prefix="gpustack-lock-") as name:
         tmp = Path(name)
         cons = tmp / "constraints.txt"
@@ -248,21 +302,26 @@ def _resolve_pip(python_exe: str, plan: Plan, constraints: Sequence[str], defaul
 
 def resolve(plan: Plan, constraints: Sequence[str] = (), *, python_exe: str | None = None,
             default_index: str = PYPI_SIMPLE, uv: str | None = None, use_uv: bool = True,
-            started: UvRun | None = None, hint: str | None = None) -> dict[str, LockedFile]:
+            started: UvRun | None = None, hint: str | None = None,
+            matrix: Matrix | None = None) -> dict[str, LockedFile]:
     """Return the file of every package the plan's wheel steps install on its target (the steps' own packages and
-    all their dependencies), keyed by canonical name; ``constraints`` (PEP 508) bound the dependencies.
+    all their dependencies), keyed by canonical name; ``constraints`` (PEP 508) bound the dependencies. A wheel the
+    plan takes by direct URL whose dependencies ``matrix`` records is not given to the resolver: its dependencies
+    are, and its own entry comes from the plan (``direct_files``, no sha256).
 
     uv resolves when present (``uv`` given, or ``find_uv()``) and ``use_uv``, else pip in ``python_exe``. Raises
     ``CommandFailed`` when the resolver fails (an index unreachable, no solution). ``started`` is a uv run begun
     before the plan was known: its lock is used when its request is this plan's, else it is cancelled (and uv
     runs on the plan's request, remembered under the ``lock_speculate`` key ``hint`` when given).
     """
-    if not requests_of(plan):
+    if not requests_of(plan, matrix):
         return {}
     uv = (uv or find_uv()) if use_uv else None
     if uv:
-        return _resolve_uv(uv, plan, constraints, default_index, started, hint)
-    return _resolve_pip(python_exe or sys.executable, plan, constraints, default_index)
+        files = _resolve_uv(uv, plan, constraints, default_index, matrix, started, hint)
+    else:
+        files = _resolve_pip(python_exe or sys.executable, plan, constraints, default_index, matrix)
+    return {**files, **direct_files(plan, matrix)}
 
 
 class Pages:
@@ -313,12 +372,12 @@ def _head(url: str) -> None:
         pass
 
 
-def names_key(plan: Plan, constraints: Sequence[str]) -> str:
+def names_key(plan: Plan, constraints: Sequence[str], matrix: Matrix | None = None) -> str:
     """Return the key under which the names a resolution locked are remembered (what was asked, for which target)."""
     import hashlib
 
     t = plan.stack.target
-    text = json.dumps([requests_of(plan), list(constraints), t.python, t.platform, str(t.glibc)])
+    text = json.dumps([requests_of(plan, matrix), list(constraints), t.python, t.platform, str(t.glibc)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -34,13 +34,13 @@ def matrix_dir() -> Path:
 
 def _decode(name: str, raw: bytes) -> dict[str, Any]:
     """Return one matrix file's TOML table; ``InvalidMatrix`` naming the file when it is not UTF-8 TOML."""
-    import tomllib  # only on a cache miss: the parsed matrix is normally read from the cache
+    from resolver import toml_read  # only on a cache miss: the parsed matrix is normally read from the cache
 
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = toml_read.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InvalidMatrix(f"not UTF-8 (byte {exc.start}); save it as UTF-8", f"{name}.toml") from None
-    except tomllib.TOMLDecodeError as exc:
+    except toml_read.TOMLDecodeError as exc:
         raise InvalidMatrix(f"not valid TOML: {exc}", f"{name}.toml") from None
     return data
 

@@ -274,6 +274,7 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
         rule = "pinned:" + ",".join(pin)
     min_torch = ctx.get(r, "readme_min_torch", str, default=None)
     setup_min_cuda = ctx.get(r, "setup_min_cuda_for_build", str, default=None)
+    requires_dist, requires_source = _install_requires(ctx, r)
     return FlashRelease(
         version=version,
         git_tag=ctx.get(r, "git_tag", str, default=None),
@@ -289,7 +290,38 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
         unverified=unverified,
         source=_source(ctx, r),
         note=ctx.get(r, "note", str, default=""),
+        requires_dist=requires_dist,
+        requires_dist_source=requires_source,
     )
+
+
+_REQUIREMENT_OK: set[str] = set()  # requirement strings already parsed once (the same few repeat on every row)
+
+
+def _install_requires(ctx: _Ctx, r: Mapping[str, Any]) -> tuple[tuple[str, ...] | None, str]:
+    """Return a release's ``install_requires`` (PEP 508, what its wheels declare; ``None`` when not recorded) and
+    ``install_requires_source``, required with it."""
+    if "install_requires" not in r:
+        if "install_requires_source" in r:
+            raise ctx.fail("install_requires_source", "given without install_requires")
+        return None, ""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    reqs = ctx.str_list(r, "install_requires")
+    for req in reqs:
+        if req in _REQUIREMENT_OK:
+            continue
+        try:
+            parsed = Requirement(req)
+        except InvalidRequirement as exc:
+            raise ctx.fail("install_requires", f"{req!r}: {exc}") from None
+        if parsed.url:
+            raise ctx.fail("install_requires", f"{req!r}: a direct URL; record the requirement a wheel declares")
+        _REQUIREMENT_OK.add(req)
+    src = ctx.get(r, "install_requires_source", str, default="")
+    if not src.strip():
+        raise ctx.fail("install_requires_source", "missing or empty: say where install_requires comes from")
+    return reqs, str(src)
 
 
 # --- cuda, gpus, profiles, docker -----------------------------------------------------------------------------------
@@ -538,7 +570,8 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
         "main_branch_matrix", "prebuilt_sass", "runtime_check_history", "runtime_min_compute_capability",
         "source", "wheel_cuda_tag_rule", "wheel_url"}),
     ("flash_attn", "release"): frozenset({
-        "default_flash_attn_cuda_archs", "fa3_readme", "git_tag", "git_tag_commit", "git_tag_date", "note",
+        "default_flash_attn_cuda_archs", "fa3_readme", "git_tag", "git_tag_commit", "git_tag_date",
+        "install_requires", "install_requires_source", "note",
         "pypi_date", "python_requires", "readme_min_cuda", "readme_min_torch", "runtime_cc_check",
         "runtime_max_cc", "runtime_min_cc", "sdist_only_on_pypi", "setup_downloads_prebuilt_wheel",
         "setup_min_cuda_for_build", "setup_sass_targets", "setup_wheel_cuda_pin", "source", "tag_note", "torch",

@@ -9,6 +9,7 @@ relies on (docs/matrix.md says how).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -129,6 +130,10 @@ class FlashRelease:
     unverified: bool
     source: str
     note: str = ""
+    # install_requires: what its wheels declare (Requires-Dist), from setup.py at the tag; None: not recorded. A lock
+    # gives these to the resolver instead of the GitHub wheel, which it could otherwise only read by downloading it.
+    requires_dist: tuple[str, ...] | None = None
+    requires_dist_source: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,8 +341,16 @@ class Matrix:
         v = Version(str(version))
         return next((t for t in self.torch if t.version == v), None)
 
+    @functools.cached_property
+    def _cuda_minors(self) -> dict[tuple[int, int], CudaMinor]:
+        """The CUDA table by (major, minor), first row wins (the solver asks per candidate: a scan cost ~10%)."""
+        out: dict[tuple[int, int], CudaMinor] = {}
+        for c in self.cuda:
+            out.setdefault((c.cuda.major, c.cuda.minor), c)
+        return out
+
     def cuda_minor(self, cuda: Version) -> CudaMinor | None:
-        return next((c for c in self.cuda if (c.cuda.major, c.cuda.minor) == (cuda.major, cuda.minor)), None)
+        return self._cuda_minors.get((cuda.major, cuda.minor))
 
     def compat(self, major: int) -> MinorCompat | None:
         return next((c for c in self.minor_compat if c.major == major), None)
@@ -349,7 +362,7 @@ class Matrix:
 
     def wheel_facts(self, package: str, version: str | Version, platform: str) -> WheelFacts | None:
         """Return what PyPI publishes of ``package`` ``version`` for ``platform``, or ``None`` when not recorded."""
-        v = Version(str(version).split("+")[0])
+        v = version if isinstance(version, Version) and version.local is None else Version(str(version).split("+")[0])
         return self.wheel_index.get((package, v, platform)) or self.wheel_index.get((package, v, "any"))
 
     def profile(self, name: str) -> Profile | None:

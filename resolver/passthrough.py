@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.models import Target, spec_allows
+from resolver.refusal import Refusal, refusal
 
 __all__ = ["IndexFile", "IndexProject", "pin_others", "checked_names", "UNCHECKED"]
 
@@ -72,26 +73,33 @@ def spec_allows_text(spec: str, python: str) -> bool:
         raise ValueError(spec) from None
 
 
-def _pin(req: Requirement, project: IndexProject, target: Target, accepted: set[tags.Tag]) -> tuple[str | None, str]:
-    """Return (the pinned requirement, a note) or (None, why no file of the project serves the request)."""
+def _pin(req: Requirement, project: IndexProject, target: Target,
+         accepted: set[tags.Tag]) -> tuple[str, str] | Refusal:
+    """Return (the pinned requirement, a note) or why no file of the project serves the request."""
     where = project.index_url
+    spec = str(req.specifier)
+
+    def refused(kind: str, template: str, **facts: object) -> Refusal:
+        return refusal(req.name, spec, kind, template, name=req.name, index=where, spec=spec, **facts)
+
     if project.error:
-        return None, project.error
+        return refused("index", "{error}", error=project.error)
     if not project.files:
-        return None, f"{req.name} on {where} has no files at all"
+        return refused("no_release", "{name} on {index} has no files at all")
     live = [f for f in project.files if not f.yanked]
     if not live:
         versions = ", ".join(sorted({str(f.version) for f in project.files}, key=Version))
-        return None, f"{req.name} on {where} has only yanked files ({versions}): a placeholder, not a release"
+        return refused("no_release", "{name} on {index} has only yanked files ({versions}): a placeholder, not a release",
+                       versions=versions)
     in_spec = [f for f in live if spec_allows(req.specifier, f.version)]
     if not in_spec:
-        newest = max(f.version for f in live)
-        return None, f"no release of {req.name} on {where} matches {req.specifier} (newest: {newest})"
+        return refused("no_release", "no release of {name} on {index} matches {spec} (newest: {newest})",
+                       newest=max(f.version for f in live))
     fitting = [f for f in in_spec if _fits(f, target.python, accepted)]
     if not fitting:
-        newest = max(f.version for f in in_spec)
-        return None, (f"no file of {req.name}{req.specifier} on {where} installs on Python {target.python} "
-                      f"{target.platform} (newest release asked for: {newest})")
+        return refused("python", "no file of {name}{spec} on {index} installs on Python {python} {platform} "
+                       "(newest release asked for: {newest})", python=target.python, platform=target.platform,
+                       newest=max(f.version for f in in_spec))
     best = max(f.version for f in fitting)
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
     marker = f"; {req.marker}" if req.marker else ""
@@ -117,14 +125,14 @@ def _glibc_allows(platform_tag: str, glibc: Version | None) -> bool:
 
 def pin_others(
     others: tuple[str, ...], projects: Mapping[str, IndexProject], target: Target
-) -> tuple[tuple[str, ...], list[str], list[str]]:
-    """Return (``others`` pinned to one version each, notes, reasons to refuse) from the index's answers."""
+) -> tuple[tuple[str, ...], list[str], list[Refusal]]:
+    """Return (``others`` pinned to one version each, notes, refusals) from the index's answers."""
     from resolver.hashes import target_tags
 
     accepted = {t for t in target_tags(target.python, target.platform) if _glibc_allows(t.platform, target.glibc)}
     pinned: list[str] = []
     notes: list[str] = []
-    reasons: list[str] = []
+    reasons: list[Refusal] = []
     for text in others:
         req = Requirement(text)
         name = str(canonicalize_name(req.name))
@@ -133,12 +141,14 @@ def pin_others(
             continue
         project = projects.get(name)
         if project is None:
-            reasons.append(f"{req.name} was not looked up on an index")
+            reasons.append(refusal(req.name, str(req.specifier), "index", "{name} was not looked up on an index",
+                                   name=req.name))
             continue
-        pin, why = _pin(req, project, target, accepted)
-        if pin is None:
-            reasons.append(why)
+        got = _pin(req, project, target, accepted)
+        if isinstance(got, Refusal):
+            reasons.append(got)
         else:
+            pin, why = got
             pinned.append(pin)
             if pin != text:
                 notes.append(why)

@@ -19,6 +19,8 @@ from resolver.report import Reporter
 
 if TYPE_CHECKING:
     from resolver.cache import CacheEntry
+    from resolver.matrix_types import Matrix
+    from resolver.refusal import Refusal
     from resolver.install import Command, InstallResult
     from resolver.probes import Host
     from resolver.upgrade import UpgradeReport
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["console", "print_target", "print_plan", "print_refusal", "describe_target", "print_fleet_plans",
            "print_host", "print_upgrade", "print_verify", "print_table", "NO_GPU", "line", "print_dry_run",
-           "print_install_result", "print_cache_entries", "InstallReporter"]
+           "print_install_result", "print_cache_entries", "InstallReporter", "print_validation"]
 
 # Wide enough for any row we print: a terminal wraps, a pipe or a file keeps each row on one line.
 _UNBOUNDED_WIDTH = 10_000
@@ -92,11 +94,12 @@ def _bullets(console: Console, heading: str, items: Sequence[str], style: str | 
             console.print(f"  - {item}", markup=False, highlight=False)
 
 
-def print_refusal(console: Console, reasons: Sequence[str], alternatives: Sequence[str]) -> None:
-    """Print why no stack fits, then what would work instead."""
+def print_refusal(console: Console, refusals: Sequence[Refusal], alternatives: Sequence[str]) -> None:
+    """Print why no stack fits (each refusal's text, rendered from its kind's facts; root blocking fact first, as
+    ``NoCompatibleStack`` orders them), then what would work instead."""
     console.print("No compatible stack:", style="bold red")
-    for r in reasons:
-        console.print(f"  - {r}", markup=False, highlight=False)
+    for r in refusals:
+        console.print(f"  - {r.text}", markup=False, highlight=False)
     _bullets(console, "What would work instead:", alternatives)
 
 
@@ -111,7 +114,7 @@ def print_fleet_plans(console: Console, lines: Sequence[str], classes: Sequence[
             print_target(console, got.stack.target)
             print_plan(console, got)
         else:
-            print_refusal(console, got.reasons, got.alternatives)
+            print_refusal(console, got.refusals, got.alternatives)
 
 
 NO_GPU = (
@@ -230,6 +233,21 @@ def print_verify(console: Console, report: VerifyReport) -> None:
     verdict = "[bold green]all backends passed[/]" if report.ok else (
         f"[bold red]failed: {', '.join(failed)}[/]" if failed else "[bold red]nothing verified[/]")
     console.print(f"{verdict} ({report.wall_s:.1f} s)")
+
+
+def print_validation(problems: Sequence[str], m: Matrix, where: str) -> bool:
+    """Print ``matrix validate``'s answer: each problem on stdout and their count on stderr, or the summary line;
+    return whether the matrix is sound."""
+    out = console()
+    for p in problems:
+        line(out, p)
+    if problems:
+        line(console(stderr=True), f"{len(problems)} problem(s) in {where}")
+        return False
+    line(out, f"ok: {len(m.torch)} torch releases, {len(m.xformers)} xformers, {len(m.flash_attn)} flash-attn, "
+              f"{len(m.cuda)} CUDA minors, {len(m.gpus)} GPUs, {len(m.profiles)} profiles, {len(m.docker)} images, "
+              f"{len(m.pins)} pins ({where})")
+    return True
 
 
 def print_table(console: Console, title: str, header: Sequence[str], rows: Sequence[Sequence[str]],

@@ -16,18 +16,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, kernel_problem, pointer
 from resolver.candidates import TorchOption, torch_options
-from resolver.compat import coverage, driver_problem, integrated_gpus, torch_release_problem
+from resolver.compat import coverage, driver_refusal, integrated_gpus, torch_release_refusal
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
 from resolver.passthrough import pin_others
-from resolver.refusal import refusal
+from resolver.refusal import Refusal, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -89,18 +90,19 @@ def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Repo
         return True, ()
     missing, ptx = coverage(opt.arch, target.capabilities)
     if missing:
-        sms = ", ".join(cc.sm for cc in missing)
-        reporter.rejected("torch", opt.version, f"no code for {sms}")
+        reporter.rejected(refusal("torch", opt.version, "gpu_code", "no code for {sms}",
+                                  sms=", ".join(cc.sm for cc in missing),
+                                  compute_capability=", ".join(str(cc) for cc in missing)))
         return False, ()
-    problem = driver_problem(target.driver, opt.cuda, matrix, target.platform, ptx=bool(ptx))
-    if problem:
-        reporter.rejected("torch", opt.version, problem)
+    problem = driver_refusal(target.driver, opt.cuda, matrix, target.platform, ptx=bool(ptx), candidate=opt.version)
+    if problem is not None:
+        reporter.rejected(problem)
         return False, ()
     return True, tuple(f"{cc.sm} runs torch {opt.version} only through PTX JIT" for cc in ptx)
 
 
 def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporter,
-             kernel_why: list[str] | None = None) -> list[Option]:
+             kernel_why: list[Refusal] | None = None) -> list[Option]:
     """Return feasible options, newest torch first; stops early once nothing later can rank higher.
 
     ``kernel_why`` collects why a requested attention kernel could not join a torch build that fits otherwise.
@@ -113,15 +115,16 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
     for rel in request.order("torch", matrix.torch):
         if not spec_allows(request.torch, rel.version):
             continue
-        installable = torch_release_problem(rel, target, matrix)
-        if installable:
-            reporter.rejected("torch", str(rel.version), installable)
+        installable = torch_release_refusal(rel, target, matrix)
+        if installable is not None:
+            reporter.rejected(installable)
             continue
         for opt in torch_options(rel, target, matrix):
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
             if request.verified_only and (opt.unverified or opt.assumptions):
-                reporter.rejected("torch", opt.version, "relies on an unverified fact (--verified-only)")
+                reporter.rejected(refusal("torch", opt.version, "unverified", "relies on an unverified fact "
+                                          "(--verified-only)", facts="; ".join(opt.unverified + opt.assumptions)))
                 continue
             fits, ptx = _torch_fits(opt, target, matrix, reporter)
             if not fits:
@@ -217,10 +220,30 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
         rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
         problems = [kernel_problem(a, target) for a in rows]
         if rows and all(problems):
-            return NoCompatibleStack([p for p in dict.fromkeys(problems) if p],
-                                     ["torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
-                                      "`gpustack verify` measures it"])
+            # torch's own SDPA is offered only when the rest of the request solves here without the kernel.
+            rest = dataclasses.replace(request, kernels=tuple(k for k in request.kernels if k[0] != name))
+            sdpa = ["torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
+                    "`gpustack verify` measures it"] if feasible(target, matrix, rest) else []
+            return NoCompatibleStack([p for p in dict.fromkeys(problems) if p is not None], sdpa)
     return None
+
+
+def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> list[str]:
+    """What works when the asked attention kernels fit no torch build the request allows, each solved: the request
+    with the torch bound lifted (naming the torch it gets), and the request without the kernels."""
+    out = []
+    # The user's torch bound is lifted; a requested profile's stays (its application needs it).
+    lifted = dataclasses.replace(request, torch=dict(request.profile_bounds).get("torch", SpecifierSet()),
+                                 torch_variant=None, keep_torch=None)
+    if str(request.torch) or request.torch_variant or request.keep_torch:
+        options = _options(target, matrix, lifted, Reporter())
+        if options:
+            best = min(options, key=lambda o: o.key(lifted, target))
+            names = ", ".join(f"{n}{s}" for n, s in request.kernels)
+            out.append(f"torch=={best.torch.version} takes {names} on this target (ask for it instead of "
+                       f"{request.describe('torch')}{' and the installed torch' if request.keep_torch else ''})")
+    out.append("drop the attention kernel: the rest of the request solves without it")
+    return out
 
 
 def _with_optional(target: Target, matrix: Matrix, request: Request) -> tuple[Request, list[str]]:
@@ -251,7 +274,7 @@ def _optional_kernels(best: Option, target: Target, matrix: Matrix, request: Req
         kernel, why = choose_kernel(name, spec, best.torch, target, matrix.attention, reporter,
                                     verified_only=request.verified_only, prefer_wheels=request.prefer_wheels)
         if kernel is None:
-            notes.append(f"left out {name}{spec}: {why[0]}")
+            notes.append(f"left out {name}{spec}: {why[0].text}")
         else:
             added.append(kernel)
     return dataclasses.replace(best, companions=best.companions + tuple(added)), notes
@@ -270,13 +293,17 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                 )
     jetson = integrated_gpus(target, matrix)
     if jetson:
+        cpu = dataclasses.replace(target, gpus=())
+        # A CPU-only stack is offered only when the request has no GPU-only package and solves on the CPU target.
+        cpu_ok = (request.xformers is None and request.flash_attn is None and not request.kernels
+                  and feasible(cpu, matrix, request))
         raise NoCompatibleStack(
             [refusal("torch", "", "platform", "{gpus} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and "
                      "the PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack",
                      gpus=", ".join(dict.fromkeys(jetson)))],
             ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
-             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)",
-             "plan a CPU-only stack with --cpu"],
+             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)"]
+            + (["plan a CPU-only stack with --cpu"] if cpu_ok else []),
         )
     blocked = _kernel_refusal(target, matrix, request)
     if blocked is not None:
@@ -291,12 +318,11 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     left_out: list[str] = []
     if request.optional and not target.is_cpu:
         request, left_out = _with_optional(target, matrix, request)
-    kernel_why: list[str] = []
+    kernel_why: list[Refusal] = []
     options = _options(target, matrix, request, rep, kernel_why)
     if not options:
         if kernel_why and _options(target, matrix, dataclasses.replace(request, kernels=()), Reporter()):
-            raise NoCompatibleStack(list(dict.fromkeys(kernel_why))[:6],
-                                    ["drop the attention kernel, or choose another torch (--upgrade / 'torch==X')"])
+            raise NoCompatibleStack(list(dict.fromkeys(kernel_why))[:6], _kernel_alternatives(target, matrix, request))
         reasons, alternatives = explain_failure(target, matrix, request)
         raise NoCompatibleStack(reasons, alternatives)
     best = min(options, key=lambda o: o.key(request, target))

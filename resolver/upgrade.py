@@ -7,7 +7,7 @@ proposed torch (with its local tag), xformers and flash-attn pinned, under the o
 On top of the solve sits what only an upgrade knows (docs/check-upgrade.md):
 
 * a compiled package kept while torch moves must be rebuilt or reinstalled when its binary was built for the old
-  torch (a source build; a flash-attn wheel, one per torch minor and C++ ABI): ``needs-rebuild``;
+  torch (a source build; a direct-URL wheel such as flash-attn's, one per torch minor and C++ ABI): ``needs-rebuild``;
 * a package the solved set builds from source that was not built here for this torch: ``needs-rebuild``;
 * with the driver unknown, a set that needs a newer driver than the current one: ``unsafe``, naming the driver.
 
@@ -204,7 +204,7 @@ def _pinned(request: Request, proposed: Mapping[str, str], matrix: Matrix) -> tu
         version = proposed.get(name)
         if version is None:
             continue
-        if not _known(name, version, matrix):
+        if not _known(name, version, matrix):  # (an unknown torch is never pinned: _verdict stops before)
             notes.append(f"{name} {version} is not in the matrices: not checked")
             changes[attr] = None
             continue
@@ -257,6 +257,8 @@ def _solve_for(current: Installed, matrix: Matrix,
     if isinstance(result, Stack):
         return result, [], [f"the target's driver is unknown: checked for the driver the current set needs "
                             f"(>= {format_driver(floor)})"]
+    if not any(r.kind == "driver" for r in result.refusals):
+        return result, [], []  # refused whatever the driver
     result = _solve(target, matrix, request)
     if not isinstance(result, Stack):
         return result, [], []
@@ -286,13 +288,14 @@ def _rebuilds(current: Installed, stack: Stack, matrix: Matrix) -> list[Finding]
             continue
         kept = p.name in cur and cur[p.name] == p.version
         here = p.name in current.source_built
+        per_torch = p.url is not None or p.method == "source"  # one file or build per torch (flash-attn's wheels)
         built = current.built_for_torch.get(p.name, _minor(old) if old is not None else None)
         how = (f"rebuild it from source ({', '.join(f'{k}={v}' for k, v in p.build_env.items())})"
                if p.method == "source" else f"reinstall the {p.name} {p.version} wheel built for torch {_minor(new)}")
         if kept and here and moved:
             found.append(Finding(p.name, "needs-rebuild", f"{p.name} {p.version} was built from source against torch "
                                  f"{cur['torch']}; torch {new}{abi} needs it again: {how}", "rebuild"))
-        elif kept and p.name == "flash-attn" and built is not None and (built != _minor(new) or abi_change):
+        elif kept and per_torch and built is not None and (built != _minor(new) or abi_change):
             found.append(Finding(p.name, "needs-rebuild", f"the {p.name} {p.version} binary was built for torch {built}; "
                                  f"torch {_minor(new)}{abi} breaks its ABI: {how}", "rebuild"))
         elif p.method == "source" and not (kept and here):

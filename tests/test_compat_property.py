@@ -3,8 +3,9 @@ compatibility layer (resolver.compat).
 
 * whatever plan calls feasible, check-upgrade calls safe for the same set and target;
 * every ``torch==X+tag`` / ``xformers X works with torch Y`` alternative of a refusal solves;
-* plan and Dockerfile agree on versions, indexes, arch lists and build env (MAX_JOBS included);
-* solve and check-upgrade agree on every (flash-attn release x torch build) pair.
+* plan, lock and Dockerfile agree on versions, indexes / URLs, arch lists and build env (MAX_JOBS included);
+* solve and check-upgrade agree on every (flash-attn release x torch build) pair;
+* a nearest safe set check-upgrade prints solves and checks safe.
 
 Bounded (max_examples, no deadline per example) so the file stays well under a minute on 2 cores.
 """
@@ -12,20 +13,24 @@ Bounded (max_examples, no deadline per example) so the file stays well under a m
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
+import shlex
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from resolver import compat, upgrade
+from resolver import compat, hashes, lock, upgrade
 from resolver.candidates import TorchOption, torch_options
 from resolver.dockerfile import render
 from resolver.errors import NoCompatibleStack
 from resolver.matrix import load
 from resolver.matrix_types import FlashRelease
-from resolver.models import ComputeCapability, Gpu, Target, parse_driver
+from resolver.models import PYTORCH_INDEX, ComputeCapability, Gpu, Plan, Target, parse_driver
 from resolver.plan import make_plan
 from resolver.request import Request, parse_request
 from resolver.solve import feasible, solve
@@ -81,20 +86,103 @@ def test_plan_feasible_means_check_upgrade_safe_and_alternatives_solve(
     current = upgrade.Installed(target, versions, source_built=source)
     report = upgrade.check_upgrade(current, versions, M, original=lines, profiles=profiles)
     assert report.verdict == "safe", (versions, report.findings)
-    plan = make_plan(stack, matrix=M)
-    text = render(plan, M)
-    for p in stack.packages:  # versions, indexes, arch lists and build env agree
-        assert p.version in text
-        if p.method == "source":
-            step = next(s for s in plan.steps if s.package == p.name)
+    _plan_lock_dockerfile_agree(make_plan(stack, matrix=M))
+
+
+TORCHES = [str(r.version) for r in M.torch if not r.version.is_prerelease]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(targets, asks, st.sampled_from(TORCHES))
+def test_a_printed_nearest_safe_set_solves_and_checks_safe(
+        target: Target, ask: tuple[list[str], list[str]], torch: str) -> None:
+    lines, profiles = ask
+    try:
+        stack = solve(target, M, parse_request(lines, M, profiles=profiles))
+    except NoCompatibleStack:
+        return
+    current = upgrade.Installed(target, {p.name: p.version for p in stack.packages},
+                                source_built=frozenset(p.name for p in stack.packages if p.method == "source"))
+    move = [f"torch=={torch}"]
+    report = upgrade.check_upgrade(current, upgrade.proposed_versions(current, move, M), M, original=lines,
+                                   profiles=profiles, requirements=move)
+    if report.nearest is None:
+        return
+    assert upgrade.check_upgrade(current, report.nearest, M, original=lines, profiles=profiles,
+                                 requirements=move).verdict == "safe"
+    pins = [f"{k}=={v}" for k, v in report.nearest.items() if k in ("torch", "xformers", "flash-attn")]
+    needs = frozenset(n for name in profiles for n in M.profile(name).needs)  # type: ignore[union-attr]
+    assert feasible(target, M, dataclasses.replace(parse_request(pins, M), needs=needs)), pins
+
+
+def _index_page(url: str) -> str:
+    """Return a PEP 691 page of ``url`` laid out like the real index (INDEXES.md): every release the matrices know
+    of the project, as a wheel any target takes and an sdist; on the PyTorch index with its ``+cuXYZ`` label."""
+    index, name = url.rstrip("/").rsplit("/", 1)
+    rows = {"torch": M.torch, "xformers": M.xformers, "flash-attn": M.flash_attn}.get(name) or \
+        [a for a in M.attention if a.name == name]
+    local = "+" + index.rsplit("/", 1)[1] if index.startswith(PYTORCH_INDEX) else ""
+    stem = name.replace("-", "_")
+    names = [f"{stem}-{r.version}{local}{ext}" for r in rows for ext in ("-py3-none-any.whl", ".tar.gz")]
+    files = [{"filename": n, "url": n, "hashes": {"sha256": hashlib.sha256(n.encode()).hexdigest()}} for n in names]
+    return json.dumps({"meta": {"api-version": "1.0"}, "name": name, "files": files})
+
+
+def _dockerfile(text: str) -> tuple[dict[str, list[str]], list[dict[str, str]]]:
+    """Return the rendered Dockerfile's pip commands (requirement -> arguments) and its ENV instructions."""
+    commands: dict[str, list[str]] = {}
+    envs = []
+    joined = text.replace("\\\n", " ")
+    for line in joined.splitlines():
+        if line.startswith("ENV "):
+            envs.append(dict(w.split("=", 1) for w in shlex.split(line[4:])))
+        if line.startswith("RUN "):
+            for command in line[4:].split("&&"):
+                argv = shlex.split(command)
+                if argv[:2] in (["pip", "install"], ["pip", "wheel"]):
+                    for a in argv[2:]:
+                        if not a.startswith("-") and not a.startswith("/") and a not in argv[argv.index(a) - 1:argv.index(a)]:
+                            commands.setdefault(a, argv)
+    return commands, envs
+
+
+def _plan_lock_dockerfile_agree(plan: Plan) -> None:
+    """plan, lock (the plan's files from indexes laid out like the real ones, through ``hashes.lookup``,
+    ``lock.dumps`` and ``lock.loads``) and Dockerfile agree on every step's version, index or URL, arch list and
+    build environment."""
+    files, _ = hashes.lookup(plan, fetch=_index_page)
+    loaded = lock.loads(lock.dumps(plan, files, matrix=M))
+    locked = {p.name: p for p in (*loaded.packages, *loaded.missing)}
+    commands, envs = _dockerfile(render(plan, M))
+    for step in plan.steps:
+        choice = plan.stack.get(step.package)
+        assert choice is not None
+        got = locked[step.package]
+        if step.url:
+            assert got.url == step.url == choice.url
+            assert choice.version == got.version
+        else:
+            spec = Requirement(step.requirement).specifier
+            assert spec.contains(choice.version) and spec.contains(got.version), (step.requirement, got.version)
+            assert got.index == step.index_url
+        assert got.arch_list == choice.arch_list
+        assert (got.method == "source") == (step.action == "build") == (choice.method == "source")
+        assert dict(got.build_env) == (dict(step.env) if step.action == "build" else {})
+        argv = commands[step.requirement]  # the Dockerfile installs or builds the same requirement
+        if step.action == "install" and step.index_url and not step.url:
+            assert argv[argv.index("--index-url") + 1] == step.index_url
+        if step.action == "build":
             jobs = step.env["MAX_JOBS"]
-            assert jobs == str(compat.max_jobs(p.name, M, target.cpu_count, target.memory_gib))
-            assert re.search(rf"ARG \w+_MAX_JOBS={jobs}\n", text)
-            if p.arch_list:
-                assert p.arch_list in text
-    for s in plan.steps:
-        if s.index_url and not s.url and s.action == "install":
-            assert s.index_url in text
+            assert jobs == str(compat.max_jobs(step.package, M, plan.stack.target.cpu_count,
+                                                plan.stack.target.memory_gib))
+            env = next(e for e in envs if e.get("MAX_JOBS", "").endswith("_MAX_JOBS}")
+                       and all(e.get(k) == v for k, v in step.env.items() if k != "MAX_JOBS"))
+            arg = env["MAX_JOBS"][2:-1]
+            assert re.search(rf"^ARG {arg}={jobs}$", render(plan, M), re.M)
+            # A Docker build sees no GPU: it also names the arch list (the plan's) and forces CUDA; nothing else.
+            assert set(env) - set(step.env) <= {"TORCH_CUDA_ARCH_LIST", "FORCE_CUDA"} and env["FORCE_CUDA"] == "1"
+            assert env["TORCH_CUDA_ARCH_LIST"] == (step.env.get("TORCH_CUDA_ARCH_LIST") or choice.arch_list)
 
 
 def _pair_verdicts(target: Target, opt: TorchOption, f: FlashRelease) -> tuple[str, str]:

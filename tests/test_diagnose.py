@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,38 @@ def test_a_native_kernel_of_an_older_family_is_not_told_to_rebuild() -> None:
     flagged = slow_backends([*timings, ("xformers", "fa3F@2.8.3", 120.0), ("sageattention", "sageattn.forward", 50.0)])
     assert [(c.message.split()[:2]) for c in flagged] == [["xformers", "fa3F@2.8.3"], ["sageattention", "sageattn.forward"]]
     assert "of flash-attn-4 flash_attn_func.forward (701.0)" in flagged[0].message
+
+
+def test_a_torch_that_does_not_run_here_gets_a_solved_torch_to_install() -> None:
+    """An H100 on a driver that runs CUDA 12.4 with torch 2.11.0+cu130, then with a cu118-only arch list: the hint
+    names a torch build gpustack's solver finds for this GPU, Python and driver, and it plans."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    facts = {**H100, "python": "3.12.3", "driver": "550.54.15", "driver_cuda": 12040}
+    checks = {c.name: c for c in environment_checks(facts)}
+    hint = checks["driver"].hint or ""
+    assert hint.startswith("upgrade the driver to one that runs CUDA 13.0, or install torch 2.11.0+cu12"), hint
+    version = hint.split("install torch ")[1].split()[0]
+    result = CliRunner().invoke(main, ["plan", "--json", "--gpu", "H100", "--python", "3.12", "--driver", "550.54.15",
+                                       f"torch=={version}"])
+    assert result.exit_code == 0, result.output
+    old = {**facts, "arch_list": ["sm_50", "sm_60", "sm_70"]}
+    arch = {c.name: c for c in environment_checks(old)}["arch"]
+    assert "it has sm_90 code and runs on this driver" in (arch.hint or "")
+
+
+def test_xformers_built_for_another_torch_gets_the_solvers_xformers() -> None:
+    facts = {**H100, "python": "3.12.3", "driver": "580.65.06"}
+    check = {c.name: c for c in environment_checks(facts)}["xformers build"]
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    result = CliRunner().invoke(main, ["plan", "--json", "--gpu", "H100", "--python", "3.12", "--driver", "580.65.06",
+                                       "torch==2.11.0+cu130", "xformers"])
+    chosen = next(p for p in json.loads(result.stdout)["packages"] if p["name"] == "xformers")
+    assert check.hint == (f"install xformers {chosen['version']} built for torch 2.11.0+cu130 (the solver's choice for "
+                          f"it here): pip install --force-reinstall --no-deps xformers=={chosen['version']} "
+                          f"--index-url {chosen['index_url']}")

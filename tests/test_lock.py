@@ -528,28 +528,45 @@ def _assert_failed_fast_and_wrote_nothing(rc: int, stderr: str, out: Path, host:
     assert not out.exists() and not list(out.parent.iterdir())  # no lock, no temporary file left beside it
 
 
-def test_lock_with_a_direct_url_wheel_on_a_dead_host_fails_at_once_and_writes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plan takes flash-attn 2.x as a GitHub release wheel; its dependencies are in that wheel. With its host
-    dead (here a closed loopback port) the lock stops before uv (which would retry the host for seconds) with one
-    line naming the host and --no-deps, exit 1, and no file; it never writes a lock of the plan's packages only."""
+def _without_declared_requires(ctx: Any) -> Any:
+    """``ctx`` with a matrix whose flash-attn releases record no install_requires (a direct-URL wheel whose
+    dependencies only the wheel itself knows)."""
     import dataclasses
 
+    flash = tuple(dataclasses.replace(f, requires_dist=None, requires_dist_source="") for f in ctx.matrix.flash_attn)
+    return dataclasses.replace(ctx, matrix=dataclasses.replace(ctx.matrix, flash_attn=flash))
+
+
+def _fa_plan_on(host: str, *, declared: bool = True) -> Any:
+    """Return a stand-in for ``cmd_lock.fresh_plan_for``: the real plan, its GitHub wheel moved to ``host``."""
+    import dataclasses
+
+    from resolver import cmd_lock
+
+    real = cmd_lock.fresh_plan_for
+
+    def moved(*args: Any, **kw: Any) -> Any:
+        plan, ctx = real(*args, **kw)
+        steps = [dataclasses.replace(s, url=f"{host}/{s.url.rsplit('/', 1)[-1]}") if s.url else s for s in plan.steps]
+        assert any(s.url for s in steps), "the plan no longer takes flash-attn by direct URL"
+        moved_plan = dataclasses.replace(plan, steps=type(plan.steps)(steps))
+        return moved_plan, ctx if declared else _without_declared_requires(ctx)
+
+    return moved
+
+
+def test_lock_with_a_direct_url_wheel_on_a_dead_host_fails_at_once_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A direct-URL wheel whose dependencies the matrix does not record (only the wheel's METADATA has them), on a
+    dead host (here a closed loopback port): the lock stops before uv (which would retry the host for seconds)
+    with one line naming the host and --no-deps, exit 1, and no file; never a lock of the plan's packages only."""
     from click.testing import CliRunner
 
     from resolver import cmd_lock
     from resolver.cli import main
 
     dead = f"http://127.0.0.1:{_closed_port()}"
-    real = cmd_lock.fresh_plan_for
-
-    def moved(*args: Any, **kw: Any) -> Any:  # the same plan, its GitHub wheel served from a dead loopback port
-        plan, ctx = real(*args, **kw)
-        steps = [dataclasses.replace(s, url=f"{dead}/{s.url.rsplit('/', 1)[-1]}") if s.url else s for s in plan.steps]
-        assert any(s.url for s in steps), "the plan no longer takes flash-attn by direct URL"
-        return dataclasses.replace(plan, steps=type(plan.steps)(steps)), ctx
-
-    monkeypatch.setattr(cmd_lock, "fresh_plan_for", moved)
+    monkeypatch.setattr(cmd_lock, "fresh_plan_for", _fa_plan_on(dead, declared=False))
     monkeypatch.setattr(lock_resolve, "resolve", lambda *a, **kw: pytest.fail("the resolver ran"))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -562,27 +579,58 @@ def test_lock_with_a_direct_url_wheel_on_a_dead_host_fails_at_once_and_writes_no
     assert missing["flash-attn"]["url"].startswith(dead)  # (torch's and xformers' hashes come from PyPI)
 
 
-def test_lock_of_flash_attn_from_github_fails_fast_where_github_is_unreachable(tmp_path: Path) -> None:
-    """The real command, as a user runs it, where GitHub cannot be reached (as on this machine): within a few
-    seconds either exit 1 with one line and no file (not uv's three retries, then a lock of three packages)."""
-    import socket
-    import time
+def test_flash_attn_install_requires_come_from_the_matrix_with_a_source() -> None:
+    """Every flash-attn 2 release records what its wheels declare, cited; the validation refuses a bad one."""
+    from resolver.errors import InvalidMatrix
+    from resolver.matrix import from_dicts, matrix_dir, read_files
 
-    try:
-        socket.create_connection(("github.com", 443), timeout=3).close()
-        pytest.skip("github.com is reachable here: this test is about a machine where it is not")
-    except OSError:
-        pass
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    out = out_dir / "pylock.toml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", "from resolver.cli import main; main()", "lock", *FA_REQUEST,
-                           "-o", str(out)], capture_output=True, text=True, timeout=60, env=env)
-    elapsed = time.monotonic() - start
-    _assert_failed_fast_and_wrote_nothing(proc.returncode, proc.stderr, out, "github.com")
-    assert elapsed < 6, f"took {elapsed:.1f} s"
+    m = load()
+    by_version = {str(f.version): f for f in m.flash_attn}
+    assert by_version["2.7.3"].requires_dist == ("torch", "einops")
+    assert by_version["2.5.8"].requires_dist == ("torch", "einops", "packaging", "ninja")  # until v2.5.8
+    assert "v2.7.3/setup.py" in by_version["2.7.3"].requires_dist_source
+    assert all(f.requires_dist is not None and f.requires_dist_source for f in m.flash_attn)
+    for change, field in (({"install_requires": ["torch @ https://h/t.whl"]}, "install_requires"),
+                          ({"install_requires": ["torch >="]}, "install_requires"),
+                          ({"install_requires_source": " "}, "install_requires_source")):
+        data = read_files(matrix_dir())
+        data["flash_attn"]["release"][0].update(change)
+        with pytest.raises(InvalidMatrix, match=field):
+            from_dicts(data)
+    data = read_files(matrix_dir())
+    del data["flash_attn"]["release"][0]["install_requires"]
+    with pytest.raises(InvalidMatrix, match="install_requires_source"):  # a source of nothing
+        from_dicts(data)
+
+
+def test_a_flash_attn_lock_gives_uv_its_declared_dependencies_never_its_github_wheel() -> None:
+    """The request uv gets names flash-attn's install_requires (torch, einops), not the wheel URL it would have to
+    download; the wheel is locked from the plan's URL with no sha256 and the reason; nothing probes the host."""
+    from resolver.pipeline import PlanOptions, fresh_plan_for
+    from resolver.plan import plan_constraints
+
+    opts = PlanOptions.from_cli({"gpus": ("A100",), "driver": "550.54.15", "python_version": "3.10",
+                                 "platform_tag": "linux_x86_64"})
+    plan, ctx = fresh_plan_for(("torch==2.1.0", "xformers", "flash-attn"), opts)
+    step = next(s for s in plan.steps if s.package == "flash-attn")
+    assert step.url and step.url.startswith("https://github.com/Dao-AILab/flash-attention/releases/download/")
+    request = lock_resolve.uv_request(plan, plan_constraints(plan), matrix=ctx.matrix)
+    deps = request["project"]["project"]["dependencies"]
+    assert "einops" in deps and "torch" in deps and not any("flash-attn" in d or "github" in d for d in deps), deps
+    without = lock_resolve.uv_request(plan, plan_constraints(plan), matrix=_without_declared_requires(ctx).matrix)
+    assert any(d.startswith("flash-attn @ https://github.com/") for d in without["project"]["project"]["dependencies"])
+    lock_resolve.check_direct_urls(plan, ctx.matrix, timeout=0.001)  # no connection attempted: nothing to fetch
+    entry = lock_resolve.direct_files(plan, ctx.matrix)["flash-attn"]
+    assert entry.sha256 is None and entry.url == step.url and entry.version == "2.7.3" and entry.kind == "wheel"
+    assert "GitHub publishes no sha256" in entry.reason and "install_requires" in entry.reason
+    files, warnings = hashes.lookup(plan, fetch=lambda url: None, known=lock_resolve.direct_files(plan, ctx.matrix))
+    text = dumps(plan, files, matrix=ctx.matrix)
+    Pylock.from_dict(tomllib.loads(text))
+    header = [ln for ln in text.splitlines() if ln.startswith("#")]
+    assert any(ln.startswith("#   flash-attn 2.7.3: a GitHub release asset") for ln in header), header
+    assert any("--allow-missing-hashes" in ln for ln in header)
+    missing = tomllib.loads(text)["tool"]["gpustack"]["missing"]
+    assert [m["name"] for m in missing if m["url"] == step.url] == ["flash-attn"]
 
 
 def _hint(**change: Any) -> dict[str, Any]:

@@ -46,11 +46,22 @@ class Loopback:
     torch_url: str  # plays https://download.pytorch.org/whl/cu121
     pypi_url: str  # plays https://pypi.org/simple
     sha: dict[str, str]  # file name -> sha256
+    seen: list[str]  # the paths the server was asked for
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
+    seen: list[str] = []
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self.seen.append(self.path)
+        super().do_HEAD()
 
 
 def _page(links: list[tuple[str, str, str | None]]) -> str:
@@ -79,6 +90,7 @@ def loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback]:
         (mk(w / "p", "networkx", "3.6.1", {"networkx/__init__.py": ""}, requires_python=">=3.11"), ">=3.11"),
         (mk(w / "p", "networkx", "3.4.2", {"networkx/__init__.py": ""}, requires_python=">=3.10"), ">=3.10"),
         (mk(w / "p", "typing-extensions", "4.12.2", {"typing_extensions.py": ""}, requires_python=">=3.8"), ">=3.8"),
+        (mk(w / "p", "einops", "0.8.1", {"einops/__init__.py": ""}, requires_python=">=3.8"), ">=3.8"),
     ]
     sha: dict[str, str] = {}
     whl = root / "whl" / "cu121"
@@ -101,10 +113,12 @@ def loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback]:
         folder = (whl if where == "torch" else root / "simple") / project
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "index.html").write_text(_page(links))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    seen: list[str] = []
+    handler = type("_Recording", (_Quiet,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield Loopback(f"{base}/whl/cu121", f"{base}/simple", sha)
+    yield Loopback(f"{base}/whl/cu121", f"{base}/simple", sha, seen)
     server.shutdown()
 
 
@@ -230,6 +244,43 @@ def test_gpustack_install_lock_installs_exactly_the_lock(loopback: Loopback, tmp
     _expected(_installed(python))
 
 
+# --- torch + xformers + flash-attn: flash-attn's wheel is a GitHub release asset ----------------------------------
+
+
+@pytest.mark.parametrize("use_uv", [True, False], ids=["uv", "pip-fallback"])
+def test_flash_attn_lock_resolves_its_declared_dependencies_and_never_fetches_its_wheel(
+        loopback: Loopback, use_uv: bool) -> None:
+    """The plan takes flash-attn 2.7.3 as a wheel by direct URL (here served by the loopback server, which records
+    what it is asked). The resolver gets flash-attn's install_requires from the matrix (torch, einops) instead of
+    the URL: the lock holds einops and torch's dependencies, and flash-attn by URL under missing (no sha256), and
+    nobody asked the server for the wheel. The lock is valid PEP 751."""
+    matrix = load()
+    base = loopback.pypi_url.rsplit("/", 1)[0]
+    wheel = "flash_attn-2.7.3+cu12torch2.1cxx11abiFALSE-cp310-cp310-linux_x86_64.whl"
+    target = Target(gpus=(), python="3.10", platform="linux_x86_64")
+    torch = PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=loopback.torch_url, variant="cu121", cuda="12.1")
+    xformers = PackageChoice("xformers", "0.0.22.post7", "wheel", index_url=loopback.pypi_url, cuda="12.1")
+    flash = PackageChoice("flash-attn", "2.7.3", "wheel", url=f"{base}/github/{wheel.replace('+', '%2B')}", cuda="12.1")
+    plan = make_plan(Stack(target, (torch, xformers, flash)), matrix=matrix)
+    before = len(loopback.seen)
+    lock_resolve.check_direct_urls(plan, matrix)
+    resolved = lock_resolve.resolve(plan, plan_constraints(plan), default_index=loopback.pypi_url, use_uv=use_uv,
+                                    matrix=matrix)
+    files, warnings = hashes.lookup(plan, known=resolved)
+    assert lock_resolve.check_files(files.values(), "3.10", "linux_x86_64") == []
+    text = dumps(plan, files, matrix=matrix, request=["torch==2.1.0", "xformers", "flash-attn"], deps=True)
+    Pylock.from_dict(tomllib.loads(text))
+    locked = loads(text)
+    versions = {p.name: p.version for p in locked.packages}
+    assert versions["einops"] == "0.8.1" and versions["torch"] == "2.1.0+cu121" and versions["numpy"] == "1.26.4"
+    assert "flash-attn" not in versions
+    (fa,) = [m for m in locked.missing if m.name == "flash-attn"]
+    assert fa.version == "2.7.3" and fa.url.endswith(wheel.replace("+", "%2B"))
+    assert [w for w in warnings if w.startswith("flash-attn:")]  # said on stderr by the command
+    asked = loopback.seen[before:]
+    assert asked and not [p for p in asked if "flash" in p.lower() or "/github/" in p], asked
+
+
 # --- uv started before the plan is known (resolver.lock_speculate) -------------------------------------------------
 
 
@@ -286,6 +337,25 @@ def test_audiocraft_golden_lock_is_valid_and_fits_python_310() -> None:
         "3.10", "linux_x86_64", pages=lock_resolve.Pages(lambda url: None)) == []
 
 
+def test_torch_xformers_flash_attn_golden_lock_is_valid_and_holds_flash_attns_dependencies() -> None:
+    """A real lock from PyPI (A100, Python 3.10): einops (flash-attn's install_requires) and torch's dependencies
+    are locked and hashed; flash-attn 2.7.3's GitHub wheel is under missing, by URL, with why in the header."""
+    text = (GOLDEN / "lock_torch_xformers_flash.toml").read_text()
+    Pylock.from_dict(tomllib.loads(text))
+    locked = loads(text)
+    versions = {p.name: Version(p.version) for p in locked.packages}
+    assert versions["torch"] == Version("2.1.0") and "einops" in versions and versions["numpy"] < Version("2")
+    assert all(p.sha256 for p in locked.packages)
+    (fa,) = locked.missing
+    assert fa.name == "flash-attn" and fa.version == "2.7.3"
+    assert fa.url == ("https://github.com/Dao-AILab/flash-attention/releases/download/v2.7.3/"
+                      "flash_attn-2.7.3+cu12torch2.1cxx11abiFALSE-cp310-cp310-linux_x86_64.whl")
+    assert "#   flash-attn 2.7.3: a GitHub release asset" in text and "--allow-missing-hashes" in text.split("lock-")[0]
+    assert lock_resolve.check_files(
+        [hashes.LockedFile(p.name, p.version, p.url.rsplit("/", 1)[-1], p.url, p.sha256) for p in locked.packages],
+        "3.10", "linux_x86_64", pages=lock_resolve.Pages(lambda url: None)) == []
+
+
 def _pypi_or_skip() -> None:
     import requests
 
@@ -319,3 +389,33 @@ def test_audiocraft_lock_from_pypi_matches_the_golden_lock(tmp_path: Path) -> No
     assert {p.name: (p.url, p.sha256) for p in live.packages if p.name in pinned} == pinned
     versions = {p.name: Version(p.version) for p in live.packages}
     assert versions["numpy"] < Version("2") and versions["networkx"] < Version("3.5")
+
+
+@pytest.mark.network
+def test_torch_xformers_flash_attn_lock_from_pypi(tmp_path: Path) -> None:
+    """The real command: torch 2.1.0 + xformers + flash-attn for an A100, Python 3.10. flash-attn's dependencies
+    come from the matrix and are resolved on PyPI; its GitHub wheel is locked by URL under missing, never fetched
+    (GitHub is not reachable from CI machines like this one, and the lock no longer waits on it)."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    _pypi_or_skip()
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", "--gpu", "A100", "--driver", "550.54.15", "--python", "3.10",
+                                       "--platform", "linux_x86_64", "torch==2.1.0", "xformers", "flash-attn",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    Pylock.from_dict(tomllib.loads(text))
+    locked = loads(text)
+    versions = {p.name: Version(p.version) for p in locked.packages}
+    assert versions["torch"] == Version("2.1.0") and "einops" in versions and versions["numpy"] < Version("2")
+    (fa,) = [m for m in locked.missing if m.name == "flash-attn"]
+    assert fa.url.startswith("https://github.com/Dao-AILab/flash-attention/releases/download/v")
+    assert "flash-attn: no sha256 (a GitHub release asset" in result.stderr
+    assert locked.deps
+    golden = loads((GOLDEN / "lock_torch_xformers_flash.toml").read_text())
+    pinned = {p.name: (p.url, p.sha256) for p in golden.packages if p.name in ("torch", "xformers")}
+    assert {p.name: (p.url, p.sha256) for p in locked.packages if p.name in pinned} == pinned
+    assert fa.url == golden.missing[0].url

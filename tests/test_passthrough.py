@@ -55,7 +55,7 @@ def test_pins_the_newest_release_that_installs_on_the_target() -> None:
 def test_refuses_with_the_reason(proj: IndexProject, reason: str) -> None:
     req = f"{proj.name}>=2" if proj.name == "old" else proj.name
     pinned, _, why = pin_others((req,), {proj.name: proj}, H100)
-    assert len(why) == 1 and reason in why[0], why
+    assert len(why) == 1 and reason in why[0].text, why
 
 
 def test_a_wheel_needing_a_newer_glibc_does_not_count() -> None:
@@ -149,6 +149,16 @@ def test_plan_refuses_a_package_that_does_not_exist_or_is_a_placeholder(index: s
     assert code == 0 and "flash_attn_3" in out  # the kernel name: solved from the matrix, never from the index
 
 
+def test_pass_through_refusals_are_values_in_plan_json(index: str) -> None:
+    code, out = run("plan", "--json", "--gpu", "H100", "--python", "3.12", "--index-url", index, "no-such-thing",
+                    "numpy>=3")
+    assert code == 1
+    by_name = {r["package"]: r for r in json.loads(out)["refusals"]}
+    assert by_name["no-such-thing"]["kind"] == "index" and by_name["no-such-thing"]["facts"]["index"] == index
+    assert by_name["numpy"]["kind"] == "no_release"
+    assert (by_name["numpy"]["facts"]["spec"], by_name["numpy"]["facts"]["newest"]) == (">=3", "2.3.0")
+
+
 def test_bad_index_url_is_one_line() -> None:
     code, out = run("plan", "--gpu", "H100", "--index-url", "ftp://x/simple", "numpy")
     assert code == 2 and len(out.strip().splitlines()) == 1 and "--index-url" in out
@@ -160,4 +170,4 @@ def test_pypi_flash_attn_3_is_a_yanked_placeholder() -> None:
     if got.error and "could not check" in got.error:
         pytest.skip("PyPI does not answer: " + got.error)
     _, _, why = pin_others(("flash-attn-3",), {"flash-attn-3": got}, H100)
-    assert why and "only yanked files (0.0.0)" in why[0]
+    assert why and "only yanked files (0.0.0)" in why[0].text

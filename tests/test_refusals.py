@@ -68,6 +68,187 @@ def test_kinds_are_a_fixed_set_and_root_facts_come_first() -> None:
                  python="3.13")
     assert [r.kind for r in ordered([pin, py])] == ["python", "torch_pin"]
     assert "other" in KINDS
-    exc = NoCompatibleStack([py, "a plain reason"], ["alt"])
-    assert exc.reasons == ["torch==2.1.0 has no wheels for Python 3.13", "a plain reason"]
-    assert [r["kind"] for r in exc.to_dict()["refusals"]] == ["python", "other"]
+    exc = NoCompatibleStack([py], ["alt"])
+    assert exc.reasons == ["torch==2.1.0 has no wheels for Python 3.13"]
+    assert [r["kind"] for r in exc.to_dict()["refusals"]] == ["python"]
+    with pytest.raises(TypeError):  # no module refuses with text any more: a string is a bug, not an ``other``
+        NoCompatibleStack(["a plain reason"])  # type: ignore[list-item]
+
+
+# --- every refusal family, through the real plan / dockerfile commands: kinds and facts, never text matching ---------
+
+
+def _planned(*args: str) -> dict[str, object]:
+    result = CliRunner().invoke(main, ["plan", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_attention_kernel_refusal_is_a_value() -> None:
+    data = _refused("--gpu", "A100", "--python", "3.12", "flash-attn-3")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert (first["kind"], first["package"], first["candidate"]) == ("compute_capability", "flash-attn-3", "3.0.0")
+    assert first["facts"]["min_cc"] == "9.0" and first["facts"]["compute_capability"] == "8.0"
+    assert first["facts"]["max_cc_major"] == "9"
+    assert first["text"] == data["reasons"][0]  # type: ignore[index]
+
+
+def test_attention_kernel_on_another_platform_is_a_platform_refusal() -> None:
+    data = _refused("--gpu", "H100", "--python", "3.12", "--platform", "win_amd64", "flash-attn-3")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert first["kind"] == "platform" and first["facts"]["platform"] == "win_amd64"
+    assert "linux_x86_64" in first["facts"]["platforms"]
+
+
+def test_companion_refusal_carries_the_blocking_kind_and_its_causes() -> None:
+    """flash-attn with torch 2.11.0+cu130 and nvcc 12.8: no prebuilt wheel (variant), and nvcc 12.8 cannot build
+    against a CUDA 13 torch (toolkit): one refusal of kind toolkit, both causes kept as values."""
+    data = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.12", "--nvcc", "12.8",
+                    "torch==2.11.0+cu130", "flash-attn")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert first["kind"] == "toolkit" and first["package"] == "flash-attn"
+    assert first["facts"]["nvcc"] == "12.8" and first["facts"]["cuda_major"] == "13"
+    assert first["facts"]["with_torch"] == "2.11.0+cu130"
+    (grouped,) = first["causes"]
+    assert [c["kind"] for c in grouped["causes"]] == ["variant", "toolkit"]
+    assert grouped["causes"][0]["facts"]["cuda_major"] == "13"
+    # The toolkit alternative is printed because the request solves with that toolkit: check it does.
+    assert any(a.startswith("install a CUDA 13.x toolkit") for a in data["alternatives"])  # type: ignore[union-attr]
+    _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.12", "--nvcc", "13.0", "torch==2.11.0+cu130",
+             "flash-attn")
+
+
+def test_fleet_refusal_kinds(tmp_path: Path) -> None:
+    fleet = ROOT / "tests" / "fixtures" / "fleet" / "kubectl-nodes.json"
+    data = _refused("--fleet", str(fleet), "--python", "3.11", "flash-attn")
+    kinds = [r["kind"] for r in data["refusals"]]  # type: ignore[union-attr, index]
+    assert kinds[0] == "compute_capability" and kinds[-1] == "fleet"
+    lonely = data["refusals"][-1]  # type: ignore[index]
+    assert lonely["facts"]["classes"] == "Tesla V100-SXM2-16GB and Tesla T4"
+    mixed = json.loads(fleet.read_text())
+    for node in mixed["items"]:
+        if node["metadata"]["name"] == "gpu-t4-1":
+            node["metadata"]["labels"]["kubernetes.io/arch"] = "arm64"
+            node["metadata"]["labels"]["beta.kubernetes.io/arch"] = "arm64"
+            node["status"]["nodeInfo"]["architecture"] = "arm64"
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps(mixed))
+    data = _refused("--fleet", str(path), "--python", "3.11")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert first["kind"] == "platform" and first["facts"]["platforms"] == "linux_x86_64, linux_aarch64"
+    assert first["alternative"] == "pass --per-class for one plan per class"
+
+
+def test_dockerfile_without_an_image_names_a_solved_torch_build() -> None:
+    from resolver.dockerfile import base_image
+    from resolver.matrix import load
+
+    with pytest.raises(NoCompatibleStack) as got:
+        base_image("10.2", load())
+    (image,) = got.value.refusals
+    assert (image.kind, image.package, image.facts["cuda"]) == ("image", "nvidia/cuda", "10.2")
+    result = CliRunner().invoke(main, ["dockerfile", "--gpu", "V100", "--python", "3.10", "torch==1.12.1+cu102"])
+    assert result.exit_code == 1
+    assert "torch==1.12.1+cu116: CUDA 11.6 has an nvidia/cuda image and the whole request solves" in result.output
+    ok = CliRunner().invoke(main, ["dockerfile", "--gpu", "V100", "--python", "3.10", "torch==1.12.1+cu116"])
+    assert ok.exit_code == 0 and "FROM nvidia/cuda:11.6" in ok.output, ok.output
+
+
+def test_verified_only_refusal_is_kind_unverified() -> None:
+    data = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.12", "--verified-only", "flash-attn-3")
+    assert {r["kind"] for r in data["refusals"]} == {"unverified"}  # type: ignore[union-attr, index]
+
+
+def test_explain_decides_by_kind_not_by_text() -> None:
+    source = (ROOT / "resolver" / "explain.py").read_text()
+    assert '"glibc" in' not in source and " in reason" not in source
+    assert "as_refusal" not in (ROOT / "resolver" / "refusal.py").read_text()
+
+
+# --- alternatives are solved before they are printed (issue 9 item 3) ---------------------------------------------
+
+
+def test_rtx_5090_with_old_torch_and_xformers_bounds_gets_a_solved_stack() -> None:
+    data = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.12", "torch<2.7", "xformers<0.0.30")
+    assert data["refusals"][0]["kind"] == "gpu_code"  # type: ignore[index]
+    (alt,) = data["alternatives"]  # type: ignore[misc]
+    assert alt.startswith("torch==2.15.0+cu132 with xformers==") and "instead of torch<2.7, xformers<0.0.30" in alt
+    xformers = alt.split("xformers==")[1].split()[0]
+    plan = _planned("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.12", "torch==2.15.0+cu132",
+                    f"xformers=={xformers}")
+    assert [p["version"] for p in plan["packages"]][:2] == ["2.15.0+cu132", xformers]  # type: ignore[index]
+
+
+def test_rtx_5090_on_a_570_driver_names_the_build_that_fits_not_only_the_newest() -> None:
+    data = _refused("--gpu", "RTX 5090", "--driver", "570.86.15", "--python", "3.12", "torch<2.7")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert first["facts"]["newest"] == "2.15.0+cu132" and first["facts"]["fits"] == "2.11.0+cu128"
+    assert data["alternatives"] == ["torch==2.11.0+cu128 runs on NVIDIA GeForce RTX 5090"]
+    _planned("--gpu", "RTX 5090", "--driver", "570.86.15", "--python", "3.12", "torch==2.11.0+cu128")
+
+
+def test_xformers_instead_of_flash_attn_only_when_it_solves() -> None:
+    offered = _refused("--gpu", "V100", "--driver", "580.65.06", "--python", "3.12", "flash-attn")
+    assert any("ask for xformers instead" in a for a in offered["alternatives"])  # type: ignore[union-attr]
+    _planned("--gpu", "V100", "--driver", "580.65.06", "--python", "3.12", "xformers")
+    # xformers 0.0.22 pins torch 2.0.1, which has no Python 3.12 wheel: nothing about xformers may be offered.
+    data = _refused("--gpu", "V100", "--driver", "580.65.06", "--python", "3.12", "flash-attn", "xformers==0.0.22")
+    assert not any("xformers" in a for a in data["alternatives"])  # type: ignore[union-attr]
+    result = CliRunner().invoke(main, ["plan", "--gpu", "V100", "--driver", "580.65.06", "--python", "3.12",
+                                       "xformers==0.0.22"])
+    assert result.exit_code == 1
+
+
+def test_python_alternative_names_only_pythons_that_solve() -> None:
+    data = _refused("--gpu", "A100", "--driver", "580.65.06", "--python", "3.13", "--profile", "audiocraft")
+    assert data["refusals"][0]["kind"] == "python"  # type: ignore[index]
+    (alt,) = data["alternatives"]  # type: ignore[misc]
+    assert alt.startswith("use Python 3.8–3.11")
+    for python in ("3.8", "3.11"):
+        _planned("--gpu", "A100", "--driver", "580.65.06", "--python", python, "--profile", "audiocraft")
+
+
+def test_docs_list_every_kind_in_order() -> None:
+    solver = (ROOT / "docs" / "solver.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in solver.splitlines() if line.startswith("| `")]
+    assert tuple(rows) == KINDS
+    plan_json = (ROOT / "docs" / "plan-json.md").read_text()
+    listed = plan_json.split("`kind` is one of ")[1].split("(root first")[0]
+    assert tuple(k.strip(" `") for k in listed.replace("\n", " ").split(",")) == KINDS
+
+
+def test_kernel_that_fits_no_allowed_torch_names_a_solved_torch() -> None:
+    data = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0", "flash-attn-3")
+    assert {r["kind"] for r in data["refusals"]} == {"variant", "torch_pin"}  # type: ignore[union-attr, index]
+    alt = data["alternatives"][0]  # type: ignore[index]
+    assert alt.endswith("takes flash-attn-3 on this target (ask for it instead of torch==2.1.0)"), alt
+    torch = alt.split()[0]
+    plan = _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", torch, "flash-attn-3")
+    assert [p["name"] for p in plan["packages"]] == ["torch", "flash_attn_3"]  # type: ignore[index, union-attr]
+
+
+def test_jetson_offers_a_cpu_stack_only_when_the_request_runs_on_a_cpu() -> None:
+    args = ["--gpu", "Jetson AGX Orin", "--platform", "linux_aarch64", "--python", "3.10"]
+    assert "plan a CPU-only stack with --cpu" in _refused(*args)["alternatives"]  # type: ignore[operator]
+    assert "plan a CPU-only stack with --cpu" not in _refused(*args, "xformers")["alternatives"]  # type: ignore[operator]
+
+
+def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
+    args = ("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "--profile", "fairseq")
+    data = _refused(*args, "xformers>=0.0.34")
+    first = data["refusals"][0]  # type: ignore[index]
+    assert (first["kind"], first["facts"]["needs"], first["facts"]["versions"]) == (
+        "needs", "xformers.components", "0.0.35, 0.0.34")
+    version = first["alternative"].split("xformers==")[1].rstrip(")")
+    plan = _planned(*args, f"xformers=={version}")
+    assert next(p["version"] for p in plan["packages"] if p["name"] == "xformers") == version  # type: ignore[union-attr, index]
+
+
+def test_a_profiles_own_pins_are_never_lifted_by_an_alternative() -> None:
+    """AudioCraft pins torch==2.1.0 and xformers<0.0.23 for its own code: on an RTX 5090 (no torch 2.1 has sm_120)
+    nothing that drops those pins is offered, while the same bounds typed by the user are lifted, solved."""
+    data = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "--profile", "audiocraft")
+    assert data["refusals"][0]["kind"] == "gpu_code" and data["alternatives"] == []  # type: ignore[index]
+    typed = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0",
+                     "xformers<0.0.23")
+    assert typed["alternatives"][0].startswith("torch==2.15.0+cu132 with xformers==")  # type: ignore[index]

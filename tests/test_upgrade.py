@@ -205,6 +205,19 @@ def test_a_locks_request_bounds_the_nearest_set_and_its_driver_is_used(tmp_path:
     assert stay.exit_code == 0 and json.loads(stay.output)["checked"]["torch"] == "2.1.0+cu118", stay.output
 
 
+def test_a_locks_profiles_and_glibc_are_part_of_the_check(tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    fairseq = _lock_file(tmp_path, profile="fairseq")
+    near = json.loads(run(main, ["check-upgrade", "torch==2.4.0", "--lock", str(fairseq), "--json"]).output)
+    assert near["nearest_safe"] is not None
+    assert next(x for x in load().xformers if str(x.version) == near["nearest_safe"]["xformers"]).has_components
+    both = _lock_file(tmp_path, profile="fairseq,audiocraft")  # what `lock --profile a --profile b` records
+    assert run(main, ["check-upgrade", "torch==2.1.0", "--lock", str(both)]).exit_code in (0, 1)
+    old_host = _lock_file(tmp_path, glibc="2.17", driver="580.65.06")
+    data = json.loads(run(main, ["check-upgrade", "torch==2.9.1", "--lock", str(old_host), "--json"]).output)
+    assert "glibc" in [f["kind"] for f in data["findings"]], data
+
+
 def test_the_solver_prefers_versions_near_the_current_set() -> None:
     import dataclasses
 
