@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from resolver.target import read_target
 if TYPE_CHECKING:  # the matrix and rich are imported where a build needs them: not on every install's path
     from resolver.matrix_types import Matrix
 
-__all__ = ["TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
+__all__ = ["target_info", "TargetInfo", "Resources", "BuildResult", "BuildPrerequisiteMissing", "probe_target", "probe_resources",
            "check_prerequisites", "build_env", "cache_key", "parse_ninja_progress", "build"]
 
 DISK_NEEDED_GIB = {"flash-attn": 10.0, "xformers": 10.0}
@@ -271,21 +271,35 @@ def _error_tail(lines: Sequence[str]) -> str:
     return "\n".join((errors or list(lines))[-15:])
 
 
-def build(step: Step, python_exe: str, pip: Sequence[str], *, source_args: Sequence[str] = (),
+def target_info(python_tag: str, platform: str, prefix: str, torch_version_py: str | None) -> TargetInfo:
+    """Return the ``TargetInfo`` a cache key needs from a reading the caller already has (an install's latest
+    snapshot: ``resolver.target``, mode ``installed``); its build tools are not known (a real build probes)."""
+    version, cuda = parse_torch_version_py(torch_version_py) if torch_version_py else (None, None)
+    return TargetInfo(python_tag, platform, prefix, version, cuda, ())
+
+
+def build(step: Step, python_exe: str, pip: Sequence[str] | Callable[[], Sequence[str]], *, source_args: Sequence[str] = (),
           cxx11_abi: bool | None = None, reporter: Reporter | None = None, use_cache: bool = True,
-          progress: bool = True) -> BuildResult:
+          progress: bool = True, target: TargetInfo | None = None) -> BuildResult:
     """Return the wheel of ``step``: from the cache when its key is there, else freshly built and then cached.
 
+    ``target`` is what the caller already read of ``python_exe`` (its tags and torch: all a cache key needs); a
+    cache miss, or no ``target``, reads it afresh (mode ``light``, with the build tools it lacks). ``pip`` may be
+    a function returning it: a cache hit never asks.
     Raises ``BuildPrerequisiteMissing`` before anything runs, or ``CommandFailed`` (with the log's path and its
     last error lines) when the build fails. Nothing is installed here.
     """
     reporter = reporter or Reporter()
-    target = probe_target(python_exe)
+    if target is None or not use_cache:
+        target = probe_target(python_exe)
     key = cache_key(step, target, cxx11_abi)
     hit = cache.lookup(key) if use_cache else None
     if hit is not None:
         reporter.message(f"build cache hit for {step.package}: {hit} (no compiler run)")
         return BuildResult(hit, True, key)
+    fresh = probe_target(python_exe)  # the build tools it lacks; and the key from a reading of now
+    if fresh != target:
+        target, key = fresh, cache_key(step, fresh, cxx11_abi)
     tmp_root = cache.cache_dir() / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     res = probe_resources(python_exe, tmp_root)
@@ -300,7 +314,7 @@ def build(step: Step, python_exe: str, pip: Sequence[str], *, source_args: Seque
         if local is not None:  # build a clean copy: no stale in-tree objects, nothing written into the source
             shutil.copytree(local, work / "src", ignore=_IGNORED_IN_TREE)
             source = str(work / "src")
-        argv = wheel_argv(pip, step, source, work / "out", source_args)
+        argv = wheel_argv(pip() if callable(pip) else pip, step, source, work / "out", source_args)
         log_path = _new_log(step.package)
         started = time.monotonic()
         rc, tail = _run_logged(argv, env, log_path, step.package, progress)

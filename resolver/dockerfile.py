@@ -98,7 +98,9 @@ def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matri
                 if opt.cuda is None or not has_image(opt.cuda):
                     continue
                 tried += 1
-                trial = dataclasses.replace(request, torch=SpecifierSet(f"=={rel.version}"), torch_variant=opt.tag)
+                # A requested profile's torch bound stays (its application needs it).
+                exact = SpecifierSet(f"=={rel.version}") & dict(request.profile_bounds).get("torch", SpecifierSet())
+                trial = dataclasses.replace(request, torch=exact, torch_variant=opt.tag)
                 if feasible(target, matrix, trial):
                     alt = f"torch=={opt.version}: CUDA {opt.cuda} has an nvidia/cuda image and the whole request solves"
                     return NoCompatibleStack(exc.refusals, [alt, *exc.alternatives])

@@ -58,6 +58,8 @@ class Snapshot:
     dist_paths: Mapping[str, str] = field(default_factory=dict)  # name -> metadata folder (what a backup links)
     toplevel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # site-packages folder -> entries
     torch_version_py: str | None = None  # the installed torch's version.py text (its version and CUDA)
+    python_tag: str = ""  # cp311
+    platform: str = ""  # linux_x86_64
 
     def version(self, name: str) -> str | None:
         """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
@@ -117,7 +119,8 @@ class Restorer(Protocol):
 
 def _snapshot_of(facts: TargetFacts) -> Snapshot:
     dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
-    return Snapshot(facts.prefix, dists, facts.debris, facts.dist_paths, facts.toplevel, facts.torch_version_py)
+    return Snapshot(facts.prefix, dists, facts.debris, facts.dist_paths, facts.toplevel, facts.torch_version_py,
+                    facts.python_tag, facts.platform)
 
 
 def parse_snapshot(text: str) -> Snapshot:

@@ -62,11 +62,17 @@ def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
 
 def _solves(target: Target, matrix: Matrix, request: Request, **bounds: object) -> bool:
     """Return whether the whole request, with ``bounds`` replacing some of its fields, solves on the whole target:
-    an alternative is printed only then."""
+    an alternative is printed only then. A bound a requested profile sets is narrowed, never lifted (the profile's
+    application needs it): the new bound is intersected with it."""
     import dataclasses
 
     from resolver.solve import feasible
 
+    profiles = dict(request.profile_bounds)
+    for name, bound in list(bounds.items()):
+        pinned = profiles.get(name.replace("_", "-"))
+        if pinned is not None and isinstance(bound, SpecifierSet):
+            bounds[name] = bound & pinned
     return feasible(target, matrix, dataclasses.replace(request, **bounds))  # type: ignore[arg-type]
 
 
@@ -144,8 +150,9 @@ def _with_companions_moved(target: Target, matrix: Matrix, request: Request, bui
 
     moved = {f: SpecifierSet() for f, bound in (("xformers", request.xformers), ("flash_attn", request.flash_attn))
              if bound is not None and str(bound)}
-    if not moved:
-        return None
+    profiles = {n for n, bound in request.profile_bounds if str(bound)}
+    if not moved or profiles & {"torch", *(f.replace("_", "-") for f in moved)}:
+        return None  # nothing to lift, or a profile's own pins (its application needs them): not lifted
     for o in builds:
         trial = dataclasses.replace(request, torch=_exact(o.release.version), torch_variant=o.tag, **moved)  # type: ignore[arg-type]
         try:

@@ -107,6 +107,7 @@ class _Run:
     use_cache: bool
     progress: bool
     builds: list[build.BuildResult] = field(default_factory=list)
+    txn: Transaction | None = None
 
 
 def ordered_steps(plan: Plan) -> list[Step]:
@@ -265,12 +266,16 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
 
 
-def _run_step(run: _Run, python_exe: str, step: Step) -> None:
+def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot) -> None:
+    """Run ``step``; ``now`` is the environment's latest reading (a build's cache key needs nothing more)."""
     if step.action == "build":
-        result = build.build(step, python_exe, run.installer.pip, source_args=source_args(step, run.sources),
+        target = build.target_info(now.python_tag, now.platform, now.prefix, now.torch_version_py)
+        result = build.build(step, python_exe, lambda: run.installer.pip, source_args=source_args(step, run.sources),
                              cxx11_abi=run.plan.stack.torch_cxx11_abi, reporter=run.reporter,
-                             use_cache=run.use_cache, progress=run.progress)
+                             use_cache=run.use_cache, progress=run.progress, target=target)
         run.builds.append(result)
+        if run.txn is not None:  # what installing this wheel can change is known now: back it up first
+            run.txn.back_up(step_may_change(step, run.plan, now, result.wheel), now)
         _run_install(run, python_exe, step, str(result.wheel))
     else:
         _run_install(run, python_exe, step, _install_requirement(step, run.sources, run.plan))
@@ -351,36 +356,112 @@ def _pins(constraints: Sequence[str]) -> dict[str, str]:
 
 
 def may_change(plan: Plan | None, before: envstate.Snapshot) -> set[str]:
-    """Return the installed distributions some step of ``plan`` can change (all of them when there is no plan):
-    the backup of the transaction holds these.
-
-    pip and uv (never run with ``--upgrade`` or ``--reinstall`` here) change only what a step asks for and those of
-    its dependencies whose installed version does not satisfy it. So a ``--no-deps`` install step changes its own
-    package only, and a distribution the step's constraints pin to the installed version (torch, held under a
-    built wheel) cannot change in it. Everything else installed may: a step's new dependencies are not known
-    before it runs. A distribution left out that still changed is reinstalled from the run's sources by the restore.
-    """
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.utils import canonicalize_name
-
+    """Return the installed distributions the transaction backs up before its first step: all of them when there is
+    no plan, else what each install step can change (``step_may_change``). A build step's are added once its wheel
+    is built (``Transaction.back_up``), before its installer starts."""
     if plan is None:
         return set(before.dists)
     out: set[str] = set()
     for step in plan.steps:
-        own = canonicalize_name(step.package)
-        if step.action != "build" and step.no_deps:
-            out.add(own)
+        if step.action != "build":
+            out |= step_may_change(step, plan, before)
+    return out
+
+
+def step_may_change(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Path | None = None) -> set[str]:
+    """Return the installed distributions ``step`` can change.
+
+    pip and uv (never run with ``--upgrade`` or ``--reinstall`` here) change only what a step asks for and those of
+    its dependencies whose installed version does not satisfy it (or its constraints). So a ``--no-deps`` install
+    step changes its own package only; so does the install of a built ``wheel`` when every requirement of it and,
+    transitively, of what it needs is installed at a version that satisfies it and the step's constraints (nothing
+    else has to move). Otherwise anything installed may move (a new dependency's own needs are not known before the
+    installer runs), except what the step's constraints pin at its installed version (torch, held under a built
+    wheel). A distribution left out that still changed is reinstalled from the run's sources by the restore.
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    own = canonicalize_name(step.package)
+    if (step.action != "build" and step.no_deps) or (wheel is not None and _needs_nothing_new(step, plan, now, wheel)):
+        return {str(own)} & set(now.dists)
+    pins = _pins(_held(step, plan) if step.action == "build" else step.constraints)
+    out: set[str] = set()
+    for name, dist in now.dists.items():
+        pin = pins.get(name)
+        try:
+            held = pin is not None and SpecifierSet(f"=={pin}").contains(dist.version, prereleases=True)
+        except InvalidSpecifier:
+            held = False
+        if name == own or not held:
+            out.add(name)
+    return out
+
+
+def _wheel_requires(wheel: Path) -> list[str] | None:
+    """Return the ``Requires-Dist`` lines of ``wheel``'s METADATA; ``None`` when it cannot be read."""
+    import email.parser
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            name = next((n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+            if name is None:
+                return None
+            meta = email.parser.BytesParser().parsebytes(zf.read(name), headersonly=True)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return [str(r) for r in meta.get_all("Requires-Dist") or ()]
+
+
+def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Path) -> bool:
+    """Return whether installing ``wheel`` can change nothing but its own package: each requirement (of the wheel,
+    then of what it needs, as installed) is installed at a version that satisfies it and the step's constraints.
+    A requirement whose marker names an extra, or any marker when this interpreter is not the target's kind, counts
+    as needed."""
+    from packaging.markers import default_environment
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    from resolver._child.probe_env import dist_requires, platform_tag
+
+    todo = _wheel_requires(wheel)
+    if todo is None:
+        return False
+    own = canonicalize_name(step.package)
+    limits: dict[str, SpecifierSet] = {}
+    for text in _held(step, plan) if step.action == "build" else step.constraints:
+        try:
+            req = Requirement(text)
+            name = canonicalize_name(req.name)
+            limits[name] = limits.get(name, SpecifierSet()) & req.specifier
+        except (InvalidRequirement, InvalidSpecifier):
+            return False
+    env = default_environment()
+    same_kind = now.python_tag == "cp" + env["python_version"].replace(".", "") and now.platform == platform_tag()
+    seen: set[str] = set()
+    while todo:
+        try:
+            req = Requirement(todo.pop())
+        except InvalidRequirement:
+            return False
+        if req.marker is not None and same_kind and "extra" not in str(req.marker) and not req.marker.evaluate():
             continue
-        pins = _pins(_held(step, plan) if step.action == "build" else step.constraints)
-        for name, dist in before.dists.items():
-            pin = pins.get(name)
-            try:
-                held = pin is not None and SpecifierSet(f"=={pin}").contains(dist.version, prereleases=True)
-            except InvalidSpecifier:
-                held = False
-            if name == own or not held:
-                out.add(name)
-    return out & set(before.dists)
+        name = canonicalize_name(req.name)
+        dist = now.dists.get(name)
+        if dist is None or name == own:
+            return False  # to be added (its own needs unknown here), or a package needing itself
+        allowed = req.specifier & limits.get(name, SpecifierSet())
+        if not allowed.contains(dist.version, prereleases=True):
+            return False
+        if name not in seen:
+            seen.add(name)
+            info = now.dist_paths.get(name)
+            if info is None:
+                return False
+            todo += dist_requires(info)
+    return True
 
 
 @dataclass
@@ -390,17 +471,38 @@ class Transaction:
     before: envstate.Snapshot
     journal: journals.Journal
 
+    def back_up(self, names: set[str], now: envstate.Snapshot) -> None:
+        """Add to the backup the distributions in ``names`` that it lacks and that are still as they were before
+        the transaction (one that changed already was backed up by the step that could change it), recording them
+        in the journal before the caller's installer starts."""
+        have = self.journal.manifest
+        new = {k: (self.before.dists[k].version, self.before.dist_paths[k]) for k in sorted(names)
+               if k not in have and k in self.before.dist_paths and now.version(k) == self.before.version(k)}
+        if new:
+            self.journal.extend_backup(new)
+
 
 def restore_transaction(txn: Transaction, python_exe: str, installer: Installer) -> envstate.RestoreResult:
     """Return the restore of ``txn`` (from its backup on disk first); the journal is removed only when the
-    environment is exactly as before, else it stays for ``gpustack recover`` and the result says so."""
-    txn.journal.step(txn.journal.data.get("step", ""), state="restoring")
+    environment is exactly as before, else it stays for ``gpustack recover`` and the result says so.
+
+    The journal's own state writes here are best effort: on a full disk they fail, and the restore (which frees
+    space first and then only re-links the backup) must still run; the journal already on disk suffices for
+    ``recover``."""
+    _note_state(txn.journal, "restoring")
     restored = envstate.restore(txn.before, python_exe, installer, txn.journal)
     if restored.left:
-        txn.journal.step(txn.journal.data.get("step", ""), state="restore incomplete")
+        _note_state(txn.journal, "restore incomplete")
         return dataclasses.replace(restored, fix=journals.recover_command(python_exe))
     txn.journal.finish()
     return restored
+
+
+def _note_state(journal: journals.Journal, state: str) -> None:
+    try:
+        journal.step(journal.data.get("step", ""), state=state)
+    except OSError as exc:
+        log.warning("could not record '%s' in %s (%s); going on", state, journal.path, exc)
 
 
 @contextmanager
@@ -479,12 +581,13 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     done = {p.name for p in plan.stack.packages} - {s.package for s in steps}  # kept: must stay as planned
     with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout, plan=plan) as txn:
         before = after = txn.before
+        run.txn = txn
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
             txn.journal.step(f"[{i}/{len(steps)}] {what}")
             reporter.step_started(i, len(steps), what)
             t0 = time.monotonic()
-            _run_step(run, python_exe, step)
+            _run_step(run, python_exe, step, after)
             done.add(step.package)
             after = _check_planned(run, python_exe, f"step {i} ({what})", done)
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)

@@ -113,11 +113,15 @@ class Journal:
     def write(self) -> None:
         """Write the journal atomically (temporary file, fsync, rename, fsync of the folder)."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.data, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:  # a full disk: the journal on disk stays as it was, and no half-written copy beside it
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.path.parent)
 
     def step(self, text: str, state: str = "running") -> None:
@@ -134,6 +138,13 @@ class Journal:
             pass
         _fsync_dir(self.path.parent)
         shutil.rmtree(self.backup, ignore_errors=True)
+
+    def extend_backup(self, dists: Mapping[str, tuple[str, str]]) -> None:
+        """Add ``dists`` (name -> (version, metadata folder), as they were before the transaction) to the backup and
+        record them (one journal write): done before the step that may change them starts its installer."""
+        added, _ = _link_backup(self.backup, self.prefix, dists)
+        self.data.setdefault("backup", {}).update(added)
+        self.write()
 
     def put_back(self, name: str) -> bool:
         """Copy ``name``'s backed-up files into the environment (after its current version was uninstalled);
@@ -234,7 +245,7 @@ def _link_backup(dest: Path, prefix: str, dists: Mapping[str, tuple[str, str]]) 
     """Hard-link (copy where a link is impossible) the files of ``dists`` into ``dest``; return the manifest
     {name: {"version", "files": [paths relative to the real prefix]}} and that real prefix."""
     real = os.path.realpath(prefix)
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     if not dists:
         return {}, real
     from resolver._child.probe_env import dist_files  # the target reader's own rule for a distribution's files

@@ -60,6 +60,9 @@ class Request:
     # candidate by its distance from them (the same version, then newer ascending, then older descending) instead of
     # by newness. Empty: the newest wins.
     near: tuple[tuple[str, str], ...] = ()
+    # the bounds requested profiles set on solved packages (their application needs them): name -> bound. An
+    # alternative may narrow these, never lift them.
+    profile_bounds: tuple[tuple[str, SpecifierSet], ...] = ()
 
     def near_version(self, name: str) -> str | None:
         """Return the version ``name`` should stay closest to, or ``None``."""
@@ -131,12 +134,18 @@ def parse_request(
     constraints: list[str] = []
     optional_lines: list[str] = []
     kernel_names = {a.name for a in matrix.attention}
+    profile_bounds: dict[str, SpecifierSet] = {}
     for name in profiles:
         profile = matrix.profile(name)
         if profile is None:
             known = ", ".join(p.name for p in matrix.profiles)
             raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
         all_lines += list(profile.requirements)
+        for r in list(profile.requirements) + list(profile.constraints):
+            req = parse_requirement(r)
+            bound = str(canonicalize_name(req.name))
+            if bound in SOLVED:
+                profile_bounds[bound] = profile_bounds.get(bound, SpecifierSet()) & _split_local(req)[0]
         constraints += list(profile.constraints)
         optional_lines += list(profile.optional)
         needs |= set(profile.needs)
@@ -192,4 +201,5 @@ def parse_request(
         lines=tuple(all_lines),
         kernels=tuple(kernels),
         optional=tuple(optional.items()),
+        profile_bounds=tuple(profile_bounds.items()),
     )

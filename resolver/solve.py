@@ -213,9 +213,18 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
     if request.flash_attn is not None and not any(spec_allows(request.flash_attn, f.version) for f in matrix.flash_attn):
         where = pointer(matrix.attention, "flash-attn", request.flash_attn)
         if where:
+            # "ask for it by that name" only for the distributions with which the rest of the request solves here.
+            later = {a.name for a in matrix.attention if a.family == "flash-attn" and a.name != "flash-attn"}
+            fits = frozenset(n for n in later if feasible(target, matrix, dataclasses.replace(
+                request, flash_attn=None, kernels=request.kernels + ((n, SpecifierSet()),))))
+            solved = pointer(matrix.attention, "flash-attn", request.flash_attn, fits) if fits else None
+            # Why the later generations do not run here either, when no torch could change that.
+            why_not = [] if fits else [p for n in sorted(later) for p in [kernel_problem(a, target) for a in matrix.attention
+                                                                           if a.name == n][:1] if p is not None]
             return NoCompatibleStack([refusal("flash-attn", str(request.flash_attn), "no_release",
-                                              "flash-attn{spec} matches no flash-attn 2 release", where,
-                                              spec=request.flash_attn)], [where])
+                                              "flash-attn{spec} matches no flash-attn 2 release", solved,
+                                              spec=request.flash_attn, later=where), *why_not],
+                                     [solved] if solved else [])
     for name, spec in request.kernels:
         rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
         problems = [kernel_problem(a, target) for a in rows]
@@ -232,7 +241,9 @@ def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> li
     """What works when the asked attention kernels fit no torch build the request allows, each solved: the request
     with the torch bound lifted (naming the torch it gets), and the request without the kernels."""
     out = []
-    lifted = dataclasses.replace(request, torch=SpecifierSet(), torch_variant=None, keep_torch=None)
+    # The user's torch bound is lifted; a requested profile's stays (its application needs it).
+    lifted = dataclasses.replace(request, torch=dict(request.profile_bounds).get("torch", SpecifierSet()),
+                                 torch_variant=None, keep_torch=None)
     if str(request.torch) or request.torch_variant or request.keep_torch:
         options = _options(target, matrix, lifted, Reporter())
         if options:

@@ -242,3 +242,36 @@ def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
     version = first["alternative"].split("xformers==")[1].rstrip(")")
     plan = _planned(*args, f"xformers=={version}")
     assert next(p["version"] for p in plan["packages"] if p["name"] == "xformers") == version  # type: ignore[union-attr, index]
+
+
+def test_a_profiles_own_pins_are_never_lifted_by_an_alternative() -> None:
+    """AudioCraft pins torch==2.1.0 and xformers<0.0.23 for its own code: on an RTX 5090 (no torch 2.1 has sm_120)
+    nothing that drops those pins is offered, while the same bounds typed by the user are lifted, solved."""
+    data = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "--profile", "audiocraft")
+    assert data["refusals"][0]["kind"] == "gpu_code" and data["alternatives"] == []  # type: ignore[index]
+    typed = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0",
+                     "xformers<0.0.23")
+    assert typed["alternatives"][0].startswith("torch==2.15.0+cu132 with xformers==")  # type: ignore[index]
+
+
+def test_per_class_json_carries_each_refused_class_refusals() -> None:
+    fleet = ROOT / "tests" / "fixtures" / "fleet" / "kubectl-nodes.json"
+    result = CliRunner().invoke(main, ["plan", "--json", "--fleet", str(fleet), "--per-class", "--python", "3.11",
+                                       "flash-attn"])
+    assert result.exit_code == 1
+    classes = json.loads(result.stdout)["classes"]
+    refused = {c["class"]["id"]: c for c in classes if "refusals" in c}
+    for entry in refused.values():
+        first = entry["refusals"][0]
+        assert first["kind"] == "compute_capability" and first["facts"]["min_cc"] == "8.0"
+        assert first["text"] == entry["reasons"][0]
+    assert len(refused) == 2 and all("plan" in c for c in classes if "refusals" not in c)
+
+
+def test_flash_attn_3_pointer_only_where_the_later_generations_run() -> None:
+    a100 = _refused("--gpu", "A100", "--python", "3.11", "flash-attn>=3")
+    assert [r["kind"] for r in a100["refusals"]] == ["no_release", "compute_capability", "compute_capability"]  # type: ignore[union-attr, index]
+    assert a100["alternatives"] == []
+    h100 = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn>=3")
+    assert "'flash-attn-3'" in h100["alternatives"][0]  # type: ignore[index]
+    _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn-3")

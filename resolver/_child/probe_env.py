@@ -12,8 +12,9 @@ detect, build, envstate and installers). Every mode gives ``python_exe``, ``pyth
   ``~``-folders a killed pip leaves behind, what the site-packages folders hold, and torch's ``version.py`` text
   (``resolver.envstate``: the snapshot and the after-step check of an install, in one child).
 
-``dist_files`` (which files of an environment a distribution owns) is also imported by gpustack itself, for a
-metadata folder this script reported: the transaction's backup links exactly those files.
+``dist_files`` (which files of an environment a distribution owns) and ``dist_requires`` are also imported by
+gpustack itself, for a metadata folder this script reported: the transaction's backup links exactly those files, for
+the distributions a step can change.
 
 It must run on any Python 3.8+ the user points at, with nothing but the standard library, and it must not crash
 when torch is absent or broken: every problem becomes an entry of ``"notes"``. Versions come from
@@ -97,6 +98,15 @@ def debris(listing: Optional[Dict[str, List[str]]] = None) -> List[str]:
     """Return the ``~``-prefixed folders a killed pip left in site-packages, sorted."""
     found = site_listing() if listing is None else listing
     return sorted(os.path.join(d, e) for d, entries in found.items() for e in entries if e.startswith("~"))
+
+
+def dist_requires(info_path: str) -> List[str]:
+    """Return the ``Requires-Dist`` lines of the distribution whose metadata folder is ``info_path``."""
+    if metadata is None:
+        return []
+    import pathlib
+
+    return list(metadata.PathDistribution(pathlib.Path(info_path)).requires or [])
 
 
 def dist_files(info_path: str, prefix: str) -> List[str]:

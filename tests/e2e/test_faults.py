@@ -315,3 +315,65 @@ def test_full_run_then_sigterm_after_success_changes_nothing(faults: Faults, env
     assert proc.returncode == 0, out
     assert "torch 2.1.0+cu121 -> 2.2.0+cu121" in out and "xformers 0.0.23 -> 0.0.24" in out
     assert assert_consistent(faults, env) == "planned"
+
+
+_DISK_FULL = r"""
+set -u
+mount -t tmpfs -o size="$SIZE_K"k gpustack-disk-full "$MNT" || exit 90
+cp -a "$BEFORE" "$MNT/venv" || exit 91
+PY="$MNT/venv/bin/python"
+"$GS_PY" -m resolver install --plan "$PLAN" --python-exe "$PY" --installer "$BACKEND" > "$OUT/install.txt" 2>&1
+echo $? > "$OUT/rc"
+unset PYTHONPATH  # gpustack's checkout, not the venv's
+"$PY" -m pip freeze --all > "$OUT/freeze" 2>&1
+"$PY" -m pip check > "$OUT/check" 2>&1; echo $? > "$OUT/check_rc"
+ls "$MNT"/venv/lib/python3*/site-packages > "$OUT/tops"
+ls -A "$MNT/venv/.gpustack" > "$OUT/state" 2>&1
+df -k "$MNT" >> "$OUT/install.txt"
+"""
+
+
+def _namespace() -> list[str] | None:
+    """Return the command prefix that runs a shell script in a private mount namespace where it may mount a tmpfs
+    (``unshare -m`` as root, ``unshare -rm`` otherwise), or ``None`` when this machine allows neither."""
+    if shutil.which("unshare") is None:
+        return None
+    for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
+        probe = subprocess.run([*prefix, "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=1m t \"$d\""],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+@pytest.mark.parametrize("backend", ["pip", "uv"])
+def test_disk_full_mid_step_restores(faults: Faults, tmp_path: Path, backend: str) -> None:
+    # The venv lives on a tmpfs with ~8 MiB free: torch 2.2.0's 24 MiB of files cannot fit, so step 1 fails with
+    # ENOSPC half way. The backup (hard links beside the journal, on the same full filesystem) needs no free space,
+    # and neither does putting it back; the journal's own writes while restoring may fail without stopping it.
+    prefix = _namespace()
+    if prefix is None:
+        pytest.skip("cannot mount a tmpfs here (neither `unshare -m` nor `unshare -rm` may mount)")
+    used_k = int(subprocess.run(["du", "-sk", str(faults.before_venv)], capture_output=True, text=True,
+                                check=True).stdout.split()[0])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (tmp_path / "mnt").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", GPUSTACK_CACHE_DIR=str(tmp_path / "cache"),
+               PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONPATH=str(REPO),
+               PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR", ""), UV_CACHE_DIR=os.environ.get("UV_CACHE_DIR", ""),
+               SIZE_K=str(used_k + 8 * 1024), MNT=str(tmp_path / "mnt"), BEFORE=str(faults.before_venv),
+               GS_PY=sys.executable, PLAN=str(plan_file(faults, tmp_path)), BACKEND=backend, OUT=str(out_dir))
+    done = subprocess.run([*prefix, "bash", "-c", _DISK_FULL], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    out = (out_dir / "install.txt").read_text()
+    assert (out_dir / "rc").read_text().strip() != "0", out  # the disk was too small: the install must fail
+    assert "No space left" in out or "ENOSPC" in out or "os error 28" in out, out
+    assert "environment restored" in out and "RESTORE INCOMPLETE" not in out, out
+    assert sorted((out_dir / "freeze").read_text().split()) == faults.before, out
+    assert (out_dir / "check_rc").read_text().strip() == "0", (out_dir / "check").read_text()
+    before_site = next((faults.before_venv / "lib").glob("python3*/site-packages"))
+    tops = set((out_dir / "tops").read_text().split()) - {"__pycache__"}
+    assert tops == {p.name for p in before_site.iterdir()} - {"__pycache__"}, "stray files left"
+    assert "transaction.json" not in (out_dir / "state").read_text(), "a journal was left"

@@ -135,6 +135,84 @@ def test_killed_installer_is_rolled_back(local_index: LocalIndex, venv: Path, mo
     assert freeze(venv) == before
 
 
+def test_journal_that_cannot_be_written_does_not_stop_the_restore(local_index: LocalIndex, venv: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The step swaps torch (the after-step check fails) and by then the disk is full: the journal cannot record
+    # "restoring" (ENOSPC at its fsync). The restore must still run from the backup and remove the journal, with no
+    # half-written temporary file left beside it.
+    import errno
+
+    from resolver import journal as journals
+
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    real_fsync = os.fsync
+    refused: list[str] = []
+
+    def fsync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if name.endswith("transaction.tmp") and '"state":"restoring"' in Path(name).read_text():
+            refused.append(name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(journals.os, "fsync", fsync)
+    step = Step("install", "xformers", "xformers==0.0.24", index_url=local_index.pypi_url,
+                extra_index_urls=(local_index.torch_url,))
+    with pytest.raises(InstallFailed, match=r"torch is 2.2.0 instead of the planned 2.1.0\+cu121") as info:
+        run_plan(make_plan("2.1.0+cu121", [step]), venv)
+    assert refused and "environment restored" in str(info.value)
+    assert freeze(venv) == before
+    state = venv.parent.parent / ".gpustack"
+    assert not (state / "transaction.json").exists() and not (state / "transaction.tmp").exists()
+
+
+def test_what_a_step_can_change_is_read_from_the_environment_and_the_wheel(local_index: LocalIndex, venv: Path,
+                                                                            tmp_path: Path) -> None:
+    # The backup holds only what a step can change: a built wheel whose requirements the environment already
+    # satisfies changes only itself; one that needs another torch may move anything but what the step pins.
+    from resolver.install import step_may_change
+
+    pip(venv, "install", "--index-url", local_index.torch_url, "--extra-index-url", local_index.pypi_url,
+        "torch==2.1.0+cu121", "xformers==0.0.23")
+    now = envstate.snapshot(str(venv))
+    plan = make_plan("2.1.0+cu121", [])
+    step = Step("build", "extpkg", "extpkg", no_deps=True)
+    satisfied = fakewheels.fake_dependent(tmp_path / "a", "extpkg", "1.0", "torch==2.1.0")
+    assert step_may_change(step, plan, now, satisfied) == set()  # not installed yet: nothing to keep
+    assert step_may_change(Step("build", "xformers", "xformers", no_deps=True), plan, now,
+                           fakewheels.fake_dependent(tmp_path / "b", "xformers", "0.0.24", "torch==2.1.0")) \
+        == {"xformers"}
+    needs_other = fakewheels.fake_dependent(tmp_path / "c", "extpkg", "1.0", "xformers>=0.0.24")
+    moved = step_may_change(step, plan, now, needs_other)
+    assert "xformers" in moved and "pip" in moved and "torch" not in moved  # torch: held by the step's pin
+    assert step_may_change(Step("install", "xformers", "xformers==0.0.24", no_deps=True), plan, now) == {"xformers"}
+
+
+def test_a_cached_wheel_step_backs_up_only_itself_and_restores(local_index: LocalIndex, venv: Path,
+                                                               tmp_path: Path) -> None:
+    from resolver import journal as journals
+
+    pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
+    before = freeze(venv)
+    src = fakewheels.local_project(tmp_path, "extpkg")
+    steps = [Step("build", "extpkg", "extpkg==0.1.0", url=src.as_uri(), no_deps=True, build_isolation=False),
+             Step("install", "nosuchpkg", "nosuchpkg==9", index_url=local_index.pypi_url, no_deps=True)]
+    seen: list[list[str]] = []
+
+    class Watch(Recorder):
+        def message(self, text: str) -> None:  # "install failed ...; restoring": the journal is still there
+            found = journals.pending(str(venv.parent.parent))
+            if found is not None and "restoring" in text:
+                seen.append(sorted(found.manifest))
+            super().message(text)
+
+    with pytest.raises(InstallFailed) as info:
+        run_plan(make_plan("2.1.0+cu121", steps), venv, reporter=Watch())
+    assert seen == [[]], seen  # neither torch nor pip nor setuptools was linked: no step could change them
+    assert "environment restored" in str(info.value) and freeze(venv) == before
+
+
 def test_failed_build_is_rolled_back_with_log(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
     pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
     before = freeze(venv)
