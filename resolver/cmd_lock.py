@@ -62,20 +62,15 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     check_output(output)  # before any solving or network: a bad -o is bad input
-    started = None
-    hint = None
-    if with_deps and not opts.per_class:
-        # Start uv now on the request the same command asked for last time; the plan decides below whether its
-        # lock is used (resolver.lock_speculate).
-        from resolver import lock_speculate
+    from resolver import lock_speculate
 
-        hint = lock_speculate.hint_key(requirements, opts)
-        started = lock_speculate.start(hint)
+    # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
+    # decides below whether its lock is used.
+    hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
     try:
         _lock(requirements, output, fmt, with_deps, opts, started, hint)
     finally:
-        if started is not None:
-            started.cancel()
+        lock_speculate.end()
     _skip_final_collection()
 
 
