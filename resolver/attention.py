@@ -10,7 +10,6 @@ was dropped; ``kernel_problem`` (``compat.attention_target_problem``) answers "d
 from __future__ import annotations
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.candidates import TorchOption
@@ -29,9 +28,12 @@ def names(rows: tuple[AttentionRelease, ...]) -> frozenset[str]:
     return frozenset(a.name for a in rows)
 
 
-def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet) -> str | None:
-    """Return where ``family``'s later generations live when ``spec`` asks for one (``flash-attn>=3`` -> FA3, FA4)."""
-    later = [a for a in rows if a.family == family and a.name != family and spec_allows(spec, Version(f"{a.generation}"))]
+def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet,
+            only: frozenset[str] | None = None) -> str | None:
+    """Return where ``family``'s later generations live when ``spec`` asks for one (``flash-attn>=3`` -> FA3, FA4);
+    with ``only``, just those distributions."""
+    later = [a for a in rows if a.family == family and a.name != family and spec_allows(spec, Version(f"{a.generation}"))
+             and (only is None or a.name in only)]
     if not later:
         return None
     seen = dict.fromkeys(f"{a.title} is the distribution '{a.name}' ({a.method} {a.version})" for a in later)

@@ -86,6 +86,21 @@ class _LazyGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         """Run the CLI; a usage error (unknown option, bad choice) is one line naming it, exit 2, like any bad input."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv[:1] != ["lock"]:
+            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+        # `gpustack lock`: start uv on this command line's last request before anything else is imported
+        # (resolver.lock_speculate); the command takes it or it is stopped here.
+        from resolver import lock_speculate
+
+        lock_speculate.begin(argv[1:])
+        try:
+            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+        finally:
+            lock_speculate.end()
+
+    def _main(self, args: Any, prog_name: str | None, complete_var: str | None, standalone_mode: bool,
+              **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:

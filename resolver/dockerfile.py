@@ -168,16 +168,6 @@ def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
     return lines
 
 
-def _arch_list(plan: Plan, step: Step) -> str:
-    """Return ``TORCH_CUDA_ARCH_LIST`` for a build: the plan's, else the package's, else the target's GPUs."""
-    if "TORCH_CUDA_ARCH_LIST" in step.env:
-        return step.env["TORCH_CUDA_ARCH_LIST"]
-    choice = plan.stack.get(step.package)
-    if choice is not None and choice.arch_list:
-        return choice.arch_list
-    return compat.torch_arch_list(plan.stack.target.capabilities)
-
-
 def _max_jobs_arg(plan: Plan, step: Step, matrix: Matrix) -> tuple[str, list[str]]:
     """Return the build argument naming a build's ``MAX_JOBS`` and its lines: a comment saying whose machine the
     default is sized for (the plan's, i.e. the machine gpustack ran on, by ``compat.max_jobs``) and the ``ARG``."""
@@ -225,9 +215,7 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
         out += _run([_pip_install(s) for s in installs if s.package == "torch"]
                     + [f"pip install --no-cache-dir {NINJA}"])
         for s in builds:
-            env = {k: v for k, v in s.env.items()}
-            env["TORCH_CUDA_ARCH_LIST"] = _arch_list(plan, s)
-            env["FORCE_CUDA"] = "1"
+            env = dict(s.env)  # the plan's: arch list and FORCE_CUDA included (resolver.plan)
             arg, lines = _max_jobs_arg(plan, s, matrix)
             out += lines
             env.pop("MAX_JOBS", None)

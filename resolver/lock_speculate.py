@@ -3,8 +3,9 @@
 A lock's own work (loading the matrix, solving, planning) takes a fraction of a second, and uv's resolution cannot
 start before it: it needs the plan's pins. But the same command line mostly asks for the same uv run as last time.
 So the uv request (``lock_resolve.uv_request``: the throwaway project, the constraints, the target, the default
-index) of each run is remembered, keyed by the command's request and options, and the next run with that key starts
-uv on it at once, while gpustack plans. ``lock_resolve.resolve`` then uses that run only when the plan's own
+index) of each run is remembered, keyed by the command line (its arguments but the output file, and the working
+folder), and the next run with that key starts uv on it at once - ``resolver.cli`` calls ``begin`` before it even
+imports the command - while gpustack plans. ``lock_resolve.resolve`` then uses that run only when the plan's own
 request is *equal* to the one it was started with; otherwise it kills it and runs uv on the plan's request. A stale
 or wrong hint costs time, never a different lock: what uv is given is always what the plan asks for.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from resolver.lock_uv import UvRun
 
-__all__ = ["hint_key", "start", "remember"]
+__all__ = ["hint_key", "begin", "current", "end", "start", "remember"]
 
 _FORMAT = "lock-hint-v1"
 _LIMIT = 1 << 20
@@ -36,10 +38,49 @@ def _folder() -> Path:
     return cache_dir() / "lock-hints"
 
 
-def hint_key(requirements: Sequence[str], options: object) -> str:
-    """Return the key of a lock command's hint: its format, the requirements and the options as given."""
-    text = json.dumps([_FORMAT, list(requirements), repr(options)])
+def hint_key(args: Sequence[str]) -> str:
+    """Return the key of a ``gpustack lock`` command line: its arguments without the output file (a lock written
+    elsewhere asks for the same uv run), and the working folder (``-r`` paths are relative to it)."""
+    kept: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-o", "--output"):
+            skip = True
+        elif not a.startswith(("--output=", "-o")):
+            kept.append(a)
+    text = json.dumps([_FORMAT, os.getcwd(), kept])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_current: tuple[str, UvRun | None] | None = None
+
+
+def begin(args: Sequence[str]) -> None:
+    """Start uv on the request remembered for the ``gpustack lock`` command line ``args`` (if any); ``current()``
+    hands it to the command, ``end()`` stops it if the command did not take it."""
+    global _current
+    end()
+    try:
+        key = hint_key(args)
+    except (OSError, TypeError, ValueError):  # no working folder, an argument that is not text: no hint
+        return
+    _current = (key, start(key))
+
+
+def current() -> tuple[str | None, UvRun | None]:
+    """Return the key of this command line and the uv run ``begin`` started for it (``None, None`` when the command
+    was not started through ``resolver.cli``)."""
+    return _current if _current is not None else (None, None)
+
+
+def end() -> None:
+    """Stop the run ``begin`` started (if it is still running) and forget it."""
+    global _current
+    if _current is not None and _current[1] is not None:
+        _current[1].cancel()
+    _current = None
 
 
 def _url_ok(url: object, *, wheel: bool = False) -> bool:

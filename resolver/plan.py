@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from resolver.compat import build_job, max_jobs, torch_pin
+from resolver.compat import build_job, max_jobs, torch_arch_list, torch_pin
 from resolver.matrix_types import Matrix, Pin
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step
 
@@ -34,6 +34,9 @@ def _extra_indexes(index: str | None) -> tuple[str, ...]:
 
 def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -> Step:
     env = dict(choice.build_env)
+    if choice.cuda:  # a CUDA build: name its archs and force CUDA, so no build depends on the GPU it runs beside
+        env.setdefault("TORCH_CUDA_ARCH_LIST", choice.arch_list or torch_arch_list(stack.target.capabilities))
+        env.setdefault("FORCE_CUDA", "1")
     job = build_job(choice.name, matrix)
     if job.nvcc_threads > 1:
         env["NVCC_THREADS"] = str(job.nvcc_threads)

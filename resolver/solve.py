@@ -213,9 +213,18 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
     if request.flash_attn is not None and not any(spec_allows(request.flash_attn, f.version) for f in matrix.flash_attn):
         where = pointer(matrix.attention, "flash-attn", request.flash_attn)
         if where:
+            # "ask for it by that name" only for the distributions with which the rest of the request solves here.
+            later = {a.name for a in matrix.attention if a.family == "flash-attn" and a.name != "flash-attn"}
+            fits = frozenset(n for n in later if feasible(target, matrix, dataclasses.replace(
+                request, flash_attn=None, kernels=request.kernels + ((n, SpecifierSet()),))))
+            solved = pointer(matrix.attention, "flash-attn", request.flash_attn, fits) if fits else None
+            # Why the later generations do not run here either, when no torch could change that.
+            why_not = [] if fits else [p for n in sorted(later) for p in [kernel_problem(a, target) for a in matrix.attention
+                                                                           if a.name == n][:1] if p is not None]
             return NoCompatibleStack([refusal("flash-attn", str(request.flash_attn), "no_release",
-                                              "flash-attn{spec} matches no flash-attn 2 release", where,
-                                              spec=request.flash_attn)], [where])
+                                              "flash-attn{spec} matches no flash-attn 2 release", solved,
+                                              spec=request.flash_attn, later=where), *why_not],
+                                     [solved] if solved else [])
     for name, spec in request.kernels:
         rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
         problems = [kernel_problem(a, target) for a in rows]

@@ -38,7 +38,7 @@ def gpu_plan(*, source: bool) -> Plan:
                     platform="linux_x86_64", driver=parse_driver("535.104.05"), cpu_count=8, memory_gib=32)
     torch = PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=CU121, variant="cu121", cuda="12.1",
                           arch_list="5.0;6.0;7.0;7.5;8.0;8.6;9.0")
-    env = {"TORCH_CUDA_ARCH_LIST": "6.1", "MAX_JOBS": "8"}
+    env = {"TORCH_CUDA_ARCH_LIST": "6.1", "FORCE_CUDA": "1", "MAX_JOBS": "8"}  # as make_plan writes a CUDA build
     xf = PackageChoice("xformers", "0.0.22.post7", "source" if source else "wheel", index_url=PYPI_SIMPLE,
                        build_env=env if source else {}, arch_list="6.1" if source else "5.0+PTX;6.0;6.1;7.0;7.5;8.0+PTX;9.0")
     steps = [Step("install", "torch", "torch==2.1.0+cu121", index_url=CU121, extra_index_urls=(PYPI_SIMPLE,)),

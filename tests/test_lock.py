@@ -675,4 +675,43 @@ def test_a_lock_hint_is_read_only_as_this_users_regular_file(tmp_path: Path, mon
     lock_speculate.remember("good", _hint())
     (tmp_path / "lock-hints" / "link.json").symlink_to(tmp_path / "lock-hints" / "good.json")
     assert lock_speculate.start("link") is None  # followed, it would have started uv (a run, not None)
-    assert lock_speculate.hint_key(["a"], "o") != lock_speculate.hint_key(["a"], "p")
+
+    # The key is the command line but its output file: a lock written elsewhere asks for the same uv run.
+    key = lock_speculate.hint_key(["--gpu", "A100", "torch==2.1.0", "-o", "a.toml"])
+    assert key == lock_speculate.hint_key(["--gpu", "A100", "torch==2.1.0", "--output=b.toml"])
+    assert key == lock_speculate.hint_key(["--gpu", "A100", "-oc.toml", "torch==2.1.0"])
+    assert key != lock_speculate.hint_key(["--gpu", "A100", "torch==2.1.1"])
+    monkeypatch.chdir(tmp_path)  # -r paths are relative to the working folder
+    assert key != lock_speculate.hint_key(["--gpu", "A100", "torch==2.1.0"])
+
+
+def test_a_uv_run_started_for_a_command_line_is_stopped_when_the_command_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolver.cli starts uv on the hint of a lock command line before the command runs; a command that then
+    fails (here: its output folder does not exist: bad input, exit 2) stops that run and leaves no folder of it."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from resolver import lock_speculate, lock_uv
+    from resolver.cli import main
+
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    args = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10", "torch==2.1.0"]
+    dead = f"http://127.0.0.1:{_closed_port()}/simple"
+    lock_speculate.remember(lock_speculate.hint_key(args), _hint(index_url=dead, constraints=[]))
+    runs: list[lock_uv.UvRun] = []
+    real_init = lock_uv.UvRun.__init__
+
+    def counting(self: lock_uv.UvRun, *a: Any) -> None:
+        real_init(self, *a)
+        runs.append(self)
+
+    monkeypatch.setattr(lock_uv.UvRun, "__init__", counting)
+    result = CliRunner().invoke(main, ["lock", *args, "-o", str(tmp_path / "no-such-folder" / "pylock.toml")])
+    assert result.exit_code == 2, result.output
+    assert len(runs) == 1 and runs[0]._proc is None  # started from the hint, then stopped
+    assert not list((tmp_path / "tmp").iterdir())  # its inputs' folder removed
+    assert lock_speculate.current() == (None, None)

@@ -302,7 +302,7 @@ def test_a_uv_run_started_on_a_hint_is_used_only_for_the_same_request(loopback: 
     monkeypatch.setattr(lock_uv.UvRun, "__init__", counting)
     plan310, plan311 = _plan(loopback, "3.10"), _plan(loopback, "3.11")
     request = lock_resolve.uv_request(plan310, plan_constraints(plan310), loopback.pypi_url)
-    key = lock_speculate.hint_key(["torch==2.1.0"], "options")
+    key = lock_speculate.hint_key(["torch==2.1.0"])
     stale = lock_uv.UvRun(uv, lock_resolve.uv_request(plan311, plan_constraints(plan311), loopback.pypi_url))
     first = lock_resolve.resolve(plan310, plan_constraints(plan310), default_index=loopback.pypi_url,
                                  started=stale, hint=key)

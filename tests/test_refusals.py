@@ -252,3 +252,26 @@ def test_a_profiles_own_pins_are_never_lifted_by_an_alternative() -> None:
     typed = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0",
                      "xformers<0.0.23")
     assert typed["alternatives"][0].startswith("torch==2.15.0+cu132 with xformers==")  # type: ignore[index]
+
+
+def test_per_class_json_carries_each_refused_class_refusals() -> None:
+    fleet = ROOT / "tests" / "fixtures" / "fleet" / "kubectl-nodes.json"
+    result = CliRunner().invoke(main, ["plan", "--json", "--fleet", str(fleet), "--per-class", "--python", "3.11",
+                                       "flash-attn"])
+    assert result.exit_code == 1
+    classes = json.loads(result.stdout)["classes"]
+    refused = {c["class"]["id"]: c for c in classes if "refusals" in c}
+    for entry in refused.values():
+        first = entry["refusals"][0]
+        assert first["kind"] == "compute_capability" and first["facts"]["min_cc"] == "8.0"
+        assert first["text"] == entry["reasons"][0]
+    assert len(refused) == 2 and all("plan" in c for c in classes if "refusals" not in c)
+
+
+def test_flash_attn_3_pointer_only_where_the_later_generations_run() -> None:
+    a100 = _refused("--gpu", "A100", "--python", "3.11", "flash-attn>=3")
+    assert [r["kind"] for r in a100["refusals"]] == ["no_release", "compute_capability", "compute_capability"]  # type: ignore[union-attr, index]
+    assert a100["alternatives"] == []
+    h100 = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn>=3")
+    assert "'flash-attn-3'" in h100["alternatives"][0]  # type: ignore[index]
+    _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn-3")
