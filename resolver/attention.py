@@ -10,7 +10,6 @@ was dropped; ``kernel_problem`` (``compat.attention_target_problem``) answers "d
 from __future__ import annotations
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.candidates import TorchOption

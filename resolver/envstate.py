@@ -20,7 +20,7 @@ import filelock
 
 from resolver import _subprocess, journal as journals
 from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
-from resolver.target import TargetFacts, parse_facts, read_target
+from resolver.target import TargetFacts, parse_facts, read_again, read_target
 
 __all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "diff", "restore", "env_lock", "EnvironmentLocked"]
 
@@ -60,6 +60,7 @@ class Snapshot:
     torch_version_py: str | None = None  # the installed torch's version.py text (its version and CUDA)
     python_tag: str = ""  # cp311
     platform: str = ""  # linux_x86_64
+    facts: TargetFacts | None = field(default=None, compare=False, repr=False)  # the reading (for read_again)
 
     def version(self, name: str) -> str | None:
         """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
@@ -120,7 +121,7 @@ class Restorer(Protocol):
 def _snapshot_of(facts: TargetFacts) -> Snapshot:
     dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
     return Snapshot(facts.prefix, dists, facts.debris, facts.dist_paths, facts.toplevel, facts.torch_version_py,
-                    facts.python_tag, facts.platform)
+                    facts.python_tag, facts.platform, facts)
 
 
 def parse_snapshot(text: str) -> Snapshot:
@@ -128,10 +129,14 @@ def parse_snapshot(text: str) -> Snapshot:
     return _snapshot_of(parse_facts(text, "installed"))
 
 
-def snapshot(python_exe: str) -> Snapshot:
+def snapshot(python_exe: str, since: Snapshot | None = None) -> Snapshot:
     """Return what ``python_exe`` has installed (``resolver.target``, mode ``installed``: every distribution with
     the URL it came from and its metadata folder, the ``~``-folders a killed pip left, the site-packages listing and
-    torch's ``version.py``), in one child. Raises ``BadInput`` when it cannot be run as Python."""
+    torch's ``version.py``), in one child. ``since``, an earlier snapshot of the same interpreter, lets it read
+    again in this process while no ``.pth`` file changed (``resolver.target.read_again``). Raises ``BadInput`` when
+    it cannot be run as Python."""
+    if since is not None and since.facts is not None:
+        return _snapshot_of(read_again(since.facts))
     return _snapshot_of(read_target(python_exe, "installed"))
 
 

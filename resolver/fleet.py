@@ -126,13 +126,24 @@ class Fleet:
     skipped: tuple[tuple[str, str], ...] = ()  # (node, why)
     labels: tuple[str, ...] = ()  # the label or field names read
     notes: tuple[str, ...] = field(default=())
+    driver_unknown: bool = False  # some node reports no NVIDIA driver version
+
+    def all_notes(self, driver: Version | None = None) -> list[str]:
+        """Return the notes, with the one about nodes that report no driver: which ``--driver`` stands in for them
+        (``driver``), or that one should be passed."""
+        out = list(self.notes)
+        if self.driver_unknown:
+            out.append(f"driver {format_driver(driver)} (--driver) for the classes whose nodes report none"
+                       if driver is not None else
+                       "the source gives no NVIDIA driver version: pass --driver (the oldest driver of the fleet)")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fleet for ``--json`` output (docs/fleet.md)."""
         classes = [dict(c.to_dict(), id=i) for c, i in zip(self.classes, self.class_ids())]
         return {"origin": self.origin, "kind": self.kind, "classes": classes,
                 "skipped": [{"node": n, "why": w} for n, w in self.skipped], "read": list(self.labels),
-                "notes": list(self.notes)}
+                "notes": self.all_notes()}
 
     def class_ids(self) -> list[str]:
         """Return a distinct file-name-safe id per class (its slug, numbered when two classes share one)."""
@@ -144,8 +155,9 @@ class Fleet:
             ids.append(slug)
         return ids
 
-    def summary(self) -> list[str]:
-        """Lines saying what was read, the classes, and each skipped node with its reason."""
+    def summary(self, driver: Version | None = None) -> list[str]:
+        """Lines saying what was read, the classes, each skipped node with its reason, and the notes (``driver``:
+        the ``--driver`` that stands in for nodes that report none)."""
         nodes = sum(len(c.nodes) for c in self.classes)
         out = [f"fleet: {self.kind} nodes from {self.origin}: {nodes} GPU node{'s' if nodes != 1 else ''} in "
                f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"]
@@ -154,7 +166,7 @@ class Fleet:
             out.append(f"  class {cid}: {c.describe()}")
         for name, why in self.skipped:
             out.append(f"  skipped {name}: {why}")
-        out += [f"  note: {n}" for n in self.notes]
+        out += [f"  note: {n}" for n in self.all_notes(driver)]
         return out
 
 
@@ -383,7 +395,5 @@ def _fleet(origin: str, kind: str, nodes: list[Node], skipped: list[tuple[str, s
     if not nodes:
         raise BadInput(f"--fleet {origin}: none of its {total} {kind} nodes has an NVIDIA GPU; pass the cluster "
                        "that runs the GPU work, or plan with --gpu / --cpu")
-    notes = []
-    if any(n.driver is None for n in nodes):
-        notes.append("the source gives no NVIDIA driver version: pass --driver (the oldest driver of the fleet)")
-    return Fleet(origin, kind, _classes(nodes), tuple(skipped), tuple(sorted(read)), tuple(notes))
+    return Fleet(origin, kind, _classes(nodes), tuple(skipped), tuple(sorted(read)),
+                 driver_unknown=any(n.driver is None for n in nodes))

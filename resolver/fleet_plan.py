@@ -207,10 +207,7 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     base = Target(gpus=(), python=python, platform=the_fleet.classes[0].platform, driver=opts.driver,
                   nvcc=opts.nvcc, source="fleet")
     # A fleet's stack starts empty: nothing installed here is kept (it is not on the nodes).
-    lines = the_fleet.summary()
-    if opts.driver is not None:  # the source gave no driver for some classes: say which driver stands in
-        lines = [f"  note: driver {format_driver(opts.driver)} (--driver) for the classes whose nodes report none"
-                 if "pass --driver" in line else line for line in lines]
+    lines = the_fleet.summary(opts.driver)  # --driver stands in for the nodes that report none
     ctx = Context(m, base, request, tuple(lines), {}, the_fleet)
     return the_fleet, base, ctx
 

@@ -220,11 +220,12 @@ def _same_version(a: str, b: str | None) -> bool:
         return a == b
 
 
-def _check_planned(run: _Run, python_exe: str, after: str, done: set[str]) -> envstate.Snapshot:
+def _check_planned(run: _Run, python_exe: str, after: str, done: set[str],
+                   since: envstate.Snapshot | None = None) -> envstate.Snapshot:
     """Return the environment after a step; raise ``TorchSwapped`` / ``WrongBuild`` unless every planned package
     installed so far (``done``) is the planned build: torch's version and CUDA, the others' versions with their
     local label."""
-    snap = envstate.snapshot(python_exe)  # one child: the distributions and torch's version.py
+    snap = envstate.snapshot(python_exe, since)  # the distributions and torch's version.py
     planned = planned_torch(run.plan)
     if planned is not None:
         torch_version, torch_cuda = build.parse_torch_version_py(snap.torch_version_py or "")
@@ -589,7 +590,7 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
             t0 = time.monotonic()
             _run_step(run, python_exe, step, after)
             done.add(step.package)
-            after = _check_planned(run, python_exe, f"step {i} ({what})", done)
+            after = _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
         if run_verify is not None:
             verified = _verify(python_exe, plan, run_verify)

@@ -24,7 +24,7 @@ from resolver._subprocess import run
 from resolver.errors import BadInput, DetectionError
 from resolver.probes import InstalledEnv, last_json_object, parse_env_json
 
-__all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target"]
+__all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target", "read_again"]
 
 Mode = Literal["full", "light", "installed"]
 
@@ -56,6 +56,8 @@ class TargetFacts:
     debris: tuple[str, ...] = ()
     dist_paths: Mapping[str, str] = field(default_factory=dict)
     toplevel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sys_path: tuple[str, ...] = ()
+    pth: tuple[str, ...] = ()  # what the site-packages' .pth files add to sys.path (probe_env.pth_paths)
 
 
 def probe_output(python_exe: str, mode: Mode = "full") -> str:
@@ -93,10 +95,16 @@ def parse_facts(text: str, mode: Mode) -> TargetFacts:
         return replace(common, torch_version_py=str(version_py) if version_py is not None else None,
                        missing_build_tools=tuple(str(m) for m in data.get("missing_build_tools", ())),
                        has_pip=bool(data.get("has_pip")))
+    return _installed(common, data)
+
+
+def _installed(common: TargetFacts, data: Mapping[str, Any]) -> TargetFacts:
     dists = {str(k): (str(v[0]), v[1] if isinstance(v[1], str) else None, bool(v[2]))
              for k, v in data["dists"].items()}
     version_py = data.get("torch_version_py")
-    return replace(common, dists=dists, debris=tuple(str(d) for d in data.get("debris", ())),
+    return replace(common, dists=dists, sys_path=tuple(str(p) for p in data.get("sys_path", common.sys_path)),
+                   pth=tuple(str(p) for p in data.get("pth", ())),
+                   debris=tuple(str(d) for d in data.get("debris", ())),
                    dist_paths={str(k): str(v) for k, v in data.get("dist_paths", {}).items()},
                    toplevel={str(k): tuple(str(e) for e in v) for k, v in data.get("toplevel", {}).items()},
                    torch_version_py=str(version_py) if version_py is not None else None)
@@ -114,3 +122,24 @@ def read_target(python_exe: str, mode: Mode = "full") -> TargetFacts:
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise DetectionError(f"{python_exe} {PROBE_SCRIPT.name} --mode {mode}: unreadable output ({exc}): "
                              f"{text[-200:]!r}") from None
+
+
+def read_again(previous: TargetFacts) -> TargetFacts:
+    """Return a new ``installed`` reading of the interpreter ``previous`` (an ``installed`` reading) was taken of.
+
+    While the site-packages folders' ``.pth`` files add the same entries to sys.path (``probe_env.pth_paths``), the
+    interpreter's sys.path is the one ``previous`` reported, so the same reader (``probe_env.probe_installed``) runs
+    here, in this process, on that path: no child. Otherwise it reads in a child as usual.
+    """
+    from resolver._child import probe_env
+
+    if not previous.sys_path:
+        return read_target(previous.python_exe, "installed")
+    listing = probe_env.site_listing(list(previous.toplevel))
+    if tuple(probe_env.pth_paths(listing)) != previous.pth or set(listing) != set(previous.toplevel):
+        return read_target(previous.python_exe, "installed")
+    import importlib
+
+    importlib.invalidate_caches()  # the path finders' and metadata's cached folder listings
+    data = probe_env.probe_installed(search=list(previous.sys_path), site_dirs=list(previous.toplevel))
+    return _installed(replace(previous, env=None), data)

@@ -45,7 +45,7 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _distributions() -> Iterator[Tuple[str, Any]]:
+def _distributions(search: Optional[List[str]] = None) -> Iterator[Tuple[str, Any]]:
     """Yield (normalized name, distribution) of every installed distribution, the first on sys.path of each name.
 
     The ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was uninstalling) still say
@@ -54,7 +54,9 @@ def _distributions() -> Iterator[Tuple[str, Any]]:
     if metadata is None:
         return
     seen = set()
-    for dist in metadata.distributions():
+    found = metadata.distributions() if search is None else \
+        metadata.MetadataPathFinder.find_distributions(metadata.DistributionFinder.Context(path=search))
+    for dist in found:
         name = dist.metadata["Name"]
         if not name or not dist.version or os.path.basename(str(getattr(dist, "_path", ""))).startswith("~"):
             continue
@@ -69,11 +71,12 @@ def installed_packages() -> Dict[str, str]:
     return {key: dist.version for key, dist in _distributions()}
 
 
-def installed_dists(paths: Optional[Dict[str, str]] = None) -> Dict[str, List[Any]]:
+def installed_dists(paths: Optional[Dict[str, str]] = None,
+                    search: Optional[List[str]] = None) -> Dict[str, List[Any]]:
     """Return every installed distribution as normalized name -> [version, URL it came from, editable]; fill
     ``paths`` (when given) with each one's metadata folder (``.dist-info``/``.egg-info``)."""
     found: Dict[str, List[Any]] = {}
-    for key, dist in _distributions():
+    for key, dist in _distributions(search):
         if paths is not None and getattr(dist, "_path", None):
             paths[key] = str(dist._path)
         url, editable = None, False
@@ -88,10 +91,38 @@ def installed_dists(paths: Optional[Dict[str, str]] = None) -> Dict[str, List[An
     return found
 
 
-def site_listing() -> Dict[str, List[str]]:
-    """Return each site-packages folder (purelib, platlib) with its entries, sorted."""
-    paths = sysconfig.get_paths()
-    return {d: sorted(os.listdir(d)) for d in sorted({paths["purelib"], paths["platlib"]}) if os.path.isdir(d)}
+def site_listing(dirs: Optional[List[str]] = None) -> Dict[str, List[str]]:
+    """Return each site-packages folder (purelib, platlib; or ``dirs``) with its entries, sorted."""
+    if dirs is None:
+        paths = sysconfig.get_paths()
+        dirs = sorted({paths["purelib"], paths["platlib"]})
+    return {d: sorted(os.listdir(d)) for d in dirs if os.path.isdir(d)}
+
+
+def pth_paths(listing: Dict[str, List[str]]) -> List[str]:
+    """Return what the ``.pth`` files of ``listing`` can add to sys.path, sorted: each path line as ``site`` resolves
+    it (an existing folder), and each ``import`` line that mentions a path (``site`` runs those; one that does not,
+    such as setuptools' ``distutils-precedence.pth`` or an editable install's finder, leaves sys.path alone)."""
+    out = set()
+    for d, entries in listing.items():
+        for e in entries:
+            if not e.endswith(".pth"):
+                continue
+            try:
+                with open(os.path.join(d, e), encoding="utf-8", errors="replace") as fh:
+                    lines = fh.read().splitlines()
+            except OSError:
+                out.add("unreadable:" + os.path.join(d, e))
+                continue
+            for line in lines:
+                if line.startswith(("import ", "import\t")):
+                    if "path" in line:
+                        out.add("import:" + line)
+                elif line.strip() and not line.startswith("#"):
+                    folder = os.path.join(d, line.rstrip())
+                    if os.path.exists(folder):
+                        out.add(os.path.normcase(os.path.abspath(folder)))
+    return sorted(out)
 
 
 def debris(listing: Optional[Dict[str, List[str]]] = None) -> List[str]:
@@ -149,9 +180,15 @@ def platform_tag() -> str:
     return sysconfig.get_platform().replace("-", "_").replace(".", "_")
 
 
-def torch_version_py() -> Optional[str]:
-    """Return the text of the installed torch's ``torch/version.py`` without importing torch, or ``None``."""
-    spec = importlib.util.find_spec("torch")
+def torch_version_py(search: Optional[List[str]] = None) -> Optional[str]:
+    """Return the text of the installed torch's ``torch/version.py`` without importing torch (found on sys.path, or
+    on ``search``), or ``None``."""
+    if search is None:
+        spec = importlib.util.find_spec("torch")
+    else:
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec("torch", search)
     for loc in (spec.submodule_search_locations or []) if spec else []:
         path = os.path.join(loc, "version.py")
         if os.path.isfile(path):
@@ -249,14 +286,22 @@ def probe_light() -> Dict[str, Any]:
             "has_pip": importlib.util.find_spec("pip") is not None}
 
 
-def probe_installed() -> Dict[str, Any]:
+def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List[str]] = None) -> Dict[str, Any]:
     """Return the ``installed`` facts: each distribution with its origin and metadata folder, a killed pip's debris,
-    the site-packages listing and torch's ``version.py`` (read as text: nothing is imported)."""
-    listing = site_listing()
+    the site-packages listing, what its ``.pth`` files add to sys.path, sys.path and torch's ``version.py`` (read as text: nothing is
+    imported).
+
+    gpustack itself calls it again after an install step with the ``search`` path and ``site_dirs`` a child reported
+    (``resolver.target.read_again``): the same reading of the same folders, without the child, while the ``.pth``
+    files add the same entries to sys.path; it then gives no identity (the caller has it)."""
+    listing = site_listing(site_dirs)
     paths: Dict[str, str] = {}
-    dists = installed_dists(paths)
-    return {**identity(), "dists": dists, "dist_paths": paths, "debris": debris(listing),
-            "toplevel": listing, "torch_version_py": torch_version_py()}
+    dists = installed_dists(paths, search)
+    out = {"dists": dists, "dist_paths": paths, "debris": debris(listing), "toplevel": listing,
+           "pth": pth_paths(listing), "torch_version_py": torch_version_py(search)}
+    if search is None:
+        out.update(identity(), sys_path=list(sys.path))
+    return out
 
 
 MODES = {"full": probe, "light": probe_light, "installed": probe_installed}

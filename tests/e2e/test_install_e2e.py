@@ -213,6 +213,30 @@ def test_a_cached_wheel_step_backs_up_only_itself_and_restores(local_index: Loca
     assert "environment restored" in str(info.value) and freeze(venv) == before
 
 
+def test_reading_again_in_process_equals_a_childs_reading(local_index: LocalIndex, venv: Path) -> None:
+    # After a step the environment is read again in gpustack's own process (the path the child reported) while no
+    # .pth file changed: it must see exactly what a fresh child sees, and fall back to a child once one did.
+    from resolver import target
+
+    first = envstate.snapshot(str(venv))
+    pip(venv, "install", "--index-url", local_index.torch_url, "--extra-index-url", local_index.pypi_url,
+        "torch==2.1.0+cu121", "xformers==0.0.23")
+    pip(venv, "uninstall", "-y", "wheel")
+    again, child = envstate.snapshot(str(venv), since=first), envstate.snapshot(str(venv))
+    for field in ("dists", "dist_paths", "toplevel", "debris", "torch_version_py", "prefix", "python_tag"):
+        assert getattr(again, field) == getattr(child, field), field
+    assert again.version("torch") == "2.1.0+cu121" and "wheel" not in again.dists
+    assert again.torch_version_py and "2.1.0+cu121" in again.torch_version_py
+    site = next(Path(p) for p in child.toplevel)
+    extra = site.parent / "elsewhere"
+    extra.mkdir()
+    pip(venv, "install", "--no-deps", "--target", str(extra), "--index-url", local_index.pypi_url, "xformers==0.0.24")
+    pip(venv, "uninstall", "-y", "xformers")
+    (site / "zz-elsewhere.pth").write_text(str(extra) + "\n")  # a new sys.path entry: only a child sees it
+    assert child.facts is not None and target.read_again(child.facts).pth != child.facts.pth  # read by a child
+    assert envstate.snapshot(str(venv), since=child).version("xformers") == "0.0.24"
+
+
 def test_failed_build_is_rolled_back_with_log(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
     pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
     before = freeze(venv)
