@@ -64,6 +64,7 @@ class Check:
     message: str
     hint: str | None = None
     severity: Literal["error", "warning"] = "error"
+    subject: tuple[str, str] | None = None  # (backend, op) a speed check is about, so its row is found by value
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the JSON form used in ``verify --json``'s ``checks``."""
@@ -370,5 +371,5 @@ def slow_backends(timings: Iterable[tuple[str, str, float]]) -> list[Check]:
             continue
         out.append(Check("speed", False, f"{b} {op} runs at {t:.1f} TFLOP/s, under {share:.0%} of {ref[0]} {ref[1]} "
                          f"({ref[2]:.1f})", "a PTX-JIT or fallback build: rebuild it with native code for this GPU "
-                         "(TORCH_CUDA_ARCH_LIST)", "warning"))
+                         "(TORCH_CUDA_ARCH_LIST)", "warning", (b, op)))
     return out

@@ -301,7 +301,7 @@ def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), tim
     checks = environment_checks(facts) if facts else []
     slow = slow_backends((r.backend, r.op, r.tflops) for r in rows if r.tflops and r.passed)
     for chk in slow:
-        rows = [dataclasses.replace(r, hint=chk.hint) if chk.message.startswith(f"{r.backend} {r.op} ") and
+        rows = [dataclasses.replace(r, hint=chk.hint) if chk.subject == (r.backend, r.op) and
                 r.dtype == "bfloat16" else r for r in rows]
     checks += slow
     if facts and not facts.get("cuda_available"):

@@ -117,6 +117,7 @@ def test_slow_backend_flagged_against_best_non_math() -> None:
     flagged = slow_backends(timings)
     assert [c.message.split()[0] for c in flagged] == ["flash-attn"]
     assert flagged[0].severity == "warning" and "TORCH_CUDA_ARCH_LIST" in (flagged[0].hint or "")
+    assert flagged[0].subject == ("flash-attn", "flash_attn_func.forward")  # verify finds its row by value
 
 
 def test_a_native_kernel_of_an_older_family_is_not_told_to_rebuild() -> None:
