@@ -107,8 +107,12 @@ def _safe(data: object) -> dict[str, Any] | None:
     if not _strings(meta["dependencies"]) or not _strings(data["constraints"]):
         return None
     for req in [*meta["dependencies"], *data["constraints"]]:
+        if not req[:1].isalnum():
+            return None  # an option line (-e, -r, --index-url in a constraints file) or a local path
         if "@" in req and not _url_ok(req.split("@", 1)[1].strip(), wheel=True):
             return None  # an sdist or a source tree by URL would be built: never from a hint
+        if "@" not in req and ("://" in req or "/" in req.split(";", 1)[0]):
+            return None  # a path or URL given without a name
     if not isinstance(tool, dict) or set(tool) - {"uv"}:
         return None
     uv = tool.get("uv", {})

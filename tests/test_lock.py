@@ -646,6 +646,10 @@ def _hint(**change: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("change", [
     {"constraints": ["evil @ https://h/evil-1.0.tar.gz"]},  # an sdist by URL would be built: code would run
+    {"constraints": ["-e /tmp/src"]},  # an option line of a constraints file
+    {"constraints": ["--extra-index-url https://evil/simple"]},
+    {"constraints": ["./src"]},
+    {"constraints": ["numpy<2", "src/evil"]},
     {"project": {"project": {"name": "x", "version": "0", "dependencies": ["evil @ file:///tmp/src"]}, "tool": {}}},
     {"project": {"project": {"name": "x", "version": "0", "dependencies": []}, "tool": {},
                  "build-system": {"requires": ["evil"]}}},
@@ -654,7 +658,8 @@ def _hint(**change: Any) -> dict[str, Any]:
     {"index_url": "ftp://h/simple"},
     {"python_platform": "x86_64 --no-config"},
     {"extra": 1},
-], ids=["sdist-url", "source-tree", "build-system", "dynamic", "index-scheme", "platform-text", "extra-key"])
+], ids=["sdist-url", "editable-line", "index-line", "relative-path", "path", "source-tree", "build-system", "dynamic",
+        "index-scheme", "platform-text", "extra-key"])
 def test_a_lock_hint_that_could_make_uv_build_or_is_not_what_gpustack_writes_is_ignored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]) -> None:
     """Hints are data in the user's cache: one that names something uv would build (an sdist, a source tree, a
