@@ -134,6 +134,12 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
         contiguous = order[order.index(solved[0]):order.index(solved[-1]) + 1] == solved
         span = solved[0] if len(solved) == 1 else f"{solved[0]}–{solved[-1]}" if contiguous else ", ".join(solved)
         alt = f"use Python {span} (--python X.Y, or --python-exe PATH)"
+    else:  # no Python serves this torch bound here: the newest torch build that does, on this Python, solved
+        build = next((o for o in _all_options(matrix, target)[:48] if (o.cuda is not None or target.is_cpu)
+                      and _solves(target, matrix, request, torch=_exact(o.release.version), torch_variant=o.tag)), None)
+        if build is not None:
+            alt = (f"torch=={build.version}: the newest torch with {target.platform} wheels for Python {target.python} "
+                   "that runs on these GPUs and driver (ask for it instead)")
     reasons = [refusal("torch", spec, "python", "torch{spec} has no wheels for Python {python} on {platform}", alt,
                        spec=spec, python=target.python, platform=target.platform, pythons=", ".join(order))]
     return reasons, [alt] if alt else []

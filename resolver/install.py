@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -491,6 +492,10 @@ def restore_transaction(txn: Transaction, python_exe: str, installer: Installer)
     space first and then only re-links the backup) must still run; the journal already on disk suffices for
     ``recover``."""
     _note_state(txn.journal, "restoring")
+    stopped = journals.stop_leftovers(txn.journal)
+    if stopped:
+        log.warning("stopped %d process(es) left running by the interrupted install (pids %s)", len(stopped),
+                    " ".join(map(str, stopped)))
     restored = envstate.restore(txn.before, python_exe, installer, txn.journal)
     if restored.left:
         _note_state(txn.journal, "restore incomplete")
@@ -532,6 +537,8 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
                                              for k in changing if k in before.dist_paths},
                                      toplevel=before.toplevel)
         txn = Transaction(before, journal)
+        tagged = os.environ.get(journals.TXN_ENV)
+        os.environ[journals.TXN_ENV] = str(journal.data["id"])  # inherited by every process the run starts
         try:
             with _signals(_raise_terminated):
                 _subprocess.pending.clear()
@@ -554,6 +561,11 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
             raise
         else:
             journal.finish()
+        finally:
+            if tagged is None:
+                os.environ.pop(journals.TXN_ENV, None)
+            else:
+                os.environ[journals.TXN_ENV] = tagged
     finally:
         lock.release()
 

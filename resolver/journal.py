@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -27,12 +28,15 @@ import filelock
 
 from resolver.errors import BadInput, GpuStackError
 
-__all__ = ["STATE_DIR", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "unfinished",
+__all__ = ["STATE_DIR", "TXN_ENV", "leftovers", "stop_leftovers", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "unfinished",
            "begin", "notice", "recover_command"]
 
 log = logging.getLogger("gpustack.journal")
 
 STATE_DIR = ".gpustack"
+# Every process a transaction starts (installers, build backends, compilers: environments are inherited) carries
+# ``GPUSTACK_TRANSACTION=<its id>``, so what an interrupted run left running can be found and stopped.
+TXN_ENV = "GPUSTACK_TRANSACTION"
 _JOURNAL = "transaction.json"
 _BACKUP = "backup"
 
@@ -165,6 +169,55 @@ class Journal:
         return True
 
 
+def leftovers(txn_id: str) -> list[int]:
+    """Return the processes (not this one) whose environment says they belong to transaction ``txn_id``: what a
+    killed run's installer left running, such as a compiler its build backend started in a session of its own
+    (Linux ``/proc``; elsewhere, and for other users' processes, nothing)."""
+    needle = f"{TXN_ENV}={txn_id}".encode() + b"\0"
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read() + b"\0":
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def stop_leftovers(journal: Journal, wait: float = 10.0) -> list[int]:
+    """SIGKILL the processes an interrupted run of ``journal`` left running and wait (up to ``wait`` s) until they
+    are gone, so none goes on writing into the environment while it is restored; return their pids."""
+    txn_id = str(journal.data.get("id") or "")
+    if not txn_id:
+        return []
+    found = leftovers(txn_id)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+    end = time.monotonic() + wait
+    while found and time.monotonic() < end and any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in found):
+        time.sleep(0.02)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Return whether ``pid`` still runs (a zombie, waiting for its parent to reap it, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 def remove_strays(journal: Journal) -> list[str]:
     """Remove what a killed installer left at the top of site-packages that was not there before the transaction
     (a package folder written before its dist-info); return the paths removed. Call it after the restore."""
@@ -227,6 +280,7 @@ def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *
         raise JournalPending(f"{old.describe()}; run `{recover_command(python_exe)}` first")
     journal = Journal(prefix, {
         "version": 1, "pid": os.getpid(), "started": time.time(), "python_exe": python_exe, "command": command,
+        "id": f"{os.getpid()}-{time.time_ns()}",
         "plan": dict(plan) if plan is not None else None, "snapshot": {k: list(v) for k, v in snapshot.items()},
         "backend": backend, "restore_args": list(restore_args), "state": "running", "step": "",
         "toplevel": {k: list(v) for k, v in toplevel.items()},

@@ -29,7 +29,8 @@ DRIVERS = ["470.256.02", "535.104.05", "550.54.15", "570.86.15", "580.65.06", No
 ASKS = [(["torch<2.7", "xformers<0.0.30"], []), (["torch<2.7"], []), (["flash-attn"], []), (["flash-attn>=3"], []),
         (["torch==2.1.0", "flash-attn-3"], []), (["xformers==0.0.22", "flash-attn"], []), ([], ["audiocraft"]),
         (["xformers>=0.0.34"], ["fairseq"]), (["torch==2.15.0"], []), (["torch<2.7", "flash-attn<2.7"], []),
-        (["sageattention>=2"], []), (["torch==2.11.0+cu130", "flash-attn"], []), (["xformers", "torch<2.4"], [])]
+        (["sageattention>=2"], []), (["torch==2.11.0+cu130", "flash-attn"], []), (["xformers", "torch<2.4"], []),
+        (["torch==1.13.1"], [])]
 
 targets = st.builds(
     lambda gpus, driver, python, glibc, nvcc: Target(
@@ -63,6 +64,8 @@ def _solves(alt: str, target: Target, request: Request) -> bool:  # noqa: C901 -
         return feasible(target, M, _with(request, torch=_exact(m.group(1)), torch_variant=m.group(2)))
     if m := re.match(r"torch==([\w.]+)\+(\w+) takes", alt):
         return feasible(target, M, _with(request, torch=_exact(m.group(1)), torch_variant=m.group(2), keep_torch=None))
+    if m := re.match(r"torch==([\w.]+)\+(\w+): the newest torch with", alt):
+        return feasible(target, M, _with(request, torch=_exact(m.group(1)), torch_variant=m.group(2)))
     if m := re.match(r"torch==([\w.]+): the newest torch whose", alt):
         return feasible(target, M, _with(request, torch=_exact(m.group(1))))
     if m := re.match(r"the newest torch this driver runs on these GPUs is ([\w.]+)\+(\w+)", alt):

@@ -275,3 +275,12 @@ def test_flash_attn_3_pointer_only_where_the_later_generations_run() -> None:
     h100 = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn>=3")
     assert "'flash-attn-3'" in h100["alternatives"][0]  # type: ignore[index]
     _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn-3")
+
+
+def test_no_python_serves_the_torch_bound_so_the_newest_torch_for_this_python_is_named() -> None:
+    args = ("--gpu", "H100", "--platform", "linux_aarch64", "--driver", "570.86.15", "--python", "3.11")
+    data = _refused(*args, "torch==1.13.1")
+    assert data["refusals"][0]["kind"] == "python"  # type: ignore[index]
+    (alt,) = data["alternatives"]  # type: ignore[misc]
+    assert alt.startswith("torch==2.14.1+cu126: the newest torch with linux_aarch64 wheels for Python 3.11"), alt
+    _planned(*args, "torch==2.14.1+cu126")

@@ -377,3 +377,59 @@ def test_disk_full_mid_step_restores(faults: Faults, tmp_path: Path, backend: st
     tops = set((out_dir / "tops").read_text().split()) - {"__pycache__"}
     assert tops == {p.name for p in before_site.iterdir()} - {"__pycache__"}, "stray files left"
     assert "transaction.json" not in (out_dir / "state").read_text(), "a journal was left"
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if marker in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(p.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=lambda s: signal.Signals(s).name)
+def test_a_build_s_compiler_is_stopped_before_the_restore(faults: Faults, env: Path, tmp_path: Path, sig: int) -> None:
+    # pip's build backend starts a compiler-like grandchild in a session of its own (as a build tool may): neither
+    # the death signal gpustack gives its children nor the stop of the installer's process group reaches it. After a
+    # SIGKILL of gpustack, `gpustack recover` must stop it (every process the transaction started carries its id)
+    # before restoring; after a SIGTERM, gpustack's own restore must.
+    marker = f"gpustack-test-compiler-{os.getpid()}-{time.monotonic_ns()}"
+    body = ("import subprocess, sys, time\n"
+            f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}], "
+            "start_new_session=True)\n"
+            "time.sleep(300)\n")
+    src = fakewheels.local_project(tmp_path, "slowpkg", setup_body=body)
+    data = json.loads(plan_file(faults, tmp_path).read_text())
+    data["steps"] = [Step("build", "slowpkg", "slowpkg==0.1.0", url=src.as_uri(), no_deps=True,
+                          build_isolation=False, description="build slowpkg").to_dict()]
+    data["packages"] = data["packages"][:1]
+    data["packages"][0]["version"] = "2.1.0+cu121"
+    path = tmp_path / "slow-plan.json"
+    path.write_text(json.dumps(data))
+    proc = gpustack("install", "--plan", str(path), "--python-exe", str(env), "--installer", "pip",
+                    cache=tmp_path / "cache")
+    try:
+        wait_for(lambda: _processes_with(marker), timeout=120)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        if sig == signal.SIGKILL:
+            time.sleep(0.5)
+            assert _processes_with(marker), "the grandchild died with gpustack: nothing left to test"
+            rec = gpustack("recover", "--python-exe", str(env), cache=tmp_path / "cache")
+            out, _ = rec.communicate(timeout=120)
+            assert rec.returncode == 0, out
+        else:
+            assert proc.returncode == 128 + sig and "environment restored" in out, out
+        assert "stopped" in out and "left running by the interrupted install" in out, out
+        wait_for(lambda: not _processes_with(marker), timeout=10)
+        assert assert_consistent(faults, env, out) == "before"
+    finally:
+        for pid in _processes_with(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
