@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Union
 
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from resolver.models import parse_driver
+
 if TYPE_CHECKING:
     from resolver.models import Target
     from resolver.request import Request
@@ -204,12 +209,6 @@ def advice(text: str) -> Alternative:
 def apply(change: Change, target: Target, request: Request) -> tuple[Target, Request]:
     """Return (target, request) with ``change`` applied: the one reading of an alternative's change, used by the
     producers to check an alternative before printing it and by the tests to re-solve it. Pure."""
-    from packaging.requirements import Requirement
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import Version
-
-    from resolver.models import parse_driver
-
     t: dict[str, Any] = {}
     for name, value in change.target.items():
         if name == "python":
@@ -223,7 +222,7 @@ def apply(change: Change, target: Target, request: Request) -> tuple[Target, Req
         elif name == "gpus":
             t["gpus"] = ()
     r: dict[str, Any] = {}
-    profiles = dict(request.profile_bounds)
+    profiles = dict(request.profile_bounds) if request.profile_bounds else {}
     for name, v in change.request.items():
         if name in ("torch", "xformers", "flash_attn"):
             if v is None:
@@ -233,8 +232,10 @@ def apply(change: Change, target: Target, request: Request) -> tuple[Target, Req
                 pinned = profiles.get(name.replace("_", "-"))
                 r[name] = spec & pinned if pinned is not None else spec
         elif name == "kernels":
+            from packaging.requirements import Requirement  # kernels only: keeps the common path light
+
             reqs = [Requirement(x) for x in (v or ())]
             r[name] = tuple((q.name, q.specifier) for q in reqs)
         else:
             r[name] = v
-    return dataclasses.replace(target, **t), dataclasses.replace(request, **r)
+    return (dataclasses.replace(target, **t) if t else target), (dataclasses.replace(request, **r) if r else request)

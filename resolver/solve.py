@@ -233,10 +233,11 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
         problems = [kernel_problem(a, target) for a in rows]
         if rows and all(problems):
             # torch's own SDPA is offered only when the rest of the request solves here without the kernel.
-            rest = dataclasses.replace(request, kernels=tuple(k for k in request.kernels if k[0] != name))
-            without = Change(request={"kernels": tuple(f"{n}{s}" for n, s in rest.kernels)})
+            without = Change(request={"kernels": tuple(f"{n}{s}" for n, s in request.kernels if n != name)})
             sdpa = [alternative("torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
-                                "`gpustack verify` measures it", without)] if feasible(target, matrix, rest) else []
+                                "`gpustack verify` measures it", without)]
+            if not feasible(*_applied(without, target, request, matrix)):
+                sdpa = []
             return NoCompatibleStack([p for p in dict.fromkeys(problems) if p is not None], sdpa)
     return None
 
