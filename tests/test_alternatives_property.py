@@ -8,6 +8,8 @@ Bounded (derandomized, max_examples) to stay a few seconds on 2 cores.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
@@ -76,3 +78,36 @@ def test_every_printed_alternative_solves(target: Target, ask: tuple[list[str], 
             assert _solves(alt, target, request), f"printed but does not solve: {alt.to_dict()}"
         for r in refusal.refusals:  # a refusal's own alternative is one of them
             assert r.alternative is None or r.alternative in refusal.alternatives, r.to_dict()
+
+
+def test_every_change_field_is_produced_and_each_solves() -> None:
+    """Not vacuous: over a small fixed grid (an old GPU, a new one on an old driver, glibc 2.17, a wrong-major nvcc,
+    a Jetson, a kept installed torch), the refusals' alternatives carry every target and request field a change may
+    set, and each applied change solves."""
+    from resolver.models import ComputeCapability
+    from resolver.refusal import REQUEST_FIELDS, TARGET_FIELDS
+
+    grid = [("V100", ComputeCapability(7, 0), "580.65.06", "3.12", "2.35", None, "linux_x86_64"),
+            ("H100", ComputeCapability(9, 0), "580.65.06", "3.12", "2.35", "12.8", "linux_x86_64"),
+            ("H100", ComputeCapability(9, 0), "440.33", "3.10", "2.35", None, "linux_x86_64"),
+            ("H100", ComputeCapability(9, 0), "580.65.06", "3.11", "2.35", None, "linux_x86_64"),
+            ("RTX 5090", ComputeCapability(12, 0), "570.86.15", "3.12", "2.35", None, "linux_x86_64"),
+            ("A100", ComputeCapability(8, 0), "580.65.06", "3.13", "2.17", None, "linux_x86_64"),
+            ("Jetson AGX Orin", ComputeCapability(8, 7), None, "3.10", "2.35", None, "linux_aarch64")]
+    asks = [*ASKS, (["torch==2.11.0+cu130", "flash-attn"], []), (["torch>=2.7"], [])]
+    seen: set[str] = set()
+    for (name, cc, driver, python, glibc, nvcc, platform), (lines, profiles) in [(t, a) for t in grid for a in asks]:
+        target = Target(gpus=(Gpu(name, cc),), python=python, platform=platform,
+                        driver=parse_driver(driver) if driver else None, glibc=Version(glibc),
+                        nvcc=Version(nvcc) if nvcc else None)
+        requests = [parse_request(lines, M, profiles=profiles)]
+        if lines == ["torch==2.1.0", "flash-attn-3"]:  # the installed torch is kept: the kernel's torch drops it
+            requests.append(dataclasses.replace(requests[0], keep_torch="2.1.0+cu121"))
+        for request in requests:
+            try:
+                solve(target, M, request)
+            except NoCompatibleStack as refusal:
+                for alt in refusal.alternatives:
+                    assert _solves(alt, target, request), f"printed but does not solve: {alt.to_dict()}"
+                    seen.update(k for c in alt.changes for k in (*c.target, *c.request))
+    assert seen == set(TARGET_FIELDS) | set(REQUEST_FIELDS), sorted((set(TARGET_FIELDS) | set(REQUEST_FIELDS)) - seen)
