@@ -26,8 +26,9 @@ the Requires-Python/tag check of every file, the sdist lookup, writing) over uv'
   makes it ~0.07 s faster here; gpustack's uv run never has one, so neither does the baseline (``--uv-relock``
   measures the baseline with them, as this bench did before).
 
-Goals: gpustack <= 1.5x uv warm, <= 2x cold. Usage: ``python bench/bench_lock.py [--runs N] [--cold-runs N]``;
-prints one line per case and a JSON summary.
+Goals: gpustack <= 1.5x uv warm, <= 2x cold. Usage: ``python bench/bench_lock.py [--runs N] [--cold-runs N]
+[--no-hint] [--uv-relock]``; prints one line per case and a JSON summary. ``--no-hint`` removes gpustack's hint
+before each warm run (a command line's first run: uv starts after planning).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from resolver import render
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, CommandFailed
 from resolver.models import PYPI_SIMPLE, Plan, parse_glibc
@@ -97,7 +98,7 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
     if opts.per_class:
         plans, ctx = per_class_plans(requirements, opts, output)
         for line in ctx.lines:
-            click.echo(line, err=True)
+            render.status(line)
         for _, path, _ in plans:
             check_output(path)
         request = [*requirements, *_read_requirement_files(opts.requirement_files)]
@@ -105,7 +106,7 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
                  for _, path, plan in plans]
         for path, (text, summary) in texts:  # every class solved and locked before the first file is written
             write_atomic(path, text)
-            click.echo(f"wrote {path} ({summary})", err=True)
+            render.print_lock_written(path, summary)
         return
     previous_names, previous = _previous(output)
     if previous is not None and not requirements and not opts.requirement_files and not opts.profiles:
@@ -117,17 +118,15 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
         if opts.glibc is None and previous.glibc:
             keep["glibc"] = parse_glibc(previous.glibc)
         opts = dataclasses.replace(opts, **keep)
-        click.echo(f"re-locking {output} for what it was made for: "
-                   + (" ".join(requirements) or "(no requirements)")
-                   + (f" --profile {previous.profile}" if previous.profile else ""), err=True)
+        render.print_relocking(output, requirements, previous.profile)
     request = [*requirements, *_read_requirement_files(opts.requirement_files)]
     plan, ctx = fresh_plan_for(requirements, opts)
     for line in ctx.lines if ctx.fleet is not None else ():
-        click.echo(line, err=True)
+        render.status(line)
     text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names, started, hint)
     write_atomic(output, text)
     if output != "-":
-        click.echo(f"wrote {output} ({summary})", err=True)
+        render.print_lock_written(output, summary)
 
 
 def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions, request: list[str],
@@ -181,7 +180,7 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
         raise lock_resolve.ResolveError("refusing to write a lock with files that do not fit the target:\n"
                                         + "\n".join(f"  - {p}" for p in problems))
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+        render.status(f"warning: {w}")
     t = plan.stack.target
     glibc = t.glibc if not t.glibc_assumed else None  # recorded only when known (given or detected)
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,

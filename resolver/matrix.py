@@ -187,4 +187,8 @@ def validate(m: Matrix) -> list[str]:
             r = Requirement(req)
             if r.name == "xformers" and not any(r.specifier.contains(str(x.version), prereleases=True) for x in m.xformers):
                 problems.append(f"profiles.toml: profile {p.name}: requirements: {req!r} matches no xformers release")
+    for f in m.flash_attn:
+        if f.requires_dist is not None and "torch" not in {canonicalize_name(Requirement(r).name) for r in f.requires_dist}:
+            problems.append(f"flash_attn.toml: release {f.version}: install_requires: names no torch (every flash-attn "
+                            "wheel is built against torch and declares it)")
     return problems

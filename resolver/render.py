@@ -10,17 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from resolver.models import Plan, Target, format_driver
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from resolver.cache import CacheEntry
     from resolver.matrix_types import Matrix
-    from resolver.refusal import Refusal
+    from resolver.refusal import Alternative, Refusal
     from resolver.install import Command, InstallResult
     from resolver.probes import Host
     from resolver.upgrade import UpgradeReport
@@ -37,6 +34,7 @@ _UNBOUNDED_WIDTH = 10_000
 def console(stderr: bool = False) -> Console:
     """Return the console human output goes to: stdout (or stderr), no wrapping of long lines, and when it is not
     a terminal (a pipe, a file, a CI log) no width limit, so tables keep every column whole."""
+    from rich.console import Console
     out = Console(soft_wrap=True, stderr=stderr, highlight=False)
     if not out.is_terminal:
         out.width = _UNBOUNDED_WIDTH
@@ -65,6 +63,8 @@ def print_target(console: Console, target: Target, lines: Sequence[str] = ()) ->
 
 
 def print_plan(console: Console, plan: Plan) -> None:
+    from rich.table import Table
+    from rich.text import Text
     table = Table(title="Stack", title_justify="left")
     for col in ("package", "version", "how", "from"):
         table.add_column(col)
@@ -94,18 +94,19 @@ def _bullets(console: Console, heading: str, items: Sequence[str], style: str | 
             console.print(f"  - {item}", markup=False, highlight=False)
 
 
-def print_refusal(console: Console, refusals: Sequence[Refusal], alternatives: Sequence[str]) -> None:
+def print_refusal(console: Console, refusals: Sequence[Refusal], alternatives: Sequence[Alternative]) -> None:
     """Print why no stack fits (each refusal's text, rendered from its kind's facts; root blocking fact first, as
     ``NoCompatibleStack`` orders them), then what would work instead."""
     console.print("No compatible stack:", style="bold red")
     for r in refusals:
         console.print(f"  - {r.text}", markup=False, highlight=False)
-    _bullets(console, "What would work instead:", alternatives)
+    _bullets(console, "What would work instead:", [a.text for a in alternatives])
 
 
 def print_fleet_plans(console: Console, lines: Sequence[str], classes: Sequence[tuple[str, str, Any]]) -> None:
     """Print a fleet's classes, each ``(id, description, Plan or NoCompatibleStack)``: its target and plan, or its
     refusal."""
+    from rich.text import Text
     for line in lines:
         console.print(line, style="yellow", markup=False, highlight=False)
     for cid, description, got in classes:
@@ -146,6 +147,8 @@ def _torch_line(host: Host) -> str:
 
 def print_host(console: Console, host: Host) -> None:
     """Print ``host`` for a person: the GPU table (or why there is none), then driver, toolkit, Python, packages."""
+    from rich.table import Table
+    from rich.text import Text
     if host.gpus:
         table = Table(title="NVIDIA GPUs", title_justify="left")
         for column in ("#", "Name", "Compute capability", "Memory"):
@@ -206,6 +209,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_verify(console: Console, report: VerifyReport) -> None:
     """Print a verify report as a table, then the checks, notes and the verdict."""
+    from rich.table import Table
+    from rich.text import Text
     if report.device:
         d = report.device
         console.print(Text.assemble((str(d.get("name")), "bold"), f" (sm {d.get('compute_capability')}), driver "
@@ -253,6 +258,8 @@ def print_validation(problems: Sequence[str], m: Matrix, where: str) -> bool:
 def print_table(console: Console, title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
                 show_lines: bool = False) -> None:
     """Print rows under a header as a table (``matrix show``)."""
+    from rich.table import Table
+    from rich.text import Text
     table = Table(*header, title=title, title_justify="left", show_lines=show_lines)
     for r in rows:
         table.add_row(*(Text(c) for c in r))
@@ -264,6 +271,7 @@ def print_table(console: Console, title: str, header: Sequence[str], rows: Seque
 
 def line(console: Console, text: str) -> None:
     """Print ``text`` exactly as it is (no markup, emoji codes or highlighting), URL credentials masked."""
+    from rich.text import Text
     from resolver.redact import redact
 
     console.print(Text(redact(text)), soft_wrap=True)
@@ -311,3 +319,25 @@ class InstallReporter(Reporter):
 
     def message(self, text: str) -> None:
         line(self.out, text)
+
+
+# --- lock (``resolver.cmd_lock``): plain stderr lines, without loading rich (a lock is measured against uv) --------
+
+
+def status(text: str) -> None:
+    """Print one progress or warning line on stderr, URL credentials masked."""
+    import click
+
+    from resolver.redact import redact
+
+    click.echo(redact(text), err=True)
+
+
+def print_lock_written(path: str, summary: str) -> None:
+    status(f"wrote {path} ({summary})")
+
+
+def print_relocking(path: str, requirements: Sequence[str], profile: str | None) -> None:
+    """Say that an existing lock is locked again for the request and profile it records."""
+    status(f"re-locking {path} for what it was made for: " + (" ".join(requirements) or "(no requirements)")
+           + (f" --profile {profile}" if profile else ""))

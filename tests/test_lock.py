@@ -601,6 +601,12 @@ def test_flash_attn_install_requires_come_from_the_matrix_with_a_source() -> Non
     del data["flash_attn"]["release"][0]["install_requires"]
     with pytest.raises(InvalidMatrix, match="install_requires_source"):  # a source of nothing
         from_dicts(data)
+    from resolver.matrix import validate
+
+    assert validate(m) == []
+    data = read_files(matrix_dir())
+    data["flash_attn"]["release"][0]["install_requires"] = ["einops"]
+    assert any("install_requires: names no torch" in p for p in validate(from_dicts(data)))
 
 
 def test_a_flash_attn_lock_gives_uv_its_declared_dependencies_never_its_github_wheel() -> None:
