@@ -47,7 +47,7 @@ def per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
     """Return ``(class, file, plan)`` for every class of the fleet; exit 1 (nothing written) when one has no stack."""
     from resolver.errors import NoCompatibleStack
     from resolver.fleet_plan import plans_per_class
-    from resolver.refusal import Refusal
+    from resolver.refusal import Refusal, advice
 
     if output == "-":
         raise BadInput("--per-class writes one file per class: pass -o FILE (each class's file is named after it)")
@@ -58,7 +58,7 @@ def per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
     for (c, got), cid in zip(answers, ctx.fleet.class_ids()):
         if isinstance(got, NoCompatibleStack):
             root = got.refusals[0]
-            instead = f" (instead: {got.alternatives[0]})" if got.alternatives else ""
+            instead = f" (instead: {got.alternatives[0].text})" if got.alternatives else ""
             refused.append(Refusal(root.package, root.candidate, root.kind,
                                    {**root.facts, "class_id": cid, "class_label": c.label, "instead": instead},
                                    "class {class_id} ({class_label}): {causes}{instead}", root.alternative,
@@ -66,5 +66,5 @@ def per_class_plans(requirements: tuple[str, ...], opts: PlanOptions,
         else:
             out.append((c, class_path(output, cid), got))
     if refused:
-        raise NoCompatibleStack(refused, ["leave the class's nodes out of the fleet file, or change the request"])
+        raise NoCompatibleStack(refused, [advice("leave the class's nodes out of the fleet file, or change the request")])
     return out, ctx

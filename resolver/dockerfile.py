@@ -19,7 +19,7 @@ from resolver import compat
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
 from resolver.models import Plan, Step, Target, format_driver
-from resolver.refusal import refusal
+from resolver.refusal import Change, advice, alternative, apply, refusal
 
 if TYPE_CHECKING:
     from resolver.request import Request
@@ -59,7 +59,7 @@ def base_image(cuda: str | None, matrix: Matrix) -> tuple[DockerImage | None, st
                          "no nvidia/cuda image for CUDA {cuda} or a newer {cuda_major}.x in matrices/docker.toml{gone}",
                          cuda=f"{want.major}.{want.minor}", cuda_major=want.major, gone=gone, removed=", ".join(removed))],
                 # the torch build that has an image is named where the request is known (with_image_alternative)
-                ["add the image row to matrices/docker.toml"],
+                [advice("add the image row to matrices/docker.toml")],
             )
         img = min(newer, key=lambda i: (i.cuda, -Version(i.version).micro))
         why = (f"no CUDA {want.major}.{want.minor} image; CUDA {img.cuda} is the nearest newer {want.major}.x "
@@ -74,8 +74,6 @@ def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matri
     """Return ``exc`` (no ``nvidia/cuda`` image for the stack's CUDA) with what would work instead, solved: the
     newest torch build whose CUDA has an image and with which the whole request solves on the target (builds the
     request's torch bound allows first), and the matrix row to add."""
-    import dataclasses
-
     from packaging.specifiers import SpecifierSet
 
     from resolver.candidates import torch_options
@@ -98,11 +96,12 @@ def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matri
                 if opt.cuda is None or not has_image(opt.cuda):
                     continue
                 tried += 1
-                # A requested profile's torch bound stays (its application needs it).
-                exact = SpecifierSet(f"=={rel.version}") & dict(request.profile_bounds).get("torch", SpecifierSet())
-                trial = dataclasses.replace(request, torch=exact, torch_variant=opt.tag)
-                if feasible(target, matrix, trial):
-                    alt = f"torch=={opt.version}: CUDA {opt.cuda} has an nvidia/cuda image and the whole request solves"
+                # A requested profile's torch bound stays (its application needs it): ``apply`` narrows it.
+                change = Change(request={"torch": f"=={rel.version}", "torch_variant": opt.tag})
+                moved, trial = apply(change, target, request)
+                if feasible(moved, matrix, trial):
+                    alt = alternative("torch=={version}: CUDA {cuda} has an nvidia/cuda image and the whole request "
+                                      "solves", change, version=opt.version, cuda=opt.cuda)
                     return NoCompatibleStack(exc.refusals, [alt, *exc.alternatives])
     return exc
 

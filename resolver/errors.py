@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from resolver.refusal import Refusal
+    from resolver.refusal import Alternative, Refusal
 
 __all__ = [
     "GpuStackError",
@@ -66,28 +66,31 @@ class CommandFailed(GpuStackError):
 
 
 class NoCompatibleStack(GpuStackError):
-    """The solver found no stack. ``reasons`` holds one entry per blocking fact; ``alternatives`` what would work."""
+    """The solver found no stack. ``reasons`` holds one entry per blocking fact; ``alternatives`` what would work
+    (``resolver.refusal.Alternative`` values: what each changes, and its text)."""
 
     exit_code = 1
 
-    def __init__(self, reasons: Sequence[Refusal], alternatives: Sequence[str] = ()) -> None:
+    def __init__(self, reasons: Sequence[Refusal], alternatives: Sequence[Alternative] = ()) -> None:
         from resolver.refusal import ordered
 
         if any(isinstance(r, str) for r in reasons):
             raise TypeError("a refusal is a resolver.refusal.Refusal value (kind, facts), not text")
+        if any(isinstance(a, str) for a in alternatives):
+            raise TypeError("an alternative is a resolver.refusal.Alternative value (change, facts), not text")
         self.refusals: list[Refusal] = ordered(reasons)  # root blocking facts first, each once
         self.reasons = [r.text for r in self.refusals]
-        self.alternatives = list(alternatives)
-        super().__init__(self.reasons, self.alternatives)
+        self.alternatives: list[Alternative] = list(alternatives)
+        super().__init__(self.reasons, [a.text for a in self.alternatives])
 
     def to_dict(self) -> dict[str, Any]:
         """The refusal as ``plan --json`` prints it (docs/plan-json.md)."""
-        return {"ok": False, "reasons": self.reasons, "alternatives": self.alternatives,
+        return {"ok": False, "reasons": self.reasons, "alternatives": [a.to_dict() for a in self.alternatives],
                 "refusals": [r.to_dict() for r in self.refusals]}
 
     def __str__(self) -> str:
         lines = ["no compatible stack:"] + [f"  - {r}" for r in self.reasons]
         if self.alternatives:
             lines.append("what would work instead:")
-            lines += [f"  - {a}" for a in self.alternatives]
+            lines += [f"  - {a.text}" for a in self.alternatives]
         return "\n".join(lines)

@@ -17,7 +17,7 @@ from resolver.compat import driver_problem as _driver_problem
 from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
-from resolver.refusal import Refusal, ordered, refusal
+from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, ordered, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -60,33 +60,20 @@ def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
     return _driver_problem(target.driver, cuda, matrix, target.platform)
 
 
-def _solves(target: Target, matrix: Matrix, request: Request, **bounds: object) -> bool:
-    """Return whether the whole request, with ``bounds`` replacing some of its fields, solves on the whole target:
-    an alternative is printed only then. A bound a requested profile sets is narrowed, never lifted (the profile's
-    application needs it): the new bound is intersected with it."""
-    import dataclasses
-
+def _solves(target: Target, matrix: Matrix, request: Request, change: Change) -> bool:
+    """Return whether the whole request, with ``change`` applied (``resolver.refusal.apply``: a bound a requested
+    profile sets is narrowed, never lifted), solves on the whole target: an alternative is printed only then."""
     from resolver.solve import feasible
 
-    profiles = dict(request.profile_bounds)
-    for name, bound in list(bounds.items()):
-        pinned = profiles.get(name.replace("_", "-"))
-        if pinned is not None and isinstance(bound, SpecifierSet):
-            bounds[name] = bound & pinned
-    return feasible(target, matrix, dataclasses.replace(request, **bounds))  # type: ignore[arg-type]
+    t, r = apply(change, target, request)
+    return feasible(t, matrix, r)
 
 
-def _feasible_with_driver(target: Target, matrix: Matrix, request: Request, driver: Version) -> bool:
-    """Return whether the whole request solves on the target with ``driver`` instead of its own."""
-    import dataclasses
-
-    from resolver.solve import feasible
-
-    return feasible(dataclasses.replace(target, driver=driver), matrix, request)
-
-
-def _exact(version: object) -> SpecifierSet:
-    return SpecifierSet(f"=={version}")
+def _pin(version: object, variant: str | None = None) -> Change:
+    """The change "ask for torch==version(+variant)"."""
+    if variant is None:
+        return Change(request={"torch": f"=={version}"})
+    return Change(request={"torch": f"=={version}", "torch_variant": variant})
 
 
 def _gpu_name(target: Target, cc: ComputeCapability) -> str:
@@ -95,13 +82,9 @@ def _gpu_name(target: Target, cc: ComputeCapability) -> str:
 
 
 def _install_reasons(target: Target, matrix: Matrix, request: Request,
-                     in_spec: list[TorchRelease]) -> tuple[list[Refusal], list[str]]:
+                     in_spec: list[TorchRelease]) -> tuple[list[Refusal], list[Alternative]]:
     """No torch release in the request installs here (Python, platform or glibc): say which and what would, each
     alternative solved for the whole request on the target with only that one thing changed."""
-    import dataclasses
-
-    from resolver.solve import feasible
-
     spec = str(request.torch or "")
     problems = [p for p in (torch_release_refusal(r, target, matrix) for r in in_spec) if p is not None]
     glibc = [p.text for p in problems if p.kind == "glibc"]
@@ -109,18 +92,20 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
         fits = next((o.release for o in _all_options(matrix, target)
                      if not coverage(o.arch, target)[0]
                      and (o.cuda is None or not driver_problem(target, o.cuda, matrix))
-                     and _solves(target, matrix, request, torch=_exact(o.release.version))), None)
+                     and _solves(target, matrix, request, _pin(o.release.version))), None)
         reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
                            spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
         floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
                   if f is not None and f.glibc is not None]
         alts = []
-        if floors and len(glibc) == len(problems) and feasible(
-                dataclasses.replace(target, glibc=min(floors), glibc_assumed=False), matrix, request):
-            alts.append(f"a host with glibc {min(floors)} or newer (pass its --glibc)")
+        host = Change(target={"glibc": str(min(floors))}) if floors else None
+        if host is not None and len(glibc) == len(problems) and _solves(target, matrix, request, host):
+            alts.append(alternative("a host with glibc {glibc} or newer (pass its --glibc)", host, glibc=min(floors)))
         if fits is not None:
-            alts.append(f"torch=={fits.version}: the newest torch whose {target.platform} wheel installs with glibc "
-                        f"{target.glibc} and Python {target.python} and runs on these GPUs and driver")
+            alts.append(alternative("torch=={version}: the newest torch whose {platform} wheel installs with glibc "
+                                    "{glibc} and Python {python} and runs on these GPUs and driver", _pin(fits.version),
+                                    version=fits.version, platform=target.platform, glibc=target.glibc,
+                                    python=target.python))
         return reasons, alts
     pys: set[str] = set()
     for r in in_spec:
@@ -128,58 +113,64 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
         pys.update(facts.pythons if facts is not None else r.pythons)
     order = sorted(pys, key=lambda p: tuple(int(x) for x in p.split(".")))
     # Only the Pythons on which the whole request (companions, profile needs) solves on this target.
-    solved = [py for py in order if feasible(dataclasses.replace(target, python=py), matrix, request)]
+    moves = {py: Change(target={"python": py}) for py in order}
+    solved = [py for py in order if _solves(target, matrix, request, moves[py])]
     alt = None
     if solved:
         contiguous = order[order.index(solved[0]):order.index(solved[-1]) + 1] == solved
         span = solved[0] if len(solved) == 1 else f"{solved[0]}–{solved[-1]}" if contiguous else ", ".join(solved)
-        alt = f"use Python {span} (--python X.Y, or --python-exe PATH)"
+        alt = alternative("use Python {span} (--python X.Y, or --python-exe PATH)", *(moves[py] for py in solved),
+                          span=span)
     else:  # no Python serves this torch bound here: the newest torch build that does, on this Python, solved
         build = next((o for o in _all_options(matrix, target)[:48] if (o.cuda is not None or target.is_cpu)
-                      and _solves(target, matrix, request, torch=_exact(o.release.version), torch_variant=o.tag)), None)
+                      and _solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
         if build is not None:
-            alt = (f"torch=={build.version}: the newest torch with {target.platform} wheels for Python {target.python} "
-                   "that runs on these GPUs and driver (ask for it instead)")
+            alt = alternative("torch=={version}: the newest torch with {platform} wheels for Python {python} that runs "
+                              "on these GPUs and driver (ask for it instead)", _pin(build.release.version, build.tag),
+                              version=build.version, platform=target.platform, python=target.python)
     reasons = [refusal("torch", spec, "python", "torch{spec} has no wheels for Python {python} on {platform}", alt,
                        spec=spec, python=target.python, platform=target.platform, pythons=", ".join(order))]
     return reasons, [alt] if alt else []
 
 
 def _with_companions_moved(target: Target, matrix: Matrix, request: Request, builds: list[TorchOption],
-                           gpu: str) -> str | None:
+                           gpu: str) -> Alternative | None:
     """Return "torch==X+cuNNN with xformers==Y runs on GPU" for the newest torch build with code for the GPU whose
     stack solves when the companions' version bounds are lifted too (profile needs and kernels kept), or None."""
-    import dataclasses
-
     from resolver.errors import NoCompatibleStack
     from resolver.solve import solve
 
-    moved = {f: SpecifierSet() for f, bound in (("xformers", request.xformers), ("flash_attn", request.flash_attn))
-             if bound is not None and str(bound)}
+    moved: dict[str, str | None] = {f: "" for f, bound in (("xformers", request.xformers),
+                                                           ("flash_attn", request.flash_attn))
+                                    if bound is not None and str(bound)}
     profiles = {n for n, bound in request.profile_bounds if str(bound)}
     if not moved or profiles & {"torch", *(f.replace("_", "-") for f in moved)}:
         return None  # nothing to lift, or a profile's own pins (its application needs them): not lifted
     for o in builds:
-        trial = dataclasses.replace(request, torch=_exact(o.release.version), torch_variant=o.tag, **moved)  # type: ignore[arg-type]
+        trial = Change(request={"torch": f"=={o.release.version}", "torch_variant": o.tag, **moved})
+        t, r = apply(trial, target, request)
         try:
-            stack = solve(target, matrix, trial)
+            stack = solve(t, matrix, r)
         except NoCompatibleStack:
             continue
-        pins = " and ".join(f"{p.name}=={p.version}" for p in stack.packages if p.name in ("xformers", "flash-attn"))
+        got = [p for p in stack.packages if p.name in ("xformers", "flash-attn")]
+        pins = " and ".join(f"{p.name}=={p.version}" for p in got)
         asked = ", ".join([f"torch{request.torch}"] + [request.describe(n) for n in ("xformers", "flash-attn")
                                                         if n.replace("-", "_") in moved])
-        return f"torch=={o.release.version}+{o.tag} with {pins} runs on {gpu} (ask for these instead of {asked})"
+        change = Change(request={**trial.request, **{p.name.replace("-", "_"): f"=={p.version}" for p in got}})
+        return alternative("torch=={version}+{variant} with {pins} runs on {gpu} (ask for these instead of {asked})",
+                           change, version=o.release.version, variant=o.tag, pins=pins, gpu=gpu, asked=asked)
     return None
 
 
-def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
+def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
     reasons: list[Refusal] = []
-    alts: list[str] = []
+    alts: list[Alternative] = []
     spec = request.torch
     in_spec = [r for r in matrix.torch if spec_allows(spec, r.version)]
     if not in_spec:
         known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
-        ask = f"ask for a torch in {known}"
+        ask = advice(f"ask for a torch in {known}")
         return [refusal("torch", str(spec or ""), "no_release", "torch{spec} matches no torch release gpustack knows ({known})",
                         ask, spec=spec or "", known=known)], [ask]
     with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
@@ -202,18 +193,19 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                         "no {platform} torch wheel has {sm} code ({gpu})")
             facts = {"spec": str(spec or ""), "sm": cc.sm, "gpu": _gpu_name(target, cc), "platform": target.platform,
                      "compute_capability": str(cc)}
-            alt: str | None = None
+            alt: Alternative | None = None
             if anywhere:
                 template += "; the newest with it is {newest}"
                 facts["newest"] = anywhere[0].version
                 # Suggested only when the whole request solves with it on the whole target (driver, platform, ...).
-                ok = next((o for o in anywhere[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
-                                                                torch_variant=o.tag)), None)
+                ok = next((o for o in anywhere[:24] if _solves(target, matrix, request,
+                                                                _pin(o.release.version, o.tag))), None)
                 if ok is not None:
                     if ok.version != anywhere[0].version:  # the newest does not fit (driver, Python ...): name both
                         template += "; the newest that fits this target is {fits}"
                         facts["fits"] = ok.version
-                    alt = f"torch=={ok.release.version}+{ok.tag} runs on {_gpu_name(target, cc)}"
+                    alt = alternative("torch=={version}+{variant} runs on {gpu}", _pin(ok.release.version, ok.tag),
+                                      version=ok.release.version, variant=ok.tag, gpu=_gpu_name(target, cc))
                 else:
                     alt = _with_companions_moved(target, matrix, request, anywhere[:24], _gpu_name(target, cc))
                 if alt is not None:
@@ -228,7 +220,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
             newest = next((o for o in opts if o.arch.covers(cc) == "sass"), None)
             if newest is not None:
                 per_gpu.append(f"{_gpu_name(target, cc)}: {newest.version}")
-        split = "plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")"
+        split = advice("plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")")
         reasons.append(refusal("torch", str(spec or ""), "gpu_code",
                                "no torch{spec} build has code for every GPU of the fleet ({sms})", split,
                                spec=spec or "", sms=", ".join(c.sm for c in target.capabilities)))
@@ -244,22 +236,24 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                         "driver_floor": format_driver(floor) if floor is not None else ""}
         fallback = [o for o in _all_options(matrix, target)
                     if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
-        ok = next((o for o in fallback[:24] if _solves(target, matrix, request, torch=_exact(o.release.version),
-                                                        torch_variant=o.tag)), None)
+        ok = next((o for o in fallback[:24] if _solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
         if ok is not None:
-            alts.append(f"the newest torch this driver runs on these GPUs is {ok.version}")
-        if floor is not None and _feasible_with_driver(target, matrix, request, floor):
-            alts.append(f"update the NVIDIA driver to >= {format_driver(floor)} for CUDA {needed.major}.x builds")
+            alts.append(alternative("the newest torch this driver runs on these GPUs is {version}",
+                                    _pin(ok.release.version, ok.tag), version=ok.version))
+        update = Change(target={"driver": format_driver(floor)}) if floor is not None else None
+        if update is not None and _solves(target, matrix, request, update):
+            alts.append(alternative("update the NVIDIA driver to >= {driver_floor} for CUDA {cuda_major}.x builds",
+                                    update, driver_floor=update.target["driver"], cuda_major=needed.major))
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
                                alts[-1] if alts else None, **driver_facts))
     return reasons, alts
 
 
-def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
+def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
     if request.flash_attn is None:
         return [], []
     reasons: list[Refusal] = []
-    alts: list[str] = []
+    alts: list[Alternative] = []
     spec = str(request.flash_attn)
     releases = [f for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)]
     if not releases:
@@ -267,11 +261,12 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                         spec=spec)], []
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
     # xformers instead of flash-attn: offered only when the request with xformers (its bound, if any) solves here.
-    xformers_fits = bool(low) and _solves(target, matrix, request, flash_attn=None,
-                                          xformers=request.xformers if request.xformers is not None else SpecifierSet())
+    instead = Change(request={"flash_attn": None, "xformers": str(request.xformers or "")})
+    xformers_fits = bool(low) and _solves(target, matrix, request, instead)
     for cc in low:
-        alt = (f"xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on {cc}: ask for xformers "
-               "instead of flash-attn") if xformers_fits else None
+        alt = alternative("xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on "
+                          "{compute_capability}: ask for xformers instead of flash-attn", instead,
+                          compute_capability=cc) if xformers_fits else None
         reasons.append(refusal("flash-attn", str(releases[0].version), "compute_capability",
                                "flash-attn needs compute capability {min_cc}; {gpu} is {compute_capability}", alt,
                                min_cc=releases[0].min_cc, gpu=_gpu_name(target, cc), compute_capability=cc))
@@ -289,7 +284,8 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     return reasons, alts
 
 
-def _flash_runs_on(target: Target, matrix: Matrix, request: Request, high: list[ComputeCapability]) -> str | None:
+def _flash_runs_on(target: Target, matrix: Matrix, request: Request,
+                   high: list[ComputeCapability]) -> Alternative | None:
     """Return the hint "flash-attn >= X runs on these GPUs" for the oldest release whose run-time check accepts every
     GPU of ``high``, only when the whole request with ``flash-attn>=X`` instead of the asked bound solves on the same
     target; else None (nothing unsolved is printed)."""
@@ -297,24 +293,26 @@ def _flash_runs_on(target: Target, matrix: Matrix, request: Request, high: list[
                   key=lambda f: f.version)
     if not runs:
         return None
-    bound = SpecifierSet(f">={runs[0].version}")
-    if not _solves(target, matrix, request, flash_attn=bound):
+    bound = Change(request={"flash_attn": f">={runs[0].version}"})
+    if not _solves(target, matrix, request, bound):
         return None
     gpus = ", ".join(f"{_gpu_name(target, cc)} (compute capability {cc})" for cc in high)
-    return f"flash-attn >= {runs[0].version} runs on {gpus}: ask for flash-attn{bound}"
+    return alternative("flash-attn >= {version} runs on {gpus}: ask for flash-attn>={version}", bound,
+                       version=runs[0].version, gpus=gpus)
 
 
-def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
+def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
     if request.xformers is None:
         return [], []
     reasons: list[Refusal] = []
-    alts: list[str] = []
+    alts: list[Alternative] = []
     releases = [x for x in matrix.xformers if spec_allows(request.xformers, x.version)]
     if releases and "xformers.components" in request.needs and not any(x.has_components for x in releases):
         # The newest release that has it and with which the whole request solves here, if any.
         has = next((x for x in matrix.xformers if x.has_components
-                    and _solves(target, matrix, request, xformers=_exact(x.version))), None)
-        alt = None if has is None else f"xformers {has.version} has xformers.components (ask for xformers=={has.version})"
+                    and _solves(target, matrix, request, _xformers(x.version))), None)
+        alt = None if has is None else alternative("xformers {version} has xformers.components (ask for "
+                                                   "xformers=={version})", _xformers(has.version), version=has.version)
         return [refusal("xformers", str(request.xformers), "needs",
                         "xformers{spec} matches no xformers release that has what was asked for ({needs})", alt,
                         spec=request.xformers, needs="xformers.components",
@@ -333,23 +331,32 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
         # Another torch for the xformers that has what was asked (its needs included), solved on the whole target.
         for x in releases[:12]:
             pin = next((t.version for t in matrix.torch if spec_allows(x.torch, t.version)
-                        and _solves(target, matrix, request, torch=_exact(t.version), xformers=_exact(x.version))), None)
+                        and _solves(target, matrix, request, _xformers(x.version, t.version))), None)
             if pin is not None:
-                alts.append(f"xformers {x.version} works with torch {pin} (ask for torch=={pin})")
+                alts.append(alternative("xformers {version} works with torch {torch} (ask for torch=={torch})",
+                                        _xformers(x.version, pin), version=x.version, torch=pin))
                 break
         # Or keep the torch bound and move xformers (the oldest that pins an allowed torch and has what is needed).
         usable = [x for x in matrix.xformers if "xformers.components" not in request.needs or x.has_components]
         for x in list(reversed(usable))[:40]:
             pin = next((t.version for t in reversed(matrix.torch) if spec_allows(request.torch, t.version)
                         and spec_allows(x.torch, t.version)
-                        and _solves(target, matrix, request, torch=_exact(t.version), xformers=_exact(x.version))), None)
+                        and _solves(target, matrix, request, _xformers(x.version, t.version))), None)
             if pin is not None:
-                alts.append(f"xformers {x.version} works with torch {pin} (ask for xformers=={x.version})")
+                alts.append(alternative("xformers {version} works with torch {torch} (ask for xformers=={version})",
+                                        _xformers(x.version, pin), version=x.version, torch=pin))
                 break
         reasons.append(refusal("xformers", str(newest.version), "torch_pin",
                                "xformers{spec} pins torch{pins} (xformers {version}); torch{torch} was asked",
                                alts[0] if alts else None, **pin_facts))
     return reasons, alts
+
+
+def _xformers(version: object, torch: object = None) -> Change:
+    """The change "ask for xformers==version" (and torch==torch)."""
+    if torch is None:
+        return Change(request={"xformers": f"=={version}"})
+    return Change(request={"torch": f"=={torch}", "xformers": f"=={version}"})
 
 
 def _grouped(rows: list[tuple[Refusal, str]]) -> list[Refusal]:
@@ -368,25 +375,24 @@ def _grouped(rows: list[tuple[Refusal, str]]) -> list[Refusal]:
     return out
 
 
-def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request, shown: list[Refusal]) -> list[str]:
+def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request,
+                          shown: list[Refusal]) -> list[Alternative]:
     """Return "install a CUDA N.x toolkit" for each nvcc major a refusal names, only when the whole request solves
     on the same target with that toolkit."""
-    import dataclasses
-
-    from resolver.solve import feasible
-
     out = []
     wanted = {t.facts["cuda_major"]: t.facts["cuda"] for r in shown if (t := _toolkit(r)) is not None}
     for major, cuda in sorted(wanted.items(), key=lambda kv: int(kv[0])):
-        if feasible(dataclasses.replace(target, nvcc=Version(cuda)), matrix, request):
-            out.append(f"install a CUDA {major}.x toolkit and point CUDA_HOME at it (or pass --nvcc {major}.x when planning)")
+        toolkit = Change(target={"nvcc": cuda})
+        if _solves(target, matrix, request, toolkit):
+            out.append(alternative("install a CUDA {cuda_major}.x toolkit and point CUDA_HOME at it (or pass --nvcc "
+                                   "{cuda_major}.x when planning)", toolkit, cuda_major=major))
     return out
 
 
-def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[str]]:
+def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
     """Return (refusals, alternatives) for a target and request that the solver could not satisfy."""
     reasons: list[Refusal] = []
-    alts: list[str] = []
+    alts: list[Alternative] = []
     for part in (_torch_reasons, _flash_reasons, _xformers_reasons):
         r, a = part(target, matrix, request)
         reasons += r

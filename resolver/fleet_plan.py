@@ -21,7 +21,7 @@ from resolver.fleet import Fleet, GpuClass
 from resolver.matrix_types import Matrix
 from resolver.models import Plan, Stack, Target, format_driver
 from resolver.pipeline import Context, PlanOptions
-from resolver.refusal import refusal
+from resolver.refusal import Alternative, advice, alternative, refusal
 from resolver.request import Request
 from resolver.solve import solve
 
@@ -46,11 +46,11 @@ def fleet_target(classes: Sequence[GpuClass], base: Target) -> Target:
     """
     platforms = list(dict.fromkeys(c.platform for c in classes))
     if len(platforms) > 1:
+        per_class = advice("pass --per-class for one plan per class")
         by = "; ".join(f"{p}: " + ", ".join(c.label for c in classes if c.platform == p) for p in platforms)
         raise NoCompatibleStack([refusal("", "", "platform", "the classes run on different platforms ({by}); one image "
-                                         "or lock serves one platform", "pass --per-class for one plan per class",
-                                         by=by, platforms=", ".join(platforms))],
-                                ["pass --per-class for one plan per class"])
+                                         "or lock serves one platform", per_class, by=by, platforms=", ".join(platforms))],
+                                [per_class])
     drivers = [d for c in classes if (d := _driver(c, base.driver)) is not None]
     gpus = tuple(dict.fromkeys(c.gpu for c in classes))
     return dataclasses.replace(base, gpus=gpus, driver=min(drivers) if drivers else None, platform=platforms[0],
@@ -166,14 +166,14 @@ def _refusal(fleet: Fleet, base: Target, matrix: Matrix, request: Request, exc: 
     elif not lonely and len(classes) > 1:
         reasons.append(refusal("", "", "fleet", "each class has a stack, but no one stack serves {classes} together",
                                classes=_names(list(classes))))
-    alternatives = []
+    alternatives: list[Alternative] = []
     for c, got in alone.items():
         if isinstance(got, Stack):
-            alternatives.append(f"{c.label} nodes alone: {describe_stack(got)}")
-        elif got.alternatives:
-            alternatives.append(f"{c.label} nodes: {got.alternatives[0]}")
+            alternatives.append(alternative("{label} nodes alone: {stack}", label=c.label, stack=describe_stack(got)))
+        elif got.alternatives:  # the class's own alternative: its change applies to the class's target
+            alternatives.append(Alternative("{label} nodes: {inner}", {"label": c.label}, inner=got.alternatives[0]))
     if len(classes) > 1:
-        alternatives.append("pass --per-class for one plan (lock, image) per class")
+        alternatives.append(advice("pass --per-class for one plan (lock, image) per class"))
     return NoCompatibleStack(reasons, alternatives)
 
 

@@ -1,5 +1,5 @@
 """Refusals as values: what the solver could not do, for which package and candidate, why (a ``kind`` from a fixed
-set plus the facts involved), and what would work instead.
+set plus the facts involved), and what would work instead (an ``Alternative``: what it changes, as data, and its text).
 
 Every stage that refuses builds these (solve, explain, companions, the attention kernels, compat's checks, the
 Dockerfile's base image, a fleet's classes, the index look-ups of other requirements); text
@@ -13,12 +13,18 @@ A refusal may hold ``causes``: the refusals it is made of, rendered where its te
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-__all__ = ["KINDS", "Refusal", "refusal", "ordered", "joined"]
+if TYPE_CHECKING:
+    from resolver.models import Target
+    from resolver.request import Request
+
+__all__ = ["KINDS", "Refusal", "refusal", "ordered", "joined", "Change", "Alternative", "alternative", "advice",
+           "apply", "TARGET_FIELDS", "REQUEST_FIELDS"]
 
 # The fixed set of kinds, root facts first: an earlier kind blocks the later ones (no wheel for this Python makes
 # a GPU or companion question moot). docs/solver.md lists them with their facts.
@@ -51,7 +57,7 @@ class Refusal:
     kind: str
     facts: Mapping[str, str]
     template: str
-    alternative: str | None = None
+    alternative: Alternative | None = None
     causes: tuple[Refusal, ...] = ()
     _rank: int = field(default=0, compare=False, repr=False)
 
@@ -75,13 +81,15 @@ class Refusal:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"package": self.package, "candidate": self.candidate, "kind": self.kind,
-                               "facts": dict(self.facts), "alternative": self.alternative, "text": self.text}
+                               "facts": dict(self.facts),
+                               "alternative": self.alternative.to_dict() if self.alternative is not None else None,
+                               "text": self.text}
         if self.causes:
             out["causes"] = [c.to_dict() for c in self.causes]
         return out
 
 
-def refusal(package: str, candidate: str, kind: str, template: str, alternative: str | None = None, /,
+def refusal(package: str, candidate: str, kind: str, template: str, alternative: Alternative | None = None, /,
             **facts: object) -> Refusal:
     """Build a refusal; every fact is kept as its string form (a fact may be called ``package`` too)."""
     return Refusal(package, candidate, kind, {k: v if isinstance(v, str) else str(v) for k, v in facts.items()},
@@ -104,3 +112,129 @@ def ordered(refusals: Sequence[Refusal]) -> list[Refusal]:
             seen.add(r.text)
             out.append(r)
     return out
+
+
+# --- alternatives ------------------------------------------------------------------------------------------------
+# What an alternative may change. Target fields (all strings): ``python`` ("3.12"), ``glibc`` ("2.28": the host's
+# C library, no longer assumed), ``driver`` ("580.65.06"), ``nvcc`` ("12.8": the toolkit a source build uses),
+# ``gpus`` ("": plan for the CPU, no GPU). Request fields: ``torch`` / ``xformers`` / ``flash_attn`` (a specifier,
+# "" for any release; ``None`` for xformers / flash-attn: not asked for), ``torch_variant`` ("cu128", or None),
+# ``keep_torch`` (None: the installed torch is no longer kept), ``kernels`` (the attention kernels asked for, as
+# requirements: ("flash-attn-3",)). Each value replaces the request's; a bound a requested profile sets is narrowed,
+# never lifted (``apply`` intersects the new bound with it: the profile's application needs it).
+TARGET_FIELDS = ("python", "glibc", "driver", "nvcc", "gpus")
+REQUEST_FIELDS = ("torch", "torch_variant", "xformers", "flash_attn", "keep_torch", "kernels")
+RequestValue = Union[str, None, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one alternative changes: target fields and request bounds (``TARGET_FIELDS``, ``REQUEST_FIELDS``)."""
+
+    target: Mapping[str, str] = field(default_factory=dict)
+    request: Mapping[str, RequestValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.target if k not in TARGET_FIELDS] + [k for k in self.request if k not in REQUEST_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown alternative field(s) {unknown}")
+        object.__setattr__(self, "target", MappingProxyType(dict(self.target)))
+        object.__setattr__(self, "request", MappingProxyType(dict(self.request)))
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.target.items()), tuple(self.request.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": dict(self.target),
+                "request": {k: list(v) if isinstance(v, tuple) else v for k, v in self.request.items()}}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """What would work instead. ``changes``: each one, applied alone to the (target, request) refused, solves (the
+    producer checked it; several for "use Python 3.10–3.12", one per Python); empty for advice that names no change
+    (``pass --per-class``, ``add the image row to matrices/docker.toml``). ``inner``: the alternative of one fleet
+    class that this one relays (its changes apply to that class's target, not to the fleet's). ``template`` is
+    formatted with ``facts`` (and ``{inner}``) to give the text users read."""
+
+    template: str
+    facts: Mapping[str, str] = field(default_factory=dict)
+    changes: tuple[Change, ...] = ()
+    inner: Alternative | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "facts", MappingProxyType(dict(self.facts)))
+
+    @property
+    def text(self) -> str:
+        if self.inner is None:
+            return self.template.format_map(self.facts)
+        return self.template.format_map({**self.facts, "inner": self.inner.text})
+
+    @property
+    def change(self) -> Change | None:
+        """The first (or only) change; None for advice."""
+        return self.changes[0] if self.changes else None
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, "change": self.change.to_dict() if self.change else None}
+        if len(self.changes) > 1:
+            out["changes"] = [c.to_dict() for c in self.changes]
+        if self.inner is not None:
+            out["inner"] = self.inner.to_dict()
+        return out
+
+
+def alternative(template: str, /, *changes: Change, **facts: object) -> Alternative:
+    """Build an alternative; every fact is kept as its string form."""
+    return Alternative(template, {k: v if isinstance(v, str) else str(v) for k, v in facts.items()}, changes)
+
+
+def advice(text: str) -> Alternative:
+    """An alternative that names no change to solve (maintainer or user advice): its text is its template."""
+    return Alternative(text.replace("{", "{{").replace("}", "}}"))
+
+
+def apply(change: Change, target: Target, request: Request) -> tuple[Target, Request]:
+    """Return (target, request) with ``change`` applied: the one reading of an alternative's change, used by the
+    producers to check an alternative before printing it and by the tests to re-solve it. Pure."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from resolver.models import parse_driver
+
+    t: dict[str, Any] = {}
+    for name, value in change.target.items():
+        if name == "python":
+            t["python"] = value
+        elif name == "glibc":
+            t.update(glibc=Version(value), glibc_assumed=False)
+        elif name == "driver":
+            t["driver"] = parse_driver(value)
+        elif name == "nvcc":
+            t["nvcc"] = Version(value)
+        elif name == "gpus":
+            t["gpus"] = ()
+    r: dict[str, Any] = {}
+    profiles = dict(request.profile_bounds)
+    for name, v in change.request.items():
+        if name in ("torch", "xformers", "flash_attn"):
+            if v is None:
+                r[name] = None
+            else:
+                spec = SpecifierSet(str(v))
+                pinned = profiles.get(name.replace("_", "-"))
+                r[name] = spec & pinned if pinned is not None else spec
+        elif name == "kernels":
+            reqs = [Requirement(x) for x in (v or ())]
+            r[name] = tuple((q.name, q.specifier) for q in reqs)
+        else:
+            r[name] = v
+    return dataclasses.replace(target, **t), dataclasses.replace(request, **r)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from resolver.cache import CacheEntry
     from resolver.matrix_types import Matrix
-    from resolver.refusal import Refusal
+    from resolver.refusal import Alternative, Refusal
     from resolver.install import Command, InstallResult
     from resolver.probes import Host
     from resolver.upgrade import UpgradeReport
@@ -94,13 +94,13 @@ def _bullets(console: Console, heading: str, items: Sequence[str], style: str | 
             console.print(f"  - {item}", markup=False, highlight=False)
 
 
-def print_refusal(console: Console, refusals: Sequence[Refusal], alternatives: Sequence[str]) -> None:
+def print_refusal(console: Console, refusals: Sequence[Refusal], alternatives: Sequence[Alternative]) -> None:
     """Print why no stack fits (each refusal's text, rendered from its kind's facts; root blocking fact first, as
     ``NoCompatibleStack`` orders them), then what would work instead."""
     console.print("No compatible stack:", style="bold red")
     for r in refusals:
         console.print(f"  - {r.text}", markup=False, highlight=False)
-    _bullets(console, "What would work instead:", alternatives)
+    _bullets(console, "What would work instead:", [a.text for a in alternatives])
 
 
 def print_fleet_plans(console: Console, lines: Sequence[str], classes: Sequence[tuple[str, str, Any]]) -> None:

@@ -28,7 +28,7 @@ from resolver.explain import explain_failure
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
 from resolver.passthrough import pin_others
-from resolver.refusal import Refusal, refusal
+from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -215,9 +215,12 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
         if where:
             # "ask for it by that name" only for the distributions with which the rest of the request solves here.
             later = {a.name for a in matrix.attention if a.family == "flash-attn" and a.name != "flash-attn"}
-            fits = frozenset(n for n in later if feasible(target, matrix, dataclasses.replace(
-                request, flash_attn=None, kernels=request.kernels + ((n, SpecifierSet()),))))
-            solved = pointer(matrix.attention, "flash-attn", request.flash_attn, fits) if fits else None
+            asked = tuple(f"{n}{s}" for n, s in request.kernels)
+            by_name = {n: Change(request={"flash_attn": None, "kernels": (*asked, n)}) for n in sorted(later)}
+            fits = frozenset(n for n, c in by_name.items() if feasible(*_applied(c, target, request, matrix)))
+            text = pointer(matrix.attention, "flash-attn", request.flash_attn, fits) if fits else None
+            solved = None if text is None else alternative("{distributions}", *(c for n, c in by_name.items()
+                                                                                  if n in fits), distributions=text)
             # Why the later generations do not run here either, when no torch could change that.
             why_not = [] if fits else [p for n in sorted(later) for p in [kernel_problem(a, target) for a in matrix.attention
                                                                            if a.name == n][:1] if p is not None]
@@ -231,13 +234,20 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
         if rows and all(problems):
             # torch's own SDPA is offered only when the rest of the request solves here without the kernel.
             rest = dataclasses.replace(request, kernels=tuple(k for k in request.kernels if k[0] != name))
-            sdpa = ["torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
-                    "`gpustack verify` measures it"] if feasible(target, matrix, rest) else []
+            without = Change(request={"kernels": tuple(f"{n}{s}" for n, s in rest.kernels)})
+            sdpa = [alternative("torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
+                                "`gpustack verify` measures it", without)] if feasible(target, matrix, rest) else []
             return NoCompatibleStack([p for p in dict.fromkeys(problems) if p is not None], sdpa)
     return None
 
 
-def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> list[str]:
+def _applied(change: Change, target: Target, request: Request, matrix: Matrix) -> tuple[Target, Matrix, Request]:
+    """Return ``feasible``'s arguments for (target, request) with ``change`` applied."""
+    t, r = apply(change, target, request)
+    return t, matrix, r
+
+
+def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> list[Alternative]:
     """What works when the asked attention kernels fit no torch build the request allows, each solved: the request
     with the torch bound lifted (naming the torch it gets), and the request without the kernels."""
     out = []
@@ -249,9 +259,14 @@ def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> li
         if options:
             best = min(options, key=lambda o: o.key(lifted, target))
             names = ", ".join(f"{n}{s}" for n, s in request.kernels)
-            out.append(f"torch=={best.torch.version} takes {names} on this target (ask for it instead of "
-                       f"{request.describe('torch')}{' and the installed torch' if request.keep_torch else ''})")
-    out.append("drop the attention kernel: the rest of the request solves without it")
+            take = Change(request={"torch": f"=={best.torch.release.version}", "torch_variant": best.torch.tag,
+                                   "keep_torch": None})
+            out.append(alternative("torch=={version} takes {kernels} on this target (ask for it instead of "
+                                   "{asked}{installed})", take, version=best.torch.version, kernels=names,
+                                   asked=request.describe("torch"),
+                                   installed=" and the installed torch" if request.keep_torch else ""))
+    out.append(alternative("drop the attention kernel: the rest of the request solves without it",
+                           Change(request={"kernels": ()})))
     return out
 
 
@@ -297,22 +312,22 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
             if spec is not None:
                 raise NoCompatibleStack(
                     [refusal(name, str(spec), "platform", "{name} needs an NVIDIA GPU; this is a CPU target", name=name)],
-                    ["torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)",
-                     "plan for a GPU machine with --gpu NAME"],
+                    [advice("torch's scaled_dot_product_attention runs on the CPU (math and CPU flash kernels)"),
+                     advice("plan for a GPU machine with --gpu NAME")],
                 )
     jetson = integrated_gpus(target, matrix)
     if jetson:
-        cpu = dataclasses.replace(target, gpus=())
+        to_cpu = Change(target={"gpus": ""})
         # A CPU-only stack is offered only when the request has no GPU-only package and solves on the CPU target.
         cpu_ok = (request.xformers is None and request.flash_attn is None and not request.kernels
-                  and feasible(cpu, matrix, request))
+                  and feasible(*_applied(to_cpu, target, request, matrix)))
         raise NoCompatibleStack(
             [refusal("torch", "", "platform", "{gpus} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and "
                      "the PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack",
                      gpus=", ".join(dict.fromkeys(jetson)))],
-            ["install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
-             "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)"]
-            + (["plan a CPU-only stack with --cpu"] if cpu_ok else []),
+            [advice("install torch from NVIDIA's Jetson wheels for your JetPack release (https://pypi.jetson-ai-lab.io: "
+                    "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)")]
+            + ([alternative("plan a CPU-only stack with --cpu", to_cpu)] if cpu_ok else []),
         )
     blocked = _kernel_refusal(target, matrix, request)
     if blocked is not None:
@@ -321,8 +336,8 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     if request.index is not None and request.others:
         pinned, pinned_notes, why = pin_others(request.others, request.index, target)
         if why:
-            raise NoCompatibleStack(why, ["a plan names only packages that exist: check the spelling and the index "
-                                          "(--index-url), or drop the requirement"])
+            raise NoCompatibleStack(why, [advice("a plan names only packages that exist: check the spelling and the "
+                                                 "index (--index-url), or drop the requirement")])
         request = dataclasses.replace(request, others=pinned)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:

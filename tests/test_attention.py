@@ -111,7 +111,7 @@ def test_sage_needs_ampere() -> None:
 def test_flash_attn_3_and_up_points_to_fa3_and_fa4() -> None:
     exc = refusal("9.0", "flash-attn>=3")
     assert "matches no flash-attn 2 release" in exc.reasons[0]
-    assert "'flash-attn-3'" in exc.alternatives[0] and "'flash-attn-4'" in exc.alternatives[0]
+    assert "'flash-attn-3'" in exc.alternatives[0].text and "'flash-attn-4'" in exc.alternatives[0].text
 
 
 def test_flash_attn_1_serves_turing() -> None:

@@ -45,7 +45,7 @@ def test_plan_refusal_exit_1_with_reasons() -> None:
     data = json.loads(out)
     assert data["ok"] is False
     assert any("flash-attn needs compute capability 8.0" in r for r in data["reasons"])
-    assert any("xformers" in a for a in data["alternatives"])
+    assert any("xformers" in a["text"] for a in data["alternatives"])
 
 
 def test_plan_human_output_names_the_target_and_steps() -> None:

@@ -2,7 +2,7 @@
 compatibility layer (resolver.compat).
 
 * whatever plan calls feasible, check-upgrade calls safe for the same set and target;
-* every ``torch==X+tag`` / ``xformers X works with torch Y`` alternative of a refusal solves;
+* every alternative of a refusal solves (its change applied with ``resolver.refusal.apply``);
 * plan, lock and Dockerfile agree on versions, indexes / URLs, arch lists and build env (MAX_JOBS included);
 * solve and check-upgrade agree on every (flash-attn release x torch build) pair;
 * a nearest safe set check-upgrade prints solves and checks safe.
@@ -32,6 +32,7 @@ from resolver.matrix import load
 from resolver.matrix_types import FlashRelease
 from resolver.models import PYTORCH_INDEX, ComputeCapability, Gpu, Plan, Target, parse_driver
 from resolver.plan import make_plan
+from resolver.refusal import Alternative, apply
 from resolver.request import Request, parse_request
 from resolver.solve import feasible, solve
 
@@ -56,17 +57,10 @@ SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _alternative_solves(alt: str, target: Target, request: Request) -> bool:
-    m = re.match(r"torch==([\w.]+)\+(\w+) runs on", alt)
-    if m:
-        req = dataclasses.replace(request, torch=SpecifierSet(f"=={m.group(1)}"), torch_variant=m.group(2))
-        return feasible(target, M, req)
-    m = re.match(r"xformers ([\w.]+) works with torch ([\w.]+)", alt)
-    if m:
-        req = dataclasses.replace(request, xformers=SpecifierSet(f"=={m.group(1)}"),
-                                  torch=SpecifierSet(f"=={m.group(2)}"))
-        return feasible(target, M, req)
-    return True  # advice without versions (update the driver, use Python X): nothing to solve
+def _alternative_solves(alt: Alternative, target: Target, request: Request) -> bool:
+    """Each change the alternative carries, applied by ``resolver.refusal.apply`` (the producers' own reading),
+    solves; advice without a change (tests/test_alternatives_property.ADVICE) has nothing to solve."""
+    return all(feasible(t, M, r) for t, r in (apply(c, target, request) for c in alt.changes))
 
 
 @SETTINGS
@@ -79,7 +73,7 @@ def test_plan_feasible_means_check_upgrade_safe_and_alternatives_solve(
         stack = solve(target, M, request)
     except NoCompatibleStack as refusal:
         for alt in refusal.alternatives:
-            assert _alternative_solves(alt, target, request), f"printed but does not solve: {alt}"
+            assert _alternative_solves(alt, target, request), f"printed but does not solve: {alt.to_dict()}"
         return
     versions = {p.name: p.version for p in stack.packages}
     source = frozenset(p.name for p in stack.packages if p.method == "source")

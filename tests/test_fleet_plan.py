@@ -93,7 +93,7 @@ def test_refusal_names_conflicting_classes_and_what_serves_each(matrix: Any) -> 
     request = parse_request([], matrix)
     with pytest.raises(NoCompatibleStack) as err:
         solve_fleet(f, _base(), matrix, request)
-    reasons, alternatives = err.value.reasons, err.value.alternatives
+    reasons, alternatives = err.value.reasons, [a.text for a in err.value.alternatives]
     assert "classes that cannot share one stack: GeForce GTX 1080 with NVIDIA GeForce RTX 5090" in reasons
     for c in f.classes:  # every suggestion is the solver's answer for that class alone
         own = solve(class_target(c, _base()), matrix, request)
@@ -106,7 +106,7 @@ def test_refusal_when_a_class_has_no_stack_of_its_own(matrix: Any) -> None:
     with pytest.raises(NoCompatibleStack) as err:
         solve_fleet(f, _base(), matrix, parse_request(["flash-attn"], matrix))
     assert any("even on their own" in r and "Tesla V100-SXM2-16GB" in r for r in err.value.reasons)
-    assert any(a.startswith("NVIDIA H100 80GB HBM3 nodes alone: torch ") for a in err.value.alternatives)
+    assert any(a.text.startswith("NVIDIA H100 80GB HBM3 nodes alone: torch ") for a in err.value.alternatives)
 
 
 def test_classes_on_two_platforms_cannot_share_one_stack(matrix: Any) -> None:

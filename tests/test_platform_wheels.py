@@ -47,7 +47,7 @@ def test_glibc_floor_refuses_manylinux_2_28_wheels() -> None:
     data = plan("--gpu", "H100", "--glibc", "2.17", "torch>=2.7")
     assert data["ok"] is False
     assert any("manylinux_2_28_x86_64" in r and "glibc 2.28" in r for r in data["reasons"])
-    assert any("torch==2.6.0" in a for a in data["alternatives"])
+    assert any("torch==2.6.0" in a["text"] for a in data["alternatives"])
     # aarch64 moved to manylinux_2_28 already at 2.6
     data = plan("--cpu", "--platform", "linux_aarch64", "--glibc", "2.17", "torch")
     assert data["ok"] and _torch(data).startswith("2.5.1")
@@ -107,7 +107,7 @@ def test_jetson_is_refused_with_the_jetpack_route(gpu: str) -> None:
     data = plan("--gpu", gpu, "--platform", "linux_aarch64", "torch")
     assert data["ok"] is False
     assert any("integrated (Jetson / Tegra) GPU" in r for r in data["reasons"])
-    assert any("pypi.jetson-ai-lab.io" in a for a in data["alternatives"])
+    assert any("pypi.jetson-ai-lab.io" in a["text"] for a in data["alternatives"])
 
 
 def test_discrete_gpus_of_other_capabilities_are_not_jetson() -> None:

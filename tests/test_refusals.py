@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from resolver.cli import main
 from resolver.errors import NoCompatibleStack
-from resolver.refusal import KINDS, Refusal, ordered, refusal
+from resolver.refusal import KINDS, Change, Refusal, advice, alternative, apply, ordered, refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,11 @@ def _refused(*args: str) -> dict[str, object]:
     data = json.loads(result.stdout)
     assert data["ok"] is False
     return data  # type: ignore[no-any-return]
+
+
+def _texts(data: dict[str, object]) -> list[str]:
+    """The alternatives' texts (each alternative is an object: ``text`` and ``change``)."""
+    return [a["text"] for a in data["alternatives"]]  # type: ignore[attr-defined]
 
 
 def test_flash_attn_on_v100_is_a_compute_capability_refusal() -> None:
@@ -34,6 +39,7 @@ def test_flash_attn_on_v100_is_a_compute_capability_refusal() -> None:
     # The text users read is the same string, rendered from those facts.
     assert first["text"] == data["reasons"][0] == "flash-attn needs compute capability 8.0; V100 is 7.0"  # type: ignore[index]
     assert first["alternative"] in data["alternatives"]  # type: ignore[operator]
+    assert first["alternative"]["change"] == {"target": {}, "request": {"flash_attn": None, "xformers": ""}}
 
 
 def test_driver_floor_refusal_names_driver_and_floor() -> None:
@@ -44,7 +50,8 @@ def test_driver_floor_refusal_names_driver_and_floor() -> None:
     assert first["facts"]["driver"] == "440.33"
     assert first["facts"]["driver_floor"] == "450.80.02"
     assert first["facts"]["cuda"] == "11.8"
-    assert first["alternative"] == "update the NVIDIA driver to >= 450.80.02 for CUDA 11.x builds"
+    assert first["alternative"] == {"text": "update the NVIDIA driver to >= 450.80.02 for CUDA 11.x builds",
+                                    "change": {"target": {"driver": "450.80.02"}, "request": {}}}
     assert first["text"] == data["reasons"][0]  # type: ignore[index]
 
 
@@ -68,11 +75,49 @@ def test_kinds_are_a_fixed_set_and_root_facts_come_first() -> None:
                  python="3.13")
     assert [r.kind for r in ordered([pin, py])] == ["python", "torch_pin"]
     assert "other" in KINDS
-    exc = NoCompatibleStack([py], ["alt"])
+    exc = NoCompatibleStack([py], [advice("alt")])
     assert exc.reasons == ["torch==2.1.0 has no wheels for Python 3.13"]
     assert [r["kind"] for r in exc.to_dict()["refusals"]] == ["python"]
+    assert exc.to_dict()["alternatives"] == [{"text": "alt", "change": None}]
     with pytest.raises(TypeError):  # no module refuses with text any more: a string is a bug, not an ``other``
         NoCompatibleStack(["a plain reason"])  # type: ignore[list-item]
+    with pytest.raises(TypeError):  # nor offers an alternative as text: it is a value with its change
+        NoCompatibleStack([py], ["a plain alternative"])  # type: ignore[list-item]
+
+
+def test_apply_changes_target_and_request_and_never_lifts_a_profiles_bound() -> None:
+    """``apply`` is the one reading of an alternative's change: target fields are parsed as the CLI would, request
+    bounds replace the request's, and a bound a requested profile sets is narrowed (intersected), never lifted."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from resolver.matrix import load
+    from resolver.models import ComputeCapability, Gpu, Target
+    from resolver.request import parse_request
+
+    m = load()
+    target = Target(gpus=(Gpu("A100", ComputeCapability(8, 0)),), python="3.13", platform="linux_x86_64",
+                    glibc=Version("2.28"), glibc_assumed=True)
+    request = parse_request(["flash-attn"], m, profiles=["audiocraft"])
+    change = Change(target={"python": "3.10", "driver": "580.65.06", "glibc": "2.17", "nvcc": "12.8"},
+                    request={"torch": ">=2.0", "torch_variant": "cu118", "flash_attn": None, "xformers": "",
+                             "kernels": ("flash-attn-3>=3.0",)})
+    t, r = apply(change, target, request)
+    assert (t.python, str(t.driver), t.glibc, t.glibc_assumed, t.nvcc) == ("3.10", "580.65.6", Version("2.17"), False,
+                                                                          Version("12.8"))
+    assert r.flash_attn is None and r.torch_variant == "cu118"
+    assert r.torch == SpecifierSet(">=2.0") & dict(request.profile_bounds)["torch"]  # narrowed, not lifted
+    assert r.xformers == dict(request.profile_bounds)["xformers"]
+    assert r.kernels == (("flash-attn-3", SpecifierSet(">=3.0")),)
+    assert (target.python, request.flash_attn) == ("3.13", SpecifierSet())  # pure: the inputs are unchanged
+    assert apply(Change(target={"gpus": ""}), target, request)[0].is_cpu
+    with pytest.raises(ValueError):
+        Change(target={"cuda": "12.8"})
+    alt = alternative("use Python {span}", Change(target={"python": "3.10"}), Change(target={"python": "3.11"}),
+                      span="3.10–3.11")
+    assert alt.to_dict() == {"text": "use Python 3.10–3.11", "change": {"target": {"python": "3.10"}, "request": {}},
+                             "changes": [{"target": {"python": "3.10"}, "request": {}},
+                                         {"target": {"python": "3.11"}, "request": {}}]}
 
 
 # --- every refusal family, through the real plan / dockerfile commands: kinds and facts, never text matching ---------
@@ -113,7 +158,8 @@ def test_companion_refusal_carries_the_blocking_kind_and_its_causes() -> None:
     assert [c["kind"] for c in grouped["causes"]] == ["variant", "toolkit"]
     assert grouped["causes"][0]["facts"]["cuda_major"] == "13"
     # The toolkit alternative is printed because the request solves with that toolkit: check it does.
-    assert any(a.startswith("install a CUDA 13.x toolkit") for a in data["alternatives"])  # type: ignore[union-attr]
+    (toolkit,) = [a for a in data["alternatives"] if a["text"].startswith("install a CUDA 13.x toolkit")]  # type: ignore[union-attr, index]
+    assert toolkit["change"] == {"target": {"nvcc": "13.0"}, "request": {}}
     _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.12", "--nvcc", "13.0", "torch==2.11.0+cu130",
              "flash-attn")
 
@@ -136,7 +182,7 @@ def test_fleet_refusal_kinds(tmp_path: Path) -> None:
     data = _refused("--fleet", str(path), "--python", "3.11")
     first = data["refusals"][0]  # type: ignore[index]
     assert first["kind"] == "platform" and first["facts"]["platforms"] == "linux_x86_64, linux_aarch64"
-    assert first["alternative"] == "pass --per-class for one plan per class"
+    assert first["alternative"] == {"text": "pass --per-class for one plan per class", "change": None}
 
 
 def test_dockerfile_without_an_image_names_a_solved_torch_build() -> None:
@@ -171,9 +217,12 @@ def test_explain_decides_by_kind_not_by_text() -> None:
 def test_rtx_5090_with_old_torch_and_xformers_bounds_gets_a_solved_stack() -> None:
     data = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.12", "torch<2.7", "xformers<0.0.30")
     assert data["refusals"][0]["kind"] == "gpu_code"  # type: ignore[index]
-    (alt,) = data["alternatives"]  # type: ignore[misc]
+    (alt,) = _texts(data)
     assert alt.startswith("torch==2.15.0+cu132 with xformers==") and "instead of torch<2.7, xformers<0.0.30" in alt
-    xformers = alt.split("xformers==")[1].split()[0]
+    change = data["alternatives"][0]["change"]["request"]  # type: ignore[index]
+    assert (change["torch"], change["torch_variant"]) == ("==2.15.0", "cu132")
+    xformers = change["xformers"].removeprefix("==")
+    assert f"xformers=={xformers} runs on" in alt
     plan = _planned("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.12", "torch==2.15.0+cu132",
                     f"xformers=={xformers}")
     assert [p["version"] for p in plan["packages"]][:2] == ["2.15.0+cu132", xformers]  # type: ignore[index]
@@ -183,17 +232,18 @@ def test_rtx_5090_on_a_570_driver_names_the_build_that_fits_not_only_the_newest(
     data = _refused("--gpu", "RTX 5090", "--driver", "570.86.15", "--python", "3.12", "torch<2.7")
     first = data["refusals"][0]  # type: ignore[index]
     assert first["facts"]["newest"] == "2.15.0+cu132" and first["facts"]["fits"] == "2.11.0+cu128"
-    assert data["alternatives"] == ["torch==2.11.0+cu128 runs on NVIDIA GeForce RTX 5090"]
+    assert data["alternatives"] == [{"text": "torch==2.11.0+cu128 runs on NVIDIA GeForce RTX 5090",
+                                     "change": {"target": {}, "request": {"torch": "==2.11.0", "torch_variant": "cu128"}}}]
     _planned("--gpu", "RTX 5090", "--driver", "570.86.15", "--python", "3.12", "torch==2.11.0+cu128")
 
 
 def test_xformers_instead_of_flash_attn_only_when_it_solves() -> None:
     offered = _refused("--gpu", "V100", "--driver", "580.65.06", "--python", "3.12", "flash-attn")
-    assert any("ask for xformers instead" in a for a in offered["alternatives"])  # type: ignore[union-attr]
+    assert any("ask for xformers instead" in a for a in _texts(offered))
     _planned("--gpu", "V100", "--driver", "580.65.06", "--python", "3.12", "xformers")
     # xformers 0.0.22 pins torch 2.0.1, which has no Python 3.12 wheel: nothing about xformers may be offered.
     data = _refused("--gpu", "V100", "--driver", "580.65.06", "--python", "3.12", "flash-attn", "xformers==0.0.22")
-    assert not any("xformers" in a for a in data["alternatives"])  # type: ignore[union-attr]
+    assert not any("xformers" in a for a in _texts(data))
     result = CliRunner().invoke(main, ["plan", "--gpu", "V100", "--driver", "580.65.06", "--python", "3.12",
                                        "xformers==0.0.22"])
     assert result.exit_code == 1
@@ -203,8 +253,11 @@ def test_python_alternative_names_only_pythons_that_solve() -> None:
     data = _refused("--gpu", "A100", "--driver", "580.65.06", "--python", "3.13", "--profile", "audiocraft")
     assert data["refusals"][0]["kind"] == "python"  # type: ignore[index]
     (alt,) = data["alternatives"]  # type: ignore[misc]
-    assert alt.startswith("use Python 3.8–3.11")
-    for python in ("3.8", "3.11"):
+    assert alt["text"].startswith("use Python 3.8–3.11")
+    # One change per Python named, each solved.
+    pythons = [c["target"]["python"] for c in alt["changes"]]
+    assert alt["change"] == alt["changes"][0] and pythons[0] == "3.8" and pythons[-1] == "3.11"
+    for python in pythons:
         _planned("--gpu", "A100", "--driver", "580.65.06", "--python", python, "--profile", "audiocraft")
 
 
@@ -220,17 +273,20 @@ def test_docs_list_every_kind_in_order() -> None:
 def test_kernel_that_fits_no_allowed_torch_names_a_solved_torch() -> None:
     data = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0", "flash-attn-3")
     assert {r["kind"] for r in data["refusals"]} == {"variant", "torch_pin"}  # type: ignore[union-attr, index]
-    alt = data["alternatives"][0]  # type: ignore[index]
+    alt = _texts(data)[0]
     assert alt.endswith("takes flash-attn-3 on this target (ask for it instead of torch==2.1.0)"), alt
-    torch = alt.split()[0]
+    change = data["alternatives"][0]["change"]["request"]  # type: ignore[index]
+    torch = f"torch{change['torch']}+{change['torch_variant']}"
+    assert alt.startswith(torch) and change["keep_torch"] is None
     plan = _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", torch, "flash-attn-3")
     assert [p["name"] for p in plan["packages"]] == ["torch", "flash_attn_3"]  # type: ignore[index, union-attr]
 
 
 def test_jetson_offers_a_cpu_stack_only_when_the_request_runs_on_a_cpu() -> None:
     args = ["--gpu", "Jetson AGX Orin", "--platform", "linux_aarch64", "--python", "3.10"]
-    assert "plan a CPU-only stack with --cpu" in _refused(*args)["alternatives"]  # type: ignore[operator]
-    assert "plan a CPU-only stack with --cpu" not in _refused(*args, "xformers")["alternatives"]  # type: ignore[operator]
+    cpu = {"text": "plan a CPU-only stack with --cpu", "change": {"target": {"gpus": ""}, "request": {}}}
+    assert cpu in _refused(*args)["alternatives"]  # type: ignore[operator]
+    assert cpu["text"] not in _texts(_refused(*args, "xformers"))
 
 
 def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
@@ -239,7 +295,8 @@ def test_fairseq_needs_refusal_names_a_release_that_has_it_and_solves() -> None:
     first = data["refusals"][0]  # type: ignore[index]
     assert (first["kind"], first["facts"]["needs"], first["facts"]["versions"]) == (
         "needs", "xformers.components", "0.0.35, 0.0.34")
-    version = first["alternative"].split("xformers==")[1].rstrip(")")
+    version = first["alternative"]["change"]["request"]["xformers"].removeprefix("==")
+    assert first["alternative"]["text"].endswith(f"(ask for xformers=={version})")
     plan = _planned(*args, f"xformers=={version}")
     assert next(p["version"] for p in plan["packages"] if p["name"] == "xformers") == version  # type: ignore[union-attr, index]
 
@@ -251,7 +308,7 @@ def test_a_profiles_own_pins_are_never_lifted_by_an_alternative() -> None:
     assert data["refusals"][0]["kind"] == "gpu_code" and data["alternatives"] == []  # type: ignore[index]
     typed = _refused("--gpu", "RTX 5090", "--driver", "580.65.06", "--python", "3.11", "torch==2.1.0",
                      "xformers<0.0.23")
-    assert typed["alternatives"][0].startswith("torch==2.15.0+cu132 with xformers==")  # type: ignore[index]
+    assert _texts(typed)[0].startswith("torch==2.15.0+cu132 with xformers==")
 
 
 def test_per_class_json_carries_each_refused_class_refusals() -> None:
@@ -273,7 +330,10 @@ def test_flash_attn_3_pointer_only_where_the_later_generations_run() -> None:
     assert [r["kind"] for r in a100["refusals"]] == ["no_release", "compute_capability", "compute_capability"]  # type: ignore[union-attr, index]
     assert a100["alternatives"] == []
     h100 = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn>=3")
-    assert "'flash-attn-3'" in h100["alternatives"][0]  # type: ignore[index]
+    pointer = h100["alternatives"][0]  # type: ignore[index]
+    assert "'flash-attn-3'" in pointer["text"]
+    kernels = [c["request"]["kernels"] for c in pointer.get("changes", [pointer["change"]])]
+    assert ["flash-attn-3"] in kernels and all(c["request"]["flash_attn"] is None for c in pointer.get("changes", [pointer["change"]]))
     _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn-3")
 
 
@@ -281,6 +341,6 @@ def test_no_python_serves_the_torch_bound_so_the_newest_torch_for_this_python_is
     args = ("--gpu", "H100", "--platform", "linux_aarch64", "--driver", "570.86.15", "--python", "3.11")
     data = _refused(*args, "torch==1.13.1")
     assert data["refusals"][0]["kind"] == "python"  # type: ignore[index]
-    (alt,) = data["alternatives"]  # type: ignore[misc]
+    (alt,) = _texts(data)
     assert alt.startswith("torch==2.14.1+cu126: the newest torch with linux_aarch64 wheels for Python 3.11"), alt
     _planned(*args, "torch==2.14.1+cu126")

@@ -40,12 +40,12 @@ def test_brackets_in_reasons_and_notes_are_text_not_markup() -> None:
 
     from rich.console import Console
 
-    from resolver.refusal import refusal
+    from resolver.refusal import advice, refusal
     from resolver.render import print_refusal
 
     out = Console(file=StringIO(), width=200)
     print_refusal(out, [refusal("xformers", "", "torch_pin", "{name} needs {spec}", name="xformers[fairseq]",
-                                spec="[bold]torch<2.1")], ["pip install 'flash-attn[x]'"])
+                                spec="[bold]torch<2.1")], [advice("pip install 'flash-attn[x]'")])
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert "xformers[fairseq] needs [bold]torch<2.1" in text and "'flash-attn[x]'" in text
 

@@ -96,9 +96,10 @@ def test_case(case: dict[str, Any]) -> None:
         with pytest.raises(NoCompatibleStack) as info:
             solve(target, m, request)
         _contains_all(info.value.reasons, expect.get("reasons_contain", []), "reasons")
-        _contains_all(info.value.alternatives, expect.get("alternatives_contain", []), "alternatives")
+        alternatives = [a.text for a in info.value.alternatives]
+        _contains_all(alternatives, expect.get("alternatives_contain", []), "alternatives")
         for needle in expect.get("alternatives_lack", []):
-            assert not any(needle in a for a in info.value.alternatives), info.value.alternatives
+            assert not any(needle in a for a in alternatives), alternatives
         return
     plan = make_plan(solve(target, m, request))
     torch = plan.stack.torch
