@@ -339,8 +339,8 @@ def _namespace() -> list[str] | None:
     if shutil.which("unshare") is None:
         return None
     for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
-        probe = subprocess.run([*prefix, "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=1m t \"$d\""],
-                               capture_output=True)
+        probe = subprocess.run([*prefix, "sh", "-c", 'd=$(mktemp -d) && mount -t tmpfs -o size=1m t "$d"; r=$?; '
+                                "umount \"$d\" 2>/dev/null; rmdir \"$d\"; exit $r"], capture_output=True)
         if probe.returncode == 0:
             return prefix
     return None
