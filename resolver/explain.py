@@ -17,7 +17,7 @@ from resolver.compat import driver_problem as _driver_problem
 from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
-from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, ordered, refusal
+from resolver.refusal import Alternative, Change, Refusal, alternative, apply, ordered, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -170,7 +170,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     in_spec = [r for r in matrix.torch if spec_allows(spec, r.version)]
     if not in_spec:
         known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
-        ask = advice(f"ask for a torch in {known}")
+        ask = alternative("ask for a torch in {known}", known=known)  # advice: no change names a release
         return [refusal("torch", str(spec or ""), "no_release", "torch{spec} matches no torch release gpustack knows ({known})",
                         ask, spec=spec or "", known=known)], [ask]
     with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
@@ -220,7 +220,8 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
             newest = next((o for o in opts if o.arch.covers(cc) == "sass"), None)
             if newest is not None:
                 per_gpu.append(f"{_gpu_name(target, cc)}: {newest.version}")
-        split = advice("plan each group of GPUs separately (newest per GPU: " + "; ".join(per_gpu) + ")")
+        split = alternative("plan each group of GPUs separately (newest per GPU: {per_gpu})",  # advice: no change
+                            per_gpu="; ".join(per_gpu))
         reasons.append(refusal("torch", str(spec or ""), "gpu_code",
                                "no torch{spec} build has code for every GPU of the fleet ({sms})", split,
                                spec=spec or "", sms=", ".join(c.sm for c in target.capabilities)))
