@@ -171,6 +171,21 @@ def test_fleet_refusal_kinds(tmp_path: Path) -> None:
     assert kinds[0] == "compute_capability" and kinds[-1] == "fleet"
     lonely = data["refusals"][-1]  # type: ignore[index]
     assert lonely["facts"]["classes"] == "Tesla V100-SXM2-16GB and Tesla T4"
+    # A class's own alternative is relayed as ``inner``: its change applies to that class's target, and solves there.
+    from resolver.gpus import lookup_gpu
+    from resolver.matrix import load
+    from resolver.models import Target
+    from resolver.request import parse_request
+    from resolver.solve import feasible
+
+    m = load()
+    (relay,) = [a for a in data["alternatives"] if a["text"].startswith("Tesla V100-SXM2-16GB nodes: ")]  # type: ignore[union-attr, index]
+    assert relay["change"] is None and relay["text"].endswith(relay["inner"]["text"])
+    inner = Change(relay["inner"]["change"]["target"], relay["inner"]["change"]["request"])
+    v100 = Target((lookup_gpu("Tesla V100-SXM2-16GB", m),), "3.11", "linux_x86_64")
+    request = parse_request(["flash-attn"], m)
+    moved, asked = apply(inner, v100, request)
+    assert not feasible(v100, m, request) and feasible(moved, m, asked)
     mixed = json.loads(fleet.read_text())
     for node in mixed["items"]:
         if node["metadata"]["name"] == "gpu-t4-1":
