@@ -30,14 +30,14 @@ def names(rows: tuple[AttentionRelease, ...]) -> frozenset[str]:
 
 def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet,
             only: frozenset[str] | None = None) -> str | None:
-    """Return where ``family``'s later generations live when ``spec`` asks for one (``flash-attn>=3`` -> FA3, FA4);
-    with ``only``, just those distributions."""
+    """Return where ``family``'s later generations live when ``spec`` asks for one (``flash-attn>=3`` -> FA3, FA4:
+    "FlashAttention-3 is the distribution 'flash-attn-3' (...); ..."); with ``only``, just those distributions."""
     later = [a for a in rows if a.family == family and a.name != family and spec_allows(spec, Version(f"{a.generation}"))
              and (only is None or a.name in only)]
     if not later:
         return None
     seen = dict.fromkeys(f"{a.title} is the distribution '{a.name}' ({a.method} {a.version})" for a in later)
-    return "; ".join(seen) + ": ask for it by that name"
+    return "; ".join(seen)
 
 
 def kernel_problem(a: AttentionRelease, target: Target) -> Refusal | None:

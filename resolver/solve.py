@@ -219,8 +219,9 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
             by_name = {n: Change(request={"flash_attn": None, "kernels": (*asked, n)}) for n in sorted(later)}
             fits = frozenset(n for n, c in by_name.items() if feasible(*_applied(c, target, request, matrix)))
             text = pointer(matrix.attention, "flash-attn", request.flash_attn, fits) if fits else None
-            solved = None if text is None else alternative("{distributions}", *(c for n, c in by_name.items()
-                                                                                  if n in fits), distributions=text)
+            solved = None if text is None else alternative("{distributions}: ask for it by that name",
+                                                           *(c for n, c in by_name.items() if n in fits),
+                                                           distributions=text)
             # Why the later generations do not run here either, when no torch could change that.
             why_not = [] if fits else [p for n in sorted(later) for p in [kernel_problem(a, target) for a in matrix.attention
                                                                            if a.name == n][:1] if p is not None]
