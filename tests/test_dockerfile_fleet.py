@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _hadolint import hadolint
 
 from resolver import fleet
 from resolver.dockerfile_fleet import affinity_yaml, gpustack_wheel, render_fleet
@@ -35,15 +36,6 @@ def the_fleet(matrix: Any) -> fleet.Fleet:
     return fleet.read_fleet(str(K8S), matrix)
 
 
-def _hadolint(text: str, tmp_path: Path) -> None:
-    exe = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
-    if exe is None:
-        pytest.skip("hadolint not installed (pip install -e '.[test]')")
-    path = tmp_path / "Dockerfile"
-    path.write_text(text)
-    done = subprocess.run([exe, "--no-color", "--failure-threshold", "warning", str(path)], capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _dockerfile(the_fleet: fleet.Fleet, matrix: Any, requirements: list[str]) -> str:
@@ -55,7 +47,7 @@ def _dockerfile(the_fleet: fleet.Fleet, matrix: Any, requirements: list[str]) ->
 def test_fleet_image_builds_the_union_arch_list_and_passes_hadolint(the_fleet: fleet.Fleet, matrix: Any,
                                                                      tmp_path: Path) -> None:
     text = _dockerfile(the_fleet, matrix, ["xformers"])
-    _hadolint(text, tmp_path)
+    hadolint(text, tmp_path)
     assert "FROM nvidia/cuda:12.6.3-cudnn-devel-ubuntu24.04 AS build" in text
     assert "TORCH_CUDA_ARCH_LIST='7.0;7.5;8.0;9.0'" in text  # every class's capability, in the source build
     assert "#   Tesla V100-SXM2-16GB x24 on 3 nodes (compute capability 7.0, driver 535.216.01" in text
@@ -70,7 +62,7 @@ def test_fleet_image_builds_the_union_arch_list_and_passes_hadolint(the_fleet: f
 
 def test_wheel_only_fleet_image_passes_hadolint(the_fleet: fleet.Fleet, matrix: Any, tmp_path: Path) -> None:
     text = _dockerfile(the_fleet, matrix, [])
-    _hadolint(text, tmp_path)
+    hadolint(text, tmp_path)
     assert " AS build" not in text
     assert "--expect sdpa ||" in text
 
@@ -80,7 +72,7 @@ def test_flash_attn_fleet_image_of_the_ampere_and_hopper_classes(the_fleet: flee
     modern = dataclasses.replace(the_fleet, classes=tuple(c for c in the_fleet.classes
                                                           if c.gpu.compute_capability.major >= 8))
     text = _dockerfile(modern, matrix, ["flash-attn"])
-    _hadolint(text, tmp_path)
+    hadolint(text, tmp_path)
     assert "--expect sdpa,flash-attn ||" in text
     assert "Tesla V100" not in text
 
