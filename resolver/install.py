@@ -553,7 +553,7 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
             with _no_signals():
                 reporter.message(f"install failed ({_why(exc)}); restoring {before.prefix} ...")
                 restored = restore_transaction(txn, python_exe, installer)
-                reporter.message(_restore_line(restored))
+            # how the restore ended is said once, by the error the command prints (InstallFailed's text)
             if isinstance(exc, KeyboardInterrupt):
                 raise InstallInterrupted(exc, restored) from exc
             if isinstance(exc, (Exception, SystemExit)):
