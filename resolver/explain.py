@@ -170,7 +170,10 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     in_spec = [r for r in matrix.torch if spec_allows(spec, r.version)]
     if not in_spec:
         known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
-        ask = alternative("ask for a torch in {known}", known=known)  # advice: no change names a release
+        # Any release gpustack knows: carried as a change when the whole request solves with it, else advice.
+        every = Change(request={"torch": f">={matrix.torch[-1].version},<={matrix.torch[0].version}"})
+        ask = alternative("ask for a torch in {known}", *([every] if _solves(target, matrix, request, every) else []),
+                          known=known)
         return [refusal("torch", str(spec or ""), "no_release", "torch{spec} matches no torch release gpustack knows ({known})",
                         ask, spec=spec or "", known=known)], [ask]
     with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]

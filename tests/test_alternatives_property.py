@@ -45,7 +45,7 @@ targets = st.builds(
 # The alternatives that name no change (advice without versions to solve): each has an empty ``changes``, and
 # these are the only forms allowed to. Anything else printed must carry the change that makes it solve.
 ADVICE = (
-    "ask for a torch in ",                      # the request names no torch release gpustack knows
+    "ask for a torch in ",                      # no torch release matches (a change only where the range solves)
     "plan each group of GPUs separately",       # no one torch has code for every GPU: one plan per group
     "install torch from NVIDIA's Jetson wheels",  # Jetson: outside the indexes gpustack plans from
     "a plan names only packages that exist",    # an unknown pass-through requirement: check the spelling
