@@ -4,7 +4,7 @@ compatibility questions (GPU, CUDA, nvcc, build arch) are answered by ``resolver
 
 Pure. ``resolver.attention_rows`` turns the TOML into ``AttentionRelease`` rows; ``choose_kernel`` returns a ``Companion``
 (wheel or source build, with its dependencies pinned as constraints) or ``None`` after reporting why each release
-was dropped; ``kernel_problem`` (``compat.attention_target_problem``) answers "does this release run here at all" for a target, whatever torch.
+was dropped; ``compat.attention_target_problem`` answers "does this release run here at all" for a target, whatever torch.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from resolver.models import PackageChoice, Target, spec_allows
 from resolver.refusal import Refusal, refusal
 from resolver.report import Reporter
 
-__all__ = ["AttentionRelease", "kernel_problem", "choose_kernel", "names", "pointer"]
+__all__ = ["AttentionRelease", "choose_kernel", "names", "pointer"]
 
 
 def names(rows: tuple[AttentionRelease, ...]) -> frozenset[str]:
@@ -40,13 +40,8 @@ def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet,
     return "; ".join(seen)
 
 
-def kernel_problem(a: AttentionRelease, target: Target) -> Refusal | None:
-    """Return why ``a`` cannot run on the target whatever torch is chosen, or ``None`` (asks ``compat``)."""
-    return attention_target_problem(a, target)
-
-
 def _choice(a: AttentionRelease, torch: TorchOption, target: Target) -> tuple[Companion | None, Refusal | None]:
-    problem = kernel_problem(a, target) or attention_cuda_problem(a, str(torch.version), torch.release.version,
+    problem = attention_target_problem(a, target) or attention_cuda_problem(a, str(torch.version), torch.release.version,
                                                                   torch.cuda, target)
     if problem:
         return None, problem

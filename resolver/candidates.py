@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from resolver.compat import torch_cxx11_abi, torch_pin, torch_release_problem, wheel_problem  # re-exported
+from resolver.compat import torch_cxx11_abi, torch_pin
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, ArchList, Target
 
-__all__ = ["TorchOption", "torch_options", "wheel_problem", "torch_release_problem"]
+__all__ = ["TorchOption", "torch_options"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ Every command asks these functions and none re-derives them:
 * torch's C++ ABI per platform: ``torch_cxx11_abi``.
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
   ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
-* flash-attn release x GPUs / torch build: ``flash_gpu_problem``, ``flash_wheel`` (the per-release CUDA tag rule;
+* flash-attn release x GPUs / torch build: ``flash_gpu_refusal``, ``flash_wheel`` (the per-release CUDA tag rule;
   check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
-* a PyPI wheel x Python / platform / glibc: ``wheel_problem``, ``torch_release_problem`` (``wheels.toml``).
+* a PyPI wheel x Python / platform / glibc: ``wheel_refusal``, ``torch_release_refusal`` (``wheels.toml``).
 * attention kernels of ``attention.toml`` (FA3, flash-attn-4, SageAttention, flash-attn 1) x target / torch build:
   ``attention_target_problem`` (platform, Python, compute capability range), ``attention_cuda_problem`` (CUDA major,
   torch floor, nvcc floors of a source build, per arch), ``attention_build_arch`` (the arch list a source build targets).
@@ -37,7 +37,6 @@ from resolver.refusal import Refusal, refusal
 __all__ = [
     "Coverage",
     "coverage",
-    "covers",
     "driver_floor",
     "driver_problem",
     "driver_refusal",
@@ -46,7 +45,6 @@ __all__ = [
     "attention_cuda_problem",
     "attention_build_arch",
     "nvcc_refusal",
-    "wheel_problem",
     "wheel_refusal",
     "integrated_gpus",
     "torch_release_problem",
@@ -59,7 +57,6 @@ __all__ = [
     "xformers_index_variant",
     "xformers_off_pin_ok",
     "xformers_fmha_min_cc",
-    "flash_gpu_problem",
     "flash_gpu_refusal",
     "flash_url_cuda_tag",
     "flash_wheel_matches",
@@ -79,11 +76,6 @@ Coverage = Literal["sass", "ptx"]
 
 
 # --- GPU x build ------------------------------------------------------------------------------------------------------
-
-
-def covers(arch: ArchList, cc: ComputeCapability) -> Coverage | None:
-    """Return how a build with ``arch`` runs on ``cc``: native code, PTX JIT only, or not at all (``None``)."""
-    return arch.covers(cc)
 
 
 def coverage(arch: ArchList, caps: Iterable[ComputeCapability]) -> tuple[list[ComputeCapability], list[ComputeCapability]]:
@@ -242,12 +234,6 @@ def wheel_refusal(matrix: Matrix, package: str, version: Version | str, target: 
     return None
 
 
-def wheel_problem(matrix: Matrix, package: str, version: Version | str, target: Target) -> str | None:
-    """Return the text of ``wheel_refusal``."""
-    r = wheel_refusal(matrix, package, version, target)
-    return None if r is None else r.text
-
-
 def torch_release_refusal(rel: TorchRelease, target: Target, matrix: Matrix) -> Refusal | None:
     """Return why no torch ``rel`` wheel installs on the target's platform, Python and glibc, or ``None``.
 
@@ -336,12 +322,6 @@ def flash_gpu_refusal(f: FlashRelease, caps: Sequence[ComputeCapability]) -> Ref
                            "(it accepts {min_cc}–{max_cc})", version=f.version,
                            compute_capability=", ".join(str(c) for c in high), min_cc=f.min_cc, max_cc=f.max_cc)
     return None
-
-
-def flash_gpu_problem(f: FlashRelease, caps: Sequence[ComputeCapability]) -> str | None:
-    """Return the text of ``flash_gpu_refusal``."""
-    r = flash_gpu_refusal(f, caps)
-    return None if r is None else r.text
 
 
 def flash_url_cuda_tag(f: FlashRelease, cuda: Version) -> str:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from resolver.attention import choose_kernel, kernel_problem, pointer
+from resolver.attention import choose_kernel, pointer
 from resolver.candidates import TorchOption, torch_options
-from resolver.compat import coverage, driver_refusal, integrated_gpus, torch_release_refusal
+from resolver.compat import attention_target_problem, coverage, driver_refusal, integrated_gpus, torch_release_refusal
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure
@@ -223,7 +223,7 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
                                                            *(c for n, c in by_name.items() if n in fits),
                                                            distributions=text)
             # Why the later generations do not run here either, when no torch could change that.
-            why_not = [] if fits else [p for n in sorted(later) for p in [kernel_problem(a, target) for a in matrix.attention
+            why_not = [] if fits else [p for n in sorted(later) for p in [attention_target_problem(a, target) for a in matrix.attention
                                                                            if a.name == n][:1] if p is not None]
             return NoCompatibleStack([refusal("flash-attn", str(request.flash_attn), "no_release",
                                               "flash-attn{spec} matches no flash-attn 2 release", solved,
@@ -231,7 +231,7 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
                                      [solved] if solved else [])
     for name, spec in request.kernels:
         rows = [a for a in matrix.attention if a.name == name and spec_allows(spec, a.version)]
-        problems = [kernel_problem(a, target) for a in rows]
+        problems = [attention_target_problem(a, target) for a in rows]
         if rows and all(problems):
             # torch's own SDPA is offered only when the rest of the request solves here without the kernel.
             without = Change(request={"kernels": tuple(f"{n}{s}" for n, s in request.kernels if n != name)})

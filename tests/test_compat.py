@@ -26,9 +26,9 @@ def test_flash_capability_window_is_typed_per_release() -> None:
     old = next(f for f in m.flash_attn if str(f.version) == "2.7.2.post1")
     new = next(f for f in m.flash_attn if str(f.version) == "2.8.3")
     assert old.max_cc == CC(9, 0) and new.max_cc is None and new.min_cc == CC(8, 0)
-    assert compat.flash_gpu_problem(old, [CC(12, 0)]) is not None
-    assert compat.flash_gpu_problem(new, [CC(12, 0)]) is None
-    assert compat.flash_gpu_problem(new, [CC(7, 5)]) is not None
+    assert compat.flash_gpu_refusal(old, [CC(12, 0)]) is not None
+    assert compat.flash_gpu_refusal(new, [CC(12, 0)]) is None
+    assert compat.flash_gpu_refusal(new, [CC(7, 5)]) is not None
 
 
 def test_driver_floor_is_exact_and_jit_needs_the_toolkit_driver() -> None:
