@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from resolver.errors import CommandFailed
 
@@ -49,21 +50,32 @@ def _release_signals(old: set[int | signal.Signals] | None) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _find_prctl() -> Callable[..., Any] | None:
+    """Return libc's ``prctl``, looked up once in gpustack's own process (Linux), else ``None``: a child forked from a
+    threaded parent (verify runs children from a thread pool) must not load a library, which can deadlock on the
+    loader's lock another thread held at fork time."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: let the held signals through again, and ask Linux to SIGKILL it when gpustack
     dies (even by SIGKILL), so no installer outlives gpustack and goes on changing an environment whose journal
-    says otherwise. Elsewhere a no-op."""
+    says otherwise. Elsewhere a no-op. (Linux sends it when the thread that started the child ends: every caller
+    waits for its child on that thread.)"""
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     except (AttributeError, OSError, ValueError):
         pass
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class CompletedText:
