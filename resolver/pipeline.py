@@ -296,11 +296,11 @@ def plan_for(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
     """Return the plan for the target's environment (what it has installed is kept) and the context it was made in."""
     from resolver.plan import make_plan
 
-    stack, ctx = _sized(*solve_request(requirements, opts, reporter))
+    stack, ctx = sized_for_build(*solve_request(requirements, opts, reporter))
     return make_plan(stack, ctx.installed, matrix=ctx.matrix), ctx
 
 
-def _sized(stack: Stack, ctx: Context) -> tuple[Stack, Context]:
+def sized_for_build(stack: Stack, ctx: Context) -> tuple[Stack, Context]:
     """Return the stack and context with the build machine's cores and free RAM when a package is built from source:
     ``MAX_JOBS`` (``compat.max_jobs``) is sized for the machine that runs the build, this one, alike in plan, lock and
     Dockerfile."""
@@ -320,5 +320,5 @@ def fresh_plan_for(
     """Return the plan of every package, nothing counted as installed (a lock or an image starts empty)."""
     from resolver.plan import make_plan
 
-    stack, ctx = _sized(*solve_request(requirements, opts, reporter))
+    stack, ctx = sized_for_build(*solve_request(requirements, opts, reporter))
     return make_plan(stack, matrix=ctx.matrix), ctx

@@ -61,6 +61,16 @@ def test_plan_per_class_json_has_one_plan_or_refusal_per_class() -> None:
     assert got["h100-80gb-hbm3-d550"]["plan"]["target"]["driver"] == "550.127.05"
 
 
+def test_per_class_build_is_sized_like_a_single_plan_for_that_class() -> None:
+    # A class's source build gets the MAX_JOBS a plan for that machine alone gets (this machine's cores and RAM).
+    per = json.loads(run("plan", "--fleet", K8S, "--per-class", "--python", "3.11", "--json", "flash-attn").output)
+    h100 = next(c for c in per["classes"] if c["class"]["id"] == "h100-80gb-hbm3-d550")["plan"]
+    alone = run("plan", "--gpu", "H100", "--driver", "550.127.05", "--python", "3.11", "--json", "flash-attn")
+    assert alone.exit_code == 0, alone.output
+    jobs = [[s["env"]["MAX_JOBS"] for s in p["steps"] if s["action"] == "build"] for p in (h100, json.loads(alone.output))]
+    assert jobs[0] and jobs[0] == jobs[1]
+
+
 def test_refusal_names_classes_and_their_own_stacks() -> None:
     result = run("plan", "--fleet", K8S, "--python", "3.11", "flash-attn")
     assert result.exit_code == 1
