@@ -361,10 +361,3 @@ def notice(python_exe: str, echo: Any = None) -> Journal | None:
                f"`{recover_command(python_exe)}`"
         (echo or (lambda s: print(s, file=sys.stderr)))(line)
     return found
-
-
-def env_lock(prefix: str, timeout: float) -> filelock.BaseFileLock:
-    """Return the acquired lock of the environment ``prefix`` (``filelock.Timeout`` after ``timeout`` s)."""
-    lock = filelock.FileLock(str(lock_file(prefix)))
-    lock.acquire(timeout=timeout)
-    return lock

@@ -18,6 +18,7 @@ from packaging.pylock import Package, PackageSdist, PackageVcs, PackageWheel, Py
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from resolver.compat import driver_floor
 from resolver.errors import BadInput
 from resolver.matrix_types import Matrix
 from resolver.models import ArchList, ComputeCapability, Gpu, PackageChoice, Plan, Stack, Step, Target, format_driver, parse_driver
@@ -29,7 +30,6 @@ __all__ = [
     "LockedPlan",
     "dumps",
     "loads",
-    "min_driver",
     "check_lock_target",
     "lock_to_plan",
     "environment_marker",
@@ -130,13 +130,6 @@ def environment_marker(python: str, platform: str) -> str:
     return f"{marker} and {plat}" if plat else marker
 
 
-def min_driver(cuda: str | None, matrix: Matrix, platform: str) -> Version | None:
-    """Return the oldest driver that runs CUDA ``cuda`` builds on ``platform`` (``compat.driver_floor``)."""
-    from resolver.compat import driver_floor
-
-    return driver_floor(cuda, matrix, platform)
-
-
 def _upload_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -205,7 +198,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
         packages.append(_package(f, tool))
     torch = stack.get("torch")
     cuda = torch.cuda if torch is not None else None
-    floor = min_driver(cuda, matrix, target.platform) if matrix is not None else None
+    floor = driver_floor(cuda, matrix, target.platform) if matrix is not None else None
     if driver is None and target.driver is not None:
         driver = format_driver(target.driver)
     tool_table: dict[str, Any] = {
