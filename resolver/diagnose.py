@@ -12,6 +12,7 @@ torch; tests feed real captured outputs (tests/data/failures/).
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 from collections.abc import Iterable, Mapping
@@ -259,7 +260,8 @@ def _torch_that_runs(facts: Mapping[str, Any]) -> str | None:
     dc = facts.get("driver_cuda")
     runs_cuda = Version(f"{dc // 1000}.{dc % 1000 // 10}") if isinstance(dc, int) else None
     installed = str(facts.get("torch") or "").split("+")[0]
-    releases = [r for r in matrix.torch if str(r.version) == installed] + list(matrix.torch)
+    # the installed release first, then newest first; each once (rows compare by identity)
+    releases = list(dict.fromkeys([r for r in matrix.torch if str(r.version) == installed] + list(matrix.torch)))
     for rel in releases[:12]:
         for opt in torch_options(rel, target, matrix):
             if opt.cuda is None or (runs_cuda is not None and not runtime_cuda_problem(runs_cuda, opt.cuda)[0]):
@@ -308,13 +310,18 @@ def _install_torch(version: str, why: str) -> str:
 def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
     """Returns the checks of the probe's facts: CUDA usable, arch list covers each GPU, driver new enough, builds match."""
     out: list[Check] = []
+
+    @functools.cache
+    def fits_here() -> str | None:  # solved once for the machine, however many checks name it
+        return _torch_that_runs(facts)
+
     torch_cuda = _cuda_pair(facts.get("torch_cuda"))
     dc = facts.get("driver_cuda")
     driver = (dc // 1000, dc % 1000 // 10) if isinstance(dc, int) else None
     if torch_cuda and driver:
         runs, caveat = runtime_cuda_problem(Version(f"{driver[0]}.{driver[1]}"), Version(f"{torch_cuda[0]}.{torch_cuda[1]}"))
         if not runs:
-            fits = _torch_that_runs(facts)
+            fits = fits_here()
             out.append(Check("driver", False, f"torch {facts.get('torch')} needs CUDA {facts['torch_cuda']}; the "
                              f"driver supports CUDA {driver[0]}.{driver[1]}",
                              f"upgrade the driver to one that runs CUDA {facts['torch_cuda']}" + (
@@ -332,7 +339,7 @@ def environment_checks(facts: Mapping[str, Any]) -> list[Check]:
         cc = ComputeCapability.parse(gpu["compute_capability"])
         cov = arch.covers(cc)
         if cov is None:
-            fits = _torch_that_runs(facts)
+            fits = fits_here()
             out.append(Check("arch", False, f"torch has no kernels for {gpu['name']} ({cc.sm})",
                              _install_torch(fits, f"it has {cc.sm} code and runs on this driver") if fits else
                              f"install a torch build whose arch list includes {cc.sm} (`gpustack plan` finds one)"))
