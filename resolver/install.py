@@ -171,6 +171,11 @@ def _held(step: Step, plan: Plan) -> tuple[str, ...]:
     return (f"torch=={torch.version}",) if torch is not None and step.package != "torch" else ()
 
 
+def _step_constraints(step: Step, plan: Plan) -> tuple[str, ...]:
+    """Return what the install of a step holds: a build's ``_held``, else the step's own constraints."""
+    return _held(step, plan) if step.action == "build" else step.constraints
+
+
 def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command]:
     """Return the commands a run of ``plan`` would start, in order (``gpustack install --dry-run``).
 
@@ -192,7 +197,7 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
             req = _install_requirement(step, sources, plan)
             no_deps = step.no_deps
         argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath)
-        note = f"{cpath} holds: {', '.join(_held(step, plan) if step.action == 'build' else step.constraints)}" \
+        note = f"{cpath} holds: {', '.join(_step_constraints(step, plan))}" \
             if cpath else ""
         out.append(Command(argv, dict(installer.env), step.package, "install", note))
     return out
@@ -255,7 +260,7 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
     built = step.action == "build"
     argv = run.installer.install_argv(
         [req], source_args(step, run.sources), no_deps=step.no_deps and not built,
-        constraints=constraints_path(_held(step, run.plan) if built else step.constraints, write=True))
+        constraints=constraints_path(_step_constraints(step, run.plan), write=True))
     tail: list[str] = []
 
     def on_line(line: str) -> None:
@@ -387,7 +392,7 @@ def step_may_change(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Path 
     own = canonicalize_name(step.package)
     if (step.action != "build" and step.no_deps) or (wheel is not None and _needs_nothing_new(step, plan, now, wheel)):
         return {str(own)} & set(now.dists)
-    pins = _pins(_held(step, plan) if step.action == "build" else step.constraints)
+    pins = _pins(_step_constraints(step, plan))
     out: set[str] = set()
     for name, dist in now.dists.items():
         pin = pins.get(name)
@@ -433,7 +438,7 @@ def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Pa
         return False
     own = canonicalize_name(step.package)
     limits: dict[str, SpecifierSet] = {}
-    for text in _held(step, plan) if step.action == "build" else step.constraints:
+    for text in _step_constraints(step, plan):
         try:
             req = Requirement(text)
             name = canonicalize_name(req.name)
