@@ -33,6 +33,7 @@ from packaging.version import Version
 
 from resolver import _subprocess, toml_read
 from resolver.errors import GpuStackError
+from resolver.hashes import GLIBC_MAX
 from resolver.lock import LockedFile
 from resolver.lock_uv import UvRun, find_uv, isolated_env, uv_argv
 from resolver.matrix_types import Matrix
@@ -40,8 +41,6 @@ from resolver.models import PYPI_SIMPLE, Plan, Step
 
 __all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "declared_requires", "direct_files", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
            "remembered_names", "remember_names"]
-
-GLIBC_DEFAULT = "2.35"  # hashes.GLIBC_MAX: Ubuntu 22.04, the oldest base image `gpustack dockerfile` uses
 
 
 class ResolveError(GpuStackError):
@@ -133,7 +132,7 @@ def direct_files(plan: Plan, matrix: Matrix | None) -> dict[str, LockedFile]:
 
 def python_platform(platform: str, glibc: str | None = None) -> str:
     """Return uv's ``--python-platform`` of a target platform (Linux: manylinux up to the target's glibc)."""
-    g = (glibc or GLIBC_DEFAULT).replace(".", "_")
+    g = glibc.replace(".", "_") if glibc else "_".join(map(str, GLIBC_MAX))  # no glibc given: the lock's assumed one
     return {"linux_x86_64": f"x86_64-manylinux_{g}", "linux_aarch64": f"aarch64-manylinux_{g}",
             "win_amd64": "x86_64-pc-windows-msvc"}.get(platform, platform)
 

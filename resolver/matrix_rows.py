@@ -31,7 +31,7 @@ from resolver.matrix_types import (
     WheelFacts,
     XformersRelease,
 )
-from resolver.models import ArchList, ComputeCapability
+from resolver.models import PLATFORMS, ArchList, ComputeCapability
 
 # The files repeat a few hundred versions thousands of times; Version is immutable, so each text is parsed once.
 _version = functools.lru_cache(maxsize=8192)(Version)
@@ -454,9 +454,6 @@ def _facts(data: Mapping[str, Mapping[str, Any]]) -> CompatFacts:
     )
 
 
-_PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
-
-
 def _pin(ctx: _Ctx, r: Mapping[str, Any]) -> Pin:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
@@ -474,8 +471,8 @@ def _pin(ctx: _Ctx, r: Mapping[str, Any]) -> Pin:
         raise ctx.fail("requirement", f"{r['requirement']!r} does not name the package {package!r}")
     platforms = ctx.str_list(r, "platforms", default=())
     for p in platforms:
-        if p not in _PLATFORMS:
-            raise ctx.fail("platforms", f"unknown platform {p!r} (known: {', '.join(_PLATFORMS)})")
+        if p not in PLATFORMS:
+            raise ctx.fail("platforms", f"unknown platform {p!r} (known: {', '.join(PLATFORMS)})")
     return Pin(package=package, requirement=str(parsed["requirement"]), when=str(parsed["when"]),
                reason=ctx.get(r, "reason", str), source=_source(ctx, r), platforms=platforms,
                note=ctx.get(r, "note", str, default=""))
