@@ -21,7 +21,7 @@ from resolver.refusal import Alternative, Change, Refusal, alternative, apply, o
 from resolver.report import Reporter
 from resolver.request import Request
 
-__all__ = ["explain_failure"]
+__all__ = ["explain_failure", "solves"]
 
 
 class _Record(Reporter):
@@ -60,7 +60,7 @@ def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
     return _driver_problem(target.driver, cuda, matrix, target.platform)
 
 
-def _solves(target: Target, matrix: Matrix, request: Request, change: Change) -> bool:
+def solves(target: Target, matrix: Matrix, request: Request, change: Change) -> bool:
     """Return whether the whole request, with ``change`` applied (``resolver.refusal.apply``: a bound a requested
     profile sets is narrowed, never lifted), solves on the whole target: an alternative is printed only then."""
     from resolver.solve import feasible
@@ -92,14 +92,14 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
         fits = next((o.release for o in _all_options(matrix, target)
                      if not coverage(o.arch, target)[0]
                      and (o.cuda is None or not driver_problem(target, o.cuda, matrix))
-                     and _solves(target, matrix, request, _pin(o.release.version))), None)
+                     and solves(target, matrix, request, _pin(o.release.version))), None)
         reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
                            spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
         floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
                   if f is not None and f.glibc is not None]
         alts = []
         host = Change(target={"glibc": str(min(floors))}) if floors else None
-        if host is not None and len(glibc) == len(problems) and _solves(target, matrix, request, host):
+        if host is not None and len(glibc) == len(problems) and solves(target, matrix, request, host):
             alts.append(alternative("a host with glibc {glibc} or newer (pass its --glibc)", host, glibc=min(floors)))
         if fits is not None:
             alts.append(alternative("torch=={version}: the newest torch whose {platform} wheel installs with glibc "
@@ -114,7 +114,7 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
     order = sorted(pys, key=lambda p: tuple(int(x) for x in p.split(".")))
     # Only the Pythons on which the whole request (companions, profile needs) solves on this target.
     moves = {py: Change(target={"python": py}) for py in order}
-    solved = [py for py in order if _solves(target, matrix, request, moves[py])]
+    solved = [py for py in order if solves(target, matrix, request, moves[py])]
     alt = None
     if solved:
         contiguous = order[order.index(solved[0]):order.index(solved[-1]) + 1] == solved
@@ -123,7 +123,7 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
                           span=span)
     else:  # no Python serves this torch bound here: the newest torch build that does, on this Python, solved
         build = next((o for o in _all_options(matrix, target)[:48] if (o.cuda is not None or target.is_cpu)
-                      and _solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
+                      and solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
         if build is not None:
             alt = alternative("torch=={version}: the newest torch with {platform} wheels for Python {python} that runs "
                               "on these GPUs and driver (ask for it instead)", _pin(build.release.version, build.tag),
@@ -172,7 +172,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         known = f"{matrix.torch[-1].version}–{matrix.torch[0].version}"
         # Any release gpustack knows: carried as a change when the whole request solves with it, else advice.
         every = Change(request={"torch": f">={matrix.torch[-1].version},<={matrix.torch[0].version}"})
-        ask = alternative("ask for a torch in {known}", *([every] if _solves(target, matrix, request, every) else []),
+        ask = alternative("ask for a torch in {known}", *([every] if solves(target, matrix, request, every) else []),
                           known=known)
         return [refusal("torch", str(spec or ""), "no_release", "torch{spec} matches no torch release gpustack knows ({known})",
                         ask, spec=spec or "", known=known)], [ask]
@@ -201,7 +201,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                 template += "; the newest with it is {newest}"
                 facts["newest"] = anywhere[0].version
                 # Suggested only when the whole request solves with it on the whole target (driver, platform, ...).
-                ok = next((o for o in anywhere[:24] if _solves(target, matrix, request,
+                ok = next((o for o in anywhere[:24] if solves(target, matrix, request,
                                                                 _pin(o.release.version, o.tag))), None)
                 if ok is not None:
                     if ok.version != anywhere[0].version:  # the newest does not fit (driver, Python ...): name both
@@ -240,12 +240,12 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                         "driver_floor": format_driver(floor) if floor is not None else ""}
         fallback = [o for o in _all_options(matrix, target)
                     if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
-        ok = next((o for o in fallback[:24] if _solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
+        ok = next((o for o in fallback[:24] if solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
         if ok is not None:
             alts.append(alternative("the newest torch this driver runs on these GPUs is {version}",
                                     _pin(ok.release.version, ok.tag), version=ok.version))
         update = Change(target={"driver": format_driver(floor)}) if floor is not None else None
-        if update is not None and _solves(target, matrix, request, update):
+        if update is not None and solves(target, matrix, request, update):
             alts.append(alternative("update the NVIDIA driver to >= {driver_floor} for CUDA {cuda_major}.x builds",
                                     update, driver_floor=update.target["driver"], cuda_major=needed.major))
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
@@ -266,7 +266,7 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
     # xformers instead of flash-attn: offered only when the request with xformers (its bound, if any) solves here.
     instead = Change(request={"flash_attn": None, "xformers": str(request.xformers or "")})
-    xformers_fits = bool(low) and _solves(target, matrix, request, instead)
+    xformers_fits = bool(low) and solves(target, matrix, request, instead)
     for cc in low:
         alt = alternative("xformers (memory_efficient_attention) and torch SDPA's efficient kernel run on "
                           "{compute_capability}: ask for xformers instead of flash-attn", instead,
@@ -298,7 +298,7 @@ def _flash_runs_on(target: Target, matrix: Matrix, request: Request,
     if not runs:
         return None
     bound = Change(request={"flash_attn": f">={runs[0].version}"})
-    if not _solves(target, matrix, request, bound):
+    if not solves(target, matrix, request, bound):
         return None
     gpus = ", ".join(f"{_gpu_name(target, cc)} (compute capability {cc})" for cc in high)
     return alternative("flash-attn >= {version} runs on {gpus}: ask for flash-attn>={version}", bound,
@@ -314,7 +314,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     if releases and "xformers.components" in request.needs and not any(x.has_components for x in releases):
         # The newest release that has it and with which the whole request solves here, if any.
         has = next((x for x in matrix.xformers if x.has_components
-                    and _solves(target, matrix, request, _xformers(x.version))), None)
+                    and solves(target, matrix, request, _xformers(x.version))), None)
         alt = None if has is None else alternative("xformers {version} has xformers.components (ask for "
                                                    "xformers=={version})", _xformers(has.version), version=has.version)
         return [refusal("xformers", str(request.xformers), "needs",
@@ -335,7 +335,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
         # Another torch for the xformers that has what was asked (its needs included), solved on the whole target.
         for x in releases[:12]:
             pin = next((t.version for t in matrix.torch if spec_allows(x.torch, t.version)
-                        and _solves(target, matrix, request, _xformers(x.version, t.version))), None)
+                        and solves(target, matrix, request, _xformers(x.version, t.version))), None)
             if pin is not None:
                 alts.append(alternative("xformers {version} works with torch {torch} (ask for torch=={torch})",
                                         _xformers(x.version, pin), version=x.version, torch=pin))
@@ -345,7 +345,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
         for x in list(reversed(usable))[:40]:
             pin = next((t.version for t in reversed(matrix.torch) if spec_allows(request.torch, t.version)
                         and spec_allows(x.torch, t.version)
-                        and _solves(target, matrix, request, _xformers(x.version, t.version))), None)
+                        and solves(target, matrix, request, _xformers(x.version, t.version))), None)
             if pin is not None:
                 alts.append(alternative("xformers {version} works with torch {torch} (ask for xformers=={version})",
                                         _xformers(x.version, pin), version=x.version, torch=pin))
@@ -387,7 +387,7 @@ def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request,
     wanted = {t.facts["cuda_major"]: t.facts["cuda"] for r in shown if (t := _toolkit(r)) is not None}
     for major, cuda in sorted(wanted.items(), key=lambda kv: int(kv[0])):
         toolkit = Change(target={"nvcc": cuda})
-        if _solves(target, matrix, request, toolkit):
+        if solves(target, matrix, request, toolkit):
             out.append(alternative("install a CUDA {cuda_major}.x toolkit and point CUDA_HOME at it (or pass --nvcc "
                                    "{cuda_major}.x when planning)", toolkit, cuda_major=major))
     return out

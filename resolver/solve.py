@@ -24,11 +24,11 @@ from resolver.candidates import TorchOption, torch_options
 from resolver.compat import attention_target_problem, coverage, driver_refusal, integrated_gpus, torch_release_refusal
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
-from resolver.explain import explain_failure
+from resolver.explain import explain_failure, solves
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
 from resolver.passthrough import pin_others
-from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, refusal
+from resolver.refusal import Alternative, Change, Refusal, advice, alternative, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -217,7 +217,7 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
             later = {a.name for a in matrix.attention if a.family == "flash-attn" and a.name != "flash-attn"}
             asked = tuple(f"{n}{s}" for n, s in request.kernels)
             by_name = {n: Change(request={"flash_attn": None, "kernels": (*asked, n)}) for n in sorted(later)}
-            fits = frozenset(n for n, c in by_name.items() if feasible(*_applied(c, target, request, matrix)))
+            fits = frozenset(n for n, c in by_name.items() if solves(target, matrix, request, c))
             text = pointer(matrix.attention, "flash-attn", request.flash_attn, fits) if fits else None
             solved = None if text is None else alternative("{distributions}: ask for it by that name",
                                                            *(c for n, c in by_name.items() if n in fits),
@@ -237,16 +237,10 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
             without = Change(request={"kernels": tuple(f"{n}{s}" for n, s in request.kernels if n != name)})
             sdpa = [alternative("torch's scaled_dot_product_attention (flash / efficient / cuDNN kernels) runs here: "
                                 "`gpustack verify` measures it", without)]
-            if not feasible(*_applied(without, target, request, matrix)):
+            if not solves(target, matrix, request, without):
                 sdpa = []
             return NoCompatibleStack([p for p in dict.fromkeys(problems) if p is not None], sdpa)
     return None
-
-
-def _applied(change: Change, target: Target, request: Request, matrix: Matrix) -> tuple[Target, Matrix, Request]:
-    """Return ``feasible``'s arguments for (target, request) with ``change`` applied."""
-    t, r = apply(change, target, request)
-    return t, matrix, r
 
 
 def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> list[Alternative]:
@@ -322,7 +316,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         to_cpu = Change(target={"gpus": ""})
         # A CPU-only stack is offered only when the request has no GPU-only package and solves on the CPU target.
         cpu_ok = (request.xformers is None and request.flash_attn is None and not request.kernels
-                  and feasible(*_applied(to_cpu, target, request, matrix)))
+                  and solves(target, matrix, request, to_cpu))
         raise NoCompatibleStack(
             [refusal("torch", "", "platform", "{gpus} is an integrated (Jetson / Tegra) GPU: the CUDA wheels on PyPI and "
                      "the PyTorch index are built for discrete GPUs and Arm servers (SBSA), not for JetPack",
