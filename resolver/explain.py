@@ -17,7 +17,7 @@ from resolver.compat import driver_problem as _driver_problem
 from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
-from resolver.refusal import Alternative, Change, Refusal, alternative, apply, ordered, refusal
+from resolver.refusal import Alternative, Change, Refusal, alternative, apply, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -419,4 +419,4 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         shown = (specific or found)[:8]
         reasons += shown or [refusal("", "", "other", "no combination of the requested packages fits this target")]
         alts += _toolkit_alternatives(target, matrix, request, shown)
-    return ordered(reasons), list(dict.fromkeys(alts))
+    return reasons, list(dict.fromkeys(alts))  # NoCompatibleStack orders them: root blocking facts first, each once

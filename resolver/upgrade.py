@@ -32,7 +32,6 @@ from resolver.candidates import torch_options
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, format_driver
-from resolver.refusal import ordered
 from resolver.request import SOLVED, Request, parse_request
 from resolver.solve import solve
 
@@ -315,7 +314,7 @@ def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
     pinned, notes = _pinned(request, proposed, matrix)
     result, found, assumed = _solve_for(current, matrix, pinned)
     if not isinstance(result, Stack):
-        return [Finding(r.package, "unsafe", r.text, r.kind) for r in ordered(result.refusals)], notes, None
+        return [Finding(r.package, "unsafe", r.text, r.kind) for r in result.refusals], notes, None  # ordered by NoCompatibleStack
     return found + _rebuilds(current, result, matrix), notes + assumed, result
 
 
