@@ -42,7 +42,7 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
         data = the_plan.to_dict()
         data["detection"] = list(ctx.lines)
         if ctx.fleet is not None:
-            data["fleet"] = ctx.fleet.to_dict()
+            data["fleet"] = ctx.fleet.to_dict(opts.driver)
         click.echo(json.dumps(data, indent=2))
         return
     from resolver.render import console, print_plan, print_target
@@ -69,7 +69,7 @@ def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOpti
             else:
                 entry["plan"] = got.to_dict()
             classes.append(entry)
-        click.echo(json.dumps({"ok": not failed, "fleet": ctx.fleet.to_dict(), "classes": classes}, indent=2))
+        click.echo(json.dumps({"ok": not failed, "fleet": ctx.fleet.to_dict(opts.driver), "classes": classes}, indent=2))
     else:
         from resolver.render import console, print_fleet_plans
 

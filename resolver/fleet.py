@@ -138,12 +138,12 @@ class Fleet:
                        "the source gives no NVIDIA driver version: pass --driver (the oldest driver of the fleet)")
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the fleet for ``--json`` output (docs/fleet.md)."""
+    def to_dict(self, driver: Version | None = None) -> dict[str, Any]:
+        """Return the fleet for ``--json`` output (docs/fleet.md); ``driver`` as in ``summary``."""
         classes = [dict(c.to_dict(), id=i) for c, i in zip(self.classes, self.class_ids())]
         return {"origin": self.origin, "kind": self.kind, "classes": classes,
                 "skipped": [{"node": n, "why": w} for n, w in self.skipped], "read": list(self.labels),
-                "notes": self.all_notes()}
+                "notes": self.all_notes(driver)}
 
     def class_ids(self) -> list[str]:
         """Return a distinct file-name-safe id per class (its slug, numbered when two classes share one)."""

@@ -48,6 +48,9 @@ def test_plan_json_carries_the_fleet() -> None:
     assert [s["node"] for s in data["fleet"]["skipped"]] == ["login01", "cpu001", "cpu002"]
     assert [g["compute_capability"] for g in data["target"]["gpus"]] == ["7.0", "8.0", "9.0"]
     assert "  note: driver 535.104.05 (--driver) for the classes whose nodes report none" in data["detection"]
+    # The fleet's own notes say the same, not "pass --driver" when it was passed.
+    assert "driver 535.104.05 (--driver) for the classes whose nodes report none" in data["fleet"]["notes"]
+    assert not [n for n in data["fleet"]["notes"] if "pass --driver" in n]
 
 
 def test_plan_per_class_json_has_one_plan_or_refusal_per_class() -> None:
