@@ -93,15 +93,13 @@ _FREEZE_REGISTERED = False
 
 def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
           started: UvRun | None, hint: str | None) -> None:
-    from resolver.pipeline import _read_requirement_files
-
     if opts.per_class:
         plans, ctx = per_class_plans(requirements, opts, output)
         for line in ctx.lines:
             render.status(line)
         for _, path, _ in plans:
             check_output(path)
-        request = [*requirements, *_read_requirement_files(opts.requirement_files)]
+        request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
         texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0]))
                  for _, path, plan in plans]
         for path, (text, summary) in texts:  # every class solved and locked before the first file is written
@@ -119,8 +117,8 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
             keep["glibc"] = parse_glibc(previous.glibc)
         opts = dataclasses.replace(opts, **keep)
         render.print_relocking(output, requirements, previous.profile)
-    request = [*requirements, *_read_requirement_files(opts.requirement_files)]
     plan, ctx = fresh_plan_for(requirements, opts)
+    request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
     for line in ctx.lines if ctx.fleet is not None else ():
         render.status(line)
     text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names, started, hint)

@@ -47,7 +47,8 @@ class Request:
     verified_only: bool = False
     prefer_wheels: bool = False
     keep_torch: str | None = None  # the torch installed in the target ("2.11.0+cu130"): preferred while it fits
-    lines: tuple[str, ...] = ()  # what the user wrote, for messages
+    lines: tuple[str, ...] = ()  # what the user wrote, then the profiles' requirements, for messages
+    asked: tuple[str, ...] = ()  # what the user wrote (arguments, then -r files' lines), as a lock records it
     # attention kernels of matrices/attention.toml (flash-attn-3, flash-attn-4, sageattention; flash-attn 1.x when
     # the flash-attn bound admits no flash-attn 2 release): name -> bound
     kernels: tuple[tuple[str, SpecifierSet], ...] = ()
@@ -131,6 +132,7 @@ def parse_request(
     variant: str | None = None
     others: list[str] = []
     all_lines = check_requirements(list(lines))
+    asked = tuple(all_lines)
     constraints: list[str] = []
     optional_lines: list[str] = []
     kernel_names = {a.name for a in matrix.attention}
@@ -199,6 +201,7 @@ def parse_request(
         verified_only=verified_only,
         prefer_wheels=prefer_wheels,
         lines=tuple(all_lines),
+        asked=asked,
         kernels=tuple(kernels),
         optional=tuple(optional.items()),
         profile_bounds=tuple(profile_bounds.items()),
