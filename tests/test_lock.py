@@ -296,6 +296,11 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
     result = CliRunner().invoke(main, ["lock", *target, "torch==2.1.0+cu121", "--format", "requirements", "-o", str(req)])
     assert result.exit_code == 0, result.output
     assert f"--index-url https://pypi.org/simple\ntorch==2.1.0 \\\n    --hash=sha256:{SHA['torch']}" in req.read_text()
+    reqs = tmp_path / "in.txt"  # a -r file's lines are recorded as they were solved: comments and blanks dropped
+    reqs.write_text("# pinned for the cluster\n\ntorch==2.1.0+cu121  # cu121\n")
+    from_file = CliRunner().invoke(main, ["lock", *target, "-r", str(reqs), "-o", str(tmp_path / "r.toml")])
+    assert from_file.exit_code == 0, from_file.output
+    assert loads((tmp_path / "r.toml").read_text()).request == ("torch==2.1.0+cu121",)
     bad = CliRunner().invoke(main, ["lock", *target, "torch==", "-o", str(tmp_path / "bad.toml")])
     assert bad.exit_code == 2 and not (tmp_path / "bad.toml").exists()
     assert locked.request == ("torch==2.1.0+cu121",) and locked.profile is None and locked.driver == "535.104.05"
