@@ -240,6 +240,11 @@ def effective_env(step: Step, environ: Mapping[str, str] | None = None) -> dict[
     return env
 
 
+def _keyed(t: TargetInfo) -> tuple[str | None, str | None, str, str]:
+    """Return what of a target a cache key is made of (``cache_key``)."""
+    return t.torch_version, t.torch_cuda, t.python_tag, t.platform
+
+
 def cache_key(step: Step, target: TargetInfo, cxx11_abi: bool | None,
               environ: Mapping[str, str] | None = None) -> cache.BuildKey:
     """Return the cache key of building ``step`` against ``target``'s torch, with every variable of the build's
@@ -290,16 +295,19 @@ def build(step: Step, python_exe: str, pip: Sequence[str] | Callable[[], Sequenc
     last error lines) when the build fails. Nothing is installed here.
     """
     reporter = reporter or Reporter()
-    if target is None or not use_cache:
-        target = probe_target(python_exe)
-    key = cache_key(step, target, cxx11_abi)
-    hit = cache.lookup(key) if use_cache else None
-    if hit is not None:
-        reporter.message(f"build cache hit for {step.package}: {hit} (no compiler run)")
-        return BuildResult(hit, True, key)
+    environ = effective_env(step)  # once: finding CUDA_HOME runs nvcc
+    key = None
+    if use_cache:
+        target = target or probe_target(python_exe)
+        key = cache_key(step, target, cxx11_abi, environ)
+        hit = cache.lookup(key)
+        if hit is not None:
+            reporter.message(f"build cache hit for {step.package}: {hit} (no compiler run)")
+            return BuildResult(hit, True, key)
     fresh = probe_target(python_exe)  # the build tools it lacks; and the key from a reading of now
-    if fresh != target:
-        target, key = fresh, cache_key(step, fresh, cxx11_abi)
+    if key is None or target is None or _keyed(fresh) != _keyed(target):
+        key = cache_key(step, fresh, cxx11_abi, environ)
+    target = fresh
     tmp_root = cache.cache_dir() / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     res = probe_resources(python_exe, tmp_root)
