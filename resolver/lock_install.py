@@ -19,7 +19,7 @@ from resolver.lock import LockedPackage, LockedPlan, check_lock_target
 from resolver.models import Gpu, Target
 from resolver.report import Reporter
 
-__all__ = ["LockRefused", "requirements_text", "install_argv", "host_target", "install_from_lock"]
+__all__ = ["LockRefused", "requirements_text", "installer_argv", "install_argv", "host_target", "install_from_lock"]
 
 Runner = Callable[..., _subprocess.CompletedText]
 
@@ -76,19 +76,25 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
     return "\n".join(lines) + "\n"
 
 
-def install_argv(installer: Literal["pip", "uv"], python_exe: str, requirements: Path, *, verify: bool = True,
-                 build_isolation: bool = True) -> list[str]:
-    """Return the argv that installs ``requirements`` into ``python_exe`` with no dependencies (all are locked)."""
+def installer_argv(installer: Literal["pip", "uv"], python_exe: str) -> list[str]:
+    """Return the start of an install command into ``python_exe``: uv's, or the environment's own pip, or this
+    one's aimed at it with ``--python`` (a uv venv has no pip; finding which reads the target once)."""
     from resolver.installers import _uv_exe, pip_argv
 
     if installer == "uv":
         uv = _uv_exe()
         if uv is None:
             raise GpuStackError("uv is not on PATH (nor beside this Python): `pip install uv`, or pass --installer pip")
-        argv = [uv, "pip", "install", "--python", python_exe]
-    else:  # the environment's own pip, or this one's aimed at it with --python (a uv venv has no pip)
-        pip = pip_argv(python_exe) if os.path.exists(python_exe) else [python_exe, "-m", "pip"]
-        argv = [*pip, "install", "--disable-pip-version-check"]
+        return [uv, "pip", "install", "--python", python_exe]
+    pip = pip_argv(python_exe) if os.path.exists(python_exe) else [python_exe, "-m", "pip"]
+    return [*pip, "install", "--disable-pip-version-check"]
+
+
+def install_argv(start: Sequence[str], requirements: Path, *, verify: bool = True,
+                 build_isolation: bool = True) -> list[str]:
+    """Return the argv that installs ``requirements`` with no dependencies (all are locked), ``start`` being
+    ``installer_argv``'s answer for the target."""
+    argv = list(start)
     argv += ["--no-deps", "-r", str(requirements)]
     if verify:
         argv.append("--require-hashes")
@@ -136,10 +142,11 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal
         batches += [([p], True, dict(p.build_env)) for p in locked.packages if p.method == "source"]
         if allow_missing_hashes and locked.missing:
             batches.append((list(locked.missing), False, {}))
+        start = installer_argv(installer, python_exe) if batches else []  # one reading of the target for all
         for i, (packages, verify, env) in enumerate(batches):
             path = Path(tmp) / f"requirements-{i}.txt"
             path.write_text(requirements_text(locked, direct=True, packages=packages))
-            argv = install_argv(installer, python_exe, path, verify=verify, build_isolation=not env)
+            argv = install_argv(start, path, verify=verify, build_isolation=not env)
             run(argv, env=env or None)
             done.append(" ".join(argv))
     return done
