@@ -177,8 +177,8 @@ def restore(before: Snapshot, python_exe: str, restorer: Restorer,
             journals.remove_strays(journal)
         return RestoreResult(undo)
     olds = [old for old, _ in undo.changed] + list(undo.removed)
-    from_disk = [d for d in olds if journal is not None and d.name in journal.manifest
-                 and journal.manifest[d.name].get("version") == d.version]
+    manifest = journal.manifest if journal is not None else {}  # a copy per access: taken once
+    from_disk = [d for d in olds if manifest.get(d.name, {}).get("version") == d.version]
     remove = [d.name for d in undo.added] + [old.name for old, _ in undo.changed if old in from_disk]
     if remove:
         _quiet(restorer.uninstall_argv(remove))

@@ -609,9 +609,8 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
             done.add(step.package)
             after = _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
-        if run_verify is not None:
+        if run_verify is not None:  # else the last step's check read it (with no step, nothing ran: after is before)
             verified = _verify(python_exe, plan, run_verify)
-        if run_verify is not None or not steps:
-            after = envstate.snapshot(python_exe)  # else the last step's check read it
+            after = envstate.snapshot(python_exe, since=after)
         changes = envstate.diff(before, after)  # still under the lock
     return InstallResult(changes, tuple(run.builds), time.monotonic() - started, verified)
