@@ -325,16 +325,10 @@ def loads(text: str) -> LockedPlan:
         for m in tool.get("missing", [])
     ]
     packages.sort(key=lambda p: (p.order, p.name))
-    request = tool.get("request", [])
-    if not isinstance(request, list) or not all(isinstance(r, str) for r in request):
-        raise BadInput("lock file: [tool.gpustack] request is not a list of strings; re-run `gpustack lock`")
-    made_for = {k: tool.get(k) for k in ("profile", "driver", "glibc")}
-    for key, value in made_for.items():
-        if value is not None and not isinstance(value, str):
-            raise BadInput(f"lock file: [tool.gpustack] {key} is not a string; re-run `gpustack lock`")
+    # request (a list of strings), profile, driver and glibc (strings) were checked by lock_schema.check above
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
-                      request=tuple(request), profile=made_for["profile"], driver=made_for["driver"],
-                      glibc=made_for["glibc"], deps=tool.get("deps") is not False)
+                      request=tuple(tool.get("request", [])), profile=tool.get("profile"), driver=tool.get("driver"),
+                      glibc=tool.get("glibc"), deps=tool.get("deps") is not False)
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
