@@ -7,6 +7,8 @@ dumping every rejected candidate.
 
 from __future__ import annotations
 
+import functools
+
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -182,16 +184,22 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     if target.is_cpu:
         return reasons, alts
     variant = request.torch_variant
-    opts = [o for o in _all_options(matrix, target, spec) if variant is None or o.tag == variant]
+    in_spec_opts = _all_options(matrix, target, spec)
+    opts = [o for o in in_spec_opts if variant is None or o.tag == variant]
+
+    @functools.cache
+    def every_build() -> list[TorchOption]:  # every build for the target, whatever the bound: listed once, when asked
+        return _all_options(matrix, target)
+
     if variant is not None and not opts:
-        tags = sorted({o.tag for o in _all_options(matrix, target, spec)})
+        tags = sorted({o.tag for o in in_spec_opts})
         reasons.append(refusal("torch", f"{spec or ''}+{variant}", "variant",
                                "torch{spec} has no +{variant} build for {platform}; it has {variants}",
                                spec=spec or "", variant=variant, platform=target.platform, variants=", ".join(tags)))
         return reasons, alts
     for cc in target.capabilities:
         if not any(o.arch.covers(cc) for o in opts):
-            anywhere = [o for o in _all_options(matrix, target) if o.arch.covers(cc) == "sass"]
+            anywhere = [o for o in every_build() if o.arch.covers(cc) == "sass"]
             template = ("torch{spec} has no wheel with {sm} code ({gpu})" if str(spec) else
                         "no {platform} torch wheel has {sm} code ({gpu})")
             facts = {"spec": str(spec or ""), "sm": cc.sm, "gpu": _gpu_name(target, cc), "platform": target.platform,
@@ -238,7 +246,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         driver_facts = {"problem": problem or "", "spec": str(spec or ""), "cuda": str(needed),
                         "driver": format_driver(target.driver) if target.driver is not None else "",
                         "driver_floor": format_driver(floor) if floor is not None else ""}
-        fallback = [o for o in _all_options(matrix, target)
+        fallback = [o for o in every_build()
                     if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
         ok = next((o for o in fallback[:24] if solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
         if ok is not None:
