@@ -30,7 +30,7 @@ from resolver.models import Step
 from resolver.probes import parse_nvcc_version
 from resolver.redact import redact
 from resolver.report import Reporter
-from resolver.target import read_target
+from resolver.target import parse_torch_version_py, read_target
 
 if TYPE_CHECKING:  # the matrix and rich are imported where a build needs them: not on every install's path
     from resolver.matrix_types import Matrix
@@ -79,13 +79,6 @@ class BuildResult:
     key: cache.BuildKey
     log: Path | None = None
     seconds: float = 0.0
-
-
-def parse_torch_version_py(text: str) -> tuple[str | None, str | None]:
-    """Return ``(__version__, cuda)`` written in a torch ``version.py`` (``cuda`` ``None`` for a CPU build)."""
-    version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
-    cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
-    return (version.group(1) if version else None, cuda.group(1) if cuda else None)
 
 
 def probe_target(python_exe: str) -> TargetInfo:

@@ -87,6 +87,16 @@ class _LazyGroup(click.Group):
              standalone_mode: bool = True, **extra: Any) -> Any:
         """Run the CLI; a usage error (unknown option, bad choice) is one line naming it, exit 2, like any bad input."""
         argv = list(sys.argv[1:] if args is None else args)
+        if argv[:1] == ["install"]:
+            # read the target environment while the command is imported (resolver.read_ahead): the install takes
+            # the reading under the environment's lock when it is still true
+            from resolver import read_ahead
+
+            read_ahead.begin(argv[1:])
+            try:
+                return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+            finally:
+                read_ahead.end()
         if argv[:1] != ["lock"]:
             return self._main(args, prog_name, complete_var, standalone_mode, **extra)
         # `gpustack lock`: start uv on this command line's last request before anything else is imported

@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from resolver import _subprocess, envstate
-from resolver import cache as build_cache
 from resolver import journal as journals
 from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
@@ -25,7 +24,8 @@ from resolver.installers import pypi_mirror, torch_mirror, with_mirrors
 from resolver.models import Plan
 from resolver.options import target_options
 from resolver.pipeline import PlanOptions, plan_for
-from resolver.render import InstallReporter, console, line, print_cache_entries, print_dry_run, print_install_result
+from resolver.render import (InstallReporter, console, line, print_cache_entries, print_dry_run, print_install_result,
+                             status)
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
@@ -34,8 +34,8 @@ __all__ = ["install", "download", "cache", "recover", "plan_from_dict"]
 
 
 def _err(text: str) -> None:
-    """One line of progress or warning on stderr (``resolver.render``)."""
-    line(console(stderr=True), text)
+    """One line of progress or warning on stderr (``resolver.render.status``)."""
+    status(text)
 
 
 def plan_from_dict(data: Any) -> Plan:
@@ -138,7 +138,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         return
     result = execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
                      verify=verify, progress=sys.stderr.isatty())
-    print_install_result(console(stderr=True), result)
+    print_install_result(result)
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
@@ -269,6 +269,8 @@ def cache() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def cache_list(as_json: bool) -> None:
     """List the cached wheels and the keys that built them."""
+    from resolver import cache as build_cache
+
     found = build_cache.entries()
     if as_json:
         click.echo(json.dumps([{"wheel": str(e.wheel), "size": e.size, "digest": e.digest, "key": e.key}
@@ -281,6 +283,8 @@ def cache_list(as_json: bool) -> None:
 @click.option("--package", metavar="NAME", help="Remove only this package's wheels.")
 def cache_clear(package: str | None) -> None:
     """Remove cached wheels (all, or one package's)."""
+    from resolver import cache as build_cache
+
     removed = build_cache.clear(package)
     line(console(), f"removed {len(removed)} cached wheel(s) from {build_cache.cache_dir()}")
 

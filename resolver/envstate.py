@@ -21,7 +21,7 @@ from resolver import _subprocess, journal as journals
 from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
 from resolver.target import TargetFacts, parse_facts, read_again, read_target
 
-__all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "diff", "restore", "env_lock", "EnvironmentLocked"]
+__all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "snapshot_of", "diff", "restore", "env_lock", "EnvironmentLocked"]
 
 log = logging.getLogger("gpustack.envstate")
 
@@ -117,7 +117,8 @@ class Restorer(Protocol):
         """Return argv that uninstalls ``names`` without asking."""
 
 
-def _snapshot_of(facts: TargetFacts) -> Snapshot:
+def snapshot_of(facts: TargetFacts) -> Snapshot:
+    """Return the snapshot of an ``installed`` reading."""
     dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
     return Snapshot(facts.prefix, dists, facts.debris, facts.dist_paths, facts.toplevel, facts.torch_version_py,
                     facts.python_tag, facts.platform, facts)
@@ -125,7 +126,7 @@ def _snapshot_of(facts: TargetFacts) -> Snapshot:
 
 def parse_snapshot(text: str) -> Snapshot:
     """Return the snapshot in the child's answer (``probe_env.py --mode installed``)."""
-    return _snapshot_of(parse_facts(text, "installed"))
+    return snapshot_of(parse_facts(text, "installed"))
 
 
 def snapshot(python_exe: str, since: Snapshot | None = None) -> Snapshot:
@@ -135,8 +136,8 @@ def snapshot(python_exe: str, since: Snapshot | None = None) -> Snapshot:
     again in this process while no ``.pth`` file changed (``resolver.target.read_again``). Raises ``BadInput`` when
     it cannot be run as Python."""
     if since is not None and since.facts is not None:
-        return _snapshot_of(read_again(since.facts))
-    return _snapshot_of(read_target(python_exe, "installed"))
+        return snapshot_of(read_again(since.facts))
+    return snapshot_of(read_target(python_exe, "installed"))
 
 
 def diff(before: Snapshot, after: Snapshot) -> EnvDiff:

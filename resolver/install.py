@@ -18,17 +18,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
-from resolver import _subprocess, build, envstate, journal as journals
+from resolver import _subprocess, envstate, journal as journals, read_ahead
 from resolver.errors import CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
                                  constraints_path, index_variant, restore_args, source_args)
 from resolver.models import PackageChoice, Plan, Step
 from resolver.redact import redact
 from resolver.report import Reporter
+from resolver.target import parse_torch_version_py, prepare_read_again
+
+if TYPE_CHECKING:
+    from resolver import build
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
            "SourceUnreachable", "choose_backend", "restore_args", "execute", "commands", "guarded"]
@@ -182,6 +186,8 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
     A build shows two: ``pip wheel`` into ``<build-dir>`` (skipped at run time on a cache hit; its ``MAX_JOBS``
     is sized to free RAM then) and the install of ``<built wheel>``.
     """
+    from resolver import build
+
     out = []
     for step in ordered_steps(plan):
         cpath = constraints_path(step.constraints)
@@ -234,7 +240,7 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str],
     snap = envstate.snapshot(python_exe, since)  # the distributions and torch's version.py
     planned = planned_torch(run.plan)
     if planned is not None:
-        torch_version, torch_cuda = build.parse_torch_version_py(snap.torch_version_py or "")
+        torch_version, torch_cuda = parse_torch_version_py(snap.torch_version_py or "")
         if not torch_matches(planned, snap.version("torch"), torch_version):
             found = snap.version("torch") or "nothing"
             raise TorchSwapped(f"after {after}, torch is {found} instead of the planned {planned}: the step swapped it")
@@ -276,6 +282,8 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
 def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot) -> None:
     """Run ``step``; ``now`` is the environment's latest reading (a build's cache key needs nothing more)."""
     if step.action == "build":
+        from resolver import build
+
         target = build.target_info(now.python_tag, now.platform, now.prefix, now.torch_version_py)
         result = build.build(step, python_exe, lambda: run.installer.pip, source_args=source_args(step, run.sources),
                              cxx11_abi=run.plan.stack.torch_cxx11_abi, reporter=run.reporter,
@@ -531,7 +539,8 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
     prefix = journals.prefix_of(python_exe)
     lock = envstate.env_lock(prefix, timeout=lock_timeout)
     try:
-        before = envstate.snapshot(python_exe)
+        early = read_ahead.take(python_exe)  # read while gpustack started, if still true
+        before = envstate.snapshot(python_exe) if early is None else envstate.snapshot_of(early)
         changing = may_change(plan, before)
         with _no_signals():  # the journal, once written, must say what it backed up
             journal = journals.begin(python_exe, before.prefix, {k: [d.version, d.url, d.editable]
@@ -600,6 +609,8 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout, plan=plan) as txn:
         before = after = txn.before
         run.txn = txn
+        if steps:
+            prepare_read_again()  # the after-step reading's imports, while the first installer runs
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
             txn.journal.step(f"[{i}/{len(steps)}] {what}")

@@ -18,12 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
                              parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
-from resolver.cache import cache_dir
 from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_index_url
 from resolver.models import Plan, Step
@@ -121,6 +119,8 @@ class Sources:
 
 
 def _pinned(step: Step) -> tuple[str, Version] | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(step.requirement)
     except InvalidRequirement:
@@ -205,6 +205,7 @@ def constraints_path(constraints: Sequence[str], write: bool = False) -> str | N
 
     Written only into a private (0700) folder through an ``O_EXCL`` temporary file, never through a planted link;
     when the cache folder cannot be made private, into a fresh private temporary folder."""
+    from resolver.cache import cache_dir
     from resolver.safefiles import write_private
 
     if not constraints:

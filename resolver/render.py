@@ -284,12 +284,12 @@ def print_dry_run(console: Console, cmds: Sequence[Command]) -> None:
         line(console, c.shell())
 
 
-def print_install_result(console: Console, result: InstallResult) -> None:
-    """Print the wheels taken from the build cache, then what the install changed and how long it took."""
+def print_install_result(result: InstallResult) -> None:
+    """Print, on stderr, the wheels taken from the build cache, then what the install changed and how long it took."""
     for b in result.builds:
         if b.cache_hit:
-            line(console, f"from the build cache: {b.wheel.name}")
-    line(console, f"installed in {result.seconds:.1f}s: {result.changes.summary()}")
+            status(f"from the build cache: {b.wheel.name}")
+    status(f"installed in {result.seconds:.1f}s: {result.changes.summary()}")
 
 
 def print_cache_entries(console: Console, entries: Sequence[CacheEntry], cache_dir: object) -> None:
@@ -306,22 +306,19 @@ def print_cache_entries(console: Console, entries: Sequence[CacheEntry], cache_d
 
 class InstallReporter(Reporter):
     """Progress of an install on stderr: ``[i/n] step``, ``[i/n] done in Xs``, and the stages' messages (warnings,
-    restores)."""
-
-    def __init__(self) -> None:
-        self.out = console(stderr=True)
+    restores), as plain lines (``status``)."""
 
     def step_started(self, index: int, total: int, description: str) -> None:
-        line(self.out, f"[{index}/{total}] {description}")
+        status(f"[{index}/{total}] {description}")
 
     def step_finished(self, index: int, total: int, description: str, seconds: float) -> None:
-        line(self.out, f"[{index}/{total}] done in {seconds:.1f}s")
+        status(f"[{index}/{total}] done in {seconds:.1f}s")
 
     def message(self, text: str) -> None:
-        line(self.out, text)
+        status(text)
 
 
-# --- lock (``resolver.cmd_lock``): plain stderr lines, without loading rich (a lock is measured against uv) --------
+# --- plain stderr lines, without loading rich (lock and install are measured against uv) -------------------------
 
 
 def status(text: str) -> None:

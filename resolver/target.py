@@ -24,7 +24,8 @@ from resolver._subprocess import run
 from resolver.errors import BadInput, DetectionError
 from resolver.probes import InstalledEnv, last_json_object, parse_env_json
 
-__all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target", "read_again"]
+__all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target", "read_again",
+           "still_current", "prepare_read_again", "parse_torch_version_py"]
 
 Mode = Literal["full", "light", "installed"]
 
@@ -58,6 +59,8 @@ class TargetFacts:
     toplevel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sys_path: tuple[str, ...] = ()
     pth: tuple[str, ...] = ()  # what the site-packages' .pth files add to sys.path (probe_env.pth_paths)
+    stamps: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # folder -> (mtime_ns, inode) when read
+    read_at: int = 0  # when the reading began, ns since the epoch (probe_env.site_stamps)
 
 
 def probe_output(python_exe: str, mode: Mode = "full") -> str:
@@ -107,7 +110,47 @@ def _installed(common: TargetFacts, data: Mapping[str, Any]) -> TargetFacts:
                    debris=tuple(str(d) for d in data.get("debris", ())),
                    dist_paths={str(k): str(v) for k, v in data.get("dist_paths", {}).items()},
                    toplevel={str(k): tuple(str(e) for e in v) for k, v in data.get("toplevel", {}).items()},
-                   torch_version_py=str(version_py) if version_py is not None else None)
+                   torch_version_py=str(version_py) if version_py is not None else None,
+                   stamps={str(k): (int(v[0]), int(v[1])) for k, v in data.get("stamps", {}).items()},
+                   read_at=int(data.get("read_at", 0)))
+
+
+# How close to a reading a folder's recorded modification may lie before the stamp proves nothing: a change in the
+# same tick of the file system's clock can leave the time as it was (Linux stamps files from a clock that ticks every
+# 1-10 ms; a file system that keeps whole seconds, such as ext3 or FAT, needs two).
+_RACY_NS = 20_000_000
+_RACY_WHOLE_SECONDS_NS = 2_000_000_000
+
+
+def still_current(facts: TargetFacts) -> bool:
+    """Return whether nothing was installed, removed or replaced in the site-packages folders of ``facts`` (an
+    ``installed`` reading) since it began: each folder has the modification time and inode the reading recorded
+    before it read anything, and that time lay far enough before the reading that a later change must have moved
+    it (git's "racy" rule). ``False`` when it cannot tell."""
+    if not facts.stamps or not set(facts.toplevel) <= set(facts.stamps):
+        return False
+    for folder, (mtime, inode) in facts.stamps.items():
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:
+            if inode == -1:
+                continue  # there was none, and there is none
+            return False
+        except OSError:
+            return False
+        racy = _RACY_WHOLE_SECONDS_NS if mtime % 1_000_000_000 == 0 else _RACY_NS
+        if (st.st_mtime_ns, st.st_ino) != (mtime, inode) or mtime > facts.read_at - racy:
+            return False
+    return True
+
+
+def parse_torch_version_py(text: str) -> tuple[str | None, str | None]:
+    """Return ``(__version__, cuda)`` written in a torch ``version.py`` (``cuda`` ``None`` for a CPU build)."""
+    import re
+
+    version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    return (version.group(1) if version else None, cuda.group(1) if cuda else None)
 
 
 def read_target(python_exe: str, mode: Mode = "full") -> TargetFacts:
@@ -122,6 +165,17 @@ def read_target(python_exe: str, mode: Mode = "full") -> TargetFacts:
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise DetectionError(f"{python_exe} {PROBE_SCRIPT.name} --mode {mode}: unreadable output ({exc}): "
                              f"{text[-200:]!r}") from None
+
+
+def prepare_read_again() -> None:
+    """Import what ``read_again`` reads with (``importlib.metadata`` and its email parser: most of its cost) on a
+    background thread, while an installer runs and this process only waits for its output."""
+    import threading
+
+    def load() -> None:
+        import resolver._child.probe_env  # noqa: F401 - its import of importlib.metadata is the point
+
+    threading.Thread(target=load, name="gpustack-prepare-read", daemon=True).start()
 
 
 def read_again(previous: TargetFacts) -> TargetFacts:

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 import fakewheels  # noqa: E402
 from resolver import build  # noqa: E402
+from resolver.target import parse_torch_version_py  # noqa: E402
 from resolver.errors import CommandFailed  # noqa: E402
 from resolver.models import Step  # noqa: E402
 
@@ -24,8 +25,8 @@ FLASH = Step("build", "flash-attn", "flash-attn==2.8.3", env={"FLASH_ATTN_CUDA_A
 
 def test_parse_torch_version_py() -> None:
     text = "from typing import Optional\n__version__ = '2.14.1+cu130'\ncuda: Optional[str] = '13.0'\n"
-    assert build.parse_torch_version_py(text) == ("2.14.1+cu130", "13.0")
-    assert build.parse_torch_version_py("__version__ = '2.1.0+cpu'\ncuda = None\n") == ("2.1.0+cpu", None)
+    assert parse_torch_version_py(text) == ("2.14.1+cu130", "13.0")
+    assert parse_torch_version_py("__version__ = '2.1.0+cpu'\ncuda = None\n") == ("2.1.0+cpu", None)
 
 
 def test_parse_nvcc_and_ninja() -> None:

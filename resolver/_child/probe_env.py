@@ -32,6 +32,7 @@ import platform
 import re
 import sys
 import sysconfig
+import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 try:
@@ -45,11 +46,13 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _distributions(search: Optional[List[str]] = None) -> Iterator[Tuple[str, Any]]:
-    """Yield (normalized name, distribution) of every installed distribution, the first on sys.path of each name.
+def _distributions(search: Optional[List[str]] = None) -> Iterator[Tuple[str, str, Any]]:
+    """Yield (normalized name, version, distribution) of every installed distribution, the first on sys.path of
+    each name.
 
     The ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was uninstalling) still say
-    ``Name: torch`` in their dist-info: they are skipped, as ``pip freeze`` skips them.
+    ``Name: torch`` in their dist-info: they are skipped, as ``pip freeze`` skips them. Each metadata file is parsed
+    once (``dist.metadata`` parses it again on every access, and ``dist.version`` is such an access).
     """
     if metadata is None:
         return
@@ -57,18 +60,21 @@ def _distributions(search: Optional[List[str]] = None) -> Iterator[Tuple[str, An
     found = metadata.distributions() if search is None else \
         metadata.MetadataPathFinder.find_distributions(metadata.DistributionFinder.Context(path=search))
     for dist in found:
-        name = dist.metadata["Name"]
-        if not name or not dist.version or os.path.basename(str(getattr(dist, "_path", ""))).startswith("~"):
+        if os.path.basename(str(getattr(dist, "_path", ""))).startswith("~"):
+            continue
+        meta = dist.metadata
+        name, version = meta["Name"], meta["Version"]
+        if not name or not version:
             continue
         key = _normalize(name)
         if key not in seen:
             seen.add(key)
-            yield key, dist
+            yield key, version, dist
 
 
 def installed_packages() -> Dict[str, str]:
     """Return every installed distribution as normalized name -> version (first one on sys.path wins)."""
-    return {key: dist.version for key, dist in _distributions()}
+    return {key: version for key, version, _ in _distributions()}
 
 
 def installed_dists(paths: Optional[Dict[str, str]] = None,
@@ -76,7 +82,7 @@ def installed_dists(paths: Optional[Dict[str, str]] = None,
     """Return every installed distribution as normalized name -> [version, URL it came from, editable]; fill
     ``paths`` (when given) with each one's metadata folder (``.dist-info``/``.egg-info``)."""
     found: Dict[str, List[Any]] = {}
-    for key, dist in _distributions(search):
+    for key, version, dist in _distributions(search):
         if paths is not None and getattr(dist, "_path", None):
             paths[key] = str(dist._path)
         url, editable = None, False
@@ -87,7 +93,7 @@ def installed_dists(paths: Optional[Dict[str, str]] = None,
                 url, editable = direct.get("url"), bool(direct.get("dir_info", {}).get("editable"))
             except ValueError:
                 pass
-        found[key] = [dist.version, url, editable]
+        found[key] = [version, url, editable]
     return found
 
 
@@ -97,6 +103,26 @@ def site_listing(dirs: Optional[List[str]] = None) -> Dict[str, List[str]]:
         paths = sysconfig.get_paths()
         dirs = sorted({paths["purelib"], paths["platlib"]})
     return {d: sorted(os.listdir(d)) for d in dirs if os.path.isdir(d)}
+
+
+def site_stamps(dirs: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Return when this reading began (``read_at``, ns since the epoch) and each site-packages folder's modification
+    time and inode then (``stamps``: folder -> [mtime_ns, inode], ``[-1, -1]`` for none), taken before anything is
+    read: installing, removing or replacing a distribution adds or removes entries of its folder, which changes
+    both (``resolver.target.still_current``)."""
+    if dirs is None:
+        paths = sysconfig.get_paths()
+        dirs = sorted({paths["purelib"], paths["platlib"]})
+    read_at = time.time_ns()
+    stamps = {}
+    for d in dirs:
+        try:
+            st = os.stat(d)
+        except OSError:
+            stamps[d] = [-1, -1]  # none yet: one made later is a change too
+            continue
+        stamps[d] = [st.st_mtime_ns, st.st_ino]
+    return {"read_at": read_at, "stamps": stamps}
 
 
 def pth_paths(listing: Dict[str, List[str]]) -> List[str]:
@@ -294,11 +320,12 @@ def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List
     gpustack itself calls it again after an install step with the ``search`` path and ``site_dirs`` a child reported
     (``resolver.target.read_again``): the same reading of the same folders, without the child, while the ``.pth``
     files add the same entries to sys.path; it then gives no identity (the caller has it)."""
+    stamps = site_stamps(site_dirs)
     listing = site_listing(site_dirs)
     paths: Dict[str, str] = {}
     dists = installed_dists(paths, search)
     out = {"dists": dists, "dist_paths": paths, "debris": debris(listing), "toplevel": listing,
-           "pth": pth_paths(listing), "torch_version_py": torch_version_py(search)}
+           "pth": pth_paths(listing), "torch_version_py": torch_version_py(search), **stamps}
     if search is None:
         out.update(identity(), sys_path=list(sys.path))
     return out

@@ -1,0 +1,137 @@
+"""Read the target environment while ``gpustack install`` starts, and keep the reading only while it is still true.
+
+An install's first fact is the environment's snapshot (``resolver.target``, mode ``installed``), taken under the
+environment's lock: a child of the target interpreter that reads every distribution, about 50 ms. gpustack's own
+start (its imports, reading the plan) takes as long, and the child does not need it. So ``resolver.cli`` calls
+``begin`` with the command line before the command is even imported, which starts that child for the interpreter the
+command line names (``--python-exe``, ``--venv``, or gpustack's own). Under the lock, ``envstate``'s caller takes it
+with ``take``: only for exactly that interpreter, and only while ``target.still_current`` proves that nothing in
+its site-packages folders changed since the child began reading; a reading that is no longer current is read again
+(in this process when no ``.pth`` file changed: ``target.read_again``). Anything else (another interpreter, a child
+that failed, a dry run, a command that never asks) costs the child, never a different snapshot.
+
+The child only reads: a command line that turns out to be bad input still changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from resolver.target import TargetFacts
+
+__all__ = ["begin", "take", "end", "interpreter_of"]
+
+_TIMEOUT_S = 120.0  # as target's ``installed`` mode
+
+
+class _Reading:
+    """The child, and a thread that collects its output (so a large environment's answer never blocks it)."""
+
+    def __init__(self, python_exe: str, proc: subprocess.Popen[str]) -> None:
+        self.python_exe = python_exe
+        self.proc = proc
+        self.out: list[str] = []
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+
+    def _collect(self) -> None:
+        assert self.proc.stdout is not None
+        self.out.append(self.proc.stdout.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.thread.join()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+_current: _Reading | None = None
+
+
+def interpreter_of(args: Sequence[str]) -> str | None:
+    """Return the interpreter an ``install`` command line (its arguments after ``install``) installs into, as the
+    command will name it: ``--python-exe PATH``, ``--venv DIR``'s, else this one's; ``None`` for a run that reads no
+    environment first (a dry run, help) or an interpreter that is not there yet."""
+    from resolver.venvs import venv_python
+
+    python, venv = None, None
+    it = iter(args)
+    for a in it:
+        if a in ("--dry-run", "-h", "--help") or a.startswith("--dry-run="):
+            return None
+        if a == "--":
+            break
+        for flag in ("--python-exe", "--venv"):
+            if a == flag:
+                value = next(it, None)
+            elif a.startswith(flag + "="):
+                value = a[len(flag) + 1:]
+            else:
+                continue
+            if flag == "--venv":
+                venv = value
+            else:
+                python = value
+    if venv is not None:
+        python = venv_python(os.path.abspath(venv))
+    python = python or sys.executable
+    return python if os.sep in python and os.path.isfile(python) else None
+
+
+def begin(args: Sequence[str]) -> None:
+    """Start reading the environment an ``install`` command line (``args``, after ``install``) installs into."""
+    global _current
+    end()
+    python = interpreter_of(args)
+    if python is None:
+        return
+    from resolver import _subprocess
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child", "probe_env.py")  # target.PROBE_SCRIPT
+    try:
+        proc = _subprocess.popen([python, script, "--mode", "installed"])
+    except OSError:
+        return
+    _current = _Reading(python, proc)
+
+
+def take(python_exe: str) -> TargetFacts | None:
+    """Return the reading ``begin`` started, when it was started for ``python_exe`` and answered, as it is now:
+    itself while ``target.still_current``, else read again. ``None`` (read it as usual) otherwise; either way the
+    reading is used up."""
+    global _current
+    reading, _current = _current, None
+    if reading is None:
+        return None
+    try:
+        if reading.python_exe != python_exe:
+            return None
+        reading.thread.join(_TIMEOUT_S)
+        if reading.thread.is_alive() or reading.proc.wait() != 0 or not reading.out:
+            return None
+        from resolver.target import parse_facts, read_again, still_current
+
+        try:
+            facts = parse_facts(reading.out[0], "installed")
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None
+        return facts if still_current(facts) else read_again(facts)
+    finally:
+        reading.stop()
+
+
+def end() -> None:
+    """Stop the reading ``begin`` started, if nothing took it."""
+    global _current
+    reading, _current = _current, None
+    if reading is not None:
+        reading.stop()
