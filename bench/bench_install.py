@@ -144,12 +144,46 @@ def bench_installers(work: Path) -> dict[str, float]:
 LOCAL_INDEXES = ("file:///opt/pypi/simple", "file:///opt/pypi-more/simple")
 
 
+def installed_gpustack(work: Path, env: dict[str, str]) -> str:
+    """Return the ``gpustack`` command of a fresh venv that holds this checkout as users install it: a wheel, not
+    the editable install this checkout runs from (whose import hook costs every start ~7 ms). Its dependencies are
+    this interpreter's, seen through a ``.pth`` line (that folder's own ``.pth`` files, the editable hook among
+    them, are not run)."""
+    import site
+    import sysconfig
+
+    venv = work / "gpustack-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    wheels = work / "gpustack-wheel"
+    uv = _uv()
+    subprocess.run([uv, "build", "--wheel", "-q", "--index-url", LOCAL_INDEXES[0], "-o", str(wheels), str(ROOT)],
+                   check=True, env=env)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else site.getsitepackages()[0]
+    Path(purelib, "gpustack-deps.pth").write_text(ours + "\n")
+    subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", str(python),
+                    *map(str, wheels.glob("*.whl"))], check=True, env=env)
+    subprocess.run([str(python), "-m", "compileall", "-q", purelib], check=True, capture_output=True)
+    gpustack = venv / "bin" / "gpustack"
+    where = subprocess.run([str(gpustack), "--version"], check=True, capture_output=True, text=True, env=env)
+    assert "gpustack" in where.stdout, where.stdout
+    return str(gpustack)
+
+
+def _uv() -> str:
+    from resolver.installers import _uv_exe
+
+    return _uv_exe() or "uv"
+
+
 def bench_vs_raw_uv(work: Path, rounds: int = 7) -> dict[str, float]:
     """Returns the median seconds of raw ``uv pip install`` and of ``gpustack install --installer uv`` of
     torch==2.13.0+cpu with its dependencies, and their ratio."""
-    from resolver.installers import _uv_exe, uv_source_args
+    from resolver.installers import uv_source_args
 
-    uv = _uv_exe() or "uv"
+    uv = _uv()
     iso = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     iso.pop("PYTHONPATH", None)  # it would reach the target venv too (gpustack's own checkout in its snapshot)
     iso.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"),
@@ -171,10 +205,15 @@ def bench_vs_raw_uv(work: Path, rounds: int = 7) -> dict[str, float]:
         subprocess.run([uv, "pip", "install", "-q", "--python", python, *uv_source_args(source),
                         "torch==2.13.0+cpu"], check=True, env=iso)
 
+    command = installed_gpustack(work, iso)
+    iso["PATH"] = os.path.dirname(uv) + os.pathsep + iso.get("PATH", "")  # where users keep uv: on PATH
+
     def gpustack(python: str) -> None:
-        subprocess.run([sys.executable, "-m", "resolver", "install", "--plan", str(plan_path), "--python-exe", python,
-                        "--installer", "uv", "--find-links", "/opt/wheels"], check=True, env=iso,
-                       capture_output=True)
+        done = subprocess.run([command, "install", "--plan", str(plan_path), "--python-exe", python,
+                        "--installer", "uv", "--find-links", "/opt/wheels"], env=iso, capture_output=True,
+                       text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"gpustack install failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
     raw(fresh("warm"))  # fill uv's cache: both then install from it (gpustack takes the wheel by its path in
     gpustack(fresh("warm-gs"))  # /opt/wheels, which uv caches apart from the index's copy: warm that too)
