@@ -221,6 +221,7 @@ def bench_vs_raw_uv(work: Path, rounds: int = 7) -> dict[str, float]:
     for i in range(rounds):
         for name, fn in (("raw", raw), ("gpustack", gpustack)):
             python = fresh(f"{name}-{i}")
+            os.sync()  # the earlier runs' writes (thousands of links to torch's files) must not land in this one
             t0 = time.perf_counter()
             fn(python)
             times[name].append(time.perf_counter() - t0)

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from resolver.cli import main
+from resolver.start import main
 
 main()

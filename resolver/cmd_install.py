@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from resolver import _subprocess, envstate
+from resolver.cli import skip_final_collection
 from resolver import journal as journals
 from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
@@ -139,6 +140,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     result = execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
                      verify=verify, progress=sys.stderr.isatty())
     print_install_result(result)
+    skip_final_collection()
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from resolver import render
+from resolver.cli import skip_final_collection
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, CommandFailed
 from resolver.models import PYPI_SIMPLE, Plan, parse_glibc
@@ -72,23 +73,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
         _lock(requirements, output, fmt, with_deps, opts, started, hint)
     finally:
         lock_speculate.end()
-    _skip_final_collection()
-
-
-def _skip_final_collection() -> None:
-    """Have the interpreter's exit skip its last garbage collection (``gc.freeze`` at exit), which walks every
-    object the matrix, the solve and the lock made: ~50 ms of a ~0.5 s lock, measured. The lock is written and
-    closed by then, and what gpustack holds needs no finalizer; the OS takes the memory back."""
-    import atexit
-    import gc
-
-    global _FREEZE_REGISTERED
-    if not _FREEZE_REGISTERED:
-        atexit.register(gc.freeze)
-        _FREEZE_REGISTERED = True
-
-
-_FREEZE_REGISTERED = False
+    skip_final_collection()
 
 
 def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,

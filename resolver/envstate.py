@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import filelock
-
 from resolver import _subprocess, journal as journals
+from resolver.envlock import EnvLock
 from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
 from resolver.target import TargetFacts, parse_facts, read_again, read_target
 
@@ -210,16 +209,20 @@ def lock_path(prefix: str) -> str:
     return str(journals.lock_file(prefix))
 
 
-def env_lock(prefix: str, timeout: float = 600.0) -> filelock.BaseFileLock:
-    """Return the acquired lock on environment ``prefix``; raises ``EnvironmentLocked`` after ``timeout`` s.
+def env_lock(prefix: str, timeout: float = 600.0) -> EnvLock:
+    """Return the acquired lock on environment ``prefix`` (``resolver.envlock``); raises ``EnvironmentLocked`` after
+    ``timeout`` s, ``BadInput`` when the lock file cannot be made there.
 
-    Release it with ``.release()`` or use it as a context manager (acquiring again is re-entrant).
+    Release it with ``.release()`` or use it as a context manager.
     """
     path = lock_path(prefix)
-    lock = filelock.FileLock(path)
+    lock = EnvLock(path)
     try:
-        lock.acquire(timeout=timeout)
-    except filelock.Timeout:
+        held = lock.acquire(timeout)
+    except OSError as exc:
+        raise BadInput(f"{prefix}: cannot lock it ({path}: {exc.strerror}); install into a virtual environment "
+                       "(--venv DIR) or run as the environment's owner") from None
+    if not held:
         raise EnvironmentLocked(f"{prefix} is being changed by another gpustack run (lock {path}); "
-                                "wait for it to finish, or remove the lock file if no gpustack is running") from None
+                                "wait for it to finish, or remove the lock file if no gpustack is running")
     return lock

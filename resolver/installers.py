@@ -205,11 +205,11 @@ def constraints_path(constraints: Sequence[str], write: bool = False) -> str | N
 
     Written only into a private (0700) folder through an ``O_EXCL`` temporary file, never through a planted link;
     when the cache folder cannot be made private, into a fresh private temporary folder."""
+    if not constraints:
+        return None
     from resolver.cache import cache_dir
     from resolver.safefiles import write_private
 
-    if not constraints:
-        return None
     text = "".join(f"{check_argument(c, 'constraint')}\n" for c in constraints)
     name = f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.txt"
     path = cache_dir() / "constraints" / name

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from resolver.errors import BadInput, GpuStackError
 
 __all__ = ["STATE_DIR", "TXN_ENV", "leftovers", "stop_leftovers", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "unfinished",
@@ -334,10 +332,13 @@ def unfinished(prefix: str) -> Journal | None:
     found = pending(prefix)
     if found is None:
         return None
-    lock = filelock.FileLock(str(state_dir(prefix) / "lock"))
+    from resolver.envlock import EnvLock
+
+    lock = EnvLock(str(state_dir(prefix) / "lock"))
     try:
-        lock.acquire(timeout=0)
-    except (filelock.Timeout, OSError):
+        if not lock.acquire(timeout=0):
+            return None
+    except OSError:
         return None
     try:
         return pending(prefix)

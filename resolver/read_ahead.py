@@ -2,13 +2,14 @@
 
 An install's first fact is the environment's snapshot (``resolver.target``, mode ``installed``), taken under the
 environment's lock: a child of the target interpreter that reads every distribution, about 50 ms. gpustack's own
-start (its imports, reading the plan) takes as long, and the child does not need it. So ``resolver.cli`` calls
-``begin`` with the command line before the command is even imported, which starts that child for the interpreter the
-command line names (``--python-exe``, ``--venv``, or gpustack's own). Under the lock, ``envstate``'s caller takes it
-with ``take``: only for exactly that interpreter, and only while ``target.still_current`` proves that nothing in
-its site-packages folders changed since the child began reading; a reading that is no longer current is read again
-(in this process when no ``.pth`` file changed: ``target.read_again``). Anything else (another interpreter, a child
-that failed, a dry run, a command that never asks) costs the child, never a different snapshot.
+start (its imports, reading the plan) takes as long, and the child does not need it. So ``resolver.start`` (the
+entry point) calls ``begin`` with the command line before even click is imported (``resolver.cli`` does, when it
+is called directly), which starts that child for the interpreter the command line names (``--python-exe``,
+``--venv``, or gpustack's own). Under the lock, ``install.guarded`` takes it with ``take``: only for exactly that
+interpreter, and only while ``target.still_current`` proves that nothing in its site-packages folders changed since
+the child began reading; a reading that is no longer current is read again (in this process when no ``.pth`` file
+changed: ``target.read_again``). Anything else (another interpreter, a child that failed, a dry run, a command that
+never asks) costs the child, never a different snapshot.
 
 The child only reads: a command line that turns out to be bad input still changes nothing on disk.
 """
@@ -34,9 +35,10 @@ _TIMEOUT_S = 120.0  # as target's ``installed`` mode
 class _Reading:
     """The child, and a thread that collects its output (so a large environment's answer never blocks it)."""
 
-    def __init__(self, python_exe: str, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, python_exe: str, proc: subprocess.Popen[str], args: list[str]) -> None:
         self.python_exe = python_exe
         self.proc = proc
+        self.args = args
         self.out: list[str] = []
         self.thread = threading.Thread(target=self._collect, daemon=True)
         self.thread.start()
@@ -88,8 +90,11 @@ def interpreter_of(args: Sequence[str]) -> str | None:
 
 
 def begin(args: Sequence[str]) -> None:
-    """Start reading the environment an ``install`` command line (``args``, after ``install``) installs into."""
+    """Start reading the environment an ``install`` command line (``args``, after ``install``) installs into; a
+    reading already begun for these very arguments (by ``resolver.start``) is kept."""
     global _current
+    if _current is not None and _current.args == list(args):
+        return
     end()
     python = interpreter_of(args)
     if python is None:
@@ -101,7 +106,7 @@ def begin(args: Sequence[str]) -> None:
         proc = _subprocess.popen([python, script, "--mode", "installed"])
     except OSError:
         return
-    _current = _Reading(python, proc)
+    _current = _Reading(python, proc, list(args))
 
 
 def take(python_exe: str) -> TargetFacts | None:

@@ -86,3 +86,54 @@ def test_lock_is_exclusive_across_processes_and_cache_dirs(tmp_path: Path, monke
 def test_lock_in_a_missing_or_read_only_prefix_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(envstate.BadInput, match="cannot write there"):
         envstate.env_lock(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("holder", ["filelock", "gpustack"])
+def test_the_environment_lock_and_filelocks_exclude_each_other(tmp_path: Path, holder: str) -> None:
+    # Another gpustack (an older one took the lock through filelock) or any filelock user of the file: one flock.
+    env = tmp_path / "env"
+    env.mkdir()
+    path = envstate.lock_path(str(env))
+    take = {"filelock": f"import filelock; lock = filelock.FileLock({path!r}); lock.acquire()",
+            "gpustack": f"from resolver import envstate; lock = envstate.env_lock({str(env)!r})"}[holder]
+    other = {"filelock": f"from resolver import envstate; envstate.env_lock({str(env)!r}, timeout=0.3)",
+             "gpustack": f"import filelock; filelock.FileLock({path!r}).acquire(timeout=0.3)"}[holder]
+    held = subprocess.Popen([sys.executable, "-c", f"{take}; print('held', flush=True); import time; time.sleep(60)"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout is not None and held.stdout.readline().strip() == "held"
+        done = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and ("EnvironmentLocked" in done.stderr or "Timeout" in done.stderr), done.stderr
+    finally:
+        held.kill()
+        held.wait()
+    envstate.env_lock(str(env), timeout=5).release()  # the holder's death let it go
+
+
+def test_a_lock_file_replaced_while_waiting_is_locked_as_it_is_now(tmp_path: Path) -> None:
+    from resolver.envlock import EnvLock
+
+    env = tmp_path / "env"
+    env.mkdir()
+    first = envstate.env_lock(str(env))
+    path = envstate.lock_path(str(env))
+    os.replace(path, path + ".old")  # someone removed the held file: a new one at the path is free to lock
+    second = EnvLock(path)
+    try:
+        assert second.acquire(timeout=1)
+        assert os.path.samestat(os.stat(path), os.fstat(second._fd))  # type: ignore[arg-type]
+        assert not EnvLock(path).acquire(timeout=0)
+    finally:
+        second.release()
+        first.release()
+
+
+def test_the_lock_file_is_never_opened_through_a_link(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    (env / ".gpustack").mkdir(parents=True)
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    (env / ".gpustack" / "lock").symlink_to(target)
+    with pytest.raises(envstate.BadInput, match="cannot lock it"):
+        envstate.env_lock(str(env), timeout=0.2)
+    assert target.read_text() == "keep"

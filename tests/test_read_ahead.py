@@ -161,3 +161,14 @@ def test_bad_input_with_a_reading_started_changes_nothing(tmp_path: Path) -> Non
                            str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--plan" in done.stderr, done.stderr
     assert sorted(p.name for p in (tmp_path / "v").rglob("*")) == before
+
+
+def test_a_reading_begun_for_the_same_command_line_is_kept(tmp_path: Path) -> None:
+    # resolver.start begins it before click is imported; resolver.cli begins again with the same arguments
+    python, _ = _venv(tmp_path / "v")
+    read_ahead.begin(["--python-exe", python, "--plan", "p.json"])
+    first = read_ahead._current
+    read_ahead.begin(["--python-exe", python, "--plan", "p.json"])
+    assert read_ahead._current is first
+    read_ahead.begin(["--python-exe", python, "--plan", "other.json"])
+    assert read_ahead._current is not first and first is not None and first.proc.poll() is not None
