@@ -178,9 +178,11 @@ def _uv() -> str:
     return _uv_exe() or "uv"
 
 
-def bench_vs_raw_uv(work: Path, rounds: int = 7) -> dict[str, float]:
+def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[str, float]:
     """Returns the median seconds of raw ``uv pip install`` and of ``gpustack install --installer uv`` of
-    torch==2.13.0+cpu with its dependencies, and their ratio."""
+    torch==2.13.0+cpu with its dependencies, their ratio and the paired difference: with uv's cache warm (every
+    file already unpacked in it: uv links them, the strictest base) and cold (an empty cache per run, as a first
+    install on a machine: uv unpacks torch)."""
     from resolver.installers import uv_source_args
 
     uv = _uv()
@@ -201,37 +203,42 @@ def bench_vs_raw_uv(work: Path, rounds: int = 7) -> dict[str, float]:
         subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=iso)
         return str(venv / "bin" / "python")
 
-    def raw(python: str) -> None:
+    def raw(python: str, env: dict[str, str]) -> None:
         subprocess.run([uv, "pip", "install", "-q", "--python", python, *uv_source_args(source),
-                        "torch==2.13.0+cpu"], check=True, env=iso)
+                        "torch==2.13.0+cpu"], check=True, env=env)
 
     command = installed_gpustack(work, iso)
     iso["PATH"] = os.path.dirname(uv) + os.pathsep + iso.get("PATH", "")  # where users keep uv: on PATH
 
-    def gpustack(python: str) -> None:
+    def gpustack(python: str, env: dict[str, str]) -> None:
         done = subprocess.run([command, "install", "--plan", str(plan_path), "--python-exe", python,
-                        "--installer", "uv", "--find-links", "/opt/wheels"], env=iso, capture_output=True,
-                       text=True)
+                               "--installer", "uv", "--find-links", "/opt/wheels"], env=env, capture_output=True,
+                              text=True)
         if done.returncode != 0:
             raise SystemExit(f"gpustack install failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
-    raw(fresh("warm"))  # fill uv's cache: both then install from it (gpustack takes the wheel by its path in
-    gpustack(fresh("warm-gs"))  # /opt/wheels, which uv caches apart from the index's copy: warm that too)
-    times: dict[str, list[float]] = {"raw": [], "gpustack": []}
-    for i in range(rounds):
-        for name, fn in (("raw", raw), ("gpustack", gpustack)):
-            python = fresh(f"{name}-{i}")
-            os.sync()  # the earlier runs' writes (thousands of links to torch's files) must not land in this one
-            t0 = time.perf_counter()
-            fn(python)
-            times[name].append(time.perf_counter() - t0)
-    print("alternating runs (s): raw uv " + " ".join(f"{t:.3f}" for t in times["raw"])
-          + " | gpustack " + " ".join(f"{t:.3f}" for t in times["gpustack"]), file=sys.stderr)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    pairs = sorted(g / r for g, r in zip(times["gpustack"], times["raw"]))  # each pair ran back to back: same load
-    return {"raw_uv_install_torch_cpu_s": med["raw"], "gpustack_uv_install_torch_cpu_s": med["gpustack"],
-            "gpustack_over_raw_uv_ratio": med["gpustack"] / med["raw"],
-            "gpustack_over_raw_uv_pair_ratio_median": pairs[len(pairs) // 2]}
+    raw(fresh("warm"), iso)  # fill uv's cache: both then install from it (gpustack takes the wheel by its path in
+    gpustack(fresh("warm-gs"), iso)  # /opt/wheels, which uv caches apart from the index's copy: warm that too)
+    out: dict[str, float] = {}
+    for mode, n in (("warm", rounds), ("cold", cold_rounds)):
+        times: dict[str, list[float]] = {"raw": [], "gpustack": []}
+        for i in range(n):
+            for name, fn in (("raw", raw), ("gpustack", gpustack)):
+                python = fresh(f"{mode}-{name}-{i}")
+                env = iso if mode == "warm" else {**iso, "UV_CACHE_DIR": str(work / f"uv-cache-{name}-{i}")}
+                os.sync()  # the earlier runs' writes (thousands of links to torch's files) must not land in this one
+                t0 = time.perf_counter()
+                fn(python, env)
+                times[name].append(time.perf_counter() - t0)
+        print(f"{mode} uv cache, alternating runs (s): raw uv " + " ".join(f"{t:.3f}" for t in times["raw"])
+              + " | gpustack " + " ".join(f"{t:.3f}" for t in times["gpustack"]), file=sys.stderr)
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        diffs = sorted(g - r for g, r in zip(times["gpustack"], times["raw"]))  # each pair ran back to back
+        out.update({f"{mode}_raw_uv_install_torch_cpu_s": med["raw"],
+                    f"{mode}_gpustack_uv_install_torch_cpu_s": med["gpustack"],
+                    f"{mode}_gpustack_over_raw_uv_ratio": med["gpustack"] / med["raw"],
+                    f"{mode}_gpustack_minus_raw_uv_ms": 1000 * diffs[len(diffs) // 2]})
+    return out
 
 
 def main() -> None:
@@ -239,6 +246,12 @@ def main() -> None:
     parser.add_argument("--torch-venv", default=os.environ.get("GPUSTACK_TEST_TORCH_VENV", "/tmp/gs-torch-venv"))
     parser.add_argument("--skip-builds", action="store_true")
     parser.add_argument("--only-vs-uv", action="store_true", help="Run only the gpustack-vs-raw-uv comparison.")
+    parser.add_argument("--rounds", type=int, default=11, help="Alternating rounds, uv's cache warm.")
+    parser.add_argument("--cold-rounds", type=int, default=5, help="Alternating rounds, uv's cache empty.")
+    parser.add_argument("--vs-uv-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+                        help="Where the gpustack-vs-raw-uv venvs and uv cache live (default: /dev/shm, a memory "
+                             "file system: disk writeback, which moves uv's time by 2x here, then decides nothing, "
+                             "and uv is at its fastest, the strictest base for the ratio).")
     args = parser.parse_args()
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="gpustack-bench-") as tmp:
@@ -247,7 +260,8 @@ def main() -> None:
             results.update(bench_builds(torch_venv(Path(args.torch_venv))))
         if not args.only_vs_uv:
             results.update(bench_installers(Path(tmp)))
-        results.update(bench_vs_raw_uv(Path(tmp)))
+        with tempfile.TemporaryDirectory(prefix="gpustack-bench-uv-", dir=args.vs_uv_dir) as vs:
+            results.update(bench_vs_raw_uv(Path(vs), args.rounds, args.cold_rounds))
     for name, value in results.items():
         print(f"{name:40s} {value:8.2f}")
     print(json.dumps({k: round(v, 2) for k, v in results.items()}))

@@ -274,7 +274,7 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         tail.append(line)
         del tail[:-40]
 
-    rc = _subprocess.stream(argv, on_line, env=run.installer.env)
+    rc = _subprocess.stream(argv, on_line, env=run.installer.env, started=prepare_read_again)
     if rc != 0:
         raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
 
@@ -609,8 +609,6 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
     with guarded(python_exe, installer, reporter, lock_timeout=lock_timeout, plan=plan) as txn:
         before = after = txn.before
         run.txn = txn
-        if steps:
-            prepare_read_again()  # the after-step reading's imports, while the first installer runs
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
             txn.journal.step(f"[{i}/{len(steps)}] {what}")

@@ -169,8 +169,12 @@ def read_target(python_exe: str, mode: Mode = "full") -> TargetFacts:
 
 def prepare_read_again() -> None:
     """Import what ``read_again`` reads with (``importlib.metadata`` and its email parser: most of its cost) on a
-    background thread, while an installer runs and this process only waits for its output."""
+    background thread, while an installer runs and this process only waits for its output; once is enough."""
+    import sys
     import threading
+
+    if "resolver._child.probe_env" in sys.modules:
+        return
 
     def load() -> None:
         import resolver._child.probe_env  # noqa: F401 - its import of importlib.metadata is the point
