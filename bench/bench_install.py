@@ -89,9 +89,9 @@ def bench_builds(python: str) -> dict[str, float]:
     uninstall(python, "gpustack-cuda-ext-fixture")
     # The whole cached reinstall (transaction, cache lookup, install of the cached wheel, checks), with pip and with
     # uv (what --installer auto takes when uv is there), alternating, median of 3.
-    from resolver.installers import _uv_exe
+    from resolver.uvbin import find_uv
 
-    hits: dict[str, list[float]] = {"pip": [], "uv": []} if _uv_exe() else {"pip": []}
+    hits: dict[str, list[float]] = {"pip": [], "uv": []} if find_uv() else {"pip": []}
     for _ in range(3):
         for backend in hits:
             hits[backend].append(timed_install(single, python, backend))
@@ -173,9 +173,9 @@ def installed_gpustack(work: Path, env: dict[str, str]) -> str:
 
 
 def _uv() -> str:
-    from resolver.installers import _uv_exe
+    from resolver.uvbin import find_uv
 
-    return _uv_exe() or "uv"
+    return find_uv() or "uv"
 
 
 def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[str, float]:

@@ -324,6 +324,46 @@ def test_cli_install_into_new_venv(local_index: LocalIndex, tmp_path: Path, back
     assert envstate.snapshot(str(target / "bin" / "python")).version("torch") == "2.1.0+cu121"
 
 
+def _path_without_uv() -> str:
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not os.path.exists(os.path.join(d, "uv")))
+
+
+def test_installer_uv_finds_the_uv_package_off_path(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
+    # gpustack runs from an environment that sees this one's packages (gpustack, its uv wheel) through a .pth,
+    # as `uv run --with` lays one out: no uv beside its interpreter, none on PATH, only where the uv package put it.
+    import sysconfig
+
+    runner = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(runner)], check=True)
+    site = subprocess.run([str(runner / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "overlay.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
+    assert not (runner / "bin" / "uv").exists()
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    env = {**os.environ, "PATH": _path_without_uv()}
+    done = subprocess.run([str(runner / "bin" / "python"), "-m", "resolver", "install", "--plan",
+                           _plan_file(tmp_path, plan), "--python-exe", str(venv), "--installer", "uv"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+
+
+def test_installer_uv_without_uv_says_where_it_looked(venv: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # nothing beside it
+    monkeypatch.setitem(sys.modules, "uv", None)  # no uv package: importing it fails
+    monkeypatch.setenv("PATH", _path_without_uv())
+    before = freeze(venv)
+    out = CliRunner().invoke(main, ["install", "--plan", str(tmp_path / "plan.json"), "--python-exe", str(venv),
+                                    "--installer", "uv"])
+    assert out.exit_code == 2, out.output
+    assert out.output.count("\n") == 1 and "--installer uv: uv not found" in out.output
+    assert "the uv package installed with gpustack" in out.output and "on PATH" in out.output
+    assert "--installer pip" in out.output
+    assert freeze(venv) == before
+
+
 def test_cli_bad_find_links_is_bad_input(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["install", "--plan", "x.json", "--find-links", str(tmp_path / "nope")])
     assert out.exit_code == 2 and "--find-links" in out.output
