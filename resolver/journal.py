@@ -60,13 +60,16 @@ def lock_file(prefix: str) -> Path:
     return folder / "lock"
 
 
-def prefix_of(python_exe: str) -> str:
-    """Return ``sys.prefix`` of ``python_exe``: a venv's folder (``pyvenv.cfg``), this one's, or asked in a child."""
+def prefix_of(python_exe: str, reported: str | None = None) -> str:
+    """Return ``sys.prefix`` of ``python_exe``: a venv's folder (``pyvenv.cfg``), this one's, ``reported`` (what a
+    reading of ``python_exe`` already said), or asked in a child."""
     exe = Path(python_exe)
     if (exe.parent.parent / "pyvenv.cfg").is_file():
         return str(exe.parent.parent.absolute())
     if os.path.abspath(python_exe) == os.path.abspath(sys.executable):
         return sys.prefix
+    if reported is not None:
+        return reported
     from resolver.target import read_target  # the one reader of a target interpreter
 
     return read_target(python_exe, "light").prefix
@@ -349,10 +352,11 @@ def unfinished(prefix: str) -> Journal | None:
 _noticed: set[str] = set()
 
 
-def notice(python_exe: str, echo: Any = None) -> Journal | None:
-    """Say once per process, on stderr, when ``python_exe``'s environment holds an unfinished transaction."""
+def notice(python_exe: str, echo: Any = None, *, prefix: str | None = None) -> Journal | None:
+    """Say once per process, on stderr, when ``python_exe``'s environment holds an unfinished transaction;
+    ``prefix``: its ``sys.prefix`` when the caller has just read it (``prefix_of`` then starts no child)."""
     try:
-        prefix = prefix_of(python_exe)
+        prefix = prefix_of(python_exe, prefix)
     except BadInput:
         return None
     found = unfinished(prefix)
