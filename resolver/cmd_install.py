@@ -184,14 +184,13 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     try:
         _err(f"recovering {found.describe()} ...")
         before = envstate.snapshot_from(prefix, found.snapshot)
-        from resolver.install import Transaction, restore_transaction
+        from resolver.install import Transaction, restore_line, restore_transaction
 
         restored = restore_transaction(Transaction(before, found), exe, inst)
     finally:
         lock.release()
     if restored.left:
-        raise journals.JournalPending(f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}; "
-                                      f"run `{journals.recover_command(exe)}` again (the journal and backup are kept)")
+        raise journals.JournalPending(restore_line(restored))  # as install says it: what differs, what finishes it
     line(console(), f"recovered {prefix}: {restored.undone.describe()}")
 
 

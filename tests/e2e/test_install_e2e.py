@@ -237,6 +237,26 @@ def test_reading_again_in_process_equals_a_childs_reading(local_index: LocalInde
     assert envstate.snapshot(str(venv), since=child).version("xformers") == "0.0.24"
 
 
+def test_recover_that_cannot_finish_says_what_install_says(venv: Path) -> None:
+    # A journal whose "before" held ghostpkg 1.0, which neither the backup nor the run's sources (--no-index) have:
+    # recover's restore cannot finish, and says so in install's one line, with the command that finishes it.
+    from resolver import journal as journals
+    from resolver.install import restore_line
+
+    before = envstate.snapshot(str(venv))
+    dists = {k: [d.version, d.url, d.editable] for k, d in before.dists.items()}
+    journals.begin(str(venv), before.prefix, {**dists, "ghostpkg": ["1.0", None, False]}, command="install ghostpkg",
+                   plan=None, backend="pip", restore_args=["--no-index"])
+    out = CliRunner().invoke(main, ["recover", "--python-exe", str(venv)])
+    assert out.exit_code == 1, out.output
+    left = envstate.RestoreResult(envstate.EnvDiff(), envstate.EnvDiff(removed=(envstate.Dist("ghostpkg", "1.0"),)),
+                                  fix=journals.recover_command(str(venv)))
+    assert out.output.strip().splitlines()[-1] == f"gpustack: {restore_line(left)}"
+    assert "RESTORE INCOMPLETE: still different from before: " in out.output
+    assert f"to finish it run: gpustack recover --python-exe {venv}" in out.output
+    assert journals.pending(before.prefix) is not None and freeze(venv) == sorted(f"{k}=={v[0]}" for k, v in dists.items())
+
+
 def test_failed_build_is_rolled_back_with_log(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
     pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
     before = freeze(venv)
