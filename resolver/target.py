@@ -193,11 +193,11 @@ def read_again(previous: TargetFacts) -> TargetFacts:
 
     if not previous.sys_path:
         return read_target(previous.python_exe, "installed")
-    listing = probe_env.site_listing(list(previous.toplevel))
-    if tuple(probe_env.pth_paths(listing)) != previous.pth or set(listing) != set(previous.toplevel):
+    site = probe_env.read_site(list(previous.toplevel))  # read once: decides here, then is the reading's own
+    if tuple(site["pth"]) != previous.pth or set(site["toplevel"]) != set(previous.toplevel):
         return read_target(previous.python_exe, "installed")
     import importlib
 
     importlib.invalidate_caches()  # the path finders' and metadata's cached folder listings
-    data = probe_env.probe_installed(search=list(previous.sys_path), site_dirs=list(previous.toplevel))
+    data = probe_env.probe_installed(search=list(previous.sys_path), site_dirs=list(previous.toplevel), site=site)
     return _installed(replace(previous, env=None), data)
