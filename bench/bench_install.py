@@ -148,7 +148,8 @@ def installed_gpustack(work: Path, env: dict[str, str]) -> str:
     """Return the ``gpustack`` command of a fresh venv that holds this checkout as users install it: a wheel, not
     the editable install this checkout runs from (whose import hook costs every start ~7 ms). Its dependencies are
     this interpreter's, seen through a ``.pth`` line (that folder's own ``.pth`` files, the editable hook among
-    them, are not run)."""
+    them, are not run), and its ``uv`` (a dependency) lies beside its Python, where installing the wheel with its
+    dependencies puts it (``resolver.uvbin.find_uv`` looks there first)."""
     import site
     import sysconfig
 
@@ -163,6 +164,7 @@ def installed_gpustack(work: Path, env: dict[str, str]) -> str:
                              check=True, capture_output=True, text=True).stdout.strip()
     ours = sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else site.getsitepackages()[0]
     Path(purelib, "gpustack-deps.pth").write_text(ours + "\n")
+    (venv / "bin" / "uv").symlink_to(uv)
     subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", str(python),
                     *map(str, wheels.glob("*.whl"))], check=True, env=env)
     subprocess.run([str(python), "-m", "compileall", "-q", purelib], check=True, capture_output=True)
