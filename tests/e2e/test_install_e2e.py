@@ -237,6 +237,26 @@ def test_reading_again_in_process_equals_a_childs_reading(local_index: LocalInde
     assert envstate.snapshot(str(venv), since=child).version("xformers") == "0.0.24"
 
 
+def test_install_into_a_python_that_is_no_venv_asks_its_prefix_once(local_index: LocalIndex, venv: Path,
+                                                                    tmp_path: Path) -> None:
+    # A conda or system Python has no pyvenv.cfg: its sys.prefix is asked in a child, once (before the lock, to
+    # refuse an unfinished install), not again under the lock. The wrapper logs each start's arguments. (With uv:
+    # the pip backend also asks the interpreter whether it has pip, a light reading of its own.)
+    starts = tmp_path / "starts"
+    wrapper = tmp_path / "bin" / "python3"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{starts}"\nexec "{venv}" "$@"\n')
+    wrapper.chmod(0o755)
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    done = subprocess.run([sys.executable, "-m", "resolver", "install", "--plan", _plan_file(tmp_path, plan),
+                           "--python-exe", str(wrapper), "--installer", "uv"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+    probes = [line.split("--mode ")[-1] for line in starts.read_text().splitlines() if "probe_env.py" in line]
+    assert sorted(probes) == ["installed", "light"], probes
+
+
 def test_recover_that_cannot_finish_says_what_install_says(venv: Path) -> None:
     # A journal whose "before" held ghostpkg 1.0, which neither the backup nor the run's sources (--no-index) have:
     # recover's restore cannot finish, and says so in install's one line, with the command that finishes it.
