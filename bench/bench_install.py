@@ -89,9 +89,9 @@ def bench_builds(python: str) -> dict[str, float]:
     uninstall(python, "gpustack-cuda-ext-fixture")
     # The whole cached reinstall (transaction, cache lookup, install of the cached wheel, checks), with pip and with
     # uv (what --installer auto takes when uv is there), alternating, median of 3.
-    from resolver.installers import _uv_exe
+    from resolver.uvbin import find_uv
 
-    hits: dict[str, list[float]] = {"pip": [], "uv": []} if _uv_exe() else {"pip": []}
+    hits: dict[str, list[float]] = {"pip": [], "uv": []} if find_uv() else {"pip": []}
     for _ in range(3):
         for backend in hits:
             hits[backend].append(timed_install(single, python, backend))
@@ -148,7 +148,8 @@ def installed_gpustack(work: Path, env: dict[str, str]) -> str:
     """Return the ``gpustack`` command of a fresh venv that holds this checkout as users install it: a wheel, not
     the editable install this checkout runs from (whose import hook costs every start ~7 ms). Its dependencies are
     this interpreter's, seen through a ``.pth`` line (that folder's own ``.pth`` files, the editable hook among
-    them, are not run)."""
+    them, are not run), and its ``uv`` (a dependency) lies beside its Python, where installing the wheel with its
+    dependencies puts it (``resolver.uvbin.find_uv`` looks there first)."""
     import site
     import sysconfig
 
@@ -163,6 +164,7 @@ def installed_gpustack(work: Path, env: dict[str, str]) -> str:
                              check=True, capture_output=True, text=True).stdout.strip()
     ours = sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else site.getsitepackages()[0]
     Path(purelib, "gpustack-deps.pth").write_text(ours + "\n")
+    (venv / "bin" / "uv").symlink_to(uv)
     subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", str(python),
                     *map(str, wheels.glob("*.whl"))], check=True, env=env)
     subprocess.run([str(python), "-m", "compileall", "-q", purelib], check=True, capture_output=True)
@@ -173,9 +175,9 @@ def installed_gpustack(work: Path, env: dict[str, str]) -> str:
 
 
 def _uv() -> str:
-    from resolver.installers import _uv_exe
+    from resolver.uvbin import find_uv
 
-    return _uv_exe() or "uv"
+    return find_uv() or "uv"
 
 
 def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[str, float]:

@@ -77,7 +77,7 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @target_options
 @click.option("--venv", metavar="DIR", help="Install into this virtual environment (created when missing).")
 @click.option("--installer", type=click.Choice(["auto", "pip", "uv"]), default="auto", show_default=True,
-              help="Installer backend; auto takes uv when it is on PATH.")
+              help="Installer backend; auto takes uv when found: the uv installed with gpustack, else uv on PATH.")
 @click.option("--dry-run", is_flag=True, help="Print the commands and environment it would run; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
@@ -159,7 +159,7 @@ def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
 @click.option("--python-exe", metavar="PATH", help="Interpreter of the environment (default: the one running gpustack).")
 @click.option("--venv", metavar="DIR", help="The virtual environment to recover.")
 @click.option("--installer", type=click.Choice(["auto", "pip", "uv"]), default="auto", show_default=True,
-              help="Backend that uninstalls what the interrupted run added.")
+              help="Backend that uninstalls what the interrupted run added (default: the run's own; uv is found as for install).")
 def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     """Finish the restore of an install that was killed (SIGKILL, power cut) or could not finish it."""
     if venv and python_exe:
@@ -184,14 +184,13 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     try:
         _err(f"recovering {found.describe()} ...")
         before = envstate.snapshot_from(prefix, found.snapshot)
-        from resolver.install import Transaction, restore_transaction
+        from resolver.install import Transaction, restore_line, restore_transaction
 
         restored = restore_transaction(Transaction(before, found), exe, inst)
     finally:
         lock.release()
     if restored.left:
-        raise journals.JournalPending(f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}; "
-                                      f"run `{journals.recover_command(exe)}` again (the journal and backup are kept)")
+        raise journals.JournalPending(restore_line(restored))  # as install says it: what differs, what finishes it
     line(console(), f"recovered {prefix}: {restored.undone.describe()}")
 
 

@@ -45,15 +45,11 @@ def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix, package
     minor = matrix.cuda_minor(nvcc)
     if minor is None:
         return None, refusal(package, candidate, "toolkit", "CUDA {nvcc} is not in the CUDA table", nvcc=nvcc)
-    archs = []
-    for cc in target.capabilities:
-        arch = compat.build_arch(cc, minor.nvcc_sms)
-        if arch is None:
-            return None, refusal(package, candidate, "toolkit", "nvcc {nvcc} cannot build code for {sm}", nvcc=nvcc,
-                                 sm=cc.sm, compute_capability=cc)
-        if arch not in archs:
-            archs.append(arch)
-    return ";".join(str(a) for a in sorted(archs)), None
+    archs, unserved = compat.build_archs(target.capabilities, minor.nvcc_sms)
+    if unserved is not None:
+        return None, refusal(package, candidate, "toolkit", "nvcc {nvcc} cannot build code for {sm}", nvcc=nvcc,
+                             sm=unserved.sm, compute_capability=unserved)
+    return ";".join(str(a) for a in archs), None
 
 
 def _nvcc_problem(torch: TorchOption, target: Target, package: str, candidate: str) -> Refusal | None:
@@ -241,15 +237,14 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
     nvcc = _nvcc_problem(torch, target, "flash-attn", version)
     if nvcc is not None:
         return None, joined(why, nvcc)
-    archs = compat.flash_cuda_archs(target.capabilities, matrix)
     built = compat.flash_build_archs(target.capabilities, matrix)
-    if archs is None or built is None:
+    if built is None:
         return None, joined(why, refusal("flash-attn", version, "gpu_code",
                                          "FLASH_ATTN_CUDA_ARCHS has no value for these GPUs",
                                          compute_capability=", ".join(str(c) for c in target.capabilities)))
     env = {"FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
     if compat.flash_archs_env_honoured(f, matrix):
-        env["FLASH_ATTN_CUDA_ARCHS"] = archs  # older setup.py always builds sm_80 + sm_90
+        env["FLASH_ATTN_CUDA_ARCHS"] = compat.flash_archs_value(built)  # older setup.py always builds sm_80 + sm_90
     job = compat.build_job("flash-attn", matrix)
     notes = (f"flash-attn {f.version} is built from source ({why.text}); expect 20+ minutes and about "
              f"{job.gib_per_job:g} GiB RAM per nvcc thread",)

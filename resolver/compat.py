@@ -10,6 +10,8 @@ Every command asks these functions and none re-derives them:
   ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
 * flash-attn release x GPUs / torch build: ``flash_gpu_refusal``, ``flash_wheel`` (the per-release CUDA tag rule;
   check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
+* which architectures a source build targets for the GPUs: ``build_archs`` (per GPU ``build_arch``: its own, else
+  the highest of its major below it), for nvcc's list, flash-attn's and each attention kernel's alike.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
 * a PyPI wheel x Python / platform / glibc: ``wheel_refusal``, ``torch_release_refusal`` (``wheels.toml``).
 * attention kernels of ``attention.toml`` (FA3, flash-attn-4, SageAttention, flash-attn 1) x target / torch build:
@@ -52,6 +54,7 @@ __all__ = [
     "torch_cxx11_abi",
     "torch_pin",
     "build_arch",
+    "build_archs",
     "xformers_wheel_tags_ok",
     "xformers_platform_ok",
     "xformers_index_variant",
@@ -65,6 +68,7 @@ __all__ = [
     "flash_wheel_url",
     "flash_cuda_archs",
     "flash_build_archs",
+    "flash_archs_value",
     "torch_arch_list",
     "flash_archs_env_honoured",
     "build_job",
@@ -101,6 +105,22 @@ def build_arch(cc: ComputeCapability, nvcc_sms: frozenset[ComputeCapability]) ->
         return cc
     same = [s for s in nvcc_sms if s.major == cc.major and s.minor <= cc.minor]
     return max(same) if same else None
+
+
+def build_archs(caps: Iterable[ComputeCapability],
+                known: Iterable[ComputeCapability]) -> tuple[list[ComputeCapability], ComputeCapability | None]:
+    """Return (the architectures a source build targets for the GPUs ``caps``, sorted and distinct, None) or
+    ([], the first GPU none of them serves), given the architectures the builder ``known``s (nvcc's, or the arch
+    list of a package's setup.py): per GPU ``build_arch``. The one rule every source build's arch list follows."""
+    sms = frozenset(known)
+    out: list[ComputeCapability] = []
+    for cc in caps:
+        arch = build_arch(cc, sms)
+        if arch is None:
+            return [], cc
+        if arch not in out:
+            out.append(arch)
+    return sorted(out), None
 
 
 # --- driver x CUDA ----------------------------------------------------------------------------------------------------
@@ -384,23 +404,22 @@ def flash_wheel_url(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_
 
 
 def flash_build_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> list[ComputeCapability] | None:
-    """Return the architectures flash-attn's setup.py builds for the GPUs: per GPU the highest it knows of its own
-    major not above it (8.6 and 8.9 get 8.0), or ``None`` when a GPU has none."""
-    known = matrix.facts.flash_cuda_archs
-    out: list[ComputeCapability] = []
-    for cc in caps:
-        same = [a for a in known if a.major == cc.major and a <= cc]
-        if not same:
-            return None
-        if max(same) not in out:
-            out.append(max(same))
-    return sorted(out)
+    """Return the architectures flash-attn's setup.py builds for the GPUs (``build_archs`` over the ones it knows:
+    8.6 and 8.9 get 8.0), or ``None`` when a GPU has none."""
+    archs, unserved = build_archs(caps, matrix.facts.flash_cuda_archs)
+    return None if unserved is not None else archs
+
+
+def flash_archs_value(archs: Iterable[ComputeCapability]) -> str:
+    """Return ``FLASH_ATTN_CUDA_ARCHS`` for the architectures ``flash_build_archs`` chose, in flash-attn's spelling
+    (``80;90``)."""
+    return ";".join(f"{a.major}{a.minor}" for a in archs)
 
 
 def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str | None:
     """Return ``FLASH_ATTN_CUDA_ARCHS`` for the GPUs, in flash-attn's spelling (``80;90``), or ``None``."""
     archs = flash_build_archs(caps, matrix)
-    return None if archs is None else ";".join(f"{a.major}{a.minor}" for a in archs)
+    return None if archs is None else flash_archs_value(archs)
 
 
 def torch_arch_list(caps: Iterable[ComputeCapability]) -> str:
@@ -520,14 +539,10 @@ def attention_build_arch(a: AttentionRelease, caps: Iterable[ComputeCapability])
     serves a GPU: kind ``gpu_code``); (None, None) when the release has no arch list (wheels)."""
     if not a.build_archs:
         return None, None
-    archs: list[ComputeCapability] = []
-    for cc in caps:
-        best = build_arch(cc, frozenset(a.build_archs))  # own arch, else the same major's below
-        if best is None:
-            return None, refusal(a.name, str(a.version), "gpu_code",
-                                 "{title} {version} has no kernels to build for {sm} (it builds {builds})",
-                                 title=a.title, version=a.version, sm=cc.sm, compute_capability=cc,
-                                 builds=", ".join(b.sm for b in a.build_archs))
-        if best not in archs:
-            archs.append(best)
-    return ";".join(str(b) for b in sorted(archs)), None
+    archs, unserved = build_archs(caps, a.build_archs)  # own arch, else the same major's below
+    if unserved is not None:
+        return None, refusal(a.name, str(a.version), "gpu_code",
+                             "{title} {version} has no kernels to build for {sm} (it builds {builds})",
+                             title=a.title, version=a.version, sm=unserved.sm, compute_capability=unserved,
+                             builds=", ".join(b.sm for b in a.build_archs))
+    return ";".join(str(b) for b in archs), None

@@ -28,7 +28,8 @@ from packaging.version import Version
 from resolver._subprocess import try_run
 from resolver.errors import BadInput, DetectionError
 from resolver.models import ComputeCapability, format_driver, parse_driver
-from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, parse_env_json, parse_meminfo_available_gib,
+from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, env_from_json, last_json_object,
+                             parse_env_json, parse_meminfo_available_gib,
                              parse_nvcc_version, parse_nvidia_smi_csv, parse_nvidia_smi_csv_driver,
                              parse_nvidia_smi_cuda_version, parse_nvml_cuda_version, parse_proc_driver_version,
                              parse_sys_module_version)
@@ -198,7 +199,8 @@ def detect_env(python_exe: str | None = None) -> InstalledEnv:
     exe = python_exe or sys.executable
     text = _read_env_json(exe)
     try:
-        env = parse_env_json(text)
+        data = last_json_object(text)
+        env = env_from_json(data)
     except (ValueError, KeyError) as exc:
         if python_exe is not None:
             raise BadInput(f"--python-exe {python_exe}: not a python interpreter (its answer to the probe: "
@@ -208,7 +210,9 @@ def detect_env(python_exe: str | None = None) -> InstalledEnv:
         log.debug("probe_env: %s", note)
     from resolver.journal import notice
 
-    notice(exe)  # an interrupted install leaves this environment half changed: say so before anything else
+    prefix = data.get("prefix")  # the probe's sys.prefix: where to look needs no second child
+    # an interrupted install leaves this environment half changed: say so before anything else
+    notice(exe, prefix=prefix if isinstance(prefix, str) else None)
     return env
 
 

@@ -48,17 +48,45 @@ class Dist:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The distributions installed in one environment (``prefix`` is its ``sys.prefix``)."""
+    """The distributions installed in one environment (``prefix`` is its ``sys.prefix``).
+
+    ``facts`` is the reading it was made from (``None`` for one a journal recorded, which holds only ``prefix`` and
+    ``dists``): what else the reading found is read from it, not copied, through the properties below.
+    """
 
     prefix: str
     dists: Mapping[str, Dist]
-    debris: tuple[str, ...] = ()
-    dist_paths: Mapping[str, str] = field(default_factory=dict)  # name -> metadata folder (what a backup links)
-    toplevel: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # site-packages folder -> entries
-    torch_version_py: str | None = None  # the installed torch's version.py text (its version and CUDA)
-    python_tag: str = ""  # cp311
-    platform: str = ""  # linux_x86_64
-    facts: TargetFacts | None = field(default=None, compare=False, repr=False)  # the reading (for read_again)
+    facts: TargetFacts | None = field(default=None, compare=False, repr=False)  # the reading (also for read_again)
+
+    @property
+    def debris(self) -> tuple[str, ...]:
+        """The ``~``-folders a killed pip left in site-packages."""
+        return self.facts.debris if self.facts is not None else ()
+
+    @property
+    def dist_paths(self) -> Mapping[str, str]:
+        """Name -> metadata folder (what a backup links)."""
+        return self.facts.dist_paths if self.facts is not None else {}
+
+    @property
+    def toplevel(self) -> Mapping[str, tuple[str, ...]]:
+        """Site-packages folder -> its entries."""
+        return self.facts.toplevel if self.facts is not None else {}
+
+    @property
+    def torch_version_py(self) -> str | None:
+        """The installed torch's ``version.py`` text (its version and CUDA)."""
+        return self.facts.torch_version_py if self.facts is not None else None
+
+    @property
+    def python_tag(self) -> str:
+        """``cp311``; empty when unknown."""
+        return self.facts.python_tag if self.facts is not None else ""
+
+    @property
+    def platform(self) -> str:
+        """``linux_x86_64``; empty when unknown."""
+        return self.facts.platform if self.facts is not None else ""
 
     def version(self, name: str) -> str | None:
         """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
@@ -119,8 +147,7 @@ class Restorer(Protocol):
 def snapshot_of(facts: TargetFacts) -> Snapshot:
     """Return the snapshot of an ``installed`` reading."""
     dists = {k: Dist(k, version, url, editable) for k, (version, url, editable) in facts.dists.items()}
-    return Snapshot(facts.prefix, dists, facts.debris, facts.dist_paths, facts.toplevel, facts.torch_version_py,
-                    facts.python_tag, facts.platform, facts)
+    return Snapshot(facts.prefix, dists, facts)
 
 
 def parse_snapshot(text: str) -> Snapshot:

@@ -218,13 +218,14 @@ def _direct(name: str, version: str, url: str) -> LockedFile:
                       reason="" if sha else f"{bare} is a direct URL with no published sha256")
 
 
-def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | None = None,
+def lookup(plan: Plan, fetch: Fetch = fetch_text, *,
            known: Mapping[str, LockedFile] | None = None) -> tuple[dict[str, LockedFile], list[str]]:
-    """Return the file of every step of ``plan`` (and of ``pins``: dependencies, name -> version), plus warnings.
+    """Return the file of every step of ``plan`` and of every dependency in ``known``, plus warnings.
 
-    Each step's index (then its extra indexes) is asked for a wheel matching the plan's target; a ``build`` step
-    gets its sdist. A file that cannot be found still gets an entry, with ``sha256=None`` and the reason.
-    ``known`` (what a resolver already locked, by canonical name) is taken as it is, except for build steps.
+    ``known`` (what the resolver already locked, by canonical name: the dependencies, often the steps too) is taken
+    as it is, except for build steps. Every other step's index (then its extra indexes) is asked for a wheel matching
+    the plan's target; a ``build`` step gets its sdist. A file that cannot be found still gets an entry, with
+    ``sha256=None`` and the reason.
     """
     known = {str(canonicalize_name(k)): v for k, v in (known or {}).items()}
     builds = {str(canonicalize_name(s.package)) for s in plan.steps if s.action == "build"}
@@ -240,10 +241,6 @@ def lookup(plan: Plan, fetch: Fetch = fetch_text, *, pins: Mapping[str, str] | N
         url = step.url or (choice.url if choice else None)
         indexes = [step.index_url or PYPI_SIMPLE, *step.extra_index_urls]
         wanted.append((name, spec, indexes, step.action == "build", url))
-    steps_indexes = sorted({i for _, _, idx, _, _ in wanted for i in idx})
-    for dep, version in (pins or {}).items():
-        if canonicalize_name(dep) not in {canonicalize_name(w[0]) for w in wanted}:
-            wanted.append((dep, SpecifierSet(f"=={version}"), [PYPI_SIMPLE, *steps_indexes], False, None))
     for key, f in known.items():
         if key not in builds:
             found[key] = f

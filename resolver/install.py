@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from resolver import build
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
-           "SourceUnreachable", "choose_backend", "restore_args", "execute", "commands", "guarded"]
+           "SourceUnreachable", "choose_backend", "restore_args", "restore_line", "execute", "commands", "guarded"]
 
 log = logging.getLogger("gpustack.install")
 
@@ -57,7 +57,7 @@ class InstallFailed(GpuStackError):
         self.restored = restored
 
     def __str__(self) -> str:
-        return redact(f"{self.cause}\n{_restore_line(self.restored)}")
+        return redact(f"{self.cause}\n{restore_line(self.restored)}")
 
 
 class InstallInterrupted(InstallFailed):
@@ -71,7 +71,7 @@ class InstallInterrupted(InstallFailed):
 
     def __str__(self) -> str:
         name = signal.Signals(self.exit_code - 128).name if self.exit_code > 128 else "SIGINT"
-        return f"interrupted ({name})\n{_restore_line(self.restored)}"
+        return f"interrupted ({name})\n{restore_line(self.restored)}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -82,7 +82,9 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _restore_line(restored: envstate.RestoreResult | None) -> str:
+def restore_line(restored: envstate.RestoreResult | None) -> str:
+    """Return the one line saying how a restore ended (``None``: none was needed): what it put back, or what still
+    differs and the command that finishes it; ``install`` and ``recover`` both say it."""
     if restored is None:
         return "nothing had changed yet"
     if restored.left:

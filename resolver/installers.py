@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_index_url
 from resolver.models import Plan, Step
+from resolver.uvbin import find_uv, uv_not_found
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
            "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
@@ -53,18 +53,15 @@ class SourceUnreachable(GpuStackError):
 
 
 def choose_backend(requested: str) -> Backend:
-    """Return ``pip`` or ``uv``: ``auto`` takes uv when it is on PATH (or next to this interpreter)."""
+    """Return ``pip`` or ``uv``: ``auto`` takes uv when ``uvbin.find_uv`` finds one (the uv installed with gpustack,
+    else uv on PATH)."""
     if requested in ("pip", "uv"):
-        if requested == "uv" and _uv_exe() is None:
-            raise BadInput("--installer uv: uv not found on PATH; `pip install uv` or use --installer pip")
+        if requested == "uv" and find_uv() is None:
+            raise BadInput(uv_not_found("--installer uv"))
         return requested  # type: ignore[return-value]
     if requested != "auto":
         raise BadInput(f"--installer {requested!r}: expected auto, pip or uv")
-    return "uv" if _uv_exe() is not None else "pip"
-
-
-def _uv_exe() -> str | None:
-    return shutil.which("uv") or shutil.which("uv", path=os.path.dirname(sys.executable))
+    return "uv" if find_uv() is not None else "pip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +229,7 @@ class Installer:
         self.python_exe = python_exe
         self.restore_args = list(restore_args)
         self._pip = list(pip) if pip is not None else None
+        self._uv: str | None = None
         self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
     @property
@@ -241,11 +239,19 @@ class Installer:
             self._pip = pip_argv(self.python_exe)
         return self._pip
 
+    @property
+    def uv(self) -> str:
+        """Return the uv this installer runs (``uvbin.find_uv``, asked once; ``uv`` when there is none, so that the
+        command fails as the user would see it fail)."""
+        if self._uv is None:
+            self._uv = find_uv() or "uv"
+        return self._uv
+
     def install_argv(self, requirements: Sequence[str], source: Sequence[str], *, no_deps: bool = False,
                      constraints: str | None = None, reinstall: bool = False) -> list[str]:
         """Return argv installing ``requirements`` (``-e X`` becomes two arguments) with ``source`` arguments."""
         if self.backend == "uv":
-            argv = [_uv_exe() or "uv", "pip", "install", "--python", self.python_exe]
+            argv = [self.uv, "pip", "install", "--python", self.python_exe]
         else:
             argv = [*self.pip, "install", "--progress-bar", "off"]
         argv += ["--no-deps"] if no_deps else []
@@ -264,7 +270,7 @@ class Installer:
     def uninstall_argv(self, names: Sequence[str]) -> list[str]:
         """Return argv uninstalling ``names`` without a prompt."""
         if self.backend == "uv":
-            return [_uv_exe() or "uv", "pip", "uninstall", "--python", self.python_exe, *names]
+            return [self.uv, "pip", "uninstall", "--python", self.python_exe, *names]
         return [*self.pip, "uninstall", "-y", *names]
 
 

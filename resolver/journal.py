@@ -60,16 +60,26 @@ def lock_file(prefix: str) -> Path:
     return folder / "lock"
 
 
-def prefix_of(python_exe: str) -> str:
-    """Return ``sys.prefix`` of ``python_exe``: a venv's folder (``pyvenv.cfg``), this one's, or asked in a child."""
+_prefixes: dict[str, str] = {}  # interpreter path -> its sys.prefix, once a child or a reading said it
+
+
+def prefix_of(python_exe: str, reported: str | None = None) -> str:
+    """Return ``sys.prefix`` of ``python_exe``: a venv's folder (``pyvenv.cfg``), this one's, ``reported`` (what a
+    reading of ``python_exe`` already said), what an earlier call of this process learnt, or asked in a child
+    (an install into a conda or system Python asks it before and under the lock: one child, not two)."""
     exe = Path(python_exe)
     if (exe.parent.parent / "pyvenv.cfg").is_file():
         return str(exe.parent.parent.absolute())
     if os.path.abspath(python_exe) == os.path.abspath(sys.executable):
         return sys.prefix
-    from resolver.target import read_target  # the one reader of a target interpreter
+    known = reported if reported is not None else _prefixes.get(python_exe)
+    if known is None:
+        from resolver.target import read_target  # the one reader of a target interpreter
 
-    return read_target(python_exe, "light").prefix
+        known = read_target(python_exe, "light").prefix
+    if os.sep in python_exe:  # a bare name is looked up on PATH, which may change
+        _prefixes[python_exe] = known
+    return known
 
 
 def recover_command(python_exe: str) -> str:
@@ -349,10 +359,11 @@ def unfinished(prefix: str) -> Journal | None:
 _noticed: set[str] = set()
 
 
-def notice(python_exe: str, echo: Any = None) -> Journal | None:
-    """Say once per process, on stderr, when ``python_exe``'s environment holds an unfinished transaction."""
+def notice(python_exe: str, echo: Any = None, *, prefix: str | None = None) -> Journal | None:
+    """Say once per process, on stderr, when ``python_exe``'s environment holds an unfinished transaction;
+    ``prefix``: its ``sys.prefix`` when the caller has just read it (``prefix_of`` then starts no child)."""
     try:
-        prefix = prefix_of(python_exe)
+        prefix = prefix_of(python_exe, prefix)
     except BadInput:
         return None
     found = unfinished(prefix)

@@ -79,12 +79,13 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
 def installer_argv(installer: Literal["pip", "uv"], python_exe: str) -> list[str]:
     """Return the start of an install command into ``python_exe``: uv's, or the environment's own pip, or this
     one's aimed at it with ``--python`` (a uv venv has no pip; finding which reads the target once)."""
-    from resolver.installers import _uv_exe, pip_argv
+    from resolver.installers import pip_argv
+    from resolver.uvbin import find_uv, uv_not_found
 
     if installer == "uv":
-        uv = _uv_exe()
+        uv = find_uv()
         if uv is None:
-            raise GpuStackError("uv is not on PATH (nor beside this Python): `pip install uv`, or pass --installer pip")
+            raise GpuStackError(uv_not_found("--installer uv"))
         return [uv, "pip", "install", "--python", python_exe]
     pip = pip_argv(python_exe) if os.path.exists(python_exe) else [python_exe, "-m", "pip"]
     return [*pip, "install", "--disable-pip-version-check"]

@@ -10,7 +10,9 @@ request is *equal* to the one it was started with; otherwise it kills it and run
 or wrong hint costs time, never a different lock: what uv is given is always what the plan asks for.
 
 Hints are JSON (data, never code) in a private folder of the user's cache (``safefiles``: this user's regular
-files only, reached without following a link), and one that is not the expected shape is ignored. A hint may only
+files only, reached without following a link), and one that is not the expected shape is ignored. A hint read is
+marked used; writing a new one keeps the ``KEEP`` most recently written or used and removes the rest
+(``safefiles.prune_private``: a lock reading one meanwhile reads it whole or misses it). A hint may only
 name indexes by http(s)/file URL and direct URLs of wheels (a wheel is never built, so uv runs no code for it).
 """
 
@@ -30,6 +32,7 @@ __all__ = ["hint_key", "begin", "current", "end", "start", "remember"]
 
 _FORMAT = "lock-hint-v1"
 _LIMIT = 1 << 20
+KEEP = 64  # hints kept: the last 64 distinct lock command lines written or used (a few hundred bytes each)
 
 
 def _folder() -> Path:
@@ -135,7 +138,7 @@ def start(key: str) -> UvRun | None:
     well-formed hint, or uv is missing or cannot be started)."""
     from resolver.safefiles import read_private
 
-    blob = read_private(_folder() / f"{key}.json", limit=_LIMIT)
+    blob = read_private(_folder() / f"{key}.json", limit=_LIMIT, touch=True)
     if blob is None:
         return None
     try:
@@ -158,6 +161,7 @@ def start(key: str) -> UvRun | None:
 def remember(key: str, request: Mapping[str, Any]) -> None:
     """Remember ``request`` as the uv run the command keyed ``key`` asks for (a cache that cannot be written costs
     speed, never correctness)."""
-    from resolver.safefiles import write_private
+    from resolver.safefiles import prune_private, write_private
 
-    write_private(_folder(), f"{key}.json", json.dumps(request, sort_keys=True).encode())
+    if write_private(_folder(), f"{key}.json", json.dumps(request, sort_keys=True).encode()) is not None:
+        prune_private(_folder(), KEEP, ".json")

@@ -21,18 +21,9 @@ import tomli_w
 
 from resolver import _subprocess
 from resolver.errors import CommandFailed
+from resolver.uvbin import find_uv  # the one finder (``install`` asks it too); kept importable from here
 
 __all__ = ["find_uv", "isolated_env", "uv_argv", "UvRun"]
-
-
-def find_uv() -> str | None:
-    """Return the uv executable: the one installed with gpustack (the ``uv`` wheel), else one on ``PATH``."""
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
 
 
 def isolated_env(**extra: str) -> dict[str, str]:

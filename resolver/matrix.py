@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.errors import InvalidMatrix
-from resolver.matrix_rows import FILES, OPTIONAL, from_dicts
+from resolver.matrix_rows import FILES, OPTIONAL, from_dicts, keys_fingerprint
 from resolver.matrix_types import Matrix
 
 __all__ = ["FILES", "load", "load_dir", "from_dicts", "read_files", "validate", "matrix_dir"]
@@ -79,7 +79,9 @@ _CACHE_FORMAT = "matrix-json-v1"
 
 
 def _digest(raw: dict[str, bytes]) -> str:
-    h = hashlib.sha256(_CACHE_FORMAT.encode())
+    """Return the cache key of the matrix files ``raw``: their bytes, the cache format, and the key rule (``KEYS``)
+    the cached tables were checked against (a cache hit is not checked again)."""
+    h = hashlib.sha256(_CACHE_FORMAT.encode() + b"\0" + keys_fingerprint().encode())
     for name, data in raw.items():
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
@@ -92,7 +94,8 @@ def load() -> Matrix:
     Parsing ~400 KB of TOML costs more than the solve itself, so the parsed tables are kept as JSON (data, never
     code: no pickle) in a private folder, named by and holding the SHA-256 of the TOML files, with a SHA-256 of its
     own body. Any edit to a matrix file, any bit flip, a foreign owner or a link makes it a miss: the TOML is read
-    afresh and the cache rewritten. The typed rows are always rebuilt and checked by ``from_dicts``.
+    afresh and the cache rewritten. The typed rows are always rebuilt and checked by ``from_dicts``; only the check
+    for unknown keys is not rerun on a hit (the tables passed it when written, and the key covers ``KEYS``).
     """
     from resolver import matrix_cache
 
@@ -101,7 +104,7 @@ def load() -> Matrix:
     cached = matrix_cache.read(digest)
     if cached is not None:
         try:
-            return from_dicts(cached)
+            return from_dicts(cached, keys_checked=True)
         except (InvalidMatrix, KeyError, TypeError, ValueError, AttributeError):
             pass  # a cache that passed its checksum but not the schema: rebuilt below
     data = {name: _decode(name, b) for name, b in raw.items()}

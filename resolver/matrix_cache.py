@@ -5,7 +5,8 @@ then the body, the parsed TOML tables as JSON. ``read`` returns the tables only 
 this user's in a folder only this user can write, the digest is the one asked for and the body hashes to the
 header's value; anything else (a link, a planted or truncated file, a bit flip) is a miss, and the caller re-reads
 the TOML and ``write``s a fresh file (``O_EXCL`` temporary, then rename). JSON cannot run code; the typed rows are
-rebuilt (and checked) from the tables on every load.
+rebuilt (and their values checked) from the tables on every load. Only tables that passed the unknown-key check are
+written, and the digest covers that check's rule, so a hit is not checked for unknown keys again.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ from resolver.models import PLATFORMS, ArchList, ComputeCapability
 # The files repeat a few hundred versions thousands of times; Version is immutable, so each text is parsed once.
 _version = functools.lru_cache(maxsize=8192)(Version)
 
-__all__ = ["FILES", "KEYS", "OPTIONAL", "check_keys", "from_dicts"]
+__all__ = ["FILES", "KEYS", "OPTIONAL", "check_keys", "from_dicts", "keys_fingerprint"]
 
 FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
          "wheels", "pins", "build")
@@ -675,15 +676,24 @@ def check_keys(data: Mapping[str, Mapping[str, Any]]) -> None:
                             _known(_Ctx(file, f"{ctx.row}: {c.row}"), row, nested)
 
 
-def from_dicts(data: Mapping[str, Mapping[str, Any]]) -> Matrix:
+def keys_fingerprint() -> str:
+    """Return a digest of ``KEYS``: a cache of tables whose keys were checked binds itself to the rule it passed."""
+    listed = sorted((f"{name}/{table}", sorted(keys)) for (name, table), keys in KEYS.items())
+    return hashlib.sha256(repr(listed).encode()).hexdigest()
+
+
+def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = False) -> Matrix:
     """Return the typed ``Matrix`` of parsed TOML documents keyed by file stem (``torch``, ``cuda``, ...).
 
-    Pure: raises ``InvalidMatrix`` naming ``file: row: field`` for the first wrong value.
+    Pure: raises ``InvalidMatrix`` naming ``file: row: field`` for the first wrong value. ``keys_checked``: the
+    tables passed ``check_keys`` under this ``KEYS`` already (the matrix cache, bound to the TOML and to
+    ``keys_fingerprint``), so it is not run again; every value is still checked.
     """
     for name in FILES:
         if name not in data and name not in OPTIONAL:
             raise InvalidMatrix("file missing", f"{name}.toml")
-    check_keys(data)
+    if not keys_checked:
+        check_keys(data)
     torch = tuple(_torch_release(c, r) for c, r in _rows(data["torch"], "torch.toml", "release"))
     source_rows = {str(r.get("version")): r for _, r in _rows(data.get("xformers_source", {}), "xformers_source.toml", "release")}
     xformers = tuple(

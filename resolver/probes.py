@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from resolver.models import ComputeCapability, format_driver, parse_driver
 __all__ = [
     "DetectedGpu",
     "last_json_object",
+    "env_from_json",
     "InstalledEnv",
     "Host",
     "parse_nvidia_smi_csv",
@@ -237,7 +239,12 @@ def last_json_object(text: str) -> dict[str, Any]:
 
 def parse_env_json(text: str) -> InstalledEnv:
     """Return the ``InstalledEnv`` in the last JSON line printed by ``probe_env.py``; ValueError if there is none."""
-    data = last_json_object(text)
+    return env_from_json(last_json_object(text))
+
+
+def env_from_json(data: Mapping[str, Any]) -> InstalledEnv:
+    """Return the ``InstalledEnv`` of ``probe_env.py --mode full``'s JSON object (``last_json_object``); KeyError
+    when a field it must have is missing."""
     arch = data.get("torch_arch_list")
     abi = data.get("torch_cxx11_abi")
     return InstalledEnv(

@@ -117,6 +117,12 @@ def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
     return req
 
 
+def _parsed(line: str, *, constraint: bool) -> tuple[str, str, Requirement, bool]:
+    """Return (``line``, its text without a ``#`` comment, its requirement, ``constraint``)."""
+    text = line.split("#", 1)[0].strip()
+    return line, text, parse_requirement(text, shown=line), constraint
+
+
 def parse_request(
     lines: Sequence[str],
     matrix: Matrix,
@@ -133,7 +139,11 @@ def parse_request(
     others: list[str] = []
     all_lines = check_requirements(list(lines))
     asked = tuple(all_lines)
-    constraints: list[str] = []
+    # Each line is parsed once, into (line as written, its text without a comment, requirement, is a constraint):
+    # the profiles' requirements and constraints (checked first: an unknown profile is named before a bad line),
+    # then the user's lines ahead of them.
+    profile_lines: list[tuple[str, str, Requirement, bool]] = []
+    constraints: list[tuple[str, str, Requirement, bool]] = []
     optional_lines: list[str] = []
     kernel_names = {a.name for a in matrix.attention}
     profile_bounds: dict[str, SpecifierSet] = {}
@@ -143,29 +153,28 @@ def parse_request(
             known = ", ".join(p.name for p in matrix.profiles)
             raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
         all_lines += list(profile.requirements)
-        for r in list(profile.requirements) + list(profile.constraints):
-            req = parse_requirement(r)
+        reqs = [_parsed(r, constraint=False) for r in profile.requirements]
+        cons = [_parsed(r, constraint=True) for r in profile.constraints]
+        for _, _, req, _ in reqs + cons:
             bound = str(canonicalize_name(req.name))
             if bound in SOLVED:
                 profile_bounds[bound] = profile_bounds.get(bound, SpecifierSet()) & _split_local(req)[0]
-        constraints += list(profile.constraints)
+        profile_lines += reqs
+        constraints += cons
         optional_lines += list(profile.optional)
         needs |= set(profile.needs)
         for need in profile.needs:
             requested.add(need.split(".")[0])
-    for line in all_lines + constraints:
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        req = parse_requirement(text, shown=line)
+    user = [_parsed(line, constraint=False) for line in asked if line.split("#", 1)[0].strip()]
+    for line, text, req, constraint in user + profile_lines + constraints:
         name = str(canonicalize_name(req.name))
         if name in kernel_names and name not in SOLVED:
             specs[name] = specs.get(name, SpecifierSet()) & req.specifier
-            if line not in constraints:
+            if not constraint:
                 requested.add(name)
             continue
         if name not in SOLVED:
-            if line not in constraints:
+            if not constraint:
                 others.append(text)
             continue
         spec, local = _split_local(req)
@@ -176,7 +185,7 @@ def parse_request(
                 raise BadInput(f"conflicting torch builds requested: +{variant} and +{local}")
             variant = local
         specs[name] = specs.get(name, SpecifierSet()) & spec
-        if line not in constraints:
+        if not constraint:
             requested.add(name)
     optional: dict[str, SpecifierSet] = {}
     for line in optional_lines:

@@ -3,6 +3,8 @@
 * ``private_dir(path)``: the folder, created ``0700``; ``None`` when it is a link, not ours, or writable by others.
 * ``read_private(path)``: a regular file of ours, opened without following a link and without blocking; else ``None``.
 * ``write_private(folder, name, data)``: a new file created with ``O_EXCL`` (``mkstemp``), renamed into place.
+* ``prune_private(folder, keep, suffix)``: the ``keep`` most recently modified (or ``touch``ed by ``read_private``)
+  such files stay; older ones are unlinked by name inside the folder, never through a link.
 * ``write_output(path, text, what)``: ``-o FILE``. It writes through a regular file (or a link to one: the link
   stays, its target is replaced) or creates it; it refuses folders, devices, FIFOs and sockets with one line. The new
   file gets the old file's mode, or ``0666 & ~umask``; the temporary file is removed on any failure.
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from resolver.errors import BadInput
 
-__all__ = ["private_dir", "read_private", "write_private", "write_output", "check_output"]
+__all__ = ["private_dir", "read_private", "write_private", "prune_private", "write_output", "check_output"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -42,9 +44,10 @@ def private_dir(path: Path) -> Path | None:
         return None
 
 
-def read_private(path: Path, limit: int = 64 * 1024 * 1024) -> bytes | None:
+def read_private(path: Path, limit: int = 64 * 1024 * 1024, *, touch: bool = False) -> bytes | None:
     """Return the bytes of ``path`` when it is a regular file of this user's, at most ``limit`` bytes, reached
-    without following a link; ``None`` otherwise (a miss, never an error)."""
+    without following a link; ``None`` otherwise (a miss, never an error). ``touch``: mark the file used now (its
+    mtime, through the open descriptor), so ``prune_private`` keeps it among the newest."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
     except OSError:
@@ -55,7 +58,14 @@ def read_private(path: Path, limit: int = 64 * 1024 * 1024) -> bytes | None:
             return None
         with os.fdopen(os.dup(fd), "rb") as fh:
             data = fh.read(limit + 1)
-        return data if len(data) <= limit else None
+        if len(data) > limit:
+            return None
+        if touch and os.utime in os.supports_fd:
+            try:
+                os.utime(fd)
+            except OSError:
+                pass  # a file we may read but not mark: it only ages sooner
+        return data
     except OSError:
         return None
     finally:
@@ -80,6 +90,52 @@ def write_private(folder: Path, name: str, data: bytes) -> Path | None:
     finally:
         if tmp is not None:
             _unlink(tmp)
+
+
+def prune_private(folder: Path, keep: int, suffix: str) -> int:
+    """Return how many files ``folder`` lost: of its regular files of this user's named ``*suffix`` (not hidden:
+    ``write_private``'s temporary files start with a dot), all but the ``keep`` most recently modified are removed.
+
+    Safe beside other gpustack processes: the folder must be private (not a link), it is opened once and every
+    entry is examined and unlinked relative to that descriptor without following a link; links, folders and other
+    users' files are left alone; a reader that opened a file before it was unlinked still reads all of it, and one
+    that comes after finds nothing (a miss). A file that vanished meanwhile is skipped.
+    """
+    if private_dir(folder) is None or not hasattr(os, "O_DIRECTORY") or os.unlink not in os.supports_dir_fd:
+        return 0
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        st = os.fstat(dfd)
+        if not _ours(st) or st.st_mode & 0o022:
+            return 0
+        found: list[tuple[int, str]] = []
+        for name in os.listdir(dfd):
+            if name.startswith(".") or not name.endswith(suffix):
+                continue
+            try:
+                est = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(est.st_mode) and _ours(est):
+                found.append((est.st_mtime_ns, name))
+        if len(found) <= keep:
+            return 0
+        found.sort(reverse=True)
+        removed = 0
+        for _, name in found[max(keep, 0):]:
+            try:
+                os.unlink(name, dir_fd=dfd)
+                removed += 1
+            except OSError:
+                pass
+        return removed
+    except OSError:
+        return 0
+    finally:
+        os.close(dfd)
 
 
 def _unlink(path: str) -> None:

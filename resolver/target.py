@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from resolver._subprocess import run
 from resolver.errors import BadInput, DetectionError
-from resolver.probes import InstalledEnv, last_json_object, parse_env_json
+from resolver.probes import InstalledEnv, env_from_json, last_json_object
 
 __all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target", "read_again",
            "still_current", "prepare_read_again", "parse_torch_version_py"]
@@ -92,7 +92,7 @@ def parse_facts(text: str, mode: Mode) -> TargetFacts:
     common = TargetFacts(python_exe=str(data["python_exe"]), python=str(data["python"]),
                          python_tag=str(data["python_tag"]), platform=str(data["platform"]), prefix=str(data["prefix"]))
     if mode == "full":
-        return replace(common, env=parse_env_json(text))
+        return replace(common, env=env_from_json(data))
     if mode == "light":
         version_py = data.get("torch_version_py")
         return replace(common, torch_version_py=str(version_py) if version_py is not None else None,
@@ -193,11 +193,11 @@ def read_again(previous: TargetFacts) -> TargetFacts:
 
     if not previous.sys_path:
         return read_target(previous.python_exe, "installed")
-    listing = probe_env.site_listing(list(previous.toplevel))
-    if tuple(probe_env.pth_paths(listing)) != previous.pth or set(listing) != set(previous.toplevel):
+    site = probe_env.read_site(list(previous.toplevel))  # read once: decides here, then is the reading's own
+    if tuple(site["pth"]) != previous.pth or set(site["toplevel"]) != set(previous.toplevel):
         return read_target(previous.python_exe, "installed")
     import importlib
 
     importlib.invalidate_caches()  # the path finders' and metadata's cached folder listings
-    data = probe_env.probe_installed(search=list(previous.sys_path), site_dirs=list(previous.toplevel))
+    data = probe_env.probe_installed(search=list(previous.sys_path), site_dirs=list(previous.toplevel), site=site)
     return _installed(replace(previous, env=None), data)

@@ -18,7 +18,7 @@ def venv_python(venv: str) -> str:
 def create_venv(venv: str, backend: str) -> None:
     """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``."""
     if backend == "uv":
-        from resolver.installers import _uv_exe
-        _subprocess.run([_uv_exe() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
+        from resolver.uvbin import find_uv
+        _subprocess.run([find_uv() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
     else:
         _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)

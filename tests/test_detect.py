@@ -319,3 +319,35 @@ def test_bare_interpreter_name_is_looked_up_on_path(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", str(VENV_PYTHON.parent))
     env = detect.detect_env(VENV_PYTHON.name)
     assert Path(env.python_exe).parent == VENV_PYTHON.parent
+
+
+def test_detect_env_starts_one_child_for_an_interpreter_that_is_no_venv(tmp_path: Path) -> None:
+    # A wrapper interpreter (neither a venv nor gpustack's own) that counts its starts: the probe that reads the
+    # environment also reports sys.prefix, so looking for an unfinished install there starts no second child.
+    starts = tmp_path / "starts"
+    wrapper = tmp_path / "bin" / "python3"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho start >> "{starts}"\nexec "{VENV_PYTHON}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = detect.detect_env(str(wrapper))
+    assert env.python == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert starts.read_text().splitlines() == ["start"]
+
+
+def test_detect_env_notices_an_unfinished_install_where_the_probe_says(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # The journal is looked for in the sys.prefix the probe reported: a wrapper outside the venv runs its python.
+    venv = tmp_path / "venv"
+    subprocess.run([str(VENV_PYTHON), "-m", "venv", "--without-pip", str(venv)], check=True)
+    from resolver import journal
+
+    state = journal.state_dir(str(venv))
+    state.mkdir(parents=True)
+    (state / "transaction.json").write_text(json.dumps({"state": "installing", "pid": 1, "command": "install x"}))
+    wrapper = tmp_path / "bin" / "python3"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec "{venv / "bin" / "python"}" "$@"\n')
+    wrapper.chmod(0o755)
+    journal._noticed.clear()
+    detect.detect_env(str(wrapper))
+    assert "recover --python-exe" in capsys.readouterr().err

@@ -94,8 +94,9 @@ def gpu_plan(*, xformers_source: bool = False) -> Plan:
     return Plan(Stack(target, (torch, xformers), torch_cxx11_abi=False), tuple(steps))
 
 
-def lock_text(plan: Plan, pages: dict[str, str | None] | None = None, pins: dict[str, str] | None = None) -> tuple[str, list[str]]:
-    files, warnings = hashes.lookup(plan, fetch_from(fake_index() if pages is None else pages), pins=pins)
+def lock_text(plan: Plan, pages: dict[str, str | None] | None = None,
+              known: dict[str, LockedFile] | None = None) -> tuple[str, list[str]]:
+    files, warnings = hashes.lookup(plan, fetch_from(fake_index() if pages is None else pages), known=known)
     return dumps(plan, files, matrix=load()), warnings
 
 
@@ -136,7 +137,11 @@ def test_target_tags_stop_at_the_glibc_of_the_oldest_base_image() -> None:
 
 
 def test_gpu_lock_is_valid_pylock_and_matches_golden() -> None:
-    text, warnings = lock_text(gpu_plan(), pins={"filelock": "3.13.1", "torch": "2.1.0"})
+    # filelock as the resolver (uv) locked it: a dependency the plan has no step for
+    filelock = LockedFile("filelock", "3.13.1", "filelock-3.13.1-py3-none-any.whl",
+                          "https://files.example/filelock-3.13.1-py3-none-any.whl", SHA["filelock"], index=PYPI_SIMPLE,
+                          size=11221)
+    text, warnings = lock_text(gpu_plan(), known={"filelock": filelock})
     assert warnings == []
     lock = assert_valid(text)
     assert [p.name for p in lock.packages] == ["filelock", "torch", "xformers"]
@@ -284,7 +289,7 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
     real_lookup = hashes.lookup
     monkeypatch.setattr(lock_resolve, "resolve", lambda plan, constraints, **kw: {})
     monkeypatch.setattr(hashes, "fetch_text", fetch_from(pages))
-    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, pins=None, known=None: real_lookup(plan, fetch_from(pages), known=known))
+    monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, known=None: real_lookup(plan, fetch_from(pages), known=known))
     target = ["--gpu", "8.6", "--driver", "535.104.05", "--python", "3.11", "--platform", "linux_x86_64"]
     out = tmp_path / "pylock.toml"
     result = CliRunner().invoke(main, ["lock", *target, "torch==2.1.0+cu121", "-o", str(out)])

@@ -148,3 +148,40 @@ def test_fifo_matrix_file_does_not_hang(tmp_path: Path) -> None:
     os.mkfifo(d / "gpus.toml")
     with pytest.raises(InvalidMatrix, match="not a regular file"):
         matrix.load_dir(d)
+
+
+def test_a_cache_hit_is_not_checked_for_unknown_keys_again(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver import matrix_rows
+
+    calls = []
+    real = matrix_rows.check_keys
+    monkeypatch.setattr(matrix_rows, "check_keys", lambda data: calls.append(1) or real(data))
+    reference = _reference()
+    calls.clear()
+    assert _fresh() == reference and len(calls) == 1  # a miss: the TOML is checked, then cached
+    assert _fresh() == reference and len(calls) == 1  # a hit: checked when it was written
+
+
+def test_a_matrix_edited_after_caching_is_checked_again(cache: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _copy(tmp_path)
+    monkeypatch.setattr(matrix, "matrix_dir", lambda: d)
+    assert _fresh() == repr(matrix.load_dir(d))  # cached
+    gpus = d / "gpus.toml"
+    text = gpus.read_text(encoding="utf-8")
+    gpus.write_text(text.replace("[[gpu]]\n", "[[gpu]]\ncolour = \"green\"\n", 1), encoding="utf-8")
+    with pytest.raises(InvalidMatrix, match=r"gpus.toml: gpu\[0\].*colour: unknown key"):
+        _fresh()
+
+
+def test_a_cache_checked_under_other_key_rules_is_a_miss(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver import matrix_rows
+
+    reference = _reference()
+    assert _fresh() == reference  # cached under today's KEYS
+    # a gpustack whose rules no longer list a key the matrix uses must refuse it, not trust the old cache
+    narrower = dict(matrix_rows.KEYS)
+    narrower[("gpus", "gpu")] = narrower[("gpus", "gpu")] - {"source"}
+    monkeypatch.setattr(matrix_rows, "KEYS", narrower)
+    with pytest.raises(InvalidMatrix, match="source: unknown key"):
+        _fresh()

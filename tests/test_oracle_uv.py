@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from click.testing import CliRunner
 
 from resolver.cli import main
 from resolver.models import PYPI_SIMPLE
+from resolver.uvbin import find_uv
 from _net import pypi_answers
 
 pytestmark = pytest.mark.network
@@ -46,8 +45,7 @@ SAMPLES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
 
 
 def _uv() -> str | None:
-    found = shutil.which("uv", path=os.path.dirname(sys.executable)) or shutil.which("uv")
-    return found
+    return find_uv()
 
 
 def _uv_platform(target: dict[str, Any]) -> str:

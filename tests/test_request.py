@@ -26,6 +26,20 @@ def test_profiles_add_requirements_constraints_and_needs() -> None:
     assert d.xformers is None  # a constraint never adds a package
 
 
+def test_a_line_the_user_wrote_is_requested_even_when_a_profile_constrains_with_the_same_text() -> None:
+    # diffusers constrains "xformers>=0.0.29" (and lists it as optional): the user asking for exactly that line
+    # asks for xformers, so it is planned (or refused), not dropped as an optional that did not fit.
+    d = parse_request(["xformers>=0.0.29"], matrix.load(), profiles=["diffusers"])
+    assert d.xformers is not None and str(d.xformers) == ">=0.0.29"
+    assert "xformers" not in dict(d.optional)
+    assert dict(d.profile_bounds)["xformers"] == d.xformers
+
+
+def test_an_unknown_profile_is_named_before_a_bad_line() -> None:
+    with pytest.raises(BadInput, match="unknown profile 'comfy'"):
+        parse_request(["xformers<<1"], matrix.load(), profiles=["comfy"])
+
+
 def test_bad_requirement_is_one_line() -> None:
     with pytest.raises(BadInput) as info:
         parse_request(["xformers<<1"], matrix.load())

@@ -50,3 +50,29 @@ def test_not_a_python_is_bad_input(tmp_path: Path) -> None:
         read_target(str(fake), "light")
     with pytest.raises(BadInput, match="not found"):
         read_target(str(tmp_path / "nope"), "installed")
+
+
+def test_reading_again_lists_the_folders_and_reads_the_pth_files_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # read_again decides from the site-packages listing and .pth files that it may read in this process: that same
+    # listing is the new reading's, not a second one (spies around the real readers; the reading is compared whole).
+    from resolver._child import probe_env
+    from resolver.target import read_again
+
+    first = read_target(sys.executable, "installed")
+    calls: dict[str, int] = {"site_listing": 0, "pth_paths": 0}
+
+    def spy(name: str) -> object:
+        real = getattr(probe_env, name)
+
+        def counted(*args: object) -> object:
+            calls[name] += 1
+            return real(*args)
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(probe_env, name, spy(name))
+    again = read_again(first)
+    assert calls == {"site_listing": 1, "pth_paths": 1}
+    assert (again.dists, again.dist_paths, again.toplevel, again.pth, again.debris, again.sys_path) == \
+        (first.dists, first.dist_paths, first.toplevel, first.pth, first.debris, first.sys_path)
+    assert set(again.stamps) == set(first.toplevel) and again.read_at >= first.read_at

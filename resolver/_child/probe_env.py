@@ -313,20 +313,27 @@ def probe_light() -> Dict[str, Any]:
             "has_pip": importlib.util.find_spec("pip") is not None}
 
 
-def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List[str]] = None) -> Dict[str, Any]:
+def read_site(site_dirs: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Return the first part of an ``installed`` reading: the site-packages folders' stamps (taken first), their
+    listing (``toplevel``), what their ``.pth`` files add to sys.path (``pth``) and a killed pip's ``debris``."""
+    stamps = site_stamps(site_dirs)
+    listing = site_listing(site_dirs)
+    return {"toplevel": listing, "pth": pth_paths(listing), "debris": debris(listing), **stamps}
+
+
+def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List[str]] = None,
+                    site: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Return the ``installed`` facts: each distribution with its origin and metadata folder, a killed pip's debris,
-    the site-packages listing, what its ``.pth`` files add to sys.path, sys.path and torch's ``version.py`` (read as text: nothing is
-    imported).
+    the site-packages listing, what its ``.pth`` files add to sys.path, sys.path and torch's ``version.py`` (read as
+    text: nothing is imported).
 
     gpustack itself calls it again after an install step with the ``search`` path and ``site_dirs`` a child reported
     (``resolver.target.read_again``): the same reading of the same folders, without the child, while the ``.pth``
-    files add the same entries to sys.path; it then gives no identity (the caller has it)."""
-    stamps = site_stamps(site_dirs)
-    listing = site_listing(site_dirs)
+    files add the same entries to sys.path; it passes the ``site`` (``read_site``) it decided that on, and gets no
+    identity (the caller has it)."""
+    out = read_site(site_dirs) if site is None else dict(site)
     paths: Dict[str, str] = {}
-    dists = installed_dists(paths, search)
-    out = {"dists": dists, "dist_paths": paths, "debris": debris(listing), "toplevel": listing,
-           "pth": pth_paths(listing), "torch_version_py": torch_version_py(search), **stamps}
+    out.update(dists=installed_dists(paths, search), dist_paths=paths, torch_version_py=torch_version_py(search))
     if search is None:
         out.update(identity(), sys_path=list(sys.path))
     return out

@@ -237,6 +237,46 @@ def test_reading_again_in_process_equals_a_childs_reading(local_index: LocalInde
     assert envstate.snapshot(str(venv), since=child).version("xformers") == "0.0.24"
 
 
+def test_install_into_a_python_that_is_no_venv_asks_its_prefix_once(local_index: LocalIndex, venv: Path,
+                                                                    tmp_path: Path) -> None:
+    # A conda or system Python has no pyvenv.cfg: its sys.prefix is asked in a child, once (before the lock, to
+    # refuse an unfinished install), not again under the lock. The wrapper logs each start's arguments. (With uv:
+    # the pip backend also asks the interpreter whether it has pip, a light reading of its own.)
+    starts = tmp_path / "starts"
+    wrapper = tmp_path / "bin" / "python3"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{starts}"\nexec "{venv}" "$@"\n')
+    wrapper.chmod(0o755)
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    done = subprocess.run([sys.executable, "-m", "resolver", "install", "--plan", _plan_file(tmp_path, plan),
+                           "--python-exe", str(wrapper), "--installer", "uv"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+    probes = [line.split("--mode ")[-1] for line in starts.read_text().splitlines() if "probe_env.py" in line]
+    assert sorted(probes) == ["installed", "light"], probes
+
+
+def test_recover_that_cannot_finish_says_what_install_says(venv: Path) -> None:
+    # A journal whose "before" held ghostpkg 1.0, which neither the backup nor the run's sources (--no-index) have:
+    # recover's restore cannot finish, and says so in install's one line, with the command that finishes it.
+    from resolver import journal as journals
+    from resolver.install import restore_line
+
+    before = envstate.snapshot(str(venv))
+    dists = {k: [d.version, d.url, d.editable] for k, d in before.dists.items()}
+    journals.begin(str(venv), before.prefix, {**dists, "ghostpkg": ["1.0", None, False]}, command="install ghostpkg",
+                   plan=None, backend="pip", restore_args=["--no-index"])
+    out = CliRunner().invoke(main, ["recover", "--python-exe", str(venv)])
+    assert out.exit_code == 1, out.output
+    left = envstate.RestoreResult(envstate.EnvDiff(), envstate.EnvDiff(removed=(envstate.Dist("ghostpkg", "1.0"),)),
+                                  fix=journals.recover_command(str(venv)))
+    assert out.output.strip().splitlines()[-1] == f"gpustack: {restore_line(left)}"
+    assert "RESTORE INCOMPLETE: still different from before: " in out.output
+    assert f"to finish it run: gpustack recover --python-exe {venv}" in out.output
+    assert journals.pending(before.prefix) is not None and freeze(venv) == sorted(f"{k}=={v[0]}" for k, v in dists.items())
+
+
 def test_failed_build_is_rolled_back_with_log(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
     pip(venv, "install", "--index-url", local_index.torch_url, "torch==2.1.0+cu121")
     before = freeze(venv)
@@ -322,6 +362,46 @@ def test_cli_install_into_new_venv(local_index: LocalIndex, tmp_path: Path, back
                                     "--installer", backend])
     assert out.exit_code == 0, out.output
     assert envstate.snapshot(str(target / "bin" / "python")).version("torch") == "2.1.0+cu121"
+
+
+def _path_without_uv() -> str:
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not os.path.exists(os.path.join(d, "uv")))
+
+
+def test_installer_uv_finds_the_uv_package_off_path(local_index: LocalIndex, venv: Path, tmp_path: Path) -> None:
+    # gpustack runs from an environment that sees this one's packages (gpustack, its uv wheel) through a .pth,
+    # as `uv run --with` lays one out: no uv beside its interpreter, none on PATH, only where the uv package put it.
+    import sysconfig
+
+    runner = tmp_path / "runner"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(runner)], check=True)
+    site = subprocess.run([str(runner / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "overlay.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
+    assert not (runner / "bin" / "uv").exists()
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    env = {**os.environ, "PATH": _path_without_uv()}
+    done = subprocess.run([str(runner / "bin" / "python"), "-m", "resolver", "install", "--plan",
+                           _plan_file(tmp_path, plan), "--python-exe", str(venv), "--installer", "uv"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+
+
+def test_installer_uv_without_uv_says_where_it_looked(venv: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # nothing beside it
+    monkeypatch.setitem(sys.modules, "uv", None)  # no uv package: importing it fails
+    monkeypatch.setenv("PATH", _path_without_uv())
+    before = freeze(venv)
+    out = CliRunner().invoke(main, ["install", "--plan", str(tmp_path / "plan.json"), "--python-exe", str(venv),
+                                    "--installer", "uv"])
+    assert out.exit_code == 2, out.output
+    assert out.output.count("\n") == 1 and "--installer uv: uv not found" in out.output
+    assert "the uv package installed with gpustack" in out.output and "on PATH" in out.output
+    assert "--installer pip" in out.output
+    assert freeze(venv) == before
 
 
 def test_cli_bad_find_links_is_bad_input(tmp_path: Path) -> None:
