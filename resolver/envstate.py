@@ -116,6 +116,14 @@ class EnvDiff:
         parts += [f"removed {d.name} {d.version}" for d in self.added]
         return "; ".join(parts) or "unchanged"
 
+    def remaining(self) -> str:
+        """Return, for what a restore could not undo (``diff(before, now)``), how the environment still differs from
+        before, as a state: ``torch is 2.2.0, was 2.1.0; ghostpkg 1.0 missing; foo 1.0 not there before``."""
+        parts = [f"{new.name} is {new.version}, was {old.version}" for old, new in self.changed]
+        parts += [f"{d.name} {d.version} missing" for d in self.removed]
+        parts += [f"{d.name} {d.version} not there before" for d in self.added]
+        return "; ".join(parts) or "nothing"
+
     def summary(self) -> str:
         """Return the change in its own direction (``before`` -> ``after``): ``torch 2.1.0 -> 2.2.0; added
         xformers 0.0.24; removed foo 1.0``; ``nothing changed`` if empty."""

@@ -88,7 +88,7 @@ def restore_line(restored: envstate.RestoreResult | None) -> str:
     if restored is None:
         return "nothing had changed yet"
     if restored.left:
-        return (f"RESTORE INCOMPLETE: still different from before: {restored.left.describe()}"
+        return (f"RESTORE INCOMPLETE: still different from before: {restored.left.remaining()}"
                 + (f"; to finish it run: {restored.fix}" if restored.fix else ""))
     return f"environment restored: {restored.undone.describe()}"
 

@@ -35,6 +35,7 @@ def test_diff_and_describe() -> None:
     d = envstate.diff(snap(torch="2.1.0", a="1"), snap(torch="2.2.0", b="2"))
     assert [x.name for x in d.added] == ["b"] and [x.name for x in d.removed] == ["a"]
     assert d.describe() == "torch 2.2.0 -> 2.1.0; reinstalled a 1; removed b 2"
+    assert d.remaining() == "torch is 2.2.0, was 2.1.0; a 1 missing; b 2 not there before"
     assert not envstate.diff(snap(a="1"), snap(a="1"))
 
 

@@ -272,7 +272,7 @@ def test_recover_that_cannot_finish_says_what_install_says(venv: Path) -> None:
     left = envstate.RestoreResult(envstate.EnvDiff(), envstate.EnvDiff(removed=(envstate.Dist("ghostpkg", "1.0"),)),
                                   fix=journals.recover_command(str(venv)))
     assert out.output.strip().splitlines()[-1] == f"gpustack: {restore_line(left)}"
-    assert "RESTORE INCOMPLETE: still different from before: " in out.output
+    assert "RESTORE INCOMPLETE: still different from before: ghostpkg 1.0 missing; to finish it run: " in out.output
     assert f"to finish it run: gpustack recover --python-exe {venv}" in out.output
     assert journals.pending(before.prefix) is not None and freeze(venv) == sorted(f"{k}=={v[0]}" for k, v in dists.items())
 
