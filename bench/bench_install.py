@@ -223,6 +223,8 @@ def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[
     gpustack(fresh("warm-gs"), iso)  # /opt/wheels, which uv caches apart from the index's copy: warm that too)
     out: dict[str, float] = {}
     for mode, n in (("warm", rounds), ("cold", cold_rounds)):
+        if n < 1:
+            continue
         times: dict[str, list[float]] = {"raw": [], "gpustack": []}
         for i in range(n):
             for name, fn in (("raw", raw), ("gpustack", gpustack)):
