@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,6 +29,9 @@ from resolver.render import (InstallReporter, console, line, print_cache_entries
                              status)
 from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
+
+if TYPE_CHECKING:
+    from resolver.lock import LockedPlan
 
 __all__ = ["install", "download", "cache", "recover", "plan_from_dict"]
 
@@ -104,7 +107,12 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         raise BadInput("--allow-missing-hashes goes with --lock FILE; drop it or pass --lock")
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
+    if lock_file and (requirements or plan_file):
+        raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
     sources = _sources(find_links, offline, allow_insecure_index)
+    # the files given are read and checked first: bad input creates no venv and starts no interpreter
+    given = _read_plan(plan_file) if plan_file else None
+    locked = _read_lock(lock_file, sources) if lock_file else None
     mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
                pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
     backend = choose_backend(installer)
@@ -126,12 +134,10 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _refuse_unfinished(python_exe, dry_run)
     _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = InstallReporter()
-    if lock_file:
-        if requirements or plan_file:
-            raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
-        _install_lock(lock_file, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources)
+    if lock_file and locked is not None:
+        _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources)
         return
-    plan = with_mirrors(_read_plan(plan_file) if plan_file else plan_for(requirements, opts, reporter)[0], *mirrors)
+    plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
                      and backend == "pip" else None)
     if dry_run:
@@ -208,18 +214,30 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
                            f"it installs into; drop {flag}, or pass --venv/--python-exe of a matching interpreter")
 
 
-def _install_lock(lock_file: str, python_exe: str, backend: str, dry_run: bool, reporter: Reporter,
-                  allow_missing_hashes: bool = False, sources: Sources = Sources()) -> None:
-    """Install ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes nothing."""
-    from resolver.lock import loads, lock_to_plan
-    from resolver.lock_install import install_locked_safely, requirements_text
+def _read_lock(lock_file: str, sources: Sources) -> LockedPlan:
+    """Return the lock ``--lock FILE`` names, read and checked (``lock.loads``), with ``--find-links`` files put in
+    where their sha256 is the lock's."""
+    from resolver.lock import loads
 
     text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
-    locked = loads(text)
+    try:
+        locked = loads(text)
+    except BadInput as exc:  # "lock file is not valid TOML ...": say which file
+        raise BadInput(f"--lock {lock_file}: {exc}") from None
     if sources.find_links:  # a local file is used only when its sha256 is the lock's
         from resolver.local_files import use_local_files
 
         locked = use_local_files(locked, sources.find_links)
+    return locked
+
+
+def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: str, dry_run: bool,
+                  reporter: Reporter, allow_missing_hashes: bool = False, sources: Sources = Sources()) -> None:
+    """Install the lock read from ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes
+    nothing."""
+    from resolver.lock import lock_to_plan
+    from resolver.lock_install import install_locked_safely, requirements_text
+
     if dry_run:
         click.echo(requirements_text(locked), nl=False)
         return

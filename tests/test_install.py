@@ -155,3 +155,29 @@ def test_exact_requirement_adds_the_index_label() -> None:
     assert install.exact_requirement(XF, p) == "xformers==0.0.23"  # PyPI's build has no label
     assert installers.index_variant("https://mirror.example/whl/rocm6.1") == "rocm6.1"
     assert installers.index_variant("https://pypi.org/simple") is None
+
+
+@pytest.mark.parametrize("given", [["--plan", "{missing}"], ["--plan", "{bad}"], ["--lock", "{missing}"],
+                                   ["--lock", "{bad}"]])
+def test_a_bad_plan_or_lock_creates_no_venv_and_starts_no_interpreter(tmp_path: Path, given: list[str]) -> None:
+    # The files given are read first: a bad one is one line and exit 2, before `--venv DIR` is created or a target
+    # interpreter is asked anything (an interpreter that is not a venv is asked its prefix in a child).
+    import subprocess
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not json, not toml = = =\n")
+    names = {"missing": str(tmp_path / "missing.json"), "bad": str(bad)}
+    args = [a.format(**names) for a in given]
+    venv = tmp_path / "new-venv"
+    done = subprocess.run([sys.executable, "-m", "resolver", "install", "--venv", str(venv), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and args[0] in done.stderr, done.stderr
+    assert not venv.exists()
+    started = tmp_path / "started"
+    fake = tmp_path / "python"  # not a venv's, not gpustack's: its prefix would be asked in a child
+    fake.write_text(f"#!/bin/sh\ntouch {started}\nexec {sys.executable} \"$@\"\n")
+    fake.chmod(0o755)
+    done = subprocess.run([sys.executable, "-m", "resolver", "install", "--python-exe", str(fake), "--dry-run", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and args[0] in done.stderr, done.stderr
+    assert not started.exists()

@@ -395,7 +395,9 @@ def test_installer_uv_without_uv_says_where_it_looked(venv: Path, tmp_path: Path
     monkeypatch.setitem(sys.modules, "uv", None)  # no uv package: importing it fails
     monkeypatch.setenv("PATH", _path_without_uv())
     before = freeze(venv)
-    out = CliRunner().invoke(main, ["install", "--plan", str(tmp_path / "plan.json"), "--python-exe", str(venv),
+    plan = make_plan("2.1.0+cu121", [Step("install", "torch", "torch==2.1.0+cu121",
+                                          index_url="https://download.pytorch.org/whl/cu121")])
+    out = CliRunner().invoke(main, ["install", "--plan", _plan_file(tmp_path, plan), "--python-exe", str(venv),
                                     "--installer", "uv"])
     assert out.exit_code == 2, out.output
     assert out.output.count("\n") == 1 and "--installer uv: uv not found" in out.output
