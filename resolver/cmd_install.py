@@ -110,12 +110,12 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     if lock_file and (requirements or plan_file):
         raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
     sources = _sources(find_links, offline, allow_insecure_index)
-    # the files given are read and checked first: bad input creates no venv and starts no interpreter
-    given = _read_plan(plan_file) if plan_file else None
-    locked = _read_lock(lock_file, sources) if lock_file else None
     mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
                pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
     backend = choose_backend(installer)
+    # then the files given, read and checked: bad input creates no venv and starts no interpreter
+    given = _read_plan(plan_file) if plan_file else None
+    locked = _read_lock(lock_file, sources) if lock_file else None
     python_exe = opts.python_exe or sys.executable
     will_create = False
     if venv:
