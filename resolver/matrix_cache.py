@@ -6,7 +6,8 @@ this user's in a folder only this user can write, the digest is the one asked fo
 header's value; anything else (a link, a planted or truncated file, a bit flip) is a miss, and the caller re-reads
 the TOML and ``write``s a fresh file (``O_EXCL`` temporary, then rename). JSON cannot run code; the typed rows are
 rebuilt (and their values checked) from the tables on every load. Only tables that passed the unknown-key check are
-written, and the digest covers that check's rule, so a hit is not checked for unknown keys again.
+written, and the digest covers that check's rule, so a hit is not checked for unknown keys again. Writing one keeps
+the ``KEPT`` newest files (``safefiles.prune_private``): an older matrix is then a miss, read from its TOML again.
 """
 
 from __future__ import annotations
@@ -60,9 +61,16 @@ def write(digest: str, data: dict[str, Any]) -> None:
     body = json.dumps(data, separators=(",", ":"), default=_unsupported).encode()
     header = b" ".join([_MAGIC, digest.encode(), hashlib.sha256(body).hexdigest().encode()])
     try:
-        write_private(cache_dir(), f"{digest}.json", header + b"\n" + body)
+        written = write_private(cache_dir(), f"{digest}.json", header + b"\n" + body)
     except ValueError:
-        pass
+        return
+    if written is not None:  # one file per matrix version (and key rule): the newest KEPT stay
+        from resolver.safefiles import prune_private
+
+        prune_private(cache_dir(), KEPT, ".json")
+
+
+KEPT = 8
 
 
 def _unsupported(value: Any) -> Any:

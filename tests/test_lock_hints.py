@@ -105,3 +105,18 @@ def test_reading_with_touch_marks_the_file_used(tmp_path: Path) -> None:
     _age(path, 30 * DAY)
     assert read_private(path) == b"{}" and path.stat().st_mtime < time.time() - 29 * DAY
     assert read_private(path, touch=True) == b"{}" and path.stat().st_mtime > time.time() - 60
+
+
+def test_remembered_lock_names_keep_only_the_newest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # lock_resolve remembers the names a resolution locked, one small file per distinct request: the newest stay.
+    from resolver import lock_resolve
+
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path))
+    keys = [f"k{i:03d}" for i in range(lock_resolve.NAMES_KEPT + 6)]
+    for i, key in enumerate(keys):
+        lock_resolve.remember_names(key, ["torch", f"dep{i}"])
+        os.utime(tmp_path / "lock-names" / f"{key}.json", ns=(i * 10**9, i * 10**9))
+    left = sorted(p.stem for p in (tmp_path / "lock-names").glob("*.json"))
+    assert left == keys[-lock_resolve.NAMES_KEPT:]
+    assert lock_resolve.remembered_names(keys[-1]) == ["dep%d" % (len(keys) - 1), "torch"]
+    assert lock_resolve.remembered_names(keys[0]) == []

@@ -185,3 +185,16 @@ def test_a_cache_checked_under_other_key_rules_is_a_miss(cache: Path, monkeypatc
     monkeypatch.setattr(matrix_rows, "KEYS", narrower)
     with pytest.raises(InvalidMatrix, match="source: unknown key"):
         _fresh()
+
+
+def test_only_the_newest_matrix_versions_stay_cached(cache: Path) -> None:
+    # One file per matrix version: writing one keeps the KEPT newest; an older version is a miss (read from TOML).
+    digests = [f"{i:064x}" for i in range(matrix_cache.KEPT + 3)]
+    for i, d in enumerate(digests):
+        matrix_cache.write(d, {"n": i})
+        path = matrix_cache.cache_dir() / f"{d}.json"
+        os.utime(path, ns=(i * 10**9, i * 10**9))  # written in this order, a second apart
+    left = sorted(p.name for p in matrix_cache.cache_dir().glob("*.json"))
+    assert left == sorted(f"{d}.json" for d in digests[-matrix_cache.KEPT:])
+    assert matrix_cache.read(digests[-1]) == {"n": len(digests) - 1}
+    assert matrix_cache.read(digests[0]) is None
