@@ -53,6 +53,12 @@ def skip_final_collection() -> None:
 _FREEZE_REGISTERED = False
 
 
+# Commands that start work before they are imported: ``install`` reads its target environment
+# (``resolver.read_ahead``), ``lock`` starts uv on its command line's last request (``resolver.lock_speculate``).
+# Each module has ``begin(args)`` and ``end()``.
+_EARLY = {"install": "resolver.read_ahead", "lock": "resolver.lock_speculate"}
+
+
 class _Redacting:
     """A text stream that masks URL credentials in everything written to it (``resolver.redact``)."""
 
@@ -103,27 +109,17 @@ class _LazyGroup(click.Group):
              standalone_mode: bool = True, **extra: Any) -> Any:
         """Run the CLI; a usage error (unknown option, bad choice) is one line naming it, exit 2, like any bad input."""
         argv = list(sys.argv[1:] if args is None else args)
-        if argv[:1] == ["install"]:
-            # read the target environment while the command is imported (resolver.read_ahead): the install takes
-            # the reading under the environment's lock when it is still true
-            from resolver import read_ahead
-
-            read_ahead.begin(argv[1:])
-            try:
-                return self._main(args, prog_name, complete_var, standalone_mode, **extra)
-            finally:
-                read_ahead.end()
-        if argv[:1] != ["lock"]:
+        early = _EARLY.get(argv[0]) if argv else None
+        if early is None:
             return self._main(args, prog_name, complete_var, standalone_mode, **extra)
-        # `gpustack lock`: start uv on this command line's last request before anything else is imported
-        # (resolver.lock_speculate); the command takes it or it is stopped here.
-        from resolver import lock_speculate
-
-        lock_speculate.begin(argv[1:])
+        # start what this command will need before anything else is imported; the command takes it, or it is
+        # stopped here
+        module = importlib.import_module(early)
+        module.begin(argv[1:])
         try:
             return self._main(args, prog_name, complete_var, standalone_mode, **extra)
         finally:
-            lock_speculate.end()
+            module.end()
 
     def _main(self, args: Any, prog_name: str | None, complete_var: str | None, standalone_mode: bool,
               **extra: Any) -> Any:

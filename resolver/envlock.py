@@ -29,10 +29,6 @@ class EnvLock:
         self._fd: int | None = None
         self._fallback: Any = None
 
-    @property
-    def is_locked(self) -> bool:
-        return self._fd is not None or self._fallback is not None
-
     def acquire(self, timeout: float) -> bool:
         """Return ``True`` once the lock is held, ``False`` when another holder kept it for ``timeout`` seconds.
         Raises ``OSError`` when the file cannot be opened."""

@@ -37,6 +37,7 @@ STATE_DIR = ".gpustack"
 TXN_ENV = "GPUSTACK_TRANSACTION"
 _JOURNAL = "transaction.json"
 _BACKUP = "backup"
+_LOCK = "lock"
 
 class JournalPending(GpuStackError):
     """The environment holds an unfinished transaction; nothing was changed by this command."""
@@ -57,7 +58,7 @@ def lock_file(prefix: str) -> Path:
     except OSError as exc:
         raise BadInput(f"{prefix}: cannot write there ({exc.strerror}); install into a virtual environment "
                        "(--venv DIR) or run as the environment's owner") from None
-    return folder / "lock"
+    return folder / _LOCK
 
 
 _prefixes: dict[str, str] = {}  # interpreter path -> its sys.prefix, once a child or a reading said it
@@ -344,7 +345,7 @@ def unfinished(prefix: str) -> Journal | None:
         return None
     from resolver.envlock import EnvLock
 
-    lock = EnvLock(str(state_dir(prefix) / "lock"))
+    lock = EnvLock(str(state_dir(prefix) / _LOCK))
     try:
         if not lock.acquire(timeout=0):
             return None

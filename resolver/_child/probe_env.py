@@ -96,12 +96,15 @@ def installed_dists(paths: Optional[Dict[str, str]] = None,
     return found
 
 
+def default_site_dirs() -> List[str]:
+    """Return this interpreter's site-packages folders (purelib, platlib), sorted, each once."""
+    paths = sysconfig.get_paths()
+    return sorted({paths["purelib"], paths["platlib"]})
+
+
 def site_listing(dirs: Optional[List[str]] = None) -> Dict[str, List[str]]:
-    """Return each site-packages folder (purelib, platlib; or ``dirs``) with its entries, sorted."""
-    if dirs is None:
-        paths = sysconfig.get_paths()
-        dirs = sorted({paths["purelib"], paths["platlib"]})
-    return {d: sorted(os.listdir(d)) for d in dirs if os.path.isdir(d)}
+    """Return each site-packages folder (``default_site_dirs``, or ``dirs``) with its entries, sorted."""
+    return {d: sorted(os.listdir(d)) for d in (default_site_dirs() if dirs is None else dirs) if os.path.isdir(d)}
 
 
 def site_stamps(dirs: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -109,12 +112,9 @@ def site_stamps(dirs: Optional[List[str]] = None) -> Dict[str, Any]:
     time and inode then (``stamps``: folder -> [mtime_ns, inode], ``[-1, -1]`` for none), taken before anything is
     read: installing, removing or replacing a distribution adds or removes entries of its folder, which changes
     both (``resolver.target.still_current``)."""
-    if dirs is None:
-        paths = sysconfig.get_paths()
-        dirs = sorted({paths["purelib"], paths["platlib"]})
     read_at = time.time_ns()
     stamps = {}
-    for d in dirs:
+    for d in default_site_dirs() if dirs is None else dirs:
         try:
             st = os.stat(d)
         except OSError:
@@ -316,8 +316,9 @@ def probe_light() -> Dict[str, Any]:
 def read_site(site_dirs: Optional[List[str]] = None) -> Dict[str, Any]:
     """Return the first part of an ``installed`` reading: the site-packages folders' stamps (taken first), their
     listing (``toplevel``), what their ``.pth`` files add to sys.path (``pth``) and a killed pip's ``debris``."""
-    stamps = site_stamps(site_dirs)
-    listing = site_listing(site_dirs)
+    dirs = default_site_dirs() if site_dirs is None else site_dirs
+    stamps = site_stamps(dirs)
+    listing = site_listing(dirs)
     return {"toplevel": listing, "pth": pth_paths(listing), "debris": debris(listing), **stamps}
 
 
