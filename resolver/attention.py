@@ -20,7 +20,7 @@ from resolver.models import PackageChoice, Target, spec_allows
 from resolver.refusal import Refusal, refusal
 from resolver.report import Reporter
 
-__all__ = ["AttentionRelease", "choose_kernel", "names", "pointer"]
+__all__ = ["AttentionRelease", "choose_kernel", "names", "pointer", "later_generations"]
 
 
 def names(rows: tuple[AttentionRelease, ...]) -> frozenset[str]:
@@ -28,12 +28,18 @@ def names(rows: tuple[AttentionRelease, ...]) -> frozenset[str]:
     return frozenset(a.name for a in rows)
 
 
+def later_generations(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet) -> list[AttentionRelease]:
+    """Return the rows of ``family``'s later generations, published as distributions of their own, that ``spec``
+    asks for (``flash-attn>=3`` -> flash-attn-3's and flash-attn-4's rows; ``flash-attn>=4`` -> flash-attn-4's)."""
+    return [a for a in rows if a.family == family and a.name != family
+            and spec_allows(spec, Version(f"{a.generation}"))]
+
+
 def pointer(rows: tuple[AttentionRelease, ...], family: str, spec: SpecifierSet,
             only: frozenset[str] | None = None) -> str | None:
     """Return where ``family``'s later generations live when ``spec`` asks for one (``flash-attn>=3`` -> FA3, FA4:
     "FlashAttention-3 is the distribution 'flash-attn-3' (...); ..."); with ``only``, just those distributions."""
-    later = [a for a in rows if a.family == family and a.name != family and spec_allows(spec, Version(f"{a.generation}"))
-             and (only is None or a.name in only)]
+    later = [a for a in later_generations(rows, family, spec) if only is None or a.name in only]
     if not later:
         return None
     seen = dict.fromkeys(f"{a.title} is the distribution '{a.name}' ({a.method} {a.version})" for a in later)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from resolver.attention import choose_kernel, pointer
+from resolver.attention import choose_kernel, later_generations, pointer
 from resolver.candidates import TorchOption, torch_options
 from resolver.compat import attention_target_problem, coverage, driver_refusal, integrated_gpus, torch_release_refusal
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
@@ -214,7 +214,7 @@ def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompa
         where = pointer(matrix.attention, "flash-attn", request.flash_attn)
         if where:
             # "ask for it by that name" only for the distributions with which the rest of the request solves here.
-            later = {a.name for a in matrix.attention if a.family == "flash-attn" and a.name != "flash-attn"}
+            later = {a.name for a in later_generations(matrix.attention, "flash-attn", request.flash_attn)}
             asked = tuple(f"{n}{s}" for n, s in request.kernels)
             by_name = {n: Change(request={"flash_attn": None, "kernels": (*asked, n)}) for n in sorted(later)}
             fits = frozenset(n for n, c in by_name.items() if solves(target, matrix, request, c))

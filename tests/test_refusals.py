@@ -352,6 +352,16 @@ def test_flash_attn_3_pointer_only_where_the_later_generations_run() -> None:
     _planned("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn-3")
 
 
+def test_the_pointer_changes_name_only_the_generations_the_bound_asks_for() -> None:
+    # flash-attn>=4 asks for FlashAttention-4 only: the alternative's text names flash-attn-4, and so must every
+    # change it carries (flash-attn-3 is not what was asked, though it also runs on an H100).
+    h100 = _refused("--gpu", "H100", "--driver", "580.65.06", "--python", "3.11", "flash-attn>=4")
+    pointer = h100["alternatives"][0]  # type: ignore[index]
+    assert "'flash-attn-4'" in pointer["text"] and "'flash-attn-3'" not in pointer["text"]
+    kernels = [c["request"]["kernels"] for c in pointer.get("changes", [pointer["change"]])]
+    assert kernels == [["flash-attn-4"]], kernels
+
+
 def test_no_python_serves_the_torch_bound_so_the_newest_torch_for_this_python_is_named() -> None:
     args = ("--gpu", "H100", "--platform", "linux_aarch64", "--driver", "570.86.15", "--python", "3.11")
     data = _refused(*args, "torch==1.13.1")
