@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, later_generations, pointer
@@ -28,7 +27,7 @@ from resolver.explain import explain_failure, solves
 from resolver.matrix_types import Matrix
 from resolver.models import PackageChoice, Stack, Target, spec_allows
 from resolver.passthrough import pin_others
-from resolver.refusal import Alternative, Change, Refusal, advice, alternative, refusal
+from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, refusal
 from resolver.report import Reporter
 from resolver.request import Request
 
@@ -247,9 +246,8 @@ def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> li
     """What works when the asked attention kernels fit no torch build the request allows, each solved: the request
     with the torch bound lifted (naming the torch it gets), and the request without the kernels."""
     out = []
-    # The user's torch bound is lifted; a requested profile's stays (its application needs it).
-    lifted = dataclasses.replace(request, torch=dict(request.profile_bounds).get("torch", SpecifierSet()),
-                                 torch_variant=None, keep_torch=None)
+    # The user's torch bound is lifted; a requested profile's stays (``apply`` narrows to it, never lifts it).
+    _, lifted = apply(Change(request={"torch": "", "torch_variant": None, "keep_torch": None}), target, request)
     if str(request.torch) or request.torch_variant or request.keep_torch:
         options = _options(target, matrix, lifted, Reporter())
         if options:
