@@ -19,7 +19,7 @@ from resolver import compat
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
 from resolver.models import Plan, Step, Target, format_driver
-from resolver.refusal import Change, advice, alternative, apply, refusal
+from resolver.refusal import Change, advice, alternative, refusal
 
 if TYPE_CHECKING:
     from resolver.request import Request
@@ -77,8 +77,8 @@ def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matri
     from packaging.specifiers import SpecifierSet
 
     from resolver.candidates import torch_options
+    from resolver.explain import solves
     from resolver.models import spec_allows
-    from resolver.solve import feasible
 
     def has_image(cuda: Version) -> bool:
         try:
@@ -88,6 +88,7 @@ def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matri
         return True
 
     tried = 0
+    failed: set[tuple[Version, str]] = set()  # the second pass meets the first pass's builds again: solved once
     for bound in (request.torch, SpecifierSet()):
         for rel in matrix.torch:
             if not spec_allows(bound, rel.version) or tried > 40:
@@ -96,10 +97,12 @@ def with_image_alternative(exc: NoCompatibleStack, target: Target, matrix: Matri
                 if opt.cuda is None or not has_image(opt.cuda):
                     continue
                 tried += 1
-                # A requested profile's torch bound stays (its application needs it): ``apply`` narrows it.
+                if (rel.version, opt.tag) in failed:
+                    continue
+                # A requested profile's torch bound stays (its application needs it): ``refusal.apply`` narrows it.
                 change = Change(request={"torch": f"=={rel.version}", "torch_variant": opt.tag})
-                moved, trial = apply(change, target, request)
-                if feasible(moved, matrix, trial):
+                failed.add((rel.version, opt.tag))
+                if solves(target, matrix, request, change):
                     alt = alternative("torch=={version}: CUDA {cuda} has an nvidia/cuda image and the whole request "
                                       "solves", change, version=opt.version, cuda=opt.cuda)
                     return NoCompatibleStack(exc.refusals, [alt, *exc.alternatives])
