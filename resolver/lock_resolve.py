@@ -107,7 +107,8 @@ def declared_requires(plan: Plan, matrix: Matrix | None) -> dict[str, tuple[str,
         choice = plan.stack.get(s.package)
         if canonicalize_name(s.package) != "flash-attn" or choice is None:
             continue
-        release = next((f for f in matrix.flash_attn if f.version == Version(choice.version)), None)
+        version = Version(choice.version)
+        release = next((f for f in matrix.flash_attn if f.version == version), None)
         if release is not None and release.requires_dist is not None:
             out[s.package] = release.requires_dist
     return out
@@ -117,14 +118,18 @@ def direct_files(plan: Plan, matrix: Matrix | None) -> dict[str, LockedFile]:
     """Return the locked file of each step ``declared_requires`` covers: its wheel URL from the plan (the matrix's
     URL template), with no sha256 (GitHub publishes none, and the lock does not download the wheel to hash it), so
     it is written under ``[[tool.gpustack.missing]]`` and installs only with ``--allow-missing-hashes``."""
+    import dataclasses
+
+    from resolver.hashes import _direct
+
+    declared = declared_requires(plan, matrix)
     out: dict[str, LockedFile] = {}
     for s in plan.steps:
-        if s.package not in declared_requires(plan, matrix) or not s.url:
-            continue
         choice = plan.stack.get(s.package)
-        bare = urldefrag(s.url)[0]
-        out[str(canonicalize_name(s.package))] = LockedFile(
-            s.package, choice.version if choice else "", unquote(bare.rsplit("/", 1)[-1]), bare, None, kind="wheel",
+        if s.package not in declared or not s.url or choice is None:  # declared only holds steps with a choice
+            continue
+        out[str(canonicalize_name(s.package))] = dataclasses.replace(
+            _direct(s.package, choice.version, s.url), sha256=None, kind="wheel",
             reason=(f"a GitHub release asset: GitHub publishes no sha256 for it, and the lock does not download it "
                     f"(its dependencies are {s.package}'s install_requires, from the matrix)"))
     return out
