@@ -69,10 +69,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
     # decides below whether its lock is used.
     hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
-    try:
-        _lock(requirements, output, fmt, with_deps, opts, started, hint)
-    finally:
-        lock_speculate.end()
+    _lock(requirements, output, fmt, with_deps, opts, started, hint)  # resolver.cli stops an unused run afterwards
     skip_final_collection()
 
 
