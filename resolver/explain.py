@@ -91,10 +91,10 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
     problems = [p for p in (torch_release_refusal(r, target, matrix) for r in in_spec) if p is not None]
     glibc = [p.text for p in problems if p.kind == "glibc"]
     if glibc and target.glibc is not None:
-        fits = next((o.release for o in _all_options(matrix, target)
-                     if not coverage(o.arch, target)[0]
-                     and (o.cuda is None or not driver_problem(target, o.cuda, matrix))
-                     and solves(target, matrix, request, _pin(o.release.version))), None)
+        # a release whose builds run here, each release solved once (the pin names the release, not the build)
+        runs = dict.fromkeys(o.release for o in _all_options(matrix, target) if not coverage(o.arch, target)[0]
+                             and (o.cuda is None or not driver_problem(target, o.cuda, matrix)))
+        fits = next((r for r in runs if solves(target, matrix, request, _pin(r.version))), None)
         reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
                            spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
         floors = [f.glibc for f in (matrix.wheel_facts("torch", r.version, target.platform) for r in in_spec)
