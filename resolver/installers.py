@@ -4,13 +4,11 @@ hosts a plan needs answer. Pure argv building plus one reachability probe; ``res
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import shlex
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from dataclasses import dataclass, replace
@@ -204,6 +202,9 @@ def constraints_path(constraints: Sequence[str], write: bool = False) -> str | N
     when the cache folder cannot be made private, into a fresh private temporary folder."""
     if not constraints:
         return None
+    import hashlib
+    import tempfile
+
     from resolver.cache import cache_dir
     from resolver.safefiles import write_private
 

@@ -57,22 +57,28 @@ class _Reading:
 
 
 _current: _Reading | None = None
+_warm: subprocess.Popen[bytes] | None = None  # uv's reading of the same interpreter (``begin``)
 
 
 def interpreter_of(args: Sequence[str]) -> str | None:
     """Return the interpreter an ``install`` command line (its arguments after ``install``) installs into, as the
     command will name it: ``--python-exe PATH``, ``--venv DIR``'s, else this one's; ``None`` for a run that reads no
     environment first (a dry run, help) or an interpreter that is not there yet."""
+    return _parse(args)[0]
+
+
+def _parse(args: Sequence[str]) -> tuple[str | None, str]:
+    """Return ``interpreter_of(args)`` and the ``--installer`` the command line asks for (``auto`` by default)."""
     from resolver.venvs import venv_python
 
-    python, venv = None, None
+    python, venv, installer = None, None, "auto"
     it = iter(args)
     for a in it:
         if a in ("--dry-run", "-h", "--help") or a.startswith("--dry-run="):
-            return None
+            return None, installer
         if a == "--":
             break
-        for flag in ("--python-exe", "--venv"):
+        for flag in ("--python-exe", "--venv", "--installer"):
             if a == flag:
                 value = next(it, None)
             elif a.startswith(flag + "="):
@@ -81,32 +87,53 @@ def interpreter_of(args: Sequence[str]) -> str | None:
                 continue
             if flag == "--venv":
                 venv = value
+            elif flag == "--installer":
+                installer = value or ""
             else:
                 python = value
     if venv is not None:
         python = venv_python(os.path.abspath(venv))
     python = python or sys.executable
-    return python if os.sep in python and os.path.isfile(python) else None
+    return (python if os.sep in python and os.path.isfile(python) else None), installer
 
 
 def begin(args: Sequence[str]) -> None:
     """Start reading the environment an ``install`` command line (``args``, after ``install``) installs into; a
-    reading already begun for these very arguments (by ``resolver.start``) is kept."""
-    global _current
+    reading already begun for these very arguments (by ``resolver.start``) is kept.
+
+    Where the install will run uv (``--installer uv``, or ``auto`` with a uv to run: ``installers.choose_backend``),
+    uv's own reading of the interpreter starts beside it: ``uv python find PYTHON``, which records what uv learns
+    in uv's cache, so the install's ``uv pip install --python PYTHON`` skips that step (~40 ms; uv does it once per
+    interpreter path). It reads; the one thing it writes is that record in uv's cache, which any uv command on the
+    interpreter writes."""
+    global _current, _warm
     if _current is not None and _current.args == list(args):
         return
     end()
-    python = interpreter_of(args)
+    python, installer = _parse(args)
     if python is None:
         return
-    from resolver import _subprocess
+    import subprocess
 
+    # Plain children, not ``_subprocess.popen``'s: both only read (nothing to undo if one outlives gpustack by its few
+    # ms), and without a ``preexec_fn`` Python starts a child ~1.5 ms sooner (vfork) and needs no ctypes first.
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child", "probe_env.py")  # target.PROBE_SCRIPT
     try:
-        proc = _subprocess.popen([python, script, "--mode", "installed"])
+        proc = subprocess.Popen([python, script, "--mode", "installed"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     except OSError:
         return
     _current = _Reading(python, proc, list(args))
+    if installer in ("auto", "uv"):
+        from resolver.uvbin import find_uv
+
+        uv = find_uv()
+        if uv is not None:
+            try:
+                _warm = subprocess.Popen([uv, "python", "find", python], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            except OSError:
+                pass
 
 
 def take(python_exe: str) -> TargetFacts | None:
@@ -135,8 +162,14 @@ def take(python_exe: str) -> TargetFacts | None:
 
 
 def end() -> None:
-    """Stop the reading ``begin`` started, if nothing took it."""
-    global _current
+    """Stop the reading ``begin`` started, if nothing took it, and uv's reading, if it still runs (it only fills
+    uv's cache)."""
+    global _current, _warm
     reading, _current = _current, None
     if reading is not None:
         reading.stop()
+    warm, _warm = _warm, None
+    if warm is not None:
+        if warm.poll() is None:
+            warm.kill()
+        warm.wait()

@@ -172,3 +172,52 @@ def test_a_reading_begun_for_the_same_command_line_is_kept(tmp_path: Path) -> No
     assert read_ahead._current is first
     read_ahead.begin(["--python-exe", python, "--plan", "other.json"])
     assert read_ahead._current is not first and first is not None and first.proc.poll() is not None
+
+
+def _uv_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    return dict(os.environ)
+
+
+@pytest.mark.parametrize("installer, warmed", [(None, True), ("auto", True), ("uv", True), ("pip", False)])
+def test_uv_reads_the_interpreter_beside_the_reading_when_uv_will_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installer: str | None, warmed: bool) -> None:
+    from resolver.uvbin import find_uv
+
+    uv = find_uv()
+    assert uv is not None, "uv is a dependency of gpustack"
+    env = _uv_env(tmp_path, monkeypatch)
+    python, _ = _venv(tmp_path / "v")
+    read_ahead.begin(["--python-exe", python, *(["--installer", installer] if installer else [])])
+    warm = read_ahead._warm
+    assert (warm is not None) == warmed
+    if warm is None:
+        return
+    assert warm.wait(60) == 0
+    # what it is for: the install's own uv command on that interpreter finds uv's record of it and skips the query
+    done = subprocess.run([uv, "pip", "install", "--dry-run", "--offline", "--python", python, "--no-index",
+                           "--find-links", str(tmp_path), "pip-nothing-to-find-here-xyz"], capture_output=True,
+                          text=True, env={**env, "RUST_LOG": "uv_python=trace"}, timeout=120)
+    assert "Found cached interpreter info" in done.stderr, done.stderr[-2000:]
+    read_ahead.end()
+    assert read_ahead._warm is None and warm.returncode == 0
+
+
+def test_no_uv_reading_without_an_environment_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _uv_env(tmp_path, monkeypatch)
+    python, _ = _venv(tmp_path / "v")
+    for args in (["--python-exe", python, "--dry-run"], ["--python-exe", str(tmp_path / "nope")], ["--help"]):
+        read_ahead.begin(args)
+        assert read_ahead._current is None and read_ahead._warm is None, args
+    assert not (tmp_path / "uv-cache").exists()
+
+
+def test_a_uv_reading_still_running_at_the_end_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _uv_env(tmp_path, monkeypatch)
+    python, _ = _venv(tmp_path / "v")
+    read_ahead.begin(["--python-exe", python])
+    warm = read_ahead._warm
+    assert warm is not None
+    read_ahead.end()
+    assert warm.returncode is not None  # reaped: stopped, or already done

@@ -1,0 +1,129 @@
+"""``probe_env`` finds installed distributions without importing ``importlib.metadata``; these tests hold its answer
+side by side with the library's, on real environments and on the metadata layouts the library reads.
+
+Each case compares name -> (version, metadata folder, ``direct_url.json``) of the first distribution of each name,
+as ``probe_env._distributions`` yields it, with what ``importlib.metadata`` itself finds
+(``probe_env._library_distributions``, the reader it falls back to).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from resolver._child import probe_env
+from resolver.target import PROBE_SCRIPT
+
+
+def _fast(search: list[str] | None) -> dict[str, tuple[str, str, str | None]]:
+    return {k: (v, folder, read("direct_url.json")) for k, v, folder, read in probe_env._distributions(search)}
+
+
+def _library(search: list[str] | None) -> dict[str, tuple[str, str, str | None]]:
+    return {k: (v, folder, read("direct_url.json")) for k, v, folder, read in probe_env._library_distributions(search)}
+
+
+def _dist_info(root: Path, folder: str, text: str | bytes, file: str = "METADATA", direct_url: str = "") -> Path:
+    path = root / folder
+    path.mkdir(parents=True)
+    (path / file).write_bytes(text.encode() if isinstance(text, str) else text)
+    if direct_url:
+        (path / "direct_url.json").write_text(direct_url)
+    return path
+
+
+def test_this_environment_is_read_as_the_library_reads_it() -> None:
+    """The test run's own sys.path: every distribution of gpustack's venv and the interpreter's, with the
+    editable install's finder and pytest's import hook on ``sys.meta_path``."""
+    fast = _fast(None)
+    assert len(fast) > 20 and "packaging" in fast and "click" in fast
+    assert fast == _library(None)
+    assert fast["packaging"][0] == metadata.version("packaging")
+
+
+def test_every_metadata_layout_the_library_reads(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _dist_info(a, "foo-1.0.dist-info", "Metadata-Version: 2.1\nName: Foo\nVersion: 1.0\n\nName: not-this\n"
+               "Version: 9\n", direct_url=json.dumps({"url": "file:///src/foo", "dir_info": {"editable": True}}))
+    (a / "bar.egg-info").write_text("Metadata-Version: 1.1\nName: bar\nVersion: 2.0\n")  # an egg-info file
+    _dist_info(a, "baz-3.0.egg-info", "Metadata-Version: 1.1\nName: baz\nVersion: 3.0\n", file="PKG-INFO")
+    qux = _dist_info(a, "qux-1.0.dist-info", "")  # empty METADATA: PKG-INFO is read instead
+    (qux / "PKG-INFO").write_text("Name: qux\nVersion: 1.0\n")
+    _dist_info(a, "Case_Mix-0.1.dist-info", "metadata-version: 2.1\nNAME: Case.Mix\nversion:  0.1  \r\n")
+    _dist_info(a, "Folded-1.dist-info", "Name: folded\nSummary: one\n  two\nVersion: 1\n")
+    _dist_info(a, "first-1.dist-info", "Name: first\nName: second\nVersion: 1\nVersion: 2\n")
+    _dist_info(a, "~orch-1.0.dist-info", "Name: torch\nVersion: 1.0\n")  # a killed pip's stash
+    _dist_info(a, "noversion-1.dist-info", "Name: noversion\n")
+    _dist_info(a, "empty-1.dist-info", "Name: empty\nVersion: 1\n", file="RECORD")  # no metadata file at all
+    (a / "not-metadata.txt").write_text("Name: x\nVersion: 1\n")
+    _dist_info(b, "foo-2.0.dist-info", "Name: foo\nVersion: 2.0\n")  # shadowed by a's
+    _dist_info(b, "later-1.dist-info", "Name: later\nVersion: 1\n")
+    egg = tmp_path / "c" / "thing-1.0-py3.11.egg"
+    _dist_info(egg, "EGG-INFO", "Name: thing\nVersion: 1.0\n", file="PKG-INFO")
+    search = [str(a), str(tmp_path / "missing"), str(b), str(egg)]
+
+    fast = _fast(search)
+    assert fast == _library(search)
+    assert {k: v[0] for k, v in fast.items()} == {
+        "foo": "1.0", "bar": "2.0", "baz": "3.0", "qux": "1.0", "case-mix": "0.1  ", "folded": "1", "first": "1",
+        "later": "1", "thing": "1.0"}
+    assert json.loads(fast["foo"][2] or "")["dir_info"] == {"editable": True}
+    assert probe_env.installed_dists(search=search)["foo"] == ["1.0", "file:///src/foo", True]
+
+
+def test_metadata_that_is_not_utf8_is_still_read(tmp_path: Path) -> None:
+    """A description in another encoding: importlib.metadata raises UnicodeDecodeError on it (which failed the
+    whole reading); the header is read all the same."""
+    _dist_info(tmp_path, "binary-1.dist-info", b"Name: binary\nVersion: 1\n\n\xff\xfe not utf-8\n")
+    with pytest.raises(UnicodeDecodeError):
+        _library([str(tmp_path)])
+    assert _fast([str(tmp_path)]) == {"binary": ("1", str(tmp_path / "binary-1.dist-info"), None)}
+
+
+def test_a_zip_on_the_path_is_read_by_the_library(tmp_path: Path) -> None:
+    """Only importlib.metadata reads inside a zip (an old zipped egg): the reading hands over to it."""
+    archive = tmp_path / "zipped.egg"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("zipped-1.0.dist-info/METADATA", "Name: zipped\nVersion: 1.0\n")
+    plain = tmp_path / "plain"
+    _dist_info(plain, "plain-1.dist-info", "Name: plain\nVersion: 1\n")
+    search = [str(plain), str(archive)]
+    assert probe_env._metadata_folders(search) is None
+    found = _fast(search)
+    assert {k: v[0] for k, v in found.items()} == {"plain": "1", "zipped": "1.0"}
+
+
+def test_the_child_reports_what_the_library_finds() -> None:
+    """The ``installed`` reading, run as gpustack runs it (a child of the interpreter), against importlib.metadata
+    run in a child of the same interpreter."""
+    out = subprocess.run([sys.executable, str(PROBE_SCRIPT), "--mode", "installed"], capture_output=True,
+                         text=True, check=True).stdout
+    reading = json.loads(out.strip().splitlines()[-1])
+    lib = subprocess.run([sys.executable, "-c", (
+        "import json, re, os, sys\nfrom importlib import metadata\nseen = {}\n"
+        f"sys.path[0] = {str(PROBE_SCRIPT.parent)!r}  # as for the script: its folder, not the working folder\n"
+        "for d in metadata.distributions():\n"
+        "    if os.path.basename(str(d._path)).startswith('~'): continue\n"
+        "    m = d.metadata\n    n, v = m['Name'], m['Version']\n"
+        "    if n and v: seen.setdefault(re.sub(r'[-_.]+', '-', n).lower(), [v, str(d._path)])\n"
+        "print(json.dumps(seen))")], capture_output=True, text=True, check=True).stdout
+    expected = json.loads(lib)
+    assert {k: v[0] for k, v in reading["dists"].items()} == {k: v[0] for k, v in expected.items()}
+    assert reading["dist_paths"] == {k: v[1] for k, v in expected.items()}
+
+
+@pytest.mark.parametrize("mode", ["installed", "light"])
+def test_a_reading_imports_no_metadata_library(mode: str) -> None:
+    """What the reader is for: ``installed`` and ``light`` readings do not import importlib.metadata or email."""
+    code = ("import runpy, sys\nsys.argv = [%r, '--mode', %r]\n"
+            "try:\n    runpy.run_path(%r, run_name='__main__')\nfinally:\n"
+            "    print('LOADED', sorted(m for m in sys.modules if m.startswith(('importlib.metadata', 'email'))),"
+            " file=sys.stderr)") % (str(PROBE_SCRIPT), mode, str(PROBE_SCRIPT))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED []" in done.stderr, done.stderr[-500:]
