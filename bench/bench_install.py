@@ -182,9 +182,11 @@ def _uv() -> str:
 
 def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[str, float]:
     """Returns the median seconds of raw ``uv pip install`` and of ``gpustack install --installer uv`` of
-    torch==2.13.0+cpu with its dependencies, their ratio and the paired difference: with uv's cache warm (every
-    file already unpacked in it: uv links them, the strictest base) and cold (an empty cache per run, as a first
-    install on a machine: uv unpacks torch)."""
+    torch==2.13.0+cpu with its dependencies, their ratio and the paired difference, each into a new venv: with uv's
+    cache warm (every file already unpacked in it: uv links them, the strictest base; ``warm``), the same with the
+    venv's interpreter already read by uv (a venv uv has installed into before: uv skips that ~40 ms step, and
+    gpustack's own head start on it gains nothing; ``known``), and cold (an empty cache per run, as a first install
+    on a machine: uv unpacks torch; ``cold``)."""
     from resolver.installers import uv_source_args
 
     uv = _uv()
@@ -222,19 +224,21 @@ def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[
     raw(fresh("warm"), iso)  # fill uv's cache: both then install from it (gpustack takes the wheel by its path in
     gpustack(fresh("warm-gs"), iso)  # /opt/wheels, which uv caches apart from the index's copy: warm that too)
     out: dict[str, float] = {}
-    for mode, n in (("warm", rounds), ("cold", cold_rounds)):
+    for mode, n in (("warm", rounds), ("known", rounds), ("cold", cold_rounds)):
         if n < 1:
             continue
         times: dict[str, list[float]] = {"raw": [], "gpustack": []}
         for i in range(n):
             for name, fn in (("raw", raw), ("gpustack", gpustack)):
                 python = fresh(f"{mode}-{name}-{i}")
-                env = iso if mode == "warm" else {**iso, "UV_CACHE_DIR": str(work / f"uv-cache-{name}-{i}")}
+                env = iso if mode != "cold" else {**iso, "UV_CACHE_DIR": str(work / f"uv-cache-{name}-{i}")}
+                if mode == "known":  # a venv uv has read before (its record of the interpreter is in uv's cache)
+                    subprocess.run([uv, "python", "find", python], check=True, env=env, capture_output=True)
                 os.sync()  # the earlier runs' writes (thousands of links to torch's files) must not land in this one
                 t0 = time.perf_counter()
                 fn(python, env)
                 times[name].append(time.perf_counter() - t0)
-        print(f"{mode} uv cache, alternating runs (s): raw uv " + " ".join(f"{t:.3f}" for t in times["raw"])
+        print(f"{mode}: alternating runs (s): raw uv " + " ".join(f"{t:.3f}" for t in times["raw"])
               + " | gpustack " + " ".join(f"{t:.3f}" for t in times["gpustack"]), file=sys.stderr)
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         diffs = sorted(g - r for g, r in zip(times["gpustack"], times["raw"]))  # each pair ran back to back

@@ -170,10 +170,8 @@ def stream(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
-    started: Callable[[], None] | None = None,
 ) -> int:
-    """Return the exit code of ``argv`` after passing each output line to ``on_line`` as it comes; ``started`` is
-    called once the child runs (work to do meanwhile: started before, a thread of it would hold up the start).
+    """Return the exit code of ``argv`` after passing each output line to ``on_line`` as it comes.
 
     The child runs in its own session, so a Ctrl-C reaches gpustack alone: on any exception here (``KeyboardInterrupt``
     included) the child's process group is terminated, then killed after 10 s, before the exception goes on.
@@ -187,8 +185,6 @@ def stream(
         raise
     try:
         _release_signals(held)  # a signal that came meanwhile is raised here, with the child in hand
-        if started is not None:
-            started()
         assert proc.stdout is not None
         for line in proc.stdout:
             raise_pending()

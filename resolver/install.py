@@ -29,7 +29,7 @@ from resolver.installers import (Command, Installer, SourceUnreachable, Sources,
 from resolver.models import PackageChoice, Plan, Step
 from resolver.redact import redact
 from resolver.report import Reporter
-from resolver.target import parse_torch_version_py, prepare_read_again
+from resolver.target import parse_torch_version_py
 
 if TYPE_CHECKING:
     from resolver import build
@@ -276,7 +276,7 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         tail.append(line)
         del tail[:-40]
 
-    rc = _subprocess.stream(argv, on_line, env=run.installer.env, started=prepare_read_again)
+    rc = _subprocess.stream(argv, on_line, env=run.installer.env)
     if rc != 0:
         raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
 

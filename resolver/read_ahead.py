@@ -1,8 +1,8 @@
 """Read the target environment while ``gpustack install`` starts, and keep the reading only while it is still true.
 
 An install's first fact is the environment's snapshot (``resolver.target``, mode ``installed``), taken under the
-environment's lock: a child of the target interpreter that reads every distribution, about 50 ms. gpustack's own
-start (its imports, reading the plan) takes as long, and the child does not need it. So ``resolver.start`` (the
+environment's lock: a child of the target interpreter that reads every distribution, about 20 ms. gpustack's own
+start (its imports, reading the plan) takes longer, and the child does not need it. So ``resolver.start`` (the
 entry point) calls ``begin`` with the command line before even click is imported (``resolver.cli`` does, when it
 is called directly), which starts that child for the interpreter the command line names (``--python-exe``,
 ``--venv``, or gpustack's own). Under the lock, ``install.guarded`` takes it with ``take``: only for exactly that
@@ -11,18 +11,22 @@ the child began reading; a reading that is no longer current is read again (in t
 changed: ``target.read_again``). Anything else (another interpreter, a child that failed, a dry run, a command that
 never asks) costs the child, never a different snapshot.
 
-The child only reads: a command line that turns out to be bad input still changes nothing on disk.
+Where uv will install, uv reads the interpreter meanwhile too (``begin``), which it would otherwise do first thing
+in the install's own ``uv pip install``.
+
+Both children only read: a command line that turns out to be bad input still changes nothing on disk, but for uv's
+own record of the interpreter in uv's cache (which any uv command on that interpreter writes).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing's import is ~2 ms, before the children start: only mypy needs these (it takes it as true)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import subprocess
 
     from resolver.target import TargetFacts
@@ -40,6 +44,8 @@ class _Reading:
         self.proc = proc
         self.args = args
         self.out: list[str] = []
+        import threading  # once the child runs
+
         self.thread = threading.Thread(target=self._collect, daemon=True)
         self.thread.start()
 

@@ -25,7 +25,7 @@ from resolver.errors import BadInput, DetectionError
 from resolver.probes import InstalledEnv, env_from_json, last_json_object
 
 __all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target", "read_again",
-           "still_current", "prepare_read_again", "parse_torch_version_py"]
+           "still_current", "parse_torch_version_py"]
 
 Mode = Literal["full", "light", "installed"]
 
@@ -167,21 +167,6 @@ def read_target(python_exe: str, mode: Mode = "full") -> TargetFacts:
                              f"{text[-200:]!r}") from None
 
 
-def prepare_read_again() -> None:
-    """Import what ``read_again`` reads with (``importlib.metadata`` and its email parser: most of its cost) on a
-    background thread, while an installer runs and this process only waits for its output; once is enough."""
-    import sys
-    import threading
-
-    if "resolver._child.probe_env" in sys.modules:
-        return
-
-    def load() -> None:
-        import resolver._child.probe_env  # noqa: F401 - its import of importlib.metadata is the point
-
-    threading.Thread(target=load, name="gpustack-prepare-read", daemon=True).start()
-
-
 def read_again(previous: TargetFacts) -> TargetFacts:
     """Return a new ``installed`` reading of the interpreter ``previous`` (an ``installed`` reading) was taken of.
 
@@ -198,6 +183,6 @@ def read_again(previous: TargetFacts) -> TargetFacts:
         return read_target(previous.python_exe, "installed")
     import importlib
 
-    importlib.invalidate_caches()  # the path finders' and metadata's cached folder listings
+    importlib.invalidate_caches()  # the path finders' cached folder listings (torch's version.py is found by one)
     data = probe_env.probe_installed(search=list(previous.sys_path), site_dirs=list(previous.toplevel), site=site)
     return _installed(replace(previous, env=None), data)

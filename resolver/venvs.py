@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from resolver import _subprocess
-
 __all__ = ["venv_python", "create_venv"]
 
 
@@ -17,6 +15,8 @@ def venv_python(venv: str) -> str:
 
 def create_venv(venv: str, backend: str) -> None:
     """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``."""
+    from resolver import _subprocess  # not at the top: ``read_ahead`` asks ``venv_python`` before anything is loaded
+
     if backend == "uv":
         from resolver.uvbin import find_uv
         _subprocess.run([find_uv() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
