@@ -543,6 +543,8 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
     try:
         early = read_ahead.take(python_exe)  # read while gpustack started, if still true
         before = envstate.snapshot(python_exe) if early is None else envstate.snapshot_of(early)
+        if before.facts is not None:
+            installer.saw(before.facts.has_pip)  # a pip run, a restore: no reading of its own to find pip
         changing = may_change(plan, before)
         with _no_signals():  # the journal, once written, must say what it backed up
             journal = journals.begin(python_exe, before.prefix, {k: [d.version, d.url, d.editable]

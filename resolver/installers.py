@@ -240,6 +240,12 @@ class Installer:
             self._pip = pip_argv(self.python_exe)
         return self._pip
 
+    def saw(self, has_pip: bool | None) -> None:
+        """Take whether the target has pip from a reading of it (the install's snapshot), so that ``pip`` needs no
+        reading of its own; a pip already chosen stays."""
+        if self._pip is None and has_pip is not None:
+            self._pip = pip_argv(self.python_exe, has_pip)
+
     @property
     def uv(self) -> str:
         """Return the uv this installer runs (``uvbin.find_uv``, asked once; ``uv`` when there is none, so that the
@@ -307,14 +313,17 @@ def uv_source_args(source: Sequence[str]) -> list[str]:
     return out + rest
 
 
-def pip_argv(python_exe: str) -> list[str]:
+def pip_argv(python_exe: str, has_pip: bool | None = None) -> list[str]:
     """Return the pip that acts on ``python_exe``: its own, or this one's with ``--python`` (uv venvs lack pip).
 
-    Whether it has pip is read by ``resolver.target`` (mode ``light``), the one reader of a target interpreter.
+    Whether it has pip (``has_pip``, when a reading of it already says) is read by ``resolver.target`` (mode
+    ``light``; an ``installed`` reading says it too), the one reader of a target interpreter.
     """
-    from resolver.target import read_target
+    if has_pip is None:
+        from resolver.target import read_target
 
-    if read_target(python_exe, "light").has_pip:
+        has_pip = read_target(python_exe, "light").has_pip
+    if has_pip:
         return [python_exe, "-m", "pip"]
     return [sys.executable, "-m", "pip", "--python", python_exe]
 

@@ -39,9 +39,9 @@ class TargetFacts:
     """What one reading of a target interpreter found.
 
     Every mode fills the first five fields. ``full`` fills ``env``; ``light`` fills ``torch_version_py``,
-    ``missing_build_tools`` and ``has_pip``; ``installed`` fills ``dists`` (normalized name -> (version, URL it was
-    installed from or ``None``, editable)), ``dist_paths`` (name -> metadata folder), ``debris``, ``toplevel``
-    (site-packages folder -> its entries) and ``torch_version_py``.
+    ``missing_build_tools`` and ``has_pip``; ``installed`` fills ``has_pip``, ``dists`` (normalized name ->
+    (version, URL it was installed from or ``None``, editable)), ``dist_paths`` (name -> metadata folder),
+    ``debris``, ``toplevel`` (site-packages folder -> its entries) and ``torch_version_py``.
     """
 
     python_exe: str
@@ -112,7 +112,8 @@ def _installed(common: TargetFacts, data: Mapping[str, Any]) -> TargetFacts:
                    toplevel={str(k): tuple(str(e) for e in v) for k, v in data.get("toplevel", {}).items()},
                    torch_version_py=str(version_py) if version_py is not None else None,
                    stamps={str(k): (int(v[0]), int(v[1])) for k, v in data.get("stamps", {}).items()},
-                   read_at=int(data.get("read_at", 0)))
+                   read_at=int(data.get("read_at", 0)),
+                   has_pip=bool(data["has_pip"]) if "has_pip" in data else common.has_pip)
 
 
 # How close to a reading a folder's recorded modification may lie before the stamp proves nothing: a change in the

@@ -22,6 +22,7 @@ def test_modes_agree_on_the_interpreter() -> None:
     assert full.env is not None and full.env.platform == this_platform()
     assert full.env.packages["click"] == installed.dists["click"][0]
     assert light.has_pip is True and light.torch_version_py is None  # no torch in the test venv
+    assert installed.has_pip is True  # the install's snapshot says it too: its pip needs no reading of its own
     assert installed.dists["gpustack-resolver"][2] is True  # the editable checkout, with its URL
     assert installed.dists["gpustack-resolver"][1] is not None
 
@@ -40,6 +41,7 @@ def test_killed_pips_stash_is_debris_not_a_distribution(tmp_path: Path) -> None:
     assert "torch" not in installed.dists and full.env is not None and full.env.torch is None
     assert any(d.endswith("~orch") for d in installed.debris)
     assert read_target(python, "light").has_pip is False
+    assert installed.has_pip is False
 
 
 def test_not_a_python_is_bad_input(tmp_path: Path) -> None:
@@ -76,3 +78,27 @@ def test_reading_again_lists_the_folders_and_reads_the_pth_files_once(monkeypatc
     assert (again.dists, again.dist_paths, again.toplevel, again.pth, again.debris, again.sys_path) == \
         (first.dists, first.dist_paths, first.toplevel, first.pth, first.debris, first.sys_path)
     assert set(again.stamps) == set(first.toplevel) and again.read_at >= first.read_at
+
+
+def test_an_installer_takes_pip_from_the_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``has_pip`` in the snapshot is for: the install's pip (steps, restore) is chosen without a reading."""
+    import venv
+
+    from resolver import target
+    from resolver.installers import Installer
+
+    venv.create(tmp_path / "v", with_pip=False)
+    python = str(tmp_path / "v" / "bin" / "python")
+    facts = read_target(python, "installed")
+    calls: list[str] = []
+    real = target.read_target
+    monkeypatch.setattr(target, "read_target", lambda exe, mode: calls.append(mode) or real(exe, mode))
+    installer = Installer("pip", python)
+    installer.saw(facts.has_pip)
+    assert installer.pip == [sys.executable, "-m", "pip", "--python", python] and calls == []
+    with_pip = Installer("pip", sys.executable)
+    with_pip.saw(True)
+    assert with_pip.pip == [sys.executable, "-m", "pip"] and calls == []
+    unknown = Installer("pip", python)
+    unknown.saw(None)
+    assert unknown.pip == [sys.executable, "-m", "pip", "--python", python] and calls == ["light"]

@@ -422,7 +422,12 @@ def probe() -> Dict[str, Any]:
 def probe_light() -> Dict[str, Any]:
     """Return the ``light`` facts: nothing is imported."""
     return {**identity(), "torch_version_py": torch_version_py(), "missing_build_tools": missing_build_tools(),
-            "has_pip": importlib.util.find_spec("pip") is not None}
+            "has_pip": has_pip()}
+
+
+def has_pip() -> bool:
+    """Return whether this interpreter can run ``-m pip`` (found as an import would find it; nothing imported)."""
+    return importlib.util.find_spec("pip") is not None
 
 
 def read_site(site_dirs: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -448,7 +453,7 @@ def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List
     paths: Dict[str, str] = {}
     out.update(dists=installed_dists(paths, search), dist_paths=paths, torch_version_py=torch_version_py(search))
     if search is None:
-        out.update(identity(), sys_path=list(sys.path))
+        out.update(identity(), sys_path=list(sys.path), has_pip=has_pip())
     return out
 
 
