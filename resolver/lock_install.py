@@ -11,13 +11,16 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from resolver import _subprocess
 from resolver.errors import GpuStackError
 from resolver.lock import LockedPackage, LockedPlan, check_lock_target
 from resolver.models import Gpu, Target
 from resolver.report import Reporter
+
+if TYPE_CHECKING:
+    from resolver.installers import Installer
 
 __all__ = ["LockRefused", "requirements_text", "installer_argv", "install_argv", "host_target", "install_from_lock"]
 
@@ -76,19 +79,22 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
     return "\n".join(lines) + "\n"
 
 
-def installer_argv(installer: Literal["pip", "uv"], python_exe: str) -> list[str]:
+def installer_argv(installer: Installer | Literal["pip", "uv"], python_exe: str) -> list[str]:
     """Return the start of an install command into ``python_exe``: uv's, or the environment's own pip, or this
-    one's aimed at it with ``--python`` (a uv venv has no pip; finding which reads the target once)."""
-    from resolver.installers import pip_argv
+    one's aimed at it with ``--python`` (a uv venv has no pip). ``installer`` is the install's ``Installer`` (it
+    knows its uv, and its pip from the install's snapshot), or a backend, for which one is made here (finding pip
+    reads the target once)."""
+    from resolver.installers import Installer
     from resolver.uvbin import find_uv, uv_not_found
 
-    if installer == "uv":
-        uv = find_uv()
-        if uv is None:
+    if not isinstance(installer, Installer):
+        if installer == "uv" and find_uv() is None:
             raise GpuStackError(uv_not_found("--installer uv"))
-        return [uv, "pip", "install", "--python", python_exe]
-    pip = pip_argv(python_exe) if os.path.exists(python_exe) else [python_exe, "-m", "pip"]
-    return [*pip, "install", "--disable-pip-version-check"]
+        installer = Installer(installer, python_exe, pip=None if os.path.exists(python_exe) else
+                              [python_exe, "-m", "pip"])
+    if installer.backend == "uv":
+        return [installer.uv, "pip", "install", "--python", python_exe]
+    return [*installer.pip, "install", "--disable-pip-version-check"]
 
 
 def install_argv(start: Sequence[str], requirements: Path, *, verify: bool = True,
@@ -114,7 +120,7 @@ def host_target(host: object) -> Target:
                   cpu_count=host.cpu_count)
 
 
-def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal["pip", "uv"] = "pip",
+def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
                       host: Target | None = None, allow_missing_hashes: bool = False,
                       run: Runner = _subprocess.run) -> list[str]:
     """Return the commands run to install exactly ``locked`` into ``python_exe``; raise ``LockRefused`` first when
@@ -153,7 +159,7 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Literal
     return done
 
 
-def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Any, *, reporter: Reporter | None = None,
+def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Installer, *, reporter: Reporter | None = None,
                           allow_missing_hashes: bool = False, lock_timeout: float = 600.0) -> list[str]:
     """Return the commands ``install_from_lock`` ran, under the environment's inter-process lock; on any failure
     after the target check (a build failing after the wheels went in, Ctrl-C) restore the snapshot and raise.
@@ -165,4 +171,4 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Any, *
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)):
-        return install_from_lock(locked, python_exe, installer=installer.backend, allow_missing_hashes=allow_missing_hashes)
+        return install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes)
