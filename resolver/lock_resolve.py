@@ -402,13 +402,11 @@ def remember_names(key: str, names: Iterable[str]) -> None:
     """Remember the names a resolution locked, so the next lock of the same request reads their pages early."""
     from resolver.cache import cache_dir
 
-    from resolver.safefiles import prune_private, write_private
+    from resolver.safefiles import write_private
 
     # O_EXCL temporary in a private folder, renamed: never through a planted link. A cache that cannot be written
     # costs speed, never correctness. One file per distinct request: the newest NAMES_KEPT stay.
-    folder = cache_dir() / "lock-names"
-    if write_private(folder, f"{key}.json", json.dumps(sorted(names)).encode()) is not None:
-        prune_private(folder, NAMES_KEPT, ".json")
+    write_private(cache_dir() / "lock-names", f"{key}.json", json.dumps(sorted(names)).encode(), keep=NAMES_KEPT)
 
 
 NAMES_KEPT = 64

@@ -161,7 +161,6 @@ def start(key: str) -> UvRun | None:
 def remember(key: str, request: Mapping[str, Any]) -> None:
     """Remember ``request`` as the uv run the command keyed ``key`` asks for (a cache that cannot be written costs
     speed, never correctness)."""
-    from resolver.safefiles import prune_private, write_private
+    from resolver.safefiles import write_private
 
-    if write_private(_folder(), f"{key}.json", json.dumps(request, sort_keys=True).encode()) is not None:
-        prune_private(_folder(), KEEP, ".json")
+    write_private(_folder(), f"{key}.json", json.dumps(request, sort_keys=True).encode(), keep=KEEP)

@@ -60,14 +60,10 @@ def write(digest: str, data: dict[str, Any]) -> None:
     """Store ``data`` for ``digest``; a cache that cannot be written costs speed, never correctness."""
     body = json.dumps(data, separators=(",", ":"), default=_unsupported).encode()
     header = b" ".join([_MAGIC, digest.encode(), hashlib.sha256(body).hexdigest().encode()])
-    try:
-        written = write_private(cache_dir(), f"{digest}.json", header + b"\n" + body)
+    try:  # one file per matrix version (and key rule): the newest KEPT stay
+        write_private(cache_dir(), f"{digest}.json", header + b"\n" + body, keep=KEPT)
     except ValueError:
         return
-    if written is not None:  # one file per matrix version (and key rule): the newest KEPT stay
-        from resolver.safefiles import prune_private
-
-        prune_private(cache_dir(), KEPT, ".json")
 
 
 KEPT = 8

@@ -72,9 +72,11 @@ def read_private(path: Path, limit: int = 64 * 1024 * 1024, *, touch: bool = Fal
         os.close(fd)
 
 
-def write_private(folder: Path, name: str, data: bytes) -> Path | None:
+def write_private(folder: Path, name: str, data: bytes, keep: int | None = None) -> Path | None:
     """Return ``folder/name`` after writing ``data`` to a fresh ``O_EXCL`` temporary file in ``folder`` and renaming
-    it there; ``None`` (nothing left behind) when ``folder`` is not private or the write fails."""
+    it there; ``None`` (nothing left behind) when ``folder`` is not private or the write fails. With ``keep``, a
+    cache of one file per key, the folder then keeps only the ``keep`` newest files of ``name``'s suffix
+    (``prune_private``)."""
     if private_dir(folder) is None:
         return None
     tmp = None
@@ -84,12 +86,14 @@ def write_private(folder: Path, name: str, data: bytes) -> Path | None:
             fh.write(data)
         os.replace(tmp, folder / name)
         tmp = None
-        return folder / name
     except OSError:
         return None
     finally:
         if tmp is not None:
             _unlink(tmp)
+    if keep is not None:
+        prune_private(folder, keep, os.path.splitext(name)[1])
+    return folder / name
 
 
 def prune_private(folder: Path, keep: int, suffix: str) -> int:
