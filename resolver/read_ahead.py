@@ -123,9 +123,10 @@ def begin(args: Sequence[str]) -> None:
 
     # Plain children, not ``_subprocess.popen``'s: both only read (nothing to undo if one outlives gpustack by its few
     # ms), and without a ``preexec_fn`` Python starts a child ~1.5 ms sooner (vfork) and needs no ctypes first.
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child", "probe_env.py")  # target.PROBE_SCRIPT
+    from resolver._child import PROBE_ENV
+
     try:
-        proc = subprocess.Popen([python, script, "--mode", "installed"], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([python, PROBE_ENV, "--mode", "installed"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     except OSError:
         return

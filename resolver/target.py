@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from resolver._child import PROBE_ENV
 from resolver._subprocess import run
 from resolver.errors import BadInput, DetectionError
 from resolver.probes import InstalledEnv, env_from_json, last_json_object
@@ -29,7 +30,7 @@ __all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts",
 
 Mode = Literal["full", "light", "installed"]
 
-PROBE_SCRIPT = Path(__file__).with_name("_child") / "probe_env.py"
+PROBE_SCRIPT = Path(PROBE_ENV)
 # A cold ``import torch`` (CUDA libraries on a network filesystem) can take a minute; the other modes import nothing.
 _TIMEOUT_S: dict[str, float] = {"full": 180.0, "light": 60.0, "installed": 120.0}
 
