@@ -3,7 +3,7 @@
 Every command asks these functions and none re-derives them:
 
 * GPU x torch build: ``coverage`` (SASS, PTX or nothing per GPU).
-* driver x CUDA: ``driver_floor`` / ``driver_problem`` (exact driver versions, NVIDIA's minor-version compatibility,
+* driver x CUDA: ``driver_floor`` / ``driver_refusal`` (exact driver versions, NVIDIA's minor-version compatibility,
   the toolkit's own driver for PTX JIT); ``runtime_cuda_problem`` for a driver known only by the CUDA it reports.
 * torch's C++ ABI per platform: ``torch_cxx11_abi``.
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
@@ -21,8 +21,7 @@ Every command asks these functions and none re-derives them:
 * how a pin is spelled: ``torch_pin``.
 
 Each check that can fail returns ``None`` when the candidate fits, else a ``Refusal`` (``resolver.refusal``: a kind,
-the facts involved and the text rendered from them); ``*_problem`` spellings return that refusal's text, for callers
-that only print it.
+the facts involved and the text rendered from them); callers that print read its ``text``.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ __all__ = [
     "Coverage",
     "coverage",
     "driver_floor",
-    "driver_problem",
     "driver_refusal",
     "runtime_cuda_problem",
     "attention_target_problem",
@@ -49,7 +47,6 @@ __all__ = [
     "nvcc_refusal",
     "wheel_refusal",
     "integrated_gpus",
-    "torch_release_problem",
     "torch_release_refusal",
     "torch_cxx11_abi",
     "torch_pin",
@@ -168,13 +165,6 @@ def driver_refusal(driver: Version | None, cuda: Version, matrix: Matrix, platfo
     return None
 
 
-def driver_problem(driver: Version | None, cuda: Version, matrix: Matrix, platform: str, *,
-                   ptx: bool = False) -> str | None:
-    """Return the text of ``driver_refusal``."""
-    r = driver_refusal(driver, cuda, matrix, platform, ptx=ptx)
-    return None if r is None else r.text
-
-
 def runtime_cuda_problem(driver_cuda: Version, cuda: Version) -> tuple[bool, str | None]:
     """Return (runs, caveat) for a build of CUDA ``cuda`` under a driver that reports CUDA ``driver_cuda``.
 
@@ -267,12 +257,6 @@ def torch_release_refusal(rel: TorchRelease, target: Target, matrix: Matrix) -> 
         return refusal("torch", str(rel.version), "python", "no wheels for Python {python}", python=target.python,
                        pythons=", ".join(rel.pythons))
     return wheel_refusal(matrix, "torch", rel.version, target)
-
-
-def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
-    """Return the text of ``torch_release_refusal``."""
-    r = torch_release_refusal(rel, target, matrix)
-    return None if r is None else r.text
 
 
 # --- xformers ---------------------------------------------------------------------------------------------------------

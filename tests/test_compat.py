@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+from click.testing import CliRunner
 from packaging.version import Version
 
 from resolver import compat
+from resolver.cli import main
 from resolver.errors import BadInput
 from resolver.matrix import load
-from resolver.models import ComputeCapability, parse_driver
+from resolver.models import ComputeCapability
 
 CC = ComputeCapability
 
@@ -37,8 +42,26 @@ def test_driver_floor_is_exact_and_jit_needs_the_toolkit_driver() -> None:
     assert compat.driver_floor(Version("13.2"), m, "linux_x86_64") == Version("580")
     jit = compat.driver_floor(Version("12.8"), m, "linux_x86_64", jit=True)
     assert jit is not None and jit > Version("525.60.13")
-    assert compat.driver_problem(parse_driver("570.86.15"), Version("13.2"), m, "linux_aarch64") is not None
-    assert compat.driver_problem(None, Version("13.2"), m, "linux_aarch64") is None
+
+
+def test_plan_prints_the_cuda_13_driver_floor_on_aarch64_and_assumes_an_unknown_driver_runs() -> None:
+    """What `gpustack plan` prints (compat.driver_refusal, through the solver's explanation): the CUDA 13 floor
+    holds on linux_aarch64 too; with no --driver nothing is refused for the driver."""
+    def plan(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(main, ["plan", "--json", "--gpu", "GH200", "--platform", "linux_aarch64",
+                                           "--python", "3.12", *args, "torch==2.15.0"])
+        assert result.exit_code in (0, 1), result.output
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    refused = plan("--driver", "570.86.15")
+    assert refused["ok"] is False
+    assert refused["reasons"] == ["driver 570.86.15 is older than 580, the minimum for CUDA 13.x builds; "
+                                  "torch==2.15.0 for these GPUs needs CUDA >= 13.0"]
+    assert "update the NVIDIA driver to >= 580 for CUDA 13.x builds" in [a["text"] for a in refused["alternatives"]]
+    unknown = plan()
+    assert unknown["ok"] is True
+    assert [p["version"] for p in unknown["packages"] if p["name"] == "torch"] == ["2.15.0+cu132"]
 
 
 def test_one_ram_per_job_table_sizes_max_jobs() -> None:
