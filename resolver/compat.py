@@ -9,7 +9,8 @@ Every command asks these functions and none re-derives them:
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
   ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
 * flash-attn release x GPUs / torch build: ``flash_gpu_refusal``, ``flash_wheel`` (the per-release CUDA tag rule;
-  check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
+  check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_build_archs`` / ``flash_archs_value``
+  (``FLASH_ATTN_CUDA_ARCHS``), ``flash_archs_env_honoured``.
 * which architectures a source build targets for the GPUs: ``build_archs`` (per GPU ``build_arch``: its own, else
   the highest of its major below it), for nvcc's list, flash-attn's and each attention kernel's alike.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
@@ -63,7 +64,6 @@ __all__ = [
     "flash_wheel",
     "flash_wheel_sass",
     "flash_wheel_url",
-    "flash_cuda_archs",
     "flash_build_archs",
     "flash_archs_value",
     "torch_arch_list",
@@ -398,12 +398,6 @@ def flash_archs_value(archs: Iterable[ComputeCapability]) -> str:
     """Return ``FLASH_ATTN_CUDA_ARCHS`` for the architectures ``flash_build_archs`` chose, in flash-attn's spelling
     (``80;90``)."""
     return ";".join(f"{a.major}{a.minor}" for a in archs)
-
-
-def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str | None:
-    """Return ``FLASH_ATTN_CUDA_ARCHS`` for the GPUs, in flash-attn's spelling (``80;90``), or ``None``."""
-    archs = flash_build_archs(caps, matrix)
-    return None if archs is None else flash_archs_value(archs)
 
 
 def torch_arch_list(caps: Iterable[ComputeCapability]) -> str:

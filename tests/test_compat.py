@@ -19,11 +19,17 @@ CC = ComputeCapability
 
 
 def test_flash_cuda_archs_come_from_the_matrix() -> None:
+    """The pair a flash-attn source build asks (companions._flash_choice): the archs, then their spelling."""
     m = load()
-    assert compat.flash_cuda_archs([CC(8, 6), CC(8, 9)], m) == "80"
-    assert compat.flash_cuda_archs([CC(9, 0), CC(12, 0)], m) == "90;120"
-    assert compat.flash_cuda_archs([CC(10, 3)], m) == "100"
-    assert compat.flash_cuda_archs([CC(7, 5)], m) is None
+
+    def archs_value(caps: list[ComputeCapability]) -> str | None:
+        archs = compat.flash_build_archs(caps, m)
+        return None if archs is None else compat.flash_archs_value(archs)
+
+    assert archs_value([CC(8, 6), CC(8, 9)]) == "80"
+    assert archs_value([CC(9, 0), CC(12, 0)]) == "90;120"
+    assert archs_value([CC(10, 3)]) == "100"
+    assert archs_value([CC(7, 5)]) is None
 
 
 def test_flash_capability_window_is_typed_per_release() -> None:
