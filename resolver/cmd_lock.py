@@ -27,20 +27,19 @@ __all__ = ["lock"]
 def _previous(output: str) -> tuple[list[str], Any]:
     """Return the package names and the ``LockedPlan`` of the lock at ``output`` (``[], None`` when there is none
     or it is not a gpustack lock: it is then simply replaced)."""
-    from resolver.lock import loads
+    from resolver.lock import from_data
 
     if output == "-":
         return [], None
     try:
-        text = Path(output).read_text(encoding="utf-8")
-        data = tomllib.loads(text)
+        data = tomllib.loads(Path(output).read_text(encoding="utf-8"))  # parsed once: the names and the plan
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return [], None
     packages = data.get("packages")
     names = [p["name"] for p in (packages if isinstance(packages, list) else [])[:500]
              if isinstance(p, dict) and isinstance(p.get("name"), str)]
     try:
-        return names, loads(text)
+        return names, from_data(data)
     except BadInput:
         return names, None
 

@@ -18,10 +18,9 @@ from resolver.pipeline import parse_driver_option
 __all__ = ["check_upgrade"]
 
 
-def _built_for_torch(url: str, template: str) -> str | None:
-    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its file name by the layout of the
-    matrix's ``wheel_url`` template (``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``); ``None``
-    for an sdist or a file the template does not describe."""
+def _wheel_name_pattern(template: str) -> re.Pattern[str]:
+    """Return the pattern of the file names the matrix's flash-attn ``wheel_url`` template writes: each ``{field}``
+    a named group (a field the template repeats must repeat its value). Built once per lock read."""
     pattern, seen = "", set()
     for i, part in enumerate(re.split(r"\{(\w+)\}", template.rsplit("/", 1)[-1])):
         if i % 2 == 0:
@@ -29,8 +28,15 @@ def _built_for_torch(url: str, template: str) -> str | None:
         else:
             pattern += f"(?P={part})" if part in seen else f"(?P<{part}>.+?)"
             seen.add(part)
-    found = re.fullmatch(pattern, unquote(url.rsplit("/", 1)[-1]))
-    return found["torch_minor"] if found and "torch_minor" in seen else None
+    return re.compile(pattern)
+
+
+def _built_for_torch(url: str, wheel_name: re.Pattern[str]) -> str | None:
+    """Return the torch ``major.minor`` a flash-attn wheel was built for, read from its file name by
+    ``wheel_name`` (``_wheel_name_pattern``: ``flash_attn-2.5.8+cu122torch2.3cxx11abiFALSE-...whl`` -> ``2.3``);
+    ``None`` for an sdist or a file the template does not describe."""
+    found = wheel_name.fullmatch(unquote(url.rsplit("/", 1)[-1]))
+    return found["torch_minor"] if found and "torch_minor" in wheel_name.groupindex else None
 
 
 def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
@@ -48,7 +54,8 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
     glibc = parse_glibc(locked.glibc, f"--lock {path}: glibc") if locked.glibc else None
     target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, glibc=glibc, source="lock")
     everything = (*locked.packages, *locked.missing)
-    built = {p.name: torch for p in everything if (torch := _built_for_torch(p.url, template)) is not None}
+    wheel_name = _wheel_name_pattern(template)
+    built = {p.name: torch for p in everything if (torch := _built_for_torch(p.url, wheel_name)) is not None}
     versions = {p.name: p.version for p in everything}
     source = frozenset(p.name for p in everything if p.method == "source")
     profiles = tuple(p for p in (locked.profile or "").split(",") if p)

@@ -30,6 +30,7 @@ __all__ = [
     "LockedPlan",
     "dumps",
     "loads",
+    "from_data",
     "check_lock_target",
     "lock_to_plan",
     "environment_marker",
@@ -303,6 +304,12 @@ def loads(text: str) -> LockedPlan:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"lock file is not valid TOML ({exc}); re-run `gpustack lock`") from None
+    return from_data(data)
+
+
+def from_data(data: Mapping[str, Any]) -> LockedPlan:
+    """Return the ``LockedPlan`` of a lock's parsed TOML (for a caller that already read the table); raise
+    ``BadInput`` when it is not a valid gpustack lock."""
     pylock = _validate(data, "lock file")
     from resolver.lock_schema import check
 

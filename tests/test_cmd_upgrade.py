@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolver.cmd_upgrade import _built_for_torch
+from resolver.cmd_upgrade import _built_for_torch, _wheel_name_pattern
 from resolver.matrix import load
 
 _GH = "https://github.com/Dao-AILab/flash-attention/releases/download/v2.5.8/"
@@ -20,7 +20,7 @@ _GH = "https://github.com/Dao-AILab/flash-attention/releases/download/v2.5.8/"
     (_GH + "flash_attn-2.6.3%2Bcu123torch2.4cxx11abiTRUE-cp310-cp310-linux_x86_64.whl", "2.4"),  # quoted '+'
 ])
 def test_built_for_torch(url: str, torch: str | None) -> None:
-    assert _built_for_torch(url, load().facts.flash_wheel_url) == torch
+    assert _built_for_torch(url, _wheel_name_pattern(load().facts.flash_wheel_url)) == torch
 
 
 def test_built_for_torch_reads_what_compat_writes() -> None:
@@ -29,7 +29,8 @@ def test_built_for_torch_reads_what_compat_writes() -> None:
     from resolver import compat
 
     m = load()
+    wheel_name = _wheel_name_pattern(m.facts.flash_wheel_url)
     for f in m.flash_attn:
         for torch in ("2.4.0", "2.10.0"):
             url = compat.flash_wheel_url(f, Version(torch), Version("12.4"), True, "3.11", "linux_x86_64", m)
-            assert _built_for_torch(url, m.facts.flash_wheel_url) == torch.rsplit(".", 1)[0], url
+            assert _built_for_torch(url, wheel_name) == torch.rsplit(".", 1)[0], url
