@@ -117,10 +117,21 @@ def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
     return req
 
 
-def _parsed(line: str, *, constraint: bool) -> tuple[str, str, Requirement, bool]:
-    """Return (``line``, its text without a ``#`` comment, its requirement, ``constraint``)."""
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One requirement line, parsed once: as written, its text without a ``#`` comment, its requirement, and where it
+    came from (the user, a profile's requirements, a profile's constraints)."""
+
+    line: str
+    text: str
+    req: Requirement
+    profile: bool = False
+    constraint: bool = False
+
+
+def _parsed(line: str, *, profile: bool = False, constraint: bool = False) -> _Line:
     text = line.split("#", 1)[0].strip()
-    return line, text, parse_requirement(text, shown=line), constraint
+    return _Line(line, text, parse_requirement(text, shown=line), profile, constraint)
 
 
 def parse_request(
@@ -139,11 +150,10 @@ def parse_request(
     others: list[str] = []
     all_lines = check_requirements(list(lines))
     asked = tuple(all_lines)
-    # Each line is parsed once, into (line as written, its text without a comment, requirement, is a constraint):
-    # the profiles' requirements and constraints (checked first: an unknown profile is named before a bad line),
-    # then the user's lines ahead of them.
-    profile_lines: list[tuple[str, str, Requirement, bool]] = []
-    constraints: list[tuple[str, str, Requirement, bool]] = []
+    # Each line is parsed once (``_Line``): the profiles' requirements and constraints (checked first: an unknown
+    # profile is named before a bad line), then the user's lines ahead of them.
+    profile_lines: list[_Line] = []
+    constraints: list[_Line] = []
     optional_lines: list[str] = []
     kernel_names = {a.name for a in matrix.attention}
     profile_bounds: dict[str, SpecifierSet] = {}
@@ -153,39 +163,35 @@ def parse_request(
             known = ", ".join(p.name for p in matrix.profiles)
             raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
         all_lines += list(profile.requirements)
-        reqs = [_parsed(r, constraint=False) for r in profile.requirements]
-        cons = [_parsed(r, constraint=True) for r in profile.constraints]
-        for _, _, req, _ in reqs + cons:
-            bound = str(canonicalize_name(req.name))
-            if bound in SOLVED:
-                profile_bounds[bound] = profile_bounds.get(bound, SpecifierSet()) & _split_local(req)[0]
-        profile_lines += reqs
-        constraints += cons
+        profile_lines += [_parsed(r, profile=True) for r in profile.requirements]
+        constraints += [_parsed(r, profile=True, constraint=True) for r in profile.constraints]
         optional_lines += list(profile.optional)
         needs |= set(profile.needs)
         for need in profile.needs:
             requested.add(need.split(".")[0])
-    user = [_parsed(line, constraint=False) for line in asked if line.split("#", 1)[0].strip()]
-    for line, text, req, constraint in user + profile_lines + constraints:
-        name = str(canonicalize_name(req.name))
+    user = [_parsed(line) for line in asked if line.split("#", 1)[0].strip()]
+    for parsed in user + profile_lines + constraints:
+        name = str(canonicalize_name(parsed.req.name))
         if name in kernel_names and name not in SOLVED:
-            specs[name] = specs.get(name, SpecifierSet()) & req.specifier
-            if not constraint:
+            specs[name] = specs.get(name, SpecifierSet()) & parsed.req.specifier
+            if not parsed.constraint:
                 requested.add(name)
             continue
         if name not in SOLVED:
-            if not constraint:
-                others.append(text)
+            if not parsed.constraint:
+                others.append(parsed.text)
             continue
-        spec, local = _split_local(req)
+        spec, local = _split_local(parsed.req)
         if local is not None:
             if name != "torch":
-                raise BadInput(f"invalid requirement {line!r}: only torch's CUDA build can be chosen with +cuXYZ")
+                raise BadInput(f"invalid requirement {parsed.line!r}: only torch's CUDA build can be chosen with +cuXYZ")
             if variant is not None and variant != local:
                 raise BadInput(f"conflicting torch builds requested: +{variant} and +{local}")
             variant = local
         specs[name] = specs.get(name, SpecifierSet()) & spec
-        if not constraint:
+        if parsed.profile:  # the bounds profiles set on solved packages: an alternative may narrow them, never lift
+            profile_bounds[name] = profile_bounds.get(name, SpecifierSet()) & spec
+        if not parsed.constraint:
             requested.add(name)
     optional: dict[str, SpecifierSet] = {}
     for line in optional_lines:

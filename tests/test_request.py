@@ -24,6 +24,10 @@ def test_profiles_add_requirements_constraints_and_needs() -> None:
     d = parse_request(["flash-attn"], m, profiles=["diffusers"])
     assert d.flash_attn is not None and str(d.flash_attn) == ">=2.6.3"
     assert d.xformers is None  # a constraint never adds a package
+    # The bounds profiles set (requirements and constraints), the user's own lines not among them.
+    bounds = parse_request(["torch<2.2", "xformers"], m, profiles=["audiocraft"]).profile_bounds
+    assert {n: str(b) for n, b in bounds} == {"torch": "==2.1.0", "xformers": "<0.0.23"}
+    assert {n: str(b) for n, b in d.profile_bounds} == {"flash-attn": ">=2.6.3", "xformers": ">=0.0.29"}
 
 
 def test_a_line_the_user_wrote_is_requested_even_when_a_profile_constrains_with_the_same_text() -> None:
