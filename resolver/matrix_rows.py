@@ -296,7 +296,19 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
     )
 
 
-_REQUIREMENT_OK: set[str] = set()  # requirement strings already parsed once (the same few repeat on every row)
+@functools.lru_cache(maxsize=1024)
+def _requirement_problem(req: str) -> str | None:
+    """Return why ``req`` is not a requirement a wheel can declare (PEP 508, no direct URL), or ``None``; each text
+    is read once, like ``_version`` (the same few repeat on every row)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(req)
+    except InvalidRequirement as exc:
+        return f"{req!r}: {exc}"
+    if parsed.url:
+        return f"{req!r}: a direct URL; record the requirement a wheel declares"
+    return None
 
 
 def _install_requires(ctx: _Ctx, r: Mapping[str, Any]) -> tuple[tuple[str, ...] | None, str]:
@@ -306,19 +318,11 @@ def _install_requires(ctx: _Ctx, r: Mapping[str, Any]) -> tuple[tuple[str, ...] 
         if "install_requires_source" in r:
             raise ctx.fail("install_requires_source", "given without install_requires")
         return None, ""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     reqs = ctx.str_list(r, "install_requires")
     for req in reqs:
-        if req in _REQUIREMENT_OK:
-            continue
-        try:
-            parsed = Requirement(req)
-        except InvalidRequirement as exc:
-            raise ctx.fail("install_requires", f"{req!r}: {exc}") from None
-        if parsed.url:
-            raise ctx.fail("install_requires", f"{req!r}: a direct URL; record the requirement a wheel declares")
-        _REQUIREMENT_OK.add(req)
+        problem = _requirement_problem(req)
+        if problem is not None:
+            raise ctx.fail("install_requires", problem)
     src = ctx.get(r, "install_requires_source", str, default="")
     if not src.strip():
         raise ctx.fail("install_requires_source", "missing or empty: say where install_requires comes from")
