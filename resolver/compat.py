@@ -27,6 +27,7 @@ the facts involved and the text rendered from them); callers that print read its
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -359,18 +360,19 @@ def flash_wheel(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi:
     return None
 
 
-_WHEEL_INDEX: dict[int, tuple[FlashRelease, dict[tuple[int, int, str, str], list[FlashWheelRow]]]] = {}
+@functools.lru_cache(maxsize=256)
+def _wheel_index(f: FlashRelease) -> dict[tuple[int, int, str, str], list[FlashWheelRow]]:
+    """Return ``f``'s wheels by (torch major, torch minor, Python, platform), built once per release (a release row
+    is its own key: ``eq=False``)."""
+    index: dict[tuple[int, int, str, str], list[FlashWheelRow]] = {}
+    for w in f.wheels:
+        index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
+    return index
 
 
 def _wheel_rows(f: FlashRelease, minor: tuple[int, int], python: str, platform: str) -> list[FlashWheelRow]:
-    """Return ``f``'s wheels for one torch minor, Python and platform (indexed once per release: a solve asks often)."""
-    cached = _WHEEL_INDEX.get(id(f))
-    if cached is None or cached[0] is not f:
-        index: dict[tuple[int, int, str, str], list[FlashWheelRow]] = {}
-        for w in f.wheels:
-            index.setdefault((w.torch.major, w.torch.minor, w.python, w.platform), []).append(w)
-        cached = _WHEEL_INDEX[id(f)] = (f, index)
-    return cached[1].get((*minor, python, platform), [])
+    """Return ``f``'s wheels for one torch minor, Python and platform (a solve asks often)."""
+    return _wheel_index(f).get((*minor, python, platform), [])
 
 
 def flash_wheel_sass(f: FlashRelease, w: FlashWheelRow) -> ArchList:
