@@ -222,15 +222,10 @@ def solve_fleet_request(requirements: Sequence[str], opts: PlanOptions) -> tuple
 def plans_per_class(requirements: Sequence[str],
                     opts: PlanOptions) -> tuple[list[tuple[GpuClass, Plan | NoCompatibleStack]], Context]:
     """Return each class of the fleet with its own fresh plan (nothing installed), or why it has none."""
-    from resolver.pipeline import sized_for_build
-    from resolver.plan import make_plan
+    from resolver.pipeline import fresh_plan
 
     the_fleet, base, ctx = _fleet_context(requirements, opts)
     out: list[tuple[GpuClass, Plan | NoCompatibleStack]] = []
     for c, got in solve_classes(the_fleet, base, ctx.matrix, ctx.request):
-        if isinstance(got, NoCompatibleStack):
-            out.append((c, got))
-        else:  # as fresh_plan_for plans one stack: the context's matrix, builds sized for this machine
-            stack, _ = sized_for_build(got, ctx)
-            out.append((c, make_plan(stack, matrix=ctx.matrix)))
+        out.append((c, got if isinstance(got, NoCompatibleStack) else fresh_plan(got, ctx)[0]))
     return out, ctx

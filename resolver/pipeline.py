@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from resolver.request import Request
 
 __all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "target_from",
-           "solve_request", "plan_for", "fresh_plan_for", "this_platform"]
+           "solve_request", "plan_for", "fresh_plan_for", "fresh_plan", "this_platform"]
 
 
 def parse_driver_option(text: str) -> Version:
@@ -318,7 +318,13 @@ def fresh_plan_for(
     requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None = None
 ) -> tuple[Plan, Context]:
     """Return the plan of every package, nothing counted as installed (a lock or an image starts empty)."""
+    return fresh_plan(*solve_request(requirements, opts, reporter))
+
+
+def fresh_plan(stack: Stack, ctx: Context) -> tuple[Plan, Context]:
+    """Return the plan of a solved ``stack`` in ``ctx``, nothing counted as installed, builds sized for this machine
+    (``sized_for_build``), and the context it was made in: ``fresh_plan_for``'s plan, per fleet class too."""
     from resolver.plan import make_plan
 
-    stack, ctx = sized_for_build(*solve_request(requirements, opts, reporter))
+    stack, ctx = sized_for_build(stack, ctx)
     return make_plan(stack, matrix=ctx.matrix), ctx
