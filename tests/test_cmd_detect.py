@@ -15,9 +15,9 @@ from packaging.version import Version
 
 from resolver import detect as detect_mod
 from resolver.cli import main
-from resolver.cmd_detect import NO_GPU
 from resolver.detect import DetectedGpu, Host, InstalledEnv
 from resolver.models import ComputeCapability
+from resolver.render import NO_GPU
 
 GPUSTACK = Path(sys.executable).with_name("gpustack")
 
