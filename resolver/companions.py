@@ -52,11 +52,6 @@ def source_arch_list(torch: TorchOption, target: Target, matrix: Matrix, package
     return ";".join(str(a) for a in archs), None
 
 
-def _nvcc_problem(torch: TorchOption, target: Target, package: str, candidate: str) -> Refusal | None:
-    assert torch.cuda is not None
-    return compat.nvcc_refusal(target.nvcc, package, candidate, torch.version, torch.cuda)
-
-
 def _blocked(problems: list[Refusal], blocker: Refusal) -> Refusal:
     """Return the blocker of a source build, after the reasons no wheel was taken (each a cause)."""
     out = blocker
@@ -127,7 +122,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target,
         return None, _blocked(problems, refusal(
             "xformers", version, "compute_capability", "its source does not compile for compute capability below {min_cc}",
             min_cc=x.source_min_cc, compute_capability=", ".join(str(cc) for cc in low)))
-    nvcc = _nvcc_problem(torch, target, "xformers", version)
+    nvcc = compat.nvcc_refusal(target.nvcc, "xformers", version, torch.version, torch.cuda)
     if nvcc is not None:
         return None, _blocked(problems, nvcc)
     arch, why = source_arch_list(torch, target, matrix, "xformers", version)
@@ -234,7 +229,7 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
     if f.setup_min_cuda is not None and torch.cuda < f.setup_min_cuda:
         return None, joined(why, refusal("flash-attn", version, "toolkit", "a source build needs CUDA >= {min_cuda}",
                                          min_cuda=f.setup_min_cuda, cuda=torch.cuda))
-    nvcc = _nvcc_problem(torch, target, "flash-attn", version)
+    nvcc = compat.nvcc_refusal(target.nvcc, "flash-attn", version, torch.version, torch.cuda)
     if nvcc is not None:
         return None, joined(why, nvcc)
     built = compat.flash_build_archs(target.capabilities, matrix)

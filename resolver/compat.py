@@ -3,13 +3,14 @@
 Every command asks these functions and none re-derives them:
 
 * GPU x torch build: ``coverage`` (SASS, PTX or nothing per GPU).
-* driver x CUDA: ``driver_floor`` / ``driver_problem`` (exact driver versions, NVIDIA's minor-version compatibility,
+* driver x CUDA: ``driver_floor`` / ``driver_refusal`` (exact driver versions, NVIDIA's minor-version compatibility,
   the toolkit's own driver for PTX JIT); ``runtime_cuda_problem`` for a driver known only by the CUDA it reports.
 * torch's C++ ABI per platform: ``torch_cxx11_abi``.
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
   ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
 * flash-attn release x GPUs / torch build: ``flash_gpu_refusal``, ``flash_wheel`` (the per-release CUDA tag rule;
-  check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_cuda_archs``, ``flash_archs_env_honoured``.
+  check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_build_archs`` / ``flash_archs_value``
+  (``FLASH_ATTN_CUDA_ARCHS``), ``flash_archs_env_honoured``.
 * which architectures a source build targets for the GPUs: ``build_archs`` (per GPU ``build_arch``: its own, else
   the highest of its major below it), for nvcc's list, flash-attn's and each attention kernel's alike.
 * one build job: ``build_job`` / ``max_jobs`` (RAM per job and nvcc threads from ``matrices/build.toml``).
@@ -21,8 +22,7 @@ Every command asks these functions and none re-derives them:
 * how a pin is spelled: ``torch_pin``.
 
 Each check that can fail returns ``None`` when the candidate fits, else a ``Refusal`` (``resolver.refusal``: a kind,
-the facts involved and the text rendered from them); ``*_problem`` spellings return that refusal's text, for callers
-that only print it.
+the facts involved and the text rendered from them); callers that print read its ``text``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ __all__ = [
     "Coverage",
     "coverage",
     "driver_floor",
-    "driver_problem",
     "driver_refusal",
     "runtime_cuda_problem",
     "attention_target_problem",
@@ -49,7 +48,6 @@ __all__ = [
     "nvcc_refusal",
     "wheel_refusal",
     "integrated_gpus",
-    "torch_release_problem",
     "torch_release_refusal",
     "torch_cxx11_abi",
     "torch_pin",
@@ -66,7 +64,6 @@ __all__ = [
     "flash_wheel",
     "flash_wheel_sass",
     "flash_wheel_url",
-    "flash_cuda_archs",
     "flash_build_archs",
     "flash_archs_value",
     "torch_arch_list",
@@ -168,13 +165,6 @@ def driver_refusal(driver: Version | None, cuda: Version, matrix: Matrix, platfo
     return None
 
 
-def driver_problem(driver: Version | None, cuda: Version, matrix: Matrix, platform: str, *,
-                   ptx: bool = False) -> str | None:
-    """Return the text of ``driver_refusal``."""
-    r = driver_refusal(driver, cuda, matrix, platform, ptx=ptx)
-    return None if r is None else r.text
-
-
 def runtime_cuda_problem(driver_cuda: Version, cuda: Version) -> tuple[bool, str | None]:
     """Return (runs, caveat) for a build of CUDA ``cuda`` under a driver that reports CUDA ``driver_cuda``.
 
@@ -267,12 +257,6 @@ def torch_release_refusal(rel: TorchRelease, target: Target, matrix: Matrix) -> 
         return refusal("torch", str(rel.version), "python", "no wheels for Python {python}", python=target.python,
                        pythons=", ".join(rel.pythons))
     return wheel_refusal(matrix, "torch", rel.version, target)
-
-
-def torch_release_problem(rel: TorchRelease, target: Target, matrix: Matrix) -> str | None:
-    """Return the text of ``torch_release_refusal``."""
-    r = torch_release_refusal(rel, target, matrix)
-    return None if r is None else r.text
 
 
 # --- xformers ---------------------------------------------------------------------------------------------------------
@@ -414,12 +398,6 @@ def flash_archs_value(archs: Iterable[ComputeCapability]) -> str:
     """Return ``FLASH_ATTN_CUDA_ARCHS`` for the architectures ``flash_build_archs`` chose, in flash-attn's spelling
     (``80;90``)."""
     return ";".join(f"{a.major}{a.minor}" for a in archs)
-
-
-def flash_cuda_archs(caps: Iterable[ComputeCapability], matrix: Matrix) -> str | None:
-    """Return ``FLASH_ATTN_CUDA_ARCHS`` for the GPUs, in flash-attn's spelling (``80;90``), or ``None``."""
-    archs = flash_build_archs(caps, matrix)
-    return None if archs is None else flash_archs_value(archs)
 
 
 def torch_arch_list(caps: Iterable[ComputeCapability]) -> str:

@@ -13,9 +13,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from resolver.candidates import TorchOption, torch_options
-from resolver.compat import driver_floor, torch_release_problem, torch_release_refusal, xformers_off_pin_ok
+from resolver.compat import driver_floor, driver_refusal, torch_release_refusal, xformers_off_pin_ok
 from resolver.compat import coverage as _coverage
-from resolver.compat import driver_problem as _driver_problem
 from resolver.companions import choose_flash, choose_xformers
 from resolver.matrix_types import Matrix, TorchRelease
 from resolver.models import ArchList, ComputeCapability, Target, format_driver, spec_allows
@@ -36,19 +35,12 @@ class _Record(Reporter):
         self.rows.append((refusal, with_torch))
 
 
-def _toolkit(r: Refusal) -> Refusal | None:
-    """Return the "nvcc of another CUDA major" refusal in ``r`` or its causes (it alone names ``cuda_major``)."""
-    if r.kind == "toolkit" and "cuda_major" in r.facts:
-        return r
-    return next((t for c in r.causes if (t := _toolkit(c)) is not None), None)
-
-
 def _all_options(matrix: Matrix, target: Target, spec: SpecifierSet | None = None) -> list[TorchOption]:
     out = []
     for rel in matrix.torch:
         if spec is not None and not spec_allows(spec, rel.version):
             continue
-        if torch_release_problem(rel, target, matrix):
+        if torch_release_refusal(rel, target, matrix) is not None:
             continue
         out.extend(torch_options(rel, target, matrix))
     return out
@@ -58,8 +50,9 @@ def coverage(arch: ArchList, target: Target) -> tuple[list[ComputeCapability], l
     return _coverage(arch, target.capabilities)
 
 
-def driver_problem(target: Target, cuda: Version, matrix: Matrix) -> str | None:
-    return _driver_problem(target.driver, cuda, matrix, target.platform)
+def _driver_runs(target: Target, cuda: Version | None, matrix: Matrix) -> bool:
+    """Return whether the target's driver runs a CUDA ``cuda`` build (``compat.driver_refusal``; False for CPU)."""
+    return cuda is not None and driver_refusal(target.driver, cuda, matrix, target.platform) is None
 
 
 def solves(target: Target, matrix: Matrix, request: Request, change: Change) -> bool:
@@ -93,7 +86,7 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
     if glibc and target.glibc is not None:
         # a release whose builds run here, each release solved once (the pin names the release, not the build)
         runs = dict.fromkeys(o.release for o in _all_options(matrix, target) if not coverage(o.arch, target)[0]
-                             and (o.cuda is None or not driver_problem(target, o.cuda, matrix)))
+                             and (o.cuda is None or _driver_runs(target, o.cuda, matrix)))
         fits = next((r for r in runs if solves(target, matrix, request, _pin(r.version))), None)
         reasons = [refusal("torch", spec, "glibc", "torch{spec} has no {platform} wheel for glibc {glibc}: {detail}",
                            spec=spec, platform=target.platform, glibc=target.glibc, detail=glibc[0])]
@@ -178,7 +171,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                           known=known)
         return [refusal("torch", str(spec or ""), "no_release", "torch{spec} matches no torch release gpustack knows ({known})",
                         ask, spec=spec or "", known=known)], [ask]
-    with_py = [r for r in in_spec if not torch_release_problem(r, target, matrix)]
+    with_py = [r for r in in_spec if torch_release_refusal(r, target, matrix) is None]
     if not with_py:
         return _install_reasons(target, matrix, request, in_spec)
     if target.is_cpu:
@@ -238,16 +231,16 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
                                spec=spec or "", sms=", ".join(c.sm for c in target.capabilities)))
         alts.append(split)
         return reasons, alts
-    runnable = [o for o in covered_all if o.cuda is not None and driver_problem(target, o.cuda, matrix) is None]
+    runnable = [o for o in covered_all if _driver_runs(target, o.cuda, matrix)]
     if covered_all and not runnable:
         needed = min((o.cuda for o in covered_all if o.cuda is not None))
-        problem = driver_problem(target, needed, matrix)
+        problem = driver_refusal(target.driver, needed, matrix, target.platform)
         floor = driver_floor(needed, matrix, target.platform)
-        driver_facts = {"problem": problem or "", "spec": str(spec or ""), "cuda": str(needed),
+        driver_facts = {"problem": problem.text if problem is not None else "", "spec": str(spec or ""),
+                        "cuda": str(needed),
                         "driver": format_driver(target.driver) if target.driver is not None else "",
                         "driver_floor": format_driver(floor) if floor is not None else ""}
-        fallback = [o for o in every_build()
-                    if o.cuda is not None and not coverage(o.arch, target)[0] and driver_problem(target, o.cuda, matrix) is None]
+        fallback = [o for o in every_build() if not coverage(o.arch, target)[0] and _driver_runs(target, o.cuda, matrix)]
         ok = next((o for o in fallback[:24] if solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
         if ok is not None:
             alts.append(alternative("the newest torch this driver runs on these GPUs is {version}",
@@ -392,7 +385,9 @@ def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request,
     """Return "install a CUDA N.x toolkit" for each nvcc major a refusal names, only when the whole request solves
     on the same target with that toolkit."""
     out = []
-    wanted = {t.facts["cuda_major"]: t.facts["cuda"] for r in shown if (t := _toolkit(r)) is not None}
+    # A shown refusal carries the kind and facts of the fact that finally blocked it (``refusal.joined``, ``_grouped``):
+    # "nvcc of another CUDA major" is the toolkit refusal that alone names ``cuda_major`` (``compat.nvcc_refusal``).
+    wanted = {r.facts["cuda_major"]: r.facts["cuda"] for r in shown if r.kind == "toolkit" and "cuda_major" in r.facts}
     for major, cuda in sorted(wanted.items(), key=lambda kv: int(kv[0])):
         toolkit = Change(target={"nvcc": cuda})
         if solves(target, matrix, request, toolkit):
@@ -415,7 +410,7 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         for opt in _all_options(matrix, target, request.torch)[:6]:
             if request.torch_variant and opt.tag != request.torch_variant:
                 continue
-            if opt.cuda is None or coverage(opt.arch, target)[0] or driver_problem(target, opt.cuda, matrix):
+            if coverage(opt.arch, target)[0] or not _driver_runs(target, opt.cuda, matrix):
                 continue
             if request.xformers is not None:
                 choose_xformers(opt, target, matrix, request, record)

@@ -121,10 +121,10 @@ def begin(args: Sequence[str]) -> None:
         return
     import subprocess
 
-    # Plain children, not ``_subprocess.popen``'s: both only read (nothing to undo if one outlives gpustack by its few
-    # ms), and without a ``preexec_fn`` Python starts a child ~1.5 ms sooner (vfork) and needs no ctypes first.
     from resolver._child import PROBE_ENV
 
+    # Plain children, not ``_subprocess.popen``'s: both only read (nothing to undo if one outlives gpustack by its few
+    # ms), and without a ``preexec_fn`` Python starts a child ~1.5 ms sooner (vfork) and needs no ctypes first.
     try:
         proc = subprocess.Popen([python, PROBE_ENV, "--mode", "installed"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
