@@ -6,7 +6,6 @@ import json
 
 import click
 from resolver.detect import detect as detect_host
-from resolver.render import NO_GPU  # what detect prints without a GPU (tests read it here)
 
 __all__ = ["detect"]
 

@@ -29,7 +29,7 @@ from resolver._subprocess import try_run
 from resolver.errors import BadInput, DetectionError
 from resolver.models import ComputeCapability, format_driver, parse_driver
 from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, env_from_json, last_json_object,
-                             parse_env_json, parse_meminfo_available_gib,
+                             parse_meminfo_available_gib,
                              parse_nvcc_version, parse_nvidia_smi_csv, parse_nvidia_smi_csv_driver,
                              parse_nvidia_smi_cuda_version, parse_nvml_cuda_version, parse_proc_driver_version,
                              parse_sys_module_version)

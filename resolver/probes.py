@@ -33,7 +33,6 @@ __all__ = [
     "parse_nvml_cuda_version",
     "parse_nvcc_version",
     "parse_meminfo_available_gib",
-    "parse_env_json",
 ]
 
 log = logging.getLogger("gpustack.detect")
@@ -235,11 +234,6 @@ def last_json_object(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("the probe's JSON line is not an object")
     return data
-
-
-def parse_env_json(text: str) -> InstalledEnv:
-    """Return the ``InstalledEnv`` in the last JSON line printed by ``probe_env.py``; ValueError if there is none."""
-    return env_from_json(last_json_object(text))
 
 
 def env_from_json(data: Mapping[str, Any]) -> InstalledEnv:

@@ -178,12 +178,11 @@ def print_host(console: Console, host: Host) -> None:
         ("CPU cores", str(host.cpu_count)),
         ("Free memory", "unknown" if host.memory_available_gib is None else f"{host.memory_available_gib:.1f} GiB"),
     ]
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    # Two aligned columns as plain lines, not a rich grid: a grid pads every cell to its column's width, so each
+    # line of a pipe or file would end in blanks.
+    width = max(len(key) for key, _ in rows) + 2
     for key, value in rows:
-        facts.add_row(Text(key), Text(value))
-    console.print(facts)
+        console.print(Text.assemble((key, "bold"), " " * (width - len(key)), value))
     for note in env.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
 

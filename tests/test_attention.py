@@ -159,7 +159,7 @@ def test_plan_json_round_trips_extras_and_constraints() -> None:
 def test_bad_rows_name_their_field(row: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidMatrix) as info:
         parse_rows({"release": [row]})
-    assert f"attention.toml: release[0]: " in str(info.value) and field in str(info.value)
+    assert "attention.toml: release[0]: " in str(info.value) and field in str(info.value)
 
 
 def test_an_offline_install_from_a_local_wheel_keeps_the_extra(tmp_path: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,9 @@ from packaging.version import Version
 
 from resolver import detect as detect_mod
 from resolver.cli import main
-from resolver.cmd_detect import NO_GPU
 from resolver.detect import DetectedGpu, Host, InstalledEnv
 from resolver.models import ComputeCapability
+from resolver.render import NO_GPU
 
 GPUSTACK = Path(sys.executable).with_name("gpustack")
 
@@ -54,6 +55,16 @@ def test_table_with_gpus(fake_detect: list[Host]) -> None:
                  "3.12", "linux_x86_64", "2.11.0+cu130", "0.0.35", "not installed", "16", "120.5 GiB"):
         assert text in out, text
     assert "No NVIDIA GPU" not in out
+
+
+def test_table_with_gpus_has_no_trailing_blanks(fake_detect: list[Host]) -> None:
+    """CliRunner's output is no terminal, as a pipe: the GPU table and the facts end each line without padding."""
+    fake_detect.append(_host((DetectedGpu(0, "NVIDIA H100 80GB HBM3", ComputeCapability(9, 0), 81559),), "580.159.04"))
+    result = CliRunner().invoke(main, ["detect"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("Driver ") and "580.159.04" in line for line in lines), result.output
+    assert [line for line in lines if line != line.rstrip()] == []
 
 
 def test_table_without_gpu(fake_detect: list[Host]) -> None:
@@ -99,6 +110,18 @@ def test_real_run_json_on_this_machine() -> None:
     assert data["gpus"] == []
     assert data["env"]["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert data["cpu_count"] >= 1
+
+
+def test_real_run_piped_has_no_trailing_blanks() -> None:
+    """``gpustack detect | less`` (or > file): stdout is a pipe, and no line of the human output ends in blanks."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    done = subprocess.run([str(GPUSTACK), "detect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines if line.split()[:1] in (["Driver"], ["nvcc"], ["torch"])] == [
+        "Driver", "nvcc", "torch"], done.stdout
+    assert [line for line in lines if line != line.rstrip()] == []
 
 
 def test_real_run_bad_python_exe() -> None:

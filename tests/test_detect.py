@@ -17,7 +17,6 @@ from resolver import detect
 from resolver.detect import (
     DetectedGpu,
     InstalledEnv,
-    parse_env_json,
     parse_meminfo_available_gib,
     parse_nvcc_version,
     parse_nvidia_smi_csv,
@@ -128,9 +127,15 @@ def test_meminfo_available() -> None:
     assert parse_meminfo_available_gib("") is None
 
 
-def test_env_json_malformed() -> None:
-    with pytest.raises(ValueError):
-        parse_env_json("Traceback (most recent call last):\n")
+@pytest.mark.parametrize("answer", ["Traceback (most recent call last):\n", "", '{"python": "3.12"}\n'])
+def test_env_probe_answer_unreadable(monkeypatch: pytest.MonkeyPatch, answer: str) -> None:
+    """The interpreter probe answered no JSON line (a traceback, nothing) or one without its fields: bad input
+    naming --python-exe, or a DetectionError for gpustack's own interpreter; never a traceback."""
+    monkeypatch.setattr(detect, "_read_env_json", lambda exe: answer)
+    with pytest.raises(BadInput, match=r"^--python-exe /opt/x/python: not a python interpreter .*pass the path"):
+        detect.detect_env("/opt/x/python")
+    with pytest.raises(DetectionError, match="unreadable output"):
+        detect.detect_env()
 
 
 # --- probe order, with the _read_* probes swapped out ------------------------------------------------------------
