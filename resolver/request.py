@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -117,20 +117,11 @@ def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
     return req
 
 
-class _Line(NamedTuple):  # not a dataclass: building one costs ~0.3 ms of every command's start, this ~0.05 ms
-    """One requirement line, parsed once: as written, its text without a ``#`` comment, its requirement, and where it
-    came from (the user, a profile's requirements, a profile's constraints)."""
-
-    line: str
-    text: str
-    req: Requirement
-    profile: bool = False
-    constraint: bool = False
-
-
-def _parsed(line: str, *, profile: bool = False, constraint: bool = False) -> _Line:
+def _parsed(line: str, *, profile: bool = False, constraint: bool = False) -> tuple[str, str, Requirement, bool, bool]:
+    """Return (``line``, its text without a ``#`` comment, its requirement, ``profile``: a profile wrote it,
+    ``constraint``: a profile's constraint). A tuple, not a class: building one would cost every command's start."""
     text = line.split("#", 1)[0].strip()
-    return _Line(line, text, parse_requirement(text, shown=line), profile, constraint)
+    return line, text, parse_requirement(text, shown=line), profile, constraint
 
 
 def parse_request(
@@ -149,10 +140,10 @@ def parse_request(
     others: list[str] = []
     all_lines = check_requirements(list(lines))
     asked = tuple(all_lines)
-    # Each line is parsed once (``_Line``): the profiles' requirements and constraints (checked first: an unknown
+    # Each line is parsed once (``_parsed``): the profiles' requirements and constraints (checked first: an unknown
     # profile is named before a bad line), then the user's lines ahead of them.
-    profile_lines: list[_Line] = []
-    constraints: list[_Line] = []
+    profile_lines: list[tuple[str, str, Requirement, bool, bool]] = []
+    constraints: list[tuple[str, str, Requirement, bool, bool]] = []
     optional_lines: list[str] = []
     kernel_names = {a.name for a in matrix.attention}
     profile_bounds: dict[str, SpecifierSet] = {}
@@ -169,28 +160,28 @@ def parse_request(
         for need in profile.needs:
             requested.add(need.split(".")[0])
     user = [_parsed(line) for line in asked if line.split("#", 1)[0].strip()]
-    for parsed in user + profile_lines + constraints:
-        name = str(canonicalize_name(parsed.req.name))
+    for line, text, req, from_profile, constraint in user + profile_lines + constraints:
+        name = str(canonicalize_name(req.name))
         if name in kernel_names and name not in SOLVED:
-            specs[name] = specs.get(name, SpecifierSet()) & parsed.req.specifier
-            if not parsed.constraint:
+            specs[name] = specs.get(name, SpecifierSet()) & req.specifier
+            if not constraint:
                 requested.add(name)
             continue
         if name not in SOLVED:
-            if not parsed.constraint:
-                others.append(parsed.text)
+            if not constraint:
+                others.append(text)
             continue
-        spec, local = _split_local(parsed.req)
+        spec, local = _split_local(req)
         if local is not None:
             if name != "torch":
-                raise BadInput(f"invalid requirement {parsed.line!r}: only torch's CUDA build can be chosen with +cuXYZ")
+                raise BadInput(f"invalid requirement {line!r}: only torch's CUDA build can be chosen with +cuXYZ")
             if variant is not None and variant != local:
                 raise BadInput(f"conflicting torch builds requested: +{variant} and +{local}")
             variant = local
         specs[name] = specs.get(name, SpecifierSet()) & spec
-        if parsed.profile:  # the bounds profiles set on solved packages: an alternative may narrow them, never lift
+        if from_profile:  # the bounds profiles set on solved packages: an alternative may narrow them, never lift them
             profile_bounds[name] = profile_bounds.get(name, SpecifierSet()) & spec
-        if not parsed.constraint:
+        if not constraint:
             requested.add(name)
     optional: dict[str, SpecifierSet] = {}
     for line in optional_lines:
