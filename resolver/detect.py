@@ -45,7 +45,6 @@ log = logging.getLogger("gpustack.detect")
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total", "--format=csv,noheader")
 SYS_MODULE_VERSION = "/sys/module/nvidia/version"
 PROC_DRIVER_VERSION = "/proc/driver/nvidia/version"
-PROBE_ENV_SCRIPT = PROBE_SCRIPT
 
 
 # --- probes: I/O only -------------------------------------------------------------------------------------------
@@ -205,7 +204,7 @@ def detect_env(python_exe: str | None = None) -> InstalledEnv:
         if python_exe is not None:
             raise BadInput(f"--python-exe {python_exe}: not a python interpreter (its answer to the probe: "
                            f"{text[-200:]!r}); pass the path of a python interpreter") from None
-        raise DetectionError(f"{exe} {PROBE_ENV_SCRIPT}: unreadable output ({exc}): {text[-200:]!r}") from None
+        raise DetectionError(f"{exe} {PROBE_SCRIPT}: unreadable output ({exc}): {text[-200:]!r}") from None
     for note in env.notes:
         log.debug("probe_env: %s", note)
     from resolver.journal import notice
@@ -301,6 +300,6 @@ def detect(python_exe: str | None = None, *, driver_override: str | None = None,
     facts.settle("cpu_count", cpus, "sched_getaffinity" if hasattr(os, "sched_getaffinity") else "os.cpu_count")
 
     env = detect_env(python_exe)
-    facts.settle("env", f"Python {env.python} {env.platform}", f"{env.python_exe} {PROBE_ENV_SCRIPT.name}")
+    facts.settle("env", f"Python {env.python} {env.platform}", f"{env.python_exe} {PROBE_SCRIPT.name}")
     return Host(gpus=gpus, driver=driver, driver_cuda=driver_cuda, nvcc=nvcc, cpu_count=cpus,
                 memory_available_gib=memory, env=env, sources=facts.sources)
