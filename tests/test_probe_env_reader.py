@@ -9,13 +9,17 @@ as ``probe_env._distributions`` yields it, with what ``importlib.metadata`` itse
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from resolver._child import probe_env
 from resolver.target import PROBE_SCRIPT
@@ -127,3 +131,35 @@ def test_a_reading_imports_no_metadata_library(mode: str) -> None:
             " file=sys.stderr)") % (str(PROBE_SCRIPT), mode, str(PROBE_SCRIPT))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "LOADED []" in done.stderr, done.stderr[-500:]
+
+
+# Header lines as metadata files hold them, and as they go wrong: any case of the field names, blanks around the
+# colon or the value, folded lines, lines with no colon, the empty line before the body and a body that repeats the
+# fields.
+_FIELD = st.sampled_from(["Name", "name", "NAME", "Version", "version", "VERSION", "Summary", "Metadata-Version",
+                          "Requires-Dist", "Name ", " Name", "X-Name", "From", ""])
+_VALUE = st.text(alphabet=st.sampled_from(list("abz019._-+ \t:\x0c\x1c\u2028")), max_size=12)
+_LINE = st.one_of(
+    st.tuples(_FIELD, st.sampled_from([":", ": ", ":\t", " :"]), _VALUE).map("".join),
+    _VALUE.map(lambda v: " " + v),  # folded
+    _VALUE.map(lambda v: "From " + v),  # an mbox envelope line
+    st.just(""),  # the empty line before the body
+    _VALUE,  # no colon at all
+)
+
+
+@settings(max_examples=int(os.environ.get('GPUSTACK_PROPERTY_EXAMPLES', '300')), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.tuples(st.sampled_from(["METADATA", "PKG-INFO"]), st.lists(_LINE, max_size=8)),
+                      min_size=1, max_size=2, unique_by=lambda f: f[0]),
+       crlf=st.booleans())
+def test_any_header_is_read_as_the_library_reads_it(tmp_path: Path, files: list[tuple[str, list[str]]],
+                                                     crlf: bool) -> None:
+    """Random metadata headers, the email parser (through importlib.metadata) as the oracle."""
+    root = Path(tempfile.mkdtemp(dir=tmp_path))  # one folder per example (hypothesis reuses tmp_path)
+    info = root / "pkg-1.dist-info"
+    info.mkdir(parents=True)
+    end = "\r\n" if crlf else "\n"
+    for name, lines in files:
+        (info / name).write_bytes("".join(line + end for line in lines).encode())
+    assert _fast([str(root)]) == _library([str(root)])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -66,36 +67,66 @@ def _read(path: str) -> Optional[str]:
 def _name_version(folder: str) -> Tuple[Optional[str], Optional[str]]:
     """Return the ``Name`` and ``Version`` fields of the metadata file of ``folder`` as importlib.metadata reads
     them: the first non-empty one of ``METADATA``, ``PKG-INFO`` and the folder itself (an egg-info may be that
-    file); each field the first of its name, names case-insensitive, the value without its leading blanks (email's
-    ``compat32`` rule), the header ending at the first line that is not a field (the empty line before the body)."""
+    file), its header parsed by the email parser's rules (``_header_fields``)."""
     for path in (os.path.join(folder, "METADATA"), os.path.join(folder, "PKG-INFO"), folder):
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
-                lines = iter(fh)
-                first = next(lines, "")
-                if not first:
-                    continue  # empty: importlib.metadata reads the next one
-                name = version = None
-                for line in _chain(first, lines):
-                    if line[0] in " \t":
-                        continue  # a folded line: Name and Version are never folded
-                    field, sep, value = line.partition(":")
-                    if not sep or not field or field != field.strip() or (name and version):
-                        break  # the empty line, or a line the email parser takes for the start of the body
-                    field = field.lower()
-                    if field == "name" and name is None:
-                        name = value.lstrip(" \t").rstrip("\r\n")
-                    elif field == "version" and version is None:
-                        version = value.lstrip(" \t").rstrip("\r\n")
-                return name, version
+                text = fh.read()
         except OSError:  # missing, a folder, unreadable: as importlib.metadata's ``read_text``
             continue
+        if text:  # an empty one: importlib.metadata reads the next
+            fields = _header_fields(text)
+            return fields.get("name"), fields.get("version")
     return None, None
 
 
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
+_FIELD_NAME = frozenset(chr(c) for c in range(0o41, 0o177) if c != 0o72)  # printable ASCII but space and colon
+
+
+def _header_fields(text: str) -> Dict[str, str]:
+    """Return the header fields of a metadata file's ``text`` (lower-cased name -> value of its first occurrence)
+    by the rules of ``email.parser`` with the ``compat32`` policy, which ``importlib.metadata`` reads them with: the
+    header ends at the first line that is neither a field (``name:``, the name printable ASCII) nor a continuation
+    (leading blank); a continuation line belongs to the field before it, as it is; a value loses its leading blanks
+    and its final line break; a first ``From `` line (mbox), a field with no name and a continuation with no field
+    before it are dropped."""
+    end = text.find("\n\n")
+    # the header ends at the first empty line; lines break at "\n" alone, as the email parser's buffer breaks them
+    lines = io.StringIO(text if end < 0 else text[:end + 1]).readlines()
+    fields: Dict[str, str] = {}
+    current: List[str] = []
+
+    def flush() -> None:
+        if current:
+            name, _, value = current[0].partition(":")
+            value = (value.lstrip(" \t") + "".join(current[1:])).rstrip("\r\n")
+            if "\n" in value:  # a folded value, re-indented as importlib.metadata 3.10+ does (``_repair_headers``)
+                import textwrap
+
+                value = textwrap.dedent(" " * 8 + value)
+            fields.setdefault(name.lower(), value)
+            del current[:]
+
+    for number, line in enumerate(lines):
+        if line[0] in " \t":
+            if current:
+                current.append(line)
+            continue
+        name, sep, _ = line.partition(":")
+        from_line = line.startswith("From ")
+        if not from_line and not (sep and all(c in _FIELD_NAME for c in name)):
+            break  # the empty line, or the first line of the body
+        flush()
+        if from_line:
+            if number == 0:
+                continue  # an mbox envelope line
+            if number == len(lines) - 1:
+                break  # the body's first line
+            continue
+        if name:
+            current.append(line)
+    flush()
+    return fields
 
 
 def _metadata_folders(search: List[str]) -> Optional[List[str]]:
