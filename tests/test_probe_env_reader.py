@@ -163,3 +163,35 @@ def test_any_header_is_read_as_the_library_reads_it(tmp_path: Path, files: list[
     for name, lines in files:
         (info / name).write_bytes("".join(line + end for line in lines).encode())
     assert _fast([str(root)]) == _library([str(root)])
+
+
+_PROJECT = st.sampled_from(["foo", "Foo", "foo_bar", "Foo.Bar", "bar", "~oo", "torch"])
+_FOLDER = st.tuples(_PROJECT, st.sampled_from(["-1.0", "-2.0", "", "-1.0-py3.11"]),
+                    st.sampled_from([".dist-info", ".egg-info", ".DIST-INFO"]), st.booleans(),
+                    st.sampled_from(["foo", "Foo-Bar", "bar", "torch", "foo.bar"]), st.sampled_from(["1", "2", "3"]))
+
+
+@settings(max_examples=int(os.environ.get('GPUSTACK_PROPERTY_EXAMPLES', '300')), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(st.lists(_FOLDER, max_size=6), min_size=1, max_size=3))
+def test_any_layout_is_found_as_the_library_finds_it(tmp_path: Path, entries: list[list[tuple]]) -> None:
+    """Random site folders: metadata folders whose own names agree or disagree with the ``Name`` inside, the same
+    project twice in a folder or in two, egg-info files, a killed pip's ``~`` stash; importlib.metadata as the
+    oracle of which one of each name is found first."""
+    base = Path(tempfile.mkdtemp(dir=tmp_path))
+    search = []
+    for i, folders in enumerate(entries):
+        root = base / f"site{i}"
+        root.mkdir()
+        search.append(str(root))
+        for project, version, suffix, as_file, name, meta_version in folders:
+            path = root / f"{project}{version}{suffix}"
+            if path.exists():
+                continue
+            text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {meta_version}\n"
+            if as_file and suffix == ".egg-info":
+                path.write_text(text)
+            else:
+                path.mkdir()
+                (path / ("PKG-INFO" if suffix == ".egg-info" else "METADATA")).write_text(text)
+    assert _fast(search) == _library(search)

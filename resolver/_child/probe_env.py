@@ -130,22 +130,29 @@ def _header_fields(text: str) -> Dict[str, str]:
 
 
 def _metadata_folders(search: List[str]) -> Optional[List[str]]:
-    """Return every metadata folder on ``search`` in the order ``importlib.metadata``'s path finder finds them:
-    path entry by path entry; in each, its ``*.dist-info`` and ``*.egg-info`` entries (a folder, or an egg-info file)
-    in listing order, then an ``.egg`` folder's ``EGG-INFO``. ``None`` where an entry is a file (a zip: only
-    importlib.metadata reads inside those)."""
+    """Return every metadata folder on ``search`` in the order ``importlib.metadata``'s path finder finds them
+    (3.10+, ``Lookup``): path entry by path entry; in each, its ``*.dist-info`` and ``*.egg-info`` entries (a folder,
+    or an egg-info file) grouped by the project name their own name starts with, groups and members in listing
+    order; then an ``.egg`` folder's ``EGG-INFO``. ``None`` where an entry is a file (a zip: only importlib.metadata
+    reads inside those)."""
     out: List[str] = []
     for entry in search:
-        root = entry or "."
         try:
-            children = os.listdir(root)
+            children = os.listdir(entry or ".")
         except NotADirectoryError:
             return None
         except OSError:
             continue  # missing or unreadable: importlib.metadata finds nothing there either
-        egg = os.path.basename(root).lower().endswith(".egg")
-        out.extend(os.path.join(root, c) for c in children if c.lower().endswith((".dist-info", ".egg-info")))
-        out.extend(os.path.join(root, c) for c in children if egg and c.lower() == "egg-info")
+        groups: Dict[str, List[str]] = {}
+        for child in children:
+            low = child.lower()
+            if low.endswith((".dist-info", ".egg-info")):
+                project = low.rpartition(".")[0].partition("-")[0]
+                groups.setdefault(_normalize(project), []).append(os.path.join(entry, child))
+        for members in groups.values():
+            out.extend(members)
+        if os.path.basename(entry).lower().endswith(".egg"):
+            out.extend(os.path.join(entry, c) for c in children if c.lower() == "egg-info")
     return out
 
 
