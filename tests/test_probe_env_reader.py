@@ -45,6 +45,7 @@ def _dist_info(root: Path, folder: str, text: str | bytes, file: str = "METADATA
 def test_this_environment_is_read_as_the_library_reads_it() -> None:
     """The test run's own sys.path: every distribution of gpustack's venv and the interpreter's, with the
     editable install's finder and pytest's import hook on ``sys.meta_path``."""
+    assert not probe_env._library_needed() and probe_env._metadata_folders(sys.path) is not None  # read by hand
     fast = _fast(None)
     assert len(fast) > 20 and "packaging" in fast and "click" in fast
     assert fast == _library(None)
