@@ -91,6 +91,16 @@ def test_metadata_that_is_not_utf8_is_still_read(tmp_path: Path) -> None:
     assert _fast([str(tmp_path)]) == {"binary": ("1", str(tmp_path / "binary-1.dist-info"), None)}
 
 
+def test_a_long_header_and_a_long_description(tmp_path: Path) -> None:
+    """The header is read to its end however long (here 40 KB, Version last), and the description after it not at
+    all; what is found is what the library finds."""
+    classifiers = "".join(f"Classifier: Topic :: Thing {i}\n" for i in range(1500))
+    _dist_info(tmp_path, "long-1.dist-info", f"Metadata-Version: 2.1\nName: long\n{classifiers}Version: 7\n\n"
+               + "Name: not-this\n" * 10000)
+    assert _fast([str(tmp_path)]) == _library([str(tmp_path)])
+    assert _fast([str(tmp_path)])["long"][0] == "7"
+
+
 def test_a_zip_on_the_path_is_read_by_the_library(tmp_path: Path) -> None:
     """Only importlib.metadata reads inside a zip (an old zipped egg): the reading hands over to it."""
     archive = tmp_path / "zipped.egg"

@@ -71,7 +71,12 @@ def _name_version(folder: str) -> Tuple[Optional[str], Optional[str]]:
     for path in (os.path.join(folder, "METADATA"), os.path.join(folder, "PKG-INFO"), folder):
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
+                text = fh.read(8192)  # the header, mostly: the description after it can be long
+                while "\n\n" not in text:
+                    more = fh.read(65536)
+                    if not more:
+                        break
+                    text += more
         except OSError:  # missing, a folder, unreadable: as importlib.metadata's ``read_text``
             continue
         if text:  # an empty one: importlib.metadata reads the next
@@ -80,16 +85,16 @@ def _name_version(folder: str) -> Tuple[Optional[str], Optional[str]]:
     return None, None
 
 
-_FIELD_NAME = frozenset(chr(c) for c in range(0o41, 0o177) if c != 0o72)  # printable ASCII but space and colon
+_FIELD_LINE = re.compile(r"[\041-\071\073-\176]*:")  # a field's first line: email.feedparser's headerRE
 
 
-def _header_fields(text: str) -> Dict[str, str]:
-    """Return the header fields of a metadata file's ``text`` (lower-cased name -> value of its first occurrence)
-    by the rules of ``email.parser`` with the ``compat32`` policy, which ``importlib.metadata`` reads them with: the
-    header ends at the first line that is neither a field (``name:``, the name printable ASCII) nor a continuation
-    (leading blank); a continuation line belongs to the field before it, as it is; a value loses its leading blanks
-    and its final line break; a first ``From `` line (mbox), a field with no name and a continuation with no field
-    before it are dropped."""
+def _header_fields(text: str, wanted: Tuple[str, ...] = ("name", "version")) -> Dict[str, str]:
+    """Return the ``wanted`` header fields of a metadata file's ``text`` (lower-cased name -> value of its first
+    occurrence) by the rules of ``email.parser`` with the ``compat32`` policy, which ``importlib.metadata`` reads
+    them with: the header ends at the first line that is neither a field (``name:``, the name printable ASCII) nor a
+    continuation (leading blank); a continuation line belongs to the field before it, as it is; a value loses its
+    leading blanks and its final line break; a first ``From `` line (mbox), a field with no name and a continuation
+    with no field before it are dropped. Reading stops once every wanted field is complete."""
     end = text.find("\n\n")
     # the header ends at the first empty line; lines break at "\n" alone, as the email parser's buffer breaks them
     lines = io.StringIO(text if end < 0 else text[:end + 1]).readlines()
@@ -99,12 +104,14 @@ def _header_fields(text: str) -> Dict[str, str]:
     def flush() -> None:
         if current:
             name, _, value = current[0].partition(":")
-            value = (value.lstrip(" \t") + "".join(current[1:])).rstrip("\r\n")
-            if "\n" in value:  # a folded value, re-indented as importlib.metadata 3.10+ does (``_repair_headers``)
-                import textwrap
+            key = name.lower()
+            if key in wanted and key not in fields:
+                value = (value.lstrip(" \t") + "".join(current[1:])).rstrip("\r\n")
+                if "\n" in value:  # a folded value, re-indented as importlib.metadata 3.10+ does (_repair_headers)
+                    import textwrap
 
-                value = textwrap.dedent(" " * 8 + value)
-            fields.setdefault(name.lower(), value)
+                    value = textwrap.dedent(" " * 8 + value)
+                fields[key] = value
             del current[:]
 
     for number, line in enumerate(lines):
@@ -112,18 +119,18 @@ def _header_fields(text: str) -> Dict[str, str]:
             if current:
                 current.append(line)
             continue
-        name, sep, _ = line.partition(":")
-        from_line = line.startswith("From ")
-        if not from_line and not (sep and all(c in _FIELD_NAME for c in name)):
-            break  # the empty line, or the first line of the body
         flush()
-        if from_line:
+        if len(fields) == len(wanted):
+            break
+        if line.startswith("From "):
             if number == 0:
                 continue  # an mbox envelope line
             if number == len(lines) - 1:
                 break  # the body's first line
             continue
-        if name:
+        if not _FIELD_LINE.match(line):
+            break  # the empty line, or the first line of the body
+        if line[0] != ":":
             current.append(line)
     flush()
     return fields
