@@ -18,6 +18,7 @@ import click
 
 from resolver import __version__
 from resolver.errors import GpuStackError
+from resolver.start import EARLY
 
 __all__ = ["main", "skip_final_collection"]
 
@@ -51,12 +52,6 @@ def skip_final_collection() -> None:
 
 
 _FREEZE_REGISTERED = False
-
-
-# Commands that start work before they are imported: ``install`` reads its target environment
-# (``resolver.read_ahead``), ``lock`` starts uv on its command line's last request (``resolver.lock_speculate``).
-# Each module has ``begin(args)`` and ``end()``.
-_EARLY = {"install": "resolver.read_ahead", "lock": "resolver.lock_speculate"}
 
 
 class _Redacting:
@@ -109,7 +104,7 @@ class _LazyGroup(click.Group):
              standalone_mode: bool = True, **extra: Any) -> Any:
         """Run the CLI; a usage error (unknown option, bad choice) is one line naming it, exit 2, like any bad input."""
         argv = list(sys.argv[1:] if args is None else args)
-        early = _EARLY.get(argv[0]) if argv else None
+        early = EARLY.get(argv[0]) if argv else None  # commands that start work before they are imported
         if early is None:
             return self._main(args, prog_name, complete_var, standalone_mode, **extra)
         # start what this command will need before anything else is imported; the command takes it, or it is

@@ -62,13 +62,17 @@ _current: tuple[str, UvRun | None] | None = None
 
 def begin(args: Sequence[str]) -> None:
     """Start uv on the request remembered for the ``gpustack lock`` command line ``args`` (if any); ``current()``
-    hands it to the command, ``end()`` stops it if the command did not take it."""
+    hands it to the command, ``end()`` stops it if the command did not take it. A run already begun for the same
+    command line (by ``resolver.start``) is kept."""
     global _current
-    end()
     try:
         key = hint_key(args)
     except (OSError, TypeError, ValueError):  # no working folder, an argument that is not text: no hint
+        end()
         return
+    if _current is not None and _current[0] == key:
+        return
+    end()
     _current = (key, start(key))
 
 

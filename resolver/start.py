@@ -1,23 +1,28 @@
 """The ``gpustack`` command's entry point: what can start before the CLI is even imported, then ``resolver.cli``.
 
-``gpustack install`` begins reading its target environment here (``resolver.read_ahead``), before click and the
-command's modules are imported (~50 ms, the time the reading takes); ``resolver.cli`` keeps a reading begun for
-its own command line.
+A command in ``EARLY`` begins its early work here, before click and the command's modules are imported:
+``install`` reads its target environment (``resolver.read_ahead``), ``lock`` starts uv on its command line's last
+request (``resolver.lock_speculate``). ``resolver.cli`` begins it too, for a run that does not come through here,
+and ends it after the command; a begin for the same command line keeps what was begun.
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "EARLY"]
+
+# command -> the module whose ``begin(args)`` starts its early work and ``end()`` stops what the command did not take
+EARLY = {"install": "resolver.read_ahead", "lock": "resolver.lock_speculate"}
 
 
 def main() -> None:
     """Run the ``gpustack`` command line."""
-    if sys.argv[1:2] == ["install"]:
-        from resolver import read_ahead
+    early = EARLY.get(sys.argv[1]) if len(sys.argv) > 1 else None
+    if early is not None:
+        import importlib
 
-        read_ahead.begin(sys.argv[2:])
+        importlib.import_module(early).begin(sys.argv[2:])
     from resolver.cli import main as cli
 
     cli()

@@ -736,3 +736,25 @@ def test_a_uv_run_started_for_a_command_line_is_stopped_when_the_command_fails(
     assert len(runs) == 1 and runs[0]._proc is None  # started from the hint, then stopped
     assert not list((tmp_path / "tmp").iterdir())  # its inputs' folder removed
     assert lock_speculate.current() == (None, None)
+
+
+def test_a_speculative_run_begun_for_the_same_command_line_is_kept(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``resolver.start`` begins the run before click is imported, then ``resolver.cli`` begins again with the same
+    command line: the first run goes on (no second uv); another command line stops it and starts its own."""
+    from resolver import lock_speculate
+
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path))
+    args = ["--gpu", "A100", "torch==2.1.0", "-o", "a.toml"]
+    lock_speculate.remember(lock_speculate.hint_key(args), _hint())
+    try:
+        lock_speculate.begin(args)
+        key, first = lock_speculate.current()
+        assert first is not None and key == lock_speculate.hint_key(args)
+        lock_speculate.begin(list(args))
+        assert lock_speculate.current()[1] is first
+        lock_speculate.begin(["--gpu", "H100", "torch==2.1.0"])  # no hint for it: the first run is stopped
+        assert lock_speculate.current() == (lock_speculate.hint_key(["--gpu", "H100", "torch==2.1.0"]), None)
+        assert first._proc is None  # cancelled: uv stopped, its folder removed
+    finally:
+        lock_speculate.end()
