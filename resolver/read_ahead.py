@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["begin", "take", "end", "interpreter_of"]
 
-_TIMEOUT_S = 120.0  # as target's ``installed`` mode
-
-
 class _Reading:
     """The child, and a thread that collects its output (so a large environment's answer never blocks it)."""
 
@@ -154,10 +151,11 @@ def take(python_exe: str) -> TargetFacts | None:
     try:
         if reading.python_exe != python_exe:
             return None
-        reading.thread.join(_TIMEOUT_S)
+        from resolver.target import _TIMEOUT_S, parse_facts, read_again, still_current  # loaded by the install
+
+        reading.thread.join(_TIMEOUT_S["installed"])  # as long as the install's own reading may take
         if reading.thread.is_alive() or reading.proc.wait() != 0 or not reading.out:
             return None
-        from resolver.target import parse_facts, read_again, still_current
 
         try:
             facts = parse_facts(reading.out[0], "installed")
