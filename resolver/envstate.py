@@ -1,9 +1,9 @@
 """An environment's installed set: read it, compare two readings, put an old one back, and lock the environment.
 
 ``snapshot`` reads the target interpreter's distributions in a child (``_child/probe_env.py``, which finds them as
-``importlib.metadata`` does: it works in venvs without pip, such as uv's). ``restore`` reinstalls what was removed or changed at its old version (from the file it
-came from when ``direct_url.json`` names one, else from the run's own sources, which pip and uv cache) and
-uninstalls what was added. ``env_lock`` is an inter-process lock file inside the environment's ``sys.prefix``.
+``importlib.metadata`` does: it works in venvs without pip, such as uv's). ``restore`` reinstalls what was removed
+or changed at its old version (from the file it came from when ``direct_url.json`` names one, else from the run's
+own sources, which pip and uv cache) and uninstalls what was added. ``env_lock`` is an inter-process lock file inside the environment's ``sys.prefix``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from resolver.envlock import EnvLock
 from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
 from resolver.target import TargetFacts, parse_facts, read_again, read_target
 
-__all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "snapshot_of", "diff", "restore", "env_lock", "EnvironmentLocked"]
+__all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "snapshot_of", "diff", "restore", "env_lock",
+           "EnvironmentLocked"]
 
 log = logging.getLogger("gpustack.envstate")
 

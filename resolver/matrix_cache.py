@@ -63,7 +63,7 @@ def write(digest: str, data: dict[str, Any]) -> None:
     try:  # one file per matrix version (and key rule): the newest KEPT stay
         write_private(cache_dir(), f"{digest}.json", header + b"\n" + body, keep=KEPT)
     except ValueError:
-        return
+        pass
 
 
 KEPT = 8

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 
-
 def _metadata() -> Any:
     """Return ``importlib.metadata``, imported on first use (most readings do without it: ``_distributions``), or
     ``None`` on Python < 3.8."""
@@ -178,9 +177,9 @@ def _distributions(search: Optional[List[str]] = None) -> Iterator[Tuple[str, st
 
     The distributions are the ones ``importlib.metadata`` finds, in its order (``tests/test_probe_env_reader.py``
     holds the two side by side), read here without it where every path entry is a folder: importing it and its
-    email parser was two thirds of an ``installed`` reading (54 ms, now 19 ms). ``Name`` and ``Version`` are the
-    first two fields of a metadata file, so only its header is read. Where the library must answer (a zip on the
-    path, another finder of distributions), it does.
+    email parser was two thirds of an ``installed`` reading. Each metadata file is read only as far as its ``Name``
+    and ``Version`` (``_name_version``). Where the library must answer (a zip on the path, another finder of
+    distributions), it does.
 
     The ``~``-prefixed folders a killed pip leaves in site-packages (its stash of what it was uninstalling) still say
     ``Name: torch`` in their dist-info: they are skipped, as ``pip freeze`` skips them.
@@ -508,7 +507,7 @@ MODES = {"full": probe, "light": probe_light, "installed": probe_installed}
 if __name__ == "__main__":
     # argv is ``[--mode MODE]``, written by gpustack alone; argparse would add a tenth of the reading's time
     args = sys.argv[1:]
-    if args not in ([], ["--mode", "full"], ["--mode", "light"], ["--mode", "installed"]):
+    if args and (len(args) != 2 or args[0] != "--mode" or args[1] not in MODES):
         sys.exit("usage: probe_env.py [--mode {%s}]" % ",".join(sorted(MODES)))
     result = MODES[args[1] if args else "full"]()
     sys.stdout.write("\n" + json.dumps(result, sort_keys=True) + "\n")
