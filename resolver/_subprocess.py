@@ -6,7 +6,6 @@ WARNING: every child process of gpustack goes through here. Keep it small and bo
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import signal
 import subprocess
@@ -15,10 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from resolver.errors import CommandFailed
+from resolver.logs import Logger
 
 __all__ = ["run", "try_run", "popen", "stream", "CompletedText"]
 
-log = logging.getLogger("gpustack.subprocess")
+log = Logger("gpustack.subprocess")
 
 _PR_SET_PDEATHSIG = 1
 

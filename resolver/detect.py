@@ -14,7 +14,6 @@ interpreter is read in a child process (``resolver/_child/probe_env.py``): gpust
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ from packaging.version import Version
 
 from resolver._subprocess import try_run
 from resolver.errors import BadInput, DetectionError
+from resolver.logs import Logger
 from resolver.models import ComputeCapability, format_driver, parse_driver
 from resolver.probes import (DetectedGpu, _driver_or_none, Host, InstalledEnv, env_from_json, last_json_object,
                              parse_meminfo_available_gib,
@@ -40,7 +40,7 @@ from resolver.target import PROBE_SCRIPT, probe_output
 # The values and parsers live in resolver.probes; detect re-exports them beside the reads.
 __all__ = ["detect", "detect_env", "nvcc", "resources", "format_driver", *probes.__all__]
 
-log = logging.getLogger("gpustack.detect")
+log = Logger("gpustack.detect")
 
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total", "--format=csv,noheader")
 SYS_MODULE_VERSION = "/sys/module/nvidia/version"

@@ -8,7 +8,6 @@ own sources, which pip and uv cache) and uninstalls what was added. ``env_lock``
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -18,12 +17,13 @@ from typing import Protocol
 from resolver import _subprocess, journal as journals
 from resolver.envlock import EnvLock
 from resolver.errors import BadInput, GpuStackError  # BadInput: what snapshot raises (via resolver.target)
+from resolver.logs import Logger
 from resolver.target import TargetFacts, parse_facts, read_again, read_target
 
 __all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "snapshot_of", "diff", "restore", "env_lock",
            "EnvironmentLocked"]
 
-log = logging.getLogger("gpustack.envstate")
+log = Logger("gpustack.envstate")
 
 class EnvironmentLocked(GpuStackError):
     """Another gpustack run holds the environment's lock for longer than we were willing to wait."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -23,11 +22,12 @@ from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonica
 from packaging.version import Version
 
 from resolver.lock import LockedFile
+from resolver.logs import Logger
 from resolver.models import PYPI_SIMPLE, Plan
 
 __all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "platform_tags", "target_tags", "pick", "lookup"]
 
-log = logging.getLogger("gpustack.hashes")
+log = Logger("gpustack.hashes")
 
 Fetch = Callable[[str], "str | None"]
 

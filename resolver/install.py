@@ -10,7 +10,6 @@ and the error says what was put back.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import signal
 import time
@@ -26,6 +25,7 @@ from resolver import _subprocess, envstate, journal as journals, read_ahead
 from resolver.errors import CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
                                  constraints_path, index_variant, restore_args, source_args)
+from resolver.logs import Logger
 from resolver.models import PackageChoice, Plan, Step
 from resolver.redact import redact
 from resolver.report import Reporter
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
            "SourceUnreachable", "choose_backend", "restore_args", "restore_line", "execute", "commands", "guarded"]
 
-log = logging.getLogger("gpustack.install")
+log = Logger("gpustack.install")
 
 
 class TorchSwapped(GpuStackError):

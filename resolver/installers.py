@@ -4,7 +4,6 @@ hosts a plan needs answer. Pure argv building plus one reachability probe; ``res
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
@@ -15,12 +14,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
-                             parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_index_url
+from resolver.logs import Logger
 from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
 
@@ -28,7 +26,7 @@ __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "c
            "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
            "with_mirrors", "torch_mirror", "pypi_mirror"]
 
-log = logging.getLogger("gpustack.install")
+log = Logger("gpustack.install")
 
 Backend = Literal["pip", "uv"]
 
@@ -115,6 +113,7 @@ class Sources:
 
 def _pinned(step: Step) -> tuple[str, Version] | None:
     from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
 
     try:
         req = Requirement(step.requirement)
@@ -128,6 +127,9 @@ def _pinned(step: Step) -> tuple[str, Version] | None:
 
 
 def _file_is(filename: str, name: str, version: Version) -> bool:
+    # packaging.utils imports packaging.tags, and with it logging and platform (~5 ms): only find-links need them
+    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+
     try:
         if filename.endswith(".whl"):
             found = parse_wheel_filename(filename)[:2]

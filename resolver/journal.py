@@ -13,7 +13,6 @@ installs into one environment exclude each other whoever starts them and whateve
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -28,8 +27,6 @@ from resolver.errors import BadInput, GpuStackError
 
 __all__ = ["STATE_DIR", "TXN_ENV", "leftovers", "stop_leftovers", "Journal", "JournalPending", "state_dir", "lock_file", "prefix_of", "pending", "unfinished",
            "begin", "notice", "recover_command"]
-
-log = logging.getLogger("gpustack.journal")
 
 STATE_DIR = ".gpustack"
 # Every process a transaction starts (installers, build backends, compilers: environments are inherited) carries

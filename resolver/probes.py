@@ -8,7 +8,6 @@ Each ``parse_*(text)`` takes the text of one probe (``nvidia-smi``, ``/proc/driv
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 from packaging.version import Version
 
 from resolver.errors import BadInput
+from resolver.logs import Logger
 from resolver.models import ComputeCapability, format_driver, parse_driver
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "parse_meminfo_available_gib",
 ]
 
-log = logging.getLogger("gpustack.detect")
+log = Logger("gpustack.detect")
 
 
 @dataclass(frozen=True)
