@@ -18,7 +18,7 @@ import click
 
 from resolver import __version__
 from resolver.errors import GpuStackError
-from resolver.start import EARLY
+from resolver.start import EARLY, resume_gc
 
 __all__ = ["main", "skip_final_collection"]
 
@@ -91,6 +91,7 @@ class _LazyGroup(click.Group):
         if spec is None:
             return None
         module = importlib.import_module(spec[0])
+        resume_gc()  # paused by resolver.start for the start-up imports
         command = getattr(module, spec[1])
         assert isinstance(command, click.Command)
         return command
