@@ -151,9 +151,9 @@ def take(python_exe: str) -> TargetFacts | None:
     try:
         if reading.python_exe != python_exe:
             return None
-        from resolver.target import _TIMEOUT_S, parse_facts, read_again, still_current  # loaded by the install
+        from resolver.target import TIMEOUT_S, parse_facts, read_again, still_current  # loaded by the install
 
-        reading.thread.join(_TIMEOUT_S["installed"])  # as long as the install's own reading may take
+        reading.thread.join(TIMEOUT_S["installed"])  # as long as the install's own reading may take
         if reading.thread.is_alive() or reading.proc.wait() != 0 or not reading.out:
             return None
 

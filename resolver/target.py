@@ -26,13 +26,14 @@ from resolver.errors import BadInput, DetectionError
 from resolver.probes import InstalledEnv, env_from_json, last_json_object
 
 __all__ = ["Mode", "TargetFacts", "PROBE_SCRIPT", "probe_output", "parse_facts", "read_target", "read_again",
-           "still_current", "parse_torch_version_py"]
+           "still_current", "parse_torch_version_py", "TIMEOUT_S"]
 
 Mode = Literal["full", "light", "installed"]
 
 PROBE_SCRIPT = Path(PROBE_ENV)
-# A cold ``import torch`` (CUDA libraries on a network filesystem) can take a minute; the other modes import nothing.
-_TIMEOUT_S: dict[str, float] = {"full": 180.0, "light": 60.0, "installed": 120.0}
+# How long a reading may take, per mode (read_ahead waits as long for its own). A cold ``import torch`` (CUDA
+# libraries on a network filesystem) can take a minute; the other modes import nothing.
+TIMEOUT_S: dict[str, float] = {"full": 180.0, "light": 60.0, "installed": 120.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def probe_output(python_exe: str, mode: Mode = "full") -> str:
         python_exe = shutil.which(python_exe) or python_exe
     if not os.path.isfile(python_exe):
         raise BadInput(f"--python-exe {python_exe}: not found; pass the path of a python interpreter")
-    timeout = _TIMEOUT_S[mode]
+    timeout = TIMEOUT_S[mode]
     try:
         done = run([python_exe, str(PROBE_SCRIPT), "--mode", mode], timeout=timeout, check=False)
     except OSError as exc:
