@@ -8,7 +8,8 @@
 3. pip vs uv installing the same plan (the real torch 2.13.0+cpu wheel from /opt/wheels, no dependencies).
 4. ``gpustack install --installer uv`` (the CLI, transaction included: lock, journal, backup, per-step checks)
    against raw ``uv pip install`` of the same pinned set (torch 2.13.0+cpu and its dependencies) from the same
-   local indexes, side by side in one run, each into a fresh venv, alternating (goal: ratio <= 1.3).
+   local indexes, side by side in one run, each into a fresh venv, alternating (goal: ratio <= 1.3); and the floor
+   of any Python front end there: its interpreter importing subprocess, json and packaging's requirement parser.
 
 Usage: ``python bench/bench_install.py [--torch-venv DIR]``; DIR holds (or receives) torch 2.14.1 (CUDA 13).
 Prints one line per measurement and a JSON summary.
@@ -246,7 +247,27 @@ def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[
                     f"{mode}_gpustack_uv_install_torch_cpu_s": med["gpustack"],
                     f"{mode}_gpustack_over_raw_uv_ratio": med["gpustack"] / med["raw"],
                     f"{mode}_gpustack_minus_raw_uv_ms": 1000 * diffs[len(diffs) // 2]})
+    out.update(python_floor(os.path.join(os.path.dirname(command), "python"), iso))
+    if "known_raw_uv_install_torch_cpu_s" in out:
+        out["known_allowed_ms"] = 300 * out["known_raw_uv_install_torch_cpu_s"]  # what a 1.3 ratio leaves gpustack
     return out
+
+
+def python_floor(python: str, env: dict[str, str], rounds: int = 21) -> dict[str, float]:
+    """Return the median wall time of gpustack's own interpreter doing nothing (``python_start_ms``) and importing
+    only what any Python front end needs before it may start uv on a plan: subprocess to start it, json to read the
+    plan, packaging's requirement parser to check it (``python_floor_ms``; alternating, the collector off as
+    ``resolver.start`` has it). Set against ``known_allowed_ms``: the floor alone nearly fills what a 1.3 ratio
+    allows into a venv uv knows."""
+    pre = "import gc; gc.disable(); "
+    runs: dict[str, list[float]] = {"python_start_ms": [], "python_floor_ms": []}
+    for _ in range(rounds):
+        for name, code in (("python_start_ms", "pass"),
+                           ("python_floor_ms", "import subprocess, json, packaging.requirements")):
+            t0 = time.perf_counter()
+            subprocess.run([python, "-c", pre + code], check=True, env=env)
+            runs[name].append(1000 * (time.perf_counter() - t0))
+    return {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
 
 
 def main() -> None:
