@@ -88,11 +88,19 @@ class CompletedText:
         self.stderr = stderr
 
 
-def _merged_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
-    if env is None:
-        return None
+# Nothing gpustack starts may wait for a person. Its output is captured, so a prompt never shows: pip asking "User
+# for host:" when an index answers 401, or git asking for a password for a git+https requirement, would be a silent
+# hang. So children read no stdin (/dev/null: a read ends at once), pip does not prompt (it reports the 401), and git
+# does not ask on the terminal (it opens /dev/tty itself). A caller's own ``env`` still wins.
+_NO_PROMPTS = {"PIP_NO_INPUT": "1", "GIT_TERMINAL_PROMPT": "0"}
+
+
+def _merged_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """Return a child's environment: this process's, with no prompts (``_NO_PROMPTS``), plus ``env``."""
     merged = dict(os.environ)
-    merged.update(env)
+    merged.update(_NO_PROMPTS)
+    if env:
+        merged.update(env)
     return merged
 
 
@@ -113,7 +121,7 @@ def run(
     held = _hold_signals()
     try:
         child = subprocess.Popen(list(argv), env=_merged_env(env), cwd=cwd, text=True, shell=False,
-                                 stdin=subprocess.PIPE if input_text is not None else None,
+                                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
     except BaseException:
         _release_signals(held)
@@ -154,6 +162,7 @@ def popen(
         list(argv),
         env=_merged_env(env),
         cwd=cwd,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -4,11 +4,13 @@ killed installer or a failed build, offline installs, the CLI's dry run; then re
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,50 @@ def test_install_into_a_python_that_is_no_venv_asks_its_prefix_once(local_index:
     assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
     probes = [line.split("--mode ")[-1] for line in starts.read_text().splitlines() if "probe_env.py" in line]
     assert sorted(probes) == ["installed", "light"], probes
+
+
+class _AsksForCredentials(http.server.BaseHTTPRequestHandler):
+    """An index that wants a login: 401 with a Basic challenge for everything."""
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="index"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_index_asking_for_a_login_fails_the_install_instead_of_hanging_it(venv: Path, tmp_path: Path,
+                                                                             backend: str) -> None:
+    # gpustack's stdin is a terminal nobody types into (a pipe held open, never written). pip, on a 401, asked "User
+    # for host:" on it: the prompt went into the captured output, without a newline, so the user saw the step's
+    # line and then nothing, forever. Children now read /dev/null and pip is told not to prompt.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AsksForCredentials)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/simple"
+    plan = make_plan("2.1.0+cu121", [Step("install", "torch", "torch==2.1.0+cu121", index_url=url)])
+    before = freeze(venv)
+    read, write = os.pipe()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "resolver", "install", "--plan", _plan_file(tmp_path, plan),
+                                  "--python-exe", str(venv), "--installer", backend], stdin=read,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        os.close(read)
+        try:
+            out, _ = child.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            out, _ = child.communicate()
+            pytest.fail(f"the install waited for a login nobody can see:\n{out}")
+    finally:
+        os.close(write)
+        server.shutdown()
+    assert child.returncode == 2, out
+    assert out.rstrip().endswith("environment restored: unchanged"), out
+    assert freeze(venv) == before
 
 
 def test_recover_that_cannot_finish_says_what_install_says(venv: Path) -> None:
