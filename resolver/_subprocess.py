@@ -89,10 +89,12 @@ class CompletedText:
 
 
 # Nothing gpustack starts may wait for a person. Its output is captured, so a prompt never shows: pip asking "User
-# for host:" when an index answers 401, or git asking for a password for a git+https requirement, would be a silent
-# hang. So children read no stdin (/dev/null: a read ends at once), pip does not prompt (it reports the 401), and git
-# does not ask on the terminal (it opens /dev/tty itself). A caller's own ``env`` still wins.
-_NO_PROMPTS = {"PIP_NO_INPUT": "1", "GIT_TERMINAL_PROMPT": "0"}
+# for host:" when an index answers 401, or git asking for a password for a git+https requirement, was a silent
+# hang. So children read no stdin (/dev/null: pip's prompt ends at once, and the step fails), and git does not ask on
+# the terminal (it opens /dev/tty itself; its credential helpers still answer). Not PIP_NO_INPUT: with it, pip's
+# default keyring provider ("auto") stops asking the keyring too, and private indexes reached through keyring
+# would fail. A caller's own ``env`` still wins.
+_NO_PROMPTS = {"GIT_TERMINAL_PROMPT": "0"}
 
 
 def _merged_env(env: Mapping[str, str] | None) -> dict[str, str]:
