@@ -148,11 +148,13 @@ def load_matrix(opts: PlanOptions) -> Matrix:
 
 
 def _read_requirement_files(files: Sequence[str]) -> list[str]:
+    from resolver.request import strip_comment
+
     lines: list[str] = []
     for name in files:
         text = read_text(name, f"-r {name}", hint="pass a requirements file")
         for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
+            line = strip_comment(line)
             if not line:
                 continue
             if line.startswith("-"):

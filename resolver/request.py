@@ -5,6 +5,7 @@ Pure: reading ``-r requirements.txt`` is the CLI's job; this module takes the li
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -20,7 +21,7 @@ from resolver.matrix_types import Matrix
 from resolver.models import spec_allows
 from resolver.passthrough import IndexProject
 
-__all__ = ["Request", "parse_request", "parse_requirement", "SOLVED"]
+__all__ = ["Request", "parse_request", "parse_requirement", "strip_comment", "SOLVED"]
 
 # Packages the solver decides; anything else passes through to the plan untouched.
 SOLVED = ("torch", "xformers", "flash-attn")
@@ -93,6 +94,15 @@ class Request:
         return f"{name}{spec}"
 
 
+_COMMENT = re.compile(r"(?:^|\s)#.*")
+
+
+def strip_comment(line: str) -> str:
+    """Return ``line`` without its comment, as pip reads a requirements line: ``#`` starts one at the line's start or
+    after white space only, so a URL's ``#sha256=`` fragment is kept (and then refused as a direct URL, by name)."""
+    return _COMMENT.sub("", line, count=1).strip()
+
+
 def _split_local(req: Requirement) -> tuple[SpecifierSet, str | None]:
     """``torch==1.12.1+cu113`` -> (``==1.12.1``, ``"cu113"``)."""
     local = None
@@ -114,13 +124,34 @@ def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
         first = str(exc).splitlines()[0].rstrip(".")
         raise BadInput(f"invalid requirement {shown or text!r}: {first}; write it as PEP 508, "
                        "e.g. 'xformers<0.0.23'") from None
+    if req.url:
+        raise BadInput(f"requirement {shown or text!r}: a direct URL is not supported (gpustack picks every file from "
+                       f"an index, checked against the target); write {_pin_for(req)!r} instead, and for a local file "
+                       "put it in a folder and pass --find-links DIR to install")
     return req
+
+
+def _pin_for(req: Requirement) -> str:
+    """Return the ``name==version`` a direct-URL requirement stands for, read from its wheel or sdist file name
+    (``name==VERSION`` when the URL names neither)."""
+    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+
+    name = str(canonicalize_name(req.name))
+    filename = (req.url or "").split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    try:
+        version: str = str(parse_wheel_filename(filename)[1] if filename.endswith(".whl")
+                           else parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        version = "VERSION"
+    if canonicalize_name(filename.split("-", 1)[0]) != name:
+        version = "VERSION"
+    return f"{name}=={version}"
 
 
 def _parsed(line: str, *, profile: bool = False, constraint: bool = False) -> tuple[str, str, Requirement, bool, bool]:
     """Return (``line``, its text without a ``#`` comment, its requirement, ``profile``: a profile wrote it,
     ``constraint``: a profile's constraint). A tuple, not a class: building one would cost every command's start."""
-    text = line.split("#", 1)[0].strip()
+    text = strip_comment(line)
     return line, text, parse_requirement(text, shown=line), profile, constraint
 
 
@@ -159,7 +190,7 @@ def parse_request(
         needs |= set(profile.needs)
         for need in profile.needs:
             requested.add(need.split(".")[0])
-    user = [_parsed(line) for line in asked if line.split("#", 1)[0].strip()]
+    user = [_parsed(line) for line in asked if strip_comment(line)]
     for line, text, req, from_profile, constraint in user + profile_lines + constraints:
         name = str(canonicalize_name(req.name))
         if name in kernel_names and name not in SOLVED:
