@@ -11,6 +11,7 @@ plan.json``, ``lock -o -``) stays exact, since it is input to the next command (
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from typing import IO, Any
 
@@ -20,7 +21,7 @@ from resolver import __version__
 from resolver.errors import GpuStackError
 from resolver.start import EARLY, resume_gc
 
-__all__ = ["main", "skip_final_collection"]
+__all__ = ["main", "skip_final_collection", "empty_argument"]
 
 # name -> (module, attribute, one-line help)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -82,6 +83,22 @@ def _redact_streams() -> None:
         sys.stdout = _Redacting(sys.stdout)
 
 
+_OPTION_EQUALS = re.compile(r"--[A-Za-z][A-Za-z0-9-]*=")
+
+
+def empty_argument(argv: list[str]) -> str | None:
+    """Return the message for an empty value on the command line (``--venv ''``, ``--venv=``, a bare ``''``), else
+    ``None``. No option or argument of gpustack means anything when empty: it is nearly always a shell variable
+    that was not set (``--venv "$VENV"``), and taking it as "not given" would act on another environment."""
+    for i, arg in enumerate(argv):
+        if arg == "":
+            where = f" after {argv[i - 1]}" if i > 0 else ""
+            return f"an empty value{where} (an unset shell variable?): give it a value, or leave it out"
+        if _OPTION_EQUALS.fullmatch(arg):
+            return f"{arg} with an empty value (an unset shell variable?): give it a value, or leave {arg[:-1]} out"
+    return None
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)
@@ -122,6 +139,9 @@ class _LazyGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
+            empty = empty_argument(list(sys.argv[1:] if args is None else args))
+            if empty is not None:
+                raise click.UsageError(empty)
             rc = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
@@ -131,9 +151,9 @@ class _LazyGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except click.Abort:  # Ctrl-C outside a command's own handling: said and ended as install says it
+            click.echo("gpustack: interrupted (SIGINT)", err=True)
+            sys.exit(130)
         sys.exit(rc if isinstance(rc, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:

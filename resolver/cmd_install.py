@@ -177,17 +177,23 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
                            "of the environment to recover")
     exe = python_exe or sys.executable
     prefix = journals.prefix_of(exe)
-    found = journals.pending(prefix)
-    if found is None:
-        line(console(), f"nothing to recover: {prefix} has no unfinished gpustack transaction")
+    nothing = f"nothing to recover: {prefix} has no unfinished gpustack transaction"
+    if journals.pending(prefix) is None:
+        line(console(), nothing)
         return
-    if "snapshot" not in found.data:
-        raise journals.JournalPending(f"{found.describe()}: the journal cannot be read; compare the environment "
-                                      f"with `pip freeze`, then remove {found.path}")
-    backend = choose_backend(installer if installer != "auto" else str(found.data.get("backend") or "auto"))
-    inst = Installer(backend, exe, list(found.data.get("restore_args", ())))
     lock = envstate.env_lock(prefix, timeout=10.0)
     try:
+        # Read again under the lock: an install still running held it, and the journal read before it may have
+        # been removed since by that install's success. Restoring from it would undo a finished install.
+        found = journals.pending(prefix)
+        if found is None:
+            line(console(), nothing)
+            return
+        if "snapshot" not in found.data:
+            raise journals.JournalPending(f"{found.describe()}: the journal cannot be read; compare the environment "
+                                          f"with `pip freeze`, then remove {found.path}")
+        backend = choose_backend(installer if installer != "auto" else str(found.data.get("backend") or "auto"))
+        inst = Installer(backend, exe, list(found.data.get("restore_args", ())))
         _err(f"recovering {found.describe()} ...")
         before = envstate.snapshot_from(prefix, found.snapshot)
         from resolver.install import Transaction, restore_line, restore_transaction

@@ -27,3 +27,55 @@ def test_no_command_declares_a_flag_twice() -> None:
         dests = [p.name for p in cmd.params]
         assert len(flags) == len(set(flags)), (name, sorted(f for f in flags if flags.count(f) > 1))
         assert len(dests) == len(set(dests)), (name, sorted(d for d in dests if d and dests.count(d) > 1))
+
+
+def _every_value_option() -> list[tuple[str, str]]:
+    ctx = click.Context(main)
+    return [(name, opt) for name, cmd in _commands(main, ctx) for p in cmd.params
+            if isinstance(p, click.Option) and not p.is_flag and not p.count for opt in p.opts[:1]]
+
+
+def test_an_empty_value_for_any_option_of_any_command_is_one_line_exit_2(tmp_path: object) -> None:
+    # `--venv "$VENV"` with VENV unset once installed into gpustack's own venv; `--index-url ''` acted as if not given
+    import os
+
+    from click.testing import CliRunner
+
+    options = _every_value_option()
+    assert ("install", "--venv") in options and ("lock", "-o") in options and len(options) > 40
+    cwd = os.getcwd()
+    for name, opt in options:
+        for args in ([*name.split(), opt, ""], [*name.split(), f"{opt}="] if opt.startswith("--") else None):
+            if args is None:
+                continue
+            out = CliRunner().invoke(main, args)
+            lines = out.output.strip().splitlines()
+            assert out.exit_code == 2 and len(lines) == 1 and "an empty value" in lines[0], (args, out.output)
+            assert os.getcwd() == cwd
+
+
+def test_an_empty_argument_is_refused_and_a_value_ending_in_equals_is_not(tmp_path: object) -> None:
+    from click.testing import CliRunner
+
+    out = CliRunner().invoke(main, ["plan", "--cpu", ""])
+    assert out.exit_code == 2 and out.output.strip() == ("gpustack: an empty value after --cpu (an unset shell "
+                                                         "variable?): give it a value, or leave it out")
+    # a URL whose query ends in '=' is a value, not an empty option
+    out = CliRunner().invoke(main, ["plan", "--cpu", "--index-url=https://example.com/simple?token=", "--json"])
+    assert "an empty value" not in out.output
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(monkeypatch: object) -> None:
+    # install said "interrupted (SIGINT)", exit 130; every other command printed click's "Aborted!", exit 1
+    import pytest
+    from click.testing import CliRunner
+
+    import resolver.cmd_plan
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(resolver.cmd_plan, "plan_for", interrupted)
+    out = CliRunner().invoke(main, ["plan", "--cpu"])
+    assert out.exit_code == 130 and out.output.strip() == "gpustack: interrupted (SIGINT)"

@@ -303,6 +303,34 @@ def test_an_index_asking_for_a_login_fails_the_install_instead_of_hanging_it(ven
     assert freeze(venv) == before
 
 
+def test_recover_while_an_install_runs_waits_and_leaves_its_finished_work(venv: Path, tmp_path: Path) -> None:
+    # An install holds the environment's lock and has written its journal; `recover` starts meanwhile, sees the
+    # journal and waits for the lock. The install then succeeds: it removes its journal and lets the lock go.
+    # recover must read the journal again under the lock and find nothing to do. It restored from the journal it
+    # had read before the wait, and took the finished install back out (both said success).
+    from resolver import journal as journals
+
+    before = envstate.snapshot(str(venv))
+    wheel = fakewheels.make_wheel(tmp_path / "w", "finished-pkg", "1.0")
+    lock = envstate.env_lock(before.prefix, timeout=10.0)
+    try:
+        journal = journals.begin(str(venv), before.prefix,
+                                 {k: [d.version, d.url, d.editable] for k, d in before.dists.items()},
+                                 command="install finished-pkg", plan=None, backend="pip", restore_args=["--no-index"])
+        recover = subprocess.Popen([sys.executable, "-m", "resolver", "recover", "--python-exe", str(venv)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        pip(venv, "install", "--no-index", str(wheel))  # the install's step
+        time.sleep(1.0)  # recover is waiting for the lock by now (it waits up to 10 s)
+        assert recover.poll() is None
+        journal.finish()  # the install succeeded
+    finally:
+        lock.release()
+    out, _ = recover.communicate(timeout=120)
+    assert recover.returncode == 0, out
+    assert out.strip().splitlines()[-1] == f"nothing to recover: {before.prefix} has no unfinished gpustack transaction"
+    assert envstate.snapshot(str(venv)).version("finished-pkg") == "1.0"
+
+
 def test_recover_that_cannot_finish_says_what_install_says(venv: Path) -> None:
     # A journal whose "before" held ghostpkg 1.0, which neither the backup nor the run's sources (--no-index) have:
     # recover's restore cannot finish, and says so in install's one line, with the command that finishes it.
