@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from resolver.probes import InstalledEnv
     from resolver.request import Request
 
-__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "target_from",
+__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "target_from",
            "solve_request", "plan_for", "fresh_plan_for", "fresh_plan", "this_platform"]
 
 
@@ -164,12 +164,26 @@ def _read_requirement_files(files: Sequence[str]) -> list[str]:
 
 
 def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix) -> Request:
-    """Return the ``Request`` for positional requirements, ``-r`` files and ``--profile`` names."""
+    """Return the ``Request`` for positional requirements, ``-r`` files and ``--profile`` names (environment markers
+    checked, not yet evaluated: ``for_target`` does that once the target is known)."""
     from resolver.request import parse_request
 
     lines = list(requirements) + _read_requirement_files(opts.requirement_files)
     return parse_request(lines, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
                          prefer_wheels=opts.prefer_wheels)
+
+
+def for_target(request: Request, opts: PlanOptions, matrix: Matrix, target: Target) -> Request:
+    """Return ``request`` with its environment markers evaluated for ``target`` (its platform and Python, not this
+    machine's, ``models.marker_environment``): a line whose marker is false there is left out
+    (``Request.dropped``, said in the plan's notes). The lines are those ``request_from`` read (``request.asked``)."""
+    if not request.marked:
+        return request
+    from resolver.models import marker_environment
+    from resolver.request import parse_request
+
+    return parse_request(request.asked, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
+                         prefer_wheels=opts.prefer_wheels, marker_env=marker_environment(target))
 
 
 def this_platform() -> str:
@@ -266,8 +280,9 @@ def target_from(
 
 def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None) -> Context:
     m = load_matrix(opts)
-    request = request_from(requirements, opts, m)
+    request = request_from(requirements, opts, m)  # bad requirements first: before detecting anything
     target, lines, installed = target_from(opts, m, reporter)
+    request = for_target(request, opts, m, target)
     if installed.get("torch") and not opts.upgrade:
         request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
     if request.others:  # the index's answer, read now, is data for the (pure) solver: it pins or refuses each one
