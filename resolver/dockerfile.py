@@ -123,9 +123,23 @@ def _pip_install(step: Step, extra: Iterable[str] = ()) -> str:
         args += ["--index-url", step.index_url]
         for extra_index in step.extra_index_urls:
             args += ["--extra-index-url", extra_index]
-    args.append(step.requirement)
+    # a wheel the plan takes by URL (flash-attn's GitHub release asset) is installed from that URL, as install does
+    args.append(f"{step.package} @ {step.url}" if step.url and " @ " not in step.requirement else step.requirement)
     args += list(step.constraints) + list(extra)
     return " ".join(_q(a) for a in args)
+
+
+def _install_built(step: Step) -> str:
+    """Return the shell command installing the wheel a build step made, as ``gpustack install`` installs it: with
+    the dependencies the wheel declares (flash-attn's einops, xformers' numpy), from the step's index, and the
+    step's pins (torch's exact build) held on the same command line so that none of them can swap torch."""
+    args = ["pip", "install", "--no-cache-dir"]
+    if step.index_url:
+        args += ["--index-url", step.index_url]
+        for extra_index in step.extra_index_urls:
+            args += ["--extra-index-url", extra_index]
+    wheel = f"/tmp/wheels/{re.sub(r'[-_.]+', '_', step.package)}-*.whl"  # the wheel file name's escaped project name
+    return " ".join([*(_q(a) for a in args), wheel, *(_q(c) for c in step.constraints)])
 
 
 def _run(commands: list[str]) -> list[str]:
@@ -235,8 +249,8 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
     out += _python_setup(python)
     out += _run([_pip_install(s) for s in installs])
     if builds:
-        out += ["COPY --from=build /wheels /tmp/wheels",
-                "RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \\\n    && rm -rf /tmp/wheels"]
+        out += ["COPY --from=build /wheels /tmp/wheels"]
+        out += _run([*(_install_built(s) for s in builds), "rm -rf /tmp/wheels"])
     out += list(final)
     if not any(line.startswith("CMD ") for line in final):
         out += ['CMD ["python"]']

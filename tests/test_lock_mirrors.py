@@ -48,8 +48,13 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirrors]:
     wheels = root / "wheels"
     torch = fakewheels.fake_torch(wheels, "2.13.0+cpu", cuda=None, requires=["filelock"])
     filelock = fakewheels.make_wheel(wheels, "filelock", "3.16.1")
+    # PyPI's torch 2.11.0 (its CUDA 13.0 build), einops, and flash-attn's sdist (locked for a source build, never built)
+    pypi_torch = fakewheels.fake_torch(wheels / "pypi", "2.11.0", cuda="13.0", version_py="2.11.0+cu130")
+    einops = fakewheels.make_wheel(wheels, "einops", "0.8.1")
+    sdist = wheels / "flash_attn-2.8.3.post2.tar.gz"
+    sdist.write_bytes(b"not built by a lock")
     fakewheels.write_flat_index(root / "torch" / "cpu", [torch])
-    fakewheels.write_index(root / "pypi", [filelock])
+    fakewheels.write_index(root / "pypi", [filelock, pypi_torch, einops, sdist])
     sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (torch, filelock)}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -165,3 +170,58 @@ def test_dockerfile_refuses_a_mirror_the_build_cannot_use(tmp_path: Path, monkey
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"gpustack: dockerfile {named} ") and len(result.stderr.strip().splitlines()) == 1
     assert "hunter2" not in result.output and not out.exists()
+
+
+H100 = ["--gpu", "H100", "--driver", "580.159.04", "--python", "3.11", "--platform", "linux_x86_64"]
+
+
+def test_a_source_built_flash_attn_brings_its_declared_dependencies_in_plan_lock_and_dockerfile(
+        mirrors: Mirrors, tmp_path: Path) -> None:
+    """flash-attn built from source declares einops (matrices/flash_attn.toml ``install_requires``, its setup.py):
+    install installs the built wheel with its dependencies (torch held), so the lock must hold them too and the
+    image must install them, or ``flash_attn.bert_padding`` cannot import there."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from resolver.matrix import load
+
+    release = next(f for f in load().flash_attn if str(f.version) == "2.8.3.post2")
+    assert release.requires_dist is not None
+    declared = {str(canonicalize_name(Requirement(r).name)) for r in release.requires_dist} - {"torch"}
+    assert declared == {"einops"}
+    request = ["torch==2.11.0", "flash-attn"]
+    # install (its dry run): the built wheel goes in with its dependencies, torch held by a constraint
+    dry = CliRunner().invoke(main, ["install", "--dry-run", "--json", "--installer", "pip", *H100, *request])
+    assert dry.exit_code == 0, dry.output
+    import json
+
+    steps = json.loads(dry.stdout)["steps"]
+    built = [s["argv"] for s in steps if s["package"] == "flash-attn" and "<built wheel>" in s["argv"]]
+    assert len(built) == 1 and "--no-deps" not in built[0] and "--constraint" in built[0]
+    # lock: the build's sdist, and what the built wheel declares
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *H100, *request, "--index-url", mirrors.pypi, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    locked = loads(out.read_text())
+    by_name = {p.name: p for p in locked.packages}
+    assert by_name["flash-attn"].method == "source" and by_name["flash-attn"].kind == "sdist"
+    assert declared <= set(by_name), sorted(by_name)
+    assert by_name["torch"].version == "2.11.0"
+    # dockerfile: the built wheel is installed with its dependencies, torch's build held on the same line
+    image = CliRunner().invoke(main, ["dockerfile", *H100, *request])
+    assert image.exit_code == 0, image.output
+    line = next(x for x in image.stdout.splitlines() if "/tmp/wheels/flash_attn-*.whl" in x)
+    assert "--no-deps" not in line and line.rstrip(" \\").endswith("torch==2.11.0"), line
+
+
+def test_dockerfile_installs_a_wheel_the_plan_takes_by_url_from_that_url() -> None:
+    # flash-attn 2.x for torch 2.6: a GitHub release wheel. `flash-attn==X` alone would make pip take PyPI's sdist
+    # and build it in the runtime image (no nvcc there), where install and lock take the planned wheel.
+    plan = CliRunner().invoke(main, ["plan", "--json", "--gpu", "A100", "--python", "3.11", "torch==2.6.0", "flash-attn"])
+    import json
+
+    url = next(s["url"] for s in json.loads(plan.stdout)["steps"] if s["package"] == "flash-attn")
+    assert url and url.startswith("https://github.com/")
+    image = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "--python", "3.11", "torch==2.6.0", "flash-attn"])
+    assert image.exit_code == 0, image.output
+    assert f"'flash-attn @ {url}' torch==2.6.0" in image.stdout
