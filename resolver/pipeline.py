@@ -100,6 +100,9 @@ class PlanOptions:
         v = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
         if v.get("gpus") and v.get("cpu"):
             raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
+        if v.get("cpu") and v.get("driver"):
+            raise BadInput(f"--cpu and --driver {v['driver']}: a CPU target has no NVIDIA driver; drop --driver, or "
+                           "plan for a GPU with --gpu NAME")
         for name, flag in (("driver", "--driver"), ("python_version", "--python"), ("nvcc", "--nvcc"),
                            ("glibc", "--glibc"), ("python_exe", "--python-exe"), ("matrix_dir", "--matrix-dir")):
             if isinstance(v.get(name), str):  # given: one non-empty line (an empty value is not "unset")
@@ -108,11 +111,12 @@ class PlanOptions:
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
         if v.get("index_url"):
+            from resolver.inputs import check_file_url
             from resolver.schema import Loc, check_url
 
-            v["index_url"] = check_url(check_text(v["index_url"], "--index-url", limit=2000,
-                                                  hint="expected an index URL such as https://pypi.org/simple"),
-                                       Loc("--index-url"))
+            v["index_url"] = check_file_url(check_url(check_text(v["index_url"], "--index-url", limit=2000,
+                                                                 hint="expected an index URL such as https://pypi.org/simple"),
+                                                      Loc("--index-url")), "--index-url")
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())

@@ -233,6 +233,11 @@ def parse_request(
                 dropped.append(text)
                 continue
         name = str(canonicalize_name(req.name))
+        if req.extras and (name in SOLVED or name in kernel_names):
+            extras = ",".join(sorted(req.extras))
+            raise BadInput(f"requirement {line!r}: extras of {name} ([{extras}]) are not supported: gpustack plans "
+                           f"{name} as one build and would drop them; drop [{extras}] and list the packages the extra "
+                           "adds as requirements of their own")
         if name in kernel_names and name not in SOLVED:
             specs[name] = specs.get(name, SpecifierSet()) & req.specifier
             if not constraint:

@@ -152,3 +152,43 @@ def test_a_fleet_evaluates_markers_for_its_platform_and_refuses_them_across_two(
     code, out, _ = run("plan", "--fleet", str(mixed), "--per-class", "--python", "3.11", "xformers")
     # without a marker: one answer per class, each for its own platform (the aarch64 T4 has no CUDA wheel: exit 1)
     assert code == 1 and "Class t4-d535" in out and "Class h100-80gb-hbm3-d550" in out
+
+
+# --- nonsense values (trial item 14) ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    # a capability no GPU has used to plan a PTX-only stack for sm_999 (exit 0), or fail with exit 1 for 0.0
+    (["plan", "--gpu", "99.9"], "--gpu 99.9: no GPU in the GPU table has compute capability 99.9 (known: 3.5, "),
+    (["plan", "--gpu", "0.0"], "--gpu 0.0: no GPU in the GPU table has compute capability 0.0"),
+    (["lock", "--gpu", "sm_999", "-o", "{tmp}/pylock.toml"], "--gpu sm_999: no GPU in the GPU table"),
+    # a CPU target has no driver: the driver used to be dropped without a word
+    (["plan", "--cpu", "--driver", "535.104.05"], "--cpu and --driver 535.104.05: a CPU target has no NVIDIA driver"),
+    (["install", "--cpu", "--driver", "535.104.05", "--dry-run"], "--cpu and --driver 535.104.05"),
+    # file://relative/x names the host "relative": pip and uv cannot read it
+    (["plan", "--cpu", "--index-url", "file://relative/x", "numpy"],
+     "--index-url file://relative/x: a file URL needs an absolute path; write file:///absolute/folder"),
+    (["install", "--cpu", "--index-url", "file:relative/x", "--dry-run"], "--index-url file:relative/x: a file URL"),
+    (["install", "--cpu", "--torch-index-url", "file://mirror/whl", "--dry-run"],
+     "--torch-index-url file://mirror/whl: a file URL needs an absolute path"),
+    # extras of what gpustack plans as one build used to be dropped
+    (["plan", "--cpu", "torch[foo]"], "requirement 'torch[foo]': extras of torch ([foo]) are not supported"),
+    (["dockerfile", "--gpu", "H100", "flash-attn-4[cu13]", "-o", "{tmp}/Dockerfile"],
+     "requirement 'flash-attn-4[cu13]': extras of flash-attn-4 ([cu13])"),
+])
+def test_nonsense_values_are_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
+    _refused([a.format(tmp=tmp_path) for a in args], message, tmp_path)
+
+
+def test_real_capabilities_and_absolute_file_urls_still_plan() -> None:
+    assert _plan("--gpu", "12.1")["target"]["gpus"][0]["compute_capability"] == "12.1"  # type: ignore[index]
+    assert _plan("--gpu", "sm_37")["target"]["gpus"][0]["compute_capability"] == "3.7"  # type: ignore[index]
+    plan = _plan("--cpu", "--index-url", "file://localhost/opt/pypi/simple")  # localhost is this machine
+    assert _names(plan) == ["torch"]
+
+
+def test_extras_of_a_pass_through_requirement_are_kept(tmp_path: Path) -> None:
+    index = tmp_path / "simple" / "requests"
+    index.mkdir(parents=True)
+    (index / "index.html").write_text('<a href="requests-2.32.3-py3-none-any.whl">requests-2.32.3-py3-none-any.whl</a>')
+    plan = _plan("--cpu", "--index-url", (tmp_path / "simple").as_uri(), "requests[socks]")
+    assert [s["requirement"] for s in plan["steps"]][-1] == "requests[socks]==2.32.3"  # type: ignore[attr-defined]
