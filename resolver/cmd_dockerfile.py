@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, NoCompatibleStack
+from resolver.installers import with_mirrors
 from resolver.models import Plan
-from resolver.options import fleet_options, target_options
+from resolver.options import fleet_options, mirror_options, target_options
 from resolver.pipeline import Context, PlanOptions, fresh_plan_for
 
 __all__ = ["dockerfile"]
@@ -24,7 +26,9 @@ __all__ = ["dockerfile"]
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="Where to write it (- for stdout).")
 @click.option("--format", "fmt", type=click.Choice(["dockerfile", "k8s"]), default="dockerfile", show_default=True,
               help="With --fleet: k8s prints node-affinity snippets (GPU Feature Discovery labels) for the image(s).")
-def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
+@mirror_options
+def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions,
+               torch_index_url: str | None = None, allow_insecure_index: bool = False) -> None:
     """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
     source builds, pinned installs from the right indexes. With --fleet: one image for every GPU class of a cluster
     (or one per class with --per-class) that checks its backends with `gpustack verify` at start.
@@ -36,11 +40,39 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     check_output(output)
     if opts.platform_tag:
         refuse_platform(opts.platform_tag)  # before any solving: a Windows target gets no Linux image
+    mirrors = _image_mirrors(torch_index_url, opts.index_url, allow_insecure_index)
     if opts.fleet:
-        _fleet_dockerfile(requirements, output, fmt, opts)
+        _fleet_dockerfile(requirements, output, fmt, opts, mirrors)
         return
     plan, ctx = fresh_plan_for(requirements, opts)
-    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix), plan, ctx))
+    plan = with_mirrors(plan, *mirrors)
+    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix, index_url=mirrors[1]), plan, ctx))
+
+
+def _image_mirrors(torch_index_url: str | None, index_url: str | None,
+                   allow_insecure: bool) -> tuple[str | None, str | None]:
+    """Return the PyTorch and PyPI mirrors as install takes them (``installers.torch_mirror`` / ``pypi_mirror``),
+    refusing (bad input) what an image build cannot use: a ``file://`` folder of this machine, which the build does
+    not see, and a URL with a password, which the Dockerfile and the image's history would keep."""
+    from resolver.installers import pypi_mirror, torch_mirror
+    from resolver.redact import redact
+
+    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure),
+               pypi_mirror(index_url, allow_insecure=allow_insecure))
+    named = ("--torch-index-url" if torch_index_url else "$GPUSTACK_TORCH_INDEX_URL",
+             "--index-url" if index_url else "the PyPI mirror of $PIP_INDEX_URL, $UV_DEFAULT_INDEX or $UV_INDEX_URL")
+    for url, what in zip(mirrors, named):
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            raise BadInput(f"dockerfile {what} {url}: a folder on this machine, which the image build cannot see; "
+                           "pass an http(s) mirror the build can reach, or leave it out")
+        if "@" in parts.netloc:  # user:password@ or token@
+            raise BadInput(f"dockerfile {what} {redact(url)}: the Dockerfile (and the image's history) would keep "
+                           "its credentials; pass the mirror without them and give the build a pip.conf or .netrc "
+                           "as a build secret")
+    return mirrors
 
 
 def _rendered(make: Callable[[], str], plan: Plan, ctx: Context) -> str:
@@ -53,7 +85,8 @@ def _rendered(make: Callable[[], str], plan: Plan, ctx: Context) -> str:
         raise with_image_alternative(exc, plan.stack.target, ctx.matrix, ctx.request) from None
 
 
-def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions) -> None:
+def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions,
+                      mirrors: tuple[str | None, str | None]) -> None:
     """Write the fleet's image (or one per class), or with ``--format k8s`` the node affinity of each image."""
     from resolver.dockerfile_fleet import affinity_yaml, render_fleet
 
@@ -63,6 +96,7 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
         plan, ctx = fresh_plan_for(requirements, opts)
         assert ctx.fleet is not None
         plans = [(None, output, plan)]
+    plans = [(c, path, with_mirrors(plan, *mirrors)) for c, path, plan in plans]
     fleet = ctx.fleet
     assert fleet is not None
     from resolver.render import console, line
@@ -80,7 +114,8 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
         return
     for _, path, _ in plans:
         check_output(path)
-    texts = [(path, _rendered(lambda: render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None), plan, ctx))
+    texts = [(path, _rendered(lambda: render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None,
+                                                   index_url=mirrors[1]), plan, ctx))
              for c, path, plan in plans]
     for path, text in texts:  # every image rendered before the first file is written
         write_atomic(path, text)

@@ -15,7 +15,7 @@ from resolver.cli import skip_final_collection
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, CommandFailed
 from resolver.models import PYPI_SIMPLE, Plan, parse_glibc
-from resolver.options import fleet_options, target_options
+from resolver.options import fleet_options, mirror_options, target_options
 from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver_option
 
 if TYPE_CHECKING:
@@ -44,6 +44,51 @@ def _previous(output: str) -> tuple[list[str], Any]:
         return names, None
 
 
+def _lock_target(previous: Any, opts: PlanOptions) -> dict[str, Any]:
+    """Return the target options a re-lock takes from the lock it replaces (a ``LockedPlan``): its GPUs (none: a CPU
+    lock), Python and platform, each unless given. A lock is for its own target, not for the machine that happens
+    to re-lock it: an H100 lock re-locked on a CPU box stays an H100 lock. With ``--gpu``/``--cpu`` or ``--fleet``
+    the target is the one given; with ``--python-exe``, that interpreter's Python and platform."""
+    if opts.target_given or opts.fleet:
+        return {}
+    t = previous.target
+    keep: dict[str, Any] = {"gpus": tuple(_gpu_option(g, opts) for g in t.gpus), "cpu": not t.gpus}
+    if opts.python_exe is None:
+        keep["python_version"] = opts.python_version or t.python
+        keep["platform_tag"] = opts.platform_tag or t.platform
+    return keep
+
+
+def _gpu_option(gpu: Any, opts: PlanOptions) -> str:
+    """Return the ``--gpu`` text of a locked GPU: its name where the GPU table gives it the locked compute
+    capability, else the capability itself (a lock made with ``--gpu 9.0``)."""
+    from resolver.gpus import lookup_gpu
+    from resolver.pipeline import load_matrix
+
+    try:
+        if lookup_gpu(gpu.name, load_matrix(opts)).compute_capability == gpu.compute_capability:
+            return str(gpu.name)
+    except BadInput:
+        pass
+    return str(gpu.compute_capability)
+
+
+def _described(opts: PlanOptions) -> str:
+    """Return the target a re-lock is for, as the options say it (``--gpu 'NVIDIA H100' --driver ...``)."""
+    from resolver.models import format_driver
+
+    parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
+    if opts.driver is not None:
+        parts.append(f"--driver {format_driver(opts.driver)}")
+    if opts.python_version:
+        parts.append(f"--python {opts.python_version}")
+    if opts.platform_tag:
+        parts.append(f"--platform {opts.platform_tag}")
+    if opts.glibc is not None:
+        parts.append(f"--glibc {opts.glibc}")
+    return " ".join(parts)
+
+
 @click.command("lock")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @fleet_options
@@ -54,7 +99,9 @@ def _previous(output: str) -> tuple[list[str], Any]:
               help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
 @click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
               help="Also lock the dependencies uv (else pip) resolves for the target (torch's nvidia-* wheels, ...).")
-def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions) -> None:
+@mirror_options
+def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
+         torch_index_url: str | None = None, allow_insecure_index: bool = False) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
     Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
@@ -64,16 +111,21 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
         output = "requirements.txt"
     check_output(output)  # before any solving or network: a bad -o is bad input
     from resolver import lock_speculate
+    from resolver.installers import pypi_mirror, torch_mirror
+
+    # the mirrors install takes, read by the same code (bad input before any solving)
+    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
+               pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
 
     # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
     # decides below whether its lock is used.
     hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
-    _lock(requirements, output, fmt, with_deps, opts, started, hint)  # resolver.cli stops an unused run afterwards
+    _lock(requirements, output, fmt, with_deps, opts, mirrors, started, hint)  # resolver.cli stops an unused run afterwards
     skip_final_collection()
 
 
 def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
-          started: UvRun | None, hint: str | None) -> None:
+          mirrors: tuple[str | None, str | None], started: UvRun | None, hint: str | None) -> None:
     if opts.per_class:
         plans, ctx = per_class_plans(requirements, opts, output)
         for line in ctx.lines:
@@ -81,7 +133,7 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
         for _, path, _ in plans:
             check_output(path)
         request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
-        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0]))
+        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0], mirrors))
                  for _, path, plan in plans]
         for path, (text, summary) in texts:  # every class solved and locked before the first file is written
             write_atomic(path, text)
@@ -96,26 +148,35 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
             keep["driver"] = parse_driver_option(previous.driver)
         if opts.glibc is None and previous.glibc:
             keep["glibc"] = parse_glibc(previous.glibc)
+        keep.update(_lock_target(previous, opts))
         opts = dataclasses.replace(opts, **keep)
-        render.print_relocking(output, requirements, previous.profile)
+        render.print_relocking(output, requirements, previous.profile, _described(opts))
     plan, ctx = fresh_plan_for(requirements, opts)
     request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
     for line in ctx.lines if ctx.fleet is not None else ():
         render.status(line)
-    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names, started, hint)
+    text, summary = _lock_text(plan, ctx, fmt, with_deps, opts, request, previous_names, mirrors, started, hint)
     write_atomic(output, text)
     if output != "-":
         render.print_lock_written(output, summary)
 
 
 def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions, request: list[str],
-               previous_names: list[str], started: UvRun | None = None, hint: str | None = None) -> tuple[str, str]:
+               previous_names: list[str], mirrors: tuple[str | None, str | None] = (None, None),
+               started: UvRun | None = None, hint: str | None = None) -> tuple[str, str]:
     """Return the lock (or requirements.txt) text of ``plan`` and a summary; warn on stderr about each missing
-    hash. ``ResolveError`` (exit 1) when a resolved file does not fit the target."""
+    hash. ``ResolveError`` (exit 1) when a resolved file does not fit the target.
+
+    ``mirrors`` (``installers.torch_mirror``, ``pypi_mirror``) move the plan's indexes as install moves them
+    (``installers.with_mirrors``); the PyPI mirror is then also the index every dependency is resolved from."""
     from resolver import hashes, lock_resolve
     from resolver import lock as lock_mod
+    from resolver.installers import with_mirrors
     from resolver.lock_install import requirements_text
     from resolver.plan import plan_constraints
+
+    plan = with_mirrors(plan, *mirrors)
+    default_index = mirrors[1] or PYPI_SIMPLE
 
     pages = lock_resolve.Pages()
     key = lock_resolve.names_key(plan, plan_constraints(plan), ctx.matrix)
@@ -126,19 +187,20 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
         # (build steps' sdists) are read; with pip (or --no-deps), the plan's packages, those of the lock this run
         # replaces and those the last lock of the same request had (a re-lock mostly locks the same names).
         if uv:
-            pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package)
+            pages.prefetch(lock_resolve.Pages.url(s.index_url or default_index, s.package)
                            for s in plan.steps if s.action != "install")
         else:
-            pages.prefetch(lock_resolve.Pages.url(s.index_url or PYPI_SIMPLE, s.package) for s in plan.steps)
-            pages.prefetch(lock_resolve.Pages.url(PYPI_SIMPLE, n)
+            pages.prefetch(lock_resolve.Pages.url(s.index_url or default_index, s.package) for s in plan.steps)
+            pages.prefetch(lock_resolve.Pages.url(default_index, n)
                            for n in [*previous_names, *lock_resolve.remembered_names(key)])
-            pages.warm(f"{PYPI_SIMPLE}/")
+            pages.warm(f"{default_index}/")
         resolved: dict[str, Any] = {}
         if with_deps:
             lock_resolve.check_direct_urls(plan, ctx.matrix)  # a dead host fails now, not after uv's retries
             try:
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv,
-                                                started=started, hint=hint, matrix=ctx.matrix)
+                                                started=started, hint=hint, matrix=ctx.matrix,
+                                                default_index=default_index)
                 if not uv:
                     lock_resolve.remember_names(key, resolved)
             except CommandFailed as exc:

@@ -123,9 +123,23 @@ def _pip_install(step: Step, extra: Iterable[str] = ()) -> str:
         args += ["--index-url", step.index_url]
         for extra_index in step.extra_index_urls:
             args += ["--extra-index-url", extra_index]
-    args.append(step.requirement)
+    # a wheel the plan takes by URL (flash-attn's GitHub release asset) is installed from that URL, as install does
+    args.append(f"{step.package} @ {step.url}" if step.url and " @ " not in step.requirement else step.requirement)
     args += list(step.constraints) + list(extra)
     return " ".join(_q(a) for a in args)
+
+
+def _install_built(step: Step) -> str:
+    """Return the shell command installing the wheel a build step made, as ``gpustack install`` installs it: with
+    the dependencies the wheel declares (flash-attn's einops, xformers' numpy), from the step's index, and the
+    step's pins (torch's exact build) held on the same command line so that none of them can swap torch."""
+    args = ["pip", "install", "--no-cache-dir"]
+    if step.index_url:
+        args += ["--index-url", step.index_url]
+        for extra_index in step.extra_index_urls:
+            args += ["--extra-index-url", extra_index]
+    wheel = f"/tmp/wheels/{re.sub(r'[-_.]+', '_', step.package)}-*.whl"  # the wheel file name's escaped project name
+    return " ".join([*(_q(a) for a in args), wheel, *(_q(c) for c in step.constraints)])
 
 
 def _run(commands: list[str]) -> list[str]:
@@ -191,12 +205,15 @@ def refuse_platform(platform: str) -> None:
                        "plan a linux_x86_64 or linux_aarch64 target, or use `gpustack plan` for Windows")
 
 
-def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = ()) -> str:
+def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = (),
+           index_url: str | None = None) -> str:
     """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA.
 
     ``header`` adds comment lines after the target's; ``final`` adds instructions at the end of the last stage, in
-    place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both). Raises
-    ``BadInput`` for a Windows target (``refuse_platform``).
+    place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both). ``index_url`` is
+    the PyPI mirror (``installers.pypi_mirror``; the plan's steps already name it, ``installers.with_mirrors``): each
+    stage sets it as pip's and uv's default index, so that what no step names (uv's seed packages, ninja, a built
+    wheel's dependencies) comes from it too. Raises ``BadInput`` for a Windows target (``refuse_platform``).
     """
     refuse_platform(plan.stack.target.platform)
     stack = plan.stack
@@ -209,8 +226,9 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
     builds = [s for s in plan.steps if s.action == "build"]
     out = _header(plan, why, matrix) + [f"# {line}" if line else "#" for line in header]
     out += ["", f"FROM {UV_IMAGE} AS uv"]
+    mirror = [_env({"PIP_INDEX_URL": index_url, "UV_DEFAULT_INDEX": index_url})] if index_url else []
     if builds:
-        out += ["", f"FROM {devel} AS build", "# hadolint ignore=DL3008",
+        out += ["", f"FROM {devel} AS build", *mirror, "# hadolint ignore=DL3008",
                 "RUN apt-get update && apt-get install -y --no-install-recommends build-essential git "
                 "&& rm -rf /var/lib/apt/lists/*"]
         out += _python_setup(python)
@@ -225,14 +243,14 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
             args = ["pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "--wheel-dir", "/wheels",
                     s.requirement]
             out.append("RUN " + " ".join(_q(a) for a in args))
-    out += ["", f"FROM {runtime}"]
+    out += ["", f"FROM {runtime}", *mirror]
     label = f"{stack.target.platform} py{python} " + " ".join(f"{p.name}=={p.version}" for p in stack.packages)
     out.append(f"LABEL io.gpustack.target={_q(label.strip())}")
     out += _python_setup(python)
     out += _run([_pip_install(s) for s in installs])
     if builds:
-        out += ["COPY --from=build /wheels /tmp/wheels",
-                "RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \\\n    && rm -rf /tmp/wheels"]
+        out += ["COPY --from=build /wheels /tmp/wheels"]
+        out += _run([*(_install_built(s) for s in builds), "rm -rf /tmp/wheels"])
     out += list(final)
     if not any(line.startswith("CMD ") for line in final):
         out += ['CMD ["python"]']

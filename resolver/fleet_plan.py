@@ -197,7 +197,7 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     import sys
 
     from resolver.fleet import read_fleet
-    from resolver.pipeline import load_matrix, request_from
+    from resolver.pipeline import for_target, load_matrix, request_from
 
     assert opts.fleet is not None
     m = load_matrix(opts)
@@ -206,6 +206,12 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     python = opts.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     base = Target(gpus=(), python=python, platform=the_fleet.classes[0].platform, driver=opts.driver,
                   nvcc=opts.nvcc, source="fleet")
+    if request.marked:  # environment markers read the platform: one answer only when every class shares it
+        platforms = sorted({c.platform for c in the_fleet.classes})
+        if len(platforms) > 1:
+            raise BadInput(f"--fleet: the classes run on {' and '.join(platforms)}, and the request's environment "
+                           "markers depend on the platform; plan each platform's nodes separately")
+        request = for_target(request, opts, m, base)
     # A fleet's stack starts empty: nothing installed here is kept (it is not on the nodes).
     lines = the_fleet.summary(opts.driver)  # --driver stands in for the nodes that report none
     ctx = Context(m, base, request, tuple(lines), {}, the_fleet)

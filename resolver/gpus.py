@@ -50,6 +50,11 @@ def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
     check_name(text, "--gpu", hint=hint)
     if _CC.match(t):
         cc = ComputeCapability.parse(t)
+        known = sorted({row.compute_capability for row in matrix.gpus})
+        if known and cc not in known:  # 99.9 or 0.0 used to plan a PTX-only stack for sm_999, or fail with exit 1
+            raise BadInput(f"--gpu {t}: no GPU in the GPU table has compute capability {cc} (known: "
+                           f"{', '.join(map(str, known))}); pass the GPU's name or its capability as nvidia-smi "
+                           "--query-gpu=compute_cap prints it")
         return Gpu(name=f"GPU with compute capability {cc}", compute_capability=cc)
     row = find_gpu_row(t, matrix)
     if row is not None:

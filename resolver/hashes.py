@@ -73,8 +73,12 @@ def _session() -> Any:
 
 
 def fetch_text(url: str) -> str | None:
-    """Return the body of an index page (PEP 691 JSON preferred), or ``None`` when it cannot be read."""
+    """Return the body of an index page (PEP 691 JSON preferred), or ``None`` when it cannot be read. A ``file://``
+    index (an air-gapped mirror, as install takes it) is a folder per project with its ``index.html`` (PEP 503)."""
     import requests
+
+    if url.startswith("file:"):
+        return _file_page(url)
 
     headers = {"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
     try:
@@ -87,6 +91,26 @@ def fetch_text(url: str) -> str | None:
         return None
     body: bytes = resp.content
     return body.decode(resp.encoding or "utf-8", errors="replace")  # no charset sniffing of 2 MB pages
+
+
+def _file_page(url: str) -> str | None:
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    import os
+
+    path = url2pathname(unquote(urlsplit(url).path))
+    for candidate in (path.rstrip("/") + "/index.html", path):
+        if not os.path.isfile(candidate):  # a regular file only: never a FIFO that would block
+            continue
+        try:
+            with open(candidate, "rb") as f:
+                return f.read(64 << 20).decode("utf-8", errors="replace")
+        except OSError as exc:
+            log.warning("cannot read %s: %s", url, exc.strerror or exc)
+            return None
+    log.warning("cannot read %s: no such page", url)
+    return None
 
 
 class _Anchors(HTMLParser):

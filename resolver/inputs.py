@@ -28,6 +28,8 @@ __all__ = [
     "ascii_number",
     "positive_seconds",
     "check_argument",
+    "check_file_url",
+    "check_index_url",
 ]
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a lock of every CUDA wheel is ~200 KB; a plan ~10 KB
@@ -163,6 +165,20 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def check_file_url(url: str, what: str) -> str:
+    """Return ``url``; ``BadInput`` for a ``file:`` URL that does not name an absolute path on this machine:
+    ``file://relative/x`` names the host ``relative`` (pip and uv cannot read it), ``file:x`` a relative path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        from resolver.redact import redact
+
+        raise BadInput(f"{what} {redact(url)}: a file URL needs an absolute path; write file:///absolute/folder "
+                       "(three slashes)")
+    return url
+
+
 def check_index_url(url: str, what: str, *, allow_insecure: bool = False) -> str:
     """Return ``url`` when it may be passed to pip/uv as an index: one argument (``check_argument``), and
     ``https://`` or ``file://``; ``http://`` only on loopback or with ``--allow-insecure-index`` (a plain-HTTP index
@@ -170,6 +186,7 @@ def check_index_url(url: str, what: str, *, allow_insecure: bool = False) -> str
     from urllib.parse import urlsplit
 
     check_argument(url, what)
+    check_file_url(url, what)
     parts = urlsplit(url)
     if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
         from resolver.redact import redact

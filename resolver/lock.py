@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ __all__ = [
     "check_lock_target",
     "lock_to_plan",
     "environment_marker",
+    "without_credentials",
 ]
 
 FORMAT = 1
@@ -131,6 +132,19 @@ def environment_marker(python: str, platform: str) -> str:
     return f"{marker} and {plat}" if plat else marker
 
 
+def without_credentials(url: str | None) -> str | None:
+    """Return ``url`` without its ``user:password@`` (or ``token@``): a lock is shared and committed, so it never
+    holds a mirror's credentials; the installer reads them from .netrc or a keyring, as uv's own locks expect."""
+    if not url or "@" not in url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def _upload_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -177,7 +191,8 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     """
     stack = plan.stack
     target = stack.target
-    by_name = {canonicalize_name(k): v for k, v in files.items()}
+    by_name = {canonicalize_name(k): replace(v, url=without_credentials(v.url) or "", index=without_credentials(v.index))
+               for k, v in files.items()}
     order = {canonicalize_name(s.package): i for i, s in enumerate(plan.steps)}
     builds = {canonicalize_name(s.package): s for s in plan.steps if s.action == "build"}
     packages: list[Package] = []

@@ -95,14 +95,17 @@ def check_direct_urls(plan: Plan, matrix: Matrix | None = None, *, timeout: floa
 
 def declared_requires(plan: Plan, matrix: Matrix | None) -> dict[str, tuple[str, ...]]:
     """Return, by step package, the dependencies the matrix records for a wheel step the plan takes by direct URL
-    (flash-attn's GitHub release wheels: ``install_requires`` of setup.py at the release's tag). The resolver is
-    given these instead of the URL, so it never downloads the wheel to read them; the wheel itself is locked from
-    the plan (``direct_files``)."""
+    (flash-attn's GitHub release wheels: ``install_requires`` of setup.py at the release's tag), or for a step that
+    builds it from source (the wheel the build makes declares the same, and ``gpustack install`` installs them with
+    it). The resolver is given these instead of the URL, so it never downloads the wheel to read them, nor builds
+    one; a wheel by URL is itself locked from the plan (``direct_files``), a build's sdist by ``hashes.lookup``."""
     if matrix is None:
         return {}
     out: dict[str, tuple[str, ...]] = {}
     for s in plan.steps:
-        if s.action != "install" or not s.url or s.url.startswith("git+"):
+        if s.action == "install" and (not s.url or s.url.startswith("git+")):
+            continue  # a wheel from an index: the resolver reads its own metadata
+        if s.action not in ("install", "build"):
             continue
         choice = plan.stack.get(s.package)
         if canonicalize_name(s.package) != "flash-attn" or choice is None:
@@ -126,8 +129,8 @@ def direct_files(plan: Plan, matrix: Matrix | None) -> dict[str, LockedFile]:
     out: dict[str, LockedFile] = {}
     for s in plan.steps:
         choice = plan.stack.get(s.package)
-        if s.package not in declared or not s.url or choice is None:  # declared only holds steps with a choice
-            continue
+        if s.action != "install" or s.package not in declared or not s.url or choice is None:
+            continue  # declared only holds steps with a choice; a build's sdist is looked up from its index
         out[str(canonicalize_name(s.package))] = dataclasses.replace(
             _direct(s.package, choice.version, s.url), sha256=None, kind="wheel",
             reason=(f"a GitHub release asset: GitHub publishes no sha256 for it, and the lock does not download it "
@@ -144,16 +147,16 @@ def python_platform(platform: str, glibc: str | None = None) -> str:
 
 def _wanted(plan: Plan, matrix: Matrix | None) -> list[tuple[str, str | None, Step | None]]:
     """Return ``(requirement, index, step)`` of what the resolution starts from: every wheel step (pinned to its
-    index; a direct URL is its own source), or, for a step whose dependencies the matrix records, those
-    dependencies (index ``None``: the default one; no step). Build steps are left out (their metadata needs a
-    build against the locked torch)."""
+    index; a direct URL is its own source), or, for a step whose dependencies the matrix records (a wheel by URL,
+    or a build), those dependencies (index ``None``: the default one; no step). Other build steps are left out
+    (their metadata needs a build against the locked torch)."""
     declared = declared_requires(plan, matrix)
     out: list[tuple[str, str | None, Step | None]] = []
     for s in plan.steps:
-        if s.action != "install":
-            continue
         if s.package in declared:
             out.extend((r, None, None) for r in declared[s.package])
+        elif s.action != "install":
+            continue
         else:
             out.append((f"{s.package} @ {s.url}" if s.url else s.requirement, s.index_url or PYPI_SIMPLE, s))
     return out

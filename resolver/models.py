@@ -23,6 +23,8 @@ __all__ = [
     "Gpu",
     "Target",
     "PLATFORMS",
+    "MARKER_VARIABLES",
+    "marker_environment",
     "parse_driver",
     "format_driver",
     "cuda_tag",
@@ -35,6 +37,19 @@ __all__ = [
 ]
 
 PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64")
+# What PEP 508 environment markers read on each platform: os.name, sys.platform, platform.system() and
+# platform.machine() of the CPython that runs there (the targets' wheels are CPython's: hashes.target_tags).
+_PLATFORM_MARKERS = {
+    "linux_x86_64": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                     "platform_machine": "x86_64"},
+    "linux_aarch64": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                      "platform_machine": "aarch64"},
+    "win_amd64": {"os_name": "nt", "sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64"},
+}
+# The marker variables a target determines (``marker_environment``); the others (platform_release,
+# python_full_version, ...) depend on what the target machine does not say.
+MARKER_VARIABLES = ("os_name", "sys_platform", "platform_system", "platform_machine", "python_version",
+                    "platform_python_implementation", "implementation_name")
 # The glibc assumed for a described Linux target (--gpu/--cpu without --glibc): manylinux_2_28, the floor of every
 # current torch and xformers wheel (RHEL/Rocky 8, Debian 10, Ubuntu 20.04 and later have it). Printed in the plan.
 DEFAULT_GLIBC = "2.28"
@@ -228,6 +243,13 @@ class Target:
             "nvcc": str(self.nvcc) if self.nvcc is not None else None,
             "glibc": str(self.glibc) if self.glibc is not None else None,
         }
+
+
+def marker_environment(target: Target) -> dict[str, str]:
+    """Return the PEP 508 marker environment of ``target`` (its platform and Python, not this machine's): the values
+    of ``MARKER_VARIABLES``."""
+    return {**_PLATFORM_MARKERS[target.platform], "python_version": target.python,
+            "platform_python_implementation": "CPython", "implementation_name": "cpython"}
 
 
 @dataclass(frozen=True, slots=True)

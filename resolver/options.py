@@ -18,7 +18,7 @@ import click
 from resolver.models import DEFAULT_GLIBC, PLATFORMS
 from resolver.pipeline import PlanOptions
 
-__all__ = ["target_options", "fleet_options"]
+__all__ = ["target_options", "fleet_options", "mirror_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,4 +81,18 @@ def fleet_options(f: F) -> F:
     f = click.option("--fleet", metavar="SOURCE",
                      help="Plan for a cluster's GPU nodes: a file of `kubectl get nodes -o json` or `scontrol show "
                           "node --json` output, or k8s / slurm to run the client.")(f)
+    return f
+
+
+def mirror_options(f: F) -> F:
+    """Add ``--torch-index-url`` and ``--allow-insecure-index`` to a command that writes a plan's indexes down (lock,
+    dockerfile). The command passes them, with ``--index-url``, to ``installers.torch_mirror`` / ``pypi_mirror`` and
+    the plan to ``installers.with_mirrors``: the mirrors ``gpustack install`` takes, read by the same code."""
+    f = click.option("--allow-insecure-index", is_flag=True,
+                     help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap "
+                          "files).")(f)
+    f = click.option("--torch-index-url", metavar="URL",
+                     help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also "
+                          "$GPUSTACK_TORCH_INDEX_URL. The PyPI mirror is --index-url (also $PIP_INDEX_URL, "
+                          "$UV_DEFAULT_INDEX, $UV_INDEX_URL), as for install.")(f)
     return f

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from resolver.probes import InstalledEnv
     from resolver.request import Request
 
-__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "target_from",
+__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "target_from",
            "solve_request", "plan_for", "fresh_plan_for", "fresh_plan", "this_platform"]
 
 
@@ -100,6 +100,9 @@ class PlanOptions:
         v = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
         if v.get("gpus") and v.get("cpu"):
             raise BadInput("--gpu and --cpu together: choose one (a CPU target has no GPUs)")
+        if v.get("cpu") and v.get("driver"):
+            raise BadInput(f"--cpu and --driver {v['driver']}: a CPU target has no NVIDIA driver; drop --driver, or "
+                           "plan for a GPU with --gpu NAME")
         for name, flag in (("driver", "--driver"), ("python_version", "--python"), ("nvcc", "--nvcc"),
                            ("glibc", "--glibc"), ("python_exe", "--python-exe"), ("matrix_dir", "--matrix-dir")):
             if isinstance(v.get(name), str):  # given: one non-empty line (an empty value is not "unset")
@@ -108,11 +111,12 @@ class PlanOptions:
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
         if v.get("index_url"):
+            from resolver.inputs import check_file_url
             from resolver.schema import Loc, check_url
 
-            v["index_url"] = check_url(check_text(v["index_url"], "--index-url", limit=2000,
-                                                  hint="expected an index URL such as https://pypi.org/simple"),
-                                       Loc("--index-url"))
+            v["index_url"] = check_file_url(check_url(check_text(v["index_url"], "--index-url", limit=2000,
+                                                                 hint="expected an index URL such as https://pypi.org/simple"),
+                                                      Loc("--index-url")), "--index-url")
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
@@ -164,12 +168,26 @@ def _read_requirement_files(files: Sequence[str]) -> list[str]:
 
 
 def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix) -> Request:
-    """Return the ``Request`` for positional requirements, ``-r`` files and ``--profile`` names."""
+    """Return the ``Request`` for positional requirements, ``-r`` files and ``--profile`` names (environment markers
+    checked, not yet evaluated: ``for_target`` does that once the target is known)."""
     from resolver.request import parse_request
 
     lines = list(requirements) + _read_requirement_files(opts.requirement_files)
     return parse_request(lines, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
                          prefer_wheels=opts.prefer_wheels)
+
+
+def for_target(request: Request, opts: PlanOptions, matrix: Matrix, target: Target) -> Request:
+    """Return ``request`` with its environment markers evaluated for ``target`` (its platform and Python, not this
+    machine's, ``models.marker_environment``): a line whose marker is false there is left out
+    (``Request.dropped``, said in the plan's notes). The lines are those ``request_from`` read (``request.asked``)."""
+    if not request.marked:
+        return request
+    from resolver.models import marker_environment
+    from resolver.request import parse_request
+
+    return parse_request(request.asked, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
+                         prefer_wheels=opts.prefer_wheels, marker_env=marker_environment(target))
 
 
 def this_platform() -> str:
@@ -266,8 +284,9 @@ def target_from(
 
 def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter | None) -> Context:
     m = load_matrix(opts)
-    request = request_from(requirements, opts, m)
+    request = request_from(requirements, opts, m)  # bad requirements first: before detecting anything
     target, lines, installed = target_from(opts, m, reporter)
+    request = for_target(request, opts, m, target)
     if installed.get("torch") and not opts.upgrade:
         request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
     if request.others:  # the index's answer, read now, is data for the (pure) solver: it pins or refuses each one

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -18,7 +19,7 @@ from packaging.version import Version
 from resolver.errors import BadInput
 from resolver.inputs import MAX_REQUIREMENT_CHARS, check_requirements, check_text
 from resolver.matrix_types import Matrix
-from resolver.models import spec_allows
+from resolver.models import MARKER_VARIABLES, spec_allows
 from resolver.passthrough import IndexProject
 
 __all__ = ["Request", "parse_request", "parse_requirement", "strip_comment", "SOLVED"]
@@ -65,6 +66,10 @@ class Request:
     # the bounds requested profiles set on solved packages (their application needs them): name -> bound. An
     # alternative may narrow these, never lift them.
     profile_bounds: tuple[tuple[str, SpecifierSet], ...] = ()
+    # environment markers: whether a line has one (the request is then parsed again with the target's environment,
+    # ``parse_request(marker_env=...)``), and the lines left out because their marker is false on the target
+    marked: bool = False
+    dropped: tuple[str, ...] = ()
 
     def near_version(self, name: str) -> str | None:
         """Return the version ``name`` should stay closest to, or ``None``."""
@@ -128,7 +133,30 @@ def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
         raise BadInput(f"requirement {shown or text!r}: a direct URL is not supported (gpustack picks every file from "
                        f"an index, checked against the target); write {_pin_for(req)!r} instead, and for a local file "
                        "put it in a folder and pass --find-links DIR to install")
+    if req.marker is not None:
+        unknown = sorted(marker_names(req.marker) - set(MARKER_VARIABLES))
+        if unknown:
+            raise BadInput(f"requirement {shown or text!r}: its marker reads {', '.join(unknown)}, which a target does "
+                           f"not determine; write the condition with {', '.join(MARKER_VARIABLES)}, or drop it")
     return req
+
+
+def marker_names(marker: Marker) -> set[str]:
+    """Return the environment variables ``marker`` reads (``{"sys_platform", "python_version"}``), legacy spellings
+    (``os.name``) as packaging normalizes them. packaging has no public accessor: this walks its parsed tree."""
+    from packaging._parser import Variable
+
+    names: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, tuple):
+            names.update(item.value for item in node if isinstance(item, Variable))
+
+    walk(getattr(marker, "_markers"))
+    return names
 
 
 def _pin_for(req: Requirement) -> str:
@@ -162,8 +190,13 @@ def parse_request(
     profiles: Iterable[str] = (),
     verified_only: bool = False,
     prefer_wheels: bool = False,
+    marker_env: Mapping[str, str] | None = None,
 ) -> Request:
-    """Return the ``Request`` for requirement strings and profile names; ``BadInput`` names a bad line or profile."""
+    """Return the ``Request`` for requirement strings and profile names; ``BadInput`` names a bad line or profile.
+
+    ``marker_env`` (``models.marker_environment(target)``): a line whose environment marker is false there is left
+    out (``Request.dropped``). Without it every line counts, markers checked but not evaluated (the target is not
+    known yet)."""
     specs: dict[str, SpecifierSet] = {}
     requested: set[str] = set()
     needs: set[str] = set()
@@ -191,8 +224,20 @@ def parse_request(
         for need in profile.needs:
             requested.add(need.split(".")[0])
     user = [_parsed(line) for line in asked if strip_comment(line)]
+    marked = False
+    dropped: list[str] = []
     for line, text, req, from_profile, constraint in user + profile_lines + constraints:
+        if req.marker is not None:
+            marked = True
+            if marker_env is not None and not req.marker.evaluate(dict(marker_env)):
+                dropped.append(text)
+                continue
         name = str(canonicalize_name(req.name))
+        if req.extras and (name in SOLVED or name in kernel_names):
+            extras = ",".join(sorted(req.extras))
+            raise BadInput(f"requirement {line!r}: extras of {name} ([{extras}]) are not supported: gpustack plans "
+                           f"{name} as one build and would drop them; drop [{extras}] and list the packages the extra "
+                           "adds as requirements of their own")
         if name in kernel_names and name not in SOLVED:
             specs[name] = specs.get(name, SpecifierSet()) & req.specifier
             if not constraint:
@@ -217,6 +262,8 @@ def parse_request(
     optional: dict[str, SpecifierSet] = {}
     for line in optional_lines:
         req = parse_requirement(line)
+        if req.marker is not None and marker_env is not None and not req.marker.evaluate(dict(marker_env)):
+            continue
         name = str(canonicalize_name(req.name))
         if name not in requested:
             optional[name] = optional.get(name, SpecifierSet()) & req.specifier & specs.get(name, SpecifierSet())
@@ -241,4 +288,6 @@ def parse_request(
         kernels=tuple(kernels),
         optional=tuple(optional.items()),
         profile_bounds=tuple(profile_bounds.items()),
+        marked=marked,
+        dropped=tuple(dict.fromkeys(dropped)),
     )

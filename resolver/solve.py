@@ -375,6 +375,8 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
         else:
             notes.append(f"the installed torch {request.keep_torch} cannot serve this request on this target: "
                          f"replaced by {best.torch.version}")
+    notes += [f"left out {line!r}: its environment marker is false on the target ({target.platform}, Python "
+              f"{target.python})" for line in request.dropped]
     notes += left_out + pinned_notes
     rep.pinned("torch", best.torch.version)
     for c in best.companions:

@@ -163,7 +163,9 @@ def _plan_lock_dockerfile_agree(plan: Plan) -> None:
         assert got.arch_list == choice.arch_list
         assert (got.method == "source") == (step.action == "build") == (choice.method == "source")
         assert dict(got.build_env) == (dict(step.env) if step.action == "build" else {})
-        argv = commands[step.requirement]  # the Dockerfile installs or builds the same requirement
+        by_url = step.action == "install" and step.url and " @ " not in step.requirement
+        # the Dockerfile installs (a wheel the plan takes by URL: from that URL, as install does) or builds the same
+        argv = commands[f"{step.package} @ {step.url}" if by_url else step.requirement]
         if step.action == "install" and step.index_url and not step.url:
             assert argv[argv.index("--index-url") + 1] == step.index_url
         if step.action == "build":

@@ -61,3 +61,134 @@ def test_a_direct_url_in_a_requirements_file_is_refused(line: str, pin: str, tmp
 def test_a_plain_pin_still_plans(tmp_path: Path) -> None:
     code, out, _ = run("plan", "--cpu", "torch==2.13.0+cpu", "--json")
     assert code == 0 and json.loads(out)["packages"][0]["version"] == "2.13.0+cpu"
+
+
+# --- environment markers (trial item 5): evaluated against the target, never this machine ---------------------------
+
+def _plan(*args: str) -> dict[str, object]:
+    code, out, err = run("plan", *args, "--json")
+    assert code == 0, (out, err)
+    data: dict[str, object] = json.loads(out)
+    return data
+
+
+def _names(plan: dict[str, object]) -> list[str]:
+    return [p["name"] for p in plan["packages"]]  # type: ignore[attr-defined]
+
+
+def test_a_requirement_whose_marker_is_false_on_the_target_is_left_out_with_a_note() -> None:
+    # a CPU target used to refuse ("xformers needs an NVIDIA GPU") a package asked for on Windows only
+    plan = _plan("--cpu", 'xformers; sys_platform == "win32"')
+    assert _names(plan) == ["torch"]
+    assert plan["notes"][0] == ('left out \'xformers; sys_platform == "win32"\': its environment marker is false on '  # type: ignore[index]
+                                "the target (linux_x86_64, Python 3.11)")
+    # the marker reads the target's platform, not this machine's: the same line on a Windows target is planned
+    code, _, _ = run("plan", "--cpu", "--platform", "win_amd64", 'xformers; sys_platform == "win32"')
+    assert code == 1  # asked for there, and refused for the CPU target as any xformers request is
+
+
+def test_markers_read_the_target_platform_and_python() -> None:
+    line = 'flash-attn; platform_machine == "aarch64"'
+    x86 = _plan("--gpu", "A100", "--driver", "550.54.15", line)  # used to plan a 20-minute source build
+    assert _names(x86) == ["torch"] and any(line in n for n in x86["notes"])  # type: ignore[attr-defined]
+    arm = _plan("--gpu", "GH200", "--platform", "linux_aarch64", "--driver", "550.54.15", line)
+    assert _names(arm) == ["torch", "flash-attn"] and not any(line in n for n in arm["notes"])  # type: ignore[attr-defined]
+    old = 'xformers; python_version < "3.10"'
+    assert _names(_plan("--gpu", "A100", "--python", "3.9", old)) == ["torch", "xformers"]
+    assert _names(_plan("--gpu", "A100", "--python", "3.12", old)) == ["torch"]
+    # True markers keep the requirement (windows: os_name "nt", platform_machine "AMD64")
+    both = 'xformers; os_name == "nt" and platform_machine == "AMD64"'
+    assert _names(_plan("--gpu", "A100", "--platform", "win_amd64", both)) == ["torch", "xformers"]
+
+
+def test_markers_in_a_requirements_file(tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text('torch<2.12\nxformers ; sys_platform == "win32"  # windows only\n')
+    plan = _plan("--gpu", "A100", "-r", str(req))
+    assert _names(plan) == ["torch"] and plan["packages"][0]["version"].startswith("2.11")  # type: ignore[index]
+
+
+@pytest.mark.parametrize("marker", ['platform_release >= "5"', 'python_full_version >= "3.11.2"',
+                                    'extra == "cuda"', 'sys_platform == "linux" or platform_version == "x"'])
+def test_a_marker_the_target_does_not_determine_is_bad_input(marker: str, tmp_path: Path) -> None:
+    line = f"xformers; {marker}"
+    name = marker.split(" or ")[-1].split()[0]
+    _refused(["plan", "--gpu", "A100", line], f"requirement {line!r}: its marker reads {name}, which a target does "
+             "not determine", tmp_path)
+    _refused(["lock", "--gpu", "A100", line, "-o", str(tmp_path / "pylock.toml")], f"requirement {line!r}", tmp_path)
+
+
+def test_lock_leaves_out_what_the_target_marker_excludes_and_records_the_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver import hashes, lock_resolve
+    from resolver.lock import loads
+
+    monkeypatch.setattr(hashes, "fetch_text", lambda url: None)  # offline: every hash is written as missing
+    monkeypatch.setattr(lock_resolve, "_head", lambda url: None)
+    out = tmp_path / "pylock.toml"
+    line = 'xformers; sys_platform == "win32"'
+    code, _, err = run("lock", "--cpu", "torch==2.13.0", line, "--no-deps", "-o", str(out))
+    assert code == 0, err
+    locked = loads(out.read_text())
+    assert [p.name for p in (*locked.packages, *locked.missing)] == ["torch"]
+    assert locked.request == ("torch==2.13.0", line)  # a re-lock evaluates the marker again for its target
+
+
+FLEET = Path(__file__).parent / "fixtures" / "fleet" / "kubectl-nodes.json"
+
+
+def test_a_fleet_evaluates_markers_for_its_platform_and_refuses_them_across_two(tmp_path: Path) -> None:
+    line = 'xformers; platform_machine == "aarch64"'
+    plan = _plan("--fleet", str(FLEET), "--python", "3.11", line)  # every GPU node of the fixture is amd64
+    assert _names(plan) == ["torch"] and any(line in n for n in plan["notes"])  # type: ignore[attr-defined]
+    nodes = json.loads(FLEET.read_text())
+    for item in nodes["items"]:
+        if item["metadata"]["name"] == "gpu-t4-1":
+            item["metadata"]["labels"]["kubernetes.io/arch"] = item["status"]["nodeInfo"]["architecture"] = "arm64"
+    mixed = tmp_path / "nodes.json"
+    mixed.write_text(json.dumps(nodes))
+    _refused(["plan", "--fleet", str(mixed), "--per-class", line], "--fleet: the classes run on linux_aarch64 and "
+             "linux_x86_64, and the request's environment markers depend on the platform", tmp_path)
+    code, out, _ = run("plan", "--fleet", str(mixed), "--per-class", "--python", "3.11", "xformers")
+    # without a marker: one answer per class, each for its own platform (the aarch64 T4 has no CUDA wheel: exit 1)
+    assert code == 1 and "Class t4-d535" in out and "Class h100-80gb-hbm3-d550" in out
+
+
+# --- nonsense values (trial item 14) ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    # a capability no GPU has used to plan a PTX-only stack for sm_999 (exit 0), or fail with exit 1 for 0.0
+    (["plan", "--gpu", "99.9"], "--gpu 99.9: no GPU in the GPU table has compute capability 99.9 (known: 3.5, "),
+    (["plan", "--gpu", "0.0"], "--gpu 0.0: no GPU in the GPU table has compute capability 0.0"),
+    (["lock", "--gpu", "sm_999", "-o", "{tmp}/pylock.toml"], "--gpu sm_999: no GPU in the GPU table"),
+    # a CPU target has no driver: the driver used to be dropped without a word
+    (["plan", "--cpu", "--driver", "535.104.05"], "--cpu and --driver 535.104.05: a CPU target has no NVIDIA driver"),
+    (["install", "--cpu", "--driver", "535.104.05", "--dry-run"], "--cpu and --driver 535.104.05"),
+    # file://relative/x names the host "relative": pip and uv cannot read it
+    (["plan", "--cpu", "--index-url", "file://relative/x", "numpy"],
+     "--index-url file://relative/x: a file URL needs an absolute path; write file:///absolute/folder"),
+    (["install", "--cpu", "--index-url", "file:relative/x", "--dry-run"], "--index-url file:relative/x: a file URL"),
+    (["install", "--cpu", "--torch-index-url", "file://mirror/whl", "--dry-run"],
+     "--torch-index-url file://mirror/whl: a file URL needs an absolute path"),
+    # extras of what gpustack plans as one build used to be dropped
+    (["plan", "--cpu", "torch[foo]"], "requirement 'torch[foo]': extras of torch ([foo]) are not supported"),
+    (["dockerfile", "--gpu", "H100", "flash-attn-4[cu13]", "-o", "{tmp}/Dockerfile"],
+     "requirement 'flash-attn-4[cu13]': extras of flash-attn-4 ([cu13])"),
+])
+def test_nonsense_values_are_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
+    _refused([a.format(tmp=tmp_path) for a in args], message, tmp_path)
+
+
+def test_real_capabilities_and_absolute_file_urls_still_plan() -> None:
+    assert _plan("--gpu", "12.1")["target"]["gpus"][0]["compute_capability"] == "12.1"  # type: ignore[index]
+    assert _plan("--gpu", "sm_37")["target"]["gpus"][0]["compute_capability"] == "3.7"  # type: ignore[index]
+    plan = _plan("--cpu", "--index-url", "file://localhost/opt/pypi/simple")  # localhost is this machine
+    assert _names(plan) == ["torch"]
+
+
+def test_extras_of_a_pass_through_requirement_are_kept(tmp_path: Path) -> None:
+    index = tmp_path / "simple" / "requests"
+    index.mkdir(parents=True)
+    (index / "index.html").write_text('<a href="requests-2.32.3-py3-none-any.whl">requests-2.32.3-py3-none-any.whl</a>')
+    plan = _plan("--cpu", "--index-url", (tmp_path / "simple").as_uri(), "requests[socks]")
+    assert [s["requirement"] for s in plan["steps"]][-1] == "requests[socks]==2.32.3"  # type: ignore[attr-defined]

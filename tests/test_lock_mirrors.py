@@ -1,0 +1,251 @@
+"""``lock`` and ``dockerfile`` take the mirrors ``install`` takes (``--torch-index-url`` / ``$GPUSTACK_TORCH_INDEX_URL``
+for download.pytorch.org/whl, ``--index-url`` for PyPI), through the same code (``installers.torch_mirror``,
+``pypi_mirror``, ``with_mirrors``). The mirrors are real indexes served on 127.0.0.1 (laid out as
+download.pytorch.org's ``/whl/cpu`` and PyPI's ``/simple``), and the lock is resolved by the real uv: nothing in the
+lock may point anywhere else, and every file keeps the sha256 the mirror publishes."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import os
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+
+import fakewheels  # noqa: E402
+from resolver.cli import main  # noqa: E402
+from resolver.lock import loads  # noqa: E402
+
+TARGET = ["--cpu", "--python", "3.11", "--platform", "linux_x86_64"]
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    root: Path
+    torch: str  # mirror of download.pytorch.org/whl (served: <torch>/cpu/torch/)
+    pypi: str  # mirror of pypi.org/simple
+    sha: dict[str, str]  # file name -> sha256
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirrors]:
+    root = tmp_path_factory.mktemp("mirrors")
+    wheels = root / "wheels"
+    torch = fakewheels.fake_torch(wheels, "2.13.0+cpu", cuda=None, requires=["filelock"])
+    filelock = fakewheels.make_wheel(wheels, "filelock", "3.16.1")
+    # PyPI's torch 2.11.0 (its CUDA 13.0 build), einops, and flash-attn's sdist (locked for a source build, never built)
+    pypi_torch = fakewheels.fake_torch(wheels / "pypi", "2.11.0", cuda="13.0", version_py="2.11.0+cu130")
+    einops = fakewheels.make_wheel(wheels, "einops", "0.8.1")
+    sdist = wheels / "flash_attn-2.8.3.post2.tar.gz"
+    sdist.write_bytes(b"not built by a lock")
+    fakewheels.write_flat_index(root / "torch" / "cpu", [torch])
+    fakewheels.write_index(root / "pypi", [filelock, pypi_torch, einops, sdist])
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (torch, filelock)}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield Mirrors(root, f"{base}/torch", f"{base}/pypi/simple", sha)
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")) or name == "GPUSTACK_TORCH_INDEX_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+
+
+def _urls(text: str) -> list[str]:
+    """Every index and file URL a lock names."""
+    data = tomllib.loads(text)
+    out = []
+    for p in data.get("packages", []):
+        out += [p["index"], *(w["url"] for w in p.get("wheels", []))]
+    out += [m.get("index", "") for m in data["tool"]["gpustack"].get("missing", [])]
+    return out
+
+
+@pytest.mark.parametrize("how", ["options", "environment"])
+def test_lock_resolves_from_the_mirrors_and_names_nothing_else(mirrors: Mirrors, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    out = tmp_path / "pylock.toml"
+    args = ["lock", *TARGET, "torch==2.13.0", "-o", str(out)]
+    if how == "options":
+        args += ["--torch-index-url", mirrors.torch, "--index-url", mirrors.pypi]
+    else:  # what install reads too: $GPUSTACK_TORCH_INDEX_URL and pip's own $PIP_INDEX_URL
+        monkeypatch.setenv("GPUSTACK_TORCH_INDEX_URL", mirrors.torch)
+        monkeypatch.setenv("PIP_INDEX_URL", mirrors.pypi)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    locked = loads(text)
+    assert not locked.missing
+    files = {p.name: p for p in locked.packages}
+    assert set(files) == {"torch", "filelock"}  # torch's dependency resolved too: from the PyPI mirror
+    assert files["torch"].index == f"{mirrors.torch}/cpu" and files["filelock"].index == mirrors.pypi
+    assert files["torch"].sha256 == mirrors.sha["torch-2.13.0+cpu-py3-none-any.whl"]
+    assert files["filelock"].sha256 == mirrors.sha["filelock-3.16.1-py3-none-any.whl"]
+    assert all(u.startswith("http://127.0.0.1:") for u in _urls(text)), _urls(text)
+
+
+def test_lock_no_deps_reads_hashes_from_a_file_mirror(mirrors: Mirrors, tmp_path: Path) -> None:
+    # an air-gapped copy on disk (file://), as install takes it: the hash is read from its page, not left missing
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "--no-deps", "-o", str(out),
+                                       "--torch-index-url", (mirrors.root / "torch").as_uri()])
+    assert result.exit_code == 0, result.output
+    locked = loads(out.read_text())
+    assert not locked.missing and [p.index for p in locked.packages] == [(mirrors.root / "torch" / "cpu").as_uri()]
+    assert locked.packages[0].sha256 == mirrors.sha["torch-2.13.0+cpu-py3-none-any.whl"]
+
+
+def test_lock_mirror_password_is_never_printed_nor_written(mirrors: Mirrors, tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    secret = mirrors.torch.replace("http://", "http://alice:s3cret@")
+    result = CliRunner().invoke(main, ["-v", "lock", *TARGET, "torch==2.13.0", "-o", str(out),
+                                       "--torch-index-url", secret, "--index-url", mirrors.pypi])
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    text = out.read_text()  # a lock is shared: the mirror's credentials stay out of it (uv's locks do the same)
+    assert "s3cret" not in text and "alice" not in text
+    assert {p.name: p.index for p in loads(text).packages}["torch"] == f"{mirrors.torch}/cpu"
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--torch-index-url", "ftp://mirror.example/whl"], "--torch-index-url"),
+    (["--index-url", "http://mirror.example/simple"], "--index-url"),  # plain http off loopback, as install refuses
+])
+def test_lock_bad_mirror_is_bad_input_before_any_work(tmp_path: Path, args: list[str], named: str) -> None:
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "-o", str(out), *args])
+    assert result.exit_code == 2 and result.stderr.startswith(f"gpustack: {named} ")
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_dockerfile_installs_everything_from_the_mirrors() -> None:
+    torch, pypi = "https://mirror.example/pytorch/whl", "https://mirror.example/pypi/simple"
+    result = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "--driver", "550.54.15", "torch==2.6.0",
+                                       "xformers", "--torch-index-url", torch, "--index-url", pypi])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert not any("pypi.org" in line or "download.pytorch.org" in line for line in body), text
+    # every stage's pip and uv default to the mirror: seed packages, ninja and dependencies come from it too
+    stages = [i for i, line in enumerate(body) if line.startswith("FROM ") and " AS uv" not in line]
+    for i in stages:
+        assert body[i + 1] == f"ENV PIP_INDEX_URL={pypi} UV_DEFAULT_INDEX={pypi}"
+
+
+@pytest.mark.parametrize("args, env, named", [
+    (["--index-url", "file:///opt/pypi/simple"], {}, "--index-url"),
+    (["--torch-index-url", "file:///srv/whl"], {}, "--torch-index-url"),
+    ([], {"GPUSTACK_TORCH_INDEX_URL": "file:///srv/whl"}, "$GPUSTACK_TORCH_INDEX_URL"),
+    (["--index-url", "https://bob:hunter2@mirror.example/simple"], {}, "--index-url"),
+])
+def test_dockerfile_refuses_a_mirror_the_build_cannot_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          args: list[str], env: dict[str, str], named: str) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "Dockerfile"
+    result = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "torch==2.6.0", "-o", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"gpustack: dockerfile {named} ") and len(result.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in result.output and not out.exists()
+
+
+H100 = ["--gpu", "H100", "--driver", "580.159.04", "--python", "3.11", "--platform", "linux_x86_64"]
+
+
+def test_a_source_built_flash_attn_brings_its_declared_dependencies_in_plan_lock_and_dockerfile(
+        mirrors: Mirrors, tmp_path: Path) -> None:
+    """flash-attn built from source declares einops (matrices/flash_attn.toml ``install_requires``, its setup.py):
+    install installs the built wheel with its dependencies (torch held), so the lock must hold them too and the
+    image must install them, or ``flash_attn.bert_padding`` cannot import there."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from resolver.matrix import load
+
+    release = next(f for f in load().flash_attn if str(f.version) == "2.8.3.post2")
+    assert release.requires_dist is not None
+    declared = {str(canonicalize_name(Requirement(r).name)) for r in release.requires_dist} - {"torch"}
+    assert declared == {"einops"}
+    request = ["torch==2.11.0", "flash-attn"]
+    # install (its dry run): the built wheel goes in with its dependencies, torch held by a constraint
+    dry = CliRunner().invoke(main, ["install", "--dry-run", "--json", "--installer", "pip", *H100, *request])
+    assert dry.exit_code == 0, dry.output
+    import json
+
+    steps = json.loads(dry.stdout)["steps"]
+    built = [s["argv"] for s in steps if s["package"] == "flash-attn" and "<built wheel>" in s["argv"]]
+    assert len(built) == 1 and "--no-deps" not in built[0] and "--constraint" in built[0]
+    # lock: the build's sdist, and what the built wheel declares
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *H100, *request, "--index-url", mirrors.pypi, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    locked = loads(out.read_text())
+    by_name = {p.name: p for p in locked.packages}
+    assert by_name["flash-attn"].method == "source" and by_name["flash-attn"].kind == "sdist"
+    assert declared <= set(by_name), sorted(by_name)
+    assert by_name["torch"].version == "2.11.0"
+    # dockerfile: the built wheel is installed with its dependencies, torch's build held on the same line
+    image = CliRunner().invoke(main, ["dockerfile", *H100, *request])
+    assert image.exit_code == 0, image.output
+    line = next(x for x in image.stdout.splitlines() if "/tmp/wheels/flash_attn-*.whl" in x)
+    assert "--no-deps" not in line and line.rstrip(" \\").endswith("torch==2.11.0"), line
+
+
+def test_dockerfile_installs_a_wheel_the_plan_takes_by_url_from_that_url() -> None:
+    # flash-attn 2.x for torch 2.6: a GitHub release wheel. `flash-attn==X` alone would make pip take PyPI's sdist
+    # and build it in the runtime image (no nvcc there), where install and lock take the planned wheel.
+    plan = CliRunner().invoke(main, ["plan", "--json", "--gpu", "A100", "--python", "3.11", "torch==2.6.0", "flash-attn"])
+    import json
+
+    url = next(s["url"] for s in json.loads(plan.stdout)["steps"] if s["package"] == "flash-attn")
+    assert url and url.startswith("https://github.com/")
+    image = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "--python", "3.11", "torch==2.6.0", "flash-attn"])
+    assert image.exit_code == 0, image.output
+    assert f"'flash-attn @ {url}' torch==2.6.0" in image.stdout
+
+
+def test_a_bare_relock_locks_for_the_locks_own_target_not_this_machine(mirrors: Mirrors, tmp_path: Path) -> None:
+    """`lock -o EXISTING` with no request re-locks what the lock was made for: its request, and its target (GPUs,
+    driver, Python, platform, glibc as recorded). On this GPU-less Python 3.11 machine an H100 / Python 3.12 lock
+    stays one: the same file comes out (it used to become a CPU lock for this machine, keeping the H100's driver)."""
+    out = tmp_path / "pylock.toml"
+    target = ["--gpu", "H100", "--driver", "580.159.04", "--python", "3.12", "--platform", "linux_x86_64"]
+    first = CliRunner().invoke(main, ["lock", *target, "torch==2.11.0", "--index-url", mirrors.pypi, "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    made = out.read_text()
+    locked = loads(made)
+    assert locked.target.cuda == "13.0" and locked.target.python == "3.12" and locked.glibc is None
+    again = CliRunner().invoke(main, ["lock", "--index-url", mirrors.pypi, "-o", str(out)])
+    assert again.exit_code == 0, again.output
+    assert ("re-locking " in again.stderr and "torch==2.11.0 --gpu H100 --driver 580.159.04 --python 3.12 "
+            "--platform linux_x86_64" in again.stderr), again.stderr
+    assert out.read_text() == made
+    # what is given still wins: the same lock re-locked for Python 3.11 keeps its GPUs and driver
+    py311 = CliRunner().invoke(main, ["lock", "--python", "3.11", "--index-url", mirrors.pypi, "-o", str(out)])
+    assert py311.exit_code == 0, py311.output
+    relocked = loads(out.read_text())
+    assert relocked.target.python == "3.11" and relocked.target.gpus == locked.target.gpus
+    assert relocked.driver == "580.159.04" and relocked.target.cuda == "13.0"
