@@ -44,6 +44,51 @@ def _previous(output: str) -> tuple[list[str], Any]:
         return names, None
 
 
+def _lock_target(previous: Any, opts: PlanOptions) -> dict[str, Any]:
+    """Return the target options a re-lock takes from the lock it replaces (a ``LockedPlan``): its GPUs (none: a CPU
+    lock), Python and platform, each unless given. A lock is for its own target, not for the machine that happens
+    to re-lock it: an H100 lock re-locked on a CPU box stays an H100 lock. With ``--gpu``/``--cpu`` or ``--fleet``
+    the target is the one given; with ``--python-exe``, that interpreter's Python and platform."""
+    if opts.target_given or opts.fleet:
+        return {}
+    t = previous.target
+    keep: dict[str, Any] = {"gpus": tuple(_gpu_option(g, opts) for g in t.gpus), "cpu": not t.gpus}
+    if opts.python_exe is None:
+        keep["python_version"] = opts.python_version or t.python
+        keep["platform_tag"] = opts.platform_tag or t.platform
+    return keep
+
+
+def _gpu_option(gpu: Any, opts: PlanOptions) -> str:
+    """Return the ``--gpu`` text of a locked GPU: its name where the GPU table gives it the locked compute
+    capability, else the capability itself (a lock made with ``--gpu 9.0``)."""
+    from resolver.gpus import lookup_gpu
+    from resolver.pipeline import load_matrix
+
+    try:
+        if lookup_gpu(gpu.name, load_matrix(opts)).compute_capability == gpu.compute_capability:
+            return str(gpu.name)
+    except BadInput:
+        pass
+    return str(gpu.compute_capability)
+
+
+def _described(opts: PlanOptions) -> str:
+    """Return the target a re-lock is for, as the options say it (``--gpu 'NVIDIA H100' --driver ...``)."""
+    from resolver.models import format_driver
+
+    parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
+    if opts.driver is not None:
+        parts.append(f"--driver {format_driver(opts.driver)}")
+    if opts.python_version:
+        parts.append(f"--python {opts.python_version}")
+    if opts.platform_tag:
+        parts.append(f"--platform {opts.platform_tag}")
+    if opts.glibc is not None:
+        parts.append(f"--glibc {opts.glibc}")
+    return " ".join(parts)
+
+
 @click.command("lock")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @fleet_options
@@ -103,8 +148,9 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
             keep["driver"] = parse_driver_option(previous.driver)
         if opts.glibc is None and previous.glibc:
             keep["glibc"] = parse_glibc(previous.glibc)
+        keep.update(_lock_target(previous, opts))
         opts = dataclasses.replace(opts, **keep)
-        render.print_relocking(output, requirements, previous.profile)
+        render.print_relocking(output, requirements, previous.profile, _described(opts))
     plan, ctx = fresh_plan_for(requirements, opts)
     request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
     for line in ctx.lines if ctx.fleet is not None else ():

@@ -333,7 +333,7 @@ def print_lock_written(path: str, summary: str) -> None:
     status(f"wrote {path} ({summary})")
 
 
-def print_relocking(path: str, requirements: Sequence[str], profile: str | None) -> None:
-    """Say that an existing lock is locked again for the request and profile it records."""
+def print_relocking(path: str, requirements: Sequence[str], profile: str | None, target: str = "") -> None:
+    """Say that an existing lock is locked again for the request, profile and target it records."""
     status(f"re-locking {path} for what it was made for: " + (" ".join(requirements) or "(no requirements)")
-           + (f" --profile {profile}" if profile else ""))
+           + (f" --profile {profile}" if profile else "") + (f" {target}" if target else ""))

@@ -225,3 +225,27 @@ def test_dockerfile_installs_a_wheel_the_plan_takes_by_url_from_that_url() -> No
     image = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "--python", "3.11", "torch==2.6.0", "flash-attn"])
     assert image.exit_code == 0, image.output
     assert f"'flash-attn @ {url}' torch==2.6.0" in image.stdout
+
+
+def test_a_bare_relock_locks_for_the_locks_own_target_not_this_machine(mirrors: Mirrors, tmp_path: Path) -> None:
+    """`lock -o EXISTING` with no request re-locks what the lock was made for: its request, and its target (GPUs,
+    driver, Python, platform, glibc as recorded). On this GPU-less Python 3.11 machine an H100 / Python 3.12 lock
+    stays one: the same file comes out (it used to become a CPU lock for this machine, keeping the H100's driver)."""
+    out = tmp_path / "pylock.toml"
+    target = ["--gpu", "H100", "--driver", "580.159.04", "--python", "3.12", "--platform", "linux_x86_64"]
+    first = CliRunner().invoke(main, ["lock", *target, "torch==2.11.0", "--index-url", mirrors.pypi, "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    made = out.read_text()
+    locked = loads(made)
+    assert locked.target.cuda == "13.0" and locked.target.python == "3.12" and locked.glibc is None
+    again = CliRunner().invoke(main, ["lock", "--index-url", mirrors.pypi, "-o", str(out)])
+    assert again.exit_code == 0, again.output
+    assert ("re-locking " in again.stderr and "torch==2.11.0 --gpu H100 --driver 580.159.04 --python 3.12 "
+            "--platform linux_x86_64" in again.stderr), again.stderr
+    assert out.read_text() == made
+    # what is given still wins: the same lock re-locked for Python 3.11 keeps its GPUs and driver
+    py311 = CliRunner().invoke(main, ["lock", "--python", "3.11", "--index-url", mirrors.pypi, "-o", str(out)])
+    assert py311.exit_code == 0, py311.output
+    relocked = loads(out.read_text())
+    assert relocked.target.python == "3.11" and relocked.target.gpus == locked.target.gpus
+    assert relocked.driver == "580.159.04" and relocked.target.cuda == "13.0"
