@@ -20,7 +20,8 @@ from resolver.cli import skip_final_collection
 from resolver import journal as journals
 from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
-from resolver.install import Command, Installer, Sources, choose_backend, commands, execute, restore_args
+from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
+                              target_mismatch)
 from resolver.installers import pypi_mirror, torch_mirror, with_mirrors
 from resolver.models import Plan
 from resolver.options import target_options
@@ -55,6 +56,23 @@ def _read_plan(path: str) -> Plan:
     except ValueError as exc:
         raise BadInput(f"--plan {path}: not JSON ({exc}); {hint}") from None
     return Plan.from_dict(data, what=f"--plan {path}")
+
+
+# what install still uses beside a plan or a lock: the interpreter, the PyPI mirror, and --python/--platform, which
+# are checked against the interpreter
+_WITH_A_PLAN = frozenset({"python_exe", "index_url", "python_version", "platform_tag"})
+
+
+def _planning_options_given() -> list[str]:
+    """Return the planning options and requirements given to this ``install`` (on the command line or from the
+    environment) that a ``--plan``/``--lock`` install would ignore, as the user wrote them (``--gpu``)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    planning = {f.name for f in dataclasses.fields(PlanOptions)} - _WITH_A_PLAN | {"requirements"}
+    return [p.opts[0] if p.opts[0].startswith("-") else "the requirements" for p in ctx.command.params
+            if p.name in planning and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE,
+                                                                          ParameterSource.ENVIRONMENT)]
 
 
 def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False) -> Sources:
@@ -109,6 +127,13 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         raise BadInput("--venv and --python-exe together: pass one target environment")
     if lock_file and (requirements or plan_file):
         raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
+    if plan_file or lock_file:
+        given_too = _planning_options_given()
+        if given_too:
+            what = f"--plan {plan_file}" if plan_file else f"--lock {lock_file}"
+            raise BadInput(f"{what} installs exactly what it says, so {', '.join(given_too)} would be ignored: drop "
+                           f"{'it' if len(given_too) == 1 else 'them'}, or make a new one with "
+                           f"{'them' if len(given_too) > 1 else 'it'} (`gpustack {'plan --json' if plan_file else 'lock'}`)")
     sources = _sources(find_links, offline, allow_insecure_index)
     mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
                pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
@@ -214,10 +239,11 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
     from resolver.detect import detect_env
 
     env = detect_env(python_exe)
-    for flag, wanted, actual in (("--python", wanted_py, env.python), ("--platform", wanted_plat, env.platform)):
-        if wanted and wanted != actual:
-            raise BadInput(f"{flag} {wanted} does not match {python_exe} ({actual}): install plans for the environment "
-                           f"it installs into; drop {flag}, or pass --venv/--python-exe of a matching interpreter")
+    other = target_mismatch(wanted_py, wanted_plat, env.python, env.platform)
+    if other is not None:
+        flag, wanted, actual = other
+        raise BadInput(f"{flag} {wanted} does not match {python_exe} ({actual}): install plans for the environment "
+                       f"it installs into; drop {flag}, or pass --venv/--python-exe of a matching interpreter")
 
 
 def _read_lock(lock_file: str, sources: Sources) -> LockedPlan:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import InvalidVersion, Version
 
 from resolver import _subprocess, envstate, journal as journals, read_ahead
-from resolver.errors import CommandFailed, GpuStackError
+from resolver.errors import BadInput, CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
                                  constraints_path, index_variant, restore_args, source_args)
 from resolver.logs import Logger
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from resolver import build
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
-           "SourceUnreachable", "choose_backend", "restore_args", "restore_line", "execute", "commands", "guarded"]
+           "SourceUnreachable", "choose_backend", "restore_args", "restore_line", "execute", "commands", "guarded",
+           "target_mismatch"]
 
 log = Logger("gpustack.install")
 
@@ -372,6 +373,16 @@ def _pins(constraints: Sequence[str]) -> dict[str, str]:
     return pins
 
 
+def target_mismatch(python: str | None, platform: str | None, found_python: str,
+                    found_platform: str) -> tuple[str, str, str] | None:
+    """Return ``(what, wanted, found)`` where the wanted Python (``3.11``) or wheel platform (``linux_x86_64``)
+    is not the interpreter's, else ``None``: an install plans for the environment it installs into."""
+    for what, wanted, found in (("--python", python, found_python), ("--platform", platform, found_platform)):
+        if wanted and wanted != found:
+            return what, wanted, found
+    return None
+
+
 def may_change(plan: Plan | None, before: envstate.Snapshot) -> set[str]:
     """Return the installed distributions the transaction backs up before its first step: all of them when there is
     no plan, else what each install step can change (``step_may_change``). A build step's are added once its wheel
@@ -543,6 +554,13 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
     try:
         early = read_ahead.take(python_exe)  # read while gpustack started, if still true
         before = envstate.snapshot(python_exe) if early is None else envstate.snapshot_of(early)
+        if plan is not None and before.facts is not None:
+            other = target_mismatch(plan.stack.target.python, plan.stack.target.platform, before.facts.python,
+                                    before.facts.platform)
+            if other is not None:  # its wheels are another interpreter's (cp312, win_amd64): nothing is changed
+                raise BadInput(f"the plan was made for {other[0][2:]} {other[1]}, and {python_exe} is {other[2]}: plan "
+                               f"for it (`gpustack plan --python-exe {python_exe} --json`), or install into a "
+                               f"matching interpreter")
         if before.facts is not None:
             installer.saw(before.facts.has_pip)  # a pip run, a restore: no reading of its own to find pip
         changing = may_change(plan, before)

@@ -398,8 +398,18 @@ class Plan:
 
         root = sc.Loc(what, hint="write a plan with `gpustack plan --json > FILE`")
         d = sc.table(data, root)
+        if "classes" in d:
+            raise BadInput(f"{what}: a fleet's plans (one per class), not one plan; pass one class's plan (its "
+                           f"`plan` object, or `gpustack plan --json` for that class's GPUs)")
+        if d.get("ok", True) is not True:
+            reasons = d.get("reasons")
+            why = f" ({str(reasons[0])[:200]!r})" if isinstance(reasons, list) and reasons else ""
+            raise BadInput(f"{what}: a refusal (ok: false), not a plan{why}: nothing in it can be installed; change "
+                           f"the request until `gpustack plan --json` gives a plan")
+        if "target" not in d:
+            root.at("target").missing("a table (JSON object)")
         tl = root.at("target")
-        t = sc.table({} if d.get("target") is None else d["target"], tl)
+        t = sc.table(d["target"], tl)
         gpus = []
         for i, g in enumerate(sc.get_list(t, "gpus", tl, limit=64)):
             gl = tl.at("gpus").at(i)
@@ -435,6 +445,8 @@ class Plan:
                          for i, p in enumerate(sc.get_list(d, "packages", root, limit=1000)))
         others = tuple(sc.check_requirement(r, root.at("other_requirements").at(i))
                        for i, r in enumerate(sc.get_str_list(d, "other_requirements", root)))
+        if "steps" not in d:
+            root.at("steps").missing("a list")
         steps = tuple(_step_from_dict(s, root.at("steps").at(i))
                       for i, s in enumerate(sc.get_list(d, "steps", root, limit=1000)))
         notes = tuple(sc.get_str_list(d, "notes", root, limit=4000))

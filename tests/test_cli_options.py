@@ -79,3 +79,22 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(monkeypatch: object) -> 
     monkeypatch.setattr(resolver.cmd_plan, "plan_for", interrupted)
     out = CliRunner().invoke(main, ["plan", "--cpu"])
     assert out.exit_code == 130 and out.output.strip() == "gpustack: interrupted (SIGINT)"
+
+
+def test_planning_options_beside_a_plan_or_a_lock_are_refused_not_ignored(tmp_path: object) -> None:
+    # requirements, --gpu and --profile given beside --plan were dropped without a word
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    assert isinstance(tmp_path, Path)
+    plan = tmp_path / "p.json"
+    plan.write_text("{}")
+    out = CliRunner().invoke(main, ["install", "--plan", str(plan), "torch", "--gpu", "A100", "--profile", "audiocraft"])
+    assert out.exit_code == 2 and out.output.strip() == (
+        f"gpustack: --plan {plan} installs exactly what it says, so the requirements, --gpu, --profile would be "
+        f"ignored: drop them, or make a new one with them (`gpustack plan --json`)")
+    out = CliRunner().invoke(main, ["install", "--lock", str(plan), "--cpu"])
+    assert out.exit_code == 2 and "so --cpu would be ignored: drop it" in out.output
+    out = CliRunner().invoke(main, ["install", "--plan", str(plan), "--python", "3.11", "--dry-run"])
+    assert out.exit_code == 2 and "target: missing" in out.output  # --python is checked, not ignored: allowed

@@ -109,7 +109,7 @@ def test_plan_json_of_the_wrong_shape_is_bad_input(tmp_path: Path, text: str) ->
 
 
 def test_plan_errors_name_the_field() -> None:
-    bad = {"steps": [{"action": "install", "package": "x", "requirement": "x"}] * 3
+    bad = {"target": {}, "steps": [{"action": "install", "package": "x", "requirement": "x"}] * 3
            + [{"action": "install", "package": "x", "requirement": "--target=/x"}]}
     with pytest.raises(BadInput, match=r"steps\[3\]\.requirement: '--target=/x' is not a PEP 508 requirement"):
         Plan.from_dict(bad)

@@ -68,3 +68,30 @@ def test_cuda_tag() -> None:
     assert cuda_tag("12.1") == "cu121"
     assert cuda_tag("13.0") == "cu130"
     assert cuda_tag(None) == "cpu"
+
+
+@pytest.mark.parametrize("data, said", [
+    ({}, "--plan p.json: target: missing (expected a table (JSON object))"),
+    ({"ok": True}, "--plan p.json: target: missing (expected a table (JSON object))"),
+    ({"ok": True, "target": {}}, "--plan p.json: steps: missing (expected a list)"),
+    ({"ok": False, "reasons": ["flash-attn needs sm_80 or newer"], "alternatives": []},
+     "--plan p.json: a refusal (ok: false), not a plan ('flash-attn needs sm_80 or newer'): nothing in it can be "
+     "installed; change the request until `gpustack plan --json` gives a plan"),
+    ({"ok": True, "fleet": {}, "classes": []}, "--plan p.json: a fleet's plans (one per class), not one plan"),
+])
+def test_a_plan_file_that_is_no_plan_is_refused(data: object, said: str) -> None:
+    # a refusal, {} and {"ok": true} all installed "nothing changed" with exit 0
+    from resolver.models import Plan
+
+    with pytest.raises(BadInput) as err:
+        Plan.from_dict(data, what="--plan p.json")
+    assert str(err.value).startswith(said)
+
+
+def test_a_written_plan_still_reads_back() -> None:
+    from resolver.models import PackageChoice, Plan, Stack, Step, Target
+
+    plan = Plan(Stack(Target(gpus=(), python="3.11", platform="linux_x86_64"),
+                      (PackageChoice("torch", "2.13.0+cpu", "wheel"),)),
+                (Step("install", "torch", "torch==2.13.0+cpu"),))
+    assert Plan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()

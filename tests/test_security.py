@@ -27,7 +27,7 @@ SECRET = "s3cr3t-t0ken"
 
 def _plan_file(tmp_path: Path, steps: list[dict[str, object]]) -> str:
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps({"steps": steps}))
+    path.write_text(json.dumps({"ok": True, "target": {}, "steps": steps}))
     return str(path)
 
 

@@ -303,6 +303,26 @@ def test_an_index_asking_for_a_login_fails_the_install_instead_of_hanging_it(ven
     assert freeze(venv) == before
 
 
+@pytest.mark.parametrize("python, platform, said", [("3.12", "linux_x86_64", "python 3.12, and "),
+                                                     ("3.11", "win_amd64", "platform win_amd64, and ")])
+def test_a_plan_for_another_interpreter_is_refused_before_anything_changes(local_index: LocalIndex, venv: Path,
+                                                                           tmp_path: Path, python: str,
+                                                                           platform: str, said: str) -> None:
+    # A plan made with --python 3.12 or --platform win_amd64 went into a Linux 3.11 venv without a word (its wheels
+    # are another interpreter's); `install --python 3.12` into that venv was refused.
+    plan = Plan(Stack(Target(gpus=(), python=python, platform=platform), (PackageChoice("torch", "2.1.0+cu121",
+                                                                                         "wheel"),)),
+                (torch_step(local_index, "2.1.0+cu121"),))
+    before = freeze(venv)
+    out = CliRunner().invoke(main, ["install", "--plan", _plan_file(tmp_path, plan), "--python-exe", str(venv)])
+    assert out.exit_code == 2, out.output
+    assert out.output.strip().splitlines() == [f"gpustack: the plan was made for {said}{venv} is "
+                                               f"{'3.11' if python != '3.11' else 'linux_x86_64'}: plan for it "
+                                               f"(`gpustack plan --python-exe {venv} --json`), or install into a "
+                                               f"matching interpreter"]
+    assert freeze(venv) == before and not (venv.parent.parent / ".gpustack" / "transaction.json").exists()
+
+
 def test_recover_while_an_install_runs_waits_and_leaves_its_finished_work(venv: Path, tmp_path: Path) -> None:
     # An install holds the environment's lock and has written its journal; `recover` starts meanwhile, sees the
     # journal and waits for the lock. The install then succeeds: it removes its journal and lets the lock go.
