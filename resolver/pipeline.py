@@ -151,18 +151,40 @@ def load_matrix(opts: PlanOptions) -> Matrix:
     return matrix_mod.load_dir(Path(opts.matrix_dir)) if opts.matrix_dir else matrix_mod.load()
 
 
+def _joined(text: str) -> list[str]:
+    """Return the lines of a requirements file with continuations joined as pip joins them (``join_lines``): a line
+    ending in ``\\`` goes on with the next; a comment line ends a continuation (its comment is then stripped)."""
+    out: list[str] = []
+    pending: list[str] = []
+    for line in text.splitlines():
+        comment = line.lstrip().startswith("#")
+        if line.endswith("\\") and not comment:
+            pending.append(line.rstrip("\\"))
+            continue
+        out.append("".join(pending) + (" " + line if comment else line))
+        pending = []
+    if pending:
+        out.append("".join(pending))
+    return out
+
+
 def _read_requirement_files(files: Sequence[str]) -> list[str]:
     from resolver.request import strip_comment
 
     lines: list[str] = []
     for name in files:
         text = read_text(name, f"-r {name}", hint="pass a requirements file")
-        for line in text.splitlines():
+        for line in _joined(text):
             line = strip_comment(line)
             if not line:
                 continue
             if line.startswith("-"):
                 raise BadInput(f"-r {name}: option line {line!r} is not supported; list requirements only")
+            option = next((t for t in line.split() if t.startswith("-")), None)  # pip reads options from there on
+            if option is not None:
+                raise BadInput(f"-r {name}: option {option.split('=')[0]} after {line.split()[0]!r} is not supported; "
+                               "list requirements only (a hashed file installs with `pip install --require-hashes "
+                               "-r FILE`; gpustack installs its locks with `install --lock FILE`)")
             lines.append(line)
     return lines
 
@@ -222,6 +244,23 @@ def _glibc(opts: PlanOptions, platform: str, detected: str | None) -> tuple[Vers
     return None, False
 
 
+def _known_nvcc(nvcc: Version | None, matrix: Matrix) -> Version | None:
+    """Return ``--nvcc`` when it can be a CUDA toolkit: a major from 1 up to the newest CUDA major of the matrices'
+    torch builds (``--nvcc 99.0`` used to change the plan without a word); an older one is kept, and the plan says
+    which builds it cannot serve."""
+    if nvcc is None:
+        return None
+    cudas = [Version(str(v.cuda)) for r in matrix.torch for v in r.variants if v.cuda]
+    newest = max(cudas, default=None)
+    hint = "pass the release `nvcc --version` prints, e.g. 12.4"
+    if nvcc.major < 1:
+        raise BadInput(f"--nvcc {nvcc}: not a CUDA release; {hint}")
+    if newest is not None and nvcc.major > newest.major:
+        raise BadInput(f"--nvcc {nvcc}: newer than any CUDA the matrices know (the newest torch build uses CUDA "
+                       f"{newest}); {hint}")
+    return nvcc
+
+
 def target_from(
     opts: PlanOptions, matrix: Matrix, reporter: Reporter | None = None
 ) -> tuple[Target, list[str], dict[str, str]]:
@@ -230,7 +269,7 @@ def target_from(
     from resolver.gpus import find_gpu_row, lookup_gpu
 
     lines: list[str] = []
-    driver, nvcc = opts.driver, opts.nvcc
+    driver, nvcc = opts.driver, _known_nvcc(opts.nvcc, matrix)
     python, platform = opts.python_version, opts.platform_tag
     installed: dict[str, str] = {}
     gpus: tuple[Gpu, ...] = tuple(lookup_gpu(g, matrix) for g in opts.gpus)

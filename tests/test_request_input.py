@@ -192,3 +192,26 @@ def test_extras_of_a_pass_through_requirement_are_kept(tmp_path: Path) -> None:
     (index / "index.html").write_text('<a href="requests-2.32.3-py3-none-any.whl">requests-2.32.3-py3-none-any.whl</a>')
     plan = _plan("--cpu", "--index-url", (tmp_path / "simple").as_uri(), "requests[socks]")
     assert [s["requirement"] for s in plan["steps"]][-1] == "requests[socks]==2.32.3"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("nvcc", "message"), [
+    ("99.0", "--nvcc 99.0: newer than any CUDA the matrices know (the newest torch build uses CUDA "),
+    ("0.5", "--nvcc 0.5: not a CUDA release; pass the release `nvcc --version` prints"),
+])
+def test_an_nvcc_no_cuda_has_is_bad_input(nvcc: str, message: str, tmp_path: Path) -> None:
+    _refused(["plan", "--gpu", "A100", "--nvcc", nvcc], message, tmp_path)  # 99.0 used to change the plan silently
+    assert _plan("--gpu", "A100", "--nvcc", "13.1")["target"]["nvcc"] == "13.1"  # type: ignore[index]
+
+
+def test_requirements_file_continuations_are_joined_as_pip_joins_them(tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("torch\\\n<2.12\nxformers \\\n  <0.0.30 # pinned\n")  # used to fail: invalid requirement 'torch\\'
+    plan = _plan("--gpu", "A100", "-r", str(req))
+    assert [(p["name"], p["version"]) for p in plan["packages"]] == [  # type: ignore[attr-defined]
+        ("torch", "2.6.0+cu124"), ("xformers", "0.0.29.post3")]
+    req.write_text("torch<2.12 \\\n# a comment line ends the continuation\nxformers\n")
+    assert _names(_plan("--gpu", "A100", "-r", str(req))) == ["torch", "xformers"]
+    # a hashed requirements file (what `lock --format requirements` writes) names the option it cannot honour
+    req.write_text("torch==2.1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    _refused(["plan", "--gpu", "A100", "-r", str(req)], f"-r {req}: option --hash after 'torch==2.1.0' is not "
+             "supported; list requirements only", tmp_path)
