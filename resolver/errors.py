@@ -44,9 +44,13 @@ class InvalidMatrix(GpuStackError, ValueError):
 class DetectionError(GpuStackError):
     """Reading the machine failed in a way that is not simply "no GPU"."""
 
+    exit_code = 1
+
 
 class CommandFailed(GpuStackError):
     """A child process exited non-zero."""
+
+    exit_code = 1
 
     def __init__(self, argv: Sequence[str], returncode: int, output_tail: str = "", log_path: str | None = None) -> None:
         super().__init__(argv, returncode, output_tail, log_path)

@@ -56,6 +56,8 @@ class InstallFailed(GpuStackError):
         super().__init__(str(cause))
         self.cause = cause
         self.restored = restored
+        # 1: the install failed and was undone; 2 only where the cause itself was bad input
+        self.exit_code = 2 if isinstance(cause, BadInput) else 1
 
     def __str__(self) -> str:
         return redact(f"{self.cause}\n{restore_line(self.restored)}")

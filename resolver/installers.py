@@ -47,6 +47,8 @@ def index_variant(url: str | None) -> str | None:
 class SourceUnreachable(GpuStackError):
     """A step needs a host that does not answer; the message names the URL and the offline way around it."""
 
+    exit_code = 1  # the network, not the input
+
 
 def choose_backend(requested: str) -> Backend:
     """Return ``pip`` or ``uv``: ``auto`` takes uv when ``uvbin.find_uv`` finds one (the uv installed with gpustack,

@@ -98,3 +98,14 @@ def test_planning_options_beside_a_plan_or_a_lock_are_refused_not_ignored(tmp_pa
     assert out.exit_code == 2 and "so --cpu would be ignored: drop it" in out.output
     out = CliRunner().invoke(main, ["install", "--plan", str(plan), "--python", "3.11", "--dry-run"])
     assert out.exit_code == 2 and "target: missing" in out.output  # --python is checked, not ignored: allowed
+
+
+def test_a_failure_that_is_not_the_inputs_exits_1() -> None:
+    # a hash mismatch, a failing installer and an unreachable index exited 2, which the README calls bad input
+    from resolver.errors import BadInput, CommandFailed
+    from resolver.install import InstallFailed
+    from resolver.installers import SourceUnreachable
+
+    assert CommandFailed(["uv"], 1).exit_code == 1 and SourceUnreachable("x").exit_code == 1
+    assert InstallFailed(CommandFailed(["pip"], 2), None).exit_code == 1
+    assert InstallFailed(BadInput("x"), None).exit_code == 2 and BadInput("x").exit_code == 2
