@@ -62,8 +62,11 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
     if not locked.deps and packages is None:
         lines.append("# Locked with --no-deps (dependencies not listed): install with "
                      "`pip install --no-deps --require-hashes -r FILE`")
-    if not direct:
-        indexes = list(dict.fromkeys(p.index for p in chosen if p.index))
+    # by name, a file comes from the index the lock names (a direct file only for those it has no URL of: a file
+    # whose hash was not read, written under [[tool.gpustack.missing]] with its index and no URL)
+    named = chosen if not direct else [p for p in chosen if not p.url]
+    if named:
+        indexes = list(dict.fromkeys(p.index for p in named if p.index))
         if indexes:
             lines.append(f"--index-url {indexes[0]}")
             lines += [f"--extra-index-url {i}" for i in indexes[1:]]
@@ -148,7 +151,12 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
             batches.append((wheels, True, {}))
         batches += [([p], True, dict(p.build_env)) for p in locked.packages if p.method == "source"]
         if allow_missing_hashes and locked.missing:
-            batches.append((list(locked.missing), False, {}))
+            # by URL in one batch; by name (no URL was read) one batch per index, so each is asked only its own
+            # index (uv would take a package from the first index that has its name: PyPI's torch for a +cpu one)
+            by_url = [p for p in locked.missing if p.url]
+            batches += [(by_url, False, {})] if by_url else []
+            for index in dict.fromkeys(p.index for p in locked.missing if not p.url):
+                batches.append(([p for p in locked.missing if not p.url and p.index == index], False, {}))
         start = installer_argv(installer, python_exe) if batches else []  # one reading of the target for all
         for i, (packages, verify, env) in enumerate(batches):
             path = Path(tmp) / f"requirements-{i}.txt"

@@ -249,3 +249,26 @@ def test_a_bare_relock_locks_for_the_locks_own_target_not_this_machine(mirrors: 
     relocked = loads(out.read_text())
     assert relocked.target.python == "3.11" and relocked.target.gpus == locked.target.gpus
     assert relocked.driver == "580.159.04" and relocked.target.cuda == "13.0"
+
+
+@pytest.mark.parametrize("backend", ["uv", "pip"])
+def test_install_lock_allow_missing_hashes_installs_a_file_known_only_by_its_index(
+        mirrors: Mirrors, tmp_path: Path, backend: str) -> None:
+    """A lock made while the PyTorch index (here its mirror) did not answer holds torch under missing, with its index
+    and no URL. `install --lock --allow-missing-hashes` must ask that index for it (pip and uv otherwise ask PyPI,
+    which has no +cpu build): it used to fail with 'no version of torch==2.13.0+cpu'."""
+    late = f"late-{backend}"
+    out = tmp_path / "pylock.toml"
+    made = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "--no-deps", "-o", str(out),
+                                     "--torch-index-url", f"{mirrors.torch.rsplit('/', 1)[0]}/{late}"])
+    assert made.exit_code == 0, made.output
+    locked = loads(out.read_text())
+    assert [(p.name, p.url) for p in locked.missing] == [("torch", "")] and not locked.packages
+    wheel = mirrors.root / "torch" / "cpu" / "torch-2.13.0+cpu-py3-none-any.whl"
+    fakewheels.write_flat_index(mirrors.root / late / "cpu", [wheel])  # the index answers now
+    venv = tmp_path / "venv"
+    done = CliRunner().invoke(main, ["install", "--lock", str(out), "--allow-missing-hashes", "--venv", str(venv),
+                                     "--installer", backend])
+    assert done.exit_code == 0, done.output
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert (site / "torch-2.13.0+cpu.dist-info").is_dir(), sorted(p.name for p in site.iterdir())
