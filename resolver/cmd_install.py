@@ -32,6 +32,8 @@ from resolver.report import Reporter
 from resolver.venvs import create_venv, venv_python
 
 if TYPE_CHECKING:
+    from resolver.install import InstallResult
+    from resolver.installers import Backend
     from resolver.lock import LockedPlan
 
 __all__ = ["install", "download", "cache", "recover", "plan_from_dict"]
@@ -143,35 +145,96 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     locked = _read_lock(lock_file, sources) if lock_file else None
     python_exe = opts.python_exe or sys.executable
     will_create = False
+    created: str | None = None  # the outermost folder this run made for a new venv: removed again if it fails
+    was_empty = False  # ... or the empty folder it made the venv in: emptied again
     if venv:
         python_exe = venv_python(os.path.abspath(venv))
         if not os.path.exists(python_exe):
+            _check_new_venv_path(venv)
             if dry_run:
                 will_create = True
                 _err(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
                      f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
                      f"{sys.version_info[0]}.{sys.version_info[1]} it would hold")
             else:
+                created = _outermost_missing(os.path.abspath(venv))
+                was_empty = os.path.isdir(created)
                 _err(f"creating virtual environment {venv}")
-                create_venv(venv, backend)
+                try:
+                    create_venv(venv, backend)
+                except BaseException:
+                    _remove_created(created, was_empty)
+                    raise
         opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
+    try:
+        result = _install_into(python_exe, will_create, opts, requirements, given, locked, lock_file, backend,
+                               dry_run, as_json, allow_missing_hashes, sources, mirrors, no_cache, verify)
+    except BaseException:
+        if created is not None:  # the environment was not there before this run: as it was is not there
+            _remove_created(created, was_empty)
+        raise
+    if result is not None:
+        print_install_result(result)
+    skip_final_collection()
+
+
+def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, requirements: tuple[str, ...],
+                  given: Plan | None, locked: LockedPlan | None, lock_file: str | None, backend: Backend, dry_run: bool,
+                  as_json: bool, allow_missing_hashes: bool, sources: Sources, mirrors: tuple[Any, Any],
+                  no_cache: bool, verify: bool) -> InstallResult | None:
+    """Plan (or take the plan or lock given) and install into ``python_exe``; ``None`` for a dry run or a lock."""
     if not will_create:
         _refuse_unfinished(python_exe, dry_run)
     _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = InstallReporter()
     if lock_file and locked is not None:
         _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources)
-        return
+        return None
     plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
                      and backend == "pip" else None)
     if dry_run:
         _print_dry_run(commands(plan, inst, sources), as_json)
+        return None
+    return execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
+                   verify=verify, progress=sys.stderr.isatty())
+
+
+def _check_new_venv_path(venv: str) -> None:
+    """Refuse a ``--venv`` path that cannot become a new venv: a file, or a folder that holds something but no
+    venv (``python -m venv`` would write into it)."""
+    if os.path.lexists(venv) and not os.path.isdir(venv):
+        raise BadInput(f"--venv {venv}: a file, not a folder; pass the folder of a virtual environment, or a new path "
+                       f"to create one")
+    if os.path.isdir(venv) and os.listdir(venv):
+        raise BadInput(f"--venv {venv}: a folder that is not a virtual environment (no {venv_python(venv)}); pass a "
+                       f"virtual environment, or a new path to create one")
+
+
+def _outermost_missing(path: str) -> str:
+    """Return the outermost folder of ``path`` that does not exist yet (what creating it makes), or ``path`` itself
+    when it exists (an empty folder)."""
+    while not os.path.lexists(os.path.dirname(path)) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _remove_created(path: str, keep: bool) -> None:
+    """Take back the venv this run created, as the run fails (the environment was not there): remove ``path``, the
+    outermost folder it made, or only what is in it when it was there before, empty (``keep``)."""
+    import shutil
+
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            _err(f"removed {path}, made by this install")
         return
-    result = execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
-                     verify=verify, progress=sys.stderr.isatty())
-    print_install_result(result)
-    skip_final_collection()
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            os.unlink(entry.path)
+    _err(f"emptied {path} again (this install created a venv in it)")
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:

@@ -323,6 +323,37 @@ def test_a_plan_for_another_interpreter_is_refused_before_anything_changes(local
     assert freeze(venv) == before and not (venv.parent.parent / ".gpustack" / "transaction.json").exists()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failed_install_into_a_new_venv_takes_the_venv_back(local_index: LocalIndex, tmp_path: Path,
+                                                               backend: str) -> None:
+    # The venv it created (and the folders above it) was left behind by a failed first install; an empty folder
+    # given as --venv is emptied again.
+    plan = make_plan("2.1.0+cu121", [Step("install", "torch", "torch==9.9.9", index_url=local_index.torch_url)])
+    for venv, left in ((tmp_path / "new" / "deeper" / "venv", []), (tmp_path / "empty", [])):
+        if venv.name == "empty":
+            venv.mkdir()
+        out = CliRunner().invoke(main, ["install", "--plan", _plan_file(tmp_path, plan), "--venv", str(venv),
+                                        "--installer", backend])
+        assert out.exit_code != 0 and "creating virtual environment" in out.output, out.output
+        if venv.name == "empty":
+            assert venv.is_dir() and sorted(p.name for p in venv.iterdir()) == left
+        else:
+            assert not (tmp_path / "new").exists(), out.output
+
+
+def test_a_venv_path_that_cannot_be_a_venv_is_bad_input(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("keep me too")
+    for path, said in ((precious, "a file, not a folder"), (folder, "a folder that is not a virtual environment")):
+        for dry in ([], ["--dry-run"]):
+            out = CliRunner().invoke(main, ["install", "--cpu", "torch", "--venv", str(path), *dry])
+            assert out.exit_code == 2 and said in out.output and len(out.output.strip().splitlines()) == 1, out.output
+    assert precious.read_text() == "keep me" and sorted(p.name for p in folder.iterdir()) == ["a.txt"]
+
+
 def test_recover_while_an_install_runs_waits_and_leaves_its_finished_work(venv: Path, tmp_path: Path) -> None:
     # An install holds the environment's lock and has written its journal; `recover` starts meanwhile, sees the
     # journal and waits for the lock. The install then succeeds: it removes its journal and lets the lock go.
