@@ -197,7 +197,7 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     import sys
 
     from resolver.fleet import read_fleet
-    from resolver.pipeline import for_target, load_matrix, request_from
+    from resolver.pipeline import for_target, known_nvcc, load_matrix, request_from
 
     assert opts.fleet is not None
     m = load_matrix(opts)
@@ -205,7 +205,7 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     the_fleet = read_fleet(opts.fleet, m)
     python = opts.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     base = Target(gpus=(), python=python, platform=the_fleet.classes[0].platform, driver=opts.driver,
-                  nvcc=opts.nvcc, source="fleet")
+                  nvcc=known_nvcc(opts.nvcc, m), source="fleet")
     if request.marked:  # environment markers read the platform: one answer only when every class shares it
         platforms = sorted({c.platform for c in the_fleet.classes})
         if len(platforms) > 1:

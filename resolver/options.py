@@ -62,9 +62,9 @@ def target_options(f: F) -> F:
                      help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
         click.option("--index-url", metavar="URL",
                      help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not "
-                          "solve itself (numpy, diffusers ...) are checked against it, and install takes PyPI's files "
-                          "from it (default: pypi.org; install also reads $PIP_INDEX_URL, $UV_DEFAULT_INDEX, "
-                          "$UV_INDEX_URL)."),
+                          "solve itself (numpy, diffusers ...) are checked against it, and install, lock and dockerfile "
+                          "take PyPI's files from it (default: pypi.org; they also read $PIP_INDEX_URL, "
+                          "$UV_DEFAULT_INDEX, $UV_INDEX_URL)."),
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     wrapped = _collect(f)
@@ -93,6 +93,5 @@ def mirror_options(f: F) -> F:
                           "files).")(f)
     f = click.option("--torch-index-url", metavar="URL",
                      help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also "
-                          "$GPUSTACK_TORCH_INDEX_URL. The PyPI mirror is --index-url (also $PIP_INDEX_URL, "
-                          "$UV_DEFAULT_INDEX, $UV_INDEX_URL), as for install.")(f)
+                          "$GPUSTACK_TORCH_INDEX_URL, as for install.")(f)
     return f

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from resolver.probes import InstalledEnv
     from resolver.request import Request
 
-__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "target_from",
-           "solve_request", "plan_for", "fresh_plan_for", "fresh_plan", "this_platform"]
+__all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "known_nvcc",
+           "target_from", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan", "this_platform"]
 
 
 def parse_driver_option(text: str) -> Version:
@@ -244,7 +244,7 @@ def _glibc(opts: PlanOptions, platform: str, detected: str | None) -> tuple[Vers
     return None, False
 
 
-def _known_nvcc(nvcc: Version | None, matrix: Matrix) -> Version | None:
+def known_nvcc(nvcc: Version | None, matrix: Matrix) -> Version | None:
     """Return ``--nvcc`` when it can be a CUDA toolkit: a major from 1 up to the newest CUDA major of the matrices'
     torch builds (``--nvcc 99.0`` used to change the plan without a word); an older one is kept, and the plan says
     which builds it cannot serve."""
@@ -269,7 +269,7 @@ def target_from(
     from resolver.gpus import find_gpu_row, lookup_gpu
 
     lines: list[str] = []
-    driver, nvcc = opts.driver, _known_nvcc(opts.nvcc, matrix)
+    driver, nvcc = opts.driver, known_nvcc(opts.nvcc, matrix)
     python, platform = opts.python_version, opts.platform_tag
     installed: dict[str, str] = {}
     gpus: tuple[Gpu, ...] = tuple(lookup_gpu(g, matrix) for g in opts.gpus)

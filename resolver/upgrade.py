@@ -31,7 +31,7 @@ from resolver import compat
 from resolver.candidates import torch_options
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
-from resolver.models import PackageChoice, Stack, Target, format_driver
+from resolver.models import PackageChoice, Stack, Target, format_driver, marker_environment
 from resolver.request import SOLVED, Request, parse_request
 from resolver.solve import solve
 
@@ -174,9 +174,10 @@ def upgrade_request(current: Installed, matrix: Matrix, *, original: Sequence[st
     requirement in place of the original bound of the package it names, and every solved package of the current set
     the matrices know (any version when neither names it). Optional profile packages are left out: an upgrade
     checks the set that is there."""
-    req = parse_request(original, matrix, profiles=profiles)
-    new = parse_request(requirements, matrix)
-    named = {str(canonicalize_name(r.name)) for r in _parse(requirements)}
+    env = marker_environment(current.target)  # markers read the set's target, not this machine
+    req = parse_request(original, matrix, profiles=profiles, marker_env=env)
+    new = parse_request(requirements, matrix, marker_env=env)
+    named = {str(canonicalize_name(r.name)) for r in _parse(requirements) if r.marker is None or r.marker.evaluate(env)}
     changes: dict[str, Any] = {"optional": (), "lines": (*req.lines, *requirements)}
     if "torch" in named:
         changes.update(torch=new.torch, torch_variant=new.torch_variant)

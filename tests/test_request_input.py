@@ -200,6 +200,7 @@ def test_extras_of_a_pass_through_requirement_are_kept(tmp_path: Path) -> None:
 ])
 def test_an_nvcc_no_cuda_has_is_bad_input(nvcc: str, message: str, tmp_path: Path) -> None:
     _refused(["plan", "--gpu", "A100", "--nvcc", nvcc], message, tmp_path)  # 99.0 used to change the plan silently
+    _refused(["plan", "--fleet", str(FLEET), "--nvcc", nvcc], message, tmp_path)
     assert _plan("--gpu", "A100", "--nvcc", "13.1")["target"]["nvcc"] == "13.1"  # type: ignore[index]
 
 
@@ -215,3 +216,16 @@ def test_requirements_file_continuations_are_joined_as_pip_joins_them(tmp_path: 
     req.write_text("torch==2.1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
     _refused(["plan", "--gpu", "A100", "-r", str(req)], f"-r {req}: option --hash after 'torch==2.1.0' is not "
              "supported; list requirements only", tmp_path)
+
+
+def test_check_upgrade_reads_markers_for_the_sets_target() -> None:
+    from resolver.matrix import load
+    from resolver.models import Target
+    from resolver.upgrade import Installed, upgrade_request
+
+    linux = Installed(Target(gpus=(), python="3.11", platform="linux_x86_64"), {"torch": "2.13.0+cpu"})
+    windows_only = 'xformers; sys_platform == "win32"'
+    req = upgrade_request(linux, load(), original=["torch==2.13.0", windows_only], requirements=[windows_only])
+    assert req.xformers is None and req.dropped == (windows_only,)
+    windows = Installed(Target(gpus=(), python="3.11", platform="win_amd64"), {"torch": "2.13.0+cpu"})
+    assert upgrade_request(windows, load(), original=[windows_only]).xformers is not None
