@@ -39,14 +39,6 @@ __all__ = [
 
 FORMAT = 1
 
-# sys_platform / platform_machine of each target platform (PEP 508 markers).
-_MARKERS = {
-    "linux_x86_64": 'sys_platform == "linux" and platform_machine == "x86_64"',
-    "linux_aarch64": 'sys_platform == "linux" and platform_machine == "aarch64"',
-    "win_amd64": 'sys_platform == "win32" and platform_machine == "AMD64"',
-}
-
-
 @dataclass(frozen=True, slots=True)
 class LockedFile:
     """One file a lock pins: where it is, and its sha256 (``None`` when it could not be read, with ``reason``).
@@ -125,11 +117,12 @@ class LockedPlan:
 
 
 def environment_marker(python: str, platform: str) -> str:
-    """Return the PEP 508 marker of a target: ``python_version == "3.11" and sys_platform == "linux" ...``."""
-    mm = ".".join(python.split(".")[:2])
-    plat = _MARKERS.get(platform)
-    marker = f'python_version == "{mm}"'
-    return f"{marker} and {plat}" if plat else marker
+    """Return the PEP 508 marker of a target: ``python_version == "3.11" and sys_platform == "linux" ...``
+    (``models.python_platform_markers``)."""
+    from resolver.models import python_platform_markers
+
+    env = python_platform_markers(python, platform)
+    return " and ".join(f'{k} == "{env[k]}"' for k in ("python_version", "sys_platform", "platform_machine") if k in env)
 
 
 def without_credentials(url: str | None) -> str | None:

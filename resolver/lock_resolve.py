@@ -191,13 +191,12 @@ def _index_of(plan: Plan, name: str, default_index: str) -> str:
 
 
 def _marker_env(python: str, platform: str) -> dict[str, str]:
-    mm = ".".join(python.split(".")[:2])
-    sys_platform = "win32" if platform.startswith("win") else "linux"
-    machine = {"linux_x86_64": "x86_64", "linux_aarch64": "aarch64", "win_amd64": "AMD64"}.get(platform, "")
-    return {"python_version": mm, "python_full_version": f"{mm}.0", "sys_platform": sys_platform,
-            "platform_system": "Windows" if sys_platform == "win32" else "Linux", "platform_machine": machine,
-            "os_name": "nt" if sys_platform == "win32" else "posix", "implementation_name": "cpython",
-            "platform_python_implementation": "CPython"}
+    """The target's marker environment (``models.python_platform_markers``), with ``python_full_version`` taken as
+    ``X.Y.0``: uv's lock may write markers on it, and the target's patch release is not known."""
+    from resolver.models import python_platform_markers
+
+    env = python_platform_markers(python, platform)
+    return {**env, "python_full_version": f"{env['python_version']}.0"}
 
 
 def _files_of_pylock(lock: Pylock, plan: Plan, default_index: str) -> dict[str, LockedFile]:

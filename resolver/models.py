@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 from resolver.errors import BadInput
 
 __all__ = [
+    "python_platform_markers",
     "ComputeCapability",
     "ArchList",
     "Coverage",
@@ -248,7 +249,13 @@ class Target:
 def marker_environment(target: Target) -> dict[str, str]:
     """Return the PEP 508 marker environment of ``target`` (its platform and Python, not this machine's): the values
     of ``MARKER_VARIABLES``."""
-    return {**_PLATFORM_MARKERS[target.platform], "python_version": target.python,
+    return python_platform_markers(target.python, target.platform)
+
+
+def python_platform_markers(python: str, platform: str) -> dict[str, str]:
+    """Return ``marker_environment`` of a Python version (``3.11``, or ``3.11.7``: its ``X.Y``) on a platform tag;
+    for a platform outside ``PLATFORMS``, only the Python's variables."""
+    return {**_PLATFORM_MARKERS.get(platform, {}), "python_version": ".".join(python.split(".")[:2]),
             "platform_python_implementation": "CPython", "implementation_name": "cpython"}
 
 
