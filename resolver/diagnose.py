@@ -131,6 +131,8 @@ def _package(output: str, env_facts: Mapping[str, Any]) -> str:
 
 
 def _rebuild_hint(pkg: str, env_facts: Mapping[str, Any]) -> str:
+    if pkg == "torch":  # "a torch build made for torch X" says nothing
+        return "reinstall torch with `gpustack install torch`, which picks the build for this machine"
     torch = env_facts.get("torch") or "your torch"
     tag = cuda_tag_of(env_facts.get("torch"))
     where = f" ({PYTORCH_INDEX}/{tag})" if tag and tag.startswith("cu") and pkg in ("xformers", "torch") else ""
@@ -215,6 +217,10 @@ def diagnose(output: str, *, returncode: int | None, env_facts: Mapping[str, Any
                          f"the kernel ran but computed wrong values: {_rebuild_hint(pkg, env_facts)}")
     m4 = re.search(r"(ModuleNotFoundError|ImportError): (.+)", output)
     if m4:
+        missing = re.match(r"No module named '([\w.]+)'", m4.group(2).strip())
+        if missing and missing.group(1).split(".")[0] == pkg.replace("-", "_"):  # the package itself is not there
+            return Diagnosis("not_installed", f"{pkg} is not installed in this environment",
+                             f"install it with `gpustack install {pkg}`, which picks the build for this machine")
         return Diagnosis("import_error", f"{pkg} failed to import: {m4.group(2).strip()}", _rebuild_hint(pkg, env_facts))
     lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
     return Diagnosis("error", lines[-1][:300] if lines else f"exited with status {returncode}", None)

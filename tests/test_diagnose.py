@@ -164,3 +164,16 @@ def test_xformers_built_for_another_torch_gets_the_solvers_xformers() -> None:
     assert check.hint == (f"install xformers {chosen['version']} built for torch 2.11.0+cu130 (the solver's choice for "
                           f"it here): pip install --force-reinstall --no-deps xformers=={chosen['version']} "
                           f"--index-url {chosen['index_url']}")
+
+
+def test_a_package_that_is_not_installed_is_said_so_not_rebuilt() -> None:
+    # verify without torch printed "install a torch build made for torch your torch, or rebuild it against it"
+    from resolver.diagnose import diagnose
+
+    d = diagnose("Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'\n", returncode=1,
+                 env_facts={"backend": "torch"})
+    assert (d.kind, d.message) == ("not_installed", "torch is not installed in this environment")
+    assert d.hint == "install it with `gpustack install torch`, which picks the build for this machine"
+    d = diagnose("ImportError: libcudart.so.11.0: cannot open shared object file", returncode=1,
+                 env_facts={"backend": "torch"})
+    assert "made for torch" not in (d.hint or "")
