@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -245,16 +245,24 @@ def lock_path(prefix: str) -> str:
     return str(journals.lock_file(prefix))
 
 
-def env_lock(prefix: str, timeout: float = 600.0) -> EnvLock:
+def env_lock(prefix: str, timeout: float = 600.0, waiting: Callable[[str], None] | None = None) -> EnvLock:
     """Return the acquired lock on environment ``prefix`` (``resolver.envlock``); raises ``EnvironmentLocked`` after
-    ``timeout`` s, ``BadInput`` when the lock file cannot be made there.
+    ``timeout`` s, ``BadInput`` when the lock file cannot be made there. When another run holds it, ``waiting`` is
+    told so once (what that run is doing, and for how long this one waits) before the wait.
 
     Release it with ``.release()`` or use it as a context manager.
     """
     path = lock_path(prefix)
     lock = EnvLock(path)
     try:
-        held = lock.acquire(timeout)
+        held = lock.acquire(0.0)
+        if not held and timeout > 0:
+            if waiting is not None:
+                running = journals.pending(prefix)
+                what = running.describe() if running is not None else f"lock {path}"
+                waiting(f"waiting for another gpustack run on {prefix} to finish ({what}); up to {timeout:.0f} s, "
+                        f"Ctrl-C stops waiting")
+            held = lock.acquire(timeout)
     except OSError as exc:
         raise BadInput(f"{prefix}: cannot lock it ({path}: {exc.strerror}); install into a virtual environment "
                        "(--venv DIR) or run as the environment's owner") from None

@@ -552,7 +552,7 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
     nothing changed: re-raised as is. Refuses (``JournalPending``) to start on top of an unfinished transaction.
     """
     prefix = journals.prefix_of(python_exe)
-    lock = envstate.env_lock(prefix, timeout=lock_timeout)
+    lock = envstate.env_lock(prefix, timeout=lock_timeout, waiting=reporter.message)
     try:
         early = read_ahead.take(python_exe)  # read while gpustack started, if still true
         before = envstate.snapshot(python_exe) if early is None else envstate.snapshot_of(early)

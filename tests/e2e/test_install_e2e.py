@@ -354,6 +354,27 @@ def test_a_venv_path_that_cannot_be_a_venv_is_bad_input(tmp_path: Path) -> None:
     assert precious.read_text() == "keep me" and sorted(p.name for p in folder.iterdir()) == ["a.txt"]
 
 
+def test_an_install_that_waits_for_another_says_so_then_goes_on(local_index: LocalIndex, venv: Path,
+                                                                 tmp_path: Path) -> None:
+    # A second install waited up to 600 s for the environment's lock without a word.
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    prefix = envstate.snapshot(str(venv)).prefix
+    lock = envstate.env_lock(prefix, timeout=10.0)
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "resolver", "install", "--plan", _plan_file(tmp_path, plan),
+                                  "--python-exe", str(venv), "--installer", "pip"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert child.stdout is not None
+        first = child.stdout.readline()
+    finally:
+        lock.release()
+    out = first + child.communicate(timeout=300)[0]
+    assert first.startswith(f"waiting for another gpustack run on {prefix} to finish (lock "), out
+    assert "up to 600 s, Ctrl-C stops waiting" in first
+    assert child.returncode == 0, out
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+
+
 def test_recover_while_an_install_runs_waits_and_leaves_its_finished_work(venv: Path, tmp_path: Path) -> None:
     # An install holds the environment's lock and has written its journal; `recover` starts meanwhile, sees the
     # journal and waits for the lock. The install then succeeds: it removes its journal and lets the lock go.
