@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import signal
 import sys
 from typing import IO, Any
 
@@ -83,6 +84,23 @@ def _redact_streams() -> None:
         sys.stdout = _Redacting(sys.stdout)
 
 
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP outside an install's transaction (which has its own handlers, ``resolver.install``): raised
+    where the command is, so its ``finally`` blocks and context managers run (a lock's temporary folder, its uv
+    child) instead of the process vanishing mid-way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum: int, frame: Any) -> None:
+    raise _Signalled(signum)
+
+
+_ENDING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 _OPTION_EQUALS = re.compile(r"--[A-Za-z][A-Za-z0-9-]*=")
 
 
@@ -138,6 +156,7 @@ class _LazyGroup(click.Group):
               **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        previous = {sig: signal.signal(sig, _raise_signalled) for sig in _ENDING}
         try:
             empty = empty_argument(list(sys.argv[1:] if args is None else args))
             if empty is not None:
@@ -154,6 +173,12 @@ class _LazyGroup(click.Group):
         except click.Abort:  # Ctrl-C outside a command's own handling: said and ended as install says it
             click.echo("gpustack: interrupted (SIGINT)", err=True)
             sys.exit(130)
+        except _Signalled as exc:  # SIGTERM/SIGHUP: the command's finally blocks ran (temporary folders, children)
+            click.echo(f"gpustack: interrupted ({signal.Signals(exc.signum).name})", err=True)
+            sys.exit(128 + exc.signum)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         sys.exit(rc if isinstance(rc, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
