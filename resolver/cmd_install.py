@@ -65,13 +65,14 @@ def _read_plan(path: str) -> Plan:
 _WITH_A_PLAN = frozenset({"python_exe", "index_url", "python_version", "platform_tag"})
 
 
-def _planning_options_given() -> list[str]:
+def _planning_options_given(also: set[str]) -> list[str]:
     """Return the planning options and requirements given to this ``install`` (on the command line or from the
-    environment) that a ``--plan``/``--lock`` install would ignore, as the user wrote them (``--gpu``)."""
+    environment) that a ``--plan``/``--lock`` install would ignore, and the options named in ``also``, as the user
+    wrote them (``--gpu``)."""
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    planning = {f.name for f in dataclasses.fields(PlanOptions)} - _WITH_A_PLAN | {"requirements"}
+    planning = {f.name for f in dataclasses.fields(PlanOptions)} - _WITH_A_PLAN | {"requirements"} | also
     return [p.opts[0] if p.opts[0].startswith("-") else "the requirements" for p in ctx.command.params
             if p.name in planning and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE,
                                                                           ParameterSource.ENVIRONMENT)]
@@ -130,7 +131,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     if lock_file and (requirements or plan_file):
         raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
     if plan_file or lock_file:
-        given_too = _planning_options_given()
+        # a lock names its files by URL: the mirrors go into the lock (`gpustack lock --torch-index-url ...`)
+        given_too = _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"})
         if given_too:
             what = f"--plan {plan_file}" if plan_file else f"--lock {lock_file}"
             raise BadInput(f"{what} installs exactly what it says, so {', '.join(given_too)} would be ignored: drop "

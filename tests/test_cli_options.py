@@ -96,6 +96,10 @@ def test_planning_options_beside_a_plan_or_a_lock_are_refused_not_ignored(tmp_pa
         f"ignored: drop them, or make a new one with them (`gpustack plan --json`)")
     out = CliRunner().invoke(main, ["install", "--lock", str(plan), "--cpu"])
     assert out.exit_code == 2 and "so --cpu would be ignored: drop it" in out.output
+    # a lock names its files by URL: a mirror given to install --lock was ignored; it belongs in the lock
+    out = CliRunner().invoke(main, ["install", "--lock", str(plan), "--torch-index-url", "https://m.example/whl",
+                                    "--index-url", "https://m.example/simple"])
+    assert out.exit_code == 2 and "so --index-url, --torch-index-url would be ignored" in out.output, out.output
     out = CliRunner().invoke(main, ["install", "--plan", str(plan), "--python", "3.11", "--dry-run"])
     assert out.exit_code == 2 and "target: missing" in out.output  # --python is checked, not ignored: allowed
 
