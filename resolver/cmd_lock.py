@@ -228,4 +228,4 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
                           glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved))
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
-    return text, f"{len(files)} packages, {len(warnings)} without a hash"
+    return text, (f"{len(files)} package{'s' if len(files) != 1 else ''}, {len(warnings)} without a hash")

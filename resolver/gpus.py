@@ -72,6 +72,6 @@ def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
     names = list(dict.fromkeys(index[c].name for c in close))
     hint = f"did you mean {', '.join(repr(n) for n in names)}? " if names else ""
     raise BadInput(
-        f"--gpu {t!r}: unknown GPU name; {hint}Or pass its compute capability (e.g. --gpu 8.6); "
+        f"--gpu {t!r}: unknown GPU name; {hint}or pass its compute capability (e.g. --gpu 8.6); "
         "`gpustack matrix show gpus` lists the known names"
     )

@@ -152,8 +152,15 @@ def exact_requirement(step: Step, plan: Plan) -> str:
     return step.requirement
 
 
-def _install_requirement(step: Step, sources: Sources, plan: Plan | None = None) -> str:
-    local = sources.local_file(step)
+_UNSET = ""  # "look it up here" (a path is never empty)
+
+
+def _install_requirement(step: Step, sources: Sources, plan: Plan | None = None,
+                         local: str | None = _UNSET) -> str:
+    """Return what the installer is given for an install step: its file in a find-links folder (``local``, looked
+    up here unless the caller did), else its URL or exact requirement."""
+    if local == _UNSET:
+        local = sources.local_file(step)
     if local is not None:
         extras = _extras(step.requirement)  # flash-attn-4[cu13]: the extra's dependencies still come along
         return f"{local}[{','.join(extras)}]" if extras else local
@@ -284,7 +291,7 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
 
 
-def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot) -> None:
+def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot, local: str | None = None) -> None:
     """Run ``step``; ``now`` is the environment's latest reading (a build's cache key needs nothing more)."""
     if step.action == "build":
         from resolver import build
@@ -298,7 +305,7 @@ def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot) ->
             run.txn.back_up(step_may_change(step, run.plan, now, result.wheel), now)
         _run_install(run, python_exe, step, str(result.wheel))
     else:
-        _run_install(run, python_exe, step, _install_requirement(step, run.sources, run.plan))
+        _run_install(run, python_exe, step, _install_requirement(step, run.sources, run.plan, local))
 
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -635,10 +642,14 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
         run.txn = txn
         for i, step in enumerate(steps, 1):
             what = step.description or f"{step.action} {step.requirement}"
+            local = sources.local_file(step) if step.action == "install" else None
+            if local is not None:  # the plan's text names the index; the file comes from --find-links
+                what = (what.replace(step.index_url, local) if step.index_url and step.index_url in what
+                        else f"{what} (the file {local})")
             txn.journal.step(f"[{i}/{len(steps)}] {what}")
             reporter.step_started(i, len(steps), what)
             t0 = time.monotonic()
-            _run_step(run, python_exe, step, after)
+            _run_step(run, python_exe, step, after, local)
             done.add(step.package)
             after = _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)

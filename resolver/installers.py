@@ -405,7 +405,11 @@ def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) ->
 
     if not torch_index and not pypi_index:
         return plan
-    steps = tuple(replace(s, index_url=move(s.index_url),
+    def said(step: Step) -> str:  # the step's text names its index: name the mirror there too
+        new = move(step.index_url)
+        return step.description.replace(step.index_url, new) if step.index_url and new else step.description
+
+    steps = tuple(replace(s, index_url=move(s.index_url), description=said(s),
                           extra_index_urls=tuple(u for u in (move(x) for x in s.extra_index_urls) if u))
                   for s in plan.steps)
     packages = tuple(replace(p, index_url=move(p.index_url)) for p in plan.stack.packages)

@@ -74,7 +74,7 @@ def print_plan(console: Console, plan: Plan) -> None:
     for req in plan.stack.other_requirements:
         table.add_row(Text(req), "", "as asked", "PyPI")
     console.print(table)
-    console.print("Steps:")
+    console.print("Steps:" if plan.steps else "Steps: none (everything planned is installed already)")
     for i, step in enumerate(plan.steps, 1):
         console.print(f"  {i}. {step.description or step.requirement}", markup=False, highlight=False)
         if step.env:
@@ -289,6 +289,12 @@ def print_install_result(result: InstallResult) -> None:
         if b.cache_hit:
             status(f"from the build cache: {b.wheel.name}")
     status(f"installed in {result.seconds:.1f}s: {result.changes.summary()}")
+    if result.verify is not None:  # --verify ran (a failure would have undone the install)
+        results = list(getattr(result.verify, "results", ()))
+        passed = [r.backend for r in results if r.passed]
+        skipped = sum(1 for r in results if r.skipped)
+        status(f"verified: {len(passed)} attention backend{'s' if len(passed) != 1 else ''} passed"
+               + (f" ({', '.join(passed)})" if passed else "") + (f", {skipped} skipped" if skipped else ""))
 
 
 def print_cache_entries(console: Console, entries: Sequence[CacheEntry], cache_dir: object) -> None:

@@ -181,3 +181,17 @@ def test_a_bad_plan_or_lock_creates_no_venv_and_starts_no_interpreter(tmp_path: 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and args[0] in done.stderr, done.stderr
     assert not started.exists()
+
+
+def test_mirrors_move_the_index_a_step_names_in_its_text_too() -> None:
+    # the progress line said "from https://download.pytorch.org/whl/cpu" when the mirror was used
+    from resolver.installers import with_mirrors
+    from resolver.models import PackageChoice, Plan, Stack, Step, Target
+
+    step = Step("install", "torch", "torch==2.13.0+cpu", index_url="https://download.pytorch.org/whl/cpu",
+                description="install torch 2.13.0+cpu from https://download.pytorch.org/whl/cpu")
+    plan = Plan(Stack(Target(gpus=(), python="3.11", platform="linux_x86_64"),
+                      (PackageChoice("torch", "2.13.0+cpu", "wheel"),)), (step,))
+    moved = with_mirrors(plan, "https://mirror.example/whl", None).steps[0]
+    assert moved.index_url == "https://mirror.example/whl/cpu"
+    assert moved.description == "install torch 2.13.0+cpu from https://mirror.example/whl/cpu"

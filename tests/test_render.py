@@ -72,3 +72,22 @@ def test_install_dry_run_and_recover_print_through_render_uncut(tmp_path: Path) 
     assert max(len(line) for line in shell) > 80  # one command per line, not wrapped at 80 columns
     recovered = _piped("recover")
     assert recovered.startswith("nothing to recover:"), recovered
+
+
+def test_an_install_with_verify_says_what_verify_passed(capsys: pytest.CaptureFixture[str]) -> None:
+    # `install --verify` said "installed in 21.0s: ..." and never that verify had run, or what passed
+    from resolver import envstate
+    from resolver.install import InstallResult
+    from resolver.render import print_install_result
+    from resolver.verify import BackendResult, VerifyReport
+
+    report = VerifyReport(ok=True, device=None, results=(
+        BackendResult("sdpa-flash", "sdpa", "bf16", True), BackendResult("xformers", "memory_efficient", "bf16", True),
+        BackendResult("flash-attn", "flash_attn_func", "bf16", False, skipped=True)))
+    added = envstate.EnvDiff(added=(envstate.Dist("xformers", "0.0.33"),))
+    print_install_result(InstallResult(added, seconds=21.0, verify=report))
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["installed in 21.0s: added xformers 0.0.33",
+                   "verified: 2 attention backends passed (sdpa-flash, xformers), 1 skipped"]
+    print_install_result(InstallResult(added, seconds=1.0))
+    assert capsys.readouterr().err.splitlines() == ["installed in 1.0s: added xformers 0.0.33"]

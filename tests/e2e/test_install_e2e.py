@@ -453,9 +453,14 @@ def test_unreachable_index_fails_fast_changing_nothing(venv: Path) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_find_links_needs_no_network(local_index: LocalIndex, venv: Path, backend: str) -> None:
     # The plan names download.pytorch.org (unreachable here); the file lies in the find-links folder.
-    step = Step("install", "torch", "torch==2.1.0+cu121", index_url="https://download.pytorch.org/whl/cu121")
-    run_plan(make_plan("2.1.0+cu121", [step]), venv, backend, Sources((str(local_index.wheels),)))
+    step = Step("install", "torch", "torch==2.1.0+cu121", index_url="https://download.pytorch.org/whl/cu121",
+                description="install torch 2.1.0+cu121 from https://download.pytorch.org/whl/cu121")
+    said = Recorder()
+    run_plan(make_plan("2.1.0+cu121", [step]), venv, backend, Sources((str(local_index.wheels),)), reporter=said)
     assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+    # the progress line named the index the file did not come from
+    local = Sources((str(local_index.wheels),)).local_file(step)
+    assert local is not None and said.started == [f"install torch 2.1.0+cu121 from {local}"]
 
 
 def test_offline_install_uses_only_the_folder(local_index: LocalIndex, venv: Path) -> None:
