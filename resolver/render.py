@@ -189,7 +189,12 @@ def print_host(console: Console, host: Host) -> None:
 
 def print_upgrade(console: Console, report: UpgradeReport, current: Mapping[str, str]) -> None:
     """Print a ``check-upgrade`` report: the verdict and the moves, each finding, the notes, the nearest safe set."""
-    moves = ", ".join(f"{k} {current.get(k, '(new)')} -> {v}" for k, v in report.proposed.items()
+    checked = report.checked or {}
+
+    def to(k: str, v: str) -> str:  # the build the solver checked, where the set named none (2.14.1 -> 2.14.1+cpu)
+        return f"{v} (checked as {checked[k]})" if checked.get(k) not in (None, v) else v
+
+    moves = ", ".join(f"{k} {current.get(k, '(new)')} -> {to(k, v)}" for k, v in report.proposed.items()
                       if current.get(k) != v)
     console.print(f"{report.verdict}: {moves or 'no change'}", markup=False, highlight=False)
     for f in report.findings:
