@@ -375,6 +375,18 @@ def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
     return reasons
 
 
+def lock_target_notes(locked: LockedPlan, host: Any) -> list[str]:
+    """Return what installing ``locked`` on ``host`` goes ahead with but the user should know (``check_lock_target``
+    refuses what cannot work): CUDA builds on a machine with no NVIDIA GPU or driver (an image built here to run
+    elsewhere, say)."""
+    want = locked.target
+    if want.cuda and not host.gpus and host.driver is None:
+        floor = f" (driver >= {format_driver(want.min_driver)})" if want.min_driver else ""
+        return [f"this machine has no NVIDIA GPU or driver: installing the lock's CUDA {want.cuda} builds anyway; "
+                f"they run only where there is a GPU the lock covers and its driver{floor}"]
+    return []
+
+
 def lock_to_plan(locked: LockedPlan) -> Plan:
     """Return the ``Plan`` that installs exactly the files of ``locked``: one step per package, by URL, no deps.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from resolver import _subprocess
 from resolver.errors import GpuStackError
-from resolver.lock import LockedPackage, LockedPlan, check_lock_target
+from resolver.lock import LockedPackage, LockedPlan, check_lock_target, lock_target_notes
 from resolver.models import Gpu, Target
 from resolver.report import Reporter
 
@@ -125,7 +125,7 @@ def host_target(host: object) -> Target:
 
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
                       host: Target | None = None, allow_missing_hashes: bool = False,
-                      run: Runner = _subprocess.run) -> list[str]:
+                      run: Runner = _subprocess.run, note: Callable[[str], None] | None = None) -> list[str]:
     """Return the commands run to install exactly ``locked`` into ``python_exe``; raise ``LockRefused`` first when
     ``host`` (detected when ``None``) does not satisfy the lock's target or a file has no hash.
 
@@ -143,6 +143,9 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
                        "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
     if reasons:
         raise LockRefused(reasons)
+    if note is not None:
+        for text in lock_target_notes(locked, host):
+            note(text)
     done: list[str] = []
     with tempfile.TemporaryDirectory(prefix="gpustack-install-") as tmp:
         batches: list[tuple[list[LockedPackage], bool, dict[str, str]]] = []
@@ -179,4 +182,5 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Instal
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)):
-        return install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes)
+        return install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
+                                 note=(reporter or Reporter()).message)

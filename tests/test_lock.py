@@ -220,6 +220,23 @@ def test_lock_target_check_names_each_reason() -> None:
     assert "nothing was changed" in str(exc.value)
 
 
+def test_cuda_builds_on_a_machine_without_gpu_or_driver_go_ahead_with_a_note() -> None:
+    # a CUDA 12 lock installed GBs onto a GPU-less box without a word (an image build there is legitimate: no refusal)
+    from resolver.lock import lock_target_notes
+
+    locked = loads(lock_text(gpu_plan(xformers_source=True))[0])
+    bare = Target(gpus=(), python="3.11.7", platform="linux_x86_64")
+    assert check_lock_target(locked, bare) == []
+    notes = lock_target_notes(locked, bare)
+    assert len(notes) == 1 and notes[0].startswith("this machine has no NVIDIA GPU or driver: installing the lock's "
+                                                   "CUDA ") and "driver >= 525.60.13" in notes[0]
+    ok = Target(gpus=(RTX3090,), python="3.11.7", platform="linux_x86_64", driver=parse_driver("535.104.05"))
+    assert lock_target_notes(locked, ok) == []
+    said: list[str] = []
+    install_from_lock(locked, "/venv/bin/python", host=bare, run=lambda *a, **k: None, note=said.append)
+    assert said == notes  # the install says it, then goes on
+
+
 # --- installing -------------------------------------------------------------------------------------------------------
 
 
