@@ -33,6 +33,7 @@ from resolver.models import PackageChoice, Plan, Stack, Step, Target
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_EXT = ROOT / "tests" / "fixtures" / "cuda_ext"
 HEAVY_EXT = ROOT / "bench" / "heavy_ext"
+HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"  # every venv here is made from this interpreter: plans are for it
 
 
 def torch_venv(path: Path) -> str:
@@ -45,7 +46,7 @@ def torch_venv(path: Path) -> str:
 
 
 def plan_of(torch: str, *steps: Step) -> Plan:
-    return Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", torch, "wheel"),)), steps)
+    return Plan(Stack(Target((), HERE, "linux_x86_64"), (PackageChoice("torch", torch, "wheel"),)), steps)
 
 
 def timed_install(plan: Plan, python: str, backend: str = "pip", sources: Sources = Sources(),
@@ -198,7 +199,7 @@ def bench_vs_raw_uv(work: Path, rounds: int = 11, cold_rounds: int = 5) -> dict[
     source = ["--index-url", LOCAL_INDEXES[0], "--extra-index-url", LOCAL_INDEXES[1], "--find-links", "/opt/wheels"]
     step = Step("install", "torch", "torch==2.13.0+cpu", index_url=LOCAL_INDEXES[0],
                 extra_index_urls=LOCAL_INDEXES[1:], description="torch 2.13.0+cpu")
-    plan = Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", "2.13.0+cpu", "wheel",
+    plan = Plan(Stack(Target((), HERE, "linux_x86_64"), (PackageChoice("torch", "2.13.0+cpu", "wheel",
                                                                         cuda=None),)), (step,))
     plan_path = work / "plan.json"
     plan_path.write_text(json.dumps(plan.to_dict()))

@@ -295,11 +295,12 @@ def print_install_result(result: InstallResult) -> None:
             status(f"from the build cache: {b.wheel.name}")
     status(f"installed in {result.seconds:.1f}s: {result.changes.summary()}")
     if result.verify is not None:  # --verify ran (a failure would have undone the install)
-        results = list(getattr(result.verify, "results", ()))
-        passed = [r.backend for r in results if r.passed]
-        skipped = sum(1 for r in results if r.skipped)
+        results = list(getattr(result.verify, "results", ()))  # one per backend and case (dtype, shape)
+        passed = list(dict.fromkeys(r.backend for r in results if r.passed))
+        skipped = [b for b in dict.fromkeys(r.backend for r in results if r.skipped) if b not in passed]
         status(f"verified: {len(passed)} attention backend{'s' if len(passed) != 1 else ''} passed"
-               + (f" ({', '.join(passed)})" if passed else "") + (f", {skipped} skipped" if skipped else ""))
+               + (f" ({', '.join(passed)})" if passed else "")
+               + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
 
 
 def print_cache_entries(console: Console, entries: Sequence[CacheEntry], cache_dir: object) -> None:

@@ -82,12 +82,14 @@ def test_an_install_with_verify_says_what_verify_passed(capsys: pytest.CaptureFi
     from resolver.verify import BackendResult, VerifyReport
 
     report = VerifyReport(ok=True, device=None, results=(
-        BackendResult("sdpa-flash", "sdpa", "bf16", True), BackendResult("xformers", "memory_efficient", "bf16", True),
-        BackendResult("flash-attn", "flash_attn_func", "bf16", False, skipped=True)))
+        BackendResult("sdpa-flash", "sdpa", "bf16", True), BackendResult("sdpa-flash", "sdpa", "fp16", True),
+        BackendResult("xformers", "memory_efficient", "bf16", True),
+        BackendResult("flash-attn", "flash_attn_func", "bf16", False, skipped=True),
+        BackendResult("flash-attn", "flash_attn_func", "fp16", False, skipped=True)))
     added = envstate.EnvDiff(added=(envstate.Dist("xformers", "0.0.33"),))
     print_install_result(InstallResult(added, seconds=21.0, verify=report))
     err = capsys.readouterr().err.splitlines()
     assert err == ["installed in 21.0s: added xformers 0.0.33",
-                   "verified: 2 attention backends passed (sdpa-flash, xformers), 1 skipped"]
+                   "verified: 2 attention backends passed (sdpa-flash, xformers); skipped: flash-attn"]
     print_install_result(InstallResult(added, seconds=1.0))
     assert capsys.readouterr().err.splitlines() == ["installed in 1.0s: added xformers 0.0.33"]

@@ -29,7 +29,8 @@ def test_build_for_this_gpu_and_run_kernel(tmp_path: Path, monkeypatch: pytest.M
     major, minor = torch.cuda.get_device_capability()
     step = Step("build", "gpustack-cuda-ext-fixture", str(CUDA_EXT), no_deps=True,
                 env={"TORCH_CUDA_ARCH_LIST": f"{major}.{minor}", "FORCE_CUDA": "1"}, build_isolation=False)
-    plan = Plan(Stack(Target((), "3.11", "linux_x86_64"), (PackageChoice("torch", torch.__version__, "wheel"),)),
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"  # a plan for this interpreter (install refuses others)
+    plan = Plan(Stack(Target((), here, "linux_x86_64"), (PackageChoice("torch", torch.__version__, "wheel"),)),
                 (step,))
     python = sys.executable
     try:
