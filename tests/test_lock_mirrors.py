@@ -37,11 +37,6 @@ class Mirrors:
     sha: dict[str, str]  # file name -> sha256
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirrors]:
     root = tmp_path_factory.mktemp("mirrors")
@@ -56,7 +51,7 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirrors]:
     fakewheels.write_flat_index(root / "torch" / "cpu", [torch])
     fakewheels.write_index(root / "pypi", [filelock, pypi_torch, einops, sdist])
     sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (torch, filelock)}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(fakewheels.QuietHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     yield Mirrors(root, f"{base}/torch", f"{base}/pypi/simple", sha)

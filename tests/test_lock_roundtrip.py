@@ -49,11 +49,8 @@ class Loopback:
     seen: list[str]  # the paths the server was asked for
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
+class _Quiet(fakewheels.QuietHandler):
     seen: list[str] = []
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self.seen.append(self.path)

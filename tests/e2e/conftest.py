@@ -36,11 +36,6 @@ class LocalIndex:
     wheels: Path
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex]:
     """Serve the two fixture indexes for the whole session."""
@@ -51,7 +46,7 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex
                   fakewheels.fake_dependent(wheels, "xformers", "0.0.24", "torch==2.2.0")]
     fakewheels.write_index(root / "torchidx", torch_files)
     fakewheels.write_index(root / "pypi", pypi_files)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(fakewheels.QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     port = server.server_address[1]
@@ -178,7 +173,7 @@ class Server:
 
     def start(self) -> None:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port),
-                                                       functools.partial(_Quiet, directory=str(self.root)))
+                                                       functools.partial(fakewheels.QuietHandler, directory=str(self.root)))
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
