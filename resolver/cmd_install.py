@@ -231,11 +231,15 @@ def _remove_created(path: str, keep: bool) -> None:
         if not os.path.lexists(path):
             _err(f"removed {path}, made by this install")
         return
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            os.unlink(entry.path)
+    try:  # the failure being raised is the one to report: a file that will not go must not replace it
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+    except OSError as exc:
+        _err(f"could not empty {path} again ({exc}); remove the venv this install created there by hand")
+        return
     _err(f"emptied {path} again (this install created a venv in it)")
 
 
