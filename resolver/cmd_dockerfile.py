@@ -54,11 +54,10 @@ def _image_mirrors(torch_index_url: str | None, index_url: str | None,
     """Return the PyTorch and PyPI mirrors as install takes them (``installers.torch_mirror`` / ``pypi_mirror``),
     refusing (bad input) what an image build cannot use: a ``file://`` folder of this machine, which the build does
     not see, and a URL with a password, which the Dockerfile and the image's history would keep."""
-    from resolver.installers import pypi_mirror, torch_mirror
+    from resolver.installers import mirrors as mirrors_of
     from resolver.redact import redact
 
-    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure),
-               pypi_mirror(index_url, allow_insecure=allow_insecure))
+    mirrors = mirrors_of(torch_index_url, index_url, allow_insecure=allow_insecure)
     named = ("--torch-index-url" if torch_index_url else "$GPUSTACK_TORCH_INDEX_URL",
              "--index-url" if index_url else "the PyPI mirror of $PIP_INDEX_URL, $UV_DEFAULT_INDEX or $UV_INDEX_URL")
     for url, what in zip(mirrors, named):

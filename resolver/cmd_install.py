@@ -22,9 +22,9 @@ from resolver.errors import BadInput
 from resolver.inputs import check_argument, read_text
 from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
                               target_mismatch)
-from resolver.installers import pypi_mirror, torch_mirror, with_mirrors
+from resolver.installers import mirrors as mirrors_of, with_mirrors
 from resolver.models import Plan
-from resolver.options import target_options
+from resolver.options import mirror_options, target_options
 from resolver.pipeline import PlanOptions, plan_for
 from resolver.render import (InstallReporter, console, line, print_cache_entries, print_dry_run, print_install_result,
                              status)
@@ -106,8 +106,6 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
 @click.option("--offline", is_flag=True, help="Use only --find-links folders; no network at all.")
-@click.option("--allow-insecure-index", is_flag=True,
-              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
 @click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
 @click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")
@@ -115,8 +113,7 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 @click.option("--allow-missing-hashes", is_flag=True,
               help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
-@click.option("--torch-index-url", metavar="URL",
-              help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also $GPUSTACK_TORCH_INDEX_URL.")
+@mirror_options
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
             lock_file: str | None, allow_missing_hashes: bool, torch_index_url: str | None,
@@ -139,8 +136,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                            f"{'it' if len(given_too) == 1 else 'them'}, or make a new one with "
                            f"{'them' if len(given_too) > 1 else 'it'} (`gpustack {'plan --json' if plan_file else 'lock'}`)")
     sources = _sources(find_links, offline, allow_insecure_index)
-    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
-               pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
     backend = choose_backend(installer)
     # then the files given, read and checked: bad input creates no venv and starts no interpreter
     given = _read_plan(plan_file) if plan_file else None

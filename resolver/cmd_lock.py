@@ -111,11 +111,10 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
         output = "requirements.txt"
     check_output(output)  # before any solving or network: a bad -o is bad input
     from resolver import lock_speculate
-    from resolver.installers import pypi_mirror, torch_mirror
+    from resolver.installers import mirrors as mirrors_of
 
     # the mirrors install takes, read by the same code (bad input before any solving)
-    mirrors = (torch_mirror(torch_index_url, allow_insecure=allow_insecure_index),
-               pypi_mirror(opts.index_url, allow_insecure=allow_insecure_index))
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
 
     # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
     # decides below whether its lock is used.

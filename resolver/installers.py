@@ -23,7 +23,7 @@ from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
-           "source_args", "check_reachable", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
+           "source_args", "check_reachable", "mirrors", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
            "with_mirrors", "torch_mirror", "pypi_mirror"]
 
 log = Logger("gpustack.install")
@@ -389,6 +389,14 @@ def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *,
     if env.get("GPUSTACK_TORCH_INDEX_URL"):
         return _mirror_url(env["GPUSTACK_TORCH_INDEX_URL"], "GPUSTACK_TORCH_INDEX_URL", allow_insecure)
     return None
+
+
+def mirrors(torch_index_url: str | None, index_url: str | None, *,
+            allow_insecure: bool = False) -> tuple[str | None, str | None]:
+    """Return ``(torch_mirror, pypi_mirror)`` of the command line's ``--torch-index-url`` and ``--index-url`` (or
+    their environment variables): what install, lock and dockerfile hand to ``with_mirrors``."""
+    return (torch_mirror(torch_index_url, allow_insecure=allow_insecure),
+            pypi_mirror(index_url, allow_insecure=allow_insecure))
 
 
 def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) -> Plan:

@@ -85,13 +85,13 @@ def fleet_options(f: F) -> F:
 
 
 def mirror_options(f: F) -> F:
-    """Add ``--torch-index-url`` and ``--allow-insecure-index`` to a command that writes a plan's indexes down (lock,
-    dockerfile). The command passes them, with ``--index-url``, to ``installers.torch_mirror`` / ``pypi_mirror`` and
-    the plan to ``installers.with_mirrors``: the mirrors ``gpustack install`` takes, read by the same code."""
+    """Add ``--torch-index-url`` and ``--allow-insecure-index`` to a command that installs or writes down a plan's
+    indexes (install, lock, dockerfile). The command passes them, with ``--index-url``, to ``installers.mirrors`` and
+    the plan to ``installers.with_mirrors``: the same mirrors, read by the same code, in every command."""
     f = click.option("--allow-insecure-index", is_flag=True,
                      help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap "
                           "files).")(f)
     f = click.option("--torch-index-url", metavar="URL",
                      help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also "
-                          "$GPUSTACK_TORCH_INDEX_URL, as for install.")(f)
+                          "$GPUSTACK_TORCH_INDEX_URL.")(f)
     return f
