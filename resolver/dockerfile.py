@@ -114,15 +114,20 @@ def _q(value: str) -> str:
     return shlex.quote(value) if any(c in value for c in " ;&|<>()$'\"*?[]#~=%@+") else value
 
 
+def _index_args(step: Step) -> list[str]:
+    """Return pip's ``--index-url`` / ``--extra-index-url`` arguments of ``step``'s indexes."""
+    if not step.index_url:
+        return []
+    return ["--index-url", step.index_url, *(a for u in step.extra_index_urls for a in ("--extra-index-url", u))]
+
+
 def _pip_install(step: Step, extra: Iterable[str] = ()) -> str:
     """Return the shell command of one install step: its indexes, its requirement and the pins it must hold."""
     args = ["pip", "install", "--no-cache-dir"]
     if step.no_deps:
         args.append("--no-deps")
-    if step.index_url and not step.url:
-        args += ["--index-url", step.index_url]
-        for extra_index in step.extra_index_urls:
-            args += ["--extra-index-url", extra_index]
+    if not step.url:
+        args += _index_args(step)
     # a wheel the plan takes by URL (flash-attn's GitHub release asset) is installed from that URL, as install does
     args.append(f"{step.package} @ {step.url}" if step.url and " @ " not in step.requirement else step.requirement)
     args += list(step.constraints) + list(extra)
@@ -133,11 +138,7 @@ def _install_built(step: Step) -> str:
     """Return the shell command installing the wheel a build step made, as ``gpustack install`` installs it: with
     the dependencies the wheel declares (flash-attn's einops, xformers' numpy), from the step's index, and the
     step's pins (torch's exact build) held on the same command line so that none of them can swap torch."""
-    args = ["pip", "install", "--no-cache-dir"]
-    if step.index_url:
-        args += ["--index-url", step.index_url]
-        for extra_index in step.extra_index_urls:
-            args += ["--extra-index-url", extra_index]
+    args = ["pip", "install", "--no-cache-dir", *_index_args(step)]
     wheel = f"/tmp/wheels/{re.sub(r'[-_.]+', '_', step.package)}-*.whl"  # the wheel file name's escaped project name
     return " ".join([*(_q(a) for a in args), wheel, *(_q(c) for c in step.constraints)])
 
