@@ -152,15 +152,9 @@ def exact_requirement(step: Step, plan: Plan) -> str:
     return step.requirement
 
 
-_UNSET = ""  # "look it up here" (a path is never empty)
-
-
-def _install_requirement(step: Step, sources: Sources, plan: Plan | None = None,
-                         local: str | None = _UNSET) -> str:
-    """Return what the installer is given for an install step: its file in a find-links folder (``local``, looked
-    up here unless the caller did), else its URL or exact requirement."""
-    if local == _UNSET:
-        local = sources.local_file(step)
+def _install_requirement(step: Step, local: str | None, plan: Plan | None = None) -> str:
+    """Return what the installer is given for an install step: ``local``, its file in a find-links folder
+    (``Sources.local_file``), else its URL or exact requirement."""
     if local is not None:
         extras = _extras(step.requirement)  # flash-attn-4[cu13]: the extra's dependencies still come along
         return f"{local}[{','.join(extras)}]" if extras else local
@@ -212,7 +206,7 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
             cpath = constraints_path(_held(step, plan))
             no_deps = False
         else:
-            req = _install_requirement(step, sources, plan)
+            req = _install_requirement(step, sources.local_file(step), plan)
             no_deps = step.no_deps
         argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath)
         note = f"{cpath} holds: {', '.join(_step_constraints(step, plan))}" \
@@ -291,8 +285,9 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
 
 
-def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot, local: str | None = None) -> None:
-    """Run ``step``; ``now`` is the environment's latest reading (a build's cache key needs nothing more)."""
+def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot, local: str | None) -> None:
+    """Run ``step``; ``now`` is the environment's latest reading (a build's cache key needs nothing more), ``local`` its
+    file in a find-links folder (looked up once, by ``execute``, which also names it in the progress line)."""
     if step.action == "build":
         from resolver import build
 
@@ -305,7 +300,7 @@ def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot, lo
             run.txn.back_up(step_may_change(step, run.plan, now, result.wheel), now)
         _run_install(run, python_exe, step, str(result.wheel))
     else:
-        _run_install(run, python_exe, step, _install_requirement(step, run.sources, run.plan, local))
+        _run_install(run, python_exe, step, _install_requirement(step, local, run.plan))
 
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -173,5 +173,5 @@ def test_an_offline_install_from_a_local_wheel_keeps_the_extra(tmp_path: object)
     (folder / "flash_attn_4-4.0.0b36-py3-none-any.whl").write_bytes(b"")
     plan = make_plan(stack("9.0", "flash-attn-4", "torch==2.11.0"))
     step = next(st for st in plan.steps if st.package == "flash-attn-4")
-    got = _install_requirement(step, Sources((str(folder),), offline=True), plan)
+    got = _install_requirement(step, Sources((str(folder),), offline=True).local_file(step), plan)
     assert got == f"{folder}/flash_attn_4-4.0.0b36-py3-none-any.whl[cu13]"
