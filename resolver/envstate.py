@@ -3,7 +3,8 @@
 ``snapshot`` reads the target interpreter's distributions in a child (``_child/probe_env.py``, which finds them as
 ``importlib.metadata`` does: it works in venvs without pip, such as uv's). ``restore`` reinstalls what was removed
 or changed at its old version (from the file it came from when ``direct_url.json`` names one, else from the run's
-own sources, which pip and uv cache) and uninstalls what was added. ``env_lock`` is an inter-process lock file inside the environment's ``sys.prefix``.
+own sources, which pip and uv cache) and uninstalls what was added. ``env_lock`` is an inter-process lock file
+inside the environment's ``sys.prefix``.
 """
 
 from __future__ import annotations
