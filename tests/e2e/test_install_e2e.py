@@ -341,6 +341,36 @@ def test_a_failed_install_into_a_new_venv_takes_the_venv_back(local_index: Local
             assert not (tmp_path / "new").exists(), out.output
 
 
+@pytest.mark.slow
+def test_a_signal_while_the_new_venv_is_made_takes_it_back_for_good(local_index: LocalIndex, tmp_path: Path) -> None:
+    # `python -m venv` installs pip through a child of its own (ensurepip). SIGTERM to gpustack while that child
+    # wrote stopped only venv's own process: the child went on writing after gpustack had removed the folder, so a
+    # half-made venv came back. The creator is now ended as a whole process group.
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    venv = tmp_path / "new" / "venv"
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", GPUSTACK_CACHE_DIR=str(tmp_path / "cache"))
+    child = subprocess.Popen([sys.executable, "-m", "resolver", "install", "--plan", _plan_file(tmp_path, plan),
+                              "--venv", str(venv), "--installer", "pip"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (site.is_dir() and any(site.iterdir())) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # ensurepip has begun writing pip into the new venv
+        assert child.poll() is None, child.communicate()[0]
+        child.send_signal(signal.SIGTERM)  # gpustack alone, as `kill PID` sends it
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 128 + signal.SIGTERM, out
+    assert out.strip().splitlines()[-2:] == [f"removed {tmp_path / 'new'}, made by this install",
+                                             "gpustack: interrupted (SIGTERM)"], out
+    time.sleep(3)  # anything still writing into the venv would have brought the folder back by now
+    assert not (tmp_path / "new").exists(), sorted(str(p) for p in (tmp_path / "new").rglob("*"))[:5]
+
+
 def test_a_venv_path_that_cannot_be_a_venv_is_bad_input(tmp_path: Path) -> None:
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me")
