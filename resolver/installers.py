@@ -199,6 +199,32 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
     return replace(sources, unreachable=frozenset(dead))
 
 
+def login_hint(step: Step, timeout: float = 3.0) -> str | None:
+    """Return what to do when ``step`` failed and its file or an index of it answers 401/403 now (it wants a login
+    the installer did not have: pip then ends in a traceback of its password prompt), else ``None``. Asked only
+    after a failure, so a working install pays nothing for it."""
+    urls = [u for u in (step.url, step.index_url, *step.extra_index_urls) if u and urlsplit(u).scheme in ("http", "https")]
+    if not urls:
+        return None
+    import requests
+
+    from resolver.redact import redact
+
+    for url in urls:
+        try:  # GET, not HEAD (some servers answer HEAD 405/501), and its body never read (an index root can be large)
+            with requests.get(url, timeout=timeout, allow_redirects=False, stream=True) as answer:
+                status = answer.status_code
+        except requests.RequestException:
+            continue
+        if status not in (401, 403):
+            continue
+        if urlsplit(url).username is not None:
+            return redact(f"hint: {url} refused the credentials in its URL ({status}): check the user and token")
+        return (f"hint: {url} wants a login (it answered {status}): give the credentials in the URL (user:token@ "
+                f"before the host), in ~/.netrc, or through keyring")
+    return None
+
+
 def constraints_path(constraints: Sequence[str], write: bool = False) -> str | None:
     """Return the constraints file holding ``constraints`` (named by their hash; written when ``write``).
 

@@ -301,6 +301,29 @@ def test_an_index_asking_for_a_login_fails_the_install_instead_of_hanging_it(ven
     assert child.returncode == 1, out  # a failed install, undone (2 is bad input)
     assert out.rstrip().endswith("environment restored: unchanged"), out
     assert freeze(venv) == before
+    # pip's own last words are the traceback of its password prompt: gpustack asks the index itself, after the
+    # failure, and says what it wants
+    assert (f"hint: {url} wants a login (it answered 401): give the credentials in the URL (user:token@ before the "
+            f"host), in ~/.netrc, or through keyring") in out.splitlines(), out
+
+
+def test_the_login_hint_says_whether_the_urls_own_credentials_were_refused() -> None:
+    from resolver.installers import login_hint
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AsksForCredentials)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with_login = login_hint(Step("install", "torch", "torch==2.1.0", index_url=f"http://me:s3cret@{host}/simple"))
+        without = login_hint(Step("install", "torch", "torch==2.1.0", index_url=f"http://{host}/simple"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert with_login == (f"hint: http://me:****@{host}/simple refused the credentials in its URL (401): check the "
+                          "user and token")
+    assert without is not None and without.startswith(f"hint: http://{host}/simple wants a login (it answered 401)")
+    assert login_hint(Step("install", "torch", "torch==2.1.0", index_url="file:///opt/pypi/simple")) is None
+    assert login_hint(Step("install", "torch", "torch==2.1.0", index_url=f"http://{host}/simple")) is None  # gone
 
 
 @pytest.mark.parametrize("python, platform, said", [("3.12", "linux_x86_64", "python 3.12, and "),
