@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput, GpuStackError
-from resolver.inputs import check_argument, check_index_url
+from resolver.inputs import check_argument, check_index_url, is_loopback
 from resolver.logs import Logger
 from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
@@ -30,7 +30,6 @@ log = Logger("gpustack.install")
 
 Backend = Literal["pip", "uv"]
 
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "", None)
 # The last path segment of a PyTorch-style index (download.pytorch.org/whl/cu121, a mirror of it): the local label
 # its CUDA builds carry (torch-2.1.0+cu121).
 _VARIANT = re.compile(r"^(cu\d{2,3}|cpu|rocm\d+(\.\d+)*|xpu)$")
@@ -161,7 +160,7 @@ def source_args(step: Step, sources: Sources) -> list[str]:
 
 def _remote(url: str | None) -> bool:
     parts = urlsplit(url or "")
-    return parts.scheme in ("http", "https") and parts.hostname not in _LOCAL_HOSTS
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not is_loopback(parts.hostname)
 
 
 def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
