@@ -195,7 +195,8 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
             pages.warm(f"{default_index}/")
         resolved: dict[str, Any] = {}
         if with_deps:
-            lock_resolve.check_direct_urls(plan, ctx.matrix)  # a dead host fails now, not after uv's retries
+            # a dead host fails now, named, not after uv's retries
+            lock_resolve.check_sources(plan, ctx.matrix, default_index, mirrors[0])
             try:
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv,
                                                 started=started, hint=hint, matrix=ctx.matrix,

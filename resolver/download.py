@@ -8,17 +8,17 @@ import sys
 
 from resolver.inputs import check_argument
 from resolver.installers import Sources
-from resolver.models import Plan
+from resolver.models import Plan, Target
 
 __all__ = ["platform_args", "download_argvs"]
 
 
-def platform_args(platform: str) -> list[str]:
-    """Return ``--platform`` arguments accepting every wheel that installs on ``platform`` (the same tags a lock
-    accepts: ``resolver.hashes.platform_tags``)."""
-    from resolver.hashes import platform_tags
+def platform_args(target: Target) -> list[str]:
+    """Return ``--platform`` arguments accepting every wheel that installs on ``target``: its platform and glibc,
+    the same tags its plan and lock accept (``resolver.hashes.accepted_platforms``)."""
+    from resolver.hashes import accepted_platforms
 
-    return [a for t in platform_tags(platform) for a in ("--platform", t)]
+    return [a for t in accepted_platforms(target) for a in ("--platform", t)]
 
 
 def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True) -> list[list[str]]:
@@ -37,7 +37,7 @@ def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = Tru
                           check_argument(step.url or step.requirement, "requirement")])
             continue
         req = f"{step.package} @ {step.url}" if step.url else step.requirement
-        target = ["--only-binary=:all:", *platform_args(t.platform), "--python-version", t.python,
+        target = ["--only-binary=:all:", *platform_args(t), "--python-version", t.python,
                   "--implementation", "cp"]
         constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
         argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,

@@ -23,9 +23,10 @@ from packaging.version import Version
 
 from resolver.lock import LockedFile
 from resolver.logs import Logger
-from resolver.models import PYPI_SIMPLE, Plan
+from resolver.models import PYPI_SIMPLE, Plan, Target
 
-__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "platform_tags", "target_tags", "pick", "lookup"]
+__all__ = ["Fetch", "IndexFile", "fetch_text", "parse_index_page", "platform_tags", "target_tags", "accepted_tags",
+           "accepted_platforms", "pick", "lookup"]
 
 log = Logger("gpustack.hashes")
 
@@ -172,6 +173,17 @@ def platform_tags(platform: str, glibc: object = None) -> list[str]:
     return platforms + [platform]
 
 
+def accepted_tags(target: Target) -> list[tags.Tag]:
+    """Return the wheel tags ``target`` accepts, most preferred first: its Python, its platform and (Linux) its glibc,
+    never this machine's. The one answer every command asks (a plan's pass-through pins, lock, download)."""
+    return target_tags(target.python, target.platform, target.glibc)
+
+
+def accepted_platforms(target: Target) -> list[str]:
+    """Return the wheel platform tags ``target`` accepts (``accepted_tags``' platforms), most preferred first."""
+    return platform_tags(target.platform, target.glibc)
+
+
 def target_tags(python: str, platform: str, glibc: object = None) -> list[tags.Tag]:
     """Return the wheel tags a target accepts, most preferred first (CPython ``python`` on ``platform``, Linux
     wheels up to ``glibc``)."""
@@ -254,7 +266,7 @@ def lookup(plan: Plan, fetch: Fetch = fetch_text, *,
     known = {str(canonicalize_name(k)): v for k, v in (known or {}).items()}
     builds = {str(canonicalize_name(s.package)) for s in plan.steps if s.action == "build"}
     target = plan.stack.target
-    accepted = target_tags(target.python, target.platform, target.glibc)
+    accepted = accepted_tags(target)
     pages: dict[str, list[IndexFile] | None] = {}
     found: dict[str, LockedFile] = {}
     warnings: list[str] = []

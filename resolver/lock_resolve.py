@@ -15,7 +15,6 @@ Requires-Python the index publishes for it. A file that fails is an error, never
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,7 +38,7 @@ from resolver.lock_uv import UvRun, find_uv, isolated_env, uv_argv
 from resolver.matrix_types import Matrix
 from resolver.models import PYPI_SIMPLE, Plan, Step
 
-__all__ = ["ResolveError", "UnreachableDirectUrl", "check_direct_urls", "declared_requires", "direct_files", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
+__all__ = ["ResolveError", "check_sources", "declared_requires", "direct_files", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
            "remembered_names", "remember_names"]
 
 
@@ -49,48 +48,55 @@ class ResolveError(GpuStackError):
     exit_code = 1
 
 
-class UnreachableDirectUrl(ResolveError):
-    """A direct-URL wheel of the plan (a GitHub release asset) sits on a host that cannot be reached, so its
-    dependencies cannot be resolved: the lock fails at once instead of leaving uv to retry it."""
+def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str = PYPI_SIMPLE,
+                  torch_mirror: str | None = None) -> None:
+    """Raise ``installers.SourceUnreachable`` (exit 1; one line naming the host and the next step) when a host the
+    resolver would read does not answer: an index a step takes its package from, the default index its dependencies
+    come from, or a wheel's direct URL whose dependencies the matrix does not record (``declared_requires``: those
+    are never fetched). Called before the resolver runs, which would retry a dead host for seconds and then name no
+    host. Whether a host answers is ``installers.check_reachable``'s rule, as for install: one probe per host, none
+    for ``file://`` or loopback indexes."""
+    from resolver.installers import SourceUnreachable, Sources, check_reachable
+    from resolver.redact import redact
 
-
-CONNECT_TIMEOUT = 3.0  # seconds: a host that does not accept a connection by then is unreachable for a lock
-
-
-def _connect_error(url: str, timeout: float) -> str | None:
-    """Return why ``url``'s host does not accept a TCP connection within ``timeout`` seconds (None when it does,
-    or when ``url`` is not fetched over the network)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return f"bad port in {parts.netloc}"
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-
-
-def check_direct_urls(plan: Plan, matrix: Matrix | None = None, *, timeout: float = CONNECT_TIMEOUT) -> None:
-    """Raise ``UnreachableDirectUrl`` (one line: the package, the host, what to do) when a wheel step the resolver
-    would have to fetch by direct URL (its dependencies are in the wheel's METADATA) is on a host that does not
-    accept a connection within ``timeout`` seconds. Called before the resolver runs: uv would retry such a host
-    for many seconds and then fail. Steps whose dependencies the matrix records (``declared_requires``) are not
-    fetched, so not checked."""
     declared = declared_requires(plan, matrix)
+    wanted: list[tuple[str, str, bool]] = [(default_index, "the dependencies", False)]  # (url, for what, direct)
     for s in plan.steps:
-        if s.action != "install" or not s.url or s.url.startswith("git+") or s.package in declared:
-            continue
-        why = _connect_error(s.url, timeout)
-        if why is not None:
-            host = urlsplit(s.url).hostname
-            raise UnreachableDirectUrl(
-                f"cannot reach {host} ({why}) for {s.package}'s wheel {s.url.rsplit('/', 1)[-1]}, whose dependencies "
-                f"a lock reads from it: lock with --no-deps (the plan's packages, {s.package} by URL), or where "
-                f"{host} is reachable; nothing written")
+        if s.index_url:
+            wanted.append((s.index_url, s.requirement, False))
+        if s.action == "install" and s.url and not s.url.startswith("git+") and s.package not in declared:
+            wanted.append((s.url, s.requirement, True))
+    hosts: dict[str, tuple[str, str, bool]] = {}
+    for item in wanted:
+        hosts.setdefault(urlsplit(item[0]).netloc.rpartition("@")[2].lower(), item)  # one probe per host
+    for host, (url, needed_by, direct) in hosts.items():
+        probe = Step("install", "probe", needed_by, url=url) if direct else Step("install", "probe", needed_by,
+                                                                                  index_url=url)
+        try:
+            check_reachable([probe], Sources())
+        except SourceUnreachable:
+            what = f"{needed_by}'s wheel" if direct else f"the index of {needed_by}"
+            raise SourceUnreachable(redact(
+                f"cannot reach {host} ({url}, {what}); {_next_step(url, direct, default_index, torch_mirror)}; "
+                "nothing written")) from None
+
+
+def _next_step(url: str, direct: bool, default_index: str, torch_mirror: str | None) -> str:
+    """Return what to do when ``url`` does not answer: name the option that moves it to a mirror."""
+    from resolver.models import PYTORCH_INDEX
+
+    if direct:
+        return "lock with --no-deps (the plan's packages only), or where its host answers"
+    if url.startswith(PYTORCH_INDEX + "/"):
+        return ("lock through a mirror of download.pytorch.org/whl (same layout: URL/cu121): --torch-index-url URL "
+                "or $GPUSTACK_TORCH_INDEX_URL")
+    if torch_mirror and url.startswith(torch_mirror.rstrip("/") + "/"):
+        return "check the mirror given by --torch-index-url (or $GPUSTACK_TORCH_INDEX_URL), or lock where it answers"
+    if url.rstrip("/") == PYPI_SIMPLE:
+        return "lock through a mirror of PyPI: --index-url URL"
+    if url.rstrip("/") == default_index.rstrip("/"):
+        return "check the mirror given by --index-url (or $PIP_INDEX_URL), or lock where it answers"
+    return "lock where it answers, or with --no-deps for the plan's packages only"
 
 
 def declared_requires(plan: Plan, matrix: Matrix | None) -> dict[str, tuple[str, ...]]:

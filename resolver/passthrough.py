@@ -53,14 +53,24 @@ def checked_names(others: tuple[str, ...]) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in UNCHECKED]
 
 
-def _fits(f: IndexFile, python: str, accepted: set[tags.Tag]) -> bool:
+def _python_fits(f: IndexFile, python: str) -> bool:
     if f.requires_python:
         try:
-            if not spec_allows_text(f.requires_python, python):
-                return False
+            return spec_allows_text(f.requires_python, python)
         except ValueError:
             pass  # a malformed Requires-Python does not decide anything (pip ignores it too)
-    return f.tags is None or bool(f.tags & accepted)
+    return True
+
+
+def _glibc_needed(f: IndexFile, target: Target, accepted: set[tags.Tag]) -> Version | None:
+    """Return the glibc a wheel that the target does not accept would need to install there (it is built for the
+    target's Python and platform, for a newer glibc), else ``None``."""
+    from resolver.refresh import glibc_of
+
+    arch = target.platform.removeprefix("linux_")
+    floors = [g for t in (f.tags or ()) if (g := glibc_of(t.platform)) and t.platform.endswith("_" + arch)
+              and tags.Tag(t.interpreter, t.abi, target.platform) in accepted]
+    return Version("{}.{}".format(*min(floors))) if floors else None
 
 
 def spec_allows_text(spec: str, python: str) -> bool:
@@ -95,7 +105,23 @@ def _pin(req: Requirement, project: IndexProject, target: Target,
     if not in_spec:
         return refused("no_release", "no release of {name} on {index} matches {spec} (newest: {newest})",
                        newest=max(f.version for f in live))
-    fitting = [f for f in in_spec if _fits(f, target.python, accepted)]
+    python_ok = [f for f in in_spec if _python_fits(f, target.python)]
+    wheels = [f for f in python_ok if f.tags is not None and f.tags & accepted]
+    needs = {f: g for f in python_ok if f.tags is not None and not f.tags & accepted
+             and (g := _glibc_needed(f, target, accepted)) is not None}
+    # A release built for this platform only for a newer glibc: its sdist would compile a binary package on a
+    # machine its authors do not build for, so it does not count (pip on the target would try it, and fail).
+    too_new = {f.version for f in needs} - {f.version for f in wheels}
+    fitting = wheels + [f for f in python_ok if f.tags is None and f.version not in too_new]
+    if not fitting and needs:
+        from resolver.hashes import GLIBC_MAX  # what accepted_tags assumes of a Linux target whose glibc is unknown
+
+        floor = min(needs.values())
+        assumed = " (assumed; pass --glibc)" if target.glibc_assumed or target.glibc is None else ""
+        return refused("glibc", "{name}{spec} on {index} has no {platform} wheel for glibc {glibc}{assumed} and Python "
+                       "{python}: its wheels need glibc {glibc_needed} or newer (newest such release: {newest})",
+                       platform=target.platform, glibc=target.glibc or ".".join(map(str, GLIBC_MAX)),
+                       assumed=assumed, python=target.python, glibc_needed=floor, newest=max(f.version for f in needs))
     if not fitting:
         return refused("python", "no file of {name}{spec} on {index} installs on Python {python} {platform} "
                        "(newest release asked for: {newest})", python=target.python, platform=target.platform,
@@ -103,33 +129,19 @@ def _pin(req: Requirement, project: IndexProject, target: Target,
     best = max(f.version for f in fitting)
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
     marker = f"; {req.marker}" if req.marker else ""
-    return f"{canonicalize_name(req.name)}{extras}=={best}{marker}", f"{req} pinned to {best}, the newest on {where} that installs here"
-
-
-_LEGACY = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
-
-
-def _glibc_allows(platform_tag: str, glibc: Version | None) -> bool:
-    """Return whether a wheel platform tag runs on the target's glibc (unknown glibc: every tag)."""
-    if glibc is None or not platform_tag.startswith("manylinux"):
-        return True
-    head = platform_tag.split("_x86_64")[0].split("_aarch64")[0]
-    if head in _LEGACY:
-        return _LEGACY[head] <= glibc.minor if glibc.major == 2 else True
-    parts = head.split("_")  # manylinux_2_28
-    try:
-        return Version(f"{parts[1]}.{parts[2]}") <= glibc
-    except (IndexError, ValueError):
-        return True
+    glibc = f", glibc {target.glibc}" if target.glibc is not None else ""
+    return (f"{canonicalize_name(req.name)}{extras}=={best}{marker}",
+            f"{req} pinned to {best}, the newest on {where} that installs on the target (Python {target.python}, "
+            f"{target.platform}{glibc})")
 
 
 def pin_others(
     others: tuple[str, ...], projects: Mapping[str, IndexProject], target: Target
 ) -> tuple[tuple[str, ...], list[str], list[Refusal]]:
     """Return (``others`` pinned to one version each, notes, refusals) from the index's answers."""
-    from resolver.hashes import target_tags
+    from resolver.hashes import accepted_tags
 
-    accepted = {t for t in target_tags(target.python, target.platform) if _glibc_allows(t.platform, target.glibc)}
+    accepted = set(accepted_tags(target))
     pinned: list[str] = []
     notes: list[str] = []
     reasons: list[Refusal] = []

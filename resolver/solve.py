@@ -298,6 +298,20 @@ def _optional_kernels(best: Option, target: Target, matrix: Matrix, request: Req
     return dataclasses.replace(best, companions=best.companions + tuple(added)), notes
 
 
+def _pin_alternatives(why: list[Refusal], target: Target, matrix: Matrix, request: Request) -> list[Alternative]:
+    """What would let the pass-through requirements refused (``why``) pin: a host with the glibc their wheels need,
+    offered only when every refusal is a glibc one and the whole request solves there; else the index advice."""
+    needed = [Version(r.facts["glibc_needed"]) for r in why if r.kind == "glibc"]
+    if needed and len(needed) == len(why):
+        host = Change(target={"glibc": str(max(needed))})
+        t, r = apply(host, target, request)
+        if r.index is not None and not pin_others(r.others, r.index, t)[2] and feasible(t, matrix, r):
+            return [alternative("a host with glibc {glibc} or newer (pass its --glibc)", host, glibc=max(needed))]
+        return []
+    return [advice("a plan names only packages that exist: check the spelling and the index (--index-url), or drop "
+                   "the requirement")]
+
+
 def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter | None = None) -> Stack:
     """Return the best stack for ``target``, or raise ``NoCompatibleStack`` explaining each blocking fact."""
     rep = reporter or Reporter()
@@ -330,8 +344,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     if request.index is not None and request.others:
         pinned, pinned_notes, why = pin_others(request.others, request.index, target)
         if why:
-            raise NoCompatibleStack(why, [advice("a plan names only packages that exist: check the spelling and the "
-                                                 "index (--index-url), or drop the requirement")])
+            raise NoCompatibleStack(why, _pin_alternatives(why, target, matrix, request))
         request = dataclasses.replace(request, others=pinned)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:

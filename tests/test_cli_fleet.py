@@ -113,6 +113,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real_lookup = hashes.lookup
     monkeypatch.setattr(lock_resolve, "resolve", lambda plan, constraints, **kw: {})
+    monkeypatch.setattr(lock_resolve, "check_sources", lambda *a, **kw: None)  # its probe of the indexes, too
     monkeypatch.setattr(hashes, "fetch_text", lambda url: None)
     monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, known=None: real_lookup(
         plan, lambda url: None, known=known))

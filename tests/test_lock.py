@@ -305,6 +305,7 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
          "url": "https://files.example/torch-2.1.0-cp311-cp311-manylinux1_x86_64.whl"}])
     real_lookup = hashes.lookup
     monkeypatch.setattr(lock_resolve, "resolve", lambda plan, constraints, **kw: {})
+    monkeypatch.setattr(lock_resolve, "check_sources", lambda *a, **kw: None)  # no network: the index is fake
     monkeypatch.setattr(hashes, "fetch_text", fetch_from(pages))
     monkeypatch.setattr(hashes, "lookup", lambda plan, fetch=None, known=None: real_lookup(plan, fetch_from(pages), known=known))
     target = ["--gpu", "8.6", "--driver", "535.104.05", "--python", "3.11", "--platform", "linux_x86_64"]
@@ -585,25 +586,27 @@ def _fa_plan_on(host: str, *, declared: bool = True) -> Any:
 def test_lock_with_a_direct_url_wheel_on_a_dead_host_fails_at_once_and_writes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A direct-URL wheel whose dependencies the matrix does not record (only the wheel's METADATA has them), on a
-    dead host (here a closed loopback port): the lock stops before uv (which would retry the host for seconds)
-    with one line naming the host and --no-deps, exit 1, and no file; never a lock of the plan's packages only."""
+    dead host (a name that never resolves, RFC 2606's .invalid): the lock stops before uv (which would retry the
+    host for seconds) with one line naming the host and --no-deps, exit 1, and no file; never a lock of the plan's
+    packages only. The indexes are file:// mirrors: nothing else is probed (installers.check_reachable's rule)."""
     from click.testing import CliRunner
 
     from resolver import cmd_lock
     from resolver.cli import main
 
-    dead = f"http://127.0.0.1:{_closed_port()}"
+    dead = "https://flash-attn-wheels.invalid/releases"
     monkeypatch.setattr(cmd_lock, "fresh_plan_for", _fa_plan_on(dead, declared=False))
     monkeypatch.setattr(lock_resolve, "resolve", lambda *a, **kw: pytest.fail("the resolver ran"))
+    local = ["--torch-index-url", (tmp_path / "whl").as_uri(), "--index-url", (tmp_path / "simple").as_uri()]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "pylock.toml"
-    result = CliRunner().invoke(main, ["lock", *FA_REQUEST, "-o", str(out)])
-    _assert_failed_fast_and_wrote_nothing(result.exit_code, result.stderr, out, "127.0.0.1")
-    nodeps = CliRunner().invoke(main, ["lock", "--no-deps", *FA_REQUEST, "-o", str(out)])
+    result = CliRunner().invoke(main, ["lock", *FA_REQUEST, *local, "-o", str(out)])
+    _assert_failed_fast_and_wrote_nothing(result.exit_code, result.stderr, out, "flash-attn-wheels.invalid")
+    nodeps = CliRunner().invoke(main, ["lock", "--no-deps", *FA_REQUEST, *local, "-o", str(out)])
     assert nodeps.exit_code == 0, nodeps.output  # the way out the message names: the plan's packages, by URL
     missing = {m["name"]: m for m in tomllib.loads(out.read_text())["tool"]["gpustack"]["missing"]}
-    assert missing["flash-attn"]["url"].startswith(dead)  # (torch's and xformers' hashes come from PyPI)
+    assert missing["flash-attn"]["url"].startswith(dead)  # (torch's and xformers' hashes: missing, empty mirrors)
 
 
 def test_flash_attn_install_requires_come_from_the_matrix_with_a_source() -> None:
@@ -652,7 +655,19 @@ def test_a_flash_attn_lock_gives_uv_its_declared_dependencies_never_its_github_w
     assert "einops" in deps and "torch" in deps and not any("flash-attn" in d or "github" in d for d in deps), deps
     without = lock_resolve.uv_request(plan, plan_constraints(plan), matrix=_without_declared_requires(ctx).matrix)
     assert any(d.startswith("flash-attn @ https://github.com/") for d in without["project"]["project"]["dependencies"])
-    lock_resolve.check_direct_urls(plan, ctx.matrix, timeout=0.001)  # no connection attempted: nothing to fetch
+    # its host is never probed: with the wheel on a dead host and file:// indexes, the check passes (no request at
+    # all); without the declared dependencies the same plan fails on that host
+    import dataclasses
+
+    from resolver.installers import SourceUnreachable, with_mirrors
+
+    local = with_mirrors(plan, "file:///srv/whl", "file:///srv/simple")
+    moved = dataclasses.replace(local, steps=tuple(
+        dataclasses.replace(s, url=f"https://flash-attn-wheels.invalid/{s.url.rsplit('/', 1)[-1]}") if s.url else s
+        for s in local.steps))
+    lock_resolve.check_sources(moved, ctx.matrix, "file:///srv/simple")
+    with pytest.raises(SourceUnreachable, match=r"cannot reach flash-attn-wheels\.invalid .*--no-deps"):
+        lock_resolve.check_sources(moved, _without_declared_requires(ctx).matrix, "file:///srv/simple")
     entry = lock_resolve.direct_files(plan, ctx.matrix)["flash-attn"]
     assert entry.sha256 is None and entry.url == step.url and entry.version == "2.7.3" and entry.kind == "wheel"
     assert "GitHub publishes no sha256" in entry.reason and "install_requires" in entry.reason

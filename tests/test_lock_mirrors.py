@@ -267,3 +267,55 @@ def test_install_lock_allow_missing_hashes_installs_a_file_known_only_by_its_ind
     assert done.exit_code == 0, done.output
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "torch-2.13.0+cpu.dist-info").is_dir(), sorted(p.name for p in site.iterdir())
+
+
+# --- a host that does not answer: named at once, as install names it (installers.check_reachable) ---------------
+
+
+def _assert_unreachable(result: object, out: Path, host: str, option: str) -> None:
+    rc, err = result.exit_code, result.stderr  # type: ignore[attr-defined]
+    assert rc == 1, err  # the network, not the input (README's exit codes)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"gpustack: cannot reach {host} "), err
+    assert option in lines[0] and lines[0].endswith("nothing written"), lines[0]
+    assert not out.exists() and not list(out.parent.glob(".*")), sorted(out.parent.iterdir())
+
+
+@pytest.mark.parametrize("which", ["torch", "pypi"])
+def test_lock_names_a_mirror_that_does_not_answer_before_the_resolver_runs(
+        mirrors: Mirrors, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
+    """A mirror on a host that never resolves (RFC 2606's .invalid): one line naming the host and the option that
+    gave it, exit 1, no file. uv is never asked (it retried for seconds, then said only 'failed to lookup address
+    information'); the other mirror, on loopback, costs no request at all."""
+    from resolver import lock_uv
+
+    monkeypatch.setattr(lock_uv.UvRun, "result", lambda self: pytest.fail("the resolver was waited for"))
+    torch = "https://u:s3cret@torch-mirror.invalid/whl" if which == "torch" else mirrors.torch
+    pypi = "https://pypi-mirror.invalid/simple" if which == "pypi" else mirrors.pypi
+    out = tmp_path / "out" / "pylock.toml"
+    out.parent.mkdir()
+    result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "-o", str(out),
+                                       "--torch-index-url", torch, "--index-url", pypi])
+    _assert_unreachable(result, out, f"{which}-mirror.invalid",
+                        "--torch-index-url" if which == "torch" else "--index-url")
+    assert "s3cret" not in result.output
+
+
+def _resolves(host: str) -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_resolves("download.pytorch.org"), reason="download.pytorch.org resolves here")
+def test_lock_from_an_unreachable_pytorch_index_names_it_and_the_mirror_option(tmp_path: Path) -> None:
+    """Where download.pytorch.org does not answer (this machine, a firewalled one) a CPU lock fails at once naming
+    it and --torch-index-url; it used to take ~10 s and say 'uv: failed to lookup address information'."""
+    out = tmp_path / "out" / "pylock.toml"
+    out.parent.mkdir()
+    result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "-o", str(out)])
+    _assert_unreachable(result, out, "download.pytorch.org", "--torch-index-url")

@@ -68,6 +68,20 @@ def test_a_wheel_needing_a_newer_glibc_does_not_count() -> None:
     assert pin_others(("lib",), {"lib": lib}, H100)[0] == ("lib==2.0",)
 
 
+def test_an_sdist_counts_unless_its_release_builds_wheels_only_for_a_newer_glibc() -> None:
+    import dataclasses
+
+    old = dataclasses.replace(H100, glibc=Version("2.17"))
+    sdist = IndexFile("lib-3.0.tar.gz", Version("3.0"))
+    binary = project("lib", wheel("lib", "3.0", "cp312-cp312-manylinux_2_28_x86_64"), sdist,
+                     wheel("lib", "1.0", "cp312-cp312-manylinux2014_x86_64"))
+    assert pin_others(("lib",), {"lib": binary}, old)[0] == ("lib==1.0",)
+    source_only = project("lib", sdist, wheel("lib", "1.0", "cp312-cp312-manylinux2014_x86_64"))
+    assert pin_others(("lib",), {"lib": source_only}, old)[0] == ("lib==3.0",)
+    windows_only = project("lib", wheel("lib", "3.0", "cp312-cp312-win_amd64"), sdist)
+    assert pin_others(("lib",), {"lib": windows_only}, old)[0] == ("lib==3.0",)
+
+
 def test_torch_family_is_left_to_torchs_index() -> None:
     pinned, notes, why = pin_others(("torchvision",), {}, H100)
     assert pinned == ("torchvision",) and why == [] and notes == []
