@@ -143,33 +143,30 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     locked = _read_lock(lock_file, sources) if lock_file else None
     python_exe = opts.python_exe or sys.executable
     will_create = False
-    created: str | None = None  # the outermost folder this run made for a new venv: removed again if it fails
-    was_empty = False  # ... or the empty folder it made the venv in: emptied again
-    if venv:
-        python_exe = venv_python(os.path.abspath(venv))
-        if not os.path.exists(python_exe):
-            _check_new_venv_path(venv)
-            if dry_run:
-                will_create = True
-                _err(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
-                     f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
-                     f"{sys.version_info[0]}.{sys.version_info[1]} it would hold")
-            else:
-                created = _outermost_missing(os.path.abspath(venv))
-                was_empty = os.path.isdir(created)
-                _err(f"creating virtual environment {venv}")
-                try:
-                    create_venv(venv, backend)
-                except BaseException:
-                    _remove_created(created, was_empty)
-                    raise
-        opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
+    # What this run made for a new venv, taken back when it fails or is interrupted anywhere from its creation on:
+    # the outermost folder it made, and whether that folder was there before, empty (then it is emptied again).
+    made: tuple[str, bool] | None = None
     try:
+        if venv:
+            python_exe = venv_python(os.path.abspath(venv))
+            if not os.path.exists(python_exe):
+                _check_new_venv_path(venv)
+                if dry_run:
+                    will_create = True
+                    _err(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
+                         f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
+                         f"{sys.version_info[0]}.{sys.version_info[1]} it would hold")
+                else:
+                    outermost = _outermost_missing(os.path.abspath(venv))
+                    made = (outermost, os.path.isdir(outermost))
+                    _err(f"creating virtual environment {venv}")
+                    create_venv(venv, backend)
+            opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
         result = _install_into(python_exe, will_create, opts, requirements, given, locked, lock_file, backend,
                                dry_run, as_json, allow_missing_hashes, sources, mirrors, no_cache, verify)
     except BaseException:
-        if created is not None:  # the environment was not there before this run: as it was is not there
-            _remove_created(created, was_empty)
+        if made is not None:  # the environment was not there before this run: as it was is not there
+            _remove_created(*made)
         raise
     if result is not None:
         print_install_result(result)
@@ -223,9 +220,13 @@ def _remove_created(path: str, keep: bool) -> None:
     import shutil
 
     if not keep:
+        if not os.path.lexists(path):
+            return  # interrupted before the creator made anything
         shutil.rmtree(path, ignore_errors=True)
         if not os.path.lexists(path):
             _err(f"removed {path}, made by this install")
+        else:
+            _err(f"could not remove {path} (made by this install); remove it by hand")
         return
     try:  # the failure being raised is the one to report: a file that will not go must not replace it
         for entry in os.scandir(path):

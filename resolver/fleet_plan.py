@@ -197,15 +197,17 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     import sys
 
     from resolver.fleet import read_fleet
-    from resolver.pipeline import for_target, known_nvcc, load_matrix, request_from
+    from resolver.pipeline import for_target, known_nvcc, load_matrix, request_from, target_glibc, with_index
 
     assert opts.fleet is not None
     m = load_matrix(opts)
     request = request_from(requirements, opts, m)  # bad requirements first: before running kubectl or scontrol
     the_fleet = read_fleet(opts.fleet, m)
     python = opts.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
-    base = Target(gpus=(), python=python, platform=the_fleet.classes[0].platform, driver=opts.driver,
-                  nvcc=known_nvcc(opts.nvcc, m), source="fleet")
+    platform = the_fleet.classes[0].platform
+    glibc, assumed = target_glibc(opts, platform)  # --glibc: the nodes' C library (they do not report it)
+    base = Target(gpus=(), python=python, platform=platform, driver=opts.driver, nvcc=known_nvcc(opts.nvcc, m),
+                  source="fleet", glibc=glibc, glibc_assumed=assumed)
     if request.marked:  # environment markers read the platform: one answer only when every class shares it
         platforms = sorted({c.platform for c in the_fleet.classes})
         if len(platforms) > 1:
@@ -214,7 +216,7 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
         request = for_target(request, opts, m, base)
     # A fleet's stack starts empty: nothing installed here is kept (it is not on the nodes).
     lines = the_fleet.summary(opts.driver)  # --driver stands in for the nodes that report none
-    ctx = Context(m, base, request, tuple(lines), {}, the_fleet)
+    ctx = Context(m, base, with_index(request, opts), tuple(lines), {}, the_fleet)
     return the_fleet, base, ctx
 
 

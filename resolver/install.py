@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 from resolver import _subprocess, envstate, journal as journals, read_ahead
 from resolver.errors import BadInput, CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
-                                 constraints_path, index_variant, restore_args, source_args)
+                                 constraints_path, index_variant, login_hint, restore_args, source_args)
 from resolver.logs import Logger
 from resolver.models import PackageChoice, Plan, Step
 from resolver.redact import redact
@@ -282,7 +282,8 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
 
     rc = _subprocess.stream(argv, on_line, env=run.installer.env)
     if rc != 0:
-        raise CommandFailed(argv, rc, "\n".join(tail[-15:]))
+        hint = login_hint(step)
+        raise CommandFailed(argv, rc, "\n".join(tail[-15:] + ([hint] if hint else [])))
 
 
 def _run_step(run: _Run, python_exe: str, step: Step, now: envstate.Snapshot, local: str | None) -> None:

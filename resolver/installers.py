@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput, GpuStackError
-from resolver.inputs import check_argument, check_index_url
+from resolver.inputs import check_argument, check_index_url, is_loopback
 from resolver.logs import Logger
 from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
@@ -30,7 +30,6 @@ log = Logger("gpustack.install")
 
 Backend = Literal["pip", "uv"]
 
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "", None)
 # The last path segment of a PyTorch-style index (download.pytorch.org/whl/cu121, a mirror of it): the local label
 # its CUDA builds carry (torch-2.1.0+cu121).
 _VARIANT = re.compile(r"^(cu\d{2,3}|cpu|rocm\d+(\.\d+)*|xpu)$")
@@ -161,7 +160,7 @@ def source_args(step: Step, sources: Sources) -> list[str]:
 
 def _remote(url: str | None) -> bool:
     parts = urlsplit(url or "")
-    return parts.scheme in ("http", "https") and parts.hostname not in _LOCAL_HOSTS
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not is_loopback(parts.hostname)
 
 
 def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
@@ -197,6 +196,32 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
                     f"{url} is not reachable (needed for {step.requirement}); on a connected machine run "
                     "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`"))
     return replace(sources, unreachable=frozenset(dead))
+
+
+def login_hint(step: Step, timeout: float = 3.0) -> str | None:
+    """Return what to do when ``step`` failed and its file or an index of it answers 401/403 now (it wants a login
+    the installer did not have: pip then ends in a traceback of its password prompt), else ``None``. Asked only
+    after a failure, so a working install pays nothing for it."""
+    urls = [u for u in (step.url, step.index_url, *step.extra_index_urls) if u and urlsplit(u).scheme in ("http", "https")]
+    if not urls:
+        return None
+    import requests
+
+    from resolver.redact import redact
+
+    for url in urls:
+        try:  # GET, not HEAD (some servers answer HEAD 405/501), and its body never read (an index root can be large)
+            with requests.get(url, timeout=timeout, allow_redirects=False, stream=True) as answer:
+                status = answer.status_code
+        except requests.RequestException:
+            continue
+        if status not in (401, 403):
+            continue
+        if urlsplit(url).username is not None:
+            return redact(f"hint: {url} refused the credentials in its URL ({status}): check the user and token")
+        return (f"hint: {url} wants a login (it answered {status}): give the credentials in the URL (user:token@ "
+                f"before the host), in ~/.netrc, or through keyring")
+    return None
 
 
 def constraints_path(constraints: Sequence[str], write: bool = False) -> str | None:

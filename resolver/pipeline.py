@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from resolver.request import Request
 
 __all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "known_nvcc",
-           "target_from", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan", "this_platform"]
+           "target_from", "target_glibc", "with_index", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
+           "this_platform"]
 
 
 def parse_driver_option(text: str) -> Version:
@@ -228,7 +229,7 @@ def _installed(env: InstalledEnv) -> dict[str, str]:
     return installed
 
 
-def _glibc(opts: PlanOptions, platform: str, detected: str | None) -> tuple[Version | None, bool]:
+def target_glibc(opts: PlanOptions, platform: str, detected: str | None = None) -> tuple[Version | None, bool]:
     """Return the target's glibc and whether it is assumed: --glibc, else the probed interpreter's, else (a described
     Linux target) ``DEFAULT_GLIBC``, which the plan then states."""
     if not platform.startswith("linux_"):
@@ -314,7 +315,7 @@ def target_from(
     platform = platform or this_platform()
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
-    glibc, assumed = _glibc(opts, platform, detected_glibc)
+    glibc, assumed = target_glibc(opts, platform, detected_glibc)
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
                     memory_gib=mem, source="given" if opts.target_given else "detected", glibc=glibc,
                     glibc_assumed=assumed)
@@ -328,14 +329,20 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
     request = for_target(request, opts, m, target)
     if installed.get("torch") and not opts.upgrade:
         request = dataclasses.replace(request, keep_torch=installed.get("torch.__version__") or installed["torch"])
-    if request.others:  # the index's answer, read now, is data for the (pure) solver: it pins or refuses each one
-        from resolver.index_lookup import lookup
-        from resolver.models import PYPI_SIMPLE
-        from resolver.passthrough import checked_names
+    return Context(m, target, with_index(request, opts), tuple(lines), installed)
 
-        projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
-        request = dataclasses.replace(request, index=projects, index_url=opts.index_url)
-    return Context(m, target, request, tuple(lines), installed)
+
+def with_index(request: Request, opts: PlanOptions) -> Request:
+    """Return ``request`` with what its index (``--index-url``, default PyPI) holds for its pass-through requirements:
+    the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target."""
+    if not request.others:
+        return request
+    from resolver.index_lookup import lookup
+    from resolver.models import PYPI_SIMPLE
+    from resolver.passthrough import checked_names
+
+    projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
+    return dataclasses.replace(request, index=projects, index_url=opts.index_url)
 
 
 def solve_request(

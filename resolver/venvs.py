@@ -14,11 +14,20 @@ def venv_python(venv: str) -> str:
 
 
 def create_venv(venv: str, backend: str) -> None:
-    """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``."""
+    """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``.
+
+    The creator runs as its own process group, ended whole when gpustack is interrupted (``_subprocess.stream``):
+    ``python -m venv`` installs pip through a child of its own (ensurepip), which went on writing into the new venv
+    after gpustack had stopped its parent and removed the folder, so the folder came back."""
     from resolver import _subprocess  # not at the top: ``read_ahead`` asks ``venv_python`` before anything is loaded
+    from resolver.errors import CommandFailed
 
     if backend == "uv":
         from resolver.uvbin import find_uv
-        _subprocess.run([find_uv() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
+        argv = [find_uv() or "uv", "venv", "--python", sys.executable, venv]
     else:
-        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
+        argv = [sys.executable, "-m", "venv", venv]
+    said: list[str] = []
+    rc = _subprocess.stream(argv, said.append)
+    if rc != 0:
+        raise CommandFailed(argv, rc, "\n".join(said[-20:]))

@@ -155,3 +155,19 @@ def test_pypi_numpy_for_glibc_2_17_is_a_release_with_a_manylinux2014_wheel() -> 
     linux = {t.platform for f in got.files if f.filename.endswith(".whl") and str(f.version) == version
              for t in parse_wheel_filename(f.filename)[3] if t.interpreter == "cp311"}
     assert "manylinux2014_x86_64" in linux or "manylinux_2_17_x86_64" in linux, (version, linux)
+
+
+FLEET = str(Path(__file__).parent / "fixtures" / "fleet" / "kubectl-nodes.json")
+
+
+def test_a_fleet_is_planned_for_the_glibc_given(pypi: str) -> None:
+    """The nodes do not report their glibc: --glibc says it, and torch and the pass-through pins both follow it (the
+    fleet used to drop it, and to leave pass-through requirements unchecked)."""
+    code, data = plan_json("--fleet", FLEET, "--python", "3.11", "--glibc", "2.17", "torch==2.8.0")
+    assert code == 1 and {r["kind"] for r in data["refusals"]} >= {"glibc"}, data  # type: ignore[attr-defined]
+    code, data = plan_json("--fleet", FLEET, "--python", "3.11", "--glibc", "2.17", "--index-url", pypi,
+                           "torch==2.6.0", "numpy")
+    assert code == 0 and data["target"]["glibc"] == "2.17", data  # type: ignore[index]
+    assert data["other_requirements"] == ["numpy==2.2.6"]
+    code, data = plan_json("--fleet", FLEET, "--python", "3.11", "--index-url", pypi, "torch==2.6.0", "numpy")
+    assert code == 0 and data["other_requirements"] == ["numpy==2.4.6"]

@@ -301,6 +301,29 @@ def test_an_index_asking_for_a_login_fails_the_install_instead_of_hanging_it(ven
     assert child.returncode == 1, out  # a failed install, undone (2 is bad input)
     assert out.rstrip().endswith("environment restored: unchanged"), out
     assert freeze(venv) == before
+    # pip's own last words are the traceback of its password prompt: gpustack asks the index itself, after the
+    # failure, and says what it wants
+    assert (f"hint: {url} wants a login (it answered 401): give the credentials in the URL (user:token@ before the "
+            f"host), in ~/.netrc, or through keyring") in out.splitlines(), out
+
+
+def test_the_login_hint_says_whether_the_urls_own_credentials_were_refused() -> None:
+    from resolver.installers import login_hint
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AsksForCredentials)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        with_login = login_hint(Step("install", "torch", "torch==2.1.0", index_url=f"http://me:s3cret@{host}/simple"))
+        without = login_hint(Step("install", "torch", "torch==2.1.0", index_url=f"http://{host}/simple"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert with_login == (f"hint: http://me:****@{host}/simple refused the credentials in its URL (401): check the "
+                          "user and token")
+    assert without is not None and without.startswith(f"hint: http://{host}/simple wants a login (it answered 401)")
+    assert login_hint(Step("install", "torch", "torch==2.1.0", index_url="file:///opt/pypi/simple")) is None
+    assert login_hint(Step("install", "torch", "torch==2.1.0", index_url=f"http://{host}/simple")) is None  # gone
 
 
 @pytest.mark.parametrize("python, platform, said", [("3.12", "linux_x86_64", "python 3.12, and "),
@@ -339,6 +362,36 @@ def test_a_failed_install_into_a_new_venv_takes_the_venv_back(local_index: Local
             assert venv.is_dir() and sorted(p.name for p in venv.iterdir()) == left
         else:
             assert not (tmp_path / "new").exists(), out.output
+
+
+@pytest.mark.slow
+def test_a_signal_while_the_new_venv_is_made_takes_it_back_for_good(local_index: LocalIndex, tmp_path: Path) -> None:
+    # `python -m venv` installs pip through a child of its own (ensurepip). SIGTERM to gpustack while that child
+    # wrote stopped only venv's own process: the child went on writing after gpustack had removed the folder, so a
+    # half-made venv came back. The creator is now ended as a whole process group.
+    plan = make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")])
+    venv = tmp_path / "new" / "venv"
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", GPUSTACK_CACHE_DIR=str(tmp_path / "cache"))
+    child = subprocess.Popen([sys.executable, "-m", "resolver", "install", "--plan", _plan_file(tmp_path, plan),
+                              "--venv", str(venv), "--installer", "pip"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (site.is_dir() and any(site.iterdir())) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # ensurepip has begun writing pip into the new venv
+        assert child.poll() is None, child.communicate()[0]
+        child.send_signal(signal.SIGTERM)  # gpustack alone, as `kill PID` sends it
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 128 + signal.SIGTERM, out
+    assert out.strip().splitlines()[-2:] == [f"removed {tmp_path / 'new'}, made by this install",
+                                             "gpustack: interrupted (SIGTERM)"], out
+    time.sleep(3)  # anything still writing into the venv would have brought the folder back by now
+    assert not (tmp_path / "new").exists(), sorted(str(p) for p in (tmp_path / "new").rglob("*"))[:5]
 
 
 def test_a_venv_path_that_cannot_be_a_venv_is_bad_input(tmp_path: Path) -> None:
