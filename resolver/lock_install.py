@@ -123,6 +123,25 @@ def host_target(host: object) -> Target:
                   cpu_count=host.cpu_count)
 
 
+def detected_target(python_exe: str) -> Target:
+    """Return the ``Target`` of this machine with ``python_exe`` as its interpreter (what a lock is checked against)."""
+    from resolver.detect import detect
+
+    return host_target(detect(python_exe))
+
+
+def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = False) -> None:
+    """Raise ``LockRefused`` when ``host`` does not satisfy the lock's target or a file has no hash (unless
+    ``allow_missing_hashes``): the one check an install of the lock and its dry run both make."""
+    reasons = check_lock_target(locked, host)
+    if locked.missing and not allow_missing_hashes:
+        names = ", ".join(p.requirement for p in locked.missing)
+        reasons.append(f"the lock has no sha256 for {names}; lock again where the index is reachable, "
+                       "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
+    if reasons:
+        raise LockRefused(reasons)
+
+
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
                       host: Target | None = None, allow_missing_hashes: bool = False,
                       run: Runner = _subprocess.run, note: Callable[[str], None] | None = None) -> list[str]:
@@ -133,16 +152,8 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
     build isolation, so it builds against the locked torch), then, only with ``allow_missing_hashes``, unhashed files.
     """
     if host is None:
-        from resolver.detect import detect
-
-        host = host_target(detect(python_exe))
-    reasons = check_lock_target(locked, host)
-    if locked.missing and not allow_missing_hashes:
-        names = ", ".join(p.requirement for p in locked.missing)
-        reasons.append(f"the lock has no sha256 for {names}; lock again where the index is reachable, "
-                       "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
-    if reasons:
-        raise LockRefused(reasons)
+        host = detected_target(python_exe)
+    refuse_lock(locked, host, allow_missing_hashes)
     if note is not None:
         for text in lock_target_notes(locked, host):
             note(text)
