@@ -56,7 +56,8 @@ def _read_raw(directory: Path) -> dict[str, bytes]:
         if not path.exists():
             if name in OPTIONAL:
                 continue
-            raise InvalidMatrix("file missing", f"{path}")
+            raise InvalidMatrix("file missing: a matrix folder holds every file of the shipped matrices/ "
+                                "(copy that folder to start one)", f"{path}")
         try:
             raw[name] = read_bytes(str(path), f"{name}.toml")
         except BadInput as exc:
