@@ -76,7 +76,7 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
 @click.option("--package", "packages", multiple=True, metavar="NAME",
               help="Read only this package (repeatable; default: torch, xformers, flash-attn, flash-attn-4, sageattention).")
 @click.option("--since", "since_text", multiple=True, metavar="NAME=VERSION",
-              help="Skip releases of NAME older than VERSION (default: the oldest release the matrix covers).")
+              help="Skip releases of NAME older than VERSION, a release the index lists (default: the oldest the matrix covers).")
 @click.option("--metadata", is_flag=True, help="Also read each release's METADATA (torch's CUDA pins, xformers' torch pin).")
 @click.option("--arch", is_flag=True, help="Also read the compiled arch lists from inside the Linux wheels (range reads).")
 @click.option("--index", default="https://pypi.org/simple", show_default=True, help="Simple-API index to read.")
@@ -86,18 +86,21 @@ def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bo
             matrix_dir: str | None) -> None:
     """Read PyPI and print how matrices/wheels.toml would change (a reviewable diff), then the facts to review.
 
-    New or changed rows are marked unverified until a maintainer reviews them. Exit 0 unchanged, 1 changed, 2 when
-    PyPI's answer is malformed (nothing is written).
+    New or changed rows are marked unverified until a maintainer reviews them. Exit 0 unchanged, 1 changed or the
+    index did not answer, 2 bad input or a malformed answer (nothing is written).
     """
     import datetime
     import tomllib
 
     import requests
-    from packaging.version import InvalidVersion, Version
 
     from resolver import refresh as refresh_mod
     from resolver.errors import BadInput
 
+    refresh_mod.check_index(index)
+    packages = refresh_mod.check_packages(packages)
+    since = refresh_mod.parse_since(since_text)
+    _load(matrix_dir)  # a folder that holds no matrix is refused as show and validate refuse it (exit 2)
     directory = Path(matrix_dir) if matrix_dir else matrix_mod.matrix_dir()
     path = directory / "wheels.toml"
     old_text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -105,16 +108,6 @@ def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bo
         current = tomllib.loads(old_text).get("wheel", []) if old_text else []
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{path}: not valid TOML ({exc}); fix or remove it and run refresh again") from None
-    since: dict[str, Version] = {"torch": Version("1.12.0"), "xformers": Version("0.0.16")}
-    for item in since_text:
-        name, _, ver = item.partition("=")
-        try:
-            since[name.strip()] = Version(ver.strip())
-        except InvalidVersion:
-            raise BadInput(f"--since {item!r}: expected NAME=VERSION such as torch=2.5.0") from None
-    unknown = [p for p in packages if p not in refresh_mod.PACKAGES]
-    if unknown:
-        raise BadInput(f"--package {unknown[0]!r}: refresh reads {', '.join(refresh_mod.PACKAGES)}")
     xf = directory / "xformers.toml"
     pins = {str(r.get("version")): str(r.get("requires_dist_torch")) for r in
             (tomllib.loads(xf.read_text(encoding="utf-8")).get("release", []) if xf.exists() else [])}

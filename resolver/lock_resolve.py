@@ -102,8 +102,8 @@ def _next_step(url: str, direct: bool, default_index: str, torch_mirror: str | N
 def declared_requires(plan: Plan, matrix: Matrix | None) -> dict[str, tuple[str, ...]]:
     """Return, by step package, the dependencies the matrix records for a wheel step the plan takes by direct URL
     (flash-attn's GitHub release wheels: ``install_requires`` of setup.py at the release's tag), or for a step that
-    builds it from source (the wheel the build makes declares the same, and ``gpustack install`` installs them with
-    it). The resolver is given these instead of the URL, so it never downloads the wheel to read them, nor builds
+    builds it from source (flash-attn, and xformers: the wheel the build makes declares them, and ``gpustack
+    install`` and the Dockerfile install them with it). The resolver is given these instead of the URL, so it never downloads the wheel to read them, nor builds
     one; a wheel by URL is itself locked from the plan (``direct_files``), a build's sdist by ``hashes.lookup``."""
     if matrix is None:
         return {}
@@ -114,12 +114,18 @@ def declared_requires(plan: Plan, matrix: Matrix | None) -> dict[str, tuple[str,
         if s.action not in ("install", "build"):
             continue
         choice = plan.stack.get(s.package)
-        if canonicalize_name(s.package) != "flash-attn" or choice is None:
+        name = canonicalize_name(s.package)
+        if choice is None:
             continue
         version = Version(choice.version)
-        release = next((f for f in matrix.flash_attn if f.version == version), None)
-        if release is not None and release.requires_dist is not None:
-            out[s.package] = release.requires_dist
+        if name == "flash-attn":
+            release = next((f for f in matrix.flash_attn if f.version == version), None)
+            if release is not None and release.requires_dist is not None:
+                out[s.package] = release.requires_dist
+        elif name == "xformers" and s.action == "build":  # setup.py's install_requires at the tag
+            built = next((x for x in matrix.xformers if x.version == version), None)
+            if built is not None and built.source_requires_dist is not None:
+                out[s.package] = built.source_requires_dist
     return out
 
 

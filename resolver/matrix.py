@@ -56,7 +56,8 @@ def _read_raw(directory: Path) -> dict[str, bytes]:
         if not path.exists():
             if name in OPTIONAL:
                 continue
-            raise InvalidMatrix("file missing", f"{path}")
+            raise InvalidMatrix("file missing: a matrix folder holds every file of the shipped matrices/ "
+                                "(copy that folder to start one)", f"{path}")
         try:
             raw[name] = read_bytes(str(path), f"{name}.toml")
         except BadInput as exc:
@@ -194,4 +195,9 @@ def validate(m: Matrix) -> list[str]:
         if f.requires_dist is not None and "torch" not in {canonicalize_name(Requirement(r).name) for r in f.requires_dist}:
             problems.append(f"flash_attn.toml: release {f.version}: install_requires: names no torch (every flash-attn "
                             "wheel is built against torch and declares it)")
+    for x in m.xformers:
+        if (x.source_requires_dist is not None
+                and "torch" not in {canonicalize_name(Requirement(r).name) for r in x.source_requires_dist}):
+            problems.append(f"xformers_source.toml: release {x.version}: install_requires: names no torch (a wheel "
+                            "built from source is built against torch and declares it)")
     return problems

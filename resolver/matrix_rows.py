@@ -201,6 +201,8 @@ def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str,
     src_row = source_rows.get(str(version))
     source_torch = None
     source_min_cc = None
+    source_requires: tuple[str, ...] | None = None
+    source_requires_source = ""
     source = _source(ctx, r)
     if src_row is not None and isinstance(src_row.get("source_requires_torch"), str):
         sctx = _Ctx("xformers_source.toml", f"release {version}")
@@ -209,6 +211,7 @@ def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str,
         floor = src_row.get("min_cc_buildable")
         if isinstance(floor, str) and re.fullmatch(r"\d+\.\d", floor):
             source_min_cc = ComputeCapability.parse(floor)
+        source_requires, source_requires_source = _install_requires(sctx, src_row)
     return XformersRelease(
         version=version,
         torch=ctx.parse("requires_dist_torch", torch_req, _spec),
@@ -226,6 +229,8 @@ def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str,
         source=source,
         source_torch=source_torch,
         source_min_cc=source_min_cc,
+        source_requires_dist=source_requires,
+        source_requires_dist_source=source_requires_source,
         note=ctx.get(r, "note", str, default=""),
     )
 
@@ -637,7 +642,7 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
         "generated", "repo_snapshot_head", "source"}),
     ("xformers_source", "release"): frozenset({
         "cuda_feature_gates", "git_commit", "git_tag", "honours_force_cuda", "honours_torch_cuda_arch_list",
-        "min_cc_buildable", "note", "note_min_cc", "pyproject_build_requires_torch", "setup_min_cuda",
+        "install_requires", "install_requires_source", "min_cc_buildable", "note", "note_min_cc", "pyproject_build_requires_torch", "setup_min_cuda",
         "sm37_buildable", "sm37_buildable_basis", "sm37_buildable_unverified", "sm37_note", "source",
         "source_requires_torch", "sputnik_removed", "submodule_init", "submodule_pins", "submodules",
         "submodules_needed_for_cuda_build", "tag_date", "vendored_in_tree", "version"}),

@@ -94,6 +94,11 @@ class XformersRelease:
     source: str
     source_torch: SpecifierSet | None = None  # what a source build at the tag accepts
     source_min_cc: ComputeCapability | None = None  # a source build fails to compile below this
+    # what a wheel built from source at the tag declares (Requires-Dist: setup.py's install_requires, the lines of
+    # requirements.txt; the PyPI wheels' own differ: their CI pinned torch); None: not recorded. A lock resolves
+    # these for a build step instead of building it (lock_resolve.declared_requires).
+    source_requires_dist: tuple[str, ...] | None = None
+    source_requires_dist_source: str = ""
     note: str = ""
 
     @property

@@ -340,7 +340,9 @@ class Step:
       * ``"install"``: install ``requirement`` from ``index_url`` (+ ``extra_index_urls``) or the file ``url``;
       * ``"build"``: build ``requirement`` from source into a wheel with ``env`` (no build isolation), then install it.
     ``no_deps`` means the step must not touch other packages; ``constraints`` are pins it must honour (torch's exact
-    build, so nothing can swap it).
+    build, so nothing can swap it). A build step's wheel is always installed with the dependencies it declares, its
+    constraints held, so a plan says ``no_deps`` false there (plan files written before that said true: it is read
+    and means the same).
     """
 
     action: Literal["install", "build"]

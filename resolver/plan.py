@@ -50,7 +50,8 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -
         package=choice.name,
         requirement=requirement,
         index_url=PYPI_SIMPLE,
-        no_deps=not choice.constraints,  # a kernel with planned dependencies installs them under its pins
+        # the built wheel goes in with the dependencies it declares, its pins held (install, lock, Dockerfile)
+        no_deps=False,
         constraints=(pin,) + choice.constraints,
         env=env,
         build_isolation=False,

@@ -10,7 +10,8 @@ xformers' torch pin; with ``arch=True`` the compiled arch list from inside the w
 Nothing is rewritten silently: ``refresh()`` returns the new file text and a list of review lines (facts that
 disagree with the hand-curated files); the command prints a unified diff and writes only with ``--write``. Rows
 whose facts are unchanged keep their ``source`` and ``unverified`` flag; new or changed rows are ``unverified``
-until a maintainer reviews them. A response that is not what PyPI serves raises ``RefreshError`` (exit 2).
+until a maintainer reviews them. A response that is not what PyPI serves raises ``RefreshError`` (exit 2); an index
+that does not answer ``IndexUnreachable`` (exit 1).
 """
 
 from __future__ import annotations
@@ -27,17 +28,21 @@ from typing import TYPE_CHECKING, Any
 from packaging.metadata import Metadata
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from resolver.errors import GpuStackError
+from resolver.errors import BadInput, GpuStackError
+from resolver.redact import redact
 
-__all__ = ["PACKAGES", "RefreshError", "Refresh", "refresh", "render", "diff", "glibc_of", "HttpRangeFile"]
+__all__ = ["PACKAGES", "DEFAULT_SINCE", "RefreshError", "IndexUnreachable", "Refresh", "refresh", "render", "diff",
+           "glibc_of", "HttpRangeFile", "check_index", "parse_since", "check_packages"]
 
 SIMPLE = "https://pypi.org/simple"
 PACKAGES = ("torch", "xformers", "flash-attn", "flash-attn-4", "sageattention")
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
 TIMEOUT = 30.0
+# The oldest release each package's rows cover unless --since says otherwise (the matrix plans nothing older).
+DEFAULT_SINCE = {"torch": Version("1.12.0"), "xformers": Version("0.0.16")}
 
 # PEP 600: the legacy manylinux aliases and the glibc each stands for.
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -46,6 +51,59 @@ _ARCH = {"x86_64": "linux_x86_64", "aarch64": "linux_aarch64", "win_amd64": "win
 
 class RefreshError(GpuStackError):
     """PyPI answered with something that is not a simple-API page or a wheel: nothing is written."""
+
+
+class IndexUnreachable(RefreshError):
+    """The index did not answer (no connection, a timeout, a 5xx): the network's fault, not the input's."""
+
+    exit_code = 1
+
+
+def check_index(url: str) -> str:
+    """Return ``url`` when refresh can read it: a PEP 691 simple API over ``https://`` (``http://`` only on
+    loopback, as every index gpustack takes). ``BadInput`` otherwise: ``requests`` reads no ``file:`` or ``ftp:``."""
+    from urllib.parse import urlsplit
+
+    from resolver.inputs import check_index_url, is_loopback
+
+    check_index_url(url, "--index")  # one argument, no control characters, plain http only on loopback
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or (parts.scheme == "http" and not is_loopback(parts.hostname)):
+        raise BadInput(f"--index {redact(url)}: refresh reads a simple API over https:// (http:// only on this "
+                       "machine); pass https://pypi.org/simple or your mirror's https:// URL")
+    return url
+
+
+def check_packages(packages: Iterable[str]) -> tuple[str, ...]:
+    """Return ``packages`` as canonical names (``flash_attn`` -> ``flash-attn``); ``BadInput`` for one refresh does
+    not track."""
+    out = []
+    for p in packages:
+        name = canonicalize_name(p)
+        if name not in PACKAGES:
+            raise BadInput(f"--package {p!r}: the matrix does not track it; refresh reads {', '.join(PACKAGES)}")
+        out.append(name)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_since(items: Iterable[str]) -> dict[str, Version]:
+    """Return ``--since NAME=VERSION`` values by canonical name; ``BadInput`` for a malformed item or a package the
+    matrix does not track. Whether the index lists that release is checked when its page is read."""
+    out: dict[str, Version] = {}
+    for item in items:
+        name, sep, ver = item.partition("=")
+        try:
+            if not sep:
+                raise InvalidVersion(item)
+            version = Version(ver.strip())
+        except InvalidVersion:
+            raise BadInput(f"--since {item!r}: expected NAME=VERSION such as torch=2.5.0") from None
+        canonical = canonicalize_name(name.strip())
+        if canonical not in PACKAGES:
+            raise BadInput(f"--since {item!r}: the matrix does not track {name.strip()!r}; name one of "
+                           f"{', '.join(PACKAGES)}")
+        out[canonical] = version
+    return out
 
 
 if TYPE_CHECKING:
@@ -79,7 +137,10 @@ def _get(session: Session, url: str, what: str, **kwargs: Any) -> Any:
     try:
         resp = session.get(url, timeout=TIMEOUT, **kwargs)
     except requests.RequestException as exc:
-        raise RefreshError(f"{what}: {url}: {type(exc).__name__}: no answer; check the network and retry") from None
+        raise IndexUnreachable(f"{what}: {redact(url)}: {type(exc).__name__}: no answer; check the network and "
+                               "retry") from None
+    if resp.status_code >= 500:
+        raise IndexUnreachable(f"{what}: {redact(url)}: HTTP {resp.status_code} (the server failed); retry later")
     if resp.status_code not in (200, 206):
         raise RefreshError(f"{what}: {url}: HTTP {resp.status_code}")
     return resp
@@ -245,6 +306,25 @@ def _groups(package: str, page: Mapping[str, Any], since: Version | None) -> dic
     return out
 
 
+def _releases(page: Mapping[str, Any]) -> set[Version]:
+    """Return the releases a simple-API page lists: PEP 700 ``versions`` when served, and every file's version."""
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+
+    out: set[Version] = set()
+    for v in page.get("versions") or []:
+        try:
+            out.add(Version(str(v)))
+        except InvalidVersion:
+            continue
+    for f in page["files"]:
+        name = f["filename"]
+        try:
+            out.add(parse_wheel_filename(name)[1] if name.endswith(".whl") else parse_sdist_filename(name)[1])
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            continue
+    return out
+
+
 def _py_key(p: str) -> int:
     return int(p.split(".")[1])
 
@@ -290,10 +370,18 @@ class Refresh:
 
 def package_rows(session: Session, package: str, *, since: Version | None = None, metadata: bool = False,
                  arch: bool = False, today: str = "", index: str = SIMPLE,
-                 torch_pins: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Return the ``[[wheel]]`` rows of one package (and review lines) read from the index."""
+                 torch_pins: Mapping[str, str] | None = None,
+                 since_given: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return the ``[[wheel]]`` rows of one package (and review lines) read from the index. With ``since_given``
+    (the user's ``--since``), ``since`` must be a release the index lists: ``BadInput`` otherwise."""
     page = simple_page(session, package, index)
     url = f"{index.rstrip('/')}/{package}/"
+    if since_given and since is not None:
+        listed = _releases(page)
+        if since not in listed:
+            span = f"its releases run {min(listed)} to {max(listed)}" if listed else "it lists no release"
+            raise BadInput(f"--since {package}={since}: {redact(index)} lists no {package} {since} ({span}); "
+                           "name a release it lists")
     rows: list[dict[str, Any]] = []
     review: list[str] = []
     for (version, plat), g in sorted(_groups(package, page, since).items(), key=lambda kv: (kv[0][0], kv[0][1])):
@@ -332,7 +420,9 @@ def package_rows(session: Session, package: str, *, since: Version | None = None
             review.append(f"{package} {version} {plat}: compiled arch list {read_arch_list(session, best)!r}")
         row["source"] = f"PyPI simple API {url} (read by gpustack matrix refresh{' ' + today if today else ''})"
         rows.append(row)
-    if not rows:
+    if not rows and since is not None and _groups(package, page, None):
+        review.append(f"{package}: no wheels for Linux or Windows from {since} on")
+    elif not rows:
         review.append(f"{package}: PyPI publishes no wheels for Linux or Windows (sdist only): its binaries come from elsewhere")
     return rows, review
 
@@ -345,9 +435,11 @@ def _same_facts(prev: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return all(prev.get(k) == new.get(k) for k in _FACT_KEYS if k != "build" or "build" in new)
 
 
-def merge(old: Iterable[Mapping[str, Any]], new: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def merge(old: Iterable[Mapping[str, Any]], new: Iterable[dict[str, Any]],
+          since: Mapping[str, Version | None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Merge fresh rows into the current ones: unchanged facts keep their reviewed row; new or changed rows are
-    ``unverified``; rows PyPI no longer lists are kept and reported (never dropped silently)."""
+    ``unverified``; rows PyPI no longer lists are kept and reported (never dropped silently). Rows older than their
+    package's ``since`` were not read, so they are kept without a word."""
     current = {(r.get("package"), r.get("version"), r.get("platform")): dict(r) for r in old}
     out: list[dict[str, Any]] = []
     review: list[str] = []
@@ -366,7 +458,9 @@ def merge(old: Iterable[Mapping[str, Any]], new: Iterable[dict[str, Any]]) -> tu
         review.append(f"{'changed' if prev else 'new'}: {key[0]} {key[1]} {key[2]} (unverified until reviewed)")
         out.append(row)
     for key, prev in current.items():
-        if key not in seen and any(k[0] == key[0] for k in seen):
+        floor = (since or {}).get(str(key[0]))
+        unread = floor is not None and Version(str(key[1])) < floor
+        if key not in seen and not unread and any(k[0] == key[0] for k in seen):
             review.append(f"kept: {key[0]} {key[1]} {key[2]} is in wheels.toml but PyPI no longer lists it")
             out.append(prev)
         elif key not in seen:
@@ -406,15 +500,19 @@ def render(rows: Iterable[Mapping[str, Any]]) -> str:
 def refresh(session: Session, current: Iterable[Mapping[str, Any]], packages: Iterable[str] = PACKAGES, *,
             since: Mapping[str, Version] | None = None, metadata: bool = False, arch: bool = False, today: str = "",
             index: str = SIMPLE, torch_pins: Mapping[str, str] | None = None) -> Refresh:
-    """Read every package from the index and merge it into ``current`` (the rows of today's ``wheels.toml``)."""
+    """Read every package from the index and merge it into ``current`` (the rows of today's ``wheels.toml``).
+    ``since`` holds the user's ``--since`` (each must be a release the index lists); others start at
+    ``DEFAULT_SINCE``."""
     fresh: list[dict[str, Any]] = []
     review: list[str] = []
+    given = dict(since or {})
+    floors = {p: given.get(p, DEFAULT_SINCE.get(p)) for p in packages}
     for p in packages:
-        rows, notes = package_rows(session, p, since=(since or {}).get(p), metadata=metadata, arch=arch, today=today,
-                                   index=index, torch_pins=torch_pins)
+        rows, notes = package_rows(session, p, since=floors[p], metadata=metadata, arch=arch, today=today, index=index,
+                                   torch_pins=torch_pins, since_given=p in given)
         fresh += rows
         review += notes
-    merged, changes = merge(current, fresh)
+    merged, changes = merge(current, fresh, floors)
     return Refresh(merged, changes + review)
 
 

@@ -380,18 +380,28 @@ def _optional_kernels(best: Option, target: Target, matrix: Matrix, request: Req
     return dataclasses.replace(best, companions=best.companions + tuple(added)), notes
 
 
-def _pin_alternatives(why: list[Refusal], target: Target, matrix: Matrix, request: Request) -> list[Alternative]:
-    """What would let the pass-through requirements refused (``why``) pin: a host with the glibc their wheels need,
-    offered only when every refusal is a glibc one and the whole request solves there; else the index advice."""
-    needed = [Version(r.facts["glibc_needed"]) for r in why if r.kind == "glibc"]
-    if needed and len(needed) == len(why):
-        host = Change(target={"glibc": str(max(needed))})
-        t, r = apply(host, target, request)
-        if r.index is not None and not pin_others(r.others, r.index, t)[2] and feasible(t, matrix, r):
-            return [alternative("a host with glibc {glibc} or newer (pass its --glibc)", host, glibc=max(needed))]
-        return []
-    return [advice("a plan names only packages that exist: check the spelling and the index (--index-url), or drop "
-                   "the requirement")]
+def _pins_refused(why: list[Refusal], target: Target, matrix: Matrix, request: Request) -> NoCompatibleStack:
+    """The refusal of pass-through requirements that do not pin (``why``) and what would work. When each is a glibc
+    one: a host with the glibc their wheels need, offered only when the whole request solves there; when the rest of
+    the request does not solve on the target either, its reasons too, with those of its alternatives under which
+    the pass-through requirements pin as well. Otherwise the index advice."""
+    if not all(r.kind == "glibc" for r in why):
+        return NoCompatibleStack(why, [advice("a plan names only packages that exist: check the spelling and the "
+                                              "index (--index-url), or drop the requirement")])
+
+    def pins(change: Change) -> bool:
+        t, r = apply(change, target, request)
+        return r.index is not None and not pin_others(r.others, r.index, t)[2]
+
+    glibc = max(Version(r.facts["glibc_needed"]) for r in why)
+    host = Change(target={"glibc": str(glibc)})
+    if pins(host) and solves(target, matrix, request, host):
+        return NoCompatibleStack(why, [alternative("a host with glibc {glibc} or newer (pass its --glibc)", host,
+                                                   glibc=glibc)])
+    if feasible(target, matrix, request):
+        return NoCompatibleStack(why, [])
+    reasons, alternatives = explain_failure(target, matrix, request)
+    return NoCompatibleStack([*why, *reasons], [a for a in alternatives if a.changes and all(map(pins, a.changes))])
 
 
 def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter | None = None) -> Stack:
@@ -427,7 +437,7 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     if request.index is not None and request.others:
         pinned, pinned_notes, why = pin_others(request.others, request.index, target)
         if why:
-            raise NoCompatibleStack(why, _pin_alternatives(why, target, matrix, request))
+            raise _pins_refused(why, target, matrix, request)
     # request.others stay as asked while options are weighed: the holds of each stack narrow them (_hold_problem)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:

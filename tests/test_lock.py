@@ -639,6 +639,34 @@ def test_flash_attn_install_requires_come_from_the_matrix_with_a_source() -> Non
     assert any("install_requires: names no torch" in p for p in validate(from_dicts(data)))
 
 
+def test_xformers_source_builds_record_their_install_requires_with_a_source() -> None:
+    """Every xformers release the matrix can build from source records what the built wheel declares (the lines of
+    requirements.txt at the tag, which setup.py reads), cited; the validation refuses a bad one. A lock resolves
+    these for a build step (numpy, which the lock used to leave out)."""
+    from resolver.errors import InvalidMatrix
+    from resolver.matrix import from_dicts, matrix_dir, read_files, validate
+
+    m = load()
+    by_version = {str(x.version): x for x in m.xformers}
+    assert by_version["0.0.35"].source_requires_dist == ("torch >= 2.10", "numpy")
+    assert by_version["0.0.16"].source_requires_dist == ("torch >= 1.12", "numpy", "pyre-extensions == 0.0.23")
+    assert "03b91d7d9ff295ae68a320e2e733dd6c2ef8f342:requirements.txt" in by_version["0.0.35"].source_requires_dist_source
+    built = [x for x in m.xformers if x.source_torch is not None]
+    assert len(built) == 35 and all(x.source_requires_dist and x.source_requires_dist_source for x in built)
+    data = read_files(matrix_dir())
+    data["xformers_source"]["release"][0]["install_requires"] = ["numpy @ https://h/n.whl"]
+    with pytest.raises(InvalidMatrix, match="install_requires"):
+        from_dicts(data)
+    data = read_files(matrix_dir())
+    del data["xformers_source"]["release"][0]["install_requires"]
+    with pytest.raises(InvalidMatrix, match="install_requires_source"):  # a source of nothing
+        from_dicts(data)
+    data = read_files(matrix_dir())
+    data["xformers_source"]["release"][0]["install_requires"] = ["numpy"]
+    assert any("xformers_source.toml: release 0.0.16: install_requires: names no torch" in p
+               for p in validate(from_dicts(data)))
+
+
 def test_a_flash_attn_lock_gives_uv_its_declared_dependencies_never_its_github_wheel() -> None:
     """The request uv gets names flash-attn's install_requires (torch, einops), not the wheel URL it would have to
     download; the wheel is locked from the plan's URL with no sha256 and the reason; nothing probes the host."""

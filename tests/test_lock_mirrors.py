@@ -46,10 +46,14 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirrors]:
     # PyPI's torch 2.11.0 (its CUDA 13.0 build), einops, and flash-attn's sdist (locked for a source build, never built)
     pypi_torch = fakewheels.fake_torch(wheels / "pypi", "2.11.0", cuda="13.0", version_py="2.11.0+cu130")
     einops = fakewheels.make_wheel(wheels, "einops", "0.8.1")
-    sdist = wheels / "flash_attn-2.8.3.post2.tar.gz"
-    sdist.write_bytes(b"not built by a lock")
+    # PyPI's torch 2.10.0 (its CUDA 12.8 build), numpy, and xformers' sdist (a V100 builds xformers 0.0.35)
+    torch210 = fakewheels.fake_torch(wheels / "pypi", "2.10.0", cuda="12.8", version_py="2.10.0+cu128")
+    numpy = fakewheels.make_wheel(wheels, "numpy", "2.2.6")
+    sdists = [wheels / "flash_attn-2.8.3.post2.tar.gz", wheels / "xformers-0.0.35.tar.gz"]
+    for sdist in sdists:
+        sdist.write_bytes(b"not built by a lock")
     fakewheels.write_flat_index(root / "torch" / "cpu", [torch])
-    fakewheels.write_index(root / "pypi", [filelock, pypi_torch, einops, sdist])
+    fakewheels.write_index(root / "pypi", [filelock, pypi_torch, torch210, einops, numpy, *sdists])
     sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (torch, filelock)}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(fakewheels.QuietHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -170,43 +174,62 @@ def test_dockerfile_refuses_a_mirror_the_build_cannot_use(tmp_path: Path, monkey
 H100 = ["--gpu", "H100", "--driver", "580.159.04", "--python", "3.11", "--platform", "linux_x86_64"]
 
 
-def test_a_source_built_flash_attn_brings_its_declared_dependencies_in_plan_lock_and_dockerfile(
-        mirrors: Mirrors, tmp_path: Path) -> None:
-    """flash-attn built from source declares einops (matrices/flash_attn.toml ``install_requires``, its setup.py):
-    install installs the built wheel with its dependencies (torch held), so the lock must hold them too and the
-    image must install them, or ``flash_attn.bert_padding`` cannot import there."""
+V100 = ["--gpu", "V100", "--driver", "580.159.04", "--python", "3.11", "--platform", "linux_x86_64"]
+
+
+def _declared(package: str, version: str) -> set[str]:
+    """The names (less torch) a wheel of ``package`` built from source declares, as the matrix records them."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     from resolver.matrix import load
 
-    release = next(f for f in load().flash_attn if str(f.version) == "2.8.3.post2")
-    assert release.requires_dist is not None
-    declared = {str(canonicalize_name(Requirement(r).name)) for r in release.requires_dist} - {"torch"}
-    assert declared == {"einops"}
-    request = ["torch==2.11.0", "flash-attn"]
-    # install (its dry run): the built wheel goes in with its dependencies, torch held by a constraint
-    dry = CliRunner().invoke(main, ["install", "--dry-run", "--json", "--installer", "pip", *H100, *request])
-    assert dry.exit_code == 0, dry.output
+    m = load()
+    if package == "flash-attn":
+        reqs = next(f for f in m.flash_attn if str(f.version) == version).requires_dist
+    else:
+        reqs = next(x for x in m.xformers if str(x.version) == version).source_requires_dist
+    assert reqs is not None, f"the matrix records no install_requires for {package} {version}"
+    return {str(canonicalize_name(Requirement(r).name)) for r in reqs} - {"torch"}
+
+
+@pytest.mark.parametrize("package, version, target, torch, declared, wheel", [
+    # matrices/flash_attn.toml install_requires (its setup.py)
+    ("flash-attn", "2.8.3.post2", H100, "2.11.0", {"einops"}, "flash_attn-*.whl"),
+    # matrices/xformers_source.toml install_requires (requirements.txt at the tag); a V100 has no xformers wheel
+    ("xformers", "0.0.35", V100, "2.10.0", {"numpy"}, "xformers-*.whl"),
+])
+def test_a_source_built_package_brings_its_declared_dependencies_in_install_lock_and_dockerfile(
+        mirrors: Mirrors, tmp_path: Path, package: str, version: str, target: list[str], torch: str,
+        declared: set[str], wheel: str) -> None:
+    """A package built from source declares its install_requires: install installs the built wheel with its
+    dependencies (torch held), so the lock must hold them too and the image must install them, or
+    ``flash_attn.bert_padding`` (einops) or ``xformers.ops`` (numpy) cannot import there."""
     import json
 
+    assert _declared(package, version) == declared
+    request = [f"torch=={torch}", package]
+    # install (its dry run): the built wheel goes in with its dependencies, torch held by a constraint
+    dry = CliRunner().invoke(main, ["install", "--dry-run", "--json", "--installer", "pip", *target, *request])
+    assert dry.exit_code == 0, dry.output
     steps = json.loads(dry.stdout)["steps"]
-    built = [s["argv"] for s in steps if s["package"] == "flash-attn" and "<built wheel>" in s["argv"]]
+    built = [s["argv"] for s in steps if s["package"] == package and "<built wheel>" in s["argv"]]
     assert len(built) == 1 and "--no-deps" not in built[0] and "--constraint" in built[0]
     # lock: the build's sdist, and what the built wheel declares
     out = tmp_path / "pylock.toml"
-    result = CliRunner().invoke(main, ["lock", *H100, *request, "--index-url", mirrors.pypi, "-o", str(out)])
+    result = CliRunner().invoke(main, ["lock", *target, *request, "--index-url", mirrors.pypi, "-o", str(out)])
     assert result.exit_code == 0, result.output
     locked = loads(out.read_text())
     by_name = {p.name: p for p in locked.packages}
-    assert by_name["flash-attn"].method == "source" and by_name["flash-attn"].kind == "sdist"
+    assert by_name[package].method == "source" and by_name[package].kind == "sdist"
+    assert by_name[package].version == version
     assert declared <= set(by_name), sorted(by_name)
-    assert by_name["torch"].version == "2.11.0"
+    assert by_name["torch"].version == torch
     # dockerfile: the built wheel is installed with its dependencies, torch's build held on the same line
-    image = CliRunner().invoke(main, ["dockerfile", *H100, *request])
+    image = CliRunner().invoke(main, ["dockerfile", *target, *request])
     assert image.exit_code == 0, image.output
-    line = next(x for x in image.stdout.splitlines() if "/tmp/wheels/flash_attn-*.whl" in x)
-    assert "--no-deps" not in line and line.rstrip(" \\").endswith("torch==2.11.0"), line
+    line = next(x for x in image.stdout.splitlines() if f"/tmp/wheels/{wheel}" in x)
+    assert "--no-deps" not in line and line.rstrip(" \\").endswith(f"torch=={torch}"), line
 
 
 def test_dockerfile_installs_a_wheel_the_plan_takes_by_url_from_that_url() -> None:

@@ -183,6 +183,79 @@ def test_malformed_response_is_one_line_exit_2_nothing_written(pypi: tuple[str, 
     assert (mdir / "wheels.toml").read_text() == before
 
 
+def _matrix_copy(tmp_path: Path) -> tuple[Path, str]:
+    mdir = tmp_path / "m"
+    shutil.copytree(matrix_dir(), mdir, ignore=shutil.ignore_patterns("__*"))
+    return mdir, (mdir / "wheels.toml").read_text()
+
+
+def _one_line(res: object) -> str:
+    err = res.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(err) == 1 and "Traceback" not in res.output, res.output  # type: ignore[attr-defined]
+    return str(err[0])
+
+
+def test_index_that_does_not_answer_exits_1_nothing_written(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mdir, before = _matrix_copy(tmp_path)
+    res = CliRunner().invoke(main, ["matrix", "refresh", "--index", f"http://127.0.0.1:{port}/simple", "--package",
+                                    "torch", "--write", "--matrix-dir", str(mdir)])
+    assert res.exit_code == 1, res.output  # README: 1 for an index that does not answer, 2 for bad input
+    assert f"127.0.0.1:{port}" in _one_line(res) and "no answer" in res.stderr
+    assert (mdir / "wheels.toml").read_text() == before
+
+
+@pytest.mark.parametrize("index", ["file:///opt/pypi/simple", "ftp://x/simple", "http://pypi.example/simple",
+                                   "https:///simple"])
+def test_index_refresh_cannot_read_is_bad_input(tmp_path: Path, index: str) -> None:
+    mdir, before = _matrix_copy(tmp_path)
+    res = CliRunner().invoke(main, ["matrix", "refresh", "--index", index, "--package", "torch", "--write",
+                                    "--matrix-dir", str(mdir)])
+    assert res.exit_code == 2, res.output
+    line = _one_line(res)
+    assert index in line and "https://" in line and "InvalidSchema" not in line
+    assert (mdir / "wheels.toml").read_text() == before
+
+
+def test_folder_without_a_matrix_is_refused_as_show_refuses_it(pypi: tuple[str, _Server], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(main, ["matrix", "refresh", "--index", pypi[0], "--package", "xformers", "--write",
+                                    "--matrix-dir", str(empty)])
+    show = CliRunner().invoke(main, ["matrix", "show", "torch", "--matrix-dir", str(empty)])
+    assert res.exit_code == show.exit_code == 2, res.output
+    assert _one_line(res) == _one_line(show) and str(empty) in res.stderr
+    assert list(empty.iterdir()) == []  # --write wrote nothing
+
+
+@pytest.mark.parametrize(("since", "names"), [("torch=9.0", ["torch 9.0", "1.13.1 to 2.15.0"]),
+                                              ("numpy=1.0", ["numpy", "torch, xformers"]),
+                                              ("torch", ["NAME=VERSION"])])
+def test_since_names_a_tracked_package_and_a_listed_release(pypi: tuple[str, _Server], tmp_path: Path, since: str,
+                                                            names: list[str]) -> None:
+    mdir, before = _matrix_copy(tmp_path)
+    res = CliRunner().invoke(main, ["matrix", "refresh", "--index", pypi[0], "--package", "torch", "--since", since,
+                                    "--write", "--matrix-dir", str(mdir)])
+    assert res.exit_code == 2, res.output
+    line = _one_line(res)
+    assert "--since" in line and all(n in line for n in names) and "publishes no wheels" not in line
+    assert (mdir / "wheels.toml").read_text() == before
+
+
+def test_since_a_listed_release_skips_older_rows_without_calling_them_gone(pypi: tuple[str, _Server],
+                                                                           tmp_path: Path) -> None:
+    mdir, before = _matrix_copy(tmp_path)
+    res = CliRunner().invoke(main, ["matrix", "refresh", "--index", pypi[0], "--package", "Torch", "--since",
+                                    "TORCH=2.15", "--matrix-dir", str(mdir)])  # names normalized; 2.15 == 2.15.0
+    assert res.exit_code in (0, 1), res.output
+    assert "1.13.1" not in res.stdout and "no longer lists" not in res.stderr  # older rows were not read: kept quietly
+    assert (mdir / "wheels.toml").read_text() == before
+
+
 def test_glibc_of_platform_tags() -> None:
     assert R.glibc_of("manylinux1_x86_64") == (2, 5)
     assert R.glibc_of("manylinux2014_aarch64") == (2, 17)

@@ -87,6 +87,17 @@ def test_no_release_for_the_targets_glibc_is_refused_with_the_glibc_that_solves(
     assert code == 1 and "need glibc 2.27 or newer" in out and "pass its --glibc" in out
 
 
+def test_when_torch_is_refused_too_only_alternatives_that_also_pin_are_offered(pypi: str) -> None:
+    args = [*A100, "--index-url", pypi, "torch==2.8.0", "numpy>=2.3"]  # torch 2.8.0: manylinux_2_28 wheels only
+    code, data = plan_json(*args, "--glibc", "2.17")
+    assert code == 1
+    assert {(r["package"], r["kind"]) for r in data["refusals"]} == {("numpy", "glibc"), ("torch", "glibc")}  # type: ignore[attr-defined]
+    # glibc 2.27 serves numpy but not torch, torch==2.6.0 serves torch but not numpy: neither is offered
+    assert [a["change"] for a in data["alternatives"]] == [{"target": {"glibc": "2.28"}, "request": {}}]  # type: ignore[attr-defined]
+    code, data = plan_json(*args, "--glibc", "2.28")
+    assert code == 0 and data["other_requirements"] == ["numpy==2.4.6"]
+
+
 def test_a_described_target_without_glibc_pins_for_the_assumed_one(pypi: str) -> None:
     code, data = plan_json(*A100, "--index-url", pypi, "torch==2.6.0", "numpy>=2.3,<2.4")
     assert code == 0 and data["other_requirements"] == ["numpy==2.3.0"]  # assumed 2.28: manylinux_2_28 installs
