@@ -45,6 +45,7 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
     from resolver.inputs import read_text
     from resolver.lock import loads
     from resolver.models import Target, parse_glibc
+    from resolver.pipeline import PlanOptions, target_glibc
     from resolver.upgrade import Installed
 
     text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
@@ -52,7 +53,10 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
     t = locked.target
     driver = parse_driver_option(locked.driver) if locked.driver else None
     glibc = parse_glibc(locked.glibc, f"--lock {path}: glibc") if locked.glibc else None
-    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, glibc=glibc, source="lock")
+    # a lock describes its target as --gpu / --cpu do: without a recorded glibc, plan's assumption for it
+    glibc, assumed = target_glibc(PlanOptions(glibc=glibc, cpu=True), t.platform)
+    target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, glibc=glibc,
+                    glibc_assumed=assumed, source="lock")
     everything = (*locked.packages, *locked.missing)
     wheel_name = _wheel_name_pattern(template)
     built = {p.name: torch for p in everything if (torch := _built_for_torch(p.url, wheel_name)) is not None}
@@ -62,10 +66,14 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
     return Installed(target, versions, built, source, floor=t.min_driver), tuple(locked.request), profiles
 
 
-def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
-    """Return the ``Installed`` set of the target interpreter and this machine's GPUs."""
+def _current_from_env(python_exe: str | None, driver: str | None, with_requires: bool) -> Any:
+    """Return the ``Installed`` set of the target interpreter (with its glibc) and this machine's GPUs; with
+    ``with_requires``, also each installed package's declared requirements (its metadata's Requires-Dist)."""
+    from dataclasses import replace
+
     from resolver.detect import detect
     from resolver.lock_install import host_target
+    from resolver.pipeline import PlanOptions, target_glibc
     from resolver.upgrade import Installed
 
     host = detect(python_exe, driver_override=driver)
@@ -73,7 +81,38 @@ def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
         raise BadInput("no torch is installed in the target interpreter; pass --python-exe or --lock FILE")
     versions = dict(host.env.packages)
     versions["torch"] = host.env.torch
-    return Installed(host_target(host), versions)
+    target = host_target(host)
+    glibc, _ = target_glibc(PlanOptions(), target.platform, host.env.glibc)
+    requires: dict[str, list[str]] = {}
+    if with_requires:
+        from resolver._child.probe_env import dist_requires
+        from resolver.envstate import snapshot
+
+        for name, folder in snapshot(host.env.python_exe).dist_paths.items():
+            requires[name] = dist_requires(folder)
+    return Installed(replace(target, glibc=glibc), versions, requires=requires)
+
+
+def _pass_through(requirements: tuple[str, ...]) -> list[str]:
+    """Return the names of the requirements that gpustack does not solve itself and plan looks up on the index
+    (``passthrough.checked_names``: numpy, sympy, ...; not triton, torch's own pin in matrices/torch.toml)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from resolver.passthrough import checked_names
+    from resolver.request import SOLVED
+
+    others = tuple(r for r in requirements if str(canonicalize_name(Requirement(r).name)) not in SOLVED)
+    return [n for n in checked_names(others) if n != "triton"]
+
+
+def _index(names: list[str], index_url: str | None) -> Any:
+    """Return what the index (``--index-url``, else PyPI, as plan asks) holds for ``names``
+    (``resolver.index_lookup``), or ``None`` when there are none."""
+    from resolver.index_lookup import lookup
+    from resolver.models import PYPI_SIMPLE
+
+    return lookup(names, index_url or PYPI_SIMPLE) if names else None
 
 
 @click.command("check-upgrade")
@@ -85,20 +124,27 @@ def _current_from_env(python_exe: str | None, driver: str | None) -> Any:
               help="GPU of the target (repeatable): check for a described machine instead of this one's GPUs.")
 @click.option("--profile", "profiles", multiple=True, metavar="NAME",
               help="What the set serves (audiocraft, fairseq, ...): its requirements and needs join the request checked.")
+@click.option("--index-url", metavar="URL",
+              help="Index the requirements gpustack does not solve itself (numpy, ...) are checked on, as plan checks "
+                   "them (a simple-API URL, https or file://; default: pypi.org).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
-                  gpus: tuple[str, ...], profiles: tuple[str, ...], as_json: bool) -> None:
+                  gpus: tuple[str, ...], profiles: tuple[str, ...], index_url: str | None, as_json: bool) -> None:
     """Say whether moving to REQ (e.g. torch==2.2.0) is safe, needs a rebuild, or breaks something, and the nearest
     safe set of versions. Exit codes: 0 safe, 1 not safe, 2 bad input."""
     from dataclasses import replace
 
     from resolver.matrix import load
-    from resolver.upgrade import check_upgrade as check, proposed_versions
+    from resolver.pipeline import PlanOptions
     from resolver.request import parse_requirement
+    from resolver.upgrade import check_upgrade as check, proposed_versions
 
     for req in requirements:  # bad input first: before reading any lock or environment
         parse_requirement(req)
+    if lock_file and python_exe:
+        raise BadInput(f"--lock {lock_file} and --python-exe {python_exe} both name the current set: pass one")
     given_driver = parse_driver_option(driver) if driver else None
+    index_url = PlanOptions.from_cli({"index_url": index_url}).index_url  # checked as plan checks it
     matrix = load()
     for name in profiles:
         if matrix.profile(name) is None:
@@ -110,14 +156,18 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
         current, made_for, lock_profiles = _current_from_lock(lock_file, matrix.facts.flash_wheel_url)
         profiles += tuple(p for p in lock_profiles if p not in profiles)
     else:
-        current = _current_from_env(python_exe, driver)
-    if given_driver is not None:
-        current = replace(current, target=replace(current.target, driver=given_driver))
+        current = _current_from_env(python_exe, driver, with_requires=bool(_pass_through(requirements)))
     if given_gpus:
         current = replace(current, target=replace(current.target, gpus=given_gpus))
+    if given_driver is not None and current.target.is_cpu:  # as plan refuses --cpu --driver
+        where = f"the lock {lock_file} is for" if lock_file else "this machine is"
+        raise BadInput(f"--driver {driver}: {where} a CPU target, which has no NVIDIA driver; drop --driver, or "
+                       "check for a GPU machine with --gpu NAME")
+    if given_driver is not None:
+        current = replace(current, target=replace(current.target, driver=given_driver))
     # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements
     # and the profiles (the lock's and --profile), with each new requirement in place of the bound it replaces.
-    proposed = proposed_versions(current, requirements, matrix)
+    proposed = proposed_versions(current, requirements, matrix, _index(_pass_through(requirements), index_url))
     report = check(current, proposed, matrix, original=made_for, profiles=profiles, requirements=requirements)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

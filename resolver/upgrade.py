@@ -31,6 +31,7 @@ from resolver import compat
 from resolver.candidates import torch_options
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
+from resolver.passthrough import IndexProject, pin_others
 from resolver.models import PackageChoice, Stack, Target, format_driver, marker_environment
 from resolver.request import SOLVED, Request, parse_request
 from resolver.solve import solve
@@ -55,6 +56,9 @@ class Installed:
     built_for_torch: Mapping[str, str] = field(default_factory=dict)
     source_built: frozenset[str] = frozenset()
     floor: Version | None = None  # the driver the current set needs (a lock's min_driver), when known
+    # each installed package's declared requirements (its Requires-Dist lines), when read (an environment; a lock
+    # records none): a pass-through move is checked against them
+    requires: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,25 +133,88 @@ def _known(name: str, version: str, matrix: Matrix) -> bool:
     return any(r.version == v for r in _rows(name, matrix))
 
 
-def proposed_versions(current: Installed, requirements: Sequence[str], matrix: Matrix) -> dict[str, str]:
-    """Return the current versions with ``requirements`` applied: the newest matrix release each one admits (what
-    pip would pick); a package the matrices do not know keeps an ``==`` pin as written. Raises ``BadInput``."""
+def _named(requirements: Sequence[str], target: Target) -> list[Requirement]:
+    """Return the requirements whose environment marker is true on ``target`` (the set's, not this machine's)."""
+    env = marker_environment(target)
+    return [r for r in _parse(requirements) if r.marker is None or r.marker.evaluate(env)]
+
+
+def _plan_solve(current: Installed, requirements: Sequence[str], matrix: Matrix) -> Stack | None:
+    """Return what ``gpustack plan REQ...`` solves on the set's target when REQ names torch, xformers or flash-attn
+    (the solved packages the requirements do not name staying as close to their current versions as the solve
+    allows: an xformers that pins another torch moves torch, as pip would), else ``None``; ``None`` too when the
+    solver refuses (the verdict then says why)."""
+    named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
+    if not named & set(SOLVED):
+        return None
+    request = parse_request(requirements, matrix, marker_env=marker_environment(current.target))
+    keep = tuple((k, v) for k, v in _canon(current.versions).items()
+                 if k in SOLVED and k not in named and _known(k, v, matrix))
+    try:
+        return solve(current.target, matrix, dataclasses.replace(request, near=keep))
+    except NoCompatibleStack:
+        return None
+
+
+def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: Target) -> str | None:
+    """Return the version the pass-through rule (``resolver.passthrough``, as plan pins) gives ``req`` on
+    ``target`` from the index's answer; ``None`` when it was not looked up. Raises ``BadInput`` when no release
+    on the index serves it there: the requirement asks for what cannot be installed."""
+    name = str(canonicalize_name(req.name))
+    if name not in index:
+        return None
+    pinned, _, why = pin_others((str(req),), index, target)
+    if why:
+        raise BadInput(f"{req}: {why[0].text}; check the name and the version, or the index (--index-url)")
+    return str(next(iter(Requirement(pinned[0]).specifier)).version)
+
+
+def proposed_versions(current: Installed, requirements: Sequence[str], matrix: Matrix,
+                      index: Mapping[str, IndexProject] | None = None) -> dict[str, str]:
+    """Return the current versions with ``requirements`` applied, as they would install on the set's target:
+    torch, xformers and flash-attn as ``gpustack plan REQ...`` solves them for that target (``_plan_solve``; when it
+    refuses, the newest matrix release each admits); a pass-through package as plan pins it from ``index`` (the
+    index's answer for it, ``resolver.index_lookup``); without one, an ``==`` pin as written. A requirement whose
+    marker is false on the target changes nothing. Raises ``BadInput`` for a requirement no release meets."""
     out = _canon(current.versions)
-    for req in _parse(requirements):
+    stack = _plan_solve(current, requirements, matrix)
+    for req in _named(requirements, current.target):
         name = str(canonicalize_name(req.name))
         local = next((s.version.split("+", 1)[1] for s in req.specifier if "+" in s.version), None)
         spec = SpecifierSet(",".join(f"{s.operator}{s.version.split('+')[0]}" for s in req.specifier))
         known = sorted(r.version for r in _rows(name, matrix) if not r.version.is_prerelease
                        and not r.version.is_devrelease and spec.contains(r.version, prereleases=True))
-        if known:
+        solved = stack.get(name) if stack is not None else None
+        if solved is not None and spec.contains(_base(solved.version), prereleases=True):
+            out[name] = str(_base(solved.version)) + (f"+{local}" if local else "")
+        elif known:
             out[name] = str(known[-1]) + (f"+{local}" if local else "")
         elif name in SOLVED:
             raise BadInput(f"{req} matches no {name} release in the matrices; check the version (gpustack matrix)")
+        elif index is not None and (version := _pass_through(req, index, current.target)) is not None:
+            out[name] = version
         else:
             pin = next((s.version for s in req.specifier if s.operator in ("==", "===")), None)
             if pin:
                 out[name] = pin
+    named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
+    if "torch" in out and "torch" not in named:  # torch moved by the xformers asked for, as pip moves it
+        if stack is not None and _base(stack.torch.version) != _base(out["torch"]):
+            out.update(_spelled(stack, {"torch"}))
+        elif stack is None and "xformers" in named:
+            out = _xformers_torch(out, matrix)
     return _torch_deps_follow(out, current.versions, requirements, matrix)
+
+
+def _xformers_torch(out: dict[str, str], matrix: Matrix) -> dict[str, str]:
+    """Return ``out`` with torch at the newest release the proposed xformers' Requires-Dist on torch admits, when
+    the current one is outside it: what pip installs with that xformers, judged by the verdict (the solve refused)."""
+    rel = next((x for x in matrix.xformers if _known("xformers", out["xformers"], matrix)
+                and x.version == _base(out["xformers"])), None)
+    if rel is None or _known("torch", out["torch"], matrix) and rel.torch.contains(_base(out["torch"]), prereleases=True):
+        return out
+    fits = [r.version for r in matrix.torch if not r.version.is_prerelease and rel.torch.contains(r.version)]
+    return out | {"torch": str(max(fits))} if fits else out
 
 
 def _torch_deps_follow(out: dict[str, str], current: Mapping[str, str], requirements: Sequence[str],
@@ -319,6 +386,45 @@ def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
     return found + _rebuilds(current, result, matrix), notes + assumed, result
 
 
+def _broken_requirements(current: Installed, proposed: Mapping[str, str],
+                         requirements: Sequence[str]) -> tuple[list[Finding], list[str]]:
+    """Return an ``unsafe`` finding per declared requirement of a package the set keeps (``Installed.requires``)
+    that a proposed version of a pass-through package ``requirements`` name breaks (torch 2.13 needs sympy>=1.13: sympy 1.12 breaks it), and a note
+    when the set's requirements are not known (a lock records none). torch, xformers and flash-attn are the
+    solver's: their moves are judged there."""
+    cur = _canon(current.versions)
+    asked = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)} - set(SOLVED)
+    moved = {k: v for k, v in proposed.items() if cur.get(k) != v and k in asked}
+    if not moved:
+        return [], []
+    if not current.requires:
+        return [], [f"{', '.join(sorted(moved))}: the installed packages' own requirements are not known here "
+                    "(a lock records none): not checked against them"]
+    env = marker_environment(current.target)
+    found = []
+    for owner, lines in sorted((str(canonicalize_name(k)), v) for k, v in current.requires.items()):
+        if owner in proposed and proposed[owner] != cur.get(owner):
+            continue  # moving too: its new requirements are not known here
+        for line in lines:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            name = str(canonicalize_name(req.name))
+            if name not in moved or (req.marker is not None and ("extra" in str(req.marker)
+                                                                  or not req.marker.evaluate(env))):
+                continue
+            try:
+                ok = req.specifier.contains(Version(moved[name]), prereleases=True)
+            except InvalidVersion:
+                continue
+            if not ok:
+                found.append(Finding(name, "unsafe", f"{owner} {cur.get(owner, '')} requires {req.name}"
+                                     f"{req.specifier}: {name} {moved[name]} breaks it; keep {name}{req.specifier}",
+                                     "requirement"))
+    return found, []
+
+
 def _spelled(stack: Stack, names: Iterable[str]) -> dict[str, str]:
     """Return the versions of ``stack`` for ``names``, torch as its pin spells it (a tag only off PyPI)."""
     out = {}
@@ -335,19 +441,27 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
     safe (and ``nearest``), also the nearest safe set: the solve of that request closest to the current versions."""
     prop = _canon(proposed)
     cur = _canon(current.versions)
+    named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
+    if requirements and "torch" not in named and "torch" in cur and "torch" in prop and \
+            _base(prop["torch"]) != _base(cur["torch"]):
+        requirements = (*requirements, "torch")  # moved by what was asked (xformers' pin): the original bound goes
     request = upgrade_request(current, matrix, original=original, profiles=profiles, requirements=requirements)
     found, notes, stack = _verdict(current, prop, matrix, request)
+    solver_found = bool(found)  # a move of torch, xformers or flash-attn can answer only these
+    broken, unknown = _broken_requirements(current, prop, requirements)
+    found, notes = found + broken, notes + unknown
     verdict: Verdict = max((f.verdict for f in found), key=lambda v: _RANK[v], default="safe")
     checked = {p.name: p.version for p in stack.packages} if stack is not None else None
     near_set = None
-    if nearest and verdict != "safe" and "torch" in prop:
+    if nearest and solver_found and "torch" in prop:
         near = dataclasses.replace(request, prefer_wheels=True,
                                    near=tuple((k, v) for k, v in cur.items() if k in SOLVED and _known(k, v, matrix)))
         result, _, _ = _solve_for(current, matrix, near)
         if isinstance(result, Stack):
             names = set(prop) | {p.name for p in result.packages if p.name in SOLVED}
             trial = _torch_deps_follow(prop | _spelled(result, names), current.versions, requirements, matrix)
-            if not _verdict(current, trial, matrix, request)[0]:
+            if not _verdict(current, trial, matrix, request)[0] and not _broken_requirements(current, trial,
+                                                                                             requirements)[0]:
                 near_set = trial
         if near_set is None:
             notes.append("no set of versions in the matrices satisfies the request without a finding")

@@ -34,3 +34,155 @@ def test_built_for_torch_reads_what_compat_writes() -> None:
         for torch in ("2.4.0", "2.10.0"):
             url = compat.flash_wheel_url(f, Version(torch), Version("12.4"), True, "3.11", "linux_x86_64", m)
             assert _built_for_torch(url, wheel_name) == torch.rsplit(".", 1)[0], url
+
+
+# --- the proposal is what plan gives for the same target and request (s7 trial #2, #6, #15) --------------------------
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from resolver.cli import main
+from resolver.models import ComputeCapability, Gpu, Target
+
+
+def _lock(tmp_path: Path, target: Target, *versions: tuple[str, str], name: str = "pylock.toml",
+          **made_for: Any) -> Path:
+    """A lock of ``versions`` (name, version) for ``target``, as ``gpustack lock`` writes it (placeholder hashes);
+    ``made_for``: what it records in ``[tool.gpustack]`` (request, driver)."""
+    from resolver.lock import LockedFile, dumps
+    from resolver.models import PYPI_SIMPLE, PackageChoice, Plan, Stack, Step
+
+    choices = tuple(PackageChoice(n, v, "wheel", index_url=PYPI_SIMPLE) for n, v in versions)
+    plan = Plan(Stack(target, choices), tuple(Step("install", c.name, c.requirement, index_url=PYPI_SIMPLE)
+                                              for c in choices))
+    files = {n: LockedFile(n, v, f"{n}-{v}-py3-none-any.whl", f"https://files.example/{n}-{v}-py3-none-any.whl",
+                           "a" * 64) for n, v in versions}
+    path = tmp_path / name
+    path.write_text(dumps(plan, files, matrix=load(), **made_for))
+    return path
+
+
+def _index(tmp_path: Path) -> str:
+    """A local index (a flat folder, as --find-links): numpy 1.26.4 and 2.4.6, sympy 1.12, 1.13.3 and 1.14.0."""
+    folder = tmp_path / "index"
+    folder.mkdir()
+    for f in ("numpy-1.26.4-py3-none-any.whl", "numpy-2.4.6-py3-none-any.whl", "sympy-1.12-py3-none-any.whl",
+              "sympy-1.13.3-py3-none-any.whl", "sympy-1.14.0-py3-none-any.whl"):
+        (folder / f).write_bytes(b"")
+    return f"file://{folder}"
+
+
+RTX3090 = Target(gpus=(Gpu("NVIDIA GeForce RTX 3090", ComputeCapability(8, 6)),), python="3.10",
+                 platform="linux_x86_64")
+
+
+def test_a_pass_through_range_is_pinned_from_the_index_as_plan_pins_it(tmp_path: Path) -> None:
+    lock = _lock(tmp_path, RTX3090, ("torch", "2.1.0"))
+    index = _index(tmp_path)
+    run = CliRunner().invoke
+    got = run(main, ["check-upgrade", "numpy<2", "--lock", str(lock), "--index-url", index, "--json"])
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["proposed"]["numpy"] == "1.26.4"  # was the newest, 2.4.6, whatever the range
+    plan = run(main, ["plan", "--gpu", "8.6", "--driver", "535.104.05", "--python", "3.10", "torch==2.1.0", "numpy<2",
+                      "--index-url", index, "--json"])
+    assert "numpy==1.26.4" in [s["requirement"] for s in json.loads(plan.output)["steps"]], plan.output
+
+
+def test_a_requirement_no_release_meets_is_bad_input(tmp_path: Path) -> None:
+    lock = _lock(tmp_path, RTX3090, ("torch", "2.1.0"))
+    before = lock.read_bytes()
+    index = _index(tmp_path)
+    for req, why in (("numpy>=3", "no release of numpy on file://"), ("sympy==0.1", "matches ==0.1 (newest: 1.14.0)"),
+                     ("nosuchthing", "nosuchthing is not on file://")):
+        got = CliRunner().invoke(main, ["check-upgrade", req, "--lock", str(lock), "--index-url", index])
+        assert got.exit_code == 2, got.output
+        assert got.stderr.startswith(f"gpustack: {req}: ") and why in got.stderr and got.stderr.count("\n") == 1
+        assert "--index-url" in got.stderr
+    assert lock.read_bytes() == before
+
+
+def _venv_with(tmp_path: Path, dists: dict[str, tuple[str, list[str]]]) -> str:
+    """A real venv (no pip) whose site-packages holds the metadata of ``dists`` (name -> version, Requires-Dist)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    for name, (version, requires) in dists.items():
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+        (info / "METADATA").write_text("\n".join(lines + [f"Requires-Dist: {r}" for r in requires]) + "\n")
+    return str(python)
+
+
+def test_a_pass_through_move_that_breaks_an_installed_packages_requirement_is_unsafe(tmp_path: Path) -> None:
+    # torch 2.13.0 declares sympy>=1.13.3: sympy 1.12 breaks it; sympy<1.14 takes 1.13.3, which keeps it.
+    python = _venv_with(tmp_path, {"torch": ("2.13.0", ["sympy>=1.13.3", "nvidia-nccl; extra == 'cuda'"]),
+                                   "sympy": ("1.14.0", [])})
+    index = _index(tmp_path)
+    run = CliRunner().invoke
+    bad = run(main, ["check-upgrade", "sympy==1.12", "--python-exe", python, "--index-url", index, "--json"])
+    assert bad.exit_code == 1, bad.output
+    data = json.loads(bad.output)
+    assert data["verdict"] == "unsafe" and data["proposed"]["sympy"] == "1.12"
+    assert [(f["package"], f["kind"]) for f in data["findings"]] == [("sympy", "requirement")]
+    assert "torch 2.13.0 requires sympy>=1.13.3" in data["findings"][0]["reason"]
+    ok = run(main, ["check-upgrade", "sympy<1.14", "--python-exe", python, "--index-url", index])
+    assert ok.exit_code == 0 and ok.output.startswith("safe: sympy 1.14.0 -> 1.13.3"), ok.output
+
+
+def test_a_torch_range_proposes_the_torch_plan_solves_for_the_targets_python(tmp_path: Path) -> None:
+    # torch>=2.11 on Python 3.10: the newest torch in the matrices has no cp310 wheel; plan and pip take an older one.
+    lock = _lock(tmp_path, RTX3090, ("torch", "2.10.0"))
+    run = CliRunner().invoke
+    got = run(main, ["check-upgrade", "torch>=2.11", "--lock", str(lock), "--driver", "580.95.05", "--json"])
+    plan = run(main, ["plan", "--gpu", "8.6", "--driver", "580.95.05", "--python", "3.10", "torch>=2.11", "--json"])
+    planned = json.loads(plan.output)["packages"][0]["version"]
+    data = json.loads(got.output)
+    assert got.exit_code == 0 and data["verdict"] == "safe", got.output
+    assert data["proposed"]["torch"] == planned.split("+")[0] and data["checked"]["torch"] == planned
+    newest = max(r.version for r in load().torch if not r.version.is_prerelease)
+    assert not newest.base_version == data["proposed"]["torch"]  # the case: the newest has no wheel for 3.10
+
+
+def test_one_current_set_and_no_driver_for_a_cpu_lock(tmp_path: Path) -> None:
+    gpu = _lock(tmp_path, RTX3090, ("torch", "2.1.0"))
+    cpu = _lock(tmp_path, Target(gpus=(), python="3.11", platform="linux_x86_64"), ("torch", "2.13.0+cpu"),
+                name="pylock.cpu.toml")
+    run = CliRunner().invoke
+    both = run(main, ["check-upgrade", "torch==2.2.0", "--lock", str(gpu), "--python-exe", sys.executable])
+    assert both.exit_code == 2 and both.stderr.count("\n") == 1, both.output
+    assert "--lock" in both.stderr and "--python-exe" in both.stderr and "pass one" in both.stderr
+    driver = run(main, ["check-upgrade", "torch==2.14.1", "--lock", str(cpu), "--driver", "535.104.05"])
+    assert driver.exit_code == 2 and driver.stderr.count("\n") == 1, driver.output
+    assert "--driver 535.104.05" in driver.stderr and "CPU target" in driver.stderr and "drop --driver" in driver.stderr
+    # with --gpu the set is checked for a GPU machine: the driver is that machine's
+    gpu_too = run(main, ["check-upgrade", "torch==2.14.1", "--lock", str(cpu), "--driver", "580.95.05", "--gpu", "8.6"])
+    assert gpu_too.exit_code in (0, 1) and gpu_too.stderr == "", gpu_too.output
+
+
+def test_asking_for_xformers_moves_torch_to_its_pin_as_pip_would(tmp_path: Path) -> None:
+    # xformers 0.0.24 pins torch==2.2.0 (Requires-Dist): pip moves torch with it; the report never says a torch was
+    # asked that the user did not ask for.
+    lock = _lock(tmp_path, RTX3090, ("torch", "2.1.0"), ("xformers", "0.0.22.post7"))
+    got = CliRunner().invoke(main, ["check-upgrade", "xformers==0.0.24", "--lock", str(lock), "--driver", "535.104.05",
+                                    "--json"])
+    data = json.loads(got.output)
+    assert data["proposed"]["torch"] == "2.2.0" and data["proposed"]["xformers"] == "0.0.24", data
+    assert got.exit_code == 0 and data["verdict"] == "safe", data
+    assert not any("was asked" in f["reason"] for f in data["findings"])
+    # Where no set solves (driver 470 runs no torch 2.10 build), the verdict names that, not a torch nobody asked for;
+    # the lock's own request (torch==2.1.0) gives way to the move xformers forces, as a requirement naming torch does.
+    old = _lock(tmp_path, RTX3090, ("torch", "2.1.0"), ("xformers", "0.0.22.post7"), name="pylock.old.toml",
+                request=["torch==2.1.0", "xformers"], driver="470.82.01")
+    got = CliRunner().invoke(main, ["check-upgrade", "xformers==0.0.34", "--lock", str(old), "--json"])
+    data = json.loads(got.output)
+    assert got.exit_code == 1 and data["proposed"]["torch"] == "2.10.0", data
+    assert [f["kind"] for f in data["findings"]] == ["driver"], data
+    assert not any("was asked" in f["reason"] for f in data["findings"])
