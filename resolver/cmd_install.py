@@ -334,9 +334,15 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
     """Install the lock read from ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes
     nothing."""
     from resolver.lock import lock_to_plan
-    from resolver.lock_install import install_locked_safely, requirements_text
+    from resolver.lock_install import detected_target, install_locked_safely, refuse_lock, requirements_text
 
-    if dry_run:
+    if dry_run:  # the refusals and notes the install would give, then what it would install
+        from resolver.lock import lock_target_notes
+
+        host = detected_target(python_exe if os.path.exists(python_exe) else sys.executable)  # a new venv's maker
+        refuse_lock(locked, host, allow_missing_hashes)
+        for text in lock_target_notes(locked, host):
+            _err(text)
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]

@@ -101,13 +101,16 @@ def installer_argv(installer: Installer | Literal["pip", "uv"], python_exe: str)
 
 
 def install_argv(start: Sequence[str], requirements: Path, *, verify: bool = True,
-                 build_isolation: bool = True) -> list[str]:
+                 build_isolation: bool = True, reinstall: bool = False) -> list[str]:
     """Return the argv that installs ``requirements`` with no dependencies (all are locked), ``start`` being
-    ``installer_argv``'s answer for the target."""
+    ``installer_argv``'s answer for the target; ``reinstall`` (uv's ``--reinstall``) reads every file again, the
+    installed ones too."""
     argv = list(start)
     argv += ["--no-deps", "-r", str(requirements)]
     if verify:
         argv.append("--require-hashes")
+    if reinstall:
+        argv.append("--reinstall")
     if not build_isolation:
         argv.append("--no-build-isolation")
     return argv
@@ -123,6 +126,25 @@ def host_target(host: object) -> Target:
                   cpu_count=host.cpu_count)
 
 
+def detected_target(python_exe: str) -> Target:
+    """Return the ``Target`` of this machine with ``python_exe`` as its interpreter (what a lock is checked against)."""
+    from resolver.detect import detect
+
+    return host_target(detect(python_exe))
+
+
+def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = False) -> None:
+    """Raise ``LockRefused`` when ``host`` does not satisfy the lock's target or a file has no hash (unless
+    ``allow_missing_hashes``): the one check an install of the lock and its dry run both make."""
+    reasons = check_lock_target(locked, host)
+    if locked.missing and not allow_missing_hashes:
+        names = ", ".join(p.requirement for p in locked.missing)
+        reasons.append(f"the lock has no sha256 for {names}; lock again where the index is reachable, "
+                       "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
+    if reasons:
+        raise LockRefused(reasons)
+
+
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
                       host: Target | None = None, allow_missing_hashes: bool = False,
                       run: Runner = _subprocess.run, note: Callable[[str], None] | None = None) -> list[str]:
@@ -133,16 +155,8 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
     build isolation, so it builds against the locked torch), then, only with ``allow_missing_hashes``, unhashed files.
     """
     if host is None:
-        from resolver.detect import detect
-
-        host = host_target(detect(python_exe))
-    reasons = check_lock_target(locked, host)
-    if locked.missing and not allow_missing_hashes:
-        names = ", ".join(p.requirement for p in locked.missing)
-        reasons.append(f"the lock has no sha256 for {names}; lock again where the index is reachable, "
-                       "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
-    if reasons:
-        raise LockRefused(reasons)
+        host = detected_target(python_exe)
+    refuse_lock(locked, host, allow_missing_hashes)
     if note is not None:
         for text in lock_target_notes(locked, host):
             note(text)
@@ -161,10 +175,16 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
             for index in dict.fromkeys(p.index for p in locked.missing if not p.url):
                 batches.append(([p for p in locked.missing if not p.url and p.index == index], False, {}))
         start = installer_argv(installer, python_exe) if batches else []  # one reading of the target for all
+        # uv keeps a package installed at the locked version without reading its file, so the lock's hash was
+        # never checked for it (a tampered lock installed "exactly"); pip reads a direct URL's file whatever is
+        # installed. So uv reads the hashed wheels again (from its cache). Not the source builds: that would build
+        # them again; their hash is checked when they are built.
+        uv = (installer.backend if not isinstance(installer, str) else installer) == "uv"
         for i, (packages, verify, env) in enumerate(batches):
             path = Path(tmp) / f"requirements-{i}.txt"
             path.write_text(requirements_text(locked, direct=True, packages=packages))
-            argv = install_argv(start, path, verify=verify, build_isolation=not env)
+            argv = install_argv(start, path, verify=verify, build_isolation=not env,
+                                reinstall=uv and verify and not env)
             run(argv, env=env or None)
             done.append(" ".join(argv))
     return done

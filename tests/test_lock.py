@@ -818,3 +818,30 @@ def test_a_speculative_run_begun_for_the_same_command_line_is_kept(tmp_path: Pat
         assert first._proc is None  # cancelled: uv stopped, its folder removed
     finally:
         lock_speculate.end()
+
+
+def test_install_lock_dry_run_refuses_what_the_install_would_refuse(tmp_path: Path) -> None:
+    # The dry run printed the requirements (rc 0) for a lock the real run refuses: another Python, or a file with no
+    # sha256 without --allow-missing-hashes. It now makes the same check, against this machine, first.
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    text = (GOLDEN / "lock_gpu.toml").read_text()
+    other_python = tmp_path / "py310.toml"
+    other = "3.12" if sys.version_info[:2] == (3, 10) else "3.10"  # a Python that is not this one
+    other_python.write_text(text.replace('python_version == \\"3.11\\"', f'python_version == \\"{other}\\"')
+                            .replace('python = "3.11"', f'python = "{other}"'))
+    unhashed = tmp_path / "unhashed.toml"
+    unhashed.write_text(text.replace('missing = []', 'missing = [{ name = "numpy", version = "1.26.4", index = '
+                                     '"https://pypi.org/simple", kind = "wheel", reason = "no sha256 published" }]'))
+    for lock, said in ((other_python, f"Python {other}"), (unhashed, "no sha256 for numpy==1.26.4")):
+        dry = CliRunner().invoke(main, ["install", "--dry-run", "--lock", str(lock), "--python-exe", sys.executable])
+        assert dry.exit_code == 1, dry.output
+        assert dry.output.startswith("gpustack: refusing to install the lock; nothing was changed:") \
+            and said in dry.output, dry.output
+        assert "--hash=sha256" not in dry.output  # nothing of the lock printed as if it would install
+    allowed = CliRunner().invoke(main, ["install", "--dry-run", "--lock", str(unhashed), "--python-exe",
+                                        sys.executable, "--allow-missing-hashes"])
+    assert allowed.exit_code == 0 and "# no sha256 known, install unverified: numpy==1.26.4" in allowed.output, \
+        allowed.output

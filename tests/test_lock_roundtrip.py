@@ -241,6 +241,38 @@ def test_gpustack_install_lock_installs_exactly_the_lock(loopback: Loopback, tmp
     _expected(_installed(python))
 
 
+@pytest.mark.parametrize("backend", ["uv", "pip"])
+def test_a_tampered_lock_is_refused_over_an_environment_that_already_holds_it(loopback: Loopback, tmp_path: Path,
+                                                                                backend: str) -> None:
+    # The lock's numpy hash changed, then `install --lock` over the venv the good lock made: uv kept the installed
+    # numpy without reading its file, and gpustack said "installed exactly". The file is read again and refused.
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    good = tmp_path / "pylock.toml"
+    good.write_text(_lock(loopback, HERE))
+    python = _venv(tmp_path, "venv", pip=backend == "pip")
+    first = CliRunner().invoke(main, ["install", "--lock", str(good), "--python-exe", str(python), "--installer",
+                                      backend])
+    assert first.exit_code == 0, first.output
+    before = _installed(python)
+    _expected(before)
+    numpy = next(name for name in loopback.sha if name.startswith("numpy-1.26.4"))
+    bad = tmp_path / "bad" / "pylock.toml"
+    bad.parent.mkdir()
+    bad.write_text(good.read_text().replace(loopback.sha[numpy], "0" * 64))
+    assert bad.read_text() != good.read_text()
+    again = CliRunner().invoke(main, ["install", "--lock", str(bad), "--python-exe", str(python), "--installer",
+                                      backend])
+    assert again.exit_code == 1 and "installed exactly" not in again.output, again.output
+    assert "0" * 64 in again.output, again.output  # the installer's hash mismatch, with the lock's hash
+    assert _installed(python) == before
+    rerun = CliRunner().invoke(main, ["install", "--lock", str(good), "--python-exe", str(python), "--installer",
+                                      backend])
+    assert rerun.exit_code == 0 and _installed(python) == before, rerun.output
+
+
 # --- torch + xformers + flash-attn: flash-attn's wheel is a GitHub release asset ----------------------------------
 
 
