@@ -34,9 +34,15 @@ def write_atomic(path: str, text: str) -> None:
 
 
 def class_path(output: str, class_id: str) -> str:
-    """Return the file of one class beside ``output``: ``pylock.toml`` -> ``pylock.<id>.toml`` (PEP 751's
-    ``pylock.<name>.toml``), ``Dockerfile`` -> ``Dockerfile.<id>``."""
+    """Return the file of one class beside ``output``: ``pylock.toml`` -> ``pylock.<id>.toml`` and
+    ``pylock.prod.toml`` -> ``pylock.prod-<id>.toml`` (PEP 751's ``pylock.<name>.toml``: the name holds no dot),
+    ``Dockerfile`` -> ``Dockerfile.<id>``."""
+    from packaging.pylock import is_valid_pylock_path
+
     path = Path(output)
+    if is_valid_pylock_path(path):
+        name = path.name[len("pylock."):-len(".toml")]  # "" for pylock.toml
+        return str(path.with_name(f"pylock.{name}-{class_id}.toml" if name else f"pylock.{class_id}.toml"))
     if path.suffix in (".toml", ".txt", ".yaml", ".yml"):
         return str(path.with_name(f"{path.stem}.{class_id}{path.suffix}"))
     return str(path.with_name(f"{path.name}.{class_id}"))

@@ -110,6 +110,8 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     check_output(output)  # before any solving or network: a bad -o is bad input
+    if opts.per_class and fmt == "pylock":
+        check_pylock_name(output)  # each class's file is named after it: the name it starts from must be PEP 751's
     from resolver import lock_speculate
     from resolver.installers import mirrors as mirrors_of
 
@@ -123,6 +125,17 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     skip_final_collection()
 
 
+def check_pylock_name(path: str) -> None:
+    """Refuse a lock file name PEP 751 does not allow (``packaging.pylock.is_valid_pylock_path``): uv will not read
+    it (``pylock.toml`` or ``pylock.<name>.toml``, the name without dots)."""
+    from packaging.pylock import is_valid_pylock_path
+
+    if not is_valid_pylock_path(Path(path)):
+        raise BadInput(f"-o {path}: --per-class names each class's lock after the -o name, and PEP 751 allows only "
+                       "pylock.toml or pylock.<name>.toml (no dots in <name>), which uv insists on; "
+                       "pass -o pylock.toml or -o pylock.<name>.toml")
+
+
 def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
           mirrors: tuple[str | None, str | None], started: UvRun | None, hint: str | None) -> None:
     if opts.per_class:
@@ -131,6 +144,8 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
             render.status(line)
         for _, path, _ in plans:
             check_output(path)
+            if fmt == "pylock":
+                check_pylock_name(path)
         request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
         texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0], mirrors))
                  for _, path, plan in plans]

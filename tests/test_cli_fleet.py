@@ -138,6 +138,38 @@ def test_lock_per_class_writes_one_valid_pylock_per_class(tmp_path: Path, monkey
     assert "xformers" in {p.name for p in (*h100.packages, *h100.missing)}
 
 
+def test_lock_per_class_with_a_named_lock_writes_names_uv_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-o pylock.prod.toml`` gives ``pylock.prod-<class>.toml``: PEP 751 allows no dot in the name, and uv, the real
+    consumer, refuses ``pylock.prod.t4-d535.toml`` ("not a valid PEP 751 filename")."""
+    from packaging.pylock import is_valid_pylock_path
+
+    from resolver import lock_resolve
+
+    _no_network(monkeypatch)
+    result = run("lock", "--fleet", K8S, "--per-class", "--python", "3.11", "--no-deps",
+                 "-o", str(tmp_path / "pylock.prod.toml"))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "pylock.prod-t4-d535.toml" in names and len(names) == 4
+    assert all(is_valid_pylock_path(tmp_path / n) for n in names)
+    uv = lock_resolve.find_uv()
+    assert uv is not None
+    env = lock_resolve.isolated_env(UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_OFFLINE="1")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--python", sys.executable, str(venv)], env=env, check=True, capture_output=True)
+    for name in names:
+        done = subprocess.run([uv, "pip", "install", "--dry-run", "--python", str(venv / "bin" / "python"), "-r",
+                               str(tmp_path / name)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr  # uv read it as a PEP 751 lock
+
+
+def test_lock_per_class_refuses_an_output_name_that_is_not_pep_751(tmp_path: Path) -> None:
+    result = run("lock", "--fleet", K8S, "--per-class", "--python", "3.11", "--no-deps", "-o", str(tmp_path / "prod.toml"))
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "prod.toml" in result.output and "pylock.<name>.toml" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_lock_per_class_refuses_before_writing_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_network(monkeypatch)
     result = run("lock", "--fleet", K8S, "--per-class", "--python", "3.11", "flash-attn",
