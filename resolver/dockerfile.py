@@ -154,9 +154,24 @@ def _env(env: Mapping[str, str]) -> str:
     return "ENV " + " ".join(f"{k}={_q(v)}" for k, v in sorted(env.items()))
 
 
-def _python_setup(python: str) -> list[str]:
+# Where uv downloads a Python the image lacks from; UV_PYTHON_INSTALL_MIRROR replaces this prefix
+# (https://docs.astral.sh/uv/reference/environment/). Recent uv tries Astral's copy of it first, then GitHub.
+PYTHON_DOWNLOADS = "https://github.com/astral-sh/python-build-standalone/releases/download"
+
+
+def _python_setup(python: str, first: bool = True) -> list[str]:
+    """Return the lines that make the stage's venv: uv takes the image's own Python ``X.Y`` when it has one (the
+    nvidia/cuda and ubuntu images do not) and otherwise downloads it, so a firewalled build needs a mirror of the
+    downloads: the build argument ``UV_PYTHON_INSTALL_MIRROR``, declared in every stage that runs uv (an ``ARG``
+    without a default is not set at all unless given, so uv's default applies)."""
+    said = ([f"# uv uses the image's Python {python} if it has one, else downloads it (python-build-standalone). "
+             "Behind a firewall pass",
+             f"# --build-arg UV_PYTHON_INSTALL_MIRROR=URL, a mirror of {PYTHON_DOWNLOADS}"] if first
+            else ["# UV_PYTHON_INSTALL_MIRROR: as in the first stage"])
     return [
         "COPY --from=uv /uv /usr/local/bin/uv",
+        *said,
+        "ARG UV_PYTHON_INSTALL_MIRROR",
         "ENV UV_PYTHON_INSTALL_DIR=/opt/python",
         f"RUN uv venv --seed --python {python} {VENV}",
         f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH",
@@ -268,7 +283,7 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
     out += ["", f"FROM {runtime}", *mirror, _arch_check(stack.target)]
     label = f"{stack.target.platform} py{python} " + " ".join(f"{p.name}=={p.version}" for p in stack.packages)
     out.append(f"LABEL io.gpustack.target={_q(label.strip())}")
-    out += _python_setup(python)
+    out += _python_setup(python, first=not builds)
     out += _run([_pip_install(s) for s in installs])
     if builds:
         out += ["COPY --from=build /wheels /tmp/wheels"]

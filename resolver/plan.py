@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import Version
 
 from resolver.compat import build_job, max_jobs, torch_arch_list, torch_pin
 from resolver.matrix_types import Matrix, Pin
@@ -62,16 +61,11 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -
 
 
 def known_pins(stack: Stack, pins: Sequence[Pin]) -> list[Pin]:
-    """Return the known-bad transitive pins (``matrices/pins.toml``) that apply to ``stack`` on its platform."""
-    out = []
-    for pin in pins:
-        when = Requirement(pin.when)
-        choice = stack.get(when.name)
-        if choice is None or (pin.platforms and stack.target.platform not in pin.platforms):
-            continue
-        if when.specifier.contains(Version(choice.version).public, prereleases=True):
-            out.append(pin)
-    return out
+    """Return the known-bad transitive pins (``matrices/pins.toml``) that apply to ``stack`` on its platform
+    (``holds.held_pins``: the solver asks the same when it weighs a stack against the request)."""
+    from resolver.holds import held_pins
+
+    return held_pins({p.name: p.version for p in stack.packages}, stack.target.platform, pins)
 
 
 def plan_constraints(plan: Plan) -> list[str]:

@@ -45,6 +45,7 @@ KINDS: tuple[str, ...] = (
     "driver",              # the driver is below the build's CUDA floor
     "toolkit",             # nvcc / CUDA toolkit cannot build it
     "torch_pin",           # the package pins (or needs) another torch
+    "hold",                # a requirement contradicts a known-bad pin the stack holds (matrices/pins.toml)
     "needs",               # the release lacks what the request (its profile) needs, e.g. xformers.components
     "unverified",          # only unverified facts would serve it, and --verified-only was asked
     "image",               # no container base image for the stack's CUDA (dockerfile)
@@ -125,10 +126,11 @@ def ordered(refusals: Sequence[Refusal]) -> list[Refusal]:
 # ``gpus`` ("": plan for the CPU, no GPU). Request fields: ``torch`` / ``xformers`` / ``flash_attn`` (a specifier,
 # "" for any release; ``None`` for xformers / flash-attn: not asked for), ``torch_variant`` ("cu128", or None),
 # ``keep_torch`` (None: the installed torch is no longer kept), ``kernels`` (the attention kernels asked for, as
-# requirements: ("flash-attn-3",)). Each value replaces the request's; a bound a requested profile sets is narrowed,
-# never lifted (``apply`` intersects the new bound with it: the profile's application needs it).
+# requirements: ("flash-attn-3",)), ``others`` (the pass-through requirements, all of them: ("numpy<2",)). Each
+# value replaces the request's; a bound a requested profile sets is narrowed, never lifted (``apply`` intersects the
+# new bound with it: the profile's application needs it).
 TARGET_FIELDS = ("python", "glibc", "driver", "nvcc", "gpus")
-REQUEST_FIELDS = ("torch", "torch_variant", "xformers", "flash_attn", "keep_torch", "kernels")
+REQUEST_FIELDS = ("torch", "torch_variant", "xformers", "flash_attn", "keep_torch", "kernels", "others")
 RequestValue = Union[str, None, tuple[str, ...]]
 
 
@@ -236,6 +238,8 @@ def apply(change: Change, target: Target, request: Request) -> tuple[Target, Req
 
             reqs = [Requirement(x) for x in (v or ())]
             r[name] = tuple((q.name, q.specifier) for q in reqs)
+        elif name == "others":
+            r[name] = tuple(v or ())
         else:
             r[name] = v
     return (dataclasses.replace(target, **t) if t else target), (dataclasses.replace(request, **r) if r else request)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, later_generations, pointer
@@ -24,9 +26,10 @@ from resolver.compat import attention_target_problem, coverage, driver_refusal, 
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure, solves
-from resolver.matrix_types import Matrix
+from resolver.holds import contradicts, held_pins, hold_refusal, within
+from resolver.matrix_types import Matrix, Pin
 from resolver.models import PackageChoice, Stack, Target, spec_allows
-from resolver.passthrough import pin_others
+from resolver.passthrough import UNCHECKED, pin_others
 from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, refusal
 from resolver.report import Reporter
 from resolver.request import Request
@@ -62,6 +65,11 @@ class Option:
     @property
     def source_builds(self) -> int:
         return sum(1 for c in self.companions if c.choice.method == "source")
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """The stack's packages and versions, as ``holds.held_pins`` reads them."""
+        return {"torch": self.torch.version, **{c.choice.name: c.choice.version for c in self.companions}}
 
     def key(self, request: Request, target: Target) -> tuple[object, ...]:
         t = self.torch
@@ -100,13 +108,49 @@ def _torch_fits(opt: TorchOption, target: Target, matrix: Matrix, reporter: Repo
     return True, tuple(f"{cc.sm} runs torch {opt.version} only through PTX JIT" for cc in ptx)
 
 
+def _contradicted(held: tuple[Pin, ...], request: Request, target: Target) -> str | None:
+    """Return the first pass-through requirement that nothing satisfies under the holds ``held``, or None: with the
+    index's answer, none of its files that install on the target (``pin_others`` of ``holds.within``); without
+    one, by the specifiers alone (``holds.contradicts``)."""
+    for text in request.others:
+        narrowed = within((text,), held)
+        if narrowed == (text,):
+            continue  # no hold bounds this package
+        name = str(canonicalize_name(Requirement(text).name))
+        if request.index is not None and name not in UNCHECKED and name in request.index:
+            if pin_others(narrowed, request.index, target)[2]:
+                return text
+        elif contradicts(text, held):
+            return text
+    return None
+
+
+def _hold_problem(option: Option, target: Target, matrix: Matrix, request: Request,
+                  seen: dict[tuple[int, ...], str | None]) -> Refusal | None:
+    """Return why ``option`` cannot take the request's pass-through requirements: a known-bad pin its stack holds
+    (``matrices/pins.toml``) contradicts one of them. ``seen`` caches the answer per set of holds."""
+    if not request.others or not matrix.pins:
+        return None
+    versions = option.versions
+    held = tuple(held_pins(versions, target.platform, matrix.pins))
+    if not held:
+        return None
+    key = tuple(id(p) for p in held)
+    if key not in seen:
+        seen[key] = _contradicted(held, request, target)
+    text = seen[key]
+    return None if text is None else hold_refusal(text, held, versions)
+
+
 def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporter,
-             kernel_why: list[Refusal] | None = None) -> list[Option]:
+             kernel_why: list[Refusal] | None = None, hold_why: list[Refusal] | None = None) -> list[Option]:
     """Return feasible options, newest torch first; stops early once nothing later can rank higher.
 
-    ``kernel_why`` collects why a requested attention kernel could not join a torch build that fits otherwise.
+    ``kernel_why`` collects why a requested attention kernel could not join a torch build that fits otherwise;
+    ``hold_why``, why a stack that fits otherwise holds a pin (``matrices/pins.toml``) a requirement contradicts.
     """
     found: list[Option] = []
+    holds_seen: dict[tuple[int, ...], str | None] = {}
     if request.flash_attn is not None and not any(
         flash_fits_gpus(f, target) for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)
     ):
@@ -149,7 +193,14 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
                 companions.append(kernel)
             if not ok:
                 continue
-            found.append(Option(opt, ptx, tuple(companions)))
+            option = Option(opt, ptx, tuple(companions))
+            contradiction = _hold_problem(option, target, matrix, request, holds_seen)
+            if contradiction is not None:
+                reporter.rejected(contradiction)
+                if hold_why is not None:
+                    hold_why.append(contradiction)
+                continue
+            found.append(option)
         if request.keep_torch and not any(o.torch.is_installed(request.keep_torch) for o in found) \
                 and _installed_is_older(request.keep_torch, rel.version):
             continue  # the installed torch, if it fits, outranks newer releases: keep looking down to it
@@ -264,6 +315,37 @@ def _kernel_alternatives(target: Target, matrix: Matrix, request: Request) -> li
     return out
 
 
+def _hold_alternatives(target: Target, matrix: Matrix, request: Request, why: list[Refusal]) -> list[Alternative]:
+    """What works when every stack that fits holds a pin a requirement contradicts (``why``, kind ``hold``), each
+    solved: the requirement inside the pin, and the torch nearest the asked one that takes the requirement as asked."""
+    out = []
+    for asked, pin, when in dict.fromkeys((r.facts["asked"], r.facts["pin"], r.facts["when"]) for r in why):
+        req = Requirement(asked)
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        inside = f"{req.name}{extras}{Requirement(pin).specifier}{f'; {req.marker}' if req.marker else ''}"
+        change = Change(request={"others": tuple(inside if o == asked else o for o in request.others)})
+        if solves(target, matrix, request, change):
+            out.append(alternative("ask for {inside} instead of {asked} ({when} needs it)", change, inside=inside,
+                                   asked=asked, when=when))
+    if str(request.torch) or request.torch_variant or request.keep_torch:
+        _, lifted = apply(Change(request={"torch": "", "torch_variant": None, "keep_torch": None}), target, request)
+        anchor = next((s.version for s in request.torch if s.operator in ("==", "===")), None)
+        if anchor is not None:  # the torch nearest the asked one first
+            lifted = dataclasses.replace(lifted, near=(("torch", anchor), *(n for n in lifted.near if n[0] != "torch")))
+        options = _options(target, matrix, lifted, Reporter())
+        if options:
+            best = min(options, key=lambda o: o.key(lifted, target))
+            take = Change(request={"torch": f"=={best.torch.release.version}", "torch_variant": best.torch.tag,
+                                   "keep_torch": None})
+            if solves(target, matrix, request, take):
+                asked_others = ", ".join(dict.fromkeys(r.facts["asked"] for r in why))
+                out.append(alternative("torch=={version} takes {others} on this target (ask for it instead of "
+                                       "{asked}{installed})", take, version=best.torch.version, others=asked_others,
+                                       asked=request.describe("torch"),
+                                       installed=" and the installed torch" if request.keep_torch else ""))
+    return out
+
+
 def _with_optional(target: Target, matrix: Matrix, request: Request) -> tuple[Request, list[str]]:
     """Return ``request`` with each optional xformers / flash-attn that fits added, and a note per one left out."""
     notes: list[str] = []
@@ -351,22 +433,34 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     if blocked is not None:
         raise blocked
     pinned_notes: list[str] = []
+    pinned: tuple[str, ...] | None = None
     if request.index is not None and request.others:
         pinned, pinned_notes, why = pin_others(request.others, request.index, target)
         if why:
             raise _pins_refused(why, target, matrix, request)
-        request = dataclasses.replace(request, others=pinned)
+    # request.others stay as asked while options are weighed: the holds of each stack narrow them (_hold_problem)
     left_out: list[str] = []
     if request.optional and not target.is_cpu:
         request, left_out = _with_optional(target, matrix, request)
     kernel_why: list[Refusal] = []
-    options = _options(target, matrix, request, rep, kernel_why)
+    hold_why: list[Refusal] = []
+    options = _options(target, matrix, request, rep, kernel_why, hold_why)
     if not options:
         if kernel_why and _options(target, matrix, dataclasses.replace(request, kernels=()), Reporter()):
             raise NoCompatibleStack(list(dict.fromkeys(kernel_why))[:6], _kernel_alternatives(target, matrix, request))
+        if hold_why:  # a stack fits but for a hold: that is the reason, once per requirement and pin
+            first = {(r.facts["asked"], r.facts["pin"], r.facts["when"]): r for r in reversed(hold_why)}
+            raise NoCompatibleStack(list(reversed(first.values())), _hold_alternatives(target, matrix, request, hold_why))
         reasons, alternatives = explain_failure(target, matrix, request)
         raise NoCompatibleStack(reasons, alternatives)
     best = min(options, key=lambda o: o.key(request, target))
+    if pinned is not None:  # pinned inside the holds of the chosen stack (numpy -> the newest numpy<2 for torch<2.3)
+        narrowed = within(request.others, held_pins(best.versions, target.platform, matrix.pins))
+        if narrowed != request.others and request.index is not None:
+            pinned, pinned_notes, why = pin_others(narrowed, request.index, target)
+            if why:  # not reached: _options asked the same of the index
+                raise NoCompatibleStack(why, [])
+        request = dataclasses.replace(request, others=pinned)
     notes: list[str] = []
     if request.optional and not target.is_cpu:
         best, more = _optional_kernels(best, target, matrix, request, rep)

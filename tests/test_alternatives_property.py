@@ -82,8 +82,8 @@ def test_every_printed_alternative_solves(target: Target, ask: tuple[list[str], 
 
 def test_every_change_field_is_produced_and_each_solves() -> None:
     """Not vacuous: over a small fixed grid (an old GPU, a new one on an old driver, glibc 2.17, a wrong-major nvcc,
-    a Jetson, a kept installed torch), the refusals' alternatives carry every target and request field a change may
-    set, and each applied change solves."""
+    a Jetson, a kept installed torch, a requirement against a known-bad pin), the refusals' alternatives carry every
+    target and request field a change may set, and each applied change solves."""
     from resolver.models import ComputeCapability
     from resolver.refusal import REQUEST_FIELDS, TARGET_FIELDS
 
@@ -94,7 +94,8 @@ def test_every_change_field_is_produced_and_each_solves() -> None:
             ("RTX 5090", ComputeCapability(12, 0), "570.86.15", "3.12", "2.35", None, "linux_x86_64"),
             ("A100", ComputeCapability(8, 0), "580.65.06", "3.13", "2.17", None, "linux_x86_64"),
             ("Jetson AGX Orin", ComputeCapability(8, 7), None, "3.10", "2.35", None, "linux_aarch64")]
-    asks = [*ASKS, (["torch==2.11.0+cu130", "flash-attn"], []), (["torch>=2.7"], [])]
+    asks = [*ASKS, (["torch==2.11.0+cu130", "flash-attn"], []), (["torch>=2.7"], []),
+            (["torch==2.1.0", "numpy==2.0"], [])]  # the numpy<2 hold (pins.toml): numpy inside it, or a newer torch
     seen: set[str] = set()
     for (name, cc, driver, python, glibc, nvcc, platform), (lines, profiles) in [(t, a) for t in grid for a in asks]:
         target = Target(gpus=(Gpu(name, cc),), python=python, platform=platform,

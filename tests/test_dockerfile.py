@@ -91,6 +91,40 @@ def test_rendered_dockerfiles_match_golden_and_pass_hadolint(name: str, plan: Pl
     hadolint(text, tmp_path)
 
 
+@pytest.mark.parametrize("plan", [gpu_plan(source=True), gpu_plan(source=False), cpu_plan()],
+                         ids=["source", "wheels", "cpu"])
+def test_every_stage_that_makes_a_venv_takes_a_python_download_mirror(plan: Plan, tmp_path: Path) -> None:
+    """No base image here ships Python, so ``uv venv`` downloads it (python-build-standalone), which a firewalled build
+    cannot: every stage that runs it declares the build argument UV_PYTHON_INSTALL_MIRROR (unset unless given, so
+    uv's default applies), and the comment says what to pass. The real uv (the version the image copies) reads that
+    variable in place of the download prefix the comment names: pointed at an empty folder, it looks there."""
+    import subprocess
+
+    from resolver.dockerfile import PYTHON_DOWNLOADS, UV_IMAGE
+    from resolver.uvbin import find_uv
+
+    text = render(plan, matrix())
+    stages = text.split("\nFROM ")[2:]  # after the uv stage
+    for stage in stages:
+        lines = stage.splitlines()
+        venv = next(i for i, line in enumerate(lines) if line.startswith("RUN uv venv "))
+        assert "ARG UV_PYTHON_INSTALL_MIRROR" in lines[:venv], stage
+    assert f"--build-arg UV_PYTHON_INSTALL_MIRROR=URL, a mirror of {PYTHON_DOWNLOADS}" in stages[0]
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv not installed")
+    version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.split()[1]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "UV_NO_CONFIG": "1",
+           "UV_CACHE_DIR": str(tmp_path / "cache"), "UV_PYTHON_INSTALL_DIR": str(tmp_path / "python"),
+           "UV_PYTHON_INSTALL_MIRROR": mirror.as_uri()}
+    python = next(line.split()[5] for line in stages[0].splitlines() if line.startswith("RUN uv venv "))
+    done = subprocess.run([uv, "venv", "--seed", "--python", python, "--python-preference", "only-managed",
+                           str(tmp_path / "venv")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and f"{mirror}/" in done.stderr, (version, UV_IMAGE, done.stderr)
+
+
 def test_source_build_stage_sets_the_build_env_and_copies_wheels() -> None:
     text = render(gpu_plan(source=True), matrix())
     build, final = text.split("\nFROM nvidia/cuda:12.1.1-runtime-ubuntu22.04\n")
