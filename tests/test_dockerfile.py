@@ -91,6 +91,40 @@ def test_rendered_dockerfiles_match_golden_and_pass_hadolint(name: str, plan: Pl
     hadolint(text, tmp_path)
 
 
+@pytest.mark.parametrize("plan", [gpu_plan(source=True), gpu_plan(source=False), cpu_plan()],
+                         ids=["source", "wheels", "cpu"])
+def test_every_stage_that_makes_a_venv_takes_a_python_download_mirror(plan: Plan, tmp_path: Path) -> None:
+    """No base image here ships Python, so ``uv venv`` downloads it (python-build-standalone), which a firewalled build
+    cannot: every stage that runs it declares the build argument UV_PYTHON_INSTALL_MIRROR (unset unless given, so
+    uv's default applies), and the comment says what to pass. The real uv (the version the image copies) reads that
+    variable in place of the download prefix the comment names: pointed at an empty folder, it looks there."""
+    import subprocess
+
+    from resolver.dockerfile import PYTHON_DOWNLOADS, UV_IMAGE
+    from resolver.uvbin import find_uv
+
+    text = render(plan, matrix())
+    stages = text.split("\nFROM ")[2:]  # after the uv stage
+    for stage in stages:
+        lines = stage.splitlines()
+        venv = next(i for i, line in enumerate(lines) if line.startswith("RUN uv venv "))
+        assert "ARG UV_PYTHON_INSTALL_MIRROR" in lines[:venv], stage
+    assert f"--build-arg UV_PYTHON_INSTALL_MIRROR=URL, a mirror of {PYTHON_DOWNLOADS}" in stages[0]
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv not installed")
+    version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.split()[1]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "UV_NO_CONFIG": "1",
+           "UV_CACHE_DIR": str(tmp_path / "cache"), "UV_PYTHON_INSTALL_DIR": str(tmp_path / "python"),
+           "UV_PYTHON_INSTALL_MIRROR": mirror.as_uri()}
+    python = next(line.split()[5] for line in stages[0].splitlines() if line.startswith("RUN uv venv "))
+    done = subprocess.run([uv, "venv", "--seed", "--python", python, "--python-preference", "only-managed",
+                           str(tmp_path / "venv")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and f"{mirror}/" in done.stderr, (version, UV_IMAGE, done.stderr)
+
+
 def test_source_build_stage_sets_the_build_env_and_copies_wheels() -> None:
     text = render(gpu_plan(source=True), matrix())
     build, final = text.split("\nFROM nvidia/cuda:12.1.1-runtime-ubuntu22.04\n")
@@ -160,6 +194,39 @@ def test_cli_prints_a_dockerfile_for_a_given_target(tmp_path: Path) -> None:
     hadolint(result.output, tmp_path)
     bad = CliRunner().invoke(main, ["dockerfile", "--gpu", "8.6", "--python", "three"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("platform, gpu, docker", [("linux_aarch64", "GH200", "linux/arm64"),
+                                                   ("linux_x86_64", "H100", "linux/amd64")])
+def test_image_names_its_platform_and_stops_when_built_for_another(platform: str, gpu: str, docker: str,
+                                                                   tmp_path: Path) -> None:
+    """Docker builds for the builder's architecture unless told: an aarch64 Dockerfile built on an x86 CI runner made
+    an amd64 image under a linux_aarch64 label. The header says how to build it, and every stage with a shell first
+    checks ``uname -m`` (run here by the real /bin/sh, on this machine's architecture)."""
+    import platform as host
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    result = CliRunner().invoke(main, ["dockerfile", "--platform", platform, "--gpu", gpu, "--driver", "580.95.05",
+                                       "--python", "3.11", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert f"# Build it for {docker} on any host: docker buildx build --platform {docker} ." in text
+    hadolint(text, tmp_path)
+    lines = text.splitlines()
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ") and " AS uv" not in line]
+    checks = [next(line for line in lines[i:] if line.startswith("RUN ")) for i in stages]  # each stage's first RUN
+    assert stages and all(c == checks[0] and c.startswith("RUN [ \"$(uname -m)\"") for c in checks)
+    done = subprocess.run(["/bin/sh", "-c", checks[0].removeprefix("RUN ")], capture_output=True, text=True)
+    if host.machine() == platform.removeprefix("linux_"):
+        assert done.returncode == 0 and done.stderr == ""
+    else:
+        assert done.returncode == 1
+        assert done.stderr.strip() == (f"this image is for {docker}, not {host.machine()}: build it with docker buildx "
+                                       f"build --platform {docker}")
 
 
 def test_windows_target_is_refused_in_one_line() -> None:
