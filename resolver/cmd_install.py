@@ -65,17 +65,25 @@ def _read_plan(path: str) -> Plan:
 _WITH_A_PLAN = frozenset({"python_exe", "index_url", "python_version", "platform_tag"})
 
 
-def _planning_options_given(also: set[str]) -> list[str]:
-    """Return the planning options and requirements given to this ``install`` (on the command line or from the
-    environment) that a ``--plan``/``--lock`` install would ignore, and the options named in ``also``, as the user
-    wrote them (``--gpu``)."""
+def _planning_options_given(also: set[str], keep: frozenset[str] = _WITH_A_PLAN) -> list[str]:
+    """Return the planning options and requirements given to this command (on the command line or from the
+    environment) that a ``--plan``/``--lock`` run would ignore (all but ``keep``), and the options named in ``also``,
+    as the user wrote them (``--gpu``)."""
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    planning = {f.name for f in dataclasses.fields(PlanOptions)} - _WITH_A_PLAN | {"requirements"} | also
+    planning = {f.name for f in dataclasses.fields(PlanOptions)} - keep | {"requirements"} | also
     return [p.opts[0] if p.opts[0].startswith("-") else "the requirements" for p in ctx.command.params
             if p.name in planning and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE,
                                                                           ParameterSource.ENVIRONMENT)]
+
+
+def _refuse_ignored(what: str, does: str, given_too: list[str], remake: str) -> None:
+    """Refuse options and requirements (``given_too``) that a run of ``what`` (a plan or lock file) would ignore."""
+    if given_too:
+        raise BadInput(f"{what} {does} exactly what it says, so {', '.join(given_too)} would be ignored: drop "
+                       f"{'it' if len(given_too) == 1 else 'them'}, or make a new one with "
+                       f"{'them' if len(given_too) > 1 else 'it'} (`gpustack {remake}`)")
 
 
 def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False) -> Sources:
@@ -129,12 +137,9 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         raise BadInput("--lock FILE installs exactly the lock: drop the requirements and --plan")
     if plan_file or lock_file:
         # a lock names its files by URL: the mirrors go into the lock (`gpustack lock --torch-index-url ...`)
-        given_too = _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"})
-        if given_too:
-            what = f"--plan {plan_file}" if plan_file else f"--lock {lock_file}"
-            raise BadInput(f"{what} installs exactly what it says, so {', '.join(given_too)} would be ignored: drop "
-                           f"{'it' if len(given_too) == 1 else 'them'}, or make a new one with "
-                           f"{'them' if len(given_too) > 1 else 'it'} (`gpustack {'plan --json' if plan_file else 'lock'}`)")
+        _refuse_ignored(f"--plan {plan_file}" if plan_file else f"--lock {lock_file}", "installs",
+                        _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
+                        "plan --json" if plan_file else "lock")
     sources = _sources(find_links, offline, allow_insecure_index)
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
     backend = choose_backend(installer)
@@ -356,17 +361,21 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
 @click.option("--dest", required=True, metavar="DIR", help="Folder to fill (then: install --find-links DIR --offline).")
 @click.option("--plan", "plan_file", metavar="FILE", help="Download for this plan (`gpustack plan --json`).")
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
-@click.option("--allow-insecure-index", is_flag=True,
-              help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+@mirror_options
 def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions,
-             allow_insecure_index: bool = False) -> None:
+             torch_index_url: str | None, allow_insecure_index: bool = False) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
     check_argument(dest, "--dest")
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
+    if plan_file:  # the plan names its target; the mirrors still apply to its indexes
+        _refuse_ignored(f"--plan {plan_file}", "downloads", _planning_options_given(set(), keep=frozenset({"index_url"})),
+                        "plan --json")
     from resolver.download import download_argvs
 
-    plan = _read_plan(plan_file) if plan_file else plan_for(requirements, opts, InstallReporter())[0]
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    plan = with_mirrors(_read_plan(plan_file) if plan_file else plan_for(requirements, opts, InstallReporter())[0],
+                        *mirrors)
     argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
                            write=not dry_run)
     if dry_run:

@@ -159,10 +159,9 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
         current = _current_from_env(python_exe, driver, with_requires=bool(_pass_through(requirements)))
     if given_gpus:
         current = replace(current, target=replace(current.target, gpus=given_gpus))
-    if given_driver is not None and current.target.is_cpu:  # as plan refuses --cpu --driver
-        where = f"the lock {lock_file} is for" if lock_file else "this machine is"
-        raise BadInput(f"--driver {driver}: {where} a CPU target, which has no NVIDIA driver; drop --driver, or "
-                       "check for a GPU machine with --gpu NAME")
+    if given_driver is not None and lock_file and current.target.is_cpu:  # a described CPU target: as plan --cpu
+        raise BadInput(f"--driver {driver}: the lock {lock_file} is for a CPU target, which has no NVIDIA driver; "
+                       "drop --driver, or check for a GPU machine with --gpu NAME")
     if given_driver is not None:
         current = replace(current, target=replace(current.target, driver=given_driver))
     # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements

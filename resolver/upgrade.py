@@ -1,6 +1,8 @@
 """Say whether moving an installed stack to new versions is safe: the solver with the proposed set pinned, plus a diff.
 
-Pure: the caller reads the current set (a lock or the environment) and passes versions as data.
+Pure: the caller reads the current set (a lock or the environment) and passes versions as data, with the index's
+answer for pass-through names. ``proposed_versions`` asks the rules plan uses: the solve for torch / xformers /
+flash-attn on the set's target, ``resolver.passthrough`` for the others.
 ``check_upgrade(current, proposed, matrix, original=..., profiles=..., requirements=...)`` solves the target with the
 proposed torch (with its local tag), xformers and flash-attn pinned, under the original request (a lock's
 ``[tool.gpustack]`` request and profile); the solver's refusals (``resolver.refusal``) are the ``unsafe`` findings.
@@ -165,7 +167,9 @@ def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: T
         return None
     pinned, _, why = pin_others((str(req),), index, target)
     if why:
-        raise BadInput(f"{req}: {why[0].text}; check the name and the version, or the index (--index-url)")
+        text = why[0].text
+        step = "" if "--index-url" in text else "; check the name and the version, or the index (--index-url)"
+        raise BadInput(f"{req}: {text}{step}")
     return str(next(iter(Requirement(pinned[0]).specifier)).version)
 
 
