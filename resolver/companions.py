@@ -226,12 +226,15 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
     if wheel is not None:
         return Companion(wheel, unverified=unverified), None
     assert why is not None
-    if f.setup_min_cuda is not None and torch.cuda < f.setup_min_cuda:
-        return None, joined(why, refusal("flash-attn", version, "toolkit", "a source build needs CUDA >= {min_cuda}",
-                                         min_cuda=f.setup_min_cuda, cuda=torch.cuda))
-    nvcc = compat.nvcc_refusal(target.nvcc, "flash-attn", version, torch.version, torch.cuda)
-    if nvcc is not None:
-        return None, joined(why, nvcc)
+    mismatch = compat.nvcc_refusal(target.nvcc, "flash-attn", version, torch.version, torch.cuda)
+    if mismatch is not None:
+        return None, joined(why, mismatch)
+    nvcc = compat.build_nvcc(target, torch.cuda)  # setup.py reads the nvcc that builds, not torch's CUDA
+    if f.setup_min_cuda is not None and nvcc < f.setup_min_cuda:
+        whose = "the target's nvcc" if target.nvcc is not None else "nvcc (torch's CUDA)"
+        return None, joined(why, refusal("flash-attn", version, "toolkit", "a source build needs nvcc >= {min_cuda} "
+                                         "(its setup.py refuses older); {whose} is {nvcc}", min_cuda=f.setup_min_cuda,
+                                         nvcc=nvcc, whose=whose, cuda=torch.cuda, torch=torch.version))
     built = compat.flash_build_archs(target.capabilities, matrix)
     if built is None:
         return None, joined(why, refusal("flash-attn", version, "gpu_code",

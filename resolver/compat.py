@@ -18,6 +18,8 @@ Every command asks these functions and none re-derives them:
 * attention kernels of ``attention.toml`` (FA3, flash-attn-4, SageAttention, flash-attn 1) x target / torch build:
   ``attention_target_problem`` (platform, Python, compute capability range), ``attention_cuda_problem`` (CUDA major,
   torch floor, nvcc floors of a source build, per arch), ``attention_build_arch`` (the arch list a source build targets).
+* the nvcc that runs a source build (the target's, else torch's CUDA), which every toolkit floor is checked against:
+  ``build_nvcc`` / ``nvcc_refusal``.
 * integrated (Jetson / Tegra) GPUs, which PyPI / PyTorch-index CUDA wheels are not for: ``integrated_gpus``.
 * how a pin is spelled: ``torch_pin``.
 
@@ -47,6 +49,7 @@ __all__ = [
     "attention_cuda_problem",
     "attention_build_arch",
     "nvcc_refusal",
+    "build_nvcc",
     "wheel_refusal",
     "integrated_gpus",
     "torch_release_refusal",
@@ -499,19 +502,27 @@ def attention_cuda_problem(a: AttentionRelease, torch_version: str, torch_releas
         return refused("torch_pin", "{title} {version} needs torch >= {min_torch}", min_torch=a.min_torch)
     if a.method != "source":
         return None
-    nvcc = target.nvcc if target.nvcc is not None else cuda
     mismatch = nvcc_refusal(target.nvcc, a.name, str(a.version), torch_version, cuda)
     if mismatch is not None:
         return mismatch
+    nvcc = build_nvcc(target, cuda)
     if a.min_cuda is not None and nvcc < a.min_cuda:
         return refused("toolkit", "building {title} {version} needs CUDA >= {min_cuda}; nvcc would be {nvcc}",
-                       min_cuda=a.min_cuda, nvcc=nvcc)
+                       min_cuda=a.min_cuda, nvcc=nvcc, cuda=cuda)
     for cc in target.capabilities:
         floor = (a.arch_min_cuda or {}).get(str(cc))
         if floor is not None and nvcc < floor:
             return refused("toolkit", "building {title} {version} for {sm} needs CUDA >= {min_cuda}; nvcc would be {nvcc}",
-                           sm=cc.sm, min_cuda=floor, nvcc=nvcc)
+                           sm=cc.sm, min_cuda=floor, nvcc=nvcc, cuda=cuda)
     return None
+
+
+def build_nvcc(target: Target, cuda: Version) -> Version:
+    """Return the nvcc a source build against a torch of CUDA ``cuda`` runs: the target's (``--nvcc``, or the one
+    detected there) when known, else a toolkit of torch's own CUDA (which the plan then names as a prerequisite).
+    The floors of flash-attn's setup.py and of the attention kernels are checked against it (``nvcc_refusal``
+    refuses another major first)."""
+    return target.nvcc if target.nvcc is not None else cuda
 
 
 def attention_build_arch(a: AttentionRelease, caps: Iterable[ComputeCapability]) -> tuple[str | None, Refusal | None]:

@@ -18,7 +18,7 @@ from packaging.version import Version
 from resolver import compat
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
-from resolver.models import Plan, Step, Target, format_driver
+from resolver.models import Plan, Step, Target, format_driver, marker_environment
 from resolver.refusal import Change, advice, alternative, refusal
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ __all__ = ["render", "refuse_platform", "base_image", "UV_IMAGE", "CPU_IMAGE"]
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.13.9"
 CPU_IMAGE = "ubuntu:22.04"  # a CPU stack needs no CUDA user space; torch's CPU wheels need glibc >= 2.28
 VENV = "/opt/venv"
+# Docker's (OCI, Go's GOARCH) name of each machine (``uname -m``, PEP 508 platform_machine) an image can be built for.
+_OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # torch.utils.cpp_extension builds in parallel only with ninja (it falls back to a slow serial build without it).
 NINJA = "ninja==1.13.2"  # newest on https://pypi.org/project/ninja/ when written
 
@@ -176,6 +178,22 @@ def _python_setup(python: str, first: bool = True) -> list[str]:
     ]
 
 
+def _machine(target: Target) -> tuple[str, str]:
+    """Return the target's machine as ``uname -m`` prints it and as ``docker build --platform`` spells it."""
+    machine = marker_environment(target)["platform_machine"]
+    return machine, f"linux/{_OCI_ARCH[machine]}"
+
+
+def _arch_check(target: Target) -> str:
+    """Return the ``RUN`` that stops a build made for another architecture: Docker builds for the builder's own
+    unless told (``--platform``), and pip would then fill an amd64 image with x86 wheels under an arm64 label. Not
+    ``FROM --platform``, which hadolint's DL3029 forbids: the image is still built with the platform the header
+    names, and this line makes a build that forgot it fail at once, with the command that fixes it."""
+    machine, docker = _machine(target)
+    return (f'RUN [ "$(uname -m)" = {machine} ] || {{ echo "this image is for {docker}, not $(uname -m): '
+            f'build it with docker buildx build --platform {docker}" >&2; exit 1; }}')
+
+
 def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
     stack = plan.stack
     t = stack.target
@@ -195,6 +213,9 @@ def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
         lines.append(f"#   {p.name} {p.version} ({how}{archs})")
     lines.append(f"# Base image: {why}.")
     lines.append("# The image builds without a GPU: nothing here is detected at build time.")
+    docker = _machine(t)[1]
+    lines.append(f"# Build it for {docker} on any host: docker buildx build --platform {docker} .")
+    lines.append("# (a build for another architecture stops at its first RUN)")
     for note in (*stack.notes, *plan.notes):
         lines.append(f"# note: {note}")
     return lines
@@ -244,7 +265,7 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
     out += ["", f"FROM {UV_IMAGE} AS uv"]
     mirror = [_env({"PIP_INDEX_URL": index_url, "UV_DEFAULT_INDEX": index_url})] if index_url else []
     if builds:
-        out += ["", f"FROM {devel} AS build", *mirror, "# hadolint ignore=DL3008",
+        out += ["", f"FROM {devel} AS build", *mirror, _arch_check(stack.target), "# hadolint ignore=DL3008",
                 "RUN apt-get update && apt-get install -y --no-install-recommends build-essential git "
                 "&& rm -rf /var/lib/apt/lists/*"]
         out += _python_setup(python)
@@ -259,7 +280,7 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
             args = ["pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "--wheel-dir", "/wheels",
                     s.requirement]
             out.append("RUN " + " ".join(_q(a) for a in args))
-    out += ["", f"FROM {runtime}", *mirror]
+    out += ["", f"FROM {runtime}", *mirror, _arch_check(stack.target)]
     label = f"{stack.target.platform} py{python} " + " ".join(f"{p.name}=={p.version}" for p in stack.packages)
     out.append(f"LABEL io.gpustack.target={_q(label.strip())}")
     out += _python_setup(python, first=not builds)

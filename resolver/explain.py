@@ -393,6 +393,16 @@ def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request,
         if solves(target, matrix, request, toolkit):
             out.append(alternative("install a CUDA {cuda_major}.x toolkit and point CUDA_HOME at it (or pass --nvcc "
                                    "{cuda_major}.x when planning)", toolkit, cuda_major=major))
+    # An nvcc below a build's CUDA floor (flash-attn's setup.py, an attention kernel): torch's own CUDA, when it is
+    # at or above the floor, is the toolkit to install (``compat.build_nvcc``).
+    floors = {r.facts["cuda"]: r.facts["min_cuda"] for r in shown if r.kind == "toolkit" and "min_cuda" in r.facts
+              and "cuda" in r.facts and "cuda_major" not in r.facts and target.nvcc is not None}
+    for cuda, floor in sorted(floors.items(), key=lambda kv: Version(kv[0])):
+        toolkit = Change(target={"nvcc": cuda})
+        if Version(cuda) >= Version(floor) and solves(target, matrix, request, toolkit):
+            out.append(alternative("install the CUDA {cuda} toolkit (the build needs nvcc >= {min_cuda}; nvcc {nvcc} "
+                                   "is older) and point CUDA_HOME at it (or pass --nvcc {cuda} when planning)", toolkit,
+                                   cuda=cuda, min_cuda=floor, nvcc=target.nvcc))
     return out
 
 
@@ -407,11 +417,16 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
     if not reasons:
         # Torch itself fits somewhere: say why the newest fitting builds could not take the companions.
         record = _Record()
-        for opt in _all_options(matrix, target, request.torch)[:6]:
-            if request.torch_variant and opt.tag != request.torch_variant:
-                continue
-            if coverage(opt.arch, target)[0] or not _driver_runs(target, opt.cuda, matrix):
-                continue
+        # The six newest builds that run here (the GPUs and driver: the others were explained above), those the
+        # requested xformers releases pin first: the newest six of all builds are often CUDA 12/13 ones an old
+        # driver skips, or builds every asked xformers pins away from, which left nothing but "pins another torch".
+        runs = [o for o in _all_options(matrix, target, request.torch)
+                if not (request.torch_variant and o.tag != request.torch_variant)
+                and not coverage(o.arch, target)[0] and _driver_runs(target, o.cuda, matrix)]
+        pins = [x.torch for x in matrix.xformers if request.xformers is not None
+                and spec_allows(request.xformers, x.version)]
+        on_pin = [o for o in runs if any(spec_allows(p, o.release.version) for p in pins)]
+        for opt in list(dict.fromkeys(on_pin + runs))[:6]:
             if request.xformers is not None:
                 choose_xformers(opt, target, matrix, request, record)
             if request.flash_attn is not None:

@@ -196,6 +196,39 @@ def test_cli_prints_a_dockerfile_for_a_given_target(tmp_path: Path) -> None:
     assert bad.exit_code == 2
 
 
+@pytest.mark.parametrize("platform, gpu, docker", [("linux_aarch64", "GH200", "linux/arm64"),
+                                                   ("linux_x86_64", "H100", "linux/amd64")])
+def test_image_names_its_platform_and_stops_when_built_for_another(platform: str, gpu: str, docker: str,
+                                                                   tmp_path: Path) -> None:
+    """Docker builds for the builder's architecture unless told: an aarch64 Dockerfile built on an x86 CI runner made
+    an amd64 image under a linux_aarch64 label. The header says how to build it, and every stage with a shell first
+    checks ``uname -m`` (run here by the real /bin/sh, on this machine's architecture)."""
+    import platform as host
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    result = CliRunner().invoke(main, ["dockerfile", "--platform", platform, "--gpu", gpu, "--driver", "580.95.05",
+                                       "--python", "3.11", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert f"# Build it for {docker} on any host: docker buildx build --platform {docker} ." in text
+    hadolint(text, tmp_path)
+    lines = text.splitlines()
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ") and " AS uv" not in line]
+    checks = [next(line for line in lines[i:] if line.startswith("RUN ")) for i in stages]  # each stage's first RUN
+    assert stages and all(c == checks[0] and c.startswith("RUN [ \"$(uname -m)\"") for c in checks)
+    done = subprocess.run(["/bin/sh", "-c", checks[0].removeprefix("RUN ")], capture_output=True, text=True)
+    if host.machine() == platform.removeprefix("linux_"):
+        assert done.returncode == 0 and done.stderr == ""
+    else:
+        assert done.returncode == 1
+        assert done.stderr.strip() == (f"this image is for {docker}, not {host.machine()}: build it with docker buildx "
+                                       f"build --platform {docker}")
+
+
 def test_windows_target_is_refused_in_one_line() -> None:
     from click.testing import CliRunner
 
