@@ -112,9 +112,6 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     check_output(output)  # before any solving or network: a bad -o is bad input
     if opts.per_class and fmt == "pylock":
         check_pylock_name(output)  # each class's file is named after it: the name it starts from must be PEP 751's
-    elif fmt == "pylock" and output != "-" and not _pep751_name(output):
-        render.status(f"warning: {output}: not a PEP 751 lock name, so uv will not read it (gpustack install --lock "
-                      "will); name it pylock.toml or pylock.<name>.toml")
     from resolver import lock_speculate
     from resolver.installers import mirrors as mirrors_of
 
@@ -125,6 +122,10 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     # decides below whether its lock is used.
     hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
     _lock(requirements, output, fmt, with_deps, opts, mirrors, started, hint)  # resolver.cli stops an unused run afterwards
+    if fmt == "pylock" and output != "-" and not opts.per_class and not _pep751_name(output):
+        # said once it is written (a refusal before it stays one line)
+        render.status(f"warning: {output}: not a PEP 751 lock name, so uv will not read it (gpustack install --lock "
+                      "will); name it pylock.toml or pylock.<name>.toml")
     skip_final_collection()
 
 
