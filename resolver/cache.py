@@ -181,10 +181,25 @@ def entries() -> list[CacheEntry]:
 
 
 def clear(package: str | None = None) -> list[CacheEntry]:
-    """Return the entries removed: every one, or those of ``package`` (its normalized name)."""
+    """Return the entries removed: every one, or those of ``package``, compared by PEP 503 normalized name
+    (``flash_attn`` and ``Flash-Attn`` are ``flash-attn``, as keys store it). ``BadInput`` for a string that is no
+    package name (nothing is removed)."""
+    from packaging.utils import InvalidName, canonicalize_name
+
+    from resolver.errors import BadInput
+    from resolver.inputs import check_text
+
+    wanted = None
+    if package is not None:
+        check_text(package, "--package")  # too long, or a control character: the shared rule's line
+        try:
+            wanted = canonicalize_name(package, validate=True)
+        except InvalidName:
+            raise BadInput(f"--package {package!r}: not a package name; pass a project name such as "
+                           "flash-attn or xformers") from None
     removed = []
     for entry in entries():
-        if package is not None and entry.key.get("package") != package:
+        if wanted is not None and canonicalize_name(str(entry.key.get("package", ""))) != wanted:
             continue
         shutil.rmtree(entry.wheel.parent, ignore_errors=True)
         removed.append(entry)

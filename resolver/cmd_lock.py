@@ -210,9 +210,12 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
             pages.warm(f"{default_index}/")
         resolved: dict[str, Any] = {}
         if with_deps:
-            # a dead host fails now, named, not after uv's retries
-            lock_resolve.check_sources(plan, ctx.matrix, default_index, mirrors[0])
+            if uv and lock_resolve.requests_of(plan, ctx.matrix):  # uv runs while its hosts are probed
+                started = lock_resolve.start_uv(uv, plan, plan_constraints(plan), default_index, ctx.matrix,
+                                                started, hint)
             try:
+                # a dead host fails now, named, not after uv's retries
+                lock_resolve.check_sources(plan, ctx.matrix, default_index, mirrors[0])
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv,
                                                 started=started, hint=hint, matrix=ctx.matrix,
                                                 default_index=default_index)
@@ -225,6 +228,9 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
                 raise lock_resolve.ResolveError(
                     f"dependencies not resolved ({'uv' if uv else 'pip'}: {last}); lock again when the indexes "
                     f"answer, or with --no-deps for the plan's packages only; nothing written") from None
+            finally:
+                if started is not None:
+                    started.cancel()  # waited for by resolve (which removes it), or not needed: stopped, removed
         files, warnings = hashes.lookup(plan, fetch=pages.get, known=resolved)
         target = plan.stack.target
         checked = [files[k] for k in resolved if uv and k in files and files[k] is resolved[k]]

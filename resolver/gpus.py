@@ -13,7 +13,7 @@ from resolver.inputs import check_name
 from resolver.matrix_types import GpuRow, Matrix
 from resolver.models import ComputeCapability, Gpu
 
-__all__ = ["lookup_gpu", "find_gpu_row", "normalize_name"]
+__all__ = ["lookup_gpu", "find_gpu_row", "gpu_rows", "normalize_name", "host_platform"]
 
 _CC = re.compile(r"^(?:sm_?)?\d{1,2}\.?\d$", re.IGNORECASE | re.ASCII)
 
@@ -36,6 +36,16 @@ def _index(matrix: Matrix) -> dict[str, GpuRow]:
 def find_gpu_row(name: str, matrix: Matrix) -> GpuRow | None:
     """Return the matrix row for a GPU name (as ``nvidia-smi`` prints it or as the table names it), or ``None``."""
     return _index(matrix).get(normalize_name(name))
+
+
+def gpu_rows(name: str, matrix: Matrix) -> list[GpuRow]:
+    """Return the rows a GPU name stands for: its own row, else every model a short name is part of ("V100", "GB10"),
+    else none."""
+    row = find_gpu_row(name, matrix)
+    if row is not None:
+        return [row]
+    words = set(normalize_name(name).split())
+    return list({r.name: r for key, r in _index(matrix).items() if words and words <= set(key.split())}.values())
 
 
 def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
@@ -61,13 +71,10 @@ def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
         # Keep the name nvidia-smi prints when that is what was given: it is what the user will see on the machine.
         smi = next((n for n in row.nvidia_smi_names if normalize_name(n) == normalize_name(t)), None)
         return Gpu(name=smi or row.name, compute_capability=row.compute_capability)
-    index = _index(matrix)
-    # A short name ("V100", "A100") stands for every model it is part of, when they share one capability.
-    words = set(normalize_name(t).split())
-    partial = {row.name: row for key, row in index.items() if words and words <= set(key.split())}
-    caps = {row.compute_capability for row in partial.values()}
+    caps = {row.compute_capability for row in gpu_rows(t, matrix)}
     if len(caps) == 1:
         return Gpu(name=t, compute_capability=caps.pop())
+    index = _index(matrix)
     close = difflib.get_close_matches(normalize_name(t), list(index), n=3, cutoff=0.5)
     names = list(dict.fromkeys(index[c].name for c in close))
     hint = f"did you mean {', '.join(repr(n) for n in names)}? " if names else ""
@@ -75,3 +82,28 @@ def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
         f"--gpu {t!r}: unknown GPU name; {hint}or pass its compute capability (e.g. --gpu 8.6); "
         "`gpustack matrix show gpus` lists the known names"
     )
+
+
+def host_platform(gpus: tuple[Gpu, ...], platform: str | None, matrix: Matrix) -> tuple[str | None, str | None]:
+    """Return the target's platform and a note when the GPUs decided it: GPUs that come only in machines of one
+    platform (``host_platforms`` in the GPU table: a Grace superchip's host is Arm, ``linux_aarch64``) give it when
+    ``platform`` is not known yet. ``BadInput`` when the platform given (``--platform``, or the interpreter's) is not
+    theirs: such a plan would pick wheels for a machine that cannot hold that GPU."""
+    bound = []
+    for g in gpus:
+        rows = gpu_rows(g.name, matrix)
+        if rows and all(r.host_platforms for r in rows):  # every model the name stands for is bound
+            bound.append((g.name, tuple(p for p in rows[0].host_platforms if all(p in r.host_platforms for r in rows))))
+    if not bound:
+        return platform, None
+    allowed = [p for p in bound[0][1] if all(p in ps for _, ps in bound)]
+    names = ", ".join(dict.fromkeys(n for n, _ in bound))
+    if platform is None and len(allowed) == 1:
+        return allowed[0], f"platform {allowed[0]}: {names} comes only in {allowed[0]} machines (pass --platform to plan " \
+                           "for another GPU's machine)"
+    if platform is None or platform not in allowed:
+        theirs = " or ".join(sorted({p for _, ps in bound for p in ps}))
+        said = f"the target's platform is {platform}" if platform else "no one platform holds them all"
+        raise BadInput(f"--gpu {names}: only in {theirs} machines, and {said}; pass --platform {theirs.split(' or ')[0]}"
+                       f" (or leave --platform out), or plan for that machine's GPU")
+    return platform, None

@@ -38,7 +38,7 @@ from resolver.lock_uv import UvRun, find_uv, isolated_env, uv_argv
 from resolver.matrix_types import Matrix
 from resolver.models import PYPI_SIMPLE, Plan, Step
 
-__all__ = ["ResolveError", "check_sources", "declared_requires", "direct_files", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
+__all__ = ["ResolveError", "check_sources", "start_uv", "declared_requires", "direct_files", "find_uv", "isolated_env", "python_platform", "resolve", "uv_request", "uv_argv", "UvRun", "check_files", "requests_of", "Pages", "names_key",
            "remembered_names", "remember_names"]
 
 
@@ -46,6 +46,9 @@ class ResolveError(GpuStackError):
     """The dependencies of a plan could not be resolved, or a resolved file does not fit the target."""
 
     exit_code = 1
+
+
+_ANSWERED: set[str] = set()  # hosts whose probe answered in this process
 
 
 def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str = PYPI_SIMPLE,
@@ -70,10 +73,13 @@ def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str =
     for item in wanted:
         hosts.setdefault(urlsplit(item[0]).netloc.rpartition("@")[2].lower(), item)  # one probe per host
     for host, (url, needed_by, direct) in hosts.items():
+        if host in _ANSWERED:
+            continue  # answered this command already (``lock --per-class`` locks one plan per GPU class)
         probe = Step("install", "probe", needed_by, url=url) if direct else Step("install", "probe", needed_by,
                                                                                   index_url=url)
         try:
             check_reachable([probe], Sources())
+            _ANSWERED.add(host)
         except SourceUnreachable:
             what = f"{needed_by}'s wheel" if direct else f"the index of {needed_by}"
             raise SourceUnreachable(redact(
@@ -263,19 +269,27 @@ def uv_request(plan: Plan, constraints: Sequence[str], default_index: str = PYPI
             "index_url": default_index}
 
 
+def start_uv(uv: str, plan: Plan, constraints: Sequence[str] = (), default_index: str = PYPI_SIMPLE,
+             matrix: Matrix | None = None, started: UvRun | None = None, hint: str | None = None) -> UvRun:
+    """Return the uv run of ``plan``'s request: ``started`` when it was begun for the same request (else it is
+    cancelled), or one started now and remembered under the ``lock_speculate`` key ``hint`` (the next lock keyed
+    so starts uv on it at once). ``resolve`` waits for it; a caller may start it earlier, to work while it runs."""
+    request = uv_request(plan, constraints, default_index, matrix)
+    if started is not None and started.request == request:
+        return started
+    if started is not None:
+        started.cancel()  # started for another request: its lock is not this plan's
+    run = UvRun(uv, request)
+    if hint is not None:
+        from resolver import lock_speculate
+
+        lock_speculate.remember(hint, request)
+    return run
+
+
 def _resolve_uv(uv: str, plan: Plan, constraints: Sequence[str], default_index: str, matrix: Matrix | None,
                 started: UvRun | None = None, hint: str | None = None) -> dict[str, LockedFile]:
-    request = uv_request(plan, constraints, default_index, matrix)
-    run = started if started is not None and started.request == request else None
-    if run is None:
-        if started is not None:
-            started.cancel()  # started for another request: its lock is not this plan's
-        run = UvRun(uv, request)
-        if hint is not None:
-            from resolver import lock_speculate
-
-            lock_speculate.remember(hint, request)  # the next lock keyed ``hint`` starts uv on it at once
-    text = run.result()
+    text = start_uv(uv, plan, constraints, default_index, matrix, started, hint).result()
     try:
         lock = Pylock.from_dict(toml_read.loads(text or ""))
     except (toml_read.TOMLDecodeError, PylockValidationError) as exc:

@@ -396,7 +396,19 @@ def _gpu(ctx: _Ctx, r: Mapping[str, Any]) -> GpuRow:
         unverified=bool(r.get("cc_unverified", False)),
         source=_source(ctx, r),
         integrated=ctx.get(r, "integrated", bool, default=False),
+        host_platforms=_host_platforms(ctx, r),
     )
+
+
+def _host_platforms(ctx: _Ctx, r: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return a GPU's ``host_platforms`` (each a known platform, with its own ``host_platforms_source``)."""
+    found = ctx.str_list(r, "host_platforms", default=())
+    for p in found:
+        if p not in PLATFORMS:
+            raise ctx.fail("host_platforms", f"unknown platform {p!r} (known: {', '.join(PLATFORMS)})")
+    if found and not isinstance(r.get("host_platforms_source"), str):
+        raise ctx.fail("host_platforms_source", "missing: every host_platforms fact names its source")
+    return tuple(found)
 
 
 def _profile(ctx: _Ctx, r: Mapping[str, Any]) -> Profile:
@@ -605,7 +617,8 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
     ("gpus", ""): frozenset({
         "gpu", "meta"}),
     ("gpus", "gpu"): frozenset({
-        "architecture", "cc_unverified", "compute_capability", "integrated", "integrated_source", "memory_gb",
+        "architecture", "cc_unverified", "compute_capability", "host_platforms", "host_platforms_source",
+        "integrated", "integrated_source", "memory_gb",
         "memory_source", "memory_unverified", "name", "note", "nvidia_smi_name", "nvidia_smi_name_source",
         "nvidia_smi_name_unverified", "segment", "sm", "source"}),
     ("gpus", "meta"): frozenset({

@@ -176,6 +176,7 @@ class GpuRow:
     unverified: bool
     source: str
     integrated: bool = False  # a Tegra (Jetson) GPU: PyPI / PyTorch-index CUDA wheels are not for it
+    host_platforms: tuple[str, ...] = ()  # the only platforms its machine can be (a Grace superchip: linux_aarch64)
 
 
 @dataclass(frozen=True, eq=False)

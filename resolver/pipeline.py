@@ -312,6 +312,11 @@ def target_from(
                          "Use --gpu NAME to plan for a GPU machine.")
         cpus, mem = host.cpu_count, host.memory_available_gib
     python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    from resolver.gpus import host_platform
+
+    platform, said = host_platform(gpus, platform, matrix)  # a GH200's machine is linux_aarch64, whatever this one is
+    if said:
+        lines.append(said)
     platform = platform or this_platform()
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")

@@ -62,6 +62,26 @@ def test_store_lookup_list_clear(tmp_path: Path) -> None:
     assert len(cache.clear()) == 1 and cache.entries() == []
 
 
+def test_cli_clear_matches_the_package_by_its_normalized_name(tmp_path: Path) -> None:
+    """Keys store the canonical name (flash-attn); ``--package flash_attn`` or ``XFormers`` removed nothing (rc 0)."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    for name, source in (("flash-attn", "flash-attn==2.8.3"), ("xformers", "xformers==0.0.30")):
+        wheel = tmp_path / f"{name.replace('-', '_')}-1-cp311-cp311-linux_x86_64.whl"
+        wheel.write_bytes(b"w")
+        cache.store(key(package=name, source=source), wheel)
+    bad = CliRunner().invoke(main, ["cache", "clear", "--package", "flash attn"])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1 and "'flash attn'" in bad.output
+    assert len(cache.entries()) == 2  # bad input removes nothing
+    res = CliRunner().invoke(main, ["cache", "clear", "--package", "flash_attn"])
+    assert res.exit_code == 0 and "removed 1 cached wheel(s)" in res.output
+    assert [e.key["package"] for e in cache.entries()] == ["xformers"]
+    res = CliRunner().invoke(main, ["cache", "clear", "--package", "XFormers"])
+    assert res.exit_code == 0 and "removed 1 cached wheel(s)" in res.output and cache.entries() == []
+
+
 def test_store_twice_keeps_one(tmp_path: Path) -> None:
     wheel = tmp_path / "a-1-py3-none-any.whl"
     wheel.write_bytes(b"1")

@@ -313,9 +313,13 @@ def test_lock_names_a_mirror_that_does_not_answer_before_the_resolver_runs(
     """A mirror on a host that never resolves (RFC 2606's .invalid): one line naming the host and the option that
     gave it, exit 1, no file. uv is never asked (it retried for seconds, then said only 'failed to lookup address
     information'); the other mirror, on loopback, costs no request at all."""
+    import tempfile
+
     from resolver import lock_uv
 
     monkeypatch.setattr(lock_uv.UvRun, "result", lambda self: pytest.fail("the resolver was waited for"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where uv's run (started meanwhile) works
     torch = "https://u:s3cret@torch-mirror.invalid/whl" if which == "torch" else mirrors.torch
     pypi = "https://pypi-mirror.invalid/simple" if which == "pypi" else mirrors.pypi
     out = tmp_path / "out" / "pylock.toml"
@@ -325,6 +329,7 @@ def test_lock_names_a_mirror_that_does_not_answer_before_the_resolver_runs(
     _assert_unreachable(result, out, f"{which}-mirror.invalid",
                         "--torch-index-url" if which == "torch" else "--index-url")
     assert "s3cret" not in result.output
+    assert not list((tmp_path / "tmp").iterdir())  # the uv run begun while the hosts were probed: stopped, removed
 
 
 def _resolves(host: str) -> bool:

@@ -170,3 +170,15 @@ def test_validate_command_refuses_an_unknown_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["matrix", "validate", "--matrix-dir", str(d)])
     assert result.exit_code != 0
     assert "build.toml: job[0]" in result.output and "gib_per_jobs: unknown key" in result.output
+
+
+def test_a_host_platform_fact_names_its_source_and_a_known_platform(tmp_path: Path) -> None:
+    d = _copy(tmp_path)
+    text = (d / "gpus.toml").read_text()
+    start = text.index("host_platforms_source = ")
+    (d / "gpus.toml").write_text(text[:start] + text[text.index("\n", start) + 1:])
+    with pytest.raises(InvalidMatrix, match=r"gpus.toml: gpu\[\d+\] \(NVIDIA GH200\): host_platforms_source: missing"):
+        matrix.load_dir(d)
+    (d / "gpus.toml").write_text(text.replace('host_platforms = ["linux_aarch64"]', 'host_platforms = ["arm64"]', 1))
+    with pytest.raises(InvalidMatrix, match=r"\(NVIDIA GH200\): host_platforms: unknown platform 'arm64'"):
+        matrix.load_dir(d)
