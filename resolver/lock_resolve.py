@@ -48,6 +48,9 @@ class ResolveError(GpuStackError):
     exit_code = 1
 
 
+_ANSWERED: set[str] = set()  # hosts whose probe answered in this process
+
+
 def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str = PYPI_SIMPLE,
                   torch_mirror: str | None = None) -> None:
     """Raise ``installers.SourceUnreachable`` (exit 1; one line naming the host and the next step) when a host the
@@ -70,10 +73,13 @@ def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str =
     for item in wanted:
         hosts.setdefault(urlsplit(item[0]).netloc.rpartition("@")[2].lower(), item)  # one probe per host
     for host, (url, needed_by, direct) in hosts.items():
+        if host in _ANSWERED:
+            continue  # answered this command already (``lock --per-class`` locks one plan per GPU class)
         probe = Step("install", "probe", needed_by, url=url) if direct else Step("install", "probe", needed_by,
                                                                                   index_url=url)
         try:
             check_reachable([probe], Sources())
+            _ANSWERED.add(host)
         except SourceUnreachable:
             what = f"{needed_by}'s wheel" if direct else f"the index of {needed_by}"
             raise SourceUnreachable(redact(
