@@ -197,6 +197,9 @@ def _flash_wheel(f: FlashRelease, torch: TorchOption, target: Target,
                              "{cuda_major} + cxx11abi {cxx11_abi} + Python {python}", torch_minor=torch.release.minor,
                              cuda_major=torch.cuda.major, cxx11_abi=bool(torch.cxx11_abi), python=target.python,
                              torch=torch.version)
+    glibc = compat.flash_wheel_glibc_refusal(f, w, target)
+    if glibc is not None:
+        return None, glibc
     sass = compat.flash_wheel_sass(f, w)
     missing = [cc for cc in target.capabilities if sass.covers(cc) != "sass"]
     if missing:

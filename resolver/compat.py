@@ -9,7 +9,7 @@ Every command asks these functions and none re-derives them:
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
   ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
 * flash-attn release x GPUs / torch build: ``flash_gpu_refusal``, ``flash_wheel`` (the per-release CUDA tag rule;
-  check-upgrade asks the solver itself), ``flash_wheel_url``, ``flash_build_archs`` / ``flash_archs_value``
+  check-upgrade asks the solver itself), ``flash_wheel_glibc_refusal`` (the build OS's glibc), ``flash_wheel_url``, ``flash_build_archs`` / ``flash_archs_value``
   (``FLASH_ATTN_CUDA_ARCHS``), ``flash_archs_env_honoured``.
 * which architectures a source build targets for the GPUs: ``build_archs`` (per GPU ``build_arch``: its own, else
   the highest of its major below it), for nvcc's list, flash-attn's and each attention kernel's alike.
@@ -68,6 +68,7 @@ __all__ = [
     "flash_wheel",
     "flash_wheel_sass",
     "flash_wheel_url",
+    "flash_wheel_glibc_refusal",
     "flash_build_archs",
     "flash_archs_value",
     "torch_arch_list",
@@ -361,6 +362,19 @@ def flash_wheel(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi:
         if w.cxx11_abi == bool(cxx11_abi) and flash_wheel_matches(f, w.cuda_build, torch_cuda):
             return w
     return None
+
+
+def flash_wheel_glibc_refusal(f: FlashRelease, w: FlashWheelRow, target: Target) -> Refusal | None:
+    """Return why the target's glibc cannot load flash-attn wheel ``w`` (kind ``glibc``), or ``None``: the wheel
+    needs the glibc of the OS its CI built it on (``FlashWheelRow.glibc``, flash_attn.toml ``wheel_os_glibc``),
+    which its plain ``linux_x86_64`` tag does not tell pip. An unknown glibc is not checked (as ``wheel_refusal``)."""
+    if w.glibc is None or target.glibc is None or target.glibc >= w.glibc:
+        return None
+    assumed = " (assumed; pass --glibc)" if target.glibc_assumed else ""
+    return refusal("flash-attn", str(f.version), "glibc", "its GitHub wheel for torch {torch_minor} needs glibc "
+                   "{glibc_needed} (the glibc of the OS it was built on; its plain {platform_tag} tag does not say so), "
+                   "the target has {glibc}{assumed}", torch_minor=f"{w.torch.major}.{w.torch.minor}",
+                   platform_tag=w.platform, glibc_needed=w.glibc, glibc=target.glibc, assumed=assumed)
 
 
 @functools.lru_cache(maxsize=256)

@@ -248,12 +248,27 @@ def _cuda_build(text: str) -> Version:
     return _version(text)
 
 
-def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
+def _os_glibc(data: Mapping[str, Mapping[str, Any]]) -> dict[str, Version]:
+    """Return ``[general] wheel_os_glibc``: the glibc of each OS flash-attn's CI builds wheels on."""
+    ctx, general = _table(data, "flash_attn.toml", "general")
+    table = general.get("wheel_os_glibc", {})
+    if not isinstance(table, dict):
+        raise ctx.fail("wheel_os_glibc", "expected a table of OS name = glibc version")
+    return {str(k): ctx.parse("wheel_os_glibc", str(v), Version) for k, v in table.items()}
+
+
+def _flash_release(ctx: _Ctx, r: Mapping[str, Any], os_glibc: Mapping[str, Version]) -> FlashRelease:
     version = ctx.version(r, "version")
     unverified = ctx.get(r, "unverified", bool, default=False)
     wheels: list[FlashWheelRow] = []
     oses = ctx.str_list(r, "wheel_matrix_os", default=())
     platforms = sorted({_flash_platform(o) for o in oses}) or ["linux_x86_64"]
+    glibc: dict[str, Version] = {}  # per wheel platform: the newest glibc of the OSes that build it
+    for o in oses:
+        if o not in os_glibc:
+            raise ctx.fail("wheel_matrix_os", f"{o!r} has no glibc in [general] wheel_os_glibc (its wheels need it)")
+        plat = _flash_platform(o)
+        glibc[plat] = max(os_glibc[o], glibc.get(plat, os_glibc[o]))
     for i, row in enumerate(ctx.get(r, "torch", list, default=[])):
         tctx = _Ctx(ctx.file, f"{ctx.row} torch[{i}]")
         torch_v = tctx.version(row, "torch")
@@ -267,7 +282,7 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any]) -> FlashRelease:
             for py in tctx.str_list(row, "python"):
                 for abi in abis:
                     for plat in row_platforms:
-                        wheels.append(FlashWheelRow(torch_v, cuda_v, abi == "TRUE", py, plat))
+                        wheels.append(FlashWheelRow(torch_v, cuda_v, abi == "TRUE", py, plat, glibc.get(plat)))
     min_cc = ctx.parse("runtime_min_cc", ctx.get(r, "runtime_min_cc", str), ComputeCapability.parse)
     max_raw = ctx.get(r, "runtime_max_cc", str, default=None)
     max_cc = ctx.parse("runtime_max_cc", max_raw, ComputeCapability.parse) if max_raw is not None else None
@@ -587,7 +602,7 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
     ("flash_attn", "general"): frozenset({
         "build_env_vars", "cuda_archs", "cuda_archs_env_from", "cuda_archs_source", "fa3", "fa4",
         "main_branch_matrix", "prebuilt_sass", "runtime_check_history", "runtime_min_compute_capability",
-        "source", "wheel_cuda_tag_rule", "wheel_url"}),
+        "source", "wheel_cuda_tag_rule", "wheel_os_glibc", "wheel_os_glibc_source", "wheel_url"}),
     ("flash_attn", "release"): frozenset({
         "default_flash_attn_cuda_archs", "fa3_readme", "git_tag", "git_tag_commit", "git_tag_date",
         "install_requires", "install_requires_source", "note",
@@ -723,7 +738,8 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
         for c, r in _rows(data["xformers"], "xformers.toml", "release")
         if not r.get("prerelease", False)
     )
-    flash = tuple(_flash_release(c, r) for c, r in _rows(data["flash_attn"], "flash_attn.toml", "release"))
+    os_glibc = _os_glibc(data["flash_attn"])
+    flash = tuple(_flash_release(c, r, os_glibc) for c, r in _rows(data["flash_attn"], "flash_attn.toml", "release"))
     cuda = tuple(_cuda_minor(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "cuda_minor"))
     compat = tuple(_minor_compat(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "minor_version_compat"))
     gpus = tuple(_gpu(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "gpu"))

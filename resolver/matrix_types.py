@@ -115,6 +115,7 @@ class FlashWheelRow:
     cxx11_abi: bool
     python: str
     platform: str
+    glibc: Version | None = None  # the glibc of the OS its CI built it on (flash_attn.toml wheel_os_glibc): its floor
 
 
 @dataclass(frozen=True, eq=False)

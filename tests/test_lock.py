@@ -536,7 +536,9 @@ def test_install_help_names_the_missing_hashes_option() -> None:
     assert bad.exit_code == 2 and "--allow-missing-hashes goes with --lock" in bad.stderr
 
 
-FA_REQUEST = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10", "torch==2.1.0", "xformers", "flash-attn"]
+# --glibc 2.35: flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (flash_attn.toml wheel_os_glibc)
+FA_REQUEST = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10", "--glibc", "2.35", "torch==2.1.0", "xformers",
+              "flash-attn"]
 
 
 def _closed_port() -> int:
@@ -674,7 +676,7 @@ def test_a_flash_attn_lock_gives_uv_its_declared_dependencies_never_its_github_w
     from resolver.plan import plan_constraints
 
     opts = PlanOptions.from_cli({"gpus": ("A100",), "driver": "550.54.15", "python_version": "3.10",
-                                 "platform_tag": "linux_x86_64"})
+                                 "platform_tag": "linux_x86_64", "glibc": "2.35"})  # the wheel's glibc floor
     plan, ctx = fresh_plan_for(("torch==2.1.0", "xformers", "flash-attn"), opts)
     step = next(s for s in plan.steps if s.package == "flash-attn")
     assert step.url and step.url.startswith("https://github.com/Dao-AILab/flash-attention/releases/download/")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from resolver.cli import main
 
-A100_R470 = ["--gpu", "A100", "--driver", "470.82.01", "--python", "3.11"]
+A100_R470 = ["--gpu", "A100", "--driver", "470.82.01", "--python", "3.11", "--glibc", "2.35"]
 K80 = ["--gpu", "K80", "--driver", "470.82.01", "--python", "3.10"]
 
 

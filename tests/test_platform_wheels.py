@@ -124,7 +124,7 @@ def test_common_gpu_names_are_known(name: str, cc: str) -> None:
 
 
 def test_flash_attn_post2_has_recorded_wheels_and_no_false_claim() -> None:
-    data = plan("--gpu", "H100", "--driver", "580.65.06", "torch==2.10.0", "flash-attn")
+    data = plan("--gpu", "H100", "--driver", "580.65.06", "--glibc", "2.35", "torch==2.10.0", "flash-attn")
     assert data["ok"]
     fa = next(p for p in data["packages"] if p["name"] == "flash-attn")
     assert fa["method"] == "wheel" and "v2.8.3.post2" in fa["url"]
