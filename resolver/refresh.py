@@ -131,7 +131,7 @@ def _platform(platform_tag: str) -> str | None:
 # --- reading PyPI --------------------------------------------------------------------------------------------------
 
 
-def _get(session: Session, url: str, what: str, **kwargs: Any) -> Any:
+def _get(session: Session, url: str, what: str, not_found: str = "", **kwargs: Any) -> Any:
     import requests
 
     try:
@@ -141,15 +141,18 @@ def _get(session: Session, url: str, what: str, **kwargs: Any) -> Any:
                                "retry") from None
     if resp.status_code >= 500:
         raise IndexUnreachable(f"{what}: {redact(url)}: HTTP {resp.status_code} (the server failed); retry later")
+    if resp.status_code == 404 and not_found:
+        raise RefreshError(f"{what}: {redact(url)}: HTTP 404: {not_found}")
     if resp.status_code not in (200, 206):
-        raise RefreshError(f"{what}: {url}: HTTP {resp.status_code}")
+        raise RefreshError(f"{what}: {redact(url)}: HTTP {resp.status_code}")
     return resp
 
 
 def simple_page(session: Session, package: str, index: str = SIMPLE) -> dict[str, Any]:
     """Return the PEP 691 JSON page of ``package``, checked for the keys refresh reads."""
     url = f"{index.rstrip('/')}/{package}/"
-    resp = _get(session, url, f"simple API page of {package}", headers={"Accept": ACCEPT_JSON})
+    resp = _get(session, url, f"simple API page of {package}", headers={"Accept": ACCEPT_JSON},
+                not_found=f"the index has no {package}; name the packages it serves with --package")
     try:
         page = json.loads(resp.content)
     except ValueError:

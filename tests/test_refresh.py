@@ -221,6 +221,15 @@ def test_index_refresh_cannot_read_is_bad_input(tmp_path: Path, index: str) -> N
     assert (mdir / "wheels.toml").read_text() == before
 
 
+def test_index_without_the_package_says_so_in_one_line(pypi: tuple[str, _Server], tmp_path: Path) -> None:
+    mdir, before = _matrix_copy(tmp_path)
+    res = CliRunner().invoke(main, ["matrix", "refresh", "--index", pypi[0], "--package", "sageattention", "--write",
+                                    "--matrix-dir", str(mdir)])  # the recorded index serves torch, xformers, flash-attn
+    assert res.exit_code == 2, res.output
+    assert "HTTP 404: the index has no sageattention; name the packages it serves with --package" in _one_line(res)
+    assert (mdir / "wheels.toml").read_text() == before
+
+
 def test_folder_without_a_matrix_is_refused_as_show_refuses_it(pypi: tuple[str, _Server], tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
