@@ -25,7 +25,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from resolver.errors import BadInput, CommandFailed
+from resolver.errors import BadInput, CommandFailed, DetectionError
 from resolver.matrix_types import Matrix
 from resolver.models import ComputeCapability, Gpu, format_driver
 
@@ -195,16 +195,18 @@ def _run_source(source: str) -> str:
     if exe is None:
         raise BadInput(f"--fleet {source}: {program} is not on PATH; install it, or run `{' '.join(argv)}` where it "
                        "works and pass the saved output as --fleet FILE")
+    # The cluster not answering is not the input's fault (README: exit 1, as an index that does not answer)
     try:
         done = _subprocess.run([exe, *argv[1:]], timeout=120)
     except CommandFailed as exc:
         last = (exc.output_tail.strip().splitlines() or [f"exit code {exc.returncode}"])[-1]
-        raise BadInput(f"--fleet {source}: `{' '.join(argv)}` failed: {last[:300]}") from None
+        raise DetectionError(f"--fleet {source}: `{' '.join(argv)}` failed: {last[:300]}; check the cluster "
+                             "connection, or pass its saved output as --fleet FILE") from None
     except OSError as exc:
         raise BadInput(f"--fleet {source}: cannot run {program} ({exc.strerror})") from None
     except Exception as exc:  # subprocess.TimeoutExpired: no cluster answer
-        raise BadInput(f"--fleet {source}: `{' '.join(argv)}` gave no answer ({type(exc).__name__}); "
-                       "check the cluster connection or pass a saved output file") from None
+        raise DetectionError(f"--fleet {source}: `{' '.join(argv)}` gave no answer ({type(exc).__name__}); "
+                             "check the cluster connection or pass a saved output file") from None
     if len(done.stdout) > MAX_BYTES:
         raise BadInput(f"--fleet {source}: output over the {MAX_BYTES // 2**20} MiB limit")
     return done.stdout

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from resolver import fleet, fleet_slurm
-from resolver.errors import BadInput
+from resolver.errors import BadInput, DetectionError
 from resolver.matrix import load
 from resolver.models import ComputeCapability
 
@@ -233,8 +233,15 @@ def test_cluster_clients_missing_or_failing(matrix: Any, tmp_path: Path, monkeyp
     kubectl.write_text("#!/bin/sh\necho 'The connection to the server localhost:8080 was refused - did you specify "
                        "the right host or port?' >&2\nexit 1\n")
     kubectl.chmod(0o755)
-    with pytest.raises(BadInput, match="`kubectl get nodes -o json` failed: The connection to the server"):
+    # not the input's fault: exit 1, as README says of a read that fails (it was 2, bad input)
+    with pytest.raises(DetectionError, match="`kubectl get nodes -o json` failed: The connection to the server"):
         fleet.read_fleet("k8s", matrix)
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    out = CliRunner().invoke(main, ["plan", "--fleet", "k8s"])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1, out.output
     kubectl.write_text(f"#!/bin/sh\nexec {cat} '{K8S}'\n")
     f = fleet.read_fleet("k8s", matrix)
     assert f.origin == "`kubectl get nodes -o json`" and len(f.classes) == 4
