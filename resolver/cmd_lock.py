@@ -122,15 +122,24 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     # decides below whether its lock is used.
     hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
     _lock(requirements, output, fmt, with_deps, opts, mirrors, started, hint)  # resolver.cli stops an unused run afterwards
+    if fmt == "pylock" and output != "-" and not opts.per_class and not _pep751_name(output):
+        # said once it is written (a refusal before it stays one line)
+        render.status(f"warning: {output}: not a PEP 751 lock name, so uv will not read it (gpustack install --lock "
+                      "will); name it pylock.toml or pylock.<name>.toml")
     skip_final_collection()
 
 
-def check_pylock_name(path: str) -> None:
-    """Refuse a lock file name PEP 751 does not allow (``packaging.pylock.is_valid_pylock_path``): uv will not read
-    it (``pylock.toml`` or ``pylock.<name>.toml``, the name without dots)."""
+def _pep751_name(path: str) -> bool:
+    """Return whether PEP 751 allows ``path``'s file name (``pylock.toml`` or ``pylock.<name>.toml``, the name
+    without dots), by packaging's own rule, which uv applies too."""
     from packaging.pylock import is_valid_pylock_path
 
-    if not is_valid_pylock_path(Path(path)):
+    return is_valid_pylock_path(Path(path))
+
+
+def check_pylock_name(path: str) -> None:
+    """Refuse a lock file name PEP 751 does not allow (``_pep751_name``): uv will not read it."""
+    if not _pep751_name(path):
         raise BadInput(f"-o {path}: --per-class names each class's lock after the -o name, and PEP 751 allows only "
                        "pylock.toml or pylock.<name>.toml (no dots in <name>), which uv insists on; "
                        "pass -o pylock.toml or -o pylock.<name>.toml")
