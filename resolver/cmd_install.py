@@ -376,8 +376,11 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
     plan = with_mirrors(_read_plan(plan_file) if plan_file else plan_for(requirements, opts, InstallReporter())[0],
                         *mirrors)
+    from resolver.lock_resolve import declared_requires
+    from resolver.pipeline import load_matrix
+
     argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
-                           write=not dry_run)
+                           write=not dry_run, requires=declared_requires(plan, load_matrix(opts)))
     if dry_run:
         for argv in argvs:
             line(console(), " ".join(argv))

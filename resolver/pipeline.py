@@ -128,6 +128,9 @@ class PlanOptions:
             given = [o for o, k in (("--gpu", "gpus"), ("--cpu", "cpu"), ("--platform", "platform_tag")) if v.get(k)]
             if given:
                 raise BadInput(f"--fleet with {given[0]}: the fleet's nodes give the GPUs and platform; drop {given[0]}")
+            if v.get("python_exe"):  # an interpreter here says nothing of the nodes' Python or glibc
+                raise BadInput("--fleet with --python-exe: an interpreter on this machine is not on the fleet's nodes; "
+                               "drop --python-exe and pass the nodes' --python X.Y (and --glibc X.Y)")
         elif v.get("per_class"):
             raise BadInput("--per-class without --fleet: pass --fleet SOURCE (a class is a group of the fleet's nodes)")
         return cls(**v)

@@ -91,6 +91,7 @@ def test_refusal_names_classes_and_their_own_stacks() -> None:
     (["--fleet", str(FIXTURES / "README.md")], "README.md: not JSON (line 1)"),
     (["--fleet", str(FIXTURES)], "is a folder"),
     (["--fleet", K8S, "torch=="], "torch=="),
+    (["--fleet", K8S, "--python-exe", sys.executable], "--fleet with --python-exe: an interpreter on this machine"),
 ])
 def test_bad_fleet_input_is_one_line_exit_2(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -188,6 +189,16 @@ def test_one_lock_for_the_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert result.exit_code == 0, result.output
     locked = loads(out.read_text())
     assert [str(g.compute_capability) for g in locked.target.gpus] == ["7.0", "7.5", "8.0", "9.0"]
+
+
+@pytest.mark.parametrize("command", [["lock", "--no-deps"], ["dockerfile"]])
+def test_lock_and_dockerfile_refuse_a_python_exe_with_a_fleet_and_write_nothing(command: list[str],
+                                                                                 tmp_path: Path) -> None:
+    """--python-exe was dropped without a word (the nodes' Python was this machine's default)."""
+    out = tmp_path / "out"
+    result = run(*command, "--fleet", K8S, "--python-exe", sys.executable, "-o", str(out))
+    assert result.exit_code == 2 and "--fleet with --python-exe" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
 def test_dockerfile_fleet_one_image_per_class_and_k8s_affinity(tmp_path: Path) -> None:

@@ -230,6 +230,15 @@ def test_a_source_built_package_brings_its_declared_dependencies_in_install_lock
     assert image.exit_code == 0, image.output
     line = next(x for x in image.stdout.splitlines() if f"/tmp/wheels/{wheel}" in x)
     assert "--no-deps" not in line and line.rstrip(" \\").endswith(f"torch=={torch}"), line
+    # download: the built wheel's dependencies are fetched for the target too, or `install --find-links DIR
+    # --offline` could not install them (it downloaded only the sdist, --no-deps)
+    fetched = CliRunner().invoke(main, ["download", *target, *request, "--dest", str(tmp_path / "d"), "--dry-run"])
+    assert fetched.exit_code == 0, fetched.output
+    from packaging.requirements import Requirement
+
+    deps = next(x for x in fetched.stdout.splitlines() if "--only-binary=:all:" in x and "-c" in x.split()
+                and f"torch=={torch}" not in x)  # after the sdist's line: the built wheel's dependencies, torch held
+    assert declared <= {Requirement(a).name for a in deps.split()[-len(declared):]}, fetched.stdout
 
 
 def test_dockerfile_installs_a_wheel_the_plan_takes_by_url_from_that_url() -> None:
