@@ -6,9 +6,8 @@ another), a file:// folder, or (marked ``network``) PyPI itself.
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +16,13 @@ from click.testing import CliRunner
 from packaging.tags import Tag
 from packaging.version import Version
 
-from resolver.cli import main
-from resolver.index_lookup import lookup
-from resolver.models import ComputeCapability, Gpu, Target
-from resolver.passthrough import IndexFile, IndexProject, pin_others
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+from fakewheels import serve_pages  # noqa: E402
+from resolver.cli import main  # noqa: E402
+from resolver.index_lookup import lookup  # noqa: E402
+from resolver.models import ComputeCapability, Gpu, Target  # noqa: E402
+from resolver.passthrough import IndexFile, IndexProject, pin_others  # noqa: E402
 
 H100 = Target(gpus=(Gpu("H100", ComputeCapability(9, 0)),), python="3.12", platform="linux_x86_64")
 
@@ -103,27 +105,8 @@ def index() -> Iterator[str]:
                                               ' data-yanked="">flash_attn_3-0.0.0-py3-none-any.whl</a></body></html>'),
     }
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            page = pages.get(self.path)
-            if page is None:
-                self.send_error(404)
-                return
-            body = page[1].encode()
-            self.send_response(200)
-            self.send_header("Content-Type", page[0])
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
-    server.shutdown()
+    with serve_pages({path: (kind, body.encode()) for path, (kind, body) in pages.items()}) as url:
+        yield url
 
 
 def test_lookup_reads_json_and_html_pages(index: str) -> None:

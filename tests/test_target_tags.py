@@ -8,11 +8,9 @@ The download test runs the real pip against a file:// index laid out like PyPI.
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
-from fakewheels import make_wheel, write_index  # noqa: E402
+from fakewheels import make_wheel, serve_pages, write_index  # noqa: E402
 from resolver.cli import main  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "pypi"
@@ -33,24 +31,8 @@ def pypi() -> Iterator[str]:
     """A loopback simple index serving the recorded numpy page as PyPI does (PEP 691 JSON)."""
     body = (DATA / "numpy.json").read_bytes()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path != "/simple/numpy/":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
-    server.shutdown()
+    with serve_pages({"/simple/numpy/": ("application/vnd.pypi.simple.v1+json", body)}) as url:
+        yield url
 
 
 def invoke(*args: str) -> tuple[int, str]:
