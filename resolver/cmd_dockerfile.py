@@ -3,6 +3,8 @@ for a target, over ``resolver.dockerfile`` and ``resolver.dockerfile_fleet`` (do
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,9 +46,28 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     if opts.fleet:
         _fleet_dockerfile(requirements, output, fmt, opts, mirrors)
         return
-    plan, ctx = fresh_plan_for(requirements, opts)
+    plan, ctx, said = _for_the_image(requirements, opts)
     plan = with_mirrors(plan, *mirrors)
-    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix, index_url=mirrors[1]), plan, ctx))
+    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix, header=said, index_url=mirrors[1]), plan, ctx))
+
+
+def _for_the_image(requirements: tuple[str, ...], opts: PlanOptions) -> tuple[Plan, Context, list[str]]:
+    """Return the plan for the image's glibc, its context, and the header line saying so. Without --glibc a plan
+    takes an assumed (2.28) or this machine's glibc, but what runs in the image is the image's own: its Ubuntu's
+    (``dockerfile.image_glibc``). So the stack is planned again for that glibc (a flash-attn wheel built on Ubuntu
+    22.04 then fits a 22.04 image, and an older image's glibc is never exceeded), and taken when the image of the new
+    plan has at least that glibc."""
+    from resolver.dockerfile import image_glibc
+
+    plan, ctx = fresh_plan_for(requirements, opts)
+    found = image_glibc(plan, ctx.matrix) if opts.glibc is None else None
+    if found is None or found[0] == ctx.target.glibc:
+        return plan, ctx, []
+    again, ctx2 = fresh_plan_for(requirements, dataclasses.replace(opts, glibc=found[0]))
+    still = image_glibc(again, ctx2.matrix)
+    if still is None or still[0] < found[0]:
+        return plan, ctx, []
+    return again, ctx2, [f"glibc {found[0]}: the image's ({still[1]}); pass --glibc X.Y to plan for another"]
 
 
 def _image_mirrors(torch_index_url: str | None, index_url: str | None,

@@ -242,6 +242,19 @@ def refuse_platform(platform: str) -> None:
                        "plan a linux_x86_64 or linux_aarch64 target, or use `gpustack plan` for Windows")
 
 
+def image_glibc(plan: Plan, matrix: Matrix) -> tuple[Version, str] | None:
+    """Return the glibc of the image ``render`` builds ``plan`` on, and that image's name: its Ubuntu release's
+    (``Matrix.os_glibc``); ``None`` when the image or its Ubuntu's glibc is not known (or there is no image)."""
+    torch = plan.stack.get("torch")
+    try:
+        img, _ = base_image(torch.cuda if torch is not None else None, matrix)
+    except NoCompatibleStack:
+        return None
+    ubuntu, name = (img.ubuntu, img.runtime) if img is not None else (CPU_IMAGE.split(":")[1], CPU_IMAGE)
+    glibc = matrix.os_glibc.get(f"ubuntu-{ubuntu}") if ubuntu else None
+    return (glibc, name) if glibc is not None else None
+
+
 def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = (),
            index_url: str | None = None) -> str:
     """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA.

@@ -451,6 +451,7 @@ def _docker(ctx: _Ctx, r: Mapping[str, Any]) -> DockerImage:
         removed=ctx.get(r, "removed", bool, default=False),
         unverified=ctx.get(r, "unverified", bool, default=False),
         source=_source(ctx, r),
+        ubuntu=ctx.get(r, "ubuntu", str, default=""),
     )
 
 
@@ -772,4 +773,5 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
         wheels=wheels,
         wheel_index=wheel_index,
         attention=parse_rows(data.get("attention", {})),
+        os_glibc=os_glibc,
     )

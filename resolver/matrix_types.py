@@ -219,6 +219,7 @@ class DockerImage:
     removed: bool
     unverified: bool
     source: str
+    ubuntu: str = ""  # the Ubuntu release the image is built on ("22.04"): its glibc is the image's
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,6 +344,7 @@ class Matrix:
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts
     extra: dict[str, object] = field(default_factory=dict)
     attention: tuple[AttentionRelease, ...] = ()  # FA3, flash-attn-4, SageAttention, flash-attn 1.x
+    os_glibc: dict[str, Version] = field(default_factory=dict)  # "ubuntu-22.04" -> 2.35 (flash_attn.toml wheel_os_glibc)
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:
         v = Version(str(version))

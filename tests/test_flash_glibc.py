@@ -70,3 +70,18 @@ def test_a_build_os_without_a_glibc_is_a_matrix_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["matrix", "validate", "--matrix-dir", str(folder)])
     assert result.exit_code == 2 and "wheel_os_glibc" in result.output and "ubuntu-18.04" in result.output, \
         result.output
+
+
+def test_a_dockerfile_plans_for_the_glibc_of_its_image() -> None:
+    # Without --glibc the plan assumed glibc 2.28, so the image (Ubuntu 22.04: glibc 2.35) built flash-attn from
+    # source in a devel stage (20+ minutes) where the GitHub wheel runs. The image's glibc is the target's now.
+    out = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "--python", "3.11", "torch==2.6.0", "flash-attn"])
+    assert out.exit_code == 0, out.output
+    text = out.stdout
+    assert "# glibc 2.35: the image's (nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04); pass --glibc X.Y to plan for " \
+           "another" in text.splitlines()
+    assert " AS build" not in text and "'flash-attn @ https://github.com/Dao-AILab/flash-attention/releases/" in text
+    # --glibc given is the user's: an older host's glibc still builds from source
+    given = CliRunner().invoke(main, ["dockerfile", "--gpu", "A100", "--python", "3.11", "--glibc", "2.28",
+                                      "torch==2.6.0", "flash-attn"])
+    assert given.exit_code == 0 and " AS build" in given.stdout and "# glibc 2.35" not in given.stdout, given.output
