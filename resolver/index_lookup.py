@@ -107,7 +107,7 @@ def _remote(name: str, index: str, timeout: float) -> IndexProject:
         resp = requests.get(url, headers={"Accept": ACCEPT}, timeout=timeout)
     except requests.RequestException as exc:
         return IndexProject(name, shown, error=f"could not check {name} on {shown} ({type(exc).__name__}); "
-                                               "pass --index-url of a reachable index, or drop it")
+                                               "pass --index-url of a reachable index, or drop it", unreachable=True)
     if resp.status_code == 404:
         return IndexProject(name, shown, error=f"{name} does not exist on {shown}")
     if resp.status_code != 200:

@@ -45,6 +45,7 @@ class IndexProject:
     index_url: str
     files: tuple[IndexFile, ...] = ()
     error: str | None = None
+    unreachable: bool = False  # the index gave no answer at all (not the name's fault: exit 1, as plan refuses it)
 
 
 def checked_names(others: tuple[str, ...]) -> list[str]:

@@ -166,6 +166,10 @@ def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: T
     if name not in index:
         return None
     pinned, _, why = pin_others((str(req),), index, target)
+    if why and index[name].unreachable:  # not the input's fault: exit 1 (README), as plan's refusal of it
+        from resolver.installers import SourceUnreachable
+
+        raise SourceUnreachable(f"{req}: {why[0].text}")
     if why:
         text = why[0].text
         step = "" if "--index-url" in text else "; check the name and the version, or the index (--index-url)"

@@ -106,6 +106,25 @@ def test_a_requirement_no_release_meets_is_bad_input(tmp_path: Path) -> None:
     assert lock.read_bytes() == before
 
 
+def test_an_index_that_does_not_answer_is_not_bad_input(tmp_path: Path) -> None:
+    # It exited 2 (bad input) where plan, asked the same, exits 1: README's exit codes say 1 for an index that does
+    # not answer. A closed port on this machine answers at once.
+    import socket
+
+    lock = _lock(tmp_path, RTX3090, ("torch", "2.1.0"))
+    before = lock.read_bytes()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/simple"
+    got = CliRunner().invoke(main, ["check-upgrade", "numpy<2", "--lock", str(lock), "--index-url", dead])
+    assert got.exit_code == 1, got.output
+    assert got.stderr.startswith("gpustack: numpy<2: could not check numpy on ") and got.stderr.count("\n") == 1
+    plan = CliRunner().invoke(main, ["plan", "--gpu", "8.6", "--driver", "535.104.05", "--python", "3.10",
+                                     "torch==2.1.0", "numpy<2", "--index-url", dead])
+    assert plan.exit_code == got.exit_code, plan.output
+    assert lock.read_bytes() == before
+
+
 def _venv_with(tmp_path: Path, dists: dict[str, tuple[str, list[str]]]) -> str:
     """A real venv (no pip) whose site-packages holds the metadata of ``dists`` (name -> version, Requires-Dist)."""
     venv = tmp_path / "venv"
