@@ -163,6 +163,19 @@ def _remote(url: str | None) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not is_loopback(parts.hostname)
 
 
+def mirror_of(url: str) -> str | None:
+    """Return the mirror option that moves ``url`` elsewhere, as a phrase ("a mirror of PyPI: --index-url URL"):
+    for the PyTorch index and PyPI, whose mirrors install, lock and download take (``mirrors``); else ``None``."""
+    from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX
+
+    if url.startswith(PYTORCH_INDEX + "/"):
+        return ("a mirror of download.pytorch.org/whl (same layout: URL/cu121): --torch-index-url URL or "
+                "$GPUSTACK_TORCH_INDEX_URL")
+    if url.rstrip("/") == PYPI_SIMPLE:
+        return "a mirror of PyPI: --index-url URL"
+    return None
+
+
 def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
     """Return ``sources`` with the remote URLs that did not answer a ``timeout`` s probe in ``unreachable``.
 
@@ -192,9 +205,12 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
                     dead.add(url)
             if not local and url in (step.url, step.index_url):
                 from resolver.redact import redact
+                mirror = mirror_of(url)
                 raise SourceUnreachable(redact(
-                    f"{url} is not reachable (needed for {step.requirement}); on a connected machine run "
-                    "`gpustack download ... --dest DIR`, copy DIR here and install with `--find-links DIR`"))
+                    f"{url} is not reachable (needed for {step.requirement}); "
+                    + (f"install through {mirror}, or " if mirror else "")
+                    + "on a connected machine run `gpustack download ... --dest DIR`, copy DIR here and install with "
+                      "`--find-links DIR`"))
     return replace(sources, unreachable=frozenset(dead))
 
 

@@ -89,17 +89,14 @@ def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str =
 
 def _next_step(url: str, direct: bool, default_index: str, torch_mirror: str | None) -> str:
     """Return what to do when ``url`` does not answer: name the option that moves it to a mirror."""
-    from resolver.models import PYTORCH_INDEX
+    from resolver.installers import mirror_of
 
     if direct:
         return "lock with --no-deps (the plan's packages only), or where its host answers"
-    if url.startswith(PYTORCH_INDEX + "/"):
-        return ("lock through a mirror of download.pytorch.org/whl (same layout: URL/cu121): --torch-index-url URL "
-                "or $GPUSTACK_TORCH_INDEX_URL")
+    if (mirror := mirror_of(url)) is not None:
+        return f"lock through {mirror}"
     if torch_mirror and url.startswith(torch_mirror.rstrip("/") + "/"):
         return "check the mirror given by --torch-index-url (or $GPUSTACK_TORCH_INDEX_URL), or lock where it answers"
-    if url.rstrip("/") == PYPI_SIMPLE:
-        return "lock through a mirror of PyPI: --index-url URL"
     if url.rstrip("/") == default_index.rstrip("/"):
         return "check the mirror given by --index-url (or $PIP_INDEX_URL), or lock where it answers"
     return "lock where it answers, or with --no-deps for the plan's packages only"

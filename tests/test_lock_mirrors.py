@@ -359,3 +359,22 @@ def test_lock_from_an_unreachable_pytorch_index_names_it_and_the_mirror_option(t
     out.parent.mkdir()
     result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "-o", str(out)])
     _assert_unreachable(result, out, "download.pytorch.org", "--torch-index-url")
+
+
+@pytest.mark.skipif(_resolves("download.pytorch.org"), reason="download.pytorch.org resolves here")
+def test_install_from_an_unreachable_pytorch_index_names_the_mirror_option_as_lock_does(tmp_path: Path) -> None:
+    """install said only 'on a connected machine run gpustack download ...'; it now names --torch-index-url first,
+    from the same phrase lock uses (installers.mirror_of)."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    result = CliRunner().invoke(main, ["install", "--cpu", "torch==2.13.0", "--python-exe", str(venv / "bin" / "python"),
+                                       "--installer", "uv"])
+    assert result.exit_code == 1, result.output
+    [said] = result.output.strip().splitlines()
+    assert said.startswith("gpustack: https://download.pytorch.org/whl/cpu is not reachable (needed for "
+                           "torch==2.13.0+cpu); install through a mirror of download.pytorch.org/whl (same layout: "
+                           "URL/cu121): --torch-index-url URL or $GPUSTACK_TORCH_INDEX_URL, or on a connected machine "
+                           "run `gpustack download"), said
