@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
+from packaging.version import Version
 
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, NoCompatibleStack
@@ -46,28 +48,53 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     if opts.fleet:
         _fleet_dockerfile(requirements, output, fmt, opts, mirrors)
         return
-    plan, ctx, said = _for_the_image(requirements, opts)
+    [(_, _, plan)], ctx, glibc = _for_the_image(lambda o: _one(requirements, o, output), opts)
     plan = with_mirrors(plan, *mirrors)
-    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix, header=said, index_url=mirrors[1]), plan, ctx))
+    write_atomic(output, _rendered(lambda: render(plan, ctx.matrix, header=_said(glibc, plan, ctx),
+                                                  index_url=mirrors[1]), plan, ctx))
 
 
-def _for_the_image(requirements: tuple[str, ...], opts: PlanOptions) -> tuple[Plan, Context, list[str]]:
-    """Return the plan for the image's glibc, its context, and the header line saying so. Without --glibc a plan
-    takes an assumed (2.28) or this machine's glibc, but what runs in the image is the image's own: its Ubuntu's
-    (``dockerfile.image_glibc``). So the stack is planned again for that glibc (a flash-attn wheel built on Ubuntu
-    22.04 then fits a 22.04 image, and an older image's glibc is never exceeded), and taken when the image of the new
-    plan has at least that glibc."""
+Planned = list[tuple[Any, str, Plan]]  # (a fleet's GPU class or None, the file it goes to, its plan)
+
+
+def _one(requirements: tuple[str, ...], opts: PlanOptions, output: str) -> tuple[Planned, Context]:
+    plan, ctx = fresh_plan_for(requirements, opts)
+    return [(None, output, plan)], ctx
+
+
+def _for_the_image(plan_with: Callable[[PlanOptions], tuple[Planned, Context]],
+                   opts: PlanOptions) -> tuple[Planned, Context, Version | None]:
+    """Return the plans for their images' glibc, their context, and that glibc when it was taken so (``_said``
+    writes it in each Dockerfile). Without --glibc a
+    plan takes an assumed (2.28) or this machine's glibc, but what runs in an image is the image's own: its Ubuntu's
+    (``dockerfile.image_glibc``). So the stacks are planned again for that glibc when every image has the same one
+    (a flash-attn wheel built on Ubuntu 22.04 then fits a 22.04 image, and an older image's glibc is never
+    exceeded), and taken when each image of the new plans has at least that glibc."""
     from resolver.dockerfile import image_glibc
 
-    plan, ctx = fresh_plan_for(requirements, opts)
-    found = image_glibc(plan, ctx.matrix) if opts.glibc is None else None
-    if found is None or found[0] == ctx.target.glibc:
-        return plan, ctx, []
-    again, ctx2 = fresh_plan_for(requirements, dataclasses.replace(opts, glibc=found[0]))
-    still = image_glibc(again, ctx2.matrix)
-    if still is None or still[0] < found[0]:
-        return plan, ctx, []
-    return again, ctx2, [f"glibc {found[0]}: the image's ({still[1]}); pass --glibc X.Y to plan for another"]
+    planned, ctx = plan_with(opts)
+    if opts.glibc is not None:
+        return planned, ctx, None
+    found = [image_glibc(plan, ctx.matrix) for _, _, plan in planned]
+    glibcs = {f[0] for f in found if f is not None}
+    if None in found or len(glibcs) != 1:
+        return planned, ctx, None
+    glibc = glibcs.pop()
+    if all(plan.stack.target.glibc == glibc for _, _, plan in planned):
+        return planned, ctx, None
+    again, ctx2 = plan_with(dataclasses.replace(opts, glibc=glibc))
+    still = [image_glibc(plan, ctx2.matrix) for _, _, plan in again]
+    if len(again) != len(planned) or any(s is None or s[0] < glibc for s in still):
+        return planned, ctx, None
+    return again, ctx2, glibc
+
+
+def _said(glibc: Version | None, plan: Plan, ctx: Context) -> list[str]:
+    """Return the Dockerfile comment saying the plan is for its image's glibc (``_for_the_image``), if it is."""
+    from resolver.dockerfile import image_glibc
+
+    found = image_glibc(plan, ctx.matrix) if glibc is not None else None
+    return [f"glibc {glibc}: the image's ({found[1]}); pass --glibc X.Y to plan for another"] if found else []
 
 
 def _image_mirrors(torch_index_url: str | None, index_url: str | None,
@@ -111,11 +138,11 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
     from resolver.dockerfile_fleet import affinity_yaml, render_fleet
 
     if opts.per_class:  # with --format k8s, the images are named after the Dockerfiles --per-class writes
-        plans, ctx = per_class_plans(requirements, opts, "Dockerfile" if fmt == "k8s" else output)
+        plans, ctx, glibc = _for_the_image(
+            lambda o: per_class_plans(requirements, o, "Dockerfile" if fmt == "k8s" else output), opts)
     else:
-        plan, ctx = fresh_plan_for(requirements, opts)
+        plans, ctx, glibc = _for_the_image(lambda o: _one(requirements, o, output), opts)
         assert ctx.fleet is not None
-        plans = [(None, output, plan)]
     plans = [(c, path, with_mirrors(plan, *mirrors)) for c, path, plan in plans]
     fleet = ctx.fleet
     assert fleet is not None
@@ -135,7 +162,8 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
     for _, path, _ in plans:
         check_output(path)
     texts = [(path, _rendered(lambda: render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None,
-                                                   index_url=mirrors[1]), plan, ctx))
+                                                   header=_said(glibc, plan, ctx), index_url=mirrors[1]),
+                              plan, ctx))
              for c, path, plan in plans]
     for path, text in texts:  # every image rendered before the first file is written
         write_atomic(path, text)

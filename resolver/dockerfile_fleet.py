@@ -57,13 +57,14 @@ def _entrypoint(plan: Plan) -> list[str]:
 
 
 def render_fleet(plan: Plan, matrix: Matrix, fleet: Fleet, classes: Sequence[GpuClass] | None = None, *,
-                 index_url: str | None = None) -> str:
+                 header: Sequence[str] = (), index_url: str | None = None) -> str:
     """Return the Dockerfile of ``plan`` for the fleet's ``classes`` (all by default), with the start-up check;
     ``index_url`` is the PyPI mirror (``dockerfile.render``)."""
     from resolver.dockerfile import render
 
     served = tuple(classes) if classes is not None else fleet.classes
-    return render(plan, matrix, header=_classes_header(fleet, served), final=_entrypoint(plan), index_url=index_url)
+    return render(plan, matrix, header=[*_classes_header(fleet, served), *header], final=_entrypoint(plan),
+                  index_url=index_url)
 
 
 def _term(c: GpuClass) -> list[str]:

@@ -134,3 +134,29 @@ def test_per_class_affinity_is_one_document_per_image(the_fleet: fleet.Fleet) ->
     assert len(docs) == 4
     assert "node affinity for image v100-sxm2-16gb-d535" in docs[0]
     assert 'values: ["NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"]' in docs[2]
+
+
+def test_a_fleet_image_is_planned_for_its_images_glibc(tmp_path: Path) -> None:
+    # The fleet's nodes report no glibc, so the plan assumed 2.28 and the image (Ubuntu 22.04: glibc 2.35) built
+    # flash-attn from source where its GitHub wheel runs; as `dockerfile` without --fleet, it plans for the image's.
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    nodes = json.loads(K8S.read_text())
+    nodes["items"] = [n for n in nodes["items"]
+                      if any(g in n["metadata"]["labels"].get("nvidia.com/gpu.product", "") for g in ("A100", "H100"))]
+    ampere_up = tmp_path / "nodes.json"
+    ampere_up.write_text(json.dumps(nodes))
+    out = CliRunner().invoke(main, ["dockerfile", "--fleet", str(ampere_up), "torch==2.6.0", "flash-attn"])
+    assert out.exit_code == 0, out.output
+    assert "# glibc 2.35: the image's (nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04); pass --glibc X.Y to plan for " \
+           "another" in out.stdout.splitlines()
+    assert " AS build" not in out.stdout and "'flash-attn @ https://github.com/Dao-AILab/" in out.stdout
+    (tmp_path / "per").mkdir()
+    each = CliRunner().invoke(main, ["dockerfile", "--fleet", str(ampere_up), "--per-class", "-o",
+                                     str(tmp_path / "per" / "Dockerfile"), "torch==2.6.0", "flash-attn"])
+    assert each.exit_code == 0, each.output
+    files = sorted((tmp_path / "per").iterdir())
+    assert len(files) == 2 and all("# glibc 2.35: the image's" in f.read_text() and " AS build" not in f.read_text()
+                                   for f in files), [f.name for f in files]
