@@ -52,6 +52,7 @@ __all__ = [
     "build_nvcc",
     "wheel_refusal",
     "integrated_gpus",
+    "gpu_driver_refusals",
     "torch_release_refusal",
     "torch_cxx11_abi",
     "torch_pin",
@@ -204,6 +205,39 @@ def torch_pin(version: str, index_url: str | None) -> str:
 
 
 # --- wheels x Python / platform / glibc (wheels.toml) -----------------------------------------------------------------
+
+
+def gpu_driver_refusals(target: Target, matrix: Matrix) -> list[Refusal]:
+    """Return one refusal (kind ``driver``) per GPU of the target that its driver cannot drive: the driver's branch
+    (its major) is older than the architecture's first branch or newer than its last (``gpus.toml
+    [[driver_support]]``). Facts: gpu, architecture, compute_capability, driver, driver_range and ``suggested``, the
+    matrix's own driver (a CUDA toolkit's GA driver, ``cuda.toml``) nearest inside the range, or "". Linux drivers
+    only (a Windows driver's major is not its branch: 572.83 is R570); an unknown driver or GPU is not checked."""
+    if target.driver is None or not target.platform.startswith("linux_"):
+        return []
+    branch = target.driver.major
+    known = sorted({c.ga_min_driver_linux for c in matrix.cuda if c.ga_min_driver_linux is not None})
+    out = []
+    for g in sorted(target.gpus, key=lambda g: (g.compute_capability, g.name)):
+        row = next((d for d in matrix.driver_support if g.compute_capability in d.capabilities), None)
+        if row is None:
+            continue
+        if row.first_branch is not None and branch < row.first_branch:
+            rng = f"R{row.first_branch} or newer"
+            suggested = next((format_driver(v) for v in known if v.major >= row.first_branch
+                              and (row.last_branch is None or v.major <= row.last_branch)), "")
+        elif row.last_branch is not None and branch > row.last_branch:
+            rng = f"R{row.last_branch} or older"
+            suggested = next((format_driver(v) for v in reversed(known) if v.major <= row.last_branch
+                              and (row.first_branch is None or v.major >= row.first_branch)), "")
+        else:
+            continue
+        out.append(refusal("", g.name, "driver", "driver {driver} (R{branch}) cannot drive {gpu} ({architecture}, "
+                           "{sm}): NVIDIA drives it with {driver_range} drivers", driver=format_driver(target.driver),
+                           branch=branch, gpu=g.name, architecture=row.architecture, sm=g.compute_capability.sm,
+                           compute_capability=g.compute_capability, driver_range=rng, suggested=suggested,
+                           source=row.source))
+    return list({r.text: r for r in out}.values())  # two GPUs of one name: said once
 
 
 def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:

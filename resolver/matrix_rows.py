@@ -20,6 +20,7 @@ from resolver.matrix_types import (
     CompatFacts,
     CudaMinor,
     DockerImage,
+    DriverSupport,
     FlashRelease,
     FlashWheelRow,
     GpuRow,
@@ -400,6 +401,31 @@ def _gpu(ctx: _Ctx, r: Mapping[str, Any]) -> GpuRow:
     )
 
 
+def _driver_support(ctx: _Ctx, r: Mapping[str, Any]) -> DriverSupport:
+    """A ``[[driver_support]]`` row: its capabilities and at least one branch bound, each with its own source."""
+    ccs = ctx.str_list(r, "compute_capabilities")
+    if not ccs:
+        raise ctx.fail("compute_capabilities", "empty: name the compute capabilities the bounds apply to")
+    _source(ctx, r)
+    caps = frozenset(ctx.parse("compute_capabilities", c, ComputeCapability.parse) for c in ccs)
+    bounds: dict[str, int | None] = {}
+    sources = []
+    for key in ("first_driver_branch", "last_driver_branch"):
+        bounds[key] = ctx.get(r, key, int, default=None)
+        if bounds[key] is None:
+            continue
+        src = ctx.get(r, f"{key}_source", str, default="")
+        if not src.strip():
+            raise ctx.fail(f"{key}_source", f"missing: every {key} names its source (NVIDIA driver or CUDA release notes)")
+        sources.append(src)
+    first, last = bounds["first_driver_branch"], bounds["last_driver_branch"]
+    if first is None and last is None:
+        raise ctx.fail("first_driver_branch", "missing: a row bounds the driver on at least one side")
+    if first is not None and last is not None and first > last:
+        raise ctx.fail("last_driver_branch", f"{last} is older than first_driver_branch {first}")
+    return DriverSupport(ctx.get(r, "architecture", str), caps, first, last, "; ".join(sources))
+
+
 def _host_platforms(ctx: _Ctx, r: Mapping[str, Any]) -> tuple[str, ...]:
     """Return a GPU's ``host_platforms`` (each a known platform, with its own ``host_platforms_source``)."""
     found = ctx.str_list(r, "host_platforms", default=())
@@ -559,7 +585,7 @@ def _rows(data: Mapping[str, Any], file: str, key: str) -> list[tuple[_Ctx, Mapp
         if not isinstance(r, dict):
             raise InvalidMatrix("expected a table", f"{file}: {key}[{i}]")
         label = (" ".join(str(r.get(k, "?")) for k in ("package", "version", "platform")) if "platform" in r else None) \
-            or r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or r.get("package") or i
+            or r.get("version") or r.get("name") or r.get("cuda") or r.get("minor") or r.get("major") or r.get("package") or r.get("architecture") or i
         out.append((_Ctx(file, f"{key}[{i}] ({label})"), r))
     return out
 
@@ -616,7 +642,10 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
     ("flash_attn", "release/torch"): frozenset({
         "cuda_build", "cxx11_abi", "platforms", "python", "source", "torch"}),
     ("gpus", ""): frozenset({
-        "gpu", "meta"}),
+        "driver_support", "gpu", "meta"}),
+    ("gpus", "driver_support"): frozenset({
+        "architecture", "compute_capabilities", "first_driver_branch", "first_driver_branch_source",
+        "last_driver_branch", "last_driver_branch_source", "note", "source"}),
     ("gpus", "gpu"): frozenset({
         "architecture", "cc_unverified", "compute_capability", "host_platforms", "host_platforms_source",
         "integrated", "integrated_source", "memory_gb",
@@ -744,6 +773,14 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
     cuda = tuple(_cuda_minor(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "cuda_minor"))
     compat = tuple(_minor_compat(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "minor_version_compat"))
     gpus = tuple(_gpu(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "gpu"))
+    driver_support = tuple(_driver_support(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "driver_support"))
+    seen: dict[ComputeCapability, str] = {}
+    for d in driver_support:
+        for cc in d.capabilities:
+            if cc in seen:
+                raise InvalidMatrix(f"compute capability {cc} is bounded twice ({seen[cc]}, {d.architecture})",
+                                    "gpus.toml: driver_support")
+            seen[cc] = d.architecture
     profiles = tuple(_profile(c, r) for c, r in _rows(data["profiles"], "profiles.toml", "profile"))
     docker = tuple(_docker(c, r) for c, r in _rows(data.get("docker", {}), "docker.toml", "image"))
     jobs = tuple(_build_job(c, r) for c, r in _rows(data.get("build", {}), "build.toml", "job"))
@@ -774,4 +811,5 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
         wheel_index=wheel_index,
         attention=parse_rows(data.get("attention", {})),
         os_glibc=os_glibc,
+        driver_support=driver_support,
     )

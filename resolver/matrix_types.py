@@ -180,6 +180,18 @@ class GpuRow:
 
 
 @dataclass(frozen=True, eq=False)
+class DriverSupport:
+    """The driver branches that drive one GPU architecture (``gpus.toml [[driver_support]]``): a branch is a driver
+    version's major (470 = R470); ``None`` where no source confirms that side's bound."""
+
+    architecture: str
+    capabilities: frozenset[ComputeCapability]
+    first_branch: int | None
+    last_branch: int | None
+    source: str  # the bounds' sources, joined
+
+
+@dataclass(frozen=True, eq=False)
 class Profile:
     """Requirements a known consumer (AudioCraft, fairseq, diffusers) puts on the stack."""
 
@@ -345,6 +357,7 @@ class Matrix:
     extra: dict[str, object] = field(default_factory=dict)
     attention: tuple[AttentionRelease, ...] = ()  # FA3, flash-attn-4, SageAttention, flash-attn 1.x
     os_glibc: dict[str, Version] = field(default_factory=dict)  # "ubuntu-22.04" -> 2.35 (flash_attn.toml wheel_os_glibc)
+    driver_support: tuple[DriverSupport, ...] = ()  # gpus.toml [[driver_support]]: which driver branches drive a GPU
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:
         v = Version(str(version))

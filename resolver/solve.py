@@ -22,7 +22,14 @@ from packaging.version import InvalidVersion, Version
 
 from resolver.attention import choose_kernel, later_generations, pointer
 from resolver.candidates import TorchOption, torch_options
-from resolver.compat import attention_target_problem, coverage, driver_refusal, integrated_gpus, torch_release_refusal
+from resolver.compat import (
+    attention_target_problem,
+    coverage,
+    driver_refusal,
+    gpu_driver_refusals,
+    integrated_gpus,
+    torch_release_refusal,
+)
 from resolver.companions import Companion, choose_flash, choose_xformers, flash_fits_gpus
 from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure, solves
@@ -151,6 +158,8 @@ def _options(target: Target, matrix: Matrix, request: Request, reporter: Reporte
     """
     found: list[Option] = []
     holds_seen: dict[tuple[int, ...], str | None] = {}
+    if gpu_driver_refusals(target, matrix):
+        return found  # the driver cannot drive a GPU of the target, whatever the stack: solve says why
     if request.flash_attn is not None and not any(
         flash_fits_gpus(f, target) for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)
     ):
@@ -256,6 +265,27 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         torch_cxx11_abi=t.cxx11_abi,
         others_index_url=request.index_url,
     )
+
+
+def _driver_gpu_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompatibleStack | None:
+    """Return the refusal of a target whose driver cannot drive one of its GPUs (``compat.gpu_driver_refusals``), each
+    GPU's refusal carrying the driver inside its range (the matrix's own) only when the whole request solves with it
+    on the whole target; or None."""
+    why = gpu_driver_refusals(target, matrix)
+    if not why:
+        return None
+    out: list[Refusal] = []
+    alts: list[Alternative] = []
+    for r in why:
+        change = Change(target={"driver": r.facts["suggested"]}) if r.facts["suggested"] else None
+        alt = None
+        if change is not None and solves(target, matrix, request, change):
+            alt = alternative("use an NVIDIA driver of {driver_range} for {gpu} (such as {suggested}, pass --driver "
+                              "{suggested})", change, driver_range=r.facts["driver_range"], gpu=r.facts["gpu"],
+                              suggested=r.facts["suggested"])
+            alts.append(alt)
+        out.append(dataclasses.replace(r, alternative=alt))
+    return NoCompatibleStack(out, list(dict.fromkeys(alts)))
 
 
 def _kernel_refusal(target: Target, matrix: Matrix, request: Request) -> NoCompatibleStack | None:
@@ -429,6 +459,9 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
                     "jp6/cu126 for Orin on JetPack 6, sbsa/cu130 for Thor on JetPack 7; docs/matrix.md)")]
             + ([alternative("plan a CPU-only stack with --cpu", to_cpu)] if cpu_ok else []),
         )
+    undriven = _driver_gpu_refusal(target, matrix, request)
+    if undriven is not None:
+        raise undriven
     blocked = _kernel_refusal(target, matrix, request)
     if blocked is not None:
         raise blocked

@@ -43,13 +43,13 @@ def test_flash_attn_on_v100_is_a_compute_capability_refusal() -> None:
 
 
 def test_driver_floor_refusal_names_driver_and_floor() -> None:
-    data = _refused("--gpu", "H100", "--driver", "440.33", "--python", "3.10")
+    data = _refused("--gpu", "A100", "--driver", "440.33", "--python", "3.10")
     first = data["refusals"][0]  # type: ignore[index]
     assert first["kind"] == "driver"
     assert first["package"] == "torch"
     assert first["facts"]["driver"] == "440.33"
     assert first["facts"]["driver_floor"] == "450.80.02"
-    assert first["facts"]["cuda"] == "11.8"
+    assert first["facts"]["cuda"] == "11.3"
     assert first["alternative"] == {"text": "update the NVIDIA driver to >= 450.80.02 for CUDA 11.x builds",
                                     "change": {"target": {"driver": "450.80.02"}, "request": {}}}
     assert first["text"] == data["reasons"][0]  # type: ignore[index]
