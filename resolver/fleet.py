@@ -158,7 +158,7 @@ class Fleet:
     def summary(self, driver: Version | None = None) -> list[str]:
         """Lines saying what was read, the classes, each skipped node with its reason, and the notes (``driver``:
         the ``--driver`` that stands in for nodes that report none)."""
-        nodes = sum(len(c.nodes) for c in self.classes)
+        nodes = len({n.name for c in self.classes for n in c.nodes})  # a node with two GPU types is in two classes
         out = [f"fleet: {self.kind} nodes from {self.origin}: {nodes} GPU node{'s' if nodes != 1 else ''} in "
                f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"]
         out.append("  read: " + ", ".join(self.labels))

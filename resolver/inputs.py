@@ -135,7 +135,10 @@ def ascii_number(text: str, what: str, *, hint: str) -> float:
 def positive_seconds(value: float | str, what: str, *, maximum: float = 86400.0) -> float:
     """Return a finite timeout in ``(0, maximum]`` seconds; ``BadInput`` for ``nan``, ``inf``, zero or negatives."""
     hint = f"pass seconds between 1 and {maximum:.0f}, e.g. 120"
-    seconds = ascii_number(value, what, hint=hint) if isinstance(value, str) else float(value)
+    if isinstance(value, str) and value.strip().startswith("-") and _ASCII_NUMBER.fullmatch(value.strip()[1:]):
+        seconds = -1.0  # a negative number is a number: say what is wrong with it, as for 0
+    else:
+        seconds = ascii_number(value, what, hint=hint) if isinstance(value, str) else float(value)
     if not math.isfinite(seconds) or seconds <= 0 or seconds > maximum:
         raise BadInput(f"{what} {value!r}: not a positive, finite number of seconds; {hint}")
     return seconds

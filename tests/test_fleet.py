@@ -183,6 +183,16 @@ def test_slurm_gres_forms(matrix: Any) -> None:
         fleet.parse(json.dumps(doc), "s.json", matrix)
 
 
+def test_a_node_with_two_gpu_types_is_one_node(matrix: Any) -> None:
+    # `gpu:h100:4,gpu:a100:4` puts one node in two classes; the summary counted it as two GPU nodes
+    doc = json.loads(SLURM.read_text())
+    gpu_nodes = [n for n in doc["nodes"] if n.get("gres") not in ("", "(null)", None)]
+    doc["nodes"] = [n for n in doc["nodes"] if n not in gpu_nodes] + [{**gpu_nodes[0], "gres": "gpu:h100:4,gpu:a100:4"}]
+    f = fleet.parse(json.dumps(doc), "s.json", matrix)
+    assert sorted(c.label for c in f.classes) == ["A100", "H100"]
+    assert f.summary()[0].startswith("fleet: slurm nodes from s.json: 1 GPU node in 2 classes"), f.summary()[0]
+
+
 @pytest.mark.parametrize("text, message", [
     ("NAME STATUS ROLES\nnode1 Ready <none>\n", "not JSON (line 1)"),
     ('{"kind": "Pod", "items": {}}', "neither a Kubernetes node list"),

@@ -75,6 +75,8 @@ def test_driver_must_be_ascii(driver: str) -> None:
 def test_verify_timeout_is_positive_finite_ascii(value: str) -> None:
     code, err = run("verify", "--timeout", value)
     assert code == 2 and "--timeout" in one_line(err)
+    # a number, but not a usable one, says so ('-5' said "not a number" while '0' said "not positive")
+    assert ("not a positive, finite number of seconds" in err) == (value in ("-1", "0")), err
     assert positive_seconds("2.5", "--timeout") == 2.5
 
 
