@@ -108,3 +108,21 @@ def test_a_row_without_a_bound_or_with_a_capability_twice_is_an_error() -> None:
                 "first_driver_branch": 400, "first_driver_branch_source": "s"}
     with pytest.raises(InvalidMatrix, match="bounded twice"):
         from_dicts(data)
+
+
+def test_only_a_described_target_is_checked() -> None:
+    """A detected machine's driver lists its GPUs: that beats a conservative bound (an R515 that drives an H100)."""
+    from resolver import matrix
+    from resolver.errors import NoCompatibleStack
+    from resolver.models import ComputeCapability, Gpu, Target
+    from resolver.request import Request
+    from resolver.solve import solve
+    from packaging.version import Version
+
+    m = matrix.load()
+    h100 = (Gpu("H100", ComputeCapability(9, 0)),)
+    given = Target(gpus=h100, python="3.11", platform="linux_x86_64", driver=Version("515.65.01"), source="given")
+    with pytest.raises(NoCompatibleStack, match="cannot drive H100"):
+        solve(given, m, Request())
+    detected = Target(gpus=h100, python="3.11", platform="linux_x86_64", driver=Version("515.65.01"))
+    assert solve(detected, m, Request()).packages[0].name == "torch"
