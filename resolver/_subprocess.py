@@ -117,14 +117,17 @@ def run(
 ) -> CompletedText:
     """Return the finished command's output; raise ``CommandFailed`` on a non-zero exit when ``check``.
 
-    ``env`` is added to this process's environment, not a replacement for it.
+    ``env`` is added to this process's environment, not a replacement for it. The child runs in its own session, and
+    on any exception here (a timeout, Ctrl-C, a signal) its whole process group is killed, not only the child: a
+    child of its own (``python -m venv``'s ensurepip) went on writing after gpustack had given up on its parent.
     """
     log.debug("run: %s (env+%s)", " ".join(argv), sorted(env) if env else [])
     held = _hold_signals()
     try:
         child = subprocess.Popen(list(argv), env=_merged_env(env), cwd=cwd, text=True, shell=False,
                                  stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                 preexec_fn=_die_with_parent)
     except BaseException:
         _release_signals(held)
         raise
@@ -132,7 +135,10 @@ def run(
         _release_signals(held)  # a signal that came meanwhile is raised here, with the child in hand
         out, err = child.communicate(input_text, timeout=timeout)
     except BaseException:
-        child.kill()
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # its group is its pid (own session): the child and its children
+        except (ProcessLookupError, PermissionError):
+            child.kill()
         child.wait()
         raise
     proc = subprocess.CompletedProcess(list(argv), child.returncode, out, err)

@@ -14,20 +14,12 @@ def venv_python(venv: str) -> str:
 
 
 def create_venv(venv: str, backend: str) -> None:
-    """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``.
-
-    The creator runs as its own process group, ended whole when gpustack is interrupted (``_subprocess.stream``):
-    ``python -m venv`` installs pip through a child of its own (ensurepip), which went on writing into the new venv
-    after gpustack had stopped its parent and removed the folder, so the folder came back."""
+    """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``
+    (``_subprocess.run``: interrupted, its whole process group goes, ensurepip's child included)."""
     from resolver import _subprocess  # not at the top: ``read_ahead`` asks ``venv_python`` before anything is loaded
-    from resolver.errors import CommandFailed
 
     if backend == "uv":
         from resolver.uvbin import find_uv
-        argv = [find_uv() or "uv", "venv", "--python", sys.executable, venv]
+        _subprocess.run([find_uv() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
     else:
-        argv = [sys.executable, "-m", "venv", venv]
-    said: list[str] = []
-    rc = _subprocess.stream(argv, said.append)
-    if rc != 0:
-        raise CommandFailed(argv, rc, "\n".join(said[-20:]))
+        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
