@@ -342,12 +342,8 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
     from resolver.lock_install import detected_target, install_locked_safely, refuse_lock, requirements_text
 
     if dry_run:  # the refusals and notes the install would give, then what it would install
-        from resolver.lock import lock_target_notes
-
         host = detected_target(python_exe if os.path.exists(python_exe) else sys.executable)  # a new venv's maker
-        refuse_lock(locked, host, allow_missing_hashes)
-        for text in lock_target_notes(locked, host):
-            _err(text)
+        refuse_lock(locked, host, allow_missing_hashes, note=_err)
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
@@ -373,14 +369,18 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
                         "plan --json")
     from resolver.download import download_argvs
 
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
-    plan = with_mirrors(_read_plan(plan_file) if plan_file else plan_for(requirements, opts, InstallReporter())[0],
-                        *mirrors)
     from resolver.lock_resolve import declared_requires
     from resolver.pipeline import load_matrix
 
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    if plan_file:
+        plan, matrix = _read_plan(plan_file), load_matrix(opts)
+    else:
+        plan, ctx = plan_for(requirements, opts, InstallReporter())
+        matrix = ctx.matrix  # the one the plan was solved with
+    plan = with_mirrors(plan, *mirrors)
     argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
-                           write=not dry_run, requires=declared_requires(plan, load_matrix(opts)))
+                           write=not dry_run, requires=declared_requires(plan, matrix))
     if dry_run:
         for argv in argvs:
             line(console(), " ".join(argv))

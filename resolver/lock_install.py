@@ -133,9 +133,11 @@ def detected_target(python_exe: str) -> Target:
     return host_target(detect(python_exe))
 
 
-def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = False) -> None:
+def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = False,
+                note: Callable[[str], None] | None = None) -> None:
     """Raise ``LockRefused`` when ``host`` does not satisfy the lock's target or a file has no hash (unless
-    ``allow_missing_hashes``): the one check an install of the lock and its dry run both make."""
+    ``allow_missing_hashes``), else pass ``note`` what the host lacks that a lock may go without
+    (``lock_target_notes``: no GPU here): the one check an install of the lock and its dry run both make."""
     reasons = check_lock_target(locked, host)
     if locked.missing and not allow_missing_hashes:
         names = ", ".join(p.requirement for p in locked.missing)
@@ -143,6 +145,9 @@ def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = F
                        "or pass --allow-missing-hashes to `gpustack install --lock` to install them unverified")
     if reasons:
         raise LockRefused(reasons)
+    if note is not None:
+        for text in lock_target_notes(locked, host):
+            note(text)
 
 
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
@@ -156,10 +161,7 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
     """
     if host is None:
         host = detected_target(python_exe)
-    refuse_lock(locked, host, allow_missing_hashes)
-    if note is not None:
-        for text in lock_target_notes(locked, host):
-            note(text)
+    refuse_lock(locked, host, allow_missing_hashes, note)
     done: list[str] = []
     with tempfile.TemporaryDirectory(prefix="gpustack-install-") as tmp:
         batches: list[tuple[list[LockedPackage], bool, dict[str, str]]] = []
