@@ -18,7 +18,7 @@ from packaging.version import Version
 from resolver import compat
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import DockerImage, Matrix
-from resolver.models import Plan, Step, Target, format_driver, marker_environment
+from resolver.models import GO_ARCH, Plan, Step, Target, format_driver, marker_environment
 from resolver.refusal import Change, advice, alternative, refusal
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ __all__ = ["render", "refuse_platform", "base_image", "UV_IMAGE", "CPU_IMAGE"]
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.13.9"
 CPU_IMAGE = "ubuntu:22.04"  # a CPU stack needs no CUDA user space; torch's CPU wheels need glibc >= 2.28
 VENV = "/opt/venv"
-# Docker's (OCI, Go's GOARCH) name of each machine (``uname -m``, PEP 508 platform_machine) an image can be built for.
-_OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # torch.utils.cpp_extension builds in parallel only with ninja (it falls back to a slow serial build without it).
 NINJA = "ninja==1.13.2"  # newest on https://pypi.org/project/ninja/ when written
 
@@ -180,8 +178,7 @@ def _python_setup(python: str, first: bool = True) -> list[str]:
 
 def _machine(target: Target) -> tuple[str, str]:
     """Return the target's machine as ``uname -m`` prints it and as ``docker build --platform`` spells it."""
-    machine = marker_environment(target)["platform_machine"]
-    return machine, f"linux/{_OCI_ARCH[machine]}"
+    return marker_environment(target)["platform_machine"], f"linux/{GO_ARCH[target.platform]}"
 
 
 def _arch_check(target: Target) -> str:

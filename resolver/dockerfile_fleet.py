@@ -16,12 +16,11 @@ from resolver import __version__
 from resolver.dockerfile import VENV
 from resolver.fleet import GFD, Fleet, GpuClass
 from resolver.matrix_types import Matrix
-from resolver.models import Plan
+from resolver.models import GO_ARCH, Plan
 
 __all__ = ["render_fleet", "affinity_yaml", "gpustack_wheel", "VERIFY_VENV"]
 
 VERIFY_VENV = "/opt/gpustack"
-_K8S_ARCH = {"linux_x86_64": "amd64", "linux_aarch64": "arm64", "win_amd64": "amd64"}
 
 
 def gpustack_wheel() -> str:
@@ -72,7 +71,7 @@ def _term(c: GpuClass) -> list[str]:
     exprs: list[tuple[str, str, list[str]]] = [
         (GFD + "gpu.compute.major", "In", [str(c.gpu.compute_capability.major)]),
         (GFD + "gpu.compute.minor", "In", [str(c.gpu.compute_capability.minor)]),
-        ("kubernetes.io/arch", "In", [_K8S_ARCH.get(c.platform, c.platform)]),
+        ("kubernetes.io/arch", "In", [GO_ARCH.get(c.platform, c.platform)]),
     ]
     if c.driver is not None:
         # The class was solved for this driver; newer drivers in the same branch run what it runs.

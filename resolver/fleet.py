@@ -27,7 +27,7 @@ from packaging.version import Version
 
 from resolver.errors import BadInput, CommandFailed, DetectionError
 from resolver.matrix_types import Matrix
-from resolver.models import ComputeCapability, Gpu, format_driver
+from resolver.models import GO_ARCH, ComputeCapability, Gpu, format_driver
 
 __all__ = ["Node", "GpuClass", "Fleet", "parse", "read_fleet", "MAX_BYTES", "GFD"]
 
@@ -40,7 +40,7 @@ _RUNTIME = tuple(GFD + f"cuda.runtime.{k}" for k in ("major", "minor"))
 _MIG_STRATEGY, _MIG_CAPABLE = GFD + "mig.strategy", GFD + "mig.capable"
 _MIXED_COUNT = re.compile(r"^nvidia\.com/mig-(\d+g\.\d+gb(?:\+me)?)\.count$")
 _MIG_PROFILE = re.compile(r"(\d+g\.\d+gb(?:\+me)?)", re.IGNORECASE)
-_K8S_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+_K8S_ARCH = {go: p.removeprefix("linux_") for p, go in GO_ARCH.items() if p.startswith("linux_")}  # arm64: aarch64
 _PLATFORM = {("linux", "x86_64"): "linux_x86_64", ("linux", "aarch64"): "linux_aarch64",
              ("windows", "x86_64"): "win_amd64"}
 

@@ -47,6 +47,9 @@ _PLATFORM_MARKERS = {
                       "platform_machine": "aarch64"},
     "win_amd64": {"os_name": "nt", "sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64"},
 }
+# Docker's and Kubernetes' name (Go's GOARCH) of each platform's machine: `docker build --platform linux/arm64`,
+# the node label kubernetes.io/arch.
+GO_ARCH = {"linux_x86_64": "amd64", "linux_aarch64": "arm64", "win_amd64": "amd64"}
 # The marker variables a target determines (``marker_environment``); the others (platform_release,
 # python_full_version, ...) depend on what the target machine does not say.
 MARKER_VARIABLES = ("os_name", "sys_platform", "platform_system", "platform_machine", "python_version",
