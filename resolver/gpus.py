@@ -89,21 +89,22 @@ def host_platform(gpus: tuple[Gpu, ...], platform: str | None, matrix: Matrix) -
     platform (``host_platforms`` in the GPU table: a Grace superchip's host is Arm, ``linux_aarch64``) give it when
     ``platform`` is not known yet. ``BadInput`` when the platform given (``--platform``, or the interpreter's) is not
     theirs: such a plan would pick wheels for a machine that cannot hold that GPU."""
-    bound = []
+    bound: dict[str, set[str]] = {}  # a GPU name -> the platforms of every model it stands for
     for g in gpus:
         rows = gpu_rows(g.name, matrix)
-        if rows and all(r.host_platforms for r in rows):  # every model the name stands for is bound
-            bound.append((g.name, tuple(p for p in rows[0].host_platforms if all(p in r.host_platforms for r in rows))))
+        if rows and all(r.host_platforms for r in rows):
+            bound[g.name] = set.intersection(*(set(r.host_platforms) for r in rows))
     if not bound:
         return platform, None
-    allowed = [p for p in bound[0][1] if all(p in ps for _, ps in bound)]
-    names = ", ".join(dict.fromkeys(n for n, _ in bound))
+    allowed = set.intersection(*bound.values())
+    names = ", ".join(bound)
     if platform is None and len(allowed) == 1:
-        return allowed[0], f"platform {allowed[0]}: {names} comes only in {allowed[0]} machines (pass --platform to plan " \
-                           "for another GPU's machine)"
+        [only] = allowed
+        return only, f"platform {only}: {names} comes only in {only} machines (pass --platform to plan for another " \
+                     "GPU's machine)"
     if platform is None or platform not in allowed:
-        theirs = " or ".join(sorted({p for _, ps in bound for p in ps}))
+        theirs = sorted(set().union(*bound.values()))
         said = f"the target's platform is {platform}" if platform else "no one platform holds them all"
-        raise BadInput(f"--gpu {names}: only in {theirs} machines, and {said}; pass --platform {theirs.split(' or ')[0]}"
+        raise BadInput(f"--gpu {names}: only in {' or '.join(theirs)} machines, and {said}; pass --platform {theirs[0]}"
                        f" (or leave --platform out), or plan for that machine's GPU")
     return platform, None
