@@ -51,22 +51,24 @@ def _lock_target(previous: Any, opts: PlanOptions) -> dict[str, Any]:
     the target is the one given; with ``--python-exe``, that interpreter's Python and platform."""
     if opts.target_given or opts.fleet:
         return {}
+    from resolver.pipeline import load_matrix
+
     t = previous.target
-    keep: dict[str, Any] = {"gpus": tuple(_gpu_option(g, opts) for g in t.gpus), "cpu": not t.gpus}
+    matrix = load_matrix(opts) if t.gpus else None
+    keep: dict[str, Any] = {"gpus": tuple(_gpu_option(g, matrix) for g in t.gpus), "cpu": not t.gpus}
     if opts.python_exe is None:
         keep["python_version"] = opts.python_version or t.python
         keep["platform_tag"] = opts.platform_tag or t.platform
     return keep
 
 
-def _gpu_option(gpu: Any, opts: PlanOptions) -> str:
-    """Return the ``--gpu`` text of a locked GPU: its name where the GPU table gives it the locked compute
-    capability, else the capability itself (a lock made with ``--gpu 9.0``)."""
+def _gpu_option(gpu: Any, matrix: Any) -> str:
+    """Return the ``--gpu`` text of a locked GPU: its name where the GPU table (``matrix``'s) gives it the locked
+    compute capability, else the capability itself (a lock made with ``--gpu 9.0``)."""
     from resolver.gpus import lookup_gpu
-    from resolver.pipeline import load_matrix
 
     try:
-        if lookup_gpu(gpu.name, load_matrix(opts)).compute_capability == gpu.compute_capability:
+        if lookup_gpu(gpu.name, matrix).compute_capability == gpu.compute_capability:
             return str(gpu.name)
     except BadInput:
         pass
