@@ -45,7 +45,7 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
     from resolver.inputs import read_text
     from resolver.lock import loads
     from resolver.models import Target, parse_glibc
-    from resolver.pipeline import PlanOptions, target_glibc
+    from resolver.pipeline import glibc_for
     from resolver.upgrade import Installed
 
     text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
@@ -54,7 +54,7 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
     driver = parse_driver_option(locked.driver) if locked.driver else None
     glibc = parse_glibc(locked.glibc, f"--lock {path}: glibc") if locked.glibc else None
     # a lock describes its target as --gpu / --cpu do: without a recorded glibc, plan's assumption for it
-    glibc, assumed = target_glibc(PlanOptions(glibc=glibc, cpu=True), t.platform)
+    glibc, assumed = glibc_for(t.platform, glibc, described=True)
     target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, glibc=glibc,
                     glibc_assumed=assumed, source="lock")
     everything = (*locked.packages, *locked.missing)
@@ -69,11 +69,8 @@ def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], 
 def _current_from_env(python_exe: str | None, driver: str | None, with_requires: bool) -> Any:
     """Return the ``Installed`` set of the target interpreter (with its glibc) and this machine's GPUs; with
     ``with_requires``, also each installed package's declared requirements (its metadata's Requires-Dist)."""
-    from dataclasses import replace
-
     from resolver.detect import detect
     from resolver.lock_install import host_target
-    from resolver.pipeline import PlanOptions, target_glibc
     from resolver.upgrade import Installed
 
     host = detect(python_exe, driver_override=driver)
@@ -81,8 +78,6 @@ def _current_from_env(python_exe: str | None, driver: str | None, with_requires:
         raise BadInput("no torch is installed in the target interpreter; pass --python-exe or --lock FILE")
     versions = dict(host.env.packages)
     versions["torch"] = host.env.torch
-    target = host_target(host)
-    glibc, _ = target_glibc(PlanOptions(), target.platform, host.env.glibc)
     requires: dict[str, list[str]] = {}
     if with_requires:
         from resolver._child.probe_env import dist_requires
@@ -90,7 +85,7 @@ def _current_from_env(python_exe: str | None, driver: str | None, with_requires:
 
         for name, folder in snapshot(host.env.python_exe).dist_paths.items():
             requires[name] = dist_requires(folder)
-    return Installed(replace(target, glibc=glibc), versions, requires=requires)
+    return Installed(host_target(host), versions, requires=requires)
 
 
 def _pass_through(requirements: tuple[str, ...]) -> list[str]:

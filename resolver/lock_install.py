@@ -117,13 +117,16 @@ def install_argv(start: Sequence[str], requirements: Path, *, verify: bool = Tru
 
 
 def host_target(host: object) -> Target:
-    """Return the ``Target`` of a detected ``resolver.detect.Host`` (GPUs of unknown capability are left out)."""
+    """Return the ``Target`` of a detected ``resolver.detect.Host`` (GPUs of unknown capability are left out), with
+    its interpreter's glibc (``pipeline.glibc_for``)."""
+    from resolver.pipeline import glibc_for
     from resolver.probes import Host
 
     assert isinstance(host, Host)
     gpus = tuple(Gpu(g.name, g.compute_capability, g.memory_mib) for g in host.gpus if g.compute_capability)
+    glibc, _ = glibc_for(host.env.platform, None, host.env.glibc, described=False)
     return Target(gpus=gpus, python=host.env.python, platform=host.env.platform, driver=host.driver, nvcc=host.nvcc,
-                  cpu_count=host.cpu_count)
+                  cpu_count=host.cpu_count, glibc=glibc)
 
 
 def detected_target(python_exe: str) -> Target:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from resolver.request import Request
 
 __all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "known_nvcc",
-           "target_from", "target_glibc", "with_index", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
+           "target_from", "target_glibc", "glibc_for", "with_index", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
            "this_platform"]
 
 
@@ -233,17 +233,25 @@ def _installed(env: InstalledEnv) -> dict[str, str]:
 
 
 def target_glibc(opts: PlanOptions, platform: str, detected: str | None = None) -> tuple[Version | None, bool]:
-    """Return the target's glibc and whether it is assumed: --glibc, else the probed interpreter's, else (a described
-    Linux target) ``DEFAULT_GLIBC``, which the plan then states."""
+    """Return the target's glibc and whether it is assumed (``glibc_for``: --glibc, the probed interpreter's, or a
+    described target's assumption)."""
+    return glibc_for(platform, opts.glibc, detected, described=opts.target_given)
+
+
+def glibc_for(platform: str, given: Version | None, detected: str | None = None, *,
+              described: bool) -> tuple[Version | None, bool]:
+    """Return a target's glibc and whether it is assumed: ``given`` (--glibc, a lock's record), else the probed
+    interpreter's (``detected``), else, for a ``described`` Linux target (--gpu/--cpu, a lock), ``DEFAULT_GLIBC``,
+    which the plan then states. The one rule plan, lock, install --lock and check-upgrade read a glibc by."""
     if not platform.startswith("linux_"):
-        if opts.glibc is not None:
-            raise BadInput(f"--glibc {opts.glibc}: the target is {platform}; glibc applies to Linux targets only")
+        if given is not None:
+            raise BadInput(f"--glibc {given}: the target is {platform}; glibc applies to Linux targets only")
         return None, False
-    if opts.glibc is not None:
-        return opts.glibc, False
+    if given is not None:
+        return given, False
     if detected and re.fullmatch(r"2\.[0-9]{1,2}", detected, re.ASCII):
         return Version(detected), False
-    if opts.target_given:
+    if described:
         return Version(DEFAULT_GLIBC), True
     return None, False
 
