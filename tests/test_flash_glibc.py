@@ -3,26 +3,21 @@ sources): below it the wheel is refused and the source build planned; real `gpus
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
+from conftest import package_of, plan_json
 from resolver.cli import main
 from resolver.matrix import load
 
 H100 = ["--gpu", "H100", "--driver", "580.95.05", "--python", "3.11"]
 
 
-def _plan(*args: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(main, ["plan", *args, "--json"])
-    return result.exit_code, json.loads(result.stdout)
-
-
 def _flash(data: dict[str, Any]) -> dict[str, Any]:
-    return next(p for p in data["packages"] if p["name"] == "flash-attn")
+    return package_of(data, "flash-attn")
 
 
 def test_the_floor_is_the_build_os_glibc_of_each_release() -> None:
@@ -35,7 +30,7 @@ def test_the_floor_is_the_build_os_glibc_of_each_release() -> None:
 def test_an_old_glibc_gets_the_source_build_not_a_wheel_it_cannot_load() -> None:
     """Trial: --glibc 2.17 (and 2.27, or none: 2.28 assumed) planned flash_attn-2.8.3.post1+cu12torch2.6...whl."""
     for glibc in (["--glibc", "2.17"], ["--glibc", "2.27"], []):
-        code, data = _plan(*H100, *glibc, "torch==2.6.0", "flash-attn")
+        code, data = plan_json(*H100, *glibc, "torch==2.6.0", "flash-attn")
         assert code == 0 and _flash(data)["method"] == "source", (glibc, _flash(data))
         assert not any((s.get("url") or "").startswith("https://github.com/") for s in data["steps"]), data["steps"]
         needs = [n for n in data["notes"] if "needs glibc 2.35" in n]
@@ -43,21 +38,21 @@ def test_an_old_glibc_gets_the_source_build_not_a_wheel_it_cannot_load() -> None
 
 
 def test_at_the_floor_the_wheel_is_planned() -> None:
-    code, new = _plan(*H100, "--glibc", "2.35", "torch==2.6.0", "flash-attn")
+    code, new = plan_json(*H100, "--glibc", "2.35", "torch==2.6.0", "flash-attn")
     assert code == 0 and _flash(new)["method"] == "wheel", _flash(new)
     # glibc 2.31 (Ubuntu 20.04): the 2.8 wheels are refused; the ubuntu-20.04 builds (2.7.x) still load there.
-    code, focal = _plan(*H100, "--glibc", "2.31", "--prefer-wheels", "flash-attn")
+    code, focal = plan_json(*H100, "--glibc", "2.31", "--prefer-wheels", "flash-attn")
     assert code == 0 and _flash(focal)["method"] == "wheel" and _flash(focal)["version"].startswith("2.7."), focal
 
 
 def test_when_the_source_build_cannot_run_either_the_refusal_names_glibc_and_a_solved_toolkit() -> None:
-    code, data = _plan(*H100, "--glibc", "2.31", "--nvcc", "11.8", "torch==2.6.0+cu124",
+    code, data = plan_json(*H100, "--glibc", "2.31", "--nvcc", "11.8", "torch==2.6.0+cu124",
                        "flash-attn==2.8.3.post1")
     assert code == 1, data
     assert any("needs glibc 2.35" in r and "nvcc 11.8 cannot build" in r for r in data["reasons"]), data["reasons"]
     for alt in data["alternatives"]:
         nvcc = alt["change"]["target"]["nvcc"]
-        code, fixed = _plan(*H100, "--glibc", "2.31", "--nvcc", nvcc, "torch==2.6.0+cu124", "flash-attn==2.8.3.post1")
+        code, fixed = plan_json(*H100, "--glibc", "2.31", "--nvcc", nvcc, "torch==2.6.0+cu124", "flash-attn==2.8.3.post1")
         assert code == 0 and _flash(fixed)["method"] == "source", fixed
     assert data["alternatives"], data
 

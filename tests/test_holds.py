@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from packaging.specifiers import SpecifierSet
 
+from conftest import plan_json
 from resolver.cli import main
 from resolver.holds import contradicts, held_pins, within
 from resolver.matrix import load
@@ -29,9 +31,8 @@ def _index(tmp_path: Path) -> str:
     return index.as_uri()
 
 
-def _plan(*args: str) -> tuple[int, dict[str, object]]:
-    result = CliRunner().invoke(main, ["plan", *V100, *args, "--json"])
-    return result.exit_code, json.loads(result.stdout)
+def _plan(*args: str) -> tuple[int, dict[str, Any]]:
+    return plan_json(*V100, *args)
 
 
 def test_plan_refuses_numpy_2_beside_torch_2_1_naming_the_pin_and_each_alternative_solves(tmp_path: Path) -> None:
