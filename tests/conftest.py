@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
@@ -24,19 +23,3 @@ def torch_python(tmp_path_factory: pytest.TempPathFactory) -> str:
         pytest.skip(f"cannot install torch==2.13.0 here: {done.stderr[-500:]}")
     return py
 
-
-def plan_json(*args: str) -> tuple[int, dict[str, Any]]:
-    """Return the exit code and the JSON document of `gpustack plan ARGS --json` (the real CLI, through CliRunner)."""
-    import json
-
-    from click.testing import CliRunner
-
-    from resolver.cli import main
-
-    result = CliRunner().invoke(main, ["plan", *args, "--json"])
-    return result.exit_code, json.loads(result.stdout)
-
-
-def package_of(plan: dict[str, Any], name: str) -> dict[str, Any]:
-    """Return the package ``name`` of a plan's JSON document."""
-    return next(p for p in plan["packages"] if p["name"] == name)

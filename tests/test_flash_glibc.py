@@ -9,7 +9,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from conftest import package_of, plan_json
+from _plans import package_of, plan_json
 from resolver.cli import main
 from resolver.matrix import load
 

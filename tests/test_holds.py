@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from packaging.specifiers import SpecifierSet
 
-from conftest import plan_json
+from _plans import plan_json
 from resolver.cli import main
 from resolver.holds import contradicts, held_pins, within
 from resolver.matrix import load

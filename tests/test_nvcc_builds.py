@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import package_of, plan_json
+from _plans import package_of, plan_json
 
 A100_R470 = ["--gpu", "A100", "--driver", "470.82.01", "--python", "3.11", "--glibc", "2.35"]
 K80 = ["--gpu", "K80", "--driver", "470.82.01", "--python", "3.10"]
