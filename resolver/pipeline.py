@@ -334,7 +334,7 @@ def target_from(
     glibc, assumed = target_glibc(opts, platform, detected_glibc)
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
                     memory_gib=mem, source="given" if opts.target_given else "detected", glibc=glibc,
-                    glibc_assumed=assumed)
+                    glibc_assumed=assumed, driver_described=opts.driver is not None)
     return target, lines, installed
 
 
