@@ -55,14 +55,14 @@ def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = Tru
     for step in plan.steps:
         where = source_args(step, sources)
         if step.action == "install" and step.package in sdists:
-            # --no-binary of this one name: ':all:' would refuse its build backend's wheel too (pip builds its
-            # metadata, in an isolated environment)
-            argvs.append([*pip, "--no-deps", "--no-binary", _name(step.requirement), *where,
+            # --no-binary of this one name (as for a build step): ':all:' would refuse its build backend's wheel
+            # too (pip builds its metadata, in an isolated environment)
+            argvs.append([*pip, "--no-deps", "--no-binary", _canonical(step.package), *where,
                           check_argument(step.requirement, "requirement")])
             continue
         if step.action == "build":
             if not os.path.isdir(step.requirement):  # a local source tree: nothing to download
-                argvs.append([*pip, "--no-deps", "--no-binary", ":all:", *where,
+                argvs.append([*pip, "--no-deps", "--no-binary", _canonical(step.package), *where,
                               check_argument(step.url or step.requirement, "requirement")])
             deps = [r for r in (requires or {}).get(step.package, ()) if _name(r) != "torch"]
             if deps:
@@ -74,6 +74,12 @@ def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = Tru
         argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
                       check_argument(req, "requirement")])
     return argvs
+
+
+def _canonical(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return str(canonicalize_name(check_argument(name, "package")))
 
 
 def _name(requirement: str) -> str:
