@@ -143,6 +143,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
     sources = _sources(find_links, offline, allow_insecure_index, lock=bool(lock_file))
+    opts = dataclasses.replace(opts, local_links=sources.find_links, no_index=sources.offline)  # pins from there too
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
     backend = choose_backend(installer)
     # then the files given, read and checked: bad input creates no venv and starts no interpreter

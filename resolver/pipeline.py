@@ -86,6 +86,10 @@ class PlanOptions:
     upgrade: bool = False
     matrix_dir: str | None = None
     index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
+    # install's --find-links folders and --offline (set by the command, not click options of their own here): a
+    # pass-through requirement is pinned from the folders where the index gives no answer, or is not asked
+    local_links: tuple[str, ...] = ()
+    no_index: bool = False
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
     per_class: bool = False
@@ -358,14 +362,16 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
 
 def with_index(request: Request, opts: PlanOptions) -> Request:
     """Return ``request`` with what its index (``--index-url``, default PyPI) holds for its pass-through requirements:
-    the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target."""
+    the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target.
+    Where the index gives no answer, or with ``--offline``, install's ``--find-links`` folders answer instead."""
     if not request.others:
         return request
-    from resolver.index_lookup import lookup
+    from resolver.index_lookup import lookup_or_folders
     from resolver.models import PYPI_SIMPLE
     from resolver.passthrough import checked_names
 
-    projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
+    projects = lookup_or_folders(checked_names(request.others), opts.index_url or PYPI_SIMPLE, opts.local_links,
+                                 opts.no_index)
     return dataclasses.replace(request, index=projects, index_url=opts.index_url)
 
 
