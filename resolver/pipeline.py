@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from resolver.request import Request
 
 __all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "known_nvcc",
-           "target_from", "target_glibc", "glibc_for", "with_index", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
+           "target_from", "target_glibc", "glibc_for", "with_index", "read_request", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
            "this_platform"]
 
 
@@ -205,6 +205,16 @@ def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix)
     lines = list(requirements) + _read_requirement_files(opts.requirement_files)
     return parse_request(lines, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
                          prefer_wheels=opts.prefer_wheels)
+
+
+def read_request(requirements: Sequence[str], opts: PlanOptions) -> tuple[tuple[str, ...], PlanOptions]:
+    """Return the requirement lines with the ``-r`` files' read in (each file read once: it may be a pipe) and the
+    options without those files, after checking them as ``request_from`` does (``BadInput`` for a bad line, file or
+    ``--profile``): for a command that must refuse bad input before it changes anything (install's new ``--venv``)."""
+    lines = (*requirements, *_read_requirement_files(opts.requirement_files))
+    opts = dataclasses.replace(opts, requirement_files=())
+    request_from(lines, opts, load_matrix(opts))
+    return lines, opts
 
 
 def for_target(request: Request, opts: PlanOptions, matrix: Matrix, target: Target) -> Request:
