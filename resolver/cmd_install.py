@@ -86,11 +86,12 @@ def _refuse_ignored(what: str, does: str, given_too: list[str], remake: str) -> 
                        f"{'them' if len(given_too) > 1 else 'it'} (`gpustack {remake}`)")
 
 
-def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False) -> Sources:
+def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False, lock: bool = False) -> Sources:
     for d in find_links:
         if not os.path.isdir(d):
             raise BadInput(f"--find-links {d}: no such folder; fill one with `gpustack download --dest DIR`")
-    if offline and not find_links:
+    # a lock's hashes say which file is right wherever it is: installed already, in uv's cache, or in a folder
+    if offline and not find_links and not lock:
         raise BadInput("--offline needs --find-links DIR (made by `gpustack download --dest DIR`)")
     return Sources(tuple(os.path.abspath(d) for d in find_links), offline, allow_insecure=allow_insecure)
 
@@ -140,7 +141,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _refuse_ignored(f"--plan {plan_file}" if plan_file else f"--lock {lock_file}", "installs",
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
-    sources = _sources(find_links, offline, allow_insecure_index)
+    sources = _sources(find_links, offline, allow_insecure_index, lock=bool(lock_file))
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
     backend = choose_backend(installer)
     # then the files given, read and checked: bad input creates no venv and starts no interpreter
@@ -348,7 +349,8 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
-    install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes)
+    install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes,
+                          offline=sources.offline)
     _err(f"installed exactly {lock_file} into {python_exe}")
 
 

@@ -59,8 +59,13 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
             for f in m.flash_attn
         ]
     if subject == "cuda":
-        minors = [[str(c.cuda), str(c.ga_min_driver_linux or "?"), " ".join(s.sm for s in sorted(c.nvcc_sms))] for c in m.cuda]
-        return ["CUDA", "toolkit driver (Linux)", "nvcc targets"], minors
+        from resolver.models import format_driver
+
+        # NVIDIA's two columns: a Windows driver's number differs from Linux's for the same toolkit (N/A from 13.0)
+        minors = [[str(c.cuda), format_driver(c.ga_min_driver_linux) if c.ga_min_driver_linux else "?",
+                   format_driver(c.ga_min_driver_windows) if c.ga_min_driver_windows else "N/A",
+                   " ".join(s.sm for s in sorted(c.nvcc_sms))] for c in m.cuda]
+        return ["CUDA", "toolkit driver (Linux)", "toolkit driver (Windows)", "nvcc targets"], minors
     if subject == "gpus":
         return ["GPU", "CC", "nvidia-smi names", "architecture"], [
             [g.name, str(g.compute_capability), ", ".join(g.nvidia_smi_names), g.architecture] for g in m.gpus

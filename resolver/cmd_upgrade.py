@@ -152,13 +152,13 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
         profiles += tuple(p for p in lock_profiles if p not in profiles)
     else:
         current = _current_from_env(python_exe, driver, with_requires=bool(_pass_through(requirements)))
-    if given_gpus:
-        current = replace(current, target=replace(current.target, gpus=given_gpus))
+    if given_gpus:  # the driver (read here, or the lock's) is now one of a described machine: checked as such
+        current = replace(current, target=replace(current.target, gpus=given_gpus, driver_described=True))
     if given_driver is not None and lock_file and current.target.is_cpu:  # a described CPU target: as plan --cpu
         raise BadInput(f"--driver {driver}: the lock {lock_file} is for a CPU target, which has no NVIDIA driver; "
                        "drop --driver, or check for a GPU machine with --gpu NAME")
-    if given_driver is not None:
-        current = replace(current, target=replace(current.target, driver=given_driver))
+    if given_driver is not None:  # a described driver, over this machine's GPUs too (compat.gpu_driver_refusals)
+        current = replace(current, target=replace(current.target, driver=given_driver, driver_described=True))
     # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements
     # and the profiles (the lock's and --profile), with each new requirement in place of the bound it replaces.
     proposed = proposed_versions(current, requirements, matrix, _index(_pass_through(requirements), index_url))

@@ -213,9 +213,11 @@ def gpu_driver_refusals(target: Target, matrix: Matrix) -> list[Refusal]:
     [[driver_support]]``). Facts: gpu, architecture, compute_capability, driver, driver_range and ``suggested``, the
     matrix's own driver (a CUDA toolkit's GA driver, ``cuda.toml``) nearest inside the range, or "". Linux drivers
     only (a Windows driver's major is not its branch: 572.83 is R570); an unknown driver or GPU is not checked, nor a
-    machine read here (``Target.source`` detected, or verify's probe): its driver lists its GPUs, better evidence than
-    a conservative bound. Described targets are checked: --gpu, a lock's, a fleet's classes."""
-    if target.driver is None or not target.platform.startswith("linux_") or target.source in ("detected", "verify"):
+    machine read here (``Target.source`` detected, or verify's probe) with the driver it read: its driver lists its
+    GPUs, better evidence than a conservative bound. Described targets are checked: --gpu, a lock's, a fleet's
+    classes, and a driver described over a machine read here (``Target.driver_described``: ``plan --driver X``)."""
+    read_here = target.source in ("detected", "verify") and not target.driver_described
+    if target.driver is None or not target.platform.startswith("linux_") or read_here:
         return []
     branch = target.driver.major
     known = sorted({c.ga_min_driver_linux for c in matrix.cuda if c.ga_min_driver_linux is not None})

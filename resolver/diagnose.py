@@ -232,17 +232,20 @@ def _cuda_pair(text: str | None) -> tuple[int, int] | None:
 
 
 def _machine(facts: Mapping[str, Any]) -> Target | None:
-    """Return the probed machine as a solver target (GPUs, Python, platform, driver), or ``None`` when the facts do
-    not say enough to solve for it."""
+    """Return the probed machine as a solver target (GPUs, Python, platform, glibc, driver), or ``None`` when the
+    facts do not say enough to solve for it. Platform and glibc are the probed interpreter's (a probe that predates
+    them: this machine's platform, glibc unknown), the glibc read by ``pipeline.glibc_for`` as every target's is."""
     gpus, python = facts.get("gpus") or [], facts.get("python")
     if not gpus or not isinstance(python, str):
         return None
-    from resolver.models import Gpu, parse_driver
-    from resolver.pipeline import this_platform
+    from resolver.models import PLATFORMS, Gpu, parse_driver
+    from resolver.pipeline import glibc_for, this_platform
 
-    driver = facts.get("driver")
+    driver, platform, glibc = facts.get("driver"), facts.get("platform"), facts.get("glibc")
+    platform = platform if platform in PLATFORMS else this_platform()
+    found, _ = glibc_for(platform, None, glibc if isinstance(glibc, str) else None, described=False)
     return Target(gpus=tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"])) for g in gpus),
-                  python=".".join(python.split(".")[:2]), platform=this_platform(),
+                  python=".".join(python.split(".")[:2]), platform=platform, glibc=found,
                   driver=parse_driver(driver) if isinstance(driver, str) else None, source="verify")
 
 

@@ -207,7 +207,8 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     platform = the_fleet.classes[0].platform
     glibc, assumed = target_glibc(opts, platform)  # --glibc: the nodes' C library (they do not report it)
     base = Target(gpus=(), python=python, platform=platform, driver=opts.driver, nvcc=known_nvcc(opts.nvcc, m),
-                  source="fleet", glibc=glibc, glibc_assumed=assumed)
+                  source="fleet", glibc=glibc, glibc_assumed=assumed,
+                  from_here=() if opts.python_version else ("python",))  # said in the plans' notes
     if request.marked:  # environment markers read the platform: one answer only when every class shares it
         platforms = sorted({c.platform for c in the_fleet.classes})
         if len(platforms) > 1:

@@ -23,8 +23,8 @@ from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
-           "source_args", "check_reachable", "mirrors", "constraints_path", "pip_argv", "uv_source_args", "index_variant",
-           "with_mirrors", "torch_mirror", "pypi_mirror"]
+           "source_args", "answers", "origin", "silent_hosts", "check_reachable", "mirrors", "constraints_path", "pip_argv",
+           "uv_source_args", "index_variant", "with_mirrors", "torch_mirror", "pypi_mirror"]
 
 log = Logger("gpustack.install")
 
@@ -176,6 +176,32 @@ def mirror_of(url: str) -> str | None:
     return None
 
 
+def answers(url: str, timeout: float = 3.0) -> bool:
+    """Return whether ``url`` answers a HEAD request within ``timeout`` s (any status answers: a 404 too)."""
+    import requests
+
+    try:
+        requests.head(url, timeout=timeout, allow_redirects=False)
+        return True
+    except requests.RequestException as exc:
+        log.debug("probe %s: %s", url, exc)
+        return False
+
+
+def origin(url: str) -> str | None:
+    """Return the host an http(s) ``url`` is fetched from, as ``scheme://host[:port]``; ``None`` for another
+    scheme (``file:`` needs no network)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def silent_hosts(urls: Sequence[str], timeout: float = 3.0) -> list[str]:
+    """Return the hosts (``origin``) of ``urls`` that do not answer (``answers``), each asked once, loopback too
+    (it costs a millisecond)."""
+    hosts = dict.fromkeys(o for o in map(origin, urls) if o is not None)
+    return [o for o in hosts if not answers(o + "/", timeout)]
+
+
 def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
     """Return ``sources`` with the remote URLs that did not answer a ``timeout`` s probe in ``unreachable``.
 
@@ -186,8 +212,6 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
         return sources
     if not any(_remote(u) for step in steps for u in (step.url, step.index_url, *step.extra_index_urls) if u):
         return sources  # local indexes and files only: nothing to probe (and requests not even imported)
-    import requests
-
     dead: set[str] = set()
     alive: set[str] = set()
     for step in steps:
@@ -196,13 +220,10 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
             if url is None or not _remote(url) or url in alive:
                 continue
             if url not in dead:
-                try:
-                    requests.head(url, timeout=timeout, allow_redirects=False)
+                if answers(url, timeout):
                     alive.add(url)
                     continue
-                except requests.RequestException as exc:
-                    log.debug("probe %s: %s", url, exc)
-                    dead.add(url)
+                dead.add(url)
             if not local and url in (step.url, step.index_url):
                 from resolver.redact import redact
                 mirror = mirror_of(url)

@@ -3,6 +3,12 @@
 Deciding (``requirements_text``, ``check_lock_target``) is pure; doing goes through ``resolver._subprocess``. pip
 (or uv) checks every file against the lock's sha256 itself (``--require-hashes``) and downloads and verifies every
 file before it installs any, so a tampered lock or file changes nothing.
+
+Without the network (``--offline``, or a host of the lock's files that does not answer), the lock's hashes are
+still what decides: a package installed from exactly the locked file (the sha256 its installer recorded in
+``direct_url.json``, as pip does) is kept; uv takes the others from its cache, which holds each archive's sha256
+and refuses one that is not the lock's; pip, which keeps no such copy, is refused before anything runs, naming the
+files and ``--find-links``.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from resolver import _subprocess
-from resolver.errors import GpuStackError
+from resolver.errors import CommandFailed, GpuStackError
 from resolver.lock import LockedPackage, LockedPlan, check_lock_target, lock_target_notes
 from resolver.models import Gpu, Target
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
+    from resolver.envstate import Snapshot
     from resolver.installers import Installer
 
 __all__ = ["LockRefused", "requirements_text", "installer_argv", "install_argv", "host_target", "install_from_lock"]
@@ -101,16 +108,20 @@ def installer_argv(installer: Installer | Literal["pip", "uv"], python_exe: str)
 
 
 def install_argv(start: Sequence[str], requirements: Path, *, verify: bool = True,
-                 build_isolation: bool = True, reinstall: bool = False) -> list[str]:
+                 build_isolation: bool = True, reinstall: bool = False, offline: bool = False) -> list[str]:
     """Return the argv that installs ``requirements`` with no dependencies (all are locked), ``start`` being
     ``installer_argv``'s answer for the target; ``reinstall`` (uv's ``--reinstall``) reads every file again, the
-    installed ones too."""
+    installed ones too; ``offline`` (uv's ``--offline``) reads them from uv's cache, which checks each cached
+    archive's recorded sha256 against the lock's (uv's ``--reinstall`` implies ``--refresh``: online, it asks the
+    host again)."""
     argv = list(start)
     argv += ["--no-deps", "-r", str(requirements)]
     if verify:
         argv.append("--require-hashes")
     if reinstall:
         argv.append("--reinstall")
+    if offline:
+        argv.append("--offline")
     if not build_isolation:
         argv.append("--no-build-isolation")
     return argv
@@ -153,25 +164,90 @@ def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = F
             note(text)
 
 
+def recorded_sha256(metadata_folder: str) -> str | None:
+    """Return the sha256 of the archive a distribution was installed from, as its installer recorded it in
+    ``direct_url.json`` (PEP 610 ``archive_info.hashes``, or the older ``archive_info.hash``; pip records it, uv
+    does not), else ``None``."""
+    import json
+
+    try:
+        info = json.loads((Path(metadata_folder) / "direct_url.json").read_text()).get("archive_info")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    hashes = info.get("hashes")
+    if isinstance(hashes, dict) and isinstance(hashes.get("sha256"), str):
+        return str(hashes["sha256"]).lower()
+    old = info.get("hash")
+    if isinstance(old, str) and old.startswith("sha256="):
+        return old.split("=", 1)[1].lower()
+    return None
+
+
+def installed_as_locked(packages: Sequence[LockedPackage], installed: Snapshot) -> list[LockedPackage]:
+    """Return the hashed ``packages`` that ``installed`` holds at their locked version, installed from a file whose
+    recorded sha256 (``recorded_sha256``) is the lock's: exactly the locked file, checked when it went in."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    kept = []
+    for p in packages:
+        name = canonicalize_name(p.name)
+        dist, folder = installed.dists.get(name), installed.dist_paths.get(name)
+        if not p.sha256 or dist is None or folder is None:
+            continue
+        try:
+            same = Version(dist.version) == Version(p.version)
+        except InvalidVersion:
+            same = dist.version == p.version
+        if same and recorded_sha256(folder) == p.sha256.lower():
+            kept.append(p)
+    return kept
+
+
+def _hosts(p: LockedPackage) -> list[str]:
+    """Return the hosts (``installers.origin``) ``p`` is fetched from: its file's, or its index's when it is
+    named by version; none for a local file."""
+    from resolver.installers import origin
+
+    return [o for o in map(origin, [p.url] if p.url else [p.index] if p.index else []) if o is not None]
+
+
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
                       host: Target | None = None, allow_missing_hashes: bool = False,
-                      run: Runner = _subprocess.run, note: Callable[[str], None] | None = None) -> list[str]:
+                      run: Runner = _subprocess.run, note: Callable[[str], None] | None = None,
+                      installed: Snapshot | None = None, offline: bool = False,
+                      probe: Callable[[Sequence[str]], list[str]] | None = None) -> list[str]:
     """Return the commands run to install exactly ``locked`` into ``python_exe``; raise ``LockRefused`` first when
     ``host`` (detected when ``None``) does not satisfy the lock's target or a file has no hash.
 
     Order: every wheel in one verified install, then each source package built with its locked environment (no
     build isolation, so it builds against the locked torch), then, only with ``allow_missing_hashes``, unhashed files.
+    A package ``installed`` (read here when ``None``) from exactly its locked file is kept (``installed_as_locked``).
+    Without the network (``offline``, or hosts that ``probe`` finds silent: ``installers.silent_hosts``) uv reads
+    the files from its cache (``--offline``: each checked against the lock's sha256); pip is refused before anything
+    runs.
     """
     if host is None:
         host = detected_target(python_exe)
     refuse_lock(locked, host, allow_missing_hashes, note)
+    if installed is None and os.path.exists(python_exe):
+        from resolver.envstate import snapshot
+
+        installed = snapshot(python_exe)
+    kept = {p.name for p in installed_as_locked(locked.packages, installed)} if installed is not None else set()
+    if kept and note is not None:
+        note(f"kept {', '.join(sorted(kept))}: installed from exactly the locked files (the sha256 their installer "
+             "recorded is the lock's)")
     done: list[str] = []
     with tempfile.TemporaryDirectory(prefix="gpustack-install-") as tmp:
         batches: list[tuple[list[LockedPackage], bool, dict[str, str]]] = []
-        wheels = [p for p in locked.packages if p.method == "wheel"]
+        wheels = [p for p in locked.packages if p.method == "wheel" and p.name not in kept]
         if wheels:
             batches.append((wheels, True, {}))
-        batches += [([p], True, dict(p.build_env)) for p in locked.packages if p.method == "source"]
+        batches += [([p], True, dict(p.build_env)) for p in locked.packages if p.method == "source"
+                    and p.name not in kept]
         if allow_missing_hashes and locked.missing:
             # by URL in one batch; by name (no URL was read) one batch per index, so each is asked only its own
             # index (uv would take a package from the first index that has its name: PyPI's torch for a +cpu one)
@@ -179,33 +255,73 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
             batches += [(by_url, False, {})] if by_url else []
             for index in dict.fromkeys(p.index for p in locked.missing if not p.url):
                 batches.append(([p for p in locked.missing if not p.url and p.index == index], False, {}))
+        uv = (installer.backend if not isinstance(installer, str) else installer) == "uv"
+        silent = _offline_hosts([p for packages, _, _ in batches for p in packages], offline, uv, note, probe)
         start = installer_argv(installer, python_exe) if batches else []  # one reading of the target for all
         # uv keeps a package installed at the locked version without reading its file, so the lock's hash was
         # never checked for it (a tampered lock installed "exactly"); pip reads a direct URL's file whatever is
         # installed. So uv reads the hashed wheels again (from its cache). Not the source builds: that would build
         # them again; their hash is checked when they are built.
-        uv = (installer.backend if not isinstance(installer, str) else installer) == "uv"
         for i, (packages, verify, env) in enumerate(batches):
             path = Path(tmp) / f"requirements-{i}.txt"
             path.write_text(requirements_text(locked, direct=True, packages=packages))
             argv = install_argv(start, path, verify=verify, build_isolation=not env,
-                                reinstall=uv and verify and not env)
-            run(argv, env=env or None)
+                                reinstall=uv and verify and not env, offline=bool(silent))
+            try:
+                run(argv, env=env or None)
+            except CommandFailed as exc:
+                if not silent:
+                    raise
+                raise CommandFailed(exc.argv, exc.returncode, exc.output_tail.rstrip() + "\nhint: " + _no_copy(
+                    silent, offline, "uv could read only its cache"), exc.log_path) from None
             done.append(" ".join(argv))
     return done
 
 
+def _no_copy(silent: Sequence[str], offline: bool, why: str) -> str:
+    """Return what to do when the lock's files are needed from ``silent`` hosts (not used: ``offline``, or they
+    did not answer) and ``why`` they are not here."""
+    from resolver.redact import redact
+
+    return redact(f"{', '.join(silent)} {'not used (--offline)' if offline else 'did not answer'} and {why}: on a "
+                  "connected machine download the lock's files (`gpustack download` of the same request, or `pip "
+                  "download --no-deps --require-hashes -r` of `gpustack lock --format requirements`), copy the folder "
+                  "here and pass --find-links DIR (a file is used only when its sha256 is the lock's)")
+
+
+def _offline_hosts(packages: Sequence[LockedPackage], offline: bool, uv: bool, note: Callable[[str], None] | None,
+                   probe: Callable[[Sequence[str]], list[str]] | None = None) -> list[str]:
+    """Return the hosts of ``packages``' files that cannot be used (all of them with ``offline``, else those that
+    do not answer ``probe``); uv then installs from its cache, and pip is refused (``LockRefused``): it has no copy."""
+    from resolver.installers import silent_hosts
+    from resolver.redact import redact
+
+    hosts = list(dict.fromkeys(h for p in packages for h in _hosts(p)))
+    silent = hosts if offline or not hosts else (probe or silent_hosts)(hosts)
+    if not silent:
+        return []
+    if not uv:
+        names = ", ".join(sorted({p.requirement for p in packages if set(_hosts(p)) & set(silent)}))
+        raise LockRefused([_no_copy(silent, offline, f"pip keeps no copy of {names}")])
+    if note is not None:
+        note(redact(f"{', '.join(silent)} {'not used (--offline)' if offline else 'did not answer'}: uv installs "
+                    "the lock's files from its cache, each checked against the lock's sha256"))
+    return silent
+
+
 def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Installer, *, reporter: Reporter | None = None,
-                          allow_missing_hashes: bool = False, lock_timeout: float = 600.0) -> list[str]:
+                          allow_missing_hashes: bool = False, lock_timeout: float = 600.0,
+                          offline: bool = False) -> list[str]:
     """Return the commands ``install_from_lock`` ran, under the environment's inter-process lock; on any failure
     after the target check (a build failing after the wheels went in, Ctrl-C) restore the snapshot and raise.
 
     ``installer`` is a ``resolver.install.Installer`` (it knows how to reinstall and uninstall for a restore).
     A refused lock (``LockRefused``) or a hash mismatch changes nothing: pip checks every hash before installing.
+    ``offline`` (``--offline``): no network at all (``install_from_lock``).
     """
     from resolver.install import guarded
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
-                 passthrough=(LockRefused,)):
+                 passthrough=(LockRefused,)) as txn:
         return install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
-                                 note=(reporter or Reporter()).message)
+                                 note=(reporter or Reporter()).message, installed=txn.before, offline=offline)

@@ -229,6 +229,11 @@ class Target:
     source: str = "detected"  # "detected" or "given"
     glibc: Version | None = None  # Linux: the C library wheels must fit (manylinux floor); None = unknown / not Linux
     glibc_assumed: bool = False  # a described target without --glibc: DEFAULT_GLIBC, said in the plan
+    # the driver was not read along with these GPUs (--driver over a detected machine, --gpu over its driver): a
+    # description, checked against the GPUs as a described target's is (compat.gpu_driver_refusals)
+    driver_described: bool = False
+    # a described target's facts taken from this machine, not given ("python", "platform"): said in the plan's notes
+    from_here: tuple[str, ...] = ()
 
     @property
     def is_cpu(self) -> bool:

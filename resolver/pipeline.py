@@ -327,19 +327,27 @@ def target_from(
             lines.append("No NVIDIA GPU found (no NVML, no nvidia-smi, no /proc/driver/nvidia): planning a CPU stack. "
                          "Use --gpu NAME to plan for a GPU machine.")
         cpus, mem = host.cpu_count, host.memory_available_gib
-    python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    # A described target's Python and platform default to this machine's (gpustack's own interpreter): said in the
+    # plan's notes (solve) with the options that change them. A detected target and --python-exe have read both.
+    from_here: list[str] = []
+    if python is None:
+        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        from_here.append("python")
     from resolver.gpus import host_platform
 
     platform, said = host_platform(gpus, platform, matrix)  # a GH200's machine is linux_aarch64, whatever this one is
     if said:
         lines.append(said)
-    platform = platform or this_platform()
+    if platform is None:
+        platform = this_platform()
+        from_here.append("platform")
     if platform not in PLATFORMS:
         raise BadInput(f"platform {platform!r} is not supported (supported: {', '.join(PLATFORMS)}); pass --platform")
     glibc, assumed = target_glibc(opts, platform, detected_glibc)
     target = Target(gpus=gpus, python=python, platform=platform, driver=driver, nvcc=nvcc, cpu_count=cpus,
                     memory_gib=mem, source="given" if opts.target_given else "detected", glibc=glibc,
-                    glibc_assumed=assumed)
+                    glibc_assumed=assumed, driver_described=opts.driver is not None,
+                    from_here=tuple(from_here))
     return target, lines, installed
 
 

@@ -35,7 +35,7 @@ from resolver.errors import NoCompatibleStack
 from resolver.explain import explain_failure, solves
 from resolver.holds import contradicts, held_pins, hold_refusal, within
 from resolver.matrix_types import Matrix, Pin
-from resolver.models import PackageChoice, Stack, Target, spec_allows
+from resolver.models import PLATFORMS, PackageChoice, Stack, Target, spec_allows
 from resolver.passthrough import UNCHECKED, pin_others
 from resolver.refusal import Alternative, Change, Refusal, advice, alternative, apply, refusal
 from resolver.report import Reporter
@@ -232,6 +232,18 @@ def _installed_is_older(installed: str, release: Version) -> bool:
         return False
 
 
+def from_here_note(target: Target) -> str:
+    """Return the note naming the facts of a described target taken from this machine (``Target.from_here``) and the
+    options that change them."""
+    facts = {"python": (f"Python {target.python}", "--python X.Y"),
+             "platform": (f"platform {target.platform}", f"--platform TAG ({', '.join(PLATFORMS)})")}
+    said = [facts[k] for k in target.from_here]
+    one = len(said) == 1
+    return (f"{' and '.join(f for f, _ in said)} {'is' if one else 'are'} this machine's (the described target does "
+            f"not give {'it' if one else 'them'}): pass {' and '.join(o for _, o in said)} to set "
+            f"{'it' if one else 'them'}")
+
+
 def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> Stack:
     t = best.torch
     torch_choice = PackageChoice(
@@ -246,6 +258,8 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
         notes=best.torch_ptx[:1],
     )
     notes = list(notes)
+    if target.from_here:
+        notes.append(from_here_note(target))
     if target.glibc_assumed and target.platform.startswith("linux_"):
         notes.append(f"glibc not given: assumed {target.glibc} (manylinux_2_28 hosts: RHEL/Rocky 8, Debian 10, "
                      "Ubuntu 20.04 and later); pass --glibc X.Y for an older host")

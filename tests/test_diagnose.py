@@ -177,3 +177,36 @@ def test_a_package_that_is_not_installed_is_said_so_not_rebuilt() -> None:
     d = diagnose("ImportError: libcudart.so.11.0: cannot open shared object file", returncode=1,
                  env_facts={"backend": "torch"})
     assert "made for torch" not in (d.hint or "")
+
+
+def test_the_torch_suggested_installs_on_the_probed_glibc() -> None:
+    """The probe reports its interpreter's glibc (and platform), and the machine target the hint is solved for
+    carries it (pipeline.glibc_for): torch 2.11's wheels are manylinux_2_28, so a glibc 2.28 host is told to install
+    torch 2.11.0+cu128 (and `plan --glibc 2.28` agrees), a glibc 2.17 host is not (`plan --glibc 2.17` refuses it;
+    before, the hint named it there too)."""
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+
+    facts = {**H100, "python": "3.12.3", "platform": "linux_x86_64", "driver": "550.54.15", "driver_cuda": 12040}
+    plan = ["plan", "--json", "--gpu", "H100", "--python", "3.12", "--driver", "550.54.15", "torch==2.11.0+cu128"]
+    for glibc, named, code in (("2.28", True, 0), ("2.17", False, 1)):
+        hint = {c.name: c for c in environment_checks({**facts, "glibc": glibc})}["driver"].hint or ""
+        assert ("install torch 2.11.0+cu128" in hint) is named, (glibc, hint)
+        assert hint.startswith("upgrade the driver to one that runs CUDA 13.0"), hint
+        assert CliRunner().invoke(main, [*plan, "--glibc", glibc]).exit_code == code, glibc
+
+
+def test_the_verify_probe_reports_its_platform_and_glibc() -> None:
+    """The child's probe reads both through probe_env.py beside it (one reading of each), run as the script it is."""
+    import importlib.util
+
+    from resolver._child import probe_env
+    from resolver.verify import CHILD_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("verify_kernels_probe_test", CHILD_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    env = child._probe_env()
+    assert (env.platform_tag(), env.glibc_version()) == (probe_env.platform_tag(), probe_env.glibc_version())

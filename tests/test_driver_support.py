@@ -126,3 +126,71 @@ def test_only_a_described_target_is_checked() -> None:
         solve(given, m, Request())
     detected = Target(gpus=h100, python="3.11", platform="linux_x86_64", driver=Version("515.65.01"))
     assert solve(detected, m, Request()).packages[0].name == "torch"
+
+
+# --- a driver described over a detected machine (plan --driver X on a machine whose GPUs were read) ---------------
+
+ENV_HERE = {"python": "3.11", "platform": "linux_x86_64", "glibc": "2.36", "torch": "2.5.1+cu118",
+            "torch_cuda": "11.8", "torch_arch_list": None, "torch_cxx11_abi": False, "xformers": None,
+            "flash_attn": None, "packages": {"torch": "2.5.1"}, "notes": []}
+
+
+@pytest.fixture
+def k80_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine, as detection reads it: NVML answers one Tesla K80 on its R470 driver, the interpreter probe a
+    Python 3.11 with torch 2.5.1+cu118; every other probe is absent (tests/test_detect.py's ``bare``)."""
+    import sys
+
+    from packaging.version import Version
+
+    from resolver import detect
+    from resolver.models import ComputeCapability
+
+    for name in ("_read_nvml", "_read_nvidia_smi_csv", "_read_nvidia_smi", "_read_sys_module_version",
+                 "_read_proc_driver_version", "_read_nvcc_version", "_read_meminfo"):
+        monkeypatch.setattr(detect, name, lambda: None)
+    gpu = detect.DetectedGpu(0, "Tesla K80", ComputeCapability(3, 7), 11441)
+    monkeypatch.setattr(detect, "_read_nvml",
+                        lambda: detect._NvmlReading((gpu,), Version("470.256.02"), Version("11.4")))
+    monkeypatch.setattr(detect, "_read_env_json", lambda exe: json.dumps({**ENV_HERE, "python_exe": sys.executable}))
+
+
+K80_REFUSAL = "driver 580.95.05 (R580) cannot drive Tesla K80 (Kepler, sm_37): NVIDIA drives it with R470 or older"
+
+
+@pytest.mark.usefixtures("k80_machine")
+def test_a_driver_given_over_a_detected_machine_is_checked_by_every_command(tmp_path: Path) -> None:
+    runner = CliRunner()
+    # The machine's own reading is not checked (its driver lists its GPUs): it plans.
+    read = runner.invoke(main, ["plan", "--json"])
+    assert read.exit_code == 0, read.output
+    assert json.loads(read.stdout)["target"]["driver"] == "470.256.02"
+    # --driver over it is a description: refused as `plan --gpu K80 --driver 580.95.05` is.
+    given = runner.invoke(main, ["plan", "--json", "--driver", "580.95.05"])
+    assert given.exit_code == 1, given.output
+    data = json.loads(given.stdout)
+    [why] = data["refusals"]
+    assert why["kind"] == "driver" and why["text"].startswith(K80_REFUSAL)
+    [alt] = data["alternatives"]
+    assert alt["change"] == {"target": {"driver": "470.42.01"}, "request": {}}
+    again = runner.invoke(main, ["plan", "--json", "--driver", "470.42.01"])  # the alternative plans, as printed
+    assert again.exit_code == 0, again.output
+    out = tmp_path / "out"
+    out.mkdir()
+    for args in (["lock", "--no-deps", "-o", str(out / "pylock.toml")], ["dockerfile", "-o", str(out / "Dockerfile")],
+                 ["install", "--dry-run"], ["check-upgrade", "torch==2.4.1"]):
+        result = runner.invoke(main, [*args, "--driver", "580.95.05"])
+        assert result.exit_code == 1, (args, result.output)
+        assert K80_REFUSAL in result.output, (args, result.output)
+    assert list(out.iterdir()) == []  # nothing written
+    assert runner.invoke(main, ["check-upgrade", "torch==2.4.1"]).exit_code == 0  # the machine's own driver
+
+
+@pytest.mark.usefixtures("k80_machine")
+def test_check_upgrade_gpus_given_over_a_detected_driver_are_checked() -> None:
+    """``check-upgrade --gpu H100`` keeps this machine's R470 driver, now the driver of a described H100 machine."""
+    result = CliRunner().invoke(main, ["check-upgrade", "--json", "torch==2.4.1", "--gpu", "H100"])
+    assert result.exit_code == 1, result.output
+    [finding] = json.loads(result.stdout)["findings"]
+    assert finding["kind"] == "driver"
+    assert "driver 470.256.02 (R470) cannot drive" in finding["reason"] and "R520 or newer" in finding["reason"]

@@ -233,7 +233,8 @@ def test_cuda_builds_on_a_machine_without_gpu_or_driver_go_ahead_with_a_note() -
     ok = Target(gpus=(RTX3090,), python="3.11.7", platform="linux_x86_64", driver=parse_driver("535.104.05"))
     assert lock_target_notes(locked, ok) == []
     said: list[str] = []
-    install_from_lock(locked, "/venv/bin/python", host=bare, run=lambda *a, **k: None, note=said.append)
+    install_from_lock(locked, "/venv/bin/python", host=bare, run=lambda *a, **k: None, note=said.append,
+                      probe=lambda hosts: [])  # the lock's hosts answer
     assert said == notes  # the install says it, then goes on
 
 
@@ -252,7 +253,8 @@ def test_install_runs_one_verified_wheel_install_then_each_build_with_its_env() 
         calls.append((argv, env, Path(argv[argv.index("-r") + 1]).read_text()))
         return None
 
-    install_from_lock(locked, "/venv/bin/python", host=gpu_plan().stack.target, run=record)
+    install_from_lock(locked, "/venv/bin/python", host=gpu_plan().stack.target, run=record,
+                      probe=lambda hosts: [])  # the lock's hosts answer
     (wheel_argv, wheel_env, wheel_req), (build_argv, build_env, build_req) = calls
     assert wheel_argv[:3] == ["/venv/bin/python", "-m", "pip"]
     assert "--require-hashes" in wheel_argv and "--no-deps" in wheel_argv and wheel_env is None

@@ -106,6 +106,17 @@ def present(module: str) -> bool:
         return False
 
 
+def _probe_env() -> Any:
+    """Returns probe_env.py, the file beside this one (loaded by path: this file runs as a script, gpustack not
+    importable): its readings of the interpreter's platform and glibc are the ones every target is read by."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe_env.py")
+    spec = importlib.util.spec_from_file_location("gpustack_probe_env", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def installed(backend: str) -> bool:
     """Returns whether ``backend``'s package is installed. flash-attn-4's wheel installs ``flash_attn/cute`` and leaves
     ``flash_attn`` a namespace package, so flash-attn 2 counts only when its distribution is installed or
@@ -132,7 +143,9 @@ def probe() -> Dict[str, Any]:
     """Returns the facts the parent's checks and diagnoses need; imports torch but no attention extension."""
     from importlib import metadata
 
-    facts: Dict[str, Any] = {"python": platform.python_version(), "packages": {}}
+    probe_env = _probe_env()
+    facts: Dict[str, Any] = {"python": platform.python_version(), "platform": probe_env.platform_tag(),
+                             "glibc": probe_env.glibc_version(), "packages": {}}
     for dist in ("torch", "xformers", "flash-attn", "flash-attn-3", "flash_attn_3", "flash-attn-4", "sageattention",
                  "nvidia-cutlass-dsl", "triton"):
         with contextlib.suppress(Exception):
