@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,7 +19,7 @@ import click
 from resolver import _subprocess, envstate
 from resolver.cli import skip_final_collection
 from resolver import journal as journals
-from resolver.errors import BadInput
+from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_new_folder, read_text
 from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
                               target_mismatch)
@@ -369,7 +370,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     if plan_file:  # the plan names its target; the mirrors still apply to its indexes
         _refuse_ignored(f"--plan {plan_file}", "downloads", _planning_options_given(set(), keep=frozenset({"index_url"})),
                         "plan --json")
-    from resolver.download import download_argvs
+    from resolver.download import download_argvs, sdist_only
 
     from resolver.lock_resolve import declared_requires
     from resolver.pipeline import load_matrix
@@ -381,20 +382,57 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
         plan, ctx = plan_for(requirements, opts, InstallReporter())
         matrix = ctx.matrix  # the one the plan was solved with
     plan = with_mirrors(plan, *mirrors)
-    argvs = download_argvs(plan, os.path.abspath(dest), Sources(allow_insecure=allow_insecure_index),
-                           write=not dry_run, requires=declared_requires(plan, matrix))
+    sources = Sources(allow_insecure=allow_insecure_index)
+    sdists = sdist_only(plan)
+    argvs = download_argvs(plan, os.path.abspath(dest), sources, write=not dry_run,
+                           requires=declared_requires(plan, matrix), sdists=sdists)
     if dry_run:
         for argv in argvs:
             line(console(), " ".join(argv))
+        for said in sdists.values():
+            line(console(), f"# {said} (its build requirements and dependencies, read from the sdist, as wheels "
+                            "for the target)")
         return
     os.makedirs(dest, exist_ok=True)
     started = time.monotonic()
     for argv in argvs:
         _err("$ " + " ".join(argv))
         _subprocess.run(argv, timeout=3600)
+    for step in plan.steps:
+        if step.action == "install" and step.package in sdists:
+            _download_sdist_needs(plan, os.path.abspath(dest), step, sources)
+            _err(sdists[step.package])
     files = sorted(os.listdir(dest))
     _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
          f"gpustack install ... --find-links {dest} --offline")
+
+
+def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) -> None:
+    """Download, as wheels for the target, what the sdist of ``step`` (in ``dest``) needs to be built and installed
+    there; its dependencies come from a build of it here when its metadata is not static."""
+    import tempfile
+
+    from resolver.download import find_sdist, sdist_deps_argv, sdist_needs, wheel_requires
+    from resolver.installers import source_args
+
+    sdist = find_sdist(dest, step.requirement)
+    if sdist is None:  # pip said it downloaded it: the name on the index differs from the file's
+        raise GpuStackError(f"{step.requirement}: pip downloaded no sdist of it into {dest} (a file named for another "
+                            "project?); download it by hand into the folder")
+    build, static = sdist_needs(sdist)
+    runtime = static or []
+    if static is None:
+        with tempfile.TemporaryDirectory(prefix="gpustack-sdist-") as tmp:
+            built = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--progress-bar", "off", "-w", tmp,
+                     *source_args(step, sources), str(sdist)]
+            _err("$ " + " ".join(built) + "  # its dependencies are not static in the sdist: a build says them")
+            _subprocess.run(built, timeout=3600)
+            wheels = [os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl")]
+            runtime = wheel_requires(Path(wheels[0])) if wheels else []
+    fetch = sdist_deps_argv(plan, dest, step, sources, [*build, *runtime])
+    if fetch is not None:
+        _err("$ " + " ".join(fetch))
+        _subprocess.run(fetch, timeout=3600)
 
 
 @click.group("cache")

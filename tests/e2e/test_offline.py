@@ -1,7 +1,9 @@
-"""``install --lock`` without the network, with the real pip and uv, on a loopback PyTorch-style index (``/whl/cpu``)
-and a PyPI-style one (``/simple``) that the test stops: a dead host, or ``--offline``. The lock is written by the real
-``gpustack lock`` against them.
+"""The offline story with the real pip and uv, on a loopback PyTorch-style index (``/whl/cpu``) and a PyPI-style one
+(``/simple``) that a test stops (a dead host), or with ``--offline``: ``gpustack download`` on the "connected" side,
+then ``install --find-links DIR --offline`` and ``install --lock`` without the network. Plans and locks are written by
+the real ``gpustack plan`` and ``gpustack lock`` against the served indexes.
 
+``install --lock`` without the network:
 What must hold both ways: the lock's sha256 decides (a changed hash is never "satisfied" by what is installed), and a
 second install of the same lock needs no network (uv reinstalls from its cache, checked against the lock; what pip
 installed from exactly the locked file, as its ``direct_url.json`` records, is kept); a file no copy of is here is
@@ -49,6 +51,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     fakewheels.write_index(root / "pypi", [
         fakewheels.make_wheel(w / "p", "typing-extensions", "4.12.2", {"typing_extensions.py": ""}),
         fakewheels.make_wheel(w / "p", "tinypkg", "1.0", {"tinypkg.py": ""}),
+        # published as sdists only (as many small PyPI projects are), built with a PEP 517 backend from the index;
+        # srconly's metadata is static (2.2), oldsrc's (2.1) is known only by building it
+        fakewheels.fake_backend(w / "p"),
+        fakewheels.make_sdist(w / "p", "srconly", "1.0", ["tinypkg"]),
+        fakewheels.make_sdist(w / "p", "oldsrc", "2.0", ["typing-extensions"], metadata_version="2.1"),
     ])
     shutil.move(str(root / "pypi" / "simple"), str(root / "simple"))
     shutil.move(str(root / "pypi" / "files"), str(root / "files"))
@@ -143,3 +150,49 @@ def test_a_fresh_environment_from_the_lock_without_the_network(up: Served, templ
         assert done.exit_code == 1, done.output
         assert "nothing was changed" in done.output and "--find-links DIR" in done.output
         assert "Traceback" not in done.output and freeze(fresh) == before
+
+
+def write_plan(s: Served, path: Path, *requirements: str) -> Path:
+    """Write `gpustack plan --json` of torch 2.13.0 (CPU) and ``requirements`` from the served PyPI."""
+    done = gpustack("plan", "--cpu", "--python", HERE, "--platform", "linux_x86_64", "torch==2.13.0", *requirements,
+                    "--index-url", s.pypi, "--json")
+    assert done.exit_code == 0, done.output
+    path.write_text(done.stdout)
+    return path
+
+
+def download(s: Served, plan: Path, dest: Path) -> Result:
+    return gpustack("download", "--plan", str(plan), "--dest", str(dest), "--torch-index-url", s.torch_mirror,
+                    "--index-url", s.pypi)
+
+
+def test_a_pass_through_requirement_with_only_an_sdist_is_downloaded_and_built_offline(up: Served,
+                                                                                        template_venv: Path,
+                                                                                        tmp_path: Path) -> None:
+    # download passes --only-binary=:all: (a download for another target must): srconly and oldsrc, published as
+    # sdists only, failed it ("No matching distribution found"), so the offline install could not be prepared.
+    plan = write_plan(up, tmp_path / "plan.json", "srconly", "oldsrc")
+    dest = tmp_path / "wheelhouse"
+    dry = gpustack("download", "--plan", str(plan), "--dest", str(dest), "--torch-index-url", up.torch_mirror,
+                   "--index-url", up.pypi, "--dry-run")
+    assert dry.exit_code == 0 and not dest.exists(), dry.output
+    assert f"--no-deps --no-binary srconly --index-url {up.pypi} srconly==1.0" in dry.output, dry.output
+    done = download(up, plan, dest)
+    assert done.exit_code == 0, done.output
+    for name, version in (("srconly", "1.0"), ("oldsrc", "2.0")):
+        assert (f"{name} {version} has no wheel for the target (Python {HERE}, linux_x86_64), only an sdist: "
+                "downloaded it with what building it takes; the install builds it") in done.output, done.output
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "fake_backend-1.0-py3-none-any.whl",  # their build backend, for the build on the target
+        "oldsrc-2.0.tar.gz", "srconly-1.0.tar.gz",
+        "tinypkg-1.0-py3-none-any.whl",  # srconly's dependency (its PKG-INFO); oldsrc's is typing-extensions
+        "torch-2.13.0+cpu-py3-none-any.whl", "typing_extensions-4.12.2-py3-none-any.whl"]
+    up.server.stop()
+    for backend in BACKENDS:
+        python = shutil.copytree(template_venv, tmp_path / backend, symlinks=True) / "bin" / "python"
+        offline = gpustack("install", "--plan", str(plan), "--find-links", str(dest), "--offline", "--python-exe",
+                           str(python), "--installer", backend)
+        assert offline.exit_code == 0, offline.output
+        got = envstate.snapshot(str(python))
+        assert {n: got.version(n) for n in ("torch", "srconly", "oldsrc", "tinypkg", "typing-extensions")} == {
+            "torch": "2.13.0+cpu", "srconly": "1.0", "oldsrc": "2.0", "tinypkg": "1.0", "typing-extensions": "4.12.2"}
