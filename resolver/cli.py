@@ -171,6 +171,14 @@ class _LazyGroup(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        repeated = _repeated_option(command, ctx, rest) if command is not None else None
+        if repeated is not None:
+            raise click.UsageError(f"{repeated} (see `{ctx.command_path} {name} --help`)")
+        return name, command, rest
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, spec[2]) for name, spec in _COMMANDS.items()]
         with formatter.section("Commands"):
@@ -199,7 +207,7 @@ class _LazyGroup(click.Group):
         previous = {sig: signal.signal(sig, _raise_signalled) for sig in _ENDING}
         try:
             argv = list(sys.argv[1:] if args is None else args)
-            empty = empty_argument(argv) or _repeated_option(self, click.Context(self), argv)
+            empty = empty_argument(argv)
             if empty is not None:
                 raise click.UsageError(empty)
             rc = super().main(args, prog_name, complete_var, False, **extra)
