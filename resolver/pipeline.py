@@ -145,6 +145,11 @@ class PlanOptions:
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
+        if v["gpus"]:
+            from resolver.gpus import check_gpu_text
+
+            for gpu in v["gpus"]:  # its shape now: a re-lock's first line quotes it
+                check_gpu_text(gpu)
         for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
             v[name] = bool(v.get(name))
         if v.get("fleet"):
