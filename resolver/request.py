@@ -215,7 +215,7 @@ def parse_request(
         profile = matrix.profile(name)
         if profile is None:
             known = ", ".join(p.name for p in matrix.profiles)
-            raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
+            raise BadInput(f"--profile: unknown profile {name!r}; known profiles: {known}")
         all_lines += list(profile.requirements)
         profile_lines += [_parsed(r, profile=True) for r in profile.requirements]
         constraints += [_parsed(r, profile=True, constraint=True) for r in profile.constraints]
