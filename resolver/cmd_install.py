@@ -143,7 +143,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
     sources = _sources(find_links, offline, allow_insecure_index, lock=bool(lock_file))
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
+                         index_from=opts.index_from)
     backend = choose_backend(installer)
     # then the files given, read and checked: bad input creates no venv and starts no interpreter
     given = _read_plan(plan_file) if plan_file else None
@@ -351,7 +352,7 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
     install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes,
-                          offline=sources.offline)
+                          offline=sources.offline, find_links=sources.find_links)
     _err(f"installed exactly {lock_file} into {python_exe}")
 
 
@@ -375,7 +376,8 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     from resolver.lock_resolve import declared_requires
     from resolver.pipeline import load_matrix
 
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
+                         index_from=opts.index_from)
     if plan_file:
         plan, matrix = _read_plan(plan_file), load_matrix(opts)
     else:
