@@ -21,6 +21,8 @@ from typing import Any
 
 import platformdirs
 
+from resolver.inputs import env_folder
+
 __all__ = ["cache_dir", "BuildKey", "CacheEntry", "lookup", "store", "entries", "clear", "BINARY_ENV",
            "BINARY_ENV_PREFIXES", "changes_binary"]
 
@@ -57,7 +59,7 @@ _KEY_FILE = "key.json"
 
 def cache_dir() -> Path:
     """Return the root of gpustack's cache: ``$GPUSTACK_CACHE_DIR`` if set, else the platform's user cache dir."""
-    override = os.environ.get("GPUSTACK_CACHE_DIR")
+    override = env_folder("GPUSTACK_CACHE_DIR")
     return Path(override) if override else Path(platformdirs.user_cache_dir("gpustack"))
 
 

@@ -109,11 +109,51 @@ def empty_argument(argv: list[str]) -> str | None:
     ``None``. No option or argument of gpustack means anything when empty: it is nearly always a shell variable
     that was not set (``--venv "$VENV"``), and taking it as "not given" would act on another environment."""
     for i, arg in enumerate(argv):
+        where = f" after {argv[i - 1]}" if i > 0 else ""
         if arg == "":
-            where = f" after {argv[i - 1]}" if i > 0 else ""
             return f"an empty value{where} (an unset shell variable?): give it a value, or leave it out"
+        if not arg.strip():  # no name, version, path or URL is blank either
+            return f"a blank value {arg!r}{where}: give it a value, or leave it out"
+        if "\x00" in arg:  # no process's argv can hold one; an in-process caller's can, and no input means one
+            return f"a value holding a NUL character{where}: give it without one"
         if _OPTION_EQUALS.fullmatch(arg):
             return f"{arg} with an empty value (an unset shell variable?): give it a value, or leave {arg[:-1]} out"
+    return None
+
+
+def _repeated_option(command: click.Command, ctx: click.Context, args: list[str]) -> str | None:
+    """Return the message for an option that takes one value given twice with different values (``--driver 535
+    --driver 550``), else ``None``. click keeps the last one silently; for a target, a lock's path or an
+    environment that is a guess at what was meant (a script's default and an override it forgot to remove)."""
+    single = {o: p for p in command.params if isinstance(p, click.Option) and not p.is_flag and not p.multiple
+              and not p.count and p.nargs == 1 for o in p.opts + p.secondary_opts}
+    seen: dict[str, tuple[str, str]] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return None
+        name, value = arg, None
+        if arg.startswith("--") and "=" in arg:
+            name, _, value = arg.partition("=")
+        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and arg[:2] in single:
+            name, value = arg[:2], arg[2:]
+        param = single.get(name)
+        if param is None:
+            if isinstance(command, click.Group) and not arg.startswith("-"):
+                sub = command.get_command(ctx, arg)
+                return None if sub is None else _repeated_option(sub, ctx, args[i + 1:])
+            i += 1
+            continue
+        if value is None:
+            if i + 1 >= len(args):
+                return None  # click says the value is missing
+            value = args[i + 1]
+            i += 1
+        i += 1
+        first = seen.setdefault(param.name or name, (name, value))
+        if first[1] != value:
+            return f"{first[0]} given twice ({first[1]!r}, then {value!r}): give it once"
     return None
 
 
@@ -130,6 +170,14 @@ class _LazyGroup(click.Group):
         command = getattr(module, spec[1])
         assert isinstance(command, click.Command)
         return command
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        repeated = _repeated_option(command, ctx, rest) if command is not None else None
+        if repeated is not None:
+            raise click.UsageError(f"{repeated} (see `{ctx.command_path} {name} --help`)")
+        return name, command, rest
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, spec[2]) for name, spec in _COMMANDS.items()]
@@ -158,13 +206,17 @@ class _LazyGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         previous = {sig: signal.signal(sig, _raise_signalled) for sig in _ENDING}
         try:
-            empty = empty_argument(list(sys.argv[1:] if args is None else args))
+            argv = list(sys.argv[1:] if args is None else args)
+            empty = empty_argument(argv)
             if empty is not None:
                 raise click.UsageError(empty)
             rc = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
+            from resolver.inputs import one_line
+            from resolver.redact import redact
+
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-            message = " ".join(exc.format_message().split())
+            message = one_line(redact(" ".join(exc.format_message().split())))
             click.echo(f"gpustack: {message}{where}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -185,9 +237,11 @@ class _LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GpuStackError as exc:
+            from resolver.inputs import one_line
             from resolver.redact import redact
 
-            click.echo(f"gpustack: {redact(str(exc))}", err=True)
+            message = redact(str(exc))  # before a cut, which could drop a password's '@'
+            click.echo(f"gpustack: {one_line(message) if exc.exit_code == 2 else message}", err=True)
             sys.exit(exc.exit_code)
 
 

@@ -44,7 +44,7 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     check_output(output)
     if opts.platform_tag:
         refuse_platform(opts.platform_tag)  # before any solving: a Windows target gets no Linux image
-    mirrors = _image_mirrors(torch_index_url, opts.index_url, allow_insecure_index)
+    mirrors = _image_mirrors(torch_index_url, opts.index_url, allow_insecure_index, opts.index_from)
     if opts.fleet:
         _fleet_dockerfile(requirements, output, fmt, opts, mirrors)
         return
@@ -97,17 +97,17 @@ def _said(glibc: Version | None, plan: Plan, ctx: Context) -> list[str]:
     return [f"glibc {glibc}: the image's ({found[1]}); pass --glibc X.Y to plan for another"] if found else []
 
 
-def _image_mirrors(torch_index_url: str | None, index_url: str | None,
-                   allow_insecure: bool) -> tuple[str | None, str | None]:
+def _image_mirrors(torch_index_url: str | None, index_url: str | None, allow_insecure: bool,
+                   index_from: str = "--index-url") -> tuple[str | None, str | None]:
     """Return the PyTorch and PyPI mirrors as install takes them (``installers.torch_mirror`` / ``pypi_mirror``),
     refusing (bad input) what an image build cannot use: a ``file://`` folder of this machine, which the build does
     not see, and a URL with a password, which the Dockerfile and the image's history would keep."""
     from resolver.installers import mirrors as mirrors_of
     from resolver.redact import redact
 
-    mirrors = mirrors_of(torch_index_url, index_url, allow_insecure=allow_insecure)
+    mirrors = mirrors_of(torch_index_url, index_url, allow_insecure=allow_insecure, index_from=index_from)
     named = ("--torch-index-url" if torch_index_url else "$GPUSTACK_TORCH_INDEX_URL",
-             "--index-url" if index_url else "the PyPI mirror of $PIP_INDEX_URL, $UV_DEFAULT_INDEX or $UV_INDEX_URL")
+             index_from if index_from.startswith("-") else f"${index_from}")
     for url, what in zip(mirrors, named):
         if url is None:
             continue

@@ -20,7 +20,7 @@ from resolver import _subprocess, envstate
 from resolver.cli import skip_final_collection
 from resolver import journal as journals
 from resolver.errors import BadInput, GpuStackError
-from resolver.inputs import check_argument, read_text
+from resolver.inputs import check_argument, check_new_folder, read_text
 from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
                               target_mismatch)
 from resolver.installers import mirrors as mirrors_of, with_mirrors
@@ -143,7 +143,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
     sources = _sources(find_links, offline, allow_insecure_index, lock=bool(lock_file))
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
+                         index_from=opts.index_from)
     backend = choose_backend(installer)
     # then the files given, read and checked: bad input creates no venv and starts no interpreter
     given = _read_plan(plan_file) if plan_file else None
@@ -205,9 +206,10 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
 def _check_new_venv_path(venv: str) -> None:
     """Refuse a ``--venv`` path that cannot become a new venv: a file, or a folder that holds something but no
     venv (``python -m venv`` would write into it)."""
+    hint = "pass the folder of a virtual environment, or a new path to create one"
     if os.path.lexists(venv) and not os.path.isdir(venv):
-        raise BadInput(f"--venv {venv}: a file, not a folder; pass the folder of a virtual environment, or a new path "
-                       f"to create one")
+        raise BadInput(f"--venv {venv}: a file, not a folder; {hint}")
+    check_new_folder(venv, "--venv", hint=hint)
     if os.path.isdir(venv) and os.listdir(venv):
         raise BadInput(f"--venv {venv}: a folder that is not a virtual environment (no {venv_python(venv)}); pass a "
                        f"virtual environment, or a new path to create one")
@@ -350,7 +352,7 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
     install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes,
-                          offline=sources.offline)
+                          offline=sources.offline, find_links=sources.find_links)
     _err(f"installed exactly {lock_file} into {python_exe}")
 
 
@@ -365,8 +367,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
              torch_index_url: str | None, allow_insecure_index: bool = False) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
     check_argument(dest, "--dest")
-    if os.path.lexists(dest) and not os.path.isdir(dest):
-        raise BadInput(f"--dest {dest}: exists and is not a folder; pass a folder (it is created when missing)")
+    check_new_folder(dest, "--dest", hint="pass a folder (it is created when missing)")
     if plan_file:  # the plan names its target; the mirrors still apply to its indexes
         _refuse_ignored(f"--plan {plan_file}", "downloads", _planning_options_given(set(), keep=frozenset({"index_url"})),
                         "plan --json")
@@ -375,7 +376,8 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     from resolver.lock_resolve import declared_requires
     from resolver.pipeline import load_matrix
 
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
+                         index_from=opts.index_from)
     if plan_file:
         plan, matrix = _read_plan(plan_file), load_matrix(opts)
     else:

@@ -118,7 +118,8 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     from resolver.installers import mirrors as mirrors_of
 
     # the mirrors install takes, read by the same code (bad input before any solving)
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
+                         index_from=opts.index_from)
 
     # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
     # decides below whether its lock is used.
@@ -236,9 +237,13 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
                 # Never a partial lock: a lock that silently holds only the plan's packages would install
                 # whatever the dependencies' indexes serve on the day.
                 last = (exc.output_tail.strip().splitlines() or ["no output"])[-1].strip()
-                raise lock_resolve.ResolveError(
-                    f"dependencies not resolved ({'uv' if uv else 'pip'}: {last}); lock again when the indexes "
-                    f"answer, or with --no-deps for the plan's packages only; nothing written") from None
+                from resolver.redact import redact
+
+                # remote indexes answered a probe just now (check_sources): most often one lacks a version
+                raise lock_resolve.ResolveError(redact(
+                    f"dependencies not resolved from {default_index} ({'uv' if uv else 'pip'}: {last}); lock "
+                    f"from an index that answers and holds them (--index-url URL, else $PIP_INDEX_URL), or with "
+                    f"--no-deps for the plan's packages only; nothing written")) from None
             finally:
                 if started is not None:
                     started.cancel()  # waited for by resolve (which removes it), or not needed: stopped, removed

@@ -13,7 +13,7 @@ from resolver.inputs import check_name
 from resolver.matrix_types import GpuRow, Matrix
 from resolver.models import ComputeCapability, Gpu
 
-__all__ = ["lookup_gpu", "find_gpu_row", "gpu_rows", "normalize_name", "host_platform"]
+__all__ = ["lookup_gpu", "check_gpu_text", "find_gpu_row", "gpu_rows", "normalize_name", "host_platform"]
 
 _CC = re.compile(r"^(?:sm_?)?\d{1,2}\.?\d$", re.IGNORECASE | re.ASCII)
 
@@ -48,16 +48,25 @@ def gpu_rows(name: str, matrix: Matrix) -> list[GpuRow]:
     return list({r.name: r for key, r in _index(matrix).items() if words and words <= set(key.split())}.values())
 
 
+_GPU_HINT = "pass a GPU name such as 'Tesla T4' or a compute capability such as 8.6"
+
+
+def check_gpu_text(text: str) -> str:
+    """Return ``--gpu`` text stripped when it can name a GPU at all (one short line); ``BadInput`` otherwise. Checked
+    where the options are read, before any work or message quotes it, and again by ``lookup_gpu``."""
+    t = text.strip()
+    if not t:
+        raise BadInput(f"--gpu '': empty; {_GPU_HINT}")
+    check_name(text, "--gpu", hint=_GPU_HINT)
+    return t
+
+
 def lookup_gpu(text: str, matrix: Matrix) -> Gpu:
     """Return the ``Gpu`` for ``--gpu`` text: a name (``"Tesla K80"``, ``"NVIDIA H100 80GB HBM3"``) or a capability.
 
     An unknown name is bad input: the message suggests the closest known names and the capability form.
     """
-    hint = "pass a GPU name such as 'Tesla T4' or a compute capability such as 8.6"
-    t = text.strip()
-    if not t:
-        raise BadInput(f"--gpu '': empty; {hint}")
-    check_name(text, "--gpu", hint=hint)
+    t = check_gpu_text(text)
     if _CC.match(t):
         cc = ComputeCapability.parse(t)
         known = sorted({row.compute_capability for row in matrix.gpus})

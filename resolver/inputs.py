@@ -30,6 +30,9 @@ __all__ = [
     "check_argument",
     "check_file_url",
     "check_index_url",
+    "one_line",
+    "check_new_folder",
+    "env_folder",
 ]
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a lock of every CUDA wheel is ~200 KB; a plan ~10 KB
@@ -46,6 +49,17 @@ def _show(value: str, limit: int = 60) -> str:
     return shown + ("..." if len(value) > limit else "")
 
 
+_LONG_WORD = re.compile(r"\S{300,}")
+
+
+def one_line(message: str) -> str:
+    """Return ``message`` as the one short line a refusal prints: control characters (a newline, NUL or escape
+    sequence the input carried) shown escaped, and any run of over 300 non-blank characters (a 1 MB argument, a
+    pasted file) cut to its first 120 with its length. Applied to every exit-2 message where the CLI prints it."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+    return _LONG_WORD.sub(lambda m: f"{m.group()[:120]}...({len(m.group())} characters)", text)
+
+
 def read_bytes(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str = "pass a regular file") -> bytes:
     """Return the bytes of the regular file ``path``; ``BadInput`` (naming ``what``) for a folder, FIFO, device or
     socket, a missing or unreadable file, or one over ``limit`` bytes. Never blocks on a FIFO: the file is opened
@@ -54,6 +68,8 @@ def read_bytes(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str =
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise BadInput(f"{what}: cannot read it ({exc.strerror}); {hint}") from None
+    except ValueError:  # a NUL in the path: no file has that name
+        raise BadInput(f"{what}: a path cannot hold a NUL character; {hint}") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
@@ -77,6 +93,35 @@ def read_bytes(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str =
         raise BadInput(f"{what}: cannot read it ({exc.strerror}); {hint}") from None
     finally:
         os.close(fd)
+
+
+def check_new_folder(path: str, what: str, *, hint: str) -> str:
+    """Return ``path`` when it is a folder or can be made one (``os.makedirs``): ``BadInput`` naming ``what`` when it
+    is a file, FIFO or device, when a folder above it is a file (``notes.txt/venv``), or when the OS refuses the name
+    (too long). Nothing is created."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise BadInput(f"{what} {path}: exists and is not a folder; {hint}")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # ENAMETOOLONG, ENOTDIR (a file above it), ELOOP ...
+        raise BadInput(f"{what} {path}: cannot be a folder ({exc.strerror}); {hint}") from None
+    return path
+
+
+def env_folder(name: str) -> str | None:
+    """Return the folder the environment variable ``name`` (``GPUSTACK_CACHE_DIR``) names, or ``None`` when it is
+    unset or empty; ``BadInput`` when it is not an absolute path that is, or can become, a folder: a relative one
+    would mean another folder in every working directory (and ``cache clear`` would empty it)."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    hint = f"set {name} to an absolute folder path, or unset it"
+    check_text(value, name, limit=4096, hint=hint)
+    if not os.path.isabs(value):
+        raise BadInput(f"{name} {_show(value)}: not an absolute path; {hint}")
+    return check_new_folder(value, name, hint=hint)
 
 
 def read_text(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str = "pass a regular file") -> str:

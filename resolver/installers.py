@@ -432,15 +432,11 @@ def _mirror_url(url: str, what: str, allow_insecure: bool) -> str:
     return check_index_url(url, what, allow_insecure=allow_insecure).rstrip("/")
 
 
-def pypi_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
-    """Return the user's PyPI mirror: ``--index-url``, else ``PIP_INDEX_URL``, ``UV_DEFAULT_INDEX`` or
-    ``UV_INDEX_URL`` from the environment (what pip and uv themselves would use); ``None`` for pypi.org."""
-    env = os.environ if environ is None else environ
-    for flag, value in (("--index-url", given), ("PIP_INDEX_URL", env.get("PIP_INDEX_URL")),
-                        ("UV_DEFAULT_INDEX", env.get("UV_DEFAULT_INDEX")), ("UV_INDEX_URL", env.get("UV_INDEX_URL"))):
-        if value:
-            return _mirror_url(value, flag, allow_insecure)
-    return None
+def pypi_mirror(index_url: str | None, what: str = "--index-url", *, allow_insecure: bool = False) -> str | None:
+    """Return the user's PyPI mirror, checked as an index (``None`` for pypi.org): ``index_url`` is the one
+    ``pipeline.pypi_index`` read into ``PlanOptions`` (``--index-url``, else ``PIP_INDEX_URL``, ``UV_DEFAULT_INDEX``
+    or ``UV_INDEX_URL``), ``what`` the input that gave it (``PlanOptions.index_from``)."""
+    return _mirror_url(index_url, what, allow_insecure) if index_url else None
 
 
 def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
@@ -453,17 +449,20 @@ def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *,
     return None
 
 
-def mirrors(torch_index_url: str | None, index_url: str | None, *,
-            allow_insecure: bool = False) -> tuple[str | None, str | None]:
-    """Return ``(torch_mirror, pypi_mirror)`` of the command line's ``--torch-index-url`` and ``--index-url`` (or
-    their environment variables): what install, lock and dockerfile hand to ``with_mirrors``."""
+def mirrors(torch_index_url: str | None, index_url: str | None, *, allow_insecure: bool = False,
+            index_from: str = "--index-url") -> tuple[str | None, str | None]:
+    """Return ``(torch_mirror, pypi_mirror)`` of the command line's ``--torch-index-url`` (or its environment
+    variable) and the PyPI mirror in effect (``PlanOptions.index_url``, given by ``index_from``): what install, lock,
+    download and dockerfile hand to ``with_mirrors``."""
     return (torch_mirror(torch_index_url, allow_insecure=allow_insecure),
-            pypi_mirror(index_url, allow_insecure=allow_insecure))
+            pypi_mirror(index_url, index_from, allow_insecure=allow_insecure))
 
 
-def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) -> Plan:
+def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None, *, packages: bool = True) -> Plan:
     """Return ``plan`` with download.pytorch.org/whl/... moved to ``torch_index``/... (an Artifactory, devpi or
-    air-gapped copy laid out the same: ``<mirror>/cu121``) and pypi.org/simple to ``pypi_index``."""
+    air-gapped copy laid out the same: ``<mirror>/cu121``) and pypi.org/simple to ``pypi_index``; the stack's
+    packages too unless ``packages`` is false (``plan.make_plan`` moves only the steps: the stack keeps what the
+    solver chose, PyPI's torch pinned without its local label)."""
     from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX
 
     def move(url: str | None) -> str | None:
@@ -482,5 +481,7 @@ def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) ->
     steps = tuple(replace(s, index_url=move(s.index_url), description=said(s),
                           extra_index_urls=tuple(u for u in (move(x) for x in s.extra_index_urls) if u))
                   for s in plan.steps)
-    packages = tuple(replace(p, index_url=move(p.index_url)) for p in plan.stack.packages)
-    return replace(plan, stack=replace(plan.stack, packages=packages), steps=steps)
+    if not packages:
+        return replace(plan, steps=steps)
+    chosen = tuple(replace(p, index_url=move(p.index_url)) for p in plan.stack.packages)
+    return replace(plan, stack=replace(plan.stack, packages=chosen), steps=steps)

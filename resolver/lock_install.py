@@ -108,14 +108,16 @@ def installer_argv(installer: Installer | Literal["pip", "uv"], python_exe: str)
 
 
 def install_argv(start: Sequence[str], requirements: Path, *, verify: bool = True,
-                 build_isolation: bool = True, reinstall: bool = False, offline: bool = False) -> list[str]:
+                 build_isolation: bool = True, reinstall: bool = False, offline: bool = False,
+                 builds_from: Sequence[str] = ()) -> list[str]:
     """Return the argv that installs ``requirements`` with no dependencies (all are locked), ``start`` being
     ``installer_argv``'s answer for the target; ``reinstall`` (uv's ``--reinstall``) reads every file again, the
     installed ones too; ``offline`` (uv's ``--offline``) reads them from uv's cache, which checks each cached
     archive's recorded sha256 against the lock's (uv's ``--reinstall`` implies ``--refresh``: online, it asks the
-    host again)."""
+    host again). ``builds_from`` (``--no-index``, ``--find-links DIR``) is where the build requirements of a
+    locked sdist come from (every locked file is named by URL: indexes serve nothing else)."""
     argv = list(start)
-    argv += ["--no-deps", "-r", str(requirements)]
+    argv += ["--no-deps", "-r", str(requirements), *builds_from]
     if verify:
         argv.append("--require-hashes")
     if reinstall:
@@ -217,7 +219,7 @@ def _hosts(p: LockedPackage) -> list[str]:
 def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Installer | Literal["pip", "uv"] = "pip",
                       host: Target | None = None, allow_missing_hashes: bool = False,
                       run: Runner = _subprocess.run, note: Callable[[str], None] | None = None,
-                      installed: Snapshot | None = None, offline: bool = False,
+                      installed: Snapshot | None = None, offline: bool = False, find_links: Sequence[str] = (),
                       probe: Callable[[Sequence[str]], list[str]] | None = None) -> list[str]:
     """Return the commands run to install exactly ``locked`` into ``python_exe``; raise ``LockRefused`` first when
     ``host`` (detected when ``None``) does not satisfy the lock's target or a file has no hash.
@@ -227,8 +229,11 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
     A package ``installed`` (read here when ``None``) from exactly its locked file is kept (``installed_as_locked``).
     Without the network (``offline``, or hosts that ``probe`` finds silent: ``installers.silent_hosts``) uv reads
     the files from its cache (``--offline``: each checked against the lock's sha256); pip is refused before anything
-    runs.
+    runs. A locked sdist is built with its build requirements from the ``find_links`` folders (only them when
+    ``offline``), where ``gpustack download`` puts them.
     """
+    from resolver.installers import Sources
+
     if host is None:
         host = detected_target(python_exe)
     refuse_lock(locked, host, allow_missing_hashes, note)
@@ -258,6 +263,7 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
         uv = (installer.backend if not isinstance(installer, str) else installer) == "uv"
         silent = _offline_hosts([p for packages, _, _ in batches for p in packages], offline, uv, note, probe)
         start = installer_argv(installer, python_exe) if batches else []  # one reading of the target for all
+        builds_from = (["--no-index"] if offline else []) + Sources(tuple(find_links)).links()
         # uv keeps a package installed at the locked version without reading its file, so the lock's hash was
         # never checked for it (a tampered lock installed "exactly"); pip reads a direct URL's file whatever is
         # installed. So uv reads the hashed wheels again (from its cache). Not the source builds: that would build
@@ -266,7 +272,7 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
             path = Path(tmp) / f"requirements-{i}.txt"
             path.write_text(requirements_text(locked, direct=True, packages=packages))
             argv = install_argv(start, path, verify=verify, build_isolation=not env,
-                                reinstall=uv and verify and not env, offline=bool(silent))
+                                reinstall=uv and verify and not env, offline=bool(silent), builds_from=builds_from)
             try:
                 run(argv, env=env or None)
             except CommandFailed as exc:
@@ -311,17 +317,19 @@ def _offline_hosts(packages: Sequence[LockedPackage], offline: bool, uv: bool, n
 
 def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Installer, *, reporter: Reporter | None = None,
                           allow_missing_hashes: bool = False, lock_timeout: float = 600.0,
-                          offline: bool = False) -> list[str]:
+                          offline: bool = False, find_links: Sequence[str] = ()) -> list[str]:
     """Return the commands ``install_from_lock`` ran, under the environment's inter-process lock; on any failure
     after the target check (a build failing after the wheels went in, Ctrl-C) restore the snapshot and raise.
 
     ``installer`` is a ``resolver.install.Installer`` (it knows how to reinstall and uninstall for a restore).
     A refused lock (``LockRefused``) or a hash mismatch changes nothing: pip checks every hash before installing.
-    ``offline`` (``--offline``): no network at all (``install_from_lock``).
+    ``offline`` (``--offline``): no network at all; ``find_links``: the ``--find-links`` folders
+    (``install_from_lock``).
     """
     from resolver.install import guarded
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)) as txn:
         return install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
-                                 note=(reporter or Reporter()).message, installed=txn.before, offline=offline)
+                                 note=(reporter or Reporter()).message, installed=txn.before, offline=offline,
+                                 find_links=find_links)

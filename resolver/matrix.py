@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from resolver.errors import InvalidMatrix
+from resolver.errors import BadInput, InvalidMatrix
 from resolver.matrix_rows import FILES, OPTIONAL, from_dicts, keys_fingerprint
 from resolver.matrix_types import Matrix
 
@@ -47,7 +48,6 @@ def _decode(name: str, raw: bytes) -> dict[str, Any]:
 
 def _read_raw(directory: Path) -> dict[str, bytes]:
     """Return the bytes of each matrix file of ``directory`` (regular files under 16 MB), keyed by stem."""
-    from resolver.errors import BadInput
     from resolver.inputs import read_bytes
 
     raw: dict[str, bytes] = {}
@@ -72,6 +72,9 @@ def read_files(directory: Path) -> dict[str, dict[str, Any]]:
 
 def load_dir(directory: Path) -> Matrix:
     """Return the matrix read from ``directory`` (for ``--matrix-dir`` and tests)."""
+    if not os.path.isdir(directory):  # os.path: False, not OSError, for a name the OS refuses (too long)
+        raise BadInput(f"--matrix-dir {directory}: not a folder; pass a folder holding the matrix files (a copy of "
+                       "the shipped matrices/)")
     return from_dicts(read_files(directory))
 
 

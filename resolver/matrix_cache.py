@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from resolver.inputs import env_folder
 from resolver.safefiles import private_dir, read_private, write_private
 
 __all__ = ["cache_dir", "read", "write"]
@@ -27,7 +27,7 @@ _MAGIC = b"gpustack-matrix-cache"
 
 def cache_dir() -> Path:
     """Return ``$GPUSTACK_CACHE_DIR/matrix`` or the user cache's ``matrix`` folder."""
-    override = os.environ.get("GPUSTACK_CACHE_DIR")
+    override = env_folder("GPUSTACK_CACHE_DIR")  # read and checked as resolver.cache reads it
     if override:
         return Path(override) / "matrix"
     import platformdirs

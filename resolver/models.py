@@ -329,7 +329,7 @@ class Stack:
     other_requirements: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     torch_cxx11_abi: bool | None = None
-    others_index_url: str | None = None  # the index pass-through requirements were checked on (None: PyPI)
+    others_index_url: str | None = None  # the PyPI mirror (None: pypi.org): pass-throughs checked there, steps take it
 
     def get(self, name: str) -> PackageChoice | None:
         return next((p for p in self.packages if p.name == name), None)

@@ -63,8 +63,8 @@ def target_options(f: F) -> F:
         click.option("--index-url", metavar="URL",
                      help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not "
                           "solve itself (numpy, diffusers ...) are checked against it, and install, lock and dockerfile "
-                          "take PyPI's files from it (default: pypi.org; they also read $PIP_INDEX_URL, "
-                          "$UV_DEFAULT_INDEX, $UV_INDEX_URL)."),
+                          "take PyPI's files from it (default: $PIP_INDEX_URL, else $UV_DEFAULT_INDEX, else "
+                          "$UV_INDEX_URL, else pypi.org)."),
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     wrapped = _collect(f)

@@ -32,7 +32,26 @@ if TYPE_CHECKING:
 
 __all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "known_nvcc",
            "target_from", "target_glibc", "glibc_for", "with_index", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
-           "this_platform"]
+           "this_platform", "pypi_index", "PYPI_INDEX_VARIABLES"]
+
+
+# The environment variables that name the PyPI mirror pip and uv use, in the order gpustack reads them (pip's first).
+PYPI_INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL")
+
+
+def pypi_index(given: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """Return the PyPI mirror in effect, as ``(input, url)``: ``--index-url`` when given, else the first of
+    ``PYPI_INDEX_VARIABLES`` set in the environment (what pip and uv themselves would use); ``None`` for pypi.org.
+
+    The one reading of it: ``PlanOptions.from_cli`` takes it (so pass-through pins are chosen on the mirror), and
+    ``installers.mirrors`` moves the plan's pypi.org steps to the same URL, in every command."""
+    import os
+
+    env = os.environ if environ is None else environ
+    for what, value in (("--index-url", given), *((name, env.get(name)) for name in PYPI_INDEX_VARIABLES)):
+        if value:
+            return what, value
+    return None
 
 
 def parse_driver_option(text: str) -> Version:
@@ -86,6 +105,7 @@ class PlanOptions:
     upgrade: bool = False
     matrix_dir: str | None = None
     index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
+    index_from: str = "--index-url"  # the input that gave index_url: the option or an environment variable (pypi_index)
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
     per_class: bool = False
@@ -111,16 +131,25 @@ class PlanOptions:
         v["driver"] = parse_driver_option(v["driver"]) if v.get("driver") else None
         v["python_version"] = _check_python(v["python_version"]) if v.get("python_version") else None
         v["nvcc"] = _check_nvcc(v["nvcc"]) if v.get("nvcc") else None
-        if v.get("index_url"):
+        mirror = pypi_index(v.get("index_url"))  # the option, else the environment's mirror: pins are chosen there
+        v["index_url"] = None
+        if mirror is not None:
             from resolver.inputs import check_file_url
             from resolver.schema import Loc, check_url
 
-            v["index_url"] = check_file_url(check_url(check_text(v["index_url"], "--index-url", limit=2000,
+            what, url = mirror
+            v["index_url"] = check_file_url(check_url(check_text(url, what, limit=2000,
                                                                  hint="expected an index URL such as https://pypi.org/simple"),
-                                                      Loc("--index-url")), "--index-url")
+                                                      Loc(what)), what)
+            v["index_from"] = what
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
             v[name] = tuple(v.get(name) or ())
+        if v["gpus"]:
+            from resolver.gpus import check_gpu_text
+
+            for gpu in v["gpus"]:  # its shape now: a re-lock's first line quotes it
+                check_gpu_text(gpu)
         for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
             v[name] = bool(v.get(name))
         if v.get("fleet"):
@@ -359,8 +388,8 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
 def with_index(request: Request, opts: PlanOptions) -> Request:
     """Return ``request`` with what its index (``--index-url``, default PyPI) holds for its pass-through requirements:
     the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target."""
-    if not request.others:
-        return request
+    if not request.others:  # nothing to read; the mirror still takes pypi.org's place in the plan's steps
+        return dataclasses.replace(request, index_url=opts.index_url)
     from resolver.index_lookup import lookup
     from resolver.models import PYPI_SIMPLE
     from resolver.passthrough import checked_names

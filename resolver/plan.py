@@ -76,6 +76,9 @@ def plan_constraints(plan: Plan) -> list[str]:
 def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: Matrix | None = None) -> Plan:
     """Return the ordered steps that put ``stack`` onto the target. ``installed`` maps dist name -> version there.
 
+    A PyPI mirror the request was checked on (``Stack.others_index_url``: ``--index-url`` or the environment's,
+    ``pipeline.pypi_index``) takes pypi.org's place in every step (``installers.with_mirrors``).
+
     The matrix's known-bad pins that apply (``known_pins``; ``matrix`` defaults to the shipped one) become
     constraints of every step, so no step can install what breaks the stack, and a note says why.
 
@@ -87,6 +90,10 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: 
 
         matrix = load()
     plan = _make_plan(stack, installed, matrix)
+    if stack.others_index_url:  # the user's PyPI mirror: every step names it for pypi.org (a plan file keeps it)
+        from resolver.installers import with_mirrors
+
+        plan = with_mirrors(plan, None, stack.others_index_url, packages=False)
     pins = known_pins(stack, matrix.pins)
     if not pins:
         return plan

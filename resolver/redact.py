@@ -13,7 +13,10 @@ __all__ = ["redact", "MASK"]
 MASK = "****"
 
 # scheme://userinfo@ where userinfo has no '/', '@' or whitespace (RFC 3986 forbids '/' and '@' unescaped there).
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"<>]+)@")
+# The scheme is at most 32 characters (real ones are under 20): unbounded, every letter of a long word was tried as
+# a start and scanned to the word's end, and a 1 MB argument quoted in a message took minutes. A longer run of
+# scheme characters still matches from its last 32, so its password is masked all the same.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)(?P<userinfo>[^/@\s'\"<>]+)@")
 
 
 def _mask(match: re.Match[str]) -> str:

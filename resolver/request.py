@@ -58,7 +58,7 @@ class Request:
     optional: tuple[tuple[str, SpecifierSet], ...] = ()
     # what the index holds for each pass-through name, looked up before solving (None: not looked up, not checked)
     index: Mapping[str, IndexProject] | None = None
-    index_url: str | None = None  # the index it was looked up on, when not PyPI
+    index_url: str | None = None  # the user's PyPI mirror (None: pypi.org): the index is read there, steps name it
     # versions to stay closest to (check-upgrade's current set: name -> version, torch with its local tag): ranks a
     # candidate by its distance from them (the same version, then newer ascending, then older descending) instead of
     # by newness. Empty: the newest wins.
@@ -215,7 +215,7 @@ def parse_request(
         profile = matrix.profile(name)
         if profile is None:
             known = ", ".join(p.name for p in matrix.profiles)
-            raise BadInput(f"unknown profile {name!r}; known profiles: {known}")
+            raise BadInput(f"--profile: unknown profile {name!r}; known profiles: {known}")
         all_lines += list(profile.requirements)
         profile_lines += [_parsed(r, profile=True) for r in profile.requirements]
         constraints += [_parsed(r, profile=True, constraint=True) for r in profile.constraints]

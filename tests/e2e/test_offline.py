@@ -196,3 +196,34 @@ def test_a_pass_through_requirement_with_only_an_sdist_is_downloaded_and_built_o
         got = envstate.snapshot(str(python))
         assert {n: got.version(n) for n in ("torch", "srconly", "oldsrc", "tinypkg", "typing-extensions")} == {
             "torch": "2.13.0+cpu", "srconly": "1.0", "oldsrc": "2.0", "tinypkg": "1.0", "typing-extensions": "4.12.2"}
+
+
+def test_the_offline_story_of_docs_install_md_end_to_end(up: Served, template_venv: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/install.md "Offline installs": on the connected machine, `gpustack download` of a plan (torch from the
+    # PyTorch index, pass-through requirements from PyPI: one a wheel, one an sdist only) and `gpustack lock` of the
+    # same request; then, the indexes gone, the plan and the lock installed from the folder into fresh environments
+    # with empty pip, uv and gpustack caches (the air-gapped machine's), with pip and with uv. Every environment holds
+    # the same set: the lock's. (The lock's sdist was built with its backend from PyPI, not from the folder: offline,
+    # pip and uv found no fake-backend.)
+    plan = write_plan(up, tmp_path / "plan.json", "tinypkg", "srconly")
+    lock = tmp_path / "pylock.toml"
+    locked = gpustack("lock", "--cpu", "--python", HERE, "--platform", "linux_x86_64", "torch==2.13.0", "tinypkg",
+                      "srconly", "--torch-index-url", up.torch_mirror, "--index-url", up.pypi, "-o", str(lock))
+    assert locked.exit_code == 0, locked.output
+    dest = tmp_path / "wheelhouse"
+    done = download(up, plan, dest)
+    assert done.exit_code == 0, done.output
+    up.server.stop()
+    want = sorted(f"{p['name']}=={p['version']}" for p in tomllib.loads(lock.read_text())["packages"])
+    assert want == ["srconly==1.0", "tinypkg==1.0", "torch==2.13.0+cpu", "typing-extensions==4.12.2"]
+    for backend in BACKENDS:
+        for how, args in (("plan", ["--plan", str(plan)]), ("lock", ["--lock", str(lock)])):
+            python = shutil.copytree(template_venv, tmp_path / f"{backend}-{how}", symlinks=True) / "bin" / "python"
+            base = set(envstate.snapshot(str(python)).freeze())
+            for cache in ("PIP_CACHE_DIR", "UV_CACHE_DIR", "GPUSTACK_CACHE_DIR"):
+                monkeypatch.setenv(cache, str(tmp_path / f"{backend}-{how}-{cache.lower()}"))
+            out = gpustack("install", *args, "--find-links", str(dest), "--offline", "--python-exe", str(python),
+                           "--installer", backend)
+            assert out.exit_code == 0, f"{backend} {how}: {out.output}"
+            assert sorted(set(envstate.snapshot(str(python)).freeze()) - base) == want, (backend, how)
