@@ -203,10 +203,16 @@ def origin(url: str) -> str | None:
 
 
 def silent_hosts(urls: Sequence[str], timeout: float = 3.0) -> list[str]:
-    """Return the hosts (``origin``) of ``urls`` that do not answer (``answers``), each asked once, loopback too
-    (it costs a millisecond)."""
-    hosts = dict.fromkeys(o for o in map(origin, urls) if o is not None)
-    return [o for o in hosts if not answers(o + "/", timeout)]
+    """Return the hosts (``origin``) of ``urls`` that do not answer (``answers``), each asked once and all at once,
+    loopback too (it costs a millisecond)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hosts = list(dict.fromkeys(o for o in map(origin, urls) if o is not None))
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        answered = list(pool.map(lambda o: answers(o + "/", timeout), hosts))
+    return [o for o, ok in zip(hosts, answered) if not ok]
 
 
 def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
@@ -465,9 +471,11 @@ def mirrors(torch_index_url: str | None, index_url: str | None, *, allow_insecur
             pypi_mirror(index_url, index_from, allow_insecure=allow_insecure))
 
 
-def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) -> Plan:
+def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None, *, packages: bool = True) -> Plan:
     """Return ``plan`` with download.pytorch.org/whl/... moved to ``torch_index``/... (an Artifactory, devpi or
-    air-gapped copy laid out the same: ``<mirror>/cu121``) and pypi.org/simple to ``pypi_index``."""
+    air-gapped copy laid out the same: ``<mirror>/cu121``) and pypi.org/simple to ``pypi_index``; the stack's
+    packages too unless ``packages`` is false (``plan.make_plan`` moves only the steps: the stack keeps what the
+    solver chose, PyPI's torch pinned without its local label)."""
     from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX
 
     def move(url: str | None) -> str | None:
@@ -486,5 +494,7 @@ def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None) ->
     steps = tuple(replace(s, index_url=move(s.index_url), description=said(s),
                           extra_index_urls=tuple(u for u in (move(x) for x in s.extra_index_urls) if u))
                   for s in plan.steps)
-    packages = tuple(replace(p, index_url=move(p.index_url)) for p in plan.stack.packages)
-    return replace(plan, stack=replace(plan.stack, packages=packages), steps=steps)
+    if not packages:
+        return replace(plan, steps=steps)
+    chosen = tuple(replace(p, index_url=move(p.index_url)) for p in plan.stack.packages)
+    return replace(plan, stack=replace(plan.stack, packages=chosen), steps=steps)

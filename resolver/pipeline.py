@@ -403,8 +403,8 @@ def with_index(request: Request, opts: PlanOptions) -> Request:
     """Return ``request`` with what its index (``--index-url``, default PyPI) holds for its pass-through requirements:
     the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target.
     Where the index gives no answer, or with ``--offline``, install's ``--find-links`` folders answer instead."""
-    if not request.others:
-        return request
+    if not request.others:  # nothing to read; the mirror still takes pypi.org's place in the plan's steps
+        return dataclasses.replace(request, index_url=opts.index_url)
     from resolver.index_lookup import lookup_or_folders
     from resolver.models import PYPI_SIMPLE
     from resolver.passthrough import checked_names

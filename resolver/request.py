@@ -58,7 +58,7 @@ class Request:
     optional: tuple[tuple[str, SpecifierSet], ...] = ()
     # what the index holds for each pass-through name, looked up before solving (None: not looked up, not checked)
     index: Mapping[str, IndexProject] | None = None
-    index_url: str | None = None  # the index it was looked up on, when not PyPI
+    index_url: str | None = None  # the user's PyPI mirror (None: pypi.org): the index is read there, steps name it
     # versions to stay closest to (check-upgrade's current set: name -> version, torch with its local tag): ranks a
     # candidate by its distance from them (the same version, then newer ascending, then older descending) instead of
     # by newness. Empty: the newest wins.

@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -33,7 +34,7 @@ REQUEST = ["torch==2.13.0", "mirpkg"]
 
 @dataclass(frozen=True)
 class Indexes:
-    a: str  # mirpkg 1.0 (and torch's filelock)
+    a: str  # mirpkg 1.0 (and torch's dependency mirdep)
     b: str  # mirpkg 1.0 and 2.0
     torch: str  # a mirror of download.pytorch.org/whl (<torch>/cpu/torch/)
 
@@ -42,11 +43,12 @@ class Indexes:
 def indexes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexes]:
     root = tmp_path_factory.mktemp("pypi-mirrors")
     wheels = root / "wheels"
-    torch = fakewheels.fake_torch(wheels, "2.13.0+cpu", cuda=None)
+    torch = fakewheels.fake_torch(wheels, "2.13.0+cpu", cuda=None, requires=["mirdep"])  # mirdep: PyPI's only
+    dep = fakewheels.make_wheel(wheels, "mirdep", "1.0", {"mirdep.py": "v = '1.0'\n"})
     old, new = (fakewheels.make_wheel(wheels / v, "mirpkg", v, {"mirpkg.py": f"v = {v!r}\n"}) for v in ("1.0", "2.0"))
     fakewheels.write_flat_index(root / "torch" / "cpu", [torch])
-    fakewheels.write_index(root / "a", [old])
-    fakewheels.write_index(root / "b", [old, new])
+    fakewheels.write_index(root / "a", [old, dep])
+    fakewheels.write_index(root / "b", [old, new, dep])
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                              functools.partial(fakewheels.QuietHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -128,3 +130,30 @@ def test_install_takes_the_mirrors_newest(indexes: Indexes, tmp_path: Path, back
     done = subprocess.run([str(venv / "bin" / "python"), "-c", "import mirpkg; print(mirpkg.v)"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "1.0"
+
+
+def _indexes_of(plan: dict[str, Any]) -> list[str]:
+    return [u for s in plan["steps"] for u in (s["index_url"], *s["extra_index_urls"]) if u]
+
+
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_plan_file_names_the_mirror_for_pypi(indexes: Indexes, given: str) -> None:
+    # torch's dependencies come from PyPI beside the PyTorch index: from the mirror, also through `install --plan`
+    env, extra = ({}, ["--index-url", indexes.a]) if given == "option" else ({"UV_DEFAULT_INDEX": indexes.a}, [])
+    for request in (REQUEST, ["torch==2.13.0"]):  # with or without a pass-through requirement
+        plan = json.loads(_run(["plan", *TARGET, *request, "--json", *extra], env).stdout)
+        assert plan["steps"][0]["package"] == "torch" and plan["steps"][0]["extra_index_urls"] == [indexes.a]
+        assert all("pypi.org" not in u for u in _indexes_of(plan)), plan["steps"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pip", "uv"])
+def test_install_of_a_plan_file_takes_dependencies_from_its_mirror(indexes: Indexes, tmp_path: Path,
+                                                                   backend: str) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(_run(["plan", "--cpu", *REQUEST, "--json", "--index-url", indexes.a], {}).stdout)
+    venv = tmp_path / "v"
+    _run(["install", "--plan", str(path), "--venv", str(venv), "--installer", backend], {})  # no mirror given here
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", "import mirdep, mirpkg; print(mirdep.v, mirpkg.v)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1.0", "1.0"]
