@@ -302,7 +302,7 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     if journals.pending(prefix) is None:
         line(console(), nothing)
         return
-    lock = envstate.env_lock(prefix, timeout=10.0, waiting=_err)
+    lock = envstate.env_lock(prefix, waiting=_err)  # a live run holds it: wait for it, as install does
     try:
         # Read again under the lock: an install still running held it, and the journal read before it may have
         # been removed since by that install's success. Restoring from it would undo a finished install.

@@ -36,6 +36,20 @@ _JOURNAL = "transaction.json"
 _BACKUP = "backup"
 _LOCK = "lock"
 
+
+def _pid_state(pid: object) -> str:
+    """Return whether process ``pid`` (the journal's writer) is alive here, as words: the journal's ``state`` says
+    what the run was doing, not whether it still runs (a killed run's journal says "running")."""
+    if not isinstance(pid, int) or pid <= 0:
+        return ""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ", no longer running"
+    except OSError:  # another user's process: it exists
+        pass
+    return ", still running"
+
 class JournalPending(GpuStackError):
     """The environment holds an unfinished transaction; nothing was changed by this command."""
 
@@ -117,8 +131,9 @@ class Journal:
     def describe(self) -> str:
         """Return one line: when and what it was doing, and the step reached."""
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(self.data.get("started", 0))))
-        return (f"an unfinished gpustack transaction in {self.prefix} (started {started} by pid {self.data.get('pid')}, "
-                f"{self.data.get('state', 'running')}, {self.data.get('step') or 'before its first step'})")
+        return (f"an unfinished gpustack transaction in {self.prefix} (started {started} by pid {self.data.get('pid')}"
+                f"{_pid_state(self.data.get('pid'))}, state {self.data.get('state', 'running')}, "
+                f"{self.data.get('step') or 'before its first step'})")
 
     def write(self) -> None:
         """Write the journal atomically (temporary file, fsync, rename, fsync of the folder)."""
