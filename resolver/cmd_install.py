@@ -271,15 +271,12 @@ def _remove_created(path: str, keep: bool) -> None:
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
-    """Refuse to install on top of an unfinished transaction (a dry run only says so)."""
+    """Refuse to install on top of an unfinished transaction; a dry run refuses it too (exit 1, as the run would:
+    what it prints could not run)."""
     found = journals.unfinished(journals.prefix_of(python_exe))
     if found is None:  # none, or its run is still going: the install waits for the lock, then checks again
         return
-    pending = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
-    if dry_run:
-        _err(f"warning: {pending}")
-        return
-    raise journals.JournalPending(pending)
+    raise journals.JournalPending(f"{found.describe()}; run `{journals.recover_command(python_exe)}` first")
 
 
 @click.command("recover")

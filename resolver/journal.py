@@ -64,6 +64,9 @@ def state_dir(prefix: str) -> Path:
 def lock_file(prefix: str) -> Path:
     """Return the environment's lock file (created with its folder); ``BadInput`` when the prefix is read-only."""
     folder = state_dir(prefix)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise BadInput(f"{folder}: not a folder, where gpustack keeps the environment's lock and transaction journal; "
+                       "move that file away, then run the command again")
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:

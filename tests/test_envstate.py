@@ -177,3 +177,13 @@ def test_recover_while_an_install_runs_waits_for_it_and_never_advises_removing_t
 
     found = journals.pending(prefix)
     assert found is not None and f"by pid {holder.pid}, no longer running, state running" in found.describe()
+
+
+def test_a_file_where_the_state_folder_goes_is_named(tmp_path: Path) -> None:
+    # said "cannot write there (File exists); install into a virtual environment ...", which names no cause
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / ".gpustack").write_text("mine")
+    with pytest.raises(envstate.BadInput, match=r"\.gpustack: not a folder, where gpustack keeps .*move that file away"):
+        envstate.env_lock(str(env))
+    assert (env / ".gpustack").read_text() == "mine"
