@@ -413,6 +413,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
             line(console(), f"# {said} (its build requirements and dependencies, read from the sdist, as wheels "
                             "for the target)")
         return
+    _refuse_silent_hosts(plan)
     os.makedirs(dest, exist_ok=True)
     started = time.monotonic()
     for argv in argvs:
@@ -425,6 +426,23 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     files = sorted(os.listdir(dest))
     _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
          f"gpustack install ... --find-links {dest} --offline")
+
+
+def _refuse_silent_hosts(plan: Plan) -> None:
+    """Refuse a download whose index or file host does not answer a probe (``installers.silent_hosts``, one per host),
+    before pip retries it for many seconds and names no host: exit 1, nothing downloaded."""
+    from resolver.installers import SourceUnreachable, mirror_of, origin, silent_hosts
+    from resolver.redact import redact
+
+    needed = {u: s.requirement for s in plan.steps for u in (s.url, s.index_url, *s.extra_index_urls)
+              if u and origin(u) is not None}
+    dead = set(silent_hosts(list(needed)))
+    for url, requirement in needed.items():
+        if origin(url) in dead:
+            mirror = mirror_of(url)
+            raise SourceUnreachable(redact(f"{url} is not reachable (needed for {requirement}); download "
+                                           + (f"through {mirror}, or " if mirror else "") + "where it answers; "
+                                           "nothing downloaded"))
 
 
 def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) -> None:
