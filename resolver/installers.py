@@ -70,9 +70,16 @@ class Command:
     package: str
     kind: str = "install"
     note: str = ""
+    files: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (path, lines) the run writes before it starts (constraints)
 
     def to_dict(self) -> dict[str, Any]:
         return {"argv": self.argv, "env": self.env, "package": self.package}
+
+    def prepare(self) -> list[str]:
+        """Return the shell lines that write ``files`` as the run would (a private folder, the same text), so a
+        printed dry run is runnable with ``sh`` while the dry run itself writes nothing."""
+        return [f"(umask 077 && mkdir -p {shlex.quote(os.path.dirname(path))} && printf '%s\\n' "
+                f"{' '.join(shlex.quote(t) for t in lines)} > {shlex.quote(path)})" for path, lines in self.files]
 
     def shell(self) -> str:
         """Return the command as one shell line, environment first."""

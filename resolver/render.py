@@ -285,6 +285,8 @@ def print_dry_run(console: Console, cmds: Sequence[Command]) -> None:
     """Print what ``install --dry-run`` would run: per step a ``# kind package (note)`` comment and its shell line."""
     for c in cmds:
         line(console, f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else ""))
+        for prepared in c.prepare():
+            line(console, prepared)
         line(console, c.shell())
 
 
