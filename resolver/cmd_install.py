@@ -113,7 +113,7 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--installer", type=click.Choice(["auto", "pip", "uv"]), default="auto", show_default=True,
               help="Installer backend; auto takes uv when found: the uv installed with gpustack, else uv on PATH.")
 @click.option("--dry-run", is_flag=True, help="Print the commands and environment it would run; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package[, files]}]} (files: path -> text to write first).")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
 @click.option("--offline", is_flag=True,
               help="No network at all: only --find-links folders (with --lock, also what is installed from the "

@@ -73,7 +73,10 @@ class Command:
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (path, lines) the run writes before it starts (constraints)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"argv": self.argv, "env": self.env, "package": self.package}
+        out: dict[str, Any] = {"argv": self.argv, "env": self.env, "package": self.package}
+        if self.files:  # what to write before running argv (a dry run writes nothing itself)
+            out["files"] = {path: "".join(f"{t}\n" for t in lines) for path, lines in self.files}
+        return out
 
     def prepare(self) -> list[str]:
         """Return the shell lines that write ``files`` as the run would (a private folder, the same text), so a

@@ -3,6 +3,7 @@ pip and uv on loopback indexes, install what the plan says, and the dry run itse
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,9 @@ def test_the_printed_dry_run_installs_the_plan_when_run_by_sh(up: Served, venv: 
                    "--torch-index-url", up.torch_mirror, "--index-url", up.pypi, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "--constraint" in dry.stdout, dry.stdout
+    as_json = gpustack("install", "--cpu", "torch==2.13.0", "tinypkg", "--python-exe", str(venv), "--installer",
+                       backend, "--torch-index-url", up.torch_mirror, "--index-url", up.pypi, "--dry-run", "--json")
+    files = {p: t for step in json.loads(as_json.stdout)["steps"] for p, t in step.get("files", {}).items()}
     assert not (isolated / "constraints").exists()  # a dry run writes nothing
     before = envstate.snapshot(str(venv)).version("torch")
     assert before is None
@@ -40,3 +44,5 @@ def test_the_printed_dry_run_installs_the_plan_when_run_by_sh(up: Served, venv: 
         path: "".join(f"{c}\n" for c in held.split(", ")) for path, held in said.items()}
     assert any("torch==2.13.0+cpu" in held for held in said.values()), said
     assert (isolated / "constraints").stat().st_mode & 0o777 == 0o700
+    # --json names the same files with the same text, for a program to write before it runs the argv
+    assert files == {str(p): p.read_text() for p in (isolated / "constraints").iterdir()}
