@@ -343,15 +343,11 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
 
 
 def _read_lock(lock_file: str, sources: Sources) -> LockedPlan:
-    """Return the lock ``--lock FILE`` names, read and checked (``lock.loads``), with ``--find-links`` files put in
+    """Return the lock ``--lock FILE`` names, read and checked (``lock.read``), with ``--find-links`` files put in
     where their sha256 is the lock's."""
-    from resolver.lock import loads
+    from resolver.lock import read
 
-    text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
-    try:
-        locked = loads(text)
-    except BadInput as exc:  # "lock file is not valid TOML ...": say which file
-        raise BadInput(f"--lock {lock_file}: {exc}") from None
+    locked = read(lock_file)
     if sources.find_links:  # a local file is used only when its sha256 is the lock's
         from resolver.local_files import use_local_files
 
