@@ -257,6 +257,20 @@ def _fill(value: str, box: Path) -> str:
     return value.replace("{b}", str(box))
 
 
+def _options_of(argv: list[str]) -> set[str]:
+    """Return the options of the (sub)command ``argv`` runs."""
+    import click
+
+    ctx = click.Context(main)
+    command: click.Command = main
+    for word in argv:
+        sub = command.get_command(ctx, word) if isinstance(command, click.Group) else None
+        if sub is None:
+            break
+        command = sub
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+
+
 def _flag(row_id: str, argv: list[str]) -> str | None:
     """Return the option a row feeds a bad value: the first option its id names (``install --lock folder``)."""
     return next((w for w in row_id.split() if w.startswith("-") and w in argv), None)
@@ -294,6 +308,8 @@ def test_bad_input(box: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], 
     verdict = fuzz_cases.verdict(result.exit_code, result.stdout, result.stderr)
     assert verdict == "clean", (verdict, result.stderr[-600:], result.stdout[-300:])
     assert len(result.stderr) < 1000, "the line quotes the whole input"
+    if "--allow-insecure-index" in result.stderr:  # a next step the command has
+        assert "--allow-insecure-index" in _options_of(argv), "the line points to an option the command lacks"
     for name in env:
         assert name in result.stderr, f"the line does not name {name}"
     if option is not None:  # the option, or the path given to it (a matrix folder's missing file names its path)
