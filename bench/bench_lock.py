@@ -116,7 +116,7 @@ def main() -> None:
                 if args.no_hint:  # as on the first run of a command line: uv starts only once the plan is made
                     shutil.rmtree(work / "warm-cache" / "gs" / "lock-hints", ignore_errors=True)
                 return [sys.executable, "-m", "resolver", "lock", *TARGET, *flags, *reqs,
-                        "-o", str(work / f"gpustack.{next(counter)}.toml")]
+                        "-o", str(work / f"pylock.gs{next(counter)}.toml")]
 
             def env_for(cache: Path) -> dict[str, str]:
                 return lock_resolve.isolated_env(UV_CACHE_DIR=str(cache / "uv"), GPUSTACK_CACHE_DIR=str(cache / "gs"))

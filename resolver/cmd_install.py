@@ -113,7 +113,9 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the commands and environment it would run; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print {\"steps\": [{argv, env, package}]}.")
 @click.option("--find-links", multiple=True, metavar="DIR", help="Folder of wheels/sdists (from `gpustack download`).")
-@click.option("--offline", is_flag=True, help="Use only --find-links folders; no network at all.")
+@click.option("--offline", is_flag=True,
+              help="No network at all: only --find-links folders (with --lock, also what is installed from the "
+                   "locked files and uv's cache, checked against the lock's hashes).")
 @click.option("--verify", is_flag=True, help="Run the promised attention backends afterwards; roll back on failure.")
 @click.option("--no-cache", is_flag=True, help="Rebuild source packages even when the build cache has them.")
 @click.option("--plan", "plan_file", metavar="FILE", help="Run this plan (`gpustack plan --json`) instead of solving.")

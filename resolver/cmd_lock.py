@@ -112,8 +112,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     if fmt == "requirements" and output == "pylock.toml":
         output = "requirements.txt"
     check_output(output)  # before any solving or network: a bad -o is bad input
-    if opts.per_class and fmt == "pylock":
-        check_pylock_name(output)  # each class's file is named after it: the name it starts from must be PEP 751's
+    check_lock_name(output, fmt, per_class=opts.per_class)  # and a name its reader refuses
     from resolver import lock_speculate
     from resolver.installers import mirrors as mirrors_of
 
@@ -125,10 +124,6 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
     # decides below whether its lock is used.
     hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
     _lock(requirements, output, fmt, with_deps, opts, mirrors, started, hint)  # resolver.cli stops an unused run afterwards
-    if fmt == "pylock" and output != "-" and not opts.per_class and not _pep751_name(output):
-        # said once it is written (a refusal before it stays one line)
-        render.status(f"warning: {output}: not a PEP 751 lock name, so uv will not read it (gpustack install --lock "
-                      "will); name it pylock.toml or pylock.<name>.toml")
     skip_final_collection()
 
 
@@ -140,12 +135,19 @@ def _pep751_name(path: str) -> bool:
     return is_valid_pylock_path(Path(path))
 
 
-def check_pylock_name(path: str) -> None:
-    """Refuse a lock file name PEP 751 does not allow (``_pep751_name``): uv will not read it."""
-    if not _pep751_name(path):
-        raise BadInput(f"-o {path}: --per-class names each class's lock after the -o name, and PEP 751 allows only "
-                       "pylock.toml or pylock.<name>.toml (no dots in <name>), which uv insists on; "
-                       "pass -o pylock.toml or -o pylock.<name>.toml")
+def check_lock_name(path: str, fmt: str, *, per_class: bool = False) -> None:
+    """Refuse an ``-o`` name the file's reader refuses, before any work: a PEP 751 lock not named ``pylock.toml`` or
+    ``pylock.<name>.toml`` (``_pep751_name``; uv 0.13 stops at ``a.toml``: "not a valid PEP 751 filename"), and a
+    requirements file named as one (uv reads ``pylock.*.toml`` as PEP 751 and stops at its first line)."""
+    if path == "-":
+        return
+    if fmt == "pylock" and not _pep751_name(path):
+        why = "--per-class names each class's lock after the -o name, and " if per_class else ""
+        raise BadInput(f"-o {path}: {why}PEP 751 allows only pylock.toml or pylock.<name>.toml (no dots in <name>), "
+                       "and uv will not read any other name; pass -o pylock.toml or -o pylock.<name>.toml")
+    if fmt == "requirements" and _pep751_name(path):
+        raise BadInput(f"-o {path}: a PEP 751 lock's name, but --format requirements writes a requirements file (uv "
+                       "would read it as PEP 751 and fail); pass -o requirements.txt")
 
 
 def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
@@ -156,8 +158,7 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
             render.status(line)
         for _, path, _ in plans:
             check_output(path)
-            if fmt == "pylock":
-                check_pylock_name(path)
+            check_lock_name(path, fmt, per_class=True)
         request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
         texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0], mirrors))
                  for _, path, plan in plans]

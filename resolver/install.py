@@ -26,7 +26,7 @@ from resolver.errors import BadInput, CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
                                  constraints_path, index_variant, login_hint, restore_args, source_args)
 from resolver.logs import Logger
-from resolver.models import PackageChoice, Plan, Step
+from resolver.models import PackageChoice, Plan, Step, exact_pin
 from resolver.redact import redact
 from resolver.report import Reporter
 from resolver.target import parse_torch_version_py
@@ -265,6 +265,16 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str],
         if not ok:
             raise WrongBuild(f"after {after}, {choice.name} is {have or 'not installed'} instead of the planned "
                              f"{want}" + (f" (from {steps[choice.name].index_url})" if choice.name in steps else ""))
+    for req in run.plan.stack.other_requirements:  # the pass-through pins installed so far (a marker may skip one)
+        pinned = exact_pin(req)
+        if pinned is None or pinned[2] or pinned[0] not in done:
+            continue
+        name, want, _ = pinned
+        have = snap.version(name)
+        if not _same_version(want, have):
+            raise WrongBuild(f"after {after}, {name} is {have or 'not installed'} instead of the planned {want}: "
+                             "a step's dependencies moved it (plan a set whose requirements agree: `gpustack lock` "
+                             "resolves them and says which conflict)")
     return snap
 
 
@@ -322,6 +332,15 @@ def _signals(handler: Any) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _ignore_signals() -> None:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP from here to the end of the enclosing ``_signals`` block."""
+    try:
+        for sig in _HANDLED:
+            signal.signal(sig, signal.SIG_IGN)
+    except ValueError:  # not the main thread: no handler was set
+        pass
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
     exc = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
     _subprocess.pending[:] = [exc]  # raised again by stream if this one lands where Python ignores it (at fork)
@@ -363,18 +382,11 @@ def _verify(python_exe: str, plan: Plan, run_verify: Callable[..., Any]) -> Any:
 
 def _pins(constraints: Sequence[str]) -> dict[str, str]:
     """Return the ``name==version`` pins among ``constraints`` (normalized name -> version)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
     pins: dict[str, str] = {}
     for text in constraints:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue
-        specs = list(req.specifier)
-        if req.marker is None and len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version:
-            pins[canonicalize_name(req.name)] = specs[0].version
+        pinned = exact_pin(text)
+        if pinned is not None and not pinned[2]:
+            pins[pinned[0]] = pinned[1]
     return pins
 
 
@@ -580,16 +592,27 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
         txn = Transaction(before, journal)
         tagged = os.environ.get(journals.TXN_ENV)
         os.environ[journals.TXN_ENV] = str(journal.data["id"])  # inherited by every process the run starts
+        committed = False
         try:
             with _signals(_raise_terminated):
                 _subprocess.pending.clear()
                 yield txn
                 _subprocess.raise_pending()  # a signal swallowed during the last step still undoes the run
+                # The commit: from removing the journal on, the environment is as planned, and a signal is too
+                # late to undo anything. Ignored until the backup is gone (it was: Ctrl-C while the backup was
+                # deleted ended an install that had landed with "interrupted", exit 130 and no summary).
+                _ignore_signals()
+                committed = True
+                journal.finish()
         except passthrough:
+            if committed:
+                raise
             with _no_signals():
                 restore_transaction(txn, python_exe, installer)
             raise
         except BaseException as exc:
+            if committed:  # the journal is gone: nothing to restore, and nothing may be undone
+                raise
             _subprocess.pending.clear()
             with _no_signals():
                 reporter.message(f"install failed ({_why(exc)}); restoring {before.prefix} ...")
@@ -600,8 +623,6 @@ def guarded(python_exe: str, installer: Installer, reporter: Reporter, *, lock_t
             if isinstance(exc, (Exception, SystemExit)):
                 raise InstallFailed(exc, restored) from exc
             raise
-        else:
-            journal.finish()
         finally:
             if tagged is None:
                 os.environ.pop(journals.TXN_ENV, None)

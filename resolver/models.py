@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 from resolver.errors import BadInput
 
 __all__ = [
+    "exact_pin",
     "python_platform_markers",
     "ComputeCapability",
     "ArchList",
@@ -545,6 +546,23 @@ def python_tag(python: str) -> str:
     """``"3.11"`` -> ``"cp311"``."""
     major, minor = python.split(".")[:2]
     return f"cp{major}{minor}"
+
+
+def exact_pin(requirement: str) -> tuple[str, str, str] | None:
+    """Return (normalized name, version, marker) of a requirement pinned to one release (``name==1.2``,
+    ``requests[socks]==2.32 ; python_version>='3.9'``; marker ``""`` when none), else ``None``: a range, a wildcard,
+    a URL, or text that is no requirement."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return None
+    specs = list(req.specifier)
+    if req.url or len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+        return None
+    return str(canonicalize_name(req.name)), specs[0].version, str(req.marker or "")
 
 
 def spec_allows(spec: SpecifierSet, version: Version | str) -> bool:

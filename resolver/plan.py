@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 
 from resolver.compat import build_job, max_jobs, torch_arch_list, torch_pin
 from resolver.matrix_types import Matrix, Pin
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step
+from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, exact_pin
 
 __all__ = ["make_plan", "TORCH_FAMILY", "known_pins", "plan_constraints"]
 
@@ -31,7 +31,7 @@ def _extra_indexes(index: str | None) -> tuple[str, ...]:
     return (PYPI_SIMPLE,) if index and index.startswith(PYTORCH_INDEX) else ()
 
 
-def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -> Step:
+def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix, held: tuple[str, ...]) -> Step:
     env = dict(choice.build_env)
     if choice.cuda:  # a CUDA build: name its archs and force CUDA, so no build depends on the GPU it runs beside
         env.setdefault("TORCH_CUDA_ARCH_LIST", choice.arch_list or torch_arch_list(stack.target.capabilities))
@@ -52,7 +52,7 @@ def _build_step(choice: PackageChoice, stack: Stack, pin: str, matrix: Matrix) -
         index_url=PYPI_SIMPLE,
         # the built wheel goes in with the dependencies it declares, its pins held (install, lock, Dockerfile)
         no_deps=False,
-        constraints=(pin,) + choice.constraints,
+        constraints=held,
         env=env,
         build_isolation=False,
         prerequisites=(f"nvcc {major}.x (torch is CUDA {torch_cuda})", "ninja", f"{pin} installed"),
@@ -104,18 +104,38 @@ def make_plan(stack: Stack, installed: Mapping[str, str] | None = None, matrix: 
     return Plan(plan.stack, steps, plan.notes + notes)
 
 
+def pass_through_pins(stack: Stack) -> dict[str, str]:
+    """Return, by normalized name, the constraint that holds each pass-through requirement pinned to one release
+    (``numpy==2.4.6``: the plan pins them from the index): ``name==version`` with its marker, without extras (pip
+    refuses extras in a constraint)."""
+    out: dict[str, str] = {}
+    for req in stack.other_requirements:
+        pinned = exact_pin(req)
+        if pinned is not None:
+            name, version, marker = pinned
+            out[name] = f"{name}=={version}" + (f" ; {marker}" if marker else "")
+    return out
+
+
 def _make_plan(stack: Stack, installed: Mapping[str, str] | None, matrix: Matrix) -> Plan:
     installed = installed or {}
     steps: list[Step] = []
     notes: list[str] = []
     pin = _torch_pin(stack)
     t = stack.torch
+    # Every step holds the pass-through pins but its own: a later step's dependencies must not move one (scipy 1.13.1
+    # took numpy 2.4.6 down to 2.2.6, and the install said nothing); they fail the step instead, and it is undone.
+    others = pass_through_pins(stack)
+
+    def held(*first: str, but: str = "") -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*first, *(c for n, c in others.items() if n != but))))
+
     have = installed.get("torch")
     if have is not None and (have == t.version or (t.index_url == PYPI_SIMPLE and have == t.version.split("+")[0])):
         notes.append(f"torch {t.version} is already installed: kept")
     else:
         steps.append(Step("install", "torch", pin, index_url=t.index_url, extra_index_urls=_extra_indexes(t.index_url),
-                          description=f"install torch {t.version} from {t.index_url}"))
+                          constraints=held(), description=f"install torch {t.version} from {t.index_url}"))
     for req in stack.other_requirements:
         name = canonicalize_name(Requirement(req).name)
         index = stack.others_index_url or PYPI_SIMPLE
@@ -123,19 +143,19 @@ def _make_plan(stack: Stack, installed: Mapping[str, str] | None, matrix: Matrix
             # Same CUDA build as torch, from torch's index: a PyPI torchvision is another CUDA build (uv does the same).
             index = t.index_url
         steps.append(Step("install", str(name), req, index_url=index, extra_index_urls=_extra_indexes(index),
-                          constraints=(pin,), description=f"install {req} from {index} with {pin} held"))
+                          constraints=held(pin, but=name), description=f"install {req} from {index} with {pin} held"))
     for choice in stack.packages[1:]:
         if installed.get(choice.name) == choice.version and choice.method == "wheel":
             notes.append(f"{choice.name} {choice.version} is already installed: kept")
             continue
         if choice.method == "source":
-            steps.append(_build_step(choice, stack, pin, matrix))
+            steps.append(_build_step(choice, stack, pin, matrix, held(pin, *choice.constraints)))
             continue
         wheel_index = choice.index_url
         steps.append(Step(
             "install", choice.name, choice.requirement, index_url=None if choice.url else wheel_index,
             extra_index_urls=_extra_indexes(wheel_index),
-            url=choice.url, constraints=(pin,) + choice.constraints,
+            url=choice.url, constraints=held(pin, *choice.constraints),
             description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) with {pin} held",
         ))
     return Plan(stack=stack, steps=tuple(steps), notes=tuple(notes))

@@ -121,7 +121,7 @@ def cases(root: Path) -> list[tuple[str, list[str]]]:
     for v in REQUIREMENTS:
         add("plan REQ", ["plan", *t, "--", v])
     for v in REQUIREMENTS[:6]:
-        add("lock REQ", ["lock", *t, "-o", str(root / "out.toml"), "--", v])
+        add("lock REQ", ["lock", *t, "-o", str(root / "pylock.out.toml"), "--", v])
         add("install --dry-run REQ", ["install", "--dry-run", *t[:4], "--", v])
         add("check-upgrade REQ", ["check-upgrade", "--lock", str(GOLDEN_LOCK), "--", v])
     for name in ("fifo", "folder", "latin1.txt", "missing.txt", "many.txt", "options.txt"):

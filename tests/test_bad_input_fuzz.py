@@ -99,7 +99,7 @@ def _rows() -> Iterator[tuple[str, list[str], dict[str, str]]]:
         yield f"download --plan {label}", ["download", "--dry-run", "--dest", "{b}/dl", "--plan", path], none
         yield f"check-upgrade --lock {label}", ["check-upgrade", "--lock", path, "torch==2.2.0"], none
         yield f"plan --fleet {label}", ["plan", "--fleet", path], none
-        yield f"lock --fleet {label}", ["lock", "--fleet", path, "-o", "{b}/out.toml"], none
+        yield f"lock --fleet {label}", ["lock", "--fleet", path, "-o", "{b}/pylock.out.toml"], none
         yield f"dockerfile --fleet {label}", ["dockerfile", "--fleet", path], none
     for name in ("empty", "blank", "nul.txt", "ctl.txt", "oneline.txt", "binary"):
         if name not in ("empty", "blank"):  # an empty requirements file asks for nothing more, as pip reads it
@@ -120,7 +120,7 @@ def _rows() -> Iterator[tuple[str, list[str], dict[str, str]]]:
         "check-upgrade --lock UV-PYLOCK": ["check-upgrade", "--lock", "{b}/pylock.uv.toml", "torch==2.2.0"],
         "plan --fleet PLAN": ["plan", "--fleet", "{b}/plan.json"],
         "plan --fleet LOCK": ["plan", "--fleet", "{b}/pylock.toml"],
-        "lock --fleet PLAN": ["lock", "--fleet", "{b}/plan.json", "-o", "{b}/out.toml"],
+        "lock --fleet PLAN": ["lock", "--fleet", "{b}/plan.json", "-o", "{b}/pylock.out.toml"],
         "dockerfile --fleet LOCK": ["dockerfile", "--fleet", "{b}/pylock.toml"],
         "plan -r LOCK": ["plan", *T, "-r", "{b}/pylock.toml"],
         "plan -r PLAN": ["plan", *T, "-r", "{b}/plan.json"],
@@ -186,14 +186,14 @@ def _rows() -> Iterator[tuple[str, list[str], dict[str, str]]]:
             yield f"plan --index-url {label}", ["plan", *T, "--index-url", url], none
             yield f"check-upgrade --index-url {label}", ["check-upgrade", "--lock", str(GOLDEN / "lock_gpu_source.toml"),
                                                          "--index-url", url, "torch==2.2.0"], none
-        yield f"lock --torch-index-url {label}", ["lock", *T, "-o", "{b}/out.toml", "--torch-index-url", url], none
+        yield f"lock --torch-index-url {label}", ["lock", *T, "-o", "{b}/pylock.out.toml", "--torch-index-url", url], none
         yield f"dockerfile --index-url {label}", ["dockerfile", *T, "--index-url", url], none
         yield f"install --torch-index-url {label}", ["install", "--dry-run", *T[:4], "--torch-index-url", url], none
         yield f"matrix refresh --index {label}", ["matrix", "refresh", "--index", url], none
         if "\x00" in url:
             continue  # no process environment can hold a NUL
         for var in ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL"):
-            yield f"lock ${var} {label}", ["lock", *T, "-o", "{b}/out.toml"], {var: url}
+            yield f"lock ${var} {label}", ["lock", *T, "-o", "{b}/pylock.out.toml"], {var: url}
         yield f"dockerfile $GPUSTACK_TORCH_INDEX_URL {label}", ["dockerfile", *T], {"GPUSTACK_TORCH_INDEX_URL": url}
     # the cache folder from the environment, where a command reads the cache itself
     for label, path in {"a-file": "{b}/existing.txt", "fifo": "{b}/fifo", "dev-zero": "/dev/zero",
@@ -206,7 +206,7 @@ def _rows() -> Iterator[tuple[str, list[str], dict[str, str]]]:
                        ("--platform", "linux_x86_64", "linux_aarch64"), ("--glibc", "2.28", "2.31"),
                        ("--index-url", "https://a.example/simple", "https://b.example/simple")):
         yield f"plan {flag} twice", ["plan", *T, flag, a, flag, b], none
-    yield "lock -o twice", ["lock", *T, "-o", "{b}/a.toml", "-o", "{b}/b.toml"], none
+    yield "lock -o twice", ["lock", *T, "-o", "{b}/pylock.a.toml", "-o", "{b}/pylock.b.toml"], none
     yield "install --plan twice", ["install", "--dry-run", "--plan", "{b}/plan.json", "--plan", "{b}/empty"], none
     yield "verify --timeout twice", ["verify", "--timeout", "10", "--timeout", "20"], none
     yield "check-upgrade --lock twice", ["check-upgrade", "--lock", "{b}/pylock.toml", "--lock", "{b}/pylock.uv.toml",

@@ -64,3 +64,32 @@ def test_download_plan_refuses_what_the_plan_would_ignore(tmp_path: Path) -> Non
     mirrored = CliRunner().invoke(main, ["download", "--plan", str(tmp_path / "p.json"), "--dest", str(tmp_path / "d"),
                                          "--dry-run", "--torch-index-url", "https://mirror.example/whl"])
     assert mirrored.exit_code == 0 and "--index-url https://mirror.example/whl/cpu" in mirrored.output, mirrored.output
+
+
+def _sdist(tmp_path: Path, members: dict[str, str]) -> Path:
+    import io
+    import tarfile
+
+    path = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in members.items():
+            info = tarfile.TarInfo(f"pkg-1.0/{name}")
+            info.size = len(text.encode())
+            tf.addfile(info, io.BytesIO(text.encode()))
+    return path
+
+
+def test_what_an_sdist_needs_is_read_from_it_only_where_it_is_static(tmp_path: Path) -> None:
+    # PEP 643: Requires-Dist of an sdist's PKG-INFO is reliable from Metadata-Version 2.2 on, unless it is Dynamic;
+    # PEP 517: no [build-system] means setuptools' legacy backend.
+    from fakewheels import make_sdist  # noqa: E402
+
+    from resolver.download import sdist_needs
+
+    assert sdist_needs(make_sdist(tmp_path / "a", "srconly", "1.0", ["tinypkg>=1"])) == (["fake-backend"],
+                                                                                         ["tinypkg>=1"])
+    assert sdist_needs(make_sdist(tmp_path / "b", "oldsrc", "2.0", ["six"], metadata_version="2.1")) == (
+        ["fake-backend"], None)
+    dynamic = "Metadata-Version: 2.2\nName: pkg\nVersion: 1.0\nDynamic: Requires-Dist\nRequires-Dist: six\n"
+    assert sdist_needs(_sdist(tmp_path, {"PKG-INFO": dynamic, "setup.py": ""})) == (
+        ["setuptools>=40.8.0", "wheel"], None)

@@ -69,7 +69,7 @@ def test_a_torch_range_moves_to_a_torch_that_takes_the_requirement(tmp_path: Pat
 
 
 def test_lock_refuses_it_and_writes_nothing(tmp_path: Path) -> None:
-    out = tmp_path / "np.toml"
+    out = tmp_path / "pylock.np.toml"
     result = CliRunner().invoke(main, ["lock", *V100, "torch==2.1.0", "numpy==2.0", "--no-deps", "-o", str(out),
                                        "--index-url", _index(tmp_path)])
     assert result.exit_code == 1 and "numpy==2.0 contradicts numpy<2" in result.output, result.output

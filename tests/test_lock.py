@@ -323,11 +323,11 @@ def test_cli_lock_writes_a_valid_lock_and_requirements(tmp_path: Path, monkeypat
     assert f"--index-url https://pypi.org/simple\ntorch==2.1.0 \\\n    --hash=sha256:{SHA['torch']}" in req.read_text()
     reqs = tmp_path / "in.txt"  # a -r file's lines are recorded as they were solved: comments and blanks dropped
     reqs.write_text("# pinned for the cluster\n\ntorch==2.1.0+cu121  # cu121\n")
-    from_file = CliRunner().invoke(main, ["lock", *target, "-r", str(reqs), "-o", str(tmp_path / "r.toml")])
+    from_file = CliRunner().invoke(main, ["lock", *target, "-r", str(reqs), "-o", str(tmp_path / "pylock.r.toml")])
     assert from_file.exit_code == 0, from_file.output
-    assert loads((tmp_path / "r.toml").read_text()).request == ("torch==2.1.0+cu121",)
-    bad = CliRunner().invoke(main, ["lock", *target, "torch==", "-o", str(tmp_path / "bad.toml")])
-    assert bad.exit_code == 2 and not (tmp_path / "bad.toml").exists()
+    assert loads((tmp_path / "pylock.r.toml").read_text()).request == ("torch==2.1.0+cu121",)
+    bad = CliRunner().invoke(main, ["lock", *target, "torch==", "-o", str(tmp_path / "pylock.bad.toml")])
+    assert bad.exit_code == 2 and not (tmp_path / "pylock.bad.toml").exists()
     assert locked.request == ("torch==2.1.0+cu121",) and locked.profile is None and locked.driver == "535.104.05"
     # Re-locking the file with no request keeps what it was made for.
     again = CliRunner().invoke(main, ["lock", *target, "-o", str(out)])

@@ -409,9 +409,9 @@ def test_audiocraft_lock_from_pypi_matches_the_golden_lock(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     # The same command again starts uv from the hint the first run left (resolver.lock_speculate): the same lock.
     assert list((tmp_path / "gpustack-cache" / "lock-hints").glob("*.json"))
-    second = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "second.toml")])
+    second = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "pylock.second.toml")])
     assert second.exit_code == 0, second.output
-    assert [(p.name, p.version, p.url, p.sha256) for p in loads((tmp_path / "second.toml").read_text()).packages] \
+    assert [(p.name, p.version, p.url, p.sha256) for p in loads((tmp_path / "pylock.second.toml").read_text()).packages] \
         == [(p.name, p.version, p.url, p.sha256) for p in loads(out.read_text()).packages]
     live, golden = loads(out.read_text()), loads((GOLDEN / "lock_audiocraft.toml").read_text())
     pinned = {p.name: (p.url, p.sha256) for p in golden.packages if p.name in ("torch", "xformers")}

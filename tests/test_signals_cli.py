@@ -27,7 +27,7 @@ def test_a_signal_during_lock_leaves_no_temporary_folder_and_says_so(tmp_path: P
     env.update(TMPDIR=str(tmp), PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1",
                GPUSTACK_CACHE_DIR=str(tmp_path / "cache"), UV_CACHE_DIR=str(tmp_path / "uv-cache"))
     child = subprocess.Popen([sys.executable, "-m", "resolver", "lock", "--cpu", "torch==2.13.0", "--torch-index-url",
-                              f"{url}/whl", "--index-url", f"{url}/simple", "-o", str(tmp_path / "x.toml")],
+                              f"{url}/whl", "--index-url", f"{url}/simple", "-o", str(tmp_path / "pylock.x.toml")],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -43,4 +43,4 @@ def test_a_signal_during_lock_leaves_no_temporary_folder_and_says_so(tmp_path: P
         silent.close()
     assert child.returncode == 128 + sig, out
     assert out.strip().splitlines()[-1] == f"gpustack: interrupted ({signal.Signals(sig).name})", out
-    assert list(tmp.iterdir()) == [] and not (tmp_path / "x.toml").exists()
+    assert list(tmp.iterdir()) == [] and not (tmp_path / "pylock.x.toml").exists()

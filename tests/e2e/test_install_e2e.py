@@ -4,6 +4,7 @@ killed installer or a failed build, offline installs, the CLI's dry run; then re
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -671,3 +672,84 @@ def test_real_cuda_build_and_cache_hit(torch_cuda_venv: Path, isolated: Path, mo
         assert envstate.snapshot(str(python)).version("gpustack-cuda-ext-fixture") == "0.1.0"
     finally:
         subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "gpustack-cuda-ext-fixture"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def agreeing_index(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Return a ``file://`` PyPI-style index where ``gs-lib`` has 1.0 and 2.0 and ``gs-app`` 1.0 needs gs-lib<2 (as
+    scipy 1.13.1 needs numpy<2.3): a request for gs-lib==2.0 with gs-app==1.0 cannot be met."""
+    root = tmp_path_factory.mktemp("agreeing")
+    w = root / "wheels"
+    files = [fakewheels.make_wheel(w, "gs-lib", "1.0", {"gs_lib/__init__.py": ""}),
+             fakewheels.make_wheel(w, "gs-lib", "2.0", {"gs_lib/__init__.py": ""}),
+             fakewheels.make_wheel(w, "gs-app", "1.0", {"gs_app/__init__.py": ""}, requires=["gs-lib<2"])]
+    return fakewheels.write_index(root / "pypi", files).as_uri()
+
+
+def _pass_through_plan(local_index: LocalIndex, others_index: str) -> Plan:
+    from resolver.plan import make_plan
+
+    target = Target(gpus=(), python="3.11", platform="linux_x86_64")
+    torch = PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=local_index.torch_url)
+    stack = Stack(target, (torch,), other_requirements=("gs-lib==2.0", "gs-app==1.0"), others_index_url=others_index)
+    return make_plan(stack, {})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_cannot_move_a_pinned_pass_through_package(local_index: LocalIndex, venv: Path, backend: str,
+                                                          agreeing_index: str) -> None:
+    # The trial's numpy==2.4.6 scipy==1.13.1: scipy's step took numpy down to 2.2.6 and the install said "installed".
+    # Every step holds the other pins, so gs-app's step fails, and the run is undone.
+    before = freeze(venv)
+    plan = _pass_through_plan(local_index, agreeing_index)
+    app = next(s for s in plan.steps if s.package == "gs-app")
+    assert "gs-lib==2.0" in app.constraints
+    with pytest.raises(InstallFailed, match="environment restored"):
+        run_plan(plan, venv, backend)
+    assert freeze(venv) == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_after_step_check_catches_a_moved_pass_through_pin(local_index: LocalIndex, venv: Path, backend: str,
+                                                               agreeing_index: str) -> None:
+    # A plan whose steps hold nothing but torch (written before the holds, or edited by hand): the check after each
+    # step reads every planned pin installed so far, the pass-through ones too.
+    before = freeze(venv)
+    plan = _pass_through_plan(local_index, agreeing_index)
+    bare = Plan(plan.stack, tuple(dataclasses.replace(s, constraints=tuple(c for c in s.constraints
+                                                                             if c.startswith("torch")))
+                                  for s in plan.steps))
+    with pytest.raises(InstallFailed, match=r"gs-lib is 1\.0 instead of the planned 2\.0") as info:
+        run_plan(bare, venv, backend)
+    assert "environment restored" in str(info.value)
+    assert freeze(venv) == before
+
+
+def test_a_signal_once_the_journal_is_gone_does_not_undo_or_fail_a_landed_install(
+        local_index: LocalIndex, venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C while the committed run deleted its backup ended an install that had landed with "interrupted" (exit
+    # 130, no summary). The signal arrives in the middle of the commit here, sent by the process to itself.
+    from resolver import journal as journals
+
+    class Signalled(Exception):
+        pass
+
+    def raising(signum: int, frame: Any) -> None:  # as the CLI's own SIGTERM handler outside a transaction
+        raise Signalled(signum)
+
+    real = journals.Journal.finish
+
+    def finish_signalled(self: journals.Journal) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        real(self)
+
+    monkeypatch.setattr(journals.Journal, "finish", finish_signalled)
+    previous = signal.signal(signal.SIGTERM, raising)
+    try:
+        result = run_plan(make_plan("2.1.0+cu121", [torch_step(local_index, "2.1.0+cu121")]), venv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert envstate.snapshot(str(venv)).version("torch") == "2.1.0+cu121"
+    assert {d.name for d in result.changes.added} == {"torch"}
+    state = Path(journals.prefix_of(str(venv))) / journals.STATE_DIR
+    assert journals.pending(journals.prefix_of(str(venv))) is None and not (state / "backup").exists()
