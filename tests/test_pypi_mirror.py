@@ -168,10 +168,10 @@ def test_a_credentialed_lock_leaves_no_password_in_the_cache(indexes: Indexes, t
 
     env = {**os.environ, "GPUSTACK_TORCH_INDEX_URL": auth(indexes.torch), "UV_DEFAULT_INDEX": auth(indexes.a)}
     for _ in range(2):  # the second run would start uv on the first one's hint
-        done = subprocess.run([sys.executable, "-m", "resolver", "lock", *TARGET, *REQUEST, "-o", str(tmp_path / "l")],
+        done = subprocess.run([sys.executable, "-m", "resolver", "lock", *TARGET, *REQUEST, "-o", str(tmp_path / "pylock.toml")],
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-        assert secret not in done.stdout + done.stderr + (tmp_path / "l").read_text()
+        assert secret not in done.stdout + done.stderr + (tmp_path / "pylock.toml").read_text()
     cache = Path(os.environ["GPUSTACK_CACHE_DIR"])
     files = [p for p in cache.rglob("*") if p.is_file()]
     assert files and not [p for p in files if secret.encode() in p.read_bytes()]
