@@ -26,11 +26,11 @@ from resolver.install import (Command, Installer, Sources, choose_backend, comma
 from resolver.installers import mirrors as mirrors_of, with_mirrors
 from resolver.models import Plan
 from resolver.options import mirror_options, target_options
-from resolver.pipeline import PlanOptions, plan_for
+from resolver.pipeline import PlanOptions, plan_for, read_request
 from resolver.render import (InstallReporter, console, line, print_cache_entries, print_dry_run, print_install_result,
                              status)
 from resolver.report import Reporter
-from resolver.venvs import create_venv, venv_python
+from resolver.venvs import base_python, create_venv, venv_python
 
 if TYPE_CHECKING:
     from resolver.install import InstallResult
@@ -143,6 +143,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
     sources = _sources(find_links, offline, allow_insecure_index, lock=bool(lock_file))
+    opts = dataclasses.replace(opts, local_links=sources.find_links, no_index=sources.offline)  # pins from there too
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
                          index_from=opts.index_from)
     backend = choose_backend(installer)
@@ -157,19 +158,25 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
     try:
         if venv:
             python_exe = venv_python(os.path.abspath(venv))
+            base = sys.executable
             if not os.path.exists(python_exe):
+                # every input that can be checked is checked before the venv exists: bad input creates nothing
                 _check_new_venv_path(venv)
+                if given is None and locked is None:
+                    requirements, opts = read_request(requirements, opts)
+                _check_platform_here(opts)
+                base = base_python(opts.python_version)  # made with the Python asked for, or refused now
                 if dry_run:
                     will_create = True
                     _err(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
-                         f"--python {sys.executable}) and install into {python_exe}; planning for the Python "
-                         f"{sys.version_info[0]}.{sys.version_info[1]} it would hold")
+                         f"--python {base}) and install into {python_exe}; planning for the Python "
+                         f"{opts.python_version or '%d.%d' % sys.version_info[:2]} it would hold")
                 else:
                     outermost = _outermost_missing(os.path.abspath(venv))
                     made = (outermost, os.path.isdir(outermost))
                     _err(f"creating virtual environment {venv}")
-                    create_venv(venv, backend)
-            opts = dataclasses.replace(opts, python_exe=sys.executable if will_create else python_exe)
+                    create_venv(venv, backend, base)
+            opts = dataclasses.replace(opts, python_exe=base if will_create else python_exe)
         result = _install_into(python_exe, will_create, opts, requirements, given, locked, lock_file, backend,
                                dry_run, as_json, allow_missing_hashes, sources, mirrors, no_cache, verify)
     except BaseException:
@@ -213,6 +220,18 @@ def _check_new_venv_path(venv: str) -> None:
     if os.path.isdir(venv) and os.listdir(venv):
         raise BadInput(f"--venv {venv}: a folder that is not a virtual environment (no {venv_python(venv)}); pass a "
                        f"virtual environment, or a new path to create one")
+
+
+def _check_platform_here(opts: PlanOptions) -> None:
+    """Refuse ``--platform`` other than this machine's for a new venv (it is made here, for here)."""
+    if opts.platform_tag:
+        from resolver.pipeline import this_platform
+
+        here = this_platform()
+        if opts.platform_tag != here:
+            raise BadInput(f"--platform {opts.platform_tag} does not match this machine ({here}), where the new --venv "
+                           f"would be made: drop --platform, or plan for that platform with `gpustack plan` or "
+                           f"`gpustack download`")
 
 
 def _outermost_missing(path: str) -> str:

@@ -1,6 +1,7 @@
 """Ask a package index what it holds for pass-through names, before solving: ``lookup(names, index) ->
 {name: IndexProject}``. The simple API (PEP 691 JSON, else PEP 503 HTML) over http(s), or a local folder (flat,
-as ``--find-links``, or laid out as a simple index). Never raises for one name: a failure becomes that project's
+as ``--find-links``, or laid out as a simple index); ``lookup_or_folders`` reads install's ``--find-links`` folders
+where the index gives no answer, or is not asked (``--offline``). Never raises for one name: a failure becomes that project's
 ``error``, and ``resolver.passthrough`` turns it into the plan's reason to refuse.
 """
 
@@ -24,7 +25,7 @@ from packaging.utils import (
 from resolver.passthrough import IndexFile, IndexProject
 from resolver.redact import redact
 
-__all__ = ["lookup"]
+__all__ = ["lookup", "lookup_or_folders"]
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
@@ -129,3 +130,35 @@ def lookup(names: list[str], index: str, timeout: float = 10.0) -> dict[str, Ind
         return {n: _local(n, folder, index) for n in names}
     with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
         return dict(zip(names, pool.map(lambda n: _remote(n, index, timeout), names)))
+
+
+def _in_folders(name: str, folders: tuple[str, ...], missing: str) -> IndexProject:
+    """Return the files the ``--find-links`` folders hold for ``name`` (``missing``: why there is no answer when they
+    hold none)."""
+    shown = "--find-links " + ", ".join(folders)
+    files = [f for d in folders for f in _local(name, Path(d), d).files]
+    if files:
+        return IndexProject(name, shown, tuple(files))
+    return IndexProject(name, shown, error=missing, unreachable=True)
+
+
+def lookup_or_folders(names: list[str], index: str, folders: tuple[str, ...] = (), offline: bool = False,
+                      timeout: float = 10.0) -> dict[str, IndexProject]:
+    """Return ``lookup(names, index)``, with what the ``--find-links`` ``folders`` hold for each name the index gave
+    no answer for, or for every name when ``offline`` (the index is not asked). An install takes a step's file from
+    the folders when its index does not answer (``installers.check_reachable``), so the pin is chosen from the files
+    it will install from; a name the folders lack is refused naming them and how to fill them."""
+    names = [str(canonicalize_name(n)) for n in names]
+    if not folders:
+        return lookup(names, index, timeout)
+    shown = "--find-links " + ", ".join(folders)
+    fill = "fill it with `gpustack download` of the same request (--dest DIR) where the index answers"
+    if offline:
+        return {n: _in_folders(n, folders, f"{n} is not in {shown} (--offline asks no index); {fill}") for n in names}
+    projects = lookup(names, index, timeout)
+    for n, p in projects.items():
+        if p.unreachable:
+            why = (p.error or "").split(";")[0]
+            projects[n] = _in_folders(n, folders, f"{why}, and {n} is not in {shown}; pass --index-url of a reachable "
+                                                  f"index, or {fill}")
+    return projects

@@ -209,9 +209,10 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
             req = _install_requirement(step, sources.local_file(step), plan)
             no_deps = step.no_deps
         argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath)
-        note = f"{cpath} holds: {', '.join(_step_constraints(step, plan))}" \
-            if cpath else ""
-        out.append(Command(argv, dict(installer.env), step.package, "install", note))
+        held = _step_constraints(step, plan)
+        note = f"{cpath} holds: {', '.join(held)}" if cpath else ""
+        out.append(Command(argv, dict(installer.env), step.package, "install", note,
+                           ((cpath, tuple(held)),) if cpath else ()))
     return out
 
 

@@ -70,6 +70,7 @@ class Command:
     package: str
     kind: str = "install"
     note: str = ""
+    files: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (path, lines) the run writes before it starts (constraints)
 
     def started(self) -> tuple[list[str], dict[str, str]]:
         """Return the argv and added environment the child is started with: index URLs with credentials in its
@@ -82,6 +83,12 @@ class Command:
     def to_dict(self) -> dict[str, Any]:
         argv, env = self.started()
         return {"argv": argv, "env": env, "package": self.package}
+
+    def prepare(self) -> list[str]:
+        """Return the shell lines that write ``files`` as the run would (a private folder, the same text), so a
+        printed dry run is runnable with ``sh`` while the dry run itself writes nothing."""
+        return [f"(umask 077 && mkdir -p {shlex.quote(os.path.dirname(path))} && printf '%s\\n' "
+                f"{' '.join(shlex.quote(t) for t in lines)} > {shlex.quote(path)})" for path, lines in self.files]
 
     def shell(self) -> str:
         """Return the command as one shell line, environment first (credentials there, never in the argv)."""

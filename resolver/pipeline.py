@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from resolver.request import Request
 
 __all__ = ["PlanOptions", "Context", "parse_driver_option", "load_matrix", "request_from", "for_target", "known_nvcc",
-           "target_from", "target_glibc", "glibc_for", "with_index", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
+           "target_from", "target_glibc", "glibc_for", "with_index", "read_request", "solve_request", "plan_for", "fresh_plan_for", "fresh_plan",
            "this_platform", "pypi_index", "PYPI_INDEX_VARIABLES"]
 
 
@@ -105,6 +105,10 @@ class PlanOptions:
     upgrade: bool = False
     matrix_dir: str | None = None
     index_url: str | None = None  # where pass-through requirements are checked and installed from (None: PyPI)
+    # install's --find-links folders and --offline (set by the command, not click options of their own here): a
+    # pass-through requirement is pinned from the folders where the index gives no answer, or is not asked
+    local_links: tuple[str, ...] = ()
+    no_index: bool = False
     index_from: str = "--index-url"  # the input that gave index_url: the option or an environment variable (pypi_index)
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
@@ -230,6 +234,16 @@ def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix)
     lines = list(requirements) + _read_requirement_files(opts.requirement_files)
     return parse_request(lines, matrix, profiles=opts.profiles, verified_only=opts.verified_only,
                          prefer_wheels=opts.prefer_wheels)
+
+
+def read_request(requirements: Sequence[str], opts: PlanOptions) -> tuple[tuple[str, ...], PlanOptions]:
+    """Return the requirement lines with the ``-r`` files' read in (each file read once: it may be a pipe) and the
+    options without those files, after checking them as ``request_from`` does (``BadInput`` for a bad line, file or
+    ``--profile``): for a command that must refuse bad input before it changes anything (install's new ``--venv``)."""
+    lines = (*requirements, *_read_requirement_files(opts.requirement_files))
+    opts = dataclasses.replace(opts, requirement_files=())
+    request_from(lines, opts, load_matrix(opts))
+    return lines, opts
 
 
 def for_target(request: Request, opts: PlanOptions, matrix: Matrix, target: Target) -> Request:
@@ -387,14 +401,16 @@ def _context(requirements: Sequence[str], opts: PlanOptions, reporter: Reporter 
 
 def with_index(request: Request, opts: PlanOptions) -> Request:
     """Return ``request`` with what its index (``--index-url``, default PyPI) holds for its pass-through requirements:
-    the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target."""
+    the index's answer, read now, is data for the (pure) solver, which pins or refuses each one for the target.
+    Where the index gives no answer, or with ``--offline``, install's ``--find-links`` folders answer instead."""
     if not request.others:  # nothing to read; the mirror still takes pypi.org's place in the plan's steps
         return dataclasses.replace(request, index_url=opts.index_url)
-    from resolver.index_lookup import lookup
+    from resolver.index_lookup import lookup_or_folders
     from resolver.models import PYPI_SIMPLE
     from resolver.passthrough import checked_names
 
-    projects = lookup(checked_names(request.others), opts.index_url or PYPI_SIMPLE)
+    projects = lookup_or_folders(checked_names(request.others), opts.index_url or PYPI_SIMPLE, opts.local_links,
+                                 opts.no_index)
     return dataclasses.replace(request, index=projects, index_url=opts.index_url)
 
 

@@ -287,6 +287,8 @@ def print_dry_run(console: Console, cmds: Sequence[Command]) -> None:
     runnable as printed when piped (``| sh``): credentials in its environment assignments, not in the argv."""
     for c in cmds:
         line(console, f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else ""))
+        for prepared in c.prepare():
+            line(console, prepared)
         line(console, c.shell(), exact=True)
 
 

@@ -141,22 +141,16 @@ def parse_requirement(text: str, *, shown: str | None = None) -> Requirement:
     return req
 
 
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")  # PEP 508 strings have no escapes: a quote ends at the next one
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
 def marker_names(marker: Marker) -> set[str]:
     """Return the environment variables ``marker`` reads (``{"sys_platform", "python_version"}``), legacy spellings
-    (``os.name``) as packaging normalizes them. packaging has no public accessor: this walks its parsed tree."""
-    from packaging._parser import Variable
-
-    names: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, tuple):
-            names.update(item.value for item in node if isinstance(item, Variable))
-
-    walk(getattr(marker, "_markers"))
-    return names
+    (``os.name``) as packaging normalizes them. packaging has no public accessor for them, so they are read from the
+    marker's public PEP 508 form, ``str(marker)`` (normalized names, every value quoted): with the quoted values
+    taken out, the words left are its variables and the operators ``and``, ``or``, ``in``, ``not``."""
+    return set(_WORD.findall(_QUOTED.sub(" ", str(marker)))) - {"and", "or", "in", "not"}
 
 
 def _pin_for(req: Requirement) -> str:

@@ -428,10 +428,14 @@ def _pins_refused(why: list[Refusal], target: Target, matrix: Matrix, request: R
     """The refusal of pass-through requirements that do not pin (``why``) and what would work. When each is a glibc
     one: a host with the glibc their wheels need, offered only when the whole request solves there; when the rest of
     the request does not solve on the target either, its reasons too, with those of its alternatives under which
-    the pass-through requirements pin as well. Otherwise the index advice."""
+    the pass-through requirements pin as well. Otherwise the index advice, unless each refusal is of an index that
+    gave no answer (its text says what to do: the name may well exist)."""
     if not all(r.kind == "glibc" for r in why):
-        return NoCompatibleStack(why, [advice("a plan names only packages that exist: check the spelling and the "
-                                              "index (--index-url), or drop the requirement")])
+        index = request.index or {}
+        unanswered = [r for r in why if (p := index.get(str(canonicalize_name(r.package)))) is not None and p.unreachable]
+        return NoCompatibleStack(why, [] if len(unanswered) == len(why) else [
+            advice("a plan names only packages that exist: check the spelling and the index (--index-url), or drop "
+                   "the requirement")])
 
     def pins(change: Change) -> bool:
         t, r = apply(change, target, request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["venv_python", "create_venv"]
+__all__ = ["venv_python", "create_venv", "base_python"]
 
 
 def venv_python(venv: str) -> str:
@@ -13,13 +13,60 @@ def venv_python(venv: str) -> str:
     return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
 
 
-def create_venv(venv: str, backend: str) -> None:
-    """Create ``venv`` with uv (no pip inside) when ``backend`` is ``"uv"``, else with this interpreter's ``venv``
-    (``_subprocess.run``: interrupted, its whole process group goes, ensurepip's child included)."""
+def _version_of(exe: str) -> str | None:
+    """Return the ``X.Y`` of the interpreter ``exe``, or ``None`` when it does not run (a pyenv shim of a version
+    that is not selected, a broken link)."""
+    import subprocess
+
+    try:
+        done = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def base_python(version: str | None) -> str:
+    """Return the interpreter a new venv is made from: the one running gpustack, or for ``--python X.Y`` of another
+    version, a Python X.Y that runs, found as ``pythonX.Y`` on PATH or by ``uv python find`` (no download).
+    ``BadInput`` naming how to get one when there is none: the venv is not created."""
+    import shutil
+
+    if version is None or version == "%d.%d" % sys.version_info[:2]:
+        return sys.executable
+    from resolver.uvbin import find_uv
+
+    found = [shutil.which(f"python{version}")]
+    uv = find_uv()
+    if uv is not None:
+        import subprocess
+
+        try:
+            done = subprocess.run([uv, "python", "find", "--no-python-downloads", version], capture_output=True,
+                                  text=True, timeout=60)
+            found.append(done.stdout.strip() if done.returncode == 0 else None)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    for exe in found:
+        if exe and _version_of(exe) == version:
+            return exe
+    from resolver.errors import BadInput
+
+    raise BadInput(f"--python {version}: no Python {version} interpreter found (python{version} on PATH, or uv's) to "
+                   f"create the new --venv with; install one (`uv python install {version}`, or your system's "
+                   f"python{version}), or drop --python to create it with this Python "
+                   f"({sys.version_info[0]}.{sys.version_info[1]})")
+
+
+def create_venv(venv: str, backend: str, python: str | None = None) -> None:
+    """Create ``venv`` from ``python`` (default: this interpreter; ``base_python``) with uv (no pip inside) when
+    ``backend`` is ``"uv"``, else with its ``venv`` module (``_subprocess.run``: interrupted, its whole process group
+    goes, ensurepip's child included)."""
     from resolver import _subprocess  # not at the top: ``read_ahead`` asks ``venv_python`` before anything is loaded
 
+    python = python or sys.executable
     if backend == "uv":
         from resolver.uvbin import find_uv
-        _subprocess.run([find_uv() or "uv", "venv", "--python", sys.executable, venv], timeout=600)
+        _subprocess.run([find_uv() or "uv", "venv", "--python", python, venv], timeout=600)
     else:
-        _subprocess.run([sys.executable, "-m", "venv", venv], timeout=600)
+        _subprocess.run([python, "-m", "venv", venv], timeout=600)

@@ -183,6 +183,73 @@ def test_a_bad_plan_or_lock_creates_no_venv_and_starts_no_interpreter(tmp_path: 
     assert not started.exists()
 
 
+@pytest.mark.parametrize("given", [["numpy>="], ["-r", "{fifo}"], ["-r", "{options}"], ["--profile", "nope"],
+                                   ["--platform", "win_amd64", "torch"], ["--python", "3.9", "torch"]])
+def test_bad_input_into_a_new_venv_is_one_line_and_creates_nothing(tmp_path: Path, given: list[str]) -> None:
+    # The venv was created first, then removed again as the request was refused: 3 lines, not 1; `--python 3.12`
+    # made a venv of this Python and then refused it as "not matching" 3.12.
+    import os
+    import subprocess
+
+    fifo = tmp_path / "reqs.fifo"
+    os.mkfifo(fifo)
+    options = tmp_path / "options.txt"
+    options.write_text("numpy --hash=sha256:00\n")
+    args = [a.format(fifo=fifo, options=options) for a in given]
+    venv = tmp_path / "deep" / "new-venv"
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # no python3.9 to be found besides uv's
+    # (a FIFO is refused as not a regular file; an option line is not a requirement)
+    done = subprocess.run([sys.executable, "-m", "resolver", "install", "--cpu", "--venv", str(venv), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "creating" not in done.stderr and not (tmp_path / "deep").exists(), done.stderr
+    if "--python" in given:
+        assert "no Python 3.9 interpreter found" in done.stderr and "uv python install 3.9" in done.stderr
+
+
+def _other_python() -> tuple[str, str] | None:
+    """Return (X.Y, folder of a pythonX.Y that runs) of a Python other than this one, if this machine has one."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+
+    here = "%d.%d" % sys.version_info[:2]
+    for v in ("3.12", "3.13", "3.10"):
+        for exe in [shutil.which(f"python{v}"), *glob.glob(os.path.expanduser(f"~/.pyenv/versions/{v}*/bin/python{v}"))]:
+            if exe and v != here and subprocess.run([exe, "-c", ""], capture_output=True).returncode == 0:
+                return v, os.path.dirname(exe)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pip", "uv"])
+def test_a_new_venv_is_made_with_the_python_asked_for(tmp_path: Path, backend: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+    from resolver.venvs import base_python, create_venv, venv_python
+
+    other = _other_python()
+    if other is None:
+        pytest.skip("no Python other than this one on this machine")
+    version, folder = other
+    monkeypatch.setenv("PATH", folder + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    out = CliRunner().invoke(main, ["install", "--cpu", "torch", "--python", version, "--venv", str(tmp_path / "d"),
+                                    "--dry-run", "--installer", backend])
+    assert f"planning for the Python {version} it would hold" in out.output, out.output
+    base = base_python(version)
+    create_venv(str(tmp_path / "v"), backend, base)
+    got = subprocess.run([venv_python(str(tmp_path / "v")), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert got == version
+
+
 def test_mirrors_move_the_index_a_step_names_in_its_text_too() -> None:
     # the progress line said "from https://download.pytorch.org/whl/cpu" when the mirror was used
     from resolver.installers import with_mirrors

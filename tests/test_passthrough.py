@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 from fakewheels import serve_pages  # noqa: E402
 from resolver.cli import main  # noqa: E402
-from resolver.index_lookup import lookup  # noqa: E402
+from resolver.index_lookup import lookup, lookup_or_folders  # noqa: E402
 from resolver.models import ComputeCapability, Gpu, Target  # noqa: E402
 from resolver.passthrough import IndexFile, IndexProject, pin_others  # noqa: E402
 
@@ -154,6 +154,27 @@ def test_pass_through_refusals_are_values_in_plan_json(index: str) -> None:
     assert by_name["no-such-thing"]["kind"] == "index" and by_name["no-such-thing"]["facts"]["index"] == index
     assert by_name["numpy"]["kind"] == "no_release"
     assert (by_name["numpy"]["facts"]["spec"], by_name["numpy"]["facts"]["newest"]) == (">=3", "2.3.0")
+
+
+def test_an_index_that_does_not_answer_is_not_a_misspelled_name() -> None:
+    # "check the spelling" was offered for a name the index never answered about (a dead index, an air-gapped box)
+    code, out = run("plan", "--gpu", "H100", "--python", "3.12", "--index-url", "http://127.0.0.1:9/simple", "numpy")
+    assert code == 1 and "could not check numpy on http://127.0.0.1:9/simple" in out, out
+    assert "check the spelling" not in out and "pass --index-url of a reachable index" in out, out
+
+
+def test_the_find_links_folders_answer_where_the_index_does_not(tmp_path: Path) -> None:
+    (tmp_path / "einops-0.8.2-py3-none-any.whl").write_bytes(b"")
+    dead = "http://127.0.0.1:9/simple"
+    got = lookup_or_folders(["einops", "absent"], dead, (str(tmp_path),))
+    assert [str(f.version) for f in got["einops"].files] == ["0.8.2"]
+    assert got["einops"].index_url == f"--find-links {tmp_path}"
+    assert got["absent"].unreachable and got["absent"].error is not None
+    assert got["absent"].error.startswith(f"could not check absent on {dead} (ConnectionError), and absent is not in "
+                                          f"--find-links {tmp_path}")
+    # --offline: the index is not asked at all, even when it would answer
+    offline = lookup_or_folders(["einops"], "http://unused.invalid/simple", (str(tmp_path),), offline=True)
+    assert [str(f.version) for f in offline["einops"].files] == ["0.8.2"]
 
 
 def test_bad_index_url_is_one_line() -> None:

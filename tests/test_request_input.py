@@ -229,3 +229,20 @@ def test_check_upgrade_reads_markers_for_the_sets_target() -> None:
     assert req.xformers is None and req.dropped == (windows_only,)
     windows = Installed(Target(gpus=(), python="3.11", platform="win_amd64"), {"torch": "2.13.0+cpu"})
     assert upgrade_request(windows, load(), original=[windows_only]).xformers is not None
+
+
+@pytest.mark.parametrize("marker, names", [
+    ('os.name == "nt"', {"os_name"}),  # legacy spellings, as packaging normalizes them
+    ("platform.python_implementation == 'PyPy' and python_implementation == 'CPython'", {"platform_python_implementation"}),
+    ('"linux" in sys_platform', {"sys_platform"}),
+    ("platform_version == \"x'y and python_full_version\"", {"platform_version"}),  # a value is never a variable
+    ("platform_release not in 'or in not and'", {"platform_release"}),
+    ('(sys_platform == "linux" or os_name == "nt") and python_version >= "3.8"', {"sys_platform", "os_name",
+                                                                                  "python_version"}),
+])
+def test_marker_names_are_the_variables_a_marker_reads(marker: str, names: set[str]) -> None:
+    from packaging.markers import Marker
+
+    from resolver.request import marker_names
+
+    assert marker_names(Marker(marker)) == names
