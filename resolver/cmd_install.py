@@ -269,15 +269,12 @@ def _remove_created(path: str, keep: bool) -> None:
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
-    """Refuse to install on top of an unfinished transaction (a dry run only says so)."""
+    """Refuse to install on top of an unfinished transaction; a dry run refuses it too (exit 1, as the run would:
+    what it prints could not run)."""
     found = journals.unfinished(journals.prefix_of(python_exe))
     if found is None:  # none, or its run is still going: the install waits for the lock, then checks again
         return
-    pending = f"{found.describe()}; run `{journals.recover_command(python_exe)}` first"
-    if dry_run:
-        _err(f"warning: {pending}")
-        return
-    raise journals.JournalPending(pending)
+    raise journals.JournalPending(f"{found.describe()}; run `{journals.recover_command(python_exe)}` first")
 
 
 @click.command("recover")
@@ -300,7 +297,7 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
     if journals.pending(prefix) is None:
         line(console(), nothing)
         return
-    lock = envstate.env_lock(prefix, timeout=10.0, waiting=_err)
+    lock = envstate.env_lock(prefix, waiting=_err)  # a live run holds it: wait for it, as install does
     try:
         # Read again under the lock: an install still running held it, and the journal read before it may have
         # been removed since by that install's success. Restoring from it would undo a finished install.
@@ -341,15 +338,11 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
 
 
 def _read_lock(lock_file: str, sources: Sources) -> LockedPlan:
-    """Return the lock ``--lock FILE`` names, read and checked (``lock.loads``), with ``--find-links`` files put in
+    """Return the lock ``--lock FILE`` names, read and checked (``lock.read``), with ``--find-links`` files put in
     where their sha256 is the lock's."""
-    from resolver.lock import loads
+    from resolver.lock import read
 
-    text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
-    try:
-        locked = loads(text)
-    except BadInput as exc:  # "lock file is not valid TOML ...": say which file
-        raise BadInput(f"--lock {lock_file}: {exc}") from None
+    locked = read(lock_file)
     if sources.find_links:  # a local file is used only when its sha256 is the lock's
         from resolver.local_files import use_local_files
 
@@ -414,6 +407,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
             line(console(), f"# {said} (its build requirements and dependencies, read from the sdist, as wheels "
                             "for the target)")
         return
+    _refuse_silent_hosts(plan)
     os.makedirs(dest, exist_ok=True)
     started = time.monotonic()
     for argv in argvs:
@@ -426,6 +420,23 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     files = sorted(os.listdir(dest))
     _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
          f"gpustack install ... --find-links {dest} --offline")
+
+
+def _refuse_silent_hosts(plan: Plan) -> None:
+    """Refuse a download whose index or file host does not answer a probe (``installers.silent_hosts``, one per host),
+    before pip retries it for many seconds and names no host: exit 1, nothing downloaded."""
+    from resolver.installers import SourceUnreachable, mirror_of, origin, silent_hosts
+    from resolver.redact import redact
+
+    needed = {u: s.requirement for s in plan.steps for u in (s.url, s.index_url, *s.extra_index_urls)
+              if u and origin(u) is not None}
+    dead = set(silent_hosts(list(needed)))
+    for url, requirement in needed.items():
+        if origin(url) in dead:
+            mirror = mirror_of(url)
+            raise SourceUnreachable(redact(f"{url} is not reachable (needed for {requirement}); download "
+                                           + (f"through {mirror}, or " if mirror else "") + "where it answers; "
+                                           "nothing downloaded"))
 
 
 def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) -> None:

@@ -27,7 +27,10 @@ __all__ = ["Dist", "Snapshot", "EnvDiff", "Restorer", "snapshot", "snapshot_of",
 log = Logger("gpustack.envstate")
 
 class EnvironmentLocked(GpuStackError):
-    """Another gpustack run holds the environment's lock for longer than we were willing to wait."""
+    """Another gpustack run holds the environment's lock for longer than we were willing to wait: not bad input (the
+    world is busy), so exit 1."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +270,9 @@ def env_lock(prefix: str, timeout: float = 600.0, waiting: Callable[[str], None]
     except OSError as exc:
         raise BadInput(f"{prefix}: cannot lock it ({path}: {exc.strerror}); install into a virtual environment "
                        "(--venv DIR) or run as the environment's owner") from None
-    if not held:
-        raise EnvironmentLocked(f"{prefix} is being changed by another gpustack run (lock {path}); "
-                                "wait for it to finish, or remove the lock file if no gpustack is running")
+    if not held:  # an flock(2) lock goes with the process that holds it: it is never stale, never to be removed
+        running = journals.pending(prefix)
+        what = running.describe() if running is not None else f"it holds the lock {path}"
+        raise EnvironmentLocked(f"{prefix} is being changed by another gpustack run ({what}); waited {timeout:.0f} s: "
+                                "run this command again once that run has finished")
     return lock

@@ -21,6 +21,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
+from resolver.errors import BadInput
 from resolver.lock import LockedFile
 from resolver.logs import Logger
 from resolver.models import PYPI_SIMPLE, Plan, Target
@@ -53,6 +54,9 @@ class IndexFile:
 _SESSION: tuple[str, Any] | None = None
 
 
+_CACHE_HINT = "remove it (or what is in its way), or set GPUSTACK_CACHE_DIR to another folder"
+
+
 def _session() -> Any:
     """Return the HTTP session index pages are read with: cached on disk by HTTP's own rules (CacheControl, as pip
     does), so a page PyPI says is fresh for 10 minutes is not asked for again, and a stale one is revalidated."""
@@ -61,6 +65,9 @@ def _session() -> Any:
 
     where = str(cache_dir() / "index-pages")
     if _SESSION is None or _SESSION[0] != where:
+        from resolver.inputs import check_new_folder
+
+        check_new_folder(where, "the index-page cache", hint=_CACHE_HINT)
         import requests
         from cachecontrol import CacheControl
         from cachecontrol.caches.file_cache import SeparateBodyFileCache
@@ -87,6 +94,11 @@ def fetch_text(url: str) -> str | None:
     except requests.RequestException as exc:
         log.warning("cannot read %s: %s", url, exc)
         return None
+    except OSError as exc:  # the page cache on disk (a file where a folder of it should be, ...): not the index's fault
+        from resolver.cache import cache_dir
+
+        raise BadInput(f"the index-page cache {cache_dir() / 'index-pages'} cannot be used ({exc.strerror}); "
+                       f"{_CACHE_HINT}") from None
     if resp.status_code != 200:
         log.warning("cannot read %s: HTTP %d", url, resp.status_code)
         return None

@@ -36,6 +36,20 @@ _JOURNAL = "transaction.json"
 _BACKUP = "backup"
 _LOCK = "lock"
 
+
+def _pid_state(pid: object) -> str:
+    """Return whether process ``pid`` (the journal's writer) is alive here, as words: the journal's ``state`` says
+    what the run was doing, not whether it still runs (a killed run's journal says "running")."""
+    if not isinstance(pid, int) or pid <= 0:
+        return ""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ", no longer running"
+    except OSError:  # another user's process: it exists
+        pass
+    return ", still running"
+
 class JournalPending(GpuStackError):
     """The environment holds an unfinished transaction; nothing was changed by this command."""
 
@@ -50,6 +64,9 @@ def state_dir(prefix: str) -> Path:
 def lock_file(prefix: str) -> Path:
     """Return the environment's lock file (created with its folder); ``BadInput`` when the prefix is read-only."""
     folder = state_dir(prefix)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise BadInput(f"{folder}: not a folder, where gpustack keeps the environment's lock and transaction journal; "
+                       "move that file away, then run the command again")
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
@@ -117,8 +134,9 @@ class Journal:
     def describe(self) -> str:
         """Return one line: when and what it was doing, and the step reached."""
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(self.data.get("started", 0))))
-        return (f"an unfinished gpustack transaction in {self.prefix} (started {started} by pid {self.data.get('pid')}, "
-                f"{self.data.get('state', 'running')}, {self.data.get('step') or 'before its first step'})")
+        return (f"an unfinished gpustack transaction in {self.prefix} (started {started} by pid {self.data.get('pid')}"
+                f"{_pid_state(self.data.get('pid'))}, state {self.data.get('state', 'running')}, "
+                f"{self.data.get('step') or 'before its first step'})")
 
     def write(self) -> None:
         """Write the journal atomically (temporary file, fsync, rename, fsync of the folder). A journal whose

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resolver.errors import GpuStackError
+
 if TYPE_CHECKING:
     from resolver.lock_uv import UvRun
 
@@ -73,7 +75,10 @@ def begin(args: Sequence[str]) -> None:
     if _current is not None and _current[0] == key:
         return
     end()
-    _current = (key, start(key))
+    try:
+        _current = (key, start(key))
+    except (GpuStackError, OSError):  # an early start only: the command meets the same fault and says it in one line
+        _current = (key, None)
 
 
 def current() -> tuple[str | None, UvRun | None]:

@@ -93,3 +93,26 @@ def test_what_an_sdist_needs_is_read_from_it_only_where_it_is_static(tmp_path: P
     dynamic = "Metadata-Version: 2.2\nName: pkg\nVersion: 1.0\nDynamic: Requires-Dist\nRequires-Dist: six\n"
     assert sdist_needs(_sdist(tmp_path, {"PKG-INFO": dynamic, "setup.py": ""})) == (
         ["setuptools>=40.8.0", "wheel"], None)
+
+
+@pytest.mark.parametrize("dead", ["torch-mirror", "default"])
+def test_download_from_a_host_that_does_not_answer_stops_at_once_naming_it(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           dead: str) -> None:
+    # pip retried an unreachable index for 16 s, then failed naming no host, where install's probe stops in 0.3 s
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")) or name.lower() in ("no_proxy", "all_proxy"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    args = ["download", "--cpu", "torch==2.13.0", "--dest", str(tmp_path / "d")]
+    if dead == "torch-mirror":  # a dead loopback mirror
+        args += ["--torch-index-url", "http://127.0.0.1:9/whl"]
+        named = "http://127.0.0.1:9/whl/cpu is not reachable (needed for torch==2.13.0+cpu)"
+    else:  # download.pytorch.org behind a proxy that refuses every connection (an air-gapped box)
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, "http://127.0.0.1:9")
+        named = "https://download.pytorch.org/whl/cpu is not reachable (needed for torch==2.13.0+cpu); download " \
+                "through a mirror of download.pytorch.org/whl"
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 1 and named in done.output, done.output
+    assert len(done.output.strip().splitlines()) == 1 and not (tmp_path / "d").exists(), done.output

@@ -138,3 +138,52 @@ def test_the_lock_file_is_never_opened_through_a_link(tmp_path: Path) -> None:
     with pytest.raises(envstate.BadInput, match="cannot lock it"):
         envstate.env_lock(str(env), timeout=0.2)
     assert target.read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_recover_while_an_install_runs_waits_for_it_and_never_advises_removing_the_lock(tmp_path: Path) -> None:
+    # recover waited 10 s, then exited 2 (bad input) advising "remove the lock file if no gpustack is running": an
+    # flock is never stale, and removing it lets a second run lock a new file while the first still changes the venv.
+    import json
+
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    prefix = str(venv)
+    journal = venv / ".gpustack" / "transaction.json"
+    # a live install: it holds the lock, its journal says it is running; it finishes (journal gone) after ~3 s
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import json, os, sys, time; from resolver import envstate; l = envstate.env_lock(sys.argv[1]); "
+        "p = sys.argv[2]; open(p, 'w').write(json.dumps({'pid': os.getpid(), 'state': 'running', "
+        "'started': time.time(), 'step': '[1/2] install torch'})); print('held', flush=True); time.sleep(3); "
+        "os.unlink(p); l.release()"), prefix, str(journal)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(envstate.EnvironmentLocked) as got:
+            envstate.env_lock(prefix, timeout=0.2)
+        assert got.value.exit_code == 1
+        assert f"by pid {holder.pid}, still running, state running" in str(got.value), got.value
+        assert "remove" not in str(got.value) and "run this command again" in str(got.value)
+        done = subprocess.run([sys.executable, "-m", "resolver", "recover", "--venv", str(venv)], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 0, done.stderr
+    assert "waiting for another gpustack run" in done.stderr and "remove" not in done.stderr, done.stderr
+    assert "nothing to recover" in done.stdout, done.stdout
+    # the same journal left by a killed run says so
+    journal.write_text(json.dumps({"pid": holder.pid, "state": "running", "started": 0, "step": "x"}))
+    from resolver import journal as journals
+
+    found = journals.pending(prefix)
+    assert found is not None and f"by pid {holder.pid}, no longer running, state running" in found.describe()
+
+
+def test_a_file_where_the_state_folder_goes_is_named(tmp_path: Path) -> None:
+    # said "cannot write there (File exists); install into a virtual environment ...", which names no cause
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / ".gpustack").write_text("mine")
+    with pytest.raises(envstate.BadInput, match=r"\.gpustack: not a folder, where gpustack keeps .*move that file away"):
+        envstate.env_lock(str(env))
+    assert (env / ".gpustack").read_text() == "mine"

@@ -262,3 +262,23 @@ def test_mirrors_move_the_index_a_step_names_in_its_text_too() -> None:
     moved = with_mirrors(plan, "https://mirror.example/whl", None).steps[0]
     assert moved.index_url == "https://mirror.example/whl/cpu"
     assert moved.description == "install torch 2.13.0+cpu from https://mirror.example/whl/cpu"
+
+
+def test_a_dry_run_over_an_unfinished_transaction_refuses_as_the_run_does(tmp_path: Path) -> None:
+    # the dry run exited 0 and warned twice, where the real run refuses (exit 1): what it printed could not run
+    import json
+    import subprocess
+
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    (venv / ".gpustack").mkdir()
+    (venv / ".gpustack" / "transaction.json").write_text(json.dumps(
+        {"pid": dead.pid, "state": "running", "started": 0, "step": "[1/1] install torch"}))
+    runs = [subprocess.run([sys.executable, "-m", "resolver", "install", "--cpu", "torch", "--venv", str(venv), *dry],
+                           capture_output=True, text=True, timeout=120) for dry in (["--dry-run"], [])]
+    for done in runs:
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert f"by pid {dead.pid}, no longer running" in done.stderr and "gpustack recover" in done.stderr
+        assert done.stdout == ""

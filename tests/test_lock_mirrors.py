@@ -378,3 +378,29 @@ def test_install_from_an_unreachable_pytorch_index_names_the_mirror_option_as_lo
                            "torch==2.13.0+cpu); install through a mirror of download.pytorch.org/whl (same layout: "
                            "URL/cu121): --torch-index-url URL or $GPUSTACK_TORCH_INDEX_URL, or on a connected machine "
                            "run `gpustack download"), said
+
+
+@pytest.mark.parametrize("broken", ["cache-is-a-file", "index-pages-is-a-file", "a-file-inside-index-pages"])
+def test_a_cache_folder_in_the_way_is_one_line_naming_it(mirrors: Mirrors, tmp_path: Path, broken: str) -> None:
+    # GPUSTACK_CACHE_DIR a regular file (or <cache>/index-pages one) printed an 84-line traceback: NotADirectoryError
+    # from cachecontrol (and, before it, from the early start of uv for a remembered lock request)
+    import subprocess
+
+    cache = tmp_path / "cache"
+    if broken == "cache-is-a-file":
+        cache.write_text("")
+        named = str(cache)
+    elif broken == "index-pages-is-a-file":
+        cache.mkdir()
+        (cache / "index-pages").write_text("")
+        named = str(cache / "index-pages")
+    else:  # cachecontrol's own folders (<hash>[0]/<hash>[1]/...) meet a file
+        for c in "0123456789abcdef":
+            (cache / "index-pages").mkdir(parents=True, exist_ok=True)
+            (cache / "index-pages" / c).write_text("")
+        named = str(cache / "index-pages")
+    env = {**os.environ, "GPUSTACK_CACHE_DIR": str(cache), "PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1"}
+    done = subprocess.run([sys.executable, "-m", "resolver", "lock", *TARGET, "torch==2.13.0", "--no-deps", "-o", "-",
+                           "--torch-index-url", mirrors.torch], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr and done.stdout == "", done.stderr

@@ -4,6 +4,7 @@ pip and uv on loopback indexes, install what the plan says, and the dry run itse
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def test_the_printed_dry_run_installs_the_plan_when_run_by_sh(up: Served, venv: 
     got = envstate.snapshot(str(venv))
     assert {n: got.version(n) for n in ("torch", "tinypkg", "typing-extensions")} == {
         "torch": "2.13.0+cpu", "tinypkg": "1.0", "typing-extensions": "4.12.2"}
-    # what sh wrote is what the run writes: the same text, in a private folder
-    written = list((isolated / "constraints").iterdir())
-    assert [p.read_text() for p in written] == ["torch==2.13.0+cpu\n"]
+    # what sh wrote is what the run writes: the text each step's comment says its file holds, in a private folder
+    said = dict(re.findall(r"^# install \S+ \((\S+) holds: (.*)\)$", dry.stdout, flags=re.M))
+    assert said and {str(p): p.read_text() for p in (isolated / "constraints").iterdir()} == {
+        path: "".join(f"{c}\n" for c in held.split(", ")) for path, held in said.items()}
+    assert any("torch==2.13.0+cpu" in held for held in said.values()), said
     assert (isolated / "constraints").stat().st_mode & 0o777 == 0o700
