@@ -98,10 +98,8 @@ def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = 
 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
-    if as_json:
-        from resolver.redact import redact
-
-        click.echo(redact(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2)))
+    if as_json:  # exact in a pipe, as plan --json (resolver.cli masks credentials on a terminal)
+        click.echo(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2))
         return
     print_dry_run(console(), cmds)
 
@@ -404,7 +402,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
                            requires=declared_requires(plan, matrix), sdists=sdists)
     if dry_run:
         for argv in argvs:
-            line(console(), " ".join(argv))
+            line(console(), Command(argv, {}, "").shell(), exact=True)
         for said in sdists.values():
             line(console(), f"# {said} (its build requirements and dependencies, read from the sdist, as wheels "
                             "for the target)")
