@@ -106,6 +106,15 @@ def _merged_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return merged
 
 
+def _child(argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    """Return the argv and environment a child starts with: a pip or uv index URL with credentials goes in its
+    environment, not in its argv, which every local user can read (``redact.secrets_to_env``)."""
+    from resolver.redact import secrets_to_env
+
+    args, secrets = secrets_to_env(list(argv))
+    return args, _merged_env({**(env or {}), **secrets})
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -124,7 +133,8 @@ def run(
     log.debug("run: %s (env+%s)", " ".join(argv), sorted(env) if env else [])
     held = _hold_signals()
     try:
-        child = subprocess.Popen(list(argv), env=_merged_env(env), cwd=cwd, text=True, shell=False,
+        args, child_env = _child(argv, env)
+        child = subprocess.Popen(args, env=child_env, cwd=cwd, text=True, shell=False,
                                  stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                  preexec_fn=_die_with_parent)
@@ -166,9 +176,10 @@ def popen(
 ) -> subprocess.Popen[str]:
     """Return a running process whose merged stdout/stderr can be streamed line by line (builds, installs)."""
     log.debug("popen: %s", " ".join(argv))
+    args, child_env = _child(argv, env)
     return subprocess.Popen(
-        list(argv),
-        env=_merged_env(env),
+        args,
+        env=child_env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -98,10 +98,8 @@ def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = 
 
 
 def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
-    if as_json:
-        from resolver.redact import redact
-
-        click.echo(redact(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2)))
+    if as_json:  # exact in a pipe, as plan --json (resolver.cli masks credentials on a terminal)
+        click.echo(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2))
         return
     print_dry_run(console(), cmds)
 
@@ -340,15 +338,11 @@ def _check_target_interpreter(python_exe: str, opts: PlanOptions) -> None:
 
 
 def _read_lock(lock_file: str, sources: Sources) -> LockedPlan:
-    """Return the lock ``--lock FILE`` names, read and checked (``lock.loads``), with ``--find-links`` files put in
+    """Return the lock ``--lock FILE`` names, read and checked (``lock.read``), with ``--find-links`` files put in
     where their sha256 is the lock's."""
-    from resolver.lock import loads
+    from resolver.lock import read
 
-    text = read_text(lock_file, f"--lock {lock_file}", hint="write one with `gpustack lock`")
-    try:
-        locked = loads(text)
-    except BadInput as exc:  # "lock file is not valid TOML ...": say which file
-        raise BadInput(f"--lock {lock_file}: {exc}") from None
+    locked = read(lock_file)
     if sources.find_links:  # a local file is used only when its sha256 is the lock's
         from resolver.local_files import use_local_files
 
@@ -408,7 +402,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
                            requires=declared_requires(plan, matrix), sdists=sdists)
     if dry_run:
         for argv in argvs:
-            line(console(), " ".join(argv))
+            line(console(), Command(argv, {}, "").shell(), exact=True)
         for said in sdists.values():
             line(console(), f"# {said} (its build requirements and dependencies, read from the sdist, as wheels "
                             "for the target)")

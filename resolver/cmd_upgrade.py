@@ -42,14 +42,12 @@ def _built_for_torch(url: str, wheel_name: re.Pattern[str]) -> str | None:
 def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
     """Return the ``Installed`` set a lock file describes, the request it was made for and its profiles (absent from
     locks older than those fields: then nothing). Its target is the lock's, with the driver and glibc it recorded."""
-    from resolver.inputs import read_text
-    from resolver.lock import loads
+    from resolver.lock import read
     from resolver.models import Target, parse_glibc
     from resolver.pipeline import glibc_for
     from resolver.upgrade import Installed
 
-    text = read_text(path, f"--lock {path}", hint="pass a file written by `gpustack lock`")
-    locked = loads(text)
+    locked = read(path, hint="pass a file written by `gpustack lock`")
     t = locked.target
     driver = parse_driver_option(locked.driver) if locked.driver else None
     glibc = parse_glibc(locked.glibc, f"--lock {path}: glibc") if locked.glibc else None

@@ -72,8 +72,17 @@ class Command:
     note: str = ""
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (path, lines) the run writes before it starts (constraints)
 
+    def started(self) -> tuple[list[str], dict[str, str]]:
+        """Return the argv and added environment the child is started with: index URLs with credentials in its
+        environment, not in its argv (``redact.secrets_to_env``, as ``_subprocess`` starts every child)."""
+        from resolver.redact import secrets_to_env
+
+        argv, secrets = secrets_to_env(self.argv)
+        return argv, {**self.env, **secrets}
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"argv": self.argv, "env": self.env, "package": self.package}
+        argv, env = self.started()
+        out: dict[str, Any] = {"argv": argv, "env": env, "package": self.package}
         if self.files:  # what to write before running argv (a dry run writes nothing itself)
             out["files"] = {path: "".join(f"{t}\n" for t in lines) for path, lines in self.files}
         return out
@@ -85,9 +94,10 @@ class Command:
                 f"{' '.join(shlex.quote(t) for t in lines)} > {shlex.quote(path)})" for path, lines in self.files]
 
     def shell(self) -> str:
-        """Return the command as one shell line, environment first."""
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
-        return (env + " " if env else "") + shlex.join(self.argv)
+        """Return the command as one shell line, environment first (credentials there, never in the argv)."""
+        argv, env = self.started()
+        said = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+        return (said + " " if said else "") + shlex.join(argv)
 
 
 @dataclass(frozen=True, slots=True)

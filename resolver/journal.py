@@ -139,11 +139,19 @@ class Journal:
                 f"{self.data.get('step') or 'before its first step'})")
 
     def write(self) -> None:
-        """Write the journal atomically (temporary file, fsync, rename, fsync of the folder)."""
+        """Write the journal atomically (temporary file, fsync, rename, fsync of the folder). A journal whose
+        restore arguments hold an index URL with credentials (a reinstall of what the backup lacks needs them) is
+        readable by its owner only (0600); any other is made as before (0666 less the umask: whoever shares the
+        environment reads it)."""
+        from resolver.redact import redact
+
+        text = json.dumps(self.data, separators=(",", ":"))
         tmp = self.path.with_suffix(".tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.data, f, separators=(",", ":"))
+            tmp.unlink(missing_ok=True)  # a leftover keeps its mode: the file is created anew
+            mode = 0o600 if redact(text) != text else 0o666
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w", encoding="utf-8") as f:
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
@@ -299,13 +307,17 @@ def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *
     Raises ``JournalPending`` when an earlier transaction is unfinished, ``GpuStackError`` when the backup cannot be
     made (nothing changed then).
     """
+    from resolver.redact import redact
+
     old = pending(prefix)
     if old is not None:
         raise JournalPending(f"{old.describe()}; run `{recover_command(python_exe)}` first")
     journal = Journal(prefix, {
         "version": 1, "pid": os.getpid(), "started": time.time(), "python_exe": python_exe, "command": command,
         "id": f"{os.getpid()}-{time.time_ns()}",
-        "plan": dict(plan) if plan is not None else None, "snapshot": {k: list(v) for k, v in snapshot.items()},
+        # the plan is for reading (a restore needs only the snapshot, backup and restore_args): no credentials
+        "plan": json.loads(redact(json.dumps(dict(plan)))) if plan is not None else None,
+        "snapshot": {k: list(v) for k, v in snapshot.items()},
         "backend": backend, "restore_args": list(restore_args), "state": "running", "step": "",
         "toplevel": {k: list(v) for k, v in toplevel.items()},
     })

@@ -30,6 +30,7 @@ __all__ = [
     "LockedPlan",
     "dumps",
     "loads",
+    "read",
     "from_data",
     "check_lock_target",
     "lock_to_plan",
@@ -277,7 +278,7 @@ def _validate(data: Mapping[str, Any], what: str) -> Pylock:
         return Pylock.from_dict(data)
     except PylockValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"{what} is not a valid PEP 751 lock: {first}") from None
+        raise BadInput(f"{what} is not a valid PEP 751 lock: {first}; write one with `gpustack lock`") from None
 
 
 def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
@@ -304,6 +305,18 @@ def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
         arch_list=tool.get("arch_list"),
         kind=kind,
     )
+
+
+def read(path: str, *, hint: str = "write one with `gpustack lock`") -> LockedPlan:
+    """Return the ``LockedPlan`` of the file ``--lock FILE`` names (``install``, ``check-upgrade``): read as every
+    input file is (``inputs.read_text``) and checked (``loads``), each refusal naming ``--lock FILE``."""
+    from resolver.inputs import read_text
+
+    text = read_text(path, f"--lock {path}", hint=hint)
+    try:
+        return loads(text)
+    except BadInput as exc:  # "lock file is not valid TOML ...": say which file
+        raise BadInput(f"--lock {path}: {exc}") from None
 
 
 def loads(text: str) -> LockedPlan:

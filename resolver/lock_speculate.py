@@ -169,7 +169,16 @@ def start(key: str) -> UvRun | None:
 
 def remember(key: str, request: Mapping[str, Any]) -> None:
     """Remember ``request`` as the uv run the command keyed ``key`` asks for (a cache that cannot be written costs
-    speed, never correctness)."""
+    speed, never correctness). A request naming an index with credentials is not remembered (and an older hint of
+    the key is removed): a password never goes into the cache; such a lock runs uv after planning."""
+    from resolver.redact import redact
     from resolver.safefiles import write_private
 
-    write_private(_folder(), f"{key}.json", json.dumps(request, sort_keys=True).encode(), keep=KEEP)
+    text = json.dumps(request, sort_keys=True)
+    if redact(text) != text:
+        try:
+            (_folder() / f"{key}.json").unlink(missing_ok=True)
+        except OSError:
+            pass
+        return
+    write_private(_folder(), f"{key}.json", text.encode(), keep=KEEP)

@@ -206,7 +206,7 @@ def _joined(text: str) -> list[str]:
 
 
 def _read_requirement_files(files: Sequence[str]) -> list[str]:
-    from resolver.request import strip_comment
+    from resolver.request import parse_requirement, strip_comment
 
     lines: list[str] = []
     for name in files:
@@ -222,6 +222,10 @@ def _read_requirement_files(files: Sequence[str]) -> list[str]:
                 raise BadInput(f"-r {name}: option {option.split('=')[0]} after {line.split()[0]!r} is not supported; "
                                "list requirements only (a hashed file installs with `pip install --require-hashes "
                                "-r FILE`; gpustack installs its locks with `install --lock FILE`)")
+            try:  # parsed here too so that a bad line names its file (a pyproject.toml or lock given as -r)
+                parse_requirement(line)
+            except BadInput as exc:
+                raise BadInput(f"-r {name}: {exc}") from None
             lines.append(line)
     return lines
 

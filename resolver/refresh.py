@@ -64,14 +64,15 @@ def check_index(url: str) -> str:
     loopback, as every index gpustack takes). ``BadInput`` otherwise: ``requests`` reads no ``file:`` or ``ftp:``."""
     from urllib.parse import urlsplit
 
-    from resolver.inputs import check_index_url, is_loopback
+    from resolver.inputs import check_argument, check_index_url, is_loopback
 
-    check_index_url(url, "--index")  # one argument, no control characters, plain http only on loopback
+    check_argument(url, "--index")  # one argument, no control characters
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname or (parts.scheme == "http" and not is_loopback(parts.hostname)):
+        # before check_index_url, whose plain-http refusal points to --allow-insecure-index: refresh has none
         raise BadInput(f"--index {redact(url)}: refresh reads a simple API over https:// (http:// only on this "
                        "machine); pass https://pypi.org/simple or your mirror's https:// URL")
-    return url
+    return check_index_url(url, "--index")
 
 
 def check_packages(packages: Iterable[str]) -> tuple[str, ...]:

@@ -273,21 +273,23 @@ def print_table(console: Console, title: str, header: Sequence[str], rows: Seque
 # --- install, recover, download, cache (``resolver.cmd_install``) -------------------------------------------------
 
 
-def line(console: Console, text: str) -> None:
-    """Print ``text`` exactly as it is (no markup, emoji codes or highlighting), URL credentials masked."""
+def line(console: Console, text: str, *, exact: bool = False) -> None:
+    """Print ``text`` exactly as it is (no markup, emoji codes or highlighting), URL credentials masked unless
+    ``exact`` (a command meant to be run: ``resolver.cli`` still masks them on a terminal, never in a pipe)."""
     from rich.text import Text
     from resolver.redact import redact
 
-    console.print(Text(redact(text)), soft_wrap=True)
+    console.print(Text(text if exact else redact(text)), soft_wrap=True)
 
 
 def print_dry_run(console: Console, cmds: Sequence[Command]) -> None:
-    """Print what ``install --dry-run`` would run: per step a ``# kind package (note)`` comment and its shell line."""
+    """Print what ``install --dry-run`` would run: per step a ``# kind package (note)`` comment and its shell line,
+    runnable as printed when piped (``| sh``): credentials in its environment assignments, not in the argv."""
     for c in cmds:
         line(console, f"# {c.kind} {c.package}" + (f" ({c.note})" if c.note else ""))
         for prepared in c.prepare():
             line(console, prepared)
-        line(console, c.shell())
+        line(console, c.shell(), exact=True)
 
 
 def print_install_result(result: InstallResult) -> None:

@@ -56,7 +56,6 @@ def _sandbox(root: Path) -> None:
     with open(root / "huge", "wb") as f:  # sparse: 20 MB, over every file limit, costs no disk
         f.truncate(20 << 20)
     (root / "binary").write_bytes(bytes(range(256)) * 4)
-    (root / "unicode-名前.txt").write_text("torch\n")
     (root / "reqs.txt").write_text("torch==2.1.2\n")
     (root / "plan.json").write_text(json.dumps(_plan()))
     (root / "pylock.toml").write_text((GOLDEN / "lock_gpu_source.toml").read_text())
@@ -83,7 +82,7 @@ def _plan() -> dict[str, object]:
 NOT_A_FILE = {
     "folder": "{b}/folder", "fifo": "{b}/fifo", "dev-zero": "/dev/zero", "missing": "{b}/missing",
     "under-a-file": "{b}/existing.txt/x", "name-too-long": "{b}/" + "n" * 300, "nul-in-path": "{b}/a\x00b",
-    "huge": "{b}/huge",
+    "huge": "{b}/huge", "unicode-missing": "{b}/名前/ファイル.txt",
 }
 # Values of the wrong shape for a text option.
 BAD_TEXT = {"space": " ", "nul": "a\x00b", "escape": "a\x1b[2Jb", "newline": "a\nb", "mega": MEGA}
@@ -227,7 +226,7 @@ def _every_option_rows() -> Iterator[tuple[str, list[str], dict[str, str]]]:
             i = rest.index(option)
             del rest[i:i + 2]
         for label, value in {"mega": MEGA, "blank": "  ", "nul": "a\x00b"}.items():
-            yield f"{command} {option} {label} (every option)", [*command.split(), option, value, *rest], {option: ""}
+            yield f"{command} {option} {label} (every option)", [*command.split(), option, value, *rest], {}
 
 
 ROWS = list(_rows()) + list(_every_option_rows())
@@ -257,11 +256,28 @@ def _fill(value: str, box: Path) -> str:
     return value.replace("{b}", str(box))
 
 
-@pytest.mark.parametrize(("argv", "env"), [pytest.param(a, e, id=i) for i, a, e in ROWS])
-def test_bad_input(box: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str]) -> None:
-    # an entry with an empty value names an option the line must name, not an environment variable
-    option = next((k for k, v in env.items() if v == ""), None)
-    env = {k: v for k, v in env.items() if v != ""}
+def _options_of(argv: list[str]) -> set[str]:
+    """Return the options of the (sub)command ``argv`` runs."""
+    import click
+
+    ctx = click.Context(main)
+    command: click.Command = main
+    for word in argv:
+        sub = command.get_command(ctx, word) if isinstance(command, click.Group) else None
+        if sub is None:
+            break
+        command = sub
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+
+
+def _flag(row_id: str, argv: list[str]) -> str | None:
+    """Return the option a row feeds a bad value: the first option its id names (``install --lock folder``)."""
+    return next((w for w in row_id.split() if w.startswith("-") and w in argv), None)
+
+
+@pytest.mark.parametrize(("argv", "env", "option"), [pytest.param(a, e, _flag(i, a), id=i) for i, a, e in ROWS])
+def test_bad_input(box: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str],
+                   option: str | None) -> None:
     cache = box.parent / (box.name + "-cache")
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(cache))
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
@@ -291,7 +307,12 @@ def test_bad_input(box: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], 
     verdict = fuzz_cases.verdict(result.exit_code, result.stdout, result.stderr)
     assert verdict == "clean", (verdict, result.stderr[-600:], result.stdout[-300:])
     assert len(result.stderr) < 1000, "the line quotes the whole input"
-    for name in [*env, *([option] if option else [])]:
+    if "--allow-insecure-index" in result.stderr:  # a next step the command has
+        assert "--allow-insecure-index" in _options_of(argv), "the line points to an option the command lacks"
+    for name in env:
         assert name in result.stderr, f"the line does not name {name}"
+    if option is not None:  # the option, or the path given to it (a matrix folder's missing file names its path)
+        given = _fill(argv[argv.index(option) + 1], box)
+        assert option in result.stderr or given[:60] in result.stderr, f"the line names neither {option} nor {given}"
     after = fuzz_cases.snapshot(box), fuzz_cases.snapshot(cache) if cache.exists() else {}
     assert after == before

@@ -157,3 +157,21 @@ def test_install_of_a_plan_file_takes_dependencies_from_its_mirror(indexes: Inde
     done = subprocess.run([str(venv / "bin" / "python"), "-c", "import mirdep, mirpkg; print(mirdep.v, mirpkg.v)"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["1.0", "1.0"]
+
+
+def test_a_credentialed_lock_leaves_no_password_in_the_cache(indexes: Indexes, tmp_path: Path) -> None:
+    # the real command (through resolver.start, which remembers each lock's uv request as a hint for the next run)
+    secret = "s3cretPW"
+
+    def auth(url: str) -> str:
+        return url.replace("http://", f"http://alice:{secret}@")
+
+    env = {**os.environ, "GPUSTACK_TORCH_INDEX_URL": auth(indexes.torch), "UV_DEFAULT_INDEX": auth(indexes.a)}
+    for _ in range(2):  # the second run would start uv on the first one's hint
+        done = subprocess.run([sys.executable, "-m", "resolver", "lock", *TARGET, *REQUEST, "-o", str(tmp_path / "pylock.toml")],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert secret not in done.stdout + done.stderr + (tmp_path / "pylock.toml").read_text()
+    cache = Path(os.environ["GPUSTACK_CACHE_DIR"])
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if secret.encode() in p.read_bytes()]

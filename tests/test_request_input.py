@@ -53,8 +53,8 @@ def test_a_direct_url_requirement_is_refused_by_every_command(command: list[str]
 def test_a_direct_url_in_a_requirements_file_is_refused(line: str, pin: str, tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text(f"torch\n{line}\n")
-    _refused(["plan", "--gpu", "A100", "-r", str(req)], f"requirement {line!r}: a direct URL is not supported",
-             tmp_path)
+    _refused(["plan", "--gpu", "A100", "-r", str(req)], f"-r {req}: requirement {line!r}: a direct URL is not "
+             "supported", tmp_path)  # the file is named: the line may be one of hundreds
     assert f"write {pin!r} instead" in run("plan", "--gpu", "A100", "-r", str(req))[2]
 
 

@@ -7,6 +7,8 @@ label included) and by the CUDA each module records.
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -124,9 +126,20 @@ def test_mirrors_replace_both_indexes_and_credentials_never_print(two_index: Two
     args = ["install", "--plan", str(path), "--python-exe", str(venv), "--installer", backend,
             "--torch-index-url", f"{two_index.base}/whl"]
     env = {"PIP_INDEX_URL": secret_pypi}
+    secret_var = "PIP_EXTRA_INDEX_URL" if backend == "pip" else "UV_DEFAULT_INDEX"  # what the PyPI mirror is there
     dry = CliRunner().invoke(main, [*args, "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
-    assert "s3cret" not in dry.output and "alice:****@" in dry.output and f"{two_index.base}/whl/cu121" in dry.output
+    # piped, a dry run prints what runs exactly (docs/input.md: `install --dry-run | sh`): the mirror's password in
+    # the command's environment, never in the installer's argv (visible to every local user)
+    assert "s3cret" not in dry.stderr and f"{two_index.base}/whl/cu121" in dry.stdout
+    runs = [line for line in dry.stdout.splitlines() if line and not line.startswith(("#", "(umask"))]
+    assert runs
+    for line in runs:
+        words = shlex.split(line)
+        first = next(i for i, w in enumerate(words) if not re.match(r"[A-Z_]+=", w))  # VAR=value ... argv
+        assert f"{secret_var}={secret_pypi}" in words[:first] and "s3cret" not in " ".join(words[first:]), line
+    steps = json.loads(CliRunner().invoke(main, [*args, "--dry-run", "--json"], env=env).stdout)["steps"]
+    assert all("s3cret" not in " ".join(s["argv"]) and s["env"][secret_var] == secret_pypi for s in steps)
     out = CliRunner().invoke(main, args, env=env)
     assert out.exit_code == 0, out.output
     assert "s3cret" not in out.output
