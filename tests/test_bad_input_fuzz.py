@@ -56,7 +56,6 @@ def _sandbox(root: Path) -> None:
     with open(root / "huge", "wb") as f:  # sparse: 20 MB, over every file limit, costs no disk
         f.truncate(20 << 20)
     (root / "binary").write_bytes(bytes(range(256)) * 4)
-    (root / "unicode-名前.txt").write_text("torch\n")
     (root / "reqs.txt").write_text("torch==2.1.2\n")
     (root / "plan.json").write_text(json.dumps(_plan()))
     (root / "pylock.toml").write_text((GOLDEN / "lock_gpu_source.toml").read_text())
@@ -83,7 +82,7 @@ def _plan() -> dict[str, object]:
 NOT_A_FILE = {
     "folder": "{b}/folder", "fifo": "{b}/fifo", "dev-zero": "/dev/zero", "missing": "{b}/missing",
     "under-a-file": "{b}/existing.txt/x", "name-too-long": "{b}/" + "n" * 300, "nul-in-path": "{b}/a\x00b",
-    "huge": "{b}/huge",
+    "huge": "{b}/huge", "unicode-missing": "{b}/名前/ファイル.txt",
 }
 # Values of the wrong shape for a text option.
 BAD_TEXT = {"space": " ", "nul": "a\x00b", "escape": "a\x1b[2Jb", "newline": "a\nb", "mega": MEGA}
