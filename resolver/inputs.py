@@ -228,12 +228,16 @@ def check_file_url(url: str, what: str) -> str:
 
 
 def check_index_url(url: str, what: str, *, allow_insecure: bool = False) -> str:
-    """Return ``url`` when it may be passed to pip/uv as an index: one argument (``check_argument``), and
-    ``https://`` or ``file://``; ``http://`` only on loopback or with ``--allow-insecure-index`` (a plain-HTTP index
+    """Return ``url`` when it may be passed to pip/uv as an index: one argument (``check_argument``) without
+    whitespace, and ``https://`` or ``file://``; ``http://`` only on loopback or with ``--allow-insecure-index`` (a plain-HTTP index
     lets anyone on the path swap the files)."""
     from urllib.parse import urlsplit
 
     check_argument(url, what)
+    if any(c.isspace() for c in url):  # pip and uv would fail on it later, past the planning
+        from resolver.redact import redact
+
+        raise BadInput(f"{what} {redact(url)!r}: a URL has no spaces; write a space in it as %20")
     check_file_url(url, what)
     parts = urlsplit(url)
     if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):

@@ -175,3 +175,16 @@ def test_a_credentialed_lock_leaves_no_password_in_the_cache(indexes: Indexes, t
     cache = Path(os.environ["GPUSTACK_CACHE_DIR"])
     files = [p for p in cache.rglob("*") if p.is_file()]
     assert files and not [p for p in files if secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("command", [["install", "--dry-run"], ["lock", "-o", "pylock.toml"],
+                                     ["download", "--dest", "wheels", "--dry-run"]])
+def test_an_index_url_with_a_space_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                command: list[str]) -> None:
+    # it was taken, and pip/uv (or lock's probe) failed later with exit 1
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, [*command, *TARGET, "torch==2.13.0", "--torch-index-url", "https://u:pw@x/whl cpu"])
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith("gpustack: --torch-index-url 'https://u:****@x/whl cpu': a URL has no spaces")
+    assert len(out.output.strip().splitlines()) == 1 and "%20" in out.output
+    assert not (tmp_path / "pylock.toml").exists() and not (tmp_path / "wheels").exists()
