@@ -101,7 +101,7 @@ def test_the_option_wins_over_the_environment(indexes: Indexes) -> None:
 def test_install_and_download_dry_runs_pin_on_the_mirror(indexes: Indexes) -> None:
     env = {"UV_INDEX_URL": indexes.a}
     dry = json.loads(_run(["install", *TARGET, *REQUEST, "--installer", "pip", "--dry-run", "--json"], env).stdout)
-    argv = next(c for c in json.dumps(dry).split('"') if "mirpkg" in c)
+    argv = next(a for step in dry["steps"] for a in step["argv"] if "mirpkg" in a)
     assert argv == "mirpkg==1.0", dry
     assert indexes.a in json.dumps(dry) and "pypi.org" not in json.dumps(dry)
     out = _run(["download", *TARGET, *REQUEST, "--dest", "never", "--dry-run"], env).stdout
