@@ -184,14 +184,20 @@ class Server:
             self._server = None
 
 
-@pytest.fixture(scope="session")
-def two_index_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoIndexes, Server]]:
-    root = tmp_path_factory.mktemp("two-index")
+def write_two_index(root: Path) -> None:
+    """Lay the two indexes out under ``root`` as served: the PyTorch-style ``whl/cu121`` and PyPI's ``simple``
+    (with its ``files``), the wheels in ``root/wheels``."""
     torch_idx, pypi = _two_index_files(root / "wheels")
     fakewheels.write_flat_index(root / "whl" / "cu121", torch_idx)
     fakewheels.write_index(root / "pypi-files", pypi)
     shutil.move(str(root / "pypi-files" / "simple"), str(root / "simple"))
     shutil.move(str(root / "pypi-files" / "files"), str(root / "files"))
+
+
+@pytest.fixture(scope="session")
+def two_index_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoIndexes, Server]]:
+    root = tmp_path_factory.mktemp("two-index")
+    write_two_index(root)
     server = Server(root)
     base = f"http://127.0.0.1:{server.port}"
     yield TwoIndexes(base, f"{base}/whl/cu121", f"{base}/simple", root / "wheels", root), server
@@ -205,3 +211,25 @@ def two_index(two_index_server: tuple[TwoIndexes, Server]) -> TwoIndexes:
     if server._server is None:
         server.start()
     return idx
+
+
+def two_index_plan_file(tmp_path: Path) -> Path:
+    """Write and return a plan file as ``resolver.plan`` writes it for torch 2.1.0+cu121 and xformers 0.0.23 from the
+    PyTorch index (download.pytorch.org/whl/cu121, pypi.org beside it): the install's mirrors move it to the
+    two-index layout."""
+    import json
+
+    from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
+
+    pin = "torch==2.1.0+cu121"
+    target = Target(gpus=(), python="3.11", platform="linux_x86_64")
+    torch_idx = f"{PYTORCH_INDEX}/cu121"
+    plan = Plan(Stack(target, (PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=torch_idx, variant="cu121",
+                                             cuda="12.1"),
+                               PackageChoice("xformers", "0.0.23", "wheel", index_url=torch_idx, variant="cu121"))),
+                (Step("install", "torch", pin, index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,)),
+                 Step("install", "xformers", "xformers==0.0.23", index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,),
+                      constraints=(pin,))))
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_dict()))
+    return path

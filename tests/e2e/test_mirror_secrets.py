@@ -18,13 +18,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import TwoIndexes, _two_index_files
+from conftest import TwoIndexes, two_index_plan_file, write_two_index
 import fakewheels
 from resolver import envstate
 from resolver.cli import main
-from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX, PackageChoice, Plan, Stack, Step, Target
-
-PIN = "torch==2.1.0+cu121"
 
 
 class _Seen:
@@ -47,11 +44,7 @@ class _Seen:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoIndexes, _Seen]]:
     root = tmp_path_factory.mktemp("guarded")
-    torch_idx, pypi = _two_index_files(root / "wheels")
-    fakewheels.write_flat_index(root / "whl" / "cu121", torch_idx)
-    fakewheels.write_index(root / "pypi-files", pypi)
-    (root / "pypi-files" / "simple").rename(root / "simple")
-    (root / "pypi-files" / "files").rename(root / "files")
+    write_two_index(root)
     seen = _Seen(secrets.token_hex(8))
     wanted = "Basic " + base64.b64encode(f"alice:{seen.secret}".encode()).decode()
 
@@ -68,7 +61,6 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoIndex
                 return
             super().do_GET()
 
-
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Guarded, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -77,27 +69,12 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoIndex
     server.server_close()
 
 
-def _plan_file(tmp_path: Path) -> Path:
-    # as resolver.plan writes it: download.pytorch.org for torch and xformers, pypi.org beside it
-    target = Target(gpus=(), python="3.11", platform="linux_x86_64")
-    torch_idx = f"{PYTORCH_INDEX}/cu121"
-    plan = Plan(Stack(target, (PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=torch_idx, variant="cu121",
-                                             cuda="12.1"),
-                               PackageChoice("xformers", "0.0.23", "wheel", index_url=torch_idx, variant="cu121"))),
-                (Step("install", "torch", PIN, index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,)),
-                 Step("install", "xformers", "xformers==0.0.23", index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,),
-                      constraints=(PIN,))))
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(plan.to_dict()))
-    return path
-
-
 @pytest.mark.parametrize("backend", ["pip", "uv"])
 def test_credentials_reach_the_installer_but_not_its_argv(guarded: tuple[TwoIndexes, _Seen], venv: Path,
                                                           tmp_path: Path, backend: str) -> None:
     idx, seen = guarded
     secret_of: Any = lambda url: url.replace("http://", f"http://alice:{seen.secret}@")  # noqa: E731
-    args = ["install", "--plan", str(_plan_file(tmp_path)), "--python-exe", str(venv), "--installer", backend,
+    args = ["install", "--plan", str(two_index_plan_file(tmp_path)), "--python-exe", str(venv), "--installer", backend,
             "--torch-index-url", secret_of(f"{idx.base}/whl")]
     before = seen.requests
     out = CliRunner().invoke(main, args, env={"PIP_INDEX_URL": secret_of(idx.pypi_url)})

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TwoIndexes, freeze
+from conftest import TwoIndexes, freeze, two_index_plan_file
 import fakewheels
 from resolver import envstate
 from resolver.install import Installer, Sources, execute, restore_args
@@ -110,18 +110,8 @@ def test_mirrors_replace_both_indexes_and_credentials_never_print(two_index: Two
     from click.testing import CliRunner
 
     from resolver.cli import main
-    from resolver.models import PYPI_SIMPLE, PYTORCH_INDEX
 
-    target = Target(gpus=(), python="3.11", platform="linux_x86_64")
-    torch_idx = f"{PYTORCH_INDEX}/cu121"
-    plan = Plan(Stack(target, (PackageChoice("torch", "2.1.0+cu121", "wheel", index_url=torch_idx, variant="cu121",
-                                             cuda="12.1"),
-                               PackageChoice("xformers", "0.0.23", "wheel", index_url=torch_idx, variant="cu121"))),
-                (Step("install", "torch", PIN, index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,)),
-                 Step("install", "xformers", "xformers==0.0.23", index_url=torch_idx, extra_index_urls=(PYPI_SIMPLE,),
-                      constraints=(PIN,))))
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(plan.to_dict()))
+    path = two_index_plan_file(tmp_path)
     secret_pypi = two_index.pypi_url.replace("http://", "http://alice:s3cret@")
     args = ["install", "--plan", str(path), "--python-exe", str(venv), "--installer", backend,
             "--torch-index-url", f"{two_index.base}/whl"]
