@@ -17,8 +17,7 @@ from resolver.inputs import check_argument
 from resolver.installers import Sources
 from resolver.models import Plan, Step, Target
 
-__all__ = ["platform_args", "download_argvs", "sdist_only", "sdist_needs", "sdist_deps_argv", "find_sdist",
-           "wheel_requires"]
+__all__ = ["platform_args", "download_argvs", "sdist_only", "sdist_needs", "sdist_deps_argv", "find_sdist"]
 
 
 def platform_args(target: Target) -> list[str]:
@@ -97,16 +96,11 @@ def _write_constraint(dest: str, line: str, write: bool = True) -> str:
 
 
 def _pinned(requirement: str) -> tuple[str, str] | None:
-    """Return (canonical name, version) of ``name==version``, else ``None``."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    """Return (canonical name, version) of ``name==version`` (``models.exact_pin``), else ``None``."""
+    from resolver.models import exact_pin
 
-    try:
-        req = Requirement(requirement)
-    except InvalidRequirement:
-        return None
-    pins = [s.version for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version]
-    return (str(canonicalize_name(req.name)), pins[0]) if len(pins) == 1 else None
+    pinned = exact_pin(requirement)
+    return pinned[:2] if pinned is not None else None
 
 
 def sdist_only(plan: Plan) -> dict[str, str]:
@@ -227,13 +221,3 @@ def sdist_deps_argv(plan: Plan, dest: str, step: Step, sources: Sources, needs: 
     return [*_pip(dest), *_for_target(plan.stack.target), *held, *source_args(step, sources),
             *(check_argument(r, "requirement") for r in wanted)]
 
-
-def wheel_requires(wheel: Path) -> list[str]:
-    """Return the ``Requires-Dist`` of a wheel's METADATA (what a build of an sdist without static metadata says)."""
-    import email.parser
-    import zipfile
-
-    with zipfile.ZipFile(wheel) as zf:
-        name = next(n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
-        meta = email.parser.HeaderParser().parsestr(zf.read(name).decode("utf-8", "replace"))
-    return [str(r) for r in meta.get_all("Requires-Dist") or ()]

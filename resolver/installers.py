@@ -133,16 +133,11 @@ class Sources:
 
 
 def _pinned(step: Step) -> tuple[str, Version] | None:
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    from resolver.models import exact_pin
 
+    pinned = exact_pin(step.requirement)
     try:
-        req = Requirement(step.requirement)
-    except InvalidRequirement:
-        return None
-    pins = [s.version for s in req.specifier if s.operator in ("==", "===")]
-    try:
-        return (canonicalize_name(req.name), Version(pins[0])) if len(pins) == 1 else None
+        return (pinned[0], Version(pinned[1])) if pinned is not None else None
     except InvalidVersion:
         return None
 

@@ -549,9 +549,10 @@ def python_tag(python: str) -> str:
 
 
 def exact_pin(requirement: str) -> tuple[str, str, str] | None:
-    """Return (normalized name, version, marker) of a requirement pinned to one release (``name==1.2``,
-    ``requests[socks]==2.32 ; python_version>='3.9'``; marker ``""`` when none), else ``None``: a range, a wildcard,
-    a URL, or text that is no requirement."""
+    """Return (normalized name, version, marker) of a requirement pinned to one release by its one ``==`` (or
+    ``===``) without a wildcard (``name==1.2``, ``requests[socks]==2.32 ; python_version>='3.9'``; marker ``""``
+    when none), else ``None``: a range, a wildcard, a URL, or text that is no requirement. The one reading of a pin
+    for plan, install and download."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
@@ -559,10 +560,10 @@ def exact_pin(requirement: str) -> tuple[str, str, str] | None:
         req = Requirement(requirement)
     except InvalidRequirement:
         return None
-    specs = list(req.specifier)
-    if req.url or len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+    pins = [s.version for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version]
+    if req.url or len(pins) != 1:
         return None
-    return str(canonicalize_name(req.name)), specs[0].version, str(req.marker or "")
+    return str(canonicalize_name(req.name)), pins[0], str(req.marker or "")
 
 
 def spec_allows(spec: SpecifierSet, version: Version | str) -> bool:
