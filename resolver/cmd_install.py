@@ -444,7 +444,8 @@ def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) ->
     there; its dependencies come from a build of it here when its metadata is not static."""
     import tempfile
 
-    from resolver.download import find_sdist, sdist_deps_argv, sdist_needs, wheel_requires
+    from resolver.download import find_sdist, sdist_deps_argv, sdist_needs
+    from resolver.install import wheel_requires
     from resolver.installers import source_args
 
     sdist = find_sdist(dest, step.requirement)
@@ -460,7 +461,7 @@ def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) ->
             _err("$ " + " ".join(built) + "  # its dependencies are not static in the sdist: a build says them")
             _subprocess.run(built, timeout=3600)
             wheels = [os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl")]
-            runtime = wheel_requires(Path(wheels[0])) if wheels else []
+            runtime = (wheel_requires(Path(wheels[0])) or []) if wheels else []
     fetch = sdist_deps_argv(plan, dest, step, sources, [*build, *runtime])
     if fetch is not None:
         _err("$ " + " ".join(fetch))

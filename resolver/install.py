@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Installer", "Sources", "Command", "InstallResult", "TorchSwapped", "InstallFailed", "InstallInterrupted",
            "SourceUnreachable", "choose_backend", "restore_args", "restore_line", "execute", "commands", "guarded",
-           "target_mismatch"]
+           "target_mismatch", "wheel_requires"]
 
 log = Logger("gpustack.install")
 
@@ -444,7 +444,7 @@ def step_may_change(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Path 
     return out
 
 
-def _wheel_requires(wheel: Path) -> list[str] | None:
+def wheel_requires(wheel: Path) -> list[str] | None:
     """Return the ``Requires-Dist`` lines of ``wheel``'s METADATA; ``None`` when it cannot be read."""
     import email.parser
     import zipfile
@@ -472,7 +472,7 @@ def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Pa
 
     from resolver._child.probe_env import dist_requires, platform_tag
 
-    todo = _wheel_requires(wheel)
+    todo = wheel_requires(wheel)
     if todo is None:
         return False
     own = canonicalize_name(step.package)

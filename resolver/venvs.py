@@ -16,14 +16,10 @@ def venv_python(venv: str) -> str:
 def _version_of(exe: str) -> str | None:
     """Return the ``X.Y`` of the interpreter ``exe``, or ``None`` when it does not run (a pyenv shim of a version
     that is not selected, a broken link)."""
-    import subprocess
+    from resolver._subprocess import try_run
 
-    try:
-        done = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
-                              text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    done = try_run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], timeout=30)
+    return done.stdout.strip() if done is not None else None
 
 
 def base_python(version: str | None) -> str:
@@ -39,14 +35,10 @@ def base_python(version: str | None) -> str:
     found = [shutil.which(f"python{version}")]
     uv = find_uv()
     if uv is not None:
-        import subprocess
+        from resolver._subprocess import try_run
 
-        try:
-            done = subprocess.run([uv, "python", "find", "--no-python-downloads", version], capture_output=True,
-                                  text=True, timeout=60)
-            found.append(done.stdout.strip() if done.returncode == 0 else None)
-        except (OSError, subprocess.SubprocessError):
-            pass
+        done = try_run([uv, "python", "find", "--no-python-downloads", version], timeout=60)
+        found.append(done.stdout.strip() if done is not None else None)
     for exe in found:
         if exe and _version_of(exe) == version:
             return exe
