@@ -4,7 +4,7 @@
 # No network there. The machine's torch lives in /opt/torch/.venv (Python 3.12, torch 2.11.0+cu130); a plain venv
 # does not see it, so each venv made here gets a .pth file holding that venv's site-packages.
 # CARRY_DIR (default: gpu-carry/i8 beside the repo, else /work/gpu-carry/i8, else ./carry) holds the cp312 wheels:
-# sageattention 1.0.6, uv, and gpustack's dependencies the machine lacks (platformdirs, tomli-w, packaging>=26,
+# sageattention 1.0.6, uv, and gpustack's dependencies the machine lacks (platformdirs, tomli-w, packaging>=26.1,
 # cachecontrol).
 #
 # 1. a tool venv runs gpustack (from this checkout, on PYTHONPATH);
@@ -41,7 +41,7 @@ mkvenv() {  # mkvenv DIR: a venv (with pip) that also sees the machine's site-pa
 
 # --- 1. the tool venv -----------------------------------------------------------------------------------------
 mkvenv "$WORK/tool" || { echo "RESULT setup FAIL: venv"; exit 1; }
-"$WORK/tool/bin/python" -m pip install -q --no-index --find-links "$CARRY" uv platformdirs tomli-w "packaging>=26" \
+"$WORK/tool/bin/python" -m pip install -q --no-index --find-links "$CARRY" uv platformdirs tomli-w "packaging>=26.1" \
   || { echo "RESULT setup FAIL: pip install of the carried wheels"; exit 1; }
 # only `gpustack lock` needs it (imported lazily); its own dependencies (msgpack, requests, filelock) are there
 "$WORK/tool/bin/python" -m pip install -q --no-index --find-links "$CARRY" "cachecontrol>=0.14" \

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from resolver.matrix_types import Pin
 from resolver.refusal import Refusal, refusal
@@ -64,31 +64,15 @@ def within(others: Sequence[str], held: Sequence[Pin]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _candidates(spec: SpecifierSet) -> set[Version]:
-    """Versions at and just around each bound of ``spec``: where two bounds overlap, one of these lies inside both."""
-    out = {Version("0")}
-    for s in spec:
-        try:
-            v = Version(s.version.removesuffix(".*"))
-        except InvalidVersion:  # '===' of an arbitrary string
-            continue
-        rel = v.release
-        out.update({v, Version(".".join(map(str, (*rel, 1)))),
-                    Version(".".join(map(str, (*rel[:-1], rel[-1] + 1))))})
-    return out
-
-
 def contradicts(text: str, held: Sequence[Pin]) -> bool:
     """Return whether no version satisfies both the requirement ``text`` and the holds on its package (judged from
-    the specifiers alone: the bounds of both and the versions just around them). A caller that has the index's
+    the specifiers alone, by packaging's ``SpecifierSet.is_unsatisfiable``). A caller that has the index's
     answer asks the index instead (``passthrough.pin_others`` of ``within``)."""
     got = _bound(text, held)
     if got is None:
         return False
     req, bound = got
-    both = req.specifier & bound
-    return not any(both.contains(v, prereleases=True)
-                   for v in _candidates(req.specifier) | _candidates(bound))
+    return (req.specifier & bound).is_unsatisfiable()  # packaging's interval arithmetic (26.1); pre-releases count
 
 
 def hold_refusal(text: str, held: Sequence[Pin], versions: Mapping[str, str]) -> Refusal:

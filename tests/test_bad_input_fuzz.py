@@ -32,6 +32,8 @@ T = ["--gpu", "A100", "--driver", "535.104.05", "--python", "3.11", "--platform"
 MEGA = "x" * (1 << 20)  # a 1 MB value
 TIMEOUT_S = 30
 
+pytestmark = pytest.mark.slow  # ~700 CLI runs: 6 s of CPU, up to 45 s of wall time under load (CI still runs it)
+
 # A PEP 751 lock another tool wrote (uv's shape): valid TOML, valid PEP 751, nothing of gpustack's in it.
 UV_PYLOCK = """lock-version = "1.0"
 created-by = "uv"

@@ -105,6 +105,16 @@ def test_contradiction_from_the_specifiers_alone(asked: str, clash: bool) -> Non
     assert contradicts(asked, [NUMPY_HOLD]) is clash
 
 
+@pytest.mark.parametrize("hold, asked, clash", [
+    ("numpy<2.1.0", "numpy>2", False),  # 2.0.1 satisfies both: the old hand-written check only tried the bounds
+    ("numpy<2.0.0rc1", "numpy==2.*", False),  # 2.0.0b1 satisfies both (pre-releases count)
+    ("numpy<2.1.0", "numpy>=2.1", True), ("numpy>=1.26,<1.27", "numpy~=1.25.0", True),
+])
+def test_contradiction_is_interval_arithmetic(hold: str, asked: str, clash: bool) -> None:
+    """Between the bounds of a requirement and a hold: an overlap no bound names is still an overlap."""
+    assert contradicts(asked, [Pin("numpy", hold, "torch<2.3", "test hold", "test")]) is clash
+
+
 def test_held_pins_read_when_and_platforms_as_the_plan_notes_them() -> None:
     pins = load().pins
     assert [p.requirement for p in held_pins({"torch": "2.1.0+cu121"}, "linux_x86_64", pins)] == ["numpy<2"]
