@@ -194,8 +194,9 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool 
             check_output(path)
             check_lock_name(path, fmt, per_class=True)
         request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
-        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0], mirrors))
-                 for _, path, plan in plans]
+        answered: set[str] = set()  # each host probed once for all the classes
+        texts = [(path, _lock_text(plan, ctx, fmt, with_deps, opts, request, _previous(path)[0], mirrors,
+                                   answered=answered)) for _, path, plan in plans]
         for path, (text, summary) in texts:  # every class solved and locked before the first file is written
             write_atomic(path, text)
             render.print_lock_written(path, summary)
@@ -220,7 +221,8 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool 
 
 def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOptions, request: list[str],
                previous_names: list[str], mirrors: tuple[str | None, str | None] = (None, None),
-               started: UvRun | None = None, hint: str | None = None) -> tuple[str, str]:
+               started: UvRun | None = None, hint: str | None = None,
+               answered: set[str] | None = None) -> tuple[str, str]:
     """Return the lock (or requirements.txt) text of ``plan`` and a summary; warn on stderr about each missing
     hash. ``ResolveError`` (exit 1) when a resolved file does not fit the target.
 
@@ -258,7 +260,7 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
                                                 started, hint)
             try:
                 # a dead host fails now, named, not after uv's retries
-                lock_resolve.check_sources(plan, ctx.matrix, default_index, mirrors[0])
+                lock_resolve.check_sources(plan, ctx.matrix, default_index, mirrors[0], answered)
                 resolved = lock_resolve.resolve(plan, plan_constraints(plan), python_exe=opts.python_exe, uv=uv,
                                                 started=started, hint=hint, matrix=ctx.matrix,
                                                 default_index=default_index)
