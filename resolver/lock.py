@@ -36,9 +36,17 @@ __all__ = [
     "lock_to_plan",
     "environment_marker",
     "without_credentials",
+    "RECORDED_OPTIONS",
 ]
 
 FORMAT = 1
+
+# The plan-changing options of `gpustack lock` that a lock records under [tool.gpustack] by their ``PlanOptions``
+# name, besides the request, profile, target, driver, glibc and deps it records on their own: written when set
+# (``dumps(options=...)``), read back into ``LockedPlan.options`` and replayed by a bare re-lock
+# (``cmd_lock.replayed_options``). tests/test_relock.py fails when `lock` gains an option that is neither recorded
+# nor listed there as one that does not change what is locked.
+RECORDED_OPTIONS = ("nvcc", "verified_only", "prefer_wheels", "upgrade")
 
 @dataclass(frozen=True, slots=True)
 class LockedFile:
@@ -96,8 +104,8 @@ class LockedPlan:
     """A parsed, validated lock: the ``Pylock``, its target and its packages in install order.
 
     ``missing`` holds packages whose file hash was unknown at lock time (``[[tool.gpustack.missing]]``).
-    ``request``, ``profile``, ``driver`` and ``glibc`` say what the lock was made for (``[tool.gpustack]``), so a
-    re-lock or ``check-upgrade`` keeps them.
+    ``request``, ``profile``, ``driver``, ``glibc``, ``deps`` and ``options`` (``RECORDED_OPTIONS``) say what the
+    lock was made for (``[tool.gpustack]``), so a re-lock or ``check-upgrade`` keeps them.
     """
 
     pylock: Pylock
@@ -110,6 +118,7 @@ class LockedPlan:
     driver: str | None = None  # the target's driver, when known
     glibc: str | None = None  # the target's glibc, when known
     deps: bool = True  # whether the dependencies were locked too (``lock --no-deps``: only the plan's packages)
+    options: Mapping[str, str | bool] = field(default_factory=dict)  # RECORDED_OPTIONS the lock was made with
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -173,14 +182,15 @@ def _strip_none(value: Any) -> Any:
 
 def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None,
           request: Sequence[str] = (), profile: str | None = None, driver: str | None = None,
-          glibc: str | None = None, deps: bool = True) -> str:
+          glibc: str | None = None, deps: bool = True, options: Mapping[str, str | bool] | None = None) -> str:
     """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
 
     Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
     sha256 is listed under ``[[tool.gpustack.missing]]`` (PEP 751 requires a hash on every file), never guessed.
     ``matrix`` gives the minimum driver; without it the lock records none. ``request`` (PEP 508 strings),
     ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's); ``deps``
-    says whether the dependencies were locked too.
+    says whether the dependencies were locked too; ``options`` holds the ``RECORDED_OPTIONS`` set (others are
+    refused: a lock records only what a re-lock replays).
     The text starts with comments saying what a plain installer (``uv pip install -r``) cannot do with it.
     """
     stack = plan.stack
@@ -218,6 +228,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
         "driver": driver,
         "glibc": glibc,
         "deps": deps,
+        **_recorded(options or {}),
         "target": {
             "python": ".".join(target.python.split(".")[:2]),
             "platform": target.platform,
@@ -244,6 +255,15 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     data = _strip_none(data)
     _validate(data, "the lock gpustack wrote")
     return _header(packages, missing) + tomli_w.dumps(data)
+
+
+def _recorded(options: Mapping[str, str | bool]) -> dict[str, str | bool]:
+    """Return the ``[tool.gpustack]`` keys of ``options``: each set one of ``RECORDED_OPTIONS`` (unset ones are left
+    out, so a lock made without them reads as it always did)."""
+    unknown = set(options) - set(RECORDED_OPTIONS)
+    if unknown:
+        raise ValueError(f"not recorded in a lock: {', '.join(sorted(unknown))}")
+    return {k: options[k] for k in RECORDED_OPTIONS if options.get(k)}
 
 
 def _header(packages: Sequence[Package], missing: Sequence[Mapping[str, Any]]) -> str:
@@ -364,10 +384,12 @@ def from_data(data: Mapping[str, Any]) -> LockedPlan:
         for m in tool.get("missing", [])
     ]
     packages.sort(key=lambda p: (p.order, p.name))
-    # request (a list of strings), profile, driver and glibc (strings) were checked by lock_schema.check above
+    # request (a list of strings), profile, driver, glibc and nvcc (strings), the flags (booleans) were checked by
+    # lock_schema.check above
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
                       request=tuple(tool.get("request", [])), profile=tool.get("profile"), driver=tool.get("driver"),
-                      glibc=tool.get("glibc"), deps=tool.get("deps") is not False)
+                      glibc=tool.get("glibc"), deps=tool.get("deps") is not False,
+                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)})
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
