@@ -109,10 +109,14 @@ class GpuClass:
     def products(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n.product for n in self.nodes))
 
-    def describe(self) -> str:
-        """One line: ``Tesla V100-SXM2-16GB x16 on 2 nodes (compute capability 7.0, driver 535.104.05, ...)``."""
-        facts = [f"compute capability {self.gpu.compute_capability}",
-                 f"driver {format_driver(self.driver)}" if self.driver else "driver unknown", self.platform]
+    def describe(self, driver: Version | None = None) -> str:
+        """One line: ``Tesla V100-SXM2-16GB x16 on 2 nodes (compute capability 7.0, driver 535.104.05, ...)``;
+        ``driver``: the ``--driver`` that stands in where the nodes report none."""
+        if self.driver:
+            drv = f"driver {format_driver(self.driver)}"
+        else:
+            drv = f"driver {format_driver(driver)} (--driver)" if driver is not None else "driver unknown"
+        facts = [f"compute capability {self.gpu.compute_capability}", drv, self.platform]
         if self.os:
             facts.append(self.os)
         if self.mig != "off":
@@ -188,7 +192,7 @@ class Fleet:
                f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"]
         out.append("  read: " + ", ".join(self.labels))
         for c, cid in zip(self.classes, self.class_ids()):
-            out.append(f"  class {cid}: {c.describe()}")
+            out.append(f"  class {cid}: {c.describe(driver)}")
         for name, why in self.skipped:
             out.append(f"  skipped {name}: {why}")
         out += [f"  note: {n}" for n in self.all_notes(driver)]
