@@ -363,9 +363,10 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
-    install_locked_safely(locked, python_exe, inst, reporter=reporter, allow_missing_hashes=allow_missing_hashes,
-                          offline=sources.offline, find_links=sources.find_links)
-    _err(f"installed exactly {lock_file} into {python_exe}")
+    done = install_locked_safely(locked, python_exe, inst, reporter=reporter,
+                                 allow_missing_hashes=allow_missing_hashes, offline=sources.offline,
+                                 find_links=sources.find_links)
+    _err(done.describe(locked, lock_file, python_exe))
 
 
 @click.command("download")

@@ -146,7 +146,7 @@ def lookup_or_folders(names: list[str], index: str, folders: tuple[str, ...] = (
                       timeout: float = 10.0) -> dict[str, IndexProject]:
     """Return ``lookup(names, index)``, with what the ``--find-links`` ``folders`` hold for each name the index gave
     no answer for, or for every name when ``offline`` (the index is not asked). An install takes a step's file from
-    the folders when its index does not answer (``installers.check_reachable``), so the pin is chosen from the files
+    the folders when its index does not answer (``installers.check_reachable``, by ``installers.silent_hosts``' rule), so the pin is chosen from the files
     it will install from; a name the folders lack is refused naming them and how to fill them."""
     names = [str(canonicalize_name(n)) for n in names]
     if not folders:

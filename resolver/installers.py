@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput, GpuStackError
-from resolver.inputs import check_argument, check_index_url, is_loopback
+from resolver.inputs import check_argument, check_index_url
 from resolver.logs import Logger
 from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
@@ -173,11 +173,6 @@ def source_args(step: Step, sources: Sources) -> list[str]:
     return args + links
 
 
-def _remote(url: str | None) -> bool:
-    parts = urlsplit(url or "")
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not is_loopback(parts.hostname)
-
-
 def mirror_of(url: str) -> str | None:
     """Return the mirror option that moves ``url`` elsewhere, as a phrase ("a mirror of PyPI: --index-url URL"):
     for the PyTorch index and PyPI, whose mirrors install, lock and download take (``mirrors``); else ``None``."""
@@ -211,41 +206,38 @@ def origin(url: str) -> str | None:
 
 
 def silent_hosts(urls: Sequence[str], timeout: float = 3.0) -> list[str]:
-    """Return the hosts (``origin``) of ``urls`` that do not answer (``answers``), each asked once and all at once,
-    loopback too (it costs a millisecond)."""
+    """Return the hosts (``origin``) of ``urls`` that do not answer (``answers``): the one probe rule of install,
+    lock, ``install --lock`` and download. Each http(s) host is asked once, all at once (at most ``timeout`` s in
+    all for up to 8 hosts), loopback too: a stopped devpi or ``http.server`` mirror is a real dead host, and asking
+    a live one costs a millisecond. ``file:`` URLs need no network and are never asked. Callers pass only the URLs
+    they will fetch from."""
     from concurrent.futures import ThreadPoolExecutor
 
     hosts = list(dict.fromkeys(o for o in map(origin, urls) if o is not None))
     if not hosts:
-        return []
+        return []  # local indexes and files only: nothing to probe (and requests not even imported)
     with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
         answered = list(pool.map(lambda o: answers(o + "/", timeout), hosts))
     return [o for o, ok in zip(hosts, answered) if not ok]
 
 
 def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
-    """Return ``sources`` with the remote URLs that did not answer a ``timeout`` s probe in ``unreachable``.
+    """Return ``sources`` with the URLs whose host did not answer (``silent_hosts``) in ``unreachable``.
 
     Raises ``SourceUnreachable`` (one line naming the URL) at once when a step whose file is not in a find-links
-    folder needs such a URL as its file or its first index; a step whose file is local just skips it.
+    folder needs such a URL as its file or its first index; a step whose file is local just skips it (and its
+    file's URL, not fetched then, is not probed).
     """
     if sources.offline:
         return sources
-    if not any(_remote(u) for step in steps for u in (step.url, step.index_url, *step.extra_index_urls) if u):
-        return sources  # local indexes and files only: nothing to probe (and requests not even imported)
-    dead: set[str] = set()
-    alive: set[str] = set()
+    local = {id(step) for step in steps if sources.local_file(step) is not None}
+    used = [u for step in steps for u in ((None if id(step) in local else step.url), step.index_url,
+                                          *step.extra_index_urls) if u]
+    silent = set(silent_hosts(used, timeout))
+    dead = frozenset(u for u in used if origin(u) in silent)
     for step in steps:
-        local = sources.local_file(step) is not None
-        for url in (step.url, step.index_url, *step.extra_index_urls):
-            if url is None or not _remote(url) or url in alive:
-                continue
-            if url not in dead:
-                if answers(url, timeout):
-                    alive.add(url)
-                    continue
-                dead.add(url)
-            if not local and url in (step.url, step.index_url):
+        for url in (step.url, step.index_url):
+            if url in dead and id(step) not in local:
                 from resolver.redact import redact
                 mirror = mirror_of(url)
                 raise SourceUnreachable(redact(
@@ -253,7 +245,7 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
                     + (f"install through {mirror}, or " if mirror else "")
                     + "on a connected machine run `gpustack download ... --dest DIR`, copy DIR here and install with "
                       "`--find-links DIR`"))
-    return replace(sources, unreachable=frozenset(dead))
+    return replace(sources, unreachable=sources.unreachable | dead) if dead else sources
 
 
 def login_hint(step: Step, timeout: float = 3.0) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from resolver.envstate import Snapshot
     from resolver.installers import Installer
 
-__all__ = ["LockRefused", "requirements_text", "installer_argv", "install_argv", "host_target", "install_from_lock"]
+__all__ = ["LockRefused", "LockInstalled", "requirements_text", "installer_argv", "install_argv", "host_target",
+           "install_from_lock", "unlisted"]
 
 Runner = Callable[..., _subprocess.CompletedText]
 
@@ -315,11 +317,50 @@ def _offline_hosts(packages: Sequence[LockedPackage], offline: bool, uv: bool, n
     return silent
 
 
+def unlisted(locked: LockedPlan, installed: Snapshot) -> list[str]:
+    """Return the distributions ``installed`` holds that ``locked`` does not list (its packages and, installed
+    unverified with ``--allow-missing-hashes``, its files without a sha256), sorted by name: what an install of
+    the lock leaves as it found them (it installs with ``--no-deps``, and removes nothing)."""
+    from packaging.utils import canonicalize_name
+
+    listed = {canonicalize_name(p.name) for p in (*locked.packages, *locked.missing)}
+    return sorted(d.name for k, d in installed.dists.items() if canonicalize_name(k) not in listed)
+
+
+@dataclass(frozen=True)
+class LockInstalled:
+    """What ``install_locked_safely`` did: the ``commands`` it ran, and the installed distributions the lock does
+    not list (``left``: ``unlisted``), which it left as they were."""
+
+    commands: list[str]
+    left: list[str]
+
+    def describe(self, locked: LockedPlan, lock_file: str, python_exe: str) -> str:
+        """Return the one line saying what the environment now holds: the lock's packages, exactly (those without
+        a sha256 counted apart: unverified), and what else it holds, named (the first few) and left."""
+        n = len(locked.packages)
+        said = f"installed the {n} package{'s' if n != 1 else ''} of {lock_file} exactly"
+        if locked.missing:
+            said += f" (and {len(locked.missing)} without a sha256, unverified)"
+        said += f" into {python_exe}"
+        if not self.left:
+            return said + "; it holds nothing else"
+        shown = ", ".join(self.left[:_SHOWN]) + (f" and {len(self.left) - _SHOWN} more" if len(self.left) > _SHOWN
+                                                 else "")
+        k = len(self.left)
+        return (f"{said}; left the {k} other package{'s' if k != 1 else ''} it holds, which the lock does not list: "
+                f"{shown}")
+
+
+_SHOWN = 5  # unlisted packages named in the closing line; the rest counted
+
+
 def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Installer, *, reporter: Reporter | None = None,
                           allow_missing_hashes: bool = False, lock_timeout: float = 600.0,
-                          offline: bool = False, find_links: Sequence[str] = ()) -> list[str]:
-    """Return the commands ``install_from_lock`` ran, under the environment's inter-process lock; on any failure
-    after the target check (a build failing after the wheels went in, Ctrl-C) restore the snapshot and raise.
+                          offline: bool = False, find_links: Sequence[str] = ()) -> LockInstalled:
+    """Return the commands ``install_from_lock`` ran and what else the environment holds (``LockInstalled``),
+    under the environment's inter-process lock; on any failure after the target check (a build failing after the
+    wheels went in, Ctrl-C) restore the snapshot and raise.
 
     ``installer`` is a ``resolver.install.Installer`` (it knows how to reinstall and uninstall for a restore).
     A refused lock (``LockRefused``) or a hash mismatch changes nothing: pip checks every hash before installing.
@@ -330,6 +371,7 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Instal
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)) as txn:
-        return install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
+        done = install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
                                  note=(reporter or Reporter()).message, installed=txn.before, offline=offline,
                                  find_links=find_links)
+        return LockInstalled(done, unlisted(locked, txn.before))  # --no-deps: nothing else came or went

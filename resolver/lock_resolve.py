@@ -48,18 +48,15 @@ class ResolveError(GpuStackError):
     exit_code = 1
 
 
-_ANSWERED: set[str] = set()  # hosts whose probe answered in this process
-
-
 def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str = PYPI_SIMPLE,
-                  torch_mirror: str | None = None) -> None:
+                  torch_mirror: str | None = None, answered: set[str] | None = None) -> None:
     """Raise ``installers.SourceUnreachable`` (exit 1; one line naming the host and the next step) when a host the
     resolver would read does not answer: an index a step takes its package from, the default index its dependencies
     come from, or a wheel's direct URL whose dependencies the matrix does not record (``declared_requires``: those
     are never fetched). Called before the resolver runs, which would retry a dead host for seconds and then name no
-    host. Whether a host answers is ``installers.check_reachable``'s rule, as for install: one probe per host, none
-    for ``file://`` or loopback indexes."""
-    from resolver.installers import SourceUnreachable, Sources, check_reachable
+    host. Whether a host answers is ``installers.silent_hosts``' rule, as for install and download: one probe per
+    host, all at once, loopback included, none for ``file://`` indexes."""
+    from resolver.installers import SourceUnreachable, origin, silent_hosts
     from resolver.redact import redact
 
     declared = declared_requires(plan, matrix)
@@ -69,22 +66,18 @@ def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str =
             wanted.append((s.index_url, s.requirement, False))
         if s.action == "install" and s.url and not s.url.startswith("git+") and s.package not in declared:
             wanted.append((s.url, s.requirement, True))
-    hosts: dict[str, tuple[str, str, bool]] = {}
-    for item in wanted:
-        hosts.setdefault(urlsplit(item[0]).netloc.rpartition("@")[2].lower(), item)  # one probe per host
-    for host, (url, needed_by, direct) in hosts.items():
-        if host in _ANSWERED:
-            continue  # answered this command already (``lock --per-class`` locks one plan per GPU class)
-        probe = Step("install", "probe", needed_by, url=url) if direct else Step("install", "probe", needed_by,
-                                                                                  index_url=url)
-        try:
-            check_reachable([probe], Sources())
-            _ANSWERED.add(host)
-        except SourceUnreachable:
+    # ``answered``: the hosts that answered this command already (``lock --per-class`` locks one plan per GPU class)
+    asked = [item for item in wanted if origin(item[0]) not in (answered or ())]
+    silent = set(silent_hosts([url for url, _, _ in asked]))
+    for url, needed_by, direct in asked:
+        if origin(url) in silent:
+            host = urlsplit(url).netloc.rpartition("@")[2].lower()
             what = f"{needed_by}'s wheel" if direct else f"the index of {needed_by}"
             raise SourceUnreachable(redact(
                 f"cannot reach {host} ({url}, {what}); {_next_step(url, direct, default_index, torch_mirror)}; "
                 "nothing written")) from None
+    if answered is not None:
+        answered.update(o for o in map(origin, (url for url, _, _ in asked)) if o is not None)
 
 
 def _next_step(url: str, direct: bool, default_index: str, torch_mirror: str | None) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +73,56 @@ def test_find_links_file_skips_dead_index(tmp_path: Path, monkeypatch: pytest.Mo
     assert out.unreachable == frozenset({TORCH.index_url})
 
 
-def test_local_indexes_are_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_indexes_are_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requests, "head", lambda *a, **k: pytest.fail("probed"))
-    install.check_reachable([Step("install", "t", "t==1", index_url="http://127.0.0.1:9/simple")], Sources())
+    install.check_reachable([Step("install", "t", "t==1", index_url="file:///srv/simple")], Sources())
+
+
+@contextmanager
+def _recording() -> Iterator[tuple[str, list[str]]]:
+    """A live loopback host that answers 404 to everything and records each request's method and path."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802
+            seen.append(f"HEAD {self.path}")
+            self.send_error(404)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_dead_loopback_mirror_is_named_at_once() -> None:
+    # a stopped devpi or http.server mirror on this machine was never probed: pip then retried it for seconds
+    dead = f"http://127.0.0.1:{_closed_port()}/whl/cpu"
+    with pytest.raises(install.SourceUnreachable) as info:
+        install.check_reachable([Step("install", "t", "t==1", index_url=dead)], Sources())
+    assert str(info.value).startswith(f"{dead} is not reachable (needed for t==1); on a connected machine")
+
+
+def test_each_host_used_is_probed_once_and_a_host_not_used_never(tmp_path: Path) -> None:
+    with _recording() as (live, seen), _recording() as (unused, unused_seen):
+        steps = [Step("install", "a", "a==1", index_url=f"{live}/simple", extra_index_urls=(f"{live}/other",)),
+                 Step("install", "b", "b==1", index_url=f"{live}/simple"),
+                 # its file lies in a find-links folder: its URL is not fetched, so its host is not asked
+                 Step("install", "c", "c==1", url=f"{unused}/files/c-1-py3-none-any.whl")]
+        (tmp_path / "c-1-py3-none-any.whl").write_bytes(b"")
+        out = install.check_reachable(steps, Sources((str(tmp_path),)))
+    assert out.unreachable == frozenset() and seen == ["HEAD /"] and unused_seen == []
 
 
 def test_pip_and_uv_argv() -> None:

@@ -592,7 +592,7 @@ def test_lock_with_a_direct_url_wheel_on_a_dead_host_fails_at_once_and_writes_no
     """A direct-URL wheel whose dependencies the matrix does not record (only the wheel's METADATA has them), on a
     dead host (a name that never resolves, RFC 2606's .invalid): the lock stops before uv (which would retry the
     host for seconds) with one line naming the host and --no-deps, exit 1, and no file; never a lock of the plan's
-    packages only. The indexes are file:// mirrors: nothing else is probed (installers.check_reachable's rule)."""
+    packages only. The indexes are file:// mirrors: nothing else is probed (installers.silent_hosts' rule)."""
     from click.testing import CliRunner
 
     from resolver import cmd_lock

@@ -321,7 +321,7 @@ def test_lock_names_a_mirror_that_does_not_answer_before_the_resolver_runs(
         mirrors: Mirrors, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
     """A mirror on a host that never resolves (RFC 2606's .invalid): one line naming the host and the option that
     gave it, exit 1, no file. uv is never asked (it retried for seconds, then said only 'failed to lookup address
-    information'); the other mirror, on loopback, costs no request at all."""
+    information'); the other mirror, on loopback, answers its one probe (installers.silent_hosts asks loopback too)."""
     import tempfile
 
     from resolver import lock_uv

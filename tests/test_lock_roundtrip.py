@@ -292,7 +292,7 @@ def test_flash_attn_lock_resolves_its_declared_dependencies_and_never_fetches_it
     flash = PackageChoice("flash-attn", "2.7.3", "wheel", url=f"{base}/github/{wheel.replace('+', '%2B')}", cuda="12.1")
     plan = make_plan(Stack(target, (torch, xformers, flash)), matrix=matrix)
     before = len(loopback.seen)
-    lock_resolve.check_sources(plan, matrix, loopback.pypi_url)  # loopback only: nothing probed
+    lock_resolve.check_sources(plan, matrix, loopback.pypi_url)  # one HEAD / to the loopback host
     resolved = lock_resolve.resolve(plan, plan_constraints(plan), default_index=loopback.pypi_url, use_uv=use_uv,
                                     matrix=matrix)
     files, warnings = hashes.lookup(plan, known=resolved)
