@@ -288,21 +288,32 @@ def _recorded(options: Mapping[str, str | bool]) -> dict[str, str | bool]:
 
 def _header(packages: Sequence[Package], missing: Sequence[Mapping[str, Any]]) -> str:
     """Return the comments a lock starts with: what ``uv pip install -r pylock.toml`` (which cannot see
-    ``[tool.gpustack]``) would get wrong, and that ``gpustack install --lock`` is the way then."""
+    ``[tool.gpustack]``) would get wrong, and that ``gpustack install --lock`` is the way then. Each claim is about
+    the files the lock holds: hashed wheels, or also hashed sdists (a pass-through package with no wheel for the
+    target), which an installer builds with build requirements the lock does not hold."""
     lines = ["# Written by `gpustack lock`; install it with `gpustack install --lock FILE` (checks this machine first)."]
-    builds = []
+    builds, sdists = [], []
     for p in packages:
         env = dict(((p.tool or {}).get("gpustack") or {}).get("build_env") or {})
         if env:
             builds.append(f"{p.name} {p.version} ({' '.join(f'{k}={v}' for k, v in sorted(env.items()))})")
+        elif p.sdist is not None and not p.wheels:
+            sdists.append(f"{p.name} {p.version}")
+    files = "hashed wheels and sdists" if sdists else "hashed wheels"
     if builds:
         lines.append("# Source builds need the build environment in [tool.gpustack], which `uv pip install -r` and pip")
         lines.append("# cannot see: " + "; ".join(builds) + ".")
         lines.append("# Only `gpustack install --lock` builds them as locked; other installers build without it.")
     elif missing:
-        lines.append("# `uv pip install -r pylock.toml` installs the [[packages]] (hashed wheels), not the ones below.")
+        lines.append(f"# `uv pip install -r pylock.toml` installs the [[packages]] ({files}), not the ones below.")
+    elif sdists:
+        lines.append("# `uv pip install -r pylock.toml` installs it too (every file is hashed: wheels, and the sdists below).")
     else:
         lines.append("# `uv pip install -r pylock.toml` installs it too (every file is a hashed wheel).")
+    if sdists:
+        lines.append(f"# Locked as an sdist (no wheel for the target): {', '.join(sdists)}. Installers build it with")
+        lines.append("# build requirements from what they are given (`--index-url`; `--find-links DIR` of `gpustack")
+        lines.append("# download`), which this lock does not hold.")
     if missing:
         names = ", ".join(f"{m['name']}=={m['version']}" for m in missing)
         lines.append(f"# Not in [[packages]] (no sha256 could be read): {names}; see [[tool.gpustack.missing]].")
