@@ -85,7 +85,7 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
             if p.method == "source":
                 env = " ".join(f"{k}={v}" for k, v in sorted(p.build_env.items()))
                 lines.append(f"# build from source: {env} pip install --no-build-isolation --no-deps "
-                             f"'{p.name} @ {p.url}' --hash=sha256:{p.sha256}")
+                             f"'{p.name} @ {p.url}'" + (f" --hash=sha256:{p.sha256}" if p.sha256 else ""))
         for p in locked.missing:
             lines.append(f"# no sha256 known, install unverified: {p.requirement}" + (f" ({p.url})" if p.url else ""))
     return "\n".join(lines) + "\n"
