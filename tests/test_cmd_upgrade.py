@@ -234,3 +234,18 @@ def test_a_torch_downgrade_under_a_numpy_hold_is_unsafe_as_plan_refuses_it(tmp_p
     # torch 2.3 takes numpy 2: the same move to 2.3.0 keeps it and is safe
     ok = run(main, ["check-upgrade", "torch==2.3.0", "--lock", str(lock), "--index-url", index])
     assert ok.exit_code == 0 and ok.output.startswith("safe"), ok.output
+
+
+def test_a_cpu_build_over_a_gpu_target_is_refused_for_the_true_reason(tmp_path: Path) -> None:
+    # s9 trial #8: the +cpu torch of the set exists; what fails is that it drives no GPU. The reason said
+    # 'torch==2.13.0 has no +cpu build for linux_x86_64', which the set itself disproves.
+    lock = _lock(tmp_path, CPU311, ("torch", "2.13.0+cpu"), ("numpy", "2.4.6"))
+    got = CliRunner().invoke(main, ["check-upgrade", "xformers", "--lock", str(lock), "--gpu", "A100", "--driver",
+                                    "550.54.15", "--json"])
+    data = json.loads(got.output)
+    assert got.exit_code == 1 and [f["kind"] for f in data["findings"]] == ["variant"], data
+    reason = data["findings"][0]["reason"]
+    assert "torch==2.13.0+cpu cannot drive the A100" in reason and "has no +cpu build" not in reason, reason
+    assert data["nearest_safe"]["torch"].startswith("2.13.0+cu"), data
+    plan = CliRunner().invoke(main, ["plan", "--gpu", "A100", "--driver", "550.54.15", "torch==2.13.0+cpu"])
+    assert plan.exit_code == 1 and "torch==2.13.0+cpu cannot drive the A100" in plan.output, plan.output
