@@ -122,6 +122,7 @@ class LockedPlan:
     glibc: str | None = None  # the target's glibc, when known
     deps: bool = True  # whether the dependencies were locked too (``lock --no-deps``: only the plan's packages)
     options: Mapping[str, str | bool] = field(default_factory=dict)  # RECORDED_OPTIONS the lock was made with
+    fleet: Mapping[str, Any] | None = None  # a fleet lock's fleet (``fleet.Fleet.record``): each class it serves
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -205,7 +206,8 @@ def _strip_none(value: Any) -> Any:
 
 def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None,
           request: Sequence[str] = (), profile: str | None = None, driver: str | None = None,
-          glibc: str | None = None, deps: bool = True, options: Mapping[str, str | bool] | None = None) -> str:
+          glibc: str | None = None, deps: bool = True, options: Mapping[str, str | bool] | None = None,
+          fleet: Mapping[str, Any] | None = None) -> str:
     """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
 
     Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
@@ -213,7 +215,8 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     ``matrix`` gives the minimum driver; without it the lock records none. ``request`` (PEP 508 strings),
     ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's); ``deps``
     says whether the dependencies were locked too; ``options`` holds the ``RECORDED_OPTIONS`` set (others are
-    refused: a lock records only what a re-lock replays).
+    refused: a lock records only what a re-lock replays); ``fleet`` the fleet one stack was locked for
+    (``fleet.Fleet.record``: its classes, and the --driver/--glibc given for them), which a re-lock plans again.
     The text starts with comments saying what a plain installer (``uv pip install -r``) cannot do with it.
     """
     stack = plan.stack
@@ -252,6 +255,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
         "glibc": glibc,
         "deps": deps,
         **_recorded(options or {}),
+        "fleet": dict(fleet) if fleet is not None else None,
         "target": {
             "python": ".".join(target.python.split(".")[:2]),
             "platform": target.platform,
@@ -435,7 +439,7 @@ def from_data(data: Mapping[str, Any]) -> LockedPlan:
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
                       request=tuple(tool.get("request", [])), profile=tool.get("profile"), driver=tool.get("driver"),
                       glibc=tool.get("glibc"), deps=tool.get("deps") is not False,
-                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)})
+                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)}, fleet=tool.get("fleet"))
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
