@@ -51,7 +51,12 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     [(_, _, plan)], ctx, glibc = _for_the_image(lambda o: _one(requirements, o, output), opts)
     plan = with_mirrors(plan, *mirrors)
     write_atomic(output, _rendered(lambda: render(plan, ctx.matrix, header=_said(glibc, plan, ctx),
-                                                  index_url=mirrors[1]), plan, ctx))
+                                                  index_url=mirrors[1], file_name=_name(output)), plan, ctx))
+
+
+def _name(output: str) -> str | None:
+    """Return the file name the build command names (``-f``), ``None`` for stdout."""
+    return None if output == "-" else Path(output).name
 
 
 Planned = list[tuple[Any, str, Plan]]  # (a fleet's GPU class or None, the file it goes to, its plan)
@@ -162,7 +167,8 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
     for _, path, _ in plans:
         check_output(path)
     texts = [(path, _rendered(lambda: render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None,
-                                                   header=_said(glibc, plan, ctx), index_url=mirrors[1]),
+                                                   header=_said(glibc, plan, ctx), index_url=mirrors[1],
+                                                   file_name=_name(path)),
                               plan, ctx))
              for c, path, plan in plans]
     for path, text in texts:  # every image rendered before the first file is written

@@ -75,8 +75,36 @@ def _gpu_option(gpu: Any, matrix: Any) -> str:
     return str(gpu.compute_capability)
 
 
-def _described(opts: PlanOptions) -> str:
-    """Return the target a re-lock is for, as the options say it (``--gpu 'NVIDIA H100' --driver ...``)."""
+def replayed_options(previous: Any, opts: PlanOptions) -> PlanOptions:
+    """Return ``opts`` with what the lock ``previous`` (a ``LockedPlan``) was made for, each unless given: its profile,
+    driver, glibc and target (``_lock_target``), and its ``lock.RECORDED_OPTIONS`` (``--nvcc``, ``--verified-only``,
+    ``--prefer-wheels``, ``--upgrade``), read back through ``PlanOptions.from_cli`` as the command line is."""
+    from resolver.lock import RECORDED_OPTIONS
+
+    keep: dict[str, Any] = {"profiles": tuple(previous.profile.split(",")) if previous.profile else ()}
+    if opts.driver is None and previous.driver:
+        keep["driver"] = parse_driver_option(previous.driver)
+    if opts.glibc is None and previous.glibc:
+        keep["glibc"] = parse_glibc(previous.glibc)
+    recorded = PlanOptions.from_cli({k: v for k, v in previous.options.items() if k in RECORDED_OPTIONS})
+    keep.update({k: getattr(recorded, k) for k in previous.options if k in RECORDED_OPTIONS and not getattr(opts, k)})
+    keep.update(_lock_target(previous, opts))
+    return dataclasses.replace(opts, **keep)
+
+
+def _recorded_options(opts: PlanOptions, plan: Plan) -> dict[str, str | bool]:
+    """Return the ``lock.RECORDED_OPTIONS`` a lock made with ``opts`` records: the flags given, and the target's nvcc
+    (``--nvcc``, or detected: the plan's source builds were chosen for it)."""
+    from resolver.lock import RECORDED_OPTIONS
+
+    nvcc = plan.stack.target.nvcc
+    values = {k: getattr(opts, k) for k in RECORDED_OPTIONS} | {"nvcc": str(nvcc) if nvcc is not None else None}
+    return {k: v for k, v in values.items() if isinstance(v, (str, bool)) and v}
+
+
+def _described(opts: PlanOptions, with_deps: bool = True) -> str:
+    """Return the target and options a re-lock is for, as the command line says them (``--gpu 'NVIDIA H100'
+    --driver ... --prefer-wheels``)."""
     from resolver.models import format_driver
 
     parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
@@ -88,6 +116,10 @@ def _described(opts: PlanOptions) -> str:
         parts.append(f"--platform {opts.platform_tag}")
     if opts.glibc is not None:
         parts.append(f"--glibc {opts.glibc}")
+    if opts.nvcc is not None:
+        parts.append(f"--nvcc {opts.nvcc}")
+    parts += [flag for flag, on in (("--verified-only", opts.verified_only), ("--prefer-wheels", opts.prefer_wheels),
+                                    ("--upgrade", opts.upgrade), ("--no-deps", not with_deps)) if on]
     return " ".join(parts)
 
 
@@ -99,10 +131,11 @@ def _described(opts: PlanOptions) -> str:
               help="Where to write the lock (- for stdout).")
 @click.option("--format", "fmt", type=click.Choice(["pylock", "requirements"]), default="pylock", show_default=True,
               help="PEP 751 pylock.toml, or a requirements.txt with index lines and --hash.")
-@click.option("--deps/--no-deps", "with_deps", default=True, show_default=True,
-              help="Also lock the dependencies uv (else pip) resolves for the target (torch's nvidia-* wheels, ...).")
+@click.option("--deps/--no-deps", "with_deps", default=None,
+              help="Also lock the dependencies uv (else pip) resolves for the target (torch's nvidia-* wheels, ...). "
+                   "Default: on, or what the lock -o replaces was made with when re-locking it.")
 @mirror_options
-def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
+def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool | None, opts: PlanOptions,
          torch_index_url: str | None = None) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
@@ -121,7 +154,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, 
 
     # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
     # decides below whether its lock is used.
-    hint, started = lock_speculate.current() if with_deps and not opts.per_class else (None, None)
+    hint, started = lock_speculate.current() if with_deps is not False and not opts.per_class else (None, None)
     _lock(requirements, output, fmt, with_deps, opts, mirrors, started, hint)  # resolver.cli stops an unused run afterwards
     skip_final_collection()
 
@@ -149,9 +182,10 @@ def check_lock_name(path: str, fmt: str, *, per_class: bool = False) -> None:
                        "would read it as PEP 751 and fail); pass -o requirements.txt")
 
 
-def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool, opts: PlanOptions,
+def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool | None, opts: PlanOptions,
           mirrors: tuple[str | None, str | None], started: UvRun | None, hint: str | None) -> None:
     if opts.per_class:
+        with_deps = with_deps is not False
         plans, ctx = per_class_plans(requirements, opts, output)
         for line in ctx.lines:
             render.status(line)
@@ -170,14 +204,10 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool,
     if previous is not None and not requirements and not opts.requirement_files and not opts.profiles:
         # Re-locking an existing lock with no new request: lock what it was made for.
         requirements = previous.request
-        keep: dict[str, Any] = {"profiles": tuple(previous.profile.split(",")) if previous.profile else ()}
-        if opts.driver is None and previous.driver:
-            keep["driver"] = parse_driver_option(previous.driver)
-        if opts.glibc is None and previous.glibc:
-            keep["glibc"] = parse_glibc(previous.glibc)
-        keep.update(_lock_target(previous, opts))
-        opts = dataclasses.replace(opts, **keep)
-        render.print_relocking(output, requirements, previous.profile, _described(opts))
+        opts = replayed_options(previous, opts)
+        with_deps = previous.deps if with_deps is None else with_deps
+        render.print_relocking(output, requirements, previous.profile, _described(opts, with_deps))
+    with_deps = with_deps is not False
     plan, ctx = fresh_plan_for(requirements, opts)
     request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)
     for line in ctx.lines if ctx.fleet is not None else ():
@@ -264,7 +294,8 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
     t = plan.stack.target
     glibc = t.glibc if not t.glibc_assumed else None  # recorded only when known (given or detected)
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
-                          glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved))
+                          glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved),
+                          options=_recorded_options(opts, plan))
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
     return text, (f"{len(files)} package{'s' if len(files) != 1 else ''}, {len(warnings)} without a hash")

@@ -73,6 +73,6 @@ def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOpti
     else:
         from resolver.render import console, print_fleet_plans
 
-        print_fleet_plans(console(), ctx.lines, [(cid, c.describe(), got) for (c, got), cid in zip(answers, ids)])
+        print_fleet_plans(console(), ctx.lines, [(cid, c.describe(opts.driver), got) for (c, got), cid in zip(answers, ids)])
     if failed:
         sys.exit(1)

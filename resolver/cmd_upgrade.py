@@ -164,7 +164,8 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements
     # and the profiles (the lock's and --profile), with each new requirement in place of the bound it replaces.
     proposed = proposed_versions(current, requirements, matrix, _index(_pass_through(requirements), index_url))
-    report = check(current, proposed, matrix, original=made_for, profiles=profiles, requirements=requirements)
+    report = check(current, proposed, matrix, original=made_for, profiles=profiles, requirements=requirements,
+                   index=lambda names: _index(names, index_url))  # asked only to move a package out of a hold
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

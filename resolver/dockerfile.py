@@ -181,17 +181,27 @@ def _machine(target: Target) -> tuple[str, str]:
     return marker_environment(target)["platform_machine"], f"linux/{GO_ARCH[target.platform]}"
 
 
-def _arch_check(target: Target) -> str:
+def build_command(target: Target, file_name: str | None = None) -> str:
+    """Return the command that builds the image for the target's platform from the folder holding its Dockerfile:
+    ``-f NAME`` where the file is not named ``Dockerfile`` (Docker reads ./Dockerfile unless told)."""
+    if not file_name or file_name == "Dockerfile":
+        named = ""
+    else:  # the name goes into a shell echo and a comment: a name needing quotes is said, not spelled
+        named = f" -f {file_name}" if re.fullmatch(r"[A-Za-z0-9._+-]+", file_name) else " -f <this file>"
+    return f"docker buildx build --platform {_machine(target)[1]}{named} ."
+
+
+def _arch_check(target: Target, file_name: str | None = None) -> str:
     """Return the ``RUN`` that stops a build made for another architecture: Docker builds for the builder's own
     unless told (``--platform``), and pip would then fill an amd64 image with x86 wheels under an arm64 label. Not
     ``FROM --platform``, which hadolint's DL3029 forbids: the image is still built with the platform the header
     names, and this line makes a build that forgot it fail at once, with the command that fixes it."""
     machine, docker = _machine(target)
     return (f'RUN [ "$(uname -m)" = {machine} ] || {{ echo "this image is for {docker}, not $(uname -m): '
-            f'build it with docker buildx build --platform {docker}" >&2; exit 1; }}')
+            f'build it with {build_command(target, file_name).removesuffix(" .")}" >&2; exit 1; }}')
 
 
-def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
+def _header(plan: Plan, why: str, matrix: Matrix, file_name: str | None = None) -> list[str]:
     stack = plan.stack
     t = stack.target
     torch = stack.get("torch")
@@ -211,7 +221,7 @@ def _header(plan: Plan, why: str, matrix: Matrix) -> list[str]:
     lines.append(f"# Base image: {why}.")
     lines.append("# The image builds without a GPU: nothing here is detected at build time.")
     docker = _machine(t)[1]
-    lines.append(f"# Build it for {docker} on any host: docker buildx build --platform {docker} .")
+    lines.append(f"# Build it for {docker} on any host: {build_command(t, file_name)}")
     lines.append("# (a build for another architecture stops at its first RUN)")
     for note in (*stack.notes, *plan.notes):
         lines.append(f"# note: {note}")
@@ -253,14 +263,15 @@ def image_glibc(plan: Plan, matrix: Matrix) -> tuple[Version, str] | None:
 
 
 def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Sequence[str] = (),
-           index_url: str | None = None) -> str:
+           index_url: str | None = None, file_name: str | None = None) -> str:
     """Return the Dockerfile text that installs ``plan`` on the ``nvidia/cuda`` image of torch's CUDA.
 
     ``header`` adds comment lines after the target's; ``final`` adds instructions at the end of the last stage, in
     place of ``CMD ["python"]`` when it holds a ``CMD`` (``resolver.dockerfile_fleet`` uses both). ``index_url`` is
     the PyPI mirror (``installers.pypi_mirror``; the plan's steps already name it, ``installers.with_mirrors``): each
     stage sets it as pip's and uv's default index, so that what no step names (uv's seed packages, ninja, a built
-    wheel's dependencies) comes from it too. Raises ``BadInput`` for a Windows target (``refuse_platform``).
+    wheel's dependencies) comes from it too. ``file_name``: the name it is written under, which the build command
+    it prints names (``build_command``). Raises ``BadInput`` for a Windows target (``refuse_platform``).
     """
     refuse_platform(plan.stack.target.platform)
     stack = plan.stack
@@ -271,11 +282,11 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
     python = ".".join(stack.target.python.split(".")[:2])
     installs = [s for s in plan.steps if s.action == "install"]
     builds = [s for s in plan.steps if s.action == "build"]
-    out = _header(plan, why, matrix) + [f"# {line}" if line else "#" for line in header]
+    out = _header(plan, why, matrix, file_name) + [f"# {line}" if line else "#" for line in header]
     out += ["", f"FROM {UV_IMAGE} AS uv"]
     mirror = [_env({"PIP_INDEX_URL": index_url, "UV_DEFAULT_INDEX": index_url})] if index_url else []
     if builds:
-        out += ["", f"FROM {devel} AS build", *mirror, _arch_check(stack.target), "# hadolint ignore=DL3008",
+        out += ["", f"FROM {devel} AS build", *mirror, _arch_check(stack.target, file_name), "# hadolint ignore=DL3008",
                 "RUN apt-get update && apt-get install -y --no-install-recommends build-essential git "
                 "&& rm -rf /var/lib/apt/lists/*"]
         out += _python_setup(python)
@@ -290,7 +301,7 @@ def render(plan: Plan, matrix: Matrix, *, header: Sequence[str] = (), final: Seq
             args = ["pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation", "--wheel-dir", "/wheels",
                     s.requirement]
             out.append("RUN " + " ".join(_q(a) for a in args))
-    out += ["", f"FROM {runtime}", *mirror, _arch_check(stack.target)]
+    out += ["", f"FROM {runtime}", *mirror, _arch_check(stack.target, file_name)]
     label = f"{stack.target.platform} py{python} " + " ".join(f"{p.name}=={p.version}" for p in stack.packages)
     out.append(f"LABEL io.gpustack.target={_q(label.strip())}")
     out += _python_setup(python, first=not builds)

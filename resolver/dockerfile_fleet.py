@@ -56,14 +56,14 @@ def _entrypoint(plan: Plan) -> list[str]:
 
 
 def render_fleet(plan: Plan, matrix: Matrix, fleet: Fleet, classes: Sequence[GpuClass] | None = None, *,
-                 header: Sequence[str] = (), index_url: str | None = None) -> str:
+                 header: Sequence[str] = (), index_url: str | None = None, file_name: str | None = None) -> str:
     """Return the Dockerfile of ``plan`` for the fleet's ``classes`` (all by default), with the start-up check;
-    ``index_url`` is the PyPI mirror (``dockerfile.render``)."""
+    ``index_url`` is the PyPI mirror and ``file_name`` the name it is written under (``dockerfile.render``)."""
     from resolver.dockerfile import render
 
     served = tuple(classes) if classes is not None else fleet.classes
     return render(plan, matrix, header=[*_classes_header(fleet, served), *header], final=_entrypoint(plan),
-                  index_url=index_url)
+                  index_url=index_url, file_name=file_name)
 
 
 def _term(c: GpuClass) -> list[str]:

@@ -184,6 +184,14 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     def every_build() -> list[TorchOption]:  # every build for the target, whatever the bound: listed once, when asked
         return _all_options(matrix, target)
 
+    if variant == "cpu" and not opts:  # a GPU target: torch_options lists no +cpu build, as none drives a GPU
+        tags = sorted({o.tag for o in in_spec_opts})
+        gpus = ", ".join(dict.fromkeys(g.name for g in target.gpus))
+        reasons.append(refusal("torch", f"{spec or ''}+cpu", "variant",
+                               "torch{spec}+cpu cannot drive the {gpus} of this target: a +cpu build runs on no GPU "
+                               "(for this target torch{spec} has {variants}; --cpu plans for a machine without one)",
+                               spec=spec or "", gpus=gpus, variants=", ".join(tags) or "no build"))
+        return reasons, alts
     if variant is not None and not opts:
         tags = sorted({o.tag for o in in_spec_opts})
         reasons.append(refusal("torch", f"{spec or ''}+{variant}", "variant",

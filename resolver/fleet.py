@@ -60,9 +60,32 @@ class Node:
     cuda_runtime: str | None = None  # the CUDA version the node's driver supports (GFD)
 
 
+# os-release PRETTY_NAME (what Kubernetes shows as osImage) -> its ID and major VERSION_ID (Ubuntu: major.minor), the
+# key of matrices' OS -> glibc facts (Matrix.os_glibc): "CentOS Linux 7 (Core)" -> centos-7, "Ubuntu 22.04.4 LTS" ->
+# ubuntu-22.04, "Amazon Linux 2023.6.20241121" -> amzn-2023.
+_OS_IDS = ((re.compile(r"ubuntu (\d+\.\d+)"), "ubuntu"), (re.compile(r"centos (?:linux |stream )?(\d+)"), "centos"),
+           (re.compile(r"red hat enterprise linux (?:server |workstation )?(\d+)"), "rhel"),
+           (re.compile(r"rocky linux (\d+)"), "rocky"), (re.compile(r"almalinux (\d+)"), "almalinux"),
+           (re.compile(r"oracle linux server (\d+)"), "ol"), (re.compile(r"amazon linux (\d+)"), "amzn"),
+           (re.compile(r"debian gnu/linux (\d+)"), "debian"))
+
+
+def os_release_id(os_image: str) -> str | None:
+    """Return the ``ID-VERSION`` key (``centos-7``) of an os-release PRETTY_NAME, or ``None`` for one not known."""
+    text = os_image.strip().lower()
+    for pattern, os_id in _OS_IDS:
+        m = pattern.match(text)
+        if m:
+            return f"{os_id}-{m.group(1)}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class GpuClass:
-    """Nodes that one plan serves alike: same capability, driver, platform, OS image and MIG mode."""
+    """Nodes that one plan serves alike: same capability, driver, platform, OS image and MIG mode.
+
+    ``glibc``/``glibc_assumed``: the C library the class is planned for (``fleet_plan.with_glibc``: as for one
+    machine, ``pipeline.glibc_for``), ``None`` until planned."""
 
     gpu: Gpu
     driver: Version | None
@@ -70,6 +93,8 @@ class GpuClass:
     os: str | None
     mig: str
     nodes: tuple[Node, ...]
+    glibc: Version | None = None
+    glibc_assumed: bool = False
 
     @property
     def label(self) -> str:
@@ -84,10 +109,14 @@ class GpuClass:
     def products(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n.product for n in self.nodes))
 
-    def describe(self) -> str:
-        """One line: ``Tesla V100-SXM2-16GB x16 on 2 nodes (compute capability 7.0, driver 535.104.05, ...)``."""
-        facts = [f"compute capability {self.gpu.compute_capability}",
-                 f"driver {format_driver(self.driver)}" if self.driver else "driver unknown", self.platform]
+    def describe(self, driver: Version | None = None) -> str:
+        """One line: ``Tesla V100-SXM2-16GB x16 on 2 nodes (compute capability 7.0, driver 535.104.05, ...)``;
+        ``driver``: the ``--driver`` that stands in where the nodes report none."""
+        if self.driver:
+            drv = f"driver {format_driver(self.driver)}"
+        else:
+            drv = f"driver {format_driver(driver)} (--driver)" if driver is not None else "driver unknown"
+        facts = [f"compute capability {self.gpu.compute_capability}", drv, self.platform]
         if self.os:
             facts.append(self.os)
         if self.mig != "off":
@@ -163,7 +192,7 @@ class Fleet:
                f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"]
         out.append("  read: " + ", ".join(self.labels))
         for c, cid in zip(self.classes, self.class_ids()):
-            out.append(f"  class {cid}: {c.describe()}")
+            out.append(f"  class {cid}: {c.describe(driver)}")
         for name, why in self.skipped:
             out.append(f"  skipped {name}: {why}")
         out += [f"  note: {n}" for n in self.all_notes(driver)]

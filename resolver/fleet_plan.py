@@ -25,7 +25,7 @@ from resolver.refusal import Alternative, advice, alternative, refusal
 from resolver.request import Request
 from resolver.solve import solve
 
-__all__ = ["fleet_target", "class_target", "solve_fleet", "solve_classes", "describe_stack", "solve_fleet_request",
+__all__ = ["fleet_target", "class_target", "with_glibc", "solve_fleet", "solve_classes", "describe_stack", "solve_fleet_request",
            "plans_per_class"]
 
 
@@ -34,9 +34,41 @@ def _driver(c: GpuClass, fallback: Version | None) -> Version | None:
 
 
 def class_target(c: GpuClass, base: Target) -> Target:
-    """Return the target of one class: its GPU, driver (``base.driver`` when the source gives none) and platform."""
+    """Return the target of one class: its GPU, driver (``base.driver`` when the source gives none), platform and
+    glibc (``with_glibc``; ``base.glibc`` for a class not yet given one)."""
+    glibc, assumed = (c.glibc, c.glibc_assumed) if c.glibc is not None else (base.glibc, base.glibc_assumed)
     return dataclasses.replace(base, gpus=(c.gpu,), driver=_driver(c, base.driver), platform=c.platform,
-                               source="fleet")
+                               glibc=glibc, glibc_assumed=assumed, source="fleet")
+
+
+def with_glibc(fleet: Fleet, given: Version | None, matrix: Matrix) -> Fleet:
+    """Return ``fleet`` with each class's glibc, decided as for one machine (``pipeline.glibc_for``, a described
+    target): ``given`` (--glibc), else the glibc of the OS its nodes name (``Matrix.os_glibc``, as if probed), else
+    the documented assumption, which the plan states."""
+    from resolver.fleet import os_release_id
+    from resolver.pipeline import glibc_for
+
+    if given is not None and not any(c.platform.startswith("linux_") for c in fleet.classes):
+        glibc_for(fleet.classes[0].platform, given, described=True)  # --glibc on no Linux node: bad input
+    classes = []
+    for c in fleet.classes:
+        key = os_release_id(c.os) if c.os else None
+        known = matrix.os_glibc.get(key) if key else None
+        glibc, assumed = glibc_for(c.platform, given if c.platform.startswith("linux_") else None,
+                                   str(known) if known is not None else None, described=True)
+        classes.append(dataclasses.replace(c, glibc=glibc, glibc_assumed=assumed))
+    return dataclasses.replace(fleet, classes=tuple(classes))
+
+
+def _glibc_notes(classes: Sequence[GpuClass], target: Target, given: bool) -> list[str]:
+    """Return the note saying whose OS the target's glibc is (a glibc given or assumed has its own note)."""
+    if given or target.glibc is None or target.glibc_assumed:
+        return []
+    from_os = list(dict.fromkeys(c.os for c in classes if c.glibc == target.glibc and not c.glibc_assumed and c.os))
+    if not from_os:
+        return []
+    return [f"glibc {target.glibc}: the nodes' OS ({', '.join(from_os)}; matrices/flash_attn.toml os_glibc)"
+            + ("" if len(classes) == 1 else ", the lowest of the fleet") + "; pass --glibc X.Y for another"]
 
 
 def fleet_target(classes: Sequence[GpuClass], base: Target) -> Target:
@@ -53,8 +85,13 @@ def fleet_target(classes: Sequence[GpuClass], base: Target) -> Target:
                                 [per_class])
     drivers = [d for c in classes if (d := _driver(c, base.driver)) is not None]
     gpus = tuple(dict.fromkeys(c.gpu for c in classes))
+    glibc, assumed = base.glibc, base.glibc_assumed
+    glibcs = [c.glibc for c in classes if c.glibc is not None]
+    if glibcs:  # the lowest C library of the fleet; assumed only when every class at it is
+        glibc = min(glibcs)
+        assumed = all(c.glibc_assumed for c in classes if c.glibc == glibc)
     return dataclasses.replace(base, gpus=gpus, driver=min(drivers) if drivers else None, platform=platforms[0],
-                               source="fleet")
+                               glibc=glibc, glibc_assumed=assumed, source="fleet")
 
 
 def describe_stack(stack: Stack) -> str:
@@ -122,7 +159,7 @@ def _limits(fleet: Fleet, full: Stack, base: Target, matrix: Matrix, request: Re
     return notes
 
 
-def solve_fleet(fleet: Fleet, base: Target, matrix: Matrix, request: Request) -> Stack:
+def solve_fleet(fleet: Fleet, base: Target, matrix: Matrix, request: Request, *, given: bool = False) -> Stack:
     """Return one stack for every class of ``fleet``, its notes naming the driver floor and the limiting classes.
 
     Raises ``NoCompatibleStack`` naming the classes that conflict and, for each class, the stack that serves it.
@@ -138,6 +175,7 @@ def solve_fleet(fleet: Fleet, base: Target, matrix: Matrix, request: Request) ->
         at_floor = [c for c in fleet.classes if _driver(c, base.driver) == floor]
         who = "every class" if len(at_floor) == len(fleet.classes) else f"{_names(at_floor)} nodes"
         notes.append(f"driver floor {format_driver(floor)}: the lowest in the fleet ({who})")
+    notes += _glibc_notes(fleet.classes, stack.target, given)
     notes += _limits(fleet, stack, base, matrix, request)
     return dataclasses.replace(stack, notes=tuple(dict.fromkeys(notes)))
 
@@ -177,16 +215,19 @@ def _refusal(fleet: Fleet, base: Target, matrix: Matrix, request: Request, exc: 
     return NoCompatibleStack(reasons, alternatives)
 
 
-def solve_classes(fleet: Fleet, base: Target, matrix: Matrix,
-                  request: Request) -> list[tuple[GpuClass, Stack | NoCompatibleStack]]:
-    """Return each class with its own stack, or why it has none (``--per-class``)."""
+def solve_classes(fleet: Fleet, base: Target, matrix: Matrix, request: Request, *,
+                  given: bool = False) -> list[tuple[GpuClass, Stack | NoCompatibleStack]]:
+    """Return each class with its own stack, or why it has none (``--per-class``); ``given``: --glibc was."""
     _check_driver(fleet, base)
     out: list[tuple[GpuClass, Stack | NoCompatibleStack]] = []
     for c in fleet.classes:
         try:
-            out.append((c, solve(class_target(c, base), matrix, request)))
+            stack = solve(class_target(c, base), matrix, request)
         except NoCompatibleStack as exc:
             out.append((c, exc))
+            continue
+        notes = _glibc_notes([c], stack.target, given)
+        out.append((c, dataclasses.replace(stack, notes=tuple(dict.fromkeys((*stack.notes, *notes))))))
     return out
 
 
@@ -197,15 +238,17 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     import sys
 
     from resolver.fleet import read_fleet
-    from resolver.pipeline import for_target, known_nvcc, load_matrix, request_from, target_glibc, with_index
+    from resolver.pipeline import for_target, known_nvcc, load_matrix, request_from, with_index
 
     assert opts.fleet is not None
     m = load_matrix(opts)
     request = request_from(requirements, opts, m)  # bad requirements first: before running kubectl or scontrol
-    the_fleet = read_fleet(opts.fleet, m)
+    # each class's C library, decided as for one machine: --glibc, else its nodes' OS's, else the assumption
+    the_fleet = with_glibc(read_fleet(opts.fleet, m), opts.glibc, m)
     python = opts.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     platform = the_fleet.classes[0].platform
-    glibc, assumed = target_glibc(opts, platform)  # --glibc: the nodes' C library (they do not report it)
+    first = the_fleet.classes[0]
+    glibc, assumed = first.glibc, first.glibc_assumed  # the base's; each class's target takes its own
     base = Target(gpus=(), python=python, platform=platform, driver=opts.driver, nvcc=known_nvcc(opts.nvcc, m),
                   source="fleet", glibc=glibc, glibc_assumed=assumed,
                   from_here=() if opts.python_version else ("python",))  # said in the plans' notes
@@ -224,7 +267,7 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
 def solve_fleet_request(requirements: Sequence[str], opts: PlanOptions) -> tuple[Stack, Context]:
     """Return the one stack for the whole fleet of ``opts.fleet`` and its context (``ctx.fleet`` is the fleet)."""
     the_fleet, base, ctx = _fleet_context(requirements, opts)
-    stack = solve_fleet(the_fleet, base, ctx.matrix, ctx.request)
+    stack = solve_fleet(the_fleet, base, ctx.matrix, ctx.request, given=opts.glibc is not None)
     return stack, dataclasses.replace(ctx, target=stack.target)
 
 
@@ -235,6 +278,6 @@ def plans_per_class(requirements: Sequence[str],
 
     the_fleet, base, ctx = _fleet_context(requirements, opts)
     out: list[tuple[GpuClass, Plan | NoCompatibleStack]] = []
-    for c, got in solve_classes(the_fleet, base, ctx.matrix, ctx.request):
+    for c, got in solve_classes(the_fleet, base, ctx.matrix, ctx.request, given=opts.glibc is not None):
         out.append((c, got if isinstance(got, NoCompatibleStack) else fresh_plan(got, ctx)[0]))
     return out, ctx

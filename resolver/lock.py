@@ -36,9 +36,17 @@ __all__ = [
     "lock_to_plan",
     "environment_marker",
     "without_credentials",
+    "RECORDED_OPTIONS",
 ]
 
 FORMAT = 1
+
+# The plan-changing options of `gpustack lock` that a lock records under [tool.gpustack] by their ``PlanOptions``
+# name, besides the request, profile, target, driver, glibc and deps it records on their own: written when set
+# (``dumps(options=...)``), read back into ``LockedPlan.options`` and replayed by a bare re-lock
+# (``cmd_lock.replayed_options``). tests/test_relock.py fails when `lock` gains an option that is neither recorded
+# nor listed there as one that does not change what is locked.
+RECORDED_OPTIONS = ("nvcc", "verified_only", "prefer_wheels", "upgrade")
 
 @dataclass(frozen=True, slots=True)
 class LockedFile:
@@ -96,8 +104,8 @@ class LockedPlan:
     """A parsed, validated lock: the ``Pylock``, its target and its packages in install order.
 
     ``missing`` holds packages whose file hash was unknown at lock time (``[[tool.gpustack.missing]]``).
-    ``request``, ``profile``, ``driver`` and ``glibc`` say what the lock was made for (``[tool.gpustack]``), so a
-    re-lock or ``check-upgrade`` keeps them.
+    ``request``, ``profile``, ``driver``, ``glibc``, ``deps`` and ``options`` (``RECORDED_OPTIONS``) say what the
+    lock was made for (``[tool.gpustack]``), so a re-lock or ``check-upgrade`` keeps them.
     """
 
     pylock: Pylock
@@ -110,6 +118,7 @@ class LockedPlan:
     driver: str | None = None  # the target's driver, when known
     glibc: str | None = None  # the target's glibc, when known
     deps: bool = True  # whether the dependencies were locked too (``lock --no-deps``: only the plan's packages)
+    options: Mapping[str, str | bool] = field(default_factory=dict)  # RECORDED_OPTIONS the lock was made with
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -173,14 +182,15 @@ def _strip_none(value: Any) -> Any:
 
 def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None,
           request: Sequence[str] = (), profile: str | None = None, driver: str | None = None,
-          glibc: str | None = None, deps: bool = True) -> str:
+          glibc: str | None = None, deps: bool = True, options: Mapping[str, str | bool] | None = None) -> str:
     """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
 
     Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
     sha256 is listed under ``[[tool.gpustack.missing]]`` (PEP 751 requires a hash on every file), never guessed.
     ``matrix`` gives the minimum driver; without it the lock records none. ``request`` (PEP 508 strings),
     ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's); ``deps``
-    says whether the dependencies were locked too.
+    says whether the dependencies were locked too; ``options`` holds the ``RECORDED_OPTIONS`` set (others are
+    refused: a lock records only what a re-lock replays).
     The text starts with comments saying what a plain installer (``uv pip install -r``) cannot do with it.
     """
     stack = plan.stack
@@ -218,6 +228,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
         "driver": driver,
         "glibc": glibc,
         "deps": deps,
+        **_recorded(options or {}),
         "target": {
             "python": ".".join(target.python.split(".")[:2]),
             "platform": target.platform,
@@ -246,23 +257,43 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     return _header(packages, missing) + tomli_w.dumps(data)
 
 
+def _recorded(options: Mapping[str, str | bool]) -> dict[str, str | bool]:
+    """Return the ``[tool.gpustack]`` keys of ``options``: each set one of ``RECORDED_OPTIONS`` (unset ones are left
+    out, so a lock made without them reads as it always did)."""
+    unknown = set(options) - set(RECORDED_OPTIONS)
+    if unknown:
+        raise ValueError(f"not recorded in a lock: {', '.join(sorted(unknown))}")
+    return {k: options[k] for k in RECORDED_OPTIONS if options.get(k)}
+
+
 def _header(packages: Sequence[Package], missing: Sequence[Mapping[str, Any]]) -> str:
     """Return the comments a lock starts with: what ``uv pip install -r pylock.toml`` (which cannot see
-    ``[tool.gpustack]``) would get wrong, and that ``gpustack install --lock`` is the way then."""
+    ``[tool.gpustack]``) would get wrong, and that ``gpustack install --lock`` is the way then. Each claim is about
+    the files the lock holds: hashed wheels, or also hashed sdists (a pass-through package with no wheel for the
+    target), which an installer builds with build requirements the lock does not hold."""
     lines = ["# Written by `gpustack lock`; install it with `gpustack install --lock FILE` (checks this machine first)."]
-    builds = []
+    builds, sdists = [], []
     for p in packages:
         env = dict(((p.tool or {}).get("gpustack") or {}).get("build_env") or {})
         if env:
             builds.append(f"{p.name} {p.version} ({' '.join(f'{k}={v}' for k, v in sorted(env.items()))})")
+        elif p.sdist is not None and not p.wheels:
+            sdists.append(f"{p.name} {p.version}")
+    files = "hashed wheels and sdists" if sdists else "hashed wheels"
     if builds:
         lines.append("# Source builds need the build environment in [tool.gpustack], which `uv pip install -r` and pip")
         lines.append("# cannot see: " + "; ".join(builds) + ".")
         lines.append("# Only `gpustack install --lock` builds them as locked; other installers build without it.")
     elif missing:
-        lines.append("# `uv pip install -r pylock.toml` installs the [[packages]] (hashed wheels), not the ones below.")
+        lines.append(f"# `uv pip install -r pylock.toml` installs the [[packages]] ({files}), not the ones below.")
+    elif sdists:
+        lines.append("# `uv pip install -r pylock.toml` installs it too (every file is hashed: wheels, and the sdists below).")
     else:
         lines.append("# `uv pip install -r pylock.toml` installs it too (every file is a hashed wheel).")
+    if sdists:
+        lines.append(f"# Locked as an sdist (no wheel for the target): {', '.join(sdists)}. Installers build it with")
+        lines.append("# build requirements from what they are given (`--index-url`; `--find-links DIR` of `gpustack")
+        lines.append("# download`), which this lock does not hold.")
     if missing:
         names = ", ".join(f"{m['name']}=={m['version']}" for m in missing)
         lines.append(f"# Not in [[packages]] (no sha256 could be read): {names}; see [[tool.gpustack.missing]].")
@@ -353,10 +384,12 @@ def from_data(data: Mapping[str, Any]) -> LockedPlan:
         for m in tool.get("missing", [])
     ]
     packages.sort(key=lambda p: (p.order, p.name))
-    # request (a list of strings), profile, driver and glibc (strings) were checked by lock_schema.check above
+    # request (a list of strings), profile, driver, glibc and nvcc (strings), the flags (booleans) were checked by
+    # lock_schema.check above
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
                       request=tuple(tool.get("request", [])), profile=tool.get("profile"), driver=tool.get("driver"),
-                      glibc=tool.get("glibc"), deps=tool.get("deps") is not False)
+                      glibc=tool.get("glibc"), deps=tool.get("deps") is not False,
+                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)})
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:

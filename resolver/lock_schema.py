@@ -130,6 +130,11 @@ def check(data: Mapping[str, Any], what: str = "lock file") -> None:
         sc.check_requirement(r, tl.at("request").at(i))
     for key in ("profile", "glibc"):
         sc.get_opt_str(tool, key, tl, limit=200)
+    nvcc = sc.get_opt_str(tool, "nvcc", tl, limit=20)
+    if nvcc is not None and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", nvcc, re.ASCII):
+        tl.at("nvcc").fail(nvcc, "a CUDA version such as 12.4")
+    for key in ("verified_only", "prefer_wheels", "upgrade", "deps"):
+        sc.get_bool(tool, key, tl, False)
     driver = sc.get_opt_str(tool, "driver", tl, limit=20)
     if driver is not None:
         try:

@@ -250,12 +250,19 @@ def _cuda_build(text: str) -> Version:
 
 
 def _os_glibc(data: Mapping[str, Mapping[str, Any]]) -> dict[str, Version]:
-    """Return ``[general] wheel_os_glibc``: the glibc of each OS flash-attn's CI builds wheels on."""
+    """Return the glibc of each OS flash-attn's CI builds wheels on (``[general] wheel_os_glibc``), with the other
+    Linux distributions a fleet's nodes run (``os_glibc``); an OS in both must have one glibc."""
     ctx, general = _table(data, "flash_attn.toml", "general")
-    table = general.get("wheel_os_glibc", {})
-    if not isinstance(table, dict):
-        raise ctx.fail("wheel_os_glibc", "expected a table of OS name = glibc version")
-    return {str(k): ctx.parse("wheel_os_glibc", str(v), Version) for k, v in table.items()}
+    out: dict[str, Version] = {}
+    for key in ("wheel_os_glibc", "os_glibc"):
+        table = general.get(key, {})
+        if not isinstance(table, dict):
+            raise ctx.fail(key, "expected a table of OS name = glibc version")
+        for k, v in table.items():
+            glibc = ctx.parse(key, str(v), Version)
+            if out.setdefault(str(k), glibc) != glibc:
+                raise ctx.fail(key, f"{k!r} has glibc {glibc} here and {out[str(k)]} in wheel_os_glibc")
+    return out
 
 
 def _flash_release(ctx: _Ctx, r: Mapping[str, Any], os_glibc: Mapping[str, Version]) -> FlashRelease:
@@ -629,7 +636,8 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
     ("flash_attn", "general"): frozenset({
         "build_env_vars", "cuda_archs", "cuda_archs_env_from", "cuda_archs_source", "fa3", "fa4",
         "main_branch_matrix", "prebuilt_sass", "runtime_check_history", "runtime_min_compute_capability",
-        "source", "wheel_cuda_tag_rule", "wheel_os_glibc", "wheel_os_glibc_source", "wheel_url"}),
+        "os_glibc", "os_glibc_source", "source", "wheel_cuda_tag_rule", "wheel_os_glibc", "wheel_os_glibc_source",
+        "wheel_url"}),
     ("flash_attn", "release"): frozenset({
         "default_flash_attn_cuda_archs", "fa3_readme", "git_tag", "git_tag_commit", "git_tag_date",
         "install_requires", "install_requires_source", "note",

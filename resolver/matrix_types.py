@@ -356,7 +356,8 @@ class Matrix:
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts
     extra: dict[str, object] = field(default_factory=dict)
     attention: tuple[AttentionRelease, ...] = ()  # FA3, flash-attn-4, SageAttention, flash-attn 1.x
-    os_glibc: dict[str, Version] = field(default_factory=dict)  # "ubuntu-22.04" -> 2.35 (flash_attn.toml wheel_os_glibc)
+    # "ubuntu-22.04" -> 2.35, "centos-7" -> 2.17 (flash_attn.toml wheel_os_glibc and os_glibc)
+    os_glibc: dict[str, Version] = field(default_factory=dict)
     driver_support: tuple[DriverSupport, ...] = ()  # gpus.toml [[driver_support]]: which driver branches drive a GPU
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:

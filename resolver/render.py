@@ -203,7 +203,8 @@ def print_upgrade(console: Console, report: UpgradeReport, current: Mapping[str,
         console.print(f"  note: {n}", markup=False, highlight=False)
     if report.nearest:
         console.print("nearest safe set: " + ", ".join(f"{k}=={v}" for k, v in sorted(report.nearest.items())
-                                                       if k in ("torch", "xformers", "flash-attn")),
+                                                       if k in ("torch", "xformers", "flash-attn")
+                                                       or v != report.proposed.get(k)),
                       markup=False, highlight=False)
 
 

@@ -20,7 +20,7 @@ the current versions (the solver ranks the closest first), then checked like any
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from packaging.version import InvalidVersion, Version
 
 from resolver import compat
 from resolver.candidates import torch_options
+from resolver.holds import contradicts, held_pins, within
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
 from resolver.passthrough import IndexProject, pin_others
@@ -270,10 +271,33 @@ def upgrade_request(current: Installed, matrix: Matrix, *, original: Sequence[st
     return dataclasses.replace(req, **changes)
 
 
+def _held(proposed: Mapping[str, str], matrix: Matrix) -> tuple[str, ...]:
+    """Return the packages of ``proposed`` that a hold of ``matrices/pins.toml`` bounds (numpy, beside torch<2.3),
+    pinned as proposed (``numpy==2.4.6``): kept or moved, the solver asks its hold check (``holds``) of them, as it
+    asks it of plan's ``numpy==2.4.6``."""
+    bound = {str(canonicalize_name(p.package)) for p in matrix.pins}
+    out = []
+    for name, version in sorted(proposed.items()):
+        if name in bound and name not in SOLVED:
+            try:
+                out.append(str(Requirement(f"{name}=={Version(version)}")))
+            except (InvalidVersion, InvalidRequirement):
+                continue
+    return tuple(out)
+
+
+def _with_others(request: Request, pins: Sequence[str]) -> Request:
+    """Return ``request`` with ``pins`` in place of the requirements on the packages they name."""
+    names = {str(canonicalize_name(Requirement(p).name)) for p in pins}
+    others = tuple(o for o in request.others if str(canonicalize_name(Requirement(o).name)) not in names)
+    return dataclasses.replace(request, others=(*others, *pins))
+
+
 def _pinned(request: Request, proposed: Mapping[str, str], matrix: Matrix) -> tuple[Request, list[str]]:
-    """Return ``request`` with the proposed torch / xformers / flash-attn pinned, and a note per version the
-    matrices do not know (left unchecked)."""
+    """Return ``request`` with the proposed torch / xformers / flash-attn pinned, and the packages a hold bounds
+    (``_held``), and a note per version the matrices do not know (left unchecked)."""
     notes: list[str] = []
+    request = _with_others(request, _held(proposed, matrix))
     changes: dict[str, Any] = {}
     for name, attr in (("torch", "torch"), ("xformers", "xformers"), ("flash-attn", "flash_attn")):
         version = proposed.get(name)
@@ -442,11 +466,38 @@ def _spelled(stack: Stack, names: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _within_holds(versions: dict[str, str], stack: Stack, matrix: Matrix,
+                  index: Callable[[list[str]], Mapping[str, IndexProject]] | None) -> tuple[dict[str, str], list[str]]:
+    """Return ``versions`` with each package a hold of ``stack`` contradicts (numpy 2.4.6 beside torch 2.1.0) moved
+    to the version plan pins inside the hold (``holds.within``, then ``passthrough.pin_others``: the newest release
+    on the index that installs on the target), and a note per package that could not be moved (no index answer)."""
+    target = stack.target
+    held = held_pins({p.name: p.version for p in stack.packages}, target.platform, matrix.pins)
+    bad = [t for t in _held(versions, matrix) if contradicts(t, held)]
+    if not bad:
+        return versions, []
+    names = [str(canonicalize_name(Requirement(t).name)) for t in bad]
+    narrowed = within(tuple(names), held)
+    answer = index(names) if index is not None else None
+    if answer is None:
+        return versions, [f"{t} contradicts {n}, which matrices/pins.toml holds for this torch: no version inside it "
+                          "was looked up (pass --index-url)" for t, n in zip(bad, narrowed)]
+    pinned, _, why = pin_others(narrowed, answer, target)
+    if why:
+        return versions, [f"{n} (held for this torch by matrices/pins.toml): {r.text}" for n, r in zip(narrowed, why)]
+    moved = {str(canonicalize_name(Requirement(p).name)): str(next(iter(Requirement(p).specifier)).version)
+             for p in pinned}
+    return versions | moved, []
+
+
 def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matrix, *, original: Sequence[str] = (),
-                  profiles: Sequence[str] = (), requirements: Sequence[str] = (), nearest: bool = True) -> UpgradeReport:
+                  profiles: Sequence[str] = (), requirements: Sequence[str] = (), nearest: bool = True,
+                  index: Callable[[list[str]], Mapping[str, IndexProject]] | None = None) -> UpgradeReport:
     """Return the verdict of moving ``current`` to ``proposed`` (name -> version) under the original request
     (``original`` lines and ``profiles``) and the new ``requirements``, one finding per problem; when it is not
-    safe (and ``nearest``), also the nearest safe set: the solve of that request closest to the current versions."""
+    safe (and ``nearest``), also the nearest safe set: the solve of that request closest to the current versions,
+    with a package a hold of it contradicts moved inside the hold, pinned from ``index`` (names -> the index's
+    answer, asked only then)."""
     prop = _canon(proposed)
     cur = _canon(current.versions)
     named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
@@ -460,7 +511,7 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
     found, notes = found + broken, notes + unknown
     verdict: Verdict = max((f.verdict for f in found), key=lambda v: _RANK[v], default="safe")
     checked = {p.name: p.version for p in stack.packages} if stack is not None else None
-    near_set = None
+    near_set, unmoved = None, False
     if nearest and solver_found and "torch" in prop:
         near = dataclasses.replace(request, prefer_wheels=True,
                                    near=tuple((k, v) for k, v in cur.items() if k in SOLVED and _known(k, v, matrix)))
@@ -468,9 +519,12 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
         if isinstance(result, Stack):
             names = set(prop) | {p.name for p in result.packages if p.name in SOLVED}
             trial = _torch_deps_follow(prop | _spelled(result, names), current.versions, requirements, matrix)
-            if not _verdict(current, trial, matrix, request)[0] and not _broken_requirements(current, trial,
-                                                                                             requirements)[0]:
+            trial, why = _within_holds(trial, result, matrix, index)
+            notes.extend(why)
+            unmoved = bool(why)
+            if not why and not _verdict(current, trial, matrix, request)[0] and \
+                    not _broken_requirements(current, trial, requirements)[0]:
                 near_set = trial
-        if near_set is None:
+        if near_set is None and not unmoved:
             notes.append("no set of versions in the matrices satisfies the request without a finding")
     return UpgradeReport(verdict, cur, prop, tuple(found), near_set, tuple(notes), checked)

@@ -209,6 +209,11 @@ def test_dockerfile_fleet_one_image_per_class_and_k8s_affinity(tmp_path: Path) -
         "Dockerfile.v100-sxm2-16gb-d535"]
     h100 = (tmp_path / "Dockerfile.h100-80gb-hbm3-d550").read_text()
     assert "#   NVIDIA H100 80GB HBM3 x16 on 2 nodes" in h100 and "Tesla T4 x4" not in h100
+    for written in tmp_path.iterdir():  # the build command each file prints builds that file, not ./Dockerfile
+        text = written.read_text()
+        assert f"docker buildx build --platform linux/amd64 -f {written.name} .\n" in text, written.name
+        assert f"build it with docker buildx build --platform linux/amd64 -f {written.name}\"" in text
+        assert "--platform linux/amd64 ." not in text
     k8s = run("dockerfile", "--fleet", K8S, "--python", "3.11", "--format", "k8s")
     assert k8s.exit_code == 0
     assert k8s.output.count("- matchExpressions:") == 4 and "node affinity for the fleet's image" in k8s.output
@@ -247,3 +252,66 @@ def test_docs_quote_the_fleet_summary_as_printed() -> None:
     assert len(summary) == 9
     for line in summary:
         assert line in doc, line
+
+
+def _centos_fleet(tmp_path: Path) -> str:
+    """The Kubernetes fixture with every node on CentOS 7 (glibc 2.17, matrices/flash_attn.toml os_glibc)."""
+    path = tmp_path / "centos.json"
+    path.write_text(Path(K8S).read_text().replace("Ubuntu 22.04.4 LTS", "CentOS Linux 7 (Core)"))
+    return str(path)
+
+
+@pytest.mark.parametrize("fleet, given, glibc", [
+    ("centos", [], ["--glibc", "2.17"]),  # the nodes' OS names their glibc: as one machine probed there
+    ("slurm", ["--driver", "550.54.15"], []),  # no OS: the assumption (2.28) and its note, as one described machine
+])
+def test_each_class_is_planned_as_one_machine_of_that_class_is(fleet: str, given: list[str], glibc: list[str],
+                                                              tmp_path: Path) -> None:
+    # A fleet class is a described target: it gets the glibc `gpustack plan` gives that node, so flash-attn's GitHub
+    # wheel (built on Ubuntu 22.04, glibc 2.35) is never planned for a CentOS 7 node.
+    source = _centos_fleet(tmp_path) if fleet == "centos" else SLURM
+    request = ["--python", "3.11", "flash-attn", "--prefer-wheels", "--json"]
+    result = run("plan", "--fleet", source, "--per-class", *given, *request)
+    data = json.loads(result.output)
+    planned = [c for c in data["classes"] if "plan" in c]
+    assert len(planned) == 2  # A100 and H100 (V100 and T4 cannot run flash-attn)
+    for c in planned:
+        node = c["class"]
+        driver = node["driver"] or "550.54.15"
+        alone = run("plan", "--gpu", node["name"], "--driver", driver, "--platform", node["platform"], *glibc, *request)
+        assert alone.exit_code == 0, alone.output
+        one = json.loads(alone.output)
+        assert c["plan"]["packages"] == one["packages"] and c["plan"]["steps"] == one["steps"], node["id"]
+        flash = next(p for p in one["packages"] if p["name"] == "flash-attn")
+        assert flash["method"] == "source"  # the ubuntu-22.04 wheel needs glibc 2.35
+        if fleet == "slurm":
+            assert any(n.startswith("glibc not given: assumed 2.28") for n in c["plan"]["notes"])
+        else:
+            assert "glibc 2.17: the nodes' OS (CentOS Linux 7 (Core); matrices/flash_attn.toml os_glibc); pass " \
+                   "--glibc X.Y for another" in c["plan"]["notes"]
+
+
+def test_one_fleet_lock_says_whose_glibc_it_is_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resolver.lock import loads
+
+    _no_network(monkeypatch)
+    pylock = tmp_path / "pylock.toml"
+    result = run("lock", "--fleet", _centos_fleet(tmp_path), "--python", "3.11", "xformers", "-o", str(pylock))
+    assert result.exit_code == 0, result.output
+    locked = loads(pylock.read_text())
+    assert locked.glibc == "2.17"
+    assert "glibc 2.17: the nodes' OS (CentOS Linux 7 (Core); matrices/flash_attn.toml os_glibc), the lowest of the " \
+           "fleet; pass --glibc X.Y for another" in locked.notes
+
+
+def test_class_lines_say_the_driver_the_class_was_planned_for() -> None:
+    result = run("plan", "--fleet", SLURM, "--driver", "550.54.15", "--python", "3.11", "--per-class", "xformers")
+    assert result.exit_code == 0, result.output
+    assert "driver unknown" not in result.output
+    assert "  class v100: V100 x8 on 1 node (compute capability 7.0, driver 550.54.15 (--driver), linux_x86_64)" \
+        in result.output.splitlines()
+    assert "Class v100: V100 x8 on 1 node (compute capability 7.0, driver 550.54.15 (--driver), linux_x86_64)" \
+        in result.output.splitlines()
+    bare = run("plan", "--fleet", SLURM, "--python", "3.11", "--per-class", "xformers")
+    assert "  class v100: V100 x8 on 1 node (compute capability 7.0, driver unknown, linux_x86_64)" \
+        in bare.output.splitlines()

@@ -205,3 +205,47 @@ def test_asking_for_xformers_moves_torch_to_its_pin_as_pip_would(tmp_path: Path)
     assert got.exit_code == 1 and data["proposed"]["torch"] == "2.10.0", data
     assert [f["kind"] for f in data["findings"]] == ["driver"], data
     assert not any("was asked" in f["reason"] for f in data["findings"])
+
+
+CPU311 = Target(gpus=(), python="3.11", platform="linux_x86_64")
+
+
+def test_a_torch_downgrade_under_a_numpy_hold_is_unsafe_as_plan_refuses_it(tmp_path: Path) -> None:
+    # s9 trial #4: torch<2.3 holds numpy<2 (matrices/pins.toml). plan refuses torch==2.1.0 beside numpy==2.4.6;
+    # check-upgrade of the same move over a set that keeps numpy 2.4.6 says so too, and its nearest safe set moves
+    # numpy inside the hold (the newest numpy<2 on the index, as plan pins it).
+    lock = _lock(tmp_path, CPU311, ("torch", "2.13.0+cpu"), ("numpy", "2.4.6"))
+    index = _index(tmp_path)
+    run = CliRunner().invoke
+    plan = run(main, ["plan", "--cpu", "--python", "3.11", "torch==2.1.0", "numpy==2.4.6", "--index-url", index])
+    assert plan.exit_code == 1 and "numpy==2.4.6 contradicts numpy<2" in plan.output, plan.output
+    got = run(main, ["check-upgrade", "torch==2.1.0", "--lock", str(lock), "--index-url", index, "--json"])
+    data = json.loads(got.output)
+    assert got.exit_code == 1 and data["verdict"] == "unsafe", data
+    assert [(f["package"], f["kind"]) for f in data["findings"]] == [("numpy", "hold")], data
+    assert "numpy==2.4.6 contradicts numpy<2" in data["findings"][0]["reason"]
+    near = data["nearest_safe"]
+    assert near["numpy"] == "1.26.4" and near["torch"].split("+")[0] == "2.1.0", near
+    again = run(main, ["plan", "--cpu", "--python", "3.11", f"torch=={near['torch']}", f"numpy=={near['numpy']}",
+                       "--index-url", index])
+    assert again.exit_code == 0, again.output
+    text = run(main, ["check-upgrade", "torch==2.1.0", "--lock", str(lock), "--index-url", index])
+    assert "nearest safe set: numpy==1.26.4, torch==2.1.0" in text.output, text.output
+    # torch 2.3 takes numpy 2: the same move to 2.3.0 keeps it and is safe
+    ok = run(main, ["check-upgrade", "torch==2.3.0", "--lock", str(lock), "--index-url", index])
+    assert ok.exit_code == 0 and ok.output.startswith("safe"), ok.output
+
+
+def test_a_cpu_build_over_a_gpu_target_is_refused_for_the_true_reason(tmp_path: Path) -> None:
+    # s9 trial #8: the +cpu torch of the set exists; what fails is that it drives no GPU. The reason said
+    # 'torch==2.13.0 has no +cpu build for linux_x86_64', which the set itself disproves.
+    lock = _lock(tmp_path, CPU311, ("torch", "2.13.0+cpu"), ("numpy", "2.4.6"))
+    got = CliRunner().invoke(main, ["check-upgrade", "xformers", "--lock", str(lock), "--gpu", "A100", "--driver",
+                                    "550.54.15", "--json"])
+    data = json.loads(got.output)
+    assert got.exit_code == 1 and [f["kind"] for f in data["findings"]] == ["variant"], data
+    reason = data["findings"][0]["reason"]
+    assert "torch==2.13.0+cpu cannot drive the A100" in reason and "has no +cpu build" not in reason, reason
+    assert data["nearest_safe"]["torch"].startswith("2.13.0+cu"), data
+    plan = CliRunner().invoke(main, ["plan", "--gpu", "A100", "--driver", "550.54.15", "torch==2.13.0+cpu"])
+    assert plan.exit_code == 1 and "torch==2.13.0+cpu cannot drive the A100" in plan.output, plan.output

@@ -218,3 +218,33 @@ def test_solve_and_check_upgrade_agree_on_every_flash_attn_release_and_torch_bui
     disagree = [(opt.version, str(f.version), *v) for target, opt, f in PAIRS
                 if (v := _pair_verdicts(target, opt, f))[0] != v[1]]
     assert len(PAIRS) > 1000 and disagree == [], disagree[:5]
+
+
+# --- a hold (matrices/pins.toml) has one answer: plan refuses the set iff check-upgrade calls the move unsafe ---------
+
+NUMPYS = ["1.26.4", "2.0.2", "2.4.6"]
+cpu_or_gpu = st.one_of(
+    st.builds(lambda python: Target(gpus=(), python=python, platform="linux_x86_64", source="given"),
+              st.sampled_from(["3.10", "3.11", "3.12"])),
+    st.builds(lambda gpu, driver, python: Target(gpus=(Gpu(*gpu),), python=python, platform="linux_x86_64",
+                                                 driver=parse_driver(driver), source="given"),
+              st.sampled_from(GPUS), st.sampled_from([d for d in DRIVERS if d]), st.sampled_from(["3.10", "3.11"])))
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cpu_or_gpu, st.sampled_from(TORCHES), st.sampled_from(NUMPYS))
+def test_plan_refuses_the_set_iff_check_upgrade_calls_the_move_unsafe(target: Target, torch: str, numpy: str) -> None:
+    try:
+        stack = solve(target, M, parse_request([], M))
+    except NoCompatibleStack:
+        return
+    current = upgrade.Installed(target, {**{p.name: p.version for p in stack.packages}, "numpy": numpy})
+    move = [f"torch=={torch}"]
+    report = upgrade.check_upgrade(current, upgrade.proposed_versions(current, move, M), M, requirements=move,
+                                   nearest=False)
+    pins = [f"{k}=={v.split('+')[0]}" for k, v in report.proposed.items()]  # the same set, asked of plan
+    plan_refuses = not feasible(target, M, parse_request(pins, M))
+    assert (report.verdict == "unsafe") == plan_refuses, (pins, report.findings)
+    if any(f.kind == "hold" for f in report.findings):  # the hold is the reason: without numpy, plan takes it
+        assert feasible(target, M, parse_request([p for p in pins if not p.startswith("numpy==")], M)), pins

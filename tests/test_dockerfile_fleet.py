@@ -137,8 +137,9 @@ def test_per_class_affinity_is_one_document_per_image(the_fleet: fleet.Fleet) ->
 
 
 def test_a_fleet_image_is_planned_for_its_images_glibc(tmp_path: Path) -> None:
-    # The fleet's nodes report no glibc, so the plan assumed 2.28 and the image (Ubuntu 22.04: glibc 2.35) built
-    # flash-attn from source where its GitHub wheel runs; as `dockerfile` without --fleet, it plans for the image's.
+    # The fleet's nodes run CentOS 7 (glibc 2.17), so their plan builds flash-attn from source; but what runs in the
+    # image is the image's glibc (Ubuntu 22.04: 2.35), where the GitHub wheel runs: as `dockerfile` without --fleet,
+    # it plans for the image's.
     from click.testing import CliRunner
 
     from resolver.cli import main
@@ -146,6 +147,8 @@ def test_a_fleet_image_is_planned_for_its_images_glibc(tmp_path: Path) -> None:
     nodes = json.loads(K8S.read_text())
     nodes["items"] = [n for n in nodes["items"]
                       if any(g in n["metadata"]["labels"].get("nvidia.com/gpu.product", "") for g in ("A100", "H100"))]
+    for n in nodes["items"]:
+        n["status"]["nodeInfo"]["osImage"] = "CentOS Linux 7 (Core)"
     ampere_up = tmp_path / "nodes.json"
     ampere_up.write_text(json.dumps(nodes))
     out = CliRunner().invoke(main, ["dockerfile", "--fleet", str(ampere_up), "torch==2.6.0", "flash-attn"])

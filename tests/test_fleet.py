@@ -309,3 +309,15 @@ def test_any_json_gives_a_fleet_or_one_line(matrix: Any, body: Any, shape: str) 
         fleet.parse(json.dumps(doc), "f.json", matrix)
     except BadInput as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("os_image, key", [
+    ("Ubuntu 22.04.4 LTS", "ubuntu-22.04"), ("CentOS Linux 7 (Core)", "centos-7"), ("CentOS Stream 9", "centos-9"),
+    ("Red Hat Enterprise Linux Server 7.9 (Maipo)", "rhel-7"), ("Red Hat Enterprise Linux 8.9 (Ootpa)", "rhel-8"),
+    ("Rocky Linux 9.3 (Blue Onyx)", "rocky-9"), ("Amazon Linux 2023.6.20241121", "amzn-2023"),
+    ("Amazon Linux 2", "amzn-2"), ("Debian GNU/Linux 12 (bookworm)", "debian-12"),
+    ("Bottlerocket OS 1.20.3 (aws-k8s-1.29-nvidia)", None), ("Red Hat Enterprise Linux CoreOS 414.92", None),
+])
+def test_an_os_image_names_the_os_whose_glibc_the_matrix_gives(os_image: str, key: str | None) -> None:
+    assert fleet.os_release_id(os_image) == key
+    assert key is None or key in load().os_glibc  # each OS read here has its glibc, with its source

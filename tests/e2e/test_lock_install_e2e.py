@@ -4,6 +4,8 @@ the environment holds."""
 
 from __future__ import annotations
 
+import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,57 @@ def test_install_lock_into_an_environment_that_is_then_exactly_the_lock_says_so(
     assert f"installed the 3 packages of {lock} exactly into {python}; it holds nothing else" in done.output, \
         done.output
     assert envstate.snapshot(str(python)).freeze() == LOCKED
+
+
+def test_a_lock_holding_an_sdist_says_so_and_uv_installs_it_as_its_header_says(up: Served, template_venv: Path,
+                                                                              tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # srconly is published as an sdist only: the lock holds that sdist, and its header said "every file is a hashed
+    # wheel". Each claim the header makes now is checked here with the real `uv pip install -r pylock.toml`.
+    import subprocess
+
+    from conftest import freeze
+    from resolver.uvbin import find_uv
+    from test_offline import HERE, download, write_plan
+
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed here")
+    lock = tmp_path / "pylock.toml"
+    done = gpustack("lock", "--cpu", "--python", HERE, "--platform", "linux_x86_64", "torch==2.13.0", "srconly",
+                    "--torch-index-url", up.torch_mirror, "--index-url", up.pypi, "-o", str(lock))
+    assert done.exit_code == 0, done.output
+    text = lock.read_text()
+    header = text[:text.index("lock-version")]
+    assert "hashed wheel" not in header, header
+    assert "installs it too (every file is hashed: wheels, and the sdists below)" in header, header
+    assert "# Locked as an sdist (no wheel for the target): srconly 1.0. Installers build it with\n" in header, header
+    assert "which this lock does not hold" in header, header
+    folder = tmp_path / "wheelhouse"  # what `gpustack download` gives for the same request: the build backend too
+    assert download(up, write_plan(up, tmp_path / "plan.json", "srconly"), folder).exit_code == 0
+    want = ["srconly==1.0", "tinypkg==1.0", "torch==2.13.0+cpu", "typing-extensions==4.12.2"]
+
+    def uv_install(name: str, *args: str, path: Path = lock) -> tuple[subprocess.CompletedProcess[str], Path]:
+        python = shutil.copytree(template_venv, tmp_path / name, symlinks=True) / "bin" / "python"
+        monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / f"uv-cache-{name}"))  # each builds srconly anew
+        return subprocess.run([uv, "pip", "install", "--python", str(python), "-r", str(path), *args],
+                              capture_output=True, text=True), python
+
+    base = freeze(template_venv / "bin" / "python")
+    # the build requirements are not in the lock: given nothing else, uv finds no fake-backend and installs nothing
+    bare, python = uv_install("bare")
+    assert bare.returncode != 0 and "fake-backend" in bare.stderr and "srconly" in bare.stderr, bare.stderr
+    assert freeze(python) == base
+    # given the index (or the downloaded folder), uv builds the sdist and installs exactly the lock
+    for name, args in (("index", ["--index-url", up.pypi]), ("folder", ["--no-index", "--find-links", str(folder)])):
+        ok, python = uv_install(name, *args)
+        assert ok.returncode == 0, ok.stderr
+        assert "Built srconly==1.0" in ok.stderr, ok.stderr
+        assert sorted(set(freeze(python)) - set(base)) == want
+    # the sdist is hashed: a lock whose sdist hash was changed is refused, nothing installed
+    sha = next(p["sdist"]["hashes"]["sha256"] for p in tomllib.loads(text)["packages"] if p["name"] == "srconly")
+    bad = tmp_path / "pylock.tampered.toml"  # uv reads a lock only by a PEP 751 name
+    bad.write_text(text.replace(sha, "0" * 64))
+    refused, python = uv_install("tampered", "--index-url", up.pypi, path=bad)
+    assert refused.returncode != 0 and "0" * 64 in refused.stderr and sha in refused.stderr, refused.stderr
+    assert freeze(python) == base

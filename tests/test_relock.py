@@ -1,0 +1,125 @@
+"""A bare re-lock (``gpustack lock -o FILE`` with no request) locks what FILE was made for: every option of ``lock``
+that changes what is locked is recorded in ``[tool.gpustack]`` and replayed (``lock.RECORDED_OPTIONS``,
+``cmd_lock.replayed_options``). Real CLI runs on empty ``file://`` mirrors: nothing is fetched, every hash is written
+as missing, and the plan alone decides the files."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from resolver.cli import main
+from resolver.cmd_lock import lock
+from resolver.lock import RECORDED_OPTIONS, loads
+
+# Every parameter of `lock`, by click name: where a lock records it (a bare re-lock replays it from there) ...
+RECORDED = {
+    "requirements": "request", "requirement_files": "request (the -r lines as solved)", "profiles": "profile",
+    "gpus": "target.gpus", "cpu": "target.gpus (none)", "python_version": "target.python",
+    "platform_tag": "target.platform", "python_exe": "target.python and target.platform (and glibc, detected)",
+    "driver": "driver", "glibc": "glibc", "with_deps": "deps",
+    **{name: name for name in RECORDED_OPTIONS},
+}
+# ... or why it does not change what is locked.
+NOT_RECORDED = {
+    "output": "where the lock is written",
+    "fmt": "the file's format; a requirements file is never re-locked (it is not a gpustack lock)",
+    "index_url": "where PyPI's files come from (a mirror, or $PIP_INDEX_URL): each package's index is in the lock, and a "
+                 "re-lock takes the mirror of the machine that runs it, as every command does; never its credentials",
+    "torch_index_url": "where download.pytorch.org's files come from: as --index-url",
+    "allow_insecure_index": "whether a plain-http mirror is accepted: as --index-url",
+    "matrix_dir": "hidden, for tests: where the matrices are read from",
+    "fleet": "the re-lock keeps the fleet's GPUs and driver from the lock's target (per-class floors: fleet locks)",
+    "per_class": "writes one lock per class, each re-locked on its own",
+}
+
+
+def test_every_option_of_lock_is_recorded_or_does_not_change_the_lock() -> None:
+    names = {p.name for p in lock.params}
+    assert names == set(RECORDED) | set(NOT_RECORDED), (
+        f"new option(s) of `lock`: {sorted(names - set(RECORDED) - set(NOT_RECORDED))}: record them "
+        "(lock.RECORDED_OPTIONS) so a bare re-lock replays them, or say here why they do not change the lock")
+    assert not set(RECORDED) & set(NOT_RECORDED)
+
+
+@pytest.fixture()
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Return mirror options pointing at empty ``file://`` folders (nothing is fetched, from anywhere)."""
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")) or name == "GPUSTACK_TORCH_INDEX_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "pypi").mkdir()
+    return ["--torch-index-url", (tmp_path / "torch").as_uri(), "--index-url", (tmp_path / "pypi").as_uri()]
+
+
+A100 = ["--gpu", "A100", "--driver", "535.216.01", "--python", "3.11", "--platform", "linux_x86_64", "--glibc", "2.35"]
+
+
+def _lock(args: list[str]) -> str:
+    result = CliRunner().invoke(main, ["lock", *args])
+    assert result.exit_code == 0, result.output
+    return result.stderr
+
+
+def _packages(path: Path) -> dict[str, tuple[str, str]]:
+    """Return each locked package's version and file (wheel, sdist or, for a missing hash, its URL)."""
+    locked = loads(path.read_text())
+    return {p.name: (p.version, p.url.rsplit("/", 1)[-1]) for p in (*locked.packages, *locked.missing)}
+
+
+@pytest.mark.parametrize("options, record, expect", [
+    # the trial's case: the flash-attn 2.8.3.post1 wheel for torch 2.8, never a 2.8.3.post2 source build
+    (["--prefer-wheels"], {"prefer_wheels": True},
+     {"flash-attn": ("2.8.3.post1", "flash_attn-2.8.3.post1+cu12torch2.8cxx11abiTRUE-cp311-cp311-linux_x86_64.whl"),
+      "torch": ("2.8.0+cu129", "")}),
+    # 2.8.3.post2 is unverified (matrices/flash_attn.toml): a re-lock stays on the verified 2.8.3.post1
+    (["--verified-only"], {"verified_only": True}, {"flash-attn": ("2.8.3.post1", "")}),
+    (["--nvcc", "12.4", "--upgrade"], {"nvcc": "12.4", "upgrade": True}, {}),
+])
+def test_a_bare_relock_replays_every_option_that_changed_the_lock(isolated: list[str], tmp_path: Path,
+                                                                  options: list[str], record: dict[str, object],
+                                                                  expect: dict[str, tuple[str, str]]) -> None:
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", *options, "--no-deps", *isolated, "-o", str(out)])
+    first = out.read_text()
+    got = _packages(out)
+    for name, (version, file) in expect.items():
+        assert got[name][0] == version and (not file or got[name][1] == file), got
+    said = _lock([*isolated, "-o", str(out)])  # no request, no target, no --no-deps: what the lock was made for
+    line = next(ln for ln in said.splitlines() if ln.startswith("re-locking"))
+    assert all(o in line.split() for o in options + ["--no-deps"]), line
+    assert out.read_text() == first  # the same plan, files and record: byte for byte
+    tool = tomllib.loads(first)["tool"]["gpustack"]
+    assert tool["deps"] is False
+    assert {k: tool[k] for k in RECORDED_OPTIONS if k in tool} == record
+
+
+def test_options_given_to_a_relock_are_kept_with_the_recorded_ones(isolated: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", "--verified-only", "--no-deps", *isolated, "-o", str(out)])
+    _lock(["--prefer-wheels", *isolated, "-o", str(out)])
+    locked = loads(out.read_text())
+    assert locked.options == {"verified_only": True, "prefer_wheels": True} and locked.request == ("flash-attn",)
+
+
+@pytest.mark.parametrize("key, value, what", [
+    ("prefer_wheels", '"yes"', "true or false"),
+    ("nvcc", '"twelve"', "a CUDA version such as 12.4"),
+])
+def test_a_bad_recorded_option_is_bad_input_naming_it(isolated: list[str], tmp_path: Path, key: str, value: str,
+                                                      what: str) -> None:
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", "--no-deps", *isolated, "-o", str(out)])
+    text = out.read_text().replace("deps = false\n", f"deps = false\n{key} = {value}\n")
+    out.write_text(text)
+    result = CliRunner().invoke(main, ["install", "--lock", str(out), "--dry-run"])
+    assert result.exit_code == 2 and f"tool.gpustack.{key}" in result.stderr and what in result.stderr, result.stderr
+    assert out.read_text() == text
