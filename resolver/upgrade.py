@@ -35,6 +35,7 @@ from resolver.holds import contradicts, held_pins, within
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
 from resolver.passthrough import IndexProject, pin_others
+from resolver.refusal import Refusal
 from resolver.models import PackageChoice, Stack, Target, format_driver, marker_environment
 from resolver.request import SOLVED, Request, parse_request
 from resolver.solve import solve
@@ -404,9 +405,19 @@ def _rebuilds(current: Installed, stack: Stack, matrix: Matrix) -> list[Finding]
     return found
 
 
-def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
-             request: Request) -> tuple[list[Finding], list[str], Stack | None]:
-    """Return the findings of moving ``current`` to ``proposed`` under ``request``, notes, and the solved set."""
+def _finding(r: Refusal, implied: str | None) -> Finding:
+    """Return the solver's refusal ``r`` as an unsafe finding. An xformers that pins the old torch against a torch
+    the requirements did not name says what moved torch (``implied``), not "torch==2.2.0 was asked"."""
+    if implied is not None and r.kind == "torch_pin" and {"spec", "pins", "version"} <= set(r.facts):
+        return Finding(r.package, "unsafe", f"xformers{r.facts['spec']} pins torch{r.facts['pins']} (xformers "
+                                            f"{r.facts['version']}); {implied}", r.kind)
+    return Finding(r.package, "unsafe", r.text, r.kind)
+
+
+def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix, request: Request,
+             implied: str | None = None) -> tuple[list[Finding], list[str], Stack | None]:
+    """Return the findings of moving ``current`` to ``proposed`` under ``request``, notes, and the solved set;
+    ``implied``: why torch moves when no requirement named it (``_why_torch_moves``)."""
     if "torch" not in proposed:
         return [], ["no torch in the set: nothing to check"], None
     if not _known("torch", proposed["torch"], matrix):
@@ -414,7 +425,7 @@ def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
     pinned, notes = _pinned(request, proposed, matrix)
     result, found, assumed = _solve_for(current, matrix, pinned)
     if not isinstance(result, Stack):
-        return [Finding(r.package, "unsafe", r.text, r.kind) for r in result.refusals], notes, None  # ordered by NoCompatibleStack
+        return [_finding(r, implied) for r in result.refusals], notes, None  # ordered by NoCompatibleStack
     return found + _rebuilds(current, result, matrix), notes + assumed, result
 
 
@@ -490,6 +501,21 @@ def _within_holds(versions: dict[str, str], stack: Stack, matrix: Matrix,
     return versions | moved, []
 
 
+def _why_torch_moves(current: Installed, proposed: Mapping[str, str], matrix: Matrix, original: Sequence[str],
+                     profiles: Sequence[str], requirements: Sequence[str]) -> str:
+    """Return why the requirements (none naming torch) move torch: "flash-attn==2.8.3 moves torch to 2.2.0" and the
+    solver's refusal of the requirements with the current torch kept, when it refuses."""
+    cur, new = _canon(current.versions)["torch"], _base(proposed["torch"])
+    text = f"{', '.join(requirements)} moves torch to {new}"
+    if not _known("torch", cur, matrix):
+        return text
+    kept = upgrade_request(current, matrix, original=original, profiles=profiles,
+                           requirements=(*requirements, f"torch=={_base(cur)}"))
+    result = _solve(current.target, matrix, kept)
+    why = [r.text for r in result.refusals if r.package != "xformers"] if not isinstance(result, Stack) else []
+    return f"{text} ({why[0]})" if why else text
+
+
 def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matrix, *, original: Sequence[str] = (),
                   profiles: Sequence[str] = (), requirements: Sequence[str] = (), nearest: bool = True,
                   index: Callable[[list[str]], Mapping[str, IndexProject]] | None = None) -> UpgradeReport:
@@ -503,9 +529,12 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
     named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
     if requirements and "torch" not in named and "torch" in cur and "torch" in prop and \
             _base(prop["torch"]) != _base(cur["torch"]):
+        implied = _why_torch_moves(current, prop, matrix, original, profiles, requirements)
         requirements = (*requirements, "torch")  # moved by what was asked (xformers' pin): the original bound goes
+    else:
+        implied = None
     request = upgrade_request(current, matrix, original=original, profiles=profiles, requirements=requirements)
-    found, notes, stack = _verdict(current, prop, matrix, request)
+    found, notes, stack = _verdict(current, prop, matrix, request, implied)
     solver_found = bool(found)  # a move of torch, xformers or flash-attn can answer only these
     broken, unknown = _broken_requirements(current, prop, requirements)
     found, notes = found + broken, notes + unknown

@@ -249,3 +249,19 @@ def test_a_cpu_build_over_a_gpu_target_is_refused_for_the_true_reason(tmp_path: 
     assert data["nearest_safe"]["torch"].startswith("2.13.0+cu"), data
     plan = CliRunner().invoke(main, ["plan", "--gpu", "A100", "--driver", "550.54.15", "torch==2.13.0+cpu"])
     assert plan.exit_code == 1 and "torch==2.13.0+cpu cannot drive the A100" in plan.output, plan.output
+
+
+def test_a_torch_moved_by_the_request_is_said_to_be_implied_not_asked(tmp_path: Path) -> None:
+    # s9 trial #6 / s7 #15: flash-attn==2.8.3 needs torch >= 2.2; the kept xformers pins torch 2.1.0. The user asked
+    # no torch: the finding says what moved it and why, never "torch==2.2.0 was asked".
+    a100 = Target(gpus=(Gpu("NVIDIA A100-SXM4-80GB", ComputeCapability(8, 0)),), python="3.10",
+                  platform="linux_x86_64")
+    lock = _lock(tmp_path, a100, ("torch", "2.1.0+cu121"), ("xformers", "0.0.22.post7"), ("flash_attn", "2.7.3"),
+                 request=["torch==2.1.0", "xformers", "flash-attn"], driver="550.54.15")
+    got = CliRunner().invoke(main, ["check-upgrade", "flash-attn==2.8.3", "--lock", str(lock), "--json"])
+    data = json.loads(got.output)
+    assert got.exit_code == 1 and data["proposed"]["torch"] == "2.2.0", data
+    reasons = [f["reason"] for f in data["findings"] if f["kind"] == "torch_pin"]
+    assert reasons and not any("was asked" in r for r in reasons), data["findings"]
+    assert "flash-attn==2.8.3 moves torch to 2.2.0 (flash-attn 2.8.3 with torch 2.1.0+cu121: needs torch >= 2.2)" \
+        in reasons[0], reasons

@@ -369,3 +369,19 @@ def test_no_python_serves_the_torch_bound_so_the_newest_torch_for_this_python_is
     (alt,) = _texts(data)
     assert alt.startswith("torch==2.14.1+cu126: the newest torch with linux_aarch64 wheels for Python 3.11"), alt
     _planned(*args, "torch==2.14.1+cu126")
+
+
+def test_a_refusal_names_the_binding_conflict_and_offers_what_solves() -> None:
+    # s9 trial #6: torch 2.1.0 + xformers + flash-attn 2.8.3 printed eight "xformers 0.0.3x requires torch==..." lines
+    # and nothing to do, though xformers 0.0.22.post7 fits torch 2.1.0: flash-attn 2.8.3 (torch >= 2.2) binds.
+    target = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10"]
+    data = _refused(*target, "torch==2.1.0", "xformers", "flash-attn==2.8.3")
+    assert {r["package"] for r in data["refusals"]} == {"flash-attn"}, data["refusals"]  # type: ignore[attr-defined]
+    assert any("needs torch >= 2.2" in r for r in data["reasons"]), data["reasons"]  # type: ignore[attr-defined]
+    texts = _texts(data)
+    assert any(t.startswith("torch==2.2.0 takes flash-attn==2.8.3") for t in texts), texts
+    assert any(t.startswith("flash-attn==2.7.3 works with the rest") for t in texts), texts
+    # each alternative, asked as printed, plans
+    for asked in (["torch==2.2.0", "xformers", "flash-attn==2.8.3"], ["torch==2.1.0", "xformers", "flash-attn==2.7.3"]):
+        got = CliRunner().invoke(main, ["plan", *target, *asked])
+        assert got.exit_code == 0, (asked, got.output)
