@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.errors import InvalidMatrix
-from resolver.matrix_types import AttentionRelease
+from resolver.matrix_types import AttentionRelease, git_ref, is_commit
 from resolver.models import ComputeCapability
 
 __all__ = ["ATTENTION_KEYS", "parse_rows"]
@@ -19,7 +19,7 @@ __all__ = ["ATTENTION_KEYS", "parse_rows"]
 # Every key a ``[[release]]`` row may hold (``matrix_rows.check_keys`` refuses any other). The values of the maps
 # ``build_env``, ``arch_min_cuda`` and ``extras`` have free keys.
 ATTENTION_KEYS = frozenset({
-    "arch_env", "arch_min_cuda", "backend", "build_archs", "build_env", "cuda_majors", "deps",
+    "arch_env", "arch_min_cuda", "backend", "build_archs", "build_env", "commit", "cuda_majors", "deps",
     "deps_cuda12", "deps_cuda13", "diffusers", "extras", "family", "generation", "index", "max_cc_major",
     "method", "min_cc", "min_cuda", "min_torch", "module", "name", "note", "platforms", "pypi",
     "requirement_name", "requires_python", "source", "title", "unverified", "url", "version"})
@@ -88,12 +88,22 @@ def _row(r: Mapping[str, Any], i: int) -> AttentionRelease:
             raise _fail(i, "build_env", f"{unknown[0]} is not a build variable plans may set (resolver/schema.py)")
         if method == "source" and "url" not in r and "index" not in r:
             raise _fail(i, "url", "a source release needs a url or an index holding its sdist")
+        commit = r.get("commit")
+        url = r.get("url")
+        if commit is not None and not is_commit(commit):
+            raise _fail(i, "commit", f"expected a full commit hash (40 hex digits), got {commit!r}")
+        if isinstance(url, str) and url.startswith("git+"):
+            ref = git_ref(url)
+            if ref is None or (not is_commit(ref) and commit is None):
+                raise _fail(i, "commit", "a git url needs the full commit hash its ref names (git rev-parse "
+                                         "REF^{commit}), with its source: a lock records it (PEP 751 commit-id)")
+            commit = commit or ref
         return AttentionRelease(
             name=str(canonicalize_name(text("name"))), version=Version(text("version")), title=text("title"),
             family=text("family"), generation=generation, module=text("module"), backend=text("backend"),
             method=method, min_cc=cc(text("min_cc"), "min_cc"), requires_python=SpecifierSet(text("requires_python")),
             platforms=_str_list(r, "platforms", i), source=text("source"),
-            index=r.get("index"), url=r.get("url"), requirement_name=r.get("requirement_name"),
+            index=r.get("index"), url=url, requirement_name=r.get("requirement_name"), commit=commit,
             max_cc_major=max_major, build_archs=tuple(cc(a, "build_archs") for a in _str_list(r, "build_archs", i)),
             arch_min_cuda={k: Version(v) for k, v in _str_map(r, "arch_min_cuda", i).items()},
             min_cuda=version("min_cuda"), cuda_majors=tuple(majors), min_torch=version("min_torch"),

@@ -384,7 +384,7 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
     if plan_file:  # the plan names its target; the mirrors still apply to its indexes
         _refuse_ignored(f"--plan {plan_file}", "downloads", _planning_options_given(set(), keep=frozenset({"index_url"})),
                         "plan --json")
-    from resolver.download import download_argvs, sdist_only
+    from resolver.download import download_argvs, resolve_closure, sdist_dependencies, sdist_only, sdist_said
 
     from resolver.lock_resolve import declared_requires
     from resolver.pipeline import load_matrix
@@ -398,26 +398,33 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
         matrix = ctx.matrix  # the one the plan was solved with
     plan = with_mirrors(plan, *mirrors)
     sources = Sources(allow_insecure=allow_insecure_index)
+    if not dry_run:
+        _refuse_silent_hosts(plan)  # before anything reads them (the resolution below would retry a dead host)
     sdists = sdist_only(plan)
+    from resolver.models import PYPI_SIMPLE
+
+    closure = resolve_closure(plan, matrix, mirrors[1] or PYPI_SIMPLE)  # the lock's answer: its dependency sdists
+    deps = sdist_dependencies(plan, closure)
+    said = {**sdists, **{s.package: sdist_said(s.package, closure[n].version, plan.stack.target, "a dependency")
+                         for n, s in deps.items()}}
     argvs = download_argvs(plan, os.path.abspath(dest), sources, write=not dry_run,
-                           requires=declared_requires(plan, matrix), sdists=sdists)
+                           requires=declared_requires(plan, matrix), sdists=sdists, closure=closure)
     if dry_run:
         for argv in argvs:
             line(console(), Command(argv, {}, "").shell(), exact=True)
-        for said in sdists.values():
-            line(console(), f"# {said} (its build requirements and dependencies, read from the sdist, as wheels "
+        for text in said.values():
+            line(console(), f"# {text} (its build requirements and dependencies, read from the sdist, as wheels "
                             "for the target)")
         return
-    _refuse_silent_hosts(plan)
     os.makedirs(dest, exist_ok=True)
     started = time.monotonic()
     for argv in argvs:
         _err("$ " + " ".join(argv))
         _subprocess.run(argv, timeout=3600)
-    for step in plan.steps:
-        if step.action == "install" and step.package in sdists:
+    for step in [*plan.steps, *deps.values()]:
+        if step.action == "install" and step.package in said:
             _download_sdist_needs(plan, os.path.abspath(dest), step, sources)
-            _err(sdists[step.package])
+            _err(said[step.package])
     files = sorted(os.listdir(dest))
     _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
          f"gpustack install ... --find-links {dest} --offline")

@@ -88,6 +88,16 @@ def replayed_options(previous: Any, opts: PlanOptions) -> PlanOptions:
         keep["glibc"] = parse_glibc(previous.glibc)
     recorded = PlanOptions.from_cli({k: v for k, v in previous.options.items() if k in RECORDED_OPTIONS})
     keep.update({k: getattr(recorded, k) for k in previous.options if k in RECORDED_OPTIONS and not getattr(opts, k)})
+    if previous.fleet is not None and not (opts.target_given or opts.fleet):
+        # A fleet lock: each class planned again for its own GPU, driver, platform and OS (fleet.Fleet.from_record),
+        # not every GPU for the fleet's lowest driver; the --driver and --glibc given for the fleet, if any.
+        fleet = previous.fleet
+        keep.update(fleet="the lock", fleet_record=fleet,
+                    driver=opts.driver or (parse_driver_option(fleet["driver"]) if fleet.get("driver") else None),
+                    glibc=opts.glibc or (parse_glibc(fleet["glibc"]) if fleet.get("glibc") else None))
+        if opts.python_exe is None:
+            keep["python_version"] = opts.python_version or previous.target.python
+        return dataclasses.replace(opts, **keep)
     keep.update(_lock_target(previous, opts))
     return dataclasses.replace(opts, **keep)
 
@@ -102,12 +112,28 @@ def _recorded_options(opts: PlanOptions, plan: Plan) -> dict[str, str | bool]:
     return {k: v for k, v in values.items() if isinstance(v, (str, bool)) and v}
 
 
+def _fleet_record(ctx: Context, opts: PlanOptions) -> dict[str, Any] | None:
+    """Return what a lock of one stack for a fleet records of it (``fleet.Fleet.record``, with the --driver and
+    --glibc given for its classes); ``None`` for any other lock (a --per-class lock is one class's target)."""
+    from resolver.models import format_driver
+
+    if ctx.fleet is None or opts.per_class:
+        return None
+    given = {"driver": format_driver(opts.driver) if opts.driver is not None else None,
+             "glibc": str(opts.glibc) if opts.glibc is not None else None}
+    return ctx.fleet.record() | {k: v for k, v in given.items() if v is not None}
+
+
 def _described(opts: PlanOptions, with_deps: bool = True) -> str:
     """Return the target and options a re-lock is for, as the command line says them (``--gpu 'NVIDIA H100'
     --driver ... --prefer-wheels``)."""
     from resolver.models import format_driver
 
     parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
+    if opts.fleet_record is not None:  # each class of the recorded fleet, for its own driver
+        classes = opts.fleet_record["classes"]
+        parts.append(f"the fleet it was locked for ({len(classes)} class{'es' if len(classes) != 1 else ''}: "
+                     + ", ".join(f"{c['name']} driver {c.get('driver') or 'as --driver'}" for c in classes) + ")")
     if opts.driver is not None:
         parts.append(f"--driver {format_driver(opts.driver)}")
     if opts.python_version:
@@ -296,7 +322,7 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
     glibc = t.glibc if not t.glibc_assumed else None  # recorded only when known (given or detected)
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
                           glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved),
-                          options=_recorded_options(opts, plan))
+                          options=_recorded_options(opts, plan), fleet=_fleet_record(ctx, opts))
     if fmt == "requirements":
         text = requirements_text(lock_mod.loads(text))
     return text, (f"{len(files)} package{'s' if len(files) != 1 else ''}, {len(warnings)} without a hash")

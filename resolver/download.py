@@ -4,7 +4,13 @@
 A pass-through requirement whose pinned release has no wheel for the target, only an sdist (``sdist_only``: the
 index read as ``plan`` reads it), is downloaded as that sdist, then what building and installing it on the target
 takes (``sdist_needs``: its ``[build-system] requires`` and its dependencies), as wheels for the target: the offline
-install builds it there. (pip's ``--only-binary=:all:``, which a download for another target needs, skipped it.)"""
+install builds it there. (pip's ``--only-binary=:all:``, which a download for another target needs, skipped it.)
+
+A dependency of a pass-through package that is published as an sdist only stopped pip's download of that package
+("No matching distribution", ``--only-binary=:all:`` again). Which files the plan's packages pull in on the target
+is the lock's question (``lock_resolve.resolve``, which takes an sdist where no wheel fits): when its answer holds
+such sdists (``sdist_dependencies``), the pass-through packages are downloaded without their dependencies, the
+resolved wheels by their URLs, and each sdist as a pass-through sdist is, with what building it takes."""
 
 from __future__ import annotations
 
@@ -12,12 +18,18 @@ import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resolver.inputs import check_argument
 from resolver.installers import Sources
 from resolver.models import Plan, Step, Target
 
-__all__ = ["platform_args", "download_argvs", "sdist_only", "sdist_needs", "sdist_deps_argv", "find_sdist"]
+if TYPE_CHECKING:
+    from resolver.lock import LockedFile
+    from resolver.matrix_types import Matrix
+
+__all__ = ["platform_args", "download_argvs", "sdist_only", "sdist_needs", "sdist_deps_argv", "find_sdist",
+           "resolve_closure", "sdist_dependencies", "sdist_said"]
 
 
 def platform_args(target: Target) -> list[str]:
@@ -36,24 +48,60 @@ def _for_target(t: Target) -> list[str]:
     return ["--only-binary=:all:", *platform_args(t), "--python-version", t.python, "--implementation", "cp"]
 
 
+def _passthrough(plan: Plan, step: Step) -> bool:
+    """Whether ``step`` installs a requirement gpustack does not solve (not in the stack), with its dependencies."""
+    return step.action == "install" and not step.no_deps and step.package not in {c.name for c in plan.stack.packages}
+
+
+def resolve_closure(plan: Plan, matrix: Matrix | None, default_index: str) -> dict[str, LockedFile]:
+    """Return the file of every package the plan's install steps pull in on its target, as ``gpustack lock``
+    resolves them (``lock_resolve.resolve``: uv, an sdist where no wheel fits), when the plan has a pass-through
+    step that brings its dependencies (the solved packages' own are wheels pip downloads itself); else, or when the
+    resolution fails (pip's download then says what it cannot find), nothing."""
+    if not any(_passthrough(plan, s) for s in plan.steps):
+        return {}
+    from resolver.errors import GpuStackError
+    from resolver.lock_resolve import resolve
+    from resolver.plan import plan_constraints
+
+    try:
+        return resolve(plan, plan_constraints(plan), default_index=default_index, matrix=matrix)
+    except GpuStackError:
+        return {}
+
+
+def sdist_dependencies(plan: Plan, files: Mapping[str, LockedFile]) -> dict[str, Step]:
+    """Return, by canonical name, a pinned install step (from the index it was resolved on) of each package of
+    ``files`` (``resolve_closure``) taken as an sdist that is not a step of the plan: a dependency with no wheel for
+    the target."""
+    from packaging.utils import canonicalize_name
+
+    steps = {canonicalize_name(s.package) for s in plan.steps}
+    return {name: Step("install", f.name, f"{f.name}=={f.version}", index_url=f.index, no_deps=True)
+            for name, f in sorted(files.items()) if f.kind == "sdist" and canonicalize_name(name) not in steps}
+
+
 def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = True,
                    requires: Mapping[str, Sequence[str]] | None = None,
-                   sdists: Collection[str] = ()) -> list[list[str]]:
+                   sdists: Collection[str] = (), closure: Mapping[str, LockedFile] | None = None) -> list[list[str]]:
     """Return the ``pip download`` commands that put every file of ``plan`` (for its target) into ``dest``
     (constraint files are written only when ``write``: a dry run writes nothing). ``requires`` holds, by build
     step package, what the built wheel will declare (``lock_resolve.declared_requires``, the matrix's record): the
     install takes those with the built wheel, torch held, so they are downloaded for the target too (less torch,
     which its own step brings). A step package in ``sdists`` (``sdist_only``) is downloaded as its sdist alone;
-    ``sdist_deps_argv`` then fetches what it needs."""
+    ``sdist_deps_argv`` then fetches what it needs. ``closure`` (``resolve_closure``) holding a dependency sdist
+    (``sdist_dependencies``): the pass-through steps are downloaded ``--no-deps``, the closure's other wheels by
+    URL, and each such sdist alone (then ``sdist_deps_argv``)."""
     from resolver.installers import source_args
     t = plan.stack.target
     pip = _pip(dest)
     target = _for_target(t)
     torch = plan.stack.get("torch")
+    dep_sdists = sdist_dependencies(plan, closure or {})
     argvs = []
-    for step in plan.steps:
+    for step in [*plan.steps, *dep_sdists.values()]:
         where = source_args(step, sources)
-        if step.action == "install" and step.package in sdists:
+        if step.action == "install" and (step.package in sdists or step in dep_sdists.values()):
             # --no-binary of this one name (as for a build step): ':all:' would refuse its build backend's wheel
             # too (pip builds its metadata, in an isolated environment)
             argvs.append([*pip, "--no-deps", "--no-binary", _canonical(step.package), *where,
@@ -70,8 +118,17 @@ def download_argvs(plan: Plan, dest: str, sources: Sources, *, write: bool = Tru
             continue
         req = f"{step.package} @ {step.url}" if step.url else step.requirement
         constraints = [a for c in step.constraints for a in ("-c", _write_constraint(dest, c, write))]
-        argvs.append([*pip, *target, *(["--no-deps"] if step.no_deps else []), *constraints, *where,
+        no_deps = step.no_deps or bool(dep_sdists) and _passthrough(plan, step)  # its dependencies: the closure's
+        argvs.append([*pip, *target, *(["--no-deps"] if no_deps else []), *constraints, *where,
                       check_argument(req, "requirement")])
+    if dep_sdists:
+        from packaging.utils import canonicalize_name
+
+        steps = {canonicalize_name(s.package) for s in plan.steps}
+        wheels = [f.url for n, f in sorted((closure or {}).items()) if f.kind == "wheel" and f.url
+                  and canonicalize_name(n) not in steps]
+        if wheels:
+            argvs.append([*pip, *target, "--no-deps", *(check_argument(u, "requirement") for u in wheels)])
     return argvs
 
 
@@ -130,9 +187,15 @@ def sdist_only(plan: Plan) -> dict[str, str]:
             except InvalidVersion:
                 continue
             if any(f.tags is None for f in files) and not any(f.tags and f.tags & accepted for f in files):
-                found[package] = (f"{name} {version} has no wheel for the target (Python {t.python}, {t.platform}), "
-                                  f"only an sdist: downloaded it with what building it takes; the install builds it")
+                found[package] = sdist_said(name, version, t)
     return found
+
+
+def sdist_said(name: str, version: str, t: Target, why: str = "") -> str:
+    """Return what ``download`` says of an sdist it fetched with what building it takes (``why``: ``"a dependency"``
+    for one of ``sdist_dependencies``)."""
+    return (f"{name} {version}{f' ({why})' if why else ''} has no wheel for the target (Python {t.python}, "
+            f"{t.platform}), only an sdist: downloaded it with what building it takes; the install builds it")
 
 
 def find_sdist(dest: str, requirement: str) -> Path | None:

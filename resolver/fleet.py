@@ -174,6 +174,29 @@ class Fleet:
                 "skipped": [{"node": n, "why": w} for n, w in self.skipped], "read": list(self.labels),
                 "notes": self.all_notes(driver)}
 
+    def record(self) -> dict[str, Any]:
+        """Return what a lock records of the fleet it was made for (``[tool.gpustack.fleet]``), so that a bare re-lock
+        plans each class again for its own GPU, driver, platform and OS (``from_record``)."""
+        classes = [{k: v for k, v in c.to_dict().items() if k != "products" and v is not None}
+                   | ({"memory_mib": c.gpu.memory_mib} if c.gpu.memory_mib else {}) for c in self.classes]
+        return {"origin": self.origin, "kind": self.kind, "classes": classes}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], where: str) -> Fleet:
+        """Return the fleet a lock recorded (``record``; checked by ``lock_schema``), read from the lock ``where``."""
+        classes = []
+        for c in record["classes"]:
+            gpu = Gpu(str(c["name"]), ComputeCapability.parse(str(c["compute_capability"])), c.get("memory_mib"))
+            driver = Version(str(c["driver"])) if c.get("driver") else None
+            names = [str(n) for n in c["nodes"]]
+            count = int(c["gpus"])
+            each = [count // len(names) + (1 if i < count % len(names) else 0) for i in range(len(names))]
+            nodes = tuple(Node(n, gpu.name, gpu, k, str(c["platform"]), driver, c.get("os"), str(c["mig"]))
+                          for n, k in zip(names, each))
+            classes.append(GpuClass(gpu, driver, str(c["platform"]), c.get("os"), str(c["mig"]), nodes))
+        return cls(str(record["origin"]), str(record["kind"]), tuple(classes), labels=(f"{where}'s [tool.gpustack.fleet]",),
+                   driver_unknown=any(c.driver is None for c in classes))
+
     def class_ids(self) -> list[str]:
         """Return a distinct file-name-safe id per class (its slug, numbered when two classes share one)."""
         ids: list[str] = []

@@ -244,7 +244,9 @@ def _fleet_context(requirements: Sequence[str], opts: PlanOptions) -> tuple[Flee
     m = load_matrix(opts)
     request = request_from(requirements, opts, m)  # bad requirements first: before running kubectl or scontrol
     # each class's C library, decided as for one machine: --glibc, else its nodes' OS's, else the assumption
-    the_fleet = with_glibc(read_fleet(opts.fleet, m), opts.glibc, m)
+    read = Fleet.from_record(opts.fleet_record, opts.fleet) if opts.fleet_record is not None else \
+        read_fleet(opts.fleet, m)
+    the_fleet = with_glibc(read, opts.glibc, m)
     python = opts.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     platform = the_fleet.classes[0].platform
     first = the_fleet.classes[0]

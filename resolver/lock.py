@@ -119,6 +119,7 @@ class LockedPlan:
     glibc: str | None = None  # the target's glibc, when known
     deps: bool = True  # whether the dependencies were locked too (``lock --no-deps``: only the plan's packages)
     options: Mapping[str, str | bool] = field(default_factory=dict)  # RECORDED_OPTIONS the lock was made with
+    fleet: Mapping[str, Any] | None = None  # a fleet lock's fleet (``fleet.Fleet.record``): each class it serves
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -157,13 +158,33 @@ def _upload_time(text: str | None) -> datetime | None:
         return None
 
 
-def _package(f: LockedFile, tool: dict[str, Any]) -> Package:
-    """Return the pylock ``Package`` of one hashed file."""
+def _vcs(f: LockedFile, matrix: Matrix | None) -> PackageVcs:
+    """Return the ``[packages.vcs]`` of a git source ``git+URL@REF[#subdirectory=DIR]``: ``requested-revision`` the
+    ref asked for (a tag), ``commit-id`` the full commit hash it names, which PEP 751 requires and uv checks (the
+    matrices record it: ``Matrix.git_commit``). ``BadInput`` for a git source whose commit is not known: never a
+    lock uv cannot read."""
+    from resolver.matrix_types import git_ref, is_commit
+
+    bare, _, fragment = f.url.removeprefix("git+").partition("#")
+    ref = git_ref(f.url)
+    url = bare.rpartition("@")[0] if ref is not None else bare
+    subdirectory = next((v for k, _, v in (p.partition("=") for p in fragment.split("&")) if k == "subdirectory"), None)
+    commit = matrix.git_commit(f.name, f.version, ref) if matrix is not None and ref else None
+    commit = commit or (ref if is_commit(ref) else None)
+    if commit is None:
+        raise BadInput(f"{f.name} {f.version}: its git source {f.url} names no commit hash the matrices know (a PEP 751 "
+                       "lock needs the full hash: uv refuses a tag); lock without it, or install it with `gpustack "
+                       "install`; nothing written")
+    return PackageVcs(type="git", url=url, requested_revision=ref if ref != commit else None, commit_id=commit,
+                      subdirectory=subdirectory)
+
+
+def _package(f: LockedFile, tool: dict[str, Any], matrix: Matrix | None = None) -> Package:
+    """Return the pylock ``Package`` of one hashed file (``matrix``: the commit of a git source)."""
     hashes = {"sha256": f.sha256 or ""}
     common: dict[str, Any] = {"name": canonicalize_name(f.name), "version": Version(f.version), "tool": {"gpustack": tool}}
     if f.kind == "vcs":
-        url, _, commit = f.url.removeprefix("git+").rpartition("@")
-        return Package(**common, vcs=PackageVcs(type="git", url=url, commit_id=commit or "HEAD"))
+        return Package(**common, vcs=_vcs(f, matrix))
     dist: dict[str, Any] = {"name": f.filename, "url": f.url, "hashes": hashes, "size": f.size,
                             "upload_time": _upload_time(f.upload_time)}
     if f.kind == "sdist":
@@ -182,7 +203,8 @@ def _strip_none(value: Any) -> Any:
 
 def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None = None,
           request: Sequence[str] = (), profile: str | None = None, driver: str | None = None,
-          glibc: str | None = None, deps: bool = True, options: Mapping[str, str | bool] | None = None) -> str:
+          glibc: str | None = None, deps: bool = True, options: Mapping[str, str | bool] | None = None,
+          fleet: Mapping[str, Any] | None = None) -> str:
     """Return the TOML text of the PEP 751 lock of ``plan``, with the files of ``files`` (keyed by package name).
 
     Packages of ``files`` that no step names are the steps' dependencies and are locked too. A file without a
@@ -190,7 +212,8 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     ``matrix`` gives the minimum driver; without it the lock records none. ``request`` (PEP 508 strings),
     ``profile``, ``driver`` and ``glibc`` are recorded as given (``driver`` defaults to the target's); ``deps``
     says whether the dependencies were locked too; ``options`` holds the ``RECORDED_OPTIONS`` set (others are
-    refused: a lock records only what a re-lock replays).
+    refused: a lock records only what a re-lock replays); ``fleet`` the fleet one stack was locked for
+    (``fleet.Fleet.record``: its classes, and the --driver/--glibc given for them), which a re-lock plans again.
     The text starts with comments saying what a plain installer (``uv pip install -r``) cannot do with it.
     """
     stack = plan.stack
@@ -215,7 +238,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
             missing.append({"name": name, "version": f.version, "url": f.url, "index": f.index, "kind": f.kind,
                             "reason": f.reason or "no sha256 published", **tool})
             continue
-        packages.append(_package(f, tool))
+        packages.append(_package(f, tool, matrix))
     torch = stack.get("torch")
     cuda = torch.cuda if torch is not None else None
     floor = driver_floor(cuda, matrix, target.platform) if matrix is not None else None
@@ -229,6 +252,7 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
         "glibc": glibc,
         "deps": deps,
         **_recorded(options or {}),
+        "fleet": dict(fleet) if fleet is not None else None,
         "target": {
             "python": ".".join(target.python.split(".")[:2]),
             "platform": target.platform,
@@ -312,11 +336,18 @@ def _validate(data: Mapping[str, Any], what: str) -> Pylock:
         raise BadInput(f"{what} is not a valid PEP 751 lock: {first}; write one with `gpustack lock`") from None
 
 
+def vcs_url(vcs: PackageVcs) -> str:
+    """Return the requirement URL that installs a ``[packages.vcs]`` at its commit: ``git+URL@COMMIT``, with
+    ``#subdirectory=DIR`` when it has one."""
+    sub = f"#subdirectory={vcs.subdirectory}" if vcs.subdirectory else ""
+    return f"git+{vcs.url}@{vcs.commit_id}{sub}"
+
+
 def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
     """Return the ``LockedPackage`` of one validated pylock package."""
     kind: Literal["wheel", "sdist", "vcs"]
     if p.vcs is not None:
-        url, sha, index, kind = f"git+{p.vcs.url}@{p.vcs.commit_id}", None, None, "vcs"
+        url, sha, index, kind = vcs_url(p.vcs), None, None, "vcs"
     elif p.wheels:
         w = p.wheels[0]
         url, sha, index, kind = w.url or w.path or "", w.hashes.get("sha256"), p.index, "wheel"
@@ -389,7 +420,7 @@ def from_data(data: Mapping[str, Any]) -> LockedPlan:
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
                       request=tuple(tool.get("request", [])), profile=tool.get("profile"), driver=tool.get("driver"),
                       glibc=tool.get("glibc"), deps=tool.get("deps") is not False,
-                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)})
+                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)}, fleet=tool.get("fleet"))
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:

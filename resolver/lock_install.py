@@ -85,7 +85,7 @@ def requirements_text(locked: LockedPlan, *, direct: bool = False,
             if p.method == "source":
                 env = " ".join(f"{k}={v}" for k, v in sorted(p.build_env.items()))
                 lines.append(f"# build from source: {env} pip install --no-build-isolation --no-deps "
-                             f"'{p.name} @ {p.url}' --hash=sha256:{p.sha256}")
+                             f"'{p.name} @ {p.url}'" + (f" --hash=sha256:{p.sha256}" if p.sha256 else ""))
         for p in locked.missing:
             lines.append(f"# no sha256 known, install unverified: {p.requirement}" + (f" ({p.url})" if p.url else ""))
     return "\n".join(lines) + "\n"
@@ -286,12 +286,18 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
     return done
 
 
+def _unused(silent: Sequence[str], offline: bool) -> str:
+    """Return why the lock's files are not fetched from the ``silent`` hosts: ``A, B not used (--offline)`` or
+    ``A, B did not answer`` (what the refusal and the note both start with)."""
+    return f"{', '.join(silent)} {'not used (--offline)' if offline else 'did not answer'}"
+
+
 def _no_copy(silent: Sequence[str], offline: bool, why: str) -> str:
     """Return what to do when the lock's files are needed from ``silent`` hosts (not used: ``offline``, or they
     did not answer) and ``why`` they are not here."""
     from resolver.redact import redact
 
-    return redact(f"{', '.join(silent)} {'not used (--offline)' if offline else 'did not answer'} and {why}: on a "
+    return redact(f"{_unused(silent, offline)} and {why}: on a "
                   "connected machine download the lock's files (`gpustack download` of the same request, or `pip "
                   "download --no-deps --require-hashes -r` of `gpustack lock --format requirements`), copy the folder "
                   "here and pass --find-links DIR (a file is used only when its sha256 is the lock's)")
@@ -312,8 +318,8 @@ def _offline_hosts(packages: Sequence[LockedPackage], offline: bool, uv: bool, n
         names = ", ".join(sorted({p.requirement for p in packages if set(_hosts(p)) & set(silent)}))
         raise LockRefused([_no_copy(silent, offline, f"pip keeps no copy of {names}")])
     if note is not None:
-        note(redact(f"{', '.join(silent)} {'not used (--offline)' if offline else 'did not answer'}: uv installs "
-                    "the lock's files from its cache, each checked against the lock's sha256"))
+        note(redact(f"{_unused(silent, offline)}: uv installs the lock's files from its cache, each checked "
+                    "against the lock's sha256"))
     return silent
 
 

@@ -245,7 +245,9 @@ def _file_of(p: Package, rank: Mapping[Tag, int], index: str) -> LockedFile:
                           s.hashes.get("sha256"), index=index, kind="sdist", size=s.size,
                           upload_time=s.upload_time.isoformat() if s.upload_time else None)
     if p.vcs is not None:
-        return LockedFile(str(p.name), version, str(p.name), f"git+{p.vcs.url}@{p.vcs.commit_id}", None, kind="vcs")
+        from resolver.lock import vcs_url
+
+        return LockedFile(str(p.name), version, str(p.name), vcs_url(p.vcs), None, kind="vcs")
     raise ResolveError(f"uv locked {p.name} {version} without a file for the target; lock again with --no-deps")
 
 

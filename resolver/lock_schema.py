@@ -141,3 +141,48 @@ def check(data: Mapping[str, Any], what: str = "lock file") -> None:
             parse_driver(driver)
         except BadInput:
             tl.at("driver").fail(driver, "a driver version such as 535.104.05")
+    if "fleet" in tool:
+        _fleet(tool["fleet"], tl.at("fleet"))
+
+
+def _fleet(fleet: Any, loc: sc.Loc) -> None:
+    """Check a fleet lock's ``[tool.gpustack.fleet]`` (``fleet.Fleet.record``): what a re-lock plans each class for."""
+    t = sc.table(fleet, loc)
+    for key in ("origin", "kind"):
+        sc.get_str(t, key, loc, limit=4000)
+    for key in ("driver", "glibc"):
+        value = sc.get_opt_str(t, key, loc, limit=20)
+        if value is not None and not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,4}){1,2}", value, re.ASCII):
+            loc.at(key).fail(value, "a version such as 535.104.05 or 2.28")
+    classes = sc.get_list(t, "classes", loc)
+    if not classes:
+        loc.at("classes").fail(classes, "at least one class")
+    for i, c in enumerate(classes):
+        cl = loc.at("classes").at(i)
+        ct = sc.table(c, cl)
+        sc.get_str(ct, "name", cl, limit=200)
+        cc = sc.get_str(ct, "compute_capability", cl, limit=10)
+        try:
+            ComputeCapability.parse(cc)
+        except BadInput:
+            cl.at("compute_capability").fail(cc, "a compute capability such as 8.0")
+        driver = sc.get_opt_str(ct, "driver", cl, limit=20)
+        if driver is not None:
+            try:
+                parse_driver(driver)
+            except BadInput:
+                cl.at("driver").fail(driver, "a driver version such as 535.104.05")
+        platform = sc.get_str(ct, "platform", cl, limit=40)
+        if platform not in PLATFORMS:
+            cl.at("platform").fail(platform, "one of " + ", ".join(PLATFORMS))
+        sc.get_opt_str(ct, "os", cl, limit=200)
+        sc.get_str(ct, "mig", cl, limit=200)
+        for key in ("gpus", "memory_mib"):
+            n = ct.get(key, 1)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                cl.at(key).fail(n, "a whole number")
+        gpus = ct.get("gpus")
+        if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+            cl.at("gpus").fail(gpus, "a whole number of GPUs")
+        if not sc.get_str_list(ct, "nodes", cl, limit=400):
+            cl.at("nodes").fail([], "at least one node")

@@ -32,6 +32,7 @@ from resolver.matrix_types import (
     TorchVariant,
     WheelFacts,
     XformersRelease,
+    is_commit,
 )
 from resolver.models import PLATFORMS, ArchList, ComputeCapability
 
@@ -233,7 +234,17 @@ def _xformers_release(ctx: _Ctx, r: Mapping[str, Any], source_rows: Mapping[str,
         source_requires_dist=source_requires,
         source_requires_dist_source=source_requires_source,
         note=ctx.get(r, "note", str, default=""),
+        git_tag=ctx.get(r, "git_tag", str, default=None),
+        git_commit=_commit(ctx, r, "git_tag_commit"),
     )
+
+
+def _commit(ctx: _Ctx, r: Mapping[str, Any], key: str) -> str | None:
+    """Return the full commit hash ``r[key]`` (``None`` when absent); refuse anything else."""
+    value = ctx.get(r, key, str, default=None)
+    if value is not None and not is_commit(value):
+        raise ctx.fail(key, f"expected a full commit hash (40 hex digits), got {value!r}")
+    return value  # type: ignore[no-any-return]
 
 
 # --- flash-attn ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import re
+
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from resolver.models import ArchList, ComputeCapability
@@ -34,7 +37,21 @@ __all__ = [
     "WheelFacts",
     "AttentionRelease",
     "Matrix",
+    "is_commit",
+    "git_ref",
 ]
+
+
+def is_commit(ref: str | None) -> bool:
+    """Return whether ``ref`` is a full git commit hash (40 hex digits: what PEP 751's ``commit-id`` holds)."""
+    return bool(ref) and re.fullmatch(r"[0-9a-f]{40}", ref or "") is not None
+
+
+def git_ref(url: str) -> str | None:
+    """Return the ref of a ``git+URL@REF[#fragment]`` requirement URL (a tag, branch or hash), ``None`` without one."""
+    path = url.split("#", 1)[0].removeprefix("git+")
+    tail = path.rsplit("/", 1)[-1]
+    return tail.rsplit("@", 1)[1] if "@" in tail else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +117,8 @@ class XformersRelease:
     source_requires_dist: tuple[str, ...] | None = None
     source_requires_dist_source: str = ""
     note: str = ""
+    git_tag: str | None = None  # the release's tag in facebookresearch/xformers
+    git_commit: str | None = None  # the full commit hash that tag names (git_tag_commit; a lock needs it)
 
     @property
     def abi3(self) -> bool:
@@ -320,6 +339,7 @@ class AttentionRelease:
     index: str | None = None
     url: str | None = None
     requirement_name: str | None = None
+    commit: str | None = None  # the full commit hash ``url``'s git ref names (``url``'s own when it is one)
     max_cc_major: int | None = None
     build_archs: tuple[ComputeCapability, ...] = ()
     arch_min_cuda: Mapping[str, Version] | None = None
@@ -359,6 +379,23 @@ class Matrix:
     # "ubuntu-22.04" -> 2.35, "centos-7" -> 2.17 (flash_attn.toml wheel_os_glibc and os_glibc)
     os_glibc: dict[str, Version] = field(default_factory=dict)
     driver_support: tuple[DriverSupport, ...] = ()  # gpus.toml [[driver_support]]: which driver branches drive a GPU
+
+    def git_commit(self, name: str, version: str, ref: str) -> str | None:
+        """Return the full commit hash of the git source ``ref`` (a tag, or a hash) of package ``name`` ``version``
+        that the matrices name: an attention release's ``commit`` (attention.toml), an xformers release's
+        ``git_tag_commit`` (xformers.toml); ``ref`` itself when it is a full hash; ``None`` when unknown. A PEP 751
+        lock needs it (``[packages.vcs] commit-id``)."""
+        if is_commit(ref):
+            return ref
+        key = canonicalize_name(name)
+        for a in self.attention:
+            names = {a.name, canonicalize_name(a.requirement_name or a.name)}
+            if key in names and str(a.version) == version and a.url and git_ref(a.url) == ref:
+                return a.commit
+        for x in self.xformers:
+            if key == "xformers" and str(x.version) == version and x.git_tag == ref:
+                return x.git_commit
+        return None
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:
         v = Version(str(version))

@@ -112,6 +112,8 @@ class PlanOptions:
     index_from: str = "--index-url"  # the input that gave index_url: the option or an environment variable (pypi_index)
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
+    # a fleet lock's record of its fleet (a bare re-lock: cmd_lock.replayed_options), read in place of ``fleet``
+    fleet_record: Mapping[str, Any] | None = None
     per_class: bool = False
 
     @property

@@ -315,3 +315,42 @@ def test_class_lines_say_the_driver_the_class_was_planned_for() -> None:
     bare = run("plan", "--fleet", SLURM, "--python", "3.11", "--per-class", "xformers")
     assert "  class v100: V100 x8 on 1 node (compute capability 7.0, driver unknown, linux_x86_64)" \
         in bare.output.splitlines()
+
+
+@pytest.mark.parametrize("source, given", [(K8S, []), (SLURM, ["--driver", "550.54.15"])])
+def test_a_bare_relock_of_a_fleet_lock_locks_each_class_for_what_it_was_locked_for(
+        source: str, given: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lock records its fleet ([tool.gpustack.fleet]: each class's GPU, driver, platform, OS; the --driver given);
+    # a re-lock with no new request plans that fleet again, not every GPU at the fleet's lowest driver.
+    from resolver.lock import loads
+
+    _no_network(monkeypatch)
+    pylock = tmp_path / "pylock.toml"
+    first = run("lock", "--fleet", source, *given, "--python", "3.11", "--no-deps", "xformers", "-o", str(pylock))
+    assert first.exit_code == 0, first.output
+    made = pylock.read_text()
+    locked = loads(made)
+    assert locked.fleet is not None and len(locked.fleet["classes"]) == (4 if source == K8S else 3)
+    again = run("lock", "-o", str(pylock))
+    assert again.exit_code == 0, again.output
+    assert "re-locking" in again.output and "the fleet it was locked for" in again.output
+    assert pylock.read_text() == made  # the same classes, drivers, notes and stack
+    if source == K8S:
+        assert "driver floor 535.216.01: the lowest in the fleet (Tesla V100-SXM2-16GB, Tesla T4 and NVIDIA " \
+               "A100-SXM4-40GB nodes)" in locked.notes
+        assert "NVIDIA H100 80GB HBM3 driver 550.127.05" in again.output
+    else:
+        assert "class h100: H100 x16 on 2 nodes (compute capability 9.0, driver 550.54.15 (--driver)" in again.output
+
+
+def test_a_fleet_record_that_is_not_one_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_network(monkeypatch)
+    pylock = tmp_path / "pylock.toml"
+    assert run("lock", "--fleet", K8S, "--python", "3.11", "--no-deps", "xformers", "-o", str(pylock)).exit_code == 0
+    bad = pylock.read_text().replace('compute_capability = "9.0"\ndriver', 'compute_capability = "nine"\ndriver')
+    assert bad != pylock.read_text()
+    from resolver.errors import BadInput
+    from resolver.lock import loads
+
+    with pytest.raises(BadInput, match=r"fleet\.classes\[3\]\.compute_capability"):
+        loads(bad)  # what every reader of the lock (re-lock, install --lock, check-upgrade) reads it with

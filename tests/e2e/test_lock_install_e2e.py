@@ -114,3 +114,19 @@ def test_a_lock_holding_an_sdist_says_so_and_uv_installs_it_as_its_header_says(u
     refused, python = uv_install("tampered", "--index-url", up.pypi, path=bad)
     assert refused.returncode != 0 and "0" * 64 in refused.stderr and sha in refused.stderr, refused.stderr
     assert freeze(python) == base
+
+
+def test_offline_lock_install_says_the_same_thing_of_the_hosts_with_pip_and_uv(up: Served, venv: Path,
+                                                                               tmp_path: Path) -> None:
+    # the refusal (pip) and the note (uv) each built "HOSTS not used (--offline)" / "did not answer" themselves;
+    # one place (lock_install._unused) now says it for both
+    lock = write_lock(up, tmp_path / "pylock.toml")
+    host = up.pypi.split("/simple")[0]
+    refused = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", "pip", "--offline")
+    assert refused.exit_code == 1, refused.output
+    assert f"{host} not used (--offline) and pip keeps no copy of " in refused.output, refused.output
+    first = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", "uv")
+    assert first.exit_code == 0, first.output  # uv's cache now holds the files
+    again = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", "uv", "--offline")
+    assert again.exit_code == 0, again.output
+    assert f"{host} not used (--offline): uv installs the lock's files from its cache" in again.output, again.output
