@@ -480,7 +480,8 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
         binding, moves = _binding(target, matrix, request)
         if binding:  # the companions the request solves without: the others' rejections blame the wrong package
             found = [f for f in found if f.package in binding] or found
-            alts += moves
+            if all(f.kind in ("torch_pin", "unverified") for f in found):  # a version conflict: move one of them
+                alts += moves
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
         specific = [f for f in found if f.kind != "torch_pin"]
         shown = (specific or found)[:8]
