@@ -224,8 +224,8 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
     if f.min_torch is not None and torch.release.version < f.min_torch:
         return None, refusal("flash-attn", version, "torch_pin", "needs torch >= {min_torch}", min_torch=f.min_torch,
                              torch=torch.version)
-    unverified = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
-    unverified = _release_unverified(f) + unverified
+    assets = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
+    unverified: tuple[str, ...] = _release_unverified(f) + assets
     wheel, why = _flash_wheel(f, torch, target, matrix)
     if wheel is not None:
         return Companion(wheel, unverified=unverified), None
