@@ -6,10 +6,12 @@ Cases (Python 3.10, linux x86_64, an A100 and driver 535.104.05):
 * ``audiocraft``: ``--profile audiocraft`` (torch 2.1.0 + xformers 0.0.22.post7). download.pytorch.org is not
   reachable here, so the plan takes PyPI's torch 2.1.0 (PyPI's build of 2.1.0 is the cu121 one) - the same pins a
   user gets from ``gpustack plan``.
-* ``torch-xformers-flash``: ``torch==2.1.0 xformers flash-attn``. The plan takes flash-attn 2.7.3's prebuilt wheel
-  from its GitHub release; gpustack gives uv its install_requires from the matrix (torch, einops) instead of the
-  URL, and locks the wheel by URL without a hash, so nothing waits on GitHub (unreachable here). uv gets the same
-  request. A case whose uv run fails is reported as skipped, with uv's last error line, not timed.
+* ``torch-xformers-flash``: ``torch==2.1.0 xformers flash-attn --glibc 2.35``. For a glibc 2.35 host (Ubuntu 22.04)
+  the plan takes flash-attn 2.7.3's prebuilt wheel from its GitHub release (built on Ubuntu 22.04, it needs that
+  glibc: without ``--glibc`` the assumed 2.28 makes it a source build, a different lock); gpustack gives uv its
+  install_requires from the matrix (torch, einops) instead of the URL, and locks the wheel by URL without a hash,
+  so nothing waits on GitHub (unreachable here). uv gets the same request. A case whose uv run fails is reported
+  as skipped, with uv's last error line, not timed.
 * ``torch-xformers``: ``torch==2.1.0 xformers`` (the same stack without flash-attn, measurable here).
 
 "The same pins" are what gpustack hands uv: the plan's wheel steps, each pinned to the index the plan takes it
@@ -53,7 +55,7 @@ from resolver.plan import plan_constraints
 TARGET = ["--gpu", "A100", "--driver", "535.104.05", "--python", "3.10", "--platform", "linux_x86_64"]
 CASES = {
     "audiocraft": (["--profile", "audiocraft"], (), ("audiocraft",)),
-    "torch-xformers-flash": ([], ("torch==2.1.0", "xformers", "flash-attn"), ()),
+    "torch-xformers-flash": (["--glibc", "2.35"], ("torch==2.1.0", "xformers", "flash-attn"), ()),
     "torch-xformers": ([], ("torch==2.1.0", "xformers"), ()),
 }
 
@@ -62,10 +64,12 @@ class RunFailed(Exception):
     """A timed command failed (its last stderr line is the message)."""
 
 
-def _uv_argv(requirements: tuple[str, ...], profiles: tuple[str, ...], work: Path) -> list[str]:
-    """Return the ``uv pip compile`` of the same pins and target as ``gpustack lock`` (its inputs written to work)."""
+def _uv_argv(requirements: tuple[str, ...], profiles: tuple[str, ...], work: Path, flags: list[str]) -> list[str]:
+    """Return the ``uv pip compile`` of the same pins and target as ``gpustack lock`` (its inputs written to work;
+    ``flags``: the case's own, of which ``--glibc`` changes the plan)."""
+    glibc = flags[flags.index("--glibc") + 1] if "--glibc" in flags else None
     opts = PlanOptions.from_cli({"gpus": ("A100",), "driver": "535.104.05", "python_version": "3.10",
-                                 "platform_tag": "linux_x86_64", "profiles": profiles})
+                                 "platform_tag": "linux_x86_64", "profiles": profiles, "glibc": glibc})
     plan, ctx = fresh_plan_for(requirements, opts)
     uv = lock_resolve.find_uv()
     assert uv, "uv is not installed"
@@ -101,7 +105,7 @@ def main() -> None:
         for case, (flags, reqs, profiles) in CASES.items():
             work = tmp / case
             work.mkdir()
-            uv_cmd = _uv_argv(reqs, profiles, work)
+            uv_cmd = _uv_argv(reqs, profiles, work, flags)
             uv_out = work / "pylock.toml"
             counter = iter(range(10_000))
 

@@ -32,7 +32,7 @@ __all__ = ["dockerfile"]
               help="With --fleet: k8s prints node-affinity snippets (GPU Feature Discovery labels) for the image(s).")
 @mirror_options
 def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanOptions,
-               torch_index_url: str | None = None, allow_insecure_index: bool = False) -> None:
+               torch_index_url: str | None = None) -> None:
     """Print a Dockerfile for the stack solved for a target: the nvidia/cuda image of torch's CUDA, a devel stage for
     source builds, pinned installs from the right indexes. With --fleet: one image for every GPU class of a cluster
     (or one per class with --per-class) that checks its backends with `gpustack verify` at start.
@@ -44,7 +44,7 @@ def dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts: PlanO
     check_output(output)
     if opts.platform_tag:
         refuse_platform(opts.platform_tag)  # before any solving: a Windows target gets no Linux image
-    mirrors = _image_mirrors(torch_index_url, opts.index_url, allow_insecure_index, opts.index_from)
+    mirrors = _image_mirrors(torch_index_url, opts.index_url, opts.allow_insecure_index, opts.index_from)
     if opts.fleet:
         _fleet_dockerfile(requirements, output, fmt, opts, mirrors)
         return
@@ -110,7 +110,7 @@ def _image_mirrors(torch_index_url: str | None, index_url: str | None, allow_ins
     from resolver.installers import mirrors as mirrors_of
     from resolver.redact import redact
 
-    mirrors = mirrors_of(torch_index_url, index_url, allow_insecure=allow_insecure, index_from=index_from)
+    mirrors = mirrors_of(torch_index_url, index_url, allow_insecure=allow_insecure)
     named = ("--torch-index-url" if torch_index_url else "$GPUSTACK_TORCH_INDEX_URL",
              index_from if index_from.startswith("-") else f"${index_from}")
     for url, what in zip(mirrors, named):

@@ -63,7 +63,7 @@ def _read_plan(path: str) -> Plan:
 
 # what install still uses beside a plan or a lock: the interpreter, the PyPI mirror, and --python/--platform, which
 # are checked against the interpreter
-_WITH_A_PLAN = frozenset({"python_exe", "index_url", "python_version", "platform_tag"})
+_WITH_A_PLAN = frozenset({"python_exe", "index_url", "allow_insecure_index", "python_version", "platform_tag"})
 
 
 def _planning_options_given(also: set[str], keep: frozenset[str] = _WITH_A_PLAN) -> list[str]:
@@ -127,7 +127,7 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
             lock_file: str | None, allow_missing_hashes: bool, torch_index_url: str | None,
-            opts: PlanOptions, allow_insecure_index: bool = False) -> None:
+            opts: PlanOptions) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
@@ -142,10 +142,9 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _refuse_ignored(f"--plan {plan_file}" if plan_file else f"--lock {lock_file}", "installs",
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
-    sources = _sources(find_links, offline, allow_insecure_index, lock=bool(lock_file))
+    sources = _sources(find_links, offline, opts.allow_insecure_index, lock=bool(lock_file))
     opts = dataclasses.replace(opts, local_links=sources.find_links, no_index=sources.offline)  # pins from there too
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
-                         index_from=opts.index_from)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=opts.allow_insecure_index)
     backend = choose_backend(installer)
     # then the files given, read and checked: bad input creates no venv and starts no interpreter
     given = _read_plan(plan_file) if plan_file else None
@@ -355,10 +354,11 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
     """Install the lock read from ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes
     nothing."""
     from resolver.lock import lock_to_plan
-    from resolver.lock_install import detected_target, install_locked_safely, refuse_lock, requirements_text
+    from resolver.lock_install import detected_target, for_host, install_locked_safely, refuse_lock, requirements_text
 
     if dry_run:  # the refusals and notes the install would give, then what it would install
         host = detected_target(python_exe if os.path.exists(python_exe) else sys.executable)  # a new venv's maker
+        locked = for_host(locked, host)  # the files it would take on this target (packaging's PEP 751 selection)
         refuse_lock(locked, host, allow_missing_hashes, note=_err)
         click.echo(requirements_text(locked), nl=False)
         return
@@ -377,27 +377,27 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
 @click.option("--dry-run", is_flag=True, help="Print the pip download commands only.")
 @mirror_options
 def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dry_run: bool, opts: PlanOptions,
-             torch_index_url: str | None, allow_insecure_index: bool = False) -> None:
+             torch_index_url: str | None) -> None:
     """Download every wheel and sdist the plan needs for its target, for `install --find-links DIR --offline`."""
     check_argument(dest, "--dest")
     check_new_folder(dest, "--dest", hint="pass a folder (it is created when missing)")
     if plan_file:  # the plan names its target; the mirrors still apply to its indexes
-        _refuse_ignored(f"--plan {plan_file}", "downloads", _planning_options_given(set(), keep=frozenset({"index_url"})),
+        _refuse_ignored(f"--plan {plan_file}", "downloads",
+                        _planning_options_given(set(), keep=frozenset({"index_url", "allow_insecure_index"})),
                         "plan --json")
     from resolver.download import download_argvs, resolve_closure, sdist_dependencies, sdist_only, sdist_said
 
     from resolver.lock_resolve import declared_requires
     from resolver.pipeline import load_matrix
 
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
-                         index_from=opts.index_from)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=opts.allow_insecure_index)
     if plan_file:
         plan, matrix = _read_plan(plan_file), load_matrix(opts)
     else:
         plan, ctx = plan_for(requirements, opts, InstallReporter())
         matrix = ctx.matrix  # the one the plan was solved with
     plan = with_mirrors(plan, *mirrors)
-    sources = Sources(allow_insecure=allow_insecure_index)
+    sources = Sources(allow_insecure=opts.allow_insecure_index)
     if not dry_run:
         _refuse_silent_hosts(plan)  # before anything reads them (the resolution below would retry a dead host)
     sdists = sdist_only(plan)

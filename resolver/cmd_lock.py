@@ -162,7 +162,7 @@ def _described(opts: PlanOptions, with_deps: bool = True) -> str:
                    "Default: on, or what the lock -o replaces was made with when re-locking it.")
 @mirror_options
 def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool | None, opts: PlanOptions,
-         torch_index_url: str | None = None, allow_insecure_index: bool = False) -> None:
+         torch_index_url: str | None = None) -> None:
     """Write a PEP 751 lock (or requirements.txt) of the stack solved for a target, with every file's sha256.
 
     Hashes come from the indexes the plan installs from; one that cannot be read is written as missing, with a
@@ -176,8 +176,7 @@ def lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool |
     from resolver.installers import mirrors as mirrors_of
 
     # the mirrors install takes, read by the same code (bad input before any solving)
-    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=allow_insecure_index,
-                         index_from=opts.index_from)
+    mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=opts.allow_insecure_index)
 
     # uv already runs on the request this command line asked for last time (resolver.cli started it); the plan
     # decides below whether its lock is used.

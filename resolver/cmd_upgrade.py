@@ -13,6 +13,7 @@ import click
 
 from resolver.errors import BadInput
 from resolver.gpus import lookup_gpu
+from resolver.options import insecure_index_option
 from resolver.pipeline import parse_driver_option
 
 __all__ = ["check_upgrade"]
@@ -120,9 +121,11 @@ def _index(names: list[str], index_url: str | None) -> Any:
 @click.option("--index-url", metavar="URL",
               help="Index the requirements gpustack does not solve itself (numpy, ...) are checked on, as plan checks "
                    "them (a simple-API URL, https or file://; default: pypi.org).")
+@insecure_index_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
-                  gpus: tuple[str, ...], profiles: tuple[str, ...], index_url: str | None, as_json: bool) -> None:
+                  gpus: tuple[str, ...], profiles: tuple[str, ...], index_url: str | None, as_json: bool,
+                  allow_insecure_index: bool = False) -> None:
     """Say whether moving to REQ (e.g. torch==2.2.0) is safe, needs a rebuild, or breaks something, and the nearest
     safe set of versions. Exit codes: 0 safe, 1 not safe, 2 bad input."""
     from dataclasses import replace
@@ -137,7 +140,8 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     if lock_file and python_exe:
         raise BadInput(f"--lock {lock_file} and --python-exe {python_exe} both name the current set: pass one")
     given_driver = parse_driver_option(driver) if driver else None
-    index_url = PlanOptions.from_cli({"index_url": index_url}).index_url  # checked as plan checks it
+    index_url = PlanOptions.from_cli({"index_url": index_url,  # checked as plan checks it
+                                      "allow_insecure_index": allow_insecure_index}).index_url
     matrix = load()
     for name in profiles:
         if matrix.profile(name) is None:

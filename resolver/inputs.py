@@ -229,20 +229,24 @@ def check_file_url(url: str, what: str) -> str:
 
 def check_index_url(url: str, what: str, *, allow_insecure: bool = False) -> str:
     """Return ``url`` when it may be passed to pip/uv as an index: one argument (``check_argument``) without
-    whitespace, and ``https://`` or ``file://``; ``http://`` only on loopback or with ``--allow-insecure-index`` (a plain-HTTP index
-    lets anyone on the path swap the files)."""
+    whitespace, ``https://host/...`` or ``file:///folder``; ``http://`` only on loopback or with
+    ``--allow-insecure-index`` (a plain-HTTP index lets anyone on the path swap the files).
+
+    The one check of an index URL, whoever gives it: ``--index-url`` (``PlanOptions.from_cli``, every command that
+    takes it), ``--torch-index-url`` and the mirror variables (``installers.torch_mirror``), a plan file's indexes
+    (``installers.Sources.index``)."""
     from urllib.parse import urlsplit
+
+    from resolver.redact import redact
 
     check_argument(url, what)
     if any(c.isspace() for c in url):  # pip and uv would fail on it later, past the planning
-        from resolver.redact import redact
-
         raise BadInput(f"{what} {redact(url)!r}: a URL has no spaces; write a space in it as %20")
-    check_file_url(url, what)
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
+        raise BadInput(f"{what} {redact(url)}: not an index URL; pass https://host/path (or file:///folder)")
+    check_file_url(url, what)
     if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
-        from resolver.redact import redact
-
         raise BadInput(f"{what} {redact(url)}: plain http:// index; use https://, or pass --allow-insecure-index "
                        "if you trust every network between here and it")
     return url

@@ -436,20 +436,16 @@ def _move(url: str | None, old: str, new: str) -> str | None:
 
 
 def _mirror_url(url: str, what: str, allow_insecure: bool) -> str:
-    """Return ``url`` (no trailing slash) when it can be an index: http(s) or file, by ``inputs.check_index_url``'s
-    rule (plain http only on loopback or with --allow-insecure-index); ``BadInput`` otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
-        from resolver.redact import redact
-        raise BadInput(f"{what} {redact(url)}: not an index URL; pass https://host/path (or file:///folder)")
+    """Return ``url`` (no trailing slash) when it can be an index (``inputs.check_index_url``); ``BadInput``
+    otherwise."""
     return check_index_url(url, what, allow_insecure=allow_insecure).rstrip("/")
 
 
-def pypi_mirror(index_url: str | None, what: str = "--index-url", *, allow_insecure: bool = False) -> str | None:
-    """Return the user's PyPI mirror, checked as an index (``None`` for pypi.org): ``index_url`` is the one
-    ``pipeline.pypi_index`` read into ``PlanOptions`` (``--index-url``, else ``PIP_INDEX_URL``, ``UV_DEFAULT_INDEX``
-    or ``UV_INDEX_URL``), ``what`` the input that gave it (``PlanOptions.index_from``)."""
-    return _mirror_url(index_url, what, allow_insecure) if index_url else None
+def pypi_mirror(index_url: str | None) -> str | None:
+    """Return the user's PyPI mirror (``None`` for pypi.org): ``index_url`` is the one ``pipeline.pypi_index`` read
+    into ``PlanOptions`` (``--index-url``, else ``PIP_INDEX_URL``, ``UV_DEFAULT_INDEX`` or ``UV_INDEX_URL``), which
+    ``PlanOptions.from_cli`` checked already (``inputs.check_index_url``, with ``--allow-insecure-index``)."""
+    return index_url.rstrip("/") if index_url else None
 
 
 def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *, allow_insecure: bool = False) -> str | None:
@@ -462,13 +458,12 @@ def torch_mirror(given: str | None, environ: Mapping[str, str] | None = None, *,
     return None
 
 
-def mirrors(torch_index_url: str | None, index_url: str | None, *, allow_insecure: bool = False,
-            index_from: str = "--index-url") -> tuple[str | None, str | None]:
+def mirrors(torch_index_url: str | None, index_url: str | None, *,
+            allow_insecure: bool = False) -> tuple[str | None, str | None]:
     """Return ``(torch_mirror, pypi_mirror)`` of the command line's ``--torch-index-url`` (or its environment
-    variable) and the PyPI mirror in effect (``PlanOptions.index_url``, given by ``index_from``): what install, lock,
-    download and dockerfile hand to ``with_mirrors``."""
-    return (torch_mirror(torch_index_url, allow_insecure=allow_insecure),
-            pypi_mirror(index_url, index_from, allow_insecure=allow_insecure))
+    variable) and the PyPI mirror in effect (``PlanOptions.index_url``, checked there): what install, lock, download
+    and dockerfile hand to ``with_mirrors``."""
+    return torch_mirror(torch_index_url, allow_insecure=allow_insecure), pypi_mirror(index_url)
 
 
 def with_mirrors(plan: Plan, torch_index: str | None, pypi_index: str | None, *, packages: bool = True) -> Plan:

@@ -11,10 +11,12 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import tomli_w
+from packaging.markers import Environment
 from packaging.pylock import Package, PackageSdist, PackageVcs, PackageWheel, Pylock, PylockValidationError
+from packaging.tags import Tag
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -31,6 +33,7 @@ __all__ = [
     "dumps",
     "loads",
     "read",
+    "selected",
     "from_data",
     "check_lock_target",
     "lock_to_plan",
@@ -343,16 +346,18 @@ def vcs_url(vcs: PackageVcs) -> str:
     return f"git+{vcs.url}@{vcs.commit_id}{sub}"
 
 
-def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
-    """Return the ``LockedPackage`` of one validated pylock package."""
+def _locked_package(p: Package, tool: Mapping[str, Any], dist: object = None) -> LockedPackage:
+    """Return the ``LockedPackage`` of one validated pylock package: ``dist`` (its file ``Pylock.select`` chose for a
+    target: ``selected``), else its git source, first wheel or sdist."""
     kind: Literal["wheel", "sdist", "vcs"]
-    if p.vcs is not None:
-        url, sha, index, kind = vcs_url(p.vcs), None, None, "vcs"
-    elif p.wheels:
-        w = p.wheels[0]
-        url, sha, index, kind = w.url or w.path or "", w.hashes.get("sha256"), p.index, "wheel"
-    elif p.sdist is not None:
-        url, sha, index, kind = p.sdist.url or p.sdist.path or "", p.sdist.hashes.get("sha256"), p.index, "sdist"
+    if dist is None:
+        dist = p.vcs or (p.wheels[0] if p.wheels else None) or p.sdist
+    if isinstance(dist, PackageVcs):
+        url, sha, index, kind = vcs_url(dist), None, None, "vcs"
+    elif isinstance(dist, PackageWheel):
+        url, sha, index, kind = dist.url or dist.path or "", dist.hashes.get("sha256"), p.index, "wheel"
+    elif isinstance(dist, PackageSdist):
+        url, sha, index, kind = dist.url or dist.path or "", dist.hashes.get("sha256"), p.index, "sdist"
     else:
         raise BadInput(f"lock package {p.name!r} has no wheel, sdist or vcs source; re-run `gpustack lock`")
     return LockedPackage(
@@ -367,6 +372,20 @@ def _locked_package(p: Package, tool: Mapping[str, Any]) -> LockedPackage:
         arch_list=tool.get("arch_list"),
         kind=kind,
     )
+
+
+def selected(locked: LockedPlan, environment: Mapping[str, str], tags: Sequence[Tag]) -> LockedPlan:
+    """Return ``locked`` with the packages an installer takes from it for a target (its PEP 508 marker
+    ``environment`` and the wheel ``tags`` it accepts), by packaging's own PEP 751 selection (``Pylock.select``), as uv
+    selects: a package whose ``marker`` does not hold is left out, and each package installs its first wheel the
+    tags accept, else its sdist. ``PylockSelectError`` when the lock does not fit the target (no file for a package,
+    or none of its ``environments`` holds). A chosen file ``locked`` already points at (``--find-links``:
+    ``local_files.use_local_files``, matched by sha256) keeps that place."""
+    before = {(p.name, p.sha256): p for p in locked.packages if p.sha256}  # the same file, maybe a local copy
+    chosen = [_locked_package(p, dict((p.tool or {}).get("gpustack", {})), dist)
+              for p, dist in locked.pylock.select(environment=cast(Environment, dict(environment)), tags=tags)]
+    chosen = [before.get((p.name, p.sha256), p) if p.sha256 else p for p in chosen]
+    return replace(locked, packages=tuple(sorted(chosen, key=lambda p: (p.order, p.name))))
 
 
 def read(path: str, *, hint: str = "write one with `gpustack lock`") -> LockedPlan:

@@ -168,6 +168,29 @@ def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = F
             note(text)
 
 
+def for_host(locked: LockedPlan, host: Target) -> LockedPlan:
+    """Return ``locked`` with the files an installer takes from it on ``host``: packaging's PEP 751 selection
+    (``lock.selected``: each package's ``marker``, the first wheel whose tags ``host`` accepts, else the sdist), with
+    ``host``'s marker environment (``lock_resolve.marker_env``) and wheel tags (``hashes.accepted_tags``: its Python,
+    platform and glibc), so gpustack installs what uv installs from the same lock. ``LockRefused`` (nothing changed)
+    when a package has no file for ``host``; a lock ``check_lock_target`` refuses is returned as it is (refused by
+    ``refuse_lock``, with its reasons)."""
+    from packaging.pylock import PylockSelectError
+
+    from resolver.hashes import accepted_tags
+    from resolver.lock import selected
+    from resolver.lock_resolve import marker_env
+
+    if check_lock_target(locked, host):
+        return locked
+    try:
+        return selected(locked, marker_env(host.python, host.platform), accepted_tags(host))
+    except PylockSelectError as exc:
+        raise LockRefused([f"{str(exc).rstrip('.')} (Python {host.python}, {host.platform}"
+                           + (f", glibc {host.glibc}" if host.glibc else "") + "): lock again for this machine "
+                           "(gpustack lock --python-exe PATH)"]) from None
+
+
 def recorded_sha256(metadata_folder: str) -> str | None:
     """Return the sha256 of the archive a distribution was installed from, as its installer recorded it in
     ``direct_url.json`` (PEP 610 ``archive_info.hashes``, or the older ``archive_info.hash``; pip records it, uv
@@ -340,10 +363,12 @@ class LockInstalled:
 
     commands: list[str]
     left: list[str]
+    selected: LockedPlan | None = None  # the packages installed: the lock's, as selected for the target (for_host)
 
     def describe(self, locked: LockedPlan, lock_file: str, python_exe: str) -> str:
         """Return the one line saying what the environment now holds: the lock's packages, exactly (those without
         a sha256 counted apart: unverified), and what else it holds, named (the first few) and left."""
+        locked = self.selected or locked
         n = len(locked.packages)
         said = f"installed the {n} package{'s' if n != 1 else ''} of {lock_file} exactly"
         if locked.missing:
@@ -377,7 +402,9 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Instal
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)) as txn:
-        done = install_from_lock(locked, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
-                                 note=(reporter or Reporter()).message, installed=txn.before, offline=offline,
-                                 find_links=find_links)
-        return LockInstalled(done, unlisted(locked, txn.before))  # --no-deps: nothing else came or went
+        host = detected_target(python_exe)
+        chosen = for_host(locked, host)
+        done = install_from_lock(chosen, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
+                                 host=host, note=(reporter or Reporter()).message, installed=txn.before,
+                                 offline=offline, find_links=find_links)
+        return LockInstalled(done, unlisted(locked, txn.before), chosen)  # --no-deps: nothing else came or went

@@ -198,7 +198,7 @@ def _index_of(plan: Plan, name: str, default_index: str) -> str:
     return default_index
 
 
-def _marker_env(python: str, platform: str) -> dict[str, str]:
+def marker_env(python: str, platform: str) -> dict[str, str]:
     """The target's marker environment (``models.python_platform_markers``), with ``python_full_version`` taken as
     ``X.Y.0``: uv's lock may write markers on it, and the target's patch release is not known."""
     from resolver.models import python_platform_markers
@@ -214,7 +214,7 @@ def _files_of_pylock(lock: Pylock, plan: Plan, default_index: str) -> dict[str, 
     target = plan.stack.target
     accepted = target_tags(target.python, target.platform, target.glibc)
     rank = {t: i for i, t in enumerate(accepted)}
-    env = _marker_env(target.python, target.platform)
+    env = marker_env(target.python, target.platform)
     files: dict[str, LockedFile] = {}
     for p in lock.packages:
         if p.marker is not None and not Marker(str(p.marker)).evaluate(env):

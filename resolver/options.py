@@ -36,6 +36,11 @@ def _collect(f: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+insecure_index_option = click.option(
+    "--allow-insecure-index", is_flag=True,
+    help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+
+
 def target_options(f: F) -> F:
     """Add the target and request options (``--gpu``, ``--driver``, ``--python``, ``--platform``, ``--cpu``, ...);
     the command receives them as ``opts: PlanOptions``."""
@@ -65,6 +70,7 @@ def target_options(f: F) -> F:
                           "solve itself (numpy, diffusers ...) are checked against it, and install, lock and dockerfile "
                           "take PyPI's files from it (default: $PIP_INDEX_URL, else $UV_DEFAULT_INDEX, else "
                           "$UV_INDEX_URL, else pypi.org)."),
+        insecure_index_option,
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
     wrapped = _collect(f)
@@ -85,12 +91,10 @@ def fleet_options(f: F) -> F:
 
 
 def mirror_options(f: F) -> F:
-    """Add ``--torch-index-url`` and ``--allow-insecure-index`` to a command that installs or writes down a plan's
-    indexes (install, lock, dockerfile). The command passes them, with ``--index-url``, to ``installers.mirrors`` and
-    the plan to ``installers.with_mirrors``: the same mirrors, read by the same code, in every command."""
-    f = click.option("--allow-insecure-index", is_flag=True,
-                     help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap "
-                          "files).")(f)
+    """Add ``--torch-index-url`` to a command that installs or writes down a plan's indexes (install, lock,
+    dockerfile, download). The command passes it, with ``--index-url`` and ``--allow-insecure-index``
+    (``target_options``), to ``installers.mirrors`` and the plan to ``installers.with_mirrors``: the same mirrors,
+    read by the same code, in every command."""
     f = click.option("--torch-index-url", metavar="URL",
                      help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also "
                           "$GPUSTACK_TORCH_INDEX_URL.")(f)

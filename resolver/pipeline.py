@@ -110,6 +110,7 @@ class PlanOptions:
     local_links: tuple[str, ...] = ()
     no_index: bool = False
     index_from: str = "--index-url"  # the input that gave index_url: the option or an environment variable (pypi_index)
+    allow_insecure_index: bool = False  # --allow-insecure-index: plain http:// indexes off loopback
     # a cluster's GPU fleet (plan, lock, dockerfile: resolver.options.fleet_options; docs/fleet.md)
     fleet: str | None = None  # a file of kubectl/scontrol JSON, or "k8s" / "slurm"
     # a fleet lock's record of its fleet (a bare re-lock: cmd_lock.replayed_options), read in place of ``fleet``
@@ -140,13 +141,10 @@ class PlanOptions:
         mirror = pypi_index(v.get("index_url"))  # the option, else the environment's mirror: pins are chosen there
         v["index_url"] = None
         if mirror is not None:
-            from resolver.inputs import check_file_url
-            from resolver.schema import Loc, check_url
+            from resolver.inputs import check_index_url
 
-            what, url = mirror
-            v["index_url"] = check_file_url(check_url(check_text(url, what, limit=2000,
-                                                                 hint="expected an index URL such as https://pypi.org/simple"),
-                                                      Loc(what)), what)
+            what, url = mirror  # checked here once, for every command that takes it (install's mirror too)
+            v["index_url"] = check_index_url(url, what, allow_insecure=bool(v.get("allow_insecure_index")))
             v["index_from"] = what
         v["glibc"] = parse_glibc(v["glibc"]) if v.get("glibc") else None
         for name in ("gpus", "requirement_files", "profiles"):
@@ -156,7 +154,7 @@ class PlanOptions:
 
             for gpu in v["gpus"]:  # its shape now: a re-lock's first line quotes it
                 check_gpu_text(gpu)
-        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class"):
+        for name in ("cpu", "verified_only", "prefer_wheels", "upgrade", "per_class", "allow_insecure_index"):
             v[name] = bool(v.get(name))
         if v.get("fleet"):
             v["fleet"] = check_text(v["fleet"], "--fleet", limit=4096, hint="pass a file, k8s or slurm")

@@ -18,6 +18,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,11 +368,25 @@ def test_audiocraft_golden_lock_is_valid_and_fits_python_310() -> None:
 
 
 def test_torch_xformers_flash_attn_golden_lock_is_valid_and_holds_flash_attns_dependencies() -> None:
-    """A real lock from PyPI (A100, Python 3.10): einops (flash-attn's install_requires) and torch's dependencies
-    are locked and hashed; flash-attn 2.7.3's GitHub wheel is under missing, by URL, with why in the header."""
+    """A real lock from PyPI (A100, Python 3.10, glibc 2.35: flash-attn's GitHub wheels need the glibc of the Ubuntu
+    their CI ran on): einops (flash-attn's install_requires) and torch's dependencies are locked and hashed;
+    flash-attn 2.7.3's GitHub wheel is under missing, by URL, with why in the header. Written by
+    ``GPUSTACK_UPDATE_GOLDEN=1 pytest -m network -k torch_xformers_flash_attn_lock_from_pypi``."""
     text = (GOLDEN / "lock_torch_xformers_flash.toml").read_text()
     Pylock.from_dict(tomllib.loads(text))
     locked = loads(text)
+    # The golden is a lock the tool writes today: its recorded target and request plan the wheel it holds (on the
+    # assumed glibc 2.28 the plan builds flash-attn from source instead, which a lock of that request says).
+    assert locked.glibc == "2.35" and not [n for n in locked.notes if "assumed" in n]
+    from resolver.pipeline import PlanOptions, fresh_plan_for
+
+    opts = PlanOptions.from_cli({"gpus": ("A100",), "driver": locked.driver, "python_version": "3.10",
+                                 "platform_tag": "linux_x86_64", "glibc": locked.glibc})
+    plan, _ = fresh_plan_for(locked.request, opts)
+    assert [(p.name, p.version, p.method, p.url) for p in plan.stack.packages if p.name == "flash-attn"] == \
+        [("flash-attn", "2.7.3", "wheel", locked.missing[0].url)]
+    assumed, _ = fresh_plan_for(locked.request, dataclasses.replace(opts, glibc=None))
+    assert assumed.stack.get("flash-attn").method == "source"  # type: ignore[union-attr]
     versions = {p.name: Version(p.version) for p in locked.packages}
     assert versions["torch"] == Version("2.1.0") and "einops" in versions and versions["numpy"] < Version("2")
     assert all(p.sha256 for p in locked.packages)
@@ -445,7 +460,9 @@ def test_torch_xformers_flash_attn_lock_from_pypi(tmp_path: Path) -> None:
     (fa,) = [m for m in locked.missing if m.name == "flash-attn"]
     assert fa.url.startswith("https://github.com/Dao-AILab/flash-attention/releases/download/v")
     assert "flash-attn: no sha256 (a GitHub release asset" in result.stderr
-    assert locked.deps
+    assert locked.deps and locked.glibc == "2.35"
+    if os.environ.get("GPUSTACK_UPDATE_GOLDEN") == "1":  # the golden's regeneration path (review it before committing)
+        (GOLDEN / "lock_torch_xformers_flash.toml").write_text(text)
     golden = loads((GOLDEN / "lock_torch_xformers_flash.toml").read_text())
     pinned = {p.name: (p.url, p.sha256) for p in golden.packages if p.name in ("torch", "xformers")}
     assert {p.name: (p.url, p.sha256) for p in locked.packages if p.name in pinned} == pinned
