@@ -35,7 +35,7 @@ from resolver.holds import contradicts, held_pins, within
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
 from resolver.passthrough import IndexProject, pin_others
-from resolver.refusal import Refusal
+from resolver.refusal import Refusal, refusal
 from resolver.models import PackageChoice, Stack, Target, format_driver, marker_environment
 from resolver.request import SOLVED, Request, parse_request
 from resolver.solve import solve
@@ -162,8 +162,8 @@ def _plan_solve(current: Installed, requirements: Sequence[str], matrix: Matrix)
 
 def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: Target) -> str | None:
     """Return the version the pass-through rule (``resolver.passthrough``, as plan pins) gives ``req`` on
-    ``target`` from the index's answer; ``None`` when it was not looked up. Raises ``BadInput`` when no release
-    on the index serves it there: the requirement asks for what cannot be installed."""
+    ``target`` from the index's answer; ``None`` when it was not looked up. Raises ``NoCompatibleStack`` (the
+    index's refusal) when no release on the index serves it there, as plan refuses it."""
     name = str(canonicalize_name(req.name))
     if name not in index:
         return None
@@ -172,10 +172,8 @@ def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: T
         from resolver.installers import SourceUnreachable
 
         raise SourceUnreachable(f"{req}: {why[0].text}")
-    if why:
-        text = why[0].text
-        step = "" if "--index-url" in text else "; check the name and the version, or the index (--index-url)"
-        raise BadInput(f"{req}: {text}{step}")
+    if why:  # a well-formed requirement nothing on the index serves: refused, exit 1, as plan refuses it (README)
+        raise NoCompatibleStack(why[:1])
     return str(next(iter(Requirement(pinned[0]).specifier)).version)
 
 
@@ -185,7 +183,8 @@ def proposed_versions(current: Installed, requirements: Sequence[str], matrix: M
     torch, xformers and flash-attn as ``gpustack plan REQ...`` solves them for that target (``_plan_solve``; when it
     refuses, the newest matrix release each admits); a pass-through package as plan pins it from ``index`` (the
     index's answer for it, ``resolver.index_lookup``); without one, an ``==`` pin as written. A requirement whose
-    marker is false on the target changes nothing. Raises ``BadInput`` for a requirement no release meets."""
+    marker is false on the target changes nothing. Raises ``NoCompatibleStack`` (kind ``no_release``) for a
+    requirement no release meets, as plan refuses it (exit 1), and ``BadInput`` for one that is not a requirement."""
     out = _canon(current.versions)
     stack = _plan_solve(current, requirements, matrix)
     for req in _named(requirements, current.target):
@@ -200,7 +199,8 @@ def proposed_versions(current: Installed, requirements: Sequence[str], matrix: M
         elif known:
             out[name] = str(known[-1]) + (f"+{local}" if local else "")
         elif name in SOLVED:
-            raise BadInput(f"{req} matches no {name} release in the matrices; check the version (gpustack matrix)")
+            raise NoCompatibleStack([refusal(name, str(req.specifier), "no_release", "{req} matches no {name} release "
+                                             "gpustack knows; see `gpustack matrix {name}`", req=req, name=name)])
         elif index is not None and (version := _pass_through(req, index, current.target)) is not None:
             out[name] = version
         else:

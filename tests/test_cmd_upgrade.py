@@ -93,16 +93,27 @@ def test_a_pass_through_range_is_pinned_from_the_index_as_plan_pins_it(tmp_path:
     assert "numpy==1.26.4" in [s["requirement"] for s in json.loads(plan.output)["steps"]], plan.output
 
 
-def test_a_requirement_no_release_meets_is_bad_input(tmp_path: Path) -> None:
+def test_a_requirement_no_release_meets_is_refused_as_plan_refuses_it(tmp_path: Path) -> None:
+    # s9 trial #10: one meaning per exit code (README): a well-formed requirement nothing serves is a refusal (exit 1,
+    # kind no_release) in every command; exit 2 is for input that is not well formed.
     lock = _lock(tmp_path, RTX3090, ("torch", "2.1.0"))
     before = lock.read_bytes()
     index = _index(tmp_path)
+    run = CliRunner().invoke
     for req, why in (("numpy>=3", "no release of numpy on file://"), ("sympy==0.1", "matches ==0.1 (newest: 1.14.0)"),
-                     ("nosuchthing", "nosuchthing is not on file://")):
-        got = CliRunner().invoke(main, ["check-upgrade", req, "--lock", str(lock), "--index-url", index])
-        assert got.exit_code == 2, got.output
-        assert got.stderr.startswith(f"gpustack: {req}: ") and why in got.stderr and got.stderr.count("\n") == 1
-        assert "--index-url" in got.stderr
+                     ("nosuchthing", "nosuchthing is not on file://"), ("torch>=99", "matches no torch release")):
+        got = run(main, ["check-upgrade", req, "--lock", str(lock), "--index-url", index, "--json"])
+        assert got.exit_code == 1 and got.stderr == "", got.output
+        data = json.loads(got.stdout)
+        assert data["verdict"] == "unsafe" and len(data["findings"]) == 1, data
+        assert data["findings"][0]["kind"] in ("no_release", "index"), data  # the index's refusal, as plan's
+        assert why in data["findings"][0]["reason"], data
+        plan = run(main, ["plan", "--gpu", "8.6", "--driver", "535.104.05", "--python", "3.10", "torch==2.1.0"
+                          if not req.startswith("torch") else req, *([] if req.startswith("torch") else [req]),
+                          "--index-url", index])
+        assert plan.exit_code == 1, (req, plan.output)
+    bad = run(main, ["check-upgrade", "torch=>2", "--lock", str(lock)])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.output
     assert lock.read_bytes() == before
 
 
