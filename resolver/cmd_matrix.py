@@ -74,7 +74,21 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
         return ["profile", "requirements", "constraints", "needs", "summary"], [
             [p.name, " ".join(p.requirements), " ".join(p.constraints), " ".join(p.needs), p.summary] for p in m.profiles
         ]
-    return ["CUDA", "runtime image", "devel image"], [[str(d.cuda), d.runtime, d.devel] for d in m.docker]
+    # removed: gone from Docker Hub (docker.toml removed = true; the plan never takes it); '?': unverified
+    return ["CUDA", "runtime image", "devel image", "status"], [
+        [str(d.cuda), d.runtime, d.devel,
+         ("removed (gone from Docker Hub)" if d.removed else d.status or "?") + ("?" if d.unverified else "")]
+        for d in m.docker]
+
+
+def _json_rows(m: Matrix, subject: str, header: list[str], rows: list[list[str]]) -> list[dict[str, Any]]:
+    """Return the rows as JSON objects; docker's also carry each image's ``removed``, ``status``, ``unverified`` and
+    ``source`` (the facts the table only marks)."""
+    out: list[dict[str, Any]] = [dict(zip(header, r)) for r in rows]
+    if subject == "docker":
+        for row, d in zip(out, m.docker):
+            row.update(status=d.status or None, removed=d.removed, unverified=d.unverified, source=d.source)
+    return out
 
 
 @matrix.command()
@@ -147,8 +161,7 @@ def show(subject: str, matrix_dir: str | None, as_json: bool) -> None:
     m = _load(matrix_dir)
     header, rows = _rows(m, subject)
     if as_json:
-        out: list[dict[str, Any]] = [dict(zip(header, r)) for r in rows]
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(_json_rows(m, subject, header, rows), indent=2))
         return
     from resolver.render import console, print_table
 

@@ -496,6 +496,7 @@ def _docker(ctx: _Ctx, r: Mapping[str, Any]) -> DockerImage:
         unverified=ctx.get(r, "unverified", bool, default=False),
         source=_source(ctx, r),
         ubuntu=ctx.get(r, "ubuntu", str, default=""),
+        status=ctx.get(r, "status", str, default=""),
     )
 
 

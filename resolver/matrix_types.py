@@ -251,6 +251,7 @@ class DockerImage:
     unverified: bool
     source: str
     ubuntu: str = ""  # the Ubuntu release the image is built on ("22.04"): its glibc is the image's
+    status: str = ""  # NVIDIA's support status of the tag ("supported", "eol"), as docker.toml records it
 
 
 @dataclass(frozen=True, eq=False)

@@ -258,3 +258,26 @@ def test_each_arch_variable_is_spelled_its_own_way_in_plan_and_dockerfile() -> N
     assert done.exit_code == 0, done.output
     env = next(line for line in done.output.splitlines() if "FLASH_ATTN_CUDA_ARCHS" in line and line.startswith("ENV"))
     assert "FLASH_ATTN_CUDA_ARCHS=80;90 " in env.replace("'", "") and "TORCH_CUDA_ARCH_LIST=8.0;9.0 " in env.replace("'", "")
+
+
+def test_matrix_show_docker_marks_removed_images_and_its_json_keeps_their_facts() -> None:
+    # docker.toml marks 10.2 and 11.3.0 removed (gone from Docker Hub): the table says so, and --json carries each
+    # image's removed, status, unverified and source, the facts the table only marks.
+    import json
+
+    from click.testing import CliRunner
+
+    from resolver.cli import main
+    from resolver.matrix import load
+
+    removed = {d.runtime for d in load().docker if d.removed}
+    assert "nvidia/cuda:10.2-cudnn8-runtime-ubuntu18.04" in removed
+    text = CliRunner().invoke(main, ["matrix", "show", "docker"], terminal_width=250)
+    assert text.exit_code == 0, text.output
+    for image in removed:
+        (row,) = [r for r in text.output.splitlines() if image in r]
+        assert "removed (gone from Docker Hub)" in row
+    rows = json.loads(CliRunner().invoke(main, ["matrix", "show", "docker", "--json"]).output)
+    assert {r["runtime image"] for r in rows if r["removed"]} == removed
+    assert all(r["source"] and r["status"] in ("supported", "eol", None) and isinstance(r["unverified"], bool)
+               for r in rows)

@@ -22,6 +22,7 @@ RECORDED = {
     "gpus": "target.gpus", "cpu": "target.gpus (none)", "python_version": "target.python",
     "platform_tag": "target.platform", "python_exe": "target.python and target.platform (and glibc, detected)",
     "driver": "driver", "glibc": "glibc", "with_deps": "deps",
+    "fleet": "fleet (each class's GPU, driver, platform and OS: [tool.gpustack.fleet])",
     **{name: name for name in RECORDED_OPTIONS},
 }
 # ... or why it does not change what is locked.
@@ -33,7 +34,6 @@ NOT_RECORDED = {
     "torch_index_url": "where download.pytorch.org's files come from: as --index-url",
     "allow_insecure_index": "whether a plain-http mirror is accepted: as --index-url",
     "matrix_dir": "hidden, for tests: where the matrices are read from",
-    "fleet": "the re-lock keeps the fleet's GPUs and driver from the lock's target (per-class floors: fleet locks)",
     "per_class": "writes one lock per class, each re-locked on its own",
 }
 
