@@ -507,14 +507,20 @@ def cache_list(as_json: bool) -> None:
                                 for e in found], indent=2))
         return
     print_cache_entries(console(), found, build_cache.cache_dir())
+    line(console(), f"`gpustack cache clear` removes these wheels and {_REMEMBERED}")
+
+
+_REMEMBERED = "what lock remembered of earlier runs (lock-hints, lock-names: they only make a lock start sooner)"
 
 
 @cache.command("clear")
 @click.option("--package", metavar="NAME", help="Remove only this package's wheels.")
 def cache_clear(package: str | None) -> None:
-    """Remove cached wheels (all, or one package's)."""
+    """Remove cached wheels (all, or one package's); without --package also what lock remembered of earlier runs
+    (lock-hints, lock-names). The matrix cache and the index pages (kept by HTTP's rules) stay."""
     from resolver import cache as build_cache
 
     removed = build_cache.clear(package)
-    line(console(), f"removed {len(removed)} cached wheel(s) from {build_cache.cache_dir()}")
+    line(console(), f"removed {len(removed)} cached wheel(s)" + ("" if package else f" and {_REMEMBERED}")
+         + f" from {build_cache.cache_dir()}")
 
