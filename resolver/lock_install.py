@@ -297,7 +297,8 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
             path = Path(tmp) / f"requirements-{i}.txt"
             path.write_text(requirements_text(locked, direct=True, packages=packages))
             argv = install_argv(start, path, verify=verify, build_isolation=not env,
-                                reinstall=uv and verify and not env, offline=bool(silent), builds_from=builds_from)
+                                reinstall=uv and verify and not env, offline=bool(silent),
+                                builds_from=[*_build_index(packages, offline), *builds_from])
             try:
                 run(argv, env=env or None)
             except CommandFailed as exc:
@@ -307,6 +308,16 @@ def install_from_lock(locked: LockedPlan, python_exe: str, *, installer: Install
                     silent, offline, "uv could read only its cache"), exc.log_path) from None
             done.append(" ".join(argv))
     return done
+
+
+def _build_index(packages: Sequence[LockedPackage], offline: bool) -> list[str]:
+    """Return the index options a batch's pass-through sdists (``kind`` sdist, built in isolation) are built with:
+    the indexes the lock names for them, so their build requirements come from there (a mirror the lock was made
+    with), not from the installer's default index (pypi.org); none ``offline`` (``--find-links`` only)."""
+    indexes = list(dict.fromkeys(p.index for p in packages if p.kind == "sdist" and p.method == "wheel" and p.index))
+    if offline or not indexes:
+        return []
+    return ["--index-url", indexes[0], *[a for i in indexes[1:] for a in ("--extra-index-url", i)]]
 
 
 def _unused(silent: Sequence[str], offline: bool) -> str:

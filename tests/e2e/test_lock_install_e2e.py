@@ -223,3 +223,22 @@ def test_install_lock_exact_stopped_by_a_signal_while_it_removes_restores_everyt
     assert "environment restored" in out and "RESTORE INCOMPLETE" not in out, out
     assert freeze(venv) == before
     assert not (venv.parent.parent / ".gpustack" / "transaction.json").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_install_lock_builds_a_locked_sdist_with_build_requirements_from_the_index_the_lock_names(
+        up: Served, venv: Path, tmp_path: Path, backend: str) -> None:
+    # srconly's build backend lies on the index the lock was made with (a PyPI mirror here); the build looked for
+    # it on the installer's default index (pypi.org) only and failed ("No matching distribution found for
+    # fake-backend"), so a lock made through a mirror could not be installed where the mirror is all there is
+    from test_offline import HERE
+
+    lock = tmp_path / "pylock.toml"
+    made = gpustack("lock", "--cpu", "--python", HERE, "--platform", "linux_x86_64", "torch==2.13.0", "srconly",
+                    "--torch-index-url", up.torch_mirror, "--index-url", up.pypi, "-o", str(lock))
+    assert made.exit_code == 0, made.output
+    done = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", backend)
+    assert done.exit_code == 0, done.output
+    got = envstate.snapshot(str(venv))
+    assert {n: got.version(n) for n in ("srconly", "tinypkg", "torch")} == {
+        "srconly": "1.0", "tinypkg": "1.0", "torch": "2.13.0+cpu"}
