@@ -123,3 +123,36 @@ def test_a_bad_recorded_option_is_bad_input_naming_it(isolated: list[str], tmp_p
     result = CliRunner().invoke(main, ["install", "--lock", str(out), "--dry-run"])
     assert result.exit_code == 2 and f"tool.gpustack.{key}" in result.stderr and what in result.stderr, result.stderr
     assert out.read_text() == text
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda t: t.replace("deps = false\n", 'deps = false\nprefer_wheels = "yes"\n'), id="bad-option"),
+    pytest.param(lambda t: t.replace("[tool.gpustack.target]", "[tool.gpustack.target"), id="not-toml"),
+    pytest.param(lambda t: t.replace("[tool.gpustack.target]", "[tool.gpustack.elsewhere]"), id="no-target"),
+])
+def test_a_bare_relock_of_a_gpustack_lock_it_cannot_read_is_bad_input(isolated: list[str], tmp_path: Path,
+                                                                       edit: object) -> None:
+    # Not the lock of this machine's default stack instead (it used to be: the CPU torch of this box).
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", "--no-deps", *isolated, "-o", str(out)])
+    text = edit(out.read_text())  # type: ignore[operator]
+    assert text != out.read_text()
+    out.write_text(text)
+    before = sorted(tmp_path.iterdir())
+    result = CliRunner().invoke(main, ["lock", *isolated, "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"-o {out}" in lines[0] and "a gpustack lock that cannot be read" in lines[0], lines
+    assert f"gpustack lock REQ... -o {out}" in lines[0] and "Traceback" not in result.output
+    assert out.read_text() == text and sorted(tmp_path.iterdir()) == before
+    # With a request it is simply replaced (that is the way out the refusal names), as any other file there is.
+    _lock([*A100, "flash-attn", "--no-deps", *isolated, "-o", str(out)])
+    assert loads(out.read_text()).request == ("flash-attn",)
+
+
+def test_a_file_that_is_not_a_gpustack_lock_is_still_replaced_by_a_bare_lock(isolated: list[str],
+                                                                              tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    out.write_text('lock-version = "1.0"\ncreated-by = "uv"\n[[packages]]\nname = "x"\n')  # uv's, say: no claim
+    _lock([*A100, "--no-deps", *isolated, "-o", str(out)])
+    assert loads(out.read_text()).target.python == "3.11"
