@@ -183,3 +183,33 @@ def test_the_probe_reports_packagings_marker_environment_from_a_bare_venv(templa
     out = subprocess.run([str(python), probe_env.__file__, "--mode", "full"], check=True, capture_output=True,
                          text=True).stdout
     assert json.loads(out.strip().splitlines()[-1])["markers"] == dict(default_environment())
+
+
+def test_find_links_gives_the_local_copy_of_the_wheel_the_selection_chose(template: Path, tmp_path: Path) -> None:
+    # demo lists the cp3(N+1) wheel first and the target's second: the copy of the second is the one to use. The
+    # lock's URLs lead nowhere, so only the --find-links copy can install it; a tampered copy of a listed file is
+    # refused before anything changes, whichever wheel it is.
+    lock = _lock(tmp_path)
+    links = tmp_path / "links"
+    links.mkdir()
+    data = tomllib.loads(lock.read_text())
+    for p in data["packages"]:
+        for f in p.get("wheels", []):
+            if p["name"] != "demo" or f"cp{HERE}-cp{HERE}" in f["name"]:
+                shutil.copy(tmp_path / "files" / f["name"], links / f["name"])
+            f["url"] = f"file:///nonexistent/{f['name']}"
+    lock.write_text(tomli_w.dumps(data))
+    for installer in ("pip", "uv"):
+        python = _venv(template, tmp_path / f"venv-{installer}")
+        result = CliRunner().invoke(main, ["install", "--lock", str(lock), "--python-exe", str(python),
+                                           "--installer", installer, "--find-links", str(links)])
+        assert result.exit_code == 0, result.output
+        assert _which(python) == "target" and "plain==2.0" in _freeze(python), installer
+    mine = next(links.glob(f"demo-1.0-cp{HERE}-*.whl"))
+    mine.write_bytes(mine.read_bytes() + b"\0")
+    python = _venv(template, tmp_path / "venv-tampered")
+    before = _freeze(python)
+    result = CliRunner().invoke(main, ["install", "--lock", str(lock), "--python-exe", str(python),
+                                       "--find-links", str(links)])
+    assert result.exit_code == 2 and f"--find-links {mine}" in result.stderr, result.output
+    assert _freeze(python) == before
