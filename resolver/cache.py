@@ -3,7 +3,9 @@
 A key holds everything that changes the binary (the package and its version or source tree, torch's version and
 CUDA, the Python tag, the C++ ABI, the architecture list, the platform and the build variables that reach the
 compiler); anything else (``MAX_JOBS``, ``NVCC_THREADS``) only changes how long the build takes and stays out.
-The cache lives in ``platformdirs.user_cache_dir("gpustack")``, or in ``$GPUSTACK_CACHE_DIR`` when set (tests).
+The cache lives in ``platformdirs.user_cache_dir("gpustack")``, or in ``$GPUSTACK_CACHE_DIR`` when set
+(``inputs.cache_dir``, re-exported here). ``clear`` also forgets what ``lock`` remembered of earlier runs
+(``REMEMBERED``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+from resolver.inputs import cache_dir
 
-from resolver.inputs import env_folder
-
-__all__ = ["cache_dir", "BuildKey", "CacheEntry", "lookup", "store", "entries", "clear", "BINARY_ENV",
+__all__ = ["cache_dir", "REMEMBERED", "LOCK_HINTS", "LOCK_NAMES", "BuildKey", "CacheEntry", "lookup", "store", "entries", "clear", "BINARY_ENV",
            "BINARY_ENV_PREFIXES", "changes_binary"]
 
 # Build variables that change what ends up in the binary. MAX_JOBS and NVCC_THREADS are missing on purpose.
@@ -56,10 +56,11 @@ def changes_binary(name: str) -> bool:
 _KEY_FILE = "key.json"
 
 
-def cache_dir() -> Path:
-    """Return the root of gpustack's cache: ``$GPUSTACK_CACHE_DIR`` if set, else the platform's user cache dir."""
-    override = env_folder("GPUSTACK_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("gpustack"))
+# What ``lock`` remembers of earlier runs, under the cache root: the uv run a command line asked for
+# (``lock_speculate``) and the names a request locked (``lock_resolve.remember_names``). ``clear`` removes them.
+LOCK_HINTS = "lock-hints"
+LOCK_NAMES = "lock-names"
+REMEMBERED = (LOCK_HINTS, LOCK_NAMES)
 
 
 def _wheels_dir() -> Path:
@@ -183,8 +184,8 @@ def entries() -> list[CacheEntry]:
 
 def clear(package: str | None = None) -> list[CacheEntry]:
     """Return the entries removed: every one, or those of ``package``, compared by PEP 503 normalized name
-    (``flash_attn`` and ``Flash-Attn`` are ``flash-attn``, as keys store it). ``BadInput`` for a string that is no
-    package name (nothing is removed)."""
+    (``flash_attn`` and ``Flash-Attn`` are ``flash-attn``, as keys store it). Without ``package`` it also removes
+    what lock remembered (``REMEMBERED``). ``BadInput`` for a string that is no package name (nothing is removed)."""
     from packaging.utils import InvalidName, canonicalize_name
 
     from resolver.errors import BadInput
@@ -204,4 +205,11 @@ def clear(package: str | None = None) -> list[CacheEntry]:
             continue
         shutil.rmtree(entry.wheel.parent, ignore_errors=True)
         removed.append(entry)
+    if wanted is None:
+        for name in REMEMBERED:
+            folder = cache_dir() / name
+            if folder.is_symlink():  # not ours to empty: the link goes, never what it points to
+                folder.unlink()
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
     return removed

@@ -123,16 +123,22 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
               help="Install exactly this pylock.toml (hashes verified; refused when this machine does not match it).")
 @click.option("--allow-missing-hashes", is_flag=True,
               help="With --lock: also install the lock's files that have no sha256 ([[tool.gpustack.missing]]), unverified.")
+@click.option("--exact", is_flag=True,
+              help="With --lock: also remove the installed packages the lock does not list (pip kept), in the same "
+                   "transaction, so the environment is the lock.")
 @mirror_options
 def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry_run: bool, as_json: bool,
             find_links: tuple[str, ...], offline: bool, verify: bool, no_cache: bool, plan_file: str | None,
             lock_file: str | None, allow_missing_hashes: bool, torch_index_url: str | None,
-            opts: PlanOptions) -> None:
+            opts: PlanOptions, exact: bool = False) -> None:
     """Solve, plan and install into an environment; a failure restores the environment as it was."""
     if as_json and not dry_run:
         raise BadInput("--json goes with --dry-run; drop --json to install")
     if allow_missing_hashes and not lock_file:
         raise BadInput("--allow-missing-hashes goes with --lock FILE; drop it or pass --lock")
+    if exact and not lock_file:
+        raise BadInput("--exact goes with --lock FILE (the lock says what the environment holds); drop it or pass "
+                       "--lock")
     if venv and opts.python_exe:
         raise BadInput("--venv and --python-exe together: pass one target environment")
     if lock_file and (requirements or plan_file):
@@ -177,7 +183,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                     create_venv(venv, backend, base)
             opts = dataclasses.replace(opts, python_exe=base if will_create else python_exe)
         result = _install_into(python_exe, will_create, opts, requirements, given, locked, lock_file, backend,
-                               dry_run, as_json, allow_missing_hashes, sources, mirrors, no_cache, verify)
+                               dry_run, as_json, allow_missing_hashes, sources, mirrors, no_cache, verify, exact)
     except BaseException:
         if made is not None:  # the environment was not there before this run: as it was is not there
             _remove_created(*made)
@@ -190,14 +196,14 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
 def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, requirements: tuple[str, ...],
                   given: Plan | None, locked: LockedPlan | None, lock_file: str | None, backend: Backend, dry_run: bool,
                   as_json: bool, allow_missing_hashes: bool, sources: Sources, mirrors: tuple[Any, Any],
-                  no_cache: bool, verify: bool) -> InstallResult | None:
+                  no_cache: bool, verify: bool, exact: bool = False) -> InstallResult | None:
     """Plan (or take the plan or lock given) and install into ``python_exe``; ``None`` for a dry run or a lock."""
     if not will_create:
         _refuse_unfinished(python_exe, dry_run)
     _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = InstallReporter()
     if lock_file and locked is not None:
-        _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources)
+        _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources, exact)
         return None
     plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
@@ -350,9 +356,10 @@ def _read_lock(lock_file: str, sources: Sources) -> LockedPlan:
 
 
 def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: str, dry_run: bool,
-                  reporter: Reporter, allow_missing_hashes: bool = False, sources: Sources = Sources()) -> None:
-    """Install the lock read from ``lock_file`` into ``python_exe`` (``--lock``); a tampered file or hash changes
-    nothing."""
+                  reporter: Reporter, allow_missing_hashes: bool = False, sources: Sources = Sources(),
+                  exact: bool = False) -> None:
+    """Install the lock read from ``lock_file`` into ``python_exe`` (``--lock``; with ``exact``, ``--exact``, also
+    remove what it does not list); a tampered file or hash changes nothing."""
     from resolver.lock import lock_to_plan
     from resolver.lock_install import detected, for_host, install_locked_safely, refuse_lock, requirements_text
 
@@ -360,12 +367,19 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
         host, markers = detected(python_exe if os.path.exists(python_exe) else sys.executable)  # a new venv's maker
         locked = for_host(locked, host, markers)  # the files it would take on this target (packaging's PEP 751 selection)
         refuse_lock(locked, host, allow_missing_hashes, note=_err)
+        if exact and os.path.exists(python_exe):
+            from resolver.envstate import snapshot
+            from resolver.lock_install import EXACT_KEEPS, unlisted
+
+            gone = [n for n in unlisted(locked, snapshot(python_exe)) if n not in EXACT_KEEPS]
+            _err(f"dry run: --exact would remove {len(gone)} installed package(s) the lock does not list"
+                 + (f": {', '.join(gone)}" if gone else ""))
         click.echo(requirements_text(locked), nl=False)
         return
     inst = Installer(backend, python_exe, restore_args(lock_to_plan(locked), sources))  # type: ignore[arg-type]
     done = install_locked_safely(locked, python_exe, inst, reporter=reporter,
                                  allow_missing_hashes=allow_missing_hashes, offline=sources.offline,
-                                 find_links=sources.find_links)
+                                 find_links=sources.find_links, exact=exact)
     _err(done.describe(locked, lock_file, python_exe))
 
 
@@ -493,14 +507,20 @@ def cache_list(as_json: bool) -> None:
                                 for e in found], indent=2))
         return
     print_cache_entries(console(), found, build_cache.cache_dir())
+    line(console(), f"`gpustack cache clear` removes these wheels and {_REMEMBERED}")
+
+
+_REMEMBERED = "what lock remembered of earlier runs (lock-hints, lock-names: they only make a lock start sooner)"
 
 
 @cache.command("clear")
 @click.option("--package", metavar="NAME", help="Remove only this package's wheels.")
 def cache_clear(package: str | None) -> None:
-    """Remove cached wheels (all, or one package's)."""
+    """Remove cached wheels (all, or one package's); without --package also what lock remembered of earlier runs
+    (lock-hints, lock-names). The matrix cache and the index pages (kept by HTTP's rules) stay."""
     from resolver import cache as build_cache
 
     removed = build_cache.clear(package)
-    line(console(), f"removed {len(removed)} cached wheel(s) from {build_cache.cache_dir()}")
+    line(console(), f"removed {len(removed)} cached wheel(s)" + ("" if package else f" and {_REMEMBERED}")
+         + f" from {build_cache.cache_dir()}")
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import click
 
-from resolver.errors import BadInput
+from resolver.errors import BadInput, NoCompatibleStack
 from resolver.gpus import lookup_gpu
 from resolver.options import insecure_index_option
 from resolver.pipeline import parse_driver_option
@@ -169,9 +169,16 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
         current = replace(current, target=replace(current.target, driver=given_driver, driver_described=True))
     # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements
     # and the profiles (the lock's and --profile), with each new requirement in place of the bound it replaces.
-    proposed = proposed_versions(current, requirements, matrix, _index(_pass_through(requirements), index_url))
-    report = check(current, proposed, matrix, original=made_for, profiles=profiles, requirements=requirements,
-                   index=lambda names: _index(names, index_url))  # asked only to move a package out of a hold
+    try:
+        proposed = proposed_versions(current, requirements, matrix, _index(_pass_through(requirements), index_url))
+    except NoCompatibleStack as exc:  # a well-formed requirement no release meets: unsafe (exit 1), as plan refuses it
+        from resolver.upgrade import Finding, UpgradeReport
+
+        report = UpgradeReport("unsafe", dict(current.versions), dict(current.versions),
+                               tuple(Finding(r.package, "unsafe", r.text, r.kind) for r in exc.refusals))
+    else:
+        report = check(current, proposed, matrix, original=made_for, profiles=profiles, requirements=requirements,
+                       index=lambda names: _index(names, index_url))  # asked only to move a package out of a hold
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -224,7 +224,8 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
     if f.min_torch is not None and torch.release.version < f.min_torch:
         return None, refusal("flash-attn", version, "torch_pin", "needs torch >= {min_torch}", min_torch=f.min_torch,
                              torch=torch.version)
-    unverified = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
+    assets = (f"flash-attn {f.version}: which wheels its CI published is not confirmed upstream",) if f.wheels_unverified else ()
+    unverified: tuple[str, ...] = _release_unverified(f) + assets
     wheel, why = _flash_wheel(f, torch, target, matrix)
     if wheel is not None:
         return Companion(wheel, unverified=unverified), None
@@ -253,35 +254,54 @@ def _flash_choice(f: FlashRelease, torch: TorchOption, target: Target,
         PackageChoice("flash-attn", str(f.version), "source", variant=torch.tag, cuda=str(torch.cuda),
                       arch_list=compat.torch_arch_list(built), build_env=env),
         notes=notes + _source_notes(torch, target),
-        unverified=(),
+        unverified=_release_unverified(f),
     ), None
+
+
+def _release_unverified(f: FlashRelease) -> tuple[str, ...]:
+    """Return the unverified fact of a whole release row (``unverified = true``, docs/matrix.md), with its note."""
+    return (f"flash-attn {f.version}: {f.note or 'release not confirmed upstream'}",) if f.unverified else ()
 
 
 def choose_flash(torch: TorchOption, target: Target, matrix: Matrix, request: Request, reporter: Reporter) -> Companion | None:
     """Return the newest flash-attn 2 that works with ``torch`` on every GPU (prebuilt wheel before source build);
-    with ``request.near``, the closest one, any wheel before a build."""
+    with ``request.near``, the closest one, any wheel before a build. A release whose row is ``unverified`` ranks below
+    every verified choice (docs/matrix.md, rule 1), and ``--verified-only`` refuses what rests on an unverified fact
+    (kind ``unverified``, rule 3)."""
     assert request.flash_attn is not None
     # Post-releases count as the same release: 2.8.3 as a wheel beats a 30-minute build of 2.8.3.post2, and a wheel
     # whose publication is confirmed beats one that is not (2.8.3 over 2.8.3.post2's unverified release assets).
-    best: Companion | None = None
-    unverified_wheel: Companion | None = None
+    # Ranks: 0 a wheel on verified facts (taken at once), 1 a wheel whose assets are unverified, 3 a source build of a
+    # verified release, 4 anything else from a release whose row is unverified; with --prefer-wheels (asked), a
+    # wheel of such a release, 2, goes before a build. Only a verified release stops the search at older ones.
+    found: dict[int, Companion] = {}
     for f in request.order("flash-attn", matrix.flash_attn):
-        ref = unverified_wheel or best
+        ref = next((found[r] for r in (1, 3) if r in found), None)  # an unverified release never stops the search
         if ref is not None and not request.near and Version(f.version.base_version) < Version(Version(ref.choice.version).base_version):
             break
         if not spec_allows(request.flash_attn, f.version):
             continue
         if request.verified_only and f.unverified:
+            reporter.rejected(refusal("flash-attn", str(f.version), "unverified", "{title} {version} relies on an "
+                                      "unverified fact (--verified-only): {note}", title="flash-attn", version=f.version,
+                                      note=f.note or "release not confirmed upstream"), torch.version)
             continue
         comp, why = _flash_choice(f, torch, target, matrix)
         if comp is None:
             assert why is not None
             reporter.rejected(why, torch.version)
             continue
-        if comp.choice.method == "wheel":
-            if not comp.unverified:
-                return comp
-            unverified_wheel = unverified_wheel or comp
+        if request.verified_only and comp.unverified:
+            reporter.rejected(refusal("flash-attn", str(f.version), "unverified", "{title} {version} relies on an "
+                                      "unverified fact (--verified-only): {note}", title="flash-attn",
+                                      version=f.version, note="; ".join(comp.unverified)), torch.version)
             continue
-        best = best or comp
-    return unverified_wheel or best
+        wheel = comp.choice.method == "wheel"
+        if f.unverified:
+            rank = 2 if wheel and request.prefer_wheels else 4
+        else:
+            rank = (0 if not comp.unverified else 1) if wheel else 3
+        if rank == 0:
+            return comp
+        found.setdefault(rank, comp)
+    return found[min(found)] if found else None

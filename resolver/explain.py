@@ -414,6 +414,43 @@ def _toolkit_alternatives(target: Target, matrix: Matrix, request: Request,
     return out
 
 
+_COMPANIONS = (("xformers", "xformers"), ("flash-attn", "flash_attn"))
+
+
+def _binding(target: Target, matrix: Matrix, request: Request) -> tuple[set[str], list[Alternative]]:
+    """Return the binding conflict of a request whose torch fits but whose companions do not: the companions
+    (xformers, flash-attn) without which the rest of the request solves on the target, and what works instead,
+    each solved for the whole request and target: another release of that companion, or another torch for it."""
+    binding = {name for name, attr in _COMPANIONS if getattr(request, attr) is not None
+               and solves(target, matrix, request, Change(request={attr: None}))}
+    alts: list[Alternative] = []
+    for name, attr in _COMPANIONS:
+        if name not in binding:
+            continue
+        asked = getattr(request, attr)
+        rows = matrix.xformers if name == "xformers" else matrix.flash_attn
+        other = next((r.version for r in rows[:16] if not r.version.is_prerelease and not spec_allows(asked, r.version)
+                      and solves(target, matrix, request, Change(request={attr: f"=={r.version}"}))), None)
+        if other is not None:
+            alts.append(alternative("{name}=={version} works with the rest of the request here (ask for it instead of "
+                                    "{name}{asked})", Change(request={attr: f"=={other}"}), name=name,
+                                    version=other, asked=asked))
+        if request.torch is None or not str(request.torch):
+            continue
+        releases = [r.version for r in matrix.torch if not r.version.is_prerelease]
+        near = [v for v in releases if spec_allows(request.torch, v)]
+        if near:  # the torch releases closest to the asked bound first
+            i, order = releases.index(near[0]), list(releases)
+            releases.sort(key=lambda v: abs(order.index(v) - i))
+        torch = next((v for v in releases[:12] if not spec_allows(request.torch, v)
+                      and solves(target, matrix, request, Change(request={"torch": f"=={v}"}))), None)
+        if torch is not None:
+            alts.append(alternative("torch=={torch} takes {name}{asked} (ask for it instead of torch{spec})",
+                                    Change(request={"torch": f"=={torch}"}), torch=torch, name=name, asked=asked,
+                                    spec=request.torch))
+    return binding, alts
+
+
 def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
     """Return (refusals, alternatives) for a target and request that the solver could not satisfy."""
     reasons: list[Refusal] = []
@@ -440,6 +477,11 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
             if request.flash_attn is not None:
                 choose_flash(opt, target, matrix, request, record)
         found = _grouped(record.rows)
+        binding, moves = _binding(target, matrix, request)
+        if binding:  # the companions the request solves without: the others' rejections blame the wrong package
+            found = [f for f in found if f.package in binding] or found
+            if all(f.kind in ("torch_pin", "unverified") for f in found):  # a version conflict: move one of them
+                alts += moves
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
         specific = [f for f in found if f.kind != "torch_pin"]
         shown = (specific or found)[:8]

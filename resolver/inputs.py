@@ -12,6 +12,7 @@ import math
 import os
 import re
 import stat
+from pathlib import Path
 
 from resolver.errors import BadInput
 
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_REQUIREMENTS",
     "MAX_REQUIREMENT_CHARS",
     "MAX_NAME_CHARS",
+    "cache_dir",
     "read_text",
     "read_bytes",
     "check_name",
@@ -122,6 +124,19 @@ def env_folder(name: str) -> str | None:
     if not os.path.isabs(value):
         raise BadInput(f"{name} {_show(value)}: not an absolute path; {hint}")
     return check_new_folder(value, name, hint=hint)
+
+
+def cache_dir() -> Path:
+    """Return the root of gpustack's cache: ``$GPUSTACK_CACHE_DIR`` when set (``env_folder``), else the platform's
+    user cache folder (``platformdirs``, imported only then). The one reading of it: the build cache
+    (``resolver.cache``), the matrix cache (``matrix_cache``, on every command's start-up path, hence here), the lock's
+    hints and the index pages all live under it."""
+    override = env_folder("GPUSTACK_CACHE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gpustack"))
 
 
 def read_text(path: str, what: str, *, limit: int = MAX_FILE_BYTES, hint: str = "pass a regular file") -> str:

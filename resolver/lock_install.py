@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -366,40 +366,55 @@ def unlisted(locked: LockedPlan, installed: Snapshot) -> list[str]:
 
 @dataclass(frozen=True)
 class LockInstalled:
-    """What ``install_locked_safely`` did: the ``commands`` it ran, and the installed distributions the lock does
-    not list (``left``: ``unlisted``), which it left as they were."""
+    """What ``install_locked_safely`` did: the ``commands`` it ran, the installed distributions the lock does not
+    list that it left as they were (``left``), and those it removed (``removed``: ``--exact``)."""
 
     commands: list[str]
     left: list[str]
     selected: LockedPlan | None = None  # the packages installed: the lock's, as selected for the target (for_host)
+    removed: list[str] = field(default_factory=list)
 
     def describe(self, locked: LockedPlan, lock_file: str, python_exe: str) -> str:
         """Return the one line saying what the environment now holds: the lock's packages, exactly (those without
-        a sha256 counted apart: unverified), and what else it holds, named (the first few) and left."""
+        a sha256 counted apart: unverified), and what else it held, named (the first few): removed, or left."""
         locked = self.selected or locked
         n = len(locked.packages)
         said = f"installed the {n} package{'s' if n != 1 else ''} of {lock_file} exactly"
         if locked.missing:
             said += f" (and {len(locked.missing)} without a sha256, unverified)"
         said += f" into {python_exe}"
+        if self.removed:
+            said += f"; removed {_count(self.removed, 'other package')} it held, which the lock does not list: " \
+                    + _names(self.removed)
         if not self.left:
             return said + "; it holds nothing else"
-        shown = ", ".join(self.left[:_SHOWN]) + (f" and {len(self.left) - _SHOWN} more" if len(self.left) > _SHOWN
-                                                 else "")
-        k = len(self.left)
-        return (f"{said}; left the {k} other package{'s' if k != 1 else ''} it holds, which the lock does not list: "
-                f"{shown}")
+        if self.removed:  # what --exact keeps
+            return said + f"; kept {', '.join(self.left)} (the environment's installer)"
+        return (f"{said}; left {_count(self.left, 'other package')} it holds, which the lock does not list: "
+                f"{_names(self.left)} (--exact removes them)")
 
 
 _SHOWN = 5  # unlisted packages named in the closing line; the rest counted
+EXACT_KEEPS = ("pip",)  # what `install --lock --exact` never removes: `python -m pip` (an install, a restore)
+
+
+def _count(names: Sequence[str], what: str) -> str:
+    return f"the {len(names)} {what}{'s' if len(names) != 1 else ''}"
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
 def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Installer, *, reporter: Reporter | None = None,
                           allow_missing_hashes: bool = False, lock_timeout: float = 600.0,
-                          offline: bool = False, find_links: Sequence[str] = ()) -> LockInstalled:
+                          offline: bool = False, find_links: Sequence[str] = (),
+                          exact: bool = False) -> LockInstalled:
     """Return the commands ``install_from_lock`` ran and what else the environment holds (``LockInstalled``),
     under the environment's inter-process lock; on any failure after the target check (a build failing after the
-    wheels went in, Ctrl-C) restore the snapshot and raise.
+    wheels went in, Ctrl-C) restore the snapshot and raise. ``exact`` (``--exact``) then uninstalls, in the same
+    transaction (backed up with the rest, put back by a restore), what the lock does not list (``unlisted``) but
+    ``EXACT_KEEPS``: the environment is then the lock, as after ``uv pip sync``.
 
     ``installer`` is a ``resolver.install.Installer`` (it knows how to reinstall and uninstall for a restore).
     A refused lock (``LockRefused``) or a hash mismatch changes nothing: pip checks every hash before installing.
@@ -415,4 +430,10 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Instal
         done = install_from_lock(chosen, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
                                  host=host, note=(reporter or Reporter()).message, installed=txn.before,
                                  offline=offline, find_links=find_links)
-        return LockInstalled(done, unlisted(locked, txn.before), chosen)  # --no-deps: nothing else came or went
+        left = unlisted(locked, txn.before)  # --no-deps: nothing else came or went
+        removed = [n for n in left if n not in EXACT_KEEPS] if exact else []
+        if removed:
+            argv = installer.uninstall_argv(removed)
+            _subprocess.run(argv)
+            done.append(" ".join(argv))
+        return LockInstalled(done, [n for n in left if n not in removed], chosen, removed)

@@ -407,10 +407,10 @@ def names_key(plan: Plan, constraints: Sequence[str], matrix: Matrix | None = No
 
 def remembered_names(key: str) -> list[str]:
     """Return the package names the last resolution of ``key`` locked (empty when none is remembered)."""
-    from resolver.cache import cache_dir
+    from resolver.cache import LOCK_NAMES, cache_dir
     from resolver.safefiles import read_private
 
-    blob = read_private(cache_dir() / "lock-names" / f"{key}.json", limit=1 << 20)  # ours, regular, not a link
+    blob = read_private(cache_dir() / LOCK_NAMES / f"{key}.json", limit=1 << 20)  # ours, regular, not a link
     try:
         names = json.loads(blob) if blob is not None else []
     except ValueError:
@@ -420,13 +420,12 @@ def remembered_names(key: str) -> list[str]:
 
 def remember_names(key: str, names: Iterable[str]) -> None:
     """Remember the names a resolution locked, so the next lock of the same request reads their pages early."""
-    from resolver.cache import cache_dir
-
+    from resolver.cache import LOCK_NAMES, cache_dir
     from resolver.safefiles import write_private
 
     # O_EXCL temporary in a private folder, renamed: never through a planted link. A cache that cannot be written
     # costs speed, never correctness. One file per distinct request: the newest NAMES_KEPT stay.
-    write_private(cache_dir() / "lock-names", f"{key}.json", json.dumps(sorted(names)).encode(), keep=NAMES_KEPT)
+    write_private(cache_dir() / LOCK_NAMES, f"{key}.json", json.dumps(sorted(names)).encode(), keep=NAMES_KEPT)
 
 
 NAMES_KEPT = 64

@@ -38,9 +38,9 @@ KEEP = 64  # hints kept: the last 64 distinct lock command lines written or used
 
 
 def _folder() -> Path:
-    from resolver.cache import cache_dir
+    from resolver.cache import LOCK_HINTS, cache_dir
 
-    return cache_dir() / "lock-hints"
+    return cache_dir() / LOCK_HINTS
 
 
 def hint_key(args: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from resolver.inputs import env_folder
+from resolver.inputs import cache_dir as cache_root
 from resolver.safefiles import private_dir, read_private, write_private
 
 __all__ = ["cache_dir", "read", "write"]
@@ -26,13 +26,8 @@ _MAGIC = b"gpustack-matrix-cache"
 
 
 def cache_dir() -> Path:
-    """Return ``$GPUSTACK_CACHE_DIR/matrix`` or the user cache's ``matrix`` folder."""
-    override = env_folder("GPUSTACK_CACHE_DIR")  # read and checked as resolver.cache reads it
-    if override:
-        return Path(override) / "matrix"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gpustack")) / "matrix"
+    """Return the ``matrix`` folder of gpustack's cache (``inputs.cache_dir``)."""
+    return cache_root() / "matrix"
 
 
 def read(digest: str) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from resolver.holds import contradicts, held_pins, within
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.matrix_types import Matrix
 from resolver.passthrough import IndexProject, pin_others
+from resolver.refusal import Refusal, refusal
 from resolver.models import PackageChoice, Stack, Target, format_driver, marker_environment
 from resolver.request import SOLVED, Request, parse_request
 from resolver.solve import solve
@@ -166,8 +167,8 @@ def _plan_solve(current: Installed, requirements: Sequence[str], matrix: Matrix)
 
 def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: Target) -> str | None:
     """Return the version the pass-through rule (``resolver.passthrough``, as plan pins) gives ``req`` on
-    ``target`` from the index's answer; ``None`` when it was not looked up. Raises ``BadInput`` when no release
-    on the index serves it there: the requirement asks for what cannot be installed."""
+    ``target`` from the index's answer; ``None`` when it was not looked up. Raises ``NoCompatibleStack`` (the
+    index's refusal) when no release on the index serves it there, as plan refuses it."""
     name = str(canonicalize_name(req.name))
     if name not in index:
         return None
@@ -176,10 +177,8 @@ def _pass_through(req: Requirement, index: Mapping[str, IndexProject], target: T
         from resolver.installers import SourceUnreachable
 
         raise SourceUnreachable(f"{req}: {why[0].text}")
-    if why:
-        text = why[0].text
-        step = "" if "--index-url" in text else "; check the name and the version, or the index (--index-url)"
-        raise BadInput(f"{req}: {text}{step}")
+    if why:  # a well-formed requirement nothing on the index serves: refused, exit 1, as plan refuses it (README)
+        raise NoCompatibleStack(why[:1])
     return str(next(iter(Requirement(pinned[0]).specifier)).version)
 
 
@@ -189,7 +188,8 @@ def proposed_versions(current: Installed, requirements: Sequence[str], matrix: M
     torch, xformers and flash-attn as ``gpustack plan REQ...`` solves them for that target (``_plan_solve``; when it
     refuses, the newest matrix release each admits); a pass-through package as plan pins it from ``index`` (the
     index's answer for it, ``resolver.index_lookup``); without one, an ``==`` pin as written. A requirement whose
-    marker is false on the target changes nothing. Raises ``BadInput`` for a requirement no release meets."""
+    marker is false on the target changes nothing. Raises ``NoCompatibleStack`` (kind ``no_release``) for a
+    requirement no release meets, as plan refuses it (exit 1), and ``BadInput`` for one that is not a requirement."""
     out = _canon(current.versions)
     stack = _plan_solve(current, requirements, matrix)
     for req in _named(requirements, current.target):
@@ -204,7 +204,8 @@ def proposed_versions(current: Installed, requirements: Sequence[str], matrix: M
         elif known:
             out[name] = str(known[-1]) + (f"+{local}" if local else "")
         elif name in SOLVED:
-            raise BadInput(f"{req} matches no {name} release in the matrices; check the version (gpustack matrix)")
+            raise NoCompatibleStack([refusal(name, str(req.specifier), "no_release", "{req} matches no {name} release "
+                                             "gpustack knows; see `gpustack matrix {name}`", req=req, name=name)])
         elif index is not None and (version := _pass_through(req, index, current.target)) is not None:
             out[name] = version
         else:
@@ -410,9 +411,19 @@ def _rebuilds(current: Installed, stack: Stack, matrix: Matrix) -> list[Finding]
     return found
 
 
-def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
-             request: Request) -> tuple[list[Finding], list[str], Stack | None]:
-    """Return the findings of moving ``current`` to ``proposed`` under ``request``, notes, and the solved set."""
+def _finding(r: Refusal, implied: str | None) -> Finding:
+    """Return the solver's refusal ``r`` as an unsafe finding. An xformers that pins the old torch against a torch
+    the requirements did not name says what moved torch (``implied``), not "torch==2.2.0 was asked"."""
+    if implied is not None and r.kind == "torch_pin" and {"spec", "pins", "version"} <= set(r.facts):
+        return Finding(r.package, "unsafe", f"xformers{r.facts['spec']} pins torch{r.facts['pins']} (xformers "
+                                            f"{r.facts['version']}); {implied}", r.kind)
+    return Finding(r.package, "unsafe", r.text, r.kind)
+
+
+def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix, request: Request,
+             implied: str | None = None) -> tuple[list[Finding], list[str], Stack | None]:
+    """Return the findings of moving ``current`` to ``proposed`` under ``request``, notes, and the solved set;
+    ``implied``: why torch moves when no requirement named it (``_why_torch_moves``)."""
     if "torch" not in proposed:
         return [], ["no torch in the set: nothing to check"], None
     if not _known("torch", proposed["torch"], matrix):
@@ -420,7 +431,7 @@ def _verdict(current: Installed, proposed: Mapping[str, str], matrix: Matrix,
     pinned, notes = _pinned(request, proposed, matrix)
     result, found, assumed = _solve_for(current, matrix, pinned)
     if not isinstance(result, Stack):
-        return [Finding(r.package, "unsafe", r.text, r.kind) for r in result.refusals], notes, None  # ordered by NoCompatibleStack
+        return [_finding(r, implied) for r in result.refusals], notes, None  # ordered by NoCompatibleStack
     return found + _rebuilds(current, result, matrix), notes + assumed, result
 
 
@@ -496,6 +507,21 @@ def _within_holds(versions: dict[str, str], stack: Stack, matrix: Matrix,
     return versions | moved, []
 
 
+def _why_torch_moves(current: Installed, proposed: Mapping[str, str], matrix: Matrix, original: Sequence[str],
+                     profiles: Sequence[str], requirements: Sequence[str]) -> str:
+    """Return why the requirements (none naming torch) move torch: "flash-attn==2.8.3 moves torch to 2.2.0" and the
+    solver's refusal of the requirements with the current torch kept, when it refuses."""
+    cur, new = _canon(current.versions)["torch"], _base(proposed["torch"])
+    text = f"{', '.join(requirements)} moves torch to {new}"
+    if not _known("torch", cur, matrix):
+        return text
+    kept = upgrade_request(current, matrix, original=original, profiles=profiles,
+                           requirements=(*requirements, f"torch=={_base(cur)}"))
+    result = _solve(current.target, matrix, kept)
+    why = [r.text for r in result.refusals if r.package != "xformers"] if not isinstance(result, Stack) else []
+    return f"{text} ({why[0]})" if why else text
+
+
 def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matrix, *, original: Sequence[str] = (),
                   profiles: Sequence[str] = (), requirements: Sequence[str] = (), nearest: bool = True,
                   index: Callable[[list[str]], Mapping[str, IndexProject]] | None = None) -> UpgradeReport:
@@ -509,9 +535,12 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
     named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
     if requirements and "torch" not in named and "torch" in cur and "torch" in prop and \
             _base(prop["torch"]) != _base(cur["torch"]):
+        implied = _why_torch_moves(current, prop, matrix, original, profiles, requirements)
         requirements = (*requirements, "torch")  # moved by what was asked (xformers' pin): the original bound goes
+    else:
+        implied = None
     request = upgrade_request(current, matrix, original=original, profiles=profiles, requirements=requirements)
-    found, notes, stack = _verdict(current, prop, matrix, request)
+    found, notes, stack = _verdict(current, prop, matrix, request, implied)
     solver_found = bool(found)  # a move of torch, xformers or flash-attn can answer only these
     broken, unknown = _broken_requirements(current, prop, requirements)
     found, notes = found + broken, notes + unknown

@@ -111,3 +111,51 @@ def test_build_key_sees_the_shell_environment() -> None:
     on = build.cache_key(step, target, False, environ={"XFORMERS_DISABLE_FLASH_ATTN": "1", "CUDA_HOME": "/c"})
     off = build.cache_key(step, target, False, environ={"CUDA_HOME": "/c"})
     assert on.digest() != off.digest() and dict(on.env)["XFORMERS_DISABLE_FLASH_ATTN"] == "1"
+
+
+def test_cli_clear_also_forgets_what_lock_remembered(cache_dir: Path, tmp_path: Path) -> None:
+    """lock_speculate's hints (and lock_resolve's remembered names) stayed after `cache clear`; now clear removes
+    them, clear --package leaves them, and `cache list` says so."""
+    from click.testing import CliRunner
+
+    from resolver import lock_resolve, lock_speculate
+    from resolver.cli import main
+
+    lock_speculate.remember(lock_speculate.hint_key(["lock", "torch==2.1.0"]), {
+        "constraints": [], "index_url": "https://pypi.org/simple", "python_version": "3.11",
+        "python_platform": "x86_64-manylinux_2_28", "project": {}})
+    lock_resolve.remember_names("k", ["numpy"])
+    wheel = tmp_path / "xformers-0.0.30-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(b"x")
+    cache.store(key(package="xformers", source="xformers==0.0.30"), wheel)
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["lock-hints", "lock-names", "wheels"]
+    listed = CliRunner().invoke(main, ["cache", "list"])
+    assert listed.exit_code == 0 and "`gpustack cache clear` removes these wheels and what lock remembered of " \
+        "earlier runs (lock-hints, lock-names" in listed.output, listed.output
+    one = CliRunner().invoke(main, ["cache", "clear", "--package", "xformers"])
+    assert one.exit_code == 0 and sorted(p.name for p in cache_dir.iterdir()) == ["lock-hints", "lock-names", "wheels"]
+    done = CliRunner().invoke(main, ["cache", "clear"])
+    assert done.exit_code == 0 and "and what lock remembered of earlier runs" in done.output, done.output
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["wheels"] and cache.entries() == []
+
+
+def test_clear_removes_a_planted_link_not_what_it_points_to(cache_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.json").write_text("{}")
+    cache_dir.mkdir()
+    (cache_dir / "lock-hints").symlink_to(elsewhere)
+    cache.clear()
+    assert not (cache_dir / "lock-hints").exists() and (elsewhere / "keep.json").is_file()
+
+
+def test_one_cache_root_for_the_build_cache_and_the_matrix_cache(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache.cache_dir and matrix_cache.cache_dir each read $GPUSTACK_CACHE_DIR else the user cache: one reading
+    now (inputs.cache_dir), in the module matrix_cache's start-up path already imports."""
+    from resolver import inputs, matrix_cache
+
+    assert cache.cache_dir is inputs.cache_dir
+    monkeypatch.delenv("GPUSTACK_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "gpustack" == matrix_cache.cache_dir().parent

@@ -93,16 +93,27 @@ def test_a_pass_through_range_is_pinned_from_the_index_as_plan_pins_it(tmp_path:
     assert "numpy==1.26.4" in [s["requirement"] for s in json.loads(plan.output)["steps"]], plan.output
 
 
-def test_a_requirement_no_release_meets_is_bad_input(tmp_path: Path) -> None:
+def test_a_requirement_no_release_meets_is_refused_as_plan_refuses_it(tmp_path: Path) -> None:
+    # s9 trial #10: one meaning per exit code (README): a well-formed requirement nothing serves is a refusal (exit 1,
+    # kind no_release) in every command; exit 2 is for input that is not well formed.
     lock = _lock(tmp_path, RTX3090, ("torch", "2.1.0"))
     before = lock.read_bytes()
     index = _index(tmp_path)
+    run = CliRunner().invoke
     for req, why in (("numpy>=3", "no release of numpy on file://"), ("sympy==0.1", "matches ==0.1 (newest: 1.14.0)"),
-                     ("nosuchthing", "nosuchthing is not on file://")):
-        got = CliRunner().invoke(main, ["check-upgrade", req, "--lock", str(lock), "--index-url", index])
-        assert got.exit_code == 2, got.output
-        assert got.stderr.startswith(f"gpustack: {req}: ") and why in got.stderr and got.stderr.count("\n") == 1
-        assert "--index-url" in got.stderr
+                     ("nosuchthing", "nosuchthing is not on file://"), ("torch>=99", "matches no torch release")):
+        got = run(main, ["check-upgrade", req, "--lock", str(lock), "--index-url", index, "--json"])
+        assert got.exit_code == 1 and got.stderr == "", got.output
+        data = json.loads(got.stdout)
+        assert data["verdict"] == "unsafe" and len(data["findings"]) == 1, data
+        assert data["findings"][0]["kind"] in ("no_release", "index"), data  # the index's refusal, as plan's
+        assert why in data["findings"][0]["reason"], data
+        plan = run(main, ["plan", "--gpu", "8.6", "--driver", "535.104.05", "--python", "3.10", "torch==2.1.0"
+                          if not req.startswith("torch") else req, *([] if req.startswith("torch") else [req]),
+                          "--index-url", index])
+        assert plan.exit_code == 1, (req, plan.output)
+    bad = run(main, ["check-upgrade", "torch=>2", "--lock", str(lock)])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.output
     assert lock.read_bytes() == before
 
 
@@ -249,3 +260,19 @@ def test_a_cpu_build_over_a_gpu_target_is_refused_for_the_true_reason(tmp_path: 
     assert data["nearest_safe"]["torch"].startswith("2.13.0+cu"), data
     plan = CliRunner().invoke(main, ["plan", "--gpu", "A100", "--driver", "550.54.15", "torch==2.13.0+cpu"])
     assert plan.exit_code == 1 and "torch==2.13.0+cpu cannot drive the A100" in plan.output, plan.output
+
+
+def test_a_torch_moved_by_the_request_is_said_to_be_implied_not_asked(tmp_path: Path) -> None:
+    # s9 trial #6 / s7 #15: flash-attn==2.8.3 needs torch >= 2.2; the kept xformers pins torch 2.1.0. The user asked
+    # no torch: the finding says what moved it and why, never "torch==2.2.0 was asked".
+    a100 = Target(gpus=(Gpu("NVIDIA A100-SXM4-80GB", ComputeCapability(8, 0)),), python="3.10",
+                  platform="linux_x86_64")
+    lock = _lock(tmp_path, a100, ("torch", "2.1.0+cu121"), ("xformers", "0.0.22.post7"), ("flash_attn", "2.7.3"),
+                 request=["torch==2.1.0", "xformers", "flash-attn"], driver="550.54.15")
+    got = CliRunner().invoke(main, ["check-upgrade", "flash-attn==2.8.3", "--lock", str(lock), "--json"])
+    data = json.loads(got.output)
+    assert got.exit_code == 1 and data["proposed"]["torch"] == "2.2.0", data
+    reasons = [f["reason"] for f in data["findings"] if f["kind"] == "torch_pin"]
+    assert reasons and not any("was asked" in r for r in reasons), data["findings"]
+    assert "flash-attn==2.8.3 moves torch to 2.2.0 (flash-attn 2.8.3 with torch 2.1.0+cu121: needs torch >= 2.2)" \
+        in reasons[0], reasons

@@ -208,7 +208,7 @@ def test_a_source_built_package_brings_its_declared_dependencies_in_install_lock
     import json
 
     assert _declared(package, version) == declared
-    request = [f"torch=={torch}", package]
+    request = [f"torch=={torch}", f"{package}=={version}"]  # 2.8.3.post2 is unverified: asked, not ranked first
     # install (its dry run): the built wheel goes in with its dependencies, torch held by a constraint
     dry = CliRunner().invoke(main, ["install", "--dry-run", "--json", "--installer", "pip", *target, *request])
     assert dry.exit_code == 0, dry.output

@@ -369,3 +369,43 @@ def test_no_python_serves_the_torch_bound_so_the_newest_torch_for_this_python_is
     (alt,) = _texts(data)
     assert alt.startswith("torch==2.14.1+cu126: the newest torch with linux_aarch64 wheels for Python 3.11"), alt
     _planned(*args, "torch==2.14.1+cu126")
+
+
+def test_a_refusal_names_the_binding_conflict_and_offers_what_solves() -> None:
+    # s9 trial #6: torch 2.1.0 + xformers + flash-attn 2.8.3 printed eight "xformers 0.0.3x requires torch==..." lines
+    # and nothing to do, though xformers 0.0.22.post7 fits torch 2.1.0: flash-attn 2.8.3 (torch >= 2.2) binds.
+    target = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10"]
+    data = _refused(*target, "torch==2.1.0", "xformers", "flash-attn==2.8.3")
+    assert {r["package"] for r in data["refusals"]} == {"flash-attn"}, data["refusals"]  # type: ignore[attr-defined]
+    assert any("needs torch >= 2.2" in r for r in data["reasons"]), data["reasons"]  # type: ignore[attr-defined]
+    texts = _texts(data)
+    assert any(t.startswith("torch==2.2.0 takes flash-attn==2.8.3") for t in texts), texts
+    assert any(t.startswith("flash-attn==2.7.3 works with the rest") for t in texts), texts
+    # each alternative, asked as printed, plans
+    for asked in (["torch==2.2.0", "xformers", "flash-attn==2.8.3"], ["torch==2.1.0", "xformers", "flash-attn==2.7.3"]):
+        got = CliRunner().invoke(main, ["plan", *target, *asked])
+        assert got.exit_code == 0, (asked, got.output)
+
+
+A100_535 = ["--gpu", "A100", "--driver", "535.216.01", "--python", "3.11", "--glibc", "2.35"]
+
+
+def test_an_unverified_flash_attn_release_follows_the_documented_rules() -> None:
+    # s9 trial #7, docs/matrix.md "How the solver treats unverified = true": 2.8.3.post2's whole row is unverified.
+    # 1. it ranks below the verified 2.8.3.post1 (both are source builds for torch 2.14 here)
+    got = CliRunner().invoke(main, ["plan", "--json", *A100_535, "flash-attn"])
+    data = json.loads(got.stdout)
+    fa = next(p for p in data["packages"] if p["name"] == "flash-attn")
+    assert fa["version"] == "2.8.3.post1", fa
+    assert not any("unverified fact: flash-attn" in n for n in data["notes"]), data["notes"]
+    # 2. when asked for, the plan says it relies on an unverified fact, with the row's note
+    got = CliRunner().invoke(main, ["plan", "--json", *A100_535, "flash-attn==2.8.3.post2"])
+    notes = json.loads(got.stdout)["notes"]
+    assert any(n.startswith("relies on an unverified fact: flash-attn 2.8.3.post2: no matching git tag") for n in notes)
+    # 3. --verified-only refuses it with kind unverified, its title and note, and what works instead
+    data = _refused(*A100_535, "--verified-only", "flash-attn==2.8.3.post2")
+    refusals = data["refusals"]
+    assert {r["kind"] for r in refusals} == {"unverified"}, refusals  # type: ignore[union-attr]
+    facts = refusals[0]["facts"]  # type: ignore[index]
+    assert facts["title"] == "flash-attn" and facts["version"] == "2.8.3.post2" and "no matching git tag" in facts["note"]
+    assert any("flash-attn==2.8.3.post1" in t for t in _texts(data)), _texts(data)

@@ -35,8 +35,8 @@ def test_install_lock_names_what_it_left_instead_of_saying_the_environment_is_th
     assert done.exit_code == 0, done.output
     assert "installed exactly" not in done.output
     assert (f"installed the 3 packages of {lock} exactly into {venv}; left the {len(others)} other packages it holds, "
-            f"which the lock does not list: {', '.join(others[:5])} and {len(others) - 5} more") in done.output, \
-        done.output
+            f"which the lock does not list: {', '.join(others[:5])} and {len(others) - 5} more (--exact removes them)") \
+        in done.output, done.output
     after = envstate.snapshot(str(venv))
     assert locked_part(venv) == LOCKED
     assert {k: after.version(k) for k in others} == {k: before.version(k) for k in others}  # left as they were
@@ -130,3 +130,96 @@ def test_offline_lock_install_says_the_same_thing_of_the_hosts_with_pip_and_uv(u
     again = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", "uv", "--offline")
     assert again.exit_code == 0, again.output
     assert f"{host} not used (--offline): uv installs the lock's files from its cache" in again.output, again.output
+
+
+def _with_extras(venv: Path, tmp_path: Path, *, broken: str | None = None) -> list[str]:
+    """Install ``EXTRAS`` (and ``broken``: a distribution whose RECORD is gone, which neither pip nor uv can
+    uninstall) into ``venv``; return ``freeze`` of it."""
+    from conftest import freeze
+
+    for req in EXTRAS + ([f"{broken}==1.0"] if broken else []):
+        name, version = req.split("==")
+        pip(venv, "install", "-q", "--no-index", str(fakewheels.make_wheel(tmp_path / "extra", name, version)))
+    if broken:
+        next(venv.parent.parent.glob(f"lib/python3*/site-packages/{broken.replace('-', '_')}-1.0.dist-info/RECORD")
+             ).unlink()
+    return freeze(venv)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_install_lock_exact_removes_what_the_lock_does_not_list_in_the_same_transaction(
+        up: Served, venv: Path, tmp_path: Path, backend: str) -> None:
+    _with_extras(venv, tmp_path)
+    others = sorted(envstate.snapshot(str(venv)).dists)
+    lock = write_lock(up, tmp_path / "pylock.toml")
+    dry = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", backend, "--exact",
+                   "--dry-run")
+    assert dry.exit_code == 0 and set(envstate.snapshot(str(venv)).dists) == set(others), dry.output
+    gone = [n for n in others if n != "pip"]
+    assert f"--exact would remove {len(gone)} installed package(s) the lock does not list: {', '.join(gone)}" \
+        in dry.output, dry.output
+    done = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", backend, "--exact")
+    assert done.exit_code == 0, done.output
+    assert (f"installed the 3 packages of {lock} exactly into {venv}; removed the {len(gone)} other packages it held, "
+            f"which the lock does not list: {', '.join(gone[:5])}") in done.output, done.output
+    assert "; kept pip (the environment's installer)" in done.output, done.output
+    assert sorted(envstate.snapshot(str(venv)).dists) == ["pip", "tinypkg", "torch", "typing-extensions"]
+    assert locked_part(venv) == LOCKED
+    assert not (venv.parent.parent / ".gpustack" / "transaction.json").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_install_lock_exact_whose_removal_fails_restores_everything(up: Served, venv: Path, tmp_path: Path,
+                                                                    backend: str) -> None:
+    # zzz-broken has no RECORD: the installer removes what it can, then fails; the transaction puts back every
+    # package removed (from its backup) and takes the lock's packages out again
+    from conftest import freeze
+
+    before = _with_extras(venv, tmp_path, broken="zzz-broken")
+    lock = write_lock(up, tmp_path / "pylock.toml")
+    done = gpustack("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", backend, "--exact")
+    assert done.exit_code != 0, done.output
+    assert "environment restored: reinstalled alpha-extra 1.0; reinstalled beta-extra 2.0;" in done.output, done.output
+    assert "removed tinypkg 1.0; removed torch 2.13.0+cpu; removed typing-extensions 4.12.2" in done.output
+    assert "Traceback" not in done.output, done.output
+    assert freeze(venv) == before
+    assert not (venv.parent.parent / ".gpustack" / "transaction.json").exists()
+
+
+def test_exact_without_a_lock_is_refused(tmp_path: Path) -> None:
+    done = gpustack("install", "torch==2.13.0", "--cpu", "--exact", "--python-exe", str(tmp_path / "none"))
+    assert done.exit_code == 2 and done.output.count("\n") == 1, done.output
+    assert "--exact goes with --lock FILE" in done.output and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_install_lock_exact_stopped_by_a_signal_while_it_removes_restores_everything(up: Served, venv: Path,
+                                                                                    tmp_path: Path) -> None:
+    # SIGTERM while pip uninstalls what the lock does not list (uv's uninstall is too quick to catch): the
+    # transaction's signal handling stops it and puts everything back, as for an install step
+    import signal
+
+    from conftest import freeze
+    from test_faults import children, gpustack as gpustack_process, wait_for
+
+    before = _with_extras(venv, tmp_path)
+    lock = write_lock(up, tmp_path / "pylock.toml")
+    proc = gpustack_process("install", "--lock", str(lock), "--python-exe", str(venv), "--installer", "pip", "--exact",
+                            cache=tmp_path / "cache")
+
+    def uninstalling() -> bool:
+        for c in children(proc.pid):
+            try:
+                if b" uninstall " in Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" "):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    wait_for(uninstalling)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "environment restored" in out and "RESTORE INCOMPLETE" not in out, out
+    assert freeze(venv) == before
+    assert not (venv.parent.parent / ".gpustack" / "transaction.json").exists()
