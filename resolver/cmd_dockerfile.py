@@ -168,7 +168,7 @@ def _fleet_dockerfile(requirements: tuple[str, ...], output: str, fmt: str, opts
         check_output(path)
     texts = [(path, _rendered(lambda: render_fleet(plan, ctx.matrix, fleet, [c] if c is not None else None,
                                                    header=_said(glibc, plan, ctx), index_url=mirrors[1],
-                                                   file_name=_name(path)),
+                                                   file_name=_name(path), driver=opts.driver),
                               plan, ctx))
              for c, path, plan in plans]
     for path, text in texts:  # every image rendered before the first file is written

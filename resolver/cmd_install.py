@@ -361,11 +361,11 @@ def _install_lock(lock_file: str, locked: LockedPlan, python_exe: str, backend: 
     """Install the lock read from ``lock_file`` into ``python_exe`` (``--lock``; with ``exact``, ``--exact``, also
     remove what it does not list); a tampered file or hash changes nothing."""
     from resolver.lock import lock_to_plan
-    from resolver.lock_install import detected_target, for_host, install_locked_safely, refuse_lock, requirements_text
+    from resolver.lock_install import detected, for_host, install_locked_safely, refuse_lock, requirements_text
 
     if dry_run:  # the refusals and notes the install would give, then what it would install
-        host = detected_target(python_exe if os.path.exists(python_exe) else sys.executable)  # a new venv's maker
-        locked = for_host(locked, host)  # the files it would take on this target (packaging's PEP 751 selection)
+        host, markers = detected(python_exe if os.path.exists(python_exe) else sys.executable)  # a new venv's maker
+        locked = for_host(locked, host, markers)  # the files it would take on this target (packaging's PEP 751 selection)
         refuse_lock(locked, host, allow_missing_hashes, note=_err)
         if exact and os.path.exists(python_exe):
             from resolver.envstate import snapshot

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,24 +25,33 @@ if TYPE_CHECKING:
 __all__ = ["lock"]
 
 
-def _previous(output: str) -> tuple[list[str], Any]:
+def _previous(output: str) -> tuple[list[str], Any, str | None]:
     """Return the package names and the ``LockedPlan`` of the lock at ``output`` (``[], None`` when there is none
-    or it is not a gpustack lock: it is then simply replaced)."""
+    or it is not a gpustack lock: it is then simply replaced), and why a file there that claims to be a gpustack lock
+    (a ``[tool.gpustack]`` table) cannot be read (``None`` when it can, or makes no such claim)."""
     from resolver.lock import from_data
 
     if output == "-":
-        return [], None
+        return [], None, None
     try:
-        data = tomllib.loads(Path(output).read_text(encoding="utf-8"))  # parsed once: the names and the plan
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return [], None
+        text = Path(output).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return [], None, None
+    try:
+        data = tomllib.loads(text)  # parsed once: the names and the plan
+    except tomllib.TOMLDecodeError as exc:
+        claims = re.search(r"^\s*(\[\[?\s*)?tool\s*\.\s*gpustack\b", text, re.MULTILINE) is not None
+        return [], None, f"not valid TOML ({exc})" if claims else None
     packages = data.get("packages")
     names = [p["name"] for p in (packages if isinstance(packages, list) else [])[:500]
              if isinstance(p, dict) and isinstance(p.get("name"), str)]
     try:
-        return names, from_data(data)
-    except BadInput:
-        return names, None
+        return names, from_data(data), None
+    except BadInput as exc:
+        tool = data.get("tool")
+        claims = isinstance(tool, dict) and "gpustack" in tool
+        reason, _, hint = str(exc).rpartition("; ")  # its own hint ("re-run `gpustack lock`") is not the step here
+        return names, None, (reason if "gpustack lock" in hint else str(exc)) if claims else None
 
 
 def _lock_target(previous: Any, opts: PlanOptions) -> dict[str, Any]:
@@ -226,8 +236,14 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool 
             write_atomic(path, text)
             render.print_lock_written(path, summary)
         return
-    previous_names, previous = _previous(output)
-    if previous is not None and not requirements and not opts.requirement_files and not opts.profiles:
+    previous_names, previous, unreadable = _previous(output)
+    bare = not requirements and not opts.requirement_files and not opts.profiles
+    if unreadable is not None and bare:
+        # A bare re-lock locks what FILE records: never, silently, this machine's default stack instead.
+        raise BadInput(f"-o {output}: a gpustack lock that cannot be read: {unreadable}; a bare re-lock locks what it "
+                       f"records: fix it, or name the request to lock anew (gpustack lock REQ... -o {output}); "
+                       "nothing written")
+    if previous is not None and bare:
         # Re-locking an existing lock with no new request: lock what it was made for.
         requirements = previous.request
         opts = replayed_options(previous, opts)

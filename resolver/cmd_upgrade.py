@@ -42,27 +42,33 @@ def _built_for_torch(url: str, wheel_name: re.Pattern[str]) -> str | None:
 
 def _current_from_lock(path: str, template: str) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
     """Return the ``Installed`` set a lock file describes, the request it was made for and its profiles (absent from
-    locks older than those fields: then nothing). Its target is the lock's, with the driver and glibc it recorded."""
+    locks older than those fields: then nothing). Its target is the lock's, with the driver and glibc it recorded,
+    and the options it was made with (``cmd_lock.replayed_options``: its nvcc, --verified-only, --prefer-wheels)."""
     from resolver.lock import read
     from resolver.models import Target, parse_glibc
     from resolver.pipeline import glibc_for
     from resolver.upgrade import Installed
 
     locked = read(path, hint="pass a file written by `gpustack lock`")
+    from resolver.cmd_lock import replayed_options
+    from resolver.pipeline import PlanOptions
+
+    made_with = replayed_options(locked, PlanOptions())  # what a re-lock replays: --nvcc, --verified-only, ...
     t = locked.target
     driver = parse_driver_option(locked.driver) if locked.driver else None
     glibc = parse_glibc(locked.glibc, f"--lock {path}: glibc") if locked.glibc else None
     # a lock describes its target as --gpu / --cpu do: without a recorded glibc, plan's assumption for it
     glibc, assumed = glibc_for(t.platform, glibc, described=True)
     target = Target(gpus=t.gpus, python=t.python, platform=t.platform, driver=driver, glibc=glibc,
-                    glibc_assumed=assumed, source="lock")
+                    glibc_assumed=assumed, source="lock", nvcc=made_with.nvcc)
     everything = (*locked.packages, *locked.missing)
     wheel_name = _wheel_name_pattern(template)
     built = {p.name: torch for p in everything if (torch := _built_for_torch(p.url, wheel_name)) is not None}
     versions = {p.name: p.version for p in everything}
     source = frozenset(p.name for p in everything if p.method == "source")
     profiles = tuple(p for p in (locked.profile or "").split(",") if p)
-    return Installed(target, versions, built, source, floor=t.min_driver), tuple(locked.request), profiles
+    return Installed(target, versions, built, source, floor=t.min_driver, verified_only=made_with.verified_only,
+                     prefer_wheels=made_with.prefer_wheels), tuple(locked.request), profiles
 
 
 def _current_from_env(python_exe: str | None, driver: str | None, with_requires: bool) -> Any:

@@ -138,7 +138,7 @@ def _xformers_choice(x: XformersRelease, torch: TorchOption, target: Target,
                    f"memory_efficient_attention ops require {fmha_min} at run time: run `gpustack verify`",)
     return Companion(
         PackageChoice("xformers", version, "source", variant=torch.tag, cuda=str(torch.cuda), arch_list=arch,
-                      url=None if x.sdist else f"git+https://github.com/facebookresearch/xformers.git@v{version}",
+                      url=None if x.sdist else compat.xformers_git_url(x, matrix),
                       build_env={"TORCH_CUDA_ARCH_LIST": arch, "FORCE_CUDA": "1"}),
         notes=(f"xformers {version} is built from source ({reason})",) + _source_notes(torch, target) + runtime
         + (() if pinned else (f"xformers {version} wheels pin torch{x.torch}; this build targets torch {torch.version}, "

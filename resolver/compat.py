@@ -7,7 +7,7 @@ Every command asks these functions and none re-derives them:
   the toolkit's own driver for PTX JIT); ``runtime_cuda_problem`` for a driver known only by the CUDA it reports.
 * torch's C++ ABI per platform: ``torch_cxx11_abi``.
 * xformers wheel x Python / platform / torch CUDA: ``xformers_wheel_tags_ok``, ``xformers_platform_ok``,
-  ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``.
+  ``xformers_index_variant``, ``xformers_off_pin_ok``, ``xformers_fmha_min_cc``, ``xformers_git_url``.
 * flash-attn release x GPUs / torch build: ``flash_gpu_refusal``, ``flash_wheel`` (the per-release CUDA tag rule;
   check-upgrade asks the solver itself), ``flash_wheel_glibc_refusal`` (the build OS's glibc), ``flash_wheel_url``, ``flash_build_archs`` / ``flash_archs_value``
   (``FLASH_ATTN_CUDA_ARCHS``), ``flash_archs_env_honoured``.
@@ -63,6 +63,7 @@ __all__ = [
     "xformers_index_variant",
     "xformers_off_pin_ok",
     "xformers_fmha_min_cc",
+    "xformers_git_url",
     "flash_gpu_refusal",
     "flash_url_cuda_tag",
     "flash_wheel_matches",
@@ -348,6 +349,12 @@ def xformers_off_pin_ok(x: XformersRelease, torch_version: Version) -> bool:
 def xformers_fmha_min_cc(matrix: Matrix) -> ComputeCapability | None:
     """Return the compute capability below which xformers' memory_efficient_attention finds no operator."""
     return matrix.facts.xformers_fmha_min_cc
+
+
+def xformers_git_url(x: XformersRelease, matrix: Matrix) -> str:
+    """Return the git requirement URL a source build of ``x`` installs (template: xformers.toml ``git_url``, at the
+    release's ``git_tag``, else ``v{version}``); a lock pins it to ``git_tag_commit`` (``Matrix.git_commit``)."""
+    return matrix.facts.xformers_git_url.format(tag=x.git_tag or f"v{x.version}")
 
 
 # --- flash-attn -------------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from packaging.version import Version
+
 from resolver import __version__
 from resolver.dockerfile import VENV
 from resolver.fleet import GFD, Fleet, GpuClass
@@ -28,9 +30,9 @@ def gpustack_wheel() -> str:
     return f"gpustack_resolver-{__version__}-py3-none-any.whl"
 
 
-def _classes_header(fleet: Fleet, classes: Sequence[GpuClass]) -> list[str]:
+def _classes_header(fleet: Fleet, classes: Sequence[GpuClass], driver: Version | None) -> list[str]:
     lines = [f"Fleet read from {fleet.origin} ({fleet.kind}); this image serves:"]
-    lines += [f"  {c.describe()}" for c in classes]
+    lines += [f"  {c.describe(driver)}" for c in classes]  # each with the driver it was planned for
     lines.append("The entrypoint runs `gpustack verify` on the node's GPU before the command; set GPUSTACK_VERIFY=0")
     lines.append(f"to skip it. Build with gpustack's wheel next to this file: {gpustack_wheel()}")
     lines.append("(`uv build --wheel -o . <gpustack checkout>` or `pip wheel --no-deps -w . <gpustack checkout>`).")
@@ -56,13 +58,15 @@ def _entrypoint(plan: Plan) -> list[str]:
 
 
 def render_fleet(plan: Plan, matrix: Matrix, fleet: Fleet, classes: Sequence[GpuClass] | None = None, *,
-                 header: Sequence[str] = (), index_url: str | None = None, file_name: str | None = None) -> str:
+                 header: Sequence[str] = (), index_url: str | None = None, file_name: str | None = None,
+                 driver: Version | None = None) -> str:
     """Return the Dockerfile of ``plan`` for the fleet's ``classes`` (all by default), with the start-up check;
-    ``index_url`` is the PyPI mirror and ``file_name`` the name it is written under (``dockerfile.render``)."""
+    ``index_url`` is the PyPI mirror and ``file_name`` the name it is written under (``dockerfile.render``);
+    ``driver`` the ``--driver`` the classes whose nodes report none were planned for (``GpuClass.describe``)."""
     from resolver.dockerfile import render
 
     served = tuple(classes) if classes is not None else fleet.classes
-    return render(plan, matrix, header=[*_classes_header(fleet, served), *header], final=_entrypoint(plan),
+    return render(plan, matrix, header=[*_classes_header(fleet, served, driver), *header], final=_entrypoint(plan),
                   index_url=index_url, file_name=file_name)
 
 

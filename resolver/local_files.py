@@ -45,17 +45,33 @@ def _local(url: str, folders: Sequence[str]) -> Path | None:
 
 
 def use_local_files(locked: LockedPlan, folders: Sequence[str]) -> LockedPlan:
-    """Return ``locked`` with every hashed package whose file lies in ``folders`` pointing at that file; raise
-    ``BadInput`` when such a file's sha256 is not the lock's. Packages without a hash are left to their URL."""
+    """Return ``locked`` with every hashed file the lock lists that lies in ``folders`` pointing at that file: each
+    package's, and each wheel and sdist of its PEP 751 table, so the copy of whichever file ``lock.selected`` chooses
+    for the target is the one used (not only its first wheel's); raise ``BadInput`` when such a file's sha256 is not
+    the lock's. Packages without a hash are left to their URL."""
+    checked: dict[Path, str] = {}  # each local file hashed once
+
+    def local(url: str | None, want: str | None, name: object, version: object) -> str | None:
+        path = _local(url, folders) if url and want else None
+        if path is None:
+            return None
+        digest = checked.get(path) or checked.setdefault(path, sha256_of(path))
+        if digest != want:
+            raise BadInput(f"--find-links {path}: sha256 {digest[:16]}... is not the lock's {str(want)[:16]}... for "
+                           f"{name} {version}; remove the file or download it again")
+        return path.resolve().as_uri()
+
     packages = []
     for p in locked.packages:
-        want = p.sha256
-        path = _local(p.url, folders) if want and p.kind != "vcs" else None
-        if want and path is not None:
-            digest = sha256_of(path)
-            if digest != want:
-                raise BadInput(f"--find-links {path}: sha256 {digest[:16]}... is not the lock's {want[:16]}... for "
-                               f"{p.name} {p.version}; remove the file or download it again")
-            p = dataclasses.replace(p, url=path.resolve().as_uri())
-        packages.append(p)
-    return dataclasses.replace(locked, packages=tuple(packages))
+        uri = local(p.url, p.sha256, p.name, p.version) if p.kind != "vcs" else None
+        packages.append(dataclasses.replace(p, url=uri) if uri else p)
+    listed = []
+    for q in locked.pylock.packages:
+        wheels = [dataclasses.replace(w, url=uri) if (uri := local(w.url or w.path, w.hashes.get("sha256"), q.name,
+                                                                  q.version)) else w for w in q.wheels or ()]
+        sdist = q.sdist
+        if sdist is not None and (uri := local(sdist.url or sdist.path, sdist.hashes.get("sha256"), q.name, q.version)):
+            sdist = dataclasses.replace(sdist, url=uri)
+        listed.append(dataclasses.replace(q, wheels=wheels if q.wheels is not None else None, sdist=sdist))
+    return dataclasses.replace(locked, packages=tuple(packages),
+                               pylock=dataclasses.replace(locked.pylock, packages=listed))

@@ -379,12 +379,10 @@ def selected(locked: LockedPlan, environment: Mapping[str, str], tags: Sequence[
     ``environment`` and the wheel ``tags`` it accepts), by packaging's own PEP 751 selection (``Pylock.select``), as uv
     selects: a package whose ``marker`` does not hold is left out, and each package installs its first wheel the
     tags accept, else its sdist. ``PylockSelectError`` when the lock does not fit the target (no file for a package,
-    or none of its ``environments`` holds). A chosen file ``locked`` already points at (``--find-links``:
-    ``local_files.use_local_files``, matched by sha256) keeps that place."""
-    before = {(p.name, p.sha256): p for p in locked.packages if p.sha256}  # the same file, maybe a local copy
+    or none of its ``environments`` holds). A chosen file with a ``--find-links`` copy is that copy
+    (``local_files.use_local_files`` points each listed file of ``locked.pylock`` at its copy, matched by sha256)."""
     chosen = [_locked_package(p, dict((p.tool or {}).get("gpustack", {})), dist)
               for p, dist in locked.pylock.select(environment=cast(Environment, dict(environment)), tags=tags)]
-    chosen = [before.get((p.name, p.sha256), p) if p.sha256 else p for p in chosen]
     return replace(locked, packages=tuple(sorted(chosen, key=lambda p: (p.order, p.name))))
 
 

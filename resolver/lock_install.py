@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -146,9 +146,16 @@ def host_target(host: object) -> Target:
 
 def detected_target(python_exe: str) -> Target:
     """Return the ``Target`` of this machine with ``python_exe`` as its interpreter (what a lock is checked against)."""
+    return detected(python_exe)[0]
+
+
+def detected(python_exe: str) -> tuple[Target, dict[str, str]]:
+    """Return ``detected_target`` and the interpreter's own PEP 508 marker environment, as its probe read it
+    (``probe_env.marker_environment``: ``python_full_version`` with its patch release): what ``for_host`` selects with."""
     from resolver.detect import detect
 
-    return host_target(detect(python_exe))
+    host = detect(python_exe)
+    return host_target(host), dict(host.env.markers)
 
 
 def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = False,
@@ -168,10 +175,11 @@ def refuse_lock(locked: LockedPlan, host: Target, allow_missing_hashes: bool = F
             note(text)
 
 
-def for_host(locked: LockedPlan, host: Target) -> LockedPlan:
+def for_host(locked: LockedPlan, host: Target, markers: Mapping[str, str] | None = None) -> LockedPlan:
     """Return ``locked`` with the files an installer takes from it on ``host``: packaging's PEP 751 selection
     (``lock.selected``: each package's ``marker``, the first wheel whose tags ``host`` accepts, else the sdist), with
-    ``host``'s marker environment (``lock_resolve.marker_env``) and wheel tags (``hashes.accepted_tags``: its Python,
+    ``host``'s marker environment (``markers``, the one its interpreter reported: ``detected``; else
+    ``lock_resolve.marker_env``, whose ``python_full_version`` is ``X.Y.0``) and wheel tags (``hashes.accepted_tags``: its Python,
     platform and glibc), so gpustack installs what uv installs from the same lock. ``LockRefused`` (nothing changed)
     when a package has no file for ``host``; a lock ``check_lock_target`` refuses is returned as it is (refused by
     ``refuse_lock``, with its reasons)."""
@@ -184,7 +192,7 @@ def for_host(locked: LockedPlan, host: Target) -> LockedPlan:
     if check_lock_target(locked, host):
         return locked
     try:
-        return selected(locked, marker_env(host.python, host.platform), accepted_tags(host))
+        return selected(locked, {**marker_env(host.python, host.platform), **(markers or {})}, accepted_tags(host))
     except PylockSelectError as exc:
         raise LockRefused([f"{str(exc).rstrip('.')} (Python {host.python}, {host.platform}"
                            + (f", glibc {host.glibc}" if host.glibc else "") + "): lock again for this machine "
@@ -428,8 +436,8 @@ def install_locked_safely(locked: LockedPlan, python_exe: str, installer: Instal
 
     with guarded(python_exe, installer, reporter or Reporter(), lock_timeout=lock_timeout,
                  passthrough=(LockRefused,)) as txn:
-        host = detected_target(python_exe)
-        chosen = for_host(locked, host)
+        host, markers = detected(python_exe)
+        chosen = for_host(locked, host, markers)
         done = install_from_lock(chosen, python_exe, installer=installer, allow_missing_hashes=allow_missing_hashes,
                                  host=host, note=(reporter or Reporter()).message, installed=txn.before,
                                  offline=offline, find_links=find_links)

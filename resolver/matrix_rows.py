@@ -523,15 +523,20 @@ def _facts(data: Mapping[str, Mapping[str, Any]]) -> CompatFacts:
     url = fctx.get(general, "wheel_url", str, default="")
     xctx, xmeta = _table(data["xformers"], "xformers.toml", "meta")
     fmha = xctx.get(xmeta, "fmha_min_cc", str, default=None)
+    git_url = xctx.get(xmeta, "git_url", str)
+    if not git_url.startswith("git+") or "{tag}" not in git_url:
+        raise xctx.fail("git_url", f"expected a git+URL with {{tag}} where the release's tag goes, got {git_url!r}")
     tctx, tmeta = _table(data["torch"], "torch.toml", "meta")
     sources = tuple(str(t.get(k)) for t, k in ((general, "cuda_archs_source"), (general, "source"),
-                                                 (xmeta, "fmha_min_cc_source"), (tmeta, "cxx11_abi_linux_aarch64_source"))
+                                                 (xmeta, "fmha_min_cc_source"), (xmeta, "git_url_source"),
+                                                 (tmeta, "cxx11_abi_linux_aarch64_source"))
                     if isinstance(t.get(k), str))
     return CompatFacts(
         flash_cuda_archs=tuple(sorted(archs)),
         flash_cuda_archs_env_from=env_from,
         flash_wheel_url=str(url),
         xformers_fmha_min_cc=xctx.parse("fmha_min_cc", fmha, ComputeCapability.parse) if fmha else None,
+        xformers_git_url=git_url,
         torch_aarch64_abi_from=tctx.version(tmeta, "cxx11_abi_linux_aarch64_from", default=None),
         sources=sources,
     )
@@ -706,7 +711,7 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
         "changed_in", "detail", "fairseq_impact", "fairseq_impact_unverified", "removed_fully_in",
         "removed_partially_in", "source", "topic"}),
     ("xformers", "meta"): frozenset({
-        "fmha_min_cc", "fmha_min_cc_source", "generated", "newest_on_pypi", "source"}),
+        "fmha_min_cc", "fmha_min_cc_source", "generated", "git_url", "git_url_source", "newest_on_pypi", "source"}),
     ("xformers", "release"): frozenset({
         "compiled_extensions", "git_tag", "git_tag_commit", "has_xformers_components", "index_cuda_variants",
         "index_cuda_variants_source", "index_upload_targets", "linux_wheel_size_mib", "note", "prerelease",

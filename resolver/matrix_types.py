@@ -270,7 +270,8 @@ class CompatFacts:
 
     ``flash_cuda_archs``: the ``FLASH_ATTN_CUDA_ARCHS`` values flash-attn's setup.py knows, honoured from
     ``flash_cuda_archs_env_from``; ``flash_wheel_url``: the GitHub release asset URL template;
-    ``xformers_fmha_min_cc``: below it xformers' fMHA ops refuse to run; ``torch_aarch64_abi_from``: the first torch
+    ``xformers_fmha_min_cc``: below it xformers' fMHA ops refuse to run; ``xformers_git_url``: the git requirement URL
+    template (``{tag}``) of a source build of a release without an sdist; ``torch_aarch64_abi_from``: the first torch
     whose Linux aarch64 wheels use the new C++ ABI.
     """
 
@@ -278,6 +279,7 @@ class CompatFacts:
     flash_cuda_archs_env_from: Version | None = None
     flash_wheel_url: str = ""
     xformers_fmha_min_cc: ComputeCapability | None = None
+    xformers_git_url: str = ""
     torch_aarch64_abi_from: Version | None = None
     sources: tuple[str, ...] = ()
 

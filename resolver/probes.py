@@ -74,6 +74,9 @@ class InstalledEnv:
     flash_attn: str | None
     packages: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # its PEP 508 marker environment (probe_env.marker_environment: python_full_version with its patch release);
+    # empty where the probe did not give one
+    markers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -254,4 +257,5 @@ def env_from_json(data: Mapping[str, Any]) -> InstalledEnv:
         flash_attn=data.get("flash_attn"),
         packages={str(k): str(v) for k, v in data.get("packages", {}).items()},
         notes=tuple(str(n) for n in data.get("notes", [])),
+        markers={str(k): str(v) for k, v in (data.get("markers") or {}).items()},
     )

@@ -63,6 +63,10 @@ class Installed:
     # each installed package's declared requirements (its Requires-Dist lines), when read (an environment; a lock
     # records none): a pass-through move is checked against them
     requires: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # the request options the set was made with (a lock's --verified-only / --prefer-wheels: cmd_lock.replayed_options);
+    # every solve of the check keeps them, as a re-lock does
+    verified_only: bool = False
+    prefer_wheels: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,8 @@ def _plan_solve(current: Installed, requirements: Sequence[str], matrix: Matrix)
     named = {str(canonicalize_name(r.name)) for r in _named(requirements, current.target)}
     if not named & set(SOLVED):
         return None
-    request = parse_request(requirements, matrix, marker_env=marker_environment(current.target))
+    request = parse_request(requirements, matrix, marker_env=marker_environment(current.target),
+                            verified_only=current.verified_only, prefer_wheels=current.prefer_wheels)
     keep = tuple((k, v) for k, v in _canon(current.versions).items()
                  if k in SOLVED and k not in named and _known(k, v, matrix))
     try:
@@ -252,7 +257,8 @@ def upgrade_request(current: Installed, matrix: Matrix, *, original: Sequence[st
     the matrices know (any version when neither names it). Optional profile packages are left out: an upgrade
     checks the set that is there."""
     env = marker_environment(current.target)  # markers read the set's target, not this machine
-    req = parse_request(original, matrix, profiles=profiles, marker_env=env)
+    req = parse_request(original, matrix, profiles=profiles, marker_env=env, verified_only=current.verified_only,
+                        prefer_wheels=current.prefer_wheels)
     new = parse_request(requirements, matrix, marker_env=env)
     named = {str(canonicalize_name(r.name)) for r in _parse(requirements) if r.marker is None or r.marker.evaluate(env)}
     changes: dict[str, Any] = {"optional": (), "lines": (*req.lines, *requirements)}

@@ -317,6 +317,20 @@ def test_class_lines_say_the_driver_the_class_was_planned_for() -> None:
         in bare.output.splitlines()
 
 
+def test_a_fleet_images_header_says_the_driver_its_classes_were_planned_for(tmp_path: Path) -> None:
+    # Slurm reports no driver: the classes are planned for --driver, and the image's header says so, as plan's lines do
+    v100 = "V100 x8 on 1 node (compute capability 7.0, driver 550.54.15 (--driver), linux_x86_64)"
+    one = run("dockerfile", "--fleet", SLURM, "--driver", "550.54.15", "--python", "3.11", "xformers", "-o", "-")
+    assert one.exit_code == 0, one.output
+    assert f"#   {v100}" in one.stdout.splitlines() and "driver unknown" not in one.stdout
+    per = run("dockerfile", "--fleet", SLURM, "--driver", "550.54.15", "--python", "3.11", "--per-class", "xformers",
+              "-o", str(tmp_path / "Dockerfile"))
+    assert per.exit_code == 0, per.output
+    texts = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert len(texts) == 3 and not any("driver unknown" in t for t in texts.values()), sorted(texts)
+    assert sum(f"#   {v100}" in t.splitlines() for t in texts.values()) == 1
+
+
 @pytest.mark.parametrize("source, given", [(K8S, []), (SLURM, ["--driver", "550.54.15"])])
 def test_a_bare_relock_of_a_fleet_lock_locks_each_class_for_what_it_was_locked_for(
         source: str, given: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,3 +137,79 @@ def test_a_lock_with_no_wheel_for_the_target_is_refused_and_nothing_changes(temp
         assert result.exit_code == 1, result.output
         assert "refusing to install the lock" in result.stderr and "demo" in result.stderr, result.stderr
         assert _freeze(python) == before
+
+
+def test_markers_on_python_full_version_are_judged_by_the_targets_patch_release(template: Path,
+                                                                               tmp_path: Path) -> None:
+    # The target's marker environment is its interpreter's own (probe_env.marker_environment), not X.Y.0: a package
+    # under `python_full_version == '3.N.P'` installs on 3.N.P, as uv installs it, and one under `< '3.N.P'` does not.
+    full = subprocess.run([str(_venv(template, tmp_path / "probe")), "-c", "import platform; "
+                           "print(platform.python_version())"], check=True, capture_output=True, text=True).stdout.strip()
+    assert not full.endswith(".0"), f"Python {full}: its X.Y.0 would judge these markers right by chance"
+    lock = _lock(tmp_path)
+    data = tomllib.loads(lock.read_text())
+    for p in data["packages"]:
+        if p["name"] == "skipme":
+            p["marker"] = f"python_full_version < '{full}'"
+        if p["name"] == "plain":
+            p["marker"] = f"python_full_version == '{full}'"
+    lock.write_text(tomli_w.dumps(data))
+    uv = find_uv()
+    assert uv is not None
+    by_uv = _venv(template, tmp_path / "by-uv")
+    subprocess.run([uv, "pip", "install", "--python", str(by_uv), "-r", str(lock)], check=True, capture_output=True)
+    want = _freeze(by_uv)
+    assert "plain==2.0" in want and not any(line.startswith("skipme") for line in want), want
+    for installer in ("pip", "uv"):
+        python = _venv(template, tmp_path / f"by-gpustack-{installer}")
+        dry = CliRunner().invoke(main, ["install", "--lock", str(lock), "--python-exe", str(python), "--dry-run"])
+        assert dry.exit_code == 0 and "plain==2.0" in dry.stdout and "skipme" not in dry.stdout, dry.output
+        result = CliRunner().invoke(main, ["install", "--lock", str(lock), "--python-exe", str(python),
+                                           "--installer", installer])
+        assert result.exit_code == 0, result.output
+        assert _freeze(python) == want, installer
+
+
+def test_the_probe_reports_packagings_marker_environment_from_a_bare_venv(template: Path, tmp_path: Path) -> None:
+    # The venv has no packaging: the probe computes what packaging.markers.default_environment() gives there.
+    import json
+
+    from packaging.markers import default_environment
+
+    from resolver._child import probe_env
+
+    python = _venv(template, tmp_path / "venv")
+    assert subprocess.run([str(python), "-c", "import packaging"], capture_output=True).returncode != 0
+    out = subprocess.run([str(python), probe_env.__file__, "--mode", "full"], check=True, capture_output=True,
+                         text=True).stdout
+    assert json.loads(out.strip().splitlines()[-1])["markers"] == dict(default_environment())
+
+
+def test_find_links_gives_the_local_copy_of_the_wheel_the_selection_chose(template: Path, tmp_path: Path) -> None:
+    # demo lists the cp3(N+1) wheel first and the target's second: the copy of the second is the one to use. The
+    # lock's URLs lead nowhere, so only the --find-links copy can install it; a tampered copy of a listed file is
+    # refused before anything changes, whichever wheel it is.
+    lock = _lock(tmp_path)
+    links = tmp_path / "links"
+    links.mkdir()
+    data = tomllib.loads(lock.read_text())
+    for p in data["packages"]:
+        for f in p.get("wheels", []):
+            if p["name"] != "demo" or f"cp{HERE}-cp{HERE}" in f["name"]:
+                shutil.copy(tmp_path / "files" / f["name"], links / f["name"])
+            f["url"] = f"file:///nonexistent/{f['name']}"
+    lock.write_text(tomli_w.dumps(data))
+    for installer in ("pip", "uv"):
+        python = _venv(template, tmp_path / f"venv-{installer}")
+        result = CliRunner().invoke(main, ["install", "--lock", str(lock), "--python-exe", str(python),
+                                           "--installer", installer, "--find-links", str(links)])
+        assert result.exit_code == 0, result.output
+        assert _which(python) == "target" and "plain==2.0" in _freeze(python), installer
+    mine = next(links.glob(f"demo-1.0-cp{HERE}-*.whl"))
+    mine.write_bytes(mine.read_bytes() + b"\0")
+    python = _venv(template, tmp_path / "venv-tampered")
+    before = _freeze(python)
+    result = CliRunner().invoke(main, ["install", "--lock", str(lock), "--python-exe", str(python),
+                                       "--find-links", str(links)])
+    assert result.exit_code == 2 and f"--find-links {mine}" in result.stderr, result.output
+    assert _freeze(python) == before

@@ -123,3 +123,60 @@ def test_a_bad_recorded_option_is_bad_input_naming_it(isolated: list[str], tmp_p
     result = CliRunner().invoke(main, ["install", "--lock", str(out), "--dry-run"])
     assert result.exit_code == 2 and f"tool.gpustack.{key}" in result.stderr and what in result.stderr, result.stderr
     assert out.read_text() == text
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda t: t.replace("deps = false\n", 'deps = false\nprefer_wheels = "yes"\n'), id="bad-option"),
+    pytest.param(lambda t: t.replace("[tool.gpustack.target]", "[tool.gpustack.target"), id="not-toml"),
+    pytest.param(lambda t: t.replace("[tool.gpustack.target]", "[tool.gpustack.elsewhere]"), id="no-target"),
+])
+def test_a_bare_relock_of_a_gpustack_lock_it_cannot_read_is_bad_input(isolated: list[str], tmp_path: Path,
+                                                                       edit: object) -> None:
+    # Not the lock of this machine's default stack instead (it used to be: the CPU torch of this box).
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", "--no-deps", *isolated, "-o", str(out)])
+    text = edit(out.read_text())  # type: ignore[operator]
+    assert text != out.read_text()
+    out.write_text(text)
+    before = sorted(tmp_path.iterdir())
+    result = CliRunner().invoke(main, ["lock", *isolated, "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"-o {out}" in lines[0] and "a gpustack lock that cannot be read" in lines[0], lines
+    assert f"gpustack lock REQ... -o {out}" in lines[0] and "Traceback" not in result.output
+    assert out.read_text() == text and sorted(tmp_path.iterdir()) == before
+    # With a request it is simply replaced (that is the way out the refusal names), as any other file there is.
+    _lock([*A100, "flash-attn", "--no-deps", *isolated, "-o", str(out)])
+    assert loads(out.read_text()).request == ("flash-attn",)
+
+
+def test_a_file_that_is_not_a_gpustack_lock_is_still_replaced_by_a_bare_lock(isolated: list[str],
+                                                                              tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    out.write_text('lock-version = "1.0"\ncreated-by = "uv"\n[[packages]]\nname = "x"\n')  # uv's, say: no claim
+    _lock([*A100, "--no-deps", *isolated, "-o", str(out)])
+    assert loads(out.read_text()).target.python == "3.11"
+
+
+def test_check_upgrade_of_a_lock_keeps_the_options_it_was_made_with(isolated: list[str], tmp_path: Path) -> None:
+    # A --verified-only lock (flash-attn 2.8.3.post1: post2 is unverified) is checked --verified-only, as its re-lock
+    # is (cmd_lock.replayed_options, the one reader): the move to post2 is refused as plan --verified-only refuses it,
+    # and no nearest set offers it. The same lock without that record is checked without it.
+    import json
+
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", "--verified-only", "--no-deps", *isolated, "-o", str(out)])
+    assert _packages(out)["flash-attn"][0] == "2.8.3.post1"
+    plan = CliRunner().invoke(main, ["plan", *A100, "--verified-only", "flash-attn==2.8.3.post2"])
+    assert plan.exit_code == 1, plan.output
+    checked = CliRunner().invoke(main, ["check-upgrade", "--lock", str(out), "flash-attn==2.8.3.post2", "--json"])
+    assert checked.exit_code == 1, checked.output
+    report = json.loads(checked.stdout)
+    assert report["verdict"] == "unsafe" and report["nearest_safe"] is None, report
+    assert [f["reason"] for f in report["findings"]] == [plan.output.splitlines()[1].strip(" -")], report
+    unrecorded = tmp_path / "pylock.other.toml"
+    unrecorded.write_text(out.read_text().replace("verified_only = true\n", ""))
+    assert loads(unrecorded.read_text()).options == {}
+    other = json.loads(CliRunner().invoke(main, ["check-upgrade", "--lock", str(unrecorded), "flash-attn==2.8.3.post2",
+                                                 "--json"]).stdout)
+    assert other["verdict"] == "needs-rebuild" and other["nearest_safe"]["flash-attn"] == "2.8.3.post2", other

@@ -4,7 +4,7 @@ The one reader of a target interpreter: run as ``python_exe probe_env.py --mode 
 detect, build, envstate and installers). Every mode gives ``python_exe``, ``python`` (``3.11``), ``python_tag``
 (``cp311``), ``platform`` (the wheel platform tag) and ``prefix`` (``sys.prefix``); then
 
-* ``full`` (default): every installed distribution, glibc, and torch's CUDA, compiled architectures and C++ ABI,
+* ``full`` (default): every installed distribution, glibc, the PEP 508 marker environment, and torch's CUDA, compiled architectures and C++ ABI,
   read by importing torch (``resolver.detect``);
 * ``light``: no import at all: torch's ``version.py`` as text, which build tools are missing, whether pip is there
   (``resolver.build``, ``resolver.installers``);
@@ -442,6 +442,38 @@ def identity() -> Dict[str, Any]:
     }
 
 
+def marker_environment() -> Dict[str, str]:
+    """Return this interpreter's PEP 508 marker environment: ``packaging.markers.default_environment()`` where this
+    interpreter has packaging, else the same values computed as packaging computes them (this script runs on Python
+    3.8+ with the standard library alone; packaging 26 needs 3.10). ``python_full_version`` is the patch release
+    (``3.11.7``), which the target's ``X.Y`` alone cannot give: a lock's markers on it are judged by this."""
+    try:
+        from packaging.markers import default_environment  # type: ignore[import-not-found,unused-ignore]
+
+        return {str(k): str(v) for k, v in dict(default_environment()).items()}
+    except Exception:  # absent, or too old or broken to import: PEP 508's own definitions, as packaging's
+        pass
+    import platform
+
+    info = sys.implementation.version
+    iver = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    if info.releaselevel != "final":
+        iver += info.releaselevel[0] + str(info.serial)
+    return {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": iver,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
 def probe() -> Dict[str, Any]:
     """Return the ``full`` facts as a JSON-ready dict (keys mirror ``resolver.probes.InstalledEnv``)."""
     notes: List[str] = []
@@ -456,6 +488,7 @@ def probe() -> Dict[str, Any]:
         "torch_cuda": None,
         "torch_arch_list": None,
         "torch_cxx11_abi": None,
+        "markers": marker_environment(),
     }
     if facts["torch"] is not None:
         facts.update(torch_facts(facts["torch"], notes))
