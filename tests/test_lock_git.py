@@ -22,6 +22,7 @@ from resolver.lock_resolve import find_uv
 from resolver.matrix import load
 from resolver.matrix_types import is_commit
 from resolver.models import PackageChoice, Plan, Stack, Step, Target
+from _isolation import isolate_installers
 
 SAGE = "eb615cf6cf4d221338033340ee2de1c37fbdba4a"  # thu-ml/SageAttention tag v2.2.0 (matrices/attention.toml)
 FA3 = "0251105a2fb19d2957484b7f023cd8c115286ced"  # Dao-AILab/flash-attention, FA3 in hopper/
@@ -30,11 +31,7 @@ FA3 = "0251105a2fb19d2957484b7f023cd8c115286ced"  # Dao-AILab/flash-attention, F
 @pytest.fixture()
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Return mirror options pointing at empty ``file://`` folders (nothing is fetched, from anywhere)."""
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")) or name == "GPUSTACK_TORCH_INDEX_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    isolate_installers(monkeypatch, also=lambda name: name == "GPUSTACK_TORCH_INDEX_URL")
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     (tmp_path / "torch").mkdir()

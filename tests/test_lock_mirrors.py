@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 import fakewheels  # noqa: E402
 from resolver.cli import main  # noqa: E402
 from resolver.lock import loads  # noqa: E402
+from _isolation import isolate_installers
 
 TARGET = ["--cpu", "--python", "3.11", "--platform", "linux_x86_64"]
 
@@ -64,11 +65,7 @@ def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirrors]:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")) or name == "GPUSTACK_TORCH_INDEX_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    isolate_installers(monkeypatch, also=lambda name: name == "GPUSTACK_TORCH_INDEX_URL")
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
 

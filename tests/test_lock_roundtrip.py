@@ -36,6 +36,7 @@ from resolver.lock_install import install_from_lock, requirements_text  # noqa: 
 from resolver.matrix import load  # noqa: E402
 from resolver.models import PackageChoice, Plan, Stack, Target  # noqa: E402
 from resolver.plan import make_plan, plan_constraints  # noqa: E402
+from _isolation import isolate_installers
 
 pytestmark = pytest.mark.slow
 GOLDEN = Path(__file__).parent / "golden"
@@ -123,11 +124,7 @@ def loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback]:
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pip and uv ignore this machine's configuration; caches live in the test's folder."""
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    isolate_installers(monkeypatch)
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "gpustack-cache"))
 

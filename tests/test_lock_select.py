@@ -7,7 +7,6 @@ venvs, compared with ``pip freeze``; a lock with no file for the target is refus
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from resolver.cli import main  # noqa: E402
 from resolver.lock import LockedFile, dumps  # noqa: E402
 from resolver.lock_resolve import find_uv  # noqa: E402
 from resolver.models import PackageChoice, Plan, Stack, Step, Target  # noqa: E402
+from _isolation import isolate_installers  # noqa: E402
 
 pytestmark = pytest.mark.slow
 HERE = f"{sys.version_info.major}{sys.version_info.minor}"
@@ -35,11 +35,7 @@ OTHER = str(sys.version_info.minor + 1)  # a CPython minor the target is not: cp
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    isolate_installers(monkeypatch)
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
 import fakewheels  # noqa: E402
 from resolver.cli import main  # noqa: E402
+from _isolation import isolate_installers
 
 TARGET = ["--cpu", "--python", "3.11", "--platform", "linux_x86_64"]
 REQUEST = ["torch==2.13.0", "mirpkg"]
@@ -60,11 +61,7 @@ def indexes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexes]:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexes: Indexes) -> None:
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")) or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    isolate_installers(monkeypatch, also=lambda name: name.lower().endswith("_proxy"))
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     monkeypatch.setenv("GPUSTACK_TORCH_INDEX_URL", indexes.torch)

@@ -5,7 +5,6 @@ as missing, and the plan alone decides the files."""
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 from resolver.cli import main
 from resolver.cmd_lock import lock
 from resolver.lock import RECORDED_OPTIONS, loads
+from _isolation import isolate_installers
 
 # Every parameter of `lock`, by click name: where a lock records it (a bare re-lock replays it from there) ...
 RECORDED = {
@@ -49,11 +49,7 @@ def test_every_option_of_lock_is_recorded_or_does_not_change_the_lock() -> None:
 @pytest.fixture()
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Return mirror options pointing at empty ``file://`` folders (nothing is fetched, from anywhere)."""
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")) or name == "GPUSTACK_TORCH_INDEX_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    isolate_installers(monkeypatch, also=lambda name: name == "GPUSTACK_TORCH_INDEX_URL")
     monkeypatch.setenv("GPUSTACK_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "torch").mkdir()
     (tmp_path / "pypi").mkdir()

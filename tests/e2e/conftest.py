@@ -23,6 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 
 import fakewheels  # noqa: E402
+from _isolation import isolate_installers  # noqa: E402
 
 ORIGINAL_ENV = dict(os.environ)
 
@@ -57,12 +58,8 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIndex
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Return gpustack's cache folder for this test; pip and uv ignore this machine's configuration."""
-    for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    isolate_installers(monkeypatch)
     monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-    monkeypatch.setenv("UV_NO_CONFIG", "1")
     shared = tmp_path_factory.getbasetemp() / "tool-caches"
     monkeypatch.setenv("PIP_CACHE_DIR", str(shared / "pip"))
     monkeypatch.setenv("UV_CACHE_DIR", str(shared / "uv"))
