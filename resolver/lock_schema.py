@@ -40,6 +40,25 @@ def _package_tool(tool: Any, loc: sc.Loc) -> None:
     _arch(sc.get_opt_str(t, "arch_list", loc, limit=400), loc.at("arch_list"))
 
 
+def _compute_capability(t: Mapping[str, Any], loc: sc.Loc, limit: int) -> None:
+    """Check ``t``'s ``compute_capability`` (required): a compute capability ``models.ComputeCapability`` reads."""
+    cc = sc.get_str(t, "compute_capability", loc, limit=limit)
+    try:
+        ComputeCapability.parse(cc)
+    except BadInput:
+        loc.at("compute_capability").fail(cc, "a compute capability such as 8.6")
+
+
+def _driver(t: Mapping[str, Any], key: str, loc: sc.Loc) -> None:
+    """Check ``t[key]`` where present: a driver version ``models.parse_driver`` reads."""
+    driver = sc.get_opt_str(t, key, loc, limit=20)
+    if driver is not None:
+        try:
+            parse_driver(driver)
+        except BadInput:
+            loc.at(key).fail(driver, "a driver version such as 535.104.05")
+
+
 def _files(p: Mapping[str, Any], loc: sc.Loc) -> None:
     index = sc.get_opt_str(p, "index", loc)
     if index is not None:
@@ -77,18 +96,9 @@ def _target(t: Any, loc: sc.Loc) -> None:
         gl = loc.at("gpus").at(i)
         g = sc.table(g, gl)
         sc.get_str(g, "name", gl, limit=200)
-        cc = sc.get_str(g, "compute_capability", gl, limit=20)
-        try:
-            ComputeCapability.parse(cc)
-        except BadInput:
-            gl.at("compute_capability").fail(cc, "a compute capability such as 8.6")
+        _compute_capability(g, gl, limit=20)
     for key in ("min_driver", "driver"):
-        driver = sc.get_opt_str(t, key, loc, limit=20)
-        if driver is not None:
-            try:
-                parse_driver(driver)
-            except BadInput:
-                loc.at(key).fail(driver, "a driver version such as 535.104.05")
+        _driver(t, key, loc)
     sc.get_opt_str(t, "cuda", loc, limit=20)
     _arch(sc.get_opt_str(t, "arch_list", loc, limit=400), loc.at("arch_list"))
 
@@ -135,12 +145,7 @@ def check(data: Mapping[str, Any], what: str = "lock file") -> None:
         tl.at("nvcc").fail(nvcc, "a CUDA version such as 12.4")
     for key in ("verified_only", "prefer_wheels", "upgrade", "deps"):
         sc.get_bool(tool, key, tl, False)
-    driver = sc.get_opt_str(tool, "driver", tl, limit=20)
-    if driver is not None:
-        try:
-            parse_driver(driver)
-        except BadInput:
-            tl.at("driver").fail(driver, "a driver version such as 535.104.05")
+    _driver(tool, "driver", tl)
     if "fleet" in tool:
         _fleet(tool["fleet"], tl.at("fleet"))
 
@@ -161,17 +166,8 @@ def _fleet(fleet: Any, loc: sc.Loc) -> None:
         cl = loc.at("classes").at(i)
         ct = sc.table(c, cl)
         sc.get_str(ct, "name", cl, limit=200)
-        cc = sc.get_str(ct, "compute_capability", cl, limit=10)
-        try:
-            ComputeCapability.parse(cc)
-        except BadInput:
-            cl.at("compute_capability").fail(cc, "a compute capability such as 8.0")
-        driver = sc.get_opt_str(ct, "driver", cl, limit=20)
-        if driver is not None:
-            try:
-                parse_driver(driver)
-            except BadInput:
-                cl.at("driver").fail(driver, "a driver version such as 535.104.05")
+        _compute_capability(ct, cl, limit=10)
+        _driver(ct, "driver", cl)
         platform = sc.get_str(ct, "platform", cl, limit=40)
         if platform not in PLATFORMS:
             cl.at("platform").fail(platform, "one of " + ", ".join(PLATFORMS))
