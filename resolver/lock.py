@@ -450,9 +450,12 @@ def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:
     want = locked.target
     have_py = ".".join(str(host.python).split(".")[:2])
     if have_py != want.python:
-        reasons.append(f"the lock is for Python {want.python}, this interpreter is Python {have_py}")
+        reasons.append(f"the lock is for Python {want.python}, this interpreter is Python {have_py}: install it into a "
+                       f"Python {want.python} environment (--python-exe PATH, or --venv DIR made with Python "
+                       f"{want.python}), or lock again for this one (gpustack lock --python-exe PATH)")
     if host.platform != want.platform:
-        reasons.append(f"the lock is for {want.platform}, this machine is {host.platform}")
+        reasons.append(f"the lock is for {want.platform}, this machine is {host.platform}: lock again for this machine "
+                       f"(gpustack lock --python-exe PATH)")
     if want.cuda:
         if host.driver is None:
             if host.gpus:

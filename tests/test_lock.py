@@ -212,7 +212,8 @@ def test_lock_target_check_names_each_reason() -> None:
     bad = Target(gpus=(Gpu("NVIDIA GeForce GTX 1080", ComputeCapability(6, 1)),), python="3.10",
                  platform="linux_x86_64", driver=parse_driver("470.82.01"))
     reasons = check_lock_target(locked, bad)
-    assert any("Python 3.11" in r and "3.10" in r for r in reasons)
+    assert any("Python 3.11" in r and "3.10" in r and "Python 3.11 environment (--python-exe PATH" in r
+               and "gpustack lock --python-exe PATH" in r for r in reasons), reasons  # a next step, not only a fact
     assert any("470.82.01" in r and ">= 525.60.13" in r for r in reasons)
     assert any("sm_61" in r and "xformers" in r for r in reasons)
     with pytest.raises(LockRefused) as exc:
