@@ -195,7 +195,7 @@ def print_upgrade(console: Console, report: UpgradeReport, current: Mapping[str,
         return f"{v} (checked as {checked[k]})" if checked.get(k) not in (None, v) else v
 
     moves = ", ".join(f"{k} {current.get(k, '(new)')} -> {to(k, v)}" for k, v in report.proposed.items()
-                      if current.get(k) != v)
+                      if current.get(k) not in (v, checked.get(k)))  # the build installed now is no move
     console.print(f"{report.verdict}: {moves or 'no change'}", markup=False, highlight=False)
     for f in report.findings:
         console.print(f"  - [{f.verdict}] {f.reason}", markup=False, highlight=False)

@@ -236,6 +236,20 @@ def test_the_solver_prefers_versions_near_the_current_set() -> None:
     assert newer.torch.version.startswith("2.1.1") or newer.torch.version.startswith("2.1.2"), newer.torch.version
 
 
+def test_a_proposed_version_whose_checked_build_is_the_installed_one_is_no_move(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # check-upgrade 'torch>=2.13,<2.14' over torch 2.13.0+cpu printed "safe: torch 2.13.0+cpu -> 2.13.0" (s9 trial #11)
+    from resolver.matrix import load
+    from resolver.render import console, print_upgrade
+    from resolver.upgrade import check_upgrade
+
+    current = Installed(Target(gpus=(), python="3.11", platform="linux_x86_64"), {"torch": "2.13.0+cpu"})
+    report = check_upgrade(current, {"torch": "2.13.0"}, load())
+    assert report.checked is not None and report.checked["torch"] == "2.13.0+cpu"
+    print_upgrade(console(), report, current.versions)
+    assert capsys.readouterr().out.splitlines()[0] == "safe: no change"
+
+
 def test_the_verdict_line_names_the_build_it_checked(capsys: pytest.CaptureFixture[str]) -> None:
     # "safe: torch 2.13.0+cpu -> 2.14.1" when it checked 2.14.1+cpu (plain 2.14.1 is the CUDA build on PyPI)
     from resolver.matrix import load
