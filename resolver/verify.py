@@ -252,17 +252,32 @@ def _device(facts: Mapping[str, Any]) -> dict[str, Any] | None:
             "cuda": facts.get("torch_cuda"), "cudnn": facts.get("cudnn")}
 
 
-def _expected(rows: list[BackendResult], expect: Sequence[str]) -> list[BackendResult]:
-    """Returns a failed row per expected backend (``sdpa`` means every ``sdpa-*``) that did not run."""
+def _expected(rows: list[BackendResult], expect: Sequence[str], facts: Mapping[str, Any]) -> list[BackendResult]:
+    """Returns a failed row per expected backend (``sdpa`` means every ``sdpa-*``) that did not run, with the next
+    step that makes it run here (``_expected_hint``)."""
     missing = []
     for name in expect:
         ran = [r for r in rows if (r.backend == name or r.backend.startswith(name + "-")) and not r.skipped]
         if not ran:
             why = next((r.hint for r in rows if r.backend == name and r.skipped), None) or "unknown backend"
             missing.append(BackendResult(name, "*", "-", False, error=f"expected {name}, but it did not run: {why}",
-                                         hint=f"install {name} into this environment (gpustack install)",
-                                         kind="not_installed", case="expected"))
+                                         hint=_expected_hint(name, facts), kind="not_installed", case="expected"))
     return missing
+
+
+def _expected_hint(name: str, facts: Mapping[str, Any]) -> str:
+    """Return what makes the expected backend ``name`` run in the environment ``facts`` describes: installing it,
+    where torch sees a GPU; a CUDA stack, where an NVIDIA driver is loaded but torch sees no GPU (a +cpu build); and
+    where this machine has no GPU at all, running the check on the GPU machine (an install here would be refused)."""
+    if not facts or facts.get("cuda_available") or name == "sdpa":
+        return f"install {name} into this environment (gpustack install {name})"
+    torch = facts.get("torch") or "?"
+    if facts.get("driver"):
+        what = "a CPU build" if facts.get("torch_cuda") is None else "its CUDA does not start here"
+        return (f"torch {torch} cannot use this machine's GPU ({what}): install a CUDA stack with it "
+                f"(gpustack install {name})")
+    return (f"{name} runs only on an NVIDIA GPU, and this machine has none that torch {torch} can use: run "
+            f"`gpustack verify --expect {name}` on the GPU machine")
 
 
 def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), timeout: float = 120.0) -> VerifyReport:
@@ -297,7 +312,7 @@ def run_verify(python_exe: str | None = None, *, expect: Sequence[str] = (), tim
                      returncode=probe.returncode, env_facts={"backend": "torch", "timeout": timeout})
         notes.append(f"probe failed: {d.message}" + (f" ({d.hint})" if d.hint else ""))
     rows = [row for child in children for row in _rows_of(child, facts, timeout)]
-    rows += _expected(rows, expect)
+    rows += _expected(rows, expect, facts)
     checks = environment_checks(facts) if facts else []
     slow = slow_backends((r.backend, r.op, r.tflops) for r in rows if r.tflops and r.passed)
     for chk in slow:

@@ -120,6 +120,24 @@ def test_cpu_expect_missing_backend_fails_and_table_says_cpu_only(torch_python: 
     done = _cli("--python-exe", torch_python, "--expect", "xformers")
     assert done.returncode == 1
     assert CPU_ONLY_NOTE in done.stdout and "expected xformers" in done.stdout
+    # the next step works from here: not `gpustack install xformers`, which this GPU-less machine refuses
+    out = " ".join(done.stdout.split())
+    assert "gpustack verify --expect xformers` on the GPU machine" in out and "(gpustack install" not in out, out
+
+
+@pytest.mark.parametrize("facts, says", [
+    ({"cuda_available": True, "torch": "2.5.1+cu124"}, "install xformers into this environment (gpustack install "
+                                                       "xformers)"),
+    ({"cuda_available": False, "torch": "2.13.0+cpu", "torch_cuda": None, "driver": "580.95.05"},
+     "torch 2.13.0+cpu cannot use this machine's GPU (a CPU build): install a CUDA stack with it"),
+    ({"cuda_available": False, "torch": "2.13.0+cpu", "torch_cuda": None},
+     "xformers runs only on an NVIDIA GPU, and this machine has none"),
+])
+def test_expected_backend_hint_is_a_step_that_works_here(facts: dict[str, object], says: str) -> None:
+    from resolver.verify import _expected
+
+    [row] = _expected([], ["xformers"], facts)
+    assert not row.passed and says in (row.hint or ""), row.hint
 
 
 @pytest.mark.slow
