@@ -13,7 +13,7 @@ from typing import Any
 
 from resolver import schema as sc
 from resolver.errors import BadInput
-from resolver.models import PLATFORMS, ArchList, ComputeCapability, parse_driver
+from resolver.models import PLATFORMS, ArchList, ComputeCapability, parse_driver, parse_glibc
 
 __all__ = ["check"]
 
@@ -138,8 +138,13 @@ def check(data: Mapping[str, Any], what: str = "lock file") -> None:
     sc.get_str_list(tool, "notes", tl, limit=4000)
     for i, r in enumerate(sc.get_str_list(tool, "request", tl)):
         sc.check_requirement(r, tl.at("request").at(i))
-    for key in ("profile", "glibc"):
-        sc.get_opt_str(tool, key, tl, limit=200)
+    sc.get_opt_str(tool, "profile", tl, limit=200)
+    glibc = sc.get_opt_str(tool, "glibc", tl, limit=200)
+    if glibc is not None:  # read back by every reader of the lock (re-lock, check-upgrade): named here, once
+        try:
+            parse_glibc(glibc)
+        except BadInput:
+            tl.at("glibc").fail(glibc, "a glibc version such as 2.28")
     nvcc = sc.get_opt_str(tool, "nvcc", tl, limit=20)
     if nvcc is not None and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", nvcc, re.ASCII):
         tl.at("nvcc").fail(nvcc, "a CUDA version such as 12.4")

@@ -5,6 +5,7 @@ as missing, and the plan alone decides the files."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -118,6 +119,22 @@ def test_a_bad_recorded_option_is_bad_input_naming_it(isolated: list[str], tmp_p
     out.write_text(text)
     result = CliRunner().invoke(main, ["install", "--lock", str(out), "--dry-run"])
     assert result.exit_code == 2 and f"tool.gpustack.{key}" in result.stderr and what in result.stderr, result.stderr
+    assert out.read_text() == text
+
+
+@pytest.mark.parametrize("command", [["install", "--dry-run", "--lock"], ["check-upgrade", "flash-attn", "--lock"],
+                                     ["lock", "-o"]])
+def test_a_bad_recorded_glibc_is_named_in_the_lock_by_every_reader(isolated: list[str], tmp_path: Path,
+                                                                   command: list[str]) -> None:
+    # check-upgrade and a bare re-lock said "--glibc 'abc': expected ...", an option nobody gave
+    out = tmp_path / "pylock.toml"
+    _lock([*A100, "flash-attn", "--no-deps", *isolated, "-o", str(out)])
+    text = re.sub(r'(?m)^glibc = "[^"]*"$', 'glibc = "abc"', out.read_text())
+    assert 'glibc = "abc"' in text
+    out.write_text(text)
+    result = CliRunner().invoke(main, [*command, str(out), *(isolated if command[0] == "lock" else [])])
+    assert result.exit_code == 2 and "tool.gpustack.glibc" in result.stderr, result.stderr
+    assert "a glibc version such as 2.28" in result.stderr and "--glibc" not in result.stderr, result.stderr
     assert out.read_text() == text
 
 
