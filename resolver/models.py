@@ -404,6 +404,25 @@ class Plan:
             "notes": list(self.stack.notes) + list(self.notes),
         }
 
+    def source_of(self, name: str) -> str:
+        """Return where the package ``name`` (a stack package's or a pass-through requirement's name) is really
+        installed from: its step's file URL, else (a source build of a URL: that URL) its step's index. A mirror
+        moves the steps, not the stack (``plan.make_plan``, ``installers.with_mirrors``), so the step says it; a
+        package with no step (kept: installed already) says its own. The one rule of every human output that names
+        a package's source (``render.print_plan``)."""
+        from packaging.utils import canonicalize_name
+
+        key = canonicalize_name(name)
+        choice = next((p for p in self.stack.packages if canonicalize_name(p.name) == key), None)
+        step = next((s for s in self.steps if canonicalize_name(s.package) == key), None)
+        if step is not None:
+            if step.action == "build" and choice is not None and choice.url:
+                return choice.url
+            return step.url or step.index_url or self.stack.others_index_url or PYPI_SIMPLE
+        if choice is not None:
+            return choice.url or choice.index_url or self.stack.others_index_url or PYPI_SIMPLE
+        return self.stack.others_index_url or PYPI_SIMPLE
+
     @classmethod
     def from_dict(cls, data: Any, *, what: str = "plan") -> Plan:
         """Return the ``Plan`` written as ``to_dict`` (``gpustack plan --json``), validated field by field.
