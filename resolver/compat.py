@@ -411,7 +411,7 @@ def flash_wheel(f: FlashRelease, torch: Version, torch_cuda: Version, cxx11_abi:
 
 def flash_wheel_glibc_refusal(f: FlashRelease, w: FlashWheelRow, target: Target) -> Refusal | None:
     """Return why the target's glibc cannot load flash-attn wheel ``w`` (kind ``glibc``), or ``None``: the wheel
-    needs the glibc of the OS its CI built it on (``FlashWheelRow.glibc``, flash_attn.toml ``wheel_os_glibc``),
+    needs the glibc of the OS its CI built it on (``FlashWheelRow.glibc``, platforms.toml ``[[os]]`` of its ``wheel_matrix_os``),
     which its plain ``linux_x86_64`` tag does not tell pip. An unknown glibc is not checked (as ``wheel_refusal``)."""
     if w.glibc is None or target.glibc is None or target.glibc >= w.glibc:
         return None
