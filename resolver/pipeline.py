@@ -264,9 +264,9 @@ def _read_requirement_file(name: str, what: str, lines: list[str], including: tu
                 continue
             step = _OPTION_NEXT_STEP.get(option, "list requirements only")
             raise BadInput(f"{what}: option line {line!r} is not supported; {step}")
-        option = next((t for t in line.split() if t.startswith("-")), None)  # pip reads options from there on
-        if option is not None:
-            raise BadInput(f"{what}: option {option.split('=')[0]} after {line.split()[0]!r} is not supported; "
+        trailing = next((t for t in line.split() if t.startswith("-")), None)  # pip reads options from there on
+        if trailing is not None:
+            raise BadInput(f"{what}: option {trailing.split('=')[0]} after {line.split()[0]!r} is not supported; "
                            "list requirements only (a hashed file installs with `pip install --require-hashes "
                            "-r FILE`; gpustack installs its locks with `install --lock FILE`)")
         try:  # parsed here too so that a bad line names its file (a pyproject.toml or lock given as -r)
