@@ -199,6 +199,7 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
                   no_cache: bool, verify: bool, exact: bool = False) -> InstallResult | None:
     """Plan (or take the plan or lock given) and install into ``python_exe``; ``None`` for a dry run or a lock."""
     if not will_create:
+        _refuse_managed(python_exe)
         _refuse_unfinished(python_exe, dry_run)
     _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = InstallReporter()
@@ -271,6 +272,17 @@ def _remove_created(path: str, keep: bool) -> None:
         _err(f"could not empty {path} again ({exc}); remove the venv this install created there by hand")
         return
     _err(f"emptied {path} again (this install created a venv in it)")
+
+
+def _refuse_managed(python_exe: str) -> None:
+    """Refuse an externally managed Python (PEP 668: a distribution's system Python) before anything is written into
+    it: pip and uv refuse to change it, after gpustack had begun a transaction in its prefix."""
+    from resolver.venvs import externally_managed
+
+    marker = externally_managed(python_exe)
+    if marker is not None:
+        raise BadInput(f"{python_exe}: an externally managed Python ({marker}, PEP 668), which pip and uv do not "
+                       f"change: install into a virtual environment (--venv DIR)")
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:

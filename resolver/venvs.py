@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["venv_python", "create_venv", "base_python"]
+__all__ = ["venv_python", "create_venv", "base_python", "externally_managed"]
 
 
 def venv_python(venv: str) -> str:
@@ -62,3 +62,32 @@ def create_venv(venv: str, backend: str, python: str | None = None) -> None:
         _subprocess.run([find_uv() or "uv", "venv", "--python", python, venv], timeout=600)
     else:
         _subprocess.run([python, "-m", "venv", venv], timeout=600)
+
+
+_STDLIB = "import sys, sysconfig; print(sysconfig.get_path('stdlib') if sys.prefix == sys.base_prefix else '')"
+
+
+def externally_managed(python_exe: str) -> str | None:
+    """Return the PEP 668 marker (``<stdlib>/EXTERNALLY-MANAGED``) that makes ``python_exe``'s environment one pip
+    and uv refuse to change (a distribution's system Python), or ``None``: a virtual environment (never managed), no
+    marker, or ``PIP_BREAK_SYSTEM_PACKAGES``/``UV_BREAK_SYSTEM_PACKAGES`` set (the user's override, as pip's and uv's).
+    A venv is known by its ``pyvenv.cfg``; any other interpreter is asked in a child (one run, a conda or system
+    Python only)."""
+    from pathlib import Path
+
+    if (Path(python_exe).parent.parent / "pyvenv.cfg").is_file():
+        return None
+    if any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")
+           for v in ("PIP_BREAK_SYSTEM_PACKAGES", "UV_BREAK_SYSTEM_PACKAGES")):
+        return None
+    if os.path.abspath(python_exe) == os.path.abspath(sys.executable):
+        import sysconfig
+
+        stdlib = sysconfig.get_path("stdlib") if sys.prefix == sys.base_prefix else ""
+    else:
+        from resolver._subprocess import try_run
+
+        done = try_run([python_exe, "-c", _STDLIB], timeout=30)
+        stdlib = done.stdout.strip() if done is not None else ""
+    marker = os.path.join(stdlib, "EXTERNALLY-MANAGED") if stdlib else ""
+    return marker if marker and os.path.isfile(marker) else None
