@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["venv_python", "create_venv", "base_python", "externally_managed"]
+__all__ = ["venv_python", "create_venv", "venv_argv", "base_python", "externally_managed"]
 
 
 def venv_python(venv: str) -> str:
@@ -56,12 +56,18 @@ def create_venv(venv: str, backend: str, python: str | None = None) -> None:
     goes, ensurepip's child included)."""
     from resolver import _subprocess  # not at the top: ``read_ahead`` asks ``venv_python`` before anything is loaded
 
+    _subprocess.run(venv_argv(venv, backend, python), timeout=600)
+
+
+def venv_argv(venv: str, backend: str, python: str | None = None) -> list[str]:
+    """Return the command that creates ``venv`` from ``python`` (``create_venv`` runs it; ``install --dry-run`` prints
+    it): ``uv venv --python PYTHON VENV`` for uv, else ``PYTHON -m venv VENV``."""
     python = python or sys.executable
     if backend == "uv":
         from resolver.uvbin import find_uv
-        _subprocess.run([find_uv() or "uv", "venv", "--python", python, venv], timeout=600)
-    else:
-        _subprocess.run([python, "-m", "venv", venv], timeout=600)
+
+        return [find_uv() or "uv", "venv", "--python", python, venv]
+    return [python, "-m", "venv", venv]
 
 
 _STDLIB = "import sys, sysconfig; print(sysconfig.get_path('stdlib') if sys.prefix == sys.base_prefix else '')"
