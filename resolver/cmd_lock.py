@@ -89,15 +89,16 @@ def replayed_options(previous: Any, opts: PlanOptions) -> PlanOptions:
     """Return ``opts`` with what the lock ``previous`` (a ``LockedPlan``) was made for, each unless given: its profile,
     driver, glibc and target (``_lock_target``), and its ``lock.RECORDED_OPTIONS`` (``--nvcc``, ``--verified-only``,
     ``--prefer-wheels``, ``--upgrade``), read back through ``PlanOptions.from_cli`` as the command line is."""
-    from resolver.lock import RECORDED_OPTIONS
+    from resolver.lock import recorded_options
 
     keep: dict[str, Any] = {"profiles": tuple(previous.profile.split(",")) if previous.profile else ()}
     if opts.driver is None and previous.driver:
         keep["driver"] = parse_driver_option(previous.driver)
     if opts.glibc is None and previous.glibc:
         keep["glibc"] = parse_glibc(previous.glibc)
-    recorded = PlanOptions.from_cli({k: v for k, v in previous.options.items() if k in RECORDED_OPTIONS})
-    keep.update({k: getattr(recorded, k) for k in previous.options if k in RECORDED_OPTIONS and not getattr(opts, k)})
+    options = recorded_options(previous.options)
+    recorded = PlanOptions.from_cli(options)
+    keep.update({k: getattr(recorded, k) for k in options if not getattr(opts, k)})
     if previous.fleet is not None and not (opts.target_given or opts.fleet):
         # A fleet lock: each class planned again for its own GPU, driver, platform and OS (fleet.Fleet.from_record),
         # not every GPU for the fleet's lowest driver; the --driver and --glibc given for the fleet, if any.
@@ -115,11 +116,11 @@ def replayed_options(previous: Any, opts: PlanOptions) -> PlanOptions:
 def _recorded_options(opts: PlanOptions, plan: Plan) -> dict[str, str | bool]:
     """Return the ``lock.RECORDED_OPTIONS`` a lock made with ``opts`` records: the flags given, and the target's nvcc
     (``--nvcc``, or detected: the plan's source builds were chosen for it)."""
-    from resolver.lock import RECORDED_OPTIONS
+    from resolver.lock import RECORDED_OPTIONS, recorded_options
 
     nvcc = plan.stack.target.nvcc
-    values = {k: getattr(opts, k) for k in RECORDED_OPTIONS} | {"nvcc": str(nvcc) if nvcc is not None else None}
-    return {k: v for k, v in values.items() if isinstance(v, (str, bool)) and v}
+    given = {k: getattr(opts, k) for k in RECORDED_OPTIONS}
+    return recorded_options(given | {"nvcc": str(nvcc) if nvcc is not None else None})
 
 
 def _fleet_record(ctx: Context, opts: PlanOptions) -> dict[str, Any] | None:

@@ -70,6 +70,8 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
         return ["GPU", "CC", "nvidia-smi names", "architecture"], [
             [g.name, str(g.compute_capability), ", ".join(g.nvidia_smi_names), g.architecture] for g in m.gpus
         ]
+    if subject == "platforms":  # platforms.toml: each Linux release's glibc, with where it was read
+        return ["OS", "glibc", "source"], [[o.name, str(o.glibc), o.source] for o in m.oses]
     if subject == "profiles":
         return ["profile", "requirements", "constraints", "needs", "summary"], [
             [p.name, " ".join(p.requirements), " ".join(p.constraints), " ".join(p.needs), p.summary] for p in m.profiles
@@ -83,8 +85,11 @@ def _rows(m: Matrix, subject: str) -> tuple[list[str], list[list[str]]]:
 
 def _json_rows(m: Matrix, subject: str, header: list[str], rows: list[list[str]]) -> list[dict[str, Any]]:
     """Return the rows as JSON objects; docker's also carry each image's ``removed``, ``status``, ``unverified`` and
-    ``source`` (the facts the table only marks)."""
+    ``source`` (the facts the table only marks), platforms' each release's ``note``."""
     out: list[dict[str, Any]] = [dict(zip(header, r)) for r in rows]
+    if subject == "platforms":
+        for row, o in zip(out, m.oses):
+            row.update(note=o.note or None)
     if subject == "docker":
         for row, d in zip(out, m.docker):
             row.update(status=d.status or None, removed=d.removed, unverified=d.unverified, source=d.source)
@@ -153,7 +158,8 @@ def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bo
 
 
 @matrix.command()
-@click.argument("subject", type=click.Choice(["torch", "xformers", "flash-attn", "cuda", "gpus", "profiles", "docker"]))
+@click.argument("subject", type=click.Choice(["torch", "xformers", "flash-attn", "cuda", "gpus", "profiles", "docker",
+                                                 "platforms"]))
 @_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 def show(subject: str, matrix_dir: str | None, as_json: bool) -> None:

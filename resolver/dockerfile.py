@@ -251,14 +251,15 @@ def refuse_platform(platform: str) -> None:
 
 def image_glibc(plan: Plan, matrix: Matrix) -> tuple[Version, str] | None:
     """Return the glibc of the image ``render`` builds ``plan`` on, and that image's name: its Ubuntu release's
-    (``Matrix.os_glibc``); ``None`` when the image or its Ubuntu's glibc is not known (or there is no image)."""
+    (``Matrix.os_glibc``: platforms.toml); ``None`` when the image or its Ubuntu's glibc is not known (or there is no
+    image)."""
     torch = plan.stack.get("torch")
     try:
         img, _ = base_image(torch.cuda if torch is not None else None, matrix)
     except NoCompatibleStack:
         return None
     ubuntu, name = (img.ubuntu, img.runtime) if img is not None else (CPU_IMAGE.split(":")[1], CPU_IMAGE)
-    glibc = matrix.os_glibc.get(f"ubuntu-{ubuntu}") if ubuntu else None
+    glibc = matrix.os_glibc(f"ubuntu-{ubuntu}") if ubuntu else None
     return (glibc, name) if glibc is not None else None
 
 

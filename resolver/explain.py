@@ -7,6 +7,7 @@ dumping every rejected candidate.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from packaging.specifiers import SpecifierSet
@@ -158,7 +159,40 @@ def _with_companions_moved(target: Target, matrix: Matrix, request: Request, bui
     return None
 
 
+def _without_variant(target: Target, matrix: Matrix, request: Request) -> Alternative | None:
+    """Return "ask for torch==X without +variant: the plan takes torch X+cuNNN" when the asked build variant is what
+    blocks: the whole request with the variant dropped (the version bound kept) solves on the whole target; else None."""
+    from resolver.errors import NoCompatibleStack
+    from resolver.solve import solve
+
+    if request.torch_variant is None:
+        return None
+    drop = Change(request={"torch_variant": None})
+    t, r = apply(drop, target, request)
+    try:
+        stack = solve(t, matrix, r)
+    except NoCompatibleStack:
+        return None
+    build = next(p.version for p in stack.packages if p.name == "torch")
+    where = "the CPU" if target.is_cpu else ", ".join(dict.fromkeys(g.name for g in target.gpus))
+    return alternative("torch{spec} without +{variant}: the plan takes torch {build}, which runs on {where} (ask for "
+                       "torch{spec})", drop, spec=request.torch or "", variant=request.torch_variant, build=build,
+                       where=where)
+
+
 def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
+    """Why no torch build fits, and what would; a refusal that blocks on the asked build variant (``+cpu`` on a GPU,
+    ``+cu118`` a release lacks, a CUDA build the driver cannot run) also offers the same release without it."""
+    blocked, alts = _torch_build_reasons(target, matrix, request)
+    if not blocked or request.torch_variant is None:
+        return blocked, alts
+    drop = _without_variant(target, matrix, request)
+    if drop is None:
+        return blocked, alts
+    return [dataclasses.replace(b, alternative=drop) if b.alternative is None else b for b in blocked], [drop, *alts]
+
+
+def _torch_build_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[list[Refusal], list[Alternative]]:
     reasons: list[Refusal] = []
     alts: list[Alternative] = []
     spec = request.torch
@@ -174,9 +208,16 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     with_py = [r for r in in_spec if torch_release_refusal(r, target, matrix) is None]
     if not with_py:
         return _install_reasons(target, matrix, request, in_spec)
-    if target.is_cpu:
-        return reasons, alts
     variant = request.torch_variant
+    # The asked build, as the user wrote it: "torch==2.13.0+cu130 for these GPUs needs ..." (a bound without a
+    # variant is shown as it is).
+    asked = f"{spec}+{variant}" if variant is not None and str(spec or "") else str(spec or "")
+    if target.is_cpu:
+        if variant is not None and variant != "cpu":  # a CUDA build asked for a machine without a GPU
+            reasons.append(refusal("torch", asked, "variant", "torch{spec} is a CUDA build: this target has no GPU, "
+                                   "and a CPU target takes a +cpu build (--gpu NAME plans for a GPU machine)",
+                                   spec=asked))
+        return reasons, alts
     in_spec_opts = _all_options(matrix, target, spec)
     opts = [o for o in in_spec_opts if variant is None or o.tag == variant]
 
@@ -203,7 +244,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
             anywhere = [o for o in every_build() if o.arch.covers(cc) == "sass"]
             template = ("torch{spec} has no wheel with {sm} code ({gpu})" if str(spec) else
                         "no {platform} torch wheel has {sm} code ({gpu})")
-            facts = {"spec": str(spec or ""), "sm": cc.sm, "gpu": _gpu_name(target, cc), "platform": target.platform,
+            facts = {"spec": asked, "sm": cc.sm, "gpu": _gpu_name(target, cc), "platform": target.platform,
                      "compute_capability": str(cc)}
             alt: Alternative | None = None
             if anywhere:
@@ -244,7 +285,7 @@ def _torch_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         needed = min((o.cuda for o in covered_all if o.cuda is not None))
         problem = driver_refusal(target.driver, needed, matrix, target.platform)
         floor = driver_floor(needed, matrix, target.platform)
-        driver_facts = {"problem": problem.text if problem is not None else "", "spec": str(spec or ""),
+        driver_facts = {"problem": problem.text if problem is not None else "", "spec": asked,
                         "cuda": str(needed),
                         "driver": format_driver(target.driver) if target.driver is not None else "",
                         "driver_floor": format_driver(floor) if floor is not None else ""}

@@ -61,8 +61,8 @@ class Node:
 
 
 # os-release PRETTY_NAME (what Kubernetes shows as osImage) -> its ID and major VERSION_ID (Ubuntu: major.minor), the
-# key of matrices' OS -> glibc facts (Matrix.os_glibc): "CentOS Linux 7 (Core)" -> centos-7, "Ubuntu 22.04.4 LTS" ->
-# ubuntu-22.04, "Amazon Linux 2023.6.20241121" -> amzn-2023.
+# key of the matrices' OS -> glibc facts (Matrix.os_release: platforms.toml [[os]]): "CentOS Linux 7 (Core)" ->
+# centos-7, "Ubuntu 22.04.4 LTS" -> ubuntu-22.04, "Amazon Linux 2023.6.20241121" -> amzn-2023.
 _OS_IDS = ((re.compile(r"ubuntu (\d+\.\d+)"), "ubuntu"), (re.compile(r"centos (?:linux |stream )?(\d+)"), "centos"),
            (re.compile(r"red hat enterprise linux (?:server |workstation )?(\d+)"), "rhel"),
            (re.compile(r"rocky linux (\d+)"), "rocky"), (re.compile(r"almalinux (\d+)"), "almalinux"),

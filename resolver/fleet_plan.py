@@ -43,8 +43,8 @@ def class_target(c: GpuClass, base: Target) -> Target:
 
 def with_glibc(fleet: Fleet, given: Version | None, matrix: Matrix) -> Fleet:
     """Return ``fleet`` with each class's glibc, decided as for one machine (``pipeline.glibc_for``, a described
-    target): ``given`` (--glibc), else the glibc of the OS its nodes name (``Matrix.os_glibc``, as if probed), else
-    the documented assumption, which the plan states."""
+    target): ``given`` (--glibc), else the glibc of the OS its nodes name (``Matrix.os_glibc``: platforms.toml, as if
+    probed), else the documented assumption, which the plan states."""
     from resolver.fleet import os_release_id
     from resolver.pipeline import glibc_for
 
@@ -53,7 +53,7 @@ def with_glibc(fleet: Fleet, given: Version | None, matrix: Matrix) -> Fleet:
     classes = []
     for c in fleet.classes:
         key = os_release_id(c.os) if c.os else None
-        known = matrix.os_glibc.get(key) if key else None
+        known = matrix.os_glibc(key) if key else None
         glibc, assumed = glibc_for(c.platform, given if c.platform.startswith("linux_") else None,
                                    str(known) if known is not None else None, described=True)
         classes.append(dataclasses.replace(c, glibc=glibc, glibc_assumed=assumed))
@@ -67,7 +67,7 @@ def _glibc_notes(classes: Sequence[GpuClass], target: Target, given: bool) -> li
     from_os = list(dict.fromkeys(c.os for c in classes if c.glibc == target.glibc and not c.glibc_assumed and c.os))
     if not from_os:
         return []
-    return [f"glibc {target.glibc}: the nodes' OS ({', '.join(from_os)}; matrices/flash_attn.toml os_glibc)"
+    return [f"glibc {target.glibc}: the nodes' OS ({', '.join(from_os)}; matrices/platforms.toml)"
             + ("" if len(classes) == 1 else ", the lowest of the fleet") + "; pass --glibc X.Y for another"]
 
 

@@ -265,7 +265,7 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str],
               else _same_version(want, have))
         if not ok:
             raise WrongBuild(f"after {after}, {choice.name} is {have or 'not installed'} instead of the planned "
-                             f"{want}" + (f" (from {steps[choice.name].index_url})" if choice.name in steps else ""))
+                             f"{want}" + (f" (from {run.plan.source_of(choice.name)})" if choice.name in steps else ""))
     for req in run.plan.stack.other_requirements:  # the pass-through pins installed so far (a marker may skip one)
         pinned = exact_pin(req)
         if pinned is None or pinned[2] or pinned[0] not in done:

@@ -40,6 +40,7 @@ __all__ = [
     "environment_marker",
     "without_credentials",
     "RECORDED_OPTIONS",
+    "recorded_options",
 ]
 
 FORMAT = 1
@@ -284,13 +285,20 @@ def dumps(plan: Plan, files: Mapping[str, LockedFile], *, matrix: Matrix | None 
     return _header(packages, missing) + tomli_w.dumps(data)
 
 
+def recorded_options(table: Mapping[str, Any]) -> dict[str, str | bool]:
+    """Return the ``RECORDED_OPTIONS`` set in ``table`` (a lock's ``[tool.gpustack]``, or the options a lock is made
+    with), in their order: unset, false and empty ones are left out, so a lock made without them reads as it always
+    did. The one rule a lock's options are written and read back by."""
+    return {k: v for k in RECORDED_OPTIONS if isinstance(v := table.get(k), (str, bool)) and v}
+
+
 def _recorded(options: Mapping[str, str | bool]) -> dict[str, str | bool]:
-    """Return the ``[tool.gpustack]`` keys of ``options``: each set one of ``RECORDED_OPTIONS`` (unset ones are left
-    out, so a lock made without them reads as it always did)."""
+    """Return the ``[tool.gpustack]`` keys of ``options`` (``recorded_options``); a key that is not one of
+    ``RECORDED_OPTIONS`` is a bug of the caller."""
     unknown = set(options) - set(RECORDED_OPTIONS)
     if unknown:
         raise ValueError(f"not recorded in a lock: {', '.join(sorted(unknown))}")
-    return {k: options[k] for k in RECORDED_OPTIONS if options.get(k)}
+    return recorded_options(options)
 
 
 def _header(packages: Sequence[Package], missing: Sequence[Mapping[str, Any]]) -> str:
@@ -437,7 +445,7 @@ def from_data(data: Mapping[str, Any]) -> LockedPlan:
     return LockedPlan(pylock, target, tuple(packages), tuple(missing), tuple(tool.get("notes", [])),
                       request=tuple(tool.get("request", [])), profile=tool.get("profile"), driver=tool.get("driver"),
                       glibc=tool.get("glibc"), deps=tool.get("deps") is not False,
-                      options={k: tool[k] for k in RECORDED_OPTIONS if tool.get(k)}, fleet=tool.get("fleet"))
+                      options=recorded_options(tool), fleet=tool.get("fleet"))
 
 
 def check_lock_target(locked: LockedPlan, host: Any) -> list[str]:

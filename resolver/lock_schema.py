@@ -13,6 +13,7 @@ from typing import Any
 
 from resolver import schema as sc
 from resolver.errors import BadInput
+from resolver.matrix_types import is_commit
 from resolver.models import PLATFORMS, ArchList, ComputeCapability, parse_driver, parse_glibc
 
 __all__ = ["check"]
@@ -79,9 +80,13 @@ def _files(p: Mapping[str, Any], loc: sc.Loc) -> None:
         url = sc.get_opt_str(vcs, "url", vl, limit=4000)
         if url is not None:
             sc.check_url(url, vl.at("url"), schemes=("https", "http", "file", "ssh", "git"))
+        # PEP 751: a VCS with hash revision ids MUST lock one; uv reads nothing else ("Object ID must be exactly 40
+        # hex characters"; it takes either case, as git does). gpustack writes the full hash (Matrix.git_commit); a
+        # tag here (older gpustack locks wrote one) is refused, not read: re-locking records the commit it names.
         commit = sc.get_opt_str(vcs, "commit-id", vl, limit=100)
-        if commit is not None and (commit.startswith("-") or not re.fullmatch(r"[0-9A-Za-z._/-]{1,100}", commit)):
-            vl.at("commit-id").fail(commit, "a commit id")
+        if commit is not None and not is_commit(commit.lower()):
+            vl.at("commit-id").fail(commit, "a full git commit hash (40 hex digits: PEP 751 and uv read no tag or "
+                                            "short hash there)")
 
 
 def _target(t: Any, loc: sc.Loc) -> None:

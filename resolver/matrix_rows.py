@@ -26,6 +26,7 @@ from resolver.matrix_types import (
     GpuRow,
     Matrix,
     MinorCompat,
+    OsRelease,
     Pin,
     Profile,
     TorchRelease,
@@ -42,7 +43,7 @@ _version = functools.lru_cache(maxsize=8192)(Version)
 __all__ = ["FILES", "KEYS", "OPTIONAL", "check_keys", "from_dicts", "keys_fingerprint"]
 
 FILES = ("torch", "xformers", "xformers_source", "flash_attn", "cuda", "gpus", "profiles", "docker", "attention",
-         "wheels", "pins", "build")
+         "wheels", "pins", "build", "platforms")
 OPTIONAL = {"xformers_source", "docker", "attention", "wheels", "pins", "build"}
 
 T = TypeVar("T")
@@ -260,23 +261,46 @@ def _cuda_build(text: str) -> Version:
     return _version(text)
 
 
-def _os_glibc(data: Mapping[str, Mapping[str, Any]]) -> dict[str, Version]:
-    """Return the glibc of each OS flash-attn's CI builds wheels on (``[general] wheel_os_glibc``), with the other
-    Linux distributions a fleet's nodes run (``os_glibc``); an OS in both must have one glibc."""
-    ctx, general = _table(data, "flash_attn.toml", "general")
-    out: dict[str, Version] = {}
-    for key in ("wheel_os_glibc", "os_glibc"):
-        table = general.get(key, {})
-        if not isinstance(table, dict):
-            raise ctx.fail(key, "expected a table of OS name = glibc version")
-        for k, v in table.items():
-            glibc = ctx.parse(key, str(v), Version)
-            if out.setdefault(str(k), glibc) != glibc:
-                raise ctx.fail(key, f"{k!r} has glibc {glibc} here and {out[str(k)]} in wheel_os_glibc")
-    return out
+_OS_NAME = re.compile(r"[a-z][a-z0-9]*-[0-9]+(?:\.[0-9]+)?(?:-arm)?", re.ASCII)
 
 
-def _flash_release(ctx: _Ctx, r: Mapping[str, Any], os_glibc: Mapping[str, Version]) -> FlashRelease:
+def _oses(data: Mapping[str, Any]) -> tuple[OsRelease, ...]:
+    """Return platforms.toml's ``[[os]]`` rows: each Linux release's os-release key and glibc, with its source (the
+    one table of OS facts: flash-attn's build runners, a fleet's nodes and a Dockerfile's image all read it)."""
+    out: dict[str, OsRelease] = {}
+    for ctx, r in _rows(data, "platforms.toml", "os"):
+        name = ctx.get(r, "name", str)
+        if not _OS_NAME.fullmatch(name):
+            raise ctx.fail("name", f"expected an os-release ID-VERSION_ID such as ubuntu-22.04 or centos-7, got {name!r}")
+        if name in out:
+            raise ctx.fail("name", f"{name!r} appears twice")
+        glibc = ctx.get(r, "glibc", str)
+        if not re.fullmatch(r"2\.[0-9]{1,2}", glibc, re.ASCII):
+            raise ctx.fail("glibc", f"expected a glibc version such as 2.28 (what the release's `ldd --version` "
+                                    f"prints), got {glibc!r}")
+        out[name] = OsRelease(name=name, glibc=_version(glibc), source=_source(ctx, r), note=ctx.get(r, "note", str, default=""))
+    if not out:
+        raise InvalidMatrix("no [[os]] rows; the file needs at least one", "platforms.toml: os")
+    return tuple(out.values())
+
+
+def _windows_driver(data: Mapping[str, Any]) -> None:
+    """Check platforms.toml ``[windows_driver]``: its rules name their sources, and the file-version rule gpustack
+    applies (``models.windows_file_driver``) gives each example the version the table says."""
+    from resolver.models import windows_file_driver
+
+    ctx, table = _table(data, "platforms.toml", "windows_driver")
+    for key in ("file_version_source", "branch_rule_source"):
+        if not ctx.get(table, key, str).strip():
+            raise ctx.fail(key, "empty: every rule must say where it comes from")
+    examples = ctx.get(table, "file_version_examples", dict)
+    for file_version, driver in examples.items():
+        if windows_file_driver(str(file_version)) != driver:
+            raise ctx.fail("file_version_examples", f"{file_version} reads as {windows_file_driver(str(file_version))}"
+                                                    f" by gpustack's rule, not {driver!r}")
+
+
+def _flash_release(ctx: _Ctx, r: Mapping[str, Any], os_rows: Mapping[str, OsRelease]) -> FlashRelease:
     version = ctx.version(r, "version")
     unverified = ctx.get(r, "unverified", bool, default=False)
     wheels: list[FlashWheelRow] = []
@@ -284,10 +308,10 @@ def _flash_release(ctx: _Ctx, r: Mapping[str, Any], os_glibc: Mapping[str, Versi
     platforms = sorted({_flash_platform(o) for o in oses}) or ["linux_x86_64"]
     glibc: dict[str, Version] = {}  # per wheel platform: the newest glibc of the OSes that build it
     for o in oses:
-        if o not in os_glibc:
-            raise ctx.fail("wheel_matrix_os", f"{o!r} has no glibc in [general] wheel_os_glibc (its wheels need it)")
+        if o not in os_rows:
+            raise ctx.fail("wheel_matrix_os", f"{o!r} has no [[os]] row in platforms.toml (its wheels need its glibc)")
         plat = _flash_platform(o)
-        glibc[plat] = max(os_glibc[o], glibc.get(plat, os_glibc[o]))
+        glibc[plat] = max(os_rows[o].glibc, glibc.get(plat, os_rows[o].glibc))
     for i, row in enumerate(ctx.get(r, "torch", list, default=[])):
         tctx = _Ctx(ctx.file, f"{ctx.row} torch[{i}]")
         torch_v = tctx.version(row, "torch")
@@ -653,8 +677,7 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
     ("flash_attn", "general"): frozenset({
         "build_env_vars", "cuda_archs", "cuda_archs_env_from", "cuda_archs_source", "fa3", "fa4",
         "main_branch_matrix", "prebuilt_sass", "runtime_check_history", "runtime_min_compute_capability",
-        "os_glibc", "os_glibc_source", "source", "wheel_cuda_tag_rule", "wheel_os_glibc", "wheel_os_glibc_source",
-        "wheel_url"}),
+        "source", "wheel_cuda_tag_rule", "wheel_glibc_floor_source", "wheel_url"}),
     ("flash_attn", "release"): frozenset({
         "default_flash_attn_cuda_archs", "fa3_readme", "git_tag", "git_tag_commit", "git_tag_date",
         "install_requires", "install_requires_source", "note",
@@ -682,6 +705,14 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
         "pin"}),
     ("pins", "pin"): frozenset({
         "note", "package", "platforms", "reason", "requirement", "source", "when"}),
+    ("platforms", ""): frozenset({
+        "meta", "os", "windows_driver"}),
+    ("platforms", "meta"): frozenset({
+        "generated", "scope", "source"}),
+    ("platforms", "os"): frozenset({
+        "glibc", "name", "note", "source"}),
+    ("platforms", "windows_driver"): frozenset({
+        "branch_rule", "branch_rule_source", "file_version_examples", "file_version_rule", "file_version_source"}),
     ("profiles", ""): frozenset({
         "profile"}),
     ("profiles", "profile"): frozenset({
@@ -793,8 +824,10 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
         for c, r in _rows(data["xformers"], "xformers.toml", "release")
         if not r.get("prerelease", False)
     )
-    os_glibc = _os_glibc(data["flash_attn"])
-    flash = tuple(_flash_release(c, r, os_glibc) for c, r in _rows(data["flash_attn"], "flash_attn.toml", "release"))
+    oses = _oses(data["platforms"])
+    _windows_driver(data["platforms"])
+    by_name = {o.name: o for o in oses}
+    flash = tuple(_flash_release(c, r, by_name) for c, r in _rows(data["flash_attn"], "flash_attn.toml", "release"))
     cuda = tuple(_cuda_minor(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "cuda_minor"))
     compat = tuple(_minor_compat(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "minor_version_compat"))
     gpus = tuple(_gpu(c, r) for c, r in _rows(data["gpus"], "gpus.toml", "gpu"))
@@ -835,6 +868,6 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
         wheels=wheels,
         wheel_index=wheel_index,
         attention=parse_rows(data.get("attention", {})),
-        os_glibc=os_glibc,
+        oses=oses,
         driver_support=driver_support,
     )

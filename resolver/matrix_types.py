@@ -30,6 +30,7 @@ __all__ = [
     "CudaMinor",
     "MinorCompat",
     "GpuRow",
+    "OsRelease",
     "Profile",
     "DockerImage",
     "BuildJob",
@@ -134,7 +135,7 @@ class FlashWheelRow:
     cxx11_abi: bool
     python: str
     platform: str
-    glibc: Version | None = None  # the glibc of the OS its CI built it on (flash_attn.toml wheel_os_glibc): its floor
+    glibc: Version | None = None  # the glibc of the OS its CI built it on (platforms.toml [[os]]): its floor
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,6 +197,17 @@ class GpuRow:
     source: str
     integrated: bool = False  # a Tegra (Jetson) GPU: PyPI / PyTorch-index CUDA wheels are not for it
     host_platforms: tuple[str, ...] = ()  # the only platforms its machine can be (a Grace superchip: linux_aarch64)
+
+
+@dataclass(frozen=True, eq=False)
+class OsRelease:
+    """One Linux distribution release (``platforms.toml [[os]]``): its os-release ``ID-VERSION_ID`` key
+    (``ubuntu-22.04``, ``centos-7``; ``ubuntu-22.04-arm`` is GitHub's arm64 runner) and the glibc it ships."""
+
+    name: str
+    glibc: Version
+    source: str
+    note: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -379,8 +391,7 @@ class Matrix:
     wheel_index: dict[tuple[str, Version, str], WheelFacts] = field(default_factory=dict)  # built by from_dicts
     extra: dict[str, object] = field(default_factory=dict)
     attention: tuple[AttentionRelease, ...] = ()  # FA3, flash-attn-4, SageAttention, flash-attn 1.x
-    # "ubuntu-22.04" -> 2.35, "centos-7" -> 2.17 (flash_attn.toml wheel_os_glibc and os_glibc)
-    os_glibc: dict[str, Version] = field(default_factory=dict)
+    oses: tuple[OsRelease, ...] = ()  # platforms.toml [[os]]: each Linux release's glibc, with its source
     driver_support: tuple[DriverSupport, ...] = ()  # gpus.toml [[driver_support]]: which driver branches drive a GPU
 
     def git_commit(self, name: str, version: str, ref: str) -> str | None:
@@ -399,6 +410,20 @@ class Matrix:
             if key == "xformers" and str(x.version) == version and x.git_tag == ref:
                 return x.git_commit
         return None
+
+    @functools.cached_property
+    def _os_index(self) -> dict[str, OsRelease]:
+        return {o.name: o for o in self.oses}
+
+    def os_release(self, name: str) -> OsRelease | None:
+        """Return the platforms.toml row of an os-release ``ID-VERSION_ID`` key (``ubuntu-22.04``, ``centos-7``), or
+        ``None`` for a release the matrices do not know: the one place every command reads an OS's glibc from."""
+        return self._os_index.get(name)
+
+    def os_glibc(self, name: str) -> Version | None:
+        """Return the glibc of the OS ``name`` (``os_release``), or ``None`` when not known."""
+        row = self._os_index.get(name)
+        return row.glibc if row is not None else None
 
     def torch_release(self, version: str | Version) -> TorchRelease | None:
         v = Version(str(version))

@@ -183,6 +183,18 @@ def parse_driver(text: str) -> Version:
     return Version(s)
 
 
+def windows_file_driver(text: str) -> str | None:
+    """Return the NVIDIA driver version (``552.22``) a Windows driver file version (``31.0.15.5222``, what Device
+    Manager and the registry show) stands for: the last five digits of its third and fourth fields (platforms.toml
+    ``[windows_driver]``, with its source); ``None`` when ``text`` is not such a version."""
+    m = re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}\.([0-9]{1,3})\.([0-9]{4})", text.strip() if isinstance(text, str) else "",
+                     re.ASCII)
+    if m is None:
+        return None
+    digits = (m.group(1) + m.group(2))[-5:]
+    return f"{int(digits[:3])}.{digits[3:]}" if len(digits) == 5 and int(digits[:3]) >= 100 else None
+
+
 def format_driver(version: Version) -> str:
     """Return a driver version the way NVIDIA writes it: ``Version("470.82.1")`` -> ``"470.82.01"``."""
     parts = list(version.release)
@@ -403,6 +415,25 @@ class Plan:
             "steps": [s.to_dict() for s in self.steps],
             "notes": list(self.stack.notes) + list(self.notes),
         }
+
+    def source_of(self, name: str) -> str:
+        """Return where the package ``name`` (a stack package's or a pass-through requirement's name) is really
+        installed from: its step's file URL, else (a source build of a URL: that URL) its step's index. A mirror
+        moves the steps, not the stack (``plan.make_plan``, ``installers.with_mirrors``), so the step says it; a
+        package with no step (kept: installed already) says its own. The one rule of every human output that names
+        a package's source (``render.print_plan``)."""
+        from packaging.utils import canonicalize_name
+
+        key = canonicalize_name(name)
+        choice = next((p for p in self.stack.packages if canonicalize_name(p.name) == key), None)
+        step = next((s for s in self.steps if canonicalize_name(s.package) == key), None)
+        if step is not None:
+            if step.action == "build" and choice is not None and choice.url:
+                return choice.url
+            return step.url or step.index_url or self.stack.others_index_url or PYPI_SIMPLE
+        if choice is not None:
+            return choice.url or choice.index_url or self.stack.others_index_url or PYPI_SIMPLE
+        return self.stack.others_index_url or PYPI_SIMPLE
 
     @classmethod
     def from_dict(cls, data: Any, *, what: str = "plan") -> Plan:

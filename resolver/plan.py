@@ -156,6 +156,7 @@ def _make_plan(stack: Stack, installed: Mapping[str, str] | None, matrix: Matrix
             "install", choice.name, choice.requirement, index_url=None if choice.url else wheel_index,
             extra_index_urls=_extra_indexes(wheel_index),
             url=choice.url, constraints=held(pin, *choice.constraints),
-            description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) with {pin} held",
+            description=f"install {choice.name} {choice.version} ({choice.variant or 'wheel'}) from "
+                        f"{choice.url or wheel_index} with {pin} held",
         ))
     return Plan(stack=stack, steps=tuple(steps), notes=tuple(notes))

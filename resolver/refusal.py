@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from resolver.models import Target
     from resolver.request import Request
 
-__all__ = ["KINDS", "Refusal", "refusal", "ordered", "joined", "Change", "Alternative", "alternative", "advice",
+__all__ = ["KINDS", "Refusal", "refusal", "ordered", "folded", "joined", "Change", "Alternative", "alternative", "advice",
            "apply", "TARGET_FIELDS", "REQUEST_FIELDS"]
 
 # The fixed set of kinds, root facts first: an earlier kind blocks the later ones (no wheel for this Python makes
@@ -109,11 +109,72 @@ def joined(first: Refusal, blocker: Refusal) -> Refusal:
                    (first, blocker))
 
 
+def _leaves(r: Refusal) -> list[Refusal]:
+    """The facts a refusal is made of, in order: a ``joined`` refusal (its text is its causes) opened up."""
+    if r.causes and r.template == "{causes}":
+        return [leaf for c in r.causes for leaf in _leaves(c)]
+    return [r]
+
+
+def _builds(builds: Sequence[str]) -> str:
+    """Name torch builds compactly, in the order given: ``2.14.1, 2.14.0, 2.12.0 (each +cu126), 2.11.0+cu128``."""
+    by_tag: dict[str, list[str]] = {}
+    for b in builds:
+        version, _, tag = b.partition("+")
+        by_tag.setdefault(tag, []).append(version)
+    parts = []
+    for tag, versions in by_tag.items():
+        if not tag:
+            parts.append(", ".join(versions))
+        elif len(versions) == 1:
+            parts.append(f"{versions[0]}+{tag}")
+        else:
+            parts.append(f"{', '.join(versions)} (each +{tag})")
+    return ", ".join(parts)
+
+
+def folded(refusals: Sequence[Refusal]) -> list[Refusal]:
+    """Fold the rows of one companion release tried beside several torch builds (facts ``with_torch``, one cause)
+    whose blocking fact (the last of its causes) is the same into one row that names the builds compactly (fact
+    ``with_torch``; ``builds`` lists them all) and keeps every distinct cause once, the blocking one last: six
+    "flash-attn 2.8.3.post2 with torch X: relies on an unverified fact ..." lines are one. Rows that differ in
+    package, release, kind or blocking fact stay apart; other refusals are kept as they are. Idempotent."""
+    groups: dict[tuple[str, ...], list[Refusal]] = {}
+    order: list[tuple[str, ...] | Refusal] = []
+    for r in refusals:
+        if not r.facts.get("with_torch") or len(r.causes) != 1:
+            order.append(r)
+            continue
+        key = (r.package, r.candidate, r.kind, r.template, _leaves(r.causes[0])[-1].text)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(r)
+    out = []
+    for item in order:
+        if isinstance(item, Refusal):
+            out.append(item)
+            continue
+        rows = groups[item]
+        if len(rows) == 1:
+            out.append(rows[0])
+            continue
+        leaves = [leaf for r in rows for leaf in _leaves(r.causes[0])]
+        blocker = leaves[-1]
+        kept = list({leaf.text: leaf for leaf in leaves if leaf.text != blocker.text}.values()) + [blocker]
+        builds = [r.facts["with_torch"] for r in rows]
+        out.append(dataclasses.replace(rows[0], facts={**rows[0].facts, "with_torch": _builds(builds),
+                                                       "builds": ", ".join(builds)}, causes=tuple(kept)))
+    return out
+
+
 def ordered(refusals: Sequence[Refusal]) -> list[Refusal]:
-    """Root blocking facts first (by kind, stable), each text once."""
+    """Root blocking facts first (by kind, stable), each text once, the rows that share one cause over several torch
+    builds folded into one (``folded``): every command that prints refusals gets them from ``NoCompatibleStack``,
+    which orders them here."""
     seen: set[str] = set()
     out = []
-    for r in sorted(refusals, key=lambda r: r._rank):
+    for r in sorted(folded(refusals), key=lambda r: r._rank):
         if r.text not in seen:
             seen.add(r.text)
             out.append(r)

@@ -70,9 +70,9 @@ def print_plan(console: Console, plan: Plan) -> None:
         table.add_column(col)
     for p in plan.stack.packages:
         how = "wheel" if p.method == "wheel" else f"source build ({p.arch_list})"
-        table.add_row(*(Text(c) for c in (p.name, p.version, how, p.url or p.index_url or "PyPI sdist")))
+        table.add_row(*(Text(c) for c in (p.name, p.version, how, plan.source_of(p.name))))
     for req in plan.stack.other_requirements:
-        table.add_row(Text(req), "", "as asked", "PyPI")
+        table.add_row(Text(req), "", "as asked", Text(plan.source_of(_name(req))))
     console.print(table)
     console.print("Steps:" if plan.steps else "Steps: none (everything planned is installed already)")
     for i, step in enumerate(plan.steps, 1):
@@ -83,6 +83,12 @@ def print_plan(console: Console, plan: Plan) -> None:
         if step.prerequisites:
             console.print(f"     needs: {', '.join(step.prerequisites)}", markup=False, highlight=False)
     _bullets(console, "Notes:", [*plan.stack.notes, *plan.notes])
+
+
+def _name(requirement: str) -> str:
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name
 
 
 def _bullets(console: Console, heading: str, items: Sequence[str], style: str | None = None) -> None:

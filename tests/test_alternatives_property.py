@@ -30,7 +30,7 @@ ASKS = [(["torch<2.7", "xformers<0.0.30"], []), (["torch<2.7"], []), (["flash-at
         (["torch==2.1.0", "flash-attn-3"], []), (["xformers==0.0.22", "flash-attn"], []), ([], ["audiocraft"]),
         (["xformers>=0.0.34"], ["fairseq"]), (["torch==2.15.0"], []), (["torch<2.7", "flash-attn<2.7"], []),
         (["sageattention>=2"], []), (["torch==2.11.0+cu130", "flash-attn"], []), (["xformers", "torch<2.4"], []),
-        (["torch==1.13.1"], [])]
+        (["torch==1.13.1"], []), (["torch==2.13.0+cpu", "xformers"], []), (["torch==2.13.0+cu126"], [])]
 
 targets = st.builds(
     lambda gpus, driver, python, glibc, nvcc: Target(

@@ -255,7 +255,7 @@ def test_docs_quote_the_fleet_summary_as_printed() -> None:
 
 
 def _centos_fleet(tmp_path: Path) -> str:
-    """The Kubernetes fixture with every node on CentOS 7 (glibc 2.17, matrices/flash_attn.toml os_glibc)."""
+    """The Kubernetes fixture with every node on CentOS 7 (glibc 2.17, matrices/platforms.toml)."""
     path = tmp_path / "centos.json"
     path.write_text(Path(K8S).read_text().replace("Ubuntu 22.04.4 LTS", "CentOS Linux 7 (Core)"))
     return str(path)
@@ -287,7 +287,7 @@ def test_each_class_is_planned_as_one_machine_of_that_class_is(fleet: str, given
         if fleet == "slurm":
             assert any(n.startswith("glibc not given: assumed 2.28") for n in c["plan"]["notes"])
         else:
-            assert "glibc 2.17: the nodes' OS (CentOS Linux 7 (Core); matrices/flash_attn.toml os_glibc); pass " \
+            assert "glibc 2.17: the nodes' OS (CentOS Linux 7 (Core); matrices/platforms.toml); pass " \
                    "--glibc X.Y for another" in c["plan"]["notes"]
 
 
@@ -300,7 +300,7 @@ def test_one_fleet_lock_says_whose_glibc_it_is_for(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 0, result.output
     locked = loads(pylock.read_text())
     assert locked.glibc == "2.17"
-    assert "glibc 2.17: the nodes' OS (CentOS Linux 7 (Core); matrices/flash_attn.toml os_glibc), the lowest of the " \
+    assert "glibc 2.17: the nodes' OS (CentOS Linux 7 (Core); matrices/platforms.toml), the lowest of the " \
            "fleet; pass --glibc X.Y for another" in locked.notes
 
 

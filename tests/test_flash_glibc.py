@@ -1,4 +1,4 @@
-"""flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (flash_attn.toml wheel_os_glibc, with its
+"""flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (platforms.toml [[os]], with its
 sources): below it the wheel is refused and the source build planned; real `gpustack` runs through CliRunner."""
 
 from __future__ import annotations
@@ -60,11 +60,15 @@ def test_when_the_source_build_cannot_run_either_the_refusal_names_glibc_and_a_s
 def test_a_build_os_without_a_glibc_is_a_matrix_error(tmp_path: Path) -> None:
     folder = tmp_path / "matrices"
     shutil.copytree(Path(__file__).resolve().parents[1] / "matrices", folder)
-    toml = folder / "flash_attn.toml"
-    toml.write_text(toml.read_text().replace('"ubuntu-18.04" = "2.27", ', ""))
+    toml = folder / "platforms.toml"
+    row = ('[[os]]\nname = "ubuntu-18.04"\nglibc = "2.27"\n'
+           'source = "https://packages.ubuntu.com/source/bionic/glibc (2.27)"\n')
+    assert row in toml.read_text()
+    toml.write_text(toml.read_text().replace(row, ""))
     result = CliRunner().invoke(main, ["matrix", "validate", "--matrix-dir", str(folder)])
-    assert result.exit_code == 2 and "wheel_os_glibc" in result.output and "ubuntu-18.04" in result.output, \
-        result.output
+    assert result.exit_code == 2, result.output
+    assert "flash_attn.toml" in result.output and "wheel_matrix_os" in result.output, result.output
+    assert "'ubuntu-18.04' has no [[os]] row in platforms.toml" in result.output, result.output
 
 
 def test_a_dockerfile_plans_for_the_glibc_of_its_image() -> None:

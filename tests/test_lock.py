@@ -539,7 +539,7 @@ def test_install_help_names_the_missing_hashes_option() -> None:
     assert bad.exit_code == 2 and "--allow-missing-hashes goes with --lock" in bad.stderr
 
 
-# --glibc 2.35: flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (flash_attn.toml wheel_os_glibc)
+# --glibc 2.35: flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (platforms.toml [[os]])
 FA_REQUEST = ["--gpu", "A100", "--driver", "550.54.15", "--python", "3.10", "--glibc", "2.35", "torch==2.1.0", "xformers",
               "flash-attn"]
 

@@ -90,3 +90,38 @@ def test_a_git_source_with_no_known_commit_is_refused_naming_it() -> None:
     with pytest.raises(BadInput, match=r"^kernels 1\.0: its git source git\+https://github\.com/example/kernels\.git@v1\.0 "
                                        r"names no commit hash"):
         dumps(plan, files, matrix=load())
+
+
+@pytest.mark.parametrize("commit", ["v2.2.0", SAGE[:8], SAGE.upper()[:39] + "g"])
+def test_a_lock_whose_commit_id_is_not_a_full_hash_is_refused_as_uv_refuses_it(isolated: list[str], tmp_path: Path,
+                                                                                commit: str) -> None:
+    # gpustack locks once wrote the tag here; uv refuses such a lock at parse time, so gpustack refuses it too, in
+    # one line naming the field and the next step, before anything is installed (not deep in uv's output)
+    out = tmp_path / "pylock.toml"
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    result = CliRunner().invoke(main, ["lock", "--gpu", "RTX 4090", "--driver", "550.54.15", "--python", python,
+                                       "--platform", "linux_x86_64", "sageattention", "--no-deps", *isolated,
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert f'commit-id = "{SAGE}"' in text
+    old = tmp_path / "pylock.old.toml"
+    old.write_text(text.replace(f'commit-id = "{SAGE}"', f'commit-id = "{commit}"'))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    uv = find_uv()
+    assert uv is not None
+    run = subprocess.run([uv, "pip", "install", "--dry-run", "--python", str(venv / "bin" / "python"), "-r", str(old)],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "UV_OFFLINE": "1"})
+    assert run.returncode == 2 and "Object ID must be " in run.stderr, run.stderr  # exactly 40 / valid hex characters
+    before = sorted(str(p) for p in venv.rglob("*")), old.read_bytes()
+    expected = (f"gpustack: --lock {old}: lock file: packages[0].vcs.commit-id: '{commit}' is not a full git commit "
+                "hash (40 hex digits: PEP 751 and uv read no tag or short hash there); re-run `gpustack lock`")
+    for argv in (["install", "--lock", str(old), "--python-exe", str(venv / "bin" / "python"), "--allow-missing-hashes"],
+                 ["check-upgrade", "--lock", str(old), "torch"]):
+        refused = CliRunner().invoke(main, argv)
+        assert refused.exit_code == 2 and refused.output.splitlines() == [expected], (argv, refused.output)
+    assert (sorted(str(p) for p in venv.rglob("*")), old.read_bytes()) == before
+    # what uv reads, gpustack reads: the full hash in capitals (git and uv take either case)
+    upper = text.replace(f'commit-id = "{SAGE}"', f'commit-id = "{SAGE.upper()}"')
+    assert loads(upper).packages[-1].url == f"git+https://github.com/thu-ml/SageAttention.git@{SAGE.upper()}"

@@ -241,7 +241,7 @@ def test_a_source_built_package_brings_its_declared_dependencies_in_install_lock
 def test_dockerfile_installs_a_wheel_the_plan_takes_by_url_from_that_url() -> None:
     # flash-attn 2.x for torch 2.6: a GitHub release wheel. `flash-attn==X` alone would make pip take PyPI's sdist
     # and build it in the runtime image (no nvcc there), where install and lock take the planned wheel.
-    # --glibc 2.35: the GitHub wheel needs the glibc of the Ubuntu it was built on (flash_attn.toml wheel_os_glibc)
+    # --glibc 2.35: the GitHub wheel needs the glibc of the Ubuntu it was built on (platforms.toml [[os]])
     plan = CliRunner().invoke(main, ["plan", "--json", "--gpu", "A100", "--python", "3.11", "--glibc", "2.35",
                                      "torch==2.6.0", "flash-attn"])
     import json

@@ -443,8 +443,8 @@ def test_torch_xformers_flash_attn_lock_from_pypi(tmp_path: Path) -> None:
 
     _pypi_or_skip()
     out = tmp_path / "pylock.toml"
-    # --glibc 2.35: flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (flash_attn.toml
-    # wheel_os_glibc); on the assumed 2.28 the plan builds it from source instead
+    # --glibc 2.35: flash-attn's GitHub wheels need the glibc of the Ubuntu their CI ran on (platforms.toml
+    # [[os]]); on the assumed 2.28 the plan builds it from source instead
     result = CliRunner().invoke(main, ["lock", "--gpu", "A100", "--driver", "550.54.15", "--python", "3.10",
                                        "--platform", "linux_x86_64", "--glibc", "2.35", "torch==2.1.0", "xformers",
                                        "flash-attn", "-o", str(out)])

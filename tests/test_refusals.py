@@ -409,3 +409,39 @@ def test_an_unverified_flash_attn_release_follows_the_documented_rules() -> None
     facts = refusals[0]["facts"]  # type: ignore[index]
     assert facts["title"] == "flash-attn" and facts["version"] == "2.8.3.post2" and "no matching git tag" in facts["note"]
     assert any("flash-attn==2.8.3.post1" in t for t in _texts(data)), _texts(data)
+
+
+@pytest.mark.parametrize(("args", "asked", "build"), [
+    (["--gpu", "A100", "--driver", "550", "torch==2.13.0+cpu"], "cpu", "2.13.0+cu126"),
+    (["--gpu", "A100", "--driver", "550", "torch==2.13.0+cpu", "xformers"], "cpu", "2.13.0+cu126"),
+    (["--gpu", "A100", "--driver", "550", "torch==2.13.0+cu118"], "cu118", "2.13.0+cu126"),
+    (["--gpu", "A100", "--driver", "550", "torch==2.13.0+cu130"], "cu130", "2.13.0+cu126"),
+    (["--gpu", "B200", "--driver", "580", "torch==2.13.0+cu126"], "cu126", "2.13.0+cu132"),
+    (["--cpu", "torch==2.13.0+cu126"], "cu126", "2.13.0+cpu"),
+])
+def test_a_refused_build_variant_offers_the_release_without_it_and_that_plans(
+        args: list[str], asked: str, build: str) -> None:
+    """A +variant the target cannot use (+cpu on a GPU, a +cuNNN the release lacks, the driver cannot run, or that
+    has no code for the GPU; a CUDA build on a CPU target) is refused with the same release without the variant as
+    the first alternative, and re-planning it as printed (the change dropped the variant only) solves with the
+    build the alternative names, companions included."""
+    data = _refused(*args)
+    first = data["alternatives"][0]  # type: ignore[index]
+    assert first["change"] == {"target": {}, "request": {"torch_variant": None}}
+    assert first["text"].startswith(f"torch==2.13.0 without +{asked}: the plan takes torch {build}"), first
+    assert "(ask for torch==2.13.0)" in first["text"]
+    assert all(r["alternative"] is not None for r in data["refusals"])  # type: ignore[attr-defined]
+    replan = [a.replace(f"+{asked}", "") for a in args]
+    result = CliRunner().invoke(main, ["plan", "--json", *replan])
+    assert result.exit_code == 0, result.output
+    got = {p["name"]: p["version"] for p in json.loads(result.stdout)["packages"]}
+    assert got["torch"] == build
+    assert ("xformers" in got) == ("xformers" in args)
+
+
+def test_a_cuda_build_on_a_cpu_target_names_the_next_step() -> None:
+    result = CliRunner().invoke(main, ["plan", "--cpu", "torch==2.13.0+cu126"])
+    assert result.exit_code == 1
+    assert ("  - torch==2.13.0+cu126 is a CUDA build: this target has no GPU, and a CPU target takes a +cpu build "
+            "(--gpu NAME plans for a GPU machine)\n") in result.stdout
+    assert "no combination of the requested packages fits" not in result.stdout
