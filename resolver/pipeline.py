@@ -22,7 +22,8 @@ from packaging.version import InvalidVersion, Version
 
 from resolver.errors import BadInput
 from resolver.inputs import check_name, check_text, read_text
-from resolver.models import DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc
+from resolver.models import (DEFAULT_GLIBC, PLATFORMS, Gpu, Plan, Stack, Target, format_driver, parse_driver, parse_glibc,
+                             windows_file_driver)
 from resolver.report import Reporter
 
 if TYPE_CHECKING:
@@ -60,6 +61,11 @@ def parse_driver_option(text: str) -> Version:
     try:
         return parse_driver(text)
     except BadInput:
+        windows = windows_file_driver(text)
+        if windows is not None:  # Device Manager's number, not NVIDIA's (platforms.toml [windows_driver])
+            raise BadInput(f"--driver {text!r}: a Windows driver file version (as Device Manager shows it), not the "
+                           f"driver version; NVIDIA's is {windows} (what nvidia-smi prints): pass --driver "
+                           f"{windows}") from None
         raise BadInput(f"--driver {text!r}: not a driver version; pass it as nvidia-smi prints it, "
                        "e.g. 535.104.05") from None
 
