@@ -212,37 +212,60 @@ def gpu_driver_refusals(target: Target, matrix: Matrix) -> list[Refusal]:
     """Return one refusal (kind ``driver``) per GPU of the target that its driver cannot drive: the driver's branch
     (its major) is older than the architecture's first branch or newer than its last (``gpus.toml
     [[driver_support]]``). Facts: gpu, architecture, compute_capability, driver, driver_range and ``suggested``, the
-    matrix's own driver (a CUDA toolkit's GA driver, ``cuda.toml``) nearest inside the range, or "". Linux drivers
-    only (a Windows driver's major is not its branch: 572.83 is R570); an unknown driver or GPU is not checked, nor a
-    machine read here (``Target.source`` detected, or verify's probe) with the driver it read: its driver lists its
+    matrix's own driver (a CUDA toolkit's GA driver, ``cuda.toml``, of the target's OS) nearest inside the range, or
+    "". A Linux driver's branch is its major. A Windows driver's is not (572.83 is R570): it lies between the branch
+    of the newest toolkit whose Windows GA driver it reaches (``windows_branches``) and its own major (platforms.toml
+    ``[windows_driver]``), and only a bound outside that span refuses it. An unknown driver or GPU is not checked, nor
+    a machine read here (``Target.source`` detected, or verify's probe) with the driver it read: its driver lists its
     GPUs, better evidence than a conservative bound. Described targets are checked: --gpu, a lock's, a fleet's
     classes, and a driver described over a machine read here (``Target.driver_described``: ``plan --driver X``)."""
     read_here = target.source in ("detected", "verify") and not target.driver_described
-    if target.driver is None or not target.platform.startswith("linux_") or read_here:
+    windows = target.platform == "win_amd64"
+    if target.driver is None or not (target.platform.startswith("linux_") or windows) or read_here:
         return []
-    branch = target.driver.major
-    known = sorted({c.ga_min_driver_linux for c in matrix.cuda if c.ga_min_driver_linux is not None})
+    if windows:  # the toolkits' Windows drivers, each with its Linux twin's branch
+        pairs = windows_branches(matrix)
+        known = [w for w, _ in pairs]
+        lowest = max((b for w, b in pairs if w <= target.driver), default=None)  # its branch is at least this
+        highest: int | None = target.driver.major  # and at most its major
+        branch_text = f"Windows, R{lowest} or newer" if lowest is not None else "Windows"
+        branch_of = dict(pairs)
+    else:
+        known = sorted({c.ga_min_driver_linux for c in matrix.cuda if c.ga_min_driver_linux is not None})
+        lowest = highest = target.driver.major
+        branch_text = f"R{lowest}"
+        branch_of = {v: v.major for v in known}
     out = []
     for g in sorted(target.gpus, key=lambda g: (g.compute_capability, g.name)):
         row = next((d for d in matrix.driver_support if g.compute_capability in d.capabilities), None)
         if row is None:
             continue
-        if row.first_branch is not None and branch < row.first_branch:
-            rng = f"R{row.first_branch} or newer"
-            suggested = next((format_driver(v) for v in known if v.major >= row.first_branch
-                              and (row.last_branch is None or v.major <= row.last_branch)), "")
-        elif row.last_branch is not None and branch > row.last_branch:
-            rng = f"R{row.last_branch} or older"
-            suggested = next((format_driver(v) for v in reversed(known) if v.major <= row.last_branch
-                              and (row.first_branch is None or v.major >= row.first_branch)), "")
+        first, last = row.first_branch, row.last_branch
+        if first is not None and highest is not None and highest < first:
+            rng = f"R{first} or newer"
+            suggested = next((format_driver(v) for v in known if branch_of[v] >= first
+                              and (last is None or branch_of[v] <= last)), "")
+        elif last is not None and lowest is not None and lowest > last:
+            rng = f"R{last} or older"
+            suggested = next((format_driver(v) for v in reversed(known) if branch_of[v] <= last
+                              and (first is None or branch_of[v] >= first)), "")
         else:
             continue
-        out.append(refusal("", g.name, "driver", "driver {driver} (R{branch}) cannot drive {gpu} ({architecture}, "
+        out.append(refusal("", g.name, "driver", "driver {driver} ({driver_branch}) cannot drive {gpu} ({architecture}, "
                            "{sm}): NVIDIA drives it with {driver_range} drivers", driver=format_driver(target.driver),
-                           branch=branch, gpu=g.name, architecture=row.architecture, sm=g.compute_capability.sm,
+                           branch=lowest if lowest is not None else "", driver_branch=branch_text, gpu=g.name, architecture=row.architecture, sm=g.compute_capability.sm,
                            compute_capability=g.compute_capability, driver_range=rng, suggested=suggested,
                            source=row.source))
     return list({r.text: r for r in out}.values())  # two GPUs of one name: said once
+
+
+def windows_branches(matrix: Matrix) -> list[tuple[Version, int]]:
+    """Return each CUDA toolkit's Windows GA driver with the branch of its Linux twin (``cuda.toml``: 551.61 with
+    550.54.14 -> R550), oldest first. NVIDIA numbers a branch's Windows drivers above its older branches' (a Windows
+    driver that reaches 496.04, CUDA 11.5's, is of R495 or newer; platforms.toml ``[windows_driver] branch_rule``)."""
+    pairs = {c.ga_min_driver_windows: c.ga_min_driver_linux.major for c in matrix.cuda
+             if c.ga_min_driver_windows is not None and c.ga_min_driver_linux is not None}
+    return sorted(pairs.items())
 
 
 def integrated_gpus(target: Target, matrix: Matrix) -> list[str]:

@@ -281,6 +281,27 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str],
     return snap
 
 
+class MissingDependencies(GpuStackError):
+    """After a step, a distribution it added or changed lacks a dependency (the installer was told to skip them)."""
+
+
+def _check_requirements(step: Step, previous: envstate.Snapshot, after: envstate.Snapshot, where: str) -> None:
+    """Raise ``MissingDependencies`` when what ``step`` added or changed needs what the environment does not hold
+    (``resolver.requires``); a ``--no-deps`` install step (``install --plan`` may hold one) is left as asked."""
+    if step.no_deps and step.action != "build":
+        return
+    changes = envstate.diff(previous, after)
+    names = [d.name for d in changes.added] + [new.name for _, new in changes.changed]
+    if not names:
+        return
+    from resolver.requires import NO_DEPS_HINT, unmet
+
+    missing = unmet(after, names, _extras(step.requirement))
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise MissingDependencies(f"after {where}: {'; '.join(missing[:3])}{more}: {NO_DEPS_HINT}")
+
+
 def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
     built = step.action == "build"
     argv = run.installer.install_argv(
@@ -672,7 +693,8 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
             t0 = time.monotonic()
             _run_step(run, python_exe, step, after, local)
             done.add(step.package)
-            after = _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
+            previous, after = after, _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
+            _check_requirements(step, previous, after, f"step {i} ({what})")
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
         if run_verify is not None:  # else the last step's check read it (with no step, nothing ran: after is before)
             verified = _verify(python_exe, plan, run_verify)

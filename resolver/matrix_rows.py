@@ -284,6 +284,22 @@ def _oses(data: Mapping[str, Any]) -> tuple[OsRelease, ...]:
     return tuple(out.values())
 
 
+def _windows_driver(data: Mapping[str, Any]) -> None:
+    """Check platforms.toml ``[windows_driver]``: its rules name their sources, and the file-version rule gpustack
+    applies (``models.windows_file_driver``) gives each example the version the table says."""
+    from resolver.models import windows_file_driver
+
+    ctx, table = _table(data, "platforms.toml", "windows_driver")
+    for key in ("file_version_source", "branch_rule_source"):
+        if not ctx.get(table, key, str).strip():
+            raise ctx.fail(key, "empty: every rule must say where it comes from")
+    examples = ctx.get(table, "file_version_examples", dict)
+    for file_version, driver in examples.items():
+        if windows_file_driver(str(file_version)) != driver:
+            raise ctx.fail("file_version_examples", f"{file_version} reads as {windows_file_driver(str(file_version))}"
+                                                    f" by gpustack's rule, not {driver!r}")
+
+
 def _flash_release(ctx: _Ctx, r: Mapping[str, Any], os_rows: Mapping[str, OsRelease]) -> FlashRelease:
     version = ctx.version(r, "version")
     unverified = ctx.get(r, "unverified", bool, default=False)
@@ -690,11 +706,13 @@ KEYS: dict[tuple[str, str], frozenset[str]] = {
     ("pins", "pin"): frozenset({
         "note", "package", "platforms", "reason", "requirement", "source", "when"}),
     ("platforms", ""): frozenset({
-        "meta", "os"}),
+        "meta", "os", "windows_driver"}),
     ("platforms", "meta"): frozenset({
         "generated", "scope", "source"}),
     ("platforms", "os"): frozenset({
         "glibc", "name", "note", "source"}),
+    ("platforms", "windows_driver"): frozenset({
+        "branch_rule", "branch_rule_source", "file_version_examples", "file_version_rule", "file_version_source"}),
     ("profiles", ""): frozenset({
         "profile"}),
     ("profiles", "profile"): frozenset({
@@ -807,6 +825,7 @@ def from_dicts(data: Mapping[str, Mapping[str, Any]], *, keys_checked: bool = Fa
         if not r.get("prerelease", False)
     )
     oses = _oses(data["platforms"])
+    _windows_driver(data["platforms"])
     by_name = {o.name: o for o in oses}
     flash = tuple(_flash_release(c, r, by_name) for c, r in _rows(data["flash_attn"], "flash_attn.toml", "release"))
     cuda = tuple(_cuda_minor(c, r) for c, r in _rows(data["cuda"], "cuda.toml", "cuda_minor"))

@@ -183,6 +183,18 @@ def parse_driver(text: str) -> Version:
     return Version(s)
 
 
+def windows_file_driver(text: str) -> str | None:
+    """Return the NVIDIA driver version (``552.22``) a Windows driver file version (``31.0.15.5222``, what Device
+    Manager and the registry show) stands for: the last five digits of its third and fourth fields (platforms.toml
+    ``[windows_driver]``, with its source); ``None`` when ``text`` is not such a version."""
+    m = re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}\.([0-9]{1,3})\.([0-9]{4})", text.strip() if isinstance(text, str) else "",
+                     re.ASCII)
+    if m is None:
+        return None
+    digits = (m.group(1) + m.group(2))[-5:]
+    return f"{int(digits[:3])}.{digits[3:]}" if len(digits) == 5 and int(digits[:3]) >= 100 else None
+
+
 def format_driver(version: Version) -> str:
     """Return a driver version the way NVIDIA writes it: ``Version("470.82.1")`` -> ``"470.82.01"``."""
     parts = list(version.release)
