@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,14 +24,14 @@ from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_new_folder, read_text
 from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
                               target_mismatch)
-from resolver.installers import mirrors as mirrors_of, with_mirrors
+from resolver.installers import mirrors as mirrors_of, user_index_note, with_mirrors
 from resolver.models import Plan
 from resolver.options import mirror_options, target_options
 from resolver.pipeline import PlanOptions, plan_for, read_request
 from resolver.render import (InstallReporter, console, line, print_cache_entries, print_dry_run, print_install_result,
                              status)
 from resolver.report import Reporter
-from resolver.venvs import base_python, create_venv, venv_python
+from resolver.venvs import base_python, create_venv, venv_argv, venv_python
 
 if TYPE_CHECKING:
     from resolver.install import InstallResult
@@ -101,7 +102,9 @@ def _print_dry_run(cmds: list[Command], as_json: bool) -> None:
     if as_json:  # exact in a pipe, as plan --json (resolver.cli masks credentials on a terminal)
         click.echo(json.dumps({"steps": [c.to_dict() for c in cmds]}, indent=2))
         return
-    print_dry_run(console(), cmds)
+    out = console()
+    line(out, "set -e")  # run by sh, a failed step stops the rest, as it stops the install
+    print_dry_run(out, cmds)
 
 
 @click.command("install")
@@ -173,8 +176,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
                 base = base_python(opts.python_version)  # made with the Python asked for, or refused now
                 if dry_run:
                     will_create = True
-                    _err(f"dry run: would create {venv} ({'uv venv' if backend == 'uv' else 'python -m venv'} "
-                         f"--python {base}) and install into {python_exe}; planning for the Python "
+                    _err(f"dry run: would create {venv} (`{shlex.join(venv_argv(venv, backend, base))}`) and install "
+                         f"into {python_exe}; planning for the Python "
                          f"{opts.python_version or '%d.%d' % sys.version_info[:2]} it would hold")
                 else:
                     outermost = _outermost_missing(os.path.abspath(venv))
@@ -199,6 +202,7 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
                   no_cache: bool, verify: bool, exact: bool = False) -> InstallResult | None:
     """Plan (or take the plan or lock given) and install into ``python_exe``; ``None`` for a dry run or a lock."""
     if not will_create:
+        _refuse_managed(python_exe)
         _refuse_unfinished(python_exe, dry_run)
     _check_target_interpreter(opts.python_exe or python_exe, opts)
     reporter = InstallReporter()
@@ -206,10 +210,18 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
         _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources, exact)
         return None
     plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
+    said = user_index_note()
+    if said:
+        reporter.message(said)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
                      and backend == "pip" else None)
     if dry_run:
-        _print_dry_run(commands(plan, inst, sources), as_json)
+        cmds = commands(plan, inst, sources)
+        if will_create:  # printed first, so that `install --dry-run | sh` makes the venv it installs into
+            venv = os.path.dirname(os.path.dirname(python_exe))
+            cmds.insert(0, Command(venv_argv(venv, backend, opts.python_exe), {}, venv, "create",
+                                   "the new virtual environment"))
+        _print_dry_run(cmds, as_json)
         return None
     return execute(plan, python_exe, inst, sources=sources, reporter=reporter, use_cache=not no_cache,
                    verify=verify, progress=sys.stderr.isatty())
@@ -271,6 +283,17 @@ def _remove_created(path: str, keep: bool) -> None:
         _err(f"could not empty {path} again ({exc}); remove the venv this install created there by hand")
         return
     _err(f"emptied {path} again (this install created a venv in it)")
+
+
+def _refuse_managed(python_exe: str) -> None:
+    """Refuse an externally managed Python (PEP 668: a distribution's system Python) before anything is written into
+    it: pip and uv refuse to change it, after gpustack had begun a transaction in its prefix."""
+    from resolver.venvs import externally_managed
+
+    marker = externally_managed(python_exe)
+    if marker is not None:
+        raise BadInput(f"{python_exe}: an externally managed Python ({marker}, PEP 668), which pip and uv do not "
+                       f"change: install into a virtual environment (--venv DIR)")
 
 
 def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:

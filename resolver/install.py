@@ -24,7 +24,8 @@ from packaging.version import InvalidVersion, Version
 from resolver import _subprocess, envstate, journal as journals, read_ahead
 from resolver.errors import BadInput, CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
-                                 constraints_path, index_variant, login_hint, restore_args, source_args)
+                                 constraints_path, index_variant, installs_planned, login_hint, restore_args,
+                                 source_args)
 from resolver.logs import Logger
 from resolver.models import PackageChoice, Plan, Step, exact_pin
 from resolver.redact import redact
@@ -208,10 +209,11 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
         else:
             req = _install_requirement(step, sources.local_file(step), plan)
             no_deps = step.no_deps
-        argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath)
+        argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath,
+                                      planned_only=installs_planned(step, plan))
         held = _step_constraints(step, plan)
         note = f"{cpath} holds: {', '.join(held)}" if cpath else ""
-        out.append(Command(argv, dict(installer.env), step.package, "install", note,
+        out.append(Command(argv, installer.env_for(step, plan), step.package, "install", note,
                            ((cpath, tuple(held)),) if cpath else ()))
     return out
 
@@ -279,11 +281,33 @@ def _check_planned(run: _Run, python_exe: str, after: str, done: set[str],
     return snap
 
 
+class MissingDependencies(GpuStackError):
+    """After a step, a distribution it added or changed lacks a dependency (the installer was told to skip them)."""
+
+
+def _check_requirements(step: Step, previous: envstate.Snapshot, after: envstate.Snapshot, where: str) -> None:
+    """Raise ``MissingDependencies`` when what ``step`` added or changed needs what the environment does not hold
+    (``resolver.requires``); a ``--no-deps`` install step (``install --plan`` may hold one) is left as asked."""
+    if step.no_deps and step.action != "build":
+        return
+    changes = envstate.diff(previous, after)
+    names = [d.name for d in changes.added] + [new.name for _, new in changes.changed]
+    if not names:
+        return
+    from resolver.requires import NO_DEPS_HINT, unmet
+
+    missing = unmet(after, names, _extras(step.requirement))
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise MissingDependencies(f"after {where}: {'; '.join(missing[:3])}{more}: {NO_DEPS_HINT}")
+
+
 def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
     built = step.action == "build"
     argv = run.installer.install_argv(
         [req], source_args(step, run.sources), no_deps=step.no_deps and not built,
-        constraints=constraints_path(_step_constraints(step, run.plan), write=True))
+        constraints=constraints_path(_step_constraints(step, run.plan), write=True),
+        planned_only=installs_planned(step, run.plan))
     tail: list[str] = []
 
     def on_line(line: str) -> None:
@@ -291,7 +315,7 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         tail.append(line)
         del tail[:-40]
 
-    rc = _subprocess.stream(argv, on_line, env=run.installer.env)
+    rc = _subprocess.stream(argv, on_line, env=run.installer.env_for(step, run.plan))
     if rc != 0:
         hint = login_hint(step)
         raise CommandFailed(argv, rc, "\n".join(tail[-15:] + ([hint] if hint else [])))
@@ -669,7 +693,8 @@ def execute(plan: Plan, python_exe: str, installer: Installer, *, sources: Sourc
             t0 = time.monotonic()
             _run_step(run, python_exe, step, after, local)
             done.add(step.package)
-            after = _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
+            previous, after = after, _check_planned(run, python_exe, f"step {i} ({what})", done, since=after)
+            _check_requirements(step, previous, after, f"step {i} ({what})")
             reporter.step_finished(i, len(steps), what, time.monotonic() - t0)
         if run_verify is not None:  # else the last step's check read it (with no step, nothing ran: after is before)
             verified = _verify(python_exe, plan, run_verify)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["venv_python", "create_venv", "base_python"]
+__all__ = ["venv_python", "create_venv", "venv_argv", "base_python", "externally_managed"]
 
 
 def venv_python(venv: str) -> str:
@@ -56,9 +56,44 @@ def create_venv(venv: str, backend: str, python: str | None = None) -> None:
     goes, ensurepip's child included)."""
     from resolver import _subprocess  # not at the top: ``read_ahead`` asks ``venv_python`` before anything is loaded
 
+    _subprocess.run(venv_argv(venv, backend, python), timeout=600)
+
+
+def venv_argv(venv: str, backend: str, python: str | None = None) -> list[str]:
+    """Return the command that creates ``venv`` from ``python`` (``create_venv`` runs it; ``install --dry-run`` prints
+    it): ``uv venv --python PYTHON VENV`` for uv, else ``PYTHON -m venv VENV``."""
     python = python or sys.executable
     if backend == "uv":
         from resolver.uvbin import find_uv
-        _subprocess.run([find_uv() or "uv", "venv", "--python", python, venv], timeout=600)
+
+        return [find_uv() or "uv", "venv", "--python", python, venv]
+    return [python, "-m", "venv", venv]
+
+
+_STDLIB = "import sys, sysconfig; print(sysconfig.get_path('stdlib') if sys.prefix == sys.base_prefix else '')"
+
+
+def externally_managed(python_exe: str) -> str | None:
+    """Return the PEP 668 marker (``<stdlib>/EXTERNALLY-MANAGED``) that makes ``python_exe``'s environment one pip
+    and uv refuse to change (a distribution's system Python), or ``None``: a virtual environment (never managed), no
+    marker, or ``PIP_BREAK_SYSTEM_PACKAGES``/``UV_BREAK_SYSTEM_PACKAGES`` set (the user's override, as pip's and uv's).
+    A venv is known by its ``pyvenv.cfg``; any other interpreter is asked in a child (one run, a conda or system
+    Python only)."""
+    from pathlib import Path
+
+    if (Path(python_exe).parent.parent / "pyvenv.cfg").is_file():
+        return None
+    if any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")
+           for v in ("PIP_BREAK_SYSTEM_PACKAGES", "UV_BREAK_SYSTEM_PACKAGES")):
+        return None
+    if os.path.abspath(python_exe) == os.path.abspath(sys.executable):
+        import sysconfig
+
+        stdlib = sysconfig.get_path("stdlib") if sys.prefix == sys.base_prefix else ""
     else:
-        _subprocess.run([python, "-m", "venv", venv], timeout=600)
+        from resolver._subprocess import try_run
+
+        done = try_run([python_exe, "-c", _STDLIB], timeout=30)
+        stdlib = done.stdout.strip() if done is not None else ""
+    marker = os.path.join(stdlib, "EXTERNALLY-MANAGED") if stdlib else ""
+    return marker if marker and os.path.isfile(marker) else None

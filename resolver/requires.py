@@ -1,0 +1,60 @@
+"""What the distributions an install step added or changed need, and the environment does not hold.
+
+pip and uv install a package with its dependencies unless they are told not to, and they can be told so by the user's
+own configuration (``PIP_NO_DEPS=1``, pip.conf's ``no-deps = true``, uv.toml's ``[pip] no-deps = true``), which
+reaches every installer gpustack starts. Such a run used to end "installed", exit 0, with a torch that cannot import
+(``No module named 'typing_extensions'``). ``unmet`` reads the ``Requires-Dist`` of what a step changed, as
+``pip check`` does, so the install stops and is undone instead.
+
+A requirement is counted only where its marker can be decided here: unconditional ones always; one with a marker
+when the target interpreter is of this one's kind (its Python tag and platform: ``install._needs_nothing_new`` asks
+the same), evaluated with the extras the step asked for. Anything undecidable is left out, so a false alarm cannot
+undo a good install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from resolver.envstate import Snapshot
+
+__all__ = ["unmet", "NO_DEPS_HINT"]
+
+NO_DEPS_HINT = ("the installer left dependencies out: a no-deps setting in its configuration does that (PIP_NO_DEPS, "
+                "pip.conf's no-deps, uv.toml's [pip] no-deps): remove it and run the install again")
+
+
+def unmet(snap: Snapshot, names: Iterable[str], extras: Iterable[str] = ()) -> list[str]:
+    """Return one ``torch 2.13.0+cpu needs typing-extensions>=4.10.0 (not installed)`` line per requirement of the
+    distributions ``names`` (normalized) that ``snap`` does not meet; ``extras`` are the ones the step asked for."""
+    from packaging.markers import default_environment
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from resolver._child.probe_env import dist_requires, platform_tag
+
+    env = {k: str(v) for k, v in default_environment().items()}
+    same_kind = snap.python_tag == "cp" + env["python_version"].replace(".", "") and snap.platform == platform_tag()
+    wanted = [""] + [canonicalize_name(e) for e in extras]
+    out: list[str] = []
+    for name in sorted(set(names)):
+        dist, info = snap.dists.get(name), snap.dist_paths.get(name)
+        if dist is None or info is None:
+            continue
+        for line in dist_requires(info):
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue  # not ours to judge: pip and uv read it their way
+            if req.marker is not None:
+                if not same_kind or not any(req.marker.evaluate({**env, "extra": e}) for e in wanted):
+                    continue
+            need = canonicalize_name(req.name)
+            have = snap.dists.get(need)
+            if need == name:
+                continue
+            if have is None:
+                out.append(f"{dist.name} {dist.version} needs {req} (not installed)")
+            elif req.specifier and not req.specifier.contains(have.version, prereleases=True):
+                out.append(f"{dist.name} {dist.version} needs {req} ({have.version} is installed)")
+    return out
