@@ -300,6 +300,24 @@ def _torch_build_reasons(target: Target, matrix: Matrix, request: Request) -> tu
                                     update, driver_floor=update.target["driver"], cuda_major=needed.major))
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
                                alts[-1] if alts else None, **driver_facts))
+    elif request.verified_only and runnable and all(o.unverified or o.assumptions for o in runnable):
+        # every build that runs here rests on a fact upstream did not confirm, and --verified-only refuses those
+        unsure = list(dict.fromkeys(u for o in runnable for u in (*o.unverified, *o.assumptions)))
+        verified = [o for o in every_build() if not (o.unverified or o.assumptions) and not coverage(o.arch, target)[0]
+                    and _driver_runs(target, o.cuda, matrix)]
+        ok = next((o for o in verified[:24] if solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
+        alt = None
+        if ok is not None:
+            alt = alternative("torch=={version}: the newest torch build on verified facts that runs on these GPUs and "
+                              "driver (ask for it instead)", _pin(ok.release.version, ok.tag), version=ok.version)
+            alts.append(alt)
+        from resolver.solve import feasible
+
+        unrefused = feasible(target, matrix, dataclasses.replace(request, verified_only=False))
+        reasons.append(refusal("torch", asked, "unverified", "every torch{spec} build that runs here relies on an "
+                               "unverified fact, which --verified-only refuses" +
+                               (" (without it the plan takes it)" if unrefused else "") + ": {facts}",
+                               alt, spec=asked, facts="; ".join(unsure)))
     return reasons, alts
 
 
@@ -523,6 +541,13 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
             found = [f for f in found if f.package in binding] or found
             if all(f.kind in ("torch_pin", "unverified") for f in found):  # a version conflict: move one of them
                 alts += moves
+            # a companion whose kernels no release asked for serves on these GPUs: the rest solves without it
+            for name in sorted({f.package for f in found if f.kind == "compute_capability"} & binding):
+                attr = dict(_COMPANIONS)[name]
+                alts.append(alternative("the rest of the request plans without {name} on {gpus} (drop {name}{asked} "
+                                        "from the request)", Change(request={attr: None}), name=name,
+                                        asked=getattr(request, attr),
+                                        gpus=", ".join(dict.fromkeys(g.name for g in target.gpus))))
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
         specific = [f for f in found if f.kind != "torch_pin"]
         shown = (specific or found)[:8]
