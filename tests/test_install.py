@@ -189,11 +189,16 @@ def test_uv_gets_the_planned_index_first_and_best_match() -> None:
     pip_style = ["--index-url", "https://download.pytorch.org/whl/cu121", "--extra-index-url",
                  "https://pypi.org/simple", "--find-links", "/w"]
     assert installers.uv_source_args(pip_style) == [
-        "--index", "https://download.pytorch.org/whl/cu121", "--default-index", "https://pypi.org/simple",
-        "--index-strategy", "unsafe-best-match", "--find-links", "/w"]
+        "--index", "https://download.pytorch.org/whl/cu121", "--index", "https://pypi.org/simple",
+        "--default-index", "https://pypi.org/simple", "--index-strategy", "unsafe-best-match", "--find-links", "/w"]
     assert installers.uv_source_args(["--index-url", "https://pypi.org/simple"]) == [
-        "--default-index", "https://pypi.org/simple"]
+        "--index", "https://pypi.org/simple", "--default-index", "https://pypi.org/simple"]
     assert installers.uv_source_args(["--no-index", "--find-links", "/w"]) == ["--no-index", "--find-links", "/w"]
+    # the user's UV_INDEX, which uv drops when the command line names --index: after the plan's, the default kept
+    assert installers.uv_source_args(["--index-url", "https://m.example/simple"], ["https://u.example/simple"]) == [
+        "--index", "https://m.example/simple", "--index", "https://u.example/simple",
+        "--default-index", "https://m.example/simple", "--index-strategy", "unsafe-best-match"]
+    assert installers.uv_source_args(["--no-index"], ["https://u.example/simple"]) == ["--no-index"]
 
 
 def test_exact_requirement_adds_the_index_label() -> None:
