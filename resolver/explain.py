@@ -329,8 +329,7 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     spec = str(request.flash_attn)
     releases = [f for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)]
     if not releases:
-        return [refusal("flash-attn", spec, "no_release", "flash-attn{spec} matches no flash-attn 2 release gpustack knows",
-                        spec=spec)], []
+        return _unknown_release("flash-attn", target, matrix, request)
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
     # xformers instead of flash-attn: offered only when the request with xformers (its bound, if any) solves here.
     instead = Change(request={"flash_attn": None, "xformers": str(request.xformers or "")})
@@ -354,6 +353,23 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         if newer is not None and newer not in alts:
             alts.append(newer)
     return reasons, alts
+
+
+def _unknown_release(name: str, target: Target, matrix: Matrix,
+                     request: Request) -> tuple[list[Refusal], list[Alternative]]:
+    """The bound on a companion (xformers, flash-attn) matches no release gpustack knows: name the releases it knows
+    and where they are listed, and, when the whole request solves with any of them, that move (the bound lifted)."""
+    attr = dict(_COMPANIONS)[name]
+    rows = matrix.xformers if name == "xformers" else matrix.flash_attn
+    spec = str(getattr(request, attr))
+    known = f"{rows[-1].version}–{rows[0].version}"
+    what = "flash-attn 2 release" if name == "flash-attn" else "xformers release"
+    every = Change(request={attr: ""})
+    alt = alternative("{name} without a version bound plans here (gpustack knows {known}): ask for {name}", every,
+                      name=name, known=known) if solves(target, matrix, request, every) else None
+    return [refusal(name, spec, "no_release", "{name}{spec} matches no {what} gpustack knows ({known}; `gpustack "
+                    "matrix show {name}` lists them)", alt, name=name, spec=spec, what=what, known=known)], \
+        [alt] if alt else []
 
 
 def _flash_runs_on(target: Target, matrix: Matrix, request: Request,
@@ -392,8 +408,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     if "xformers.components" in request.needs:
         releases = [x for x in releases if x.has_components]
     if not releases:
-        return [refusal("xformers", str(request.xformers), "no_release",
-                        "xformers{spec} matches no xformers release gpustack knows", spec=request.xformers)], []
+        return _unknown_release("xformers", target, matrix, request)
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
     source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:
@@ -541,8 +556,10 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
             found = [f for f in found if f.package in binding] or found
             if all(f.kind in ("torch_pin", "unverified") for f in found):  # a version conflict: move one of them
                 alts += moves
-            # a companion whose kernels no release asked for serves on these GPUs: the rest solves without it
-            for name in sorted({f.package for f in found if f.kind == "compute_capability"} & binding):
+            # a companion no asked release of which serves these GPUs (every row about it is about the GPUs'
+            # compute capability, not a toolkit or a pin that another choice could meet): the rest solves without it
+            gpu_bound = {f.package for f in found} - {f.package for f in found if f.kind != "compute_capability"}
+            for name in sorted(gpu_bound & binding):
                 attr = dict(_COMPANIONS)[name]
                 alts.append(alternative("the rest of the request plans without {name} on {gpus} (drop {name}{asked} "
                                         "from the request)", Change(request={attr: None}), name=name,

@@ -472,3 +472,21 @@ def test_a_companion_no_release_of_which_serves_the_gpu_offers_the_request_witho
     assert alt["change"] == {"target": {}, "request": {"xformers": None}}
     again = CliRunner().invoke(main, ["plan", "--json", *args])
     assert again.exit_code == 0 and json.loads(again.stdout)["packages"][0]["version"].startswith("1.12.1+"), again.output
+
+
+@pytest.mark.parametrize(("name", "known"), [("flash-attn", "2.0.0.post1–2.8.3.post2"), ("xformers", "0.0.16–0.0.35")])
+def test_a_companion_bound_no_known_release_meets_names_the_releases_and_a_move_that_plans(name: str, known: str) -> None:
+    """'xformers==9 matches no xformers release gpustack knows' named no next step."""
+    args = ["--gpu", "H100", "--driver", "580.65.06", "--python", "3.12"]
+    data = _refused(*args, f"{name}==9")
+    [row] = data["refusals"]  # type: ignore[misc]
+    assert row["kind"] == "no_release" and row["text"].endswith(
+        f"gpustack knows ({known}; `gpustack matrix show {name}` lists them)"), row
+    assert CliRunner().invoke(main, ["matrix", "show", name]).exit_code == 0  # the command it names works
+    [alt] = data["alternatives"]  # type: ignore[misc]
+    assert alt == row["alternative"] and alt["change"]["request"] == {name.replace("-", "_"): ""}, alt
+    again = CliRunner().invoke(main, ["plan", "--json", *args, name])
+    assert again.exit_code == 0 and name in [p["name"] for p in json.loads(again.stdout)["packages"]], again.output
+    if name == "flash-attn":  # where no release would serve (a K80), the reason still names where they are listed
+        old = _refused("--gpu", "K80", "--driver", "470.82.01", "--python", "3.10", f"{name}==9")
+        assert old["alternatives"] == [] and "`gpustack matrix show" in old["reasons"][0]  # type: ignore[index]
