@@ -487,14 +487,14 @@ def wheel_requires(wheel: Path) -> list[str] | None:
 def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Path) -> bool:
     """Return whether installing ``wheel`` can change nothing but its own package: each requirement (of the wheel,
     then of what it needs, as installed) is installed at a version that satisfies it and the step's constraints.
-    A requirement whose marker names an extra, or any marker when this interpreter is not the target's kind, counts
-    as needed."""
-    from packaging.markers import default_environment
+    A requirement whose marker names an extra, or any marker when the target's marker environment is unknown
+    (``requires.marker_environment``), counts as needed."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.utils import canonicalize_name
 
-    from resolver._child.probe_env import dist_requires, platform_tag
+    from resolver._child.probe_env import dist_requires
+    from resolver.requires import marker_environment
 
     todo = wheel_requires(wheel)
     if todo is None:
@@ -508,15 +508,15 @@ def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Pa
             limits[name] = limits.get(name, SpecifierSet()) & req.specifier
         except (InvalidRequirement, InvalidSpecifier):
             return False
-    env = default_environment()
-    same_kind = now.python_tag == "cp" + env["python_version"].replace(".", "") and now.platform == platform_tag()
+    env = marker_environment(now)
     seen: set[str] = set()
     while todo:
         try:
             req = Requirement(todo.pop())
         except InvalidRequirement:
             return False
-        if req.marker is not None and same_kind and "extra" not in str(req.marker) and not req.marker.evaluate():
+        if (req.marker is not None and env is not None and "extra" not in str(req.marker)
+                and not req.marker.evaluate({**env, "extra": ""})):
             continue
         name = canonicalize_name(req.name)
         dist = now.dists.get(name)
