@@ -468,20 +468,18 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
 
 
 def _refuse_silent_hosts(plan: Plan) -> None:
-    """Refuse a download whose index or file host does not answer a probe (``installers.silent_hosts``, one per host),
-    before pip retries it for many seconds and names no host: exit 1, nothing downloaded."""
-    from resolver.installers import SourceUnreachable, mirror_of, origin, silent_hosts
-    from resolver.redact import redact
+    """Refuse a download whose index (extra indexes too) or file host does not answer a probe, or whose ``file:``
+    index is not there (``installers.refuse_unreachable``, install's rule), before pip retries it for many seconds
+    and names no host: exit 1, nothing downloaded."""
+    from resolver.installers import refuse_unreachable
 
-    needed = {u: s.requirement for s in plan.steps for u in (s.url, s.index_url, *s.extra_index_urls)
-              if u and origin(u) is not None}
-    dead = set(silent_hosts(list(needed)))
-    for url, requirement in needed.items():
-        if origin(url) in dead:
-            mirror = mirror_of(url)
-            raise SourceUnreachable(redact(f"{url} is not reachable (needed for {requirement}); download "
-                                           + (f"through {mirror}, or " if mirror else "") + "where it answers; "
-                                           "nothing downloaded"))
+    needed: dict[str, str] = {}
+    for s in plan.steps:
+        for url in (s.url, s.index_url, *s.extra_index_urls):
+            if url:
+                needed.setdefault(url, s.requirement)
+    refuse_unreachable(list(needed), needed, verb="download", elsewhere="download where it answers",
+                       end="; nothing downloaded")
 
 
 def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) -> None:

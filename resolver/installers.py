@@ -23,7 +23,8 @@ from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
-           "source_args", "answers", "origin", "silent_hosts", "check_reachable", "mirrors", "constraints_path", "pip_argv",
+           "source_args", "answers", "origin", "silent_hosts", "check_reachable", "refuse_unreachable",
+           "on_this_machine", "mirrors", "constraints_path", "pip_argv",
            "uv_source_args", "index_variant", "with_mirrors", "torch_mirror", "pypi_mirror",
            "PLANNED_ONLY", "installs_planned", "user_indexes", "user_index_note", "IGNORED_SETTINGS",
            "ignored_settings_note"]
@@ -226,10 +227,68 @@ def silent_hosts(urls: Sequence[str], timeout: float = 3.0) -> list[str]:
     return [o for o, ok in zip(hosts, answered) if not ok]
 
 
-def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
-    """Return ``sources`` with the URLs whose host did not answer (``silent_hosts``) in ``unreachable``.
+def on_this_machine(url: str) -> bool:
+    """Return whether ``url`` is served from this machine: a ``file:`` folder, or an http(s) host on loopback
+    (``127.0.0.0/8``, ``localhost``, ``::1``). When it does not answer, the next step is here (start its server, fix
+    the URL), not on a connected machine."""
+    import ipaddress
 
-    Raises ``SourceUnreachable`` (one line naming the URL) at once when a step whose file is not in a find-links
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _missing_folder(url: str) -> str | None:
+    """Return the folder of a ``file:`` ``url`` that does not exist (pip and uv skip it with a warning and then
+    find nothing), else ``None``."""
+    from urllib.request import url2pathname
+
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    path = url2pathname(parts.path)
+    return None if os.path.exists(path) else path
+
+
+def refuse_unreachable(urls: Sequence[str], needed: Mapping[str, str], *, verb: str, elsewhere: str, end: str = "",
+                       timeout: float = 3.0) -> frozenset[str]:
+    """Return the URLs of ``urls`` that cannot be used: their host does not answer (``silent_hosts``), or their
+    ``file:`` folder does not exist. The one refusal of install (``check_reachable``) and download: raises
+    ``SourceUnreachable`` (one line, exit 1) at once for the first such URL in ``needed`` (URL -> the requirement
+    that needs it), naming the next step: for a host on this machine (``on_this_machine``), start it or fix the
+    URL; else ``verb`` through the mirror option that moves it (``mirror_of``), or ``elsewhere`` (install: download
+    on a connected machine; download: where it answers). ``end`` closes the line ("; nothing downloaded")."""
+    from resolver.redact import redact
+
+    silent = set(silent_hosts(urls, timeout))
+    dead = frozenset(u for u in urls if origin(u) in silent or _missing_folder(u) is not None)
+    for url, requirement in needed.items():
+        if url not in dead:
+            continue
+        said = f"{url} is not reachable (needed for {requirement}); "
+        folder = _missing_folder(url)
+        if folder is not None:
+            said += f"no folder {folder} on this machine: fix the URL, or put the index there"
+        elif on_this_machine(url):
+            said += f"{origin(url)} is on this machine and does not answer: start its server, or fix the URL"
+        else:
+            mirror = mirror_of(url)
+            said += (f"{verb} through {mirror}, or " if mirror else "") + elsewhere
+        raise SourceUnreachable(redact(said + end))
+    return dead
+
+
+def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
+    """Return ``sources`` with the URLs that cannot be used (``refuse_unreachable``) in ``unreachable``.
+
+    Refuses (``SourceUnreachable``, one line naming the URL) at once when a step whose file is not in a find-links
     folder needs such a URL as its file or its first index; a step whose file is local just skips it (and its
     file's URL, not fetched then, is not probed).
     """
@@ -238,18 +297,14 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
     local = {id(step) for step in steps if sources.local_file(step) is not None}
     used = [u for step in steps for u in ((None if id(step) in local else step.url), step.index_url,
                                           *step.extra_index_urls) if u]
-    silent = set(silent_hosts(used, timeout))
-    dead = frozenset(u for u in used if origin(u) in silent)
+    needed: dict[str, str] = {}  # URL -> the first step's requirement that needs it
     for step in steps:
-        for url in (step.url, step.index_url):
-            if url in dead and id(step) not in local:
-                from resolver.redact import redact
-                mirror = mirror_of(url)
-                raise SourceUnreachable(redact(
-                    f"{url} is not reachable (needed for {step.requirement}); "
-                    + (f"install through {mirror}, or " if mirror else "")
-                    + "on a connected machine run `gpustack download ... --dest DIR`, copy DIR here and install with "
-                      "`--find-links DIR`"))
+        for url in (step.url, step.index_url) if id(step) not in local else ():
+            if url:
+                needed.setdefault(url, step.requirement)
+    dead = refuse_unreachable(used, needed, verb="install", timeout=timeout,
+                              elsewhere="on a connected machine run `gpustack download ... --dest DIR`, copy DIR "
+                                        "here and install with `--find-links DIR`")
     return replace(sources, unreachable=sources.unreachable | dead) if dead else sources
 
 

@@ -82,10 +82,12 @@ def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str =
 
 def _next_step(url: str, direct: bool, default_index: str, torch_mirror: str | None) -> str:
     """Return what to do when ``url`` does not answer: name the option that moves it to a mirror."""
-    from resolver.installers import mirror_of
+    from resolver.installers import mirror_of, on_this_machine
 
     if direct:
         return "lock with --no-deps (the plan's packages only), or where its host answers"
+    if on_this_machine(url):  # a stopped devpi or http.server: started here, not found elsewhere (as install says)
+        return "it is on this machine: start its server, or fix the URL"
     if (mirror := mirror_of(url)) is not None:
         return f"lock through {mirror}"
     if torch_mirror and url.startswith(torch_mirror.rstrip("/") + "/"):
