@@ -299,7 +299,7 @@ def _refuse_unfinished(python_exe: str, dry_run: bool) -> None:
     found = journals.unfinished(journals.prefix_of(python_exe))
     if found is None:  # none, or its run is still going: the install waits for the lock, then checks again
         return
-    raise journals.JournalPending(f"{found.describe()}; run `{journals.recover_command(python_exe)}` first")
+    raise journals.JournalPending(f"{found.describe()}; {found.next_step(python_exe)} first")
 
 
 @click.command("recover")
@@ -330,9 +330,11 @@ def recover(python_exe: str | None, venv: str | None, installer: str) -> None:
         if found is None:
             line(console(), nothing)
             return
+        if not found.readable:
+            raise journals.JournalPending(f"{found.describe()}: {found.by_hand()}")
         if "snapshot" not in found.data:
-            raise journals.JournalPending(f"{found.describe()}: the journal cannot be read; compare the environment "
-                                          f"with `pip freeze`, then remove {found.path}")
+            raise journals.JournalPending(f"{found.describe()}: its journal holds no snapshot to restore from; "
+                                          f"{found.by_hand()}")
         backend = choose_backend(installer if installer != "auto" else str(found.data.get("backend") or "auto"))
         inst = Installer(backend, exe, list(found.data.get("restore_args", ())))
         _err(f"recovering {found.describe()} ...")
