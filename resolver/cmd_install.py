@@ -462,8 +462,30 @@ def download(requirements: tuple[str, ...], dest: str, plan_file: str | None, dr
             _download_sdist_needs(plan, os.path.abspath(dest), step, sources)
             _err(said[step.package])
     files = sorted(os.listdir(dest))
-    _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); on the target run: "
-         f"gpustack install ... --find-links {dest} --offline")
+    _err(f"{len(files)} files in {dest} ({time.monotonic() - started:.0f}s); copy {dest} to the target"
+         + (f" with {plan_file}" if plan_file else "") + " and run there: "
+         + _offline_install_command(requirements, opts, dest, plan_file, plan))
+
+
+def _offline_install_command(requirements: tuple[str, ...], opts: PlanOptions, dest: str,
+                             plan_file: str | None, plan: Plan) -> str:
+    """Return the ``gpustack install`` that takes what ``download`` put in ``dest``: the same plan (``--plan FILE``),
+    or the same request and target (``options.target_flags``; the Python and platform the files are for, where this
+    machine's were taken), from the folder, with no network."""
+    from resolver.options import target_flags
+
+    target = plan.stack.target
+    opts = dataclasses.replace(opts, python_version=opts.python_version or target.python,
+                               platform_tag=opts.platform_tag or target.platform)
+    if plan_file:
+        asked = ["--plan", shlex.quote(plan_file)]
+    else:
+        asked = [shlex.quote(r) for r in requirements]
+        asked += [f"-r {shlex.quote(f)}" for f in opts.requirement_files]
+        asked += [f"--profile {shlex.quote(p)}" for p in opts.profiles]
+        flags = target_flags(opts)
+        asked += [flags] if flags else []
+    return " ".join(["gpustack install", *asked, "--find-links", shlex.quote(dest), "--offline"])
 
 
 def _refuse_silent_hosts(plan: Plan) -> None:
