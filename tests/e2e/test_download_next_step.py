@@ -11,8 +11,6 @@ import pytest
 from resolver import envstate
 from test_offline import Served, gpustack, served, up  # noqa: F401  (the loopback indexes, as fixtures)
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.mark.parametrize("by_plan", [False, True])
 def test_the_printed_install_command_installs_the_download_offline(up: Served, tmp_path: Path, by_plan: bool,
