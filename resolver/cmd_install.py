@@ -24,7 +24,7 @@ from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_new_folder, read_text
 from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
                               target_mismatch)
-from resolver.installers import mirrors as mirrors_of, with_mirrors
+from resolver.installers import mirrors as mirrors_of, user_index_note, with_mirrors
 from resolver.models import Plan
 from resolver.options import mirror_options, target_options
 from resolver.pipeline import PlanOptions, plan_for, read_request
@@ -210,6 +210,9 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
         _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources, exact)
         return None
     plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
+    said = user_index_note()
+    if said:
+        reporter.message(said)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
                      and backend == "pip" else None)
     if dry_run:
@@ -489,20 +492,18 @@ def _offline_install_command(requirements: tuple[str, ...], opts: PlanOptions, d
 
 
 def _refuse_silent_hosts(plan: Plan) -> None:
-    """Refuse a download whose index or file host does not answer a probe (``installers.silent_hosts``, one per host),
-    before pip retries it for many seconds and names no host: exit 1, nothing downloaded."""
-    from resolver.installers import SourceUnreachable, mirror_of, origin, silent_hosts
-    from resolver.redact import redact
+    """Refuse a download whose index (extra indexes too) or file host does not answer a probe, or whose ``file:``
+    index is not there (``installers.refuse_unreachable``, install's rule), before pip retries it for many seconds
+    and names no host: exit 1, nothing downloaded."""
+    from resolver.installers import refuse_unreachable
 
-    needed = {u: s.requirement for s in plan.steps for u in (s.url, s.index_url, *s.extra_index_urls)
-              if u and origin(u) is not None}
-    dead = set(silent_hosts(list(needed)))
-    for url, requirement in needed.items():
-        if origin(url) in dead:
-            mirror = mirror_of(url)
-            raise SourceUnreachable(redact(f"{url} is not reachable (needed for {requirement}); download "
-                                           + (f"through {mirror}, or " if mirror else "") + "where it answers; "
-                                           "nothing downloaded"))
+    needed: dict[str, str] = {}
+    for s in plan.steps:
+        for url in (s.url, s.index_url, *s.extra_index_urls):
+            if url:
+                needed.setdefault(url, s.requirement)
+    refuse_unreachable(list(needed), needed, verb="download", elsewhere="download where it answers",
+                       end="; nothing downloaded")
 
 
 def _download_sdist_needs(plan: Plan, dest: str, step: Any, sources: Sources) -> None:

@@ -310,6 +310,8 @@ def _lock_text(plan: Plan, ctx: Context, fmt: str, with_deps: bool, opts: PlanOp
     for w in warnings:
         render.status(f"warning: {w}")
     t = plan.stack.target
+    if with_deps and resolved:  # resolved as on X.Y.0: said in the lock, as the glibc assumed is
+        plan = dataclasses.replace(plan, notes=(*plan.notes, lock_resolve.python_patch_note(t.python)))
     glibc = t.glibc if not t.glibc_assumed else None  # recorded only when known (given or detected)
     text = lock_mod.dumps(plan, files, matrix=ctx.matrix, request=request, profile=",".join(opts.profiles) or None,
                           glibc=str(glibc) if glibc else None, deps=with_deps and bool(resolved),

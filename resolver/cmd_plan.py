@@ -48,8 +48,18 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
     from resolver.render import console, print_plan, print_target
 
     out = console()
-    print_target(out, ctx.target, ctx.lines)
+    print_target(out, ctx.target, _lines(ctx.lines))
     print_plan(out, the_plan)
+
+
+def _lines(lines: tuple[str, ...]) -> list[str]:
+    """Return the lines said above a plan: how the target was found, and the user's own extra index if any
+    (``installers.user_index_note``: install keeps it out of the planned packages' steps)."""
+    from resolver.installers import user_index_note
+    from resolver.redact import redact
+
+    note = user_index_note()
+    return [*lines, redact(note)] if note else list(lines)
 
 
 def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> None:
@@ -73,6 +83,6 @@ def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOpti
     else:
         from resolver.render import console, print_fleet_plans
 
-        print_fleet_plans(console(), ctx.lines, [(cid, c.describe(opts.driver), got) for (c, got), cid in zip(answers, ids)])
+        print_fleet_plans(console(), _lines(ctx.lines), [(cid, c.describe(opts.driver), got) for (c, got), cid in zip(answers, ids)])
     if failed:
         sys.exit(1)

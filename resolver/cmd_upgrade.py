@@ -13,7 +13,7 @@ import click
 
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.gpus import lookup_gpu
-from resolver.options import insecure_index_option
+from resolver.options import glibc_option, insecure_index_option
 from resolver.pipeline import parse_driver_option
 
 __all__ = ["check_upgrade"]
@@ -122,6 +122,7 @@ def _index(names: list[str], index_url: str | None) -> Any:
 @click.option("--driver", metavar="VERSION", help="Driver of the target (default: detected, or the lock's).")
 @click.option("--gpu", "gpus", multiple=True, metavar="NAME_OR_CC",
               help="GPU of the target (repeatable): check for a described machine instead of this one's GPUs.")
+@glibc_option
 @click.option("--profile", "profiles", multiple=True, metavar="NAME",
               help="What the set serves (audiocraft, fairseq, ...): its requirements and needs join the request checked.")
 @click.option("--index-url", metavar="URL",
@@ -131,7 +132,7 @@ def _index(names: list[str], index_url: str | None) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,
                   gpus: tuple[str, ...], profiles: tuple[str, ...], index_url: str | None, as_json: bool,
-                  allow_insecure_index: bool = False) -> None:
+                  allow_insecure_index: bool = False, glibc: str | None = None) -> None:
     """Say whether moving to REQ (e.g. torch==2.2.0) is safe, needs a rebuild, or breaks something, and the nearest
     safe set of versions. Exit codes: 0 safe, 1 not safe, 2 bad input."""
     from dataclasses import replace
@@ -146,8 +147,9 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     if lock_file and python_exe:
         raise BadInput(f"--lock {lock_file} and --python-exe {python_exe} both name the current set: pass one")
     given_driver = parse_driver_option(driver) if driver else None
-    index_url = PlanOptions.from_cli({"index_url": index_url,  # checked as plan checks it
-                                      "allow_insecure_index": allow_insecure_index}).index_url
+    opts = PlanOptions.from_cli({"index_url": index_url, "glibc": glibc,  # checked as plan checks them
+                                 "allow_insecure_index": allow_insecure_index})
+    index_url = opts.index_url
     matrix = load()
     for name in profiles:
         if matrix.profile(name) is None:
@@ -165,6 +167,11 @@ def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_e
     if given_driver is not None and lock_file and current.target.is_cpu:  # a described CPU target: as plan --cpu
         raise BadInput(f"--driver {driver}: the lock {lock_file} is for a CPU target, which has no NVIDIA driver; "
                        "drop --driver, or check for a GPU machine with --gpu NAME")
+    if opts.glibc is not None:  # the target's glibc, as plan --glibc gives it (over the lock's record, or the probe's)
+        from resolver.pipeline import glibc_for
+
+        told, assumed = glibc_for(current.target.platform, opts.glibc, described=True)
+        current = replace(current, target=replace(current.target, glibc=told, glibc_assumed=assumed))
     if given_driver is not None:  # a described driver, over this machine's GPUs too (compat.gpu_driver_refusals)
         current = replace(current, target=replace(current.target, driver=given_driver, driver_described=True))
     # The verdict and the nearest safe set are solved under the whole original request: the lock's requirements

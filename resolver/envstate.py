@@ -93,6 +93,11 @@ class Snapshot:
         """``linux_x86_64``; empty when unknown."""
         return self.facts.platform if self.facts is not None else ""
 
+    @property
+    def markers(self) -> Mapping[str, str]:
+        """The interpreter's PEP 508 marker environment, as it reported it; empty when unknown."""
+        return self.facts.markers if self.facts is not None else {}
+
     def version(self, name: str) -> str | None:
         """Return the installed version of ``name`` (normalized), or ``None`` when absent."""
         dist = self.dists.get(name)

@@ -24,7 +24,8 @@ from packaging.version import InvalidVersion, Version
 from resolver import _subprocess, envstate, journal as journals, read_ahead
 from resolver.errors import BadInput, CommandFailed, GpuStackError
 from resolver.installers import (Command, Installer, SourceUnreachable, Sources, check_reachable, choose_backend,
-                                 constraints_path, index_variant, login_hint, restore_args, source_args)
+                                 constraints_path, index_variant, installs_planned, login_hint, restore_args,
+                                 source_args)
 from resolver.logs import Logger
 from resolver.models import PackageChoice, Plan, Step, exact_pin
 from resolver.redact import redact
@@ -208,10 +209,11 @@ def commands(plan: Plan, installer: Installer, sources: Sources) -> list[Command
         else:
             req = _install_requirement(step, sources.local_file(step), plan)
             no_deps = step.no_deps
-        argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath)
+        argv = installer.install_argv([req], source_args(step, sources), no_deps=no_deps, constraints=cpath,
+                                      planned_only=installs_planned(step, plan))
         held = _step_constraints(step, plan)
         note = f"{cpath} holds: {', '.join(held)}" if cpath else ""
-        out.append(Command(argv, dict(installer.env), step.package, "install", note,
+        out.append(Command(argv, installer.env_for(step, plan), step.package, "install", note,
                            ((cpath, tuple(held)),) if cpath else ()))
     return out
 
@@ -304,7 +306,8 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
     built = step.action == "build"
     argv = run.installer.install_argv(
         [req], source_args(step, run.sources), no_deps=step.no_deps and not built,
-        constraints=constraints_path(_step_constraints(step, run.plan), write=True))
+        constraints=constraints_path(_step_constraints(step, run.plan), write=True),
+        planned_only=installs_planned(step, run.plan))
     tail: list[str] = []
 
     def on_line(line: str) -> None:
@@ -312,7 +315,7 @@ def _run_install(run: _Run, python_exe: str, step: Step, req: str) -> None:
         tail.append(line)
         del tail[:-40]
 
-    rc = _subprocess.stream(argv, on_line, env=run.installer.env)
+    rc = _subprocess.stream(argv, on_line, env=run.installer.env_for(step, run.plan))
     if rc != 0:
         hint = login_hint(step)
         raise CommandFailed(argv, rc, "\n".join(tail[-15:] + ([hint] if hint else [])))
@@ -484,14 +487,14 @@ def wheel_requires(wheel: Path) -> list[str] | None:
 def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Path) -> bool:
     """Return whether installing ``wheel`` can change nothing but its own package: each requirement (of the wheel,
     then of what it needs, as installed) is installed at a version that satisfies it and the step's constraints.
-    A requirement whose marker names an extra, or any marker when this interpreter is not the target's kind, counts
-    as needed."""
-    from packaging.markers import default_environment
+    A requirement whose marker names an extra, or any marker when the target's marker environment is unknown
+    (``requires.marker_environment``), counts as needed."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.utils import canonicalize_name
 
-    from resolver._child.probe_env import dist_requires, platform_tag
+    from resolver._child.probe_env import dist_requires
+    from resolver.requires import marker_environment
 
     todo = wheel_requires(wheel)
     if todo is None:
@@ -505,15 +508,15 @@ def _needs_nothing_new(step: Step, plan: Plan, now: envstate.Snapshot, wheel: Pa
             limits[name] = limits.get(name, SpecifierSet()) & req.specifier
         except (InvalidRequirement, InvalidSpecifier):
             return False
-    env = default_environment()
-    same_kind = now.python_tag == "cp" + env["python_version"].replace(".", "") and now.platform == platform_tag()
+    env = marker_environment(now)
     seen: set[str] = set()
     while todo:
         try:
             req = Requirement(todo.pop())
         except InvalidRequirement:
             return False
-        if req.marker is not None and same_kind and "extra" not in str(req.marker) and not req.marker.evaluate():
+        if (req.marker is not None and env is not None and "extra" not in str(req.marker)
+                and not req.marker.evaluate({**env, "extra": ""})):
             continue
         name = canonicalize_name(req.name)
         dist = now.dists.get(name)

@@ -23,8 +23,10 @@ from resolver.models import Plan, Step
 from resolver.uvbin import find_uv, uv_not_found
 
 __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "choose_backend", "restore_args",
-           "source_args", "answers", "origin", "silent_hosts", "check_reachable", "mirrors", "constraints_path", "pip_argv",
-           "uv_source_args", "index_variant", "with_mirrors", "torch_mirror", "pypi_mirror"]
+           "source_args", "answers", "origin", "silent_hosts", "check_reachable", "refuse_unreachable",
+           "on_this_machine", "mirrors", "constraints_path", "pip_argv",
+           "uv_source_args", "index_variant", "with_mirrors", "torch_mirror", "pypi_mirror",
+           "PLANNED_ONLY", "installs_planned", "user_indexes", "user_index_note"]
 
 log = Logger("gpustack.install")
 
@@ -221,10 +223,68 @@ def silent_hosts(urls: Sequence[str], timeout: float = 3.0) -> list[str]:
     return [o for o, ok in zip(hosts, answered) if not ok]
 
 
-def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
-    """Return ``sources`` with the URLs whose host did not answer (``silent_hosts``) in ``unreachable``.
+def on_this_machine(url: str) -> bool:
+    """Return whether ``url`` is served from this machine: a ``file:`` folder, or an http(s) host on loopback
+    (``127.0.0.0/8``, ``localhost``, ``::1``). When it does not answer, the next step is here (start its server, fix
+    the URL), not on a connected machine."""
+    import ipaddress
 
-    Raises ``SourceUnreachable`` (one line naming the URL) at once when a step whose file is not in a find-links
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _missing_folder(url: str) -> str | None:
+    """Return the folder of a ``file:`` ``url`` that does not exist (pip and uv skip it with a warning and then
+    find nothing), else ``None``."""
+    from urllib.request import url2pathname
+
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    path = url2pathname(parts.path)
+    return None if os.path.exists(path) else path
+
+
+def refuse_unreachable(urls: Sequence[str], needed: Mapping[str, str], *, verb: str, elsewhere: str, end: str = "",
+                       timeout: float = 3.0) -> frozenset[str]:
+    """Return the URLs of ``urls`` that cannot be used: their host does not answer (``silent_hosts``), or their
+    ``file:`` folder does not exist. The one refusal of install (``check_reachable``) and download: raises
+    ``SourceUnreachable`` (one line, exit 1) at once for the first such URL in ``needed`` (URL -> the requirement
+    that needs it), naming the next step: for a host on this machine (``on_this_machine``), start it or fix the
+    URL; else ``verb`` through the mirror option that moves it (``mirror_of``), or ``elsewhere`` (install: download
+    on a connected machine; download: where it answers). ``end`` closes the line ("; nothing downloaded")."""
+    from resolver.redact import redact
+
+    silent = set(silent_hosts(urls, timeout))
+    dead = frozenset(u for u in urls if origin(u) in silent or _missing_folder(u) is not None)
+    for url, requirement in needed.items():
+        if url not in dead:
+            continue
+        said = f"{url} is not reachable (needed for {requirement}); "
+        folder = _missing_folder(url)
+        if folder is not None:
+            said += f"no folder {folder} on this machine: fix the URL, or put the index there"
+        elif on_this_machine(url):
+            said += f"{origin(url)} is on this machine and does not answer: start its server, or fix the URL"
+        else:
+            mirror = mirror_of(url)
+            said += (f"{verb} through {mirror}, or " if mirror else "") + elsewhere
+        raise SourceUnreachable(redact(said + end))
+    return dead
+
+
+def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.0) -> Sources:
+    """Return ``sources`` with the URLs that cannot be used (``refuse_unreachable``) in ``unreachable``.
+
+    Refuses (``SourceUnreachable``, one line naming the URL) at once when a step whose file is not in a find-links
     folder needs such a URL as its file or its first index; a step whose file is local just skips it (and its
     file's URL, not fetched then, is not probed).
     """
@@ -233,18 +293,14 @@ def check_reachable(steps: Sequence[Step], sources: Sources, timeout: float = 3.
     local = {id(step) for step in steps if sources.local_file(step) is not None}
     used = [u for step in steps for u in ((None if id(step) in local else step.url), step.index_url,
                                           *step.extra_index_urls) if u]
-    silent = set(silent_hosts(used, timeout))
-    dead = frozenset(u for u in used if origin(u) in silent)
+    needed: dict[str, str] = {}  # URL -> the first step's requirement that needs it
     for step in steps:
-        for url in (step.url, step.index_url):
-            if url in dead and id(step) not in local:
-                from resolver.redact import redact
-                mirror = mirror_of(url)
-                raise SourceUnreachable(redact(
-                    f"{url} is not reachable (needed for {step.requirement}); "
-                    + (f"install through {mirror}, or " if mirror else "")
-                    + "on a connected machine run `gpustack download ... --dest DIR`, copy DIR here and install with "
-                      "`--find-links DIR`"))
+        for url in (step.url, step.index_url) if id(step) not in local else ():
+            if url:
+                needed.setdefault(url, step.requirement)
+    dead = refuse_unreachable(used, needed, verb="install", timeout=timeout,
+                              elsewhere="on a connected machine run `gpustack download ... --dest DIR`, copy DIR "
+                                        "here and install with `--find-links DIR`")
     return replace(sources, unreachable=sources.unreachable | dead) if dead else sources
 
 
@@ -312,6 +368,11 @@ class Installer:
         self._uv: str | None = None
         self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
+    def env_for(self, step: Step, plan: Plan) -> dict[str, str]:
+        """Return the environment ``step``'s installer runs with: ``env``, plus, for a step that installs a planned
+        package (``installs_planned``), what keeps the user's own extra indexes out of it (``PLANNED_ONLY``)."""
+        return {**self.env, **PLANNED_ONLY[self.backend]} if installs_planned(step, plan) else dict(self.env)
+
     @property
     def pip(self) -> list[str]:
         """Return the pip acting on the target (probed once, when first needed: uv runs never need it)."""
@@ -334,8 +395,12 @@ class Installer:
         return self._uv
 
     def install_argv(self, requirements: Sequence[str], source: Sequence[str], *, no_deps: bool = False,
-                     constraints: str | None = None, reinstall: bool = False) -> list[str]:
-        """Return argv installing ``requirements`` (``-e X`` becomes two arguments) with ``source`` arguments."""
+                     constraints: str | None = None, reinstall: bool = False, planned_only: bool = False) -> list[str]:
+        """Return argv installing ``requirements`` (``-e X`` becomes two arguments) with ``source`` arguments.
+
+        uv ignores ``UV_INDEX`` when the command line names ``--index`` (``uv_source_args`` always does): unless
+        ``planned_only`` (a step of a planned package, ``installs_planned``), the user's ``UV_INDEX`` URLs go on the
+        command line after the plan's, so they still serve what only they have, as pip's extra indexes do."""
         if self.backend == "uv":
             argv = [self.uv, "pip", "install", "--python", self.python_exe]
         else:
@@ -343,7 +408,10 @@ class Installer:
         argv += ["--no-deps"] if no_deps else []
         argv += ["--constraint", constraints] if constraints else []
         argv += (["--reinstall"] if self.backend == "uv" else ["--force-reinstall"]) if reinstall else []
-        argv += uv_source_args(source) if self.backend == "uv" else list(source)
+        if self.backend == "uv":
+            argv += uv_source_args(source, () if planned_only else [u for v, u in user_indexes() if v == "UV_INDEX"])
+        else:
+            argv += list(source)
         for req in requirements:  # a requirement, URL or path: never an option, never two lines
             argv += ["-e", check_argument(req[3:], "requirement")] if req.startswith("-e ") else \
                 [check_argument(req, "requirement")]
@@ -360,13 +428,65 @@ class Installer:
         return [*self.pip, "uninstall", "-y", *names]
 
 
-def uv_source_args(source: Sequence[str]) -> list[str]:
+# What a step that installs a planned package runs with, so that only the plan's indexes serve it: a user's own extra
+# index (``PIP_EXTRA_INDEX_URL``, pip.conf's ``extra-index-url``, ``UV_EXTRA_INDEX_URL``, ``UV_INDEX``) is searched
+# beside them by pip and uv alike, and holding the same version (torch 2.1.0+cu121), or a higher one for a PyPI pin
+# (2.1.0+cu118 matches torch==2.1.0), its file wins there (tests/e2e/test_user_extra_index.py). pip ignores an empty
+# value but takes a blank one as "no extra index", over its config files; uv takes an empty value as none. uv's own
+# config files' indexes rank below the command line's and stay.
+PLANNED_ONLY: dict[Backend, dict[str, str]] = {
+    "pip": {"PIP_EXTRA_INDEX_URL": " "},
+    "uv": {"UV_EXTRA_INDEX_URL": "", "UV_INDEX": ""},
+}
+
+# The environment variables through which a user gives pip or uv extra indexes (``user_indexes``).
+_USER_INDEX_VARIABLES = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX")
+
+
+def installs_planned(step: Step, plan: Plan) -> bool:
+    """Return whether ``step`` installs a package the plan chose the index of: one of the stack's (torch, xformers,
+    flash-attn ...) or a pass-through routed to torch's PyTorch-style index (torchvision). The other pass-through
+    steps (numpy, diffusers ...: requirements gpustack does not solve) keep the user's extra indexes."""
+    from packaging.utils import canonicalize_name
+
+    name = canonicalize_name(step.package)
+    return any(canonicalize_name(p.name) == name for p in plan.stack.packages) or \
+        index_variant(step.index_url) is not None
+
+
+def user_indexes(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """Return the user's own extra indexes given in the environment, as ``(variable, URL)``, in order, once each
+    (``UV_INDEX`` entries may be ``name=URL``)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for var in _USER_INDEX_VARIABLES:
+        for word in env.get(var, "").split():
+            url = word.split("=", 1)[1] if "=" in word.split("://", 1)[0] else word
+            out.setdefault(url, var)
+    return [(var, url) for url, var in out.items()]
+
+
+def user_index_note(environ: Mapping[str, str] | None = None) -> str | None:
+    """Return the one line plan and install say when the user has extra indexes of their own (``user_indexes``),
+    else ``None``."""
+    found = user_indexes(environ)
+    if not found:
+        return None
+    named = ", ".join(f"{url} (${var})" for var, url in found)
+    return (f"your extra index {named} is in use for pass-through requirements and their dependencies; the planned "
+            f"packages (torch and what is built for it) install from their planned indexes only")
+
+
+def uv_source_args(source: Sequence[str], also: Sequence[str] = ()) -> list[str]:
     """Return pip-style source arguments (``--index-url A --extra-index-url B``, A the step's planned index) as uv
     must get them to search A first and still look at B.
 
     uv ranks ``--extra-index-url`` above ``--index-url`` and, by default, takes a package only from the first index
     that has its name (INDEXES.md): PyPI's ``torch`` would hide ``torch==2.1.0+cu121``. So the indexes go in the
-    plan's order as ``--index`` (highest first) with the last as ``--default-index`` (which also keeps pypi.org out),
+    plan's order as ``--index`` (highest first), the last also as ``--default-index`` (which keeps pypi.org out): a
+    command line's ``--index`` ranks above every index of the user's (``UV_EXTRA_INDEX_URL``, uv.toml's
+    ``extra-index-url`` and ``[[index]]`` all rank above ``--default-index``: with one index, first-index took the
+    user's torch over the planned one; tests/e2e/test_user_extra_index.py),
     and with more than one, ``--index-strategy unsafe-best-match``: every index is searched and the best version wins
     as with pip, so a pinned local build wins, torch's own dependencies resolve where a recent enough version is
     (the PyTorch index mirrors old ones), and between equal versions the first (the planned) index wins.
@@ -382,11 +502,13 @@ def uv_source_args(source: Sequence[str]) -> list[str]:
             continue
         rest.append(args[i])
         i += 1
+    planned = len(indexes)
+    indexes += [u for u in dict.fromkeys(also) if u not in indexes] if indexes else []  # the user's, after the plan's
     out: list[str] = []
-    for url in indexes[:-1]:
+    for url in indexes:
         out += ["--index", url]
     if indexes:
-        out += ["--default-index", indexes[-1]]
+        out += ["--default-index", indexes[planned - 1]]
     if len(indexes) > 1:
         out += ["--index-strategy", "unsafe-best-match"]
     return out + rest

@@ -82,10 +82,12 @@ def check_sources(plan: Plan, matrix: Matrix | None = None, default_index: str =
 
 def _next_step(url: str, direct: bool, default_index: str, torch_mirror: str | None) -> str:
     """Return what to do when ``url`` does not answer: name the option that moves it to a mirror."""
-    from resolver.installers import mirror_of
+    from resolver.installers import mirror_of, on_this_machine
 
     if direct:
         return "lock with --no-deps (the plan's packages only), or where its host answers"
+    if on_this_machine(url):  # a stopped devpi or http.server: started here, not found elsewhere (as install says)
+        return "it is on this machine: start its server, or fix the URL"
     if (mirror := mirror_of(url)) is not None:
         return f"lock through {mirror}"
     if torch_mirror and url.startswith(torch_mirror.rstrip("/") + "/"):
@@ -198,13 +200,28 @@ def _index_of(plan: Plan, name: str, default_index: str) -> str:
     return default_index
 
 
+def python_full_version(python: str) -> str:
+    """Return the full version a lock resolves a target's Python ``X.Y`` as: ``X.Y.0``, its patch release not being
+    known, as uv takes ``--python-version X.Y`` ("if a patch version is omitted, the minimum patch version is
+    assumed", ``uv help pip compile``). The one rule the lock's marker and Requires-Python checks use."""
+    return f"{'.'.join(python.split('.')[:2])}.0"
+
+
+def python_patch_note(python: str) -> str:
+    """Return the note a lock whose dependencies were resolved carries about ``python_full_version``."""
+    full = python_full_version(python)
+    return (f"Python {python} taken as {full} for the dependencies (the target's patch release is not known; uv "
+            f"and pip resolve --python-version {python} as {full}): one whose Requires-Python or marker needs a later "
+            f"{python}.x is held back or left out")
+
+
 def marker_env(python: str, platform: str) -> dict[str, str]:
     """The target's marker environment (``models.python_platform_markers``), with ``python_full_version`` taken as
-    ``X.Y.0``: uv's lock may write markers on it, and the target's patch release is not known."""
+    ``X.Y.0`` (``python_full_version``): uv's lock may write markers on it."""
     from resolver.models import python_platform_markers
 
     env = python_platform_markers(python, platform)
-    return {**env, "python_full_version": f"{env['python_version']}.0"}
+    return {**env, "python_full_version": python_full_version(env["python_version"])}
 
 
 def _files_of_pylock(lock: Pylock, plan: Plan, default_index: str) -> dict[str, LockedFile]:
@@ -446,7 +463,7 @@ def check_files(files: Iterable[LockedFile], python: str, platform: str, *, page
     own = pages is None
     reader = pages or Pages()
     accepted = set(hashes.target_tags(python, platform, glibc))
-    version = f"{'.'.join(python.split('.')[:2])}.0"
+    version = python_full_version(python)
     problems: list[str] = []
     indexed = []
     skip = {id(f) for f in python_checked}

@@ -18,7 +18,8 @@ import click
 from resolver.models import DEFAULT_GLIBC, PLATFORMS
 from resolver.pipeline import PlanOptions
 
-__all__ = ["target_options", "fleet_options", "mirror_options", "target_flags"]
+__all__ = ["target_options", "fleet_options", "mirror_options", "glibc_option", "insecure_index_option",
+           "target_flags"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +41,12 @@ insecure_index_option = click.option(
     "--allow-insecure-index", is_flag=True,
     help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
 
+# --glibc, read by ``PlanOptions.from_cli`` (its ``glibc`` field): plan's target options and check-upgrade share it.
+glibc_option = click.option(
+    "--glibc", metavar="X.Y",
+    help=f"glibc of the target (Linux; `ldd --version` prints it). A described target without it is assumed to have "
+         f"{DEFAULT_GLIBC}; wheels needing a newer one are refused.")
+
 
 def target_options(f: F) -> F:
     """Add the target and request options (``--gpu``, ``--driver``, ``--python``, ``--platform``, ``--cpu``, ...);
@@ -52,9 +59,7 @@ def target_options(f: F) -> F:
         click.option("--python", "python_version", metavar="X.Y", help="Python version of the target."),
         click.option("--platform", "platform_tag", type=click.Choice(PLATFORMS), help="Platform of the target."),
         click.option("--cpu", is_flag=True, help="Plan a CPU-only stack."),
-        click.option("--glibc", metavar="X.Y",
-                     help=f"glibc of the target (Linux; `ldd --version` prints it). A described target without it is "
-                          f"assumed to have {DEFAULT_GLIBC}; wheels needing a newer one are refused."),
+        glibc_option,
         click.option("--nvcc", metavar="X.Y", help="CUDA toolkit (nvcc) a source build would use on the target."),
         click.option("--python-exe", metavar="PATH", help="Target interpreter (default: the one running gpustack)."),
         click.option("-r", "--requirement", "requirement_files", multiple=True, metavar="FILE",

@@ -10,6 +10,7 @@ stays fast.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -211,29 +212,74 @@ def _joined(text: str) -> list[str]:
     return out
 
 
-def _read_requirement_files(files: Sequence[str]) -> list[str]:
-    from resolver.request import parse_requirement, strip_comment
+# pip's requirement-file options (``pip._internal.req.req_file``) that point at another file or an index: what
+# gpustack does with each instead. ``-r``/``--requirement`` is read here (nested, as pip reads it).
+_OPTION_NEXT_STEP = {
+    "-c": "constraints files are not read; pin the packages in the requirements instead (name==version)",
+    "--constraint": "constraints files are not read; pin the packages in the requirements instead (name==version)",
+    "-e": "editable installs are not planned; install it after the stack (`pip install -e PATH`)",
+    "--editable": "editable installs are not planned; install it after the stack (`pip install -e PATH`)",
+    "-i": "pass the index on the command line: --index-url URL",
+    "--index-url": "pass the index on the command line: --index-url URL",
+    "--extra-index-url": "pass your PyPI mirror on the command line: --index-url URL",
+    "-f": "pass the folder on the command line: --find-links DIR",
+    "--find-links": "pass the folder on the command line: --find-links DIR",
+}
+_NESTED = ("-r", "--requirement")
+MAX_NESTING = 20  # pip has no limit but the cycle; a chain deeper than this is a generated mistake
 
+
+def _option_of(line: str) -> tuple[str, str]:
+    """Return the option of an option line and its value (``-r x``, ``-rx``, ``--requirement=x``)."""
+    head, _, rest = line.partition(" ")
+    if head.startswith("--") and "=" in head:
+        head, _, value = head.partition("=")
+        return head, (value + " " + rest).strip()
+    if not head.startswith("--") and len(head) > 2:
+        return head[:2], (head[2:] + " " + rest).strip()
+    return head, rest.strip()
+
+
+def _read_requirement_files(files: Sequence[str]) -> list[str]:
     lines: list[str] = []
     for name in files:
-        text = read_text(name, f"-r {name}", hint="pass a requirements file")
-        for line in _joined(text):
-            line = strip_comment(line)
-            if not line:
-                continue
-            if line.startswith("-"):
-                raise BadInput(f"-r {name}: option line {line!r} is not supported; list requirements only")
-            option = next((t for t in line.split() if t.startswith("-")), None)  # pip reads options from there on
-            if option is not None:
-                raise BadInput(f"-r {name}: option {option.split('=')[0]} after {line.split()[0]!r} is not supported; "
-                               "list requirements only (a hashed file installs with `pip install --require-hashes "
-                               "-r FILE`; gpustack installs its locks with `install --lock FILE`)")
-            try:  # parsed here too so that a bad line names its file (a pyproject.toml or lock given as -r)
-                parse_requirement(line)
-            except BadInput as exc:
-                raise BadInput(f"-r {name}: {exc}") from None
-            lines.append(line)
+        _read_requirement_file(name, f"-r {name}", lines, ())
     return lines
+
+
+def _read_requirement_file(name: str, what: str, lines: list[str], including: tuple[str, ...]) -> None:
+    """Add the requirement lines of ``name`` to ``lines``; a ``-r FILE`` line reads FILE there, relative to the
+    folder of the file that names it (as pip does), once per chain (a file that includes itself is refused)."""
+    from resolver.request import parse_requirement, strip_comment
+
+    text = read_text(name, what, hint="pass a requirements file")
+    here = os.path.realpath(name) if name != "-" else name
+    if here in including:
+        raise BadInput(f"{what}: includes itself (through {' -> '.join(including)}); remove the -r line that loops")
+    if len(including) >= MAX_NESTING:
+        raise BadInput(f"{what}: -r files nest more than {MAX_NESTING} deep; list the requirements in fewer files")
+    for line in _joined(text):
+        line = strip_comment(line)
+        if not line:
+            continue
+        if line.startswith("-"):
+            option, value = _option_of(line)
+            if option in _NESTED and value:
+                inner = value if os.path.isabs(value) or name == "-" else os.path.join(os.path.dirname(name), value)
+                _read_requirement_file(inner, f"{what}: -r {value}", lines, (*including, here))
+                continue
+            step = _OPTION_NEXT_STEP.get(option, "list requirements only")
+            raise BadInput(f"{what}: option line {line!r} is not supported; {step}")
+        trailing = next((t for t in line.split() if t.startswith("-")), None)  # pip reads options from there on
+        if trailing is not None:
+            raise BadInput(f"{what}: option {trailing.split('=')[0]} after {line.split()[0]!r} is not supported; "
+                           "list requirements only (a hashed file installs with `pip install --require-hashes "
+                           "-r FILE`; gpustack installs its locks with `install --lock FILE`)")
+        try:  # parsed here too so that a bad line names its file (a pyproject.toml or lock given as -r)
+            parse_requirement(line)
+        except BadInput as exc:
+            raise BadInput(f"{what}: {exc}") from None
+        lines.append(line)
 
 
 def request_from(requirements: Sequence[str], opts: PlanOptions, matrix: Matrix) -> Request:

@@ -207,11 +207,18 @@ def print_upgrade(console: Console, report: UpgradeReport, current: Mapping[str,
         console.print(f"  - [{f.verdict}] {f.reason}", markup=False, highlight=False)
     for n in report.notes:
         console.print(f"  note: {n}", markup=False, highlight=False)
+    def named(versions: Mapping[str, str]) -> str:  # the solved packages, and the others it moves
+        return ", ".join(f"{k}=={v}" for k, v in sorted(versions.items())
+                         if k in ("torch", "xformers", "flash-attn") or v != report.proposed.get(k))
+
     if report.nearest:
-        console.print("nearest safe set: " + ", ".join(f"{k}=={v}" for k, v in sorted(report.nearest.items())
-                                                       if k in ("torch", "xformers", "flash-attn")
-                                                       or v != report.proposed.get(k)),
-                      markup=False, highlight=False)
+        console.print(f"nearest safe set: {named(report.nearest)}", markup=False, highlight=False)
+    if report.rebuild:
+        console.print(f"nearest set once rebuilt: {named(report.rebuild)}", markup=False, highlight=False)
+        said = {f.reason for f in report.findings}
+        for f in report.rebuild_findings:
+            if f.reason not in said:
+                console.print(f"  - [{f.verdict}] {f.reason}", markup=False, highlight=False)
 
 
 def _fmt(value: float | None, spec: str) -> str:

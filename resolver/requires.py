@@ -6,10 +6,10 @@ reaches every installer gpustack starts. Such a run used to end "installed", exi
 (``No module named 'typing_extensions'``). ``unmet`` reads the ``Requires-Dist`` of what a step changed, as
 ``pip check`` does, so the install stops and is undone instead.
 
-A requirement is counted only where its marker can be decided here: unconditional ones always; one with a marker
-when the target interpreter is of this one's kind (its Python tag and platform: ``install._needs_nothing_new`` asks
-the same), evaluated with the extras the step asked for. Anything undecidable is left out, so a false alarm cannot
-undo a good install.
+A requirement is counted only where its marker can be decided: unconditional ones always; one with a marker by the
+target's own marker environment (``marker_environment``: what the target interpreter reported, so an install into
+a Python 3.12 venv from gpustack's 3.11 judges ``python_version`` by 3.12), evaluated with the extras the step asked
+for. Anything undecidable is left out, so a false alarm cannot undo a good install.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from resolver.envstate import Snapshot
 
-__all__ = ["unmet", "NO_DEPS_HINT"]
+__all__ = ["unmet", "marker_environment", "NO_DEPS_HINT"]
 
 NO_DEPS_HINT = ("the installer left dependencies out: a no-deps setting in its configuration does that (PIP_NO_DEPS, "
                 "pip.conf's no-deps, uv.toml's [pip] no-deps): remove it and run the install again")
@@ -27,14 +27,12 @@ NO_DEPS_HINT = ("the installer left dependencies out: a no-deps setting in its c
 def unmet(snap: Snapshot, names: Iterable[str], extras: Iterable[str] = ()) -> list[str]:
     """Return one ``torch 2.13.0+cpu needs typing-extensions>=4.10.0 (not installed)`` line per requirement of the
     distributions ``names`` (normalized) that ``snap`` does not meet; ``extras`` are the ones the step asked for."""
-    from packaging.markers import default_environment
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    from resolver._child.probe_env import dist_requires, platform_tag
+    from resolver._child.probe_env import dist_requires
 
-    env = {k: str(v) for k, v in default_environment().items()}
-    same_kind = snap.python_tag == "cp" + env["python_version"].replace(".", "") and snap.platform == platform_tag()
+    env = marker_environment(snap)
     wanted = [""] + [canonicalize_name(e) for e in extras]
     out: list[str] = []
     for name in sorted(set(names)):
@@ -47,7 +45,7 @@ def unmet(snap: Snapshot, names: Iterable[str], extras: Iterable[str] = ()) -> l
             except InvalidRequirement:
                 continue  # not ours to judge: pip and uv read it their way
             if req.marker is not None:
-                if not same_kind or not any(req.marker.evaluate({**env, "extra": e}) for e in wanted):
+                if env is None or not any(req.marker.evaluate({**env, "extra": e}) for e in wanted):
                     continue
             need = canonicalize_name(req.name)
             have = snap.dists.get(need)
@@ -58,3 +56,18 @@ def unmet(snap: Snapshot, names: Iterable[str], extras: Iterable[str] = ()) -> l
             elif req.specifier and not req.specifier.contains(have.version, prereleases=True):
                 out.append(f"{dist.name} {dist.version} needs {req} ({have.version} is installed)")
     return out
+
+
+def marker_environment(snap: Snapshot) -> dict[str, str] | None:
+    """Return the PEP 508 marker environment a requirement installed into ``snap``'s interpreter is judged by: the
+    one that interpreter reported (``probe_env.pep508_environment``); for a snapshot without it (a journal's), this
+    interpreter's when the target is of its kind (Python tag and platform); else ``None``: undecidable."""
+    if snap.markers:
+        return dict(snap.markers)
+    from packaging.markers import default_environment
+
+    from resolver._child.probe_env import platform_tag
+
+    env = {k: str(v) for k, v in default_environment().items()}
+    same_kind = snap.python_tag == "cp" + env["python_version"].replace(".", "") and snap.platform == platform_tag()
+    return env if same_kind else None

@@ -43,7 +43,9 @@ class TargetFacts:
     Every mode fills the first five fields. ``full`` fills ``env``; ``light`` fills ``torch_version_py``,
     ``missing_build_tools`` and ``has_pip``; ``installed`` fills ``has_pip``, ``dists`` (normalized name ->
     (version, URL it was installed from or ``None``, editable)), ``dist_paths`` (name -> metadata folder),
-    ``debris``, ``toplevel`` (site-packages folder -> its entries) and ``torch_version_py``.
+    ``debris``, ``toplevel`` (site-packages folder -> its entries), ``torch_version_py`` and ``markers`` (the
+    interpreter's PEP 508 marker environment: a requirement's marker is judged by the target, not by gpustack's own
+    interpreter).
     """
 
     python_exe: str
@@ -63,6 +65,7 @@ class TargetFacts:
     pth: tuple[str, ...] = ()  # what the site-packages' .pth files add to sys.path (probe_env.pth_paths)
     stamps: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # folder -> (mtime_ns, inode) when read
     read_at: int = 0  # when the reading began, ns since the epoch (probe_env.site_stamps)
+    markers: Mapping[str, str] = field(default_factory=dict)
 
 
 def probe_output(python_exe: str, mode: Mode = "full") -> str:
@@ -115,6 +118,7 @@ def _installed(common: TargetFacts, data: Mapping[str, Any]) -> TargetFacts:
                    torch_version_py=str(version_py) if version_py is not None else None,
                    stamps={str(k): (int(v[0]), int(v[1])) for k, v in data.get("stamps", {}).items()},
                    read_at=int(data.get("read_at", 0)),
+                   markers={str(k): str(v) for k, v in (data.get("markers") or common.markers).items()},
                    has_pip=bool(data["has_pip"]) if "has_pip" in data else common.has_pip)
 
 

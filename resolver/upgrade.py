@@ -92,6 +92,10 @@ class UpgradeReport:
     nearest: dict[str, str] | None = None
     notes: tuple[str, ...] = ()
     checked: dict[str, str] | None = None  # the solved set: torch with its build (``2.2.0+cu121``), how each comes
+    # when no safe set is near: the nearest set that works once a compiled package is rebuilt (its findings, all
+    # ``needs-rebuild``), solved and checked as the nearest safe set is; None when a safe one is, or none is
+    rebuild: dict[str, str] | None = None
+    rebuild_findings: tuple[Finding, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the documented ``check-upgrade --json`` object."""
@@ -103,6 +107,10 @@ class UpgradeReport:
             "findings": [{"package": f.package, "verdict": f.verdict, "kind": f.kind, "reason": f.reason}
                          for f in self.findings],
             "nearest_safe": self.nearest,
+            "nearest_rebuild": None if self.rebuild is None else {
+                "versions": self.rebuild,
+                "findings": [{"package": f.package, "verdict": f.verdict, "kind": f.kind, "reason": f.reason}
+                             for f in self.rebuild_findings]},
             "notes": list(self.notes),
         }
 
@@ -547,6 +555,7 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
     verdict: Verdict = max((f.verdict for f in found), key=lambda v: _RANK[v], default="safe")
     checked = {p.name: p.version for p in stack.packages} if stack is not None else None
     near_set, unmoved = None, False
+    rebuild: tuple[dict[str, str], tuple[Finding, ...]] | None = None
     if nearest and solver_found and "torch" in prop:
         near = dataclasses.replace(request, prefer_wheels=True,
                                    near=tuple((k, v) for k, v in cur.items() if k in SOLVED and _known(k, v, matrix)))
@@ -557,9 +566,16 @@ def check_upgrade(current: Installed, proposed: Mapping[str, str], matrix: Matri
             trial, why = _within_holds(trial, result, matrix, index)
             notes.extend(why)
             unmoved = bool(why)
-            if not why and not _verdict(current, trial, matrix, request)[0] and \
-                    not _broken_requirements(current, trial, requirements)[0]:
-                near_set = trial
+            near_found = _verdict(current, trial, matrix, request)[0] if not why else []
+            if not why and not _broken_requirements(current, trial, requirements)[0]:
+                if not near_found:
+                    near_set = trial
+                elif all(f.verdict == "needs-rebuild" for f in near_found):
+                    # no safe set is this close (every flash-attn move is a source build on glibc 2.28): the
+                    # nearest set that works once rebuilt, solved and checked like any proposal
+                    rebuild = (trial, tuple(near_found))
         if near_set is None and not unmoved:
-            notes.append("no set of versions in the matrices satisfies the request without a finding")
-    return UpgradeReport(verdict, cur, prop, tuple(found), near_set, tuple(notes), checked)
+            notes.append("no set of versions in the matrices satisfies the request without a finding" +
+                         ("; the nearest that works once rebuilt is below" if rebuild is not None else ""))
+    return UpgradeReport(verdict, cur, prop, tuple(found), near_set, tuple(notes), checked,
+                         rebuild[0] if rebuild else None, rebuild[1] if rebuild else ())

@@ -38,6 +38,7 @@ def test_built_for_torch_reads_what_compat_writes() -> None:
 
 # --- the proposal is what plan gives for the same target and request (s7 trial #2, #6, #15) --------------------------
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -277,3 +278,76 @@ def test_a_torch_moved_by_the_request_is_said_to_be_implied_not_asked(tmp_path: 
     # the rows of the two torch 2.1.0 builds, one cause, are one (resolver.refusal.folded)
     assert ("flash-attn==2.8.3 moves torch to 2.2.0 (flash-attn 2.8.3 with torch 2.1.0+cu121, 2.1.0+cu118: needs "
             "torch >= 2.2)") in reasons[0], reasons
+
+
+# --- --glibc as plan has it, and the nearest set once rebuilt (s10) ----------------------------------------------
+
+A100_311 = Target(gpus=(Gpu("NVIDIA A100-SXM4-80GB", ComputeCapability(8, 0)),), python="3.11",
+                  platform="linux_x86_64")
+_ASKED = ["torch", "xformers", "flash-attn"]
+
+
+def _flash_lock(tmp_path: Path) -> Path:
+    """torch 2.9.0 + xformers 0.0.33 (pins torch==2.9.0) + flash-attn 2.8.3 on an A100, no glibc recorded: the
+    described target's 2.28, where no flash-attn wheel installs."""
+    return _lock(tmp_path, A100_311, ("torch", "2.9.0+cu126"), ("xformers", "0.0.33"), ("flash_attn", "2.8.3"),
+                 request=_ASKED, driver="580.65.06")
+
+
+def _replan(versions: dict[str, str], *glibc: str) -> dict[str, str]:
+    """Plan the set's versions for the lock's target (as plan would, the whole request): each package's method."""
+    pins = [f"{k}=={v}" for k, v in versions.items()]
+    got = CliRunner().invoke(main, ["plan", "--json", "--gpu", "A100", "--driver", "580.65.06", "--python", "3.11",
+                                    *glibc, *pins])
+    assert got.exit_code == 0, got.output
+    packages = json.loads(got.stdout)["packages"]
+    assert {p["name"]: p["version"] for p in packages} == versions
+    return {p["name"]: p["method"] for p in packages}
+
+
+def test_an_unsafe_move_with_no_safe_set_near_names_the_nearest_set_once_rebuilt(tmp_path: Path) -> None:
+    lock = _flash_lock(tmp_path)
+    got = CliRunner().invoke(main, ["check-upgrade", "torch==2.10.0", "--lock", str(lock), "--json"])
+    data = json.loads(got.stdout)
+    assert got.exit_code == 1 and data["verdict"] == "unsafe" and data["nearest_safe"] is None, data
+    near = data["nearest_rebuild"]
+    assert near["versions"] == {"torch": "2.10.0+cu126", "xformers": "0.0.34", "flash-attn": "2.8.3"}, near
+    assert [(f["verdict"], f["kind"], f["package"]) for f in near["findings"]] == [
+        ("needs-rebuild", "rebuild", "flash-attn")], near
+    # solved for the whole request: plan takes those versions, flash-attn built from source (glibc 2.28)
+    assert _replan(near["versions"])["flash-attn"] == "source"
+    text = CliRunner().invoke(main, ["check-upgrade", "torch==2.10.0", "--lock", str(lock)]).output
+    assert "nearest set once rebuilt: flash-attn==2.8.3, torch==2.10.0+cu126, xformers==0.0.34\n" \
+           "  - [needs-rebuild] the flash-attn 2.8.3 binary was built for torch 2.9" in text, text
+
+
+def test_glibc_is_taken_as_plan_takes_it_and_moves_the_nearest_set(tmp_path: Path) -> None:
+    lock = _flash_lock(tmp_path)
+    got = CliRunner().invoke(main, ["check-upgrade", "torch==2.10.0", "--lock", str(lock), "--glibc", "2.35", "--json"])
+    data = json.loads(got.stdout)
+    assert got.exit_code == 1 and data["verdict"] == "unsafe" and data["nearest_rebuild"] is None, data
+    near = data["nearest_safe"]
+    assert near is not None and near["torch"] == "2.10.0+cu126" and near["xformers"] == "0.0.34", data
+    assert _replan(near, "--glibc", "2.35")["flash-attn"] == "wheel"  # a wheel installs with glibc 2.35
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("abc", "--glibc 'abc': expected a glibc version such as 2.28"),
+    ("", "an empty value after --glibc (an unset shell variable?)"),
+])
+def test_a_bad_glibc_is_refused_as_plan_refuses_it(value: str, said: str, tmp_path: Path) -> None:
+    lock = _flash_lock(tmp_path)
+    got = CliRunner().invoke(main, ["check-upgrade", "torch==2.10.0", "--lock", str(lock), "--glibc", value])
+    plan = CliRunner().invoke(main, ["plan", "--gpu", "A100", "--glibc", value, "torch"])
+    assert got.exit_code == plan.exit_code == 2 and got.stdout == "", got.output
+    assert got.stderr.strip() == plan.stderr.strip() and said in got.stderr, (got.stderr, plan.stderr)
+    assert len(got.stderr.strip().splitlines()) == 1
+
+
+def test_glibc_for_a_windows_lock_is_refused(tmp_path: Path) -> None:
+    win = dataclasses.replace(A100_311, platform="win_amd64")
+    lock = _lock(tmp_path, win, ("torch", "2.9.0+cu126"), request=["torch"], driver="580.65.06")
+    got = CliRunner().invoke(main, ["check-upgrade", "torch==2.10.0", "--lock", str(lock), "--glibc", "2.35"])
+    assert got.exit_code == 2 and got.stdout == "", got.output
+    assert "--glibc 2.35: the target is win_amd64; glibc applies to Linux targets only" in got.stderr
+

@@ -73,9 +73,10 @@ def test_find_links_file_skips_dead_index(tmp_path: Path, monkeypatch: pytest.Mo
     assert out.unreachable == frozenset({TORCH.index_url})
 
 
-def test_file_indexes_are_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_indexes_are_not_probed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a folder that is there (one that is not is refused: tests/e2e/test_dead_hosts.py)
     monkeypatch.setattr(requests, "head", lambda *a, **k: pytest.fail("probed"))
-    install.check_reachable([Step("install", "t", "t==1", index_url="file:///srv/simple")], Sources())
+    install.check_reachable([Step("install", "t", "t==1", index_url=tmp_path.as_uri())], Sources())
 
 
 @contextmanager
@@ -111,7 +112,8 @@ def test_a_dead_loopback_mirror_is_named_at_once() -> None:
     dead = f"http://127.0.0.1:{_closed_port()}/whl/cpu"
     with pytest.raises(install.SourceUnreachable) as info:
         install.check_reachable([Step("install", "t", "t==1", index_url=dead)], Sources())
-    assert str(info.value).startswith(f"{dead} is not reachable (needed for t==1); on a connected machine")
+    assert str(info.value).startswith(f"{dead} is not reachable (needed for t==1); {dead.split('/whl')[0]} is on "
+                                      "this machine and does not answer: start its server, or fix the URL")
 
 
 def test_each_host_used_is_probed_once_and_a_host_not_used_never(tmp_path: Path) -> None:
@@ -189,11 +191,16 @@ def test_uv_gets_the_planned_index_first_and_best_match() -> None:
     pip_style = ["--index-url", "https://download.pytorch.org/whl/cu121", "--extra-index-url",
                  "https://pypi.org/simple", "--find-links", "/w"]
     assert installers.uv_source_args(pip_style) == [
-        "--index", "https://download.pytorch.org/whl/cu121", "--default-index", "https://pypi.org/simple",
-        "--index-strategy", "unsafe-best-match", "--find-links", "/w"]
+        "--index", "https://download.pytorch.org/whl/cu121", "--index", "https://pypi.org/simple",
+        "--default-index", "https://pypi.org/simple", "--index-strategy", "unsafe-best-match", "--find-links", "/w"]
     assert installers.uv_source_args(["--index-url", "https://pypi.org/simple"]) == [
-        "--default-index", "https://pypi.org/simple"]
+        "--index", "https://pypi.org/simple", "--default-index", "https://pypi.org/simple"]
     assert installers.uv_source_args(["--no-index", "--find-links", "/w"]) == ["--no-index", "--find-links", "/w"]
+    # the user's UV_INDEX, which uv drops when the command line names --index: after the plan's, the default kept
+    assert installers.uv_source_args(["--index-url", "https://m.example/simple"], ["https://u.example/simple"]) == [
+        "--index", "https://m.example/simple", "--index", "https://u.example/simple",
+        "--default-index", "https://m.example/simple", "--index-strategy", "unsafe-best-match"]
+    assert installers.uv_source_args(["--no-index"], ["https://u.example/simple"]) == ["--no-index"]
 
 
 def test_exact_requirement_adds_the_index_label() -> None:

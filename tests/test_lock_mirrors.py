@@ -401,3 +401,28 @@ def test_a_cache_folder_in_the_way_is_one_line_naming_it(mirrors: Mirrors, tmp_p
                            "--torch-index-url", mirrors.torch], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert named in done.stderr and "Traceback" not in done.stderr and done.stdout == "", done.stderr
+
+
+def test_a_lock_says_its_dependencies_were_resolved_for_python_x_y_0(tmp_path: Path) -> None:
+    # The target's patch release is not known (--python 3.11): uv resolves as on 3.11.0, so filelock 3.17.0
+    # (Requires-Python >=3.11.4, which a 3.11.7 host could run) is held back for 3.16.1. The lock says so.
+    wheels = tmp_path / "wheels"
+    torch = fakewheels.fake_torch(wheels, "2.13.0+cpu", cuda=None, requires=["filelock"])
+    old = fakewheels.make_wheel(wheels, "filelock", "3.16.1")
+    new = fakewheels.make_wheel(wheels, "filelock", "3.17.0", requires_python=">=3.11.4")
+    fakewheels.write_flat_index(tmp_path / "torch" / "cpu", [torch])
+    fakewheels.write_index(tmp_path / "pypi", [old, new])
+    mirrors = ["--torch-index-url", (tmp_path / "torch").as_uri(), "--index-url", (tmp_path / "pypi" / "simple").as_uri()]
+    note = ("Python 3.11 taken as 3.11.0 for the dependencies (the target's patch release is not known; uv and pip "
+            "resolve --python-version 3.11 as 3.11.0): one whose Requires-Python or marker needs a later 3.11.x is "
+            "held back or left out")
+    out = tmp_path / "pylock.toml"
+    result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", *mirrors, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    locked = loads(out.read_text())
+    assert {p.name: p.version for p in locked.packages} == {"torch": "2.13.0+cpu", "filelock": "3.16.1"}
+    assert note in locked.notes, locked.notes
+    # --no-deps resolves nothing: no such note
+    result = CliRunner().invoke(main, ["lock", *TARGET, "torch==2.13.0", "--no-deps", *mirrors, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not [n for n in loads(out.read_text()).notes if "taken as 3.11.0" in n]

@@ -68,9 +68,9 @@ def test_install_dry_run_and_recover_print_through_render_uncut(tmp_path: Path) 
     out = _piped("install", "--dry-run", "--installer", "pip", "--plan", str(plan_file))
     shell = [line for line in out.splitlines() if not line.startswith("#")]
     # exact in a pipe (docs/input.md: `install --dry-run | sh`), the password in the command's environment only
-    assert any("torch==2.11.0+cu130" in line and line.startswith("PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_INDEX_URL="
-               "https://user:s3cret@mirror.example/whl/cu130 ") and "s3cret" not in line.split(" -m pip ", 1)[-1]
-               for line in shell), out
+    assert any("torch==2.11.0+cu130" in line and line.startswith("PIP_DISABLE_PIP_VERSION_CHECK=1 ")
+               and " PIP_INDEX_URL=https://user:s3cret@mirror.example/whl/cu130 " in line.split(" -m pip ", 1)[0]
+               and "s3cret" not in line.split(" -m pip ", 1)[-1] for line in shell), out
     assert "…" not in out
     assert max(len(line) for line in shell) > 80  # one command per line, not wrapped at 80 columns
     recovered = _piped("recover")

@@ -246,3 +246,47 @@ def test_marker_names_are_the_variables_a_marker_reads(marker: str, names: set[s
     from resolver.request import marker_names
 
     assert marker_names(Marker(marker)) == names
+
+
+def test_nested_requirement_files_are_read_as_pip_reads_them(tmp_path: Path) -> None:
+    """A ``-r FILE`` line (also ``--requirement=FILE``, ``-rFILE``) reads FILE relative to the file naming it, as pip
+    does; real projects nest them (requirements/dev.txt -> base.txt). It used to be refused as an option line."""
+    (tmp_path / "reqs").mkdir()
+    (tmp_path / "reqs" / "base.txt").write_text("torch<2.12\n")
+    top = tmp_path / "requirements.txt"
+    top.write_text("-r reqs/base.txt\nxformers\n")
+    plan = _plan("--gpu", "A100", "--driver", "550", "-r", str(top))
+    assert [(p["name"], p["version"]) for p in plan["packages"]] == [  # type: ignore[attr-defined]
+        ("torch", "2.11.0+cu128"), ("xformers", "0.0.35")]
+    for spelling in ("--requirement=reqs/base.txt", "--requirement reqs/base.txt", "-rreqs/base.txt"):
+        top.write_text(spelling + "\n")
+        assert _names(_plan("--gpu", "A100", "--driver", "550", "-r", str(top))) == ["torch"]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("-c cons.txt", "option line '-c cons.txt' is not supported; constraints files are not read; pin the packages in "
+                    "the requirements instead (name==version)"),
+    ("-e ./src", "option line '-e ./src' is not supported; editable installs are not planned; install it after the "
+                 "stack (`pip install -e PATH`)"),
+    ("--extra-index-url https://example.org/simple", "option line '--extra-index-url https://example.org/simple' is "
+     "not supported; pass your PyPI mirror on the command line: --index-url URL"),
+    ("--index-url=https://example.org/simple", "option line '--index-url=https://example.org/simple' is not "
+     "supported; pass the index on the command line: --index-url URL"),
+    ("--pre", "option line '--pre' is not supported; list requirements only"),
+])
+def test_an_option_line_names_what_to_do_instead(line: str, message: str, tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"torch\n{line}\n")
+    _refused(["plan", "--gpu", "A100", "-r", str(req)], f"-r {req}: {message}", tmp_path)
+
+
+def test_a_nested_file_that_is_missing_or_loops_is_bad_input(tmp_path: Path) -> None:
+    top = tmp_path / "requirements.txt"
+    top.write_text("-r missing.txt\n")
+    _refused(["plan", "--gpu", "A100", "-r", str(top)], f"-r {top}: -r missing.txt: cannot read it (No such file or "
+             "directory); pass a requirements file", tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "loop.txt").write_text("-r ../requirements.txt\n")
+    top.write_text("torch\n-r sub/loop.txt\n")
+    _refused(["plan", "--gpu", "A100", "-r", str(top)], f"-r {top}: -r sub/loop.txt: -r ../requirements.txt: "
+             "includes itself", tmp_path)

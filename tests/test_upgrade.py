@@ -27,7 +27,8 @@ def installed(case: dict[str, Any]) -> Installed:
     t = case["target"]
     gpus = tuple(Gpu(g["name"], ComputeCapability.parse(g["compute_capability"])) for g in t.get("gpus", []))
     target = Target(gpus=gpus, python=t["python"], platform=t.get("platform", "linux_x86_64"),
-                    driver=parse_driver(t["driver"]) if t.get("driver") else None)
+                    driver=parse_driver(t["driver"]) if t.get("driver") else None,
+                    glibc=Version(t["glibc"]) if t.get("glibc") else None)
     return Installed(target, dict(case["current"]), dict(case.get("built_for_torch", {})),
                      frozenset(case.get("source_built", [])))
 
@@ -55,6 +56,16 @@ def test_upgrade_case(path: Path) -> None:
         assert {k: report.nearest[k] for k in nearest} == nearest
         again = check_upgrade(current, report.nearest, matrix)
         assert again.verdict == "safe", [f.reason for f in again.findings]
+    rebuild = expect.get("nearest_rebuild")  # the nearest set that works once rebuilt, where no safe set is
+    if rebuild is None:
+        assert report.rebuild is None
+    else:
+        assert report.nearest is None and report.rebuild is not None
+        assert {k: report.rebuild[k] for k in rebuild} == rebuild, report.rebuild
+        again = check_upgrade(current, report.rebuild, matrix, original=case.get("original", []),
+                              profiles=case.get("profiles", []), requirements=case["requirements"])
+        assert again.verdict == "needs-rebuild", [f.reason for f in again.findings]
+        assert {f.reason for f in again.findings} == {f.reason for f in report.rebuild_findings}
 
 
 def test_there_are_upgrade_cases() -> None:

@@ -453,6 +453,13 @@ def marker_environment() -> Dict[str, str]:
         return {str(k): str(v) for k, v in dict(default_environment()).items()}
     except Exception:  # absent, or too old or broken to import: PEP 508's own definitions, as packaging's
         pass
+    return pep508_environment()
+
+
+def pep508_environment() -> Dict[str, str]:
+    """Return this interpreter's PEP 508 marker environment from the standard library, computed as packaging's
+    ``default_environment`` computes it (the ``installed`` reading takes this: importing packaging in the child
+    would cost more than its whole reading)."""
     import platform
 
     info = sys.implementation.version
@@ -519,8 +526,8 @@ def read_site(site_dirs: Optional[List[str]] = None) -> Dict[str, Any]:
 def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List[str]] = None,
                     site: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Return the ``installed`` facts: each distribution with its origin and metadata folder, a killed pip's debris,
-    the site-packages listing, what its ``.pth`` files add to sys.path, sys.path and torch's ``version.py`` (read as
-    text: nothing is imported).
+    the site-packages listing, what its ``.pth`` files add to sys.path, sys.path, torch's ``version.py`` (read as
+    text: nothing is imported) and the interpreter's PEP 508 marker environment.
 
     gpustack itself calls it again after an install step with the ``search`` path and ``site_dirs`` a child reported
     (``resolver.target.read_again``): the same reading of the same folders, without the child, while the ``.pth``
@@ -530,7 +537,7 @@ def probe_installed(search: Optional[List[str]] = None, site_dirs: Optional[List
     paths: Dict[str, str] = {}
     out.update(dists=installed_dists(paths, search), dist_paths=paths, torch_version_py=torch_version_py(search))
     if search is None:
-        out.update(identity(), sys_path=list(sys.path), has_pip=has_pip())
+        out.update(identity(), sys_path=list(sys.path), has_pip=has_pip(), markers=pep508_environment())
     return out
 
 
