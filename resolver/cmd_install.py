@@ -24,7 +24,7 @@ from resolver.errors import BadInput, GpuStackError
 from resolver.inputs import check_argument, check_new_folder, read_text
 from resolver.install import (Command, Installer, Sources, choose_backend, commands, execute, restore_args,
                               target_mismatch)
-from resolver.installers import mirrors as mirrors_of, user_index_note, with_mirrors
+from resolver.installers import ignored_settings_note, mirrors as mirrors_of, user_index_note, with_mirrors
 from resolver.models import Plan
 from resolver.options import mirror_options, target_options
 from resolver.pipeline import PlanOptions, plan_for, read_request
@@ -210,9 +210,9 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
         _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources, exact)
         return None
     plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
-    said = user_index_note()
-    if said:
-        reporter.message(said)
+    for said in (user_index_note(), ignored_settings_note()):
+        if said:
+            reporter.message(said)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create
                      and backend == "pip" else None)
     if dry_run:

@@ -300,6 +300,24 @@ def _torch_build_reasons(target: Target, matrix: Matrix, request: Request) -> tu
                                     update, driver_floor=update.target["driver"], cuda_major=needed.major))
         reasons.append(refusal("torch", str(spec or ""), "driver", "{problem}; torch{spec} for these GPUs needs CUDA >= {cuda}",
                                alts[-1] if alts else None, **driver_facts))
+    elif request.verified_only and runnable and all(o.unverified or o.assumptions for o in runnable):
+        # every build that runs here rests on a fact upstream did not confirm, and --verified-only refuses those
+        unsure = list(dict.fromkeys(u for o in runnable for u in (*o.unverified, *o.assumptions)))
+        verified = [o for o in every_build() if not (o.unverified or o.assumptions) and not coverage(o.arch, target)[0]
+                    and _driver_runs(target, o.cuda, matrix)]
+        ok = next((o for o in verified[:24] if solves(target, matrix, request, _pin(o.release.version, o.tag))), None)
+        alt = None
+        if ok is not None:
+            alt = alternative("torch=={version}: the newest torch build on verified facts that runs on these GPUs and "
+                              "driver (ask for it instead)", _pin(ok.release.version, ok.tag), version=ok.version)
+            alts.append(alt)
+        from resolver.solve import feasible
+
+        unrefused = feasible(target, matrix, dataclasses.replace(request, verified_only=False))
+        reasons.append(refusal("torch", asked, "unverified", "every torch{spec} build that runs here relies on an "
+                               "unverified fact, which --verified-only refuses" +
+                               (" (without it the plan takes it)" if unrefused else "") + ": {facts}",
+                               alt, spec=asked, facts="; ".join(unsure)))
     return reasons, alts
 
 
@@ -311,8 +329,7 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
     spec = str(request.flash_attn)
     releases = [f for f in matrix.flash_attn if spec_allows(request.flash_attn, f.version)]
     if not releases:
-        return [refusal("flash-attn", spec, "no_release", "flash-attn{spec} matches no flash-attn 2 release gpustack knows",
-                        spec=spec)], []
+        return _unknown_release("flash-attn", target, matrix, request)
     low = [cc for cc in target.capabilities if cc < releases[0].min_cc]
     # xformers instead of flash-attn: offered only when the request with xformers (its bound, if any) solves here.
     instead = Change(request={"flash_attn": None, "xformers": str(request.xformers or "")})
@@ -336,6 +353,23 @@ def _flash_reasons(target: Target, matrix: Matrix, request: Request) -> tuple[li
         if newer is not None and newer not in alts:
             alts.append(newer)
     return reasons, alts
+
+
+def _unknown_release(name: str, target: Target, matrix: Matrix,
+                     request: Request) -> tuple[list[Refusal], list[Alternative]]:
+    """The bound on a companion (xformers, flash-attn) matches no release gpustack knows: name the releases it knows
+    and where they are listed, and, when the whole request solves with any of them, that move (the bound lifted)."""
+    attr = dict(_COMPANIONS)[name]
+    rows = matrix.xformers if name == "xformers" else matrix.flash_attn
+    spec = str(getattr(request, attr))
+    known = f"{rows[-1].version}–{rows[0].version}"
+    what = "flash-attn 2 release" if name == "flash-attn" else "xformers release"
+    every = Change(request={attr: ""})
+    alt = alternative("{name} without a version bound plans here (gpustack knows {known}): ask for {name}", every,
+                      name=name, known=known) if solves(target, matrix, request, every) else None
+    return [refusal(name, spec, "no_release", "{name}{spec} matches no {what} gpustack knows ({known}; `gpustack "
+                    "matrix show {name}` lists them)", alt, name=name, spec=spec, what=what, known=known)], \
+        [alt] if alt else []
 
 
 def _flash_runs_on(target: Target, matrix: Matrix, request: Request,
@@ -374,8 +408,7 @@ def _xformers_reasons(target: Target, matrix: Matrix, request: Request) -> tuple
     if "xformers.components" in request.needs:
         releases = [x for x in releases if x.has_components]
     if not releases:
-        return [refusal("xformers", str(request.xformers), "no_release",
-                        "xformers{spec} matches no xformers release gpustack knows", spec=request.xformers)], []
+        return _unknown_release("xformers", target, matrix, request)
     pins = [x for x in releases if any(spec_allows(request.torch, t.version) and spec_allows(x.torch, t.version) for t in matrix.torch)]
     source_ok = [x for x in releases if any(spec_allows(request.torch, t.version) and xformers_off_pin_ok(x, t.version) for t in matrix.torch)]
     if not pins and not source_ok:
@@ -523,6 +556,15 @@ def explain_failure(target: Target, matrix: Matrix, request: Request) -> tuple[l
             found = [f for f in found if f.package in binding] or found
             if all(f.kind in ("torch_pin", "unverified") for f in found):  # a version conflict: move one of them
                 alts += moves
+            # a companion no asked release of which serves these GPUs (every row about it is about the GPUs'
+            # compute capability, not a toolkit or a pin that another choice could meet): the rest solves without it
+            gpu_bound = {f.package for f in found} - {f.package for f in found if f.kind != "compute_capability"}
+            for name in sorted(gpu_bound & binding):
+                attr = dict(_COMPANIONS)[name]
+                alts.append(alternative("the rest of the request plans without {name} on {gpus} (drop {name}{asked} "
+                                        "from the request)", Change(request={attr: None}), name=name,
+                                        asked=getattr(request, attr),
+                                        gpus=", ".join(dict.fromkeys(g.name for g in target.gpus))))
         # A reason about the machine (nvcc, GPUs, platform) tells the user more than "X pins another torch".
         specific = [f for f in found if f.kind != "torch_pin"]
         shown = (specific or found)[:8]

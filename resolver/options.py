@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from resolver.models import DEFAULT_GLIBC, PLATFORMS
-from resolver.pipeline import PlanOptions
+from resolver.pipeline import PYPI_INDEX_VARIABLES, PlanOptions
 
 __all__ = ["target_options", "fleet_options", "mirror_options", "glibc_option", "insecure_index_option",
            "target_flags"]
@@ -40,6 +40,14 @@ def _collect(f: Callable[..., Any]) -> Callable[..., Any]:
 insecure_index_option = click.option(
     "--allow-insecure-index", is_flag=True,
     help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+
+# --index-url, read with the environment's mirror by ``PlanOptions.from_cli`` (``pipeline.pypi_index``): plan's target
+# options (plan, install, lock, dockerfile, download) and check-upgrade share it, so its help says the same true thing.
+index_url_option = click.option(
+    "--index-url", metavar="URL",
+    help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not solve itself "
+         "(numpy, diffusers ...) are checked against it, and install, lock, download and dockerfile take PyPI's files "
+         "from it (default: " + ", else ".join(f"${v}" for v in PYPI_INDEX_VARIABLES) + ", else pypi.org).")
 
 # --glibc, read by ``PlanOptions.from_cli`` (its ``glibc`` field): plan's target options and check-upgrade share it.
 glibc_option = click.option(
@@ -70,11 +78,7 @@ def target_options(f: F) -> F:
         click.option("--prefer-wheels", is_flag=True, help="Prefer an older torch with prebuilt wheels over source builds."),
         click.option("--upgrade", is_flag=True,
                      help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
-        click.option("--index-url", metavar="URL",
-                     help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not "
-                          "solve itself (numpy, diffusers ...) are checked against it, and install, lock and dockerfile "
-                          "take PyPI's files from it (default: $PIP_INDEX_URL, else $UV_DEFAULT_INDEX, else "
-                          "$UV_INDEX_URL, else pypi.org)."),
+        index_url_option,
         insecure_index_option,
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]

@@ -445,3 +445,48 @@ def test_a_cuda_build_on_a_cpu_target_names_the_next_step() -> None:
     assert ("  - torch==2.13.0+cu126 is a CUDA build: this target has no GPU, and a CPU target takes a +cpu build "
             "(--gpu NAME plans for a GPU machine)\n") in result.stdout
     assert "no combination of the requested packages fits" not in result.stdout
+
+
+def test_a_torch_only_unverified_builds_serve_names_the_fact_and_a_verified_build_that_plans() -> None:
+    """It said 'no combination of the requested packages fits this target' (kind other): no cause, no next step."""
+    args = ["--gpu", "RTX 5090", "--driver", "575.51.03", "--python", "3.12", "--verified-only"]
+    data = _refused(*args, "torch==2.7.0")
+    [row] = data["refusals"]  # type: ignore[misc]
+    assert row["kind"] == "unverified" and "torch 2.7.0+cu128: first release with Blackwell" in row["text"], row
+    assert "(without it the plan takes it)" in row["text"]
+    assert CliRunner().invoke(main, ["plan", *args[:-1], "torch==2.7.0"]).exit_code == 0  # as the text says
+    [alt] = data["alternatives"]  # type: ignore[misc]
+    assert alt == row["alternative"] and alt["change"]["request"] == {"torch": "==2.11.0", "torch_variant": "cu128"}
+    again = CliRunner().invoke(main, ["plan", "--json", *args, "torch==2.11.0+cu128"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["packages"][0]["version"] == "2.11.0+cu128"
+
+
+def test_a_companion_no_release_of_which_serves_the_gpu_offers_the_request_without_it() -> None:
+    """xformers 0.0.16 does not compile below sm_50: the K80 refusal named no next step."""
+    args = ["--gpu", "Tesla K80", "--driver", "470.82.01", "--python", "3.10", "--nvcc", "11.4", "torch==1.12.1"]
+    data = _refused(*args, "xformers==0.0.16")
+    [alt] = data["alternatives"]  # type: ignore[misc]
+    assert alt["text"] == "the rest of the request plans without xformers on Tesla K80 (drop xformers==0.0.16 from " \
+                          "the request)", alt
+    assert alt["change"] == {"target": {}, "request": {"xformers": None}}
+    again = CliRunner().invoke(main, ["plan", "--json", *args])
+    assert again.exit_code == 0 and json.loads(again.stdout)["packages"][0]["version"].startswith("1.12.1+"), again.output
+
+
+@pytest.mark.parametrize(("name", "known"), [("flash-attn", "2.0.0.post1–2.8.3.post2"), ("xformers", "0.0.16–0.0.35")])
+def test_a_companion_bound_no_known_release_meets_names_the_releases_and_a_move_that_plans(name: str, known: str) -> None:
+    """'xformers==9 matches no xformers release gpustack knows' named no next step."""
+    args = ["--gpu", "H100", "--driver", "580.65.06", "--python", "3.12"]
+    data = _refused(*args, f"{name}==9")
+    [row] = data["refusals"]  # type: ignore[misc]
+    assert row["kind"] == "no_release" and row["text"].endswith(
+        f"gpustack knows ({known}; `gpustack matrix show {name}` lists them)"), row
+    assert CliRunner().invoke(main, ["matrix", "show", name]).exit_code == 0  # the command it names works
+    [alt] = data["alternatives"]  # type: ignore[misc]
+    assert alt == row["alternative"] and alt["change"]["request"] == {name.replace("-", "_"): ""}, alt
+    again = CliRunner().invoke(main, ["plan", "--json", *args, name])
+    assert again.exit_code == 0 and name in [p["name"] for p in json.loads(again.stdout)["packages"]], again.output
+    if name == "flash-attn":  # where no release would serve (a K80), the reason still names where they are listed
+        old = _refused("--gpu", "K80", "--driver", "470.82.01", "--python", "3.10", f"{name}==9")
+        assert old["alternatives"] == [] and "`gpustack matrix show" in old["reasons"][0]  # type: ignore[index]
