@@ -97,16 +97,20 @@ class CompletedText:
 _NO_PROMPTS = {"GIT_TERMINAL_PROMPT": "0"}
 
 
-def _merged_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    """Return a child's environment: this process's, with no prompts (``_NO_PROMPTS``), plus ``env``."""
+def _merged_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """Return a child's environment: this process's, with no prompts (``_NO_PROMPTS``), plus ``env`` (a ``None``
+    value removes the variable: ``installers.IGNORED_SETTINGS``)."""
     merged = dict(os.environ)
     merged.update(_NO_PROMPTS)
-    if env:
-        merged.update(env)
+    for key, value in (env or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
     return merged
 
 
-def _child(argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], dict[str, str]]:
+def _child(argv: Sequence[str], env: Mapping[str, str | None] | None) -> tuple[list[str], dict[str, str]]:
     """Return the argv and environment a child starts with: a pip or uv index URL with credentials goes in its
     environment, not in its argv, which every local user can read (``redact.secrets_to_env``)."""
     from resolver.redact import secrets_to_env
@@ -118,7 +122,7 @@ def _child(argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str
 def run(
     argv: Sequence[str],
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     cwd: str | None = None,
     timeout: float | None = None,
     check: bool = True,
@@ -158,7 +162,7 @@ def run(
     return CompletedText(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
-def try_run(argv: Sequence[str], *, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> CompletedText | None:
+def try_run(argv: Sequence[str], *, timeout: float = 10.0, env: Mapping[str, str | None] | None = None) -> CompletedText | None:
     """Return the command's output, or ``None`` when the program is missing, times out or fails."""
     try:
         done = run(argv, timeout=timeout, check=False, env=env)
@@ -172,7 +176,7 @@ def try_run(argv: Sequence[str], *, timeout: float = 10.0, env: Mapping[str, str
 
 
 def popen(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    argv: Sequence[str], *, env: Mapping[str, str | None] | None = None, cwd: str | None = None
 ) -> subprocess.Popen[str]:
     """Return a running process whose merged stdout/stderr can be streamed line by line (builds, installs)."""
     log.debug("popen: %s", " ".join(argv))
@@ -196,7 +200,7 @@ def stream(
     argv: Sequence[str],
     on_line: Callable[[str], None],
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     cwd: str | None = None,
 ) -> int:
     """Return the exit code of ``argv`` after passing each output line to ``on_line`` as it comes.

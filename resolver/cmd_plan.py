@@ -53,13 +53,14 @@ def plan(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> Non
 
 
 def _lines(lines: tuple[str, ...]) -> list[str]:
-    """Return the lines said above a plan: how the target was found, and the user's own extra index if any
-    (``installers.user_index_note``: install keeps it out of the planned packages' steps)."""
-    from resolver.installers import user_index_note
+    """Return the lines said above a plan: how the target was found, the user's own extra index if any
+    (``installers.user_index_note``: install keeps it out of the planned packages' steps) and the user's uv settings
+    that those steps ignore (``installers.ignored_settings_note``)."""
+    from resolver.installers import ignored_settings_note, user_index_note
     from resolver.redact import redact
 
-    note = user_index_note()
-    return [*lines, redact(note)] if note else list(lines)
+    notes = [redact(n) for n in (user_index_note(), ignored_settings_note()) if n]
+    return [*lines, *notes]
 
 
 def _plan_per_class(requirements: tuple[str, ...], as_json: bool, opts: PlanOptions) -> None:

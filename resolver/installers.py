@@ -26,7 +26,8 @@ __all__ = ["Backend", "Installer", "Sources", "Command", "SourceUnreachable", "c
            "source_args", "answers", "origin", "silent_hosts", "check_reachable", "refuse_unreachable",
            "on_this_machine", "mirrors", "constraints_path", "pip_argv",
            "uv_source_args", "index_variant", "with_mirrors", "torch_mirror", "pypi_mirror",
-           "PLANNED_ONLY", "installs_planned", "user_indexes", "user_index_note"]
+           "PLANNED_ONLY", "installs_planned", "user_indexes", "user_index_note", "IGNORED_SETTINGS",
+           "ignored_settings_note"]
 
 log = Logger("gpustack.install")
 
@@ -65,16 +66,17 @@ def choose_backend(requested: str) -> Backend:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One child process of a run: its argv, the environment it adds, and the package it is for."""
+    """One child process of a run: its argv, the environment it adds (``None``: a variable removed), and the package
+    it is for."""
 
     argv: list[str]
-    env: dict[str, str]
+    env: dict[str, str | None]
     package: str
     kind: str = "install"
     note: str = ""
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (path, lines) the run writes before it starts (constraints)
 
-    def started(self) -> tuple[list[str], dict[str, str]]:
+    def started(self) -> tuple[list[str], dict[str, str | None]]:
         """Return the argv and added environment the child is started with: index URLs with credentials in its
         environment, not in its argv (``redact.secrets_to_env``, as ``_subprocess`` starts every child)."""
         from resolver.redact import secrets_to_env
@@ -98,7 +100,9 @@ class Command:
     def shell(self) -> str:
         """Return the command as one shell line, environment first (credentials there, never in the argv)."""
         argv, env = self.started()
-        said = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+        said = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if v is not None)
+        unset = [k for k, v in sorted(env.items()) if v is None]
+        said = " ".join(["env", *(f"-u {k}" for k in unset), *([said] if said else [])]) if unset else said
         return (said + " " if said else "") + shlex.join(argv)
 
 
@@ -368,10 +372,14 @@ class Installer:
         self._uv: str | None = None
         self.env = {"PYTHONUNBUFFERED": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
-    def env_for(self, step: Step, plan: Plan) -> dict[str, str]:
+    def env_for(self, step: Step, plan: Plan) -> dict[str, str | None]:
         """Return the environment ``step``'s installer runs with: ``env``, plus, for a step that installs a planned
-        package (``installs_planned``), what keeps the user's own extra indexes out of it (``PLANNED_ONLY``)."""
-        return {**self.env, **PLANNED_ONLY[self.backend]} if installs_planned(step, plan) else dict(self.env)
+        package (``installs_planned``), what keeps the user's own extra indexes out of it (``PLANNED_ONLY``) and,
+        for uv, the user's ``IGNORED_SETTINGS`` removed (``None``)."""
+        if not installs_planned(step, plan):
+            return dict(self.env)
+        unset: dict[str, str | None] = {v: None for v in IGNORED_SETTINGS if self.backend == "uv" and v in os.environ}
+        return {**self.env, **PLANNED_ONLY[self.backend], **unset}
 
     @property
     def pip(self) -> list[str]:
@@ -433,11 +441,21 @@ class Installer:
 # beside them by pip and uv alike, and holding the same version (torch 2.1.0+cu121), or a higher one for a PyPI pin
 # (2.1.0+cu118 matches torch==2.1.0), its file wins there (tests/e2e/test_user_extra_index.py). pip ignores an empty
 # value but takes a blank one as "no extra index", over its config files; uv takes an empty value as none. uv's own
-# config files' indexes rank below the command line's and stay.
+# config files' indexes rank below the command line's and stay. uv settings that would pick another file than the
+# planned one are removed from the step's environment too (``IGNORED_SETTINGS``).
 PLANNED_ONLY: dict[Backend, dict[str, str]] = {
     "pip": {"PIP_EXTRA_INDEX_URL": " "},
     "uv": {"UV_EXTRA_INDEX_URL": "", "UV_INDEX": ""},
 }
+
+# uv's settings, read from the environment, that change which file a planned step installs (``uv help pip install``):
+# ``UV_TORCH_BACKEND`` makes uv ignore the command line's indexes for torch, torchvision ... and fetch them from
+# download.pytorch.org/whl/<backend>; ``UV_INDEX_STRATEGY=unsafe-best-match`` lets a higher local build on an index of
+# uv.toml outbid the planned one (gpustack sets the strategy itself where a step has several indexes). A planned
+# step runs without them (uv refuses an empty value of either: they are removed, ``None`` in ``Installer.env_for``);
+# plan and install say so once (``ignored_settings_note``).
+IGNORED_SETTINGS = {"UV_TORCH_BACKEND": "the plan chose torch's build and its index",
+                    "UV_INDEX_STRATEGY": "the plan chose each planned package's index"}
 
 # The environment variables through which a user gives pip or uv extra indexes (``user_indexes``).
 _USER_INDEX_VARIABLES = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX")
@@ -475,6 +493,15 @@ def user_index_note(environ: Mapping[str, str] | None = None) -> str | None:
     named = ", ".join(f"{url} (${var})" for var, url in found)
     return (f"your extra index {named} is in use for pass-through requirements and their dependencies; the planned "
             f"packages (torch and what is built for it) install from their planned indexes only")
+
+
+def ignored_settings_note(environ: Mapping[str, str] | None = None) -> str | None:
+    """Return the one line plan and install say when the user set one of ``IGNORED_SETTINGS``, else ``None``."""
+    env = os.environ if environ is None else environ
+    found = [f"{var}={env[var]} ({why})" for var, why in IGNORED_SETTINGS.items() if env.get(var, "").strip()]
+    if not found:
+        return None
+    return f"ignored for the planned packages' steps: {'; '.join(found)}"
 
 
 def uv_source_args(source: Sequence[str], also: Sequence[str] = ()) -> list[str]:
