@@ -13,7 +13,7 @@ import click
 
 from resolver.errors import BadInput, NoCompatibleStack
 from resolver.gpus import lookup_gpu
-from resolver.options import glibc_option, insecure_index_option
+from resolver.options import glibc_option, index_url_option, insecure_index_option
 from resolver.pipeline import parse_driver_option
 
 __all__ = ["check_upgrade"]
@@ -125,9 +125,7 @@ def _index(names: list[str], index_url: str | None) -> Any:
 @glibc_option
 @click.option("--profile", "profiles", multiple=True, metavar="NAME",
               help="What the set serves (audiocraft, fairseq, ...): its requirements and needs join the request checked.")
-@click.option("--index-url", metavar="URL",
-              help="Index the requirements gpustack does not solve itself (numpy, ...) are checked on, as plan checks "
-                   "them (a simple-API URL, https or file://; default: pypi.org).")
+@index_url_option
 @insecure_index_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_upgrade(requirements: tuple[str, ...], lock_file: str | None, python_exe: str | None, driver: str | None,

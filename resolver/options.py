@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from resolver.models import DEFAULT_GLIBC, PLATFORMS
-from resolver.pipeline import PlanOptions
+from resolver.pipeline import PYPI_INDEX_VARIABLES, PlanOptions
 
-__all__ = ["target_options", "fleet_options", "mirror_options", "glibc_option", "insecure_index_option"]
+__all__ = ["target_options", "fleet_options", "mirror_options", "glibc_option", "insecure_index_option",
+           "target_flags"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +40,14 @@ def _collect(f: Callable[..., Any]) -> Callable[..., Any]:
 insecure_index_option = click.option(
     "--allow-insecure-index", is_flag=True,
     help="Accept plain http:// indexes that are not on this machine (anyone on the path can swap files).")
+
+# --index-url, read with the environment's mirror by ``PlanOptions.from_cli`` (``pipeline.pypi_index``): plan's target
+# options (plan, install, lock, dockerfile, download) and check-upgrade share it, so its help says the same true thing.
+index_url_option = click.option(
+    "--index-url", metavar="URL",
+    help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not solve itself "
+         "(numpy, diffusers ...) are checked against it, and install, lock, download and dockerfile take PyPI's files "
+         "from it (default: " + ", else ".join(f"${v}" for v in PYPI_INDEX_VARIABLES) + ", else pypi.org).")
 
 # --glibc, read by ``PlanOptions.from_cli`` (its ``glibc`` field): plan's target options and check-upgrade share it.
 glibc_option = click.option(
@@ -69,11 +78,7 @@ def target_options(f: F) -> F:
         click.option("--prefer-wheels", is_flag=True, help="Prefer an older torch with prebuilt wheels over source builds."),
         click.option("--upgrade", is_flag=True,
                      help="Plan the newest torch that fits even when the installed one would do (default: keep it)."),
-        click.option("--index-url", metavar="URL",
-                     help="Your PyPI or its mirror (a simple-API URL, https or file://): requirements gpustack does not "
-                          "solve itself (numpy, diffusers ...) are checked against it, and install, lock and dockerfile "
-                          "take PyPI's files from it (default: $PIP_INDEX_URL, else $UV_DEFAULT_INDEX, else "
-                          "$UV_INDEX_URL, else pypi.org)."),
+        index_url_option,
         insecure_index_option,
         click.option("--matrix-dir", type=click.Path(file_okay=False), hidden=True, help="Read matrices from DIR."),
     ]
@@ -103,3 +108,28 @@ def mirror_options(f: F) -> F:
                      help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also "
                           "$GPUSTACK_TORCH_INDEX_URL.")(f)
     return f
+
+
+def target_flags(opts: PlanOptions, with_deps: bool = True) -> str:
+    """Return the target and planning options of ``opts`` as the command line says them (``--gpu 'NVIDIA H100'
+    --driver ... --prefer-wheels``): what a re-lock is for, and what ``download`` tells the target's install."""
+    from resolver.models import format_driver
+
+    parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
+    if opts.fleet_record is not None:  # each class of the recorded fleet, for its own driver
+        classes = opts.fleet_record["classes"]
+        parts.append(f"the fleet it was locked for ({len(classes)} class{'es' if len(classes) != 1 else ''}: "
+                     + ", ".join(f"{c['name']} driver {c.get('driver') or 'as --driver'}" for c in classes) + ")")
+    if opts.driver is not None:
+        parts.append(f"--driver {format_driver(opts.driver)}")
+    if opts.python_version:
+        parts.append(f"--python {opts.python_version}")
+    if opts.platform_tag:
+        parts.append(f"--platform {opts.platform_tag}")
+    if opts.glibc is not None:
+        parts.append(f"--glibc {opts.glibc}")
+    if opts.nvcc is not None:
+        parts.append(f"--nvcc {opts.nvcc}")
+    parts += [flag for flag, on in (("--verified-only", opts.verified_only), ("--prefer-wheels", opts.prefer_wheels),
+                                    ("--upgrade", opts.upgrade), ("--no-deps", not with_deps)) if on]
+    return " ".join(parts)

@@ -72,3 +72,15 @@ def test_a_bad_index_url_has_one_wording_whichever_option_gave_it(url: str) -> N
     assert pypi == f"gpustack: --index-url {url}: not an index URL; pass https://host/path (or file:///folder)"
     assert torch == pypi.replace("--index-url", "--torch-index-url")
     assert _refused([*COMMANDS["plan"], "--index-url", url]) == pypi
+
+
+def test_every_commands_index_url_help_is_one_true_text() -> None:
+    # check-upgrade said "default: pypi.org" while it reads $PIP_INDEX_URL ... as every other command does
+    # (test_every_command_refuses_a_plain_http_mirror_from_the_environment)
+    helps = {}
+    for command in COMMANDS:
+        out = CliRunner().invoke(main, [command, "--help"], terminal_width=1000)
+        assert out.exit_code == 0, out.output
+        helps[command] = " ".join(next(line for line in out.output.splitlines() if "--index-url URL" in line).split())
+    assert len(set(helps.values())) == 1, helps
+    assert "(default: $PIP_INDEX_URL, else $UV_DEFAULT_INDEX, else $UV_INDEX_URL, else pypi.org)" in helps["plan"]
