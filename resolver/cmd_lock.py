@@ -16,7 +16,7 @@ from resolver.cli import skip_final_collection
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, CommandFailed
 from resolver.models import PYPI_SIMPLE, Plan, parse_glibc
-from resolver.options import fleet_options, mirror_options, target_options
+from resolver.options import fleet_options, mirror_options, target_flags, target_options
 from resolver.pipeline import Context, PlanOptions, fresh_plan_for, parse_driver_option
 
 if TYPE_CHECKING:
@@ -135,31 +135,6 @@ def _fleet_record(ctx: Context, opts: PlanOptions) -> dict[str, Any] | None:
     return ctx.fleet.record() | {k: v for k, v in given.items() if v is not None}
 
 
-def _described(opts: PlanOptions, with_deps: bool = True) -> str:
-    """Return the target and options a re-lock is for, as the command line says them (``--gpu 'NVIDIA H100'
-    --driver ... --prefer-wheels``)."""
-    from resolver.models import format_driver
-
-    parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
-    if opts.fleet_record is not None:  # each class of the recorded fleet, for its own driver
-        classes = opts.fleet_record["classes"]
-        parts.append(f"the fleet it was locked for ({len(classes)} class{'es' if len(classes) != 1 else ''}: "
-                     + ", ".join(f"{c['name']} driver {c.get('driver') or 'as --driver'}" for c in classes) + ")")
-    if opts.driver is not None:
-        parts.append(f"--driver {format_driver(opts.driver)}")
-    if opts.python_version:
-        parts.append(f"--python {opts.python_version}")
-    if opts.platform_tag:
-        parts.append(f"--platform {opts.platform_tag}")
-    if opts.glibc is not None:
-        parts.append(f"--glibc {opts.glibc}")
-    if opts.nvcc is not None:
-        parts.append(f"--nvcc {opts.nvcc}")
-    parts += [flag for flag, on in (("--verified-only", opts.verified_only), ("--prefer-wheels", opts.prefer_wheels),
-                                    ("--upgrade", opts.upgrade), ("--no-deps", not with_deps)) if on]
-    return " ".join(parts)
-
-
 @click.command("lock")
 @click.argument("requirements", nargs=-1, metavar="[REQ]...")
 @fleet_options
@@ -249,7 +224,7 @@ def _lock(requirements: tuple[str, ...], output: str, fmt: str, with_deps: bool 
         requirements = previous.request
         opts = replayed_options(previous, opts)
         with_deps = previous.deps if with_deps is None else with_deps
-        render.print_relocking(output, requirements, previous.profile, _described(opts, with_deps))
+        render.print_relocking(output, requirements, previous.profile, target_flags(opts, with_deps))
     with_deps = with_deps is not False
     plan, ctx = fresh_plan_for(requirements, opts)
     request = list(ctx.request.asked)  # the arguments and -r lines as solved (each file read once)

@@ -131,12 +131,41 @@ class Journal:
         """Return the backed-up distributions: name -> {"version", "files": [paths relative to the prefix]}."""
         return dict(self.data.get("backup", {}))
 
+    @property
+    def readable(self) -> bool:
+        """Whether the journal file could be read (as JSON, an object)."""
+        return "unreadable" not in self.data
+
     def describe(self) -> str:
-        """Return one line: when and what it was doing, and the step reached."""
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(self.data.get("started", 0))))
-        return (f"an unfinished gpustack transaction in {self.prefix} (started {started} by pid {self.data.get('pid')}"
-                f"{_pid_state(self.data.get('pid'))}, state {self.data.get('state', 'running')}, "
-                f"{self.data.get('step') or 'before its first step'})")
+        """Return one line: when and what it was doing, and the step reached, as far as the journal says (a journal
+        that cannot be read says only that: no start time, pid or step it does not hold)."""
+        d = self.data
+        if "unreadable" in d:
+            return f"an unfinished gpustack transaction in {self.prefix} whose journal {self.path} cannot be read " \
+                   f"({d['unreadable']})"
+        said = []
+        if isinstance(d.get("started"), (int, float)):
+            said.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(d["started"]))))
+        if isinstance(d.get("pid"), int):
+            said.append(f"by pid {d['pid']}{_pid_state(d['pid'])}")
+        said = [" ".join(said)] if said else []
+        said.append(f"state {d.get('state', 'running')}")
+        if d.get("step"):
+            said.append(str(d["step"]))
+        elif "snapshot" in d:  # a plan install records each step it starts; a lock install's one run records none
+            said.append("before its first step" if d.get("plan") else "installing a lock")
+        return f"an unfinished gpustack transaction in {self.prefix} ({', '.join(said)})"
+
+    def by_hand(self) -> str:
+        """Return what a person does where ``recover`` has nothing to restore from."""
+        return f"compare the environment with `pip freeze`, then remove {self.path}"
+
+    def next_step(self, python_exe: str) -> str:
+        """Return what finishes it: ``recover``, or, for a journal that cannot be read (recover has nothing to
+        restore from), comparing the environment by hand and removing the journal."""
+        if not self.readable:
+            return self.by_hand()
+        return f"run `{recover_command(python_exe)}`"
 
     def write(self) -> None:
         """Write the journal atomically (temporary file, fsync, rename, fsync of the folder). A journal whose
@@ -291,8 +320,8 @@ def pending(prefix: str) -> Journal | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        data = {"state": f"unreadable journal ({exc})"}
-    return Journal(prefix, data if isinstance(data, dict) else {})
+        data = {"unreadable": str(exc)}
+    return Journal(prefix, data if isinstance(data, dict) else {"unreadable": "not a JSON object"})
 
 
 def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *, command: str,
@@ -311,7 +340,7 @@ def begin(python_exe: str, prefix: str, snapshot: Mapping[str, Sequence[Any]], *
 
     old = pending(prefix)
     if old is not None:
-        raise JournalPending(f"{old.describe()}; run `{recover_command(python_exe)}` first")
+        raise JournalPending(f"{old.describe()}; {old.next_step(python_exe)} first")
     journal = Journal(prefix, {
         "version": 1, "pid": os.getpid(), "started": time.time(), "python_exe": python_exe, "command": command,
         "id": f"{os.getpid()}-{time.time_ns()}",
@@ -397,7 +426,7 @@ def notice(python_exe: str, echo: Any = None, *, prefix: str | None = None) -> J
     found = unfinished(prefix)
     if found is not None and prefix not in _noticed:
         _noticed.add(prefix)
-        line = f"gpustack: warning: {found.describe()}; its packages may be half changed: run " \
-               f"`{recover_command(python_exe)}`"
+        line = f"gpustack: warning: {found.describe()}; its packages may be half changed: " \
+               f"{found.next_step(python_exe)}"
         (echo or (lambda s: print(s, file=sys.stderr)))(line)
     return found

@@ -18,7 +18,8 @@ import click
 from resolver.models import DEFAULT_GLIBC, PLATFORMS
 from resolver.pipeline import PYPI_INDEX_VARIABLES, PlanOptions
 
-__all__ = ["target_options", "fleet_options", "mirror_options", "glibc_option", "insecure_index_option"]
+__all__ = ["target_options", "fleet_options", "mirror_options", "glibc_option", "insecure_index_option",
+           "target_flags"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,3 +108,28 @@ def mirror_options(f: F) -> F:
                      help="Mirror of download.pytorch.org/whl (same layout: URL/cu121); also "
                           "$GPUSTACK_TORCH_INDEX_URL.")(f)
     return f
+
+
+def target_flags(opts: PlanOptions, with_deps: bool = True) -> str:
+    """Return the target and planning options of ``opts`` as the command line says them (``--gpu 'NVIDIA H100'
+    --driver ... --prefer-wheels``): what a re-lock is for, and what ``download`` tells the target's install."""
+    from resolver.models import format_driver
+
+    parts = [f"--gpu {g!r}" if " " in g else f"--gpu {g}" for g in opts.gpus] or (["--cpu"] if opts.cpu else [])
+    if opts.fleet_record is not None:  # each class of the recorded fleet, for its own driver
+        classes = opts.fleet_record["classes"]
+        parts.append(f"the fleet it was locked for ({len(classes)} class{'es' if len(classes) != 1 else ''}: "
+                     + ", ".join(f"{c['name']} driver {c.get('driver') or 'as --driver'}" for c in classes) + ")")
+    if opts.driver is not None:
+        parts.append(f"--driver {format_driver(opts.driver)}")
+    if opts.python_version:
+        parts.append(f"--python {opts.python_version}")
+    if opts.platform_tag:
+        parts.append(f"--platform {opts.platform_tag}")
+    if opts.glibc is not None:
+        parts.append(f"--glibc {opts.glibc}")
+    if opts.nvcc is not None:
+        parts.append(f"--nvcc {opts.nvcc}")
+    parts += [flag for flag, on in (("--verified-only", opts.verified_only), ("--prefer-wheels", opts.prefer_wheels),
+                                    ("--upgrade", opts.upgrade), ("--no-deps", not with_deps)) if on]
+    return " ".join(parts)
