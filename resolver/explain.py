@@ -129,6 +129,20 @@ def _install_reasons(target: Target, matrix: Matrix, request: Request,
     return reasons, [alt] if alt else []
 
 
+def _platforms_with_code(target: Target, matrix: Matrix, cc: ComputeCapability) -> list[str]:
+    """Return the other platforms with a torch build that has SASS for ``cc`` (the target's Python; any glibc)."""
+    from resolver.models import PLATFORMS
+
+    out = []
+    for plat in PLATFORMS:
+        if plat == target.platform:
+            continue
+        there = dataclasses.replace(target, platform=plat, glibc=None, glibc_assumed=False)
+        if any(o.arch.covers(cc) == "sass" for o in _all_options(matrix, there)):
+            out.append(plat)
+    return out
+
+
 def _with_companions_moved(target: Target, matrix: Matrix, request: Request, builds: list[TorchOption],
                            gpu: str) -> Alternative | None:
     """Return "torch==X+cuNNN with xformers==Y runs on GPU" for the newest torch build with code for the GPU whose
@@ -263,6 +277,15 @@ def _torch_build_reasons(target: Target, matrix: Matrix, request: Request) -> tu
                     alt = _with_companions_moved(target, matrix, request, anywhere[:24], _gpu_name(target, cc))
                 if alt is not None:
                     alts.append(alt)
+            else:  # no build for this platform has it: the platforms whose wheels do, or that none does
+                elsewhere = _platforms_with_code(target, matrix, cc)
+                if elsewhere:
+                    template += "; {elsewhere} torch wheels have it (--platform {first} plans for such a host)"
+                    facts.update(elsewhere=", ".join(elsewhere), first=elsewhere[0])
+                elif not any(v.arch.covers(cc) == "sass" for r in matrix.torch for v in r.variants) and \
+                        not any(a.covers(cc) == "sass" for r in matrix.torch for a in r.pypi_arch.values()):
+                    template += ("; no torch wheel gpustack knows has it, for any platform or Python (a torch built "
+                                 "from source for {sm} is outside what gpustack plans)")
             reasons.append(refusal("torch", str(spec or ""), "gpu_code", template, alt, **facts))
     if reasons:
         return reasons, alts

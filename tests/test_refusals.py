@@ -490,3 +490,16 @@ def test_a_companion_bound_no_known_release_meets_names_the_releases_and_a_move_
     if name == "flash-attn":  # where no release would serve (a K80), the reason still names where they are listed
         old = _refused("--gpu", "K80", "--driver", "470.82.01", "--python", "3.10", f"{name}==9")
         assert old["alternatives"] == [] and "`gpustack matrix show" in old["reasons"][0]  # type: ignore[index]
+
+
+def test_a_gpu_no_torch_wheel_of_the_platform_serves_names_the_platforms_that_do_or_that_none_does() -> None:
+    """'no linux_aarch64 torch wheel has sm_75 code (Tesla T4)' named no next step."""
+    t4 = ["--gpu", "T4", "--driver", "580.159.04", "--python", "3.12"]
+    data = _refused(*t4, "--platform", "linux_aarch64")
+    assert data["reasons"] == ["no linux_aarch64 torch wheel has sm_75 code (Tesla T4); linux_x86_64, win_amd64 torch "
+                               "wheels have it (--platform linux_x86_64 plans for such a host)"], data
+    for platform in ("linux_x86_64", "win_amd64"):  # as it says
+        assert CliRunner().invoke(main, ["plan", *t4, "--platform", platform]).exit_code == 0, platform
+    k40 = _refused("--gpu", "K40", "--driver", "470.256.02", "--python", "3.9")
+    assert k40["reasons"][0].endswith("; no torch wheel gpustack knows has it, for any platform or Python (a torch "  # type: ignore[index]
+                                      "built from source for sm_35 is outside what gpustack plans)"), k40
