@@ -25,7 +25,7 @@ from packaging.utils import (
 from resolver.passthrough import IndexFile, IndexProject
 from resolver.redact import redact
 
-__all__ = ["lookup", "lookup_or_folders"]
+__all__ = ["lookup", "lookup_or_folders", "login_advice"]
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
@@ -99,6 +99,16 @@ def _dist_name(filename: str) -> str:
         return ""
 
 
+def login_advice(url: str, status: int) -> str:
+    """Return what to do when ``url`` answered ``status`` (401/403): it refused the credentials in the URL, or wants
+    a login it did not get; credentials masked. The one wording of it: the plan's pass-through lookup (``_remote``)
+    and an install's failed step (``installers.login_hint``)."""
+    if urlsplit(url).username is not None:
+        return redact(f"{url} refused the credentials in its URL ({status}): check the user and token")
+    return (f"{redact(url)} wants a login (it answered {status}): give the credentials in the URL (user:token@ before "
+            f"the host), in ~/.netrc, or through keyring")
+
+
 def _remote(name: str, index: str, timeout: float) -> IndexProject:
     import requests
 
@@ -111,6 +121,9 @@ def _remote(name: str, index: str, timeout: float) -> IndexProject:
                                                "pass --index-url of a reachable index, or drop it", unreachable=True)
     if resp.status_code == 404:
         return IndexProject(name, shown, error=f"{name} does not exist on {shown}")
+    if resp.status_code in (401, 403):  # the index's answer, not the name's: no "check the spelling"
+        return IndexProject(name, shown, error=f"could not check {name}: {login_advice(index, resp.status_code)}",
+                            unreachable=True)
     if resp.status_code != 200:
         return IndexProject(name, shown, error=f"{shown} answered HTTP {resp.status_code} for {name}")
     try:

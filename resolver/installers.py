@@ -317,7 +317,7 @@ def login_hint(step: Step, timeout: float = 3.0) -> str | None:
         return None
     import requests
 
-    from resolver.redact import redact
+    from resolver.index_lookup import login_advice
 
     for url in urls:
         try:  # GET, not HEAD (some servers answer HEAD 405/501), and its body never read (an index root can be large)
@@ -327,10 +327,7 @@ def login_hint(step: Step, timeout: float = 3.0) -> str | None:
             continue
         if status not in (401, 403):
             continue
-        if urlsplit(url).username is not None:
-            return redact(f"hint: {url} refused the credentials in its URL ({status}): check the user and token")
-        return (f"hint: {url} wants a login (it answered {status}): give the credentials in the URL (user:token@ "
-                f"before the host), in ~/.netrc, or through keyring")
+        return f"hint: {login_advice(url, status)}"
     return None
 
 
