@@ -61,6 +61,19 @@ _KEY_FILE = "key.json"
 LOCK_HINTS = "lock-hints"
 LOCK_NAMES = "lock-names"
 REMEMBERED = (LOCK_HINTS, LOCK_NAMES)
+LEFT_BY_RUNS = ("logs", "constraints")  # build logs, and the constraints files each install step holds its pins in
+
+
+def left_by_runs() -> dict[str, int]:
+    """Return how many files earlier runs left in each of ``LEFT_BY_RUNS`` (``cache list`` says so)."""
+    out = {}
+    for name in LEFT_BY_RUNS:
+        folder = cache_dir() / name
+        try:
+            out[name] = sum(1 for f in folder.iterdir() if f.is_file()) if folder.is_dir() and not folder.is_symlink() else 0
+        except OSError:
+            out[name] = 0
+    return out
 
 
 def _wheels_dir() -> Path:
@@ -185,7 +198,7 @@ def entries() -> list[CacheEntry]:
 def clear(package: str | None = None) -> list[CacheEntry]:
     """Return the entries removed: every one, or those of ``package``, compared by PEP 503 normalized name
     (``flash_attn`` and ``Flash-Attn`` are ``flash-attn``, as keys store it). Without ``package`` it also removes
-    what lock remembered (``REMEMBERED``). ``BadInput`` for a string that is no package name (nothing is removed)."""
+    what lock remembered (``REMEMBERED``) and what earlier runs left (``LEFT_BY_RUNS``: build logs, constraints files). ``BadInput`` for a string that is no package name (nothing is removed)."""
     from packaging.utils import InvalidName, canonicalize_name
 
     from resolver.errors import BadInput
@@ -206,7 +219,7 @@ def clear(package: str | None = None) -> list[CacheEntry]:
         shutil.rmtree(entry.wheel.parent, ignore_errors=True)
         removed.append(entry)
     if wanted is None:
-        for name in REMEMBERED:
+        for name in (*REMEMBERED, *LEFT_BY_RUNS):
             folder = cache_dir() / name
             if folder.is_symlink():  # not ours to empty: the link goes, never what it points to
                 folder.unlink()

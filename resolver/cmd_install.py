@@ -552,20 +552,25 @@ def cache_list(as_json: bool) -> None:
                                 for e in found], indent=2))
         return
     print_cache_entries(console(), found, build_cache.cache_dir())
-    line(console(), f"`gpustack cache clear` removes these wheels and {_REMEMBERED}")
+    left = build_cache.left_by_runs()
+    if any(left.values()):
+        line(console(), f"earlier runs left {left['logs']} build log(s) (logs/) and {left['constraints']} constraints "
+                        "file(s) (constraints/)")
+    line(console(), "`gpustack cache clear` removes " + ("these wheels, " if found else "") + _LEFT + f" and {_REMEMBERED}")
 
 
 _REMEMBERED = "what lock remembered of earlier runs (lock-hints, lock-names: they only make a lock start sooner)"
+_LEFT = "the build logs and constraints files installs left"
 
 
 @cache.command("clear")
 @click.option("--package", metavar="NAME", help="Remove only this package's wheels.")
 def cache_clear(package: str | None) -> None:
-    """Remove cached wheels (all, or one package's); without --package also what lock remembered of earlier runs
-    (lock-hints, lock-names). The matrix cache and the index pages (kept by HTTP's rules) stay."""
+    """Remove cached wheels (all, or one package's); without --package also the build logs and constraints files of
+    earlier runs and what lock remembered (lock-hints, lock-names). The matrix cache and the index pages stay."""
     from resolver import cache as build_cache
 
     removed = build_cache.clear(package)
-    line(console(), f"removed {len(removed)} cached wheel(s)" + ("" if package else f" and {_REMEMBERED}")
+    line(console(), f"removed {len(removed)} cached wheel(s)" + ("" if package else f", {_LEFT} and {_REMEMBERED}")
          + f" from {build_cache.cache_dir()}")
 

@@ -420,6 +420,18 @@ class Matrix:
         ``None`` for a release the matrices do not know: the one place every command reads an OS's glibc from."""
         return self._os_index.get(name)
 
+    def first_releases_with(self, glibc: Version, families: tuple[str, ...] = ("rhel", "rocky", "debian", "ubuntu")
+                            ) -> list[str]:
+        """Return, per OS family of ``families`` (an os-release ``ID``), its oldest release (``platforms.toml``) whose
+        glibc is ``glibc`` or newer (``rhel-8``, ..., ``ubuntu-20.04`` for 2.28): the hosts an assumed glibc
+        describes, as the plan's note names them."""
+        out = []
+        for family in families:
+            rows = [o for o in self.oses if o.name.rsplit("-", 1)[0] == family and o.glibc >= glibc]
+            if rows:
+                out.append(min(rows, key=lambda o: (o.glibc, o.name)).name)
+        return out
+
     def os_glibc(self, name: str) -> Version | None:
         """Return the glibc of the OS ``name`` (``os_release``), or ``None`` when not known."""
         row = self._os_index.get(name)

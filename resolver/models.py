@@ -56,7 +56,7 @@ GO_ARCH = {"linux_x86_64": "amd64", "linux_aarch64": "arm64", "win_amd64": "amd6
 MARKER_VARIABLES = ("os_name", "sys_platform", "platform_system", "platform_machine", "python_version",
                     "platform_python_implementation", "implementation_name")
 # The glibc assumed for a described Linux target (--gpu/--cpu without --glibc): manylinux_2_28, the floor of every
-# current torch and xformers wheel (RHEL/Rocky 8, Debian 10, Ubuntu 20.04 and later have it). Printed in the plan.
+# current torch and xformers wheel. Printed in the plan, with the hosts that have it (``Matrix.first_releases_with``).
 DEFAULT_GLIBC = "2.28"
 PYPI_SIMPLE = "https://pypi.org/simple"
 PYTORCH_INDEX = "https://download.pytorch.org/whl"

@@ -327,8 +327,10 @@ def print_cache_entries(console: Console, entries: Sequence[CacheEntry], cache_d
         line(console, f"the build cache is empty ({cache_dir})")
     for e in entries:
         k = e.key
-        line(console, f"{e.wheel.name}  {e.size / 1e6:.1f} MB  key {e.digest}  torch {k.get('torch')} cuda "
-                      f"{k.get('torch_cuda')} archs {k.get('arch_list')}  {k.get('python_tag')} {k.get('platform')}")
+        cuda = f"CUDA {k['torch_cuda']}" if k.get("torch_cuda") else "no CUDA"
+        archs = f" archs {k['arch_list']}" if k.get("arch_list") else ""
+        line(console, f"{e.wheel.name}  {e.size / 1e6:.1f} MB  key {e.digest}  torch {k.get('torch')} ({cuda}){archs}  "
+                      f"{k.get('python_tag')} {k.get('platform')}")
         env = k.get("env") or {}
         line(console, "    built with: " + (" ".join(f"{n}={v}" for n, v in sorted(env.items())) or "no build variables"))
 

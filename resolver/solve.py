@@ -244,7 +244,7 @@ def from_here_note(target: Target) -> str:
             f"{'it' if one else 'them'}")
 
 
-def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> Stack:
+def _stack(best: Option, target: Target, request: Request, notes: list[str], matrix: Matrix) -> Stack:
     t = best.torch
     torch_choice = PackageChoice(
         name="torch",
@@ -260,9 +260,10 @@ def _stack(best: Option, target: Target, request: Request, notes: list[str]) -> 
     notes = list(notes)
     if target.from_here:
         notes.append(from_here_note(target))
-    if target.glibc_assumed and target.platform.startswith("linux_"):
-        notes.append(f"glibc not given: assumed {target.glibc} (manylinux_2_28 hosts: RHEL/Rocky 8, Debian 10, "
-                     "Ubuntu 20.04 and later); pass --glibc X.Y for an older host")
+    if target.glibc_assumed and target.platform.startswith("linux_") and target.glibc is not None:
+        hosts = ", ".join(matrix.first_releases_with(target.glibc))
+        notes.append(f"glibc not given: assumed {target.glibc} (hosts such as {hosts} and later: "
+                     "matrices/platforms.toml); pass --glibc X.Y for an older host")
     if target.driver is None and not target.is_cpu:
         notes.append("no driver given or detected: assumed new enough for every CUDA build; pass --driver to check it")
     for u in best.unverified + best.torch.assumptions:
@@ -549,4 +550,4 @@ def solve(target: Target, matrix: Matrix, request: Request, reporter: Reporter |
     rep.pinned("torch", best.torch.version)
     for c in best.companions:
         rep.pinned(c.choice.name, c.choice.version)
-    return _stack(best, target, request, notes)
+    return _stack(best, target, request, notes, matrix)

@@ -130,8 +130,9 @@ def test_cli_clear_also_forgets_what_lock_remembered(cache_dir: Path, tmp_path: 
     cache.store(key(package="xformers", source="xformers==0.0.30"), wheel)
     assert sorted(p.name for p in cache_dir.iterdir()) == ["lock-hints", "lock-names", "wheels"]
     listed = CliRunner().invoke(main, ["cache", "list"])
-    assert listed.exit_code == 0 and "`gpustack cache clear` removes these wheels and what lock remembered of " \
-        "earlier runs (lock-hints, lock-names" in listed.output, listed.output
+    assert listed.exit_code == 0 and "`gpustack cache clear` removes these wheels, the build logs and constraints " \
+        "files installs left and what lock remembered of earlier runs (lock-hints, lock-names" in listed.output, \
+        listed.output
     one = CliRunner().invoke(main, ["cache", "clear", "--package", "xformers"])
     assert one.exit_code == 0 and sorted(p.name for p in cache_dir.iterdir()) == ["lock-hints", "lock-names", "wheels"]
     done = CliRunner().invoke(main, ["cache", "clear"])

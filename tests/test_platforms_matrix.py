@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
+from packaging.version import Version
 
 from _plans import package_of
 from resolver.cli import main
@@ -93,3 +94,17 @@ def test_a_matrix_folder_without_the_platforms_table_is_refused(tmp_path: Path) 
     result = CliRunner().invoke(main, ["matrix", "validate", "--matrix-dir", str(folder)])
     assert result.exit_code == 2 and "platforms.toml: file missing" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_the_assumed_glibc_note_names_hosts_from_the_platforms_table(tmp_path: Path) -> None:
+    """A described target without --glibc is assumed to have 2.28; the note naming such hosts read them from code
+    ('RHEL/Rocky 8, Debian 10, Ubuntu 20.04'). They are the oldest release of each family at or above it."""
+    assert load().first_releases_with(Version("2.28")) == ["rhel-8", "rocky-8", "debian-10", "ubuntu-20.04"]
+    assert load().first_releases_with(Version("2.34")) == ["rhel-9", "rocky-9", "debian-12", "ubuntu-22.04"]
+    focal = '[[os]]\nname = "ubuntu-20.04"\nglibc = "2.31"\n'
+    folder = _copy(tmp_path, focal, focal.replace("2.31", "2.27"))  # as if 20.04 shipped 2.27: 22.04 is the first
+    out = CliRunner().invoke(main, ["plan", "--matrix-dir", str(folder), "--gpu", "A100", "--driver", "550",
+                                    "--python", "3.11", "--platform", "linux_x86_64", "torch"])
+    assert out.exit_code == 0, out.output
+    assert "glibc not given: assumed 2.28 (hosts such as rhel-8, rocky-8, debian-10, ubuntu-22.04 and later: " \
+           "matrices/platforms.toml); pass --glibc X.Y for an older host" in out.output
