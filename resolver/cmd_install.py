@@ -88,6 +88,24 @@ def _refuse_ignored(what: str, does: str, given_too: list[str], remake: str) -> 
                        f"{'them' if len(given_too) > 1 else 'it'} (`gpustack {remake}`)")
 
 
+def _with_configured(find_links: tuple[str, ...]) -> tuple[str, ...]:
+    """Return ``find_links`` and the user's own find-links folders of pip's and uv's configuration
+    (``installer_config.configured_find_links``): pip would install a planned file from there, so install takes
+    them as its own ``--find-links`` (a step whose file lies there needs no index); said once (``_find_links_notes``)."""
+    from resolver.installer_config import configured_find_links
+
+    given = {os.path.abspath(d) for d in find_links}
+    return (*find_links, *(d for _, d in configured_find_links() if d not in given))
+
+
+def _find_links_notes(sources: Sources) -> list[str]:
+    """Return the line said for each of the user's configured find-links folders that install uses (``_with_configured``)."""
+    from resolver.installer_config import configured_find_links
+
+    return [f"your find-links {folder} ({what}) is used as --find-links: a planned file found there is installed "
+            "from it" for what, folder in configured_find_links() if folder in sources.find_links]
+
+
 def _sources(find_links: tuple[str, ...], offline: bool, allow_insecure: bool = False, lock: bool = False) -> Sources:
     for d in find_links:
         if not os.path.isdir(d):
@@ -151,6 +169,7 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _refuse_ignored(f"--plan {plan_file}" if plan_file else f"--lock {lock_file}", "installs",
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
+    find_links = _with_configured(find_links)
     sources = _sources(find_links, offline, opts.allow_insecure_index, lock=bool(lock_file))
     opts = dataclasses.replace(opts, local_links=sources.find_links, no_index=sources.offline)  # pins from there too
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=opts.allow_insecure_index)
@@ -210,7 +229,7 @@ def _install_into(python_exe: str, will_create: bool, opts: PlanOptions, require
         _install_lock(lock_file, locked, python_exe, backend, dry_run, reporter, allow_missing_hashes, sources, exact)
         return None
     plan = with_mirrors(given if given is not None else plan_for(requirements, opts, reporter)[0], *mirrors)
-    for said in (user_index_note(), ignored_settings_note()):
+    for said in (user_index_note(), ignored_settings_note(), *_find_links_notes(sources)):
         if said:
             reporter.message(said)
     inst = Installer(backend, python_exe, restore_args(plan, sources), pip=[python_exe, "-m", "pip"] if will_create

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["configured_index", "pip_config_files", "uv_config_files"]
+__all__ = ["configured_index", "configured_find_links", "pip_config_files", "uv_config_files"]
 
 
 def pip_config_files(environ: Mapping[str, str]) -> list[Path]:
@@ -45,18 +45,7 @@ def pip_config_files(environ: Mapping[str, str]) -> list[Path]:
 
 
 def _pip_index(path: Path) -> str | None:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
-        return None  # pip itself refuses such a file; its own error will say why
-    found = None
-    for section in ("global", "install"):  # [install] wins
-        if parser.has_section(section):
-            for key, value in parser.items(section):
-                if key.lower().replace("_", "-") == "index-url" and value.strip():
-                    found = value.strip()
-    return found
+    return _pip_values(path, "index-url")
 
 
 def uv_config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[Path]:
@@ -129,3 +118,55 @@ def configured_index(environ: Mapping[str, str] | None = None) -> tuple[str, str
         if url:
             return f"index-url in {path}", url
     return None
+
+
+def _pip_values(path: Path, key: str) -> str | None:
+    """Return ``key``'s value in pip configuration file ``path`` (``[install]`` over ``[global]``), else ``None``."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return None  # pip itself refuses such a file; its own error will say why
+    found = None
+    for section in ("global", "install"):  # [install] wins
+        if parser.has_section(section):
+            for name, value in parser.items(section):
+                if name.lower().replace("_", "-") == key and value.strip():
+                    found = value.strip()
+    return found
+
+
+def configured_find_links(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """Return the local folders the user gave pip or uv as find-links, as ``(input, folder)``, once each:
+    ``PIP_FIND_LINKS``, pip's configuration files' ``find-links`` (the file pip would use), ``UV_FIND_LINKS``, uv's
+    ``find-links``. URLs (a flat page on a server) and folders that do not exist are left out: install's
+    ``--find-links`` takes folders."""
+    from urllib.parse import unquote, urlsplit
+
+    env = os.environ if environ is None else environ
+    given: list[tuple[str, str]] = []
+    for var in ("PIP_FIND_LINKS", "UV_FIND_LINKS"):
+        given += [(f"${var}", w) for w in env.get(var, "").split()]
+    pip_file = None
+    for path in pip_config_files(env):
+        value = _pip_values(path, "find-links") if path.is_file() else None
+        if value:
+            pip_file = [(f"find-links in {path}", w) for w in value.split()]
+    given += pip_file or []
+    for path in uv_config_files(env):
+        data = (_tool_uv(path) if path.name == "pyproject.toml" else _toml(path)) if path.is_file() else None
+        section = data.get("pip") if data else None
+        for table in (section if isinstance(section, dict) else {}, data or {}):
+            links = table.get("find-links")
+            if isinstance(links, list) and links:
+                given += [(f"find-links in {path}", str(w)) for w in links]
+                break
+        else:
+            continue
+        break
+    out: dict[str, str] = {}
+    for what, word in given:
+        folder = os.path.expanduser(unquote(urlsplit(word).path) if word.startswith("file:") else word)
+        if "://" not in folder and os.path.isdir(folder):
+            out.setdefault(os.path.abspath(folder), what)
+    return [(what, folder) for folder, what in out.items()]

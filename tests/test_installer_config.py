@@ -47,3 +47,15 @@ def test_an_unreadable_file_is_left_to_the_installer(tmp_path: Path) -> None:
     conf = tmp_path / "uv.toml"
     conf.write_text("index-url = [unclosed\n")
     assert configured_index({"PIP_CONFIG_FILE": "/dev/null", "UV_CONFIG_FILE": str(conf)}) is None
+
+
+def test_find_links_keeps_existing_local_folders_once(tmp_path: Path) -> None:
+    from resolver.installer_config import configured_find_links
+
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\nfind-links = file://{tmp_path}\n    https://example.org/wheels/\n")
+    env = {"PIP_CONFIG_FILE": str(conf), "UV_NO_CONFIG": "1",
+           "PIP_FIND_LINKS": f"{tmp_path} {tmp_path / 'missing'}"}
+    assert configured_find_links(env) == [("$PIP_FIND_LINKS", str(tmp_path))]
+    assert configured_find_links({**env, "PIP_FIND_LINKS": ""}) == [(f"find-links in {conf}", str(tmp_path))]
+    assert configured_find_links(OFF) == []
