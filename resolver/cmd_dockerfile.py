@@ -112,7 +112,7 @@ def _image_mirrors(torch_index_url: str | None, index_url: str | None, allow_ins
 
     mirrors = mirrors_of(torch_index_url, index_url, allow_insecure=allow_insecure)
     named = ("--torch-index-url" if torch_index_url else "$GPUSTACK_TORCH_INDEX_URL",
-             index_from if index_from.startswith("-") else f"${index_from}")
+             f"${index_from}" if index_from.isidentifier() else index_from)  # a variable, an option or a file
     for url, what in zip(mirrors, named):
         if url is None:
             continue

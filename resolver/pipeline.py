@@ -43,7 +43,8 @@ PYPI_INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL")
 
 def pypi_index(given: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """Return the PyPI mirror in effect, as ``(input, url)``: ``--index-url`` when given, else the first of
-    ``PYPI_INDEX_VARIABLES`` set in the environment (what pip and uv themselves would use); ``None`` for pypi.org.
+    ``PYPI_INDEX_VARIABLES`` set in the environment, else the index of pip's or uv's configuration files
+    (``installer_config.configured_index``): what pip and uv themselves would use; ``None`` for pypi.org.
 
     The one reading of it: ``PlanOptions.from_cli`` takes it (so pass-through pins are chosen on the mirror), and
     ``installers.mirrors`` moves the plan's pypi.org steps to the same URL, in every command."""
@@ -53,7 +54,9 @@ def pypi_index(given: str | None, environ: Mapping[str, str] | None = None) -> t
     for what, value in (("--index-url", given), *((name, env.get(name)) for name in PYPI_INDEX_VARIABLES)):
         if value:
             return what, value
-    return None
+    from resolver.installer_config import configured_index
+
+    return configured_index(env)
 
 
 def parse_driver_option(text: str) -> Version:
