@@ -53,7 +53,11 @@ def describe_target(target: Target) -> str:
     parts.append(target.platform)
     if target.nvcc is not None:
         parts.append(f"nvcc {target.nvcc}")
-    return "; ".join(parts) + f" ({target.source})"
+    source = target.source
+    if target.from_here:  # a described target's Python or platform taken from this machine: not given (its note)
+        source += "; " + " and ".join({"python": "Python", "platform": "platform"}[k] for k in target.from_here) \
+            + " from this machine"
+    return "; ".join(parts) + f" ({source})"
 
 
 def print_target(console: Console, target: Target, lines: Sequence[str] = ()) -> None:

@@ -51,8 +51,15 @@ def test_plan_refusal_exit_1_with_reasons() -> None:
 def test_plan_human_output_names_the_target_and_steps() -> None:
     code, out, _ = run("plan", "--gpu", "A100", "--driver", "535.104.05", "--python", "3.10", "--profile", "audiocraft")
     assert code == 0
-    assert "Target: A100 (sm_80); driver 535.104.05; Python 3.10; linux_x86_64 (given)" in out
+    # the platform was not given: the header says where it came from, as the note does (s10 trial: "(given)")
+    assert "Target: A100 (sm_80); driver 535.104.05; Python 3.10; linux_x86_64 (given; platform from this machine)" \
+        in out
     assert "xformers" in out and "0.0.22.post7" in out and "Steps:" in out
+    code, out, _ = run("plan", "--gpu", "A100", "--driver", "535.104.05", "--python", "3.10", "--platform",
+                       "linux_x86_64", "--profile", "audiocraft")
+    assert code == 0 and "Target: A100 (sm_80); driver 535.104.05; Python 3.10; linux_x86_64 (given)\n" in out
+    code, out, _ = run("plan", "--gpu", "A100", "--driver", "535.104.05", "torch")
+    assert code == 0 and "linux_x86_64 (given; Python and platform from this machine)" in out
 
 
 @pytest.mark.parametrize(
