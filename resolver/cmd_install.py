@@ -169,7 +169,8 @@ def install(requirements: tuple[str, ...], venv: str | None, installer: str, dry
         _refuse_ignored(f"--plan {plan_file}" if plan_file else f"--lock {lock_file}", "installs",
                         _planning_options_given(set() if plan_file else {"index_url", "torch_index_url"}),
                         "plan --json" if plan_file else "lock")
-    find_links = _with_configured(find_links)
+    if find_links or not offline:  # --offline still needs a folder given on the command line (made by download)
+        find_links = _with_configured(find_links)
     sources = _sources(find_links, offline, opts.allow_insecure_index, lock=bool(lock_file))
     opts = dataclasses.replace(opts, local_links=sources.find_links, no_index=sources.offline)  # pins from there too
     mirrors = mirrors_of(torch_index_url, opts.index_url, allow_insecure=opts.allow_insecure_index)

@@ -145,8 +145,8 @@ def configured_find_links(environ: Mapping[str, str] | None = None) -> list[tupl
 
     env = os.environ if environ is None else environ
     given: list[tuple[str, str]] = []
-    for var in ("PIP_FIND_LINKS", "UV_FIND_LINKS"):
-        given += [(f"${var}", w) for w in env.get(var, "").split()]
+    given += [("$PIP_FIND_LINKS", w) for w in env.get("PIP_FIND_LINKS", "").split()]  # pip: space-separated
+    given += [("$UV_FIND_LINKS", w.strip()) for w in env.get("UV_FIND_LINKS", "").split(",") if w.strip()]  # uv: commas
     pip_file = None
     for path in pip_config_files(env):
         value = _pip_values(path, "find-links") if path.is_file() else None

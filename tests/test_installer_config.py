@@ -59,3 +59,7 @@ def test_find_links_keeps_existing_local_folders_once(tmp_path: Path) -> None:
     assert configured_find_links(env) == [("$PIP_FIND_LINKS", str(tmp_path))]
     assert configured_find_links({**env, "PIP_FIND_LINKS": ""}) == [(f"find-links in {conf}", str(tmp_path))]
     assert configured_find_links(OFF) == []
+    other = tmp_path / "other"
+    other.mkdir()
+    assert configured_find_links({**OFF, "UV_FIND_LINKS": f"{tmp_path},{other}"}) == [  # uv: comma-separated
+        ("$UV_FIND_LINKS", str(tmp_path)), ("$UV_FIND_LINKS", str(other))]
