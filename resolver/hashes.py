@@ -107,12 +107,11 @@ def fetch_text(url: str) -> str | None:
 
 
 def _file_page(url: str) -> str | None:
-    from urllib.parse import urlsplit
-    from urllib.request import url2pathname
-
     import os
 
-    path = url2pathname(unquote(urlsplit(url).path))
+    from resolver.inputs import file_url_path
+
+    path = file_url_path(url)
     for candidate in (path.rstrip("/") + "/index.html", path):
         if not os.path.isfile(candidate):  # a regular file only: never a FIFO that would block
             continue

@@ -22,6 +22,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from resolver.inputs import file_url_path
 from resolver.passthrough import IndexFile, IndexProject
 from resolver.redact import redact
 
@@ -139,7 +140,7 @@ def lookup(names: list[str], index: str, timeout: float = 10.0) -> dict[str, Ind
     if not names:
         return {}
     if index.startswith("file://") or "://" not in index:
-        folder = Path(unquote(urlsplit(index).path) if index.startswith("file://") else index)
+        folder = Path(file_url_path(index) if index.startswith("file://") else index)
         return {n: _local(n, folder, index) for n in names}
     with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
         return dict(zip(names, pool.map(lambda n: _remote(n, index, timeout), names)))

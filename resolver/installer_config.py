@@ -19,7 +19,6 @@ the index wins. In a file: ``[pip] index-url``, then ``index-url``, then an ``[[
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from collections.abc import Mapping
@@ -31,11 +30,11 @@ __all__ = ["configured_index", "configured_find_links", "pip_config_files", "uv_
 
 def pip_config_files(environ: Mapping[str, str]) -> list[Path]:
     """Return pip's configuration files in the order it reads them (a later one wins); none for ``/dev/null``."""
-    import platformdirs
-
     given = environ.get("PIP_CONFIG_FILE")
     if given == os.devnull:
         return []
+    import platformdirs  # not before: a run that reads no file does not pay for it
+
     dirs = [*platformdirs.site_config_dir("pip", appauthor=False, multipath=True).split(os.pathsep), "/etc"]
     files = [Path(d) / "pip.conf" for d in dirs]
     if not (given and os.path.exists(given)):
@@ -50,12 +49,12 @@ def _pip_index(path: Path) -> str | None:
 
 def uv_config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list[Path]:
     """Return uv's configuration files in the order it ranks them (the first that sets a value wins)."""
-    import platformdirs
-
     if environ.get("UV_NO_CONFIG", "").lower() in ("1", "true", "yes", "on"):
         return []
     if environ.get("UV_CONFIG_FILE"):
         return [Path(environ["UV_CONFIG_FILE"])]
+    import platformdirs
+
     files: list[Path] = []
     here = (cwd or Path.cwd()).resolve()
     for folder in (here, *here.parents):
@@ -122,6 +121,8 @@ def configured_index(environ: Mapping[str, str] | None = None) -> tuple[str, str
 
 def _pip_values(path: Path, key: str) -> str | None:
     """Return ``key``'s value in pip configuration file ``path`` (``[install]`` over ``[global]``), else ``None``."""
+    import configparser
+
     parser = configparser.RawConfigParser()
     try:
         parser.read(path, encoding="utf-8")
@@ -141,7 +142,7 @@ def configured_find_links(environ: Mapping[str, str] | None = None) -> list[tupl
     ``PIP_FIND_LINKS``, pip's configuration files' ``find-links`` (the file pip would use), ``UV_FIND_LINKS``, uv's
     ``find-links``. URLs (a flat page on a server) and folders that do not exist are left out: install's
     ``--find-links`` takes folders."""
-    from urllib.parse import unquote, urlsplit
+    from resolver.inputs import file_url_path
 
     env = os.environ if environ is None else environ
     given: list[tuple[str, str]] = []
@@ -166,7 +167,7 @@ def configured_find_links(environ: Mapping[str, str] | None = None) -> list[tupl
         break
     out: dict[str, str] = {}
     for what, word in given:
-        folder = os.path.expanduser(unquote(urlsplit(word).path) if word.startswith("file:") else word)
+        folder = os.path.expanduser(file_url_path(word) if word.startswith("file:") else word)
         if "://" not in folder and os.path.isdir(folder):
             out.setdefault(os.path.abspath(folder), what)
     return [(what, folder) for folder, what in out.items()]

@@ -248,12 +248,11 @@ def on_this_machine(url: str) -> bool:
 def _missing_folder(url: str) -> str | None:
     """Return the folder of a ``file:`` ``url`` that does not exist (pip and uv skip it with a warning and then
     find nothing), else ``None``."""
-    from urllib.request import url2pathname
+    from resolver.inputs import file_url_path
 
-    parts = urlsplit(url)
-    if parts.scheme != "file":
+    if urlsplit(url).scheme != "file":
         return None
-    path = url2pathname(parts.path)
+    path = file_url_path(url)
     return None if os.path.exists(path) else path
 
 

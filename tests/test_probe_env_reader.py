@@ -206,3 +206,55 @@ def test_any_layout_is_found_as_the_library_finds_it(tmp_path: Path, entries: li
                 path.mkdir()
                 (path / ("PKG-INFO" if suffix == ".egg-info" else "METADATA")).write_text(text)
     assert _fast(search) == _library(search)
+
+
+# --- Requires-Dist, read from METADATA's headers (dist_requires) beside importlib.metadata's answer ----------------
+
+def _site_dist_infos() -> list[Path]:
+    import site
+    import sysconfig
+
+    folders = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
+    return sorted(p for f in folders if os.path.isdir(f) for p in Path(f).glob("*.dist-info"))
+
+
+def test_requires_match_importlib_metadata_on_this_interpreters_distributions() -> None:
+    infos = _site_dist_infos()
+    assert len(infos) > 20  # click, rich, packaging, pytest ... and what they need
+    differ = {p.name: (probe_env.dist_requires(str(p)), list(metadata.PathDistribution(p).requires or []))
+              for p in infos if probe_env.dist_requires(str(p)) != list(metadata.PathDistribution(p).requires or [])}
+    assert differ == {}
+    assert any(probe_env.dist_requires(str(p)) for p in infos)
+
+
+@pytest.mark.parametrize("headers", [
+    "Metadata-Version: 2.1\nName: a\nVersion: 1\nRequires-Dist: b>=1\nRequires-Dist: c; extra == 'x'\n\nbody\n"
+    "Requires-Dist: not-a-header\n",
+    # a folded License whose continuation holds only spaces, then more headers (traitlets 5.15.0's METADATA)
+    "Metadata-Version: 2.4\nName: a\nVersion: 1\nLicense: BSD\n        \n        more\nRequires-Dist: b\n\n",
+    "Metadata-Version: 2.1\nName: a\nVersion: 1\nSummary: \xfc\n",
+])
+def test_requires_match_importlib_metadata_on_edge_cases(headers: str, tmp_path: Path) -> None:
+    info = tmp_path / "a-1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_bytes(headers.encode())
+    assert probe_env.dist_requires(str(info)) == list(metadata.PathDistribution(info).requires or [])
+
+
+@pytest.mark.parametrize(("headers", "library", "ours"), [
+    # a folded Requires-Dist (CRLF): the library keeps the fold's newline and indent, which packaging cannot parse
+    ("Metadata-Version: 2.1\r\nName: a\r\nVersion: 1\r\nRequires-Dist: b\r\n (>=2)\r\n\r\nbody\r\n",
+     "       b\n(>=2)", "b (>=2)"),
+    ("Metadata-Version: 2.1\nName: a\nVersion: 1\nrequires-dist:  b ; python_version < '3.12' \n",
+     "b ; python_version < '3.12' ", "b ; python_version < '3.12'"),  # the trailing space: the same requirement
+])
+def test_requires_differ_from_importlib_metadata_only_in_white_space(headers: str, library: str, ours: str,
+                                                                     tmp_path: Path) -> None:
+    from packaging.requirements import Requirement
+
+    info = tmp_path / "a-1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_bytes(headers.encode())
+    assert list(metadata.PathDistribution(info).requires or []) == [library]
+    assert probe_env.dist_requires(str(info)) == [ours]
+    assert str(Requirement(ours)) == str(Requirement(" ".join(library.split())))

@@ -56,3 +56,29 @@ def test_a_reading_keeps_its_markers_when_read_again(tmp_path: Path, monkeypatch
     after = envstate.snapshot(python, since=before)
     assert before.markers and after.markers == before.markers
     assert after.markers["python_full_version"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_the_extras_shortcut_agrees_with_packaging_on_every_requirement_here() -> None:
+    """``only_for_extras`` skips a requirement without parsing it only where packaging's own evaluation is false for
+    every wanted extra: checked on every Requires-Dist of this interpreter's distributions and on crafted forms."""
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    from resolver.requires import only_for_extras
+
+    lines = [r for d in metadata.distributions() for r in (d.requires or [])]
+    lines += ['a; extra == "Dev_Tools"', "a ; extra=='x'  ", 'a; extra == "x" or python_version > "1"',
+              'a; python_version > "1" and extra == "x"', 'a @ https://h/a.whl ; extra == "x"', "a[b]; extra == 'b'"]
+    env = {k: str(v) for k, v in default_environment().items()}
+    skipped = 0
+    for wanted in ([""], ["", "dev-tools"], ["", "x", "b"]):
+        for line in lines:
+            if only_for_extras(line, wanted):
+                skipped += 1
+                marker = Requirement(line).marker
+                assert marker is not None and not any(marker.evaluate({**env, "extra": e}) for e in wanted), line
+    assert skipped > 50  # the shortcut is taken (most extras' requirements)
+    assert not only_for_extras('a; extra == "Dev_Tools"', ["", "dev-tools"])  # PEP 685: normalized
+    assert not only_for_extras('a; extra == "x" or python_version > "1"', [""])  # not the one form: parsed

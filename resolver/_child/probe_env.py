@@ -310,13 +310,45 @@ def debris(listing: Optional[Dict[str, List[str]]] = None) -> List[str]:
 
 
 def dist_requires(info_path: str) -> List[str]:
-    """Return the ``Requires-Dist`` lines of the distribution whose metadata folder is ``info_path``."""
+    """Return the ``Requires-Dist`` lines of the distribution whose metadata folder is ``info_path``.
+
+    A ``.dist-info`` folder's ``METADATA`` headers are read here (``_requires_dist``); anything else (an egg-info's
+    ``requires.txt``) through ``importlib.metadata``, whose import (email, zipfile, csv) costs more than reading
+    every dependency of a torch install after each step."""
+    if info_path.endswith(".dist-info"):
+        found = _requires_dist(os.path.join(info_path, "METADATA"))
+        if found is not None:
+            return found
     metadata = _metadata()
     if metadata is None:  # pragma: no cover - Python < 3.8
         return []
     import pathlib
 
     return list(metadata.PathDistribution(pathlib.Path(info_path)).requires or [])
+
+
+def _requires_dist(path: str) -> Optional[List[str]]:
+    """Return the ``Requires-Dist`` values of the core metadata file ``path`` as ``importlib.metadata`` gives them
+    (the headers end at the first empty line; a line that starts with a space or tab continues the one before it,
+    RFC 822 folding, joined as ``email`` unfolds it), or ``None`` when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            out: List[str] = []
+            current = False  # the last header was a Requires-Dist (a folded line continues it)
+            for line in f:
+                if not line.rstrip("\r\n"):  # an empty line; one of spaces is a folded (License) line
+                    break
+                if line[0] in " \t":
+                    if current:
+                        out[-1] += line.rstrip("\r\n")
+                    continue
+                name, sep, value = line.partition(":")
+                current = bool(sep) and name.strip().lower() == "requires-dist"
+                if current:
+                    out.append(value.strip())
+            return [v.strip() for v in out]
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def dist_files(info_path: str, prefix: str) -> List[str]:
