@@ -89,38 +89,46 @@ _FIELD_LINE = re.compile(r"[\041-\071\073-\176]*:")  # a field's first line: ema
 
 def _header_fields(text: str, wanted: Tuple[str, ...] = ("name", "version")) -> Dict[str, str]:
     """Return the ``wanted`` header fields of a metadata file's ``text`` (lower-cased name -> value of its first
-    occurrence) by the rules of ``email.parser`` with the ``compat32`` policy, which ``importlib.metadata`` reads
-    them with: the header ends at the first line that is neither a field (``name:``, the name printable ASCII) nor a
-    continuation (leading blank); a continuation line belongs to the field before it, as it is; a value loses its
-    leading blanks and its final line break; a first ``From `` line (mbox), a field with no name and a continuation
-    with no field before it are dropped. Reading stops once every wanted field is complete."""
+    occurrence), as ``importlib.metadata`` reads them (``_header_items``). Reading stops once every wanted field is
+    complete."""
+    fields: Dict[str, str] = {}
+    for key, value in _header_items(text):
+        if key in wanted and key not in fields:
+            fields[key] = value
+            if len(fields) == len(wanted):
+                break
+    return fields
+
+
+def _header_items(text: str) -> Iterator[Tuple[str, str]]:
+    """Yield each header field of a metadata file's ``text`` as (lower-cased name, value), in order, by the rules of
+    ``email.parser`` with the ``compat32`` policy, which ``importlib.metadata`` reads them with: the header ends at
+    the first line that is neither a field (``name:``, the name printable ASCII) nor a continuation (leading blank);
+    a continuation line belongs to the field before it, as it is; a value loses its leading blanks and its final line
+    break; a first ``From `` line (mbox), a field with no name and a continuation with no field before it are
+    dropped."""
     end = text.find("\n\n")
     # the header ends at the first empty line; lines break at "\n" alone, as the email parser's buffer breaks them
     lines = io.StringIO(text if end < 0 else text[:end + 1]).readlines()
-    fields: Dict[str, str] = {}
     current: List[str] = []
 
-    def flush() -> None:
-        if current:
-            name, _, value = current[0].partition(":")
-            key = name.lower()
-            if key in wanted and key not in fields:
-                value = (value.lstrip(" \t") + "".join(current[1:])).rstrip("\r\n")
-                if "\n" in value:  # a folded value, re-indented as importlib.metadata 3.10+ does (_repair_headers)
-                    import textwrap
+    def field() -> Tuple[str, str]:
+        name, _, value = current[0].partition(":")
+        value = (value.lstrip(" \t") + "".join(current[1:])).rstrip("\r\n")
+        if "\n" in value:  # a folded value, re-indented as importlib.metadata 3.10+ does (_repair_headers)
+            import textwrap
 
-                    value = textwrap.dedent(" " * 8 + value)
-                fields[key] = value
-            del current[:]
+            value = textwrap.dedent(" " * 8 + value)
+        return name.lower(), value
 
     for number, line in enumerate(lines):
         if line[0] in " \t":
             if current:
                 current.append(line)
             continue
-        flush()
-        if len(fields) == len(wanted):
-            break
+        if current:
+            yield field()
+            current = []
         if line.startswith("From "):
             if number == 0:
                 continue  # an mbox envelope line
@@ -131,8 +139,8 @@ def _header_fields(text: str, wanted: Tuple[str, ...] = ("name", "version")) -> 
             break  # the empty line, or the first line of the body
         if line[0] != ":":
             current.append(line)
-    flush()
-    return fields
+    if current:
+        yield field()
 
 
 def _metadata_folders(search: List[str]) -> Optional[List[str]]:
@@ -329,26 +337,18 @@ def dist_requires(info_path: str) -> List[str]:
 
 def _requires_dist(path: str) -> Optional[List[str]]:
     """Return the ``Requires-Dist`` values of the core metadata file ``path`` as ``importlib.metadata`` gives them
-    (the headers end at the first empty line; a line that starts with a space or tab continues the one before it,
-    RFC 822 folding, joined as ``email`` unfolds it), or ``None`` when it cannot be read."""
+    (``_header_items``), or ``None`` when it cannot be read."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            out: List[str] = []
-            current = False  # the last header was a Requires-Dist (a folded line continues it)
-            for line in f:
-                if not line.rstrip("\r\n"):  # an empty line; one of spaces is a folded (License) line
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(8192)  # the header, mostly: the description after it can be long
+            while "\n\n" not in text:
+                more = fh.read(65536)
+                if not more:
                     break
-                if line[0] in " \t":
-                    if current:
-                        out[-1] += line.rstrip("\r\n")
-                    continue
-                name, sep, value = line.partition(":")
-                current = bool(sep) and name.strip().lower() == "requires-dist"
-                if current:
-                    out.append(value.strip())
-            return [v.strip() for v in out]
-    except (OSError, UnicodeDecodeError):
+                text += more
+    except OSError:
         return None
+    return [value for key, value in _header_items(text) if key == "requires-dist"]
 
 
 def dist_files(info_path: str, prefix: str) -> List[str]:
