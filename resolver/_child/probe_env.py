@@ -68,20 +68,28 @@ def _name_version(folder: str) -> Tuple[Optional[str], Optional[str]]:
     them: the first non-empty one of ``METADATA``, ``PKG-INFO`` and the folder itself (an egg-info may be that
     file), its header parsed by the email parser's rules (``_header_fields``)."""
     for path in (os.path.join(folder, "METADATA"), os.path.join(folder, "PKG-INFO"), folder):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read(8192)  # the header, mostly: the description after it can be long
-                while "\n\n" not in text:
-                    more = fh.read(65536)
-                    if not more:
-                        break
-                    text += more
-        except OSError:  # missing, a folder, unreadable: as importlib.metadata's ``read_text``
-            continue
-        if text:  # an empty one: importlib.metadata reads the next
+        text = _header_text(path)
+        if text:  # none, or an empty one: importlib.metadata reads the next
             fields = _header_fields(text)
             return fields.get("name"), fields.get("version")
     return None, None
+
+
+def _header_text(path: str) -> Optional[str]:
+    """Return the start of the metadata file ``path``, through the end of its header (the description after it can
+    be long), or ``None`` where there is none to read (missing, a folder, unreadable: as importlib.metadata's
+    ``read_text``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(8192)
+            while "\n\n" not in text:
+                more = fh.read(65536)
+                if not more:
+                    break
+                text += more
+            return text
+    except OSError:
+        return None
 
 
 _FIELD_LINE = re.compile(r"[\041-\071\073-\176]*:")  # a field's first line: email.feedparser's headerRE
@@ -338,17 +346,8 @@ def dist_requires(info_path: str) -> List[str]:
 def _requires_dist(path: str) -> Optional[List[str]]:
     """Return the ``Requires-Dist`` values of the core metadata file ``path`` as ``importlib.metadata`` gives them
     (``_header_items``), or ``None`` when it cannot be read."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read(8192)  # the header, mostly: the description after it can be long
-            while "\n\n" not in text:
-                more = fh.read(65536)
-                if not more:
-                    break
-                text += more
-    except OSError:
-        return None
-    return [value for key, value in _header_items(text) if key == "requires-dist"]
+    text = _header_text(path)
+    return None if text is None else [value for key, value in _header_items(text) if key == "requires-dist"]
 
 
 def dist_files(info_path: str, prefix: str) -> List[str]:
