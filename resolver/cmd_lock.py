@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from resolver import render
+from resolver import render, toml_read
 from resolver.cli import skip_final_collection
 from resolver.cmd_common import check_output, per_class_plans, write_atomic
 from resolver.errors import BadInput, CommandFailed
@@ -38,8 +37,8 @@ def _previous(output: str) -> tuple[list[str], Any, str | None]:
     except (OSError, UnicodeDecodeError):
         return [], None, None
     try:
-        data = tomllib.loads(text)  # parsed once: the names and the plan
-    except tomllib.TOMLDecodeError as exc:
+        data = toml_read.loads(text)  # parsed once: the names and the plan
+    except toml_read.TOMLDecodeError as exc:
         claims = re.search(r"^\s*(\[\[?\s*)?tool\s*\.\s*gpustack\b", text, re.MULTILINE) is not None
         return [], None, f"not valid TOML ({exc})" if claims else None
     packages = data.get("packages")

@@ -114,7 +114,7 @@ def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bo
     index did not answer, 2 bad input or a malformed answer (nothing is written).
     """
     import datetime
-    import tomllib
+    from resolver import toml_read
 
     import requests
 
@@ -129,12 +129,12 @@ def refresh(packages: tuple[str, ...], since_text: tuple[str, ...], metadata: bo
     path = directory / "wheels.toml"
     old_text = path.read_text(encoding="utf-8") if path.exists() else ""
     try:
-        current = tomllib.loads(old_text).get("wheel", []) if old_text else []
-    except tomllib.TOMLDecodeError as exc:
+        current = toml_read.loads(old_text).get("wheel", []) if old_text else []
+    except toml_read.TOMLDecodeError as exc:
         raise BadInput(f"{path}: not valid TOML ({exc}); fix or remove it and run refresh again") from None
     xf = directory / "xformers.toml"
     pins = {str(r.get("version")): str(r.get("requires_dist_torch")) for r in
-            (tomllib.loads(xf.read_text(encoding="utf-8")).get("release", []) if xf.exists() else [])}
+            (toml_read.loads(xf.read_text(encoding="utf-8")).get("release", []) if xf.exists() else [])}
     result = refresh_mod.refresh(requests.Session(), current, packages or refresh_mod.PACKAGES, since=since,
                                  metadata=metadata, arch=arch, today=datetime.date.today().isoformat(), index=index,
                                  torch_pins=pins)

@@ -227,7 +227,7 @@ def sdist_needs(sdist: Path) -> tuple[list[str], list[str] | None]:
     says them)."""
     import email.parser
     import tarfile
-    import tomllib
+    from resolver import toml_read
     import zipfile
 
     texts: dict[str, str] = {}
@@ -248,8 +248,8 @@ def sdist_needs(sdist: Path) -> tuple[list[str], list[str] | None]:
     build: list[str] = list(_LEGACY_BUILD_REQUIRES)
     if "pyproject.toml" in texts:
         try:
-            system = tomllib.loads(texts["pyproject.toml"]).get("build-system")
-        except tomllib.TOMLDecodeError:
+            system = toml_read.loads(texts["pyproject.toml"]).get("build-system")
+        except toml_read.TOMLDecodeError:
             system = None
         if isinstance(system, dict) and isinstance(system.get("requires"), list):
             build = [str(r) for r in system["requires"]]

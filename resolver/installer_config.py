@@ -2,7 +2,7 @@
 gpustack's explicit ``--index-url`` (pip) / ``--default-index`` (uv) names the same mirror instead of overriding it
 (``pipeline.pypi_index`` asks here after the command line and the environment variables).
 
-Hand-written, small, on ``configparser``, ``tomllib`` and ``platformdirs`` (pip's own appdirs): asking the installer
+Hand-written, small, on ``configparser``, ``toml_read`` (tomli) and ``platformdirs`` (pip's own appdirs): asking the installer
 (``pip config list``) costs a child process (0.2 s) in every plan, and uv has no command that prints its settings.
 
 pip (https://pip.pypa.io/en/stable/topics/configuration/; ``pip._internal.configuration``): the files are read in
@@ -70,11 +70,11 @@ def uv_config_files(environ: Mapping[str, str], cwd: Path | None = None) -> list
 
 
 def _toml(path: Path) -> dict[str, Any] | None:
-    import tomllib
+    from resolver import toml_read
 
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return toml_read.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, toml_read.TOMLDecodeError):
         return None  # missing, or uv itself refuses it
 
 

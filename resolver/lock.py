@@ -7,7 +7,6 @@ whose hash could not be read) lives under ``[tool.gpustack]`` (docs/lock.md).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,6 +19,7 @@ from packaging.tags import Tag
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from resolver import toml_read
 from resolver.compat import driver_floor
 from resolver.errors import BadInput
 from resolver.matrix_types import Matrix
@@ -409,8 +409,8 @@ def read(path: str, *, hint: str = "write one with `gpustack lock`") -> LockedPl
 def loads(text: str) -> LockedPlan:
     """Return the ``LockedPlan`` of a lock's TOML text; raise ``BadInput`` when it is not a valid gpustack lock."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = toml_read.loads(text)
+    except toml_read.TOMLDecodeError as exc:
         raise BadInput(f"lock file is not valid TOML ({exc}); re-run `gpustack lock`") from None
     return from_data(data)
 
