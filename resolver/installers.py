@@ -267,12 +267,13 @@ def refuse_unreachable(urls: Sequence[str], needed: Mapping[str, str], *, verb: 
     from resolver.redact import redact
 
     silent = set(silent_hosts(urls, timeout))
-    dead = frozenset(u for u in urls if origin(u) in silent or _missing_folder(u) is not None)
+    missing = {u: folder for u in urls if (folder := _missing_folder(u)) is not None}  # each folder looked at once
+    dead = frozenset(u for u in urls if origin(u) in silent or u in missing)
     for url, requirement in needed.items():
         if url not in dead:
             continue
         said = f"{url} is not reachable (needed for {requirement}); "
-        folder = _missing_folder(url)
+        folder = missing.get(url)
         if folder is not None:
             said += f"no folder {folder} on this machine: fix the URL, or put the index there"
         elif on_this_machine(url):
